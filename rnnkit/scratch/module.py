@@ -1,0 +1,116 @@
+"""Parameters and the module base class of the scratch engine.
+
+A `Parameter` is an array with a gradient of the same shape beside it. A `Module` finds its parameters
+and sub-modules among its attributes (in the order they were set, as PyTorch does), names them with dots
+(`layers.0.weight`), and gives `state_dict` / `load_state_dict` with PyTorch's names.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_dtype(dtype) -> np.dtype:
+    """The engine runs in float32 or float64 only; anything else is a clear error."""
+    dt = np.dtype(dtype)
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def make_rng(seed_or_rng=None) -> np.random.Generator:
+    """A NumPy Generator from a seed, a Generator, or None (fresh entropy)."""
+    if isinstance(seed_or_rng, np.random.Generator):
+        return seed_or_rng
+    return np.random.default_rng(seed_or_rng)
+
+
+class Parameter:
+    """An array to learn, `data`, and its accumulated gradient, `grad` (same shape and dtype)."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: np.ndarray):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: parameter discovery, state dicts, train/eval mode, zero_grad."""
+
+    training: bool = True
+
+    def _children(self) -> Iterator[tuple[str, object]]:
+        for name, value in vars(self).items():
+            if isinstance(value, (Parameter, Module)):
+                yield name, value
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+                for i, v in enumerate(value):
+                    yield f"{name}.{i}", v
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for name, value in self._children():
+            full = f"{prefix}{name}"
+            if isinstance(value, Parameter):
+                yield full, value
+            else:
+                yield from value.named_parameters(full + ".")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self) -> Iterator["Module"]:
+        yield self
+        for _, value in self._children():
+            if isinstance(value, Module):
+                yield from value.modules()
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad.fill(0)
+
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters under PyTorch's names."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays (NumPy, or anything `np.asarray` takes, e.g. CPU tensors) into the parameters.
+
+        Names must match exactly when `strict`; shapes must always match. Values are cast to the
+        parameter's dtype.
+        """
+        own = dict(self.named_parameters())
+        if strict:
+            missing = sorted(set(own) - set(state))
+            unexpected = sorted(set(state) - set(own))
+            if missing or unexpected:
+                raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+        for name, value in state.items():
+            if name not in own:
+                continue
+            array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            param = own[name]
+            if array.shape != param.data.shape:
+                raise ValueError(f"{name}: shape {array.shape} does not match the parameter's {param.data.shape}")
+            param.data[...] = array
+
+    def num_parameters(self) -> int:
+        return sum(p.data.size for p in self.parameters())

@@ -1,0 +1,422 @@
+"""RNN, LSTM and GRU layers over whole sequences, with backpropagation through time.
+
+Arguments, parameter names, shapes, initialisation and results are PyTorch's (`torch.nn.RNN/LSTM/GRU`
+with `batch_first=True`), so a `state_dict()` loads into PyTorch and back unchanged.
+
+How a layer runs (see functional.py for one step):
+  * the batch is sorted by length, longest first, so at step t the sequences still running are the first
+    `active[t]` rows — exactly PyTorch's packed sequences. Finished rows are never touched again: their
+    state stays their final state and their outputs stay zero;
+  * the backward direction of a bidirectional layer is the forward algorithm run on each sequence reversed
+    within its own length, and its outputs are put back in time order;
+  * arrays are time-major inside, `(time, batch, ·)`, so a step's rows are one contiguous block;
+  * the input half of every gate for all steps is one GEMM before the loop, and in backward the weight
+    gradients are one GEMM each over all steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+from .module import Module, Parameter, as_float_dtype, make_rng
+
+
+class _Direction:
+    """What forward keeps of one layer direction for backward."""
+
+    __slots__ = ("packed", "inputs", "arrays")
+
+    def __init__(self, packed, inputs, arrays):
+        self.packed, self.inputs, self.arrays = packed, inputs, arrays
+
+
+class _Recurrent(Module):
+    mode: str = "rnn_tanh"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 dropout: float = 0.0, bidirectional: bool = False, dtype=np.float32, rng=None,
+                 check_finite: bool = False):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.dropout, self.bidirectional = bool(bias), float(dropout), bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = as_float_dtype(dtype)
+        self.check_finite = check_finite
+        self.rng = make_rng(rng)
+        gate_rows = F.GATES[self.mode] * hidden_size
+        bound = 1.0 / np.sqrt(hidden_size)  # PyTorch: U(-1/sqrt(H), 1/sqrt(H)) for every parameter
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                suffix = self._suffix(layer, direction)
+                shapes = {"weight_ih": (gate_rows, layer_input), "weight_hh": (gate_rows, hidden_size)}
+                if bias:
+                    shapes.update(bias_ih=(gate_rows,), bias_hh=(gate_rows,))
+                for name, shape in shapes.items():
+                    data = self.rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+                    setattr(self, name + suffix, Parameter(data))
+        self._cache = None
+
+    @staticmethod
+    def _suffix(layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _params(self, layer: int, direction: int) -> list[Parameter | None]:
+        s = self._suffix(layer, direction)
+        return [getattr(self, n + s, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, dtype={self.dtype})")
+
+    # ------------------------------------------------------------------------------------------ checks
+    def _check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(f"input must be (batch, time, features), got an array of rank {x.ndim} {x.shape}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"input has an empty batch or time axis: shape {x.shape}")
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"input has {x.shape[2]} features, the layer expects input_size={self.input_size}")
+        if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+            raise ValueError(f"input must be real numbers, got dtype {x.dtype}")
+        x = x.astype(self.dtype, copy=False)
+        if self.check_finite and not np.isfinite(x).all():
+            raise ValueError("input contains NaN or infinite values")
+        return x
+
+    @staticmethod
+    def _check_lengths(lengths, batch: int, time: int) -> np.ndarray | None:
+        if lengths is None:
+            return None
+        lengths = np.asarray(lengths)
+        if lengths.shape != (batch,):
+            raise ValueError(f"lengths must have shape (batch,) = ({batch},), got {lengths.shape}")
+        if not np.issubdtype(lengths.dtype, np.integer):
+            if not np.issubdtype(lengths.dtype, np.floating) or not np.all(lengths == np.round(lengths)):
+                raise ValueError(f"lengths must be integers, got {lengths.dtype}")
+        lengths = lengths.astype(np.int64)
+        if lengths.min() < 1 or lengths.max() > time:
+            raise ValueError(f"lengths must be in [1, {time}] (the time axis), got min {lengths.min()}, "
+                             f"max {lengths.max()}")
+        return lengths
+
+    def _check_state(self, name: str, state, batch: int) -> np.ndarray:
+        expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        if state is None:
+            return np.zeros(expected, dtype=self.dtype)
+        state = np.asarray(state)
+        if state.shape != expected:
+            raise ValueError(f"{name} must have shape (num_layers*num_directions, batch, hidden) = {expected}, "
+                             f"got {state.shape}")
+        state = state.astype(self.dtype, copy=False)
+        if self.check_finite and not np.isfinite(state).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return state
+
+    # ------------------------------------------------------------------------------------------ forward
+    def _forward(self, x, h0, c0, lengths):
+        x = self._check_input(x)
+        batch, time, _ = x.shape
+        lengths = self._check_lengths(lengths, batch, time)
+        h0 = self._check_state("h0", h0, batch)
+        if self.mode == "lstm":
+            c0 = self._check_state("c0", c0, batch)
+
+        if lengths is None:
+            order, sorted_lengths = None, np.full(batch, time)
+            active = [batch] * time
+            seq = np.ascontiguousarray(x.transpose(1, 0, 2))
+        else:
+            order = np.argsort(-lengths, kind="stable")
+            sorted_lengths = lengths[order]
+            active = (sorted_lengths[None, :] > np.arange(time)[:, None]).sum(axis=1).tolist()
+            seq = np.ascontiguousarray(x[order].transpose(1, 0, 2))
+            h0 = h0[:, order]
+            c0 = c0[:, order] if c0 is not None else None
+        # reverse[t, b]: the time index that step t of sequence b reads when run backwards
+        reverse = None if lengths is None else _reversal_index(sorted_lengths, time)
+
+        D, H = self.num_directions, self.hidden_size
+        h_n = np.empty((self.num_layers * D, batch, H), dtype=self.dtype)
+        c_n = np.empty_like(h_n) if self.mode == "lstm" else None
+        layers, masks = [], []
+        last = (sorted_lengths, np.arange(batch))
+        for layer in range(self.num_layers):
+            mask = None
+            if layer > 0 and self.training and self.dropout > 0:
+                keep = self.rng.random(seq.shape) >= self.dropout
+                mask = keep.astype(self.dtype) / self.dtype.type(1 - self.dropout)
+                seq = seq * mask
+            masks.append(mask)
+            outputs, directions = [], []
+            for d in range(D):
+                k = layer * D + d
+                inputs = seq if d == 0 else _reverse(seq, reverse)
+                w_ih, w_hh, b_ih, b_hh = (p.data if p is not None else None for p in self._params(layer, d))
+                packed = F.pack(self.mode, w_ih, w_hh, b_ih, b_hh)
+                xw = (inputs.reshape(time * batch, -1) @ packed.w_ih_t).reshape(time, batch, -1)
+                xw += packed.bias
+                arrays = _FORWARD[self.mode](self, packed, xw, h0[k], None if c0 is None else c0[k], active)
+                hs = arrays["h"]
+                h_n[k] = hs[last]
+                if c_n is not None:
+                    c_n[k] = arrays["c"][last]
+                out = hs[1:]
+                outputs.append(out if d == 0 else _reverse(out, reverse))
+                directions.append(_Direction(packed, inputs, arrays))
+            seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
+            layers.append(directions)
+        self._cache = dict(layers=layers, masks=masks, order=order, active=active, reverse=reverse,
+                           shape=(batch, time))
+
+        output = seq.transpose(1, 0, 2)
+        if order is not None:
+            inverse = np.argsort(order)
+            output, h_n = output[inverse], h_n[:, inverse]
+            c_n = c_n[:, inverse] if c_n is not None else None
+        return np.ascontiguousarray(output), h_n, c_n
+
+    # ------------------------------------------------------------------------------------------ backward
+    def _backward(self, d_output, d_h_n, d_c_n):
+        if self._cache is None:
+            raise ValueError("backward() needs a forward() first")
+        cache = self._cache
+        batch, time = cache["shape"]
+        order, active, reverse = cache["order"], cache["active"], cache["reverse"]
+        D, H = self.num_directions, self.hidden_size
+        state_shape = (self.num_layers * D, batch, H)
+
+        def grad(name, value, shape):
+            if value is None:
+                return np.zeros(shape, dtype=self.dtype)
+            value = np.asarray(value, dtype=self.dtype)
+            if value.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+            return value
+
+        d_output = grad("d_output", d_output, (batch, time, D * H))
+        d_h_n = grad("d_h_n", d_h_n, state_shape)
+        d_c_n = grad("d_c_n", d_c_n, state_shape) if self.mode == "lstm" else None
+        if order is not None:
+            d_output, d_h_n = d_output[order], d_h_n[:, order]
+            d_c_n = d_c_n[:, order] if d_c_n is not None else None
+        d_seq = np.ascontiguousarray(d_output.transpose(1, 0, 2))
+
+        dh0 = np.empty(state_shape, dtype=self.dtype)
+        dc0 = np.empty(state_shape, dtype=self.dtype) if self.mode == "lstm" else None
+        for layer in reversed(range(self.num_layers)):
+            d_in = None
+            for d, direction in enumerate(cache["layers"][layer]):
+                k = layer * D + d
+                d_out = d_seq[..., d * H:(d + 1) * H]
+                d_out = np.ascontiguousarray(d_out) if d == 0 else _reverse(d_out, reverse)
+                dc_k = None if d_c_n is None else d_c_n[k]
+                d_gates_x, d_gates_h, dh0[k], dc_last = _BACKWARD[self.mode](
+                    direction, d_out, d_h_n[k], dc_k, active)
+                if dc0 is not None:
+                    dc0[k] = dc_last
+                self._accumulate(layer, d, direction, d_gates_x, d_gates_h)
+                d_x = (d_gates_x.reshape(time * batch, -1) @ direction.packed.w_ih).reshape(time, batch, -1)
+                if d == 1:
+                    d_x = _reverse(d_x, reverse)
+                d_in = d_x if d_in is None else d_in + d_x
+            mask = cache["masks"][layer]
+            d_seq = d_in * mask if mask is not None else d_in
+
+        dx = d_seq.transpose(1, 0, 2)
+        if order is not None:
+            inverse = np.argsort(order)
+            dx, dh0 = dx[inverse], dh0[:, inverse]
+            dc0 = dc0[:, inverse] if dc0 is not None else None
+        return np.ascontiguousarray(dx), dh0, dc0
+
+    def _accumulate(self, layer, d, direction, d_gates_x, d_gates_h):
+        """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}."""
+        w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
+        rows = d_gates_x.shape[-1]
+        gx = d_gates_x.reshape(-1, rows)
+        gh = d_gates_h.reshape(-1, rows)
+        inputs = direction.inputs.reshape(gx.shape[0], -1)
+        h_prev = direction.arrays["h"][:-1].reshape(gx.shape[0], -1)
+        w_ih.grad += F.unpack_rows(self.mode, gx.T @ inputs)
+        w_hh.grad += F.unpack_rows(self.mode, gh.T @ h_prev)
+        if b_ih is not None:
+            b_ih.grad += F.unpack_rows(self.mode, gx.sum(axis=0))
+            b_hh.grad += F.unpack_rows(self.mode, gh.sum(axis=0))
+
+
+def _reversal_index(lengths: np.ndarray, time: int) -> np.ndarray:
+    """(time, batch) index: t → L_b - 1 - t within each sequence, t past its end stays t (an involution)."""
+    t = np.arange(time)[:, None]
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _reverse(seq: np.ndarray, reverse: np.ndarray | None) -> np.ndarray:
+    """Reverse each sequence of a time-major (time, batch, ·) array within its own length."""
+    if reverse is None:
+        return np.ascontiguousarray(seq[::-1])
+    return seq[reverse, np.arange(seq.shape[1])[None, :]]
+
+
+# ---------------------------------------------------------------------------------------------- time loops
+# Each forward returns the arrays backward needs; "h" is (time + 1, batch, H) with h[0] = h0.
+# Each backward returns (d pre-activations of the input side (T, B, G*H), of the hidden side, dh0, dc0).
+
+def _rnn_forward(layer, p, xw, h0, c0, active):
+    time, batch, hidden = xw.shape
+    relu = layer.mode == "rnn_relu"
+    hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
+    hs[0] = h0
+    for t, n in enumerate(active):
+        F.rnn_step(xw[t, :n], hs[t, :n], p.w_hh_t, hs[t + 1, :n], relu)
+    return {"h": hs, "relu": relu}
+
+
+def _rnn_backward(direction, d_out, dh_n, dc_n, active):
+    p, hs = direction.packed, direction.arrays["h"]
+    factor = F.rnn_factors(hs[1:], direction.arrays["relu"])
+    d_pre = np.zeros_like(d_out)
+    dh_rec, dh = dh_n.copy(), np.empty_like(dh_n)
+    for t in reversed(range(len(active))):
+        n = active[t]
+        np.add(d_out[t, :n], dh_rec[:n], out=dh[:n])
+        F.rnn_step_backward(dh[:n], factor[t, :n], p.w_hh, d_pre[t, :n], dh_rec[:n])
+    return d_pre, d_pre, dh_rec, None
+
+
+def _lstm_forward(layer, p, xw, h0, c0, active):
+    time, batch, gates = xw.shape
+    hidden = gates // 4
+    hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
+    cs = np.zeros_like(hs)
+    hs[0], cs[0] = h0, c0
+    acts = np.zeros_like(xw)
+    tanh_c = np.zeros((time, batch, hidden), dtype=xw.dtype)
+    for t, n in enumerate(active):
+        F.lstm_step(xw[t, :n], hs[t, :n], cs[t, :n], p.w_hh_t, acts[t, :n], cs[t + 1, :n], tanh_c[t, :n],
+                    hs[t + 1, :n])
+    return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c}
+
+
+def _lstm_backward(direction, d_out, dh_n, dc_n, active):
+    p, a = direction.packed, direction.arrays
+    hidden = dh_n.shape[-1]
+    k, factors = F.lstm_factors(a["gates"], a["c"][:-1], a["tanh_c"])
+    forget = a["gates"][..., hidden: 2 * hidden]
+    d_pre = np.zeros_like(a["gates"])
+    dh_rec, dc, dh = dh_n.copy(), dc_n.copy(), np.empty_like(dh_n)
+    for t in reversed(range(len(active))):
+        n = active[t]
+        np.add(d_out[t, :n], dh_rec[:n], out=dh[:n])
+        F.lstm_step_backward(dh[:n], dc[:n], k[t, :n], factors[t, :n], forget[t, :n], p.w_hh, d_pre[t, :n],
+                             dh_rec[:n], dc[:n])
+    return d_pre, d_pre, dh_rec, dc
+
+
+def _gru_forward(layer, p, xw, h0, c0, active):
+    time, batch, gates = xw.shape
+    hidden = gates // 3
+    hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
+    hs[0] = h0
+    acts = np.zeros_like(xw)
+    hn = np.zeros((time, batch, hidden), dtype=xw.dtype)
+    scratch = np.empty((batch, gates), dtype=xw.dtype)
+    for t, n in enumerate(active):
+        F.gru_step(xw[t, :n], hs[t, :n], p.w_hh_t, p.b_hn, hn[t, :n], acts[t, :n], hs[t + 1, :n], scratch[:n])
+    return {"h": hs, "gates": acts, "hn": hn}
+
+
+def _gru_backward(direction, d_out, dh_n, dc_n, active):
+    p, arr = direction.packed, direction.arrays
+    hidden = dh_n.shape[-1]
+    a, b = F.gru_factors(arr["gates"], arr["h"][:-1], arr["hn"])
+    z = arr["gates"][..., :hidden]
+    d_gh = np.zeros_like(arr["gates"])
+    d_n = np.zeros_like(arr["hn"])
+    dh_rec, dh, scratch = dh_n.copy(), np.empty_like(dh_n), np.empty_like(dh_n)
+    for t in reversed(range(len(active))):
+        n = active[t]
+        np.add(d_out[t, :n], dh_rec[:n], out=dh[:n])
+        F.gru_step_backward(dh[:n], a[t, :n], b[t, :n], z[t, :n], p.w_hh, d_gh[t, :n], d_n[t, :n],
+                            dh_rec[:n], scratch[:n])
+    d_gx = np.concatenate([d_gh[..., : 2 * hidden], d_n], axis=-1)  # the n gate's input side: dn_pre
+    return d_gx, d_gh, dh_rec, None
+
+
+_FORWARD = {"rnn_tanh": _rnn_forward, "rnn_relu": _rnn_forward, "lstm": _lstm_forward, "gru": _gru_forward}
+_BACKWARD = {"rnn_tanh": _rnn_backward, "rnn_relu": _rnn_backward, "lstm": _lstm_backward, "gru": _gru_backward}
+
+
+# ---------------------------------------------------------------------------------------------- public layers
+
+class _HiddenStateOnly(_Recurrent):
+    """RNN and GRU: the state is h alone."""
+
+    def forward(self, x, h0=None, lengths=None):
+        output, h_n, _ = self._forward(x, h0, None, lengths)
+        return output, h_n
+
+    def backward(self, d_output=None, d_h_n=None):
+        d_x, d_h0, _ = self._backward(d_output, d_h_n, None)
+        return d_x, d_h0
+
+    __call__ = forward
+
+
+class RNN(_HiddenStateOnly):
+    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act = tanh or relu.
+
+    forward(x (batch, time, input_size), h0 (layers*dirs, batch, hidden) = zeros, lengths (batch,) = None)
+      → output (batch, time, dirs*hidden), h_n (layers*dirs, batch, hidden)
+    backward(d_output, d_h_n=None) → (d_x, d_h0); parameter gradients accumulate in `.grad`.
+    Outputs past a sequence's length are zero and h_n holds the state at its last real step.
+    Truncated BPTT: pass h_n of one window as h0 of the next; backward stops at h0 (the carried state is
+    a constant, as `h.detach()` makes it in PyTorch).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
+                 bidirectional=False, dtype=np.float32, rng=None, check_finite=False):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        self.mode = "rnn_" + nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, dtype, rng,
+                         check_finite)
+
+
+class GRU(_HiddenStateOnly):
+    """Gated recurrent unit (PyTorch's equations; see functional.py). Same interface as `RNN`."""
+
+    mode = "gru"
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory (PyTorch's equations; see functional.py).
+
+    forward(x (batch, time, input_size), state=(h0, c0) or None, lengths=None)
+      → output (batch, time, dirs*hidden), (h_n, c_n) each (layers*dirs, batch, hidden)
+    backward(d_output, d_h_n=None, d_c_n=None) → (d_x, (d_h0, d_c0)).
+    """
+
+    mode = "lstm"
+
+    def forward(self, x, state=None, lengths=None):
+        if state is None:
+            h0 = c0 = None
+        else:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise ValueError("LSTM state must be a pair (h0, c0)")
+            h0, c0 = state
+        output, h_n, c_n = self._forward(x, h0, c0, lengths)
+        return output, (h_n, c_n)
+
+    def backward(self, d_output=None, d_h_n=None, d_c_n=None):
+        d_x, d_h0, d_c0 = self._backward(d_output, d_h_n, d_c_n)
+        return d_x, (d_h0, d_c0)
+
+    __call__ = forward

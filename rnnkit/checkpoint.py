@@ -202,7 +202,7 @@ def _safetensors():
     try:
         import safetensors.numpy
     except ImportError as e:
-        raise ImportError("checkpoints need the safetensors package: install rnnkit[io]") from e
+        raise ImportError("checkpoints need the safetensors package: install rnnkit[train]") from e
     return safetensors.numpy
 
 

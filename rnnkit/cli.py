@@ -13,9 +13,10 @@ import sys
 
 from rnnkit import __version__
 from rnnkit.data import datasets
+from rnnkit.train import TrainingError
 
 FORMATTER = argparse.ArgumentDefaultsHelpFormatter
-USER_ERRORS = (ValueError, OSError, datasets.DatasetError)
+USER_ERRORS = (ValueError, OSError, datasets.DatasetError, TrainingError)
 
 
 def add_parser(subparsers, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
@@ -52,7 +53,135 @@ def add_data_commands(subparsers) -> None:
     p.set_defaults(func=cmd_data_fetch)
 
 
-COMMANDS = [add_data_commands]  # later: add_train_command, add_generate_command, ...
+# ----------------------------------------------------------------------------------------- rnnkit train lm
+
+
+def cmd_train_lm(args) -> int:
+    from rnnkit.tasks import lm
+
+    result = lm.train_lm(
+        dataset=args.dataset, data=args.data, valid=args.valid, level=args.level, lower=args.lower,
+        min_freq=args.min_freq, max_vocab=args.max_vocab, cell=args.cell, layers=args.layers, hidden=args.hidden,
+        embedding=args.embedding, dropout=args.dropout, tie_weights=args.tie, engine=args.engine,
+        device=args.device, dtype=args.dtype, batch_size=args.batch_size, bptt=args.bptt, out=args.out,
+        resume=args.resume, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, momentum=args.momentum, clip=args.clip or None, schedule=args.schedule,
+        warmup_steps=args.warmup_steps, patience=args.patience, eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, log_every=args.log_every,
+        seed=args.seed, progress=not args.no_progress)
+    state = result.state
+    print(f"trained {state.step} steps; best validation loss {state.best_loss:.4f} at step {state.best_step}")
+    print(f"best checkpoint: {result.best}   last (for --resume): {result.last}")
+    print(f"generate with:   rnnkit generate {result.best} --prompt \"...\" --length 300")
+    return 0
+
+
+def add_train_commands(subparsers) -> None:
+    from rnnkit.scratch.engine import OPTIMIZERS
+    from rnnkit.scratch.models import CELLS
+    from rnnkit.train import SCHEDULES
+
+    train = add_parser(subparsers, "train", "train a model for a task")
+    sub = train.add_subparsers(dest="task", metavar="TASK", required=True)
+    p = add_parser(sub, "lm", "a character- or word-level language model (next-token prediction)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a registered dataset (see `rnnkit data list`)")
+    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file")
+    p.add_argument("--valid", metavar="FILE", help="validation text (default: the last 10%% of --data)")
+    p.add_argument("--level", choices=("char", "word"), help="tokens (default: the dataset's; char for files)")
+    p.add_argument("--lower", action="store_true", help="lower-case words (word level)")
+    p.add_argument("--min-freq", type=int, default=1, help="rarer tokens become <unk>")
+    p.add_argument("--max-vocab", type=int, help="keep only the most frequent tokens")
+    p.add_argument("--cell", choices=CELLS, default="lstm")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--embedding", type=int, help="embedding size (default: --hidden)")
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--tie", action="store_true", help="tie the output layer to the embedding")
+    add_engine_arguments(p)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bptt", type=int, default=64, help="steps of backpropagation through time per window")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--momentum", type=float, default=0.0, help="for sgd")
+    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm (0: no clipping)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
+    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: each epoch)")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="steps between saves for --resume "
+                   "(0: at each evaluation)")
+    p.add_argument("--max-steps", type=int, help="stop after this many updates")
+    p.add_argument("--log-every", type=int, default=10, help="steps between lines of metrics.jsonl")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/lm", help="run folder (checkpoints best/ and last/, metrics.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last/")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_lm)
+
+
+def add_engine_arguments(p) -> None:
+    p.add_argument("--engine", choices=("scratch", "torch"), default="scratch",
+                   help="scratch: NumPy, written from scratch; torch: PyTorch (cuDNN on a GPU)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for the torch engine")
+
+
+# ----------------------------------------------------------------------------------------- generate, evaluate
+
+
+def cmd_generate(args) -> int:
+    from rnnkit.tasks import lm
+
+    model = lm.load_lm(args.checkpoint, args.engine, args.device)
+    print(lm.generate(model, args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from rnnkit.tasks import lm
+
+    metrics = lm.evaluate_lm(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,
+                             engine=args.engine, device=args.device, batch_size=args.batch_size, bptt=args.bptt)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:>14}  {value:.4f}" if isinstance(value, float) else f"{key:>14}  {value}")
+    return 0
+
+
+def add_use_commands(subparsers) -> None:
+    p = add_parser(subparsers, "generate", "generate text with a trained language model")
+    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
+    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--length", type=int, default=200, help="tokens to generate")
+    p.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
+    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
+    p.add_argument("--top-p", type=float, help="sample only among the most likely tokens whose probability "
+                   "adds up to p (nucleus sampling)")
+    p.add_argument("--seed", type=int, help="the same seed gives the same text, on either engine")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = add_parser(subparsers, "evaluate", "evaluate a trained model on held-out data")
+    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file")
+    src.add_argument("--dataset", help="a registered dataset")
+    p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="with --dataset")
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--bptt", type=int, help="window length (default: the training run's)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+COMMANDS = [add_data_commands, add_train_commands, add_use_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,13 +61,24 @@ class Module:
                 for i, v in enumerate(value):
                     yield f"{name}.{i}", v
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(name, Parameter) pairs; a Parameter shared by two modules (tied weights) comes once, under its
+        first name, unless `remove_duplicate=False` (as in PyTorch)."""
+        seen: set[int] = set()
+        for name, param in self._all_parameters(prefix):
+            if remove_duplicate:
+                if id(param) in seen:
+                    continue
+                seen.add(id(param))
+            yield name, param
+
+    def _all_parameters(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
         for name, value in self._children():
             full = f"{prefix}{name}"
             if isinstance(value, Parameter):
                 yield full, value
             else:
-                yield from value.named_parameters(full + ".")
+                yield from value._all_parameters(full + ".")
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
@@ -92,7 +103,7 @@ class Module:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the parameters under PyTorch's names."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        return {name: p.data.copy() for name, p in self.named_parameters(remove_duplicate=False)}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
         """Copy arrays (NumPy, or anything `np.asarray` takes, e.g. CPU tensors) into the parameters.
@@ -100,7 +111,7 @@ class Module:
         Names must match exactly when `strict`; shapes must always match. Values are cast to the
         parameter's dtype.
         """
-        own = dict(self.named_parameters())
+        own = dict(self.named_parameters(remove_duplicate=False))
         if strict:
             missing = sorted(set(own) - set(state))
             unexpected = sorted(set(state) - set(own))

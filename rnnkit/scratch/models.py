@@ -1,0 +1,90 @@
+"""The task models of the scratch engine, built from its parts, each with its hand-written backward.
+
+Every model has the interface the trainer, the tasks and checkpointing use:
+    forward(...)                     the outputs (and the recurrent state, where there is one)
+    loss_and_grads(batch, carry)     forward + loss + backward, gradients accumulated in `.grad`
+    state_dict() / load_state_dict() PyTorch's names, equal to the torch engine's model
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Dropout, Embedding, Linear
+from .losses import cross_entropy
+from .module import Module, as_float_dtype, make_rng
+from .recurrent import GRU, LSTM, RNN
+
+CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+
+
+def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                   bidirectional: bool = False, dtype=np.float32, rng=None):
+    """The scratch RNN / LSTM / GRU layer for a cell name in CELLS."""
+    kwargs = dict(num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, dtype=dtype, rng=rng)
+    if cell == "lstm":
+        return LSTM(input_size, hidden_size, **kwargs)
+    if cell == "gru":
+        return GRU(input_size, hidden_size, **kwargs)
+    if cell in ("rnn_tanh", "rnn_relu"):
+        return RNN(input_size, hidden_size, nonlinearity=cell[4:], **kwargs)
+    raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+
+
+def uniform_(param, bound: float, rng) -> None:
+    param.data[...] = rng.uniform(-bound, bound, param.data.shape)
+
+
+class LanguageModel(Module):
+    """Embedding → dropout → RNN/LSTM/GRU → dropout → Linear over the vocabulary.
+
+    forward(tokens (batch, time) int, state=None) → logits (batch, time, vocab), state
+    where state is h (layers, batch, hidden), or (h, c) for an LSTM; pass it back in to carry context
+    from one window of text to the next (truncated BPTT).
+    With `tie_weights` the decoder uses the embedding matrix (embedding_dim must equal hidden_size);
+    the state dict then holds it under both names, as PyTorch's does.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int = 128, hidden_size: int = 256, num_layers: int = 1,
+                 cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False, dtype=np.float32,
+                 rng=None):
+        if tie_weights and embedding_dim != hidden_size:
+            raise ValueError(f"tie_weights needs embedding_dim == hidden_size, got {embedding_dim} and {hidden_size}")
+        self.dtype = as_float_dtype(dtype)
+        self.rng = make_rng(rng)  # one generator for initialisation and every dropout mask
+        self.vocab_size, self.cell = int(vocab_size), cell
+        self.embedding = Embedding(vocab_size, embedding_dim, dtype=dtype, rng=self.rng)
+        self.rnn = make_recurrent(cell, embedding_dim, hidden_size, num_layers, dropout, dtype=dtype, rng=self.rng)
+        self.decoder = Linear(hidden_size, vocab_size, dtype=dtype, rng=self.rng)
+        uniform_(self.embedding.weight, 0.1, self.rng)  # as PyTorch's word_language_model example
+        uniform_(self.decoder.weight, 0.1, self.rng)
+        self.decoder.bias.data[...] = 0
+        if tie_weights:
+            self.decoder.weight = self.embedding.weight
+        self.drop_in = Dropout(dropout, rng=self.rng)
+        self.drop_out = Dropout(dropout, rng=self.rng)
+
+    def forward(self, tokens, state=None):
+        x = self.drop_in(self.embedding(tokens))
+        out, state = self.rnn(x, state)
+        return self.decoder(self.drop_out(out)), state
+
+    def backward(self, d_logits) -> None:
+        d_out = self.drop_out.backward(self.decoder.backward(d_logits))
+        d_x = self.rnn.backward(d_out)[0]
+        self.embedding.backward(self.drop_in.backward(d_x))
+
+    def loss_and_grads(self, batch: dict, carry=None):
+        """Mean cross-entropy of predicting batch["targets"] (batch, time) from batch["inputs"].
+
+        Returns (loss, state): the state after this window, to carry into the next one.
+        """
+        logits, state = self.forward(batch["inputs"], carry)
+        loss, d_logits = cross_entropy(logits, batch["targets"])
+        self.backward(d_logits)
+        return float(loss), state
+
+    def loss(self, batch: dict, carry=None):
+        """(summed cross-entropy, number of targets, state), without gradients (for evaluation)."""
+        logits, state = self.forward(batch["inputs"], carry)
+        loss, _ = cross_entropy(logits, batch["targets"], reduction="sum")
+        return float(loss), int(np.asarray(batch["targets"]).size), state

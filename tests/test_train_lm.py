@@ -1,0 +1,169 @@
+"""The training loop and the language model end to end: learning, generation, exact resume, bad runs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnkit.checkpoint import load_checkpoint
+from rnnkit.cli import main
+from rnnkit.tasks import lm
+from rnnkit.train import TrainConfig, TrainingError, learning_rate
+
+VERSE = "the cat sat on the mat.\nthe dog sat on the log.\n"
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "verse.txt"
+    path.write_text(VERSE * 30)
+    return path
+
+
+def test_a_small_corpus_is_learned_and_reproduced(corpus, tmp_path):
+    result = lm.train_lm(data=str(corpus), level="char", hidden=48, layers=1, dropout=0.0, batch_size=4,
+                         bptt=24, epochs=25, lr=1e-2, out=str(tmp_path / "run"), progress=False, seed=0)
+    assert result.state.best_loss < 0.15  # nats per character; an untrained model starts near ln(18) = 2.9
+    history = [h["val_loss"] for h in result.state.history]
+    assert history[0] > 1.0 and history[-1] < 0.2
+    model = lm.load_lm(result.best)
+    text = lm.generate(model, prompt="the dog", length=len(" sat on the log.\nthe cat sat"), temperature=0)
+    assert text == "the dog sat on the log.\nthe cat sat"
+    metrics = lm.evaluate_lm(result.best, data=str(corpus))
+    assert metrics["bits_per_char"] < 0.5 and metrics["tokens"] == len(VERSE) * 30
+
+
+def test_word_level_model_on_a_file(corpus, tmp_path):
+    result = lm.train_lm(data=str(corpus), level="word", hidden=32, layers=1, dropout=0.0, batch_size=2,
+                         bptt=8, epochs=15, lr=1e-2, out=str(tmp_path / "run"), progress=False)
+    model = lm.load_lm(result.best)
+    assert "<eos>" in model.vocab and "cat" in model.vocab
+    assert result.state.best_loss < 0.6
+    text = lm.generate(model, prompt="the dog sat on", length=2, temperature=0)
+    assert text == "the dog sat on the log"
+
+
+def test_sampling_filters():
+    rng = np.random.default_rng(0)
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    draws = [lm.sample_token(logits, rng, top_k=2) for _ in range(400)]
+    assert set(draws) == {0, 1}
+    draws = [lm.sample_token(logits, rng, top_p=0.79) for _ in range(400)]
+    assert set(draws) == {0, 1}  # 0.5 + 0.3 reaches 0.79
+    draws = [lm.sample_token(logits, rng, top_p=0.81) for _ in range(400)]
+    assert set(draws) == {0, 1, 2}
+    assert lm.sample_token(logits, rng, temperature=0) == 0
+    cold = [lm.sample_token(logits, rng, temperature=0.05) for _ in range(200)]
+    assert cold.count(0) == 200
+
+
+def test_learning_rate_schedules():
+    c = TrainConfig(lr=1.0, schedule="cosine", warmup_steps=4)
+    assert [round(learning_rate(c, s, 14), 3) for s in (0, 3)] == [0.2, 0.8]
+    assert learning_rate(c, 4, 14) == 1.0 and abs(learning_rate(c, 14, 14)) < 1e-12
+    assert learning_rate(TrainConfig(lr=1.0, schedule="linear"), 5, 10) == 0.5
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="exotic")
+
+
+def run_cli(args):
+    """`rnnkit ARGS` as a separate process; its stderr goes to a file beside the run (read on failure)."""
+    log = open(Path(args[args.index("--out") + 1]).with_suffix(".log"), "a")
+    return subprocess.Popen([sys.executable, "-m", "rnnkit.cli", *args], stdout=subprocess.DEVNULL, stderr=log)
+
+
+def log_of(run: Path) -> str:
+    return run.with_suffix(".log").read_text()
+
+
+def saved_step(run: Path) -> int:
+    try:
+        return json.loads((run / "last" / "trainer.json").read_text())["trainer"]["step"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def test_resume_after_sigkill_is_bit_identical(corpus, tmp_path):
+    """A run killed with SIGKILL and resumed ends with exactly the weights of a run that never stopped."""
+    args = ["train", "lm", "--data", str(corpus), "--hidden", "32", "--layers", "2", "--dropout", "0.3",
+            "--batch-size", "4", "--bptt", "16", "--epochs", "6", "--lr", "3e-3", "--schedule", "cosine",
+            "--checkpoint-every", "3", "--eval-every", "7", "--seed", "3", "--no-progress"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    done = run_cli([*args, "--out", str(straight)])
+    assert done.wait(timeout=120) == 0, log_of(straight)
+
+    proc = run_cli([*args, "--out", str(killed)])
+    deadline = time.time() + 60
+    while saved_step(killed) < 6 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    at_kill = json.loads((killed / "last" / "trainer.json").read_text())["trainer"]
+    total = json.loads((straight / "last" / "trainer.json").read_text())["trainer"]["step"]
+    assert 6 <= at_kill["step"] < total and not at_kill["finished"]
+
+    resumed = run_cli([*args, "--out", str(killed), "--resume"])
+    assert resumed.wait(timeout=120) == 0, log_of(killed)
+    a = load_checkpoint(straight / "last", load_optimizer=True)
+    b = load_checkpoint(killed / "last", load_optimizer=True)
+    assert a.trainer_state["step"] == b.trainer_state["step"] == total
+    for name in a.weights:
+        np.testing.assert_array_equal(a.weights[name], b.weights[name], err_msg=name)
+    np.testing.assert_array_equal(load_checkpoint(straight / "best").weights["decoder.weight"],
+                                  load_checkpoint(killed / "best").weights["decoder.weight"])
+    # the metrics log has each step once
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == sorted(set(steps))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    from rnnkit.scratch.engine import ScratchEngine
+
+    real_step, calls = ScratchEngine.train_step, []
+
+    def poisoned(self, batch, carry=None):  # the fifth step's loss is NaN (the engine then skips the update)
+        calls.append(1)
+        return (float("nan"), 0.0, carry) if len(calls) == 5 else real_step(self, batch, carry)
+
+    monkeypatch.setattr(ScratchEngine, "train_step", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"loss became nan .* at step 5.*\(step 4\)"):
+        lm.train_lm(data=str(corpus), hidden=16, layers=1, batch_size=4, bptt=16, epochs=2,
+                    checkpoint_every=2, out=str(run), progress=False)
+    assert load_checkpoint(run / "last", load_optimizer=True).trainer_state["step"] == 4
+
+
+def test_cli_errors_are_clear(corpus, tmp_path, capsys):
+    assert main(["generate", str(tmp_path / "missing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main(["train", "lm", "--data", str(empty), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main(["train", "lm", "--data", str(corpus), "--out", str(tmp_path / "r"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "lm", "--data", str(corpus), "--hidden", "8", "--embedding", "4", "--tie",
+                 "--out", str(tmp_path / "r2")]) == 2
+    assert "tie_weights" in capsys.readouterr().err
+
+
+def test_generate_and_evaluate_commands(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "lm", "--data", str(corpus), "--hidden", "16", "--layers", "1", "--epochs", "1",
+                 "--batch-size", "4", "--bptt", "16", "--out", str(out), "--no-progress"]) == 0
+    assert "best checkpoint" in capsys.readouterr().out
+    assert main(["generate", str(out / "best"), "--prompt", "the", "--length", "20", "--seed", "4"]) == 0
+    first = capsys.readouterr().out
+    assert main(["generate", str(out / "best"), "--prompt", "the", "--length", "20", "--seed", "4"]) == 0
+    assert capsys.readouterr().out == first and first.startswith("the")
+    assert main(["evaluate", str(out / "best"), "--data", str(corpus), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) >= {"loss", "perplexity", "bits_per_char"}
+    assert metrics["perplexity"] == pytest.approx(np.exp(metrics["loss"]))

@@ -135,11 +135,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state, carry = TrainState(), None
-    if resume:
+    if resume:  # a finished run resumed with a larger budget (--epochs, --max-steps) goes on
         state, carry = _restore(run_dir / "last", engine)
-        if state.finished:
-            print(f"the run in {run_dir} has already finished; nothing to resume", file=sys.stderr)
-            return TrainResult(run_dir, state, state.history[-1] if state.history else {})
     log = _Log(run_dir / "metrics.jsonl", state.step if resume else None)
 
     per_epoch = task.num_batches()

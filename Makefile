@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := torch,train,dev
+EXTRAS := torch,train,plots,dev
 
 .PHONY: run test install bench clean
 

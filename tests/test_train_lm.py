@@ -167,3 +167,34 @@ def test_generate_and_evaluate_commands(corpus, tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) >= {"loss", "perplexity", "bits_per_char"}
     assert metrics["perplexity"] == pytest.approx(np.exp(metrics["loss"]))
+
+
+@pytest.mark.parametrize("trained_on, generated_on", [("scratch", "torch"), ("torch", "scratch")])
+def test_a_checkpoint_generates_the_same_text_on_both_engines(corpus, tmp_path, trained_on, generated_on):
+    pytest.importorskip("torch")
+    result = lm.train_lm(data=str(corpus), hidden=24, layers=2, cell="gru", batch_size=4, bptt=16, epochs=2,
+                         engine=trained_on, device="cpu", dtype="float64", out=str(tmp_path / "run"),
+                         progress=False)
+    texts = {}
+    for engine in ("scratch", "torch"):
+        model = lm.load_lm(result.best, engine=engine, device="cpu")
+        texts[engine] = lm.generate(model, prompt="the ", length=80, temperature=1.0, top_k=10, top_p=0.95,
+                                    seed=7)
+    assert texts[trained_on] == texts[generated_on]
+    assert len(texts["torch"]) == 84
+    scratch_eval = lm.evaluate_lm(result.best, data=str(corpus), engine="scratch")
+    torch_eval = lm.evaluate_lm(result.best, data=str(corpus), engine="torch", device="cpu")
+    assert scratch_eval["loss"] == pytest.approx(torch_eval["loss"], rel=1e-9)
+
+
+def test_torch_engine_trains_and_resumes_through_the_cli(corpus, tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    args = ["train", "lm", "--data", str(corpus), "--engine", "torch", "--device", "cpu", "--hidden", "16",
+            "--layers", "1", "--batch-size", "4", "--bptt", "16", "--out", str(out), "--no-progress"]
+    assert main([*args, "--epochs", "1"]) == 0
+    first = load_checkpoint(out / "last", load_optimizer=True).trainer_state["step"]
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    assert load_checkpoint(out / "last", load_optimizer=True).trainer_state["step"] == 2 * first
+    assert main([*args, "--epochs", "3", "--engine", "scratch", "--resume"]) == 2
+    assert "trained with the torch engine" in capsys.readouterr().err

@@ -71,12 +71,12 @@ class ScratchEngine:
     def eval_loss(self, batch: dict, carry=None):
         """(summed loss, number of targets, carry) in eval mode."""
         self.model.eval()
-        return self.model.loss(batch, carry)
+        return self.model.eval_loss(batch, carry)
 
-    def forward(self, inputs, carry=None):
-        """The model's outputs in eval mode, as NumPy: (outputs, carry)."""
+    def predict(self, *inputs):
+        """The model's `predict` in eval mode: NumPy outputs (a language model: (logits, state))."""
         self.model.eval()
-        return self.model.forward(inputs, carry)
+        return self.model.predict(*inputs)
 
     def weights(self) -> dict[str, np.ndarray]:
         return self.model.state_dict()

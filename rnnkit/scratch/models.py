@@ -73,6 +73,10 @@ class LanguageModel(Module):
         d_x = self.rnn.backward(d_out)[0]
         self.embedding.backward(self.drop_in.backward(d_x))
 
+    def predict(self, tokens, state=None):
+        """forward without caching for a backward: (logits (batch, time, vocab), state)."""
+        return self.forward(tokens, state)
+
     def loss_and_grads(self, batch: dict, carry=None):
         """Mean cross-entropy of predicting batch["targets"] (batch, time) from batch["inputs"].
 
@@ -83,8 +87,89 @@ class LanguageModel(Module):
         self.backward(d_logits)
         return float(loss), state
 
-    def loss(self, batch: dict, carry=None):
+    def eval_loss(self, batch: dict, carry=None):
         """(summed cross-entropy, number of targets, state), without gradients (for evaluation)."""
         logits, state = self.forward(batch["inputs"], carry)
         loss, _ = cross_entropy(logits, batch["targets"], reduction="sum")
         return float(loss), int(np.asarray(batch["targets"]).size), state
+
+
+class TextClassifier(Module):
+    """Embedding → dropout → RNN/LSTM/GRU → pooling → dropout → Linear over the classes.
+
+    forward(tokens (batch, time) int, lengths (batch,)) → logits (batch, classes).
+    Padding (token `padding_idx`, past each length) never changes a prediction: the recurrent layer stops
+    at each sequence's length and the pooling looks only at the real steps.
+    pooling: "last" (the final state of each direction), "mean", "max", "attention" (see pooling.py).
+    `class_weights` (classes,), if set, weight the loss for imbalanced labels (as torch's `weight=`).
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 100, hidden_size: int = 128,
+                 num_layers: int = 1, cell: str = "lstm", bidirectional: bool = False, dropout: float = 0.0,
+                 pooling: str = "last", attention_size: int = 64, padding_idx: int = 0, dtype=np.float32,
+                 rng=None):
+        from .pooling import MODES, AttentionPool, MaxPool, MeanPool
+
+        if pooling not in MODES:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(MODES)}")
+        if num_classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        self.dtype = as_float_dtype(dtype)
+        self.rng = make_rng(rng)
+        self.pooling, self.num_classes = pooling, int(num_classes)
+        self.class_weights = None
+        self.embedding = Embedding(vocab_size, embedding_dim, padding_idx=padding_idx, dtype=dtype, rng=self.rng)
+        self.rnn = make_recurrent(cell, embedding_dim, hidden_size, num_layers, dropout, bidirectional, dtype,
+                                  self.rng)
+        features = hidden_size * (2 if bidirectional else 1)
+        if pooling == "attention":
+            self.attention = AttentionPool(features, attention_size, dtype=dtype, rng=self.rng)
+        self.classifier = Linear(features, num_classes, dtype=dtype, rng=self.rng)
+        self.drop_in = Dropout(dropout, rng=self.rng)
+        self.drop_out = Dropout(dropout, rng=self.rng)
+        self._pool = {"mean": MeanPool, "max": MaxPool}.get(pooling, lambda: None)()
+
+    def forward(self, tokens, lengths):
+        tokens = np.asarray(tokens)
+        lengths = np.asarray(lengths)
+        x = self.drop_in(self.embedding(tokens))
+        out, state = self.rnn(x, lengths=lengths)
+        if self.pooling == "last":
+            h_n = state[0] if isinstance(state, tuple) else state
+            directions = 2 if self.rnn.bidirectional else 1
+            pooled = np.concatenate(list(h_n[-directions:]), axis=-1)   # top layer, each direction
+        elif self.pooling == "attention":
+            pooled = self.attention(out, lengths)
+        else:
+            pooled = self._pool(out, lengths)
+        self._out_shape = out.shape
+        return self.classifier(self.drop_out(pooled))
+
+    def backward(self, d_logits) -> None:
+        d_pooled = self.drop_out.backward(self.classifier.backward(d_logits))
+        if self.pooling == "last":
+            directions = 2 if self.rnn.bidirectional else 1
+            hidden = self.rnn.hidden_size
+            d_h_n = np.zeros((self.rnn.num_layers * directions, d_pooled.shape[0], hidden), dtype=self.dtype)
+            d_h_n[-directions:] = d_pooled.reshape(-1, directions, hidden).transpose(1, 0, 2)
+            d_x = self.rnn.backward(None, d_h_n)[0]
+        else:
+            pool = self.attention if self.pooling == "attention" else self._pool
+            d_x = self.rnn.backward(pool.backward(d_pooled))[0]
+        self.embedding.backward(self.drop_in.backward(d_x))
+
+    def _loss(self, batch, reduction):
+        logits = self.forward(batch["inputs"], batch["lengths"])
+        return logits, cross_entropy(logits, batch["labels"], reduction=reduction, weight=self.class_weights)
+
+    def loss_and_grads(self, batch: dict, carry=None):
+        """Mean (class-weighted) cross-entropy of batch["labels"] (batch,) given batch["inputs"] and
+        batch["lengths"]; gradients accumulate. Returns (loss, None)."""
+        _, (loss, d_logits) = self._loss(batch, "mean")
+        self.backward(d_logits)
+        return float(loss), None
+
+    def eval_loss(self, batch: dict, carry=None):
+        """(summed loss, number of examples, None) without gradients."""
+        _, (loss, _) = self._loss(batch, "sum")
+        return float(loss), len(batch["labels"]), None

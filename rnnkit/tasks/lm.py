@@ -223,12 +223,12 @@ def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: 
         tokens = [start if start in model.vocab else model.vocab.decode([len(model.vocab.specials)])[0]]
     ids = model.vocab.encode(tokens)
     rng = np.random.default_rng(seed)
-    logits, state = model.engine.forward(ids[None, :], None)
+    logits, state = model.engine.predict(ids[None, :], None)
     out = []
     for _ in range(length):
         next_id = sample_token(logits[0, -1], rng, temperature, top_k, top_p)
         out.append(next_id)
-        logits, state = model.engine.forward(np.array([[next_id]]), state)
+        logits, state = model.engine.predict(np.array([[next_id]]), state)
     generated = model.vocab.decode(out)
     text = tokenizer.detokenize(generated)
     return (prompt + ("" if model.tokenizer["level"] == "char" else " ") + text) if prompt else text

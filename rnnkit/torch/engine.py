@@ -1,0 +1,153 @@
+"""The torch engine as the trainer sees it: ScratchEngine's methods (rnnkit/scratch/engine.py) on PyTorch.
+
+NumPy at the boundary: batches, weights, optimizer and RNG state go in and come out as NumPy arrays (plus
+numbers, strings, lists, tuples and dicts), so checkpoints never hold a tensor. A carry stays a tensor on
+the device between steps (no copy each step); `to_numpy` / `from_numpy` convert it for checkpoints.
+
+Optimisers are torch.optim's with their defaults. On the CPU torch takes the single-tensor (non-foreach)
+path, which the scratch optimisers copy formula for formula, so the two engines agree to rounding; on CUDA
+torch takes its foreach path (the same maths, summed in another order).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .device import select_device
+from .models import state_to
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def tensors_to_numpy(obj):
+    """Every tensor in a nested dict / list / tuple as a NumPy copy (on the CPU); the rest as it is."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().numpy().copy()
+    if isinstance(obj, dict):
+        return {k: tensors_to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(tensors_to_numpy(v) for v in obj)
+    return obj
+
+
+def numpy_to_tensors(obj):
+    """The inverse of `tensors_to_numpy`: every NumPy array as a (CPU) tensor of its dtype."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj))  # a writable copy
+    if isinstance(obj, dict):
+        return {k: numpy_to_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(numpy_to_tensors(v) for v in obj)
+    return obj
+
+
+class TorchEngine:
+    """One training step, evaluation, and state to save and restore, for a torch model.
+
+    The model must give `loss(batch, carry) -> (mean loss tensor, state)` and
+    `eval_loss(batch, carry) -> (summed loss, count, state)` (see models.py). `device` is "cpu", "cuda",
+    "auto" or a torch.device; the model is moved there before the optimizer is made.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, optimizer: str = "adam", lr: float = 1e-3,
+                 weight_decay: float = 0.0, clip: float | None = None, momentum: float = 0.0,
+                 device: str | torch.device = "auto"):
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.model = model.to(self.device)
+        self.optimizer = make_optimizer(optimizer, self.model.parameters(), lr, weight_decay, momentum)
+        self.clip = clip
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    def train_step(self, batch: dict, carry=None):
+        """One update. Returns (loss, gradient norm before clipping, carry). A non-finite loss or gradient
+        leaves the weights untouched (the trainer stops the run)."""
+        self.model.train()
+        self.optimizer.zero_grad()
+        loss, carry = self.model.loss(batch, carry)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip else math.inf)
+        loss, norm = torch.stack([loss.detach(), norm.to(loss)]).tolist()  # one device sync
+        if math.isfinite(loss) and math.isfinite(norm):
+            self.optimizer.step()
+        return loss, norm, carry
+
+    def eval_loss(self, batch: dict, carry=None):
+        """(summed loss, number of targets, carry) in eval mode, without gradients."""
+        self.model.eval()
+        with torch.no_grad():
+            return self.model.eval_loss(batch, carry)
+
+    def predict(self, *inputs):
+        """The model's `predict` in eval mode, without gradients: NumPy outputs."""
+        self.model.eval()
+        with torch.no_grad():
+            return self.model.predict(*inputs)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The state dict as contiguous NumPy copies (tied weights under both names, as torch has them)."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def load_weights(self, weights: dict) -> None:
+        """Copy NumPy arrays (or tensors) into the model, cast to its dtype. Names and shapes must match."""
+        own = self.model.state_dict()
+        missing = [k for k in own if k not in weights]
+        unexpected = [k for k in weights if k not in own]
+        shapes = [f"{k}: {tuple(np.shape(v))} != {tuple(own[k].shape)}"
+                  for k, v in weights.items() if k in own and tuple(np.shape(v)) != tuple(own[k].shape)]
+        if missing or unexpected or shapes:
+            raise ValueError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}, "
+                             f"wrong shapes {shapes}")
+        self.model.load_state_dict({k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v))
+                                    for k, v in weights.items()})
+
+    def optimizer_state(self) -> dict:
+        """torch.optim's state dict with every tensor as a NumPy copy ("state" keeps its int keys)."""
+        return tensors_to_numpy(self.optimizer.state_dict())
+
+    def load_optimizer_state(self, state: dict) -> None:
+        state = numpy_to_tensors(state)
+        state["state"] = {int(k): v for k, v in state["state"].items()}  # in case JSON made them strings
+        self.optimizer.load_state_dict(state)
+
+    def rng_state(self) -> dict:
+        """torch's CPU generator (and the device's CUDA one) as uint8 arrays: the dropout masks to come."""
+        state = {"torch": torch.get_rng_state().numpy().copy()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device).numpy().copy()
+        return state
+
+    def set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(torch.from_numpy(np.array(state["torch"], dtype=np.uint8)))
+        if self.device.type == "cuda" and "cuda" in state:
+            torch.cuda.set_rng_state(torch.from_numpy(np.array(state["cuda"], dtype=np.uint8)), self.device)
+
+    @staticmethod
+    def to_numpy(carry):
+        """A carry (None, h, or (h, c)) as NumPy arrays, for checkpoints (rnnkit.scratch.engine.carry_arrays)."""
+        return tensors_to_numpy(carry)
+
+    def from_numpy(self, carry):
+        """A carry of NumPy arrays as tensors on the model's device, in its dtype."""
+        return state_to(carry, next(self.model.parameters()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import Dropout, Embedding, Linear
-from .losses import cross_entropy
+from .losses import cross_entropy, softmax
 from .module import Module, as_float_dtype, make_rng
 from .recurrent import GRU, LSTM, RNN
 
@@ -157,6 +157,10 @@ class TextClassifier(Module):
             pool = self.attention if self.pooling == "attention" else self._pool
             d_x = self.rnn.backward(pool.backward(d_pooled))[0]
         self.embedding.backward(self.drop_in.backward(d_x))
+
+    def predict(self, tokens, lengths) -> np.ndarray:
+        """Class probabilities (batch, classes)."""
+        return softmax(self.forward(tokens, lengths), axis=-1)
 
     def _loss(self, batch, reduction):
         logits = self.forward(batch["inputs"], batch["lengths"])

@@ -30,6 +30,7 @@ def length_mask(lengths: np.ndarray, time: int) -> np.ndarray:
 class MeanPool(Module):
     def forward(self, h, lengths):
         self._shape, self._lengths = h.shape, np.asarray(lengths)
+        h = h * length_mask(self._lengths, h.shape[1])[..., None]
         return h.sum(axis=1) / self._lengths[:, None].astype(h.dtype)
 
     def backward(self, dp):

@@ -12,6 +12,6 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from .device import select_device
 from .engine import TorchEngine, make_optimizer
-from .models import CELLS, LanguageModel, make_recurrent
+from .models import CELLS, LanguageModel, TextClassifier, make_recurrent
 
-__all__ = ["CELLS", "LanguageModel", "TorchEngine", "make_optimizer", "make_recurrent", "select_device"]
+__all__ = ["CELLS", "LanguageModel", "TextClassifier", "TorchEngine", "make_optimizer", "make_recurrent", "select_device"]

@@ -124,3 +124,84 @@ class LanguageModel(nn.Module):
         """(summed cross-entropy, number of targets, state): the scratch model's `loss`."""
         loss, state = self.loss(batch, carry, reduction="sum")
         return float(loss), int(np.asarray(batch["targets"]).size), state
+
+
+class AttentionPool(nn.Module):
+    """Additive attention over the real steps: α = softmax_t(v · tanh(W h_t + c)), p = Σ α_t h_t
+    (parameters `proj` and `score`, as the scratch engine's)."""
+
+    def __init__(self, features: int, attention_size: int):
+        super().__init__()
+        self.proj = nn.Linear(features, attention_size)
+        self.score = nn.Linear(attention_size, 1, bias=False)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return torch.einsum("bt,btf->bf", torch.softmax(scores, dim=1), h)
+
+
+class TextClassifier(nn.Module):
+    """Embedding → dropout → RNN/LSTM/GRU (packed by length) → pooling → dropout → Linear over the classes.
+
+    forward(tokens (batch, time) long, lengths (batch,)) → logits (batch, classes). Pooling "last" (final
+    state of each direction of the top layer), "mean", "max" or "attention", over the real steps only.
+    `class_weights` (NumPy (classes,) or None) weight the loss; it is a setting, not a parameter.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 100, hidden_size: int = 128,
+                 num_layers: int = 1, cell: str = "lstm", bidirectional: bool = False, dropout: float = 0.0,
+                 pooling: str = "last", attention_size: int = 64, padding_idx: int = 0, seed: int | None = None):
+        super().__init__()
+        if pooling not in ("last", "mean", "max", "attention"):
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of last, mean, max, attention")
+        self.pooling, self.num_classes, self.class_weights = pooling, int(num_classes), None
+        features = hidden_size * (2 if bidirectional else 1)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+            self.rnn = make_recurrent(cell, embedding_dim, hidden_size, num_layers, dropout, bidirectional)
+            if pooling == "attention":
+                self.attention = AttentionPool(features, attention_size)
+            self.classifier = nn.Linear(features, num_classes)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor, lengths) -> torch.Tensor:
+        time = tokens.shape[1]
+        lengths = torch.as_tensor(np.asarray(lengths), dtype=torch.long)  # pack wants them on the CPU
+        x = self.drop(self.embedding(tokens))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=time)
+        mask = torch.arange(time, device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None]
+        if self.pooling == "last":
+            h_n = state[0] if isinstance(state, tuple) else state
+            directions = 2 if self.rnn.bidirectional else 1
+            pooled = torch.cat(list(h_n[-directions:]), dim=-1)
+        elif self.pooling == "mean":
+            pooled = out.sum(dim=1) / lengths.to(out)[:, None]
+        elif self.pooling == "max":
+            pooled = out.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
+        else:
+            pooled = self.attention(out, mask)
+        return self.classifier(self.drop(pooled))
+
+    def _logits_and_labels(self, batch: dict):
+        weight = self.classifier.weight
+        logits = self(as_tensor(batch["inputs"], torch.long, weight.device), batch["lengths"])
+        return logits, as_tensor(batch["labels"], torch.long, weight.device)
+
+    def loss(self, batch: dict, carry=None, reduction: str = "mean"):
+        """(class-weighted cross-entropy of batch["labels"], None)."""
+        logits, labels = self._logits_and_labels(batch)
+        weights = None if self.class_weights is None else as_tensor(self.class_weights, logits.dtype, logits.device)
+        return F.cross_entropy(logits, labels, weight=weights, reduction=reduction), None
+
+    def eval_loss(self, batch: dict, carry=None):
+        loss, _ = self.loss(batch, carry, reduction="sum")
+        return float(loss), len(batch["labels"]), None
+
+    def predict(self, tokens, lengths) -> np.ndarray:
+        """Class probabilities (batch, classes) as NumPy."""
+        logits = self(as_tensor(tokens, torch.long, self.classifier.weight.device), lengths)
+        return torch.softmax(logits, dim=-1).cpu().numpy()

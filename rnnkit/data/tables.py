@@ -1,0 +1,110 @@
+"""Labelled examples from user files: CSV/TSV with a header row, or JSONL (one JSON object per line).
+
+`read_labelled(path, text_column="text", label_column="label") -> [(text, label), ...]` in file order.
+
+Format: by extension (.csv comma, .tsv/.tab tab, .jsonl/.ndjson JSON lines); otherwise a first non-blank
+character "{" means JSONL, else the delimiter is sniffed from the header line among , tab ; |.
+Files are UTF-8 (a byte-order mark is dropped). Labels may be any strings (JSON integers are turned into
+strings); they are stripped of surrounding whitespace, texts are kept as written. Blank lines are skipped.
+Every problem raises ValueError naming the file and, where there is one, the line: undecodable bytes, an
+empty file, a missing column (the message lists the columns that exist), a row with the wrong number of
+fields, an empty or missing text or label, a JSONL line that is not a JSON object.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from .text import decode_utf8
+
+DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+JSONL = (".jsonl", ".ndjson")
+
+
+def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label",
+                  delimiter: str | None = None) -> list[tuple[str, str]]:
+    """(text, label) pairs from a CSV/TSV or JSONL file; `delimiter` overrides the CSV delimiter."""
+    path = Path(path)
+    data = path.read_bytes()
+    text = decode_utf8(data, str(path))
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty" + (f" ({len(data)} bytes of whitespace)" if data else ""))
+    suffix = path.suffix.lower()
+    if delimiter is None and (suffix in JSONL or (suffix not in DELIMITERS and text.lstrip().startswith("{"))):
+        pairs = _read_jsonl(text, text_column, label_column, path)
+    else:
+        delimiter = delimiter or DELIMITERS.get(suffix) or sniff_delimiter(text)
+        pairs = _read_csv(text, delimiter, text_column, label_column, path)
+    if not pairs:
+        raise ValueError(f"{path}: no examples after the header")
+    return pairs
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a delimited text, guessed from its first non-blank line (comma if in doubt)."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",\t;|").delimiter
+    except csv.Error:
+        return "\t" if "\t" in header else ","
+
+
+def _value(value, column: str, line: int, path: Path, kind: str) -> str:
+    if kind == "label" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{path}, line {line}: the {kind} column {column!r} holds {json.dumps(value)}; "
+                         f"expected a string")
+    if not value.strip():
+        raise ValueError(f"{path}, line {line}: the {kind} column {column!r} is empty")
+    return value if kind == "text" else value.strip()
+
+
+def _read_csv(text: str, delimiter: str, text_column: str, label_column: str, path: Path):
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header, start = None, 1
+    pairs = []
+    try:
+        for row in reader:
+            line, start = start, reader.line_num + 1  # a quoted field may span lines: report where the row starts
+            if not row or (len(row) == 1 and not row[0].strip()):  # a blank line
+                continue
+            if header is None:
+                header = [h.strip() for h in row]
+                missing = [c for c in (text_column, label_column) if c not in header]
+                if missing:
+                    raise ValueError(f"{path}: no column {' or '.join(map(repr, missing))}; the header "
+                                     f"(delimiter {delimiter!r}) has the columns {header}")
+                ti, li = header.index(text_column), header.index(label_column)
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {line}: {len(row)} fields, but the header has {len(header)}")
+            pairs.append((_value(row[ti], text_column, line, path, "text"),
+                          _value(row[li], label_column, line, path, "label")))
+    except csv.Error as e:
+        raise ValueError(f"{path}, line {reader.line_num}: malformed CSV: {e}") from None
+    return pairs
+
+
+def _read_jsonl(text: str, text_column: str, label_column: str, path: Path):
+    pairs = []
+    for line, row in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
+        if not row.strip():
+            continue
+        try:
+            obj = json.loads(row)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {line}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}")
+        missing = [c for c in (text_column, label_column) if c not in obj]
+        if missing:
+            raise ValueError(f"{path}, line {line}: no field {' or '.join(map(repr, missing))}; "
+                             f"this line has the fields {list(obj)}")
+        pairs.append((_value(obj[text_column], text_column, line, path, "text"),
+                      _value(obj[label_column], label_column, line, path, "label")))
+    return pairs

@@ -1,0 +1,249 @@
+"""Evaluation metrics: classification, language modelling, translation (BLEU) and regression.
+
+Classification follows scikit-learn: per-class precision, recall and F1 with zero_division=0 (a ratio whose
+denominator is 0 counts as 0), macro averages over the classes, weighted averages by support. Every function
+raises ValueError for empty inputs or inputs of different lengths.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.ndim != 1 or p.ndim != 1:
+        raise ValueError(f"expected 1-D label sequences, got shapes {t.shape} and {p.shape}")
+    if len(t) != len(p):
+        raise ValueError(f"y_true has {len(t)} items but y_pred has {len(p)}")
+    if len(t) == 0:
+        raise ValueError("empty input: no labels to score")
+    return t, p
+
+
+def _div(num, den) -> np.ndarray:
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+# ------------------------------------------------------------------------------------- classification
+
+
+def accuracy(y_true, y_pred) -> float:
+    """The fraction of predictions equal to the truth."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(t == p))
+
+
+def precision_recall_f1(y_true, y_pred, labels=None):
+    """Per-class (precision, recall, f1, support) arrays, in the order of `labels`.
+
+    labels: the classes to score (any values comparable with ==); default: the sorted union of the labels in
+    y_true and y_pred. support[i] is how often labels[i] occurs in y_true.
+    """
+    t, p = _pair(y_true, y_pred)
+    labels = np.unique(np.concatenate([t, p])) if labels is None else np.asarray(labels)
+    tp = np.array([np.sum((t == c) & (p == c)) for c in labels], dtype=np.int64)
+    predicted = np.array([np.sum(p == c) for c in labels], dtype=np.int64)
+    support = np.array([np.sum(t == c) for c in labels], dtype=np.int64)
+    precision, recall = _div(tp, predicted), _div(tp, support)
+    f1 = _div(2 * tp, predicted + support)  # = 2PR / (P + R), and 0 where both are 0
+    return precision, recall, f1, support
+
+
+def classification_report(y_true, y_pred, label_names=None) -> dict:
+    """Per-class precision/recall/F1/support, accuracy, macro and weighted averages, as a JSON-ready dict.
+
+    With `label_names`, y_true and y_pred hold class ids 0 .. len(label_names) - 1 and every class is
+    reported, also those that never occur; without, the classes are the labels that occur, named str(label).
+        {"classes": {name: {"precision", "recall", "f1", "support"}}, "accuracy": a, "support": n,
+         "macro": {"precision", "recall", "f1"}, "weighted": {"precision", "recall", "f1"}}
+    """
+    t, p = _pair(y_true, y_pred)
+    if label_names is None:
+        labels = np.unique(np.concatenate([t, p]))
+        names = [str(c) for c in labels.tolist()]
+    else:
+        names = [str(n) for n in label_names]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate label names: {names}")
+        labels = np.arange(len(names))
+        for what, y in (("y_true", t), ("y_pred", p)):
+            bad = sorted(set(y.tolist()) - set(range(len(names))))
+            if bad:
+                raise ValueError(f"{what} holds {bad[:10]}, not class ids 0..{len(names) - 1} of {names}")
+    precision, recall, f1, support = precision_recall_f1(t, p, labels)
+    total = int(support.sum())
+    weights = support / total
+    classes = {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                      "support": int(support[i])} for i, name in enumerate(names)}
+    return {
+        "classes": classes,
+        "accuracy": accuracy(t, p),
+        "support": total,
+        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+        "weighted": {"precision": float(weights @ precision), "recall": float(weights @ recall),
+                     "f1": float(weights @ f1)},
+    }
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
+    """Counts (n_classes, n_classes) int64: row = true class id, column = predicted class id.
+
+    n_classes defaults to the largest id seen + 1.
+    """
+    t, p = _pair(y_true, y_pred)
+    for what, y in (("y_true", t), ("y_pred", p)):
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{what} must hold integer class ids, got dtype {y.dtype}")
+    n = int(max(t.max(), p.max())) + 1 if n_classes is None else n_classes
+    if min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n:
+        raise ValueError(f"class ids must lie in 0..{n - 1}; got {min(t.min(), p.min())}..{max(t.max(), p.max())}")
+    return np.bincount(t.astype(np.int64) * n + p, minlength=n * n).reshape(n, n)
+
+
+def format_report(report: dict, digits: int = 3) -> str:
+    """A classification_report dict as a table, like scikit-learn's text report."""
+    names = list(report["classes"])
+    width = max([len(n) for n in names] + [len("weighted avg")])
+    col = max(digits + 3, 9)
+    head = f"{'':<{width}}" + "".join(f"{h:>{col}}" for h in ("precision", "recall", "f1", "support"))
+    lines = [head, ""]
+
+    def row(name, m, support):
+        values = "".join(f"{m[k]:>{col}.{digits}f}" for k in ("precision", "recall", "f1"))
+        return f"{name:<{width}}{values}{support:>{col}}"
+
+    for name, m in report["classes"].items():
+        lines.append(row(name, m, m["support"]))
+    lines.append("")
+    lines.append(f"{'accuracy':<{width}}{'':>{2 * col}}{report['accuracy']:>{col}.{digits}f}{report['support']:>{col}}")
+    lines.append(row("macro avg", report["macro"], report["support"]))
+    lines.append(row("weighted avg", report["weighted"], report["support"]))
+    return "\n".join(lines)
+
+
+def format_confusion(matrix, label_names=None) -> str:
+    """A confusion matrix as a table: rows are the true classes, columns the predicted ones."""
+    m = np.asarray(matrix)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {m.shape}")
+    names = [str(n) for n in (label_names if label_names is not None else range(len(m)))]
+    if len(names) != len(m):
+        raise ValueError(f"{len(names)} label names for a {len(m)}x{len(m)} matrix")
+    corner = "true \\ pred"
+    first = max([len(n) for n in names] + [len(corner)])
+    col = max([len(n) for n in names] + [len(str(int(m.max()))) if m.size else 1]) + 2
+    lines = [f"{corner:<{first}}" + "".join(f"{n:>{col}}" for n in names)]
+    for name, counts in zip(names, m.tolist()):
+        lines.append(f"{name:<{first}}" + "".join(f"{c:>{col}}" for c in counts))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- language modelling
+
+
+def perplexity(mean_nll: float) -> float:
+    """exp(mean negative log-likelihood per token, in nats); inf when that overflows."""
+    if not mean_nll >= 0:  # also catches NaN
+        raise ValueError(f"mean negative log-likelihood must be >= 0, got {mean_nll}")
+    return math.exp(mean_nll) if mean_nll < 709.0 else math.inf
+
+
+# ------------------------------------------------------------------------------------------------ BLEU
+
+
+def _tokens(x) -> list:
+    return x.split() if isinstance(x, str) else list(x)
+
+
+def _references(refs) -> list[list]:
+    """One hypothesis's references: a string, or a list of tokens, is one reference; a list of token lists,
+    or a list of strings of which one holds whitespace, is several."""
+    if isinstance(refs, str):
+        return [refs.split()]
+    refs = list(refs)
+    if all(isinstance(r, str) for r in refs) and not any(len(r.split()) > 1 for r in refs):
+        return [refs]  # one tokenised reference
+    return [_tokens(r) for r in refs]
+
+
+def _ngrams(tokens: list, n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def bleu(references, hypotheses, max_n: int = 4) -> float:
+    """Corpus BLEU in [0, 1] (Papineni et al. 2002), without smoothing.
+
+    hypotheses: token lists (a string is split on whitespace). references: for each hypothesis, one
+    reference (a string or a token list) or several (a list of token lists, or of strings with spaces).
+    The n-gram precisions p_1..p_max_n pool the clipped counts over the whole corpus; the brevity penalty
+    uses the corpus hypothesis length c and, for r, the sum over sentences of the reference length closest
+    to the hypothesis length (the shorter one on a tie): BP = 1 if c > r else exp(1 - r / c).
+    BLEU = BP * exp(mean(log p_n)), and 0 when any p_n is 0. This is sacreBLEU's corpus_bleu / 100 with
+    smooth_method="none" and tokenize="none" (on the tokens joined by spaces), i.e. multi-bleu.perl's
+    definition. NLTK's corpus_bleu (uniform weights, no smoothing) agrees while every hypothesis has at
+    least max_n tokens; for a shorter one NLTK adds 1 to the denominator of the orders it lacks.
+    """
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references for {len(hypotheses)} hypotheses")
+    if not hypotheses:
+        raise ValueError("empty input: no hypotheses to score")
+    if max_n < 1:
+        raise ValueError(f"max_n must be >= 1, got {max_n}")
+    matches, totals = [0] * max_n, [0] * max_n
+    c = r = 0
+    for refs, hyp in zip(references, hypotheses):
+        hyp, refs = _tokens(hyp), _references(refs)
+        if not refs:
+            raise ValueError("a hypothesis without any reference")
+        c += len(hyp)
+        r += min((abs(len(ref) - len(hyp)), len(ref)) for ref in refs)[1]
+        for n in range(1, max_n + 1):
+            counts = _ngrams(hyp, n)
+            best = Counter()
+            for ref in refs:
+                best |= _ngrams(ref, n)  # the most times each n-gram occurs in any one reference
+            matches[n - 1] += sum(min(k, best[g]) for g, k in counts.items())
+            totals[n - 1] += sum(counts.values())
+    if c == 0 or min(matches) == 0:
+        return 0.0
+    log_p = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+    bp = 1.0 if c > r else math.exp(1 - r / c)
+    return bp * math.exp(log_p)
+
+
+# ------------------------------------------------------------------------------- exact match, regression
+
+
+def exact_match(references, predictions) -> float:
+    """The fraction of predictions exactly equal (==) to their reference."""
+    if len(references) != len(predictions):
+        raise ValueError(f"{len(references)} references for {len(predictions)} predictions")
+    if not predictions:
+        raise ValueError("empty input: no predictions to score")
+    return sum(a == b for a, b in zip(references, predictions)) / len(predictions)
+
+
+def _values(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t, p = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has shape {t.shape} but y_pred has {p.shape}")
+    if t.size == 0:
+        raise ValueError("empty input: no values to score")
+    return t, p
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error over all elements."""
+    t, p = _values(y_true, y_pred)
+    return float(np.mean(np.abs(t - p)))
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error over all elements."""
+    t, p = _values(y_true, y_pred)
+    return float(np.sqrt(np.mean((t - p) ** 2)))

@@ -1,0 +1,109 @@
+"""Figures as PNG files: a confusion matrix, and the loss curves of a training run.
+
+Needs matplotlib (`pip install 'rnnkit[plots]'`), imported only when a figure is drawn. The figures are drawn
+on matplotlib's Agg canvas directly, without pyplot, so they never open a window or change the backend of
+the program that calls them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("rnnkit.plots needs matplotlib; install it with: pip install 'rnnkit[plots]'") from None
+    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_confusion(matrix, label_names, path: str | os.PathLike, title: str = "Confusion matrix") -> Path:
+    """Write a confusion matrix (rows true, columns predicted) as a PNG; return its path.
+
+    Each cell shows its count and its share of the row (the true class); the colour is that share, so
+    classes of different sizes read alike.
+    """
+    m = np.asarray(matrix)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"expected a non-empty square matrix, got shape {m.shape}")
+    names = [str(n) for n in label_names]
+    if len(names) != len(m):
+        raise ValueError(f"{len(names)} label names for a {len(m)}x{len(m)} matrix")
+    rows = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)
+    k = len(m)
+    size = 2.5 + 0.9 * k
+    fig = _figure(size + 1.2, size)
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{int(m[i, j])}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=9,
+                    color="white" if share[i, j] > 0.55 else "black")
+    slant = max(map(len, names)) > 6
+    ax.set_xticks(range(k), names, rotation=30 if slant else 0, ha="right" if slant else "center")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} (n = {int(m.sum())})")
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+def read_history(metrics_jsonl_path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """The (step, value) series of every numeric metric in a run's metrics.jsonl, by name."""
+    path = Path(metrics_jsonl_path)
+    series: dict[str, list[tuple[int, float]]] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(record, dict) or "step" not in record:
+            raise ValueError(f"{path}, line {lineno}: expected a JSON object with a 'step'")
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.setdefault(key, []).append((record["step"], float(value)))
+    return series
+
+
+def plot_history(metrics_jsonl_path: str | os.PathLike, path: str | os.PathLike,
+                 title: str = "Training history") -> Path:
+    """Plot the training loss ("loss") and validation loss ("val_loss") of a run against the step; write a PNG."""
+    series = read_history(metrics_jsonl_path)
+    curves = {k: v for k, v in series.items() if k in ("loss", "val_loss")}
+    if not curves:
+        raise ValueError(f"{metrics_jsonl_path}: no 'loss' or 'val_loss' values to plot "
+                         f"(found: {sorted(series) or 'nothing'})")
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    if "loss" in curves:
+        steps, values = zip(*curves["loss"])
+        ax.plot(steps, values, color="tab:blue", linewidth=1.0, alpha=0.8, label="training loss")
+    if "val_loss" in curves:
+        steps, values = zip(*curves["val_loss"])
+        ax.plot(steps, values, color="tab:orange", linewidth=2.0, marker="o", markersize=4,
+                label="validation loss")
+        best = int(np.argmin(values))
+        ax.annotate(f"best {values[best]:.3f}", (steps[best], values[best]), textcoords="offset points",
+                    xytext=(0, 10), ha="center", fontsize=8, color="tab:orange")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path

@@ -1,26 +1,36 @@
-# Two commands on a fresh machine: `make run` and `make test`.
+# Two commands on a fresh machine: `make run` (the main job) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := torch,train,plots,dev
+RUN_EXTRAS := train,plots,baselines
+TEST_EXTRAS := torch,train,plots,baselines,dev
 
-.PHONY: run test install bench clean
+.PHONY: run test examples bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+
+$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[$(RUN_EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[$(TEST_EXTRAS)]"
+	touch $@
 
-run: install
-	$(PY) examples/run_all.py
+# The main job: sentiment of airline tweets, trained and evaluated on the scratch engine (NumPy only).
+run: $(VENV)/.installed-run
+	$(PY) examples/airline_sentiment.py $(ARGS)
 
-test: install
+test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
-bench: install
+# The seed notebook's examples (RNN basics, next digit, HELLO).
+examples: $(VENV)/.installed-run
+	$(PY) examples/run_all.py
+
+bench: $(VENV)/.installed-test
 	$(PY) benchmarks/engine_speed.py
 
 clean:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rnnkit import __version__
 from rnnkit.data import datasets
@@ -121,6 +122,77 @@ def add_train_commands(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_lm)
+    add_classify_command(sub)
+
+
+def cmd_train_classify(args) -> int:
+    from rnnkit.tasks import classify
+
+    result = classify.train_classifier(
+        dataset=args.dataset, data=args.data, valid=args.valid, test=args.test, text_column=args.text_column,
+        label_column=args.label_column, min_freq=args.min_freq, max_vocab=args.max_vocab,
+        max_length=args.max_length, cell=args.cell, layers=args.layers, hidden=args.hidden,
+        embedding=args.embedding, bidirectional=not args.unidirectional, dropout=args.dropout,
+        pooling=args.pooling, attention_size=args.attention_size, class_weights=args.class_weights,
+        embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings, engine=args.engine,
+        device=args.device, dtype=args.dtype, batch_size=args.batch_size, out=args.out, resume=args.resume,
+        epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+        clip=args.clip or None, schedule=args.schedule, patience=args.patience, eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
+        progress=not args.no_progress)
+    state = result.state
+    print(f"trained {state.step} steps; best validation loss {state.best_loss:.4f} at step {state.best_step}")
+    print(f"best checkpoint: {result.best}   last (for --resume): {result.last}")
+    print(f"evaluate with:   rnnkit evaluate {result.best} --data FILE   (or --dataset NAME --split test)")
+    return 0
+
+
+def add_classify_command(sub) -> None:
+    from rnnkit.scratch.engine import OPTIMIZERS
+    from rnnkit.scratch.models import CELLS
+    from rnnkit.scratch.pooling import MODES
+    from rnnkit.train import SCHEDULES
+
+    p = add_parser(sub, "classify", "a text classifier (e.g. the sentiment of posts)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a registered labelled dataset (e.g. airline-tweets)")
+    src.add_argument("--data", metavar="FILE", help="a CSV/TSV (with a header) or JSONL file of texts and labels")
+    p.add_argument("--valid", metavar="FILE", help="validation file (default: 10%% of --data)")
+    p.add_argument("--test", metavar="FILE", help="test file (default: 10%% of --data)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--min-freq", type=int, default=2, help="rarer words become <unk>")
+    p.add_argument("--max-vocab", type=int)
+    p.add_argument("--max-length", type=int, default=64, help="tokens kept per text")
+    p.add_argument("--cell", choices=CELLS, default="lstm")
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--embedding", type=int, default=100)
+    p.add_argument("--unidirectional", action="store_true", help="read left to right only")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--pooling", choices=MODES, default="max")
+    p.add_argument("--attention-size", type=int, default=64)
+    p.add_argument("--class-weights", choices=("none", "balanced"), default="none")
+    p.add_argument("--embeddings", metavar="FILE", help="pretrained GloVe/word2vec text vectors")
+    p.add_argument("--freeze-embeddings", action="store_true")
+    add_engine_arguments(p)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm (0: no clipping)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant")
+    p.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
+    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: each epoch)")
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/sentiment")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_classify)
 
 
 def add_engine_arguments(p) -> None:
@@ -140,11 +212,25 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def checkpoint_task(path) -> str:
+    from rnnkit.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).config.get("task", "?")
+
+
 def cmd_evaluate(args) -> int:
     import json
 
-    from rnnkit.tasks import lm
+    from rnnkit.tasks import classify, lm
 
+    if checkpoint_task(args.checkpoint) == "classify":
+        report = classify.evaluate_classifier(
+            args.checkpoint, data=args.data, dataset=args.dataset, split=args.split, text_column=args.text_column,
+            label_column=args.label_column, engine=args.engine, device=args.device, confusion_png=args.confusion_png)
+        if args.report:
+            Path(args.report).write_text(json.dumps(report, indent=2))
+        print(json.dumps(report) if args.json else classify.format_full_report(report))
+        return 0
     metrics = lm.evaluate_lm(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,
                              engine=args.engine, device=args.device, batch_size=args.batch_size, bptt=args.bptt)
     if args.json:
@@ -177,8 +263,41 @@ def add_use_commands(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--bptt", type=int, help="window length (default: the training run's)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--text-column", default="text", help="classifiers: the text column of --data")
+    p.add_argument("--label-column", default="label", help="classifiers: the label column of --data")
+    p.add_argument("--report", metavar="FILE.json", help="classifiers: write the report as JSON")
+    p.add_argument("--confusion-png", metavar="FILE.png", help="classifiers: draw the confusion matrix")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = add_parser(subparsers, "predict", "label texts with a trained classifier")
+    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/sentiment/best)")
+    p.add_argument("texts", nargs="*", help="texts to label (none: read --file, or standard input)")
+    p.add_argument("--file", metavar="FILE", help="one text per line")
+    p.add_argument("--json", action="store_true", help="one JSON object per text")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args) -> int:
+    import json
+
+    from rnnkit.tasks import classify
+
+    if args.texts:
+        texts = args.texts
+    else:
+        source = open(args.file, encoding="utf-8") if args.file else sys.stdin
+        with source:
+            texts = [line.rstrip("\n") for line in source if line.strip()]
+    model = classify.load_classifier(args.checkpoint, args.engine, args.device)
+    for text, result in zip(texts, model.predict(texts)):
+        if args.json:
+            print(json.dumps({"text": text, **result}))
+        else:
+            probs = "  ".join(f"{label} {p:.3f}" for label, p in result["probabilities"].items())
+            print(f"{result['label']:<10} {probs}   {text}")
+    return 0
 
 
 COMMANDS = [add_data_commands, add_train_commands, add_use_commands]

@@ -19,10 +19,11 @@ def check_engine(name: str) -> str:
 
 def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, clip: float | None = None, momentum: float = 0.0,
-                 dtype: str = "float32", seed: int = 0, device: str = "auto"):
+                 dtype: str = "float32", seed: int = 0, device: str = "auto", frozen=()):
     """An engine holding a fresh `model` ("LanguageModel", ...) built with `model_kwargs`.
 
     The scratch engine seeds its model's NumPy generator with `seed`; the torch engine seeds torch.
+    Parameters named in `frozen` are left out of the optimiser (they keep their values).
     """
     check_engine(engine)
     if dtype not in DTYPES:
@@ -33,6 +34,7 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
         from .scratch.engine import ScratchEngine
 
         net = getattr(models, model)(**model_kwargs, dtype=DTYPES[dtype], rng=seed)
+        _freeze(net, frozen, lambda p: setattr(p, "requires_grad", False))
         return ScratchEngine(net, **opt)
     try:
         import torch
@@ -45,4 +47,14 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
     torch.manual_seed(seed)
     where = select_device(device)
     net = getattr(models, model)(**model_kwargs).to(device=where, dtype=getattr(torch, dtype))
+    _freeze(net, frozen, lambda p: p.requires_grad_(False))
     return TorchEngine(net, device=where, **opt)
+
+
+def _freeze(net, names, freeze) -> None:
+    params = dict(net.named_parameters())
+    unknown = [n for n in names if n not in params]
+    if unknown:
+        raise ValueError(f"cannot freeze unknown parameters {unknown}")
+    for name in names:
+        freeze(params[name])

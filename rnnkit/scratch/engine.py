@@ -45,7 +45,8 @@ class ScratchEngine:
     def __init__(self, model: Module, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
                  clip: float | None = None, momentum: float = 0.0):
         self.model = model
-        self.optimizer = make_optimizer(optimizer, model.parameters(), lr, weight_decay, momentum)
+        self.params = [p for p in model.parameters() if p.requires_grad]  # frozen ones are not trained
+        self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay, momentum)
         self.clip = clip
 
     @property
@@ -62,8 +63,7 @@ class ScratchEngine:
         self.model.train()
         self.model.zero_grad()
         loss, carry = self.model.loss_and_grads(batch, carry)
-        params = self.model.parameters()
-        norm = optim.clip_grad_norm(params, self.clip if self.clip else float("inf"))
+        norm = optim.clip_grad_norm(self.params, self.clip if self.clip else float("inf"))
         if np.isfinite(loss) and np.isfinite(norm):
             self.optimizer.step()
         return loss, norm, carry

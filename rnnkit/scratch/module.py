@@ -31,11 +31,12 @@ def make_rng(seed_or_rng=None) -> np.random.Generator:
 class Parameter:
     """An array to learn, `data`, and its accumulated gradient, `grad` (same shape and dtype)."""
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("data", "grad", "requires_grad")
 
-    def __init__(self, data: np.ndarray):
+    def __init__(self, data: np.ndarray, requires_grad: bool = True):
         self.data = np.ascontiguousarray(data)
         self.grad = np.zeros_like(self.data)
+        self.requires_grad = requires_grad  # False: frozen, optimisers leave it alone
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -68,7 +68,8 @@ class TorchEngine:
                  device: str | torch.device = "auto"):
         self.device = device if isinstance(device, torch.device) else select_device(device)
         self.model = model.to(self.device)
-        self.optimizer = make_optimizer(optimizer, self.model.parameters(), lr, weight_decay, momentum)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]  # frozen ones are not trained
+        self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay, momentum)
         self.clip = clip
 
     @property
@@ -87,7 +88,7 @@ class TorchEngine:
         self.optimizer.zero_grad()
         loss, carry = self.model.loss(batch, carry)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip else math.inf)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip if self.clip else math.inf)
         loss, norm = torch.stack([loss.detach(), norm.to(loss)]).tolist()  # one device sync
         if math.isfinite(loss) and math.isfinite(norm):
             self.optimizer.step()

@@ -1,0 +1,309 @@
+"""Text classification (sentiment of posts): read, tokenise, train, evaluate, predict.
+
+    from rnnkit.tasks import classify
+    result = classify.train_classifier(dataset="airline-tweets", epochs=8)
+    model = classify.load_classifier(result.best)
+    model.predict(["@united lost my bag again", "thanks for the upgrade!"])
+    report = classify.evaluate_classifier(result.best, dataset="airline-tweets", split="test")
+
+Each post is tokenised (rnnkit/data/posts.py: URLs, mentions, hashtags, emoji), its tokens looked up in a
+vocabulary built on the training split, and read word by word by an RNN/LSTM/GRU whose outputs are pooled
+into one vector and classified (rnnkit/scratch/models.py: TextClassifier; the same model on the torch engine).
+The CLI (`rnnkit train classify`, `rnnkit evaluate`, `rnnkit predict`) calls exactly these functions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import metrics
+from ..checkpoint import load_checkpoint
+from ..data import datasets
+from ..data.posts import PostTokenizer
+from ..data.tables import read_labelled
+from ..data.vocab import PAD, UNK, Vocabulary
+from ..engines import build_engine, check_engine
+from ..train import TrainConfig, TrainResult, train
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class Examples:
+    """(text, label) pairs of each split, and the label set (sorted: class i is labels[i])."""
+
+    train: list
+    valid: list
+    test: list
+    labels: list
+    source: dict
+
+
+def load_examples(dataset: str | None = None, data: str | None = None, valid: str | None = None,
+                  test: str | None = None, text_column: str = "text", label_column: str = "label") -> Examples:
+    """A registered labelled dataset's splits, or a user's CSV/TSV/JSONL file(s).
+
+    A single file is deduplicated and split 80/10/10 per label (fixed, by a hash of each text); `valid` and
+    `test` files, if given, are used as they are.
+    """
+    if (dataset is None) == (data is None):
+        raise ValueError("give either a dataset name (--dataset) or a labelled file (--data), not both")
+    if dataset is not None:
+        splits = {s: datasets.load_labelled(dataset, s) for s in ("train", "valid", "test")}
+        source = {"dataset": dataset}
+    else:
+        read = lambda path: read_labelled(path, text_column, label_column)  # noqa: E731
+        pairs = read(data)
+        if valid is None and test is None:
+            splits = datasets.stratified_split(datasets.dedupe_labelled(pairs))
+        else:
+            splits = {"train": pairs, "valid": read(valid) if valid else [], "test": read(test) if test else []}
+            if not splits["valid"]:
+                raise ValueError("with --test, give a validation file too (--valid)")
+        source = {"data": str(data), "valid": valid and str(valid), "test": test and str(test),
+                  "text_column": text_column, "label_column": label_column}
+    labels = sorted({label for _, label in splits["train"]})
+    if len(labels) < 2:
+        raise ValueError(f"the training data has {len(labels)} label(s) ({labels}); a classifier needs at least 2")
+    for split in ("valid", "test"):
+        unknown = sorted({label for _, label in splits[split]} - set(labels))
+        if unknown:
+            raise ValueError(f"the {split} split has labels the training split lacks: {unknown}")
+    if not splits["valid"]:
+        raise ValueError("the validation split is empty: give more data or a --valid file")
+    return Examples(splits["train"], splits["valid"], splits["test"], labels, source)
+
+
+@dataclass
+class Encoder:
+    """Text → token ids: the post tokenizer, the vocabulary, and a maximum length (longer posts are cut)."""
+
+    tokenizer: PostTokenizer
+    vocab: Vocabulary
+    max_length: int
+
+    def token_ids(self, text) -> np.ndarray:
+        if not isinstance(text, str):
+            raise ValueError(f"a text must be a string, got {type(text).__name__}")
+        ids = self.vocab.encode(self.tokenizer.tokenize(text)[: self.max_length])
+        if len(ids) == 0:
+            raise ValueError(f"the text {text[:40]!r} has no tokens (it is empty or only white space)")
+        return ids
+
+    def to_config(self) -> dict:
+        return {"tokenizer": self.tokenizer.config(), "max_length": self.max_length}
+
+
+def pad(sequences: list) -> tuple[np.ndarray, np.ndarray]:
+    """Token id arrays → (ids (batch, longest) padded with 0 = <pad>, lengths (batch,))."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    ids = np.zeros((len(sequences), lengths.max()), dtype=np.int64)
+    for row, seq in zip(ids, sequences):
+        row[: len(seq)] = seq
+    return ids, lengths
+
+
+def encode_pairs(encoder: Encoder, pairs, labels: list) -> tuple[list, np.ndarray, int]:
+    """(token id arrays, label ids, number of texts dropped because they have no tokens)."""
+    index = {label: i for i, label in enumerate(labels)}
+    ids, ys, dropped = [], [], 0
+    for text, label in pairs:
+        tokens = encoder.vocab.encode(encoder.tokenizer.tokenize(text)[: encoder.max_length])
+        if len(tokens) == 0:
+            dropped += 1
+            continue
+        ids.append(tokens)
+        ys.append(index[label])
+    return ids, np.array(ys, dtype=np.int64), dropped
+
+
+# ------------------------------------------------------------------------------------------------ the task
+
+class ClassifyTask:
+    """The trainer's view of classification (see rnnkit/train.py): shuffled mini-batches, reshuffled each
+    epoch from (seed, epoch) so a resumed run sees the same order; validation loss, accuracy, macro-F1."""
+
+    carries = False
+
+    def __init__(self, train_ids, train_y, valid_ids, valid_y, batch_size: int, seed: int, config: dict):
+        self.train_ids, self.train_y = train_ids, train_y
+        self.valid_ids, self.valid_y = valid_ids, valid_y
+        self.batch_size, self.seed, self.config = batch_size, seed, config
+
+    def num_batches(self) -> int:
+        return math.ceil(len(self.train_ids) / self.batch_size)
+
+    def batches(self, epoch: int, start: int):
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_ids))
+        for k in range(start, self.num_batches()):
+            rows = order[k * self.batch_size: (k + 1) * self.batch_size]
+            inputs, lengths = pad([self.train_ids[i] for i in rows])
+            yield {"inputs": inputs, "lengths": lengths, "labels": self.train_y[rows]}
+
+    @staticmethod
+    def batch_tokens(batch) -> int:
+        return int(batch["lengths"].sum())
+
+    def evaluate(self, engine) -> dict:
+        loss, probs = predict_ids(engine, self.valid_ids, self.valid_y)
+        pred = probs.argmax(axis=1)
+        report = metrics.classification_report(self.valid_y, pred, list(range(probs.shape[1])))
+        return {"loss": loss, "accuracy": report["accuracy"], "macro_f1": report["macro"]["f1"]}
+
+    def checkpoint_config(self) -> dict:
+        return self.config
+
+
+def predict_ids(engine, ids: list, labels=None, batch_size: int = 256):
+    """(mean loss or None, probabilities (n, classes)) for token id arrays, in batches."""
+    total, probs = 0.0, []
+    for start in range(0, len(ids), batch_size):
+        inputs, lengths = pad(ids[start: start + batch_size])
+        probs.append(engine.predict(inputs, lengths))
+        if labels is not None:
+            batch = {"inputs": inputs, "lengths": lengths, "labels": labels[start: start + batch_size]}
+            total += engine.eval_loss(batch)[0]
+    return (total / len(ids) if labels is not None else None), np.concatenate(probs)
+
+
+def balanced_weights(y: np.ndarray, classes: int) -> np.ndarray:
+    """n / (classes · count_c): rarer classes weigh more (scikit-learn's "balanced")."""
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    return len(y) / (classes * np.maximum(counts, 1))
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+def train_classifier(dataset: str | None = None, data: str | None = None, valid: str | None = None,
+                     test: str | None = None, text_column: str = "text", label_column: str = "label",
+                     min_freq: int = 2, max_vocab: int | None = None, max_length: int = 64,
+                     cell: str = "lstm", layers: int = 1, hidden: int = 128, embedding: int = 100,
+                     bidirectional: bool = True, dropout: float = 0.3, pooling: str = "max",
+                     attention_size: int = 64, class_weights: str = "none", embeddings: str | None = None,
+                     freeze_embeddings: bool = False, engine: str = "scratch", device: str = "auto",
+                     dtype: str = "float32", batch_size: int = 32, out: str = "runs/sentiment",
+                     resume: bool = False, log=print, **train_options) -> TrainResult:
+    """Train a text classifier; `train_options` are TrainConfig's fields (epochs, lr, patience, seed, ...).
+
+    class_weights: "none" or "balanced". embeddings: a GloVe/word2vec text file whose vectors initialise the
+    embedding (its dimension overrides `embedding`), trained further unless `freeze_embeddings`.
+    """
+    check_engine(engine)
+    if class_weights not in ("none", "balanced"):
+        raise ValueError(f"class_weights must be 'none' or 'balanced', got {class_weights!r}")
+    config = TrainConfig(**{"lr": 2e-3, "epochs": 8, **train_options})
+    examples = load_examples(dataset, data, valid, test, text_column, label_column)
+    tokenizer = PostTokenizer()
+    vocab = Vocabulary.build([tokenizer.tokenize(t) for t, _ in examples.train], min_freq=min_freq,
+                             max_size=max_vocab, specials=(PAD, UNK))
+    encoder = Encoder(tokenizer, vocab, max_length)
+    train_ids, train_y, dropped = encode_pairs(encoder, examples.train, examples.labels)
+    valid_ids, valid_y, _ = encode_pairs(encoder, examples.valid, examples.labels)
+    log(f"{len(train_ids)} training and {len(valid_ids)} validation texts, {len(examples.labels)} classes "
+        f"{examples.labels}, vocabulary {len(vocab)}" + (f"; {dropped} empty texts dropped" if dropped else ""))
+
+    matrix = None
+    if embeddings is not None:
+        from ..data.embeddings import load_embeddings
+
+        matrix, coverage = load_embeddings(embeddings, vocab)
+        embedding = matrix.shape[1]
+        log(f"pretrained embeddings: {coverage['found']} of {coverage['total']} words found "
+            f"({coverage['fraction']:.1%}), dimension {embedding}")
+    model_kwargs = dict(vocab_size=len(vocab), num_classes=len(examples.labels), embedding_dim=embedding,
+                        hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bidirectional,
+                        dropout=dropout, pooling=pooling, attention_size=attention_size, padding_idx=0)
+    eng = build_engine(engine, "TextClassifier", model_kwargs, optimizer=config.optimizer, lr=config.lr,
+                       weight_decay=config.weight_decay, clip=config.clip, momentum=config.momentum,
+                       dtype=dtype, seed=config.seed, device=device,
+                       frozen=("embedding.weight",) if matrix is not None and freeze_embeddings else ())
+    if matrix is not None:
+        weights = eng.weights()
+        weights["embedding.weight"] = matrix.astype(weights["embedding.weight"].dtype)
+        eng.load_weights(weights)
+    weights_of_classes = balanced_weights(train_y, len(examples.labels)) if class_weights == "balanced" else None
+    eng.model.class_weights = weights_of_classes
+    ckpt_config = {"task": "classify", "model": model_kwargs, "labels": examples.labels,
+                   "vocab": vocab.to_dict(), "data": {**encoder.to_config(), "source": examples.source},
+                   "class_weights": None if weights_of_classes is None else weights_of_classes.tolist(),
+                   "training": asdict(config), "dtype": dtype}
+    task = ClassifyTask(train_ids, train_y, valid_ids, valid_y, batch_size, config.seed, ckpt_config)
+    return train(task, eng, config, out, resume=resume)
+
+
+# ------------------------------------------------------------------------------------------------ use
+
+@dataclass
+class LoadedClassifier:
+    engine: object
+    encoder: Encoder
+    labels: list
+    config: dict
+
+    def predict(self, texts, batch_size: int = 256) -> list[dict]:
+        """For each text: {"label": the most likely label, "probabilities": {label: p}}."""
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+            raise ValueError("predict takes a list of texts")
+        if not texts:
+            raise ValueError("predict got an empty list of texts")
+        ids = [self.encoder.token_ids(t) for t in texts]
+        _, probs = predict_ids(self.engine, ids, batch_size=batch_size)
+        return [{"label": self.labels[int(p.argmax())],
+                 "probabilities": {label: float(q) for label, q in zip(self.labels, p)}} for p in probs]
+
+
+def load_classifier(path, engine: str = "scratch", device: str = "auto") -> LoadedClassifier:
+    """A trained classifier from a checkpoint folder, on either engine."""
+    check_engine(engine)
+    ckpt = load_checkpoint(path)
+    config = ckpt.config
+    if config.get("task") != "classify":
+        raise ValueError(f"{path} holds a {config.get('task')!r} model, not a text classifier")
+    eng = build_engine(engine, "TextClassifier", config["model"], dtype=config.get("dtype", "float32"),
+                       device=device)
+    eng.load_weights(ckpt.weights)
+    encoder = Encoder(PostTokenizer(**config["data"]["tokenizer"]), Vocabulary.from_dict(config["vocab"]),
+                      config["data"]["max_length"])
+    return LoadedClassifier(eng, encoder, config["labels"], config)
+
+
+def evaluate_classifier(path, data: str | None = None, dataset: str | None = None, split: str = "test",
+                        text_column: str = "text", label_column: str = "label", engine: str = "scratch",
+                        device: str = "auto", confusion_png: str | None = None) -> dict:
+    """Accuracy, per-class precision/recall/F1, macro and weighted F1 and the confusion matrix of a
+    checkpoint on a labelled file or a dataset split (a JSON-ready dict)."""
+    model = load_classifier(path, engine, device)
+    if (dataset is None) == (data is None):
+        raise ValueError("give either a labelled file (--data) or a dataset name (--dataset), not both")
+    pairs = datasets.load_labelled(dataset, split) if dataset else read_labelled(data, text_column, label_column)
+    unknown = sorted({label for _, label in pairs} - set(model.labels))
+    if unknown:
+        raise ValueError(f"the data has labels the model does not know: {unknown} (it knows {model.labels})")
+    ids, y, dropped = encode_pairs(model.encoder, pairs, model.labels)
+    loss, probs = predict_ids(model.engine, ids, y)
+    return report_for(y, probs.argmax(axis=1), model.labels, loss=loss, dropped=dropped,
+                      confusion_png=confusion_png)
+
+
+def report_for(y_true, y_pred, labels, loss=None, dropped=0, confusion_png=None) -> dict:
+    report = metrics.classification_report(y_true, y_pred, labels)
+    report["confusion"] = metrics.confusion_matrix(y_true, y_pred, len(labels)).tolist()
+    report["labels"] = list(labels)
+    if loss is not None:
+        report["loss"] = loss
+    if dropped:
+        report["dropped_empty"] = dropped
+    if confusion_png:
+        from ..plots import plot_confusion
+
+        report["confusion_png"] = str(plot_confusion(np.array(report["confusion"]), labels, confusion_png))
+    return report
+
+
+def format_full_report(report: dict) -> str:
+    """The report as text: the per-class table and the confusion matrix."""
+    return (metrics.format_report(report) + "\n\nconfusion matrix (rows: true, columns: predicted)\n"
+            + metrics.format_confusion(np.array(report["confusion"]), report["labels"]))
+

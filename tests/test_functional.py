@@ -1,25 +1,11 @@
 """Finite-difference checks of each functional step (forward and hand-written backward)."""
 import numpy as np
 import pytest
+from gradcheck import numeric_grad
 
 from rnnkit.scratch import functional as F
 
 B, I, H = 3, 4, 5
-EPS = 1e-6
-
-
-def numeric_grad(f, x):
-    """Central differences of the scalar f() with respect to every entry of x (changed in place)."""
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + EPS
-        plus = f()
-        x[idx] = old - EPS
-        minus = f()
-        x[idx] = old
-        grad[idx] = (plus - minus) / (2 * EPS)
-    return grad
 
 
 def assert_close(analytic, numeric, tol=1e-7):

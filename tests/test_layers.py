@@ -1,5 +1,6 @@
 """Linear, Embedding and Dropout of the scratch engine against PyTorch and finite differences."""
 import numpy as np
+from gradcheck import numeric_grad
 import pytest
 import torch
 
@@ -77,20 +78,6 @@ def test_linear_backward_accumulates():
     assert not layer.weight.grad.any() and not layer.bias.grad.any()
 
 
-def numerical_grad(f, a: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """Central differences of the scalar f() with respect to the array a (changed in place, restored)."""
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + h
-        fp = f()
-        a[i] = old - h
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * h)
-    return g
-
-
 def test_linear_finite_differences():
     rng = np.random.default_rng(3)
     layer = Linear(4, 3, dtype=np.float64, rng=5)
@@ -102,9 +89,9 @@ def test_linear_finite_differences():
 
     y = layer.forward(x)
     dx = layer.backward((1 - np.tanh(y) ** 2) * r)
-    assert rel_err(dx, numerical_grad(loss, x)) < 1e-7
-    assert rel_err(layer.weight.grad, numerical_grad(loss, layer.weight.data)) < 1e-7
-    assert rel_err(layer.bias.grad, numerical_grad(loss, layer.bias.data)) < 1e-7
+    assert rel_err(dx, numeric_grad(loss, x)) < 1e-7
+    assert rel_err(layer.weight.grad, numeric_grad(loss, layer.weight.data)) < 1e-7
+    assert rel_err(layer.bias.grad, numeric_grad(loss, layer.bias.data)) < 1e-7
 
 
 def test_linear_init_like_torch():
@@ -182,7 +169,7 @@ def test_embedding_finite_differences():
         return float(np.sum(np.sin(emb.forward(idx)) * r))
 
     emb.backward(np.cos(emb.forward(idx)) * r)
-    num = numerical_grad(loss, emb.weight.data)
+    num = numeric_grad(loss, emb.weight.data)
     assert rel_err(emb.weight.grad, num) < 1e-7
     assert not num[3].any() and not emb.weight.grad[3].any()  # row 3 unused
 

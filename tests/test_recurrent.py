@@ -1,6 +1,7 @@
 """Whole-layer finite-difference checks, dropout, and the errors bad input gets."""
 import numpy as np
 import pytest
+from gradcheck import numeric_grad
 
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
@@ -37,20 +38,8 @@ def test_layer_gradients_by_finite_differences(kind):
     grads = layer.backward(r_out, r_h)
     d_x, d_h0 = grads[0], (grads[1][0] if kind == "lstm" else grads[1])
 
-    def numeric(array):
-        out = np.zeros_like(array)
-        for idx in np.ndindex(array.shape):
-            old = array[idx]
-            array[idx] = old + EPS
-            plus = loss()
-            array[idx] = old - EPS
-            minus = loss()
-            array[idx] = old
-            out[idx] = (plus - minus) / (2 * EPS)
-        return out
-
     def check(analytic, array):
-        num = numeric(array)
+        num = numeric_grad(loss, array, EPS)
         assert np.abs(analytic - num).max() <= 1e-7 * max(1.0, np.abs(num).max())
 
     check(d_x, x)

@@ -1,0 +1,193 @@
+"""Sentiment quality and training time: vanilla RNN, GRU, LSTM and BiLSTM on both engines, next to the baselines.
+
+On `airline-tweets` (the registry's fixed train / valid / test split) each model is trained with the same
+settings and seed on the scratch engine (NumPy) and on the torch engine (CPU), the checkpoint with the lowest
+validation loss is kept, and it is evaluated on the test split (accuracy, macro-F1) beside the majority class
+and TF-IDF + logistic regression. Each training runs in a fresh process of its own (one after another, never
+two at once), so one engine's threads, caches and memory do not weigh on the other's run.
+
+    python benchmarks/sentiment.py                          # 4 models x 2 engines, the main job's settings
+    python benchmarks/sentiment.py --models bilstm --engines scratch --epochs 3
+    python benchmarks/sentiment.py --quick                  # a tiny smoke run (a few dozen steps each)
+
+Time is wall-clock of the whole `train_classifier` call: building the vocabulary, the training steps, and the
+validation pass and checkpoint save after each epoch; per epoch is that divided by the epochs run. The load
+average around each run is recorded in the JSON: other work on the machine slows the runs it overlaps.
+Results go to benchmarks/results/sentiment.json; runs (checkpoints) to a temporary folder (--work).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATASET = "airline-tweets"
+MODELS = {                    # name → (cell, bidirectional)
+    "rnn": ("rnn_tanh", False),
+    "gru": ("gru", False),
+    "lstm": ("lstm", False),
+    "bilstm": ("lstm", True),
+}
+NAMES = {"rnn": "vanilla RNN (tanh)", "gru": "GRU", "lstm": "LSTM", "bilstm": "BiLSTM"}
+ENGINES = ("scratch", "torch")
+
+# The main job's settings (examples/airline_sentiment.py), the same for every model and engine.
+SETTINGS = dict(min_freq=2, max_length=64, layers=1, hidden=128, embedding=100, dropout=0.3, pooling="max",
+                class_weights="none", batch_size=32, lr=2e-3, optimizer="adam", weight_decay=0.0, clip=1.0,
+                schedule="constant", epochs=4, seed=0, dtype="float32")
+QUICK = dict(hidden=32, embedding=32, epochs=1, max_steps=40)
+
+
+def train_one(model: str, engine: str, settings: dict, run_dir: str) -> dict:
+    """Train one model on one engine and evaluate its best checkpoint (runs in a child process)."""
+    from rnnkit.data import datasets
+    from rnnkit.tasks import classify
+
+    cell, bidirectional = MODELS[model]
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    result = classify.train_classifier(dataset=DATASET, cell=cell, bidirectional=bidirectional, engine=engine,
+                                       device="cpu", out=run_dir, progress=False, log=lambda *a: None,
+                                       **settings)
+    seconds = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
+    history = result.state.history
+    state = result.state
+    per_epoch = math.ceil(len(datasets.load_labelled(DATASET, "train")) / settings["batch_size"])
+    epochs_run = state.epoch + state.batch / per_epoch      # fractional when max_steps stops mid-epoch
+    best = min(history, key=lambda h: h["val_loss"])
+    test = classify.evaluate_classifier(result.best, dataset=DATASET, split="test", engine=engine, device="cpu")
+    threads = None
+    if engine == "torch":
+        import torch
+
+        threads = torch.get_num_threads()
+    return {"model": model, "engine": engine, "cell": cell, "bidirectional": bidirectional,
+            "test_accuracy": test["accuracy"], "test_macro_f1": test["macro"]["f1"],
+            "test_weighted_f1": test["weighted"]["f1"], "test_loss": test["loss"],
+            "valid_accuracy": best["val_accuracy"], "valid_macro_f1": best["val_macro_f1"],
+            "valid_loss": best["val_loss"], "best_epoch": best["epoch"], "best_step": state.best_step,
+            "steps": state.step, "epochs_run": round(epochs_run, 3), "train_seconds": seconds,
+            "seconds_per_epoch": seconds / max(epochs_run, 1e-9), "torch_threads": threads,
+            "load_average_before": load_before, "load_average_after": load_after,
+            "history": history}
+
+
+def _child(queue, *args):
+    try:
+        queue.put(("ok", train_one(*args)))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which stops with it
+        import traceback
+
+        queue.put(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+def run_isolated(model: str, engine: str, settings: dict, run_dir: str) -> dict:
+    """train_one in a fresh process (spawned: nothing inherited from this one)."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, model, engine, settings, run_dir))
+    proc.start()
+    status, payload = queue.get()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{model} on {engine} failed:\n{payload}")
+    return payload
+
+
+def baselines() -> dict:
+    import numpy as np
+
+    from rnnkit.data import datasets
+    from rnnkit.tasks import baselines as base
+
+    train = datasets.load_labelled(DATASET, "train")
+    test = datasets.load_labelled(DATASET, "test")
+    labels = sorted({label for _, label in train})
+    index = {label: i for i, label in enumerate(labels)}
+    train_y = np.array([index[label] for _, label in train])
+    test_y = np.array([index[label] for _, label in test])
+    out = {"majority class": base.majority(train_y, test_y, labels)}
+    try:
+        out["TF-IDF + logistic regression"] = base.tfidf_logistic([t for t, _ in train], train_y,
+                                                                  [t for t, _ in test], test_y, labels)
+    except ImportError as e:
+        print(f"(skipping the TF-IDF baseline: {e})", file=sys.stderr)
+    return {name: {"test_accuracy": r["accuracy"], "test_macro_f1": r["macro"]["f1"],
+                   "test_weighted_f1": r["weighted"]["f1"]} for name, r in out.items()}
+
+
+def format_table(results: dict) -> str:
+    rows = [f"{'model':<28} {'engine':<8} {'test acc':>8} {'macro F1':>8} {'val acc':>8} {'val F1':>7} "
+            f"{'epochs':>6} {'train s':>8} {'s/epoch':>8}"]
+    for name, r in results["baselines"].items():
+        rows.append(f"{name:<28} {'-':<8} {r['test_accuracy']:>8.3f} {r['test_macro_f1']:>8.3f}")
+    for model, per_engine in results["models"].items():
+        for engine, r in per_engine.items():
+            rows.append(f"{NAMES[model]:<28} {engine:<8} {r['test_accuracy']:>8.3f} {r['test_macro_f1']:>8.3f} "
+                        f"{r['valid_accuracy']:>8.3f} {r['valid_macro_f1']:>7.3f} {r['epochs_run']:>6.3g} "
+                        f"{r['train_seconds']:>8.1f} {r['seconds_per_epoch']:>8.1f}")
+    ratios = [f"{NAMES[m]} {p['scratch']['train_seconds'] / p['torch']['train_seconds']:.2f}"
+              for m, p in results["models"].items() if set(ENGINES) <= set(p)]
+    if ratios:
+        rows.append("training time scratch / torch: " + ", ".join(ratios))
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, help=f"epochs per run (default {SETTINGS['epochs']})")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, of scratch, torch")
+    parser.add_argument("--quick", action="store_true", help="tiny models, a few dozen steps each (a smoke run)")
+    parser.add_argument("--work", help="folder for the runs' checkpoints (default: a new temporary folder)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sentiment.json"))
+    args = parser.parse_args(argv)
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [m for m in models if m not in MODELS] + [e for e in engines if e not in ENGINES]
+    if unknown or not models or not engines:
+        parser.error(f"unknown or missing models/engines {unknown}; models: {', '.join(MODELS)}; "
+                     f"engines: {', '.join(ENGINES)}")
+    if "torch" in engines:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            parser.error("the torch engine needs PyTorch: pip install 'rnnkit[torch]' (or --engines scratch)")
+    settings = {**SETTINGS, **(QUICK if args.quick else {})}
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="rnnkit-bench-sentiment-"))
+
+    results = {"dataset": DATASET, "quick": args.quick, "settings": settings,
+               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "python": platform.python_version()},
+               "baselines": baselines(), "models": {}}
+    for model in models:
+        for engine in engines:
+            print(f"training {NAMES[model]} on {engine} ...", file=sys.stderr, flush=True)
+            r = run_isolated(model, engine, settings, str(work / f"{model}-{engine}"))
+            results["models"].setdefault(model, {})[engine] = r
+            print(f"  test accuracy {r['test_accuracy']:.3f}, macro-F1 {r['test_macro_f1']:.3f}, "
+                  f"{r['train_seconds']:.1f} s", file=sys.stderr, flush=True)
+
+    shown = {k: v for k, v in settings.items()}
+    print(f"\n{DATASET}: test split, best checkpoint by validation loss; settings {json.dumps(shown)}")
+    print(format_table(results))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results written to {out}; runs in {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""The HTTP API of a trained model: `create_app(checkpoint, engine="scratch", settings=None) -> FastAPI`.
+
+    GET  /health     liveness: {"status": "ok"} (never needs the API key)
+    GET  /ready      200 once the model is loaded, 503 while shutting down
+    GET  /model      task, labels, sizes, engine, limits, rnnkit version
+    POST /predict    classifiers: {"texts": [...]} -> {"predictions": [{"label", "probabilities"}, ...]}
+    POST /generate   language models: {"prompt", "length", "temperature", "top_k", "top_p", "seed"} -> {"text"}
+    GET  /docs, /openapi.json
+
+The endpoint of the other task answers 404 with a message. Bad input never gets a 5xx: the request
+models carry the limits (so /openapi.json states them) and every error is JSON, {"detail": "what is wrong"}
+(422 also lists {"field", "message", "type"} per problem; 413 for a body over the size limit, 401 for a
+missing or wrong API key). /predict requests go through the dynamic batcher (batching.py); all model work
+runs on its one worker thread.
+"""
+import gc
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..checkpoint import load_checkpoint
+from .batching import Batcher
+from .guards import BearerAuth, BodyLimit
+from .settings import ServeSettings
+
+log = logging.getLogger("uvicorn.error")     # uvicorn sets it up: our lines land in its log
+# A text must hold a character that is not white space in Python's sense (str.isspace, which the tokenizer
+# uses), spelled out so that any regex engine reading /openapi.json agrees.
+NOT_ONLY_SPACE = (r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+                  r"\u205f\u3000]")
+GREEDY_BELOW = 1e-6     # temperatures under this sample greedily (their limit), as logits / T would overflow
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+class ErrorItem(BaseModel):
+    field: str = Field(description="where in the request, e.g. texts[2] (or body)")
+    message: str
+    type: str = Field(description="a machine-readable kind, e.g. string_too_long, missing, json_invalid")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what is wrong, in one sentence")
+    errors: list[ErrorItem] | None = Field(None, description="422 only: each problem found")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    task: Literal["classify", "lm"]
+
+
+class Limits(BaseModel):
+    max_texts: int
+    max_chars: int
+    max_tokens: int
+    max_body_bytes: int
+
+
+class Batching(BaseModel):
+    enabled: bool
+    max_batch_texts: int
+    max_batch_tokens: int
+    max_wait_ms: float
+    batches: int = Field(description="model calls made by /predict so far (this worker)")
+    texts: int = Field(description="texts predicted so far (this worker)")
+
+
+class ModelInfo(BaseModel):
+    task: Literal["classify", "lm"]
+    labels: list[str] | None = Field(description="classifiers: the classes, in the order of the probabilities")
+    vocab_size: int
+    parameters: int
+    architecture: dict[str, Any] = Field(description="the model's settings from the checkpoint")
+    engine: Literal["scratch", "torch"]
+    dtype: str
+    rnnkit_version: str
+    checkpoint_rnnkit_version: str
+    limits: Limits
+    batching: Batching
+
+
+class Prediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction] = Field(description="one per text, in the order of the texts")
+
+
+class GenerateResponse(BaseModel):
+    text: str = Field(description="the prompt followed by the generated tokens")
+
+
+def _valid_text(text: str) -> str:
+    if not text.strip():
+        raise PydanticCustomError("blank_text", "is empty or only white space")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("invalid_unicode", "is not valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
+def _valid_prompt(text: str) -> str:
+    return _valid_text(text) if text else text
+
+
+def _whole_number(value):
+    """JSON Schema's integer: 3 and 3.0, not true, "3" or 3.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "must be a whole number")
+    return value
+
+
+def integer(**bounds):
+    """An integer field type with bounds (ge=, le=) that also takes 3.0 (set before the validator, so that
+    the bounds show in the JSON schema)."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_whole_number)]
+
+
+def request_models(s: ServeSettings):
+    """The request bodies, with this server's limits in their schemas."""
+    Text = Annotated[str, Field(min_length=1, max_length=s.max_chars, json_schema_extra={"pattern": NOT_ONLY_SPACE}),
+                     AfterValidator(_valid_text)]
+    strict = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(**strict, json_schema_extra={"examples": [
+            {"texts": ["@united thanks for the upgrade!", "3 hours on the tarmac, bag lost"]}]})
+        texts: list[Text] = Field(min_length=1, max_length=s.max_texts,
+                                  description=f"1 to {s.max_texts} texts of at most {s.max_chars} characters")
+
+    class GenerateRequest(BaseModel):
+        model_config = ConfigDict(**strict, json_schema_extra={"examples": [
+            {"prompt": "ROMEO:", "length": 100, "temperature": 0.8, "top_k": 20, "seed": 1}]})
+        prompt: Annotated[str, Field(max_length=s.max_chars), AfterValidator(_valid_prompt)] = Field(
+            "", description="text to continue (empty: start from a new line)")
+        length: integer(ge=1, le=s.max_tokens) = Field(min(200, s.max_tokens), description="tokens to generate")
+        temperature: float = Field(1.0, ge=0, le=100, description=f"0 (or under {GREEDY_BELOW}): greedy")
+        top_k: integer(ge=1) | None = Field(None, description="sample among the k most likely tokens only")
+        top_p: Annotated[float, Field(gt=0, le=1)] | None = Field(
+            None, description="nucleus sampling: among the most likely tokens whose probabilities add up to p")
+        seed: integer(ge=0, le=2**53 - 1) | None = Field(None, description="the same seed gives the same text")
+
+    return PredictRequest, GenerateRequest
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+def _field(loc) -> str:
+    """("body", "texts", 2) -> "texts[2]"."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def describe_errors(errors, content_type: str | None) -> tuple[str, list[dict]]:
+    """pydantic/FastAPI validation errors -> (one clear sentence, [{"field", "message", "type"}])."""
+    items = []
+    for e in errors:
+        kind, loc = e.get("type", "invalid"), tuple(e.get("loc", ()))
+        message = str(e.get("msg", "is not valid"))
+        if kind == "json_invalid":
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            error = (e.get("ctx") or {}).get("error", "")
+            items.append({"field": "body", "message": f"is not valid JSON ({error}{where})", "type": kind})
+            continue
+        if loc == ("body",) and kind in ("missing", "model_attributes_type", "model_type", "dict_type"):
+            json_type = content_type and content_type.split(";")[0].strip().lower().endswith("json")
+            if kind == "missing":
+                message = "is missing: send a JSON object"
+            elif not json_type:
+                message = ("must be JSON sent with the header 'Content-Type: application/json' (got "
+                           f"{content_type or 'no Content-Type'})")
+            else:
+                message = "must be a JSON object"
+        ctx = e.get("ctx") or {}
+        if kind == "too_short" and "min_length" in ctx:
+            message = f"needs at least {ctx['min_length']} item(s), got {ctx.get('actual_length', 'fewer')}"
+        elif kind == "too_long" and "max_length" in ctx:
+            message = f"allows at most {ctx['max_length']} items per request, got {ctx.get('actual_length', 'more')}"
+        elif kind == "string_too_long" and "max_length" in ctx:
+            message = f"is longer than the limit of {ctx['max_length']} characters"
+        items.append({"field": _field(loc), "message": message, "type": kind})
+    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
+    if len(items) > 5:
+        detail += f"; and {len(items) - 5} more"
+    return detail or "the request is not valid", items
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        detail, items = describe_errors(exc.errors(), request.headers.get("content-type"))
+        return JSONResponse({"detail": detail, "errors": items}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        detail = str(exc.detail)
+        if isinstance(exc.__cause__, UnicodeDecodeError):      # FastAPI's 400 when it cannot parse the body
+            detail = f"the body is not valid UTF-8 (byte {exc.__cause__.start})"
+        elif isinstance(exc.__cause__, RecursionError):
+            detail = "the body's JSON is nested too deeply"
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):   # a bug: Starlette re-raises it, uvicorn logs it
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def _errors(*codes: int) -> dict:
+    what = {400: "the body cannot be parsed", 401: "missing or wrong API key", 404: "not found",
+            413: "the request body is too large", 422: "the request is not valid", 503: "not ready"}
+    return {code: {"model": ErrorResponse, "description": what[code]} for code in codes}
+
+
+# ------------------------------------------------------------------------------------------------ the model
+
+class Served:
+    """The loaded model behind the app: the task's model, its metadata, and the batcher."""
+
+    def __init__(self, checkpoint, settings: ServeSettings):
+        from ..tasks import classify, lm
+
+        ckpt = load_checkpoint(checkpoint)
+        self.task = ckpt.config.get("task")
+        if self.task not in ("classify", "lm"):
+            raise ValueError(f"{checkpoint}: cannot serve a model of task {self.task!r} (only classify and lm)")
+        load = classify.load_classifier if self.task == "classify" else lm.load_lm
+        self.model = load(checkpoint, settings.engine, settings.device)
+        self.config, self.settings = ckpt.config, settings
+        self.checkpoint_version = ckpt.rnnkit_version
+        self.parameters = int(sum(np.size(w) for w in self.model.engine.weights().values()))
+        self.labels = list(self.model.labels) if self.task == "classify" else None
+        self.batcher = Batcher(self._probabilities, settings.max_batch_texts, settings.max_wait_ms / 1000,
+                               enabled=settings.batching, max_padded=settings.max_batch_tokens)
+        self.closing = False
+
+    def _probabilities(self, ids: list) -> list:
+        """Token id arrays -> one row of class probabilities each: one padded batch (model thread)."""
+        from ..tasks.classify import pad
+
+        inputs, lengths = pad(ids)
+        return list(self.model.engine.predict(inputs, lengths))
+
+    def warm_up(self) -> None:
+        """One small call, so that the first request does not pay for first-use allocations."""
+        if self.task == "classify":
+            self._probabilities([np.array([1], dtype=np.int64)])
+        else:
+            from ..tasks import lm
+
+            lm.generate(self.model, "", 1, seed=0)
+
+    def info(self) -> dict:
+        s, b = self.settings, self.batcher
+        return {"task": self.task, "labels": self.labels, "vocab_size": int(self.config["model"]["vocab_size"]),
+                "parameters": self.parameters, "architecture": self.config["model"], "engine": s.engine,
+                "dtype": str(self.config.get("dtype", "float32")), "rnnkit_version": __version__,
+                "checkpoint_rnnkit_version": self.checkpoint_version,
+                "limits": {"max_texts": s.max_texts, "max_chars": s.max_chars, "max_tokens": s.max_tokens,
+                           "max_body_bytes": s.max_body_bytes},
+                "batching": {"enabled": s.batching, "max_batch_texts": s.max_batch_texts,
+                             "max_batch_tokens": s.max_batch_tokens,
+                             "max_wait_ms": s.max_wait_ms, "batches": b.batches, "texts": b.items}}
+
+
+# ------------------------------------------------------------------------------------------------ the app
+
+def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | None = None) -> FastAPI:
+    """A FastAPI app serving the checkpoint (loaded now: a bad checkpoint fails here, not on a request).
+
+    `engine` overrides `settings.engine`. Run it with uvicorn (`rnnkit serve` does), or test it with
+    `fastapi.testclient.TestClient`.
+    """
+    settings = settings or ServeSettings()
+    if engine is not None and engine != settings.engine:
+        settings = ServeSettings(**{**settings.__dict__, "engine": engine})
+    served = Served(checkpoint, settings)
+    served.warm_up()
+    PredictRequest, GenerateRequest = request_models(settings)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        log.info("serving the %s model %s on the %s engine (%s)", served.task, checkpoint, settings.engine,
+                 f"batching up to {settings.max_batch_texts} texts and {settings.max_batch_tokens} padded tokens "
+                 f"within {settings.max_wait_ms} ms"
+                 if settings.batching else "no batching")
+        gc.collect()
+        gc.freeze()     # the model and the app live for good: later collections need not walk them
+        yield
+        served.closing = True
+        served.batcher.close()
+
+    app = FastAPI(title=f"rnnkit: {Path(str(checkpoint)).name}", version=__version__, lifespan=lifespan,
+                  description=f"A trained rnnkit {'text classifier' if served.task == 'classify' else 'language model'}"
+                              " served over HTTP. Errors are JSON: {\"detail\": \"what is wrong\"}.")
+    app.state.served = served
+    _install_error_handlers(app)
+    auth = _errors(401) if settings.api_key else {}
+
+    @app.get("/health", response_model=Health, summary="Liveness (no API key needed)")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready", response_model=Ready, responses={**auth, **_errors(503)}, summary="Is the model loaded?")
+    async def ready():
+        if served.closing:
+            raise HTTPException(503, "the server is shutting down")
+        return {"ready": True, "task": served.task}
+
+    @app.get("/model", response_model=ModelInfo, responses=auth, summary="What is served, and the limits")
+    async def model_info():
+        return served.info()
+
+    if served.task == "classify":
+        @app.post("/predict", response_model=PredictResponse, responses={**auth, **_errors(400, 413, 422)},
+                  summary="Label texts")
+        async def predict(body: PredictRequest):
+            ids = []
+            for i, text in enumerate(body.texts):
+                try:
+                    ids.append(served.model.encoder.token_ids(text))
+                except ValueError:
+                    raise RequestValidationError([{"type": "no_tokens", "loc": ("body", "texts", i),
+                                                   "msg": "has no tokens (nothing but white space after "
+                                                          "decoding HTML entities)"}]) from None
+            rows = await served.batcher.submit(ids)
+            labels = served.labels
+            return {"predictions": [{"label": labels[int(p.argmax())],
+                                     "probabilities": {label: float(q) for label, q in zip(labels, p)}}
+                                    for p in rows]}
+        other, needs = "/generate", "a language model"
+    else:
+        @app.post("/generate", response_model=GenerateResponse, responses={**auth, **_errors(400, 413, 422)},
+                  summary="Continue a prompt")
+        async def generate(body: GenerateRequest):
+            from ..tasks import lm
+
+            try:
+                temperature = body.temperature if body.temperature >= GREEDY_BELOW else 0.0
+                text = await served.batcher.call(lm.generate, served.model, body.prompt, body.length,
+                                                 temperature, body.top_k, body.top_p, body.seed)
+            except ValueError as e:     # generate's own argument checks
+                raise HTTPException(422, f"cannot generate: {e}") from None
+            return {"text": text}
+        other, needs = "/predict", "a text classifier"
+
+    @app.post(other, include_in_schema=False)
+    async def wrong_task():
+        raise HTTPException(404, f"{other} needs {needs}; this server holds "
+                                 f"{'a text classifier' if served.task == 'classify' else 'a language model'} "
+                                 f"(task {served.task!r}): see GET /model")
+
+    # outermost first: auth, then the body limit (an unauthorised client cannot make us read a body)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.api_key:
+        app.add_middleware(BearerAuth, key=settings.api_key)
+    return app

@@ -1,0 +1,72 @@
+"""Run the app with uvicorn: `run(checkpoint, settings, host, port, workers)` (what `rnnkit serve` calls).
+
+One worker runs the app in this process. With `workers > 1` uvicorn starts that many processes, each
+building its own app from environment variables (`app_from_env`, uvicorn's factory mode), each with its
+own model and batcher; the OS spreads connections over them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from .settings import ServeSettings
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(n: int) -> None:
+    """Use at most `n` BLAS (and torch) threads in this process and in the workers it starts.
+
+    The environment variables reach worker processes; in this process NumPy is already loaded (the CLI
+    imports it), so its BLAS pool is resized through threadpoolctl when installed. One thread is the right
+    default: the model runs on one worker thread anyway, and idle OpenBLAS threads spin, taking the CPU
+    that the event loop needs to parse and answer requests.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        logging.getLogger("rnnkit.serve").warning(
+            "threadpoolctl is not installed: BLAS threads are limited only in worker processes")
+    else:
+        threadpool_limits(limits=n)
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def app_from_env():
+    """The app described by `RNNKIT_SERVE_*` variables (uvicorn's factory for worker processes)."""
+    from .app import create_app
+
+    checkpoint, settings = ServeSettings.from_env()
+    threads = int(os.environ.get("RNNKIT_SERVE_THREADS", "1"))
+    limit_threads(threads)
+    app = create_app(checkpoint, settings=settings)
+    limit_threads(threads)
+    return app
+
+
+def run(checkpoint, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+        threads: int = 1, log_level: str = "info", access_log: bool = True,
+        limit_concurrency: int | None = None) -> None:
+    """Serve until interrupted. The model is loaded before the port opens, so a bad checkpoint fails here."""
+    import uvicorn
+
+    limit_threads(threads)
+    options = dict(host=host, port=port, log_level=log_level, access_log=access_log,
+                   limit_concurrency=limit_concurrency)
+    if workers > 1:
+        from .app import Served
+
+        Served(checkpoint, settings)        # fail now, in one process, if the checkpoint cannot be served
+        os.environ.update(settings.to_env(checkpoint), RNNKIT_SERVE_THREADS=str(threads))
+        uvicorn.run("rnnkit.serve.runner:app_from_env", factory=True, workers=workers, **options)
+    else:
+        from .app import create_app
+
+        app = create_app(checkpoint, settings=settings)
+        limit_threads(threads)      # again: the torch engine imports torch only now
+        uvicorn.run(app, **options)

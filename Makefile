@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-RUN_EXTRAS := train,plots,baselines
-TEST_EXTRAS := torch,train,plots,baselines,dev
+RUN_EXTRAS := train,plots,baselines,serve
+TEST_EXTRAS := torch,train,plots,baselines,serve,dev
 
 .PHONY: run test examples bench clean
 

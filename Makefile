@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 RUN_EXTRAS := train,plots,baselines
-TEST_EXTRAS := torch,train,plots,baselines,dev
+# fast (numba) is in the test set so both LSTM paths are tested: each parity test runs with and without it.
+TEST_EXTRAS := torch,train,plots,baselines,dev,fast
 
 .PHONY: run test examples bench clean
 

@@ -206,3 +206,39 @@ if AVAILABLE:
             _sigmoid_grad(dh, o, squashed, d[2 * H: 3 * H])
             _tanh_grad(dct, i, g, d[3 * H:])
             _mul(dct, f, dct)
+
+    # Small batches: the whole time loop in one call. A (1, H) @ (H, 4H) product through BLAS costs more in
+    # call overhead than in arithmetic, so below SMALL_BATCH rows the products run here as well.
+    @_jit
+    def _vec_mat(v, w, out):
+        """out ← v w for v (K,), w (K, N) row-major, out (N,); summed over k in order, vectorised over n."""
+        out[:] = 0
+        for k in range(w.shape[0]):
+            vk = v[k]
+            row = w[k]
+            for j in range(out.shape[0]):
+                out[j] += vk * row[j]
+
+    @_jit
+    def lstm_forward_loop(xw, w_hh_t, gates, c, tanh_c, h, active):
+        """All steps of `lstm_forward_step`, h_t W_hh^T included; active (T,) int64 rows running at step t.
+
+        w_hh_t (H, 4H): `Packed.w_hh_t`, C-contiguous.
+        """
+        for t in range(xw.shape[0]):
+            n = active[t]
+            for b in range(n):
+                _vec_mat(h[t, b], w_hh_t, gates[t, b])
+            lstm_forward_step(t, n, xw, gates, c, tanh_c, h)
+
+    @_jit
+    def lstm_backward_loop(d_out, w_hh, dh_rec, dc, gates, c, tanh_c, d_pre, active):
+        """All steps of `lstm_backward_step`, last first, dh_rec ← d_pre[t] W_hh included."""
+        for t in range(d_out.shape[0] - 1, -1, -1):
+            n = active[t]
+            lstm_backward_step(t, n, d_out, dh_rec, dc, gates, c, tanh_c, d_pre)
+            for b in range(n):
+                _vec_mat(d_pre[t, b], w_hh, dh_rec[b])
+
+
+SMALL_BATCH = 4

@@ -9,12 +9,15 @@ step's whole gate arithmetic in one compiled loop, so a step is one BLAS GEMM pl
     backward  lstm_backward_step: d_pre[t] ← the gate gradients, dc ← dc_t ⊙ f
               dh_rec = d_pre[t] W_hh             (NumPy / BLAS, by the caller)
 
+For batch <= SMALL_BATCH a (B, H) @ (H, 4H) product through BLAS is mostly call overhead, so
+lstm_forward_loop / lstm_backward_loop run the whole time loop in one call, products included (`_vec_mat`).
+
 The arrays and the packed gate order (i, f, o, g; sigmoid rows halved, σ(a) = (1 + tanh(a/2)) / 2) are
 functional.py's, so both paths keep the same cache and share every GEMM.
 
 tanh. Numba calls libm's scalar tanh, ~30x slower than NumPy's SIMD tanh. float32 uses instead a
 branch-free rational approximation (Eigen's, clamped to ±7.905; ≤ 6 ulp from the true tanh, against NumPy's
-~1.4), which LLVM vectorises. float64 keeps libm's correctly rounded tanh, so the float64 parity with
+~1.4), which LLVM vectorises. float64 keeps libm's tanh, so the float64 parity with
 PyTorch (relative error < 1e-9) does not move.
 
 Exactness. fastmath stays off (no reassociation, no fused multiply-add contraction). error_model="numpy"

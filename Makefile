@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-RUN_EXTRAS := train,plots,baselines,serve
-TEST_EXTRAS := torch,train,plots,baselines,serve,dev
+RUN_EXTRAS := train,plots,baselines,serve,fast
+# fast (numba) is in the test set so both LSTM paths are tested: each parity test runs with and without it.
+TEST_EXTRAS := torch,train,plots,baselines,serve,dev,fast
 
 .PHONY: run test examples bench clean
 

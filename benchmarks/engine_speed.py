@@ -8,6 +8,8 @@ each row reports the GFLOP/s the layer achieves in its matrix products.
     python benchmarks/engine_speed.py                 # full table, results in benchmarks/results/
     python benchmarks/engine_speed.py --quick         # tiny shapes, one round (a smoke test)
 
+The scratch LSTM runs on the numba kernels (rnnkit/scratch/kernels.py) when numba is installed, on NumPy
+otherwise or with --no-numba (which sets RNNKIT_NO_NUMBA=1 for the scratch workers); the report names the path.
 Timed: "fwd" is the training forward pass (PyTorch with autograd recording; the scratch engine keeps its
 cache), "fwd+bwd" adds the backward pass with the gradient of the input, the initial state and all weights.
 """
@@ -57,7 +59,10 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
     if engine == "scratch":
         from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
+        from rnnkit.scratch import kernels
+
         layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](i, h, dtype=np.float32, rng=0)
+        path = kernels.path() if cell == "lstm" else "numpy"
 
         def fwd():
             layer.forward(x)
@@ -68,6 +73,7 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
     else:
         import torch
 
+        path = "torch"
         torch.set_num_threads(threads)
         layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](i, h, batch_first=True)
         xt = torch.tensor(x, requires_grad=True)
@@ -79,7 +85,7 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
         def fwd_bwd():
             out, _ = layer(xt)
             out.backward(dt)
-    return {"fwd": _timeit(fwd, min_time), "fwd+bwd": _timeit(fwd_bwd, min_time)}
+    return {"fwd": _timeit(fwd, min_time), "fwd+bwd": _timeit(fwd_bwd, min_time), "path": path}
 
 
 def gemm_worker(threads: int, min_time: float) -> dict:
@@ -104,9 +110,11 @@ def _blas_kernel() -> str:
     return ", ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in blas) or "unknown"
 
 
-def run_worker(args: list[str], threads: int) -> dict:
+def run_worker(args: list[str], threads: int, no_numba: bool = False) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
+    if no_numba:
+        env["RNNKIT_NO_NUMBA"] = "1"
     done = subprocess.run([sys.executable, __file__, "--worker", *args, "--threads", str(threads)],
                           env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -121,6 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", default=",".join(CELLS))
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timing per measurement")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one round")
+    parser.add_argument("--no-numba", action="store_true", help="run the scratch LSTM on its NumPy path")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_speed.json"))
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -141,6 +150,7 @@ def main(argv=None) -> int:
     gemm = []
     blas = "unknown"
     rows = []
+    load_start = os.getloadavg()
     for cell in cells:
         for shape in shapes:
             spec = [cell, ",".join(map(str, shape))]
@@ -148,24 +158,32 @@ def main(argv=None) -> int:
             for r in range(rounds):
                 engines = ("scratch", "torch") if r % 2 == 0 else ("torch", "scratch")
                 for engine in engines:
-                    runs[engine].append(run_worker([engine, *spec, "--min-time", str(min_time)], args.threads))
+                    runs[engine].append(run_worker([engine, *spec, "--min-time", str(min_time)], args.threads,
+                                                   args.no_numba))
                 measured = run_worker(["gemm", "--min-time", str(min_time)], args.threads)
                 gemm.append(measured["gflops"])
                 blas = measured["blas"]
-            row = {"cell": cell, "batch": shape[0], "time": shape[1], "input": shape[2], "hidden": shape[3]}
+            row = {"cell": cell, "batch": shape[0], "time": shape[1], "input": shape[2], "hidden": shape[3],
+                   "path": runs["scratch"][0]["path"]}
             for mode in ("fwd", "fwd+bwd"):
                 s = statistics.median(run[mode] for run in runs["scratch"])
                 t = statistics.median(run[mode] for run in runs["torch"])
-                row[mode] = {"scratch_ms": s * 1e3, "torch_ms": t * 1e3, "ratio": s / t,
+                # the median of the per-round ratios: each pair ran minutes apart at most, so drift cancels
+                ratio = statistics.median(a[mode] / b[mode] for a, b in zip(runs["scratch"], runs["torch"]))
+                row[mode] = {"scratch_ms": s * 1e3, "torch_ms": t * 1e3, "ratio": ratio,
                              "scratch_gflops": flops(cell, shape, mode != "fwd") / s / 1e9}
             rows.append(row)
             print(_format_row(row), flush=True)
     gemm_rate = statistics.median(gemm)
     print(f"\nfloat32 GEMM rate of this machine (NumPy BLAS, {args.threads} threads): {gemm_rate:.1f} GFLOP/s "
           f"(median of {len(gemm)}; {blas})")
-    print("ratio = scratch time / torch time (below 1: scratch is faster); GF/s = scratch GEMM FLOPs per second")
+    load = {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()}
+    print("ratio = median over rounds of scratch time / torch time (below 1: scratch is faster); "
+          "GF/s = scratch GEMM FLOPs per second")
+    print(f"LSTM path: {rows_path(rows)}; load average (1, 5, 15 min) at start {_load(load['start'])}, "
+          f"at end {_load(load['end'])} on {load['cpus']} CPUs")
     result = {"threads": args.threads, "rounds": rounds, "gemm_gflops": gemm_rate, "blas": blas, "rows": rows,
-              "python": sys.version.split()[0]}
+              "python": sys.version.split()[0], "lstm_path": rows_path(rows), "load_average": load}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -173,8 +191,18 @@ def main(argv=None) -> int:
     return 0
 
 
+def rows_path(rows: list[dict]) -> str:
+    """The scratch LSTM's path in this run ('numba' or 'numpy'), or 'n/a' when no LSTM row ran."""
+    return ",".join(sorted({row["path"] for row in rows if row["cell"] == "lstm"})) or "n/a"
+
+
+def _load(values) -> str:
+    return " ".join(f"{v:.1f}" for v in values)
+
+
 def _format_row(row: dict) -> str:
-    shape = f"{row['cell']:>4} B={row['batch']:<3} T={row['time']:<4} I={row['input']:<4} H={row['hidden']:<4}"
+    shape = (f"{row['cell']:>4} B={row['batch']:<3} T={row['time']:<4} I={row['input']:<4} H={row['hidden']:<4} "
+             f"[{row['path']}]")
     parts = []
     for mode in ("fwd", "fwd+bwd"):
         m = row[mode]

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from gradcheck import numeric_grad
 
+from rnnkit.scratch import kernels
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
 EPS = 1e-6
@@ -20,8 +21,11 @@ def scalar_loss(layer, x, state, lengths, r_out, r_h):
     return float((out * r_out).sum() + (h * r_h).sum())
 
 
-@pytest.mark.parametrize("kind", list(MAKERS))
-def test_layer_gradients_by_finite_differences(kind):
+@pytest.mark.parametrize("kind, path", [(kind, "numpy") for kind in MAKERS] + [("lstm", "numba")])
+def test_layer_gradients_by_finite_differences(kind, path, monkeypatch):
+    if path == "numba" and not kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(kernels, "ENABLED", path == "numba")
     rng = np.random.default_rng(0)
     layer = MAKERS[kind](input_size=2, hidden_size=3, num_layers=2, bidirectional=True, dtype=np.float64, rng=1)
     x = rng.standard_normal((3, 4, 2))

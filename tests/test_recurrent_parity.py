@@ -2,15 +2,17 @@
 
 Outputs, final states, the input gradient, the initial-state gradients and every parameter gradient must
 agree to a relative error below 1e-9, for 1-3 layers, one or two directions, with and without lengths and
-initial states, on shapes drawn by hypothesis.
+initial states, on shapes drawn by hypothesis. Every test runs on both LSTM paths: the NumPy steps and the
+compiled kernels (rnnkit.scratch.kernels; that run is skipped where numba is not installed).
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
+from rnnkit.scratch import kernels  # noqa: E402
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN  # noqa: E402
 
 KINDS = {
@@ -20,6 +22,15 @@ KINDS = {
     "gru": (GRU, torch.nn.GRU),
 }
 TOL = 1e-9
+
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def lstm_path(request, monkeypatch):
+    """Run the test with the LSTM on the NumPy steps, then on the numba kernels."""
+    if request.param == "numba" and not kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(kernels, "ENABLED", request.param == "numba")
+    return request.param
 
 
 def rel_err(a, b):
@@ -111,7 +122,7 @@ def test_parity_without_bias(kind):
                            lengths=[4, 2, 3], with_state=False, bias=False))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from(list(KINDS)),
     batch=st.integers(1, 4),

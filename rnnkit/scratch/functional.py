@@ -25,7 +25,10 @@ copy of the weights (see `pack`):
   * the gates' rows are reordered so that the sigmoid gates are contiguous (LSTM: i, f, o, g; GRU: z, r, n);
   * the sigmoid gates' rows are halved, because σ(a) = (1 + tanh(a/2)) / 2: one tanh call over all gates,
     then one multiply-add on the sigmoid block. Halving is exact in floating point;
-  * every step writes into preallocated buffers (`out=`), nothing is allocated inside the loop.
+  * every step writes into preallocated buffers (`out=`), nothing is allocated inside the loop;
+  * packing copies whole gate blocks. w_ih_t is a transposed view (BLAS reads it as it is, at the same speed
+    for the one big input GEMM); w_hh_t is a C-contiguous copy, since the many small per-step GEMMs run
+    ~30% faster on it, made tile by tile (see `_transpose`).
 Backward works with the true (unhalved) weights in packed row order; `unpack_rows` puts gradients back
 into PyTorch's order. The derivative factors that do not depend on the incoming gradient are computed for
 all time steps at once (`*_factors`), so the backward step is a few multiplies and one GEMM.
@@ -50,7 +53,8 @@ _SIGMOID_BLOCKS = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 3, "gru": 2}
 class Packed:
     """A layer direction's weights laid out for the step functions.
 
-    w_ih_t (I, G*H), w_hh_t (H, G*H): rows reordered, sigmoid rows halved, transposed for `x @ w`.
+    w_ih_t (I, G*H), w_hh_t (H, G*H): rows reordered, sigmoid rows halved, transposed for `x @ w`
+        (w_ih_t an F-contiguous view, w_hh_t C-contiguous).
     bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only).
     w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products.
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)).
@@ -68,13 +72,35 @@ def _row_index(mode: str, hidden: int) -> np.ndarray:
     return np.concatenate([np.arange(k * hidden, (k + 1) * hidden) for k in _ORDER[mode]])
 
 
+def _reorder(mode: str, w: np.ndarray, hidden: int) -> np.ndarray:
+    """Rows (G*H, ...) in PyTorch's gate order → a new C-contiguous array in packed order, block by block."""
+    out = np.empty(w.shape, dtype=w.dtype)
+    for k, src in enumerate(_ORDER[mode]):
+        out[k * hidden: (k + 1) * hidden] = w[src * hidden: (src + 1) * hidden]
+    return out
+
+
+def _transpose(w: np.ndarray, tile: int = 32) -> np.ndarray:
+    """A C-contiguous copy of w.T, `tile` rows at a time. NumPy's one-call transposing copy walks the source
+    by columns and, at power-of-two sizes, thrashes the cache: ~5 ms for a (2048, 512) float32 matrix, ~1 ms
+    in tiles."""
+    out = np.empty(w.shape[::-1], dtype=w.dtype)
+    for r in range(0, w.shape[0], tile):
+        out[:, r: r + tile] = w[r: r + tile].T
+    return out
+
+
 def pack(mode: str, w_ih, w_hh, b_ih=None, b_hh=None) -> Packed:
     """PyTorch-layout weights of one layer direction → `Packed` (see the module docstring)."""
     hidden = w_hh.shape[1]
     rows = _row_index(mode, hidden)
+    sigmoid_rows = _SIGMOID_BLOCKS[mode] * hidden
     scale = np.ones(GATES[mode] * hidden, dtype=w_hh.dtype)
-    scale[: _SIGMOID_BLOCKS[mode] * hidden] = 0.5
-    w_ih, w_hh = w_ih[rows], w_hh[rows]
+    scale[:sigmoid_rows] = 0.5
+    w_ih, w_hh = _reorder(mode, w_ih, hidden), _reorder(mode, w_hh, hidden)
+    w_ih_half, w_hh_half = w_ih.copy(), w_hh.copy()
+    w_ih_half[:sigmoid_rows] *= 0.5  # exact: a power of two
+    w_hh_half[:sigmoid_rows] *= 0.5
     bias = np.zeros(len(rows), dtype=w_hh.dtype)
     b_hn = None
     if b_ih is not None:
@@ -86,14 +112,7 @@ def pack(mode: str, w_ih, w_hh, b_ih=None, b_hh=None) -> Packed:
             b_hn = np.ascontiguousarray(b_hh[2 * hidden:])
         else:
             bias += b_hh
-    return Packed(
-        w_ih_t=np.ascontiguousarray((w_ih * scale[:, None]).T),
-        w_hh_t=np.ascontiguousarray((w_hh * scale[:, None]).T),
-        bias=bias * scale,
-        w_ih=np.ascontiguousarray(w_ih),
-        w_hh=np.ascontiguousarray(w_hh),
-        b_hn=b_hn,
-    )
+    return Packed(w_ih_t=w_ih_half.T, w_hh_t=_transpose(w_hh_half), bias=bias * scale, w_ih=w_ih, w_hh=w_hh, b_hn=b_hn)
 
 
 def unpack_rows(mode: str, packed_rows: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
+from . import kernels
 from .module import Module, Parameter, as_float_dtype, make_rng
 
 
@@ -308,8 +309,18 @@ def _lstm_forward(layer, p, xw, h0, c0, active):
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
     cs = np.zeros_like(hs)
     hs[0], cs[0] = h0, c0
-    acts = np.zeros_like(xw)
-    tanh_c = np.zeros((time, batch, hidden), dtype=xw.dtype)
+    # The kernels read and write only the running rows; the NumPy backward computes factors on all rows.
+    alloc = np.empty if kernels.active(xw.dtype) else np.zeros
+    acts = alloc(xw.shape, dtype=xw.dtype)
+    tanh_c = alloc((time, batch, hidden), dtype=xw.dtype)
+    if kernels.active(xw.dtype) and batch <= kernels.SMALL_BATCH:  # one compiled call for all steps
+        kernels.lstm_forward_loop(xw, p.w_hh_t, acts, cs, tanh_c, hs, np.asarray(active, dtype=np.int64))
+        return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c}
+    if kernels.active(xw.dtype):  # one GEMM and one compiled call per step
+        for t, n in enumerate(active):
+            np.matmul(hs[t, :n], p.w_hh_t, out=acts[t, :n])
+            kernels.lstm_forward_step(t, n, xw, acts, cs, tanh_c, hs)
+        return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c}
     for t, n in enumerate(active):
         F.lstm_step(xw[t, :n], hs[t, :n], cs[t, :n], p.w_hh_t, acts[t, :n], cs[t + 1, :n], tanh_c[t, :n],
                     hs[t + 1, :n])
@@ -322,6 +333,16 @@ def _lstm_backward(direction, d_out, dh_n, dc_n, active):
     gates, forget = a["gates"], a["gates"][..., hidden: 2 * hidden]
     d_pre = np.zeros_like(gates)
     dh_rec, dc, dh = dh_n.copy(), dc_n.copy(), np.empty_like(dh_n)
+    if kernels.active(gates.dtype) and dh_n.shape[0] <= kernels.SMALL_BATCH:  # one compiled call for all steps
+        kernels.lstm_backward_loop(d_out, p.w_hh, dh_rec, dc, gates, a["c"], a["tanh_c"], d_pre,
+                                   np.asarray(active, dtype=np.int64))
+        return d_pre, d_pre, dh_rec, dc
+    if kernels.active(gates.dtype):  # one compiled call and one GEMM per step
+        for t in reversed(range(len(active))):
+            n = active[t]
+            kernels.lstm_backward_step(t, n, d_out, dh_rec, dc, gates, a["c"], a["tanh_c"], d_pre)
+            np.matmul(d_pre[t, :n], p.w_hh, out=dh_rec[:n])
+        return d_pre, d_pre, dh_rec, dc
     for start, stop in _blocks_backwards(len(active), gates[0].size):
         k, factors = F.lstm_factors(gates[start:stop], a["c"][start:stop], a["tanh_c"][start:stop])
         for t in reversed(range(start, stop)):

@@ -1,0 +1,247 @@
+"""Optional fused LSTM step kernels, compiled with Numba; recurrent.py falls back to NumPy without them.
+
+Why. The NumPy LSTM step makes about a dozen ufunc calls over (B, 4H) and (B, H) arrays per time step, and
+backward as many again: each call costs ~0.5 µs of overhead and one trip through memory. These kernels do a
+step's whole gate arithmetic in one compiled loop, so a step is one BLAS GEMM plus one kernel call:
+
+    forward   a_t = h_{t-1} W_hh^T            (NumPy / BLAS, written into gates[t] by the caller)
+              lstm_forward_step: gates[t] ← σ/tanh(a_t + xw_t), c_{t+1}, tanh c_{t+1}, h_{t+1}
+    backward  lstm_backward_step: d_pre[t] ← the gate gradients, dc ← dc_t ⊙ f
+              dh_rec = d_pre[t] W_hh             (NumPy / BLAS, by the caller)
+
+For batch <= SMALL_BATCH a (B, H) @ (H, 4H) product through BLAS is mostly call overhead, so
+lstm_forward_loop / lstm_backward_loop run the whole time loop in one call, products included (`_vec_mat`).
+
+The arrays and the packed gate order (i, f, o, g; sigmoid rows halved, σ(a) = (1 + tanh(a/2)) / 2) are
+functional.py's, so both paths keep the same cache and share every GEMM.
+
+tanh. Numba calls libm's scalar tanh, ~30x slower than NumPy's SIMD tanh. float32 uses instead a
+branch-free rational approximation (Eigen's, clamped to ±7.905; ≤ 6 ulp from the true tanh, against NumPy's
+~1.4), which LLVM vectorises. float64 keeps libm's tanh, so the float64 parity with
+PyTorch (relative error < 1e-9) does not move.
+
+Exactness. fastmath stays off (no reassociation, no fused multiply-add contraction). error_model="numpy"
+only drops the zero-division check of `/` (the denominator of the rational tanh is ≥ 4.9e-3), which is what
+lets the loops vectorise.
+
+Switches. `ENABLED` is False when numba is not importable or the environment sets RNNKIT_NO_NUMBA=1; tests
+and benchmarks may set `kernels.ENABLED` themselves. Compiled code is cached on disk (`cache=True`) where a
+writable cache directory exists (numba's own choice, or NUMBA_CACHE_DIR); otherwise it compiles in memory.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:
+    import numba
+    from numba.extending import overload
+except ImportError:  # the NumPy path
+    numba = None
+
+AVAILABLE = numba is not None
+ENABLED = AVAILABLE and os.environ.get("RNNKIT_NO_NUMBA", "").strip().lower() not in ("1", "true", "yes", "on")
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def active(dtype) -> bool:
+    """Whether the LSTM runs on these kernels for arrays of `dtype`."""
+    return ENABLED and np.dtype(dtype) in DTYPES
+
+
+def path() -> str:
+    """'numba' or 'numpy': the LSTM path in use now (for reports)."""
+    return "numba" if ENABLED else "numpy"
+
+
+if AVAILABLE:
+    _OPTIONS = dict(nogil=True, fastmath=False, error_model="numpy")
+
+    def _jit(fn):
+        """njit with the on-disk cache where it can be written, in-memory compilation otherwise."""
+        try:
+            return numba.njit(cache=True, **_OPTIONS)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available" (no writable directory)
+            return numba.njit(cache=False, **_OPTIONS)(fn)
+
+    # Eigen's float32 tanh: x·P(x²)/Q(x²) on [-7.905, 7.905] (tanh is ±1 in float32 beyond), x itself below 4e-4.
+    _f32 = np.float32
+    _CLAMP, _TINY = _f32(7.90531110763549805), _f32(0.0004)
+    _A1, _A3, _A5, _A7, _A9, _A11, _A13 = map(_f32, (
+        4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+        -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
+    _B0, _B2, _B4, _B6 = map(_f32, (
+        4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
+
+    def _tanh(x):  # typed below: rational for float32, libm for float64
+        return math.tanh(x)
+
+    @overload(_tanh)
+    def _tanh_typed(x):
+        if x == numba.types.float32:
+            def tanh32(x):
+                y = _CLAMP if x > _CLAMP else x  # written so that NaN passes through
+                y = -_CLAMP if y < -_CLAMP else y
+                y2 = y * y
+                p = y2 * _A13 + _A11
+                p = y2 * p + _A9
+                p = y2 * p + _A7
+                p = y2 * p + _A5
+                p = y2 * p + _A3
+                p = y2 * p + _A1
+                p = y * p
+                q = y2 * _B6 + _B4
+                q = y2 * q + _B2
+                q = y2 * q + _B0
+                return x if abs(x) < _TINY else p / q
+            return tanh32
+        return lambda x: math.tanh(x)
+
+    @_jit
+    def tanh(x, out):
+        """out = tanh(x) elementwise for 1-D arrays, with the kernels' tanh (exposed for tests)."""
+        for j in range(x.shape[0]):
+            out[j] = _tanh(x[j])
+
+    # Row loops. Each touches at most three arrays: LLVM vectorises a loop only when a few run-time overlap
+    # checks between its arrays suffice, and a whole step in one loop has too many (it then runs ~2.5x slower).
+    @_jit
+    def _gates_sigmoid(a, x, half):
+        """a ← (1 + tanh(a + x)) / 2, the halved sigmoid rows."""
+        for j in range(a.shape[0]):
+            a[j] = _tanh(a[j] + x[j]) * half + half
+
+    @_jit
+    def _gates_tanh(a, x):
+        """a ← tanh(a + x)."""
+        for j in range(a.shape[0]):
+            a[j] = _tanh(a[j] + x[j])
+
+    @_jit
+    def _mul(a, b, out):
+        """out ← a ⊙ b."""
+        for j in range(out.shape[0]):
+            out[j] = a[j] * b[j]
+
+    @_jit
+    def _add_mul(a, b, out):
+        """out ← out + a ⊙ b."""
+        for j in range(out.shape[0]):
+            out[j] += a[j] * b[j]
+
+    @_jit
+    def _tanh_into(a, out):
+        """out ← tanh(a)."""
+        for j in range(out.shape[0]):
+            out[j] = _tanh(a[j])
+
+    @_jit
+    def _add(a, out):
+        """out ← out + a."""
+        for j in range(out.shape[0]):
+            out[j] += a[j]
+
+    @_jit
+    def _cell_grad(dh, o, tc, dc):
+        """dc ← dc + dh ⊙ o ⊙ (1 - tc²)."""
+        one = dc.dtype.type(1)
+        for j in range(dc.shape[0]):
+            dc[j] += dh[j] * (o[j] * (one - tc[j] * tc[j]))
+
+    @_jit
+    def _sigmoid_grad(d, gate, other, out):
+        """out ← d ⊙ other ⊙ gate(1 - gate)."""
+        one = out.dtype.type(1)
+        for j in range(out.shape[0]):
+            out[j] = d[j] * (other[j] * (gate[j] * (one - gate[j])))
+
+    @_jit
+    def _tanh_grad(d, i, g, out):
+        """out ← d ⊙ i ⊙ (1 - g²)."""
+        one = out.dtype.type(1)
+        for j in range(out.shape[0]):
+            out[j] = d[j] * (i[j] * (one - g[j] * g[j]))
+
+    @_jit
+    def lstm_forward_step(t, n, xw, gates, c, tanh_c, h):
+        """Step t of the LSTM for the first n rows, after the caller wrote h_t W_hh^T into gates[t, :n].
+
+        xw (T, B, 4H) halved input pre-activations; gates (T, B, 4H): in a_t, out activated (i, f, o, g);
+        c, h (T+1, B, H): reads c[t], writes c[t+1], h[t+1]; tanh_c (T, B, H): writes tanh c_{t+1}.
+            i, f, o = (1 + tanh(a + xw)) / 2 (halved rows), g = tanh(a + xw)
+            c_{t+1} = f ⊙ c_t + i ⊙ g,  h_{t+1} = o ⊙ tanh(c_{t+1})
+        """
+        H = c.shape[2]
+        half = xw.dtype.type(0.5)
+        for b in range(n):
+            x_row, a = xw[t, b], gates[t, b]
+            _gates_sigmoid(a[: 3 * H], x_row[: 3 * H], half)
+            _gates_tanh(a[3 * H:], x_row[3 * H:])
+            i, f, o, g = a[:H], a[H: 2 * H], a[2 * H: 3 * H], a[3 * H:]
+            cell, squashed = c[t + 1, b], tanh_c[t, b]
+            _mul(f, c[t, b], cell)
+            _add_mul(i, g, cell)
+            _tanh_into(cell, squashed)
+            _mul(o, squashed, h[t + 1, b])
+
+    @_jit
+    def lstm_backward_step(t, n, d_out, dh_rec, dc, gates, c, tanh_c, d_pre):
+        """Step t of LSTM backward for the first n rows; the caller then sets dh_rec[:n] = d_pre[t, :n] W_hh.
+
+        d_out (T, B, H) the output gradient; dh_rec, dc (B, H) the gradients reaching h_{t+1}, c_{t+1} from
+        step t+1 (both are overwritten: dh_rec with dh, dc with dc_t ⊙ f); gates, c, tanh_c: forward's arrays.
+        Writes d_pre[t], the gradient of the (unhalved) pre-activations:
+            dh = d_out_t + dh_rec,   dc_t = dc + dh ⊙ o ⊙ (1 - tanh²c_{t+1})
+            d_i = dc_t ⊙ g ⊙ i(1-i),  d_f = dc_t ⊙ c_t ⊙ f(1-f),  d_o = dh ⊙ tanh c_{t+1} ⊙ o(1-o)
+            d_g = dc_t ⊙ i ⊙ (1-g²),  dc ← dc_t ⊙ f
+        """
+        H = c.shape[2]
+        for b in range(n):
+            a, d = gates[t, b], d_pre[t, b]
+            i, f, o, g = a[:H], a[H: 2 * H], a[2 * H: 3 * H], a[3 * H:]
+            dh, dct, squashed = dh_rec[b], dc[b], tanh_c[t, b]
+            _add(d_out[t, b], dh)
+            _cell_grad(dh, o, squashed, dct)
+            _sigmoid_grad(dct, i, g, d[:H])
+            _sigmoid_grad(dct, f, c[t, b], d[H: 2 * H])
+            _sigmoid_grad(dh, o, squashed, d[2 * H: 3 * H])
+            _tanh_grad(dct, i, g, d[3 * H:])
+            _mul(dct, f, dct)
+
+    # Small batches: the whole time loop in one call. A (1, H) @ (H, 4H) product through BLAS costs more in
+    # call overhead than in arithmetic, so below SMALL_BATCH rows the products run here as well.
+    @_jit
+    def _vec_mat(v, w, out):
+        """out ← v w for v (K,), w (K, N) row-major, out (N,); summed over k in order, vectorised over n."""
+        out[:] = 0
+        for k in range(w.shape[0]):
+            vk = v[k]
+            row = w[k]
+            for j in range(out.shape[0]):
+                out[j] += vk * row[j]
+
+    @_jit
+    def lstm_forward_loop(xw, w_hh_t, gates, c, tanh_c, h, active):
+        """All steps of `lstm_forward_step`, h_t W_hh^T included; active (T,) int64 rows running at step t.
+
+        w_hh_t (H, 4H): `Packed.w_hh_t`, C-contiguous.
+        """
+        for t in range(xw.shape[0]):
+            n = active[t]
+            for b in range(n):
+                _vec_mat(h[t, b], w_hh_t, gates[t, b])
+            lstm_forward_step(t, n, xw, gates, c, tanh_c, h)
+
+    @_jit
+    def lstm_backward_loop(d_out, w_hh, dh_rec, dc, gates, c, tanh_c, d_pre, active):
+        """All steps of `lstm_backward_step`, last first, dh_rec ← d_pre[t] W_hh included."""
+        for t in range(d_out.shape[0] - 1, -1, -1):
+            n = active[t]
+            lstm_backward_step(t, n, d_out, dh_rec, dc, gates, c, tanh_c, d_pre)
+            for b in range(n):
+                _vec_mat(d_pre[t, b], w_hh, dh_rec[b])
+
+
+SMALL_BATCH = 4

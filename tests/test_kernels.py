@@ -1,0 +1,106 @@
+"""The optional numba kernels: their float32 tanh, their agreement with the NumPy path, and the switches."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnnkit.scratch import kernels
+from rnnkit.scratch.recurrent import LSTM
+
+needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+
+
+@needs_numba
+def test_float32_tanh_is_within_a_few_ulp_and_odd():
+    x = np.concatenate([np.linspace(0, 12, 400_001), np.geomspace(1e-30, 12, 20_000)]).astype(np.float32)
+    x = np.concatenate([x, -x])
+    out = np.empty_like(x)
+    kernels.tanh(x, out)
+    exact = np.tanh(x.astype(np.float64))
+    ulps = np.abs(out - exact) / np.spacing(np.abs(exact).astype(np.float32))
+    assert ulps.max() <= 8
+    np.testing.assert_array_equal(out[: len(x) // 2], -out[len(x) // 2:])
+    assert np.all(np.abs(out) <= 1)
+
+
+@needs_numba
+def test_float32_tanh_special_values():
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, 1e-30, 9.0, -50.0], dtype=np.float32)
+    out = np.empty_like(x)
+    kernels.tanh(x, out)
+    assert np.isnan(out[0])
+    np.testing.assert_array_equal(out[1:], np.array([1, -1, 0, 1e-30, 1, -1], dtype=np.float32))
+
+
+@needs_numba
+def test_float64_tanh_is_libms():
+    x = np.linspace(-20, 20, 10_001)
+    out = np.empty_like(x)
+    kernels.tanh(x, out)
+    np.testing.assert_allclose(out, np.tanh(x), rtol=1e-15, atol=0)
+
+
+@needs_numba
+@pytest.mark.parametrize("batch", [2, 5])  # the whole-loop kernels (batch <= SMALL_BATCH), then the per-step ones
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_kernels_agree_with_the_numpy_steps(dtype, tol, batch, monkeypatch):
+    assert (batch <= kernels.SMALL_BATCH) == (batch == 2)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, 9, 4)).astype(dtype)
+    d_out = rng.standard_normal((batch, 9, 2 * 6)).astype(dtype)
+    lengths = [9, 4, 9, 1, 6][:batch]
+    results = {}
+    for path in ("numpy", "numba"):
+        monkeypatch.setattr(kernels, "ENABLED", path == "numba")
+        layer = LSTM(4, 6, num_layers=2, bidirectional=True, dtype=dtype, rng=7)
+        out, (h_n, c_n) = layer.forward(x, lengths=lengths)
+        d_x, (d_h0, d_c0) = layer.backward(d_out, np.ones_like(h_n), np.ones_like(c_n))
+        results[path] = [out, h_n, c_n, d_x, d_h0, d_c0] + [p.grad for p in layer.parameters()]
+    for a, b in zip(results["numba"], results["numpy"]):
+        assert a.dtype == dtype
+        scale = max(np.abs(b).max(), 1e-3)
+        assert np.abs(a - b).max() <= tol * scale
+        assert np.abs(b).max() > 0
+
+
+def test_environment_switch_forces_the_numpy_path():
+    code = "from rnnkit.scratch import kernels; print(kernels.ENABLED, kernels.path())"
+    env = dict(os.environ, RNNKIT_NO_NUMBA="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "numpy"]
+    env.pop("RNNKIT_NO_NUMBA")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    expected = ["True", "numba"] if kernels.AVAILABLE else ["False", "numpy"]
+    assert done.stdout.split() == expected
+
+
+def test_active_only_for_float_dtypes_and_when_enabled(monkeypatch):
+    monkeypatch.setattr(kernels, "ENABLED", True)
+    assert kernels.active(np.float32) and kernels.active(np.float64)
+    assert not kernels.active(np.float16) and not kernels.active(np.int64)
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    assert not kernels.active(np.float32)
+    assert kernels.path() == "numpy"
+
+
+@needs_numba
+def test_jit_compiles_in_memory_when_no_cache_directory_can_be_written(monkeypatch):
+    real_njit = kernels.numba.njit
+    calls = []
+
+    def njit(**options):
+        calls.append(options["cache"])
+        if options["cache"]:
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'f.py'")
+        return real_njit(**options)
+
+    monkeypatch.setattr(kernels.numba, "njit", njit)
+
+    def double(a):
+        return 2 * a
+
+    compiled = kernels._jit(double)
+    assert calls == [True, False]
+    assert compiled(21) == 42

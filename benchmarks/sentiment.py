@@ -1,4 +1,4 @@
-"""Sentiment quality and training time: vanilla RNN, GRU, LSTM and BiLSTM on both engines, next to the baselines.
+"""Sentiment quality and training time: vanilla RNN, GRU, LSTM, BiLSTM, BiGRU on both engines, beside the baselines.
 
 On `airline-tweets` (the registry's fixed train / valid / test split) each model is trained with the same
 settings and seed on the scratch engine (NumPy) and on the torch engine (CPU), the checkpoint with the lowest
@@ -6,8 +6,9 @@ validation loss is kept, and it is evaluated on the test split (accuracy, macro-
 and TF-IDF + logistic regression. Each training runs in a fresh process of its own (one after another, never
 two at once), so one engine's threads, caches and memory do not weigh on the other's run.
 
-    python benchmarks/sentiment.py                          # 4 models x 2 engines, the main job's settings
+    python benchmarks/sentiment.py                          # 5 models x 2 engines, the main job's settings
     python benchmarks/sentiment.py --models bilstm --engines scratch --epochs 3
+    python benchmarks/sentiment.py --set hidden=64 --set lr=2e-3   # any setting overridden
     python benchmarks/sentiment.py --quick                  # a tiny smoke run (a few dozen steps each)
 
 Time is wall-clock of the whole `train_classifier` call: building the vocabulary, the training steps, and the
@@ -28,21 +29,23 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnkit.tasks.presets import AIRLINE_TWEETS
+
 DATASET = "airline-tweets"
 MODELS = {                    # name → (cell, bidirectional)
     "rnn": ("rnn_tanh", False),
     "gru": ("gru", False),
     "lstm": ("lstm", False),
     "bilstm": ("lstm", True),
+    "bigru": ("gru", True),
 }
-NAMES = {"rnn": "vanilla RNN (tanh)", "gru": "GRU", "lstm": "LSTM", "bilstm": "BiLSTM"}
+NAMES = {"rnn": "vanilla RNN (tanh)", "gru": "GRU", "lstm": "LSTM", "bilstm": "BiLSTM", "bigru": "BiGRU"}
 ENGINES = ("scratch", "torch")
 
-# The main job's settings (examples/airline_sentiment.py), the same for every model and engine.
-SETTINGS = dict(min_freq=2, max_length=64, layers=1, hidden=128, embedding=100, dropout=0.3, pooling="max",
-                class_weights="none", batch_size=32, lr=2e-3, optimizer="adam", weight_decay=0.0, clip=1.0,
-                schedule="constant", epochs=4, seed=0, dtype="float32")
-QUICK = dict(hidden=32, embedding=32, epochs=1, max_steps=40)
+# The main job's settings (examples/airline_sentiment.py: rnnkit/tasks/presets.py), the same for every model
+# and engine; only the cell and the direction change.
+SETTINGS = {k: v for k, v in AIRLINE_TWEETS.items() if k not in ("cell", "bidirectional")}
+QUICK = dict(hidden=32, embedding=32, epochs=1, max_steps=40, eval_every=0)
 
 
 def train_one(model: str, engine: str, settings: dict, run_dir: str) -> dict:
@@ -124,6 +127,24 @@ def baselines() -> dict:
                    "test_weighted_f1": r["weighted"]["f1"]} for name, r in out.items()}
 
 
+def parse_overrides(pairs) -> dict:
+    """["hidden=256", "schedule=cosine", "patience=null"] → {"hidden": 256, "schedule": "cosine", ...}:
+    each value is read as JSON, or kept as a string if it is not JSON; the key must be a known setting."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        if key not in SETTINGS and key != "max_steps":
+            raise ValueError(f"unknown setting {key!r}; known: {', '.join([*SETTINGS, 'max_steps'])}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def format_table(results: dict) -> str:
     rows = [f"{'model':<28} {'engine':<8} {'test acc':>8} {'macro F1':>8} {'val acc':>8} {'val F1':>7} "
             f"{'epochs':>6} {'train s':>8} {'s/epoch':>8}"]
@@ -147,6 +168,9 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, of scratch, torch")
     parser.add_argument("--quick", action="store_true", help="tiny models, a few dozen steps each (a smoke run)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting (a JSON value: --set hidden=256 --set schedule='\"cosine\"'; "
+                             "a bare word is a string: --set schedule=cosine); repeatable")
     parser.add_argument("--work", help="folder for the runs' checkpoints (default: a new temporary folder)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sentiment.json"))
     args = parser.parse_args(argv)
@@ -165,6 +189,10 @@ def main(argv=None) -> int:
     settings = {**SETTINGS, **(QUICK if args.quick else {})}
     if args.epochs is not None:
         settings["epochs"] = args.epochs
+    try:
+        settings.update(parse_overrides(args.set))
+    except ValueError as e:
+        parser.error(str(e))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="rnnkit-bench-sentiment-"))
 
     results = {"dataset": DATASET, "quick": args.quick, "settings": settings,

@@ -134,6 +134,7 @@ def cmd_train_classify(args) -> int:
         max_length=args.max_length, cell=args.cell, layers=args.layers, hidden=args.hidden,
         embedding=args.embedding, bidirectional=not args.unidirectional, dropout=args.dropout,
         pooling=args.pooling, attention_size=args.attention_size, class_weights=args.class_weights,
+        word_dropout=args.word_dropout, embedding_init_std=args.embedding_init_std,
         embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings, engine=args.engine,
         device=args.device, dtype=args.dtype, batch_size=args.batch_size, out=args.out, resume=args.resume,
         epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
@@ -173,6 +174,10 @@ def add_classify_command(sub) -> None:
     p.add_argument("--pooling", choices=MODES, default="max")
     p.add_argument("--attention-size", type=int, default=64)
     p.add_argument("--class-weights", choices=("none", "balanced"), default="none")
+    p.add_argument("--word-dropout", type=float, default=0.0,
+                   help="probability that a training token is replaced by <unk>")
+    p.add_argument("--embedding-init-std", type=float, default=1.0,
+                   help="the random embedding starts N(0, std^2) (1: torch's default)")
     p.add_argument("--embeddings", metavar="FILE", help="pretrained GloVe/word2vec text vectors")
     p.add_argument("--freeze-embeddings", action="store_true")
     add_engine_arguments(p)

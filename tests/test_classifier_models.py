@@ -111,3 +111,29 @@ def test_cross_engine_parity(pooling, cell):
     with torch.no_grad():
         np.testing.assert_allclose(scratch.predict(batch["inputs"], batch["lengths"]),
                                    ref.eval().predict(batch["inputs"], batch["lengths"]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("engine", ["scratch", "torch"])
+def test_embedding_init_std_scales_only_the_embedding(engine):
+    """N(0, std²) rows, a zero padding row, and every other parameter as with the default init."""
+    if engine == "torch":
+        torch = pytest.importorskip("torch")
+        from rnnkit.torch.models import TextClassifier as TorchClassifier
+
+        def build(**kw):
+            model = TorchClassifier(2000, 3, embedding_dim=50, hidden_size=4, seed=7, **kw)
+            return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    else:
+        def build(**kw):
+            return TextClassifier(2000, 3, embedding_dim=50, hidden_size=4, rng=7, **kw).state_dict()
+    default, small = build(), build(embedding_init_std=0.1)
+    table = small["embedding.weight"]
+    assert np.all(table[0] == 0)                                     # padding_idx 0
+    assert table[1:].std() == pytest.approx(0.1, rel=0.01)           # 99,950 draws: the std to ~0.3%
+    assert abs(table[1:].mean()) < 0.002
+    np.testing.assert_allclose(table, default["embedding.weight"] * 0.1, rtol=1e-6)  # the same draw, scaled
+    for name in default:
+        if name != "embedding.weight":
+            np.testing.assert_array_equal(small[name], default[name], err_msg=name)
+    with pytest.raises(ValueError, match="embedding_init_std"):
+        build(embedding_init_std=0.0)

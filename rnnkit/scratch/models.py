@@ -102,12 +102,15 @@ class TextClassifier(Module):
     at each sequence's length and the pooling looks only at the real steps.
     pooling: "last" (the final state of each direction), "mean", "max", "attention" (see pooling.py).
     `class_weights` (classes,), if set, weight the loss for imbalanced labels (as torch's `weight=`).
+    `embedding_init_std`: the embedding starts N(0, std²) (1: torch.nn.Embedding's N(0, 1)). A small std
+    (0.1) starts every word near the origin, so a word seen a few times stays near it instead of keeping a
+    large random vector; the draw is the N(0, 1) one scaled, so the other parameters start the same.
     """
 
     def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 100, hidden_size: int = 128,
                  num_layers: int = 1, cell: str = "lstm", bidirectional: bool = False, dropout: float = 0.0,
-                 pooling: str = "last", attention_size: int = 64, padding_idx: int = 0, dtype=np.float32,
-                 rng=None):
+                 pooling: str = "last", attention_size: int = 64, padding_idx: int = 0,
+                 embedding_init_std: float = 1.0, dtype=np.float32, rng=None):
         from .pooling import MODES, AttentionPool, MaxPool, MeanPool
 
         if pooling not in MODES:
@@ -118,7 +121,10 @@ class TextClassifier(Module):
         self.rng = make_rng(rng)
         self.pooling, self.num_classes = pooling, int(num_classes)
         self.class_weights = None
+        if not embedding_init_std > 0:
+            raise ValueError(f"embedding_init_std must be positive, got {embedding_init_std}")
         self.embedding = Embedding(vocab_size, embedding_dim, padding_idx=padding_idx, dtype=dtype, rng=self.rng)
+        self.embedding.weight.data *= self.dtype.type(embedding_init_std)
         self.rnn = make_recurrent(cell, embedding_dim, hidden_size, num_layers, dropout, bidirectional, dtype,
                                   self.rng)
         features = hidden_size * (2 if bidirectional else 1)

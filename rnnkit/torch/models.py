@@ -146,11 +146,13 @@ class TextClassifier(nn.Module):
     forward(tokens (batch, time) long, lengths (batch,)) → logits (batch, classes). Pooling "last" (final
     state of each direction of the top layer), "mean", "max" or "attention", over the real steps only.
     `class_weights` (NumPy (classes,) or None) weight the loss; it is a setting, not a parameter.
+    `embedding_init_std`: the embedding starts N(0, std²), torch's N(0, 1) draw scaled (as the scratch model).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 100, hidden_size: int = 128,
                  num_layers: int = 1, cell: str = "lstm", bidirectional: bool = False, dropout: float = 0.0,
-                 pooling: str = "last", attention_size: int = 64, padding_idx: int = 0, seed: int | None = None):
+                 pooling: str = "last", attention_size: int = 64, padding_idx: int = 0,
+                 embedding_init_std: float = 1.0, seed: int | None = None):
         super().__init__()
         if pooling not in ("last", "mean", "max", "attention"):
             raise ValueError(f"unknown pooling {pooling!r}; choose one of last, mean, max, attention")
@@ -159,7 +161,11 @@ class TextClassifier(nn.Module):
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
+            if not embedding_init_std > 0:
+                raise ValueError(f"embedding_init_std must be positive, got {embedding_init_std}")
             self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+            with torch.no_grad():
+                self.embedding.weight.mul_(embedding_init_std)
             self.rnn = make_recurrent(cell, embedding_dim, hidden_size, num_layers, dropout, bidirectional)
             if pooling == "attention":
                 self.attention = AttentionPool(features, attention_size)

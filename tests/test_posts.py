@@ -111,6 +111,8 @@ def test_config_round_trip():
     ":" * 1_000_000,                      # one huge punctuation run
 ])
 def test_very_long_text_is_fast(text):
+    # Linear work on 1 MB takes well under a second; a regex that backtracks quadratically takes hours. The bound
+    # is loose so that a loaded CI machine never fails it, and tight enough to catch super-linear patterns.
     start = time.perf_counter()
     tokens = tok.tokenize(text)
-    assert tokens and time.perf_counter() - start < 3.0
+    assert tokens and time.perf_counter() - start < 20.0

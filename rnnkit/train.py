@@ -156,8 +156,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
                 bar.close()
                 raise TrainingError(
                     f"the loss became {loss} (gradient norm {norm}) at step {state.step + 1}; the update was not "
-                    f"applied and the run stopped. The last good checkpoint is {run_dir / 'last'} (step "
-                    f"{_saved_step(run_dir)}). Try a lower --lr or gradient clipping (--clip).")
+                    f"applied and the run stopped. {_last_good(run_dir)} Try a lower --lr or gradient clipping "
+                    f"(--clip).")
             state.step += 1
             state.batch += 1
             tokens += task.batch_tokens(batch)
@@ -180,7 +180,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
                     stop = True
             state.finished = stop
             if evaluate or stop or (config.checkpoint_every and state.step % config.checkpoint_every == 0):
-                _save(run_dir / "last", task, engine, state, carry, optimizer=True)
+                _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close)
             if stop or end_of_epoch:
                 break
     bar.close()
@@ -202,14 +202,24 @@ def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say) ->
     return metrics
 
 
-def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool) -> None:
+def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool, close=lambda: None) -> None:
+    """Write a checkpoint, unless an update has left a weight NaN or infinite (a finite loss and gradient
+    can still overflow): then the run stops, and the checkpoint already there, the last good one, stays."""
+    weights = engine.weights()
+    bad = [name for name, w in weights.items() if np.issubdtype(w.dtype, np.floating) and not np.isfinite(w).all()]
+    if bad:
+        close()
+        raise TrainingError(
+            f"the weights became non-finite after the update of step {state.step} (in {', '.join(bad)}); they "
+            f"were not saved and the run stopped. {_last_good(path.parent)} Try a lower --lr or gradient "
+            f"clipping (--clip).")
     config = dict(task.checkpoint_config(), engine=engine.name)
     if not optimizer:
-        save_checkpoint(path, engine.weights(), config)
+        save_checkpoint(path, weights, config)
         return
     extra = {"optimizer": engine.optimizer_state(), "carry": carry_arrays(engine.to_numpy(carry)),
              "rng": engine.rng_state()}
-    save_checkpoint(path, engine.weights(), config, optimizer_state=extra, trainer_state=asdict(state))
+    save_checkpoint(path, weights, config, optimizer_state=extra, trainer_state=asdict(state))
 
 
 def _restore(path: Path, engine):
@@ -233,11 +243,13 @@ def _restore(path: Path, engine):
     return state, carry
 
 
-def _saved_step(run_dir: Path):
+def _last_good(run_dir: Path) -> str:
+    """Where the last good checkpoint is, for the message of a stopped run."""
     try:
-        return json.loads((run_dir / "last" / "trainer.json").read_text())["trainer"]["step"]
+        step = json.loads((run_dir / "last" / "trainer.json").read_text())["trainer"]["step"]
     except (OSError, ValueError, KeyError):
-        return "none yet"
+        return "No checkpoint had been saved yet."
+    return f"The last good checkpoint is {run_dir / 'last'} (step {step}; --resume continues from it)."
 
 
 def _progress(enabled: bool, total: int, initial: int):

@@ -134,10 +134,33 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corp
 
     monkeypatch.setattr(ScratchEngine, "train_step", poisoned)
     run = tmp_path / "run"
-    with pytest.raises(TrainingError, match=r"loss became nan .* at step 5.*\(step 4\)"):
+    with pytest.raises(TrainingError, match=r"loss became nan .* at step 5.*last good checkpoint .*\(step 4;"):
         lm.train_lm(data=str(corpus), hidden=16, layers=1, batch_size=4, bptt=16, epochs=2,
                     checkpoint_every=2, out=str(run), progress=False)
     assert load_checkpoint(run / "last", load_optimizer=True).trainer_state["step"] == 4
+
+
+def test_weights_that_overflow_are_never_saved(corpus, tmp_path, monkeypatch):
+    """A finite loss and gradient whose update still leaves a weight infinite: last/ keeps the step before."""
+    from rnnkit.scratch.engine import ScratchEngine
+
+    real_step, calls = ScratchEngine.train_step, []
+
+    def overflowing(self, batch, carry=None):
+        out = real_step(self, batch, carry)
+        calls.append(1)
+        if len(calls) == 3:
+            self.model.decoder.bias.data[0] = np.inf  # as a huge update would leave it
+        return out
+
+    monkeypatch.setattr(ScratchEngine, "train_step", overflowing)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"weights became non-finite after the update of step 3 "
+                                            r"\(in decoder.bias\).*\(step 2;"):
+        lm.train_lm(data=str(corpus), hidden=16, layers=1, batch_size=4, bptt=16, epochs=2,
+                    checkpoint_every=1, out=str(run), progress=False)
+    last = load_checkpoint(run / "last", load_optimizer=True)
+    assert last.trainer_state["step"] == 2 and np.isfinite(last.weights["decoder.bias"]).all()
 
 
 def test_cli_errors_are_clear(corpus, tmp_path, capsys):

@@ -16,6 +16,8 @@
 
     python benchmarks/lm.py                                  # both parts, the default budgets
     python benchmarks/lm.py --char-steps 100 --char-chunk 50 --skip-word   # a quick look
+Both engines run with --threads threads (default 1, for BLAS and torch alike): on a machine shared with other
+jobs, two spinning BLAS/OpenMP threads per process made both engines 10-50x slower here.
 Results (and the machine's load average before and after each part) go to benchmarks/results/lm.json;
 the parts skipped in a run (--skip-char, --skip-word) keep their earlier results there.
 """
@@ -38,6 +40,27 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover - not on every platform
         return None
+
+
+def set_threads(n: int) -> dict:
+    """Limit NumPy's BLAS (threadpoolctl) and torch to n threads each; what is in use, for the results."""
+    info = {"threads": n}
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(n)
+        info["blas"] = [f"{p['internal_api']} {p.get('version')} {p.get('architecture')}, {p['num_threads']} threads"
+                        for p in threadpoolctl.threadpool_info()]
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (the dev extra)
+        info["blas"] = "unlimited: threadpoolctl is not installed"
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    except ImportError:  # pragma: no cover
+        pass
+    return info
 
 
 def read_log(path: Path) -> list[dict]:
@@ -134,6 +157,8 @@ def main(argv=None) -> int:
     word.add_argument("--word-bptt", type=int, default=35, help="(default 35)")
     word.add_argument("--word-lr", type=float, default=20.0, help="SGD learning rate, cosine decay (default 20)")
     word.add_argument("--skip-word", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads, the same for both "
+                        "engines; one avoids threads spinning against other jobs on a shared machine (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for the word-level run")
     parser.add_argument("--work", default="/tmp/rnnkit-bench-lm", help="folder for the runs' checkpoints "
                         "(emptied first)")
@@ -145,13 +170,8 @@ def main(argv=None) -> int:
     work = Path(args.work)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}}
-    try:
-        import torch
-
-        results["machine"].update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-    except ImportError:  # pragma: no cover
-        pass
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+                           **set_threads(args.threads)}}
 
     def save() -> None:  # after each part, so a long run keeps what it has; parts not run this time are kept
         try:

@@ -136,9 +136,9 @@ def word_level(args, work: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     char = parser.add_argument_group("character level (shakespeare, both engines)")
-    char.add_argument("--char-steps", type=int, default=1500, help="updates per engine (default 1500)")
-    char.add_argument("--char-chunk", type=int, default=500, help="updates per turn when alternating engines; "
-                      "each turn ends with a validation pass (default 500)")
+    char.add_argument("--char-steps", type=int, default=600, help="updates per engine (default 600)")
+    char.add_argument("--char-chunk", type=int, default=300, help="updates per turn when alternating engines; "
+                      "each turn ends with a validation pass (default 300)")
     char.add_argument("--char-hidden", type=int, default=256, help="LSTM units per layer (default 256)")
     char.add_argument("--char-batch-size", type=int, default=32, help="parallel streams (default 32)")
     char.add_argument("--char-bptt", type=int, default=64, help="characters per window (default 64)")

@@ -117,6 +117,8 @@ def word_level(args, work: Path) -> dict:
                       engine=args.word_engine, device=args.word_device, out=str(work / "word"),
                       progress=not args.no_progress, log_every=25)
     seconds = time.perf_counter() - t0
+    valid_seconds = sum(r.get("eval_seconds", 0.0) for r in read_log(work / "word" / "metrics.jsonl")
+                        if "val_loss" in r)
     t1 = time.perf_counter()
     test = lm.evaluate_lm(run.best, dataset="wikitext-2", split="test", engine=args.word_engine,
                           device=args.word_device, batch_size=args.word_batch_size)
@@ -130,13 +132,14 @@ def word_level(args, work: Path) -> dict:
             "epochs_allowed": args.word_epochs, "updates": steps, "train_tokens": tokens,
             "valid_perplexity": best["val_perplexity"], "test_perplexity": test["perplexity"],
             "test_tokens": test["tokens"], "train_tokens_per_s": statistics.median(speeds) if speeds else None,
-            "train_seconds": seconds, "test_seconds": time.perf_counter() - t1, "load_average": load}
+            "train_seconds": seconds - valid_seconds, "valid_seconds": valid_seconds,
+            "test_seconds": time.perf_counter() - t1, "load_average": load}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     char = parser.add_argument_group("character level (shakespeare, both engines)")
-    char.add_argument("--char-steps", type=int, default=600, help="updates per engine (default 600)")
+    char.add_argument("--char-steps", type=int, default=900, help="updates per engine (default 900)")
     char.add_argument("--char-chunk", type=int, default=300, help="updates per turn when alternating engines; "
                       "each turn ends with a validation pass (default 300)")
     char.add_argument("--char-hidden", type=int, default=256, help="LSTM units per layer (default 256)")
@@ -203,7 +206,8 @@ def main(argv=None) -> int:
         save()
         m = w["model"]
         print(f"\nword level, wikitext-2, {m['layers']}x{m['hidden']} LSTM on {w['engine']} ({w['device']}): "
-              f"{w['updates']} updates, {w['train_tokens']:,} training tokens in {w['train_seconds'] / 60:.1f} min: "
+              f"{w['updates']} updates, {w['train_tokens']:,} training tokens in {w['train_seconds'] / 60:.1f} min "
+              f"(+ {w['valid_seconds'] / 60:.1f} min validation, {w['test_seconds'] / 60:.1f} min test): "
               f"valid perplexity {w['valid_perplexity']:.1f}, test perplexity {w['test_perplexity']:.1f}; "
               f"load average {w['load_average']}")
     save()

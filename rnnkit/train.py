@@ -15,7 +15,8 @@ else of either. A task provides:
 What a run writes in `run_dir`:
     last/           checkpoint + optimizer and trainer state: `--resume` continues from here
     best/           the checkpoint with the lowest validation loss so far
-    metrics.jsonl   one JSON object per logged step and per evaluation
+    metrics.jsonl   one JSON object per logged step (loss, grad_norm, lr, tokens_per_s) and per evaluation
+                    (val_<metric>..., eval_seconds)
 
 Resume is exact: the checkpoint holds the weights, the optimizer state, the step, the position in the epoch,
 the carried recurrent state and the random generators' states, so a run killed at any point and resumed
@@ -188,8 +189,10 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
 
 
 def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say) -> dict:
+    start = time.perf_counter()
     metrics = task.evaluate(engine)
-    record = {"step": state.step, "epoch": state.epoch, **{f"val_{k}": v for k, v in metrics.items()}}
+    record = {"step": state.step, "epoch": state.epoch, **{f"val_{k}": v for k, v in metrics.items()},
+              "eval_seconds": time.perf_counter() - start}
     state.history.append(record)
     log.write(record)
     if metrics["loss"] < state.best_loss:

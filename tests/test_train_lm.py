@@ -238,6 +238,7 @@ def test_validation_every_n_steps_and_early_stopping(corpus, tmp_path, monkeypat
     evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
              if "val_loss" in line]
     assert [(e["step"], e["val_loss"]) for e in evals] == [(3, 3.0), (6, 2.0), (9, 2.5), (12, 2.6)]
+    assert all(0 <= e["eval_seconds"] < 5 for e in evals)  # how long each evaluation took
 
     scripted = iter([3.0, 2.0])
     six = lm.train_lm(**common, max_steps=6, out=str(tmp_path / "six"))  # the same run, stopped at step 6

@@ -146,13 +146,15 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
         total = min(total, config.max_steps)
     bar = _progress(config.progress, total, state.step)
     metrics: dict = state.history[-1] if state.history else {}
-    tokens, clock = 0, time.perf_counter()
+    tokens, busy = 0, 0.0   # since the last log line: tokens trained, seconds spent on them
+    mark = time.perf_counter()
     stop = state.step >= total
 
     while not stop and state.epoch < config.epochs:
         for batch in task.batches(state.epoch, state.batch):
             engine.lr = learning_rate(config, state.step, total)
             loss, norm, carry = engine.train_step(batch, carry if task.carries else None)
+            busy += time.perf_counter() - mark  # the batch and the step; evaluations and saves are not counted
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 bar.close()
                 raise TrainingError(
@@ -163,11 +165,11 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
             state.batch += 1
             tokens += task.batch_tokens(batch)
             if state.step % config.log_every == 0 or state.step == 1:
-                speed = tokens / max(time.perf_counter() - clock, 1e-9)
+                speed = tokens / max(busy, 1e-9)
                 log.write({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": norm,
                            "lr": engine.lr, "tokens_per_s": speed})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
-                tokens, clock = 0, time.perf_counter()
+                tokens, busy = 0, 0.0
             bar.update(1)
             end_of_epoch = state.batch >= per_epoch
             stop = state.step >= total
@@ -182,6 +184,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
             state.finished = stop
             if evaluate or stop or (config.checkpoint_every and state.step % config.checkpoint_every == 0):
                 _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close)
+            mark = time.perf_counter()
             if stop or end_of_epoch:
                 break
     bar.close()

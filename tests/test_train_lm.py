@@ -268,3 +268,33 @@ def test_tied_weights_train_and_move_between_engines(corpus, tmp_path):
     model = scratch.engine.model
     assert model.decoder.weight is model.embedding.weight  # still one parameter after loading
     assert lm.generate(scratch, "the ", 40, 1.0, seed=3) == lm.generate(torch_lm, "the ", 40, 1.0, seed=3)
+
+
+def test_tokens_per_second_leaves_out_evaluations_and_saves(corpus, tmp_path, monkeypatch):
+    """On a fake clock where each update takes 1 s and each evaluation 100 s, every speed readout is
+    exactly the tokens of its updates (4 x 16 each) per second of updates."""
+    import rnnkit.train as train_module
+    from rnnkit.scratch.engine import ScratchEngine
+
+    now = [0.0]
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: now[0])
+    real_step, real_eval = ScratchEngine.train_step, lm.LMTask.evaluate
+
+    def step(self, batch, carry=None):
+        now[0] += 1.0
+        return real_step(self, batch, carry)
+
+    def evaluate(self, engine):
+        now[0] += 100.0
+        return real_eval(self, engine)
+
+    monkeypatch.setattr(ScratchEngine, "train_step", step)
+    monkeypatch.setattr(lm.LMTask, "evaluate", evaluate)
+    lm.train_lm(data=str(corpus), hidden=8, layers=1, batch_size=4, bptt=16, epochs=2, eval_every=3,
+                log_every=2, out=str(tmp_path / "run"), progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
+    # 21 windows per epoch, the last one short (12 tokens); readouts at step 1 and every 2 steps: those at
+    # steps 22 and 42 cover a short window and a full one, (12 + 64) / 2 s
+    assert speeds == [64.0] * 11 + [38.0] + [64.0] * 9 + [38.0]
+    assert {r["eval_seconds"] for r in records if "val_loss" in r} == {100.0}

@@ -16,7 +16,18 @@ from rnnkit import __version__
 from rnnkit.data import datasets
 from rnnkit.train import TrainingError
 
-FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+class FORMATTER(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)" after an option's help unless the help already says its default or there is
+    none to show (None, False: the option is off unless given)."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        if "default" in help or action.default is None or action.default is False:
+            return help
+        return super()._get_help_string(action)
+
+
 USER_ERRORS = (ValueError, OSError, datasets.DatasetError, TrainingError)
 
 
@@ -249,13 +260,13 @@ def cmd_evaluate(args) -> int:
 def add_use_commands(subparsers) -> None:
     p = add_parser(subparsers, "generate", "generate text with a trained language model")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
-    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--prompt", default="", help="text to continue (default: none, start at a line break)")
     p.add_argument("--length", type=int, default=200, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
-    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
+    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens (default: all)")
     p.add_argument("--top-p", type=float, help="sample only among the most likely tokens whose probability "
-                   "adds up to p (nucleus sampling)")
-    p.add_argument("--seed", type=int, help="the same seed gives the same text, on either engine")
+                   "adds up to p (nucleus sampling; default: 1, all)")
+    p.add_argument("--seed", type=int, help="the same seed gives the same text, on either engine (default: a fresh random seed)")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_generate)
 
@@ -376,7 +387,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(sub)
+    show_defaults(parser)
     return parser
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give every option without a help text one that shows its default, in this parser and every
+    subcommand's (argparse shows nothing at all, default included, for an option without help)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                show_defaults(child)
+        elif action.option_strings and action.help is None and action.default is not argparse.SUPPRESS:
+            off = action.default is None or action.default is False
+            action.help = "(default: none)" if off else "(default: %(default)s)"
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,8 @@ else of either. A task provides:
 What a run writes in `run_dir`:
     last/           checkpoint + optimizer and trainer state: `--resume` continues from here
     best/           the checkpoint with the lowest validation loss so far
-    metrics.jsonl   one JSON object per logged step and per evaluation
+    metrics.jsonl   one JSON object per logged step (loss, grad_norm, lr, tokens_per_s) and per evaluation
+                    (val_<metric>..., eval_seconds)
 
 Resume is exact: the checkpoint holds the weights, the optimizer state, the step, the position in the epoch,
 the carried recurrent state and the random generators' states, so a run killed at any point and resumed
@@ -145,28 +146,30 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
         total = min(total, config.max_steps)
     bar = _progress(config.progress, total, state.step)
     metrics: dict = state.history[-1] if state.history else {}
-    tokens, clock = 0, time.perf_counter()
+    tokens, busy = 0, 0.0   # since the last log line: tokens trained, seconds spent on them
+    mark = time.perf_counter()
     stop = state.step >= total
 
     while not stop and state.epoch < config.epochs:
         for batch in task.batches(state.epoch, state.batch):
             engine.lr = learning_rate(config, state.step, total)
             loss, norm, carry = engine.train_step(batch, carry if task.carries else None)
+            busy += time.perf_counter() - mark  # the batch and the step; evaluations and saves are not counted
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 bar.close()
                 raise TrainingError(
                     f"the loss became {loss} (gradient norm {norm}) at step {state.step + 1}; the update was not "
-                    f"applied and the run stopped. The last good checkpoint is {run_dir / 'last'} (step "
-                    f"{_saved_step(run_dir)}). Try a lower --lr or gradient clipping (--clip).")
+                    f"applied and the run stopped. {_last_good(run_dir)} Try a lower --lr or gradient clipping "
+                    f"(--clip).")
             state.step += 1
             state.batch += 1
             tokens += task.batch_tokens(batch)
             if state.step % config.log_every == 0 or state.step == 1:
-                speed = tokens / max(time.perf_counter() - clock, 1e-9)
+                speed = tokens / max(busy, 1e-9)
                 log.write({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": norm,
                            "lr": engine.lr, "tokens_per_s": speed})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
-                tokens, clock = 0, time.perf_counter()
+                tokens, busy = 0, 0.0
             bar.update(1)
             end_of_epoch = state.batch >= per_epoch
             stop = state.step >= total
@@ -180,7 +183,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
                     stop = True
             state.finished = stop
             if evaluate or stop or (config.checkpoint_every and state.step % config.checkpoint_every == 0):
-                _save(run_dir / "last", task, engine, state, carry, optimizer=True)
+                _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close)
+            mark = time.perf_counter()
             if stop or end_of_epoch:
                 break
     bar.close()
@@ -188,8 +192,10 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
 
 
 def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say) -> dict:
+    start = time.perf_counter()
     metrics = task.evaluate(engine)
-    record = {"step": state.step, "epoch": state.epoch, **{f"val_{k}": v for k, v in metrics.items()}}
+    record = {"step": state.step, "epoch": state.epoch, **{f"val_{k}": v for k, v in metrics.items()},
+              "eval_seconds": time.perf_counter() - start}
     state.history.append(record)
     log.write(record)
     if metrics["loss"] < state.best_loss:
@@ -202,14 +208,24 @@ def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say) ->
     return metrics
 
 
-def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool) -> None:
+def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool, close=lambda: None) -> None:
+    """Write a checkpoint, unless an update has left a weight NaN or infinite (a finite loss and gradient
+    can still overflow): then the run stops, and the checkpoint already there, the last good one, stays."""
+    weights = engine.weights()
+    bad = [name for name, w in weights.items() if np.issubdtype(w.dtype, np.floating) and not np.isfinite(w).all()]
+    if bad:
+        close()
+        raise TrainingError(
+            f"the weights became non-finite after the update of step {state.step} (in {', '.join(bad)}); they "
+            f"were not saved and the run stopped. {_last_good(path.parent)} Try a lower --lr or gradient "
+            f"clipping (--clip).")
     config = dict(task.checkpoint_config(), engine=engine.name)
     if not optimizer:
-        save_checkpoint(path, engine.weights(), config)
+        save_checkpoint(path, weights, config)
         return
     extra = {"optimizer": engine.optimizer_state(), "carry": carry_arrays(engine.to_numpy(carry)),
              "rng": engine.rng_state()}
-    save_checkpoint(path, engine.weights(), config, optimizer_state=extra, trainer_state=asdict(state))
+    save_checkpoint(path, weights, config, optimizer_state=extra, trainer_state=asdict(state))
 
 
 def _restore(path: Path, engine):
@@ -233,11 +249,13 @@ def _restore(path: Path, engine):
     return state, carry
 
 
-def _saved_step(run_dir: Path):
+def _last_good(run_dir: Path) -> str:
+    """Where the last good checkpoint is, for the message of a stopped run."""
     try:
-        return json.loads((run_dir / "last" / "trainer.json").read_text())["trainer"]["step"]
+        step = json.loads((run_dir / "last" / "trainer.json").read_text())["trainer"]["step"]
     except (OSError, ValueError, KeyError):
-        return "none yet"
+        return "No checkpoint had been saved yet."
+    return f"The last good checkpoint is {run_dir / 'last'} (step {step}; --resume continues from it)."
 
 
 def _progress(enabled: bool, total: int, initial: int):

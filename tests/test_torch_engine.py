@@ -148,6 +148,19 @@ def test_load_weights_errors():
         engine.load_weights({**weights, "decoder.bias": np.zeros(5)})
 
 
+def test_tied_weights_must_agree():
+    """A checkpoint that gives the two names of a tied matrix different values is refused by both engines."""
+    scratch, model = make_pair("gru", tie=True)
+    weights = scratch.state_dict()
+    forged = {**weights, "decoder.weight": weights["embedding.weight"] + 1}
+    with pytest.raises(ValueError, match="embedding.weight and decoder.weight are one tied parameter"):
+        TorchEngine(model, device="cpu").load_weights(forged)
+    with pytest.raises(ValueError, match="embedding.weight and decoder.weight are one tied parameter"):
+        scratch.load_state_dict(forged)
+    np.testing.assert_array_equal(scratch.state_dict()["decoder.weight"], weights["decoder.weight"])
+    TorchEngine(model, device="cpu").load_weights(weights)  # agreeing values load
+
+
 def walk(obj):
     yield obj
     if isinstance(obj, dict):

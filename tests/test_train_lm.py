@@ -1,6 +1,7 @@
 """The training loop and the language model end to end: learning, generation, exact resume, bad runs."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,10 +135,33 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(corp
 
     monkeypatch.setattr(ScratchEngine, "train_step", poisoned)
     run = tmp_path / "run"
-    with pytest.raises(TrainingError, match=r"loss became nan .* at step 5.*\(step 4\)"):
+    with pytest.raises(TrainingError, match=r"loss became nan .* at step 5.*last good checkpoint .*\(step 4;"):
         lm.train_lm(data=str(corpus), hidden=16, layers=1, batch_size=4, bptt=16, epochs=2,
                     checkpoint_every=2, out=str(run), progress=False)
     assert load_checkpoint(run / "last", load_optimizer=True).trainer_state["step"] == 4
+
+
+def test_weights_that_overflow_are_never_saved(corpus, tmp_path, monkeypatch):
+    """A finite loss and gradient whose update still leaves a weight infinite: last/ keeps the step before."""
+    from rnnkit.scratch.engine import ScratchEngine
+
+    real_step, calls = ScratchEngine.train_step, []
+
+    def overflowing(self, batch, carry=None):
+        out = real_step(self, batch, carry)
+        calls.append(1)
+        if len(calls) == 3:
+            self.model.decoder.bias.data[0] = np.inf  # as a huge update would leave it
+        return out
+
+    monkeypatch.setattr(ScratchEngine, "train_step", overflowing)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"weights became non-finite after the update of step 3 "
+                                            r"\(in decoder.bias\).*\(step 2;"):
+        lm.train_lm(data=str(corpus), hidden=16, layers=1, batch_size=4, bptt=16, epochs=2,
+                    checkpoint_every=1, out=str(run), progress=False)
+    last = load_checkpoint(run / "last", load_optimizer=True)
+    assert last.trainer_state["step"] == 2 and np.isfinite(last.weights["decoder.bias"]).all()
 
 
 def test_cli_errors_are_clear(corpus, tmp_path, capsys):
@@ -198,3 +222,79 @@ def test_torch_engine_trains_and_resumes_through_the_cli(corpus, tmp_path, capsy
     assert load_checkpoint(out / "last", load_optimizer=True).trainer_state["step"] == 2 * first
     assert main([*args, "--epochs", "3", "--engine", "scratch", "--resume"]) == 2
     assert "trained with the torch engine" in capsys.readouterr().err
+
+
+def test_validation_every_n_steps_and_early_stopping(corpus, tmp_path, monkeypatch):
+    """Evaluations every 3 steps; the loss stops improving after the second, so with patience 2 the run
+    stops at the fourth (step 12, within the first epoch) and best/ holds the weights of step 6."""
+    scripted = iter([3.0, 2.0, 2.5, 2.6, 1.0])
+    monkeypatch.setattr(lm.LMTask, "evaluate", lambda self, engine: {"loss": next(scripted)})
+    common = dict(data=str(corpus), hidden=16, layers=1, dropout=0.3, batch_size=4, bptt=16, epochs=5,
+                  eval_every=3, seed=2, progress=False)
+    run = lm.train_lm(**common, patience=2, out=str(tmp_path / "run"))
+    assert len(lm.LMTask(lm.load_corpus(data=str(corpus)), {}, 4, 16, {}).batches_train) > 12  # one epoch
+    assert run.state.step == 12 and run.state.finished
+    assert (run.state.best_step, run.state.best_loss, run.state.bad_evals) == (6, 2.0, 2)
+    evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+             if "val_loss" in line]
+    assert [(e["step"], e["val_loss"]) for e in evals] == [(3, 3.0), (6, 2.0), (9, 2.5), (12, 2.6)]
+    assert all(0 <= e["eval_seconds"] < 5 for e in evals)  # how long each evaluation took
+
+    scripted = iter([3.0, 2.0])
+    six = lm.train_lm(**common, max_steps=6, out=str(tmp_path / "six"))  # the same run, stopped at step 6
+    best, at_six = load_checkpoint(run.best).weights, load_checkpoint(six.last).weights
+    for name in at_six:
+        np.testing.assert_array_equal(best[name], at_six[name], err_msg=name)
+
+
+def test_progress_bar_shows_loss_speed_and_eta(corpus, tmp_path, capsys):
+    lm.train_lm(data=str(corpus), hidden=8, layers=1, batch_size=4, bptt=16, epochs=1, log_every=2,
+                out=str(tmp_path / "run"), progress=True)
+    err = capsys.readouterr().err
+    bar = [line for line in err.replace("\r", "\n").splitlines() if "step/s" in line or "s/step" in line][-1]
+    assert re.search(r"100%.* (\d+)/\1 ", bar) and "loss=" in bar and "tok_s=" in bar, bar
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", bar), bar  # elapsed < remaining (the ETA)
+    assert "validation loss" in err
+
+
+def test_tied_weights_train_and_move_between_engines(corpus, tmp_path):
+    pytest.importorskip("torch")
+    result = lm.train_lm(data=str(corpus), hidden=16, layers=1, tie_weights=True, batch_size=4, bptt=16,
+                         epochs=1, engine="torch", device="cpu", dtype="float64", out=str(tmp_path / "run"),
+                         progress=False)
+    weights = load_checkpoint(result.best).weights
+    np.testing.assert_array_equal(weights["embedding.weight"], weights["decoder.weight"])
+    scratch, torch_lm = (lm.load_lm(result.best, engine=e, device="cpu") for e in ("scratch", "torch"))
+    model = scratch.engine.model
+    assert model.decoder.weight is model.embedding.weight  # still one parameter after loading
+    assert lm.generate(scratch, "the ", 40, 1.0, seed=3) == lm.generate(torch_lm, "the ", 40, 1.0, seed=3)
+
+
+def test_tokens_per_second_leaves_out_evaluations_and_saves(corpus, tmp_path, monkeypatch):
+    """On a fake clock where each update takes 1 s and each evaluation 100 s, every speed readout is
+    exactly the tokens of its updates (4 x 16 each) per second of updates."""
+    import rnnkit.train as train_module
+    from rnnkit.scratch.engine import ScratchEngine
+
+    now = [0.0]
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: now[0])
+    real_step, real_eval = ScratchEngine.train_step, lm.LMTask.evaluate
+
+    def step(self, batch, carry=None):
+        now[0] += 1.0
+        return real_step(self, batch, carry)
+
+    def evaluate(self, engine):
+        now[0] += 100.0
+        return real_eval(self, engine)
+
+    monkeypatch.setattr(ScratchEngine, "train_step", step)
+    monkeypatch.setattr(lm.LMTask, "evaluate", evaluate)
+    lm.train_lm(data=str(corpus), hidden=8, layers=1, batch_size=4, bptt=16, epochs=2, eval_every=3,
+                log_every=2, out=str(tmp_path / "run"), progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
+    # 21 windows per epoch, the last one short (12 tokens); readouts at step 1 and every 2 steps: those at
+    # steps 22 and 42 cover a short window and a full one, (12 + 64) / 2 s
+    assert speeds == [64.0] * 11 + [38.0] + [64.0] * 9 + [38.0]
+    assert {r["eval_seconds"] for r in records if "val_loss" in r} == {100.0}

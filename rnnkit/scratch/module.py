@@ -110,9 +110,11 @@ class Module:
         """Copy arrays (NumPy, or anything `np.asarray` takes, e.g. CPU tensors) into the parameters.
 
         Names must match exactly when `strict`; shapes must always match. Values are cast to the
-        parameter's dtype.
+        parameter's dtype. A tied parameter (two names, one array) must be given the same values under
+        each of its names.
         """
         own = dict(self.named_parameters(remove_duplicate=False))
+        check_tied(state, {name: id(p) for name, p in own.items()})
         if strict:
             missing = sorted(set(own) - set(state))
             unexpected = sorted(set(state) - set(own))
@@ -129,3 +131,21 @@ class Module:
 
     def num_parameters(self) -> int:
         return sum(p.data.size for p in self.parameters())
+
+
+def check_tied(state: Mapping, identity: Mapping[str, object]) -> None:
+    """Refuse a state dict that gives one tied parameter (names with the same `identity`) different values:
+    which of them would win is an accident of order."""
+    first: dict = {}
+    for name in identity:
+        if name in state:
+            key = identity[name]
+            if key in first:
+                other = first[key]
+                a, b = (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+                        for v in (state[other], state[name]))
+                if a.shape == b.shape and not np.array_equal(a, b):
+                    raise ValueError(f"{other} and {name} are one tied parameter, but the weights give them "
+                                     f"different values")
+            else:
+                first[key] = name

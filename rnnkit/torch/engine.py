@@ -15,6 +15,7 @@ import math
 import numpy as np
 import torch
 
+from ..scratch.module import check_tied
 from .device import select_device
 from .models import state_to
 
@@ -120,6 +121,7 @@ class TorchEngine:
         if missing or unexpected or shapes:
             raise ValueError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}, "
                              f"wrong shapes {shapes}")
+        check_tied(weights, {name: tensor.data_ptr() for name, tensor in own.items()})  # tied: one storage
         self.model.load_state_dict({k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v))
                                     for k, v in weights.items()})
 

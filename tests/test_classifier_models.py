@@ -69,6 +69,10 @@ def test_pooling_values():
     lengths = np.array([3, 1])
     np.testing.assert_array_equal(MeanPool()(h, lengths), [[2.0, 3.0], [6.0, 7.0]])
     np.testing.assert_array_equal(MaxPool()(h, lengths), [[4.0, 5.0], [6.0, 7.0]])
+    eval_pool = MaxPool().eval()                        # eval mode takes the maximum without its argmax
+    np.testing.assert_array_equal(eval_pool(-h, lengths), [[0.0, -1.0], [-6.0, -7.0]])
+    with pytest.raises(RuntimeError, match="training mode"):
+        eval_pool.backward(np.ones((2, 2)))
     attention = AttentionPool(2, 3, dtype=np.float64, rng=0)
     pooled = attention(h, lengths)
     np.testing.assert_allclose(attention.attention.sum(axis=1), 1.0)

@@ -44,10 +44,15 @@ class MaxPool(Module):
         mask = length_mask(lengths, h.shape[1])[..., None]
         masked = np.where(mask, h, -np.inf)
         self._shape = h.shape
+        if not self.training:                 # no backward to come: the maximum alone is cheaper than argmax
+            self._argmax = None
+            return masked.max(axis=1)
         self._argmax = masked.argmax(axis=1)  # (batch, F): the step each feature came from
         return np.take_along_axis(h, self._argmax[:, None, :], axis=1)[:, 0]
 
     def backward(self, dp):
+        if self._argmax is None:
+            raise RuntimeError("MaxPool.backward needs a forward pass in training mode")
         dh = np.zeros(self._shape, dtype=dp.dtype)
         np.put_along_axis(dh, self._argmax[:, None, :], dp[:, None, :], axis=1)
         return dh

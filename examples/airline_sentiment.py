@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -93,11 +94,29 @@ def main(argv=None) -> dict:
     (out / "report.json").write_text(json.dumps({"test": report, "compared": summary}, indent=2))
     print(f"\n4. Saved: the model {result.best}, the report {out / 'report.json'}"
           + (f", the confusion matrix {report['confusion_png']}" if "confusion_png" in report else ""))
-    print(f"   label your own text:  rnnkit predict {result.best} \"@united where is my bag\"")
-    if importlib.util.find_spec("rnnkit.serve") is not None:
-        print(f"   serve it over HTTP:   rnnkit serve {result.best} --port 8000")
+    rnnkit = rnnkit_command()
+    print(f"   label your own text:  {rnnkit} predict {result.best} \"@united where is my bag\"")
+    if all(importlib.util.find_spec(name) is not None for name in ("fastapi", "uvicorn")):
+        print(f"   serve it over HTTP:   {rnnkit} serve {result.best} --port 8000")
+        print(f"   then:                 curl -s localhost:8000/predict -H 'Content-Type: application/json' "
+              f"-d '{{\"texts\": [\"@united where is my bag?\"]}}'")
+    else:
+        print("   serve it over HTTP:   pip install 'rnnkit[serve]', then rnnkit serve ...")
     print(f"done in {time.perf_counter() - start:.0f} s")
     return {"test": report, "compared": summary, "checkpoint": str(result.best)}
+
+
+def rnnkit_command() -> str:
+    """How to call the `rnnkit` command from here: plain `rnnkit` when it is on PATH, else the script beside
+    this Python (`.venv/bin/rnnkit` after `make run`, whose virtual environment is not activated)."""
+    script = Path(sys.executable).parent / "rnnkit"
+    found = shutil.which("rnnkit")
+    if not script.exists() or (found and Path(found).resolve() == script.resolve()):
+        return "rnnkit"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def model_name(settings: dict) -> str:

@@ -309,14 +309,15 @@ def _lstm_forward(layer, p, xw, h0, c0, active):
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
     cs = np.zeros_like(hs)
     hs[0], cs[0] = h0, c0
+    fused = kernels.active(xw.dtype)
     # The kernels read and write only the running rows; the NumPy backward computes factors on all rows.
-    alloc = np.empty if kernels.active(xw.dtype) else np.zeros
+    alloc = np.empty if fused else np.zeros
     acts = alloc(xw.shape, dtype=xw.dtype)
     tanh_c = alloc((time, batch, hidden), dtype=xw.dtype)
-    if kernels.active(xw.dtype) and batch <= kernels.SMALL_BATCH:  # one compiled call for all steps
+    if fused and batch <= kernels.SMALL_BATCH:  # one compiled call for all steps
         kernels.lstm_forward_loop(xw, p.w_hh_t, acts, cs, tanh_c, hs, np.asarray(active, dtype=np.int64))
         return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c}
-    if kernels.active(xw.dtype):  # one GEMM and one compiled call per step
+    if fused:  # one GEMM and one compiled call per step
         for t, n in enumerate(active):
             np.matmul(hs[t, :n], p.w_hh_t, out=acts[t, :n])
             kernels.lstm_forward_step(t, n, xw, acts, cs, tanh_c, hs)
@@ -333,11 +334,12 @@ def _lstm_backward(direction, d_out, dh_n, dc_n, active):
     gates, forget = a["gates"], a["gates"][..., hidden: 2 * hidden]
     d_pre = np.zeros_like(gates)
     dh_rec, dc, dh = dh_n.copy(), dc_n.copy(), np.empty_like(dh_n)
-    if kernels.active(gates.dtype) and dh_n.shape[0] <= kernels.SMALL_BATCH:  # one compiled call for all steps
+    fused = kernels.active(gates.dtype)
+    if fused and dh_n.shape[0] <= kernels.SMALL_BATCH:  # one compiled call for all steps
         kernels.lstm_backward_loop(d_out, p.w_hh, dh_rec, dc, gates, a["c"], a["tanh_c"], d_pre,
                                    np.asarray(active, dtype=np.int64))
         return d_pre, d_pre, dh_rec, dc
-    if kernels.active(gates.dtype):  # one compiled call and one GEMM per step
+    if fused:  # one compiled call and one GEMM per step
         for t in reversed(range(len(active))):
             n = active[t]
             kernels.lstm_backward_step(t, n, d_out, dh_rec, dc, gates, a["c"], a["tanh_c"], d_pre)

@@ -210,8 +210,9 @@ def train_classifier(dataset: str | None = None, data: str | None = None, valid:
 
     class_weights: "none" or "balanced". word_dropout: the probability that a training token is replaced by
     <unk> (a fresh draw per batch; see drop_words). embedding_init_std: the random embedding starts
-    N(0, std²) (1 is torch's default; 0.1 generalises better on airline-tweets). embeddings: a GloVe/word2vec text file whose vectors initialise the
-    embedding (its dimension overrides `embedding`), trained further unless `freeze_embeddings`.
+    N(0, std²) (1 is torch's default; 0.1 generalises better on airline-tweets). embeddings: a GloVe/word2vec
+    text file whose vectors initialise the embedding (its dimension overrides `embedding`), trained further
+    unless `freeze_embeddings`.
     """
     check_engine(engine)
     if class_weights not in ("none", "balanced"):
@@ -252,8 +253,7 @@ def train_classifier(dataset: str | None = None, data: str | None = None, valid:
     ckpt_config = {"task": "classify", "model": model_kwargs, "labels": examples.labels,
                    "vocab": vocab.to_dict(), "data": {**encoder.to_config(), "source": examples.source},
                    "class_weights": None if weights_of_classes is None else weights_of_classes.tolist(),
-                   "training": asdict(config), "dtype": dtype}
-    ckpt_config["word_dropout"] = word_dropout
+                   "training": asdict(config), "dtype": dtype, "word_dropout": word_dropout}
     task = ClassifyTask(train_ids, train_y, valid_ids, valid_y, batch_size, config.seed, ckpt_config,
                         word_dropout=word_dropout, unk_id=vocab.unk_id)
     return train(task, eng, config, out, resume=resume)

@@ -50,6 +50,7 @@ def _timeit(fn, min_time: float, min_reps: int = 3) -> float:
 
 
 def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict:
+    import rnnkit  # noqa: F401 (before NumPy, as in any rnnkit program: it may pick OpenBLAS's kernels)
     import numpy as np
 
     b, t, i, h = shape
@@ -90,6 +91,7 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
 
 def gemm_worker(threads: int, min_time: float) -> dict:
     """float32 GEMM throughput of NumPy's BLAS on a recurrent-layer-sized product (GFLOP/s)."""
+    import rnnkit  # noqa: F401 (the same OpenBLAS kernels as the scratch workers)
     import numpy as np
 
     rng = np.random.default_rng(0)

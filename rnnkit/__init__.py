@@ -1,3 +1,6 @@
 """rnnkit: recurrent neural networks from scratch (NumPy, hand-written BPTT) and on PyTorch."""
+from . import blas_kernels as _blas_kernels
+
+_blas_kernels.choose()  # before anything imports NumPy: OpenBLAS's faster kernels on AMD Zen 4
 
 __version__ = "0.1.0"

@@ -65,6 +65,25 @@ def test_kernels_agree_with_the_numpy_steps(dtype, tol, batch, monkeypatch):
         assert np.abs(b).max() > 0
 
 
+@needs_numba
+@pytest.mark.parametrize("batch", [2, 6])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_kernels_leave_the_callers_arrays_alone(batch, ragged, monkeypatch):
+    """The gate-major path updates transposed copies of d_h_n / d_c_n in place; with hidden=1 a transpose
+    is already contiguous, so a careless copy would be a view and write into the caller's gradient."""
+    monkeypatch.setattr(kernels, "ENABLED", True)
+    rng = np.random.default_rng(0)
+    layer = LSTM(3, 1, dtype=np.float64, rng=1)
+    x = rng.standard_normal((batch, 5, 3))
+    state = (rng.standard_normal((1, batch, 1)), rng.standard_normal((1, batch, 1)))
+    grads = [rng.standard_normal((batch, 5, 1)), rng.standard_normal((1, batch, 1)), rng.standard_normal((1, batch, 1))]
+    kept = [a.copy() for a in (x, *state, *grads)]
+    layer.forward(x, state, lengths=[5, 2, 4, 1, 5, 3][:batch] if ragged else None)
+    layer.backward(*grads)
+    for before, after in zip(kept, (x, *state, *grads)):
+        np.testing.assert_array_equal(before, after)
+
+
 def test_environment_switch_forces_the_numpy_path():
     code = "from rnnkit.scratch import kernels; print(kernels.ENABLED, kernels.path())"
     env = dict(os.environ, RNNKIT_NO_NUMBA="1")

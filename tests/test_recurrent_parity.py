@@ -125,7 +125,7 @@ def test_parity_without_bias(kind):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from(list(KINDS)),
-    batch=st.integers(1, 4),
+    batch=st.integers(1, 8),  # both sides of kernels.SMALL_BATCH (the whole-loop and the gate-major LSTM)
     time=st.integers(1, 6),
     inputs=st.integers(1, 5),
     hidden=st.integers(1, 6),

@@ -38,6 +38,7 @@ Shapes: B batch, H hidden, I input, G gates (RNN 1, LSTM 4, GRU 3). Arrays of on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -53,19 +54,30 @@ _SIGMOID_BLOCKS = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 3, "gru": 2}
 class Packed:
     """A layer direction's weights laid out for the step functions.
 
-    w_ih_t (I, G*H), w_hh_t (H, G*H): rows reordered, sigmoid rows halved, transposed for `x @ w`
-        (w_ih_t an F-contiguous view, w_hh_t C-contiguous).
+    w_ih_half (G*H, I), w_hh_half (G*H, H): rows reordered, sigmoid rows halved, C-contiguous.
+    w_ih_t (I, G*H), w_hh_t (H, G*H): the same transposed for `x @ w` (w_ih_t an F-contiguous view, w_hh_t a
+        C-contiguous copy, made on first use).
     bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only).
+    has_bias: whether the layer has biases (bias is zeros otherwise).
     w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products.
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)).
     """
 
-    w_ih_t: np.ndarray
-    w_hh_t: np.ndarray
+    w_ih_half: np.ndarray
+    w_hh_half: np.ndarray
     bias: np.ndarray
+    has_bias: bool
     w_ih: np.ndarray
     w_hh: np.ndarray
     b_hn: np.ndarray | None
+
+    @property
+    def w_ih_t(self) -> np.ndarray:
+        return self.w_ih_half.T
+
+    @cached_property
+    def w_hh_t(self) -> np.ndarray:
+        return _transpose(self.w_hh_half)
 
 
 def _row_index(mode: str, hidden: int) -> np.ndarray:
@@ -112,7 +124,8 @@ def pack(mode: str, w_ih, w_hh, b_ih=None, b_hh=None) -> Packed:
             b_hn = np.ascontiguousarray(b_hh[2 * hidden:])
         else:
             bias += b_hh
-    return Packed(w_ih_t=w_ih_half.T, w_hh_t=_transpose(w_hh_half), bias=bias * scale, w_ih=w_ih, w_hh=w_hh, b_hn=b_hn)
+    return Packed(w_ih_half=w_ih_half, w_hh_half=w_hh_half, bias=bias * scale,
+                  has_bias=b_ih is not None or b_hh is not None, w_ih=w_ih, w_hh=w_hh, b_hn=b_hn)
 
 
 def unpack_rows(mode: str, packed_rows: np.ndarray) -> np.ndarray:

@@ -160,13 +160,11 @@ class _Recurrent(Module):
                 inputs = seq if d == 0 else _reverse(seq, reverse)
                 w_ih, w_hh, b_ih, b_hh = (p.data if p is not None else None for p in self._params(layer, d))
                 packed = F.pack(self.mode, w_ih, w_hh, b_ih, b_hh)
-                xw = (inputs.reshape(time * batch, -1) @ packed.w_ih_t).reshape(time, batch, -1)
-                xw += packed.bias
-                arrays = _FORWARD[self.mode](self, packed, xw, h0[k], None if c0 is None else c0[k], active)
+                arrays = _FORWARD[self.mode](self, packed, inputs, h0[k], None if c0 is None else c0[k], active)
                 hs = arrays["h"]
                 h_n[k] = hs[last]
-                if c_n is not None:
-                    c_n[k] = arrays["c"][last]
+                if c_n is not None:  # c is (T+1, B, H), or (T+1, H, B) in the gate-major layout
+                    c_n[k] = arrays["c"][last[0], :, last[1]] if arrays["gate_major"] else arrays["c"][last]
                 out = hs[1:]
                 outputs.append(out if d == 0 else _reverse(out, reverse))
                 directions.append(_Direction(packed, inputs, arrays))
@@ -221,8 +219,10 @@ class _Recurrent(Module):
                     direction, d_out, d_h_n[k], dc_k, active)
                 if dc0 is not None:
                     dc0[k] = dc_last
+                gate_major = direction.arrays.get("gate_major", False)
+                d_gates_x, d_gates_h = (_gates_by_rows(g, gate_major) for g in (d_gates_x, d_gates_h))
                 self._accumulate(layer, d, direction, d_gates_x, d_gates_h)
-                d_x = (d_gates_x.reshape(time * batch, -1) @ direction.packed.w_ih).reshape(time, batch, -1)
+                d_x = (d_gates_x.T @ direction.packed.w_ih).reshape(time, batch, -1)
                 if d == 1:
                     d_x = _reverse(d_x, reverse)
                 d_in = d_x if d_in is None else d_in + d_x
@@ -236,19 +236,35 @@ class _Recurrent(Module):
             dc0 = dc0[:, inverse] if dc0 is not None else None
         return np.ascontiguousarray(dx), dh0, dc0
 
-    def _accumulate(self, layer, d, direction, d_gates_x, d_gates_h):
-        """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}."""
+    def _accumulate(self, layer, d, direction, gx, gh):
+        """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}.
+
+        gx, gh (G*H, time*batch): the pre-activation gradients of the input and the hidden side.
+        """
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
-        rows = d_gates_x.shape[-1]
-        gx = d_gates_x.reshape(-1, rows)
-        gh = d_gates_h.reshape(-1, rows)
-        inputs = direction.inputs.reshape(gx.shape[0], -1)
-        h_prev = direction.arrays["h"][:-1].reshape(gx.shape[0], -1)
-        w_ih.grad += F.unpack_rows(self.mode, gx.T @ inputs)
-        w_hh.grad += F.unpack_rows(self.mode, gh.T @ h_prev)
+        inputs = direction.inputs.reshape(gx.shape[1], -1)
+        h_prev = direction.arrays["h"][:-1].reshape(gx.shape[1], -1)
+        w_ih.grad += F.unpack_rows(self.mode, gx @ inputs)
+        w_hh.grad += F.unpack_rows(self.mode, gh @ h_prev)
         if b_ih is not None:
-            b_ih.grad += F.unpack_rows(self.mode, gx.sum(axis=0))
-            b_hh.grad += F.unpack_rows(self.mode, gh.sum(axis=0))
+            b_ih.grad += F.unpack_rows(self.mode, gx.sum(axis=1))
+            b_hh.grad += F.unpack_rows(self.mode, gh.sum(axis=1))
+
+
+def _gates_by_rows(d_gates: np.ndarray, gate_major: bool) -> np.ndarray:
+    """Pre-activation gradients as a (G*H, time*batch) matrix (a view): from (time, batch, G*H), or from the
+    gate-major (G*H, time, batch)."""
+    if gate_major:
+        return d_gates.reshape(d_gates.shape[0], -1)
+    return d_gates.reshape(-1, d_gates.shape[-1]).T
+
+
+def _input_projection(inputs: np.ndarray, p: F.Packed) -> np.ndarray:
+    """xw = x W_ih^T + b for all steps at once, one GEMM: inputs (T, B, I) → (T, B, G*H), halved rows."""
+    time, batch, _ = inputs.shape
+    xw = (inputs.reshape(time * batch, -1) @ p.w_ih_t).reshape(time, batch, -1)
+    xw += p.bias
+    return xw
 
 
 def _reversal_index(lengths: np.ndarray, time: int) -> np.ndarray:
@@ -280,14 +296,15 @@ def _blocks_backwards(time: int, row_elements: int):
 # Each forward returns the arrays backward needs; "h" is (time + 1, batch, H) with h[0] = h0.
 # Each backward returns (d pre-activations of the input side (T, B, G*H), of the hidden side, dh0, dc0).
 
-def _rnn_forward(layer, p, xw, h0, c0, active):
+def _rnn_forward(layer, p, inputs, h0, c0, active):
+    xw = _input_projection(inputs, p)
     time, batch, hidden = xw.shape
     relu = layer.mode == "rnn_relu"
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
     hs[0] = h0
     for t, n in enumerate(active):
         F.rnn_step(xw[t, :n], hs[t, :n], p.w_hh_t, hs[t + 1, :n], relu)
-    return {"h": hs, "relu": relu}
+    return {"h": hs, "relu": relu, "gate_major": False}
 
 
 def _rnn_backward(direction, d_out, dh_n, dc_n, active):
@@ -303,47 +320,72 @@ def _rnn_backward(direction, d_out, dh_n, dc_n, active):
     return d_pre, d_pre, dh_rec, None
 
 
-def _lstm_forward(layer, p, xw, h0, c0, active):
-    time, batch, gates = xw.shape
+def _lstm_forward(layer, p, inputs, h0, c0, active):
+    time, batch, _ = inputs.shape
+    fused = kernels.active(inputs.dtype)
+    if fused and batch > kernels.SMALL_BATCH:
+        return _lstm_forward_gate_major(p, inputs, h0, c0, active)
+    xw = _input_projection(inputs, p)
+    gates = xw.shape[-1]
     hidden = gates // 4
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
     cs = np.zeros_like(hs)
     hs[0], cs[0] = h0, c0
-    fused = kernels.active(xw.dtype)
     # The kernels read and write only the running rows; the NumPy backward computes factors on all rows.
     alloc = np.empty if fused else np.zeros
     acts = alloc(xw.shape, dtype=xw.dtype)
     tanh_c = alloc((time, batch, hidden), dtype=xw.dtype)
-    if fused and batch <= kernels.SMALL_BATCH:  # one compiled call for all steps
+    arrays = {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c, "gate_major": False}
+    if fused:  # batch <= SMALL_BATCH: one compiled call for all steps
         kernels.lstm_forward_loop(xw, p.w_hh_t, acts, cs, tanh_c, hs, np.asarray(active, dtype=np.int64))
-        return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c}
-    if fused:  # one GEMM and one compiled call per step
-        for t, n in enumerate(active):
-            np.matmul(hs[t, :n], p.w_hh_t, out=acts[t, :n])
-            kernels.lstm_forward_step(t, n, xw, acts, cs, tanh_c, hs)
-        return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c}
+        return arrays
     for t, n in enumerate(active):
         F.lstm_step(xw[t, :n], hs[t, :n], cs[t, :n], p.w_hh_t, acts[t, :n], cs[t + 1, :n], tanh_c[t, :n],
                     hs[t + 1, :n])
-    return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c}
+    return arrays
+
+
+def _lstm_forward_gate_major(p, inputs, h0, c0, active):
+    """The kernels' per-step path: gates, c and tanh c as (·, H, B) blocks per step (see kernels.py).
+
+    Each step is one GEMM, [W_hh | W_ih | b] (4H, H+I+1) @ [h_t; x_t; 1] (H+I+1, B), input projection and
+    bias included, then one compiled call; h comes out time-major as well, (T+1, B, H), like every path.
+    """
+    time, batch, features = inputs.shape
+    hidden = p.w_hh.shape[1]
+    dtype = inputs.dtype
+    weights = [p.w_hh_half, p.w_ih_half] + ([p.bias[:, None]] if p.has_bias else [])
+    w_cat = np.concatenate(weights, axis=1)  # (4H, K) halved rows, K = H + I (+ 1)
+    x_t = np.ascontiguousarray(inputs.transpose(0, 2, 1)).reshape(time, -1)  # x_t^T flattened, (T, I*B)
+    z = np.empty((2, w_cat.shape[1], batch), dtype=dtype)  # [h_t; x_t; 1], alternating between two buffers
+    z[0, :hidden], z[0, hidden: hidden + features] = h0.T, inputs[0].T
+    z[:, hidden + features:] = 1
+    hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
+    hs[0] = h0
+    cs = np.empty((time + 1, hidden, batch), dtype=dtype)
+    cs[0] = c0.T
+    acts = np.empty((time, 4 * hidden, batch), dtype=dtype)
+    tanh_c = np.empty((time, hidden, batch), dtype=dtype)
+    flat = [a.reshape(a.shape[0], -1) for a in (acts, cs, tanh_c, z, hs)]
+    no_input = x_t[:0, :0].reshape(0)
+    for t, n in enumerate(active):
+        np.matmul(w_cat, z[t % 2, :, :n], out=acts[t, :, :n])
+        x_next = x_t[t + 1] if t + 1 < time else no_input
+        kernels.lstm_forward_step_gm(t, n, batch, flat[0], flat[1], flat[2], flat[3][(t + 1) % 2], x_next, flat[4])
+    return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c, "gate_major": True}
 
 
 def _lstm_backward(direction, d_out, dh_n, dc_n, active):
     p, a = direction.packed, direction.arrays
+    if a["gate_major"]:
+        return _lstm_backward_gate_major(p, a, d_out, dh_n, dc_n, active)
     hidden = dh_n.shape[-1]
     gates, forget = a["gates"], a["gates"][..., hidden: 2 * hidden]
     d_pre = np.zeros_like(gates)
     dh_rec, dc, dh = dh_n.copy(), dc_n.copy(), np.empty_like(dh_n)
-    fused = kernels.active(gates.dtype)
-    if fused and dh_n.shape[0] <= kernels.SMALL_BATCH:  # one compiled call for all steps
+    if kernels.active(gates.dtype):  # batch <= SMALL_BATCH: one compiled call for all steps
         kernels.lstm_backward_loop(d_out, p.w_hh, dh_rec, dc, gates, a["c"], a["tanh_c"], d_pre,
                                    np.asarray(active, dtype=np.int64))
-        return d_pre, d_pre, dh_rec, dc
-    if fused:  # one compiled call and one GEMM per step
-        for t in reversed(range(len(active))):
-            n = active[t]
-            kernels.lstm_backward_step(t, n, d_out, dh_rec, dc, gates, a["c"], a["tanh_c"], d_pre)
-            np.matmul(d_pre[t, :n], p.w_hh, out=dh_rec[:n])
         return d_pre, d_pre, dh_rec, dc
     for start, stop in _blocks_backwards(len(active), gates[0].size):
         k, factors = F.lstm_factors(gates[start:stop], a["c"][start:stop], a["tanh_c"][start:stop])
@@ -355,7 +397,26 @@ def _lstm_backward(direction, d_out, dh_n, dc_n, active):
     return d_pre, d_pre, dh_rec, dc
 
 
-def _gru_forward(layer, p, xw, h0, c0, active):
+def _lstm_backward_gate_major(p, a, d_out, dh_n, dc_n, active):
+    """Backward of `_lstm_forward_gate_major`; the pre-activation gradients come out gate-major (4H, T, B)."""
+    time, batch, hidden = d_out.shape
+    dtype = d_out.dtype
+    full = active[-1] == batch  # no sequence ends early: every entry of d_pre is written
+    d_pre = (np.empty if full else np.zeros)((4 * hidden, time, batch), dtype=dtype)
+    d_step = np.empty((4 * hidden, batch), dtype=dtype)
+    dh, dc = np.array(dh_n.T, order="C"), np.array(dc_n.T, order="C")  # copies: updated in place
+    w_hh_t = p.w_hh.T  # (H, 4H), not halved
+    flat = [x.reshape(x.shape[0], -1) for x in (d_out, a["gates"], a["c"], a["tanh_c"], d_pre)]
+    for t in reversed(range(time)):
+        n = active[t]
+        kernels.lstm_backward_step_gm(t, n, flat[0], dh.reshape(-1), dc.reshape(-1), flat[1], flat[2], flat[3],
+                                      d_step.reshape(-1), flat[4])
+        np.matmul(w_hh_t, d_step[:, :n], out=dh[:, :n])
+    return d_pre, d_pre, dh.T, dc.T
+
+
+def _gru_forward(layer, p, inputs, h0, c0, active):
+    xw = _input_projection(inputs, p)
     time, batch, gates = xw.shape
     hidden = gates // 3
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
@@ -365,7 +426,7 @@ def _gru_forward(layer, p, xw, h0, c0, active):
     scratch = np.empty((batch, gates), dtype=xw.dtype)
     for t, n in enumerate(active):
         F.gru_step(xw[t, :n], hs[t, :n], p.w_hh_t, p.b_hn, hn[t, :n], acts[t, :n], hs[t + 1, :n], scratch[:n])
-    return {"h": hs, "gates": acts, "hn": hn}
+    return {"h": hs, "gates": acts, "hn": hn, "gate_major": False}
 
 
 def _gru_backward(direction, d_out, dh_n, dc_n, active):

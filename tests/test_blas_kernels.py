@@ -1,0 +1,62 @@
+"""rnnkit picks OpenBLAS's AVX2 kernels on AMD Zen 4, and only when nothing else has decided."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rnnkit import blas_kernels
+
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+"""
+ZEN3 = ZEN4.replace(" avx512f avx512dq avx512bw avx512vl", "")
+INTEL = ZEN4.replace("AuthenticAMD", "GenuineIntel").replace("cpu family\t: 25", "cpu family\t: 6")
+ZEN5 = ZEN4.replace("cpu family\t: 25", "cpu family\t: 26")
+
+
+def test_only_zen4_is_recognised():
+    assert blas_kernels.is_zen4(ZEN4)
+    assert not blas_kernels.is_zen4(ZEN3)  # no AVX-512: OpenBLAS already takes its AVX2 kernels
+    assert not blas_kernels.is_zen4(INTEL)
+    assert not blas_kernels.is_zen4(ZEN5)  # full-width AVX-512: not measured, left alone
+    assert not blas_kernels.is_zen4("")
+
+
+def _choose(tmp_path: Path, cpuinfo: str, environ=None, modules=None):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo)
+    environ = {} if environ is None else environ
+    return blas_kernels.choose(environ, {} if modules is None else modules, str(path)), environ
+
+
+def test_sets_haswell_on_zen4(tmp_path):
+    chosen, environ = _choose(tmp_path, ZEN4)
+    assert chosen == "Haswell" and environ == {"OPENBLAS_CORETYPE": "Haswell"}
+
+
+def test_leaves_everything_alone_otherwise(tmp_path):
+    assert _choose(tmp_path, INTEL) == (None, {})
+    assert _choose(tmp_path, ZEN4, environ={"OPENBLAS_CORETYPE": "SkylakeX"}) == (
+        None, {"OPENBLAS_CORETYPE": "SkylakeX"})
+    assert _choose(tmp_path, ZEN4, modules={"numpy": object()}) == (None, {})  # too late to matter
+    assert blas_kernels.choose({}, {}, str(tmp_path / "missing")) is None
+
+
+def test_import_sets_it_in_a_fresh_process_unless_the_user_did():
+    code = "import os, rnnkit; print(os.environ.get('OPENBLAS_CORETYPE', 'unset'))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    try:
+        zen4 = blas_kernels.is_zen4(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        zen4 = False
+    assert out.stdout.strip() == ("Haswell" if zen4 else "unset")
+    env["OPENBLAS_CORETYPE"] = "Prescott"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "Prescott"

@@ -8,8 +8,9 @@ each row reports the GFLOP/s the layer achieves in its matrix products.
     python benchmarks/engine_speed.py                 # full table, results in benchmarks/results/
     python benchmarks/engine_speed.py --quick         # tiny shapes, one round (a smoke test)
 
-The scratch LSTM runs on the numba kernels (rnnkit/scratch/kernels.py) when numba is installed, on NumPy
-otherwise or with --no-numba (which sets RNNKIT_NO_NUMBA=1 for the scratch workers); the report names the path.
+The scratch LSTM (and the GRU's forward) runs on the numba kernels (rnnkit/scratch/kernels.py) when numba is
+installed, on NumPy otherwise or with --no-numba (which sets RNNKIT_NO_NUMBA=1 for the scratch workers); the
+report names the path.
 Timed: "fwd" is the training forward pass (PyTorch with autograd recording; the scratch engine keeps its
 cache), "fwd+bwd" adds the backward pass with the gradient of the input, the initial state and all weights.
 """
@@ -38,8 +39,14 @@ def flops(cell: str, shape, backward: bool) -> float:
 
 
 def _timeit(fn, min_time: float, min_reps: int = 3) -> float:
-    fn()  # warm-up
-    fn()
+    """Median seconds per call in the steady state. The warm-up (at least 3 calls and `min_time`) also
+    covers the first calls of a process that allocates large arrays, which run up to 2x slower: glibc
+    raises its mmap threshold only as big blocks are freed, and until then each call faults in fresh pages."""
+    start = time.perf_counter()
+    for calls in range(1000):
+        fn()
+        if calls >= 2 and time.perf_counter() - start >= min_time:
+            break
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or time.perf_counter() - start < min_time:
@@ -63,7 +70,7 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
         from rnnkit.scratch import kernels
 
         layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](i, h, dtype=np.float32, rng=0)
-        path = kernels.path() if cell == "lstm" else "numpy"
+        path = kernels.path() if cell in ("lstm", "gru") else "numpy"
 
         def fwd():
             layer.forward(x)
@@ -182,7 +189,7 @@ def main(argv=None) -> int:
     load = {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()}
     print("ratio = median over rounds of scratch time / torch time (below 1: scratch is faster); "
           "GF/s = scratch GEMM FLOPs per second")
-    print(f"LSTM path: {rows_path(rows)}; load average (1, 5, 15 min) at start {_load(load['start'])}, "
+    print(f"LSTM and GRU path: {rows_path(rows)}; load average (1, 5, 15 min) at start {_load(load['start'])}, "
           f"at end {_load(load['end'])} on {load['cpus']} CPUs")
     result = {"threads": args.threads, "rounds": rounds, "gemm_gflops": gemm_rate, "blas": blas, "rows": rows,
               "python": sys.version.split()[0], "lstm_path": rows_path(rows), "load_average": load}
@@ -194,8 +201,8 @@ def main(argv=None) -> int:
 
 
 def rows_path(rows: list[dict]) -> str:
-    """The scratch LSTM's path in this run ('numba' or 'numpy'), or 'n/a' when no LSTM row ran."""
-    return ",".join(sorted({row["path"] for row in rows if row["cell"] == "lstm"})) or "n/a"
+    """The scratch LSTM's and GRU's path in this run ('numba' or 'numpy'), or 'n/a' when neither ran."""
+    return ",".join(sorted({row["path"] for row in rows if row["cell"] in ("lstm", "gru")})) or "n/a"
 
 
 def _load(values) -> str:

@@ -66,6 +66,27 @@ def test_kernels_agree_with_the_numpy_steps(dtype, tol, batch, monkeypatch):
 
 
 @needs_numba
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_gru_kernel_agrees_with_the_numpy_step(dtype, tol, monkeypatch):
+    from rnnkit.scratch.recurrent import GRU
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 9, 4)).astype(dtype)
+    d_out = rng.standard_normal((6, 9, 2 * 5)).astype(dtype)
+    results = {}
+    for path in ("numpy", "numba"):
+        monkeypatch.setattr(kernels, "ENABLED", path == "numba")
+        layer = GRU(4, 5, num_layers=2, bidirectional=True, dtype=dtype, rng=7)
+        out, h_n = layer.forward(x, lengths=[9, 4, 9, 1, 6, 2])
+        d_x, d_h0 = layer.backward(d_out, np.ones_like(h_n))
+        results[path] = [out, h_n, d_x, d_h0] + [p.grad for p in layer.parameters()]
+    for a, b in zip(results["numba"], results["numpy"]):
+        assert a.dtype == dtype
+        assert np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1e-3)
+        assert np.abs(b).max() > 0
+
+
+@needs_numba
 @pytest.mark.parametrize("batch", [2, 6])
 @pytest.mark.parametrize("ragged", [False, True])
 def test_kernels_leave_the_callers_arrays_alone(batch, ragged, monkeypatch):

@@ -1,4 +1,4 @@
-"""Optional fused LSTM step kernels, compiled with Numba; recurrent.py falls back to NumPy without them.
+"""Optional fused LSTM and GRU step kernels, compiled with Numba; recurrent.py falls back to NumPy without them.
 
 Why. The NumPy LSTM step makes about a dozen ufunc calls over (B, 4H) and (B, H) arrays per time step, and
 backward as many again: each call costs ~0.5 µs of overhead and one trip through memory. These kernels do a
@@ -17,6 +17,8 @@ Two layouts, by batch size:
     through BLAS is mostly call overhead, so lstm_forward_loop / lstm_backward_loop run the whole time loop
     in one call, products included (`_vec_mat`), on lstm_forward_step / lstm_backward_step.
 Both use the packed gate order (i, f, o, g; sigmoid rows halved, σ(a) = (1 + tanh(a/2)) / 2) of functional.py.
+The GRU has a forward step kernel only (`gru_forward_step`, row-major like functional.py's `gru_step`, whose
+NumPy backward it keeps): one GEMM and one call per step instead of eleven NumPy calls.
 
 tanh. Numba calls libm's scalar tanh, ~30x slower than NumPy's SIMD tanh. float32 uses instead a
 branch-free rational approximation (Eigen's, clamped to ±7.905; ≤ 6 ulp from the true tanh, against NumPy's
@@ -50,12 +52,12 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def active(dtype) -> bool:
-    """Whether the LSTM runs on these kernels for arrays of `dtype`."""
+    """Whether the LSTM (and the GRU's forward) runs on these kernels for arrays of `dtype`."""
     return ENABLED and np.dtype(dtype) in DTYPES
 
 
 def path() -> str:
-    """'numba' or 'numpy': the LSTM path in use now (for reports)."""
+    """'numba' or 'numpy': the LSTM and GRU path in use now (for reports)."""
     return "numba" if ENABLED else "numpy"
 
 
@@ -127,6 +129,13 @@ if AVAILABLE:
         """out ← a ⊙ b."""
         for j in range(out.shape[0]):
             out[j] = a[j] * b[j]
+
+    @_jit
+    def _mul_in_place(a, b):
+        """a ← a ⊙ b (its own loop: an output that is also an input fails LLVM's overlap check, and the
+        loop then runs scalar)."""
+        for j in range(a.shape[0]):
+            a[j] *= b[j]
 
     @_jit
     def _add_mul(a, b, out):
@@ -211,7 +220,7 @@ if AVAILABLE:
             _sigmoid_grad(dct, f, c[t, b], d[H: 2 * H])
             _sigmoid_grad(dh, o, squashed, d[2 * H: 3 * H])
             _tanh_grad(dct, i, g, d[3 * H:])
-            _mul(dct, f, dct)
+            _mul_in_place(dct, f)
 
     # Gate-major steps (batch > SMALL_BATCH). Per step the gates are a (4H, B) block: the product is then
     # W_hh h_t^T, (4H, H) @ (H, B), which OpenBLAS runs 15-35% faster than h_t W_hh^T at these sizes, and
@@ -232,6 +241,14 @@ if AVAILABLE:
         for r in range(count):
             s = slice(r * width, r * width + length)
             _mul(a[s], b[s], out[s])
+
+    @_jit
+    def _mul_in_place_rows(a, b, rows, n, width):
+        """a ← a ⊙ b on the running columns."""
+        count, length = _runs(rows, n, width)
+        for r in range(count):
+            s = slice(r * width, r * width + length)
+            _mul_in_place(a[s], b[s])
 
     @_jit
     def _add_mul_rows(a, b, out, rows, n, width):
@@ -363,12 +380,52 @@ if AVAILABLE:
         _sigmoid_grad_rows(dc, f, c[t], d_step[HB: 2 * HB], H, n, B)
         _sigmoid_grad_rows(dh, o, squashed, d_step[2 * HB: 3 * HB], H, n, B)
         _tanh_grad_rows(dc, i, g, d_step[3 * HB:], H, n, B)
-        _mul_rows(dc, f, dc, H, n, B)
+        _mul_in_place_rows(dc, f, H, n, B)
         start = t * B
         for r in range(4 * H):
             src, dst = d_step[r * B: r * B + n], d_pre[r, start: start + n]
             for k in range(n):
                 dst[k] = src[k]
+
+    # GRU forward, in functional.py's row-major layout (so that its NumPy backward reads the same cache):
+    # one call per step after the caller's GEMM, instead of the eleven NumPy calls of `gru_step`.
+    @_jit
+    def _add_into(a, b, out):
+        """out ← a + b."""
+        for j in range(out.shape[0]):
+            out[j] = a[j] + b[j]
+
+    @_jit
+    def _sigmoid_into(a, x, out, half):
+        """out ← (1 + tanh(a + x)) / 2 (halved rows)."""
+        for j in range(out.shape[0]):
+            out[j] = _tanh(a[j] + x[j]) * half + half
+
+    @_jit
+    def _gru_state(h_prev, n, z, out):
+        """out ← (h_prev - n) ⊙ z + n, i.e. (1 - z) ⊙ n + z ⊙ h_prev."""
+        for j in range(out.shape[0]):
+            out[j] = (h_prev[j] - n[j]) * z[j] + n[j]
+
+    @_jit
+    def gru_forward_step(t, n, xw, scratch, b_hn, hn, gates, h):
+        """Step t of the GRU for the first n rows, after the caller wrote h_t W_hh^T into scratch[:n].
+
+        xw (T, B, 3H) input pre-activations (z, r halved; n = W_in x + b_in); scratch (B, 3H); b_hn (H,)
+        (zeros without bias); writes hn[t] (T, B, H) = W_hn h + b_hn, gates[t] (T, B, 3H) activated
+        (z, r, n) and h[t+1] of h (T+1, B, H). The equations and the order of operations are `gru_step`'s:
+            z, r = (1 + tanh(s + xw)) / 2,  n = tanh(r ⊙ hn + xw_n),  h_{t+1} = (h_t - n) ⊙ z + n
+        """
+        H = hn.shape[2]
+        half = xw.dtype.type(0.5)
+        for b in range(n):
+            s, x, a, hn_row = scratch[b], xw[t, b], gates[t, b], hn[t, b]
+            _add_into(s[2 * H:], b_hn, hn_row)
+            _sigmoid_into(s[: 2 * H], x[: 2 * H], a[: 2 * H], half)
+            new = a[2 * H:]
+            _mul(a[H: 2 * H], hn_row, new)
+            _gates_tanh(new, x[2 * H:])
+            _gru_state(h[t, b], new, a[:H], h[t + 1, b])
 
     # Small batches: the whole time loop in one call. A (1, H) @ (H, 4H) product through BLAS costs more in
     # call overhead than in arithmetic, so below SMALL_BATCH rows the products run here as well.

@@ -424,6 +424,12 @@ def _gru_forward(layer, p, inputs, h0, c0, active):
     acts = np.zeros_like(xw)
     hn = np.zeros((time, batch, hidden), dtype=xw.dtype)
     scratch = np.empty((batch, gates), dtype=xw.dtype)
+    if kernels.active(xw.dtype):  # one GEMM and one compiled call per step
+        b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=xw.dtype)
+        for t, n in enumerate(active):
+            np.matmul(hs[t, :n], p.w_hh_t, out=scratch[:n])
+            kernels.gru_forward_step(t, n, xw, scratch, b_hn, hn, acts, hs)
+        return {"h": hs, "gates": acts, "hn": hn, "gate_major": False}
     for t, n in enumerate(active):
         F.gru_step(xw[t, :n], hs[t, :n], p.w_hh_t, p.b_hn, hn[t, :n], acts[t, :n], hs[t + 1, :n], scratch[:n])
     return {"h": hs, "gates": acts, "hn": hn, "gate_major": False}

@@ -277,6 +277,65 @@ def test_predict_in_process(client, checkpoints):
     assert r.json()["predictions"] == classify.load_classifier(checkpoints["classify"]).predict(TEXTS[:4])
 
 
+SLOW = ServeSettings(**{**SMALL.__dict__, "fast_path": False})
+SAME_ANSWERS = [  # (body, headers): valid requests, and every kind of bad one
+    (json.dumps({"texts": TEXTS[:4]}).encode(), {"content-type": "application/json"}),
+    (b'{"texts": ["great"]}\n', {"content-type": "Application/JSON; charset=utf-8"}),
+    (b'{"texts": ["a"], "texts": ["great flight"]}', {"content-type": "application/json"}),
+    (b'\xef\xbb\xbf{"texts": ["ok"]}', {"content-type": "application/json"}),      # a BOM: json takes it
+    (b'{"texts": ["\\ud800"]}', {"content-type": "application/json"}),             # a lone surrogate
+    (b'{"texts": ["\xff"]}', {"content-type": "application/json"}),                # not UTF-8
+    (b'{"texts": ["&nbsp;"]}', {"content-type": "application/json"}),              # no tokens
+    (b'{"texts": ["ok", " "]}', {"content-type": "application/json"}),
+    (b'{"texts": ["ok"], "x": 1}', {"content-type": "application/json"}),
+    (b'{"texts": ["a", "b", "c", "d", "e"]}', {"content-type": "application/json"}),
+    (b'{"texts": ["ok"]}', {}),
+    (b'{"texts": ["ok"]}', {"content-type": "text/plain"}),
+    (b'{"texts": ["ok"]}', {"content-type": "application/vnd.api+json"}),
+    (b"{oops", {"content-type": "application/json"}),
+    (b"", {"content-type": "application/json"}),
+]
+
+
+@pytest.fixture(scope="module")
+def slow_client(checkpoints):
+    with TestClient(create_app(checkpoints["classify"], settings=SLOW)) as c:
+        yield c
+
+
+@pytest.mark.parametrize("content, headers", SAME_ANSWERS)
+def test_fast_path_answers_exactly_as_fastapi_does(client, slow_client, content, headers):
+    fast, slow = (c.post("/predict", content=content, headers=headers) for c in (client, slow_client))
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+
+
+def test_fast_path_takes_valid_requests_only(client):
+    from rnnkit.serve.fast_predict import FastPredict
+
+    fast = next(m for m in client.app.user_middleware if m.cls is FastPredict)
+    assert fast.kwargs["served"] is client.app.state.served
+    stack = client.app.middleware_stack
+    while not isinstance(stack, FastPredict):
+        stack = stack.app
+    before = stack.answered
+    assert client.post("/predict", json={"texts": ["great flight"]}).status_code == 200
+    assert client.post("/predict", json={"texts": ["&nbsp;"]}).status_code == 422
+    assert client.get("/predict").status_code == 405
+    assert stack.answered == before + 1
+
+
+def test_fast_path_model_failure_is_a_json_500(checkpoints, monkeypatch):
+    with TestClient(create_app(checkpoints["classify"], settings=SMALL), raise_server_exceptions=False) as c:
+        async def broken(ids):
+            raise RuntimeError("the model broke")
+
+        monkeypatch.setattr(c.app.state.served.batcher, "submit", broken)
+        r = c.post("/predict", json={"texts": ["great flight"]})
+        assert r.status_code == 500 and r.json() == {"detail": "internal server error"}
+        assert c.get("/health").status_code == 200
+
+
 @pytest.mark.parametrize("body, field, words", [
     ({"length": 21}, "length", "less than or equal to 20"),
     ({"length": 0}, "length", "greater than or equal to 1"),

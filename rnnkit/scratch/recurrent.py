@@ -259,11 +259,26 @@ def _gates_by_rows(d_gates: np.ndarray, gate_major: bool) -> np.ndarray:
     return d_gates.reshape(-1, d_gates.shape[-1]).T
 
 
-def _input_projection(inputs: np.ndarray, p: F.Packed) -> np.ndarray:
-    """xw = x W_ih^T + b for all steps at once, one GEMM: inputs (T, B, I) → (T, B, G*H), halved rows."""
+# Below this share of real (not padding) steps, the input projection gathers the real rows first.
+_DENSE_ENOUGH = 0.8
+
+
+def _input_projection(inputs: np.ndarray, p: F.Packed, active: list[int]) -> np.ndarray:
+    """xw = x W_ih^T + b for all steps at once, one GEMM: inputs (T, B, I) → (T, B, G*H), halved rows.
+
+    Only the running rows xw[t, :active[t]] are computed when padding is a large share of the batch (the
+    steps never read the rest, which is left uninitialised).
+    """
     time, batch, _ = inputs.shape
-    xw = (inputs.reshape(time * batch, -1) @ p.w_ih_t).reshape(time, batch, -1)
-    xw += p.bias
+    if sum(active) >= _DENSE_ENOUGH * time * batch:
+        xw = (inputs.reshape(time * batch, -1) @ p.w_ih_t).reshape(time, batch, -1)
+        xw += p.bias
+        return xw
+    running = np.arange(batch)[None, :] < np.asarray(active)[:, None]  # (T, B)
+    xw = np.empty((time, batch, p.w_ih_half.shape[0]), dtype=inputs.dtype)
+    projected = inputs[running] @ p.w_ih_t
+    projected += p.bias
+    xw[running] = projected
     return xw
 
 
@@ -297,7 +312,7 @@ def _blocks_backwards(time: int, row_elements: int):
 # Each backward returns (d pre-activations of the input side (T, B, G*H), of the hidden side, dh0, dc0).
 
 def _rnn_forward(layer, p, inputs, h0, c0, active):
-    xw = _input_projection(inputs, p)
+    xw = _input_projection(inputs, p, active)
     time, batch, hidden = xw.shape
     relu = layer.mode == "rnn_relu"
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
@@ -325,7 +340,7 @@ def _lstm_forward(layer, p, inputs, h0, c0, active):
     fused = kernels.active(inputs.dtype)
     if fused and batch > kernels.SMALL_BATCH:
         return _lstm_forward_gate_major(p, inputs, h0, c0, active)
-    xw = _input_projection(inputs, p)
+    xw = _input_projection(inputs, p, active)
     gates = xw.shape[-1]
     hidden = gates // 4
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
@@ -416,7 +431,7 @@ def _lstm_backward_gate_major(p, a, d_out, dh_n, dc_n, active):
 
 
 def _gru_forward(layer, p, inputs, h0, c0, active):
-    xw = _input_projection(inputs, p)
+    xw = _input_projection(inputs, p, active)
     time, batch, gates = xw.shape
     hidden = gates // 3
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)

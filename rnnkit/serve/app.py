@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..checkpoint import load_checkpoint
 from .batching import Batcher
+from .fast_predict import FastPredict, prediction_rows, token_ids
 from .guards import BearerAuth, BodyLimit
 from .settings import ServeSettings
 
@@ -334,20 +335,16 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
     if served.task == "classify":
         @app.post("/predict", response_model=PredictResponse, responses={**auth, **_errors(400, 413, 422)},
                   summary="Label texts")
-        async def predict(body: PredictRequest):
-            ids = []
-            for i, text in enumerate(body.texts):
-                try:
-                    ids.append(served.model.encoder.token_ids(text))
-                except ValueError:
-                    raise RequestValidationError([{"type": "no_tokens", "loc": ("body", "texts", i),
-                                                   "msg": "has no tokens (nothing but white space after "
-                                                          "decoding HTML entities)"}]) from None
+        async def predict(body: PredictRequest):    # valid requests mostly take fast_predict.py's path
+            ids, missing = token_ids(served.model.encoder, body.texts)
+            if missing is not None:
+                raise RequestValidationError([{"type": "no_tokens", "loc": ("body", "texts", missing),
+                                               "msg": "has no tokens (nothing but white space after "
+                                                      "decoding HTML entities)"}])
             rows = await served.batcher.submit(ids)
-            labels = served.labels
-            return {"predictions": [{"label": labels[int(p.argmax())],
-                                     "probabilities": {label: float(q) for label, q in zip(labels, p)}}
-                                    for p in rows]}
+            # A Response goes out as it is; FastAPI would otherwise validate it against PredictResponse
+            # (the schema it documents) and serialise it a second time.
+            return JSONResponse(prediction_rows(served.labels, rows))
         other, needs = "/generate", "a language model"
     else:
         @app.post("/generate", response_model=GenerateResponse, responses={**auth, **_errors(400, 413, 422)},
@@ -370,7 +367,10 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
                                  f"{'a text classifier' if served.task == 'classify' else 'a language model'} "
                                  f"(task {served.task!r}): see GET /model")
 
-    # outermost first: auth, then the body limit (an unauthorised client cannot make us read a body)
+    # add_middleware puts each one outside the ones before: auth, then the body limit (an unauthorised client
+    # cannot make us read a body), then the /predict fast path
+    if served.task == "classify" and settings.fast_path:
+        app.add_middleware(FastPredict, served=served, request_model=PredictRequest)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(BearerAuth, key=settings.api_key)

@@ -70,17 +70,22 @@ class BodyLimit:
                 return await self._too_large(send, f"more than {self.max_bytes} bytes")
             body.append(chunk)
             more = message.get("more_body", False)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(body), "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(b"".join(body), receive), send)
 
     async def _too_large(self, send, what: str) -> None:
         await send_error(send, 413, f"the request body is too large ({what}); the limit is {self.max_bytes} "
                          "bytes", [(b"connection", b"close")])
+
+
+def replay(body: bytes, receive):
+    """A `receive` that hands out `body` in one message, then defers to the real one (for disconnects)."""
+    sent = False
+
+    async def receive_body():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_body

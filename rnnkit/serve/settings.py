@@ -24,6 +24,8 @@ class ServeSettings:
     batching: merge concurrent /predict requests into one padded batch of at most max_batch_texts texts
     and max_batch_tokens padded tokens (texts × the longest text's tokens), waiting at most max_wait_ms
     after the first one arrives (off: one request at a time).
+    fast_path: answer valid /predict requests without FastAPI's routing (fast_predict.py; the answers are
+    the same, errors still come from FastAPI).
     """
 
     engine: str = "scratch"
@@ -37,6 +39,7 @@ class ServeSettings:
     max_batch_texts: int = 64
     max_batch_tokens: int = 2048
     max_wait_ms: float = 2.0
+    fast_path: bool = True
 
     def __post_init__(self):
         from ..engines import check_engine

@@ -54,8 +54,6 @@ def run(checkpoint, settings: ServeSettings, host: str = "127.0.0.1", port: int 
         limit_concurrency: int | None = None) -> None:
     """Serve until interrupted. The model is loaded before the port opens, so a bad checkpoint fails here."""
     import uvicorn
-    import sys as _sys
-    _sys.setswitchinterval(float(os.environ.get("RNNKIT_SWITCH", "0.005")))
 
     limit_threads(threads)
     options = dict(host=host, port=port, log_level=log_level, access_log=access_log,

@@ -226,7 +226,7 @@ if AVAILABLE:
     # W_hh h_t^T, (4H, H) @ (H, B), which OpenBLAS runs 15-35% faster than h_t W_hh^T at these sizes, and
     # backward's W_hh^T d_t likewise. The kernels take each step's blocks flattened, (rows * B,): while all
     # B columns run, a block is one contiguous run and each loop below is a single vectorised pass; once
-    # sequences have ended, the first n of every B values run (`_runs`).
+    # sequences have ended, the first n of every B values of each row run (`_runs`).
     # Loops index with the bare range variable (slices first): numba proves such an index non-negative and
     # drops its wrap-around check, which otherwise keeps LLVM from vectorising (4x slower here).
     @_jit
@@ -235,79 +235,8 @@ if AVAILABLE:
         return (1, rows * width) if n == width else (rows, n)
 
     @_jit
-    def _mul_rows(a, b, out, rows, n, width):
-        """out ← a ⊙ b on the running columns."""
-        count, length = _runs(rows, n, width)
-        for r in range(count):
-            s = slice(r * width, r * width + length)
-            _mul(a[s], b[s], out[s])
-
-    @_jit
-    def _mul_in_place_rows(a, b, rows, n, width):
-        """a ← a ⊙ b on the running columns."""
-        count, length = _runs(rows, n, width)
-        for r in range(count):
-            s = slice(r * width, r * width + length)
-            _mul_in_place(a[s], b[s])
-
-    @_jit
-    def _add_mul_rows(a, b, out, rows, n, width):
-        """out ← out + a ⊙ b on the running columns."""
-        count, length = _runs(rows, n, width)
-        for r in range(count):
-            s = slice(r * width, r * width + length)
-            _add_mul(a[s], b[s], out[s])
-
-    @_jit
-    def _tanh_rows(a, out, rows, n, width):
-        """out ← tanh(a) on the running columns."""
-        count, length = _runs(rows, n, width)
-        for r in range(count):
-            s = slice(r * width, r * width + length)
-            _tanh_into(a[s], out[s])
-
-    @_jit
-    def _cell_grad_rows(dh, o, tc, dc, rows, n, width):
-        """dc ← dc + dh ⊙ o ⊙ (1 - tc²) on the running columns."""
-        count, length = _runs(rows, n, width)
-        for r in range(count):
-            s = slice(r * width, r * width + length)
-            _cell_grad(dh[s], o[s], tc[s], dc[s])
-
-    @_jit
-    def _sigmoid_grad_rows(d, gate, other, out, rows, n, width):
-        """out ← d ⊙ other ⊙ gate(1 - gate) on the running columns."""
-        count, length = _runs(rows, n, width)
-        for r in range(count):
-            s = slice(r * width, r * width + length)
-            _sigmoid_grad(d[s], gate[s], other[s], out[s])
-
-    @_jit
-    def _tanh_grad_rows(d, i, g, out, rows, n, width):
-        """out ← d ⊙ i ⊙ (1 - g²) on the running columns."""
-        count, length = _runs(rows, n, width)
-        for r in range(count):
-            s = slice(r * width, r * width + length)
-            _tanh_grad(d[s], i[s], g[s], out[s])
-
-    @_jit
-    def _gates_rows(a, rows, n, width, sigmoid_rows, half):
-        """In place on a step's pre-activations (rows * width,): the halved sigmoid rows become
-        (1 + tanh(a)) / 2, the rest tanh(a), on the running columns."""
-        split = sigmoid_rows * width
-        if n == width:  # two contiguous runs
-            _sigmoid_in_place(a[:split], half)
-            _tanh_in_place(a[split: rows * width])
-            return
-        for r in range(rows):
-            row = a[r * width: r * width + n]
-            if r < sigmoid_rows:
-                _sigmoid_in_place(row, half)
-            else:
-                _tanh_in_place(row)
-
-    @_jit
     def _sigmoid_in_place(a, half):
+        """a ← (1 + tanh(a)) / 2 (halved rows)."""
         for k in range(a.shape[0]):
             a[k] = _tanh(a[k]) * half + half
 
@@ -315,29 +244,6 @@ if AVAILABLE:
     def _tanh_in_place(a):
         for k in range(a.shape[0]):
             a[k] = _tanh(a[k])
-
-    @_jit
-    def _forward_units(t, n, B, j0, j1, gates, c, tanh_c, h, hs):
-        """`lstm_forward_step_gm` for the hidden units j0 ≤ j < j1 (rows j of every gate block)."""
-        HB = c.shape[1]
-        H = HB // B
-        a = gates[t]
-        half = a.dtype.type(0.5)
-        rows = j1 - j0
-        for k in range(4):  # gate blocks i, f, o (halved sigmoid rows), g (tanh)
-            block = a[(k * H + j0) * B: (k * H + j1) * B]
-            _gates_rows(block, rows, n, B, rows if k < 3 else 0, half)
-        s = slice(j0 * B, j1 * B)
-        i, f, o, g = a[s], a[HB:][s], a[2 * HB:][s], a[3 * HB:][s]
-        cell, squashed, h_part = c[t + 1][s], tanh_c[t][s], h[s]
-        _mul_rows(f, c[t][s], cell, rows, n, B)
-        _add_mul_rows(i, g, cell, rows, n, B)
-        _tanh_rows(cell, squashed, rows, n, B)
-        _mul_rows(o, squashed, h_part, rows, n, B)
-        for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
-            row, column = hs[t + 1, b * H + j0: b * H + j1], h[j0 * B + b:]
-            for j in range(rows):
-                row[j] = column[j * B]
 
     @_jit
     def lstm_forward_step_gm(t, n, B, gates, c, tanh_c, z_next, x_next, hs):
@@ -351,8 +257,26 @@ if AVAILABLE:
         Same equations as `lstm_forward_step`.
         """
         HB = c.shape[1]
-        _forward_units(t, n, B, 0, HB // B, gates, c, tanh_c, z_next, hs)
+        H = HB // B
+        a, half = gates[t], gates.dtype.type(0.5)
+        i, f, o, g = a[:HB], a[HB: 2 * HB], a[2 * HB: 3 * HB], a[3 * HB:]
+        c_prev, cell, squashed, h = c[t], c[t + 1], tanh_c[t], z_next[:HB]
+        count, length = _runs(H, n, B)
+        for r in range(count):
+            s = slice(r * B, r * B + length)
+            _sigmoid_in_place(i[s], half)
+            _sigmoid_in_place(f[s], half)
+            _sigmoid_in_place(o[s], half)
+            _tanh_in_place(g[s])
+            _mul(f[s], c_prev[s], cell[s])
+            _add_mul(i[s], g[s], cell[s])
+            _tanh_into(cell[s], squashed[s])
+            _mul(o[s], squashed[s], h[s])
         z_next[HB: HB + x_next.shape[0]] = x_next
+        for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
+            row, column = hs[t + 1, b * H: (b + 1) * H], h[b:]
+            for j in range(H):
+                row[j] = column[j * B]
 
     @_jit
     def lstm_backward_step_gm(t, n, d_out, dh, dc, gates, c, tanh_c, d_step, d_pre):
@@ -374,13 +298,17 @@ if AVAILABLE:
                 column[j * B] += row[j]
         a = gates[t]
         i, f, o, g = a[:HB], a[HB: 2 * HB], a[2 * HB: 3 * HB], a[3 * HB:]
-        squashed = tanh_c[t]
-        _cell_grad_rows(dh, o, squashed, dc, H, n, B)
-        _sigmoid_grad_rows(dc, i, g, d_step[:HB], H, n, B)
-        _sigmoid_grad_rows(dc, f, c[t], d_step[HB: 2 * HB], H, n, B)
-        _sigmoid_grad_rows(dh, o, squashed, d_step[2 * HB: 3 * HB], H, n, B)
-        _tanh_grad_rows(dc, i, g, d_step[3 * HB:], H, n, B)
-        _mul_in_place_rows(dc, f, H, n, B)
+        d_i, d_f, d_o, d_g = d_step[:HB], d_step[HB: 2 * HB], d_step[2 * HB: 3 * HB], d_step[3 * HB:]
+        c_prev, squashed = c[t], tanh_c[t]
+        count, length = _runs(H, n, B)
+        for r in range(count):
+            s = slice(r * B, r * B + length)
+            _cell_grad(dh[s], o[s], squashed[s], dc[s])
+            _sigmoid_grad(dc[s], i[s], g[s], d_i[s])
+            _sigmoid_grad(dc[s], f[s], c_prev[s], d_f[s])
+            _sigmoid_grad(dh[s], o[s], squashed[s], d_o[s])
+            _tanh_grad(dc[s], i[s], g[s], d_g[s])
+            _mul_in_place(dc[s], f[s])
         start = t * B
         for r in range(4 * H):
             src, dst = d_step[r * B: r * B + n], d_pre[r, start: start + n]

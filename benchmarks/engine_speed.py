@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cells", default=",".join(CELLS))
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timing per measurement")
+    parser.add_argument("--shapes", help="batch,time,input,hidden;... instead of the four default rows")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one round")
     parser.add_argument("--no-numba", action="store_true", help="run the scratch LSTM on its NumPy path")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_speed.json"))
@@ -153,6 +154,10 @@ def main(argv=None) -> int:
         return 0
 
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in shape.split(",")) for shape in args.shapes.split(";")]
+        if any(len(shape) != 4 or min(shape) < 1 for shape in shapes):
+            parser.error(f"--shapes wants positive batch,time,input,hidden;..., got {args.shapes!r}")
     rounds = 1 if args.quick else args.rounds
     min_time = 0.01 if args.quick else args.min_time
     cells = args.cells.split(",")

@@ -57,8 +57,7 @@ class Packed:
     w_ih_half (G*H, I), w_hh_half (G*H, H): rows reordered, sigmoid rows halved, C-contiguous.
     w_ih_t (I, G*H), w_hh_t (H, G*H): the same transposed for `x @ w` (w_ih_t an F-contiguous view, w_hh_t a
         C-contiguous copy, made on first use).
-    bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only).
-    has_bias: whether the layer has biases (bias is zeros otherwise).
+    bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only); zeros without biases.
     w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products.
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)).
     """
@@ -66,7 +65,6 @@ class Packed:
     w_ih_half: np.ndarray
     w_hh_half: np.ndarray
     bias: np.ndarray
-    has_bias: bool
     w_ih: np.ndarray
     w_hh: np.ndarray
     b_hn: np.ndarray | None
@@ -124,8 +122,7 @@ def pack(mode: str, w_ih, w_hh, b_ih=None, b_hh=None) -> Packed:
             b_hn = np.ascontiguousarray(b_hh[2 * hidden:])
         else:
             bias += b_hh
-    return Packed(w_ih_half=w_ih_half, w_hh_half=w_hh_half, bias=bias * scale,
-                  has_bias=b_ih is not None or b_hh is not None, w_ih=w_ih, w_hh=w_hh, b_hn=b_hn)
+    return Packed(w_ih_half=w_ih_half, w_hh_half=w_hh_half, bias=bias * scale, w_ih=w_ih, w_hh=w_hh, b_hn=b_hn)
 
 
 def unpack_rows(mode: str, packed_rows: np.ndarray) -> np.ndarray:

@@ -251,7 +251,7 @@ if AVAILABLE:
         pre-activation [W_hh | W_ih | b] [h_t; x_t; 1] (halved rows) into step t's (4H, B) block of gates.
 
         Flattened per step: gates (T, 4H*B): in the pre-activations, out activated (i, f, o, g);
-        c (T+1, H*B): reads c[t], writes c[t+1]; tanh_c (T, H*B); z_next ((H + I [+ 1]) * B,): the next
+        c (T+1, H*B): reads c[t], writes c[t+1]; tanh_c (T, H*B); z_next ((H + I + 1) * B,): the next
         product's operand, whose first H rows get h_{t+1}ᵀ and the next I rows x_next (I*B,) = x_{t+1}ᵀ
         (copied only when x_next is not empty); hs (T+1, B*H): writes h_{t+1} time-major.
         Same equations as `lstm_forward_step`.

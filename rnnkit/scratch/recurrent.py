@@ -219,7 +219,7 @@ class _Recurrent(Module):
                     direction, d_out, d_h_n[k], dc_k, active)
                 if dc0 is not None:
                     dc0[k] = dc_last
-                gate_major = direction.arrays.get("gate_major", False)
+                gate_major = direction.arrays["gate_major"]
                 d_gates_x, d_gates_h = (_gates_by_rows(g, gate_major) for g in (d_gates_x, d_gates_h))
                 self._accumulate(layer, d, direction, d_gates_x, d_gates_h)
                 d_x = (d_gates_x.T @ direction.packed.w_ih).reshape(time, batch, -1)
@@ -308,8 +308,9 @@ def _blocks_backwards(time: int, row_elements: int):
         yield start, min(start + size, time)
 
 
-# Each forward returns the arrays backward needs; "h" is (time + 1, batch, H) with h[0] = h0.
-# Each backward returns (d pre-activations of the input side (T, B, G*H), of the hidden side, dh0, dc0).
+# Each forward returns the arrays backward needs; "h" is (time + 1, batch, H) with h[0] = h0, and
+# "gate_major" says how the rest is laid out. Each backward returns (d pre-activations of the input side,
+# of the hidden side, dh0, dc0); the pre-activation gradients are (T, B, G*H), or (G*H, T, B) gate-major.
 
 def _rnn_forward(layer, p, inputs, h0, c0, active):
     xw = _input_projection(inputs, p, active)
@@ -369,12 +370,11 @@ def _lstm_forward_gate_major(p, inputs, h0, c0, active):
     time, batch, features = inputs.shape
     hidden = p.w_hh.shape[1]
     dtype = inputs.dtype
-    weights = [p.w_hh_half, p.w_ih_half] + ([p.bias[:, None]] if p.has_bias else [])
-    w_cat = np.concatenate(weights, axis=1)  # (4H, K) halved rows, K = H + I (+ 1)
+    w_cat = np.concatenate([p.w_hh_half, p.w_ih_half, p.bias[:, None]], axis=1)  # (4H, H+I+1), halved rows
     x_t = np.ascontiguousarray(inputs.transpose(0, 2, 1)).reshape(time, -1)  # x_t^T flattened, (T, I*B)
     z = np.empty((2, w_cat.shape[1], batch), dtype=dtype)  # [h_t; x_t; 1], alternating between two buffers
     z[0, :hidden], z[0, hidden: hidden + features] = h0.T, inputs[0].T
-    z[:, hidden + features:] = 1
+    z[:, -1] = 1
     hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
     hs[0] = h0
     cs = np.empty((time + 1, hidden, batch), dtype=dtype)

@@ -1,6 +1,8 @@
 """rnnkit: recurrent neural networks from scratch (NumPy, hand-written BPTT) and on PyTorch."""
+from . import allocator as _allocator
 from . import blas_kernels as _blas_kernels
 
 _blas_kernels.choose()  # before anything imports NumPy: OpenBLAS's faster kernels on AMD Zen 4
+_allocator.tune()  # large arrays stay in the heap between calls instead of faulting in anew each time
 
 __version__ = "0.1.0"

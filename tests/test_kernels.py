@@ -43,6 +43,20 @@ def test_float64_tanh_is_libms():
 
 
 @needs_numba
+@pytest.mark.parametrize("rows", [1, 7, 128])  # below, off and on the four-row unrolling
+def test_vec_mat_sums_over_rows_in_order(rows):
+    rng = np.random.default_rng(rows)
+    v = rng.standard_normal(rows).astype(np.float32)
+    w = rng.standard_normal((rows, 37)).astype(np.float32)
+    expected = np.zeros(37, dtype=np.float32)
+    for k in range(rows):  # float32 throughout, k = 0, 1, 2, ... one at a time
+        expected = expected + v[k] * w[k]
+    out = np.full(37, np.nan, dtype=np.float32)
+    kernels._vec_mat(v, w, out)
+    np.testing.assert_array_equal(out, expected)
+
+
+@needs_numba
 @pytest.mark.parametrize("batch", [2, 5])  # the whole-loop kernels (batch <= SMALL_BATCH), then the per-step ones
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
 def test_kernels_agree_with_the_numpy_steps(dtype, tol, batch, monkeypatch):

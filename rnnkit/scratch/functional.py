@@ -28,7 +28,8 @@ copy of the weights (see `pack`):
   * every step writes into preallocated buffers (`out=`), nothing is allocated inside the loop;
   * packing copies whole gate blocks. w_ih_t is a transposed view (BLAS reads it as it is, at the same speed
     for the one big input GEMM); w_hh_t is a C-contiguous copy, since the many small per-step GEMMs run
-    ~30% faster on it, made tile by tile (see `_transpose`).
+    ~30% faster on it, made tile by tile (see `_transpose`). Each packed array is made on first use, so a
+    forward builds only what its path reads, and inference never builds the backward's unhalved copies.
 Backward works with the true (unhalved) weights in packed row order; `unpack_rows` puts gradients back
 into PyTorch's order. The derivative factors that do not depend on the incoming gradient are computed for
 all time steps at once (`*_factors`), so the backward step is a few multiplies and one GEMM.
@@ -37,7 +38,6 @@ Shapes: B batch, H hidden, I input, G gates (RNN 1, LSTM 4, GRU 3). Arrays of on
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -50,24 +50,38 @@ _ORDER = {"rnn_tanh": (0,), "rnn_relu": (0,), "lstm": (0, 1, 3, 2), "gru": (1, 0
 _SIGMOID_BLOCKS = {"rnn_tanh": 0, "rnn_relu": 0, "lstm": 3, "gru": 2}
 
 
-@dataclass
 class Packed:
-    """A layer direction's weights laid out for the step functions.
+    """A layer direction's weights laid out for the step functions, each array made on first use (inference
+    never builds the backward's, and each path builds only what it reads).
 
     w_ih_half (G*H, I), w_hh_half (G*H, H): rows reordered, sigmoid rows halved, C-contiguous.
     w_ih_t (I, G*H), w_hh_t (H, G*H): the same transposed for `x @ w` (w_ih_t an F-contiguous view, w_hh_t a
-        C-contiguous copy, made on first use).
+        C-contiguous copy).
     bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only); zeros without biases.
     w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products.
-    b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)).
+    b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)); None otherwise.
+    It keeps the weights it is given, unchanged, and reads them when an array is first used: the backward's
+    arrays come from the weights as they are at backward, so they must not change in place in between
+    (as in PyTorch, where autograd raises for it).
     """
 
-    w_ih_half: np.ndarray
-    w_hh_half: np.ndarray
-    bias: np.ndarray
-    w_ih: np.ndarray
-    w_hh: np.ndarray
-    b_hn: np.ndarray | None
+    def __init__(self, mode: str, w_ih, w_hh, b_ih=None, b_hh=None):
+        self.mode, self.hidden = mode, w_hh.shape[1]
+        self._w_ih, self._w_hh, self._b_ih, self._b_hh = w_ih, w_hh, b_ih, b_hh
+        self._sigmoid_rows = _SIGMOID_BLOCKS[mode] * self.hidden
+
+    def _halved(self, w: np.ndarray) -> np.ndarray:
+        out = _reorder(self.mode, w, self.hidden)
+        out[: self._sigmoid_rows] *= 0.5  # exact: a power of two
+        return out
+
+    @cached_property
+    def w_ih_half(self) -> np.ndarray:
+        return self._halved(self._w_ih)
+
+    @cached_property
+    def w_hh_half(self) -> np.ndarray:
+        return self._halved(self._w_hh)
 
     @property
     def w_ih_t(self) -> np.ndarray:
@@ -76,6 +90,35 @@ class Packed:
     @cached_property
     def w_hh_t(self) -> np.ndarray:
         return _transpose(self.w_hh_half)
+
+    @cached_property
+    def w_ih(self) -> np.ndarray:
+        return _reorder(self.mode, self._w_ih, self.hidden)
+
+    @cached_property
+    def w_hh(self) -> np.ndarray:
+        return _reorder(self.mode, self._w_hh, self.hidden)
+
+    @cached_property
+    def bias(self) -> np.ndarray:
+        rows, hidden = _row_index(self.mode, self.hidden), self.hidden
+        bias = np.zeros(len(rows), dtype=self._w_hh.dtype)
+        if self._b_ih is not None:
+            bias += self._b_ih[rows]
+        if self._b_hh is not None:
+            b_hh = self._b_hh[rows]
+            if self.mode == "gru":  # b_hn stays inside r ⊙ (W_hn h + b_hn)
+                bias[: 2 * hidden] += b_hh[: 2 * hidden]
+            else:
+                bias += b_hh
+        bias[: self._sigmoid_rows] *= 0.5
+        return bias
+
+    @cached_property
+    def b_hn(self) -> np.ndarray | None:
+        if self.mode != "gru" or self._b_hh is None:
+            return None
+        return np.ascontiguousarray(self._b_hh[2 * self.hidden:])  # the n block is last in both orders
 
 
 def _row_index(mode: str, hidden: int) -> np.ndarray:
@@ -102,27 +145,7 @@ def _transpose(w: np.ndarray, tile: int = 32) -> np.ndarray:
 
 def pack(mode: str, w_ih, w_hh, b_ih=None, b_hh=None) -> Packed:
     """PyTorch-layout weights of one layer direction → `Packed` (see the module docstring)."""
-    hidden = w_hh.shape[1]
-    rows = _row_index(mode, hidden)
-    sigmoid_rows = _SIGMOID_BLOCKS[mode] * hidden
-    scale = np.ones(GATES[mode] * hidden, dtype=w_hh.dtype)
-    scale[:sigmoid_rows] = 0.5
-    w_ih, w_hh = _reorder(mode, w_ih, hidden), _reorder(mode, w_hh, hidden)
-    w_ih_half, w_hh_half = w_ih.copy(), w_hh.copy()
-    w_ih_half[:sigmoid_rows] *= 0.5  # exact: a power of two
-    w_hh_half[:sigmoid_rows] *= 0.5
-    bias = np.zeros(len(rows), dtype=w_hh.dtype)
-    b_hn = None
-    if b_ih is not None:
-        bias += b_ih[rows]
-    if b_hh is not None:
-        b_hh = b_hh[rows]
-        if mode == "gru":  # b_hn stays inside r ⊙ (W_hn h + b_hn)
-            bias[: 2 * hidden] += b_hh[: 2 * hidden]
-            b_hn = np.ascontiguousarray(b_hh[2 * hidden:])
-        else:
-            bias += b_hh
-    return Packed(w_ih_half=w_ih_half, w_hh_half=w_hh_half, bias=bias * scale, w_ih=w_ih, w_hh=w_hh, b_hn=b_hn)
+    return Packed(mode, w_ih, w_hh, b_ih, b_hh)
 
 
 def unpack_rows(mode: str, packed_rows: np.ndarray) -> np.ndarray:

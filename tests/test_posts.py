@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from rnnkit.data import posts
 from rnnkit.data.posts import PostTokenizer
 
 tok = PostTokenizer()
@@ -116,3 +117,16 @@ def test_very_long_text_is_fast(text):
     start = time.perf_counter()
     tokens = tok.tokenize(text)
     assert tokens and time.perf_counter() - start < 20.0
+
+
+def test_cached_words_give_the_same_tokens_and_the_cache_is_bounded(monkeypatch):
+    text = "Sooo GOOD!!!! so good, Don’t #FAIL don't sooo good #fail"
+    expected = ["soo", "good", "!!", "so", "good", ",", "don't", "#fail", "don't", "soo", "good", "#fail"]
+    tok = PostTokenizer()
+    assert tok.tokenize(text) == expected
+    assert tok.tokenize(text) == expected  # now from the cache
+    assert tok._normalized["GOOD"] == "good" and tok._normalized["Don’t"] == "don't"
+    monkeypatch.setattr(posts, "_CACHE_SIZE", 3)
+    small = PostTokenizer()
+    assert small.tokenize(text) == expected == small.tokenize(text)
+    assert len(small._normalized) == 3

@@ -53,6 +53,8 @@ _TOKEN = re.compile("|".join([
 _ALL_DIGITS = re.compile(r"\d+(?:[.,:]\d+)*")
 _URL_TAIL = ".,;:!?)]'\""
 _RUN = re.compile(r"(.)\1*", re.S)
+# Words repeat: their lower-cased, de-elongated forms are kept, up to this many (a few MB at most).
+_CACHE_SIZE = 100_000
 
 
 class PostTokenizer:
@@ -68,6 +70,7 @@ class PostTokenizer:
             raise ValueError(f"max_repeat must be >= 1 or None, got {max_repeat}")
         self.lower, self.url, self.user, self.number, self.max_repeat = lower, url, user, number, max_repeat
         self._repeat = re.compile(rf"(\D)\1{{{max_repeat},}}") if max_repeat else None  # digits are never cut
+        self._normalized: dict[str, str] = {}  # word, hashtag or mark as written -> its token (a cache)
 
     def _norm(self, token: str) -> str:
         if self.lower:
@@ -92,7 +95,12 @@ class PostTokenizer:
             elif kind in ("emoticon", "emoji"):
                 tokens.append(tok)
             else:  # hashtag, word (or a number with letters), punctuation
-                tokens.append(self._norm(tok.replace("’", "'")))
+                norm = self._normalized.get(tok)
+                if norm is None:
+                    norm = self._norm(tok.replace("’", "'"))
+                    if len(self._normalized) < _CACHE_SIZE:
+                        self._normalized[tok] = norm
+                tokens.append(norm)
         return tokens
 
     def detokenize(self, tokens) -> str:

@@ -313,11 +313,10 @@ def test_fast_path_answers_exactly_as_fastapi_does(client, slow_client, content,
 def test_fast_path_takes_valid_requests_only(client):
     from rnnkit.serve.fast_predict import FastPredict
 
-    fast = next(m for m in client.app.user_middleware if m.cls is FastPredict)
-    assert fast.kwargs["served"] is client.app.state.served
-    stack = client.app.middleware_stack
+    stack = client.app.front  # auth, body limit, then the fast path, in front of FastAPI's own stack
     while not isinstance(stack, FastPredict):
         stack = stack.app
+    assert stack.served is client.app.state.served
     before = stack.answered
     assert client.post("/predict", json={"texts": ["great flight"]}).status_code == 200
     assert client.post("/predict", json={"texts": ["&nbsp;"]}).status_code == 422

@@ -311,7 +311,7 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
         served.closing = True
         served.batcher.close()
 
-    app = FastAPI(title=f"rnnkit: {Path(str(checkpoint)).name}", version=__version__, lifespan=lifespan,
+    app = ServeApp(title=f"rnnkit: {Path(str(checkpoint)).name}", version=__version__, lifespan=lifespan,
                   description=f"A trained rnnkit {'text classifier' if served.task == 'classify' else 'language model'}"
                               " served over HTTP. Errors are JSON: {\"detail\": \"what is wrong\"}.")
     app.state.served = served
@@ -367,11 +367,33 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
                                  f"{'a text classifier' if served.task == 'classify' else 'a language model'} "
                                  f"(task {served.task!r}): see GET /model")
 
-    # add_middleware puts each one outside the ones before: auth, then the body limit (an unauthorised client
+    # In front of FastAPI's own middleware, outermost first: auth, the body limit (an unauthorised client
     # cannot make us read a body), then the /predict fast path
+    front = app.behind_front
     if served.task == "classify" and settings.fast_path:
-        app.add_middleware(FastPredict, served=served, request_model=PredictRequest)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+        front = FastPredict(front, served=served, request_model=PredictRequest)
+    front = BodyLimit(front, max_bytes=settings.max_body_bytes)
     if settings.api_key:
-        app.add_middleware(BearerAuth, key=settings.api_key)
+        front = BearerAuth(front, key=settings.api_key)
+    app.front = front
     return app
+
+
+class ServeApp(FastAPI):
+    """FastAPI with plain ASGI callables in front of its whole middleware stack (`front`, set by create_app).
+
+    HTTP requests meet the guards (auth, body limit) and the /predict fast path first; whatever they pass
+    on reaches FastAPI as usual (`behind_front`). FastAPI's own layers (its error, telemetry and body-limit
+    middleware, Starlette's routing) then cost nothing on the fast path, which answers its own errors (a JSON
+    500 included). Lifespan events go straight to FastAPI.
+    """
+
+    front = None
+
+    async def __call__(self, scope, receive, send):
+        if self.front is not None and scope["type"] == "http":
+            return await self.front(scope, receive, send)
+        await super().__call__(scope, receive, send)
+
+    async def behind_front(self, scope, receive, send):
+        await super().__call__(scope, receive, send)

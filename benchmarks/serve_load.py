@@ -255,14 +255,15 @@ async def drive(port: int, texts: list[str], clients: int, duration: float, per_
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(clients)))
     elapsed = time.perf_counter() - started
+    single = sorted(t for t, k in zip(latencies, sizes) if k == 1)
     latencies.sort()
 
-    def pct(q):
+    def pct(q, latencies=latencies):
         return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
 
     return {"requests": len(latencies), "failed": len(failures), "failures_sample": failures[:5],
             "seconds": elapsed, "requests_per_s": len(latencies) / elapsed, "texts_per_s": sum(sizes) / elapsed,
-            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "p99_ms_one_text": pct(0.99, single),
             "max_ms": 1000 * latencies[-1] if latencies else float("nan")}
 
 
@@ -335,13 +336,13 @@ def main(argv=None) -> dict:
                                  "batching": batching, **r})
 
     print(f"\n{'workers':>7} {'workload':<8} {'batching':<8} {'req/s':>7} {'texts/s':>8} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'texts/call':>10} {'server us/req':>13} {'failed':>6}")
+          f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 1-text':>10} {'texts/call':>10} {'server us/req':>13} {'failed':>6}")
     for r in runs:
         per_call = f"{r['texts_per_model_call']:.1f}" if r["texts_per_model_call"] else "-"
         cpu = f"{r['server_cpu_us_per_request']:.0f}" if r["server_cpu_us_per_request"] is not None else "-"
         print(f"{r['workers']:>7} {r['workload']:<8} {'on' if r['batching'] else 'off':<8} "
               f"{r['requests_per_s']:>7.0f} {r['texts_per_s']:>8.0f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {per_call:>10} {cpu:>13} {r['failed']:>6}")
+              f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['p99_ms_one_text']:>10.1f} {per_call:>10} {cpu:>13} {r['failed']:>6}")
     verdicts = {}
     for w in workers:
         verdicts[w] = check_targets([r for r in runs if r["workers"] == w])
@@ -368,15 +369,19 @@ def check_targets(runs: list[dict]) -> dict:
         p99 = by[("single", True)]["p99_ms"]
         checks["p99_single_text_ms"] = {"measured": p99, "target": TARGETS["p99_ms_single"],
                                         "met": p99 < TARGETS["p99_ms_single"]}
-    for w in ("single", "mixed"):
-        if (w, True) in by and (w, False) in by:
-            ratio = by[(w, True)]["texts_per_s"] / by[(w, False)]["texts_per_s"]
-            checks[f"batching_speedup_{w}"] = {"measured": ratio, "target": TARGETS["batching_speedup"],
-                                               "met": ratio >= TARGETS["batching_speedup"]}
+    speedups = {w: ((w, True), (w, False)) for w in ("single", "mixed")}
+    # One text per model call is the single workload without batching; a mixed request without batching
+    # is already a batch of its own texts (16.5 on average), so both baselines are reported.
+    speedups["mixed_per_text"] = (("mixed", True), ("single", False))
+    for name, (on, off) in speedups.items():
+        if on in by and off in by:
+            ratio = by[on]["texts_per_s"] / by[off]["texts_per_s"]
+            checks[f"batching_speedup_{name}"] = {"measured": ratio, "target": TARGETS["batching_speedup"],
+                                                  "met": ratio >= TARGETS["batching_speedup"]}
     for name, c in checks.items():
         target = f" (target {'<' if 'p99' in name else '>='} {c['target']:g})" if "target" in c else ""
         value = f"{c['measured']:.2f}" if isinstance(c["measured"], float) else c["measured"]
-        lines.append(f"  {name:<26} {value:>8}{target}  {'met' if c['met'] else 'NOT met'}")
+        lines.append(f"  {name:<32} {value:>8}{target}  {'met' if c['met'] else 'NOT met'}")
     return {"checks": checks, "lines": lines}
 
 

@@ -336,7 +336,8 @@ def cmd_serve(args) -> int:
         engine=args.engine, device=args.device, api_key=api_key,
         max_texts=args.max_texts, max_chars=args.max_chars, max_tokens=args.max_tokens,
         max_body_bytes=args.max_body_bytes, batching=not args.no_batching, max_batch_texts=args.max_batch_texts,
-        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms)
+        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+        size_priority_ms=args.size_priority_ms)
     if args.workers < 1 or args.threads < 1:
         raise ValueError("--workers and --threads must be at least 1")
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
@@ -371,6 +372,9 @@ def add_serve_command(subparsers) -> None:
                    help="padded tokens per model call (texts x the longest text's tokens)")
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
                    help="longest a request waits for others to join its batch")
+    p.add_argument("--size-priority-ms", type=float, default=d.size_priority_ms,
+                   help="queue a request of n texts as if it came (n-1) x this many ms later, so that small "
+                        "requests are not stuck behind large ones (0: arrival order)")
     p.add_argument("--limit-concurrency", type=int, help="answer 503 beyond this many open requests/connections")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -392,11 +393,14 @@ def test_auth_in_process(checkpoints):
 
 
 def test_settings_round_trip_through_the_environment():
-    s = ServeSettings(engine="scratch", api_key="k", max_texts=7, batching=False, max_wait_ms=0.5)
+    s = ServeSettings(engine="scratch", api_key="k", max_texts=7, batching=False, max_wait_ms=0.5,
+                      size_priority_ms=0.0)
     checkpoint, back = ServeSettings.from_env(s.to_env("some/ckpt"))
     assert checkpoint == "some/ckpt" and back == s
     with pytest.raises(ValueError, match="max_texts"):
         ServeSettings(max_texts=0)
+    with pytest.raises(ValueError, match="size_priority_ms"):
+        ServeSettings(size_priority_ms=-1)
     with pytest.raises(ValueError, match="RNNKIT_SERVE_MAX_TEXTS"):
         ServeSettings.from_env({"RNNKIT_SERVE_CHECKPOINT": "x", "RNNKIT_SERVE_MAX_TEXTS": "many"})
 
@@ -427,6 +431,45 @@ def test_batcher_merges_concurrent_requests_and_routes_results():
     results = run_batcher(Batcher(run, max_items=16, max_wait=0.005), requests)
     assert results == [[x * 10 for x in r] for r in requests]
     assert len(calls) < len(requests) and max(calls) <= 16 and sum(calls) == sum(map(len, requests))
+
+
+@pytest.mark.parametrize("size_delay, expected", [
+    (0.0, [["blocker"], ["big"] * 5, ["small"] * 3]),      # arrival order: the big request came first
+    (10.0, [["blocker"], ["small"] * 3, ["big"] * 5]),     # it counts as 40 s late: the small ones go first
+    (0.001, [["blocker"], ["big"] * 5, ["small"] * 3]),    # 4 ms late: the small ones came after that
+])
+def test_batcher_queues_small_requests_ahead_by_size_delay(size_delay, expected):
+    calls, release = [], threading.Event()
+
+    def run(items):
+        calls.append(list(items))
+        release.wait(5)  # the first call holds the model while the others queue up
+        return items
+
+    batcher = Batcher(run, max_items=4, max_wait=0.0, size_delay=size_delay)
+
+    async def go():
+        first = asyncio.ensure_future(batcher.submit(["blocker"]))
+        while not calls:
+            await asyncio.sleep(0.001)
+        big = asyncio.ensure_future(batcher.submit(["big"] * 5))
+        await asyncio.sleep(0.05)
+        smalls = [asyncio.ensure_future(batcher.submit(["small"])) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        release.set()
+        try:
+            return await asyncio.wait_for(asyncio.gather(first, big, *smalls), 10)
+        finally:
+            batcher.close()
+
+    assert asyncio.run(go()) == [["blocker"], ["big"] * 5, ["small"], ["small"], ["small"]]
+    assert calls == expected
+
+
+def test_batcher_rejects_bad_bounds():
+    for bad in (dict(max_items=0), dict(max_wait=-1), dict(max_padded=0), dict(size_delay=-0.1)):
+        with pytest.raises(ValueError, match="need max_items"):
+            Batcher(lambda items: items, **bad)
 
 
 def test_batcher_off_runs_one_request_per_call():

@@ -76,6 +76,7 @@ class Batching(BaseModel):
     max_batch_texts: int
     max_batch_tokens: int
     max_wait_ms: float
+    size_priority_ms: float = Field(description="queue delay per text beyond a request's first")
     batches: int = Field(description="model calls made by /predict so far (this worker)")
     texts: int = Field(description="texts predicted so far (this worker)")
 
@@ -252,7 +253,8 @@ class Served:
         self.parameters = int(sum(np.size(w) for w in self.model.engine.weights().values()))
         self.labels = list(self.model.labels) if self.task == "classify" else None
         self.batcher = Batcher(self._probabilities, settings.max_batch_texts, settings.max_wait_ms / 1000,
-                               enabled=settings.batching, max_padded=settings.max_batch_tokens)
+                               enabled=settings.batching, max_padded=settings.max_batch_tokens,
+                               size_delay=settings.size_priority_ms / 1000)
         self.closing = False
 
     def _probabilities(self, ids: list) -> list:
@@ -281,7 +283,8 @@ class Served:
                            "max_body_bytes": s.max_body_bytes},
                 "batching": {"enabled": s.batching, "max_batch_texts": s.max_batch_texts,
                              "max_batch_tokens": s.max_batch_tokens,
-                             "max_wait_ms": s.max_wait_ms, "batches": b.batches, "texts": b.items}}
+                             "max_wait_ms": s.max_wait_ms, "size_priority_ms": s.size_priority_ms,
+                             "batches": b.batches, "texts": b.items}}
 
 
 # ------------------------------------------------------------------------------------------------ the app

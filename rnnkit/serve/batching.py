@@ -7,8 +7,12 @@
 event loop stays free to read and answer requests while the model computes, and the model is never used
 by two threads at once (the scratch engine reuses its buffers).
 
-A batch takes whole requests, in arrival order, while it holds at most `max_items` items and, if
+A batch takes whole requests, in queue order, while it holds at most `max_items` items and, if
 `max_padded` is set, at most `max_padded` padded elements: items × the longest item's `length(item)`.
+The queue is in arrival order, except that a request of n items counts as arriving (n - 1) × `size_delay`
+seconds late: small requests are not stuck behind a queue of large ones (with mixed load, a one-text
+request waits for a batch or two rather than for everything before it), while a large request is
+overtaken only by requests that arrived within that delay after it, so none waits for good.
 (A sequence batch is padded to its longest member, so one long text would otherwise make a full batch,
 and everyone waiting on it, several times slower.) A batch starts as soon as it is full, or once its
 oldest request has waited `max_wait` seconds: under load requests queue up while the model is busy, so
@@ -18,23 +22,26 @@ bounds runs alone. With `enabled=False` every request is its own model call, one
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import heapq
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 
 class Batcher:
     def __init__(self, run, max_items: int = 64, max_wait: float = 0.002, enabled: bool = True,
-                 max_padded: int | None = None, length=len):
-        if max_items < 1 or max_wait < 0 or (max_padded is not None and max_padded < 1):
-            raise ValueError(f"need max_items >= 1, max_wait >= 0 and max_padded >= 1 (or None), got "
-                             f"{max_items}, {max_wait} and {max_padded}")
+                 max_padded: int | None = None, length=len, size_delay: float = 0.0):
+        if max_items < 1 or max_wait < 0 or (max_padded is not None and max_padded < 1) or size_delay < 0:
+            raise ValueError(f"need max_items >= 1, max_wait >= 0, max_padded >= 1 (or None) and size_delay "
+                             f">= 0, got {max_items}, {max_wait}, {max_padded} and {size_delay}")
         self.run, self.max_items, self.max_wait, self.enabled = run, max_items, max_wait, enabled
-        self.max_padded, self.length = max_padded, length
+        self.max_padded, self.length, self.size_delay = max_padded, length, size_delay
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="rnnkit-model")
         self.batches = 0          # model calls made (for /model and the load benchmark)
         self.items = 0
         self._loop = self._task = self._wakeup = None
-        self._pending: deque = deque()   # (items, future, arrival time, longest item)
+        # a heap of (queue time, arrival number, items, future, arrival time, longest item)
+        self._pending: list = []
+        self._arrivals = itertools.count()
         self._queued = 0                 # items in _pending
 
     async def submit(self, items: list) -> list:
@@ -46,7 +53,9 @@ class Batcher:
         loop = self._bind()
         future = loop.create_future()
         longest = max(map(self.length, items)) if self.max_padded is not None else 0
-        self._pending.append((items, future, loop.time(), longest))
+        now = loop.time()
+        heapq.heappush(self._pending, (now + (len(items) - 1) * self.size_delay, next(self._arrivals), items,
+                                       future, now, longest))
         self._queued += len(items)
         self._wakeup.set()
         return await future
@@ -60,8 +69,8 @@ class Batcher:
         if self._task is not None:
             self._task.cancel()
         for request in self._pending:
-            if not request[1].done():
-                request[1].set_exception(RuntimeError("the server is shutting down"))
+            if not request[3].done():
+                request[3].set_exception(RuntimeError("the server is shutting down"))
         self._pending.clear()
         self._queued = 0
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -87,7 +96,7 @@ class Batcher:
             while not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            deadline = self._pending[0][2] + self.max_wait
+            deadline = self._pending[0][4] + self.max_wait   # the first request in the queue waits at most this
             while self._queued < self.max_items and (left := deadline - loop.time()) > 0:
                 self._wakeup.clear()
                 try:
@@ -95,32 +104,33 @@ class Batcher:
                 except asyncio.TimeoutError:
                     break
             batch = self._take()
-            flat = [item for request in batch for item in request[0]]
+            flat = [item for items, _ in batch for item in items]
             try:
                 results = await loop.run_in_executor(self.executor, self._count_and_run, flat)
                 if len(results) != len(flat):
                     raise RuntimeError(f"the model returned {len(results)} results for {len(flat)} inputs")
             except Exception as error:  # every request of the batch gets the error; the loop goes on
-                for request in batch:
-                    if not request[1].done():
-                        request[1].set_exception(error)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
                 continue
             start = 0
-            for items, future, _, _ in batch:
+            for items, future in batch:
                 if not future.done():   # a cancelled request (client gone) just drops its results
                     future.set_result(results[start: start + len(items)])
                 start += len(items)
 
     def _take(self) -> list:
-        """Whole requests from the front of the queue, within the bounds (at least one request)."""
+        """(items, future) of whole requests from the front of the queue, within the bounds (at least one)."""
         batch, count, longest = [], 0, 0
         while self._pending:
-            items, _, _, request_longest = self._pending[0]
+            _, _, items, future, _, request_longest = self._pending[0]
             n, widest = count + len(items), max(longest, request_longest)
             over = n > self.max_items or (self.max_padded is not None and n * widest > self.max_padded)
             if batch and over:
                 break
-            batch.append(self._pending.popleft())
+            heapq.heappop(self._pending)
+            batch.append((items, future))
             count, longest = n, widest
         self._queued -= count
         return batch

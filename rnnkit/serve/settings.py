@@ -23,7 +23,9 @@ class ServeSettings:
     max_tokens: tokens per /generate request; max_body_bytes: request body size (413 above it).
     batching: merge concurrent /predict requests into one padded batch of at most max_batch_texts texts
     and max_batch_tokens padded tokens (texts × the longest text's tokens), waiting at most max_wait_ms
-    after the first one arrives (off: one request at a time).
+    after the first one arrives (off: one request at a time). size_priority_ms: in the queue, a request of n
+    texts counts as arriving (n - 1) × this late, so that small requests are not stuck behind large ones
+    (0: arrival order).
     fast_path: answer valid /predict requests without FastAPI's routing (fast_predict.py; the answers are
     the same, errors still come from FastAPI).
     """
@@ -39,6 +41,7 @@ class ServeSettings:
     max_batch_texts: int = 64
     max_batch_tokens: int = 2048
     max_wait_ms: float = 2.0
+    size_priority_ms: float = 5.0
     fast_path: bool = True
 
     def __post_init__(self):
@@ -54,6 +57,8 @@ class ServeSettings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ValueError(f"max_wait_ms must be between 0 and 1000, got {self.max_wait_ms!r}")
+        if not 0 <= self.size_priority_ms <= 1000:
+            raise ValueError(f"size_priority_ms must be between 0 and 1000, got {self.size_priority_ms!r}")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("the API key is empty")
 

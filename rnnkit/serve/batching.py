@@ -9,14 +9,14 @@ by two threads at once (the scratch engine reuses its buffers).
 
 A batch takes whole requests, in queue order, while it holds at most `max_items` items and, if
 `max_padded` is set, at most `max_padded` padded elements: items × the longest item's `length(item)`.
-The queue is in arrival order, except that a request of n items counts as arriving (n - 1) × `size_delay`
-seconds late: small requests are not stuck behind a queue of large ones (with mixed load, a one-text
-request waits for a batch or two rather than for everything before it), while a large request is
-overtaken only by requests that arrived within that delay after it, so none waits for good.
 (A sequence batch is padded to its longest member, so one long text would otherwise make a full batch,
-and everyone waiting on it, several times slower.) A batch starts as soon as it is full, or once its
-oldest request has waited `max_wait` seconds: under load requests queue up while the model is busy, so
-batches fill without waiting; when idle, a lone request waits at most `max_wait`. A request over the
+and everyone waiting on it, several times slower.) The queue is in arrival order, except that a request of
+n items counts as arriving (n - 1) × `size_delay` seconds late: small requests are not stuck behind a queue
+of large ones (under mixed load a one-text request waits for a batch or two, not for everything before
+it), while a large request is overtaken only by requests that arrived within that delay after it, so none
+waits for good. A batch starts as soon as it is full, or once the request at the head of the queue has
+waited `max_wait` seconds: under load requests queue up while the model is busy, so batches fill without
+waiting; when idle, a lone request waits at most `max_wait`. A request over the
 bounds runs alone. With `enabled=False` every request is its own model call, one at a time.
 """
 from __future__ import annotations

@@ -138,7 +138,7 @@ def start_server(checkpoint: str, port: int, workers: int, batching: bool, args)
     cmd = [sys.executable, "-m", "rnnkit.cli", "serve", checkpoint, "--host", "127.0.0.1", "--port", str(port),
            "--engine", args.engine, "--no-access-log", "--log-level", "warning",
            "--max-batch-texts", str(args.max_batch_texts), "--max-batch-tokens", str(args.max_batch_tokens),
-           "--max-wait-ms", str(args.max_wait_ms),
+           "--max-wait-ms", str(args.max_wait_ms), "--size-priority-ms", str(args.size_priority_ms),
            "--workers", str(workers)]
     if not batching:
         cmd.append("--no-batching")
@@ -312,6 +312,7 @@ def main(argv=None) -> dict:
     p.add_argument("--max-batch-texts", type=int, default=64)
     p.add_argument("--max-batch-tokens", type=int, default=2048)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
+    p.add_argument("--size-priority-ms", type=float, default=50.0, help="rnnkit serve --size-priority-ms")
     p.add_argument("--client", choices=("raw", "httpx"), default="raw")
     p.add_argument("--wait-quiet", type=float, default=60.0,
                    help="before each run, wait up to this many seconds for other processes to go idle")

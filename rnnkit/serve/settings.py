@@ -41,7 +41,7 @@ class ServeSettings:
     max_batch_texts: int = 64
     max_batch_tokens: int = 2048
     max_wait_ms: float = 2.0
-    size_priority_ms: float = 5.0
+    size_priority_ms: float = 50.0
     fast_path: bool = True
 
     def __post_init__(self):

@@ -209,3 +209,21 @@ def test_load_state_dict_checks_names_and_shapes():
     state["weight_hh_l0"] = np.zeros((4, 4))
     with pytest.raises(ValueError, match=r"weight_hh_l0: shape \(4, 4\)"):
         layer.load_state_dict(state)
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_backward_uses_the_weights_of_its_forward(kind):
+    """Weights changed in place between forward and backward do not leak into the gradients."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 4, 2))
+    grads = []
+    for change in (False, True):
+        layer = MAKERS[kind](input_size=2, hidden_size=3, dtype=np.float64, rng=1)
+        out, _ = layer.forward(x)
+        if change:
+            for p in layer.parameters():
+                p.data += 1.0
+        d_x, _ = layer.backward(np.ones_like(out))
+        grads.append([d_x] + [p.grad.copy() for p in layer.parameters()])
+    for before, after in zip(*grads):
+        np.testing.assert_array_equal(before, after)

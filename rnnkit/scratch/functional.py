@@ -60,9 +60,9 @@ class Packed:
     bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only); zeros without biases.
     w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products.
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)); None otherwise.
-    It keeps the weights it is given, unchanged, and reads them when an array is first used: the backward's
-    arrays come from the weights as they are at backward, so they must not change in place in between
-    (as in PyTorch, where autograd raises for it).
+    It keeps the weights it is given, unchanged, and reads them when an array is first used; a training
+    forward calls `copy_for_backward()`, so that backward works with the forward's weights even if they are
+    changed in place in between.
     """
 
     def __init__(self, mode: str, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -113,6 +113,10 @@ class Packed:
                 bias += b_hh
         bias[: self._sigmoid_rows] *= 0.5
         return bias
+
+    def copy_for_backward(self) -> None:
+        """Make the backward's arrays (w_ih, w_hh) now, from the weights as they are."""
+        self.w_ih, self.w_hh  # noqa: B018 - cached on first access
 
     @cached_property
     def b_hn(self) -> np.ndarray | None:

@@ -160,6 +160,8 @@ class _Recurrent(Module):
                 inputs = seq if d == 0 else _reverse(seq, reverse)
                 w_ih, w_hh, b_ih, b_hh = (p.data if p is not None else None for p in self._params(layer, d))
                 packed = F.pack(self.mode, w_ih, w_hh, b_ih, b_hh)
+                if self.training:
+                    packed.copy_for_backward()
                 arrays = _FORWARD[self.mode](self, packed, inputs, h0[k], None if c0 is None else c0[k], active)
                 hs = arrays["h"]
                 h_n[k] = hs[last]
@@ -368,7 +370,7 @@ def _lstm_forward_gate_major(p, inputs, h0, c0, active):
     bias included, then one compiled call; h comes out time-major as well, (T+1, B, H), like every path.
     """
     time, batch, features = inputs.shape
-    hidden = p.w_hh.shape[1]
+    hidden = p.hidden
     dtype = inputs.dtype
     w_cat = np.concatenate([p.w_hh_half, p.w_ih_half, p.bias[:, None]], axis=1)  # (4H, H+I+1), halved rows
     x_t = np.ascontiguousarray(inputs.transpose(0, 2, 1)).reshape(time, -1)  # x_t^T flattened, (T, I*B)

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py                        # trains a small classifier first
     .venv/bin/python benchmarks/serve_load.py --checkpoint runs/sentiment/best --clients 100 --duration 10
+    .venv/bin/python benchmarks/serve_load.py --checkpoint runs/sentiment/best --workloads single --rounds 3
 
 For each number of server processes (--workers 1 and 2: within one process the event loop and the model
 thread share one interpreter lock, so one process uses about one core), each workload (single: one text
@@ -9,8 +10,10 @@ per request; mixed: 1 to 32 texts per request) and each mode (batching on, then 
 time), it starts `python -m rnnkit.cli serve` on a free loopback port (OPENBLAS_NUM_THREADS=1), waits for
 /ready, and runs N closed-loop clients for a fixed time: each client keeps one keep-alive connection and
 sends its next request as soon as the previous one is answered (so by Little's law the mean latency is
-N / throughput). It prints requests/s, texts/s, latency percentiles, failures and the server's CPU time
-per request, checks them against the issue's targets, and writes benchmarks/results/serve_load.json.
+N / throughput). With --rounds R, batching on and off alternate R times per case (the machine's speed
+drifts between runs), and the table and the targets use the medians over rounds. It prints requests/s,
+texts/s, latency percentiles, failures and the server's CPU time per request, checks them against the
+issue's targets, and writes benchmarks/results/serve_load.json.
 Before each run it waits for other processes to leave the CPUs idle, and it reports how much CPU they
 took during the run.
 
@@ -28,6 +31,7 @@ import os
 import platform
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -316,8 +320,12 @@ def main(argv=None) -> dict:
     p.add_argument("--client", choices=("raw", "httpx"), default="raw")
     p.add_argument("--wait-quiet", type=float, default=60.0,
                    help="before each run, wait up to this many seconds for other processes to go idle")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="alternate batching on and off this many times per case; the table gives medians")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/serve_load.json"))
     args = p.parse_args(argv)
+    if not 1 <= args.rounds <= 20:
+        p.error("--rounds must be in 1..20")
     if not 1 <= args.clients <= 1000 or not 0 < args.duration <= 120:
         p.error("--clients must be in 1..1000 and --duration in (0, 120] seconds")
     workers = [int(w) for w in args.workers.split(",")]
@@ -329,12 +337,15 @@ def main(argv=None) -> dict:
         checkpoint = args.checkpoint or train_small(tmp)
         for w in workers:
             for name in args.workloads.split(","):
-                for batching in (True, False):
-                    print(f"{w} worker(s), {name} texts/request, batching {'on ' if batching else 'off'}: "
-                          f"{args.clients} clients for {args.duration:.0f} s ...", flush=True)
-                    r = run_one(checkpoint, texts, w, batching, workloads[name], args)
-                    runs.append({"workers": w, "workload": name, "texts_per_request": list(workloads[name]),
-                                 "batching": batching, **r})
+                for round_ in range(args.rounds):
+                    for batching in (True, False):
+                        print(f"{w} worker(s), {name} texts/request, batching {'on ' if batching else 'off'}, "
+                              f"round {round_ + 1}/{args.rounds}: {args.clients} clients for {args.duration:.0f} s"
+                              " ...", flush=True)
+                        r = run_one(checkpoint, texts, w, batching, workloads[name], args)
+                        runs.append({"workers": w, "workload": name, "texts_per_request": list(workloads[name]),
+                                     "batching": batching, "round": round_, **r})
+    all_runs, runs = runs, medians(runs)
 
     print(f"\n{'workers':>7} {'workload':<8} {'batching':<8} {'req/s':>7} {'texts/s':>8} {'p50 ms':>7} "
           f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 1-text':>10} {'texts/call':>10} {'server us/req':>13} {'failed':>6}")
@@ -352,12 +363,36 @@ def main(argv=None) -> dict:
             print(line)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "checkpoint": args.checkpoint,
-              "targets": TARGETS, "verdicts": {w: v["checks"] for w, v in verdicts.items()}, "runs": runs}
+              "targets": TARGETS, "verdicts": {w: v["checks"] for w, v in verdicts.items()}, "medians": runs,
+              "runs": all_runs}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten to {out}")
     return report
+
+
+def medians(runs: list[dict]) -> list[dict]:
+    """One row per (workers, workload, batching): the median of each number over its rounds, failures summed."""
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault((r["workers"], r["workload"], r["batching"]), []).append(r)
+    rows = []
+    for group in groups.values():
+        row = {k: v for k, v in group[0].items() if k != "round"}
+        for key, value in row.items():
+            values = [g[key] for g in group]
+            if key in ("failed", "requests"):
+                row[key] = sum(values)
+            elif key == "failures_sample":
+                row[key] = [f for g in group for f in g[key]][:5]
+            elif key == "server_alive":
+                row[key] = all(values)
+            elif isinstance(value, float) and None not in values:
+                row[key] = statistics.median(values)
+        row["rounds"] = len(group)
+        rows.append(row)
+    return rows
 
 
 def check_targets(runs: list[dict]) -> dict:

@@ -142,8 +142,9 @@ def start_server(checkpoint: str, port: int, workers: int, batching: bool, args)
     cmd = [sys.executable, "-m", "rnnkit.cli", "serve", checkpoint, "--host", "127.0.0.1", "--port", str(port),
            "--engine", args.engine, "--no-access-log", "--log-level", "warning",
            "--max-batch-texts", str(args.max_batch_texts), "--max-batch-tokens", str(args.max_batch_tokens),
-           "--max-wait-ms", str(args.max_wait_ms), "--size-priority-ms", str(args.size_priority_ms),
-           "--workers", str(workers)]
+           "--max-wait-ms", str(args.max_wait_ms), "--workers", str(workers)]
+    if args.size_priority_ms is not None:
+        cmd += ["--size-priority-ms", str(args.size_priority_ms)]
     if not batching:
         cmd.append("--no-batching")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -316,7 +317,7 @@ def main(argv=None) -> dict:
     p.add_argument("--max-batch-texts", type=int, default=64)
     p.add_argument("--max-batch-tokens", type=int, default=2048)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
-    p.add_argument("--size-priority-ms", type=float, default=50.0, help="rnnkit serve --size-priority-ms")
+    p.add_argument("--size-priority-ms", type=float, help="rnnkit serve --size-priority-ms (default: the server's)")
     p.add_argument("--client", choices=("raw", "httpx"), default="raw")
     p.add_argument("--wait-quiet", type=float, default=60.0,
                    help="before each run, wait up to this many seconds for other processes to go idle")
@@ -348,13 +349,15 @@ def main(argv=None) -> dict:
     all_runs, runs = runs, medians(runs)
 
     print(f"\n{'workers':>7} {'workload':<8} {'batching':<8} {'req/s':>7} {'texts/s':>8} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 1-text':>10} {'texts/call':>10} {'server us/req':>13} {'failed':>6}")
+          f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 1-text':>10} {'texts/call':>10} {'server us/req':>13} "
+          f"{'failed':>6}")
     for r in runs:
         per_call = f"{r['texts_per_model_call']:.1f}" if r["texts_per_model_call"] else "-"
         cpu = f"{r['server_cpu_us_per_request']:.0f}" if r["server_cpu_us_per_request"] is not None else "-"
         print(f"{r['workers']:>7} {r['workload']:<8} {'on' if r['batching'] else 'off':<8} "
               f"{r['requests_per_s']:>7.0f} {r['texts_per_s']:>8.0f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['p99_ms_one_text']:>10.1f} {per_call:>10} {cpu:>13} {r['failed']:>6}")
+              f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['p99_ms_one_text']:>10.1f} {per_call:>10} {cpu:>13} "
+              f"{r['failed']:>6}")
     verdicts = {}
     for w in workers:
         verdicts[w] = check_targets([r for r in runs if r["workers"] == w])
@@ -407,7 +410,7 @@ def check_targets(runs: list[dict]) -> dict:
                                         "met": p99 < TARGETS["p99_ms_single"]}
     speedups = {w: ((w, True), (w, False)) for w in ("single", "mixed")}
     # One text per model call is the single workload without batching; a mixed request without batching
-    # is already a batch of its own texts (16.5 on average), so both baselines are reported.
+    # is already a batch of its own texts (about 16.5), so both baselines are reported.
     speedups["mixed_per_text"] = (("mixed", True), ("single", False))
     for name, (on, off) in speedups.items():
         if on in by and off in by:

@@ -8,7 +8,7 @@
 | module | what it holds |
 |---|---|
 | `app.py` | `create_app`: the endpoints, request/response models with the limits, JSON errors |
-| `fast_predict.py` | valid `/predict` requests answered without FastAPI's routing (same answers) |
+| `fast_predict.py` | valid `/predict` requests answered in front of FastAPI (same answers) |
 | `batching.py` | `Batcher`: concurrent requests merged into one padded batch, run on one model thread |
 | `guards.py` | ASGI middleware: bearer-token auth, request body size limit |
 | `settings.py` | `ServeSettings`, and its round trip through `RNNKIT_SERVE_*` variables |

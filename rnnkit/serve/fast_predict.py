@@ -1,4 +1,4 @@
-"""The hot path of POST /predict as plain ASGI, in front of FastAPI's routing.
+"""The hot path of POST /predict as plain ASGI, in front of FastAPI's whole middleware stack.
 
 A valid single-text request spends about a third of the server's CPU in the web stack, and FastAPI's
 part of it (routing, dependency solving, parsing the body with the json module, validating the Python
@@ -9,8 +9,8 @@ texts all have tokens. Anything else, every error included, goes on to FastAPI w
 the answer is byte for byte the one FastAPI gives (the same 422 details, 404, 405, ...). Its answers are
 FastAPI's too: the same `prediction_rows` and the same JSONResponse.
 
-It sits inside the auth and body-limit middleware (guards.py), so it never sees an unauthorised request
-or an oversized body.
+It sits behind the auth and body-limit guards (guards.py), so it never sees an unauthorised request or an
+oversized body; `app.ServeApp` puts all three in front of FastAPI.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ class ServeSettings:
     after the first one arrives (off: one request at a time). size_priority_ms: in the queue, a request of n
     texts counts as arriving (n - 1) × this late, so that small requests are not stuck behind large ones
     (0: arrival order).
-    fast_path: answer valid /predict requests without FastAPI's routing (fast_predict.py; the answers are
+    fast_path: answer valid /predict requests in front of FastAPI (fast_predict.py; the answers are
     the same, errors still come from FastAPI).
     """
 

@@ -30,7 +30,7 @@ copy of the weights (see `pack`):
     for the one big input GEMM); w_hh_t is a C-contiguous copy, since the many small per-step GEMMs run
     ~30% faster on it, made tile by tile (see `_transpose`). Each packed array is made on first use, so a
     forward builds only what its path reads, and inference never builds the backward's unhalved copies.
-Backward works with the true (unhalved) weights in packed row order; `unpack_rows` puts gradients back
+Backward works with the true (unhalved) weights in packed row order; `add_unpacked` adds gradients back
 into PyTorch's order. The derivative factors that do not depend on the incoming gradient are computed for
 all time steps at once (`*_factors`), so the backward step is a few multiplies and one GEMM.
 
@@ -154,10 +154,17 @@ def pack(mode: str, w_ih, w_hh, b_ih=None, b_hh=None) -> Packed:
 
 def unpack_rows(mode: str, packed_rows: np.ndarray) -> np.ndarray:
     """Gradient rows in packed gate order (G*H, ...) → PyTorch's gate order."""
-    hidden = packed_rows.shape[0] // GATES[mode]
-    out = np.empty_like(packed_rows)
-    out[_row_index(mode, hidden)] = packed_rows
+    out = np.zeros_like(packed_rows)
+    add_unpacked(mode, out, packed_rows)
     return out
+
+
+def add_unpacked(mode: str, into: np.ndarray, packed_rows: np.ndarray) -> None:
+    """into += packed_rows put back in PyTorch's gate order; both (G*H, ...). One slice per gate block, no
+    fancy-index copy (backward's weight gradients go through here)."""
+    hidden = packed_rows.shape[0] // GATES[mode]
+    for k, dst in enumerate(_ORDER[mode]):
+        into[dst * hidden: (dst + 1) * hidden] += packed_rows[k * hidden: (k + 1) * hidden]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -222,7 +222,9 @@ class _Recurrent(Module):
                 if dc0 is not None:
                     dc0[k] = dc_last
                 gate_major = direction.arrays["gate_major"]
-                d_gates_x, d_gates_h = (_gates_by_rows(g, gate_major) for g in (d_gates_x, d_gates_h))
+                shared = d_gates_h is d_gates_x  # RNN, LSTM: one pre-activation gradient for both sides
+                d_gates_x = _gates_by_rows(d_gates_x, gate_major)
+                d_gates_h = d_gates_x if shared else _gates_by_rows(d_gates_h, gate_major)
                 self._accumulate(layer, d, direction, d_gates_x, d_gates_h)
                 d_x = (d_gates_x.T @ direction.packed.w_ih).reshape(time, batch, -1)
                 if d == 1:
@@ -246,11 +248,13 @@ class _Recurrent(Module):
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         inputs = direction.inputs.reshape(gx.shape[1], -1)
         h_prev = direction.arrays["h"][:-1].reshape(gx.shape[1], -1)
-        w_ih.grad += F.unpack_rows(self.mode, gx @ inputs)
-        w_hh.grad += F.unpack_rows(self.mode, gh @ h_prev)
+        F.add_unpacked(self.mode, w_ih.grad, gx @ inputs)
+        F.add_unpacked(self.mode, w_hh.grad, gh @ h_prev)
         if b_ih is not None:
-            b_ih.grad += F.unpack_rows(self.mode, gx.sum(axis=1))
-            b_hh.grad += F.unpack_rows(self.mode, gh.sum(axis=1))
+            d_bias = gx.sum(axis=1)
+            F.add_unpacked(self.mode, b_ih.grad, d_bias)
+            # The RNN and the LSTM share one pre-activation gradient, so one sum serves both biases.
+            F.add_unpacked(self.mode, b_hh.grad, d_bias if gh is gx else gh.sum(axis=1))
 
 
 def _gates_by_rows(d_gates: np.ndarray, gate_major: bool) -> np.ndarray:

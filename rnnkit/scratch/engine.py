@@ -78,6 +78,15 @@ class ScratchEngine:
         self.model.eval()
         return self.model.predict(*inputs)
 
+    def lock_weights(self) -> None:
+        """Promise that the weights no longer change (a served model), so predictions reuse the layers'
+        packed weights; training (`train_step`) unlocks. See Module.lock_weights."""
+        self.model.lock_weights()
+
+    def locked_weights(self):
+        """A context with the weights locked (a generation loop): afterwards the model is as it was."""
+        return self.model.locked_weights()
+
     def weights(self) -> dict[str, np.ndarray]:
         return self.model.state_dict()
 

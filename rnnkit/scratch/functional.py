@@ -60,6 +60,7 @@ class Packed:
     bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only); zeros without biases.
     w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products.
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)); None otherwise.
+    w_steps (G*H, H+I+1): [w_hh_half | w_ih_half | bias], the gate-major LSTM's per-step operand.
     It keeps the weights it is given, unchanged, and reads them when an array is first used; a training
     forward calls `copy_for_backward()`, so that backward works with the forward's weights even if they are
     changed in place in between.
@@ -113,6 +114,11 @@ class Packed:
                 bias += b_hh
         bias[: self._sigmoid_rows] *= 0.5
         return bias
+
+    @cached_property
+    def w_steps(self) -> np.ndarray:
+        """[W_hh | W_ih | b] (G*H, H+I+1), halved rows: the gate-major LSTM's per-step operand."""
+        return np.concatenate([self.w_hh_half, self.w_ih_half, self.bias[:, None]], axis=1)
 
     def copy_for_backward(self) -> None:
         """Make the backward's arrays (w_ih, w_hh) now, from the weights as they are."""

@@ -6,6 +6,7 @@ and sub-modules among its attributes (in the order they were set, as PyTorch doe
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -95,9 +96,48 @@ class Module:
             p.grad.fill(0)
 
     def train(self, mode: bool = True) -> "Module":
+        """Training mode (dropout on, backward's caches kept), or eval mode; training unlocks the weights."""
+        if mode:
+            self.unlock_weights()
         for m in self.modules():
             m.training = mode
         return self
+
+    # Locked weights. A module with locked weights promises that they stay as they are, so layers may keep
+    # what they derive from them between calls: the recurrent layers pack their weights (reordered, halved,
+    # transposed) once instead of on every eval-mode forward, which is most of the time of a batch-1 step
+    # (generating text token by token, a server answering one text). `train()` unlocks, `load_state_dict`
+    # drops what was derived; code that writes into `Parameter.data` itself must unlock first.
+    # (Not to be confused with a frozen parameter, `requires_grad=False`, which only the optimiser skips.)
+    weights_locked: bool = False
+
+    def lock_weights(self) -> "Module":
+        for m in self.modules():
+            m.weights_locked = True
+            m._forget_weights()
+        return self
+
+    def unlock_weights(self) -> "Module":
+        for m in self.modules():
+            m.weights_locked = False
+            m._forget_weights()
+        return self
+
+    @contextmanager
+    def locked_weights(self):
+        """`with model.locked_weights(): ...` runs with the weights locked, then leaves the module as it was
+        (locked before, it stays locked)."""
+        if self.weights_locked:
+            yield self
+            return
+        self.lock_weights()
+        try:
+            yield self
+        finally:
+            self.unlock_weights()
+
+    def _forget_weights(self) -> None:
+        """Drop whatever was derived from the weights (modules that keep something override this)."""
 
     def eval(self) -> "Module":
         return self.train(False)
@@ -128,6 +168,8 @@ class Module:
             if array.shape != param.data.shape:
                 raise ValueError(f"{name}: shape {array.shape} does not match the parameter's {param.data.shape}")
             param.data[...] = array
+        for m in self.modules():    # locked or not, nothing derived from the old weights may stay
+            m._forget_weights()
 
     def num_parameters(self) -> int:
         return sum(p.data.size for p in self.parameters())

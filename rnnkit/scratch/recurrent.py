@@ -61,6 +61,7 @@ class _Recurrent(Module):
                     data = self.rng.uniform(-bound, bound, size=shape).astype(self.dtype)
                     setattr(self, name + suffix, Parameter(data))
         self._cache = None
+        self._locked_packs: dict = {}
 
     @staticmethod
     def _suffix(layer: int, direction: int) -> str:
@@ -158,10 +159,7 @@ class _Recurrent(Module):
             for d in range(D):
                 k = layer * D + d
                 inputs = seq if d == 0 else _reverse(seq, reverse)
-                w_ih, w_hh, b_ih, b_hh = (p.data if p is not None else None for p in self._params(layer, d))
-                packed = F.pack(self.mode, w_ih, w_hh, b_ih, b_hh)
-                if self.training:
-                    packed.copy_for_backward()
+                packed = self._packed(layer, d)
                 arrays = _FORWARD[self.mode](self, packed, inputs, h0[k], None if c0 is None else c0[k], active)
                 hs = arrays["h"]
                 h_n[k] = hs[last]
@@ -181,6 +179,22 @@ class _Recurrent(Module):
             output, h_n = output[inverse], h_n[:, inverse]
             c_n = c_n[:, inverse] if c_n is not None else None
         return np.ascontiguousarray(output), h_n, c_n
+
+    def _packed(self, layer: int, direction: int) -> F.Packed:
+        """The weights of one layer direction, packed for the steps: anew on every call, or, in eval mode with
+        the weights locked (Module.lock_weights), once and then reused."""
+        key = (layer, direction)
+        if self.weights_locked and not self.training and key in self._locked_packs:
+            return self._locked_packs[key]
+        packed = F.pack(self.mode, *(p.data if p is not None else None for p in self._params(layer, direction)))
+        if self.training:
+            packed.copy_for_backward()
+        elif self.weights_locked:
+            self._locked_packs[key] = packed
+        return packed
+
+    def _forget_weights(self) -> None:
+        self._locked_packs = {}
 
     # ------------------------------------------------------------------------------------------ backward
     def _backward(self, d_output, d_h_n, d_c_n):
@@ -376,7 +390,7 @@ def _lstm_forward_gate_major(p, inputs, h0, c0, active):
     time, batch, features = inputs.shape
     hidden = p.hidden
     dtype = inputs.dtype
-    w_cat = np.concatenate([p.w_hh_half, p.w_ih_half, p.bias[:, None]], axis=1)  # (4H, H+I+1), halved rows
+    w_cat = p.w_steps  # (4H, H+I+1), halved rows
     x_t = np.ascontiguousarray(inputs.transpose(0, 2, 1)).reshape(time, -1)  # x_t^T flattened, (T, I*B)
     z = np.empty((2, w_cat.shape[1], batch), dtype=dtype)  # [h_t; x_t; 1], alternating between two buffers
     z[0, :hidden], z[0, hidden: hidden + features] = h0.T, inputs[0].T

@@ -248,6 +248,7 @@ class Served:
             raise ValueError(f"{checkpoint}: cannot serve a model of task {self.task!r} (only classify and lm)")
         load = classify.load_classifier if self.task == "classify" else lm.load_lm
         self.model = load(checkpoint, settings.engine, settings.device)
+        self.model.engine.lock_weights()    # served weights never change: pack them once
         self.config, self.settings = ckpt.config, settings
         self.checkpoint_version = ckpt.rnnkit_version
         self.parameters = int(sum(np.size(w) for w in self.model.engine.weights().values()))

@@ -179,12 +179,13 @@ def drop_words(ids: np.ndarray, lengths: np.ndarray, p: float, unk_id: int, rng)
 def predict_ids(engine, ids: list, labels=None, batch_size: int = 256):
     """(mean loss or None, probabilities (n, classes)) for token id arrays, in batches."""
     total, probs = 0.0, []
-    for start in range(0, len(ids), batch_size):
-        inputs, lengths = pad(ids[start: start + batch_size])
-        probs.append(engine.predict(inputs, lengths))
-        if labels is not None:
-            batch = {"inputs": inputs, "lengths": lengths, "labels": labels[start: start + batch_size]}
-            total += engine.eval_loss(batch)[0]
+    with engine.locked_weights():   # the weights do not change in here: pack them once for all batches
+        for start in range(0, len(ids), batch_size):
+            inputs, lengths = pad(ids[start: start + batch_size])
+            probs.append(engine.predict(inputs, lengths))
+            if labels is not None:
+                batch = {"inputs": inputs, "lengths": lengths, "labels": labels[start: start + batch_size]}
+                total += engine.eval_loss(batch)[0]
     return (total / len(ids) if labels is not None else None), np.concatenate(probs)
 
 

@@ -127,9 +127,10 @@ def corpus_metrics(engine, batches: LMBatcher, level: str) -> dict:
     """Loss (nats per token), perplexity and bits per token (per character at char level) over all windows,
     the state carried through as in training."""
     total, count, carry = 0.0, 0, None
-    for inputs, targets in batches:
-        loss, n, carry = engine.eval_loss({"inputs": inputs, "targets": targets}, carry)
-        total, count = total + loss, count + n
+    with engine.locked_weights():   # the weights do not change in here: pack them once for all windows
+        for inputs, targets in batches:
+            loss, n, carry = engine.eval_loss({"inputs": inputs, "targets": targets}, carry)
+            total, count = total + loss, count + n
     loss = total / count
     unit = "bits_per_char" if level == "char" else "bits_per_word"
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), unit: loss / math.log(2)}
@@ -223,12 +224,13 @@ def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: 
         tokens = [start if start in model.vocab else model.vocab.decode([len(model.vocab.specials)])[0]]
     ids = model.vocab.encode(tokens)
     rng = np.random.default_rng(seed)
-    logits, state = model.engine.predict(ids[None, :], None)
     out = []
-    for _ in range(length):
-        next_id = sample_token(logits[0, -1], rng, temperature, top_k, top_p)
-        out.append(next_id)
-        logits, state = model.engine.predict(np.array([[next_id]]), state)
+    with model.engine.locked_weights():  # one token per call: pack the weights once, not per token
+        logits, state = model.engine.predict(ids[None, :], None)
+        for _ in range(length):
+            next_id = sample_token(logits[0, -1], rng, temperature, top_k, top_p)
+            out.append(next_id)
+            logits, state = model.engine.predict(np.array([[next_id]]), state)
     generated = model.vocab.decode(out)
     text = tokenizer.detokenize(generated)
     return (prompt + ("" if model.tokenizer["level"] == "char" else " ") + text) if prompt else text

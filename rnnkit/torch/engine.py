@@ -10,6 +10,7 @@ torch takes its foreach path (the same maths, summed in another order).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -106,6 +107,12 @@ class TorchEngine:
         self.model.eval()
         with torch.no_grad():
             return self.model.predict(*inputs)
+
+    def lock_weights(self) -> None:
+        """The scratch engine's promise that the weights stay; torch derives nothing from them, so a no-op."""
+
+    def locked_weights(self):
+        return contextlib.nullcontext(self)
 
     def weights(self) -> dict[str, np.ndarray]:
         """The state dict as contiguous NumPy copies (tied weights under both names, as torch has them)."""

@@ -1,0 +1,117 @@
+"""Locked weights: eval-mode forwards reuse the packed weights, with the same bits, and never stale ones."""
+import numpy as np
+import pytest
+
+from rnnkit.scratch import functional as F
+from rnnkit.scratch import kernels
+from rnnkit.scratch.engine import ScratchEngine
+from rnnkit.scratch.recurrent import GRU, LSTM, RNN
+
+MAKERS = {"rnn_tanh": lambda **kw: RNN(**kw), "lstm": lambda **kw: LSTM(**kw), "gru": lambda **kw: GRU(**kw)}
+
+
+def make(kind, seed=1):
+    return MAKERS[kind](input_size=5, hidden_size=6, num_layers=2, bidirectional=True, dtype=np.float32, rng=seed)
+
+
+def outputs(layer, x, lengths=None):
+    out, state = layer.forward(x, lengths=lengths)
+    return [out] + (list(state) if isinstance(state, tuple) else [state])
+
+
+def count_packs(monkeypatch):
+    calls = []
+    real = F.pack
+
+    def counting(*args):
+        calls.append(args[0])
+        return real(*args)
+    monkeypatch.setattr(F, "pack", counting)
+    return calls
+
+
+# batch 1 and 3 take the LSTM's small-batch loop, batch 7 its gate-major steps (with numba)
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+@pytest.mark.parametrize("batch", [1, 3, 7])
+def test_locked_forward_gives_the_same_bits_and_packs_once(kind, batch, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 4, 5)).astype(np.float32)
+    lengths = rng.integers(1, 5, batch) if batch > 1 else None
+    layer = make(kind).eval()
+    expected = outputs(layer, x, lengths)
+    calls = count_packs(monkeypatch)
+    layer.lock_weights()
+    for _ in range(3):
+        for got, want in zip(outputs(layer, x, lengths), expected):
+            np.testing.assert_array_equal(got, want)
+    assert len(calls) == 4       # 2 layers x 2 directions, packed on the first call only
+    layer.unlock_weights()
+    outputs(layer, x, lengths)
+    assert len(calls) == 8       # unlocked: packed on every call again
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_new_weights_are_never_served_stale(kind):
+    x = np.random.default_rng(0).standard_normal((7, 4, 5)).astype(np.float32)
+    layer = make(kind, seed=1).eval().lock_weights()
+    before = outputs(layer, x)
+    other = make(kind, seed=2).eval()
+    layer.load_state_dict(other.state_dict())        # stays locked, forgets the old packs
+    assert layer.weights_locked
+    for got, want in zip(outputs(layer, x), outputs(other, x)):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(outputs(layer, x)[0], before[0])
+
+    layer.train()                                    # training unlocks
+    assert not layer.weights_locked
+    for p in layer.parameters():
+        p.data *= 0.5                                # what an optimiser step does: in place
+    layer.eval()
+    halved = make(kind, seed=2).eval()
+    for p in halved.parameters():
+        p.data *= 0.5
+    np.testing.assert_array_equal(outputs(layer, x)[0], outputs(halved, x)[0])
+
+
+def test_training_forward_does_not_use_or_fill_the_packs(monkeypatch):
+    layer = make("lstm").lock_weights()              # locked but in training mode: packs every call
+    calls = count_packs(monkeypatch)
+    x = np.ones((2, 3, 5), dtype=np.float32)
+    layer.forward(x)
+    layer.forward(x)
+    assert len(calls) == 8 and layer._locked_packs == {}
+
+
+def test_locked_weights_context_restores_the_state():
+    layer = make("gru").eval()
+    with layer.locked_weights():
+        assert layer.weights_locked
+    assert not layer.weights_locked
+    layer.lock_weights()
+    with layer.locked_weights():
+        pass
+    assert layer.weights_locked                      # locked before: stays locked
+
+
+def test_engine_locks_the_whole_model():
+    model = make("lstm")
+    engine = ScratchEngine(model)
+    with engine.locked_weights():
+        assert all(m.weights_locked for m in model.modules())
+    assert not any(m.weights_locked for m in model.modules())
+    engine.lock_weights()
+    assert model.weights_locked
+    model.train()                                    # what train_step does first
+    assert not model.weights_locked
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+def test_gate_major_lstm_reuses_its_step_operand(monkeypatch):
+    monkeypatch.setattr(kernels, "ENABLED", True)
+    layer = make("lstm").eval().lock_weights()
+    x = np.ones((8, 3, 5), dtype=np.float32)
+    layer.forward(x)
+    packed = layer._locked_packs[(0, 0)]
+    operand = packed.w_steps
+    layer.forward(x)
+    assert layer._locked_packs[(0, 0)] is packed and packed.w_steps is operand

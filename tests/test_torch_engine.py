@@ -317,3 +317,22 @@ def test_cuda_matches_scratch_and_resumes():
     opt = t_engine.optimizer_state()
     t_engine.load_optimizer_state(opt)
     assert t_engine.optimizer.state[next(model.parameters())]["exp_avg"].is_cuda
+
+
+def test_one_step_predictions_run_without_onednn_and_agree(monkeypatch):
+    """Generation's one-token calls skip oneDNN (which reorders the LSTM weights on every call); the
+    numbers are the scratch engine's either way, and the flag is put back."""
+    scratch, model = make_pair("lstm", dtype=np.float32)
+    engine = TorchEngine(model, device="cpu")
+    seen = []
+    real = model.predict
+    monkeypatch.setattr(model, "predict", lambda *a: seen.append(torch.backends.mkldnn.enabled) or real(*a))
+    assert torch.backends.mkldnn.enabled
+    tokens = np.array([[3], [5], [7]])
+    logits, state = engine.predict(tokens, None)
+    engine.predict(make_batch()["inputs"], None)             # five steps: oneDNN as usual
+    assert seen == [False, True] and torch.backends.mkldnn.enabled
+    expected, _ = scratch.predict(tokens, None)
+    assert rel_err(logits, expected) < 1e-5
+    step, _ = engine.predict(tokens, state)                  # a carried state, as in generation
+    assert step.shape == (3, 1, VOCAB)

@@ -158,13 +158,6 @@ def pack(mode: str, w_ih, w_hh, b_ih=None, b_hh=None) -> Packed:
     return Packed(mode, w_ih, w_hh, b_ih, b_hh)
 
 
-def unpack_rows(mode: str, packed_rows: np.ndarray) -> np.ndarray:
-    """Gradient rows in packed gate order (G*H, ...) → PyTorch's gate order."""
-    out = np.zeros_like(packed_rows)
-    add_unpacked(mode, out, packed_rows)
-    return out
-
-
 def add_unpacked(mode: str, into: np.ndarray, packed_rows: np.ndarray) -> None:
     """into += packed_rows put back in PyTorch's gate order; both (G*H, ...). One slice per gate block, no
     fancy-index copy (backward's weight gradients go through here)."""

@@ -352,15 +352,15 @@ def main(argv=None) -> dict:
     all_runs, runs = runs, medians(runs)
 
     print(f"\n{'workers':>7} {'workload':<8} {'batching':<8} {'req/s':>7} {'texts/s':>8} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 1-text':>10} {'1-text n':>8} {'texts/call':>10} {'server us/req':>13} "
-          f"{'failed':>6}")
+          f"{'p95 ms':>7} {'p99 ms':>7} {'max ms':>7} {'p99 1-text':>10} {'1-text n':>8} {'texts/call':>10} "
+          f"{'server us/req':>13} {'failed':>6}")
     for r in runs:
         per_call = f"{r['texts_per_model_call']:.1f}" if r["texts_per_model_call"] else "-"
         cpu = f"{r['server_cpu_us_per_request']:.0f}" if r["server_cpu_us_per_request"] is not None else "-"
         print(f"{r['workers']:>7} {r['workload']:<8} {'on' if r['batching'] else 'off':<8} "
               f"{r['requests_per_s']:>7.0f} {r['texts_per_s']:>8.0f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['p99_ms_one_text']:>10.1f} {r['one_text_requests']:>8} {per_call:>10} {cpu:>13} "
-              f"{r['failed']:>6}")
+              f"{r['p99_ms']:>7.1f} {r['max_ms']:>7.1f} {r['p99_ms_one_text']:>10.1f} {r['one_text_requests']:>8} "
+              f"{per_call:>10} {cpu:>13} {r['failed']:>6}")
     verdicts = {}
     for w in workers:
         verdicts[w] = check_targets([r for r in runs if r["workers"] == w])

@@ -266,7 +266,8 @@ def add_use_commands(subparsers) -> None:
     p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens (default: all)")
     p.add_argument("--top-p", type=float, help="sample only among the most likely tokens whose probability "
                    "adds up to p (nucleus sampling; default: 1, all)")
-    p.add_argument("--seed", type=int, help="the same seed gives the same text, on either engine (default: a fresh random seed)")
+    p.add_argument("--seed", type=int,
+                   help="the same seed gives the same text, on either engine (default: a fresh random seed)")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_generate)
 

@@ -120,6 +120,20 @@ class Packed:
         """[W_hh | W_ih | b] (G*H, H+I+1), halved rows: the gate-major LSTM's per-step operand."""
         return np.concatenate([self.w_hh_half, self.w_ih_half, self.bias[:, None]], axis=1)
 
+    def token_table(self, embedding: np.ndarray) -> np.ndarray:
+        """Every token's input projection, embedding W_ih^T + b: (V, I) → (V, G*H), halved rows.
+
+        Row v is what `x @ w_ih_t + bias` gives for x = embedding[v], so a layer fed by an embedding can
+        look its input projection up instead of computing it (recurrent.py's folded first layer). Made on the
+        first call and kept for that same `embedding` array.
+        """
+        cached = getattr(self, "_table", None)
+        if cached is None or cached[0] is not embedding:
+            table = embedding @ self.w_ih_t
+            table += self.bias
+            self._table = cached = (embedding, table)
+        return cached[1]
+
     def copy_for_backward(self) -> None:
         """Make the backward's arrays (w_ih, w_hh) now, from the weights as they are."""
         self.w_ih, self.w_hh  # noqa: B018 - cached on first access

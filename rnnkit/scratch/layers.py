@@ -89,6 +89,12 @@ class Embedding(Module):
         self._idx = None
 
     def forward(self, indices) -> np.ndarray:
+        idx = self.check_indices(indices)
+        self._idx = idx
+        return self.weight.data[idx]
+
+    def check_indices(self, indices) -> np.ndarray:
+        """`indices` as an integer array, or a ValueError if they are not integers in [0, num_embeddings)."""
         idx = np.asarray(indices)
         if idx.size == 0 and idx.dtype.kind == "f":  # np.asarray([]) is float64
             idx = idx.astype(np.int64)
@@ -99,8 +105,7 @@ class Embedding(Module):
             if lo < 0 or hi >= self.num_embeddings:
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"Embedding: index {bad} out of range [0, {self.num_embeddings})")
-        self._idx = idx
-        return self.weight.data[idx]
+        return idx
 
     def backward(self, dy: np.ndarray) -> None:
         if self._idx is None:

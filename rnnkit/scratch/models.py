@@ -12,7 +12,7 @@ import numpy as np
 from .layers import Dropout, Embedding, Linear
 from .losses import cross_entropy, softmax
 from .module import Module, as_float_dtype, make_rng
-from .recurrent import GRU, LSTM, RNN
+from .recurrent import GRU, LSTM, RNN, Embedded
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 
@@ -100,6 +100,8 @@ class TextClassifier(Module):
     forward(tokens (batch, time) int, lengths (batch,)) → logits (batch, classes).
     Padding (token `padding_idx`, past each length) never changes a prediction: the recurrent layer stops
     at each sequence's length and the pooling looks only at the real steps.
+    With locked weights in eval mode (Module.lock_weights) the recurrent layer takes the embedding as
+    `Embedded`, so it may look each token's input projection up from a table (recurrent.py).
     pooling: "last" (the final state of each direction), "mean", "max", "attention" (see pooling.py).
     `class_weights` (classes,), if set, weight the loss for imbalanced labels (as torch's `weight=`).
     `embedding_init_std`: the embedding starts N(0, std²) (1: torch.nn.Embedding's N(0, 1)). A small std
@@ -138,7 +140,10 @@ class TextClassifier(Module):
     def forward(self, tokens, lengths):
         tokens = np.asarray(tokens)
         lengths = np.asarray(lengths)
-        x = self.drop_in(self.embedding(tokens))
+        if self.weights_locked and not self.training:  # the layer may fold the embedding into its projection
+            x = Embedded(self.embedding.check_indices(tokens), self.embedding.weight.data)
+        else:
+            x = self.drop_in(self.embedding(tokens))
         out, state = self.rnn(x, lengths=lengths)
         if self.pooling == "last":
             h_n = state[0] if isinstance(state, tuple) else state

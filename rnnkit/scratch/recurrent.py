@@ -11,7 +11,9 @@ How a layer runs (see functional.py for one step):
     within its own length, and its outputs are put back in time order;
   * arrays are time-major inside, `(time, batch, ·)`, so a step's rows are one contiguous block;
   * the input half of every gate for all steps is one GEMM before the loop, and in backward the weight
-    gradients are one GEMM each over all steps.
+    gradients are one GEMM each over all steps;
+  * a first layer fed by an embedding (`Embedded`) looks that GEMM up instead while the weights are locked
+    in eval mode: each token's projection, embedding W_ih^T + b, is computed once for the whole vocabulary.
 """
 from __future__ import annotations
 
@@ -20,6 +22,29 @@ import numpy as np
 from . import functional as F
 from . import kernels
 from .module import Module, Parameter, as_float_dtype, make_rng
+
+
+# The folded first layer's table, vocabulary × gates × hidden, is made only up to this size per direction.
+FOLD_MAX_BYTES = 64 << 20
+
+
+class Embedded:
+    """The input weight[tokens], (batch, time, features), given as its two parts and not yet looked up.
+
+    tokens (batch, time) integers in [0, len(weight)), already checked (Embedding.check_indices);
+    weight (vocab, features). A layer with locked weights in eval mode then takes each token's input
+    projection from a table (Packed.token_table) instead of projecting the looked-up vectors; otherwise,
+    or when the table would pass FOLD_MAX_BYTES, it looks them up and runs as usual. The results agree to
+    float rounding. A forward that used the table has no backward.
+    """
+
+    __slots__ = ("tokens", "weight")
+
+    def __init__(self, tokens: np.ndarray, weight: np.ndarray):
+        self.tokens, self.weight = tokens, weight
+
+    def vectors(self) -> np.ndarray:
+        return self.weight[self.tokens]
 
 
 class _Direction:
@@ -122,22 +147,30 @@ class _Recurrent(Module):
 
     # ------------------------------------------------------------------------------------------ forward
     def _forward(self, x, h0, c0, lengths):
-        x = self._check_input(x)
-        batch, time, _ = x.shape
+        tokens = None
+        if isinstance(x, Embedded):
+            if self._folds(x):
+                tokens = self._check_tokens(x)
+            else:
+                x = x.vectors()
+        if tokens is None:
+            x = self._check_input(x)
+        batch, time = tokens.tokens.shape if tokens is not None else x.shape[:2]
         lengths = self._check_lengths(lengths, batch, time)
         h0 = self._check_state("h0", h0, batch)
         if self.mode == "lstm":
             c0 = self._check_state("c0", c0, batch)
 
+        source = x if tokens is None else tokens.tokens[..., None]  # (batch, time, features or 1)
         if lengths is None:
             order, sorted_lengths = None, np.full(batch, time)
             active = [batch] * time
-            seq = np.ascontiguousarray(x.transpose(1, 0, 2))
+            seq = np.ascontiguousarray(source.transpose(1, 0, 2))
         else:
             order = np.argsort(-lengths, kind="stable")
             sorted_lengths = lengths[order]
             active = (sorted_lengths[None, :] > np.arange(time)[:, None]).sum(axis=1).tolist()
-            seq = np.ascontiguousarray(x[order].transpose(1, 0, 2))
+            seq = np.ascontiguousarray(source[order].transpose(1, 0, 2))
             h0 = h0[:, order]
             c0 = c0[:, order] if c0 is not None else None
         # reverse[t, b]: the time index that step t of sequence b reads when run backwards
@@ -160,7 +193,11 @@ class _Recurrent(Module):
                 k = layer * D + d
                 inputs = seq if d == 0 else _reverse(seq, reverse)
                 packed = self._packed(layer, d)
-                arrays = _FORWARD[self.mode](self, packed, inputs, h0[k], None if c0 is None else c0[k], active)
+                xw = None
+                if layer == 0 and tokens is not None:  # time-major token ids (T, B, 1) → their projections
+                    xw, inputs = packed.token_table(tokens.weight)[inputs[..., 0]], None
+                arrays = _FORWARD[self.mode](self, packed, inputs, h0[k], None if c0 is None else c0[k], active,
+                                             xw)
                 hs = arrays["h"]
                 h_n[k] = hs[last]
                 if c_n is not None:  # c is (T+1, B, H), or (T+1, H, B) in the gate-major layout
@@ -171,7 +208,7 @@ class _Recurrent(Module):
             seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
             layers.append(directions)
         self._cache = dict(layers=layers, masks=masks, order=order, active=active, reverse=reverse,
-                           shape=(batch, time))
+                           shape=(batch, time), folded=tokens is not None)
 
         output = seq.transpose(1, 0, 2)
         if order is not None:
@@ -179,6 +216,26 @@ class _Recurrent(Module):
             output, h_n = output[inverse], h_n[:, inverse]
             c_n = c_n[:, inverse] if c_n is not None else None
         return np.ascontiguousarray(output), h_n, c_n
+
+    def _folds(self, x: Embedded) -> bool:
+        """Whether this forward looks the first layer's input projection up (see `Embedded`)."""
+        if self.training or not self.weights_locked or np.ndim(x.tokens) != 2:
+            return False
+        if self.mode == "lstm" and kernels.active(self.dtype) and np.shape(x.tokens)[0] > kernels.SMALL_BATCH:
+            return False  # the gate-major LSTM projects its inputs inside each step's product
+        rows = F.GATES[self.mode] * self.hidden_size
+        return len(x.weight) * rows * self.dtype.itemsize <= FOLD_MAX_BYTES
+
+    def _check_tokens(self, x: Embedded) -> Embedded:
+        tokens, weight = np.asarray(x.tokens), np.asarray(x.weight)
+        if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+            raise ValueError(f"input has an empty batch or time axis: shape {tokens.shape}")
+        if weight.ndim != 2 or weight.shape[1] != self.input_size:
+            raise ValueError(f"the embedding has shape {weight.shape}, the layer expects (vocab, "
+                             f"input_size={self.input_size})")
+        if weight.dtype != self.dtype:
+            raise ValueError(f"the embedding is {weight.dtype}, the layer {self.dtype}")
+        return Embedded(tokens, weight)
 
     def _packed(self, layer: int, direction: int) -> F.Packed:
         """The weights of one layer direction, packed for the steps: anew on every call, or, in eval mode with
@@ -201,6 +258,9 @@ class _Recurrent(Module):
         if self._cache is None:
             raise ValueError("backward() needs a forward() first")
         cache = self._cache
+        if cache["folded"]:
+            raise ValueError("backward() after a forward that looked its input projection up (locked weights, "
+                             "eval mode): unlock the weights or call train() for a forward with a backward")
         batch, time = cache["shape"]
         order, active, reverse = cache["order"], cache["active"], cache["reverse"]
         D, H = self.num_directions, self.hidden_size
@@ -329,11 +389,12 @@ def _blocks_backwards(time: int, row_elements: int):
 
 
 # Each forward returns the arrays backward needs; "h" is (time + 1, batch, H) with h[0] = h0, and
-# "gate_major" says how the rest is laid out. Each backward returns (d pre-activations of the input side,
+# "gate_major" says how the rest is laid out. Given xw, the input projection (T, B, G*H) of a folded first
+# layer, a forward takes it instead of projecting `inputs` (None then). Each backward returns (d pre-activations of the input side,
 # of the hidden side, dh0, dc0); the pre-activation gradients are (T, B, G*H), or (G*H, T, B) gate-major.
 
-def _rnn_forward(layer, p, inputs, h0, c0, active):
-    xw = _input_projection(inputs, p, active)
+def _rnn_forward(layer, p, inputs, h0, c0, active, xw=None):
+    xw = _input_projection(inputs, p, active) if xw is None else xw
     time, batch, hidden = xw.shape
     relu = layer.mode == "rnn_relu"
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
@@ -356,12 +417,12 @@ def _rnn_backward(direction, d_out, dh_n, dc_n, active):
     return d_pre, d_pre, dh_rec, None
 
 
-def _lstm_forward(layer, p, inputs, h0, c0, active):
-    time, batch, _ = inputs.shape
-    fused = kernels.active(inputs.dtype)
-    if fused and batch > kernels.SMALL_BATCH:
+def _lstm_forward(layer, p, inputs, h0, c0, active, xw=None):
+    time, batch, _ = (inputs if xw is None else xw).shape
+    fused = kernels.active(h0.dtype)
+    if fused and batch > kernels.SMALL_BATCH:  # (never given xw: see _Recurrent._folds)
         return _lstm_forward_gate_major(p, inputs, h0, c0, active)
-    xw = _input_projection(inputs, p, active)
+    xw = _input_projection(inputs, p, active) if xw is None else xw
     gates = xw.shape[-1]
     hidden = gates // 4
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
@@ -450,8 +511,8 @@ def _lstm_backward_gate_major(p, a, d_out, dh_n, dc_n, active):
     return d_pre, d_pre, dh.T, dc.T
 
 
-def _gru_forward(layer, p, inputs, h0, c0, active):
-    xw = _input_projection(inputs, p, active)
+def _gru_forward(layer, p, inputs, h0, c0, active, xw=None):
+    xw = _input_projection(inputs, p, active) if xw is None else xw
     time, batch, gates = xw.shape
     hidden = gates // 3
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)

@@ -221,8 +221,6 @@ class _Recurrent(Module):
         """Whether this forward looks the first layer's input projection up (see `Embedded`)."""
         if self.training or not self.weights_locked or np.ndim(x.tokens) != 2:
             return False
-        if self.mode == "lstm" and kernels.active(self.dtype) and np.shape(x.tokens)[0] > kernels.SMALL_BATCH:
-            return False  # the gate-major LSTM projects its inputs inside each step's product
         rows = F.GATES[self.mode] * self.hidden_size
         return len(x.weight) * rows * self.dtype.itemsize <= FOLD_MAX_BYTES
 
@@ -420,7 +418,7 @@ def _rnn_backward(direction, d_out, dh_n, dc_n, active):
 def _lstm_forward(layer, p, inputs, h0, c0, active, xw=None):
     time, batch, _ = (inputs if xw is None else xw).shape
     fused = kernels.active(h0.dtype)
-    if fused and batch > kernels.SMALL_BATCH:  # (never given xw: see _Recurrent._folds)
+    if fused and batch > kernels.SMALL_BATCH and xw is None:  # (a folded layer has no inputs to fuse)
         return _lstm_forward_gate_major(p, inputs, h0, c0, active)
     xw = _input_projection(inputs, p, active) if xw is None else xw
     gates = xw.shape[-1]
@@ -433,6 +431,11 @@ def _lstm_forward(layer, p, inputs, h0, c0, active, xw=None):
     acts = alloc(xw.shape, dtype=xw.dtype)
     tanh_c = alloc((time, batch, hidden), dtype=xw.dtype)
     arrays = {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c, "gate_major": False}
+    if fused and batch > kernels.SMALL_BATCH:  # a folded first layer: one GEMM and one compiled call per step
+        for t, n in enumerate(active):
+            np.matmul(hs[t, :n], p.w_hh_t, out=acts[t, :n])
+            kernels.lstm_forward_step(t, n, xw, acts, cs, tanh_c, hs)
+        return arrays
     if fused:  # batch <= SMALL_BATCH: one compiled call for all steps
         kernels.lstm_forward_loop(xw, p.w_hh_t, acts, cs, tanh_c, hs, np.asarray(active, dtype=np.int64))
         return arrays

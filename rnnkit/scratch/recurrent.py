@@ -388,8 +388,9 @@ def _blocks_backwards(time: int, row_elements: int):
 
 # Each forward returns the arrays backward needs; "h" is (time + 1, batch, H) with h[0] = h0, and
 # "gate_major" says how the rest is laid out. Given xw, the input projection (T, B, G*H) of a folded first
-# layer, a forward takes it instead of projecting `inputs` (None then). Each backward returns (d pre-activations of the input side,
-# of the hidden side, dh0, dc0); the pre-activation gradients are (T, B, G*H), or (G*H, T, B) gate-major.
+# layer, a forward takes it instead of projecting `inputs` (None then). Each backward returns (d
+# pre-activations of the input side, of the hidden side, dh0, dc0); the pre-activation gradients are
+# (T, B, G*H), or (G*H, T, B) gate-major.
 
 def _rnn_forward(layer, p, inputs, h0, c0, active, xw=None):
     xw = _input_projection(inputs, p, active) if xw is None else xw

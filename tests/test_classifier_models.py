@@ -71,6 +71,7 @@ def test_pooling_values():
     np.testing.assert_array_equal(MaxPool()(h, lengths), [[4.0, 5.0], [6.0, 7.0]])
     eval_pool = MaxPool().eval()                        # eval mode takes the maximum without its argmax
     np.testing.assert_array_equal(eval_pool(-h, lengths), [[0.0, -1.0], [-6.0, -7.0]])
+    np.testing.assert_array_equal(eval_pool(h, lengths), [[4.0, 5.0], [6.0, 7.0]])   # padding is larger here
     with pytest.raises(RuntimeError, match="training mode"):
         eval_pool.backward(np.ones((2, 2)))
     attention = AttentionPool(2, 3, dtype=np.float64, rng=0)

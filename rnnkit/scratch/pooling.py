@@ -42,11 +42,11 @@ class MeanPool(Module):
 class MaxPool(Module):
     def forward(self, h, lengths):
         mask = length_mask(lengths, h.shape[1])[..., None]
-        masked = np.where(mask, h, -np.inf)
         self._shape = h.shape
-        if not self.training:                 # no backward to come: the maximum alone is cheaper than argmax
+        if not self.training:                 # no backward to come: the maximum alone, in one pass
             self._argmax = None
-            return masked.max(axis=1)
+            return np.max(h, axis=1, where=mask, initial=-np.inf)
+        masked = np.where(mask, h, -np.inf)
         self._argmax = masked.argmax(axis=1)  # (batch, F): the step each feature came from
         return np.take_along_axis(h, self._argmax[:, None, :], axis=1)[:, 0]
 

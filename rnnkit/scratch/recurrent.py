@@ -521,8 +521,11 @@ def _gru_forward(layer, p, inputs, h0, c0, active, xw=None):
     hidden = gates // 3
     hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
     hs[0] = h0
-    acts = np.zeros_like(xw)
-    hn = np.zeros((time, batch, hidden), dtype=xw.dtype)
+    # Steps write only the running rows; the NumPy backward reads all, so they start at zero, except in a
+    # folded layer's forward (inputs None), which has no backward.
+    alloc = np.empty if inputs is None else np.zeros
+    acts = alloc(xw.shape, dtype=xw.dtype)
+    hn = alloc((time, batch, hidden), dtype=xw.dtype)
     scratch = np.empty((batch, gates), dtype=xw.dtype)
     if kernels.active(xw.dtype):  # one GEMM and one compiled call per step
         b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=xw.dtype)

@@ -92,6 +92,7 @@ def live_server(checkpoint, *args, env=None, key=None, timeout=60.0):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 @pytest.fixture(scope="module")

@@ -74,8 +74,8 @@ def test_learning_rate_schedules():
 
 def run_cli(args):
     """`rnnkit ARGS` as a separate process; its stderr goes to a file beside the run (read on failure)."""
-    log = open(Path(args[args.index("--out") + 1]).with_suffix(".log"), "a")
-    return subprocess.Popen([sys.executable, "-m", "rnnkit.cli", *args], stdout=subprocess.DEVNULL, stderr=log)
+    with open(Path(args[args.index("--out") + 1]).with_suffix(".log"), "a") as log:  # the child keeps its copy
+        return subprocess.Popen([sys.executable, "-m", "rnnkit.cli", *args], stdout=subprocess.DEVNULL, stderr=log)
 
 
 def log_of(run: Path) -> str:

@@ -2,6 +2,8 @@
 input projection up from a table, and gives what the looked-up vectors give."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnnkit.scratch import recurrent as R
 from rnnkit.scratch.models import TextClassifier
@@ -43,6 +45,23 @@ def test_the_table_gives_what_the_vectors_give(kind, batch, dtype):
     for g, e in zip(got, expected):
         # float32 to rounding: the table's rows come from another GEMM than the looked-up vectors' product
         np.testing.assert_allclose(g, e, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(sorted(MAKERS)), layers=st.integers(1, 3), bidirectional=st.booleans(),
+       batch=st.integers(1, 9), time=st.integers(1, 6), vocab=st.integers(1, 20), seed=st.integers(0, 2**16))
+def test_folded_layers_agree_on_any_shape(kind, layers, bidirectional, batch, time, vocab, seed):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, vocab, (batch, time))
+    lengths = rng.integers(1, time + 1, batch)
+    weight = rng.standard_normal((vocab, FEATURES))
+    layer = MAKERS[kind](FEATURES, 4, num_layers=layers, bidirectional=bidirectional, dtype=np.float64, rng=seed)
+    layer.eval().lock_weights()
+    expected = results(layer, weight[tokens], lengths)
+    got = results(layer, Embedded(tokens, weight), lengths)
+    assert layer._cache["folded"]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-14)
 
 
 def test_the_table_is_made_once_per_direction(monkeypatch):

@@ -2,15 +2,24 @@
 input projection up from a table, and gives what the looked-up vectors give."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rnnkit.scratch import kernels
 from rnnkit.scratch import recurrent as R
 from rnnkit.scratch.models import TextClassifier
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN, Embedded
 
 VOCAB, FEATURES = 11, 5
 MAKERS = {"rnn_tanh": RNN, "lstm": LSTM, "gru": GRU}
+
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def step_path(request, monkeypatch):
+    """Run each test with the LSTM and GRU steps on NumPy, then on the numba kernels."""
+    if request.param == "numba" and not kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(kernels, "ENABLED", request.param == "numba")
 
 
 def make(kind, dtype=np.float64, seed=1):
@@ -47,7 +56,7 @@ def test_the_table_gives_what_the_vectors_give(kind, batch, dtype):
         np.testing.assert_allclose(g, e, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-7)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(sorted(MAKERS)), layers=st.integers(1, 3), bidirectional=st.booleans(),
        batch=st.integers(1, 9), time=st.integers(1, 6), vocab=st.integers(1, 20), seed=st.integers(0, 2**16))
 def test_folded_layers_agree_on_any_shape(kind, layers, bidirectional, batch, time, vocab, seed):

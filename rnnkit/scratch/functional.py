@@ -70,6 +70,7 @@ class Packed:
         self.mode, self.hidden = mode, w_hh.shape[1]
         self._w_ih, self._w_hh, self._b_ih, self._b_hh = w_ih, w_hh, b_ih, b_hh
         self._sigmoid_rows = _SIGMOID_BLOCKS[mode] * self.hidden
+        self._table = None  # (embedding, its token_table)
 
     def _halved(self, w: np.ndarray) -> np.ndarray:
         out = _reorder(self.mode, w, self.hidden)
@@ -127,7 +128,7 @@ class Packed:
         look its input projection up instead of computing it (recurrent.py's folded first layer). Made on the
         first call and kept for that same `embedding` array.
         """
-        cached = getattr(self, "_table", None)
+        cached = self._table
         if cached is None or cached[0] is not embedding:
             table = embedding @ self.w_ih_t
             table += self.bias

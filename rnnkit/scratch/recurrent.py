@@ -147,21 +147,21 @@ class _Recurrent(Module):
 
     # ------------------------------------------------------------------------------------------ forward
     def _forward(self, x, h0, c0, lengths):
-        tokens = None
+        folded = None  # an Embedded input whose first-layer projection is looked up
         if isinstance(x, Embedded):
             if self._folds(x):
-                tokens = self._check_tokens(x)
+                folded = self._check_tokens(x)
             else:
                 x = x.vectors()
-        if tokens is None:
+        if folded is None:
             x = self._check_input(x)
-        batch, time = tokens.tokens.shape if tokens is not None else x.shape[:2]
+        batch, time = folded.tokens.shape if folded is not None else x.shape[:2]
         lengths = self._check_lengths(lengths, batch, time)
         h0 = self._check_state("h0", h0, batch)
         if self.mode == "lstm":
             c0 = self._check_state("c0", c0, batch)
 
-        source = x if tokens is None else tokens.tokens[..., None]  # (batch, time, features or 1)
+        source = x if folded is None else folded.tokens[..., None]  # (batch, time, features or 1)
         if lengths is None:
             order, sorted_lengths = None, np.full(batch, time)
             active = [batch] * time
@@ -194,8 +194,8 @@ class _Recurrent(Module):
                 inputs = seq if d == 0 else _reverse(seq, reverse)
                 packed = self._packed(layer, d)
                 xw = None
-                if layer == 0 and tokens is not None:  # time-major token ids (T, B, 1) → their projections
-                    xw, inputs = packed.token_table(tokens.weight)[inputs[..., 0]], None
+                if layer == 0 and folded is not None:  # time-major token ids (T, B, 1) → their projections
+                    xw, inputs = packed.token_table(folded.weight)[inputs[..., 0]], None
                 arrays = _FORWARD[self.mode](self, packed, inputs, h0[k], None if c0 is None else c0[k], active,
                                              xw)
                 hs = arrays["h"]
@@ -208,7 +208,7 @@ class _Recurrent(Module):
             seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
             layers.append(directions)
         self._cache = dict(layers=layers, masks=masks, order=order, active=active, reverse=reverse,
-                           shape=(batch, time), folded=tokens is not None)
+                           shape=(batch, time), folded=folded is not None)
 
         output = seq.transpose(1, 0, 2)
         if order is not None:

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from rnnkit.files import write_json
+
 SHAPES = [(32, 64, 128, 256), (64, 100, 256, 512), (1, 100, 64, 128), (16, 512, 64, 128)]
 QUICK_SHAPES = [(2, 5, 3, 4)]
 CELLS = ("rnn", "gru", "lstm")
@@ -198,10 +200,7 @@ def main(argv=None) -> int:
           f"at end {_load(load['end'])} on {load['cpus']} CPUs")
     result = {"threads": args.threads, "rounds": rounds, "gemm_gflops": gemm_rate, "blas": blas, "rows": rows,
               "python": sys.version.split()[0], "lstm_path": rows_path(rows), "load_average": load}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"results written to {out}")
+    print(f"results written to {write_json(args.out, result)}")
     return 0
 
 

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnkit.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("scratch", "scratch-repacking", "torch")
 
@@ -114,10 +116,7 @@ def main(argv=None) -> dict:
     report = {"settings": {k: v for k, v in vars(args).items() if k not in ("out", "worker")},
               "median_seconds_per_token": per_token, "ratios": ratios, "same_text": len(set(texts.values())) == 1,
               "runs": runs}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"written to {out}")
+    print(f"written to {write_json(args.out, report)}")
     return report
 
 

@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from rnnkit.files import write_json
 from rnnkit.tasks import lm
 
 
@@ -197,9 +198,7 @@ def main(argv=None) -> int:
         except (OSError, ValueError):
             merged = {}
         merged.update(results)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(merged, indent=2))
-        tmp.replace(out)
+        write_json(out, merged)
 
     if not args.skip_char:
         _clear(work, ("char-scratch", "char-torch"))

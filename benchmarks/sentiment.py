@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnkit.files import write_json
 from rnnkit.tasks.presets import AIRLINE_TWEETS
 
 DATASET = "airline-tweets"
@@ -210,10 +211,7 @@ def main(argv=None) -> int:
     shown = {k: v for k, v in settings.items()}
     print(f"\n{DATASET}: test split, best checkpoint by validation loss; settings {json.dumps(shown)}")
     print(format_table(results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"results written to {out}; runs in {work}")
+    print(f"results written to {write_json(args.out, results)}; runs in {work}")
     return 0
 
 

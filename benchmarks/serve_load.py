@@ -41,6 +41,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from rnnkit.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"failed_requests": 0, "p99_ms_single": 50.0, "batching_speedup": 3.0}
 
@@ -371,10 +373,7 @@ def main(argv=None) -> dict:
               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "checkpoint": args.checkpoint,
               "targets": TARGETS, "verdicts": {w: v["checks"] for w, v in verdicts.items()}, "medians": runs,
               "runs": all_runs}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {out}")
+    print(f"\nwritten to {write_json(args.out, report)}")
     return report
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from rnnkit import __version__
 from rnnkit.data import datasets
+from rnnkit.files import write_json
 from rnnkit.train import TrainingError
 
 
@@ -244,7 +244,7 @@ def cmd_evaluate(args) -> int:
             args.checkpoint, data=args.data, dataset=args.dataset, split=args.split, text_column=args.text_column,
             label_column=args.label_column, engine=args.engine, device=args.device, confusion_png=args.confusion_png)
         if args.report:
-            Path(args.report).write_text(json.dumps(report, indent=2))
+            write_json(args.report, report)
         print(json.dumps(report) if args.json else classify.format_full_report(report))
         return 0
     metrics = lm.evaluate_lm(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,

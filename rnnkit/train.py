@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .files import write_text_atomic
 from .scratch.engine import carry_arrays, carry_from_arrays
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -124,7 +125,7 @@ class _Log:
         elif path.exists():
             keep = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line in keep))
+            write_text_atomic(path, "".join(line + "\n" for line in keep))  # a crash here keeps the old log
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:

@@ -71,6 +71,7 @@ class Packed:
         self._w_ih, self._w_hh, self._b_ih, self._b_hh = w_ih, w_hh, b_ih, b_hh
         self._sigmoid_rows = _SIGMOID_BLOCKS[mode] * self.hidden
         self._table = None  # (embedding, its token_table)
+        self._derived: dict = {}
 
     def _halved(self, w: np.ndarray) -> np.ndarray:
         out = _reorder(self.mode, w, self.hidden)
@@ -134,6 +135,12 @@ class Packed:
             table += self.bias
             self._table = cached = (embedding, table)
         return cached[1]
+
+    def derived(self, key, make):
+        """make(), computed once per key and kept with these weights (e.g. lstm_parts.py's packed panels)."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     def copy_for_backward(self) -> None:
         """Make the backward's arrays (w_ih, w_hh) now, from the weights as they are."""

@@ -7,12 +7,8 @@ step's whole gate arithmetic in one compiled call, so a step is one BLAS GEMM pl
 Two layouts, by batch size:
   * batch > SMALL_BATCH, gate-major: a step's gates are a (4H, B) block, and the product is
     [W_hh | W_ih | b] (4H, H+I+1) @ [h_t; x_t; 1] (H+I+1, B), the input projection and the bias included.
-    OpenBLAS runs W h^T 15-35% faster than h W^T at these sizes (and backward's W_hh^T d_t likewise), and
-    the fused product leaves the kernel nothing to read but its own block:
-        forward   lstm_forward_step_gm: gates[t] ← σ/tanh(block), c_{t+1}, tanh c_{t+1}, h_{t+1}
-        backward  lstm_backward_step_gm: d_step ← the gate gradients, dc ← dc_t ⊙ f;
-                  dh = W_hh^T d_step by the caller
-    Blocks are flattened: while all B columns run, each loop is one contiguous vectorised pass.
+    Each thread owns a slice of the hidden units and runs all steps in one compiled call, products included
+    (gemm.py's register-blocked kernel): see lstm_parts.py.
   * batch <= SMALL_BATCH, row-major (functional.py's arrays, the NumPy path's): a (B, H) @ (H, 4H) product
     through BLAS is mostly call overhead, so lstm_forward_loop / lstm_backward_loop run the whole time loop
     in one call, products included (`_vec_mat`), on lstm_forward_step / lstm_backward_step.
@@ -222,101 +218,6 @@ if AVAILABLE:
             _tanh_grad(dct, i, g, d[3 * H:])
             _mul_in_place(dct, f)
 
-    # Gate-major steps (batch > SMALL_BATCH). Per step the gates are a (4H, B) block: the product is then
-    # W_hh h_t^T, (4H, H) @ (H, B), which OpenBLAS runs 15-35% faster than h_t W_hh^T at these sizes, and
-    # backward's W_hh^T d_t likewise. The kernels take each step's blocks flattened, (rows * B,): while all
-    # B columns run, a block is one contiguous run and each loop below is a single vectorised pass; once
-    # sequences have ended, the first n of every B values of each row run (`_runs`).
-    # Loops index with the bare range variable (slices first): numba proves such an index non-negative and
-    # drops its wrap-around check, which otherwise keeps LLVM from vectorising (4x slower here).
-    @_jit
-    def _runs(rows, n, width):
-        """(count, length) of the runs covering the first n of each row of `width` values."""
-        return (1, rows * width) if n == width else (rows, n)
-
-    @_jit
-    def _sigmoid_in_place(a, half):
-        """a ← (1 + tanh(a)) / 2 (halved rows)."""
-        for k in range(a.shape[0]):
-            a[k] = _tanh(a[k]) * half + half
-
-    @_jit
-    def _tanh_in_place(a):
-        for k in range(a.shape[0]):
-            a[k] = _tanh(a[k])
-
-    @_jit
-    def lstm_forward_step_gm(t, n, B, gates, c, tanh_c, z_next, x_next, hs):
-        """Step t in gate-major layout for the first n of B columns, after the caller wrote the whole
-        pre-activation [W_hh | W_ih | b] [h_t; x_t; 1] (halved rows) into step t's (4H, B) block of gates.
-
-        Flattened per step: gates (T, 4H*B): in the pre-activations, out activated (i, f, o, g);
-        c (T+1, H*B): reads c[t], writes c[t+1]; tanh_c (T, H*B); z_next ((H + I + 1) * B,): the next
-        product's operand, whose first H rows get h_{t+1}ᵀ and the next I rows x_next (I*B,) = x_{t+1}ᵀ
-        (copied only when x_next is not empty); hs (T+1, B*H): writes h_{t+1} time-major.
-        Same equations as `lstm_forward_step`.
-        """
-        HB = c.shape[1]
-        H = HB // B
-        a, half = gates[t], gates.dtype.type(0.5)
-        i, f, o, g = a[:HB], a[HB: 2 * HB], a[2 * HB: 3 * HB], a[3 * HB:]
-        c_prev, cell, squashed, h = c[t], c[t + 1], tanh_c[t], z_next[:HB]
-        count, length = _runs(H, n, B)
-        for r in range(count):
-            s = slice(r * B, r * B + length)
-            _sigmoid_in_place(i[s], half)
-            _sigmoid_in_place(f[s], half)
-            _sigmoid_in_place(o[s], half)
-            _tanh_in_place(g[s])
-            _mul(f[s], c_prev[s], cell[s])
-            _add_mul(i[s], g[s], cell[s])
-            _tanh_into(cell[s], squashed[s])
-            _mul(o[s], squashed[s], h[s])
-        z_next[HB: HB + x_next.shape[0]] = x_next
-        for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
-            row, column = hs[t + 1, b * H: (b + 1) * H], h[b:]
-            for j in range(H):
-                row[j] = column[j * B]
-
-    @_jit
-    def lstm_backward_step_gm(t, n, d_out, dh, dc, gates, c, tanh_c, d_step, d_pre):
-        """Step t of backward in gate-major layout for the first n columns; the caller then sets
-        dh[:, :n] = W_hh^T d_step[:, :n].
-
-        Flattened per step like `lstm_forward_step_gm`: d_out (T, B*H) time-major; dh, dc (H*B,): the
-        gradients reaching h_{t+1} (from step t+1's product) and c_{t+1}; dh gains d_out[t]ᵀ, dc becomes
-        dc_t ⊙ f. gates, c, tanh_c: forward's arrays. Writes the pre-activation gradient into d_step (4H*B,),
-        the next product's operand, and into d_pre (4H, T*B), the weight gradients' operand.
-        Same equations as `lstm_backward_step`.
-        """
-        B = d_pre.shape[1] // d_out.shape[0]
-        H = dh.shape[0] // B
-        HB = H * B
-        for b in range(n):
-            row, column = d_out[t, b * H: (b + 1) * H], dh[b:]
-            for j in range(H):
-                column[j * B] += row[j]
-        a = gates[t]
-        i, f, o, g = a[:HB], a[HB: 2 * HB], a[2 * HB: 3 * HB], a[3 * HB:]
-        d_i, d_f, d_o, d_g = d_step[:HB], d_step[HB: 2 * HB], d_step[2 * HB: 3 * HB], d_step[3 * HB:]
-        c_prev, squashed = c[t], tanh_c[t]
-        count, length = _runs(H, n, B)
-        for r in range(count):
-            s = slice(r * B, r * B + length)
-            _cell_grad(dh[s], o[s], squashed[s], dc[s])
-            _sigmoid_grad(dc[s], i[s], g[s], d_i[s])
-            _sigmoid_grad(dc[s], f[s], c_prev[s], d_f[s])
-            _sigmoid_grad(dh[s], o[s], squashed[s], d_o[s])
-            _tanh_grad(dc[s], i[s], g[s], d_g[s])
-            _mul_in_place(dc[s], f[s])
-        start = t * B
-        for r in range(4 * H):
-            src, dst = d_step[r * B: r * B + n], d_pre[r, start: start + n]
-            for k in range(n):
-                dst[k] = src[k]
-
-    # GRU forward, in functional.py's row-major layout (so that its NumPy backward reads the same cache):
-    # one call per step after the caller's GEMM, instead of the eleven NumPy calls of `gru_step`.
     @_jit
     def _add_into(a, b, out):
         """out ← a + b."""

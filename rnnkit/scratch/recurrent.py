@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from . import kernels
+from . import kernels, lstm_parts, threads
 from .module import Module, Parameter, as_float_dtype, make_rng
 
 
@@ -297,8 +297,10 @@ class _Recurrent(Module):
                 shared = d_gates_h is d_gates_x  # RNN, LSTM: one pre-activation gradient for both sides
                 d_gates_x = _gates_by_rows(d_gates_x, gate_major)
                 d_gates_h = d_gates_x if shared else _gates_by_rows(d_gates_h, gate_major)
-                self._accumulate(layer, d, direction, d_gates_x, d_gates_h)
-                d_x = (d_gates_x.T @ direction.packed.w_ih).reshape(time, batch, -1)
+                # the gate-major LSTM's products stay off OpenBLAS's own threads (see threads.matmul)
+                product = threads.matmul if gate_major else np.matmul
+                self._accumulate(layer, d, direction, d_gates_x, d_gates_h, product)
+                d_x = product(d_gates_x.T, direction.packed.w_ih).reshape(time, batch, -1)
                 if d == 1:
                     d_x = _reverse(d_x, reverse)
                 d_in = d_x if d_in is None else d_in + d_x
@@ -312,16 +314,17 @@ class _Recurrent(Module):
             dc0 = dc0[:, inverse] if dc0 is not None else None
         return np.ascontiguousarray(dx), dh0, dc0
 
-    def _accumulate(self, layer, d, direction, gx, gh):
+    def _accumulate(self, layer, d, direction, gx, gh, product=np.matmul):
         """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}.
 
-        gx, gh (G*H, time*batch): the pre-activation gradients of the input and the hidden side.
+        gx, gh (G*H, time*batch): the pre-activation gradients of the input and the hidden side;
+        product(a, b): the matrix product to use.
         """
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         inputs = direction.inputs.reshape(gx.shape[1], -1)
         h_prev = direction.arrays["h"][:-1].reshape(gx.shape[1], -1)
-        F.add_unpacked(self.mode, w_ih.grad, gx @ inputs)
-        F.add_unpacked(self.mode, w_hh.grad, gh @ h_prev)
+        F.add_unpacked(self.mode, w_ih.grad, product(gx, inputs))
+        F.add_unpacked(self.mode, w_hh.grad, product(gh, h_prev))
         if b_ih is not None:
             d_bias = gx.sum(axis=1)
             F.add_unpacked(self.mode, b_ih.grad, d_bias)
@@ -420,7 +423,7 @@ def _lstm_forward(layer, p, inputs, h0, c0, active, xw=None):
     time, batch, _ = (inputs if xw is None else xw).shape
     fused = kernels.active(h0.dtype)
     if fused and batch > kernels.SMALL_BATCH and xw is None:  # (a folded layer has no inputs to fuse)
-        return _lstm_forward_gate_major(p, inputs, h0, c0, active)
+        return lstm_parts.forward(p, inputs, h0, c0, active)
     xw = _input_projection(inputs, p, active) if xw is None else xw
     gates = xw.shape[-1]
     hidden = gates // 4
@@ -446,39 +449,10 @@ def _lstm_forward(layer, p, inputs, h0, c0, active, xw=None):
     return arrays
 
 
-def _lstm_forward_gate_major(p, inputs, h0, c0, active):
-    """The kernels' per-step path: gates, c and tanh c as (·, H, B) blocks per step (see kernels.py).
-
-    Each step is one GEMM, [W_hh | W_ih | b] (4H, H+I+1) @ [h_t; x_t; 1] (H+I+1, B), input projection and
-    bias included, then one compiled call; h comes out time-major as well, (T+1, B, H), like every path.
-    """
-    time, batch, features = inputs.shape
-    hidden = p.hidden
-    dtype = inputs.dtype
-    w_cat = p.w_steps  # (4H, H+I+1), halved rows
-    x_t = np.ascontiguousarray(inputs.transpose(0, 2, 1)).reshape(time, -1)  # x_t^T flattened, (T, I*B)
-    z = np.empty((2, w_cat.shape[1], batch), dtype=dtype)  # [h_t; x_t; 1], alternating between two buffers
-    z[0, :hidden], z[0, hidden: hidden + features] = h0.T, inputs[0].T
-    z[:, -1] = 1
-    hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
-    hs[0] = h0
-    cs = np.empty((time + 1, hidden, batch), dtype=dtype)
-    cs[0] = c0.T
-    acts = np.empty((time, 4 * hidden, batch), dtype=dtype)
-    tanh_c = np.empty((time, hidden, batch), dtype=dtype)
-    flat = [a.reshape(a.shape[0], -1) for a in (acts, cs, tanh_c, z, hs)]
-    no_input = x_t[:0, :0].reshape(0)
-    for t, n in enumerate(active):
-        np.matmul(w_cat, z[t % 2, :, :n], out=acts[t, :, :n])
-        x_next = x_t[t + 1] if t + 1 < time else no_input
-        kernels.lstm_forward_step_gm(t, n, batch, flat[0], flat[1], flat[2], flat[3][(t + 1) % 2], x_next, flat[4])
-    return {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c, "gate_major": True}
-
-
 def _lstm_backward(direction, d_out, dh_n, dc_n, active):
     p, a = direction.packed, direction.arrays
     if a["gate_major"]:
-        return _lstm_backward_gate_major(p, a, d_out, dh_n, dc_n, active)
+        return lstm_parts.backward(p, a, d_out, dh_n, dc_n, active)
     hidden = dh_n.shape[-1]
     gates, forget = a["gates"], a["gates"][..., hidden: 2 * hidden]
     d_pre = np.zeros_like(gates)
@@ -495,24 +469,6 @@ def _lstm_backward(direction, d_out, dh_n, dc_n, active):
             F.lstm_step_backward(dh[:n], dc[:n], k[j, :n], factors[j, :n], forget[t, :n], p.w_hh, d_pre[t, :n],
                                  dh_rec[:n], dc[:n])
     return d_pre, d_pre, dh_rec, dc
-
-
-def _lstm_backward_gate_major(p, a, d_out, dh_n, dc_n, active):
-    """Backward of `_lstm_forward_gate_major`; the pre-activation gradients come out gate-major (4H, T, B)."""
-    time, batch, hidden = d_out.shape
-    dtype = d_out.dtype
-    full = active[-1] == batch  # no sequence ends early: every entry of d_pre is written
-    d_pre = (np.empty if full else np.zeros)((4 * hidden, time, batch), dtype=dtype)
-    d_step = np.empty((4 * hidden, batch), dtype=dtype)
-    dh, dc = np.array(dh_n.T, order="C"), np.array(dc_n.T, order="C")  # copies: updated in place
-    w_hh_t = p.w_hh.T  # (H, 4H), not halved
-    flat = [x.reshape(x.shape[0], -1) for x in (d_out, a["gates"], a["c"], a["tanh_c"], d_pre)]
-    for t in reversed(range(time)):
-        n = active[t]
-        kernels.lstm_backward_step_gm(t, n, flat[0], dh.reshape(-1), dc.reshape(-1), flat[1], flat[2], flat[3],
-                                      d_step.reshape(-1), flat[4])
-        np.matmul(w_hh_t, d_step[:, :n], out=dh[:, :n])
-    return d_pre, d_pre, dh.T, dc.T
 
 
 def _gru_forward(layer, p, inputs, h0, c0, active, xw=None):

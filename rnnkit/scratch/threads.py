@@ -1,0 +1,243 @@
+"""Run one compiled function on several threads at once, each on its own part, meeting at every time step.
+
+Why. A recurrent step is a dependency chain: step t+1 needs all of h_{t+1}. Splitting each step's product
+over two BLAS threads makes them meet twice per step inside OpenBLAS and leaves the gate arithmetic on one
+core. Here each thread instead owns a slice of the hidden units for the whole sequence: its rows of the
+weights (packed once, so they stay in its core's cache), its product, its gate arithmetic. Threads meet
+once per step, through a flag per thread that says how many steps it has finished (`arrive` / `wait_all`,
+atomic release stores and acquire loads; a waiting thread spins, and yields the CPU after a while).
+
+`run(function, argument_sets)` calls function(*argument_sets[k]) for every k at the same time: k = 0 on the
+calling thread, the others on persistent worker threads (`Pool`). The function must be compiled with
+nogil=True. Every part must run to its end, since the others wait for it: the kernels here cannot fail
+part-way (no allocation, no exceptions).
+
+`matmul(a, b)` is a @ b with a's rows split over the same threads, each calling BLAS single-threaded
+(OpenBLAS's openblas_set_num_threads_local). Why: OpenBLAS's own worker threads spin for a while (about
+2^28 cycles) after each multi-threaded call, and a spinning OpenBLAS thread halves the speed of the part
+that shares its core. The gate-major LSTM therefore keeps its backward's big products off OpenBLAS's
+threads as well (measured at (32, 64, 128, 256): forward+backward 54 → 31 ms).
+
+`count()` is how many threads the scratch engine uses: RNNKIT_NUM_THREADS, else OPENBLAS_NUM_THREADS,
+else OMP_NUM_THREADS, else the CPUs this process may run on; `set_count(n)` overrides all of these.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import threading
+
+import numpy as np
+
+from .kernels import AVAILABLE, _jit
+
+if AVAILABLE:
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+FLAG_STRIDE = 16  # int64s between two threads' flags: one 128-byte block each, so they share no cache line
+SPINS_BEFORE_YIELD = 2000
+
+_count_override: int | None = None
+
+
+def count() -> int:
+    """Threads for the scratch engine's parallel steps (at least 1)."""
+    if _count_override is not None:
+        return _count_override
+    for name in ("RNNKIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_count(threads: int | None) -> None:
+    """Use `threads` threads from now on; None goes back to the environment's choice (`count`)."""
+    global _count_override
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"the thread count must be a positive integer, got {threads!r}")
+    _count_override = threads
+
+
+def _sched_yield_address() -> int:
+    try:
+        return ctypes.cast(ctypes.CDLL(None).sched_yield, ctypes.c_void_p).value or 0
+    except (OSError, AttributeError):  # no libc symbol to call: spin only
+        return 0
+
+
+YIELD = _sched_yield_address()
+
+
+def _openblas_local_threads():
+    """OpenBLAS's openblas_set_num_threads_local from the library NumPy loaded, or None."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:  # not Linux
+        return None
+    for path in sorted(paths):
+        try:
+            function = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):  # an OpenBLAS before 0.3.27, or not a library
+            continue
+        function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+        return function
+    return None
+
+
+_BLAS_LOCAL_THREADS = _openblas_local_threads()
+
+
+def _product_rows(a, b, out, start, stop):
+    """out[start:stop] = a[start:stop] @ b on this thread alone."""
+    if _BLAS_LOCAL_THREADS is not None:
+        _BLAS_LOCAL_THREADS(1)
+    try:
+        np.matmul(a[start:stop], b, out=out[start:stop])
+    finally:
+        if _BLAS_LOCAL_THREADS is not None:
+            _BLAS_LOCAL_THREADS(0)  # 0: this thread follows OpenBLAS's global count again
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for 2-D arrays, a's rows split over count() threads, each running BLAS on one thread."""
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    parts = min(count(), a.shape[0])
+    if parts <= 1 or _BLAS_LOCAL_THREADS is None:
+        return np.matmul(a, b, out=out)
+    bounds = [a.shape[0] * k // parts for k in range(parts + 1)]
+    run(_product_rows, [(a, b, out, bounds[k], bounds[k + 1]) for k in range(parts)])
+    return out
+
+if AVAILABLE:
+    _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+    def _flag_pointer(context, builder, sig, args):
+        flags = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.gep(flags.data, [context.cast(builder, args[1], sig.args[1], types.int64)])
+
+    @intrinsic
+    def _load_acquire(typingctx, flags, index):
+        """flags[index], an atomic load with acquire order (int64 array)."""
+        def codegen(context, builder, sig, args):
+            return builder.load_atomic(_flag_pointer(context, builder, sig, args), "acquire", 8)
+        return types.int64(flags, index), codegen
+
+    @intrinsic
+    def _store_release(typingctx, flags, index, value):
+        """flags[index] = value, an atomic store with release order (int64 array)."""
+        def codegen(context, builder, sig, args):
+            value = context.cast(builder, args[2], sig.args[2], types.int64)
+            builder.store_atomic(value, _flag_pointer(context, builder, sig, args), "release", 8)
+            return context.get_dummy_value()
+        return types.void(flags, index, value), codegen
+
+    @intrinsic
+    def _relax(typingctx, yield_address, spins):
+        """One turn of a spin-wait: the CPU's pause hint, and after SPINS_BEFORE_YIELD turns sched_yield()."""
+        def codegen(context, builder, sig, args):
+            if _X86:
+                pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                       "llvm.x86.sse2.pause")
+                builder.call(pause, [])
+            address = context.cast(builder, args[0], sig.args[0], types.int64)
+            spins = context.cast(builder, args[1], sig.args[1], types.int64)
+            i64 = ir.IntType(64)
+            long_wait = builder.icmp_signed(">", spins, ir.Constant(i64, SPINS_BEFORE_YIELD))
+            can_yield = builder.icmp_signed("!=", address, ir.Constant(i64, 0))
+            with builder.if_then(builder.and_(long_wait, can_yield), likely=False):
+                function = ir.FunctionType(ir.IntType(32), [])
+                builder.call(builder.inttoptr(address, function.as_pointer()), [])
+            return context.get_dummy_value()
+        return types.void(yield_address, spins), codegen
+
+    @_jit
+    def arrive(flags, me, steps):
+        """Say that part `me` has finished `steps` steps (everything it wrote before is visible after)."""
+        _store_release(flags, me * FLAG_STRIDE, steps)
+
+    @_jit
+    def wait_all(flags, parts, me, steps, yield_address):
+        """Wait until every other part has said it finished at least `steps` steps."""
+        for other in range(parts):
+            if other != me:
+                spins = 0
+                while _load_acquire(flags, other * FLAG_STRIDE) < steps:
+                    spins += 1
+                    _relax(yield_address, spins)
+
+
+def new_flags(parts: int) -> np.ndarray:
+    """The flags for one run of `parts` parts, all at 0 steps."""
+    return np.zeros(parts * FLAG_STRIDE, dtype=np.int64)
+
+
+class Pool:
+    """Worker threads that each run one part of a `run` call, started on first need and kept."""
+
+    def __init__(self):
+        self._workers: list[tuple[threading.Event, list, threading.Event]] = []
+        self._lock = threading.Lock()
+
+    def _grow(self, workers: int) -> None:
+        while len(self._workers) < workers:
+            start, job, finished = threading.Event(), [], threading.Event()
+            thread = threading.Thread(target=self._serve, args=(start, job, finished), daemon=True,
+                                      name=f"rnnkit-part-{len(self._workers) + 1}")
+            thread.start()
+            self._workers.append((start, job, finished))
+
+    @staticmethod
+    def _serve(start, job, finished):
+        while True:
+            start.wait()
+            start.clear()
+            function, arguments = job
+            try:
+                function(*arguments)
+            finally:
+                job.clear()
+                finished.set()
+
+    def run(self, function, argument_sets) -> None:
+        """function(*argument_sets[k]) for all k at once; returns when all have returned."""
+        with self._lock:  # one multi-part run at a time: the parts of two runs must not share workers
+            self._grow(len(argument_sets) - 1)
+            workers = self._workers[: len(argument_sets) - 1]
+            for (start, job, finished), arguments in zip(workers, argument_sets[1:]):
+                finished.clear()
+                job[:] = [function, arguments]
+                start.set()
+            try:
+                function(*argument_sets[0])
+            finally:
+                for _, _, finished in workers:
+                    finished.wait()
+
+
+_pool = Pool()
+
+
+def _after_fork_in_child() -> None:  # a forked child has no worker threads: start anew
+    global _pool
+    _pool = Pool()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def run(function, argument_sets) -> None:
+    """Run function(*arguments) for every entry of argument_sets at the same time (see the module's text)."""
+    if len(argument_sets) == 1:
+        function(*argument_sets[0])
+    else:
+        _pool.run(function, argument_sets)

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import AVAILABLE, _jit
+from .kernels import AVAILABLE
 
 if AVAILABLE:
+    from .kernels import _jit
     import llvmlite.binding as llvm_binding
     from llvmlite import ir
     from numba import types

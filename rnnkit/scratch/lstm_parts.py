@@ -27,9 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import threads
-from .kernels import AVAILABLE, _jit
+from .kernels import AVAILABLE
 
 if AVAILABLE:
+    from .kernels import _jit
     from .gemm import MR, gemm_panels, pack_panels
     from .kernels import _add_mul, _cell_grad, _mul, _mul_in_place, _sigmoid_grad, _tanh, _tanh_grad, _tanh_into
 

@@ -30,9 +30,10 @@ import threading
 
 import numpy as np
 
-from .kernels import AVAILABLE, _jit
+from .kernels import AVAILABLE
 
 if AVAILABLE:
+    from .kernels import _jit
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -180,47 +181,55 @@ def new_flags(parts: int) -> np.ndarray:
     return np.zeros(parts * FLAG_STRIDE, dtype=np.int64)
 
 
+class _Worker:
+    """One worker thread and its job: start is set when a job is there, finished when it is done."""
+
+    def __init__(self, name: str):
+        self.start, self.finished = threading.Event(), threading.Event()
+        self.job, self.error = None, None
+        threading.Thread(target=self._serve, daemon=True, name=name).start()
+
+    def _serve(self) -> None:
+        while True:
+            self.start.wait()
+            self.start.clear()
+            function, arguments = self.job
+            try:
+                function(*arguments)
+            except BaseException as error:  # handed to the caller of run(); the worker carries on
+                self.error = error
+            finally:
+                self.job = None
+                self.finished.set()
+
+
 class Pool:
     """Worker threads that each run one part of a `run` call, started on first need and kept."""
 
     def __init__(self):
-        self._workers: list[tuple[threading.Event, list, threading.Event]] = []
+        self._workers: list[_Worker] = []
         self._lock = threading.Lock()
 
-    def _grow(self, workers: int) -> None:
-        while len(self._workers) < workers:
-            start, job, finished = threading.Event(), [], threading.Event()
-            thread = threading.Thread(target=self._serve, args=(start, job, finished), daemon=True,
-                                      name=f"rnnkit-part-{len(self._workers) + 1}")
-            thread.start()
-            self._workers.append((start, job, finished))
-
-    @staticmethod
-    def _serve(start, job, finished):
-        while True:
-            start.wait()
-            start.clear()
-            function, arguments = job
-            try:
-                function(*arguments)
-            finally:
-                job.clear()
-                finished.set()
-
     def run(self, function, argument_sets) -> None:
-        """function(*argument_sets[k]) for all k at once; returns when all have returned."""
+        """function(*argument_sets[k]) for all k at once; returns when all have returned, and raises the
+        first part's exception, if any did raise."""
         with self._lock:  # one multi-part run at a time: the parts of two runs must not share workers
-            self._grow(len(argument_sets) - 1)
+            while len(self._workers) < len(argument_sets) - 1:
+                self._workers.append(_Worker(f"rnnkit-part-{len(self._workers) + 1}"))
             workers = self._workers[: len(argument_sets) - 1]
-            for (start, job, finished), arguments in zip(workers, argument_sets[1:]):
-                finished.clear()
-                job[:] = [function, arguments]
-                start.set()
+            for worker, arguments in zip(workers, argument_sets[1:]):
+                worker.finished.clear()
+                worker.error, worker.job = None, (function, arguments)
+                worker.start.set()
             try:
                 function(*argument_sets[0])
             finally:
-                for _, _, finished in workers:
-                    finished.wait()
+                for worker in workers:
+                    worker.finished.wait()
+            for worker in workers:
+                if worker.error is not None:
+                    error, worker.error = worker.error, None
+                    raise error
 
 
 _pool = Pool()

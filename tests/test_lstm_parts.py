@@ -1,0 +1,253 @@
+"""The gate-major LSTM on threads (lstm_parts.py), its GEMM kernel (gemm.py) and its threads (threads.py)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnkit.scratch import kernels, lstm_parts, threads
+from rnnkit.scratch.recurrent import LSTM
+
+needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+if kernels.AVAILABLE:
+    from rnnkit.scratch import gemm
+
+
+@pytest.fixture
+def thread_count():
+    """Set threads.count() for one test; the environment's choice comes back afterwards."""
+    yield threads.set_count
+    threads.set_count(None)
+
+
+# ------------------------------------------------------------------------------------------------ gemm.py
+@needs_numba
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 40), depth=st.integers(1, 30), columns=st.integers(1, 70), z_pad=st.integers(0, 5),
+       out_pad=st.integers(0, 5), offset=st.integers(0, 7), double=st.booleans(), seed=st.integers(0, 2**31))
+def test_gemm_panels_is_the_matrix_product(rows, depth, columns, z_pad, out_pad, offset, double, seed):
+    """Every register block (two vectors, one vector, the plain loop for the last columns), padded rows,
+    leading dimensions and offsets: C = A @ Z on the columns asked for, nothing written past them."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    ldz, ldo = columns + z_pad, columns + out_pad
+    z = rng.standard_normal(offset + depth * ldz + 1).astype(dtype)
+    panels = gemm.pack_panels(a)
+    assert panels.shape == (-(-rows // gemm.MR), depth, gemm.MR)
+    out = np.full(panels.shape[0] * gemm.MR * ldo, np.nan, dtype=dtype)
+    gemm.gemm_panels(panels, z, offset, ldz, columns, out, ldo)
+    c = out.reshape(-1, ldo)
+    expected = a.astype(np.float64) @ z[offset: offset + depth * ldz].reshape(depth, ldz)[:, :columns]
+    tol = 1e-13 if double else 2e-5
+    np.testing.assert_allclose(c[:rows, :columns], expected, rtol=tol, atol=tol * max(1, depth))
+    np.testing.assert_array_equal(c[rows:, :columns], 0)  # the zero rows of the last panel
+    assert np.isnan(c[:, columns:]).all()
+
+
+@needs_numba
+def test_pack_panels_orders_each_panel_by_depth():
+    a = np.arange(2 * 5 * (gemm.MR + 1), dtype=np.float32).reshape(gemm.MR + 1, 10)
+    panels = gemm.pack_panels(a)
+    assert panels.shape == (2, 10, gemm.MR)
+    np.testing.assert_array_equal(panels[0], a[: gemm.MR].T)
+    np.testing.assert_array_equal(panels[1, :, 0], a[gemm.MR])
+    np.testing.assert_array_equal(panels[1, :, 1:], 0)
+
+
+# --------------------------------------------------------------------------------------------- threads.py
+def test_thread_count_follows_the_environment(monkeypatch, thread_count):
+    for name in ("RNNKIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert threads.count() == 5
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert threads.count() == 3
+    monkeypatch.setenv("RNNKIT_NUM_THREADS", "2")
+    assert threads.count() == 2
+    monkeypatch.setenv("RNNKIT_NUM_THREADS", "zero")  # not a count: the next variable decides
+    assert threads.count() == 3
+    thread_count(7)
+    assert threads.count() == 7
+    thread_count(None)
+    assert threads.count() == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, "2"])
+def test_thread_count_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        threads.set_count(bad)
+
+
+@needs_numba
+def test_parts_meet_at_every_step():
+    """Four parts pass flags for 500 steps: each step reads what the others wrote at the step before, which
+    only works if they really run at the same time and each waits for the others. Runs in a child process
+    with a time limit, so that a broken wait fails instead of hanging the suite."""
+    code = """
+import numpy as np
+from rnnkit.scratch import threads
+from rnnkit.scratch.kernels import _jit
+
+@_jit
+def part(me, parts, steps, board, flags, yield_address):
+    for t in range(steps):
+        if t > 0:
+            threads.wait_all(flags, parts, me, t, yield_address)
+        total = 0
+        for other in range(parts):
+            total += board[t, other]
+        board[t + 1, me] = (total + 1) % 1000003
+        threads.arrive(flags, me, t + 1)
+
+parts, steps = 4, 500
+board, flags = np.zeros((steps + 1, parts), dtype=np.int64), threads.new_flags(parts)
+threads.run(part, [(k, parts, steps, board, flags, threads.YIELD) for k in range(parts)])
+expected = np.zeros_like(board)
+for t in range(steps):
+    expected[t + 1] = (expected[t].sum() + 1) % 1000003
+print(bool((board == expected).all()), int(board[1, 0]), int(board[2, 3]), int(board[3, 1]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "1", "5", "21"]
+
+
+def test_matmul_splits_rows_and_agrees(thread_count):
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((37, 50)), rng.standard_normal((50, 9))
+    for count in (1, 2, 3, 40):
+        thread_count(count)
+        np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(threads.matmul(a.T.copy().T, b[:, ::2]), a @ b[:, ::2], rtol=1e-12,
+                                   atol=1e-12)
+
+
+def test_a_failing_part_raises_in_the_caller_and_the_pool_still_works():
+    def part(k, seen):
+        if k == 1:
+            raise RuntimeError("part 1 failed")
+        seen.append(k)
+    seen = []
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        threads.run(part, [(0, seen), (1, seen), (2, seen)])
+    assert sorted(seen) == [0, 2]  # the other parts ran to their end
+    seen.clear()
+    threads.run(part, [(0, seen), (2, seen), (3, seen)])
+    assert sorted(seen) == [0, 2, 3]
+
+
+# ------------------------------------------------------------------------------------------ lstm_parts.py
+def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
+    thread_count(4)
+    assert [lstm_parts.parts_for(h) for h in (1, 31, 32, 64, 100, 128, 1024)] == [1, 1, 1, 2, 3, 4, 4]
+    thread_count(1)
+    assert lstm_parts.parts_for(1024) == 1
+
+
+def _run_layer(layer, x, state, lengths, grads):
+    out, (h_n, c_n) = layer.forward(x, state, lengths=lengths)
+    d_x, (d_h0, d_c0) = layer.backward(*grads)
+    return [out, h_n, c_n, d_x, d_h0, d_c0] + [p.grad.copy() for p in layer.parameters()]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_threaded_lstm_matches_the_numpy_path_and_every_thread_count(dtype, ragged, thread_count, monkeypatch):
+    """A 2-layer bidirectional LSTM, hidden 96 (up to 3 parts), batch 9: the NumPy path's results to float
+    rounding, and the same forward bits for 1, 2 and 3 threads (a row's sum does not depend on the split)."""
+    rng = np.random.default_rng(11)
+    batch, time, features, hidden = 9, 7, 10, 96
+    x = rng.standard_normal((batch, time, features)).astype(dtype)
+    state = tuple(rng.standard_normal((4, batch, hidden)).astype(dtype) for _ in range(2))
+    lengths = [7, 3, 5, 7, 1, 6, 2, 7, 4] if ragged else None
+    grads = [rng.standard_normal((batch, time, 2 * hidden)).astype(dtype),
+             rng.standard_normal((4, batch, hidden)).astype(dtype), rng.standard_normal((4, batch, hidden)).astype(dtype)]
+    results = {}
+    for path, count in (("numpy", 1), ("numba", 1), ("numba", 2), ("numba", 3)):
+        monkeypatch.setattr(kernels, "ENABLED", path == "numba")
+        thread_count(count)
+        layer = LSTM(features, hidden, num_layers=2, bidirectional=True, dtype=dtype, rng=5)
+        results[path, count] = _run_layer(layer, x, state, lengths, grads)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for a, b in zip(results["numba", 1], results["numpy", 1]):
+        assert a.dtype == dtype
+        assert np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1.0)
+    for count in (2, 3):
+        forward, backward = results["numba", count][:3], results["numba", count][3:]
+        for a, b in zip(forward, results["numba", 1][:3]):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(backward, results["numba", 1][3:]):  # (OpenBLAS sums a split product's rows its own way)
+            assert np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1.0)
+
+
+@needs_numba
+def test_backward_leaves_the_forwards_arrays_and_the_callers_gradients_alone(thread_count):
+    thread_count(2)
+    rng = np.random.default_rng(2)
+    layer = LSTM(6, 64, dtype=np.float64, rng=3)
+    x = rng.standard_normal((8, 5, 6))
+    grads = [rng.standard_normal((8, 5, 64)), rng.standard_normal((1, 8, 64)), rng.standard_normal((1, 8, 64))]
+    kept = [g.copy() for g in grads]
+    layer.forward(x)
+    first = [a.copy() for a in _backward(layer, grads)]
+    second = _backward(layer, grads)  # a second backward of the same forward gives the same
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    for before, after in zip(kept, grads):
+        np.testing.assert_array_equal(before, after)
+
+
+def _backward(layer, grads):
+    for p in layer.parameters():
+        p.grad[...] = 0
+    d_x, (d_h0, d_c0) = layer.backward(*grads)
+    return [d_x, d_h0, d_c0] + [p.grad.copy() for p in layer.parameters()]
+
+
+@needs_numba
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_the_threaded_lstm():
+    """Worker threads do not survive fork(): the child starts its own instead of waiting for the parent's."""
+    code = """
+import multiprocessing as mp
+import numpy as np
+from rnnkit.scratch import threads
+from rnnkit.scratch.recurrent import LSTM
+
+def forward(queue):
+    layer = LSTM(4, 64, rng=0)
+    queue.put(float(layer.forward(np.ones((8, 3, 4), dtype=np.float32))[0].sum()))
+
+threads.set_count(2)
+parent = float(LSTM(4, 64, rng=0).forward(np.ones((8, 3, 4), dtype=np.float32))[0].sum())  # starts a worker
+queue = mp.get_context("fork").Queue()
+child = mp.get_context("fork").Process(target=forward, args=(queue,))
+child.start()
+print(parent == queue.get(timeout=60))
+child.join(60)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+
+
+def test_the_engine_imports_and_runs_without_numba():
+    code = """
+import sys
+sys.modules["numba"] = None  # as if numba were not installed
+import numpy as np
+from rnnkit.scratch import kernels
+from rnnkit.scratch.recurrent import LSTM
+layer = LSTM(3, 40, dtype=np.float64, rng=0)
+out, _ = layer.forward(np.ones((8, 4, 3)))
+layer.backward(np.ones_like(out))
+print(kernels.AVAILABLE, out.shape)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False (8, 4, 40)"

@@ -1,4 +1,5 @@
-"""Pick OpenBLAS's faster GEMM kernels on AMD Zen 4, before NumPy loads OpenBLAS.
+"""Pick OpenBLAS's faster GEMM kernels on AMD Zen 4, and a short spin for its idle threads, before NumPy
+loads OpenBLAS.
 
 OpenBLAS chooses its kernels once, when the library loads, from the CPU it sees. On AMD Zen 4 (family 25
 with AVX-512) it takes its SkylakeX kernels, which use 512-bit vectors; Zen 4 runs those as two 256-bit
@@ -13,6 +14,16 @@ float32, 2 threads: the LSTM's per-step product (64, 512) @ (512, 2048) 0.85 →
   * /proc/cpuinfo names an AMD CPU of family 25 with AVX-512, i.e. Zen 4.
 It then sets OPENBLAS_CORETYPE=Haswell in os.environ, which child processes inherit. Results differ from
 the default kernels only in float rounding (another summation order).
+
+Thread timeout. After each multi-threaded call, OpenBLAS's worker threads spin for 2^28 cycles (about
+80 ms) before they sleep. The scratch LSTM runs its own threads (scratch/threads.py), and a spinning
+OpenBLAS thread on the same core halves the speed of the part running there: a training step of a 2×256
+LSTM language model took 145-157 ms instead of 88-92 ms, the decoder's products keeping OpenBLAS's thread
+awake throughout. `choose_thread_timeout()` (also on import, under the same two conditions: NumPy not
+imported yet, and neither OPENBLAS_THREAD_TIMEOUT nor GOTO_THREAD_TIMEOUT set) sets
+OPENBLAS_THREAD_TIMEOUT=22, 2^22 cycles (about 1.3 ms): long enough that the GRU's and the RNN's per-step
+products, 0.1-0.3 ms apart, still find OpenBLAS's threads awake (their speed did not move), short enough
+that they are asleep soon after a model's other products.
 """
 from __future__ import annotations
 
@@ -21,6 +32,7 @@ import sys
 
 CORETYPE = "Haswell"
 ZEN4_FAMILY = 25
+THREAD_TIMEOUT = "22"  # OpenBLAS's idle threads spin 2^22 cycles, then sleep
 
 
 def is_zen4(cpuinfo: str) -> bool:
@@ -48,3 +60,11 @@ def choose(environ=os.environ, modules=sys.modules, cpuinfo_path: str = "/proc/c
         return None
     environ["OPENBLAS_CORETYPE"] = CORETYPE
     return CORETYPE
+
+
+def choose_thread_timeout(environ=os.environ, modules=sys.modules) -> str | None:
+    """Set OPENBLAS_THREAD_TIMEOUT=22 if NumPy is not loaded yet and no timeout is set; the value set, else None."""
+    if "numpy" in modules or environ.get("OPENBLAS_THREAD_TIMEOUT") or environ.get("GOTO_THREAD_TIMEOUT"):
+        return None
+    environ["OPENBLAS_THREAD_TIMEOUT"] = THREAD_TIMEOUT
+    return THREAD_TIMEOUT

@@ -60,3 +60,27 @@ def test_import_sets_it_in_a_fresh_process_unless_the_user_did():
     env["OPENBLAS_CORETYPE"] = "Prescott"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "Prescott"
+
+
+def test_thread_timeout_is_set_only_before_numpy_and_only_if_unset():
+    environ = {}
+    assert blas_kernels.choose_thread_timeout(environ, {}) == "22" and environ == {"OPENBLAS_THREAD_TIMEOUT": "22"}
+    for own in ({"OPENBLAS_THREAD_TIMEOUT": "28"}, {"GOTO_THREAD_TIMEOUT": "10"}):
+        environ = dict(own)
+        assert blas_kernels.choose_thread_timeout(environ, {}) is None and environ == own
+    environ = {}
+    assert blas_kernels.choose_thread_timeout(environ, {"numpy": object()}) is None and environ == {}
+
+
+def test_import_sets_the_thread_timeout_in_a_fresh_process_unless_the_user_did():
+    code = "import os, rnnkit; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "22"
+    env["OPENBLAS_THREAD_TIMEOUT"] = "28"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "28"
+    code = "import numpy, os, rnnkit; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))"
+    del env["OPENBLAS_THREAD_TIMEOUT"]
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "unset"  # NumPy first: OpenBLAS has read its settings already

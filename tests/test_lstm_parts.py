@@ -59,21 +59,23 @@ def test_pack_panels_orders_each_panel_by_depth():
 
 
 # --------------------------------------------------------------------------------------------- threads.py
-def test_thread_count_follows_the_environment(monkeypatch, thread_count):
-    for name in ("RNNKIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+def test_thread_count_follows_openblas_unless_told(monkeypatch, thread_count):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.delenv("RNNKIT_NUM_THREADS", raising=False)
+    for limit in (2, 1):  # what OpenBLAS uses now, as the products did before
+        with threadpoolctl.threadpool_limits(limit, user_api="blas"):
+            assert threads.count() == limit
+    monkeypatch.setenv("RNNKIT_NUM_THREADS", "5")
     assert threads.count() == 5
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    assert threads.count() == 3
-    monkeypatch.setenv("RNNKIT_NUM_THREADS", "2")
-    assert threads.count() == 2
-    monkeypatch.setenv("RNNKIT_NUM_THREADS", "zero")  # not a count: the next variable decides
-    assert threads.count() == 3
+    monkeypatch.setenv("RNNKIT_NUM_THREADS", "zero")  # not a count: OpenBLAS decides
+    with threadpoolctl.threadpool_limits(1):
+        assert threads.count() == 1
     thread_count(7)
     assert threads.count() == 7
     thread_count(None)
-    assert threads.count() == 3
+    monkeypatch.delenv("RNNKIT_NUM_THREADS")
+    with threadpoolctl.threadpool_limits(1):
+        assert threads.count() == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.0, "2"])

@@ -18,8 +18,9 @@ part-way (no allocation, no exceptions).
 that shares its core. The gate-major LSTM therefore keeps its backward's big products off OpenBLAS's
 threads as well (measured at (32, 64, 128, 256): forward+backward 54 → 31 ms).
 
-`count()` is how many threads the scratch engine uses: RNNKIT_NUM_THREADS, else OPENBLAS_NUM_THREADS,
-else OMP_NUM_THREADS, else the CPUs this process may run on; `set_count(n)` overrides all of these.
+`count()` is how many threads the scratch engine uses: RNNKIT_NUM_THREADS, else as many as OpenBLAS
+uses now (OPENBLAS_NUM_THREADS, threadpoolctl's limits), else OMP_NUM_THREADS, else the CPUs this process
+may run on; `set_count(n)` overrides all of these.
 """
 from __future__ import annotations
 
@@ -49,7 +50,12 @@ def count() -> int:
     """Threads for the scratch engine's parallel steps (at least 1)."""
     if _count_override is not None:
         return _count_override
-    for name in ("RNNKIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    value = os.environ.get("RNNKIT_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    if _OPENBLAS.get_threads is not None:  # follows OPENBLAS_NUM_THREADS and threadpoolctl's limits
+        return max(1, int(_OPENBLAS.get_threads()))
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
@@ -77,42 +83,63 @@ def _sched_yield_address() -> int:
 YIELD = _sched_yield_address()
 
 
-def _openblas_local_threads():
-    """OpenBLAS's openblas_set_num_threads_local from the library NumPy loaded, or None."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
-    except OSError:  # not Linux
-        return None
-    for path in sorted(paths):
+class _OpenBLASControls:
+    """OpenBLAS's thread controls, from the library NumPy loaded (None where not found):
+    local_threads(n) = openblas_set_num_threads_local (this thread only; 0 follows the global count again),
+    get_threads() = openblas_get_num_threads."""
+
+    GET_NAMES = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+                 "openblas_get_num_threads64_", "scipy_openblas_get_num_threads")
+
+    def __init__(self):
+        self.local_threads = self.get_threads = None
+        for library in self._libraries():
+            local = getattr(library, "openblas_set_num_threads_local", None)
+            get = next((getattr(library, name) for name in self.GET_NAMES if hasattr(library, name)), None)
+            if local is None and get is None:
+                continue
+            if local is not None:
+                local.argtypes, local.restype = [ctypes.c_int], ctypes.c_int
+            if get is not None:
+                get.argtypes, get.restype = [], ctypes.c_int
+            self.local_threads, self.get_threads = local, get
+            return
+
+    @staticmethod
+    def _libraries():
+        np.dot(np.ones((2, 2)), np.ones((2, 2)))  # NumPy loads its BLAS lazily on some builds
         try:
-            function = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):  # an OpenBLAS before 0.3.27, or not a library
-            continue
-        function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
-        return function
-    return None
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+        except OSError:  # not Linux
+            return
+        for path in paths:
+            try:
+                yield ctypes.CDLL(path)
+            except OSError:
+                continue
 
 
-_BLAS_LOCAL_THREADS = _openblas_local_threads()
+_OPENBLAS = _OpenBLASControls()
 
 
 def _product_rows(a, b, out, start, stop):
     """out[start:stop] = a[start:stop] @ b on this thread alone."""
-    if _BLAS_LOCAL_THREADS is not None:
-        _BLAS_LOCAL_THREADS(1)
+    local = _OPENBLAS.local_threads
+    if local is not None:
+        local(1)
     try:
         np.matmul(a[start:stop], b, out=out[start:stop])
     finally:
-        if _BLAS_LOCAL_THREADS is not None:
-            _BLAS_LOCAL_THREADS(0)  # 0: this thread follows OpenBLAS's global count again
+        if local is not None:
+            local(0)  # 0: this thread follows OpenBLAS's global count again
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b for 2-D arrays, a's rows split over count() threads, each running BLAS on one thread."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     parts = min(count(), a.shape[0])
-    if parts <= 1 or _BLAS_LOCAL_THREADS is None:
+    if parts <= 1 or _OPENBLAS.local_threads is None:
         return np.matmul(a, b, out=out)
     bounds = [a.shape[0] * k // parts for k in range(parts + 1)]
     run(_product_rows, [(a, b, out, bounds[k], bounds[k + 1]) for k in range(parts)])

@@ -253,3 +253,20 @@ print(kernels.AVAILABLE, out.shape)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False (8, 4, 40)"
+
+
+@needs_numba
+@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize("use_lengths", [False, True])
+def test_threaded_lstm_matches_torch(count, use_lengths, thread_count, monkeypatch):
+    """torch.nn.LSTM with copied weights, float64, 1e-9: outputs, states and every gradient, on 2 and 3
+    threads (hidden 96: the parity suite's small layers run on one)."""
+    pytest.importorskip("torch")
+    from test_recurrent_parity import assert_parity, run_both
+
+    monkeypatch.setattr(kernels, "ENABLED", True)
+    thread_count(count)
+    assert lstm_parts.parts_for(96) == count
+    lengths = [6, 2, 5, 6, 1, 3, 4] if use_lengths else None
+    assert_parity(run_both("lstm", batch=7, time=6, inputs=5, hidden=96, layers=2, bidirectional=True,
+                           lengths=lengths, with_state=True, seed=4))

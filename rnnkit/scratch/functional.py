@@ -259,7 +259,6 @@ def lstm_factors(gates, c_prev, tanh_c):
     """
     hidden = c_prev.shape[-1]
     i = gates[..., :hidden]
-    f = gates[..., hidden: 2 * hidden]
     o = gates[..., 2 * hidden: 3 * hidden]
     g = gates[..., 3 * hidden:]
     k = o * (1 - tanh_c * tanh_c)

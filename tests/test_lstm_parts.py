@@ -167,8 +167,8 @@ def test_threaded_lstm_matches_the_numpy_path_and_every_thread_count(dtype, ragg
     x = rng.standard_normal((batch, time, features)).astype(dtype)
     state = tuple(rng.standard_normal((4, batch, hidden)).astype(dtype) for _ in range(2))
     lengths = [7, 3, 5, 7, 1, 6, 2, 7, 4] if ragged else None
-    grads = [rng.standard_normal((batch, time, 2 * hidden)).astype(dtype),
-             rng.standard_normal((4, batch, hidden)).astype(dtype), rng.standard_normal((4, batch, hidden)).astype(dtype)]
+    grads = [rng.standard_normal(shape).astype(dtype)
+             for shape in ((batch, time, 2 * hidden), (4, batch, hidden), (4, batch, hidden))]
     results = {}
     for path, count in (("numpy", 1), ("numba", 1), ("numba", 2), ("numba", 3)):
         monkeypatch.setattr(kernels, "ENABLED", path == "numba")

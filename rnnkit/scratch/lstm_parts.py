@@ -1,6 +1,6 @@
 """The gate-major LSTM (batch > SMALL_BATCH) with each thread owning a slice of the hidden units.
 
-Layout (kernels.py's gate-major one): per step the gates are a (4H, B) block in the packed order i, f, o, g
+Layout, gate-major: per step the gates are a (4H, B) block in the packed order i, f, o, g
 (sigmoid rows halved), c and tanh c (H, B) blocks, and the product's operand is
 z_t = [h_t; x_t; 1] (H+I+1, B). Part k of P owns the hidden units lo..hi-1: the gate rows g·H+lo..g·H+hi-1
 of each of the four gates, and c, h of those units.
@@ -20,7 +20,7 @@ kernel; see threads.py for how the parts run and meet.
 
 Measured at (batch, time, input, hidden) = (32, 64, 128, 256), float32, 2 threads on this 2-core Zen 4,
 against the previous steps (one 2-thread OpenBLAS product plus one compiled gate call per step):
-forward 12.0-15.0 → 9.0-11.3 ms, backward's steps 9.7-14.3 → 8.4-10.0 ms.
+forward 11.8-16.1 → 9.0-11.3 ms, backward's steps 9.7-14.3 → 8.4-10.0 ms.
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from . import threads
 from .kernels import AVAILABLE
 
 if AVAILABLE:
-    from .kernels import _jit
     from .gemm import MR, gemm_panels, pack_panels
-    from .kernels import _add_mul, _cell_grad, _mul, _mul_in_place, _sigmoid_grad, _tanh, _tanh_grad, _tanh_into
+    from .kernels import (_add_mul, _cell_grad, _jit, _mul, _mul_in_place, _sigmoid_grad, _tanh, _tanh_grad,
+                          _tanh_into)
 
 MIN_UNITS_PER_PART = 32  # fewer hidden units per thread and the meetings cost more than the split gains
 

@@ -107,7 +107,6 @@ class _OpenBLASControls:
 
     @staticmethod
     def _libraries():
-        np.dot(np.ones((2, 2)), np.ones((2, 2)))  # NumPy loads its BLAS lazily on some builds
         try:
             with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
                 paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})

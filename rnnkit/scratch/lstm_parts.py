@@ -75,11 +75,6 @@ if AVAILABLE:
             out[j] = _tanh(a[j]) * half + half
 
     @_jit
-    def _tanh_to(a, out):
-        for j in range(out.shape[0]):
-            out[j] = _tanh(a[j])
-
-    @_jit
     def forward_part(me, parts, lo, hi, panels, z, pre, gates, c, tanh_c, hs, active, flags, yield_address):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step:
         z (T+1, (H+I+1)·B): [h_t; x_t; 1] rows of B, h_0, all x and the ones filled in by the caller;
@@ -105,7 +100,7 @@ if AVAILABLE:
                 s, own = r * B, lo * B + r * B
                 for q in range(3):  # i, f, o: sigmoid rows
                     _sigmoid_to(flat[q * run + s: q * run + s + length], a[q * HB + own: q * HB + own + length], half)
-                _tanh_to(flat[3 * run + s: 3 * run + s + length], a[3 * HB + own: 3 * HB + own + length])
+                _tanh_into(flat[3 * run + s: 3 * run + s + length], a[3 * HB + own: 3 * HB + own + length])
                 i, f = a[own: own + length], a[HB + own: HB + own + length]
                 o, g = a[2 * HB + own: 2 * HB + own + length], a[3 * HB + own: 3 * HB + own + length]
                 _mul(f, c_prev[own: own + length], cell[own: own + length])

@@ -5,8 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnkit.scratch import kernels
+from rnnkit.scratch.fast import kernels
 from rnnkit.scratch import recurrent as R
+from rnnkit.scratch.fast import packing
 from rnnkit.scratch.models import TextClassifier
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN, Embedded
 
@@ -77,13 +78,13 @@ def test_the_table_is_made_once_per_direction(monkeypatch):
     tokens, lengths, weight = batch_of(3)
     layer = make("gru").eval().lock_weights()
     made = []
-    real = R.F.Packed.token_table
+    real = packing.Packed.token_table
 
     def counting(self, embedding):
         table = real(self, embedding)
         made.append(id(table))
         return table
-    monkeypatch.setattr(R.F.Packed, "token_table", counting)
+    monkeypatch.setattr(packing.Packed, "token_table", counting)
     for _ in range(3):
         layer(Embedded(tokens, weight), lengths=lengths)
     assert len(made) == 6 and len(set(made)) == 2     # two directions, the same two tables every call
@@ -154,5 +155,5 @@ def test_a_classifier_trains_after_it_was_locked():
     model = classifier(1).eval().lock_weights()
     model.predict(tokens, lengths)
     model.train()
-    loss, _ = model.loss_and_grads({"inputs": tokens, "lengths": lengths, "labels": np.array([0, 1, 2, 0])})
+    loss, _ = model.loss({"inputs": tokens, "lengths": lengths, "labels": np.array([0, 1, 2, 0])})
     assert np.isfinite(loss) and np.abs(model.embedding.weight.grad).sum() > 0

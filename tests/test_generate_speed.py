@@ -30,11 +30,11 @@ def test_every_side_generates_the_same_text(checkpoint):
 
 
 def test_repacking_side_really_repacks(checkpoint, monkeypatch):
-    from rnnkit.scratch import functional as F
+    from rnnkit.scratch.fast import packing
 
     calls = []
-    real = F.pack
-    monkeypatch.setattr(F, "pack", lambda *a: calls.append(a[0]) or real(*a))
+    real = packing.pack
+    monkeypatch.setattr(packing, "pack", lambda *a: calls.append(a[0]) or real(*a))
     generate_speed.measure(checkpoint, "scratch", tokens=10, threads=1)
     locked = len(calls)
     calls.clear()

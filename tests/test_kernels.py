@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from rnnkit.scratch import kernels
+from rnnkit.scratch import fast
+from rnnkit.scratch.fast import kernels
 from rnnkit.scratch.recurrent import LSTM
 
 needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
@@ -52,7 +53,7 @@ def test_vec_mat_sums_over_rows_in_order(rows):
     for k in range(rows):  # float32 throughout, k = 0, 1, 2, ... one at a time
         expected = expected + v[k] * w[k]
     out = np.full(37, np.nan, dtype=np.float32)
-    kernels._vec_mat(v, w, out)
+    kernels.vec_mat(v, w, out)
     np.testing.assert_array_equal(out, expected)
 
 
@@ -60,7 +61,7 @@ def test_vec_mat_sums_over_rows_in_order(rows):
 @pytest.mark.parametrize("batch", [2, 5])  # the whole-loop kernels (batch <= SMALL_BATCH), then the per-step ones
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
 def test_kernels_agree_with_the_numpy_steps(dtype, tol, batch, monkeypatch):
-    assert (batch <= kernels.SMALL_BATCH) == (batch == 2)
+    assert (batch <= fast.SMALL_BATCH) == (batch == 2)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((batch, 9, 4)).astype(dtype)
     d_out = rng.standard_normal((batch, 9, 2 * 6)).astype(dtype)
@@ -120,7 +121,8 @@ def test_kernels_leave_the_callers_arrays_alone(batch, ragged, monkeypatch):
 
 
 def test_environment_switch_forces_the_numpy_path():
-    code = "from rnnkit.scratch import kernels; print(kernels.ENABLED, kernels.path())"
+    code = ("import numpy as np; from rnnkit.scratch import fast; from rnnkit.scratch.fast import kernels; "
+            "print(kernels.ENABLED, fast.select('lstm', 2, 8, np.float32).path)")
     env = dict(os.environ, RNNKIT_NO_NUMBA="1")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "numpy"]
@@ -136,7 +138,7 @@ def test_active_only_for_float_dtypes_and_when_enabled(monkeypatch):
     assert not kernels.active(np.float16) and not kernels.active(np.int64)
     monkeypatch.setattr(kernels, "ENABLED", False)
     assert not kernels.active(np.float32)
-    assert kernels.path() == "numpy"
+    assert fast.select("lstm", 2, 8, np.float32).path == "numpy"
 
 
 @needs_numba
@@ -155,6 +157,6 @@ def test_jit_compiles_in_memory_when_no_cache_directory_can_be_written(monkeypat
     def double(a):
         return 2 * a
 
-    compiled = kernels._jit(double)
+    compiled = kernels.jit(double)
     assert calls == [True, False]
     assert compiled(21) == 42

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from rnnkit.scratch import functional as F
-from rnnkit.scratch import kernels
+from rnnkit.scratch.fast import packing
+from rnnkit.scratch.fast import kernels
 from rnnkit.scratch.engine import ScratchEngine
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
@@ -21,12 +21,12 @@ def outputs(layer, x, lengths=None):
 
 def count_packs(monkeypatch):
     calls = []
-    real = F.pack
+    real = packing.pack
 
     def counting(*args):
         calls.append(args[0])
         return real(*args)
-    monkeypatch.setattr(F, "pack", counting)
+    monkeypatch.setattr(packing, "pack", counting)
     return calls
 
 

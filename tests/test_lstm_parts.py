@@ -1,4 +1,4 @@
-"""The gate-major LSTM on threads (lstm_parts.py), its GEMM kernel (gemm.py) and its threads (threads.py)."""
+"""The threaded LSTM (fast/threaded_lstm.py), its GEMM kernel (fast/gemm.py) and its threads (fast/threads.py)."""
 import os
 import subprocess
 import sys
@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnkit.scratch import kernels, lstm_parts, threads
+from rnnkit.scratch.fast import kernels, threaded_lstm, threads
 from rnnkit.scratch.recurrent import LSTM
 
 needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
 if kernels.AVAILABLE:
-    from rnnkit.scratch import gemm
+    from rnnkit.scratch.fast import gemm
 
 
 @pytest.fixture
@@ -91,10 +91,10 @@ def test_parts_meet_at_every_step():
     with a time limit, so that a broken wait fails instead of hanging the suite."""
     code = """
 import numpy as np
-from rnnkit.scratch import threads
-from rnnkit.scratch.kernels import _jit
+from rnnkit.scratch.fast import threads
+from rnnkit.scratch.fast.kernels import jit
 
-@_jit
+@jit
 def part(me, parts, steps, board, flags, yield_address):
     for t in range(steps):
         if t > 0:
@@ -142,12 +142,12 @@ def test_a_failing_part_raises_in_the_caller_and_the_pool_still_works():
     assert sorted(seen) == [0, 2, 3]
 
 
-# ------------------------------------------------------------------------------------------ lstm_parts.py
+# --------------------------------------------------------------------------------------- threaded_lstm.py
 def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
     thread_count(4)
-    assert [lstm_parts.parts_for(h) for h in (1, 31, 32, 64, 100, 128, 1024)] == [1, 1, 1, 2, 3, 4, 4]
+    assert [threaded_lstm.parts_for(h) for h in (1, 31, 32, 64, 100, 128, 1024)] == [1, 1, 1, 2, 3, 4, 4]
     thread_count(1)
-    assert lstm_parts.parts_for(1024) == 1
+    assert threaded_lstm.parts_for(1024) == 1
 
 
 def _run_layer(layer, x, state, lengths, grads):
@@ -218,7 +218,7 @@ def test_a_forked_child_runs_the_threaded_lstm():
     code = """
 import multiprocessing as mp
 import numpy as np
-from rnnkit.scratch import threads
+from rnnkit.scratch.fast import threads
 from rnnkit.scratch.recurrent import LSTM
 
 def forward(queue):
@@ -243,7 +243,7 @@ def test_the_engine_imports_and_runs_without_numba():
 import sys
 sys.modules["numba"] = None  # as if numba were not installed
 import numpy as np
-from rnnkit.scratch import kernels
+from rnnkit.scratch.fast import kernels
 from rnnkit.scratch.recurrent import LSTM
 layer = LSTM(3, 40, dtype=np.float64, rng=0)
 out, _ = layer.forward(np.ones((8, 4, 3)))
@@ -266,7 +266,7 @@ def test_threaded_lstm_matches_torch(count, use_lengths, thread_count, monkeypat
 
     monkeypatch.setattr(kernels, "ENABLED", True)
     thread_count(count)
-    assert lstm_parts.parts_for(96) == count
+    assert threaded_lstm.parts_for(96) == count
     lengths = [6, 2, 5, 6, 1, 3, 4] if use_lengths else None
     assert_parity(run_both("lstm", batch=7, time=6, inputs=5, hidden=96, layers=2, bidirectional=True,
                            lengths=lengths, with_state=True, seed=4))

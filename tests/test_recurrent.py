@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from gradcheck import numeric_grad
 
-from rnnkit.scratch import kernels
+from rnnkit.scratch.fast import kernels
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
 EPS = 1e-6

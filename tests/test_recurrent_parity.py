@@ -3,7 +3,7 @@
 Outputs, final states, the input gradient, the initial-state gradients and every parameter gradient must
 agree to a relative error below 1e-9, for 1-3 layers, one or two directions, with and without lengths and
 initial states, on shapes drawn by hypothesis. Every test runs on both LSTM paths: the NumPy steps and the
-compiled kernels (rnnkit.scratch.kernels; that run is skipped where numba is not installed).
+compiled kernels (rnnkit.scratch.fast.kernels; that run is skipped where numba is not installed).
 """
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from rnnkit.scratch import kernels  # noqa: E402
+from rnnkit.scratch.fast import kernels  # noqa: E402
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN  # noqa: E402
 
 KINDS = {
@@ -125,7 +125,7 @@ def test_parity_without_bias(kind):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from(list(KINDS)),
-    batch=st.integers(1, 8),  # both sides of kernels.SMALL_BATCH (the whole-loop and the gate-major LSTM)
+    batch=st.integers(1, 8),  # both sides of fast.SMALL_BATCH (the whole-loop and the gate-major LSTM)
     time=st.integers(1, 6),
     inputs=st.integers(1, 5),
     hidden=st.integers(1, 6),
@@ -199,8 +199,8 @@ def test_truncated_bptt_carries_the_state(kind):
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_parity_when_backward_works_in_many_time_blocks(kind, monkeypatch):
-    import rnnkit.scratch.recurrent as recurrent
+    from rnnkit.scratch.fast import numpy_path
 
-    monkeypatch.setattr(recurrent, "_BLOCK_ELEMENTS", 7)  # every step its own block
+    monkeypatch.setattr(numpy_path, "BLOCK_ELEMENTS", 7)  # every step its own block
     assert_parity(run_both(kind, batch=3, time=5, inputs=2, hidden=4, layers=2, bidirectional=True,
                            lengths=[5, 2, 4], with_state=True))

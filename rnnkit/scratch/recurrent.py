@@ -3,15 +3,17 @@
 Arguments, parameter names, shapes, initialisation and results are PyTorch's (`torch.nn.RNN/LSTM/GRU`
 with `batch_first=True`), so a `state_dict()` loads into PyTorch and back unchanged.
 
-How a layer runs (see functional.py for one step):
+How a layer runs (cells/ has one step of each cell as the textbook equations; fast/ the fast paths):
   * the batch is sorted by length, longest first, so at step t the sequences still running are the first
     `active[t]` rows — exactly PyTorch's packed sequences. Finished rows are never touched again: their
     state stays their final state and their outputs stay zero;
   * the backward direction of a bidirectional layer is the forward algorithm run on each sequence reversed
     within its own length, and its outputs are put back in time order;
   * arrays are time-major inside, `(time, batch, ·)`, so a step's rows are one contiguous block;
-  * the input half of every gate for all steps is one GEMM before the loop, and in backward the weight
-    gradients are one GEMM each over all steps;
+  * each layer direction runs on the implementation `fast.select` gives for its cell, batch, hidden size
+    and dtype (RNNKIT_PATH forces a path; `last_paths` says which ran). Every path projects the input half
+    of every gate for all steps before its loop and returns the pre-activation gradients, from which the
+    weight gradients here are one GEMM each over all steps;
   * a first layer fed by an embedding (`Embedded`) looks that GEMM up instead while the weights are locked
     in eval mode: each token's projection, embedding W_ih^T + b, is computed once for the whole vocabulary.
 """
@@ -19,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
-from . import kernels, lstm_parts, threads
+from . import fast
+from .fast import packing
 from .module import Module, Parameter, as_float_dtype, make_rng
 
 
@@ -50,10 +52,10 @@ class Embedded:
 class _Direction:
     """What forward keeps of one layer direction for backward."""
 
-    __slots__ = ("packed", "inputs", "arrays")
+    __slots__ = ("packed", "inputs", "trace", "run")
 
-    def __init__(self, packed, inputs, arrays):
-        self.packed, self.inputs, self.arrays = packed, inputs, arrays
+    def __init__(self, packed, inputs, trace, run):
+        self.packed, self.inputs, self.trace, self.run = packed, inputs, trace, run
 
 
 class _Recurrent(Module):
@@ -73,7 +75,7 @@ class _Recurrent(Module):
         self.dtype = as_float_dtype(dtype)
         self.check_finite = check_finite
         self.rng = make_rng(rng)
-        gate_rows = F.GATES[self.mode] * hidden_size
+        gate_rows = packing.GATES[self.mode] * hidden_size
         bound = 1.0 / np.sqrt(hidden_size)  # PyTorch: U(-1/sqrt(H), 1/sqrt(H)) for every parameter
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
@@ -87,6 +89,7 @@ class _Recurrent(Module):
                     setattr(self, name + suffix, Parameter(data))
         self._cache = None
         self._locked_packs: dict = {}
+        self.last_paths: tuple[str, ...] = ()  # the path each layer ran on in the last forward
 
     @staticmethod
     def _suffix(layer: int, direction: int) -> str:
@@ -156,6 +159,10 @@ class _Recurrent(Module):
         if folded is None:
             x = self._check_input(x)
         batch, time = folded.tokens.shape if folded is not None else x.shape[:2]
+        runs = [self._select(batch, folded is not None and layer == 0) for layer in range(self.num_layers)]
+        if folded is not None and not runs[0].folds:  # a path that projects its own inputs
+            x, folded = self._check_input(folded.vectors()), None
+            runs[0] = self._select(batch, False)
         lengths = self._check_lengths(lengths, batch, time)
         h0 = self._check_state("h0", h0, batch)
         if self.mode == "lstm":
@@ -181,7 +188,7 @@ class _Recurrent(Module):
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         layers, masks = [], []
         last = (sorted_lengths, np.arange(batch))
-        for layer in range(self.num_layers):
+        for layer, run in enumerate(runs):
             mask = None
             if layer > 0 and self.training and self.dropout > 0:
                 keep = self.rng.random(seq.shape) >= self.dropout
@@ -196,17 +203,16 @@ class _Recurrent(Module):
                 xw = None
                 if layer == 0 and folded is not None:  # time-major token ids (T, B, 1) → their projections
                     xw, inputs = packed.token_table(folded.weight)[inputs[..., 0]], None
-                arrays = _FORWARD[self.mode](self, packed, inputs, h0[k], None if c0 is None else c0[k], active,
-                                             xw)
-                hs = arrays["h"]
-                h_n[k] = hs[last]
-                if c_n is not None:  # c is (T+1, B, H), or (T+1, H, B) in the gate-major layout
-                    c_n[k] = arrays["c"][last[0], :, last[1]] if arrays["gate_major"] else arrays["c"][last]
-                out = hs[1:]
+                trace = run.forward(packed, inputs, h0[k], None if c0 is None else c0[k], active, xw)
+                h_n[k] = trace.h[last]
+                if c_n is not None:
+                    c_n[k] = trace.c_n
+                out = trace.h[1:]
                 outputs.append(out if d == 0 else _reverse(out, reverse))
-                directions.append(_Direction(packed, inputs, arrays))
+                directions.append(_Direction(packed, inputs, trace, run))
             seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
             layers.append(directions)
+        self.last_paths = tuple(run.path for run in runs)
         self._cache = dict(layers=layers, masks=masks, order=order, active=active, reverse=reverse,
                            shape=(batch, time), folded=folded is not None)
 
@@ -217,11 +223,14 @@ class _Recurrent(Module):
             c_n = c_n[:, inverse] if c_n is not None else None
         return np.ascontiguousarray(output), h_n, c_n
 
+    def _select(self, batch: int, folded: bool) -> fast.Implementation:
+        return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded)
+
     def _folds(self, x: Embedded) -> bool:
         """Whether this forward looks the first layer's input projection up (see `Embedded`)."""
         if self.training or not self.weights_locked or np.ndim(x.tokens) != 2:
             return False
-        rows = F.GATES[self.mode] * self.hidden_size
+        rows = packing.GATES[self.mode] * self.hidden_size
         return len(x.weight) * rows * self.dtype.itemsize <= FOLD_MAX_BYTES
 
     def _check_tokens(self, x: Embedded) -> Embedded:
@@ -235,13 +244,13 @@ class _Recurrent(Module):
             raise ValueError(f"the embedding is {weight.dtype}, the layer {self.dtype}")
         return Embedded(tokens, weight)
 
-    def _packed(self, layer: int, direction: int) -> F.Packed:
+    def _packed(self, layer: int, direction: int) -> packing.Packed:
         """The weights of one layer direction, packed for the steps: anew on every call, or, in eval mode with
         the weights locked (Module.lock_weights), once and then reused."""
         key = (layer, direction)
         if self.weights_locked and not self.training and key in self._locked_packs:
             return self._locked_packs[key]
-        packed = F.pack(self.mode, *(p.data if p is not None else None for p in self._params(layer, direction)))
+        packed = packing.pack(self.mode, *(p.data if p is not None else None for p in self._params(layer, direction)))
         if self.training:
             packed.copy_for_backward()
         elif self.weights_locked:
@@ -289,16 +298,12 @@ class _Recurrent(Module):
                 d_out = d_seq[..., d * H:(d + 1) * H]
                 d_out = np.ascontiguousarray(d_out) if d == 0 else _reverse(d_out, reverse)
                 dc_k = None if d_c_n is None else d_c_n[k]
-                d_gates_x, d_gates_h, dh0[k], dc_last = _BACKWARD[self.mode](
-                    direction, d_out, d_h_n[k], dc_k, active)
+                run = direction.run
+                d_gates_x, d_gates_h, dh0[k], dc_last = run.backward(
+                    direction.packed, direction.trace, d_out, d_h_n[k], dc_k, active)
                 if dc0 is not None:
                     dc0[k] = dc_last
-                gate_major = direction.arrays["gate_major"]
-                shared = d_gates_h is d_gates_x  # RNN, LSTM: one pre-activation gradient for both sides
-                d_gates_x = _gates_by_rows(d_gates_x, gate_major)
-                d_gates_h = d_gates_x if shared else _gates_by_rows(d_gates_h, gate_major)
-                # the gate-major LSTM's products stay off OpenBLAS's own threads (see threads.matmul)
-                product = threads.matmul if gate_major else np.matmul
+                product = run.matmul
                 self._accumulate(layer, d, direction, d_gates_x, d_gates_h, product)
                 d_x = product(d_gates_x.T, direction.packed.w_ih).reshape(time, batch, -1)
                 if d == 1:
@@ -322,45 +327,14 @@ class _Recurrent(Module):
         """
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         inputs = direction.inputs.reshape(gx.shape[1], -1)
-        h_prev = direction.arrays["h"][:-1].reshape(gx.shape[1], -1)
-        F.add_unpacked(self.mode, w_ih.grad, product(gx, inputs))
-        F.add_unpacked(self.mode, w_hh.grad, product(gh, h_prev))
+        h_prev = direction.trace.h[:-1].reshape(gx.shape[1], -1)
+        packing.add_unpacked(self.mode, w_ih.grad, product(gx, inputs))
+        packing.add_unpacked(self.mode, w_hh.grad, product(gh, h_prev))
         if b_ih is not None:
             d_bias = gx.sum(axis=1)
-            F.add_unpacked(self.mode, b_ih.grad, d_bias)
+            packing.add_unpacked(self.mode, b_ih.grad, d_bias)
             # The RNN and the LSTM share one pre-activation gradient, so one sum serves both biases.
-            F.add_unpacked(self.mode, b_hh.grad, d_bias if gh is gx else gh.sum(axis=1))
-
-
-def _gates_by_rows(d_gates: np.ndarray, gate_major: bool) -> np.ndarray:
-    """Pre-activation gradients as a (G*H, time*batch) matrix (a view): from (time, batch, G*H), or from the
-    gate-major (G*H, time, batch)."""
-    if gate_major:
-        return d_gates.reshape(d_gates.shape[0], -1)
-    return d_gates.reshape(-1, d_gates.shape[-1]).T
-
-
-# Below this share of real (not padding) steps, the input projection gathers the real rows first.
-_DENSE_ENOUGH = 0.8
-
-
-def _input_projection(inputs: np.ndarray, p: F.Packed, active: list[int]) -> np.ndarray:
-    """xw = x W_ih^T + b for all steps at once, one GEMM: inputs (T, B, I) → (T, B, G*H), halved rows.
-
-    Only the running rows xw[t, :active[t]] are computed when padding is a large share of the batch (the
-    steps never read the rest, which is left uninitialised).
-    """
-    time, batch, _ = inputs.shape
-    if sum(active) >= _DENSE_ENOUGH * time * batch:
-        xw = (inputs.reshape(time * batch, -1) @ p.w_ih_t).reshape(time, batch, -1)
-        xw += p.bias
-        return xw
-    running = np.arange(batch)[None, :] < np.asarray(active)[:, None]  # (T, B)
-    xw = np.empty((time, batch, p.w_ih_half.shape[0]), dtype=inputs.dtype)
-    projected = inputs[running] @ p.w_ih_t
-    projected += p.bias
-    xw[running] = projected
-    return xw
+            packing.add_unpacked(self.mode, b_hh.grad, d_bias if gh is gx else gh.sum(axis=1))
 
 
 def _reversal_index(lengths: np.ndarray, time: int) -> np.ndarray:
@@ -374,146 +348,6 @@ def _reverse(seq: np.ndarray, reverse: np.ndarray | None) -> np.ndarray:
     if reverse is None:
         return np.ascontiguousarray(seq[::-1])
     return seq[reverse, np.arange(seq.shape[1])[None, :]]
-
-
-# ---------------------------------------------------------------------------------------------- time loops
-# Backward computes the derivative factors for a block of steps at a time: one NumPy call per block instead
-# of one per step, while the block stays small enough to live in the CPU cache.
-_BLOCK_ELEMENTS = 1 << 16
-
-
-def _blocks_backwards(time: int, row_elements: int):
-    """(start, stop) blocks covering range(time), last block first."""
-    size = max(1, _BLOCK_ELEMENTS // max(1, row_elements))
-    for start in reversed(range(0, time, size)):
-        yield start, min(start + size, time)
-
-
-# Each forward returns the arrays backward needs; "h" is (time + 1, batch, H) with h[0] = h0, and
-# "gate_major" says how the rest is laid out. Given xw, the input projection (T, B, G*H) of a folded first
-# layer, a forward takes it instead of projecting `inputs` (None then). Each backward returns (d
-# pre-activations of the input side, of the hidden side, dh0, dc0); the pre-activation gradients are
-# (T, B, G*H), or (G*H, T, B) gate-major.
-
-def _rnn_forward(layer, p, inputs, h0, c0, active, xw=None):
-    xw = _input_projection(inputs, p, active) if xw is None else xw
-    time, batch, hidden = xw.shape
-    relu = layer.mode == "rnn_relu"
-    hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
-    hs[0] = h0
-    for t, n in enumerate(active):
-        F.rnn_step(xw[t, :n], hs[t, :n], p.w_hh_t, hs[t + 1, :n], relu)
-    return {"h": hs, "relu": relu, "gate_major": False}
-
-
-def _rnn_backward(direction, d_out, dh_n, dc_n, active):
-    p, hs = direction.packed, direction.arrays["h"]
-    d_pre = np.zeros_like(d_out)
-    dh_rec, dh = dh_n.copy(), np.empty_like(dh_n)
-    for start, stop in _blocks_backwards(len(active), d_out[0].size):
-        factor = F.rnn_factors(hs[start + 1: stop + 1], direction.arrays["relu"])
-        for t in reversed(range(start, stop)):
-            n = active[t]
-            np.add(d_out[t, :n], dh_rec[:n], out=dh[:n])
-            F.rnn_step_backward(dh[:n], factor[t - start, :n], p.w_hh, d_pre[t, :n], dh_rec[:n])
-    return d_pre, d_pre, dh_rec, None
-
-
-def _lstm_forward(layer, p, inputs, h0, c0, active, xw=None):
-    time, batch, _ = (inputs if xw is None else xw).shape
-    fused = kernels.active(h0.dtype)
-    if fused and batch > kernels.SMALL_BATCH and xw is None:  # (a folded layer has no inputs to fuse)
-        return lstm_parts.forward(p, inputs, h0, c0, active)
-    xw = _input_projection(inputs, p, active) if xw is None else xw
-    gates = xw.shape[-1]
-    hidden = gates // 4
-    hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
-    cs = np.zeros_like(hs)
-    hs[0], cs[0] = h0, c0
-    # The kernels read and write only the running rows; the NumPy backward computes factors on all rows.
-    alloc = np.empty if fused else np.zeros
-    acts = alloc(xw.shape, dtype=xw.dtype)
-    tanh_c = alloc((time, batch, hidden), dtype=xw.dtype)
-    arrays = {"h": hs, "c": cs, "gates": acts, "tanh_c": tanh_c, "gate_major": False}
-    if fused and batch > kernels.SMALL_BATCH:  # a folded first layer: one GEMM and one compiled call per step
-        for t, n in enumerate(active):
-            np.matmul(hs[t, :n], p.w_hh_t, out=acts[t, :n])
-            kernels.lstm_forward_step(t, n, xw, acts, cs, tanh_c, hs)
-        return arrays
-    if fused:  # batch <= SMALL_BATCH: one compiled call for all steps
-        kernels.lstm_forward_loop(xw, p.w_hh_t, acts, cs, tanh_c, hs, np.asarray(active, dtype=np.int64))
-        return arrays
-    for t, n in enumerate(active):
-        F.lstm_step(xw[t, :n], hs[t, :n], cs[t, :n], p.w_hh_t, acts[t, :n], cs[t + 1, :n], tanh_c[t, :n],
-                    hs[t + 1, :n])
-    return arrays
-
-
-def _lstm_backward(direction, d_out, dh_n, dc_n, active):
-    p, a = direction.packed, direction.arrays
-    if a["gate_major"]:
-        return lstm_parts.backward(p, a, d_out, dh_n, dc_n, active)
-    hidden = dh_n.shape[-1]
-    gates, forget = a["gates"], a["gates"][..., hidden: 2 * hidden]
-    d_pre = np.zeros_like(gates)
-    dh_rec, dc, dh = dh_n.copy(), dc_n.copy(), np.empty_like(dh_n)
-    if kernels.active(gates.dtype):  # batch <= SMALL_BATCH: one compiled call for all steps
-        kernels.lstm_backward_loop(d_out, p.w_hh, dh_rec, dc, gates, a["c"], a["tanh_c"], d_pre,
-                                   np.asarray(active, dtype=np.int64))
-        return d_pre, d_pre, dh_rec, dc
-    for start, stop in _blocks_backwards(len(active), gates[0].size):
-        k, factors = F.lstm_factors(gates[start:stop], a["c"][start:stop], a["tanh_c"][start:stop])
-        for t in reversed(range(start, stop)):
-            n, j = active[t], t - start
-            np.add(d_out[t, :n], dh_rec[:n], out=dh[:n])
-            F.lstm_step_backward(dh[:n], dc[:n], k[j, :n], factors[j, :n], forget[t, :n], p.w_hh, d_pre[t, :n],
-                                 dh_rec[:n], dc[:n])
-    return d_pre, d_pre, dh_rec, dc
-
-
-def _gru_forward(layer, p, inputs, h0, c0, active, xw=None):
-    xw = _input_projection(inputs, p, active) if xw is None else xw
-    time, batch, gates = xw.shape
-    hidden = gates // 3
-    hs = np.zeros((time + 1, batch, hidden), dtype=xw.dtype)
-    hs[0] = h0
-    # Steps write only the running rows; the NumPy backward reads all, so they start at zero, except in a
-    # folded layer's forward (inputs None), which has no backward.
-    alloc = np.empty if inputs is None else np.zeros
-    acts = alloc(xw.shape, dtype=xw.dtype)
-    hn = alloc((time, batch, hidden), dtype=xw.dtype)
-    scratch = np.empty((batch, gates), dtype=xw.dtype)
-    if kernels.active(xw.dtype):  # one GEMM and one compiled call per step
-        b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=xw.dtype)
-        for t, n in enumerate(active):
-            np.matmul(hs[t, :n], p.w_hh_t, out=scratch[:n])
-            kernels.gru_forward_step(t, n, xw, scratch, b_hn, hn, acts, hs)
-        return {"h": hs, "gates": acts, "hn": hn, "gate_major": False}
-    for t, n in enumerate(active):
-        F.gru_step(xw[t, :n], hs[t, :n], p.w_hh_t, p.b_hn, hn[t, :n], acts[t, :n], hs[t + 1, :n], scratch[:n])
-    return {"h": hs, "gates": acts, "hn": hn, "gate_major": False}
-
-
-def _gru_backward(direction, d_out, dh_n, dc_n, active):
-    p, arr = direction.packed, direction.arrays
-    hidden = dh_n.shape[-1]
-    gates, z = arr["gates"], arr["gates"][..., :hidden]
-    d_gh = np.zeros_like(gates)
-    d_n = np.zeros_like(arr["hn"])
-    dh_rec, dh, scratch = dh_n.copy(), np.empty_like(dh_n), np.empty_like(dh_n)
-    for start, stop in _blocks_backwards(len(active), gates[0].size):
-        a, b = F.gru_factors(gates[start:stop], arr["h"][start:stop], arr["hn"][start:stop])
-        for t in reversed(range(start, stop)):
-            n, j = active[t], t - start
-            np.add(d_out[t, :n], dh_rec[:n], out=dh[:n])
-            F.gru_step_backward(dh[:n], a[j, :n], b[j, :n], z[t, :n], p.w_hh, d_gh[t, :n], d_n[t, :n],
-                                dh_rec[:n], scratch[:n])
-    d_gx = np.concatenate([d_gh[..., : 2 * hidden], d_n], axis=-1)  # the n gate's input side: dn_pre
-    return d_gx, d_gh, dh_rec, None
-
-
-_FORWARD = {"rnn_tanh": _rnn_forward, "rnn_relu": _rnn_forward, "lstm": _lstm_forward, "gru": _gru_forward}
-_BACKWARD = {"rnn_tanh": _rnn_backward, "rnn_relu": _rnn_backward, "lstm": _lstm_backward, "gru": _gru_backward}
 
 
 # ---------------------------------------------------------------------------------------------- public layers
@@ -553,13 +387,13 @@ class RNN(_HiddenStateOnly):
 
 
 class GRU(_HiddenStateOnly):
-    """Gated recurrent unit (PyTorch's equations; see functional.py). Same interface as `RNN`."""
+    """Gated recurrent unit (PyTorch's equations; see cells/gru.py). Same interface as `RNN`."""
 
     mode = "gru"
 
 
 class LSTM(_Recurrent):
-    """Long short-term memory (PyTorch's equations; see functional.py).
+    """Long short-term memory (PyTorch's equations; see cells/lstm.py).
 
     forward(x (batch, time, input_size), state=(h0, c0) or None, lengths=None)
       → output (batch, time, dirs*hidden), (h_n, c_n) each (layers*dirs, batch, hidden)

@@ -1,4 +1,4 @@
-"""The gate-major LSTM (batch > SMALL_BATCH) with each thread owning a slice of the hidden units.
+"""The threaded path: the gate-major LSTM with each thread owning a slice of the hidden units (numba installed).
 
 Layout, gate-major: per step the gates are a (4H, B) block in the packed order i, f, o, g
 (sigmoid rows halved), c and tanh c (H, B) blocks, and the product's operand is
@@ -26,20 +26,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import threads
+from . import thresholds, threads
 from .kernels import AVAILABLE
+from .trace import Trace, lengths_of
 
 if AVAILABLE:
     from .gemm import MR, gemm_panels, pack_panels
-    from .kernels import (_add_mul, _cell_grad, _jit, _mul, _mul_in_place, _sigmoid_grad, _tanh, _tanh_grad,
-                          _tanh_into)
-
-MIN_UNITS_PER_PART = 32  # fewer hidden units per thread and the meetings cost more than the split gains
-
+    from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, scalar_tanh, tanh_grad,
+                          tanh_into)
 
 def parts_for(hidden: int) -> int:
     """How many parts (threads) split a layer of `hidden` units."""
-    return max(1, min(threads.count(), hidden // MIN_UNITS_PER_PART))
+    return max(1, min(threads.count(), hidden // thresholds.MIN_UNITS_PER_PART))
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:
@@ -68,13 +66,13 @@ def _pairs(bounds):
 
 
 if AVAILABLE:
-    @_jit
-    def _sigmoid_to(a, out, half):
+    @jit
+    def sigmoid_to(a, out, half):
         """out ← (1 + tanh(a)) / 2 (halved rows)."""
         for j in range(out.shape[0]):
-            out[j] = _tanh(a[j]) * half + half
+            out[j] = scalar_tanh(a[j]) * half + half
 
-    @_jit
+    @jit
     def forward_part(me, parts, lo, hi, panels, z, pre, gates, c, tanh_c, hs, active, flags, yield_address):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step:
         z (T+1, (H+I+1)·B): [h_t; x_t; 1] rows of B, h_0, all x and the ones filled in by the caller;
@@ -99,21 +97,21 @@ if AVAILABLE:
             for r in range(count):
                 s, own = r * B, lo * B + r * B
                 for q in range(3):  # i, f, o: sigmoid rows
-                    _sigmoid_to(flat[q * run + s: q * run + s + length], a[q * HB + own: q * HB + own + length], half)
-                _tanh_into(flat[3 * run + s: 3 * run + s + length], a[3 * HB + own: 3 * HB + own + length])
+                    sigmoid_to(flat[q * run + s: q * run + s + length], a[q * HB + own: q * HB + own + length], half)
+                tanh_into(flat[3 * run + s: 3 * run + s + length], a[3 * HB + own: 3 * HB + own + length])
                 i, f = a[own: own + length], a[HB + own: HB + own + length]
                 o, g = a[2 * HB + own: 2 * HB + own + length], a[3 * HB + own: 3 * HB + own + length]
-                _mul(f, c_prev[own: own + length], cell[own: own + length])
-                _add_mul(i, g, cell[own: own + length])
-                _tanh_into(cell[own: own + length], squashed[own: own + length])
-                _mul(o, squashed[own: own + length], h[own: own + length])
+                mul(f, c_prev[own: own + length], cell[own: own + length])
+                add_mul(i, g, cell[own: own + length])
+                tanh_into(cell[own: own + length], squashed[own: own + length])
+                mul(o, squashed[own: own + length], h[own: own + length])
             for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
                 row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * B + b:]
                 for j in range(units):
                     row[j] = column[j * B]
             threads.arrive(flags, me, t + 1)
 
-    @_jit
+    @jit
     def backward_part(me, parts, lo, hi, panels, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre, active,
                       flags, yield_address):
         """Part `me` of the backward over all steps (see the module's text). d_out (T, B·H) time-major;
@@ -143,12 +141,12 @@ if AVAILABLE:
                 i, f = a[own: own + n], a[HB + own: HB + own + n]
                 o, g = a[2 * HB + own: 2 * HB + own + n], a[3 * HB + own: 3 * HB + own + n]
                 dh_j, dc_j, squashed = dh[s: s + n], dc[s: s + n], tanh_c[t, own: own + n]
-                _cell_grad(dh_j, o, squashed, dc_j)
-                _sigmoid_grad(dc_j, i, g, d[own: own + n])
-                _sigmoid_grad(dc_j, f, c[t, own: own + n], d[HB + own: HB + own + n])
-                _sigmoid_grad(dh_j, o, squashed, d[2 * HB + own: 2 * HB + own + n])
-                _tanh_grad(dc_j, i, g, d[3 * HB + own: 3 * HB + own + n])
-                _mul_in_place(dc_j, f)
+                cell_grad(dh_j, o, squashed, dc_j)
+                sigmoid_grad(dc_j, i, g, d[own: own + n])
+                sigmoid_grad(dc_j, f, c[t, own: own + n], d[HB + own: HB + own + n])
+                sigmoid_grad(dh_j, o, squashed, d[2 * HB + own: 2 * HB + own + n])
+                tanh_grad(dc_j, i, g, d[3 * HB + own: 3 * HB + own + n])
+                mul_in_place(dc_j, f)
             threads.arrive(flags, me, step + 1)
             threads.wait_all(flags, parts, me, step + 1, yield_address)
             gemm_panels(panels, d_steps.reshape(-1), t * 4 * HB, B, n, product, B)
@@ -165,9 +163,11 @@ if AVAILABLE:
                     for b in range(B):
                         dst[b] = src[b]
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active) -> dict:
-    """The gate-major forward of one layer direction; the same arrays as recurrent.py's other LSTM paths
-    (h time-major (T+1, B, H); c (T+1, H, B); gates (T, 4H, B) activated; tanh_c (T, H, B))."""
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None) -> Trace:
+    """The gate-major forward of one layer direction: h time-major (T+1, B, H) in the trace; kept for
+    backward c (T+1, H, B), gates (T, 4H, B) activated, tanh_c (T, H, B). No folded input (xw)."""
+    if xw is not None:
+        raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden)
@@ -190,11 +190,13 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active) -> di
         (k, parts, lo, hi, panels[k], flat[0], np.empty(panels[k].shape[0] * MR * batch, dtype=dtype),
          flat[1], flat[2], flat[3], flat[4], steps, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(_pairs(bounds))])
-    return {"h": hs, "c": cs, "gates": gates, "tanh_c": tanh_c, "gate_major": True}
+    c_n = cs[lengths_of(active), :, np.arange(batch)]
+    return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c})
 
 
-def backward(p, arrays: dict, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
-    """Backward of `forward`: (d_pre (4H, T, B) gate-major, the same, dh_0 (B, H), dc_0 (B, H))."""
+def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
+    """Backward of `forward`: (d_pre (4H, T·B), the same, dh_0 (B, H), dc_0 (B, H))."""
+    arrays = trace.saved
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
     parts = parts_for(hidden)
@@ -213,4 +215,5 @@ def backward(p, arrays: dict, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
          np.empty(panels[k].shape[0] * MR * batch, dtype=dtype), flat[1], flat[2], flat[3], flat[4], flat[5],
          steps, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(bounds)])
+    d_pre = d_pre.reshape(4 * hidden, -1)
     return d_pre, d_pre, np.concatenate(dh).T, np.concatenate(dc).T

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from gradcheck import numeric_grad
 
-from rnnkit.scratch import functional as F
+from rnnkit.scratch.fast import packing, steps
 
 B, I, H = 3, 4, 5
 
@@ -14,14 +14,14 @@ def assert_close(analytic, numeric, tol=1e-7):
 
 
 def packed_weights(mode, rng):
-    g = F.GATES[mode]
-    return F.pack(mode, rng.standard_normal((g * H, I)), rng.standard_normal((g * H, H)) * 0.5,
+    g = packing.GATES[mode]
+    return packing.pack(mode, rng.standard_normal((g * H, I)), rng.standard_normal((g * H, H)) * 0.5,
                   rng.standard_normal(g * H), rng.standard_normal(g * H))
 
 
 def sigmoid_scale(mode):
     """The step takes pre-activations with the sigmoid blocks halved (see functional.pack)."""
-    scale = np.ones(F.GATES[mode] * H)
+    scale = np.ones(packing.GATES[mode] * H)
     scale[: {"lstm": 3, "gru": 2}.get(mode, 0) * H] = 0.5
     return scale
 
@@ -35,12 +35,12 @@ def test_rnn_step(relu):
     h = np.empty((B, H))
 
     def loss():
-        F.rnn_step(pre, h_prev, p.w_hh_t, h, relu)
+        steps.rnn_step(pre, h_prev, p.w_hh_t, h, relu)
         return float((h * r).sum())
 
     loss()
     d_pre, dh_prev = np.empty((B, H)), np.empty((B, H))
-    F.rnn_step_backward(r, F.rnn_factors(h, relu), p.w_hh, d_pre, dh_prev)
+    steps.rnn_step_backward(r, steps.rnn_factors(h, relu), p.w_hh, d_pre, dh_prev)
     assert_close(d_pre, numeric_grad(loss, pre))
     assert_close(dh_prev, numeric_grad(loss, h_prev))
 
@@ -55,13 +55,13 @@ def test_lstm_step():
     scale = sigmoid_scale("lstm")
 
     def loss():
-        F.lstm_step(pre * scale, h_prev, c_prev, p.w_hh_t, gates, c, tanh_c, h)
+        steps.lstm_step(pre * scale, h_prev, c_prev, p.w_hh_t, gates, c, tanh_c, h)
         return float((h * rh).sum() + (c * rc).sum())
 
     loss()
-    k, factors = F.lstm_factors(gates, c_prev, tanh_c)
+    k, factors = steps.lstm_factors(gates, c_prev, tanh_c)
     d_pre, dh_prev, dc_prev = np.empty((B, 4 * H)), np.empty((B, H)), rc.copy()
-    F.lstm_step_backward(rh, dc_prev, k, factors, gates[:, H:2 * H], p.w_hh, d_pre, dh_prev, dc_prev)
+    steps.lstm_step_backward(rh, dc_prev, k, factors, gates[:, H:2 * H], p.w_hh, d_pre, dh_prev, dc_prev)
     assert_close(d_pre, numeric_grad(loss, pre))
     assert_close(dh_prev, numeric_grad(loss, h_prev))
     assert_close(dc_prev, numeric_grad(loss, c_prev))
@@ -72,7 +72,7 @@ def test_lstm_gates_are_pytorchs():
     pre = np.random.default_rng(2).standard_normal((B, 4 * H))
     gates, c, tanh_c, h = (np.empty((B, 4 * H)), np.empty((B, H)), np.empty((B, H)), np.empty((B, H)))
     c_prev = np.ones((B, H))
-    F.lstm_step(pre * sigmoid_scale("lstm"), np.zeros((B, H)), c_prev, np.zeros((H, 4 * H)), gates, c, tanh_c, h)
+    steps.lstm_step(pre * sigmoid_scale("lstm"), np.zeros((B, H)), c_prev, np.zeros((H, 4 * H)), gates, c, tanh_c, h)
     sig = 1 / (1 + np.exp(-pre))
     np.testing.assert_allclose(gates[:, :3 * H], sig[:, :3 * H], rtol=1e-14)
     np.testing.assert_allclose(gates[:, 3 * H:], np.tanh(pre[:, 3 * H:]), rtol=1e-14)
@@ -90,13 +90,13 @@ def test_gru_step():
     scale = sigmoid_scale("gru")
 
     def loss():
-        F.gru_step(pre * scale, h_prev, p.w_hh_t, p.b_hn, hn, gates, h, scratch)
+        steps.gru_step(pre * scale, h_prev, p.w_hh_t, p.b_hn, hn, gates, h, scratch)
         return float((h * r).sum())
 
     loss()
-    a, b = F.gru_factors(gates, h_prev, hn)
+    a, b = steps.gru_factors(gates, h_prev, hn)
     d_gh, d_n, dh_prev = np.empty((B, 3 * H)), np.empty((B, H)), np.empty((B, H))
-    F.gru_step_backward(r, a, b, gates[:, :H], p.w_hh, d_gh, d_n, dh_prev, np.empty((B, H)))
+    steps.gru_step_backward(r, a, b, gates[:, :H], p.w_hh, d_gh, d_n, dh_prev, np.empty((B, H)))
     d_pre = np.concatenate([d_gh[:, :2 * H], d_n], axis=1)  # input side: dz, dr, dn
     assert_close(d_pre, numeric_grad(loss, pre))
     assert_close(dh_prev, numeric_grad(loss, h_prev))
@@ -106,9 +106,9 @@ def test_gru_step():
 
 def test_pack_and_add_unpacked_are_inverse_row_orders():
     rng = np.random.default_rng(4)
-    for mode in F.GATES:
-        rows = rng.standard_normal((F.GATES[mode] * H, 2))
-        p = F.pack(mode, rows, rng.standard_normal((F.GATES[mode] * H, H)))
+    for mode in packing.GATES:
+        rows = rng.standard_normal((packing.GATES[mode] * H, 2))
+        p = packing.pack(mode, rows, rng.standard_normal((packing.GATES[mode] * H, H)))
         into = np.ones_like(rows)
-        F.add_unpacked(mode, into, p.w_ih)          # adds, in PyTorch's row order
+        packing.add_unpacked(mode, into, p.w_ih)          # adds, in PyTorch's row order
         np.testing.assert_array_equal(into, rows + 1)

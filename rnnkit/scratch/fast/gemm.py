@@ -24,7 +24,7 @@ import numpy as np
 from .kernels import AVAILABLE
 
 if AVAILABLE:
-    from .kernels import _jit
+    from .kernels import jit
     import llvmlite.binding as llvm_binding
     from llvmlite import ir
     from numba import types
@@ -127,7 +127,7 @@ if AVAILABLE:
     _micro_2 = _micro_kernel(MR, 2, VW)
     _micro_1 = _micro_kernel(MR, 1, VW)
 
-    @_jit
+    @jit
     def gemm_panels(panels, z, z_off, ldz, columns, out, ldo):
         """out[:P·MR, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, MR) (`pack_panels`).
 

@@ -1,20 +1,17 @@
-"""Optional fused LSTM and GRU step kernels, compiled with Numba; recurrent.py falls back to NumPy without them.
+"""Optional fused LSTM and GRU step kernels, compiled with Numba: the numba path (numba_path.py) and the
+building blocks of the threaded LSTM (threaded_lstm.py). Without numba the NumPy path runs.
 
 Why. The NumPy LSTM step makes about a dozen ufunc calls over (B, 4H) and (B, H) arrays per time step, and
 backward as many again: each call costs ~0.5 µs of overhead and one trip through memory. These kernels do a
 step's whole gate arithmetic in one compiled call, so a step is one BLAS GEMM plus one kernel call.
 
-Two layouts, by batch size:
-  * batch > SMALL_BATCH, gate-major: a step's gates are a (4H, B) block, and the product is
-    [W_hh | W_ih | b] (4H, H+I+1) @ [h_t; x_t; 1] (H+I+1, B), the input projection and the bias included.
-    Each thread owns a slice of the hidden units and runs all steps in one compiled call, products included
-    (gemm.py's register-blocked kernel): see lstm_parts.py.
-  * batch <= SMALL_BATCH, row-major (functional.py's arrays, the NumPy path's): a (B, H) @ (H, 4H) product
-    through BLAS is mostly call overhead, so lstm_forward_loop / lstm_backward_loop run the whole time loop
-    in one call, products included (`_vec_mat`), on lstm_forward_step / lstm_backward_step.
-Both use the packed gate order (i, f, o, g; sigmoid rows halved, σ(a) = (1 + tanh(a/2)) / 2) of functional.py.
-The GRU has a forward step kernel only (`gru_forward_step`, row-major like functional.py's `gru_step`, whose
-NumPy backward it keeps): one GEMM and one call per step instead of eleven NumPy calls.
+Row-major, like steps.py's arrays: lstm_forward_step / lstm_backward_step do one step after the caller's
+product; lstm_forward_loop / lstm_backward_loop run the whole time loop in one call, products included
+(`vec_mat`), for small batches, where a (B, H) @ (H, 4H) product through BLAS is mostly call overhead.
+The GRU has a forward step kernel only (`gru_forward_step`, like steps.py's `gru_step`, whose NumPy
+backward it keeps): one GEMM and one call per step instead of eleven NumPy calls. All use the packed gate
+order of packing.py (LSTM i, f, o, g; sigmoid rows halved, σ(a) = (1 + tanh(a/2)) / 2). The row loops
+below (mul, add_mul, tanh_into, ...) are public: threaded_lstm.py builds its steps from them.
 
 tanh. Numba calls libm's scalar tanh, ~30x slower than NumPy's SIMD tanh. float32 uses instead a
 branch-free rational approximation (Eigen's, clamped to ±7.905; ≤ 6 ulp from the true tanh, against NumPy's
@@ -26,8 +23,8 @@ only drops the zero-division check of `/` (the denominator of the rational tanh 
 lets the loops vectorise.
 
 Switches. `ENABLED` is False when numba is not importable or the environment sets RNNKIT_NO_NUMBA=1; tests
-and benchmarks may set `kernels.ENABLED` themselves. Compiled code is cached on disk (`cache=True`) where a
-writable cache directory exists (numba's own choice, or NUMBA_CACHE_DIR); otherwise it compiles in memory.
+and benchmarks may set `kernels.ENABLED` themselves (RNNKIT_PATH, read by selector.py, chooses among the
+paths). Compiled code is cached on disk (`cache=True`) where a writable cache directory exists (numba's own choice, or NUMBA_CACHE_DIR); otherwise it compiles in memory.
 """
 from __future__ import annotations
 
@@ -48,19 +45,14 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def active(dtype) -> bool:
-    """Whether the LSTM (and the GRU's forward) runs on these kernels for arrays of `dtype`."""
+    """Whether these kernels may run on arrays of `dtype` (numba importable, enabled, a float dtype)."""
     return ENABLED and np.dtype(dtype) in DTYPES
-
-
-def path() -> str:
-    """'numba' or 'numpy': the LSTM and GRU path in use now (for reports)."""
-    return "numba" if ENABLED else "numpy"
 
 
 if AVAILABLE:
     _OPTIONS = dict(nogil=True, fastmath=False, error_model="numpy")
 
-    def _jit(fn):
+    def jit(fn):
         """njit with the on-disk cache where it can be written, in-memory compilation otherwise."""
         try:
             return numba.njit(cache=True, **_OPTIONS)(fn)
@@ -76,10 +68,10 @@ if AVAILABLE:
     _B0, _B2, _B4, _B6 = map(_f32, (
         4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
 
-    def _tanh(x):  # typed below: rational for float32, libm for float64
+    def scalar_tanh(x):  # typed below: rational for float32, libm for float64
         return math.tanh(x)
 
-    @overload(_tanh)
+    @overload(scalar_tanh)
     def _tanh_typed(x):
         if x == numba.types.float32:
             def tanh32(x):
@@ -100,79 +92,79 @@ if AVAILABLE:
             return tanh32
         return lambda x: math.tanh(x)
 
-    @_jit
+    @jit
     def tanh(x, out):
         """out = tanh(x) elementwise for 1-D arrays, with the kernels' tanh (exposed for tests)."""
         for j in range(x.shape[0]):
-            out[j] = _tanh(x[j])
+            out[j] = scalar_tanh(x[j])
 
     # Row loops. Each touches at most three arrays: LLVM vectorises a loop only when a few run-time overlap
     # checks between its arrays suffice, and a whole step in one loop has too many (it then runs ~2.5x slower).
-    @_jit
-    def _gates_sigmoid(a, x, half):
+    @jit
+    def gates_sigmoid(a, x, half):
         """a ← (1 + tanh(a + x)) / 2, the halved sigmoid rows."""
         for j in range(a.shape[0]):
-            a[j] = _tanh(a[j] + x[j]) * half + half
+            a[j] = scalar_tanh(a[j] + x[j]) * half + half
 
-    @_jit
-    def _gates_tanh(a, x):
+    @jit
+    def gates_tanh(a, x):
         """a ← tanh(a + x)."""
         for j in range(a.shape[0]):
-            a[j] = _tanh(a[j] + x[j])
+            a[j] = scalar_tanh(a[j] + x[j])
 
-    @_jit
-    def _mul(a, b, out):
+    @jit
+    def mul(a, b, out):
         """out ← a ⊙ b."""
         for j in range(out.shape[0]):
             out[j] = a[j] * b[j]
 
-    @_jit
-    def _mul_in_place(a, b):
+    @jit
+    def mul_in_place(a, b):
         """a ← a ⊙ b (its own loop: an output that is also an input fails LLVM's overlap check, and the
         loop then runs scalar)."""
         for j in range(a.shape[0]):
             a[j] *= b[j]
 
-    @_jit
-    def _add_mul(a, b, out):
+    @jit
+    def add_mul(a, b, out):
         """out ← out + a ⊙ b."""
         for j in range(out.shape[0]):
             out[j] += a[j] * b[j]
 
-    @_jit
-    def _tanh_into(a, out):
+    @jit
+    def tanh_into(a, out):
         """out ← tanh(a)."""
         for j in range(out.shape[0]):
-            out[j] = _tanh(a[j])
+            out[j] = scalar_tanh(a[j])
 
-    @_jit
-    def _add(a, out):
+    @jit
+    def add(a, out):
         """out ← out + a."""
         for j in range(out.shape[0]):
             out[j] += a[j]
 
-    @_jit
-    def _cell_grad(dh, o, tc, dc):
+    @jit
+    def cell_grad(dh, o, tc, dc):
         """dc ← dc + dh ⊙ o ⊙ (1 - tc²)."""
         one = dc.dtype.type(1)
         for j in range(dc.shape[0]):
             dc[j] += dh[j] * (o[j] * (one - tc[j] * tc[j]))
 
-    @_jit
-    def _sigmoid_grad(d, gate, other, out):
+    @jit
+    def sigmoid_grad(d, gate, other, out):
         """out ← d ⊙ other ⊙ gate(1 - gate)."""
         one = out.dtype.type(1)
         for j in range(out.shape[0]):
             out[j] = d[j] * (other[j] * (gate[j] * (one - gate[j])))
 
-    @_jit
-    def _tanh_grad(d, i, g, out):
+    @jit
+    def tanh_grad(d, i, g, out):
         """out ← d ⊙ i ⊙ (1 - g²)."""
         one = out.dtype.type(1)
         for j in range(out.shape[0]):
             out[j] = d[j] * (i[j] * (one - g[j] * g[j]))
 
-    @_jit
+    @jit
     def lstm_forward_step(t, n, xw, gates, c, tanh_c, h):
         """Step t of the LSTM for the first n rows, after the caller wrote h_t W_hh^T into gates[t, :n].
 
@@ -185,16 +177,16 @@ if AVAILABLE:
         half = xw.dtype.type(0.5)
         for b in range(n):
             x_row, a = xw[t, b], gates[t, b]
-            _gates_sigmoid(a[: 3 * H], x_row[: 3 * H], half)
-            _gates_tanh(a[3 * H:], x_row[3 * H:])
+            gates_sigmoid(a[: 3 * H], x_row[: 3 * H], half)
+            gates_tanh(a[3 * H:], x_row[3 * H:])
             i, f, o, g = a[:H], a[H: 2 * H], a[2 * H: 3 * H], a[3 * H:]
             cell, squashed = c[t + 1, b], tanh_c[t, b]
-            _mul(f, c[t, b], cell)
-            _add_mul(i, g, cell)
-            _tanh_into(cell, squashed)
-            _mul(o, squashed, h[t + 1, b])
+            mul(f, c[t, b], cell)
+            add_mul(i, g, cell)
+            tanh_into(cell, squashed)
+            mul(o, squashed, h[t + 1, b])
 
-    @_jit
+    @jit
     def lstm_backward_step(t, n, d_out, dh_rec, dc, gates, c, tanh_c, d_pre):
         """Step t of LSTM backward for the first n rows; the caller then sets dh_rec[:n] = d_pre[t, :n] W_hh.
 
@@ -210,33 +202,33 @@ if AVAILABLE:
             a, d = gates[t, b], d_pre[t, b]
             i, f, o, g = a[:H], a[H: 2 * H], a[2 * H: 3 * H], a[3 * H:]
             dh, dct, squashed = dh_rec[b], dc[b], tanh_c[t, b]
-            _add(d_out[t, b], dh)
-            _cell_grad(dh, o, squashed, dct)
-            _sigmoid_grad(dct, i, g, d[:H])
-            _sigmoid_grad(dct, f, c[t, b], d[H: 2 * H])
-            _sigmoid_grad(dh, o, squashed, d[2 * H: 3 * H])
-            _tanh_grad(dct, i, g, d[3 * H:])
-            _mul_in_place(dct, f)
+            add(d_out[t, b], dh)
+            cell_grad(dh, o, squashed, dct)
+            sigmoid_grad(dct, i, g, d[:H])
+            sigmoid_grad(dct, f, c[t, b], d[H: 2 * H])
+            sigmoid_grad(dh, o, squashed, d[2 * H: 3 * H])
+            tanh_grad(dct, i, g, d[3 * H:])
+            mul_in_place(dct, f)
 
-    @_jit
-    def _add_into(a, b, out):
+    @jit
+    def add_into(a, b, out):
         """out ← a + b."""
         for j in range(out.shape[0]):
             out[j] = a[j] + b[j]
 
-    @_jit
-    def _sigmoid_into(a, x, out, half):
+    @jit
+    def sigmoid_into(a, x, out, half):
         """out ← (1 + tanh(a + x)) / 2 (halved rows)."""
         for j in range(out.shape[0]):
-            out[j] = _tanh(a[j] + x[j]) * half + half
+            out[j] = scalar_tanh(a[j] + x[j]) * half + half
 
-    @_jit
-    def _gru_state(h_prev, n, z, out):
+    @jit
+    def gru_state(h_prev, n, z, out):
         """out ← (h_prev - n) ⊙ z + n, i.e. (1 - z) ⊙ n + z ⊙ h_prev."""
         for j in range(out.shape[0]):
             out[j] = (h_prev[j] - n[j]) * z[j] + n[j]
 
-    @_jit
+    @jit
     def gru_forward_step(t, n, xw, scratch, b_hn, hn, gates, h):
         """Step t of the GRU for the first n rows, after the caller wrote h_t W_hh^T into scratch[:n].
 
@@ -249,17 +241,17 @@ if AVAILABLE:
         half = xw.dtype.type(0.5)
         for b in range(n):
             s, x, a, hn_row = scratch[b], xw[t, b], gates[t, b], hn[t, b]
-            _add_into(s[2 * H:], b_hn, hn_row)
-            _sigmoid_into(s[: 2 * H], x[: 2 * H], a[: 2 * H], half)
+            add_into(s[2 * H:], b_hn, hn_row)
+            sigmoid_into(s[: 2 * H], x[: 2 * H], a[: 2 * H], half)
             new = a[2 * H:]
-            _mul(a[H: 2 * H], hn_row, new)
-            _gates_tanh(new, x[2 * H:])
-            _gru_state(h[t, b], new, a[:H], h[t + 1, b])
+            mul(a[H: 2 * H], hn_row, new)
+            gates_tanh(new, x[2 * H:])
+            gru_state(h[t, b], new, a[:H], h[t + 1, b])
 
     # Small batches: the whole time loop in one call. A (1, H) @ (H, 4H) product through BLAS costs more in
-    # call overhead than in arithmetic, so below SMALL_BATCH rows the products run here as well.
-    @_jit
-    def _vec_mat(v, w, out):
+    # call overhead than in arithmetic, so for small batches (selector.py's SMALL_BATCH) the products run here as well.
+    @jit
+    def vec_mat(v, w, out):
         """out ← v w for v (K,), w (K, N) row-major, out (N,); summed over k in order, vectorised over n.
 
         Four rows of w per pass over out: a pass is then four loads of w per load and store of out, which
@@ -281,7 +273,7 @@ if AVAILABLE:
                 out[j] += vk * row[j]
             k += 1
 
-    @_jit
+    @jit
     def lstm_forward_loop(xw, w_hh_t, gates, c, tanh_c, h, active):
         """All steps of `lstm_forward_step`, h_t W_hh^T included; active (T,) int64 rows running at step t.
 
@@ -290,17 +282,15 @@ if AVAILABLE:
         for t in range(xw.shape[0]):
             n = active[t]
             for b in range(n):
-                _vec_mat(h[t, b], w_hh_t, gates[t, b])
+                vec_mat(h[t, b], w_hh_t, gates[t, b])
             lstm_forward_step(t, n, xw, gates, c, tanh_c, h)
 
-    @_jit
+    @jit
     def lstm_backward_loop(d_out, w_hh, dh_rec, dc, gates, c, tanh_c, d_pre, active):
         """All steps of `lstm_backward_step`, last first, dh_rec ← d_pre[t] W_hh included."""
         for t in range(d_out.shape[0] - 1, -1, -1):
             n = active[t]
             lstm_backward_step(t, n, d_out, dh_rec, dc, gates, c, tanh_c, d_pre)
             for b in range(n):
-                _vec_mat(d_pre[t, b], w_hh, dh_rec[b])
+                vec_mat(d_pre[t, b], w_hh, dh_rec[b])
 
-
-SMALL_BATCH = 4

@@ -34,7 +34,7 @@ import numpy as np
 from .kernels import AVAILABLE
 
 if AVAILABLE:
-    from .kernels import _jit
+    from .kernels import jit
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -186,12 +186,12 @@ if AVAILABLE:
             return context.get_dummy_value()
         return types.void(yield_address, spins), codegen
 
-    @_jit
+    @jit
     def arrive(flags, me, steps):
         """Say that part `me` has finished `steps` steps (everything it wrote before is visible after)."""
         _store_release(flags, me * FLAG_STRIDE, steps)
 
-    @_jit
+    @jit
     def wait_all(flags, parts, me, steps, yield_address):
         """Wait until every other part has said it finished at least `steps` steps."""
         for other in range(parts):

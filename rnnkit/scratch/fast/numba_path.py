@@ -1,0 +1,57 @@
+"""The numba path: the LSTM and the GRU's forward on kernels.py's compiled steps (numba installed).
+
+The arrays are the NumPy path's (numpy_path.py), time-major, and so is the GRU's backward. The LSTM runs its
+time loop one of two ways, chosen by selector.py:
+  * lstm_forward_loop: the whole loop in one compiled call, the products h_t W_hh^T included (small
+    batches, where a BLAS call costs more in overhead than in arithmetic);
+  * lstm_forward_steps: one BLAS product and one compiled call per step (larger batches whose layer is
+    folded, i.e. fed a looked-up input projection, which the threaded LSTM cannot take).
+Its backward is one compiled call for all steps, products included.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels, numpy_path
+from .trace import Trace, by_rows, final_rows
+
+
+def lstm_forward_loop(p, inputs, h0, c0, active, xw=None):
+    xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
+    a = numpy_path.lstm_arrays(xw, h0, c0, alloc=np.empty)  # the kernels read and write only the running rows
+    kernels.lstm_forward_loop(xw, p.w_hh_t, a["gates"], a["c"], a["tanh_c"], a["h"],
+                              np.asarray(active, dtype=np.int64))
+    return Trace(a["h"], final_rows(a["c"], active), a)
+
+
+def lstm_forward_steps(p, inputs, h0, c0, active, xw=None):
+    xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
+    a = numpy_path.lstm_arrays(xw, h0, c0, alloc=np.empty)
+    hs, acts = a["h"], a["gates"]
+    for t, n in enumerate(active):
+        np.matmul(hs[t, :n], p.w_hh_t, out=acts[t, :n])
+        kernels.lstm_forward_step(t, n, xw, acts, a["c"], a["tanh_c"], hs)
+    return Trace(hs, final_rows(a["c"], active), a)
+
+
+def lstm_backward(p, trace, d_out, dh_n, dc_n, active):
+    a = trace.saved
+    d_pre = np.zeros_like(a["gates"])
+    dh_rec, dc = dh_n.copy(), dc_n.copy()
+    kernels.lstm_backward_loop(d_out, p.w_hh, dh_rec, dc, a["gates"], a["c"], a["tanh_c"], d_pre,
+                               np.asarray(active, dtype=np.int64))
+    d_pre = by_rows(d_pre)
+    return d_pre, d_pre, dh_rec, dc
+
+
+def gru_forward(p, inputs, h0, c0, active, xw=None):
+    """One GEMM and one compiled call per step; the backward is the NumPy path's."""
+    xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
+    hs, acts, hn = numpy_path.gru_arrays(xw, h0, inputs)
+    hidden = hs.shape[-1]
+    scratch = np.empty(xw.shape[1:], dtype=xw.dtype)
+    b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=xw.dtype)
+    for t, n in enumerate(active):
+        np.matmul(hs[t, :n], p.w_hh_t, out=scratch[:n])
+        kernels.gru_forward_step(t, n, xw, scratch, b_hn, hn, acts, hs)
+    return Trace(hs, None, {"gates": acts, "hn": hn})

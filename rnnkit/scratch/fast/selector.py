@@ -1,0 +1,111 @@
+"""One function chooses how a recurrent layer runs: `select(cell, batch, hidden, dtype, folded)`.
+
+Paths, slowest first:
+    reference  the textbook cells (rnnkit/scratch/cells/) one step at a time: the ground truth, slow
+    numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
+    numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward; float32/float64
+    threaded   the gate-major LSTM on threads that each own a slice of the hidden units (threaded_lstm.py)
+By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
+numba up to SMALL_BATCH rows (and when its first layer is folded, see recurrent.Embedded), threaded above;
+the GRU on numba; the RNN on NumPy. RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer
+then takes that path where its cell has it (at any batch size), else the fastest one below it — so
+RNNKIT_PATH=threaded leaves the RNN on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
+Every implementation returns a row-major `Trace` (trace.py); layouts stay inside the paths.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import reference
+from . import kernels, numba_path, numpy_path, threaded_lstm, threads, thresholds
+
+PATHS = ("reference", "numpy", "numba", "threaded")
+ENVIRONMENT = "RNNKIT_PATH"
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """How one layer direction runs: forward(p, inputs, h0, c0, active, xw=None) -> Trace and
+    backward(p, trace, d_out, dh_n, dc_n, active) -> (gates_x, gates_h, dh0, dc0) (see numpy_path.py);
+    matmul: the product for the weight and input gradients; folds: takes a looked-up input projection."""
+
+    path: str
+    forward: Callable
+    backward: Callable
+    matmul: Callable = np.matmul
+    folds: bool = True
+
+
+def _reference(cell):
+    return Implementation("reference", reference.forward, reference.backward, folds=False)
+
+
+def _numpy(cell):
+    return Implementation("numpy", numpy_path.FORWARD[cell], numpy_path.BACKWARD[cell])
+
+
+def _numba_lstm_loop(cell):
+    return Implementation("numba", numba_path.lstm_forward_loop, numba_path.lstm_backward)
+
+
+def _numba_lstm_steps(cell):
+    return Implementation("numba", numba_path.lstm_forward_steps, numba_path.lstm_backward)
+
+
+def _numba_gru(cell):
+    return Implementation("numba", numba_path.gru_forward, numpy_path.gru_backward)
+
+
+def _threaded(cell):
+    # the backward's big products stay off OpenBLAS's own threads (see threads.matmul)
+    return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
+                          folds=False)
+
+
+def forced() -> str | None:
+    """The path RNNKIT_PATH caps the choice at, or None (the default choice)."""
+    value = os.environ.get(ENVIRONMENT, "").strip().lower()
+    if not value:
+        return None
+    if value not in PATHS:
+        raise ValueError(f"{ENVIRONMENT}={value!r} is not a path; choose one of {', '.join(PATHS)}")
+    return value
+
+
+def _candidates(cell: str, batch: int, dtype, folded: bool, cap: str | None) -> list:
+    """(path, make) pairs this layer may run on, fastest first."""
+    numba = kernels.active(dtype)
+    fastest = []
+    if cell == "lstm" and numba:
+        if not folded and (cap is not None or batch > thresholds.SMALL_BATCH):
+            fastest.append(("threaded", _threaded))
+        small = batch <= thresholds.SMALL_BATCH
+        fastest.append(("numba", _numba_lstm_loop if small else _numba_lstm_steps))
+    if cell == "gru" and numba:
+        fastest.append(("numba", _numba_gru))
+    return fastest + [("numpy", _numpy), ("reference", _reference)]
+
+
+def select(cell: str, batch: int, hidden: int, dtype, folded: bool = False) -> Implementation:
+    """The implementation for a layer of `cell` ("lstm", "gru", "rnn_tanh", "rnn_relu") running `batch`
+    rows of `hidden` units in `dtype`; folded: its input projection is looked up (recurrent.Embedded)."""
+    cap = forced()
+    allowed = PATHS[: PATHS.index(cap) + 1] if cap else PATHS
+    for path, make in _candidates(cell, batch, dtype, folded, cap):
+        if path in allowed:
+            return make(cell)
+    raise AssertionError("the reference path is always a candidate")  # pragma: no cover
+
+
+def describe(dtype=np.float32, hidden: int = 256) -> dict[str, str]:
+    """Which path each cell takes now, by batch size: {"lstm": "numba at batch <= 4, threaded above", ...}."""
+    small, large = thresholds.SMALL_BATCH, thresholds.SMALL_BATCH + 1
+    report = {}
+    for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+        below, above = select(cell, small, hidden, dtype).path, select(cell, large, hidden, dtype).path
+        report[cell] = below if below == above else f"{below} at batch <= {small}, {above} above"
+    return report

@@ -1,0 +1,36 @@
+"""What every path's forward hands back to recurrent.py: row-major states, whatever the path's own layout.
+
+A path's forward returns a `Trace`; its backward takes the trace back and returns the pre-activation
+gradients as (G*H, T*B) matrices in packed row order (`by_rows`), from which recurrent.py makes the weight
+gradients (one GEMM each over all steps) and the input gradient. How a path lays its arrays out (time-major
+rows, gate-major blocks, per-step caches) stays inside the path, in `saved`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Trace:
+    """h (T+1, B, H): the states, h[0] = h0, rows past a sequence's end keep its last state or zero;
+    c_n (B, H): each row's final cell state (the LSTM), else None; saved: the path's own arrays for backward."""
+
+    __slots__ = ("h", "c_n", "saved")
+
+    def __init__(self, h: np.ndarray, c_n: np.ndarray | None, saved):
+        self.h, self.c_n, self.saved = h, c_n, saved
+
+
+def lengths_of(active) -> np.ndarray:
+    """Each row's length from the rows running at each step: active[t] rows at step t, longest first."""
+    active = np.asarray(active)
+    return (active[:, None] > np.arange(active[0])[None, :]).sum(axis=0)
+
+
+def final_rows(states: np.ndarray, active) -> np.ndarray:
+    """states[length_b, b] for every row b of time-major states (T+1, B, ·): each sequence's last state."""
+    return states[lengths_of(active), np.arange(states.shape[1])]
+
+
+def by_rows(d_pre: np.ndarray) -> np.ndarray:
+    """Time-major pre-activation gradients (T, B, G*H) as the (G*H, T*B) matrix the weight GEMMs take (a view)."""
+    return d_pre.reshape(-1, d_pre.shape[-1]).T

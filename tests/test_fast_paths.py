@@ -1,0 +1,167 @@
+"""Every path of the scratch engine against the reference path (the textbook cells, rnnkit/scratch/cells/).
+
+RNNKIT_PATH forces a path (fast/selector.py); each layer reports the path it ran on (`last_paths`). On shapes
+drawn by hypothesis — batch 1-64 on both sides of the selector's thresholds, hidden sizes that split over
+threads or not, ragged lengths, 1-2 layers, one or two directions, float64 and float32 — every path's
+outputs, final states and gradients (input, initial states, every parameter) equal the reference's to
+float rounding.
+"""
+import contextlib
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rnnkit.scratch import fast
+from rnnkit.scratch.fast import kernels, threads
+from rnnkit.scratch.recurrent import GRU, LSTM, RNN
+
+MAKERS = {
+    "rnn_tanh": lambda **kw: RNN(nonlinearity="tanh", **kw),
+    "rnn_relu": lambda **kw: RNN(nonlinearity="relu", **kw),
+    "lstm": LSTM,
+    "gru": GRU,
+}
+FAST = ["numpy"] + (["numba", "threaded"] if kernels.AVAILABLE else [])
+# What each cell runs on when a path is forced: the path itself where the cell has it, else the next below.
+EXPECTED = {
+    "numpy": dict.fromkeys(MAKERS, "numpy"),
+    "numba": {"rnn_tanh": "numpy", "rnn_relu": "numpy", "lstm": "numba", "gru": "numba"},
+    "threaded": {"rnn_tanh": "numpy", "rnn_relu": "numpy", "lstm": "threaded", "gru": "numba"},
+}
+TOL = {np.float64: 1e-9, np.float32: 2e-4}
+
+
+@contextlib.contextmanager
+def path_forced(path):
+    before = os.environ.get(fast.selector.ENVIRONMENT)
+    os.environ[fast.selector.ENVIRONMENT] = path
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[fast.selector.ENVIRONMENT]
+        else:
+            os.environ[fast.selector.ENVIRONMENT] = before
+
+
+def run(path, kind, dtype, batch, time, features, hidden, layers, bidirectional, lengths, seed=0):
+    """Forward and backward on `path`: {name: array} of outputs and gradients, and the paths the layers took."""
+    layer = MAKERS[kind](input_size=features, hidden_size=hidden, num_layers=layers, bidirectional=bidirectional,
+                         dtype=dtype, rng=seed)
+    rng = np.random.default_rng(seed)
+    D = 2 if bidirectional else 1
+    x = rng.standard_normal((batch, time, features)).astype(dtype)
+    h0 = rng.standard_normal((layers * D, batch, hidden)).astype(dtype)
+    c0 = rng.standard_normal((layers * D, batch, hidden)).astype(dtype)
+    d_out = rng.standard_normal((batch, time, D * hidden)).astype(dtype)
+    d_hn = rng.standard_normal((layers * D, batch, hidden)).astype(dtype)
+    d_cn = rng.standard_normal((layers * D, batch, hidden)).astype(dtype)
+    with path_forced(path):
+        if kind == "lstm":
+            out, (h_n, c_n) = layer.forward(x, (h0, c0), lengths=lengths)
+            d_x, (d_h0, d_c0) = layer.backward(d_out, d_hn, d_cn)
+            values = {"c_n": c_n, "d_c0": d_c0}
+        else:
+            out, h_n = layer.forward(x, h0, lengths=lengths)
+            d_x, d_h0 = layer.backward(d_out, d_hn)
+            values = {}
+    values.update(out=out, h_n=h_n, d_x=d_x, d_h0=d_h0)
+    values.update({f"grad {name}": p.grad for name, p in layer.named_parameters()})
+    return values, layer.last_paths
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    """Two threads, so that a threaded LSTM of 64 or more hidden units splits (the suite runs on one)."""
+    threads.set_count(2)
+    yield
+    threads.set_count(None)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(list(MAKERS)), path=st.sampled_from(FAST), dtype=st.sampled_from([np.float64, np.float32]),
+       batch=st.integers(1, 64), time=st.integers(1, 5), features=st.integers(1, 6),
+       hidden=st.sampled_from([1, 3, 8, 33, 64, 70]), layers=st.integers(1, 2), bidirectional=st.booleans(),
+       ragged=st.booleans(), data=st.data())
+def test_every_path_equals_the_reference(kind, path, dtype, batch, time, features, hidden, layers, bidirectional,
+                                         ragged, data):
+    lengths = None
+    if ragged:
+        lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch))
+    shape = dict(kind=kind, dtype=dtype, batch=batch, time=time, features=features, hidden=hidden, layers=layers,
+                 bidirectional=bidirectional, lengths=lengths)
+    expected, ran = run("reference", **shape)
+    assert ran == ("reference",) * layers
+    got, ran = run(path, **shape)
+    assert ran == (EXPECTED[path][kind],) * layers
+    for name, value in expected.items():
+        assert got[name].dtype == dtype, name
+        scale = max(float(np.abs(value).max()), 1.0)
+        assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, path)
+
+
+def test_the_reference_path_matches_torch():
+    """The reference path itself against torch.nn.LSTM (the cells are checked one step at a time elsewhere)."""
+    torch = pytest.importorskip("torch")
+    layer = LSTM(3, 5, num_layers=2, bidirectional=True, dtype=np.float64, rng=0)
+    ref = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True).double()
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    x = np.random.default_rng(1).standard_normal((4, 6, 3))
+    with path_forced("reference"):
+        out, (h_n, c_n) = layer.forward(x, lengths=[6, 2, 5, 1])
+        layer.backward(np.ones_like(out))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), [6, 2, 5, 1], batch_first=True,
+                                                     enforce_sorted=False)
+    ref_out, (ref_h, ref_c) = ref(packed)
+    ref_out = torch.nn.utils.rnn.pad_packed_sequence(ref_out, batch_first=True, total_length=6)[0]
+    ref_out.sum().backward()
+    np.testing.assert_allclose(out, ref_out.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h_n, ref_h.detach().numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(c_n, ref_c.detach().numpy(), rtol=1e-9, atol=1e-12)
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, getattr(ref, name).grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [1, 4, 5, 64])
+def test_the_default_choice(batch, monkeypatch):
+    monkeypatch.delenv(fast.selector.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(kernels, "ENABLED", kernels.AVAILABLE)
+    lstm = fast.select("lstm", batch, 128, np.float32).path
+    if kernels.AVAILABLE:
+        assert lstm == ("numba" if batch <= fast.SMALL_BATCH else "threaded")
+        assert fast.select("lstm", batch, 128, np.float32, folded=True).path == "numba"
+        assert fast.select("gru", batch, 128, np.float64).path == "numba"
+    else:
+        assert lstm == "numpy"
+    assert fast.select("rnn_tanh", batch, 128, np.float32).path == "numpy"
+    monkeypatch.setattr(kernels, "ENABLED", False)
+    assert {fast.select(cell, batch, 128, np.float32).path for cell in MAKERS} == {"numpy"}
+
+
+def test_a_forced_path_is_a_cap(monkeypatch):
+    monkeypatch.setattr(kernels, "ENABLED", kernels.AVAILABLE)
+    for path in fast.PATHS:
+        monkeypatch.setenv(fast.selector.ENVIRONMENT, path.upper())
+        chosen = {cell: fast.select(cell, 32, 64, np.float32).path for cell in MAKERS}
+        assert all(fast.PATHS.index(p) <= fast.PATHS.index(path) for p in chosen.values())
+        assert chosen["rnn_tanh"] == ("reference" if path == "reference" else "numpy")
+    monkeypatch.setenv(fast.selector.ENVIRONMENT, "reference")
+    assert not fast.select("lstm", 32, 64, np.float32, folded=True).folds  # the layer then does not fold
+
+
+def test_an_unknown_path_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(fast.selector.ENVIRONMENT, "fastest")
+    with pytest.raises(ValueError, match="RNNKIT_PATH='fastest' is not a path; choose one of reference, numpy"):
+        LSTM(2, 3).forward(np.zeros((1, 2, 2)))
+
+
+def test_describe_names_a_path_per_cell(monkeypatch):
+    monkeypatch.delenv(fast.selector.ENVIRONMENT, raising=False)
+    report = fast.describe()
+    assert set(report) == set(MAKERS)
+    assert report["rnn_tanh"] == "numpy"
+    if kernels.ENABLED:
+        assert report["lstm"] == f"numba at batch <= {fast.SMALL_BATCH}, threaded above"

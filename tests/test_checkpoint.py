@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from rnnkit import checkpoint as ck
+from rnnkit.checkpoint import atomic as ck
 from rnnkit.checkpoint import (CheckpointError, flatten_state, load_checkpoint, save_checkpoint,
                                unflatten_state)
 

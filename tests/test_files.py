@@ -1,10 +1,10 @@
-"""rnnkit.files: atomic writes leave either the whole new file or the old one, and no temporary files."""
+"""rnnkit.checkpoint.atomic: atomic writes leave either the whole new file or the old one, and no temporary files."""
 import json
 import os
 
 import pytest
 
-from rnnkit import files
+from rnnkit.checkpoint import atomic as files
 
 
 def test_write_json_creates_folders_and_writes_the_document(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import write_text_atomic
+from ..checkpoint.atomic import write_text_atomic
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 _FORMAT = "rnnkit.vocabulary"

@@ -25,7 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnnkit.files import write_json
+from rnnkit.runtime import tune_process
+
+tune_process()  # first thing, before NumPy loads: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
+
+from rnnkit.checkpoint.atomic import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("scratch", "scratch-repacking", "torch")

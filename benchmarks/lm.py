@@ -33,8 +33,12 @@ import sys
 import time
 from pathlib import Path
 
-from rnnkit.files import write_json
-from rnnkit.tasks import lm
+from rnnkit.runtime import tune_process
+
+tune_process()  # first thing, before NumPy loads: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
+
+from rnnkit.checkpoint.atomic import write_json  # noqa: E402
+from rnnkit.tasks import lm  # noqa: E402
 
 
 def load_average() -> list[float] | None:

@@ -41,7 +41,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from rnnkit.files import write_json
+from rnnkit.runtime import tune_process
+
+tune_process()  # first thing, before NumPy loads: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
+
+from rnnkit.checkpoint.atomic import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"failed_requests": 0, "p99_ms_single": 50.0, "batching_speedup": 3.0}

@@ -1,9 +1,7 @@
-"""rnnkit: recurrent neural networks from scratch (NumPy, hand-written BPTT) and on PyTorch."""
-from . import allocator as _allocator
-from . import blas_kernels as _blas_kernels
+"""rnnkit: recurrent neural networks from scratch (NumPy, hand-written BPTT) and on PyTorch.
 
-_blas_kernels.choose()  # before anything imports NumPy: OpenBLAS's faster kernels on AMD Zen 4
-_blas_kernels.choose_thread_timeout()  # and idle OpenBLAS threads that soon stop spinning
-_allocator.tune()  # large arrays stay in the heap between calls instead of faulting in anew each time
+Importing rnnkit changes nothing in the host process; rnnkit.runtime.tune_process() applies rnnkit's
+process tuning (OpenBLAS kernels and thread timeout, malloc thresholds) where a program asks for it.
+"""
 
 __version__ = "0.1.0"

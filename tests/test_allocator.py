@@ -1,11 +1,11 @@
-"""rnnkit tunes glibc's malloc so that large arrays are reused, not faulted in anew on every call."""
+"""rnnkit.runtime tunes glibc's malloc so that large arrays are reused, not faulted in anew on every call."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from rnnkit import allocator
+from rnnkit import runtime
 
 
 def _recorder(result=1):
@@ -19,8 +19,8 @@ def _recorder(result=1):
 
 def test_sets_both_thresholds():
     mallopt, calls = _recorder()
-    assert allocator.tune({}, mallopt)
-    assert calls == [(allocator.M_MMAP_THRESHOLD, 32 << 20), (allocator.M_TRIM_THRESHOLD, 64 << 20)]
+    assert runtime.tune_malloc({}, mallopt)
+    assert calls == [(runtime.M_MMAP_THRESHOLD, 32 << 20), (runtime.M_TRIM_THRESHOLD, 64 << 20)]
 
 
 @pytest.mark.parametrize("environ", [
@@ -28,19 +28,20 @@ def test_sets_both_thresholds():
     {"MALLOC_MMAP_THRESHOLD_": "1"}, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4096"}])
 def test_leaves_malloc_alone_when_switched_off_or_tuned_by_the_user(environ):
     mallopt, calls = _recorder()
-    assert not allocator.tune(environ, mallopt)
+    assert not runtime.tune_malloc(environ, mallopt)
     assert calls == []
 
 
 def test_reports_a_refused_setting():
     mallopt, _ = _recorder(result=0)
-    assert not allocator.tune({}, mallopt)
+    assert not runtime.tune_malloc({}, mallopt)
 
 
 # Eight 256 kB arrays made and freed per call: glibc's default trims the freed 2 MB each time (above twice
 # its raised threshold), so every call faults ~512 pages in again; tuned, the heap keeps them.
 FAULTS = """
-import resource, numpy as np, rnnkit
+import resource, numpy as np, rnnkit.runtime
+rnnkit.runtime.tune_process()
 def call():
     arrays = [np.ones(65536, dtype=np.float32) for _ in range(8)]
     del arrays
@@ -60,7 +61,7 @@ def _faults_per_call(**env) -> float:
     return float(out.stdout)
 
 
-@pytest.mark.skipif(allocator._glibc_mallopt() is None, reason="the C library is not glibc")
+@pytest.mark.skipif(runtime._glibc_mallopt() is None, reason="the C library is not glibc")
 def test_repeated_large_arrays_stop_faulting_in_once_tuned():
     assert _faults_per_call(RNNKIT_MALLOC_TUNING="0") > 256
     assert _faults_per_call() < 16

@@ -39,6 +39,11 @@ def limit_threads(n: int) -> None:
 
 def app_from_env():
     """The app described by `RNNKIT_SERVE_*` variables (uvicorn's factory for worker processes)."""
+    from rnnkit.runtime import tune_process
+
+    # A worker process: its malloc thresholds are its own (the OpenBLAS variables came with the parent's
+    # environment, set before NumPy loaded, when NumPy may already be loaded here).
+    tune_process()
     from .app import create_app
 
     checkpoint, settings = ServeSettings.from_env()

@@ -8,9 +8,9 @@ each row reports the GFLOP/s the layer achieves in its matrix products.
     python benchmarks/engine_speed.py                 # full table, results in benchmarks/results/
     python benchmarks/engine_speed.py --quick         # tiny shapes, one round (a smoke test)
 
-The scratch LSTM (and the GRU's forward) runs on the numba kernels (rnnkit/scratch/kernels.py) when numba is
-installed, on NumPy otherwise or with --no-numba (which sets RNNKIT_NO_NUMBA=1 for the scratch workers); the
-report names the path.
+Each scratch layer runs on the path rnnkit/scratch/fast/selector.py chooses (numba and threaded when numba is
+installed; NumPy otherwise or with --no-numba, which sets RNNKIT_NO_NUMBA=1 for the scratch workers;
+RNNKIT_PATH forces one); the report names the path each row ran on.
 Timed: "fwd" is the training forward pass (PyTorch with autograd recording; the scratch engine keeps its
 cache), "fwd+bwd" adds the backward pass with the gradient of the input, the initial state and all weights.
 """
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from rnnkit.files import write_json
+from rnnkit.checkpoint.atomic import write_json
 
 SHAPES = [(32, 64, 128, 256), (64, 100, 256, 512), (1, 100, 64, 128), (16, 512, 64, 128)]
 QUICK_SHAPES = [(2, 5, 3, 4)]
@@ -59,7 +59,9 @@ def _timeit(fn, min_time: float, min_reps: int = 3) -> float:
 
 
 def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict:
-    import rnnkit  # noqa: F401 (before NumPy, as in any rnnkit program: it may pick OpenBLAS's kernels)
+    from rnnkit.runtime import tune_process
+
+    tune_process()  # before NumPy, as in any rnnkit program: it may pick OpenBLAS's kernels
     import numpy as np
 
     b, t, i, h = shape
@@ -69,10 +71,7 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
     if engine == "scratch":
         from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
-        from rnnkit.scratch import kernels
-
         layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](i, h, dtype=np.float32, rng=0)
-        path = kernels.path() if cell in ("lstm", "gru") else "numpy"
 
         def fwd():
             layer.forward(x)
@@ -80,6 +79,9 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
         def fwd_bwd():
             layer.forward(x)
             layer.backward(d_out)
+
+        fwd()
+        path = layer.last_paths[0]  # the path the selector chose (fast/selector.py; RNNKIT_PATH forces one)
     else:
         import torch
 
@@ -100,7 +102,9 @@ def worker(engine: str, cell: str, shape, threads: int, min_time: float) -> dict
 
 def gemm_worker(threads: int, min_time: float) -> dict:
     """float32 GEMM throughput of NumPy's BLAS on a recurrent-layer-sized product (GFLOP/s)."""
-    import rnnkit  # noqa: F401 (the same OpenBLAS kernels as the scratch workers)
+    from rnnkit.runtime import tune_process
+
+    tune_process()  # the same OpenBLAS kernels as the scratch workers
     import numpy as np
 
     rng = np.random.default_rng(0)

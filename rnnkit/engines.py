@@ -1,39 +1,93 @@
-"""Pick an engine by name and build a task model on it.
+"""The only door to an engine: the `Engine` protocol, `build_engine()`, the carry helpers and `info()`.
 
-Both engines build a model from the same keyword arguments and expose it through the same engine object
-(`ScratchEngine` / `TorchEngine`), so the tasks and the trainer never branch on the engine.
+Both engines (rnnkit/scratch, rnnkit/torch) build a model from the same keyword arguments and expose it
+through an object with the same methods (`ScratchEngine` / `TorchEngine`, both `Engine`s), so the trainer,
+the tasks, the CLI and the server never branch on the engine, and never import an engine module: they come
+here (tests/test_boundaries.py checks it).
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Any, Protocol, runtime_checkable
+
 import numpy as np
 
-ENGINES = ("scratch", "torch")
-DTYPES = {"float32": np.float32, "float64": np.float64}
+from .spec import check_dtype, check_engine  # check_engine: the tasks and the server take it from here
 
 
-def check_engine(name: str) -> str:
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    return name
+@runtime_checkable
+class Engine(Protocol):
+    """A task model on one engine, as the trainer, the tasks and the server use it. NumPy at the boundary:
+    batches (dicts of arrays), weights, optimizer and RNG state go in and come out as NumPy arrays, numbers,
+    strings, lists and dicts. A *carry* is what a task passes from one batch to the next (the language
+    model's recurrent state: None, h, or (h, c)); the engine may keep it in its own form between steps
+    (`to_numpy` / `from_numpy` convert it for checkpoints)."""
+
+    name: str   # "scratch" or "torch": recorded in checkpoints, checked on resume
+    model: Any  # the engine's task model; engine-neutral code sets only its plain settings (class_weights)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next update; the trainer sets it before each step (the schedule)."""
+
+    @lr.setter
+    def lr(self, value: float) -> None: ...
+
+    def train_step(self, batch: dict, carry=None) -> tuple[float, float, Any]:
+        """One update: (loss, gradient norm before clipping, carry). A non-finite loss or gradient leaves the
+        weights untouched."""
+
+    def eval_loss(self, batch: dict, carry=None) -> tuple[float, int, Any]:
+        """(summed loss, number of targets, carry) in eval mode, without gradients."""
+
+    def predict(self, *inputs):
+        """The model's `predict` in eval mode: NumPy outputs (a language model: (logits, state))."""
+
+    def lock_weights(self) -> None:
+        """Promise that the weights no longer change (a served model); training unlocks."""
+
+    def locked_weights(self) -> contextlib.AbstractContextManager:
+        """A context with the weights locked (evaluation, a generation loop); afterwards as before."""
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The state dict as NumPy arrays, PyTorch's names (tied weights under both names)."""
+
+    def load_weights(self, weights: dict) -> None:
+        """Copy arrays into the model; names and shapes must match."""
+
+    def optimizer_state(self) -> dict:
+        """The optimizer's state, NumPy arrays and plain values."""
+
+    def load_optimizer_state(self, state: dict) -> None: ...
+
+    def rng_state(self) -> dict:
+        """The random generators' states (the dropout masks to come), NumPy arrays and plain values."""
+
+    def set_rng_state(self, state: dict) -> None: ...
+
+    def to_numpy(self, carry):
+        """A carry as NumPy arrays (None stays None)."""
+
+    def from_numpy(self, carry):
+        """A carry of NumPy arrays as the engine keeps it between steps."""
 
 
 def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, clip: float | None = None, momentum: float = 0.0,
-                 dtype: str = "float32", seed: int = 0, device: str = "auto", frozen=()):
+                 dtype: str = "float32", seed: int = 0, device: str = "auto", frozen=()) -> Engine:
     """An engine holding a fresh `model` ("LanguageModel", ...) built with `model_kwargs`.
 
     The scratch engine seeds its model's NumPy generator with `seed`; the torch engine seeds torch.
     Parameters named in `frozen` are left out of the optimiser (they keep their values).
     """
     check_engine(engine)
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    check_dtype(dtype)
     opt = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip, momentum=momentum)
     if engine == "scratch":
         from .scratch import models
         from .scratch.engine import ScratchEngine
 
-        net = getattr(models, model)(**model_kwargs, dtype=DTYPES[dtype], rng=seed)
+        net = getattr(models, model)(**model_kwargs, dtype=getattr(np, dtype), rng=seed)
         _freeze(net, frozen, lambda p: setattr(p, "requires_grad", False))
         return ScratchEngine(net, **opt)
     try:
@@ -58,3 +112,70 @@ def _freeze(net, names, freeze) -> None:
         raise ValueError(f"cannot freeze unknown parameters {unknown}")
     for name in names:
         freeze(params[name])
+
+
+# ------------------------------------------------------------------------------------------------ carries
+
+def carry_arrays(carry) -> dict[str, np.ndarray]:
+    """A carry (None, h, or (h, c)) of NumPy arrays as named arrays, for checkpoints (`Engine.to_numpy` first)."""
+    if carry is None:
+        return {}
+    if isinstance(carry, tuple):
+        return {"h": np.asarray(carry[0]), "c": np.asarray(carry[1])}
+    return {"h": np.asarray(carry)}
+
+
+def carry_from_arrays(arrays: dict):
+    """The inverse of `carry_arrays`: None, h, or (h, c) (`Engine.from_numpy` next)."""
+    if not arrays:
+        return None
+    return (arrays["h"], arrays["c"]) if "c" in arrays else arrays["h"]
+
+
+# ------------------------------------------------------------------------------------------------ info
+
+def info() -> dict:
+    """What this installation runs on, for bug reports and benchmark records: a flat dict of str → str or
+    number. Imports torch (if installed) to ask about CUDA, and the scratch engine's thread module (which
+    imports numba if installed); changes no setting."""
+    import importlib.metadata
+    import importlib.util
+    import platform
+
+    from . import __version__
+
+    out: dict = {"rnnkit": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    out.update(_blas())
+    if importlib.util.find_spec("torch") is None:
+        out["torch"] = "not installed"
+    else:
+        import torch
+
+        out["torch"] = torch.__version__
+        out["torch_cuda"] = torch.version.cuda or "none"      # the CUDA torch was built for
+        out["cuda_devices"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    try:
+        out["numba"] = importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        out["numba"] = "not installed"
+    from .scratch.fast import threads
+
+    out["scratch_threads"] = threads.count()
+    return out
+
+
+def _blas() -> dict:
+    """NumPy's BLAS library, version, kernels and threads, from threadpoolctl (nothing without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {}
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return {}
+    pool = next((p for p in pools if "numpy" in p.get("filepath", "")), pools[0])  # NumPy's own, if bundled
+    out = {"blas": f"{pool.get('internal_api', '?')} {pool.get('version') or ''}".strip(),
+           "blas_threads": int(pool.get("num_threads", 0))}
+    if pool.get("architecture"):
+        out["blas_architecture"] = str(pool["architecture"])
+    return out

@@ -1,42 +1,29 @@
 """The scratch engine as the trainer sees it: one training step, evaluation, and state to save and restore.
 
-The torch engine (rnnkit/torch/engine.py) has the same methods, so train.py never asks which it has.
-A *carry* is what a task passes from one batch to the next (the language model's recurrent state);
-it is None for tasks without one.
+It implements rnnkit.engines.Engine, as the torch engine (rnnkit/torch/engine.py) does, so train.py never
+asks which it has. A *carry* is what a task passes from one batch to the next (the language model's
+recurrent state); it is None for tasks without one. Engine-neutral code reaches this module only through
+rnnkit.engines.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..spec import check_optimizer
 from . import optim
 from .module import Module
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+    """The scratch optimiser for a name in spec.OPTIMIZERS."""
+    check_optimizer(name)
     if name == "adam":
         return optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
         return optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-
-
-def carry_arrays(carry) -> dict[str, np.ndarray]:
-    """A carry (None, h, or (h, c)) as named arrays, for checkpoints."""
-    if carry is None:
-        return {}
-    if isinstance(carry, tuple):
-        return {"h": np.asarray(carry[0]), "c": np.asarray(carry[1])}
-    return {"h": np.asarray(carry)}
-
-
-def carry_from_arrays(arrays: dict):
-    if not arrays:
-        return None
-    return (arrays["h"], arrays["c"]) if "c" in arrays else arrays["h"]
+    raise NotImplementedError(f"optimizer {name!r} is in rnnkit.spec.OPTIMIZERS but the scratch engine lacks it")
 
 
 class ScratchEngine:
@@ -62,7 +49,7 @@ class ScratchEngine:
         leaves the weights untouched (the trainer stops the run)."""
         self.model.train()
         self.model.zero_grad()
-        loss, carry = self.model.loss_and_grads(batch, carry)
+        loss, carry = self.model.loss(batch, carry)  # the scratch model's loss fills the gradients too
         norm = optim.clip_grad_norm(self.params, self.clip if self.clip else float("inf"))
         if np.isfinite(loss) and np.isfinite(norm):
             self.optimizer.step()
@@ -108,4 +95,10 @@ class ScratchEngine:
 
     @staticmethod
     def to_numpy(carry):
+        """A carry as NumPy arrays, for checkpoints: the scratch engine's carries already are."""
+        return carry
+
+    @staticmethod
+    def from_numpy(carry):
+        """A carry of NumPy arrays as the engine keeps it: unchanged here."""
         return carry

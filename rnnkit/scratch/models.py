@@ -2,24 +2,27 @@
 
 Every model has the interface the trainer, the tasks and checkpointing use:
     forward(...)                     the outputs (and the recurrent state, where there is one)
-    loss_and_grads(batch, carry)     forward + loss + backward, gradients accumulated in `.grad`
+    loss(batch, carry)               forward + loss + backward: (mean loss, carry), gradients accumulated in
+                                     `.grad` (the torch models' `loss` returns a tensor for autograd instead)
+    eval_loss(batch, carry)          (summed loss, count, carry), no gradients
+    predict(...)                     outputs for serving and generation
     state_dict() / load_state_dict() PyTorch's names, equal to the torch engine's model
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..spec import check_cell, check_pooling
 from .layers import Dropout, Embedding, Linear
 from .losses import cross_entropy, softmax
 from .module import Module, as_float_dtype, make_rng
 from .recurrent import GRU, LSTM, RNN, Embedded
 
-CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
                    bidirectional: bool = False, dtype=np.float32, rng=None):
-    """The scratch RNN / LSTM / GRU layer for a cell name in CELLS."""
+    """The scratch RNN / LSTM / GRU layer for a cell name in spec.CELLS."""
+    check_cell(cell)
     kwargs = dict(num_layers=num_layers, dropout=dropout, bidirectional=bidirectional, dtype=dtype, rng=rng)
     if cell == "lstm":
         return LSTM(input_size, hidden_size, **kwargs)
@@ -27,7 +30,7 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
         return GRU(input_size, hidden_size, **kwargs)
     if cell in ("rnn_tanh", "rnn_relu"):
         return RNN(input_size, hidden_size, nonlinearity=cell[4:], **kwargs)
-    raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    raise NotImplementedError(f"cell {cell!r} is in rnnkit.spec.CELLS but the scratch engine does not build it")
 
 
 def uniform_(param, bound: float, rng) -> None:
@@ -77,8 +80,9 @@ class LanguageModel(Module):
         """forward without caching for a backward: (logits (batch, time, vocab), state)."""
         return self.forward(tokens, state)
 
-    def loss_and_grads(self, batch: dict, carry=None):
-        """Mean cross-entropy of predicting batch["targets"] (batch, time) from batch["inputs"].
+    def loss(self, batch: dict, carry=None):
+        """Mean cross-entropy of predicting batch["targets"] (batch, time) from batch["inputs"], computing the
+        gradients as it goes (forward, loss, backward: they accumulate in each parameter's `.grad`).
 
         Returns (loss, state): the state after this window, to carry into the next one.
         """
@@ -113,10 +117,9 @@ class TextClassifier(Module):
                  num_layers: int = 1, cell: str = "lstm", bidirectional: bool = False, dropout: float = 0.0,
                  pooling: str = "last", attention_size: int = 64, padding_idx: int = 0,
                  embedding_init_std: float = 1.0, dtype=np.float32, rng=None):
-        from .pooling import MODES, AttentionPool, MaxPool, MeanPool
+        from .pooling import AttentionPool, MaxPool, MeanPool
 
-        if pooling not in MODES:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(MODES)}")
+        check_pooling(pooling)
         if num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
         self.dtype = as_float_dtype(dtype)
@@ -177,9 +180,9 @@ class TextClassifier(Module):
         logits = self.forward(batch["inputs"], batch["lengths"])
         return logits, cross_entropy(logits, batch["labels"], reduction=reduction, weight=self.class_weights)
 
-    def loss_and_grads(self, batch: dict, carry=None):
+    def loss(self, batch: dict, carry=None):
         """Mean (class-weighted) cross-entropy of batch["labels"] (batch,) given batch["inputs"] and
-        batch["lengths"]; gradients accumulate. Returns (loss, None)."""
+        batch["lengths"], computing the gradients as it goes (they accumulate in `.grad`). Returns (loss, None)."""
         _, (loss, d_logits) = self._loss(batch, "mean")
         self.backward(d_logits)
         return float(loss), None

@@ -1,8 +1,8 @@
-"""Optimisers, gradient clipping and learning-rate schedules of the scratch engine.
+"""Optimisers and gradient clipping of the scratch engine (the learning-rate schedule is train.py's).
 
 The update formulas are torch.optim's (single-tensor, non-foreach, non-fused path), so a scratch model
 and a torch model with the same weights and gradients stay equal step for step. Updates are in place
-on `p.data`. There is one parameter group; `opt.lr` is a plain attribute a schedule may change.
+on `p.data`. There is one parameter group; `opt.lr` is a plain attribute the trainer changes at each step.
 
 `state_dict()` is a flat dict of numbers and NumPy arrays (no pickling needed):
     {"lr": 0.001, "beta1": 0.9, ..., "step": 10, "state.0.exp_avg": array, "state.1.exp_avg": array, ...}
@@ -11,7 +11,7 @@ on `p.data`. There is one parameter group; `opt.lr` is a plain attribute a sched
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -215,93 +215,3 @@ def clip_grad_value(params, clip_value: float) -> None:
     clip_value = float(clip_value)
     for p in _param_list(params):
         np.clip(p.grad, -clip_value, clip_value, out=p.grad)
-
-
-# ------------------------------------------------------------------------------------------------ schedules
-
-class LRScheduler:
-    """Base class, torch-style: constructing one sets lr for epoch 0; each `step()` advances one epoch and
-    sets `optimizer.lr = base_lr * factor(last_epoch)` (closed forms; no dependence on the current lr).
-    """
-
-    def __init__(self, optimizer: Optimizer):
-        self.optimizer = optimizer
-        self.base_lr = optimizer.lr
-        self.last_epoch = -1
-        self.step()
-
-    def factor(self, epoch: int) -> float:
-        raise NotImplementedError
-
-    def get_lr(self) -> float:
-        return self.base_lr * self.factor(self.last_epoch)
-
-    def step(self) -> None:
-        self.last_epoch += 1
-        self.optimizer.lr = self.get_lr()
-
-    def get_last_lr(self) -> float:
-        return self.optimizer.lr
-
-    def state_dict(self) -> dict:
-        return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
-
-    def load_state_dict(self, sd: dict) -> None:
-        """Restore the position in the schedule; the optimizer's lr comes from its own state dict."""
-        self.base_lr, self.last_epoch = float(sd["base_lr"]), int(sd["last_epoch"])
-
-
-class StepLR(LRScheduler):
-    """lr = base_lr * gamma ** (epoch // step_size), as torch.optim.lr_scheduler.StepLR."""
-
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        if step_size < 1:
-            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
-        self.step_size, self.gamma = int(step_size), gamma
-        super().__init__(optimizer)
-
-    def factor(self, epoch: int) -> float:
-        return self.gamma ** (epoch // self.step_size)
-
-
-class CosineAnnealingLR(LRScheduler):
-    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2, as
-    torch.optim.lr_scheduler.CosineAnnealingLR (past T_max it rises again, as torch's does)."""
-
-    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
-        if T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
-        self.T_max, self.eta_min = int(T_max), eta_min
-        super().__init__(optimizer)
-
-    def get_lr(self) -> float:
-        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-
-
-class LambdaLR(LRScheduler):
-    """lr = base_lr * lr_lambda(epoch), as torch.optim.lr_scheduler.LambdaLR (the function is not saved
-    in the state dict)."""
-
-    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float]):
-        self.lr_lambda = lr_lambda
-        super().__init__(optimizer)
-
-    def factor(self, epoch: int) -> float:
-        return self.lr_lambda(epoch)
-
-
-class LinearWarmup(LRScheduler):
-    """Linear warm-up: lr = base_lr * min(1, (epoch + 1) / (warmup_steps + 1)), then constant.
-
-    Starts at base_lr / (warmup_steps + 1) and reaches base_lr at epoch warmup_steps; the same as
-    torch.optim.lr_scheduler.LinearLR(start_factor=1 / (warmup_steps + 1), total_iters=warmup_steps).
-    """
-
-    def __init__(self, optimizer: Optimizer, warmup_steps: int):
-        if warmup_steps < 0:
-            raise ValueError(f"LinearWarmup: warmup_steps must be >= 0, got {warmup_steps}")
-        self.warmup_steps = int(warmup_steps)
-        super().__init__(optimizer)
-
-    def factor(self, epoch: int) -> float:
-        return min(1.0, (epoch + 1) / (self.warmup_steps + 1))

@@ -11,6 +11,7 @@ Input: outputs h (batch, time, F) of a recurrent layer, zero past each sequence'
 
 "last" pooling is not here: it is the recurrent layer's final state h_n, which already stops at each
 sequence's last real step (and, bidirectionally, holds the backward direction's state at t = 0).
+The names a user may choose are rnnkit.spec.POOLING.
 """
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ import numpy as np
 
 from .layers import Linear
 from .module import Module
-
-MODES = ("last", "mean", "max", "attention")
 
 
 def length_mask(lengths: np.ndarray, time: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The torch engine as the trainer sees it: ScratchEngine's methods (rnnkit/scratch/engine.py) on PyTorch.
+"""The torch engine as the trainer sees it: rnnkit.engines.Engine (ScratchEngine's methods) on PyTorch.
 
 NumPy at the boundary: batches, weights, optimizer and RNG state go in and come out as NumPy arrays (plus
 numbers, strings, lists, tuples and dicts), so checkpoints never hold a tensor. A carry stays a tensor on
@@ -17,20 +17,21 @@ import numpy as np
 import torch
 
 from ..scratch.module import check_tied
+from ..spec import check_optimizer
 from .device import select_device
 from .models import state_to
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
+    """The torch.optim optimiser for a name in spec.OPTIMIZERS."""
+    check_optimizer(name)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    raise NotImplementedError(f"optimizer {name!r} is in rnnkit.spec.OPTIMIZERS but the torch engine lacks it")
 
 
 def tensors_to_numpy(obj):
@@ -171,7 +172,7 @@ class TorchEngine:
 
     @staticmethod
     def to_numpy(carry):
-        """A carry (None, h, or (h, c)) as NumPy arrays, for checkpoints (rnnkit.scratch.engine.carry_arrays)."""
+        """A carry (None, h, or (h, c)) as NumPy arrays, for checkpoints (rnnkit.engines.carry_arrays)."""
         return tensors_to_numpy(carry)
 
     def from_numpy(self, carry):

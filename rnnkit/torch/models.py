@@ -5,7 +5,8 @@ initialisation, so `state_dict()`s move between the engines unchanged. Autograd 
 
 Every model has the interface TorchEngine uses:
     forward(...)                        the outputs (and the recurrent state, where there is one)
-    loss(batch, carry)                  (mean loss tensor, state detached), for training
+    loss(batch, carry)                  (mean loss tensor, state detached), for training; the scratch models'
+                                        `loss` has the same name and returns a float, gradients filled
     eval_loss(batch, carry)             (summed loss float, count, state), for evaluation (call under no_grad)
 Batches hold NumPy arrays; the models move them to their own device.
 """
@@ -16,16 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+from ..spec import CELLS, check_cell, check_pooling  # noqa: F401  (CELLS: rnnkit.torch exports it)
 
 
 def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
                    bidirectional: bool = False) -> nn.RNNBase:
-    """nn.LSTM / nn.GRU / nn.RNN (batch_first) for a cell name in CELLS.
+    """nn.LSTM / nn.GRU / nn.RNN (batch_first) for a cell name in spec.CELLS.
 
     `dropout` (between layers) is passed on only with num_layers > 1: torch warns otherwise, and it has no
     effect with one layer in either engine.
     """
+    check_cell(cell)
     kwargs = dict(num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0,
                   bidirectional=bidirectional, batch_first=True)
     if cell == "lstm":
@@ -34,7 +36,7 @@ def make_recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int
         return nn.GRU(input_size, hidden_size, **kwargs)
     if cell in ("rnn_tanh", "rnn_relu"):
         return nn.RNN(input_size, hidden_size, nonlinearity=cell[4:], **kwargs)
-    raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    raise NotImplementedError(f"cell {cell!r} is in rnnkit.spec.CELLS but the torch engine does not build it")
 
 
 def as_tensor(x, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -154,8 +156,7 @@ class TextClassifier(nn.Module):
                  pooling: str = "last", attention_size: int = 64, padding_idx: int = 0,
                  embedding_init_std: float = 1.0, seed: int | None = None):
         super().__init__()
-        if pooling not in ("last", "mean", "max", "attention"):
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of last, mean, max, attention")
+        check_pooling(pooling)
         self.pooling, self.num_classes, self.class_weights = pooling, int(num_classes), None
         features = hidden_size * (2 if bidirectional else 1)
         with torch.random.fork_rng(devices=[], enabled=seed is not None):

@@ -40,6 +40,9 @@ class Engine(Protocol):
     def eval_loss(self, batch: dict, carry=None) -> tuple[float, int, Any]:
         """(summed loss, number of targets, carry) in eval mode, without gradients."""
 
+    def describe(self) -> str:
+        """Where the model ran: the scratch engine's path per recurrent layer, the torch engine's device."""
+
     def predict(self, *inputs):
         """The model's `predict` in eval mode: NumPy outputs (a language model: (logits, state))."""
 
@@ -158,9 +161,12 @@ def info() -> dict:
         out["numba"] = importlib.metadata.version("numba")
     except importlib.metadata.PackageNotFoundError:
         out["numba"] = "not installed"
+    from .scratch import fast
     from .scratch.fast import threads
 
     out["scratch_threads"] = threads.count()
+    out["scratch_path_forced"] = fast.forced() or "no (RNNKIT_PATH unset)"
+    out.update({f"scratch_path_{cell}": path for cell, path in fast.describe().items()})  # float32
     return out
 
 

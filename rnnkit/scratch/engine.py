@@ -60,6 +60,12 @@ class ScratchEngine:
         self.model.eval()
         return self.model.eval_loss(batch, carry)
 
+    def describe(self) -> str:
+        """The path each recurrent layer ran on last (fast/selector.py), e.g. "scratch engine: LSTM on threaded"."""
+        ran = [f"{type(m).__name__} on {'/'.join(dict.fromkeys(m.last_paths))}"
+               for m in self.model.modules() if getattr(m, "last_paths", ())]
+        return "scratch engine" + (f": {', '.join(ran)}" if ran else "")
+
     def predict(self, *inputs):
         """The model's `predict` in eval mode: NumPy outputs (a language model: (logits, state))."""
         self.model.eval()

@@ -117,6 +117,10 @@ class TorchEngine:
         with torch.no_grad():
             return self.model.eval_loss(batch, carry)
 
+    def describe(self) -> str:
+        """The device the model runs on, e.g. "torch engine on cpu"."""
+        return f"torch engine on {self.device}"
+
     def predict(self, *inputs):
         """The model's `predict` in eval mode, without gradients: NumPy outputs. A call of one time step on
         the CPU (generation) runs without oneDNN (see `_without_onednn`)."""

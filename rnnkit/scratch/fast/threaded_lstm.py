@@ -1,8 +1,9 @@
 """The threaded path: the gate-major LSTM with each thread owning a slice of the hidden units (numba installed).
 
-Layout, gate-major: per step the gates are a (4H, B) block in the packed order i, f, o, g
-(sigmoid rows halved), c and tanh c (H, B) blocks, and the product's operand is
-z_t = [h_t; x_t; 1] (H+I+1, B). Part k of P owns the hidden units lo..hi-1: the gate rows g·H+lo..g·H+hi-1
+Layout, gate-major: per step the gates are a (4H, L) block in the packed order i, f, o, g
+(sigmoid rows halved), c and tanh c (H, L) blocks, and the product's operand is
+z_t = [h_t; x_t; 1] (H+I+1, L), where L is the batch B padded to whole SIMD vectors (`padded`): the products
+run on whole vectors, and the padding columns, zeros and ones to start with, give results nobody reads. Part k of P owns the hidden units lo..hi-1: the gate rows g·H+lo..g·H+hi-1
 of each of the four gates, and c, h of those units.
 
 Forward, part k, step t:      wait until every part has written h_t into z_t
@@ -31,7 +32,7 @@ from .kernels import AVAILABLE
 from .trace import Trace, lengths_of
 
 if AVAILABLE:
-    from .gemm import MR, gemm_panels, pack_panels
+    from .gemm import MR, VECTOR_BYTES, gemm_panels, pack_panels
     from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, scalar_tanh, tanh_grad,
                           tanh_into)
 
@@ -67,48 +68,56 @@ def _pairs(bounds):
 
 if AVAILABLE:
     @jit
+    def padded(columns, lanes):
+        """columns rounded up to whole vectors of `lanes`: the products run on whole vectors only, the
+        padding columns' results unused (a plain loop over 5 of 8 columns ran 13x slower than 8)."""
+        return -(-columns // lanes) * lanes
+
+    @jit
     def sigmoid_to(a, out, half):
         """out ← (1 + tanh(a)) / 2 (halved rows)."""
         for j in range(out.shape[0]):
             out[j] = scalar_tanh(a[j]) * half + half
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, z, pre, gates, c, tanh_c, hs, active, flags, yield_address):
-        """Part `me` of the forward over all steps (see the module's text). Flattened per step:
-        z (T+1, (H+I+1)·B): [h_t; x_t; 1] rows of B, h_0, all x and the ones filled in by the caller;
-        pre (panels·MR·B,) scratch; gates (T, 4H·B); c (T+1, H·B) with c_0; tanh_c (T, H·B);
+    def forward_part(me, parts, lo, hi, panels, z, pre, gates, c, tanh_c, hs, active, B, flags, yield_address):
+        """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
+        batch padded to whole vectors, `padded`), flattened per step:
+        z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller;
+        pre (panels·MR·L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L);
         hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step."""
         T = gates.shape[0]
-        HB = c.shape[1]
-        B = z.shape[1] // panels.shape[1]
-        H = HB // B
+        L = z.shape[1] // panels.shape[1]
+        HL = c.shape[1]
+        H = HL // L
         units = hi - lo
-        run = units * B
+        run = units * L
+        lanes = VECTOR_BYTES // z.itemsize
         half = gates.dtype.type(0.5)
         flat = pre.reshape(-1)
         for t in range(T):
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            gemm_panels(panels, z[t], 0, B, n, flat, B)
+            gemm_panels(panels, z[t], 0, L, padded(n, lanes), flat, L)  # whole vectors: padding columns too
             a = gates[t]
             cell, c_prev, squashed, h = c[t + 1], c[t], tanh_c[t], z[t + 1]
             count, length = (1, run) if n == B else (units, n)
             for r in range(count):
-                s, own = r * B, lo * B + r * B
+                s, own = r * L, lo * L + r * L
                 for q in range(3):  # i, f, o: sigmoid rows
-                    sigmoid_to(flat[q * run + s: q * run + s + length], a[q * HB + own: q * HB + own + length], half)
-                tanh_into(flat[3 * run + s: 3 * run + s + length], a[3 * HB + own: 3 * HB + own + length])
-                i, f = a[own: own + length], a[HB + own: HB + own + length]
-                o, g = a[2 * HB + own: 2 * HB + own + length], a[3 * HB + own: 3 * HB + own + length]
+                    sigmoid_to(flat[q * run + s: q * run + s + length], a[q * HL + own: q * HL + own + length], half)
+                tanh_into(flat[3 * run + s: 3 * run + s + length], a[3 * HL + own: 3 * HL + own + length])
+                i, f = a[own: own + length], a[HL + own: HL + own + length]
+                o, g = a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length]
                 mul(f, c_prev[own: own + length], cell[own: own + length])
                 add_mul(i, g, cell[own: own + length])
                 tanh_into(cell[own: own + length], squashed[own: own + length])
                 mul(o, squashed[own: own + length], h[own: own + length])
             for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
-                row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * B + b:]
+                row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * L + b:]
                 for j in range(units):
-                    row[j] = column[j * B]
+                    row[j] = column[j * L]
             threads.arrive(flags, me, t + 1)
 
     @jit
@@ -116,18 +125,20 @@ if AVAILABLE:
                       flags, yield_address):
         """Part `me` of the backward over all steps (see the module's text). d_out (T, B·H) time-major;
         dh, dc ((hi-lo)·B,): the own units' gradients reaching h_T, c_T, on return h_0, c_0; product
-        (panels·MR·B,) scratch; gates, c, tanh_c: forward's arrays, flattened per step; d_steps (T, 4H·B):
-        each step's pre-activation gradients (unhalved), each part writing its own rows; at the end the part
-        copies its rows into d_pre (4H, T·B), the weight gradients' operand.
+        (panels·MR·L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
+        d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing its own rows;
+        at the end the part copies its rows into d_pre (4H, T·B), the weight gradients' operand.
 
         Time-major d_steps keeps each step's writes and its product's reads in one contiguous block; writing
         d_pre's columns directly instead touches 4H rows T·B apart at every step (about 5 ms of cache misses
         at T=64, B=32, H=256)."""
         T = gates.shape[0]
-        HB = c.shape[1]
         B = d_pre.shape[1] // T
-        H = HB // B
+        H = d_pre.shape[0] // 4
+        HL = c.shape[1]
+        L = HL // H
         units = hi - lo
+        lanes = VECTOR_BYTES // d_steps.itemsize
         for step in range(T):
             t = T - 1 - step
             n = active[t]
@@ -137,35 +148,36 @@ if AVAILABLE:
                     dh[j * B + b] += row[j]
             a, d = gates[t], d_steps[t]
             for j in range(units):
-                s, own = j * B, (lo + j) * B
-                i, f = a[own: own + n], a[HB + own: HB + own + n]
-                o, g = a[2 * HB + own: 2 * HB + own + n], a[3 * HB + own: 3 * HB + own + n]
+                s, own = j * B, (lo + j) * L
+                i, f = a[own: own + n], a[HL + own: HL + own + n]
+                o, g = a[2 * HL + own: 2 * HL + own + n], a[3 * HL + own: 3 * HL + own + n]
                 dh_j, dc_j, squashed = dh[s: s + n], dc[s: s + n], tanh_c[t, own: own + n]
                 cell_grad(dh_j, o, squashed, dc_j)
                 sigmoid_grad(dc_j, i, g, d[own: own + n])
-                sigmoid_grad(dc_j, f, c[t, own: own + n], d[HB + own: HB + own + n])
-                sigmoid_grad(dh_j, o, squashed, d[2 * HB + own: 2 * HB + own + n])
-                tanh_grad(dc_j, i, g, d[3 * HB + own: 3 * HB + own + n])
+                sigmoid_grad(dc_j, f, c[t, own: own + n], d[HL + own: HL + own + n])
+                sigmoid_grad(dh_j, o, squashed, d[2 * HL + own: 2 * HL + own + n])
+                tanh_grad(dc_j, i, g, d[3 * HL + own: 3 * HL + own + n])
                 mul_in_place(dc_j, f)
             threads.arrive(flags, me, step + 1)
             threads.wait_all(flags, parts, me, step + 1, yield_address)
-            gemm_panels(panels, d_steps.reshape(-1), t * 4 * HB, B, n, product, B)
+            gemm_panels(panels, d_steps.reshape(-1), t * 4 * HL, L, padded(n, lanes), product, L)
             for j in range(units):
                 for b in range(n):
-                    dh[j * B + b] = product[j * B + b]
+                    dh[j * B + b] = product[j * L + b]
         for q in range(4):
             for j in range(lo, hi):
                 r = q * H + j
                 row = d_pre[r]
                 for t in range(T):
-                    src = d_steps[t, r * B: (r + 1) * B]
+                    src = d_steps[t, r * L: r * L + B]
                     dst = row[t * B: (t + 1) * B]
                     for b in range(B):
                         dst[b] = src[b]
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None) -> Trace:
     """The gate-major forward of one layer direction: h time-major (T+1, B, H) in the trace; kept for
-    backward c (T+1, H, B), gates (T, 4H, B) activated, tanh_c (T, H, B). No folded input (xw)."""
+    backward c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to whole
+    vectors. No folded input (xw)."""
     if xw is not None:
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
@@ -173,22 +185,24 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     parts = parts_for(hidden)
     bounds = _bounds(hidden, parts)
     panels = forward_panels(p, parts)
-    width = hidden + features + 1
-    z = np.zeros((time + 1, width, batch), dtype=dtype)  # zeros: the columns of ended sequences stay finite
-    z[:time, hidden: hidden + features] = inputs.transpose(0, 2, 1)
+    width, columns = hidden + features + 1, padded(batch, VECTOR_BYTES // dtype.itemsize)
+    # zeros: the columns of ended sequences and the padding stay finite
+    z = np.zeros((time + 1, width, columns), dtype=dtype)
+    z[:time, hidden: hidden + features, :batch] = inputs.transpose(0, 2, 1)
     z[:, -1] = 1
-    z[0, :hidden] = h0.T
+    z[0, :hidden, :batch] = h0.T
     hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
     hs[0] = h0
-    cs = np.empty((time + 1, hidden, batch), dtype=dtype)
-    cs[0] = c0.T
-    gates = np.empty((time, 4 * hidden, batch), dtype=dtype)
-    tanh_c = np.empty((time, hidden, batch), dtype=dtype)
+    cs = np.empty((time + 1, hidden, columns), dtype=dtype)
+    cs[0] = 0
+    cs[0, :, :batch] = c0.T
+    gates = np.empty((time, 4 * hidden, columns), dtype=dtype)
+    tanh_c = np.empty((time, hidden, columns), dtype=dtype)
     flat = [a.reshape(a.shape[0], -1) for a in (z, gates, cs, tanh_c, hs)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run(forward_part, [
-        (k, parts, lo, hi, panels[k], flat[0], np.empty(panels[k].shape[0] * MR * batch, dtype=dtype),
-         flat[1], flat[2], flat[3], flat[4], steps, flags, threads.YIELD)
+        (k, parts, lo, hi, panels[k], flat[0], np.empty(panels[k].shape[0] * MR * columns, dtype=dtype),
+         flat[1], flat[2], flat[3], flat[4], steps, batch, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(_pairs(bounds))])
     c_n = cs[lengths_of(active), :, np.arange(batch)]
     return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c})
@@ -202,8 +216,10 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     parts = parts_for(hidden)
     bounds = _pairs(_bounds(hidden, parts))
     panels = backward_panels(p, parts)
-    full = active[-1] == batch  # no sequence ends early: every entry of d_steps is written
-    d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, batch), dtype=dtype)
+    columns = arrays["c"].shape[-1]  # the forward's padded batch
+    # every entry of d_steps is written when no sequence ends early and there is no padding; else zeros
+    full = active[-1] == batch == columns
+    d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, columns), dtype=dtype)
     d_pre = np.empty((4 * hidden, time, batch), dtype=dtype)
     dh = [np.array(dh_n[:, lo:hi].T, order="C") for lo, hi in bounds]  # copies, (units, B): updated in place
     dc = [np.array(dc_n[:, lo:hi].T, order="C") for lo, hi in bounds]
@@ -212,7 +228,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run(backward_part, [
         (k, parts, lo, hi, panels[k], flat[0], dh[k].reshape(-1), dc[k].reshape(-1),
-         np.empty(panels[k].shape[0] * MR * batch, dtype=dtype), flat[1], flat[2], flat[3], flat[4], flat[5],
+         np.empty(panels[k].shape[0] * MR * columns, dtype=dtype), flat[1], flat[2], flat[3], flat[4], flat[5],
          steps, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(bounds)])
     d_pre = d_pre.reshape(4 * hidden, -1)

@@ -1,0 +1,249 @@
+"""The scratch engine against PyTorch on the CPU over a grid of batch × hidden sizes: where is it slow?
+
+For RNN, GRU and LSTM, T = 64, input 64, float32, batch {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64} ×
+hidden {64, 128, 256, 512}, three timings per point:
+    fwd+bwd   a training forward and backward (all gradients);
+    fwd       the training forward alone;
+    infer     an inference forward (scratch: eval mode, locked weights; torch: eval, no_grad).
+Each side runs in its own process, one process per (side, cell, hidden) measuring every batch size; the two
+sides alternate over several rounds (these machines drift in speed by 2x within minutes) and each point's
+ratio is the median of the per-round ratios scratch / torch. Both sides get the same thread count.
+
+    python benchmarks/engine_sweep.py                   # the full grid (about 10 minutes a round on 2 cores)
+    python benchmarks/engine_sweep.py --quick           # a small grid, one round (a smoke test)
+    python benchmarks/engine_sweep.py --cells lstm --hidden 256 --batch 4,5,6,8,12,16
+
+Writes a JSON table (benchmarks/results/engine_sweep.json) and, with matplotlib, a heat map of the ratio per
+grid point (engine_sweep.png); prints the worst point of each mode. The scratch rows name the path the
+selector chose (rnnkit/scratch/fast/selector.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from engine_speed import _timeit, gemm_worker  # noqa: E402  (this folder's engine benchmark)
+
+from rnnkit.checkpoint.atomic import write_json  # noqa: E402
+
+BATCHES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64)
+HIDDEN = (64, 128, 256, 512)
+CELLS = ("rnn", "gru", "lstm")
+MODES = ("fwd+bwd", "fwd", "infer")
+TIME, INPUT = 64, 64
+
+
+def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time: float) -> dict:
+    """Times of every batch size for one side, cell and hidden size: {batch: {mode: seconds, "path": ...}}."""
+    from rnnkit.runtime import tune_process
+
+    tune_process()  # before NumPy, as the rnnkit command does
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if engine == "scratch":
+        from rnnkit.scratch.recurrent import GRU, LSTM, RNN
+
+        layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](INPUT, hidden, dtype=np.float32, rng=0)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+        layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](INPUT, hidden,
+                                                                                         batch_first=True)
+    results = {}
+    for batch in batches:
+        x = rng.standard_normal((batch, TIME, INPUT)).astype(np.float32)
+        d_out = rng.standard_normal((batch, TIME, hidden)).astype(np.float32)
+        if engine == "scratch":
+            def fwd():
+                layer.train()
+                layer.forward(x)
+
+            def fwd_bwd():
+                fwd()
+                layer.backward(d_out)
+
+            def infer():
+                layer.eval()
+                with layer.locked_weights():
+                    layer.forward(x)
+
+            fwd()
+            path = layer.last_paths[0]
+        else:
+            xt, dt = torch.tensor(x, requires_grad=True), torch.tensor(d_out)
+
+            def fwd():
+                layer.train()
+                return layer(xt)[0]
+
+            def fwd_bwd():
+                fwd().backward(dt)
+
+            def infer():
+                layer.eval()
+                with torch.no_grad():
+                    layer(xt)
+
+            path = "torch"
+        results[str(batch)] = {"fwd+bwd": _timeit(fwd_bwd, min_time), "fwd": _timeit(fwd, min_time),
+                               "infer": _timeit(infer, min_time), "path": path}
+    return results
+
+
+def run_worker(args: list[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    done = subprocess.run([sys.executable, __file__, "--worker", *args, "--threads", str(threads)],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: float, say=print) -> dict:
+    """Measure the grid; returns {"points": [...], "gemm_gflops": ...}."""
+    points, gemm = [], []
+    blas = "unknown"
+    for cell in cells:
+        for hidden in hidden_sizes:
+            spec = [cell, str(hidden), ",".join(map(str, batches)), "--min-time", str(min_time)]
+            runs = {"scratch": [], "torch": []}
+            for r in range(rounds):
+                for engine in (("scratch", "torch") if r % 2 == 0 else ("torch", "scratch")):
+                    runs[engine].append(run_worker([engine, *spec], threads))
+                measured = run_worker(["gemm", "--min-time", str(min_time)], threads)
+                gemm.append(measured["gflops"])
+                blas = measured["blas"]
+            for batch in batches:
+                key = str(batch)
+                point = {"cell": cell, "hidden": hidden, "batch": batch, "path": runs["scratch"][0][key]["path"]}
+                for mode in MODES:
+                    pairs = [(s[key][mode], t[key][mode]) for s, t in zip(runs["scratch"], runs["torch"])]
+                    point[mode] = {"scratch_ms": statistics.median(s for s, _ in pairs) * 1e3,
+                                   "torch_ms": statistics.median(t for _, t in pairs) * 1e3,
+                                   "ratio": statistics.median(s / t for s, t in pairs)}
+                points.append(point)
+                say(format_point(point))
+    return {"points": points, "gemm_gflops": statistics.median(gemm), "blas": blas}
+
+
+def format_point(p: dict) -> str:
+    cells = "  ".join(f"{mode} {p[mode]['scratch_ms']:8.2f} / {p[mode]['torch_ms']:8.2f} ms = {p[mode]['ratio']:5.2f}"
+                      for mode in MODES)
+    return f"{p['cell']:>4} H={p['hidden']:<4} B={p['batch']:<3} [{p['path']:>9}]  {cells}"
+
+
+def worst(points: list[dict], mode: str) -> dict:
+    return max(points, key=lambda p: p[mode]["ratio"])
+
+
+def jumps(points: list[dict], mode: str) -> list[dict]:
+    """Neighbouring batch sizes (same cell and hidden) whose scratch times differ by more than 1.5x."""
+    out = []
+    by_row: dict = {}
+    for p in points:
+        by_row.setdefault((p["cell"], p["hidden"]), []).append(p)
+    for (cell, hidden), row in by_row.items():
+        row.sort(key=lambda p: p["batch"])
+        for a, b in zip(row, row[1:]):
+            factor = b[mode]["scratch_ms"] / a[mode]["scratch_ms"]
+            if factor > 1.5 or factor < 1 / 1.5:
+                out.append({"cell": cell, "hidden": hidden, "from": a["batch"], "to": b["batch"],
+                            "factor": round(factor, 2)})
+    return out
+
+
+def heat_map(points: list[dict], cells, hidden_sizes, batches, path: Path) -> Path | None:
+    """One panel per (cell, mode): hidden × batch, coloured by the ratio (below 1: scratch faster)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+        from matplotlib.colors import TwoSlopeNorm
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(len(cells), len(MODES), figsize=(5.2 * len(MODES), 2.2 + 1.1 * len(cells) *
+                                                                 len(hidden_sizes) / 2), squeeze=False)
+    index = {(p["cell"], p["hidden"], p["batch"]): p for p in points}
+    for i, cell in enumerate(cells):
+        for j, mode in enumerate(MODES):
+            grid = np.array([[index[(cell, h, b)][mode]["ratio"] for b in batches] for h in hidden_sizes])
+            ax = axes[i][j]
+            image = ax.imshow(grid, cmap="RdYlGn_r", norm=TwoSlopeNorm(vmin=min(0.2, grid.min()), vcenter=1.0,
+                                                                        vmax=max(2.0, grid.max())), aspect="auto")
+            for (r, c), value in np.ndenumerate(grid):
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7)
+            ax.set_xticks(range(len(batches)), [str(b) for b in batches], fontsize=8)
+            ax.set_yticks(range(len(hidden_sizes)), [str(h) for h in hidden_sizes], fontsize=8)
+            ax.set_title(f"{cell} {mode}: scratch / torch", fontsize=10)
+            ax.set_xlabel("batch", fontsize=8)
+            ax.set_ylabel("hidden", fontsize=8)
+            fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per (cell, hidden)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cells", default=",".join(CELLS))
+    parser.add_argument("--hidden", default=",".join(map(str, HIDDEN)))
+    parser.add_argument("--batch", default=",".join(map(str, BATCHES)))
+    parser.add_argument("--min-time", type=float, default=0.15, help="seconds of timing per measurement")
+    parser.add_argument("--quick", action="store_true", help="batch 1,5 × hidden 8, one round (a smoke test)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_sweep.json"))
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker is not None:
+        if args.worker[0] == "gemm":
+            result = gemm_worker(args.threads, args.min_time)
+        else:
+            engine, cell, hidden, batches = args.worker[:4]
+            result = worker(engine, cell, int(hidden), [int(b) for b in batches.split(",")], args.threads,
+                            args.min_time)
+        print(json.dumps(result))
+        return 0
+
+    cells = args.cells.split(",")
+    hidden_sizes = [8] if args.quick else [int(h) for h in args.hidden.split(",")]
+    batches = [1, 5] if args.quick else [int(b) for b in args.batch.split(",")]
+    rounds, min_time = (1, 0.01) if args.quick else (args.rounds, args.min_time)
+    load_start = os.getloadavg()
+    result = sweep(cells, hidden_sizes, batches, rounds, args.threads, min_time)
+    points = result["points"]
+    result.update(threads=args.threads, rounds=rounds, time=TIME, input=INPUT, python=sys.version.split()[0],
+                  load_average={"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
+                  worst={mode: worst(points, mode) for mode in MODES},
+                  jumps={mode: jumps(points, mode) for mode in MODES})
+    print(f"\nfloat32 GEMM rate (NumPy BLAS, {args.threads} threads): {result['gemm_gflops']:.1f} GFLOP/s; "
+          f"{result['blas']}")
+    for mode in MODES:
+        w = result["worst"][mode]
+        print(f"worst {mode}: {w['cell']} hidden {w['hidden']} batch {w['batch']} [{w['path']}] ratio "
+              f"{w[mode]['ratio']:.2f} ({w[mode]['scratch_ms']:.2f} vs {w[mode]['torch_ms']:.2f} ms); "
+              f"jumps > 1.5x between neighbouring batches: {len(result['jumps'][mode])}")
+    out = Path(args.out)
+    print(f"results written to {write_json(out, result)}")
+    png = heat_map(points, cells, hidden_sizes, batches, out.with_suffix(".png"))
+    if png:
+        print(f"heat map: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

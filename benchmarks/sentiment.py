@@ -29,8 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnnkit.files import write_json
-from rnnkit.tasks.presets import AIRLINE_TWEETS
+from rnnkit.runtime import tune_process
+
+tune_process()  # first thing, before NumPy loads: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
+
+from rnnkit.checkpoint.atomic import write_json  # noqa: E402
+from rnnkit.tasks.presets import PRESETS  # noqa: E402
+from rnnkit.tasks.settings import ClassifySettings  # noqa: E402
 
 DATASET = "airline-tweets"
 MODELS = {                    # name → (cell, bidirectional)
@@ -43,9 +48,11 @@ MODELS = {                    # name → (cell, bidirectional)
 NAMES = {"rnn": "vanilla RNN (tanh)", "gru": "GRU", "lstm": "LSTM", "bilstm": "BiLSTM", "bigru": "BiGRU"}
 ENGINES = ("scratch", "torch")
 
-# The main job's settings (examples/airline_sentiment.py: rnnkit/tasks/presets.py), the same for every model
-# and engine; only the cell and the direction change.
-SETTINGS = {k: v for k, v in AIRLINE_TWEETS.items() if k not in ("cell", "bidirectional")}
+# The main job's settings (examples/airline_sentiment.py: the preset airline-tweets, rnnkit/tasks/presets.py),
+# the same for every model and engine; only the cell and the direction change.
+PRESET = "airline-tweets"
+SETTINGS = {k: v for k, v in PRESETS[PRESET].settings.items() if k not in ("cell", "bidirectional")}
+FIXED = ("dataset", "data", "cell", "bidirectional", "engine", "device", "out", "resume", "progress")  # per run
 QUICK = dict(hidden=32, embedding=32, epochs=1, max_steps=40, eval_every=0)
 
 
@@ -57,9 +64,9 @@ def train_one(model: str, engine: str, settings: dict, run_dir: str) -> dict:
     cell, bidirectional = MODELS[model]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    result = classify.train_classifier(dataset=DATASET, cell=cell, bidirectional=bidirectional, engine=engine,
-                                       device="cpu", out=run_dir, progress=False, log=lambda *a: None,
-                                       **settings)
+    result = classify.train_classifier(preset=PRESET, dataset=DATASET, cell=cell, bidirectional=bidirectional,
+                                       engine=engine, device="cpu", out=run_dir, progress=False,
+                                       log=lambda *a: None, **settings)
     seconds = time.perf_counter() - start
     load_after = os.getloadavg()[0]
     history = result.state.history
@@ -130,19 +137,23 @@ def baselines() -> dict:
 
 def parse_overrides(pairs) -> dict:
     """["hidden=256", "schedule=cosine", "patience=null"] → {"hidden": 256, "schedule": "cosine", ...}:
-    each value is read as JSON, or kept as a string if it is not JSON; the key must be a known setting."""
+    each value is read as JSON, or kept as a string if it is not JSON; the key must be a setting of
+    `rnnkit train classify` (rnnkit/tasks/settings.py) and the value fit it."""
+    options = ClassifySettings.options()
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
-        if key not in SETTINGS and key != "max_steps":
-            raise ValueError(f"unknown setting {key!r}; known: {', '.join([*SETTINGS, 'max_steps'])}")
+        if key not in options or key in FIXED:
+            known = ", ".join(k for k in options if k not in FIXED)
+            raise ValueError(f"unknown setting {key!r}; known: {known} ({', '.join(FIXED)} are the benchmark's)")
         try:
-            out[key] = json.loads(value)
+            value = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
+            pass
+        out[key] = options[key].check(value, "--set")
     return out
 
 

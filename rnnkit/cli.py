@@ -4,16 +4,25 @@ Each command group is a function `add_<group>_commands(subparsers)` that adds it
 `func=<handler>` on them; a handler takes the parsed arguments and returns an exit code. To add a command,
 write such a function and append it to COMMANDS. Errors the user can fix (ValueError, OSError, DatasetError)
 print `error: ...` to stderr and exit with code 2, without a traceback.
+
+`rnnkit train TASK` has one option per setting of the task (rnnkit/tasks/settings.py's dataclass fields:
+add_settings_options), so a setting is added there, in one line, and nowhere here. Its options default to
+nothing: what is given goes over the --config file, the preset and the fields' defaults (resolve_settings).
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # `python -m rnnkit.cli`: tune the process before the imports below load NumPy
+    from rnnkit.runtime import tune_process
+
+    tune_process()
 
 import argparse
 import sys
 
 from rnnkit import __version__
 from rnnkit.data import datasets
-from rnnkit.files import write_json
+from rnnkit.checkpoint.atomic import write_json
 from rnnkit.train import TrainingError
 
 
@@ -31,9 +40,11 @@ class FORMATTER(argparse.ArgumentDefaultsHelpFormatter):
 USER_ERRORS = (ValueError, OSError, datasets.DatasetError, TrainingError)
 
 
-def add_parser(subparsers, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
-    """A subcommand parser that shows defaults in --help."""
-    return subparsers.add_parser(name, help=help, description=help, formatter_class=FORMATTER, **kwargs)
+def add_parser(subparsers, name: str, help: str, description: str | None = None,
+               **kwargs) -> argparse.ArgumentParser:
+    """A subcommand parser that shows defaults in --help (its description: `help`, unless given)."""
+    return subparsers.add_parser(name, help=help, description=description or help, formatter_class=FORMATTER,
+                                 **kwargs)
 
 
 # ----------------------------------------------------------------------------------------- rnnkit data
@@ -65,156 +76,148 @@ def add_data_commands(subparsers) -> None:
     p.set_defaults(func=cmd_data_fetch)
 
 
-# ----------------------------------------------------------------------------------------- rnnkit train lm
+# ----------------------------------------------------------------------------------------- rnnkit train
+
+TRAIN_TASKS = {  # task → (what it trains, the next step: {best} is the best checkpoint)
+    "lm": ("a character- or word-level language model (next-token prediction)",
+           'generate with:   rnnkit generate {best} --prompt "..." --length 300'),
+    "classify": ("a text classifier (e.g. the sentiment of posts)",
+                 "evaluate with:   rnnkit evaluate {best} --data FILE   (or --dataset NAME --split test)"),
+}
+LAYERS = ("The settings come in layers, each over the one before: the defaults shown below < the preset "
+          "(--preset; without it, the dataset's own preset if it has one: --dataset airline-tweets) < the "
+          "--config file < the options given here.")
 
 
-def cmd_train_lm(args) -> int:
-    from rnnkit.tasks import lm
+def resolve_settings(args):
+    """The run's settings: the defaults < the preset < the --config file < the options given."""
+    from rnnkit.settings import read_config
+    from rnnkit.tasks.settings import TASKS, resolve
 
-    result = lm.train_lm(
-        dataset=args.dataset, data=args.data, valid=args.valid, level=args.level, lower=args.lower,
-        min_freq=args.min_freq, max_vocab=args.max_vocab, cell=args.cell, layers=args.layers, hidden=args.hidden,
-        embedding=args.embedding, dropout=args.dropout, tie_weights=args.tie, engine=args.engine,
-        device=args.device, dtype=args.dtype, batch_size=args.batch_size, bptt=args.bptt, out=args.out,
-        resume=args.resume, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, momentum=args.momentum, clip=args.clip or None, schedule=args.schedule,
-        warmup_steps=args.warmup_steps, patience=args.patience, eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, log_every=args.log_every,
-        seed=args.seed, progress=not args.no_progress)
+    given = {name: getattr(args, name) for name in TASKS[args.task].options() if hasattr(args, name)}
+    config = read_config(args.config) if args.config else None
+    return resolve(args.task, given, preset=getattr(args, "preset", None), config=config, where=args.config,
+                   dataset_preset=True)
+
+
+def cmd_train(args) -> int:
+    import json
+
+    from rnnkit.tasks import classify, lm
+
+    settings = resolve_settings(args)
+    if args.dry_run:
+        print(json.dumps(settings.to_dict(), indent=2))
+        return 0
+    result = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task](settings)
     state = result.state
-    print(f"trained {state.step} steps; best validation loss {state.best_loss:.4f} at step {state.best_step}")
+    print(f"trained {state.step} steps on the {result.ran_on}; best validation loss {state.best_loss:.4f} at "
+          f"step {state.best_step}")
     print(f"best checkpoint: {result.best}   last (for --resume): {result.last}")
-    print(f"generate with:   rnnkit generate {result.best} --prompt \"...\" --length 300")
+    print(TRAIN_TASKS[args.task][1].format(best=result.best))
     return 0
 
 
 def add_train_commands(subparsers) -> None:
-    from rnnkit.scratch.engine import OPTIMIZERS
-    from rnnkit.scratch.models import CELLS
-    from rnnkit.train import SCHEDULES
+    from rnnkit.tasks import presets
+    from rnnkit.tasks.settings import TASKS
 
     train = add_parser(subparsers, "train", "train a model for a task")
     sub = train.add_subparsers(dest="task", metavar="TASK", required=True)
-    p = add_parser(sub, "lm", "a character- or word-level language model (next-token prediction)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="a registered dataset (see `rnnkit data list`)")
-    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file")
-    p.add_argument("--valid", metavar="FILE", help="validation text (default: the last 10%% of --data)")
-    p.add_argument("--level", choices=("char", "word"), help="tokens (default: the dataset's; char for files)")
-    p.add_argument("--lower", action="store_true", help="lower-case words (word level)")
-    p.add_argument("--min-freq", type=int, default=1, help="rarer tokens become <unk>")
-    p.add_argument("--max-vocab", type=int, help="keep only the most frequent tokens")
-    p.add_argument("--cell", choices=CELLS, default="lstm")
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--embedding", type=int, help="embedding size (default: --hidden)")
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--tie", action="store_true", help="tie the output layer to the embedding")
-    add_engine_arguments(p)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--bptt", type=int, default=64, help="steps of backpropagation through time per window")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--momentum", type=float, default=0.0, help="for sgd")
-    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm (0: no clipping)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="constant")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
-    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: each epoch)")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="steps between saves for --resume "
-                   "(0: at each evaluation)")
-    p.add_argument("--max-steps", type=int, help="stop after this many updates")
-    p.add_argument("--log-every", type=int, default=10, help="steps between lines of metrics.jsonl")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/lm", help="run folder (checkpoints best/ and last/, metrics.jsonl)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last/")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train_lm)
-    add_classify_command(sub)
+    for task, (about, _) in TRAIN_TASKS.items():
+        p = add_parser(sub, task, about, description=f"Train {about}. {LAYERS}")
+        named = presets.for_task(task)
+        if named:  # rnnkit/tasks/presets.py
+            listed = "; ".join(f"{name}: {preset.about}" for name, preset in named.items())
+            p.add_argument("--preset", choices=[*named, presets.NONE],
+                           help=f"named settings ({listed}; none: no preset, not even the dataset's) (default: "
+                                f"the dataset's own preset, if it has one)")
+        p.add_argument("--config", metavar="FILE", help="settings from a JSON file, or YAML with PyYAML installed: "
+                       "{\"hidden\": 64, ...}, or in sections {\"model\": {\"hidden\": 64}, ...}, as --dry-run "
+                       "prints them; may name a \"preset\"")
+        p.add_argument("--dry-run", action="store_true", help="print the settings as JSON and stop")
+        add_settings_options(p, TASKS[task])
+        p.set_defaults(func=cmd_train)
 
 
-def cmd_train_classify(args) -> int:
-    from rnnkit.tasks import classify
-
-    result = classify.train_classifier(
-        dataset=args.dataset, data=args.data, valid=args.valid, test=args.test, text_column=args.text_column,
-        label_column=args.label_column, min_freq=args.min_freq, max_vocab=args.max_vocab,
-        max_length=args.max_length, cell=args.cell, layers=args.layers, hidden=args.hidden,
-        embedding=args.embedding, bidirectional=not args.unidirectional, dropout=args.dropout,
-        pooling=args.pooling, attention_size=args.attention_size, class_weights=args.class_weights,
-        word_dropout=args.word_dropout, embedding_init_std=args.embedding_init_std,
-        embeddings=args.embeddings, freeze_embeddings=args.freeze_embeddings, engine=args.engine,
-        device=args.device, dtype=args.dtype, batch_size=args.batch_size, out=args.out, resume=args.resume,
-        epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-        clip=args.clip or None, schedule=args.schedule, patience=args.patience, eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, seed=args.seed,
-        progress=not args.no_progress)
-    state = result.state
-    print(f"trained {state.step} steps; best validation loss {state.best_loss:.4f} at step {state.best_step}")
-    print(f"best checkpoint: {result.best}   last (for --resume): {result.last}")
-    print(f"evaluate with:   rnnkit evaluate {result.best} --data FILE   (or --dataset NAME --split test)")
-    return 0
+def add_settings_options(parser, settings) -> None:
+    """One option per setting of `settings` (rnnkit/tasks/settings.py), a group of them per section; the
+    settings of an `exclusive` group are mutually exclusive. Every default is SUPPRESS: the parsed arguments
+    hold only the options given, the top layer over the preset and the --config file."""
+    for section, section_cls in settings.sections().items():
+        group = parser.add_argument_group(f"{section} settings")
+        exclusive = {}
+        for option in settings.options().values():
+            if option.section == section:
+                name = option.meta.get("exclusive")
+                if name and name not in exclusive:
+                    exclusive[name] = group.add_mutually_exclusive_group()
+                add_setting_option(exclusive[name] if name else group, option)
 
 
-def add_classify_command(sub) -> None:
-    from rnnkit.scratch.engine import OPTIMIZERS
-    from rnnkit.scratch.models import CELLS
-    from rnnkit.scratch.pooling import MODES
-    from rnnkit.train import SCHEDULES
+def add_setting_option(parser, option, suppress: bool = True) -> None:
+    """The option of one setting (rnnkit/settings.py's Option): --kebab-case, or the field's `flags`; a bool is
+    a switch (--x when it is False by default, --no-x when True); `X | None` takes an X, or "none" for a
+    number; the field's choices, metavar, help, and the default shown in the help."""
+    kebab = option.name.replace("_", "-")
+    flags = option.meta.get("flags") or (f"--no-{kebab}" if option.kind is bool and option.default else f"--{kebab}",)
+    help = option.meta["help"]
+    if option.kind is not bool and option.default is not None and "default:" not in help:
+        help += f" (default: {option.default})"
+    kwargs = dict(dest=option.name, help=help.replace("%", "%%"),
+                  default=argparse.SUPPRESS if suppress else option.default)
+    if option.kind is bool:
+        kwargs["action"] = "store_false" if option.default else "store_true"
+    else:
+        kind = option.kind
+        if option.optional and kind is not str:
+            kind = none_or(kind)
+        kwargs.update(type=kind, choices=option.meta.get("choices"), metavar=option.meta.get("metavar"))
+    parser.add_argument(*flags, **kwargs)
 
-    p = add_parser(sub, "classify", "a text classifier (e.g. the sentiment of posts)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", help="a registered labelled dataset (e.g. airline-tweets)")
-    src.add_argument("--data", metavar="FILE", help="a CSV/TSV (with a header) or JSONL file of texts and labels")
-    p.add_argument("--valid", metavar="FILE", help="validation file (default: 10%% of --data)")
-    p.add_argument("--test", metavar="FILE", help="test file (default: 10%% of --data)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--min-freq", type=int, default=2, help="rarer words become <unk>")
-    p.add_argument("--max-vocab", type=int)
-    p.add_argument("--max-length", type=int, default=64, help="tokens kept per text")
-    p.add_argument("--cell", choices=CELLS, default="lstm")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--embedding", type=int, default=100)
-    p.add_argument("--unidirectional", action="store_true", help="read left to right only")
-    p.add_argument("--dropout", type=float, default=0.3)
-    p.add_argument("--pooling", choices=MODES, default="max")
-    p.add_argument("--attention-size", type=int, default=64)
-    p.add_argument("--class-weights", choices=("none", "balanced"), default="none")
-    p.add_argument("--word-dropout", type=float, default=0.0,
-                   help="probability that a training token is replaced by <unk>")
-    p.add_argument("--embedding-init-std", type=float, default=1.0,
-                   help="the random embedding starts N(0, std^2) (1: torch's default)")
-    p.add_argument("--embeddings", metavar="FILE", help="pretrained GloVe/word2vec text vectors")
-    p.add_argument("--freeze-embeddings", action="store_true")
-    add_engine_arguments(p)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--clip", type=float, default=1.0, help="max gradient norm (0: no clipping)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="constant")
-    p.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
-    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: each epoch)")
-    p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/sentiment")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train_classify)
+
+def none_or(kind):
+    """An argparse type: "none" (or "null") for None, else `kind` (an int, a float)."""
+
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse's message: invalid int value: 'x'
+    return parse
 
 
 def add_engine_arguments(p) -> None:
-    p.add_argument("--engine", choices=("scratch", "torch"), default="scratch",
-                   help="scratch: NumPy, written from scratch; torch: PyTorch (cuDNN on a GPU)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="for the torch engine")
+    """--engine and --device, as the training settings have them (help, choices, default)."""
+    from rnnkit.settings import options_of
+    from rnnkit.train import TrainConfig
+
+    options = options_of(TrainConfig)
+    for name in ("engine", "device"):
+        add_setting_option(p, options[name], suppress=False)
+
+
+# ----------------------------------------------------------------------------------------- rnnkit info
+
+
+def cmd_info(args) -> int:
+    import json
+
+    from rnnkit.engines import info
+
+    found = info()
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+    else:
+        for key, value in found.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def add_info_command(subparsers) -> None:
+    p = add_parser(subparsers, "info", "print the environment (versions, BLAS, threads, torch, CUDA) for bug "
+                   "reports, as key: value lines")
+    p.add_argument("--json", action="store_true", help="print it as a JSON object")
+    p.set_defaults(func=cmd_info)
 
 
 # ----------------------------------------------------------------------------------------- generate, evaluate
@@ -382,7 +385,7 @@ def add_serve_command(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_command]
+COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_command, add_info_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

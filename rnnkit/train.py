@@ -2,7 +2,7 @@
 
     result = train(task, engine, TrainConfig(epochs=3, lr=2e-3), run_dir="runs/lm")
 
-The loop asks the *engine* (rnnkit/scratch/engine.py, rnnkit/torch/engine.py) for a training step and the
+The loop asks the *engine* (rnnkit/engines.py: the Engine protocol, either engine) for a training step and the
 *task* (rnnkit/tasks/*) for batches, an evaluation and what goes into a checkpoint's config; it knows nothing
 else of either. A task provides:
     num_batches()                   windows or mini-batches per epoch
@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .files import write_text_atomic
-from .scratch.engine import carry_arrays, carry_from_arrays
-
-SCHEDULES = ("constant", "cosine", "linear")
+from .checkpoint.atomic import write_text_atomic
+from .engines import carry_arrays, carry_from_arrays
+from .settings import setting
+from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, check_choice
 
 
 class TrainingError(RuntimeError):
@@ -46,31 +46,63 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    clip: float | None = 1.0            # max gradient norm; None: no clipping
-    schedule: str = "constant"          # constant | cosine | linear (decay to 0 over the run)
-    warmup_steps: int = 0               # linear warm-up before the schedule
-    patience: int | None = None         # stop after this many evaluations without improvement
-    eval_every: int = 0                 # steps between evaluations; 0: at the end of each epoch
-    checkpoint_every: int = 0           # steps between saves of last/; 0: at each evaluation
-    max_steps: int | None = None        # stop after this many steps in all
-    log_every: int = 10                 # steps between lines in metrics.jsonl
-    seed: int = 0
-    progress: bool = True
+    """How a model is trained, on which engine, and where the run goes: every task's training settings.
+
+    Each field is an option of every `rnnkit train` command (`--kebab-case`) and a key of its --config files
+    (rnnkit/settings.py); a task whose default differs redefines the field (rnnkit/tasks/settings.py)."""
+
+    engine: str = setting("scratch", "scratch: NumPy, written from scratch; torch: PyTorch (cuDNN on a GPU)",
+                          choices=ENGINES)
+    device: str = setting("auto", "for the torch engine (auto: a GPU if there is one)", choices=DEVICES)
+    dtype: str = setting("float32", "the floating-point type of the weights and the arithmetic", choices=DTYPES)
+    epochs: int = setting(10, "passes over the training data, at most")
+    batch_size: int = setting(32, "examples per update; a language model's parallel streams of text")
+    lr: float = setting(2e-3, "learning rate, after the warm-up")
+    optimizer: str = setting("adam", "how the gradients update the weights", choices=OPTIMIZERS)
+    weight_decay: float = setting(0.0, "L2 penalty on the weights, decoupled for adamw")
+    momentum: float = setting(0.0, "for sgd")
+    clip: float | None = setting(1.0, "max gradient norm (0 or none: no clipping)")
+    schedule: str = setting("constant", "the learning rate after the warm-up: constant, or decaying to 0 over "
+                            "the run", choices=SCHEDULES)
+    warmup_steps: int = setting(0, "updates of linear warm-up before the schedule")
+    patience: int | None = setting(None, "stop after this many evaluations without improvement (default: none, "
+                                   "train on)")
+    eval_every: int = setting(0, "steps between evaluations (0: each epoch)")
+    checkpoint_every: int = setting(0, "steps between saves for --resume (0: at each evaluation)")
+    max_steps: int | None = setting(None, "stop after this many updates (default: none, the epochs decide)")
+    log_every: int = setting(10, "steps between lines of metrics.jsonl")
+    seed: int = setting(0, "seeds the weights, dropout and the order of the data")
+    progress: bool = setting(True, "show a progress bar on stderr (--no-progress: do not)")
+    out: str = setting("runs/train", "run folder (checkpoints best/ and last/, metrics.jsonl)")
+    resume: bool = setting(False, "continue the run in --out from last/")
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        for kind, choices in (("engine", ENGINES), ("device", DEVICES), ("dtype", DTYPES),
+                              ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            check_choice(kind, getattr(self, kind), choices)
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.clip == 0:
+            self.clip = None        # the command line's --clip 0
         if self.clip is not None and not self.clip > 0:
-            raise ValueError(f"clip must be positive (or None), got {self.clip}")
+            raise ValueError(f"clip must be positive (or 0 or None: no clipping), got {self.clip}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        for name in ("weight_decay", "momentum", "warmup_steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("patience", "max_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (or None), got {getattr(self, name)}")
+
+    def engine_options(self) -> dict:
+        """rnnkit.engines.build_engine's keyword arguments from these settings."""
+        return dict(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, clip=self.clip,
+                    momentum=self.momentum, dtype=self.dtype, seed=self.seed, device=self.device)
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -105,6 +137,7 @@ class TrainResult:
     run_dir: Path
     state: TrainState
     last_metrics: dict
+    ran_on: str = ""                    # Engine.describe(): the engine, and the scratch engine's paths
 
     @property
     def best(self) -> Path:
@@ -189,7 +222,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
             if stop or end_of_epoch:
                 break
     bar.close()
-    return TrainResult(run_dir, state, metrics)
+    return TrainResult(run_dir, state, metrics, engine.describe())
 
 
 def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say) -> dict:
@@ -244,7 +277,7 @@ def _restore(path: Path, engine):
     engine.load_optimizer_state(extra["optimizer"])
     engine.set_rng_state(extra["rng"])
     carry = carry_from_arrays(extra.get("carry") or {})
-    if carry is not None and hasattr(engine, "from_numpy"):
+    if carry is not None:
         carry = engine.from_numpy(carry)
     state = TrainState(**ckpt.trainer_state)
     return state, carry

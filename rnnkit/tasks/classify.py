@@ -1,7 +1,7 @@
 """Text classification (sentiment of posts): read, tokenise, train, evaluate, predict.
 
     from rnnkit.tasks import classify
-    result = classify.train_classifier(dataset="airline-tweets", epochs=8)
+    result = classify.train_classifier(dataset="airline-tweets", preset="airline-tweets", epochs=3)
     model = classify.load_classifier(result.best)
     model.predict(["@united lost my bag again", "thanks for the upgrade!"])
     report = classify.evaluate_classifier(result.best, dataset="airline-tweets", split="test")
@@ -25,7 +25,8 @@ from ..data.posts import PostTokenizer
 from ..data.tables import read_labelled
 from ..data.vocab import PAD, UNK, Vocabulary
 from ..engines import build_engine, check_engine
-from ..train import TrainConfig, TrainResult, train
+from ..train import TrainResult, train
+from .settings import ClassifySettings, settings_of
 
 # ------------------------------------------------------------------------------------------------ data
 
@@ -197,67 +198,62 @@ def balanced_weights(y: np.ndarray, classes: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ train
 
-def train_classifier(dataset: str | None = None, data: str | None = None, valid: str | None = None,
-                     test: str | None = None, text_column: str = "text", label_column: str = "label",
-                     min_freq: int = 2, max_vocab: int | None = None, max_length: int = 64,
-                     cell: str = "lstm", layers: int = 1, hidden: int = 128, embedding: int = 100,
-                     bidirectional: bool = True, dropout: float = 0.3, pooling: str = "max",
-                     attention_size: int = 64, class_weights: str = "none", word_dropout: float = 0.0,
-                     embedding_init_std: float = 1.0, embeddings: str | None = None,
-                     freeze_embeddings: bool = False, engine: str = "scratch", device: str = "auto",
-                     dtype: str = "float32", batch_size: int = 32, out: str = "runs/sentiment",
-                     resume: bool = False, log=print, **train_options) -> TrainResult:
-    """Train a text classifier; `train_options` are TrainConfig's fields (epochs, lr, patience, seed, ...).
+def train_classifier(settings: ClassifySettings | None = None, *, preset: str | None = None, log=print,
+                     **options) -> TrainResult:
+    """Train a text classifier on `settings` (data, model, training: rnnkit/tasks/settings.py).
 
-    class_weights: "none" or "balanced". word_dropout: the probability that a training token is replaced by
-    <unk> (a fresh draw per batch; see drop_words). embedding_init_std: the random embedding starts
-    N(0, std²) (1 is torch's default; 0.1 generalises better on airline-tweets). embeddings: a GloVe/word2vec
-    text file whose vectors initialise the embedding (its dimension overrides `embedding`), trained further
-    unless `freeze_embeddings`.
+        train_classifier(preset="airline-tweets", dataset="airline-tweets")   # the tuned settings
+        train_classifier(data="posts.csv", hidden=64, epochs=3)               # any setting by name
+        train_classifier(ClassifySettings(ClassifyData(data="posts.csv"), ClassifyModel(cell="gru")))
+
+    `options` are settings by name (ClassifyData's, ClassifyModel's, ClassifyTraining's fields), over
+    `settings`, or over the defaults and the `preset` (presets.py). class_weights "balanced": rarer classes
+    weigh more. word_dropout: the probability that a training token is replaced by <unk> (a fresh draw per
+    batch; see drop_words). embedding_init_std: the random embedding starts N(0, std²) (1 is torch's default;
+    0.1 generalises better on airline-tweets). embeddings: a GloVe/word2vec text file whose vectors initialise
+    the embedding (its dimension overrides `embedding`), trained further unless `freeze_embeddings`.
     """
-    check_engine(engine)
-    if class_weights not in ("none", "balanced"):
-        raise ValueError(f"class_weights must be 'none' or 'balanced', got {class_weights!r}")
-    config = TrainConfig(**{"lr": 2e-3, "epochs": 8, **train_options})
-    examples = load_examples(dataset, data, valid, test, text_column, label_column)
+    s = settings_of("classify", settings, preset, options)
+    data, model, training = s.data, s.model, s.training
+    examples = load_examples(data.dataset, data.data, data.valid, data.test, data.text_column, data.label_column)
     tokenizer = PostTokenizer()
-    vocab = Vocabulary.build([tokenizer.tokenize(t) for t, _ in examples.train], min_freq=min_freq,
-                             max_size=max_vocab, specials=(PAD, UNK))
-    encoder = Encoder(tokenizer, vocab, max_length)
+    vocab = Vocabulary.build([tokenizer.tokenize(t) for t, _ in examples.train], min_freq=data.min_freq,
+                             max_size=data.max_vocab, specials=(PAD, UNK))
+    encoder = Encoder(tokenizer, vocab, data.max_length)
     train_ids, train_y, dropped = encode_pairs(encoder, examples.train, examples.labels)
     valid_ids, valid_y, _ = encode_pairs(encoder, examples.valid, examples.labels)
     log(f"{len(train_ids)} training and {len(valid_ids)} validation texts, {len(examples.labels)} classes "
         f"{examples.labels}, vocabulary {len(vocab)}" + (f"; {dropped} empty texts dropped" if dropped else ""))
 
-    matrix = None
-    if embeddings is not None:
+    matrix, embedding = None, model.embedding
+    if model.embeddings is not None:
         from ..data.embeddings import load_embeddings
 
-        matrix, coverage = load_embeddings(embeddings, vocab)
+        matrix, coverage = load_embeddings(model.embeddings, vocab)
         embedding = matrix.shape[1]
         log(f"pretrained embeddings: {coverage['found']} of {coverage['total']} words found "
             f"({coverage['fraction']:.1%}), dimension {embedding}")
     model_kwargs = dict(vocab_size=len(vocab), num_classes=len(examples.labels), embedding_dim=embedding,
-                        hidden_size=hidden, num_layers=layers, cell=cell, bidirectional=bidirectional,
-                        dropout=dropout, pooling=pooling, attention_size=attention_size, padding_idx=0,
-                        embedding_init_std=embedding_init_std)
-    eng = build_engine(engine, "TextClassifier", model_kwargs, optimizer=config.optimizer, lr=config.lr,
-                       weight_decay=config.weight_decay, clip=config.clip, momentum=config.momentum,
-                       dtype=dtype, seed=config.seed, device=device,
-                       frozen=("embedding.weight",) if matrix is not None and freeze_embeddings else ())
+                        hidden_size=model.hidden, num_layers=model.layers, cell=model.cell,
+                        bidirectional=model.bidirectional, dropout=model.dropout, pooling=model.pooling,
+                        attention_size=model.attention_size, padding_idx=0,
+                        embedding_init_std=model.embedding_init_std)
+    frozen = ("embedding.weight",) if matrix is not None and model.freeze_embeddings else ()
+    eng = build_engine(training.engine, "TextClassifier", model_kwargs, frozen=frozen, **training.engine_options())
     if matrix is not None:
         weights = eng.weights()
         weights["embedding.weight"] = matrix.astype(weights["embedding.weight"].dtype)
         eng.load_weights(weights)
-    weights_of_classes = balanced_weights(train_y, len(examples.labels)) if class_weights == "balanced" else None
+    balanced = model.class_weights == "balanced"
+    weights_of_classes = balanced_weights(train_y, len(examples.labels)) if balanced else None
     eng.model.class_weights = weights_of_classes
     ckpt_config = {"task": "classify", "model": model_kwargs, "labels": examples.labels,
                    "vocab": vocab.to_dict(), "data": {**encoder.to_config(), "source": examples.source},
                    "class_weights": None if weights_of_classes is None else weights_of_classes.tolist(),
-                   "training": asdict(config), "dtype": dtype, "word_dropout": word_dropout}
-    task = ClassifyTask(train_ids, train_y, valid_ids, valid_y, batch_size, config.seed, ckpt_config,
-                        word_dropout=word_dropout, unk_id=vocab.unk_id)
-    return train(task, eng, config, out, resume=resume)
+                   "training": asdict(training), "dtype": training.dtype, "word_dropout": model.word_dropout}
+    task = ClassifyTask(train_ids, train_y, valid_ids, valid_y, training.batch_size, training.seed, ckpt_config,
+                        word_dropout=model.word_dropout, unk_id=vocab.unk_id)
+    return train(task, eng, training, training.out, resume=training.resume)
 
 
 # ------------------------------------------------------------------------------------------------ use

@@ -2,6 +2,7 @@
 
     from rnnkit.tasks import lm
     result = lm.train_lm(dataset="shakespeare", level="char", cell="lstm", layers=2, hidden=256, epochs=1)
+    # or lm.train_lm(LMSettings(...)): the settings are rnnkit/tasks/settings.py's dataclasses
     model = lm.load_lm(result.best)
     print(lm.generate(model, prompt="ROMEO:", length=300, temperature=0.8, seed=1))
     print(lm.evaluate_lm(result.best, dataset="shakespeare", split="test"))
@@ -22,7 +23,9 @@ from ..data.text import read_text
 from ..data.tokenizers import CharTokenizer, WordTokenizer
 from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
-from ..train import TrainConfig, TrainResult, train
+from ..metrics import perplexity
+from ..train import TrainResult, train
+from .settings import LMSettings, settings_of
 
 UNK, EOS = "<unk>", "<eos>"
 # How each registered dataset is tokenised at each level (wikitext-2 is already split into words).
@@ -132,28 +135,31 @@ def corpus_metrics(engine, batches: LMBatcher, level: str) -> dict:
             total, count = total + loss, count + n
     loss = total / count
     unit = "bits_per_char" if level == "char" else "bits_per_word"
-    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), unit: loss / math.log(2)}
+    ppl = math.nan if math.isnan(loss) else perplexity(loss)  # NaN: a diverged model, which train.py reports
+    return {"loss": loss, "perplexity": ppl, unit: loss / math.log(2)}
 
 
 # ------------------------------------------------------------------------------------------------ train
 
-def train_lm(dataset: str | None = None, data: str | None = None, valid: str | None = None,
-             level: str | None = None, lower: bool = False, min_freq: int = 1, max_vocab: int | None = None,
-             cell: str = "lstm", layers: int = 2, hidden: int = 256, embedding: int | None = None,
-             dropout: float = 0.2, tie_weights: bool = False, engine: str = "scratch", device: str = "auto",
-             dtype: str = "float32", batch_size: int = 32, bptt: int = 64, out: str = "runs/lm",
-             resume: bool = False, **train_options) -> TrainResult:
-    """Train a language model; `train_options` are TrainConfig's fields (epochs, lr, clip, seed, ...)."""
-    check_engine(engine)
-    config = TrainConfig(**train_options)
-    corpus = load_corpus(dataset, data, valid, level, lower, min_freq, max_vocab)
-    model_kwargs = dict(vocab_size=len(corpus.vocab), embedding_dim=embedding or hidden, hidden_size=hidden,
-                        num_layers=layers, cell=cell, dropout=dropout, tie_weights=tie_weights)
-    eng = build_engine(engine, "LanguageModel", model_kwargs, optimizer=config.optimizer, lr=config.lr,
-                       weight_decay=config.weight_decay, clip=config.clip, momentum=config.momentum,
-                       dtype=dtype, seed=config.seed, device=device)
-    task = LMTask(corpus, model_kwargs, batch_size, bptt, {"training": asdict(config), "dtype": dtype})
-    return train(task, eng, config, out, resume=resume)
+def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, **options) -> TrainResult:
+    """Train a language model on `settings` (data, model, training: rnnkit/tasks/settings.py).
+
+        train_lm(LMSettings(LMData(dataset="shakespeare"), LMModel(hidden=512), LMTraining(epochs=3)))
+        train_lm(dataset="shakespeare", hidden=512, epochs=3)     # the same: any setting by name
+
+    `options` are settings by name (LMData's, LMModel's, LMTraining's fields), over `settings`, or over the
+    defaults and the `preset`.
+    """
+    s = settings_of("lm", settings, preset, options)
+    data, model, training = s.data, s.model, s.training
+    corpus = load_corpus(data.dataset, data.data, data.valid, data.level, data.lower, data.min_freq, data.max_vocab)
+    model_kwargs = dict(vocab_size=len(corpus.vocab), embedding_dim=model.embedding or model.hidden,
+                        hidden_size=model.hidden, num_layers=model.layers, cell=model.cell, dropout=model.dropout,
+                        tie_weights=model.tie_weights)
+    eng = build_engine(training.engine, "LanguageModel", model_kwargs, **training.engine_options())
+    task = LMTask(corpus, model_kwargs, training.batch_size, data.bptt,
+                  {"training": asdict(training), "dtype": training.dtype})
+    return train(task, eng, training, training.out, resume=training.resume)
 
 
 # ------------------------------------------------------------------------------------------------ use

@@ -125,12 +125,13 @@ def _blas_kernel() -> str:
     return ", ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in blas) or "unknown"
 
 
-def run_worker(args: list[str], threads: int, no_numba: bool = False) -> dict:
+def run_worker(args: list[str], threads: int, no_numba: bool = False, script: str = __file__) -> dict:
+    """`script --worker ARGS` in a fresh process with `threads` BLAS threads; its last line as JSON."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     if no_numba:
         env["RNNKIT_NO_NUMBA"] = "1"
-    done = subprocess.run([sys.executable, __file__, "--worker", *args, "--threads", str(threads)],
+    done = subprocess.run([sys.executable, script, "--worker", *args, "--threads", str(threads)],
                           env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{done.stderr[-2000:]}")

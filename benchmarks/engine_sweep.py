@@ -23,12 +23,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from engine_speed import _timeit, gemm_worker  # noqa: E402  (this folder's engine benchmark)
+import engine_speed  # noqa: E402  (this folder's engine benchmark)
+from engine_speed import _timeit, gemm_worker  # noqa: E402
 
 from rnnkit.checkpoint.atomic import write_json  # noqa: E402
 
@@ -99,13 +99,7 @@ def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time:
 
 
 def run_worker(args: list[str], threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    done = subprocess.run([sys.executable, __file__, "--worker", *args, "--threads", str(threads)],
-                          env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {args} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return engine_speed.run_worker(args, threads, script=__file__)
 
 
 def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: float, say=print) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rnnkit import runtime
+from test_allocator import FAULTS as TUNED_FAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # What tune_process() may set; a child started without them shows whether anything sets them.
@@ -46,18 +47,10 @@ def test_importing_rnnkit_leaves_the_environment_alone():
 
 # Eight 256 kB arrays made and freed per call: with glibc's default thresholds every call faults ~512 pages
 # in again (tests/test_allocator.py); had an import tuned malloc, it would fault in almost none.
-FAULTS = """
-import resource, numpy as np, rnnkit, rnnkit.engines, rnnkit.scratch.models, rnnkit.tasks.classify
-def call():
-    arrays = [np.ones(65536, dtype=np.float32) for _ in range(8)]
-    del arrays
-for _ in range(5):
-    call()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
-    call()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
-"""
+FAULTS = TUNED_FAULTS.replace("import resource, numpy as np, rnnkit.runtime\nrnnkit.runtime.tune_process()\n",
+                              "import resource, numpy as np, rnnkit, rnnkit.engines, rnnkit.scratch.models, "
+                              "rnnkit.tasks.classify\n")
+assert FAULTS != TUNED_FAULTS
 
 
 @pytest.mark.skipif(runtime._glibc_mallopt() is None, reason="the C library is not glibc")

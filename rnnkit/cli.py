@@ -21,8 +21,8 @@ import argparse
 import sys
 
 from rnnkit import __version__
-from rnnkit.data import datasets
 from rnnkit.checkpoint.atomic import write_json
+from rnnkit.data import datasets
 from rnnkit.train import TrainingError
 
 

@@ -45,16 +45,31 @@ def test_float64_tanh_is_libms():
 
 @needs_numba
 @pytest.mark.parametrize("rows", [1, 7, 128])  # below, off and on the four-row unrolling
-def test_vec_mat_sums_over_rows_in_order(rows):
+def test_rows_mat_sums_over_rows_in_order(rows):
     rng = np.random.default_rng(rows)
     v = rng.standard_normal(rows).astype(np.float32)
     w = rng.standard_normal((rows, 37)).astype(np.float32)
     expected = np.zeros(37, dtype=np.float32)
     for k in range(rows):  # float32 throughout, k = 0, 1, 2, ... one at a time
         expected = expected + v[k] * w[k]
-    out = np.full(37, np.nan, dtype=np.float32)
-    kernels.vec_mat(v, w, out)
-    np.testing.assert_array_equal(out, expected)
+    out = np.full((1, 37), np.nan, dtype=np.float32)
+    kernels.rows_mat(v[None], w, out)
+    np.testing.assert_array_equal(out[0], expected)
+
+
+@needs_numba
+@pytest.mark.parametrize("rows", [3, 130])
+def test_rows_mat_gives_each_row_what_one_row_alone_gives(rows):
+    rng = np.random.default_rng(rows)
+    v = rng.standard_normal((4, rows)).astype(np.float32)
+    w = rng.standard_normal((rows, 37)).astype(np.float32)
+    together = np.full((4, 37), np.nan, dtype=np.float32)
+    kernels.rows_mat(v, w, together)
+    for b in range(4):
+        alone = np.full((1, 37), np.nan, dtype=np.float32)
+        kernels.rows_mat(v[b: b + 1], w, alone)
+        np.testing.assert_array_equal(together[b], alone[0])
+    np.testing.assert_allclose(together, v @ w, rtol=1e-4, atol=1e-4)
 
 
 @needs_numba

@@ -7,7 +7,7 @@ step's whole gate arithmetic in one compiled call, so a step is one BLAS GEMM pl
 
 Row-major, like steps.py's arrays: lstm_forward_step / lstm_backward_step do one step after the caller's
 product; lstm_forward_loop / lstm_backward_loop run the whole time loop in one call, products included
-(`vec_mat`), for small batches, where a (B, H) @ (H, 4H) product through BLAS is mostly call overhead.
+(`rows_mat`), for small batches, where a (B, H) @ (H, 4H) product through BLAS is mostly call overhead.
 The GRU has a forward step kernel only (`gru_forward_step`, like steps.py's `gru_step`, whose NumPy
 backward it keeps): one GEMM and one call per step instead of eleven NumPy calls. All use the packed gate
 order of packing.py (LSTM i, f, o, g; sigmoid rows halved, σ(a) = (1 + tanh(a/2)) / 2). The row loops
@@ -248,29 +248,35 @@ if AVAILABLE:
             gates_tanh(new, x[2 * H:])
             gru_state(h[t, b], new, a[:H], h[t + 1, b])
 
-    # Small batches: the whole time loop in one call. A (1, H) @ (H, 4H) product through BLAS costs more in
-    # call overhead than in arithmetic, so for small batches (selector.py's SMALL_BATCH) the products run here as well.
+    # Small batches: the whole time loop in one call. A (B, H) @ (H, 4H) product through BLAS costs more in
+    # call overhead than in arithmetic at small B (selector.py's SMALL_BATCH), so the products run here as well.
     @jit
-    def vec_mat(v, w, out):
-        """out ← v w for v (K,), w (K, N) row-major, out (N,); summed over k in order, vectorised over n.
+    def rows_mat(v, w, out):
+        """out ← v w for v (n, K), w (K, N) row-major, out (n, N); summed over k in order, vectorised over N.
 
-        Four rows of w per pass over out: a pass is then four loads of w per load and store of out, which
-        bounds the single-row loop (1.7-1.9x faster at (128, 512) and (512, 128)). The sum keeps its order,
-        ((out + v_k w_k) + v_{k+1} w_{k+1}) + ..., so the result is the single-row loop's to the bit.
+        Four rows of w per pass over a row of out: a pass is then four loads of w per load and store of out,
+        which bounds the single-row loop (1.7-1.9x faster at (128, 512) and (512, 128)). The n rows of v take
+        their pass in turn while those four rows of w are in the cache, so w is read from memory once per
+        call, not n times (an LSTM's W_hh at hidden 256 is 1 MB). Each sum keeps its order,
+        ((out + v_k w_k) + v_{k+1} w_{k+1}) + ..., so every row is the single-row loop's to the bit.
         """
         out[:] = 0
-        rows = w.shape[0]
+        K, N = w.shape
         k = 0
-        while k + 4 <= rows:
-            v0, v1, v2, v3 = v[k], v[k + 1], v[k + 2], v[k + 3]
+        while k + 4 <= K:
             w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
-            for j in range(out.shape[0]):
-                out[j] = (((out[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
+            for b in range(v.shape[0]):
+                v0, v1, v2, v3 = v[b, k], v[b, k + 1], v[b, k + 2], v[b, k + 3]
+                row = out[b]
+                for j in range(N):
+                    row[j] = (((row[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
             k += 4
-        while k < rows:
-            vk, row = v[k], w[k]
-            for j in range(out.shape[0]):
-                out[j] += vk * row[j]
+        while k < K:
+            wk = w[k]
+            for b in range(v.shape[0]):
+                vk, row = v[b, k], out[b]
+                for j in range(N):
+                    row[j] += vk * wk[j]
             k += 1
 
     @jit
@@ -281,8 +287,7 @@ if AVAILABLE:
         """
         for t in range(xw.shape[0]):
             n = active[t]
-            for b in range(n):
-                vec_mat(h[t, b], w_hh_t, gates[t, b])
+            rows_mat(h[t, :n], w_hh_t, gates[t, :n])
             lstm_forward_step(t, n, xw, gates, c, tanh_c, h)
 
     @jit
@@ -291,6 +296,5 @@ if AVAILABLE:
         for t in range(d_out.shape[0] - 1, -1, -1):
             n = active[t]
             lstm_backward_step(t, n, d_out, dh_rec, dc, gates, c, tanh_c, d_pre)
-            for b in range(n):
-                vec_mat(d_pre[t, b], w_hh, dh_rec[b])
+            rows_mat(d_pre[t, :n], w_hh, dh_rec[:n])
 

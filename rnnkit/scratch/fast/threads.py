@@ -12,11 +12,19 @@ calling thread, the others on persistent worker threads (`Pool`). The function m
 nogil=True. Every part must run to its end, since the others wait for it: the kernels here cannot fail
 part-way (no allocation, no exceptions).
 
-`matmul(a, b)` is a @ b with a's rows split over the same threads, each calling BLAS single-threaded
-(OpenBLAS's openblas_set_num_threads_local). Why: OpenBLAS's own worker threads spin for a while (about
-2^28 cycles) after each multi-threaded call, and a spinning OpenBLAS thread halves the speed of the part
-that shares its core. The gate-major LSTM therefore keeps its backward's big products off OpenBLAS's
-threads as well (measured at (32, 64, 128, 256): forward+backward 54 → 31 ms).
+`matmul(a, b)` is a @ b with a's rows split over the same threads, each calling BLAS single-threaded.
+Why: OpenBLAS's own worker threads spin for a while (about 2^28 cycles) after each multi-threaded call,
+and a spinning OpenBLAS thread halves the speed of the part that shares its core. The gate-major LSTM
+therefore keeps its backward's big products off OpenBLAS's threads as well (measured at
+(32, 64, 128, 256): forward+backward 54 → 31 ms).
+Its result is the same bits on every call for a given count(): the split is fixed (count() parts of
+a's rows, in order) and every part runs on one BLAS thread. OpenBLAS's float32 GEMM rounds differently
+on 1 and on 2 of its threads, and its openblas_set_num_threads_local sets the count for the whole
+process, not for the calling thread (OpenBLAS 0.3.31, pthreads build). So the count is set to 1 once,
+on the calling thread, before any part starts, and put back to what it was once all parts have
+returned; a part that reset it on its way out (as this did before) let another part that had not yet
+started its product run it on 2 OpenBLAS threads, now and then, under load (about 1 product in 500 on a
+busy 2-core machine): same-seed training runs then differed in the last bits.
 
 `count()` is how many threads the scratch engine uses: RNNKIT_NUM_THREADS, else as many as OpenBLAS
 uses now (OPENBLAS_NUM_THREADS, threadpoolctl's limits), else OMP_NUM_THREADS, else the CPUs this process
@@ -122,26 +130,32 @@ class _OpenBLASControls:
 _OPENBLAS = _OpenBLASControls()
 
 
+_blas_count_lock = threading.Lock()  # one matmul at a time sets OpenBLAS's (process-wide) thread count
+
+
 def _product_rows(a, b, out, start, stop):
-    """out[start:stop] = a[start:stop] @ b on this thread alone."""
-    local = _OPENBLAS.local_threads
-    if local is not None:
-        local(1)
-    try:
-        np.matmul(a[start:stop], b, out=out[start:stop])
-    finally:
-        if local is not None:
-            local(0)  # 0: this thread follows OpenBLAS's global count again
+    """out[start:stop] = a[start:stop] @ b on one BLAS thread. `matmul` has set OpenBLAS's count to 1
+    already; setting it here again covers an OpenBLAS whose setting is per thread. Never reset here: where
+    the setting is process-wide, a reset would reach the parts still starting their products."""
+    _OPENBLAS.local_threads(1)
+    np.matmul(a[start:stop], b, out=out[start:stop])
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b for 2-D arrays, a's rows split over count() threads, each running BLAS on one thread."""
+    """a @ b for 2-D arrays, a's rows split over count() threads, each running BLAS on one thread; the same
+    bits on every call at a given count() (see the module's text)."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     parts = min(count(), a.shape[0])
-    if parts <= 1 or _OPENBLAS.local_threads is None:
+    local = _OPENBLAS.local_threads
+    if parts <= 1 or local is None:
         return np.matmul(a, b, out=out)
     bounds = [a.shape[0] * k // parts for k in range(parts + 1)]
-    run(_product_rows, [(a, b, out, bounds[k], bounds[k + 1]) for k in range(parts)])
+    with _blas_count_lock:
+        previous = local(1)  # before any part starts; returns the count in force
+        try:
+            run(_product_rows, [(a, b, out, bounds[k], bounds[k + 1]) for k in range(parts)])
+        finally:
+            local(max(1, previous))  # after every part has returned: the caller's count again
     return out
 
 if AVAILABLE:

@@ -254,27 +254,55 @@ if AVAILABLE:
     def rows_mat(v, w, out):
         """out ← v w for v (n, K), w (K, N) row-major, out (n, N); summed over k in order, vectorised over N.
 
-        Four rows of w per pass over a row of out: a pass is then four loads of w per load and store of out,
-        which bounds the single-row loop (1.7-1.9x faster at (128, 512) and (512, 128)). The n rows of v take
-        their pass in turn while those four rows of w are in the cache, so w is read from memory once per
-        call, not n times (an LSTM's W_hh at hidden 256 is 1 MB). Each sum keeps its order,
-        ((out + v_k w_k) + v_{k+1} w_{k+1}) + ..., so every row is the single-row loop's to the bit.
+        Four rows of w per pass over out: a pass is then four loads of w per load and store of out, which
+        bounds the single-row loop (1.7-1.9x faster at (128, 512) and (512, 128)). Up to four rows of v share
+        each pass (`_rows_pass`), so w is read once per call and not n times (an LSTM's W_hh at hidden 256 is
+        1 MB). Each sum keeps its order, ((out + v_k w_k) + v_{k+1} w_{k+1}) + ..., so every row is the
+        single-row loop's to the bit.
         """
         out[:] = 0
+        for b in range(0, v.shape[0], 4):
+            _rows_pass(v[b: b + 4], w, out[b: b + 4])
+
+    @jit
+    def _rows_pass(v, w, out):
+        """rows_mat for n <= 4 rows: each row's four products per pass over N, in the same order."""
         K, N = w.shape
+        n = v.shape[0]
+        o0, o1, o2, o3 = out[0], out[min(1, n - 1)], out[min(2, n - 1)], out[min(3, n - 1)]
         k = 0
         while k + 4 <= K:
             w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
-            for b in range(v.shape[0]):
-                v0, v1, v2, v3 = v[b, k], v[b, k + 1], v[b, k + 2], v[b, k + 3]
-                row = out[b]
+            a = v[0, k: k + 4]
+            if n == 1:
                 for j in range(N):
-                    row[j] = (((row[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]
+                    o0[j] = (((o0[j] + a[0] * w0[j]) + a[1] * w1[j]) + a[2] * w2[j]) + a[3] * w3[j]
+            elif n == 2:
+                b = v[1, k: k + 4]
+                for j in range(N):
+                    x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
+                    o0[j] = (((o0[j] + a[0] * x0) + a[1] * x1) + a[2] * x2) + a[3] * x3
+                    o1[j] = (((o1[j] + b[0] * x0) + b[1] * x1) + b[2] * x2) + b[3] * x3
+            elif n == 3:
+                b, c = v[1, k: k + 4], v[2, k: k + 4]
+                for j in range(N):
+                    x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
+                    o0[j] = (((o0[j] + a[0] * x0) + a[1] * x1) + a[2] * x2) + a[3] * x3
+                    o1[j] = (((o1[j] + b[0] * x0) + b[1] * x1) + b[2] * x2) + b[3] * x3
+                    o2[j] = (((o2[j] + c[0] * x0) + c[1] * x1) + c[2] * x2) + c[3] * x3
+            else:
+                b, c, d = v[1, k: k + 4], v[2, k: k + 4], v[3, k: k + 4]
+                for j in range(N):
+                    x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
+                    o0[j] = (((o0[j] + a[0] * x0) + a[1] * x1) + a[2] * x2) + a[3] * x3
+                    o1[j] = (((o1[j] + b[0] * x0) + b[1] * x1) + b[2] * x2) + b[3] * x3
+                    o2[j] = (((o2[j] + c[0] * x0) + c[1] * x1) + c[2] * x2) + c[3] * x3
+                    o3[j] = (((o3[j] + d[0] * x0) + d[1] * x1) + d[2] * x2) + d[3] * x3
             k += 4
         while k < K:
             wk = w[k]
-            for b in range(v.shape[0]):
-                vk, row = v[b, k], out[b]
+            for r in range(n):
+                vk, row = v[r, k], out[r]
                 for j in range(N):
                     row[j] += vk * wk[j]
             k += 1

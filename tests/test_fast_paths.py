@@ -125,13 +125,14 @@ def test_the_reference_path_matches_torch():
         np.testing.assert_allclose(p.grad, getattr(ref, name).grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("batch", [1, 4, 5, 64])
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 64])
 def test_the_default_choice(batch, monkeypatch):
     monkeypatch.delenv(fast.selector.ENVIRONMENT, raising=False)
     monkeypatch.setattr(kernels, "ENABLED", kernels.AVAILABLE)
     lstm = fast.select("lstm", batch, 128, np.float32).path
     if kernels.AVAILABLE:
-        assert lstm == ("numba" if batch <= fast.SMALL_BATCH else "threaded")
+        assert lstm == ("numba" if batch * 128 <= fast.thresholds.LOOP_WORK or batch == 1 else "threaded")
+        assert fast.select("lstm", 4, 16, np.float32).path == "numba"  # too little work to share
         assert fast.select("lstm", batch, 128, np.float32, folded=True).path == "numba"
         assert fast.select("gru", batch, 128, np.float64).path == "numba"
     else:
@@ -164,4 +165,5 @@ def test_describe_names_a_path_per_cell(monkeypatch):
     assert set(report) == set(MAKERS)
     assert report["rnn_tanh"] == "numpy"
     if kernels.ENABLED:
-        assert report["lstm"] == f"numba at batch <= {fast.SMALL_BATCH}, threaded above"
+        assert report["lstm"] == "numba, threaded from batch 2"
+        assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 6"

@@ -12,7 +12,9 @@
     trace.py          what every path hands back: row-major states
 """
 from .selector import PATHS, Implementation, describe, forced, select
+from . import thresholds
 from .thresholds import MIN_UNITS_PER_PART, SMALL_BATCH
 from .trace import Trace
 
-__all__ = ["MIN_UNITS_PER_PART", "PATHS", "SMALL_BATCH", "Implementation", "Trace", "describe", "forced", "select"]
+__all__ = ["MIN_UNITS_PER_PART", "PATHS", "SMALL_BATCH", "Implementation", "Trace", "describe", "forced", "select",
+           "thresholds"]

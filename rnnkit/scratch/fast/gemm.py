@@ -120,12 +120,128 @@ def _micro_kernel(MR: int, NV: int, VW: int):
     return micro
 
 
+def _rows_kernel(RV: int, NB: int, VW: int):
+    """An intrinsic computing C[r, j] = Σ_k A[r, k] Z[k, j] for r < RV·VW, j < NB: vectors along A's rows.
+
+    For few columns: each k loads RV vectors of A's column k (a panel packed RV·VW rows wide) and broadcasts
+    NB values of Z's row k, so no lane is wasted when Z has fewer columns than a vector. Each C element is
+    the same fused multiply-add chain over k, in order, as `_micro_kernel`'s, so the two agree to the bit.
+    Arguments as `_micro_kernel`'s: A[r, k] = a[a_off + k·RV·VW + r], Z[k, j] = z[z_off + k·ldz + j],
+    C[r, j] = c[c_off + r·ldc + j] (stored lane by lane). K >= 1.
+    """
+    @intrinsic
+    def rows(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc):
+        signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc)
+
+        def codegen(context, builder, sig, args):
+            dtype = sig.args[1].dtype
+            lanes = VW if dtype == types.float32 else VW // 2
+            scalar = context.get_value_type(dtype)
+            vector = ir.VectorType(scalar, lanes)
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+
+            def as_i64(i):
+                return context.cast(builder, args[i], sig.args[i], types.int64)
+
+            def pointer(i, offset_arg):
+                data = context.make_array(sig.args[i])(context, builder, args[i]).data
+                return builder.gep(data, [as_i64(offset_arg)])
+
+            k_total, ldz_, ldc_ = as_i64(0), as_i64(5), as_i64(8)
+            a_ptr, z_ptr, c_ptr = pointer(1, 2), pointer(3, 4), pointer(6, 7)
+            bits = 32 if dtype == types.float32 else 64
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                                 f"llvm.fma.v{lanes}f{bits}")
+            zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * lanes)
+            splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+            entry = builder.basic_block
+            loop = builder.append_basic_block("rows.loop")
+            done = builder.append_basic_block("rows.done")
+            builder.branch(loop)
+
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            k.add_incoming(ir.Constant(i64, 0), entry)
+            acc = [[builder.phi(vector) for _ in range(NB)] for _ in range(RV)]
+            for row in acc:
+                for value in row:
+                    value.add_incoming(zero, entry)
+            a_row = builder.gep(a_ptr, [builder.mul(k, ir.Constant(i64, RV * lanes))])
+            avs = [builder.load(builder.bitcast(builder.gep(a_row, [ir.Constant(i64, v * lanes)]),
+                                                vector.as_pointer()), align=bits // 8)
+                   for v in range(RV)]
+            z_row = builder.gep(z_ptr, [builder.mul(k, ldz_)])
+            new = [[None] * NB for _ in range(RV)]
+            for j in range(NB):
+                s = builder.load(builder.gep(z_row, [ir.Constant(i64, j)]))
+                b = builder.insert_element(ir.Constant(vector, ir.Undefined), s, ir.Constant(i32, 0))
+                b = builder.shuffle_vector(b, ir.Constant(vector, ir.Undefined), splat)
+                for v in range(RV):
+                    new[v][j] = builder.call(fma, [avs[v], b, acc[v][j]])
+            k_next = builder.add(k, ir.Constant(i64, 1))
+            k.add_incoming(k_next, loop)
+            for v in range(RV):
+                for j in range(NB):
+                    acc[v][j].add_incoming(new[v][j], loop)
+            builder.cbranch(builder.icmp_signed("<", k_next, k_total), loop, done)
+
+            builder.position_at_end(done)
+            for v in range(RV):
+                for lane in range(lanes):
+                    c_row = builder.gep(c_ptr, [builder.mul(ir.Constant(i64, v * lanes + lane), ldc_)])
+                    for j in range(NB):
+                        value = builder.extract_element(new[v][j], ir.Constant(i32, lane))
+                        builder.store(value, builder.gep(c_row, [ir.Constant(i64, j)]))
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return rows
+
+
 if AVAILABLE:
     VECTOR_BYTES, _REGISTERS = _vector_bytes_and_registers()
     VW = VECTOR_BYTES // 4  # float32 lanes
     MR = 12 if _REGISTERS >= 32 else 6  # MR·2 accumulators + 2 loads + 1 broadcast fit the registers
     _micro_2 = _micro_kernel(MR, 2, VW)
     _micro_1 = _micro_kernel(MR, 1, VW)
+    # The row-vector kernel: RV vectors of rows × up to NB columns of accumulators in registers.
+    RV = 2
+    NB = 8 if _REGISTERS >= 32 else 4
+    _rows_1, _rows_2, _rows_3, _rows_4, _rows_5, _rows_6, _rows_7, _rows_8 = (
+        _rows_kernel(RV, nb, VW) for nb in range(1, 9))
+
+    @jit
+    def gemm_rows(panels, z, z_off, ldz, columns, out, ldo):
+        """out[:P·R, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, R) (`pack_row_panels`), by
+        `_rows_kernel`: for few columns (no lane idles on a column that is not there). The same arguments
+        and the same bits as `gemm_panels`."""
+        n_panels, K, rows = panels.shape
+        a = panels.reshape(-1)
+        for p in range(n_panels):
+            a_off, c_row = p * K * rows, p * rows * ldo
+            j = 0
+            while j + NB <= columns:
+                if NB == 8:
+                    _rows_8(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                else:
+                    _rows_4(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                j += NB
+            left = columns - j
+            if left == 1:
+                _rows_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif left == 2:
+                _rows_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif left == 3:
+                _rows_3(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif left == 4:
+                _rows_4(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif left == 5:
+                _rows_5(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif left == 6:
+                _rows_6(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif left == 7:
+                _rows_7(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
 
     @jit
     def gemm_panels(panels, z, z_off, ldz, columns, out, ldo):
@@ -155,10 +271,17 @@ if AVAILABLE:
                     out[c_row + r * ldo + col] = total
 
 
-def pack_panels(rows: np.ndarray) -> np.ndarray:
-    """A (M, K) → panels (ceil(M/MR), K, MR) for `gemm_panels`; the last panel's missing rows are zeros."""
+def pack_panels(rows: np.ndarray, width: int | None = None) -> np.ndarray:
+    """A (M, K) → panels (ceil(M/width), K, width), width MR for `gemm_panels`; the last panel's missing rows
+    are zeros."""
+    width = width or MR
     M, K = rows.shape
-    count = -(-M // MR)
-    padded = np.zeros((count * MR, K), dtype=rows.dtype)
+    count = -(-M // width)
+    padded = np.zeros((count * width, K), dtype=rows.dtype)
     padded[:M] = rows
-    return np.ascontiguousarray(padded.reshape(count, MR, K).transpose(0, 2, 1))
+    return np.ascontiguousarray(padded.reshape(count, width, K).transpose(0, 2, 1))
+
+
+def pack_row_panels(rows: np.ndarray) -> np.ndarray:
+    """A (M, K) → panels RV vectors wide for `gemm_rows`."""
+    return pack_panels(rows, RV * VECTOR_BYTES // rows.dtype.itemsize)

@@ -6,8 +6,8 @@ Paths, slowest first:
     numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward; float32/float64
     threaded   the gate-major LSTM on threads that each own a slice of the hidden units (threaded_lstm.py)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
-numba up to SMALL_BATCH rows (and when its first layer is folded, see recurrent.Embedded), threaded above;
-the GRU on numba; the RNN on NumPy. RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer
+numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
+above; the GRU on numba; the RNN on NumPy. RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer
 then takes that path where its cell has it (at any batch size), else the fastest one below it — so
 RNNKIT_PATH=threaded leaves the RNN on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
 Every implementation returns a row-major `Trace` (trace.py); layouts stay inside the paths.
@@ -76,12 +76,13 @@ def forced() -> str | None:
     return value
 
 
-def _candidates(cell: str, batch: int, dtype, folded: bool, cap: str | None) -> list:
+def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: str | None) -> list:
     """(path, make) pairs this layer may run on, fastest first."""
     numba = kernels.active(dtype)
     fastest = []
     if cell == "lstm" and numba:
-        if not folded and (cap is not None or batch > thresholds.SMALL_BATCH):
+        shared = batch > 1 and batch * hidden > thresholds.LOOP_WORK  # enough work per step for the threads
+        if not folded and (cap is not None or shared):
             fastest.append(("threaded", _threaded))
         small = batch <= thresholds.SMALL_BATCH
         fastest.append(("numba", _numba_lstm_loop if small else _numba_lstm_steps))
@@ -95,17 +96,18 @@ def select(cell: str, batch: int, hidden: int, dtype, folded: bool = False) -> I
     rows of `hidden` units in `dtype`; folded: its input projection is looked up (recurrent.Embedded)."""
     cap = forced()
     allowed = PATHS[: PATHS.index(cap) + 1] if cap else PATHS
-    for path, make in _candidates(cell, batch, dtype, folded, cap):
+    for path, make in _candidates(cell, batch, hidden, dtype, folded, cap):
         if path in allowed:
             return make(cell)
     raise AssertionError("the reference path is always a candidate")  # pragma: no cover
 
 
 def describe(dtype=np.float32, hidden: int = 256) -> dict[str, str]:
-    """Which path each cell takes now, by batch size: {"lstm": "numba at batch <= 4, threaded above", ...}."""
-    small, large = thresholds.SMALL_BATCH, thresholds.SMALL_BATCH + 1
+    """Which path each cell takes now at `hidden` units, by batch size: {"lstm": "numba at batch 1, threaded
+    from batch 2", "gru": "numba", ...}."""
     report = {}
     for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
-        below, above = select(cell, small, hidden, dtype).path, select(cell, large, hidden, dtype).path
-        report[cell] = below if below == above else f"{below} at batch <= {small}, {above} above"
+        paths = [select(cell, batch, hidden, dtype).path for batch in range(1, 65)]
+        changes = [batch for batch in range(2, 65) if paths[batch - 1] != paths[batch - 2]]
+        report[cell] = paths[0] + "".join(f", {paths[b - 1]} from batch {b}" for b in changes)
     return report

@@ -32,7 +32,7 @@ from .kernels import AVAILABLE
 from .trace import Trace, lengths_of
 
 if AVAILABLE:
-    from .gemm import MR, VECTOR_BYTES, gemm_panels, pack_panels
+    from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
     from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, scalar_tanh, tanh_grad,
                           tanh_into)
 
@@ -50,16 +50,24 @@ def _gate_rows(hidden: int, lo: int, hi: int) -> np.ndarray:
     return np.concatenate([np.arange(g * hidden + lo, g * hidden + hi) for g in range(4)])
 
 
-def forward_panels(p, parts: int) -> list[np.ndarray]:
-    """Each part's rows of [W_hh | W_ih | b] (halved), packed for gemm_panels; made once per Packed."""
-    return p.derived(("lstm_forward_panels", parts, MR), lambda: [
-        pack_panels(p.w_steps[_gate_rows(p.hidden, lo, hi)]) for lo, hi in _pairs(_bounds(p.hidden, parts))])
+def by_rows(batch: int) -> bool:
+    """Whether the products run on gemm.py's row-vector kernel (few columns) rather than its column one."""
+    return batch <= thresholds.ROW_KERNEL_BATCH
 
 
-def backward_panels(p, parts: int) -> list[np.ndarray]:
-    """Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed for gemm_panels; made once per Packed."""
-    return p.derived(("lstm_backward_panels", parts, MR), lambda: [
-        pack_panels(np.ascontiguousarray(p.w_hh[:, lo:hi].T)) for lo, hi in _pairs(_bounds(p.hidden, parts))])
+def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
+    """Each part's rows of [W_hh | W_ih | b] (halved), packed for gemm_rows (rows) or gemm_panels; made once
+    per Packed."""
+    pack = pack_row_panels if rows else pack_panels
+    return p.derived(("lstm_forward_panels", parts, rows), lambda: [
+        pack(p.w_steps[_gate_rows(p.hidden, lo, hi)]) for lo, hi in _pairs(_bounds(p.hidden, parts))])
+
+
+def backward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
+    """Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`."""
+    pack = pack_row_panels if rows else pack_panels
+    return p.derived(("lstm_backward_panels", parts, rows), lambda: [
+        pack(np.ascontiguousarray(p.w_hh[:, lo:hi].T)) for lo, hi in _pairs(_bounds(p.hidden, parts))])
 
 
 def _pairs(bounds):
@@ -80,11 +88,12 @@ if AVAILABLE:
             out[j] = scalar_tanh(a[j]) * half + half
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, z, pre, gates, c, tanh_c, hs, active, B, flags, yield_address):
+    def forward_part(me, parts, lo, hi, panels, rows, z, pre, gates, c, tanh_c, hs, active, B, flags,
+                     yield_address):
         """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
         batch padded to whole vectors, `padded`), flattened per step:
         z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller;
-        pre (panels·MR·L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L);
+        pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L);
         hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step."""
         T = gates.shape[0]
         L = z.shape[1] // panels.shape[1]
@@ -99,7 +108,10 @@ if AVAILABLE:
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            gemm_panels(panels, z[t], 0, L, padded(n, lanes), flat, L)  # whole vectors: padding columns too
+            if rows:
+                gemm_rows(panels, z[t], 0, L, n, flat, L)
+            else:
+                gemm_panels(panels, z[t], 0, L, padded(n, lanes), flat, L)  # whole vectors: padding columns too
             a = gates[t]
             cell, c_prev, squashed, h = c[t + 1], c[t], tanh_c[t], z[t + 1]
             count, length = (1, run) if n == B else (units, n)
@@ -121,11 +133,11 @@ if AVAILABLE:
             threads.arrive(flags, me, t + 1)
 
     @jit
-    def backward_part(me, parts, lo, hi, panels, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre, active,
-                      flags, yield_address):
+    def backward_part(me, parts, lo, hi, panels, rows, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
+                      active, flags, yield_address):
         """Part `me` of the backward over all steps (see the module's text). d_out (T, B·H) time-major;
         dh, dc ((hi-lo)·B,): the own units' gradients reaching h_T, c_T, on return h_0, c_0; product
-        (panels·MR·L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
+        (rows of the panels × L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
         d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing its own rows;
         at the end the part copies its rows into d_pre (4H, T·B), the weight gradients' operand.
 
@@ -160,7 +172,10 @@ if AVAILABLE:
                 mul_in_place(dc_j, f)
             threads.arrive(flags, me, step + 1)
             threads.wait_all(flags, parts, me, step + 1, yield_address)
-            gemm_panels(panels, d_steps.reshape(-1), t * 4 * HL, L, padded(n, lanes), product, L)
+            if rows:
+                gemm_rows(panels, d_steps.reshape(-1), t * 4 * HL, L, n, product, L)
+            else:
+                gemm_panels(panels, d_steps.reshape(-1), t * 4 * HL, L, padded(n, lanes), product, L)
             for j in range(units):
                 for b in range(n):
                     dh[j * B + b] = product[j * L + b]
@@ -184,8 +199,10 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden)
     bounds = _bounds(hidden, parts)
-    panels = forward_panels(p, parts)
-    width, columns = hidden + features + 1, padded(batch, VECTOR_BYTES // dtype.itemsize)
+    rows = by_rows(batch)
+    panels = forward_panels(p, parts, rows)
+    width = hidden + features + 1
+    columns = batch if rows else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros: the columns of ended sequences and the padding stay finite
     z = np.zeros((time + 1, width, columns), dtype=dtype)
     z[:time, hidden: hidden + features, :batch] = inputs.transpose(0, 2, 1)
@@ -201,7 +218,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     flat = [a.reshape(a.shape[0], -1) for a in (z, gates, cs, tanh_c, hs)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run(forward_part, [
-        (k, parts, lo, hi, panels[k], flat[0], np.empty(panels[k].shape[0] * MR * columns, dtype=dtype),
+        (k, parts, lo, hi, panels[k], rows, flat[0],
+         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype),
          flat[1], flat[2], flat[3], flat[4], steps, batch, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(_pairs(bounds))])
     c_n = cs[lengths_of(active), :, np.arange(batch)]
@@ -215,7 +233,8 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     dtype = d_out.dtype
     parts = parts_for(hidden)
     bounds = _pairs(_bounds(hidden, parts))
-    panels = backward_panels(p, parts)
+    rows = by_rows(batch)
+    panels = backward_panels(p, parts, rows)
     columns = arrays["c"].shape[-1]  # the forward's padded batch
     # every entry of d_steps is written when no sequence ends early and there is no padding; else zeros
     full = active[-1] == batch == columns
@@ -227,8 +246,9 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
                                                  d_pre)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run(backward_part, [
-        (k, parts, lo, hi, panels[k], flat[0], dh[k].reshape(-1), dc[k].reshape(-1),
-         np.empty(panels[k].shape[0] * MR * columns, dtype=dtype), flat[1], flat[2], flat[3], flat[4], flat[5],
+        (k, parts, lo, hi, panels[k], rows, flat[0], dh[k].reshape(-1), dc[k].reshape(-1),
+         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3],
+         flat[4], flat[5],
          steps, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(bounds)])
     d_pre = d_pre.reshape(4 * hidden, -1)

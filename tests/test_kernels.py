@@ -73,14 +73,14 @@ def test_rows_mat_gives_each_row_what_one_row_alone_gives(rows):
 
 
 @needs_numba
-@pytest.mark.parametrize("batch", [2, 5])  # the whole-loop kernels (batch <= SMALL_BATCH), then the per-step ones
+@pytest.mark.parametrize("batch", [2, 7])  # the whole-loop kernels (batch <= SMALL_BATCH), then the per-step ones
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-13), (np.float32, 2e-6)])
 def test_kernels_agree_with_the_numpy_steps(dtype, tol, batch, monkeypatch):
     assert (batch <= fast.SMALL_BATCH) == (batch == 2)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((batch, 9, 4)).astype(dtype)
     d_out = rng.standard_normal((batch, 9, 2 * 6)).astype(dtype)
-    lengths = [9, 4, 9, 1, 6][:batch]
+    lengths = [9, 4, 9, 1, 6, 3, 8][:batch]
     results = {}
     for path in ("numpy", "numba"):
         monkeypatch.setattr(kernels, "ENABLED", path == "numba")

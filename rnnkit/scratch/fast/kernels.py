@@ -326,3 +326,26 @@ if AVAILABLE:
             lstm_backward_step(t, n, d_out, dh_rec, dc, gates, c, tanh_c, d_pre)
             rows_mat(d_pre[t, :n], w_hh, dh_rec[:n])
 
+    @jit
+    def gru_forward_loop(xw, w_hh_t, scratch, b_hn, hn, gates, h, active):
+        """All steps of `gru_forward_step`, h_t W_hh^T included (`rows_mat`): small batches."""
+        for t in range(xw.shape[0]):
+            n = active[t]
+            rows_mat(h[t, :n], w_hh_t, scratch[:n])
+            gru_forward_step(t, n, xw, scratch, b_hn, hn, gates, h)
+
+    @jit
+    def rnn_forward_loop(xw, w_hh_t, h, active, relu):
+        """All steps of the RNN, h_{t+1} = act(xw_t + h_t W_hh^T), the product by `rows_mat`: small batches.
+        xw (T, B, H); h (T+1, B, H) with h[0] = h0; relu: act = max(·, 0), else tanh."""
+        zero = xw.dtype.type(0)
+        for t in range(xw.shape[0]):
+            n = active[t]
+            rows_mat(h[t, :n], w_hh_t, h[t + 1, :n])
+            for b in range(n):
+                row, x = h[t + 1, b], xw[t, b]
+                if relu:
+                    for j in range(row.shape[0]):
+                        row[j] = max(row[j] + x[j], zero)
+                else:
+                    gates_tanh(row, x)

@@ -1,4 +1,4 @@
-"""The numba path: the LSTM and the GRU's forward on kernels.py's compiled steps (numba installed).
+"""The numba path: the LSTM, and the GRU's and the RNN's forward, on kernels.py's compiled steps (numba installed).
 
 The arrays are the NumPy path's (numpy_path.py), time-major, and so is the GRU's backward. The LSTM runs its
 time loop one of two ways, chosen by selector.py:
@@ -6,7 +6,9 @@ time loop one of two ways, chosen by selector.py:
     batches, where a BLAS call costs more in overhead than in arithmetic);
   * lstm_forward_steps: one BLAS product and one compiled call per step (larger batches whose layer is
     folded, i.e. fed a looked-up input projection, which the threaded LSTM cannot take).
-Its backward is one compiled call for all steps, products included.
+Its backward is one compiled call for all steps, products included. The GRU's and the RNN's forward run the
+same two ways (the RNN's only the first: above SMALL_BATCH rows it takes the NumPy path); their backward is
+the NumPy path's.
 """
 from __future__ import annotations
 
@@ -55,3 +57,24 @@ def gru_forward(p, inputs, h0, c0, active, xw=None):
         np.matmul(hs[t, :n], p.w_hh_t, out=scratch[:n])
         kernels.gru_forward_step(t, n, xw, scratch, b_hn, hn, acts, hs)
     return Trace(hs, None, {"gates": acts, "hn": hn})
+
+
+def gru_forward_loop(p, inputs, h0, c0, active, xw=None):
+    """The whole time loop in one compiled call, products included (small batches); the NumPy backward."""
+    xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
+    hs, acts, hn = numpy_path.gru_arrays(xw, h0, inputs)
+    hidden = hs.shape[-1]
+    b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=xw.dtype)
+    kernels.gru_forward_loop(xw, p.w_hh_t, np.empty(xw.shape[1:], dtype=xw.dtype), b_hn, hn, acts, hs,
+                             np.asarray(active, dtype=np.int64))
+    return Trace(hs, None, {"gates": acts, "hn": hn})
+
+
+def rnn_forward_loop(p, inputs, h0, c0, active, xw=None):
+    """The whole time loop in one compiled call, products included (small batches); the NumPy backward."""
+    xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
+    hs = np.zeros((xw.shape[0] + 1, *xw.shape[1:]), dtype=xw.dtype)
+    hs[0] = h0
+    relu = p.mode == "rnn_relu"
+    kernels.rnn_forward_loop(xw, p.w_hh_t, hs, np.asarray(active, dtype=np.int64), relu)
+    return Trace(hs, None, relu)

@@ -3,13 +3,14 @@
 Paths, slowest first:
     reference  the textbook cells (rnnkit/scratch/cells/) one step at a time: the ground truth, slow
     numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
-    numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward; float32/float64
+    numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward, the RNN's forward at
+               small batches; float32/float64
     threaded   the gate-major LSTM on threads that each own a slice of the hidden units (threaded_lstm.py)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
-above; the GRU on numba; the RNN on NumPy. RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer
+above; the GRU on numba; the RNN on numba up to SMALL_BATCH rows, on NumPy above. RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer
 then takes that path where its cell has it (at any batch size), else the fastest one below it — so
-RNNKIT_PATH=threaded leaves the RNN on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
+RNNKIT_PATH=threaded leaves the RNN on numba or NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
 Every implementation returns a row-major `Trace` (trace.py); layouts stay inside the paths.
 """
 from __future__ import annotations
@@ -60,6 +61,14 @@ def _numba_gru(cell):
     return Implementation("numba", numba_path.gru_forward, numpy_path.gru_backward)
 
 
+def _numba_gru_loop(cell):
+    return Implementation("numba", numba_path.gru_forward_loop, numpy_path.gru_backward)
+
+
+def _numba_rnn_loop(cell):
+    return Implementation("numba", numba_path.rnn_forward_loop, numpy_path.rnn_backward)
+
+
 def _threaded(cell):
     # the backward's big products stay off OpenBLAS's own threads (see threads.matmul)
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
@@ -84,10 +93,12 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
         shared = batch > 1 and batch * hidden > thresholds.LOOP_WORK  # enough work per step for the threads
         if not folded and (cap is not None or shared):
             fastest.append(("threaded", _threaded))
-        small = batch <= thresholds.SMALL_BATCH
-        fastest.append(("numba", _numba_lstm_loop if small else _numba_lstm_steps))
+        fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
+    small = batch <= thresholds.SMALL_BATCH
     if cell == "gru" and numba:
-        fastest.append(("numba", _numba_gru))
+        fastest.append(("numba", _numba_gru_loop if small else _numba_gru))
+    if cell in ("rnn_tanh", "rnn_relu") and numba and small:
+        fastest.append(("numba", _numba_rnn_loop))
     return fastest + [("numpy", _numpy), ("reference", _reference)]
 
 

@@ -1,12 +1,15 @@
 """Where the selector switches paths: the one place to set them, from the sweep benchmark's measurements
 (benchmarks/engine_speed.py; benchmarks/README.md has the tables)."""
 
+# The numba path runs a layer's whole time loop in one compiled call, products included, up to SMALL_BATCH
+# rows, and one BLAS product per step above (the RNN: the NumPy path above). Measured 2026-12-03 (2 cores,
+# AVX2), GRU and RNN forward, hidden 64-512: the loop is 1.1-3x faster up to batch 6, slower from 8 on.
+SMALL_BATCH = 6
+
 # The LSTM takes the threaded path when a step has enough work to share, batch > 1 and batch·hidden >
-# LOOP_WORK; below, the numba path, which runs the time loop in one compiled call up to SMALL_BATCH rows and
-# one BLAS product per step above. Measured 2026-12-03 (2 cores, AVX2): at hidden 64 the loop wins to
-# batch 5, at 128 to batch 2, at 256 and 512 only at batch 1 (benchmarks/README.md, engine sweep).
+# LOOP_WORK; below, the numba path. Measured the same day: at hidden 64 the loop wins to batch 5, at 128 to
+# batch 2, at 256 and 512 only at batch 1 (benchmarks/README.md, engine sweep).
 LOOP_WORK = 320
-SMALL_BATCH = 4
 
 # The threaded LSTM gives each thread at least this many hidden units: with fewer, the threads' meeting at
 # every step costs more than the split gains.

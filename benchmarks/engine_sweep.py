@@ -140,7 +140,8 @@ def worst(points: list[dict], mode: str) -> dict:
 
 
 def jumps(points: list[dict], mode: str) -> list[dict]:
-    """Neighbouring batch sizes (same cell and hidden) whose scratch times differ by more than 1.5x."""
+    """Neighbouring batch sizes (same cell and hidden) whose ratios scratch / torch differ by more than 1.5x:
+    a cliff in the scratch engine (its time growing with the batch, as torch's does, is not one)."""
     out = []
     by_row: dict = {}
     for p in points:
@@ -148,11 +149,30 @@ def jumps(points: list[dict], mode: str) -> list[dict]:
     for (cell, hidden), row in by_row.items():
         row.sort(key=lambda p: p["batch"])
         for a, b in zip(row, row[1:]):
-            factor = b[mode]["scratch_ms"] / a[mode]["scratch_ms"]
+            factor = b[mode]["ratio"] / a[mode]["ratio"]
             if factor > 1.5 or factor < 1 / 1.5:
                 out.append({"cell": cell, "hidden": hidden, "from": a["batch"], "to": b["batch"],
                             "factor": round(factor, 2)})
     return out
+
+
+def markdown(result: dict) -> str:
+    """The grid as Markdown tables, one per cell: a row per hidden size, a column per batch size, each entry
+    the fwd+bwd ratio / the infer ratio (benchmarks/README.md's table)."""
+    points = result["points"]
+    lines = []
+    for cell in dict.fromkeys(p["cell"] for p in points):
+        batches = sorted({p["batch"] for p in points if p["cell"] == cell})
+        lines += [f"**{cell}** (scratch / torch: fwd+bwd · inference)", "",
+                  "| hidden | " + " | ".join(f"B={b}" for b in batches) + " |",
+                  "|---" * (len(batches) + 1) + "|"]
+        for hidden in sorted({p["hidden"] for p in points if p["cell"] == cell}):
+            row = {p["batch"]: p for p in points if p["cell"] == cell and p["hidden"] == hidden}
+            lines.append(f"| {hidden} | " + " | ".join(
+                f"{row[b]['fwd+bwd']['ratio']:.2f} · {row[b]['infer']['ratio']:.2f}" if b in row else "–"
+                for b in batches) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def heat_map(points: list[dict], cells, hidden_sizes, batches, path: Path) -> Path | None:
@@ -200,8 +220,13 @@ def main(argv=None) -> int:
     parser.add_argument("--min-time", type=float, default=0.15, help="seconds of timing per measurement")
     parser.add_argument("--quick", action="store_true", help="batch 1,5 × hidden 8, one round (a smoke test)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_sweep.json"))
+    parser.add_argument("--table", metavar="FILE.json", help="print a saved result as Markdown tables and stop")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())))
+        return 0
 
     if args.worker is not None:
         if args.worker[0] == "gemm":

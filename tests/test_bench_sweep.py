@@ -31,3 +31,9 @@ def test_jumps_compare_neighbouring_batches_of_one_row():
 def test_the_grid_is_the_issues():
     assert sweep.BATCHES == (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64)
     assert sweep.HIDDEN == (64, 128, 256, 512) and (sweep.TIME, sweep.INPUT) == (64, 64)
+
+
+def test_markdown_has_a_row_per_hidden_size_and_both_ratios():
+    table = sweep.markdown({"points": POINTS})
+    assert "| hidden | B=4 | B=5 | B=6 |" in table
+    assert "| 64 | 1.00 · 1.00 | 1.10 · 1.10 | 1.60 · 1.60 |" in table

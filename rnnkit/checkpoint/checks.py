@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -121,3 +121,23 @@ def check_expected(where, weights: dict[str, np.ndarray], expected: dict) -> Non
             problems.append(f"{k} has dtype {a.dtype}, expected {np.dtype(dtype)}")
     if problems:
         raise CheckpointError(f"{where}: the weights do not fit the model: " + "; ".join(problems))
+
+
+# ----------------------------------------------------------------------------------------------- weights
+
+def check_tied(state: Mapping, identity: Mapping[str, object]) -> None:
+    """Refuse a state dict that gives one tied parameter (names with the same `identity`) different values:
+    which of them would win is an accident of order."""
+    first: dict = {}
+    for name in identity:
+        if name in state:
+            key = identity[name]
+            if key in first:
+                other = first[key]
+                a, b = (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+                        for v in (state[other], state[name]))
+                if a.shape == b.shape and not np.array_equal(a, b):
+                    raise ValueError(f"{other} and {name} are one tied parameter, but the weights give them "
+                                     f"different values")
+            else:
+                first[key] = name

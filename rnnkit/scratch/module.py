@@ -11,6 +11,8 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from ..checkpoint.checks import check_tied
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -173,21 +175,3 @@ class Module:
 
     def num_parameters(self) -> int:
         return sum(p.data.size for p in self.parameters())
-
-
-def check_tied(state: Mapping, identity: Mapping[str, object]) -> None:
-    """Refuse a state dict that gives one tied parameter (names with the same `identity`) different values:
-    which of them would win is an accident of order."""
-    first: dict = {}
-    for name in identity:
-        if name in state:
-            key = identity[name]
-            if key in first:
-                other = first[key]
-                a, b = (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-                        for v in (state[other], state[name]))
-                if a.shape == b.shape and not np.array_equal(a, b):
-                    raise ValueError(f"{other} and {name} are one tied parameter, but the weights give them "
-                                     f"different values")
-            else:
-                first[key] = name

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from ..scratch.module import check_tied
+from ..checkpoint.checks import check_tied
 from ..spec import check_optimizer
 from .device import select_device
 from .models import state_to

@@ -49,6 +49,38 @@ def test_gemm_panels_is_the_matrix_product(rows, depth, columns, z_pad, out_pad,
 
 
 @needs_numba
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 70), depth=st.integers(1, 30), columns=st.integers(1, 20), z_pad=st.integers(0, 5),
+       out_pad=st.integers(0, 5), offset=st.integers(0, 7), double=st.booleans(), seed=st.integers(0, 2**31))
+def test_gemm_rows_is_the_matrix_product_with_the_column_kernels_bits(rows, depth, columns, z_pad, out_pad, offset,
+                                                                      double, seed):
+    """The row-vector kernel: every column block (NB columns, then 1 to NB-1), padded rows, leading dimensions
+    and offsets; nothing written past the columns asked for; on whole vectors of columns, the column
+    kernel's bits."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    ldz, ldo = columns + z_pad, columns + out_pad
+    z = rng.standard_normal(offset + depth * ldz + 1).astype(dtype)
+    panels = gemm.pack_row_panels(a)
+    width = gemm.RV * gemm.VECTOR_BYTES // a.itemsize
+    assert panels.shape == (-(-rows // width), depth, width)
+    out = np.full(panels.shape[0] * width * ldo, np.nan, dtype=dtype)
+    gemm.gemm_rows(panels, z, offset, ldz, columns, out, ldo)
+    c = out.reshape(-1, ldo)
+    expected = a.astype(np.float64) @ z[offset: offset + depth * ldz].reshape(depth, ldz)[:, :columns]
+    tol = 1e-13 if double else 2e-5
+    np.testing.assert_allclose(c[:rows, :columns], expected, rtol=tol, atol=tol * max(1, depth))
+    np.testing.assert_array_equal(c[rows:, :columns], 0)
+    assert np.isnan(c[:, columns:]).all()
+    whole = columns - columns % (gemm.VECTOR_BYTES // a.itemsize)
+    if whole:
+        by_columns = np.full(-(-rows // gemm.MR) * gemm.MR * ldo, np.nan, dtype=dtype)
+        gemm.gemm_panels(gemm.pack_panels(a), z, offset, ldz, whole, by_columns, ldo)
+        np.testing.assert_array_equal(c[:rows, :whole], by_columns.reshape(-1, ldo)[:rows, :whole])
+
+
+@needs_numba
 def test_pack_panels_orders_each_panel_by_depth():
     a = np.arange(2 * 5 * (gemm.MR + 1), dtype=np.float32).reshape(gemm.MR + 1, 10)
     panels = gemm.pack_panels(a)

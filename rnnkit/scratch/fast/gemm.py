@@ -45,79 +45,109 @@ def _vector_bytes_and_registers() -> tuple[int, int]:
     return 16, 16  # SSE, NEON and the like: LLVM splits wider vectors itself
 
 
+class _Frame:
+    """The LLVM values a kernel builds on: its operands' pointers and strides, the vector type of this dtype,
+    the fused multiply-add, and loads of whole vectors and of broadcast scalars."""
+
+    def __init__(self, context, builder, sig, args, VW: int):
+        self.builder = builder
+        dtype = sig.args[1].dtype
+        self.lanes = VW if dtype == types.float32 else VW // 2
+        self.bits = 32 if dtype == types.float32 else 64
+        scalar = context.get_value_type(dtype)
+        self.vector = ir.VectorType(scalar, self.lanes)
+        self.i32, self.i64 = ir.IntType(32), ir.IntType(64)
+
+        def as_i64(i):
+            return context.cast(builder, args[i], sig.args[i], types.int64)
+
+        def pointer(i, offset_arg):
+            data = context.make_array(sig.args[i])(context, builder, args[i]).data
+            return builder.gep(data, [as_i64(offset_arg)])
+
+        self.k_total, self.ldz, self.ldc = as_i64(0), as_i64(5), as_i64(8)
+        self.a, self.z, self.c = pointer(1, 2), pointer(3, 4), pointer(6, 7)
+        self.fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.vector, [self.vector] * 3),
+                                                  f"llvm.fma.v{self.lanes}f{self.bits}")
+        self.zero = ir.Constant(self.vector, [ir.Constant(scalar, 0.0)] * self.lanes)
+        self.splat = ir.Constant(ir.VectorType(self.i32, self.lanes), [0] * self.lanes)
+
+    def at(self, pointer, index):
+        """pointer + index (elements); index an int or an i64 value."""
+        return self.builder.gep(pointer, [index if isinstance(index, ir.Value) else ir.Constant(self.i64, index)])
+
+    def load_vector(self, pointer, offset: int):
+        address = self.builder.bitcast(self.at(pointer, offset), self.vector.as_pointer())
+        return self.builder.load(address, align=self.bits // 8)
+
+    def broadcast(self, pointer, offset: int):
+        """The scalar at pointer + offset in every lane."""
+        undefined = ir.Constant(self.vector, ir.Undefined)
+        one = self.builder.insert_element(undefined, self.builder.load(self.at(pointer, offset)),
+                                          ir.Constant(self.i32, 0))
+        return self.builder.shuffle_vector(one, undefined, self.splat)
+
+
+def _kernel(accumulators: int, VW: int, step, store):
+    """An intrinsic (K, a, a_off, z, z_off, ldz, c, c_off, ldc): `accumulators` vector registers start at
+    zero, step(frame, k, acc) -> acc' runs for k = 0..K-1 (K >= 1), then store(frame, acc) writes them."""
+    @intrinsic
+    def kernel(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc):
+        signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc)
+
+        def codegen(context, builder, sig, args):
+            f = _Frame(context, builder, sig, args, VW)
+            entry = builder.basic_block
+            loop = builder.append_basic_block("kernel.loop")
+            done = builder.append_basic_block("kernel.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            k = builder.phi(f.i64)
+            k.add_incoming(ir.Constant(f.i64, 0), entry)
+            acc = [builder.phi(f.vector) for _ in range(accumulators)]
+            for value in acc:
+                value.add_incoming(f.zero, entry)
+            new = step(f, k, acc)
+            k_next = builder.add(k, ir.Constant(f.i64, 1))
+            k.add_incoming(k_next, loop)
+            for value, updated in zip(acc, new):
+                value.add_incoming(updated, loop)
+            builder.cbranch(builder.icmp_signed("<", k_next, f.k_total), loop, done)
+            builder.position_at_end(done)
+            store(f, new)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return kernel
+
+
 def _micro_kernel(MR: int, NV: int, VW: int):
     """An intrinsic computing C[r, j] = Σ_k A[r, k] Z[k, j] for r < MR, j < NV·VW (one register block).
 
     Arguments (K, a, a_off, z, z_off, ldz, c, c_off, ldc): 1-D arrays of one float dtype with element
     offsets; A[r, k] = a[a_off + k·MR + r] (a packed panel), Z[k, j] = z[z_off + k·ldz + j],
     C[r, j] = c[c_off + r·ldc + j]. K >= 1. VW is counted in float32 lanes and halved for float64.
+    Accumulator r·NV + v holds C[r, v·VW : (v+1)·VW].
     """
-    @intrinsic
-    def micro(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc):
-        signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc)
+    def step(f, k, acc):
+        z_row = f.at(f.z, f.builder.mul(k, f.ldz))
+        zs = [f.load_vector(z_row, v * f.lanes) for v in range(NV)]
+        a_row = f.at(f.a, f.builder.mul(k, ir.Constant(f.i64, MR)))
+        new = []
+        for r in range(MR):
+            b = f.broadcast(a_row, r)
+            new += [f.builder.call(f.fma, [b, zs[v], acc[r * NV + v]]) for v in range(NV)]
+        return new
 
-        def codegen(context, builder, sig, args):
-            dtype = sig.args[1].dtype
-            lanes = VW if dtype == types.float32 else VW // 2
-            scalar = context.get_value_type(dtype)
-            vector = ir.VectorType(scalar, lanes)
-            i32, i64 = ir.IntType(32), ir.IntType(64)
+    def store(f, acc):
+        for r in range(MR):
+            c_row = f.at(f.c, f.builder.mul(ir.Constant(f.i64, r), f.ldc))
+            for v in range(NV):
+                target = f.builder.bitcast(f.at(c_row, v * f.lanes), f.vector.as_pointer())
+                f.builder.store(acc[r * NV + v], target, align=1)
 
-            def as_i64(i):
-                return context.cast(builder, args[i], sig.args[i], types.int64)
-
-            def pointer(i, offset_arg):
-                data = context.make_array(sig.args[i])(context, builder, args[i]).data
-                return builder.gep(data, [as_i64(offset_arg)])
-
-            k_total, ldz_, ldc_ = as_i64(0), as_i64(5), as_i64(8)
-            a_ptr, z_ptr, c_ptr = pointer(1, 2), pointer(3, 4), pointer(6, 7)
-            bits = 32 if dtype == types.float32 else 64
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                                 f"llvm.fma.v{lanes}f{bits}")
-            zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * lanes)
-            splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-            entry = builder.basic_block
-            loop = builder.append_basic_block("micro.loop")
-            done = builder.append_basic_block("micro.done")
-            builder.branch(loop)
-
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), entry)
-            acc = [[builder.phi(vector) for _ in range(NV)] for _ in range(MR)]
-            for row in acc:
-                for value in row:
-                    value.add_incoming(zero, entry)
-            z_row = builder.gep(z_ptr, [builder.mul(k, ldz_)])
-            zs = [builder.load(builder.bitcast(builder.gep(z_row, [ir.Constant(i64, v * lanes)]),
-                                               vector.as_pointer()), align=bits // 8)
-                  for v in range(NV)]
-            a_row = builder.gep(a_ptr, [builder.mul(k, ir.Constant(i64, MR))])
-            new = []
-            for r in range(MR):
-                s = builder.load(builder.gep(a_row, [ir.Constant(i64, r)]))
-                b = builder.insert_element(ir.Constant(vector, ir.Undefined), s, ir.Constant(i32, 0))
-                b = builder.shuffle_vector(b, ir.Constant(vector, ir.Undefined), splat)
-                new.append([builder.call(fma, [b, zs[v], acc[r][v]]) for v in range(NV)])
-            k_next = builder.add(k, ir.Constant(i64, 1))
-            k.add_incoming(k_next, loop)
-            for r in range(MR):
-                for v in range(NV):
-                    acc[r][v].add_incoming(new[r][v], loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, k_total), loop, done)
-
-            builder.position_at_end(done)
-            for r in range(MR):
-                c_row = builder.gep(c_ptr, [builder.mul(ir.Constant(i64, r), ldc_)])
-                for v in range(NV):
-                    target = builder.bitcast(builder.gep(c_row, [ir.Constant(i64, v * lanes)]), vector.as_pointer())
-                    builder.store(new[r][v], target, align=1)
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    return micro
+    return _kernel(MR * NV, VW, step, store)
 
 
 def _rows_kernel(RV: int, NB: int, VW: int):
@@ -129,74 +159,26 @@ def _rows_kernel(RV: int, NB: int, VW: int):
     Arguments as `_micro_kernel`'s: A[r, k] = a[a_off + k·RV·VW + r], Z[k, j] = z[z_off + k·ldz + j],
     C[r, j] = c[c_off + r·ldc + j] (stored lane by lane). K >= 1.
     """
-    @intrinsic
-    def rows(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc):
-        signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc)
-
-        def codegen(context, builder, sig, args):
-            dtype = sig.args[1].dtype
-            lanes = VW if dtype == types.float32 else VW // 2
-            scalar = context.get_value_type(dtype)
-            vector = ir.VectorType(scalar, lanes)
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-
-            def as_i64(i):
-                return context.cast(builder, args[i], sig.args[i], types.int64)
-
-            def pointer(i, offset_arg):
-                data = context.make_array(sig.args[i])(context, builder, args[i]).data
-                return builder.gep(data, [as_i64(offset_arg)])
-
-            k_total, ldz_, ldc_ = as_i64(0), as_i64(5), as_i64(8)
-            a_ptr, z_ptr, c_ptr = pointer(1, 2), pointer(3, 4), pointer(6, 7)
-            bits = 32 if dtype == types.float32 else 64
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                                 f"llvm.fma.v{lanes}f{bits}")
-            zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * lanes)
-            splat = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
-            entry = builder.basic_block
-            loop = builder.append_basic_block("rows.loop")
-            done = builder.append_basic_block("rows.done")
-            builder.branch(loop)
-
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), entry)
-            acc = [[builder.phi(vector) for _ in range(NB)] for _ in range(RV)]
-            for row in acc:
-                for value in row:
-                    value.add_incoming(zero, entry)
-            a_row = builder.gep(a_ptr, [builder.mul(k, ir.Constant(i64, RV * lanes))])
-            avs = [builder.load(builder.bitcast(builder.gep(a_row, [ir.Constant(i64, v * lanes)]),
-                                                vector.as_pointer()), align=bits // 8)
-                   for v in range(RV)]
-            z_row = builder.gep(z_ptr, [builder.mul(k, ldz_)])
-            new = [[None] * NB for _ in range(RV)]
-            for j in range(NB):
-                s = builder.load(builder.gep(z_row, [ir.Constant(i64, j)]))
-                b = builder.insert_element(ir.Constant(vector, ir.Undefined), s, ir.Constant(i32, 0))
-                b = builder.shuffle_vector(b, ir.Constant(vector, ir.Undefined), splat)
-                for v in range(RV):
-                    new[v][j] = builder.call(fma, [avs[v], b, acc[v][j]])
-            k_next = builder.add(k, ir.Constant(i64, 1))
-            k.add_incoming(k_next, loop)
+    def step(f, k, acc):
+        a_row = f.at(f.a, f.builder.mul(k, ir.Constant(f.i64, RV * f.lanes)))
+        avs = [f.load_vector(a_row, v * f.lanes) for v in range(RV)]
+        z_row = f.at(f.z, f.builder.mul(k, f.ldz))
+        new = [None] * (RV * NB)
+        for j in range(NB):
+            b = f.broadcast(z_row, j)
             for v in range(RV):
+                new[v * NB + j] = f.builder.call(f.fma, [avs[v], b, acc[v * NB + j]])
+        return new
+
+    def store(f, acc):
+        for v in range(RV):
+            for lane in range(f.lanes):
+                c_row = f.at(f.c, f.builder.mul(ir.Constant(f.i64, v * f.lanes + lane), f.ldc))
                 for j in range(NB):
-                    acc[v][j].add_incoming(new[v][j], loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, k_total), loop, done)
+                    value = f.builder.extract_element(acc[v * NB + j], ir.Constant(f.i32, lane))
+                    f.builder.store(value, f.at(c_row, j))
 
-            builder.position_at_end(done)
-            for v in range(RV):
-                for lane in range(lanes):
-                    c_row = builder.gep(c_ptr, [builder.mul(ir.Constant(i64, v * lanes + lane), ldc_)])
-                    for j in range(NB):
-                        value = builder.extract_element(new[v][j], ir.Constant(i32, lane))
-                        builder.store(value, builder.gep(c_row, [ir.Constant(i64, j)]))
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    return rows
+    return _kernel(RV * NB, VW, step, store)
 
 
 if AVAILABLE:

@@ -47,7 +47,8 @@ def backward(p, trace, d_out, dh_n, dc_n, active):
     dh, dc = dh_n.copy(), (dc_n.copy() if lstm else None)
     for t in reversed(range(time)):
         n, cache = active[t], trace.saved[t]
-        step = cell.backward(d_out[t, :n] + dh[:n], dc[:n], cache) if lstm else cell.backward(d_out[t, :n] + dh[:n], cache)
+        reaching = d_out[t, :n] + dh[:n]  # the whole gradient reaching h_t
+        step = cell.backward(reaching, dc[:n], cache) if lstm else cell.backward(reaching, cache)
         d_x[t, :n], d_h[t, :n], dh[:n] = step.gates_x, step.gates_h, step.h_prev
         if lstm:
             dc[:n] = step.c_prev

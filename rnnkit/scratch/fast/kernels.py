@@ -24,7 +24,8 @@ lets the loops vectorise.
 
 Switches. `ENABLED` is False when numba is not importable or the environment sets RNNKIT_NO_NUMBA=1; tests
 and benchmarks may set `kernels.ENABLED` themselves (RNNKIT_PATH, read by selector.py, chooses among the
-paths). Compiled code is cached on disk (`cache=True`) where a writable cache directory exists (numba's own choice, or NUMBA_CACHE_DIR); otherwise it compiles in memory.
+paths). Compiled code is cached on disk (`cache=True`) where a writable cache directory exists (numba's
+own choice, or NUMBA_CACHE_DIR); otherwise it compiles in memory.
 """
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ Paths, slowest first:
     threaded   the gate-major LSTM on threads that each own a slice of the hidden units (threaded_lstm.py)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
-above; the GRU on numba; the RNN on numba up to SMALL_BATCH rows, on NumPy above. RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer
-then takes that path where its cell has it (at any batch size), else the fastest one below it — so
-RNNKIT_PATH=threaded leaves the RNN on numba or NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
+above; the GRU on numba; the RNN on numba up to SMALL_BATCH rows, on NumPy above.
+RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer then takes that path where its cell has
+it (at any batch size), else the fastest one below it — so RNNKIT_PATH=threaded leaves the RNN on numba or
+NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
 Every implementation returns a row-major `Trace` (trace.py); layouts stay inside the paths.
 """
 from __future__ import annotations

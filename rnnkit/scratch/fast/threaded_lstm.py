@@ -1,10 +1,11 @@
 """The threaded path: the gate-major LSTM with each thread owning a slice of the hidden units (numba installed).
 
-Layout, gate-major: per step the gates are a (4H, L) block in the packed order i, f, o, g
-(sigmoid rows halved), c and tanh c (H, L) blocks, and the product's operand is
-z_t = [h_t; x_t; 1] (H+I+1, L), where L is the batch B padded to whole SIMD vectors (`padded`): the products
-run on whole vectors, and the padding columns, zeros and ones to start with, give results nobody reads. Part k of P owns the hidden units lo..hi-1: the gate rows g·H+lo..g·H+hi-1
-of each of the four gates, and c, h of those units.
+Layout, gate-major: per step the gates are a (4H, L) block in the packed order i, f, o, g (sigmoid rows
+halved), c and tanh c (H, L) blocks, and the product's operand is z_t = [h_t; x_t; 1] (H+I+1, L), where L is
+the batch B padded to whole SIMD vectors (`padded`): the products run on whole vectors, and the padding
+columns, zeros and ones to start with, give results nobody reads (up to thresholds.ROW_KERNEL_BATCH the
+products run on gemm.gemm_rows, which needs no padding: L = B). Part k of P owns the hidden units lo..hi-1:
+the gate rows g·H+lo..g·H+hi-1 of each of the four gates, and c, h of those units.
 
 Forward, part k, step t:      wait until every part has written h_t into z_t
     pre = W_k z_t               W_k: [W_hh | W_ih | b] of the part's 4·(hi-lo) gate rows, packed panels

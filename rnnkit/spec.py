@@ -37,9 +37,5 @@ def check_optimizer(name) -> str:
     return check_choice("optimizer", name, OPTIMIZERS)
 
 
-def check_schedule(name) -> str:
-    return check_choice("schedule", name, SCHEDULES)
-
-
 def check_dtype(name) -> str:
     return check_choice("dtype", name, DTYPES)

@@ -194,36 +194,36 @@ if AVAILABLE:
         _rows_kernel(RV, nb, VW) for nb in range(1, 9))
 
     @jit
+    def _rows_block(n, K, a, a_off, z, z_off, ldz, out, c_off, ldo):
+        """The row-vector kernel for n (1 to 8) columns."""
+        if n == 1:
+            _rows_1(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 2:
+            _rows_2(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 3:
+            _rows_3(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 4:
+            _rows_4(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 5:
+            _rows_5(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 6:
+            _rows_6(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 7:
+            _rows_7(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        else:
+            _rows_8(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+
+    @jit
     def gemm_rows(panels, z, z_off, ldz, columns, out, ldo):
         """out[:P·R, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, R) (`pack_row_panels`), by
         `_rows_kernel`: for few columns (no lane idles on a column that is not there). The same arguments
-        and the same bits as `gemm_panels`."""
+        and the same bits as `gemm_panels`. Columns run in blocks of NB, then the rest in one block."""
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
         for p in range(n_panels):
             a_off, c_row = p * K * rows, p * rows * ldo
-            j = 0
-            while j + NB <= columns:
-                if NB == 8:
-                    _rows_8(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                else:
-                    _rows_4(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                j += NB
-            left = columns - j
-            if left == 1:
-                _rows_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-            elif left == 2:
-                _rows_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-            elif left == 3:
-                _rows_3(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-            elif left == 4:
-                _rows_4(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-            elif left == 5:
-                _rows_5(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-            elif left == 6:
-                _rows_6(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-            elif left == 7:
-                _rows_7(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            for j in range(0, columns, NB):
+                _rows_block(min(NB, columns - j), K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
 
     @jit
     def gemm_panels(panels, z, z_off, ldz, columns, out, ldo):

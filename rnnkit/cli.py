@@ -18,6 +18,7 @@ if __name__ == "__main__":  # `python -m rnnkit.cli`: tune the process before th
     tune_process()
 
 import argparse
+import math
 import sys
 
 from rnnkit import __version__
@@ -186,6 +187,23 @@ def none_or(kind):
     return parse
 
 
+def checked(kind, test, what: str):
+    """An argparse type: `kind(text)` where `test` holds for it, else an argument error (exit 2) saying that
+    the option must be `what` ("--top-k: must be an integer >= 1, got '0'")."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not test(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def add_engine_arguments(p) -> None:
     """--engine and --device, as the training settings have them (help, choices, default)."""
     from rnnkit.settings import options_of
@@ -264,10 +282,13 @@ def add_use_commands(subparsers) -> None:
     p = add_parser(subparsers, "generate", "generate text with a trained language model")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
     p.add_argument("--prompt", default="", help="text to continue (default: none, start at a line break)")
-    p.add_argument("--length", type=int, default=200, help="tokens to generate")
-    p.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
-    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens (default: all)")
-    p.add_argument("--top-p", type=float, help="sample only among the most likely tokens whose probability "
+    p.add_argument("--length", type=checked(int, lambda n: n >= 0, "an integer >= 0"), default=200,
+                   help="tokens to generate")
+    p.add_argument("--temperature", type=checked(float, lambda t: math.isfinite(t) and t >= 0, "a finite number >= 0"),
+                   default=1.0, help="0: greedy")
+    p.add_argument("--top-k", type=checked(int, lambda k: k >= 1, "an integer >= 1"),
+                   help="sample only among the k most likely tokens (default: all)")
+    p.add_argument("--top-p", type=checked(float, lambda q: 0 < q <= 1, "a number in (0, 1]"), help="sample only among the most likely tokens whose probability "
                    "adds up to p (nucleus sampling; default: 1, all)")
     p.add_argument("--seed", type=int,
                    help="the same seed gives the same text, on either engine (default: a fresh random seed)")
@@ -304,12 +325,15 @@ def cmd_predict(args) -> int:
 
     from rnnkit.tasks import classify
 
+    from pathlib import Path
+
+    from rnnkit.data.text import decode_utf8
+
     if args.texts:
         texts = args.texts
     else:
-        source = open(args.file, encoding="utf-8") if args.file else sys.stdin
-        with source:
-            texts = [line.rstrip("\n") for line in source if line.strip()]
+        lines = (decode_utf8(Path(args.file).read_bytes(), args.file) if args.file else sys.stdin.read()).split("\n")
+        texts = [line.rstrip("\r") for line in lines if line.strip()]
     model = classify.load_classifier(args.checkpoint, args.engine, args.device)
     for text, result in zip(texts, model.predict(texts)):
         if args.json:

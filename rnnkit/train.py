@@ -37,7 +37,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint.atomic import write_text_atomic
 from .engines import carry_arrays, carry_from_arrays
 from .settings import setting
-from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, check_choice
+from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, check_choice, check_device
 
 
 class TrainingError(RuntimeError):
@@ -80,6 +80,7 @@ class TrainConfig:
         for kind, choices in (("engine", ENGINES), ("device", DEVICES), ("dtype", DTYPES),
                               ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
             check_choice(kind, getattr(self, kind), choices)
+        check_device(self.engine, self.device)
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

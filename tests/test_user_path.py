@@ -51,3 +51,14 @@ def test_predict_names_an_undecodable_file(tmp_path, lm_run, capsys):
     assert main(["predict", str(lm_run.best), "--file", str(binary)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {binary}: not valid UTF-8 at byte offset 5 (line 2")
+
+
+def test_the_scratch_engine_refuses_a_gpu(lm_run, tmp_path, capsys):
+    (tmp_path / "verse.txt").write_text(VERSE * 10)
+    out = tmp_path / "run"
+    assert main(["train", "lm", "--data", str(tmp_path / "verse.txt"), "--engine", "scratch", "--device", "cuda",
+                 "--max-steps", "1", "--out", str(out), "--no-progress"]) == 2
+    assert "the scratch engine runs on the CPU only" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything was trained or written
+    assert main(["generate", str(lm_run.best), "--device", "cuda", "--length", "3"]) == 2
+    assert "--engine torch --device cuda" in capsys.readouterr().err

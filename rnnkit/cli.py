@@ -250,9 +250,9 @@ def cmd_generate(args) -> int:
 
 
 def checkpoint_task(path) -> str:
-    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.tasks.pretrained import open_checkpoint
 
-    return load_checkpoint(path).config.get("task", "?")
+    return open_checkpoint(path).config.get("task", "?")
 
 
 def cmd_evaluate(args) -> int:

@@ -62,3 +62,28 @@ def test_the_scratch_engine_refuses_a_gpu(lm_run, tmp_path, capsys):
     assert not out.exists()  # refused before anything was trained or written
     assert main(["generate", str(lm_run.best), "--device", "cuda", "--length", "3"]) == 2
     assert "--engine torch --device cuda" in capsys.readouterr().err
+
+
+def test_loaded_models_are_in_eval_mode_and_round_trip_as_folders(lm_run, tmp_path):
+    pytest.importorskip("torch")
+    from rnnkit.tasks.lm import LoadedLM
+
+    for engine in ("scratch", "torch"):
+        model = LoadedLM.from_pretrained(lm_run.best, engine=engine, device="cpu")
+        assert model.engine.model.training is False  # dropout off, as torch users expect of a loaded model
+    model = lm.load_lm(lm_run.best)
+    assert model.engine.model.training is False
+    saved = model.save_pretrained(tmp_path / "exported")
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "model.safetensors"]
+    again = LoadedLM.from_pretrained(saved, engine="torch", device="cpu")
+    assert lm.generate(again, "the", 20, seed=3) == lm.generate(model, "the", 20, seed=3)
+    weights, loaded = model.engine.weights(), again.engine.weights()
+    assert all((weights[k] == loaded[k]).all() for k in weights)
+
+
+def test_a_run_folder_given_for_a_checkpoint_points_to_best(lm_run, capsys):
+    run = lm_run.run_dir
+    assert main(["generate", str(run), "--length", "3"]) == 2
+    assert f"error: {run} is a run folder, not a checkpoint: give {run / 'best'}" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--data", str(run / "metrics.jsonl")]) == 2
+    assert f"give {run / 'best'}" in capsys.readouterr().err

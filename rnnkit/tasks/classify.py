@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import metrics
-from ..checkpoint import load_checkpoint
 from ..data import datasets
 from ..data.posts import PostTokenizer
 from ..data.tables import read_labelled
 from ..data.vocab import PAD, UNK, Vocabulary
 from ..engines import build_engine, check_engine
 from ..train import TrainResult, train
+from .pretrained import Pretrained, open_checkpoint
 from .settings import ClassifySettings, settings_of
 
 # ------------------------------------------------------------------------------------------------ data
@@ -259,11 +259,16 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
 # ------------------------------------------------------------------------------------------------ use
 
 @dataclass
-class LoadedClassifier:
+class LoadedClassifier(Pretrained):
     engine: object
     encoder: Encoder
     labels: list
     config: dict
+
+    @classmethod
+    def from_pretrained(cls, folder, engine: str = "scratch", device: str = "auto") -> "LoadedClassifier":
+        """load_classifier(folder, engine, device): a checkpoint folder (save_pretrained's, or a run's best/)."""
+        return load_classifier(folder, engine, device)
 
     def predict(self, texts, batch_size: int = 256) -> list[dict]:
         """For each text: {"label": the most likely label, "probabilities": {label: p}}."""
@@ -280,13 +285,14 @@ class LoadedClassifier:
 def load_classifier(path, engine: str = "scratch", device: str = "auto") -> LoadedClassifier:
     """A trained classifier from a checkpoint folder, on either engine."""
     check_engine(engine)
-    ckpt = load_checkpoint(path)
+    ckpt = open_checkpoint(path)
     config = ckpt.config
     if config.get("task") != "classify":
         raise ValueError(f"{path} holds a {config.get('task')!r} model, not a text classifier")
     eng = build_engine(engine, "TextClassifier", config["model"], dtype=config.get("dtype", "float32"),
                        device=device)
     eng.load_weights(ckpt.weights)
+    eng.model.eval()  # as a loaded model is used: dropout off (training switches it back on)
     encoder = Encoder(PostTokenizer(**config["data"]["tokenizer"]), Vocabulary.from_dict(config["vocab"]),
                       config["data"]["max_length"])
     return LoadedClassifier(eng, encoder, config["labels"], config)

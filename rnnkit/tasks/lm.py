@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
 from ..data import datasets
 from ..data.batching import LMBatcher
 from ..data.text import read_text
@@ -25,6 +24,7 @@ from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
 from ..metrics import perplexity
 from ..train import TrainResult, train
+from .pretrained import Pretrained, open_checkpoint
 from .settings import LMSettings, settings_of
 
 UNK, EOS = "<unk>", "<eos>"
@@ -165,24 +165,30 @@ def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, *
 # ------------------------------------------------------------------------------------------------ use
 
 @dataclass
-class LoadedLM:
+class LoadedLM(Pretrained):
     engine: object             # ScratchEngine or TorchEngine holding the model
     vocab: Vocabulary
     tokenizer: dict
     config: dict
+
+    @classmethod
+    def from_pretrained(cls, folder, engine: str = "scratch", device: str = "auto") -> "LoadedLM":
+        """load_lm(folder, engine, device): a checkpoint folder (save_pretrained's, or a run's best/)."""
+        return load_lm(folder, engine, device)
 
 
 def load_lm(path, engine: str = "scratch", device: str = "auto", dtype: str | None = None) -> LoadedLM:
     """A trained language model from a checkpoint folder, on either engine (any engine can load any
     checkpoint: the weights have the same names on both)."""
     check_engine(engine)
-    ckpt = load_checkpoint(path)
+    ckpt = open_checkpoint(path)
     config = ckpt.config
     if config.get("task") != "lm":
         raise ValueError(f"{path} holds a {config.get('task')!r} model, not a language model")
     dtype = dtype or config.get("dtype", "float32")
     eng = build_engine(engine, "LanguageModel", config["model"], dtype=dtype, device=device)
     eng.load_weights(ckpt.weights)
+    eng.model.eval()  # as a loaded model is used: dropout off (training switches it back on)
     vocab = Vocabulary.from_dict(config["vocab"])
     return LoadedLM(eng, vocab, config["data"]["tokenizer"], config)
 

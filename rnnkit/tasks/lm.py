@@ -23,6 +23,7 @@ from ..data.tokenizers import CharTokenizer, WordTokenizer
 from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
 from ..metrics import perplexity
+from ..progress import progress as bar
 from ..train import TrainResult, train
 from .pretrained import Pretrained, open_checkpoint
 from .settings import LMSettings, settings_of
@@ -125,12 +126,12 @@ class LMTask:
                          "batch_size": self.batch_size, "bptt": self.bptt}, **self.extra}
 
 
-def corpus_metrics(engine, batches: LMBatcher, level: str) -> dict:
+def corpus_metrics(engine, batches: LMBatcher, level: str, progress: bool = False) -> dict:
     """Loss (nats per token), perplexity and bits per token (per character at char level) over all windows,
-    the state carried through as in training."""
+    the state carried through as in training (`progress`: a bar on stderr)."""
     total, count, carry = 0.0, 0, None
     with engine.locked_weights():   # the weights do not change in here: pack them once for all windows
-        for inputs, targets in batches:
+        for inputs, targets in bar(batches, len(batches), "scoring", enabled=progress, unit="window"):
             loss, n, carry = engine.eval_loss({"inputs": inputs, "targets": targets}, carry)
             total, count = total + loss, count + n
     loss = total / count
@@ -250,7 +251,8 @@ def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: 
 
 
 def evaluate_lm(path, data: str | None = None, dataset: str | None = None, split: str = "test",
-                engine: str = "scratch", device: str = "auto", batch_size: int = 10, bptt: int | None = None) -> dict:
+                engine: str = "scratch", device: str = "auto", batch_size: int = 10, bptt: int | None = None,
+                progress: bool = False) -> dict:
     """Loss, perplexity and bits per character (or word) of a checkpoint on a text file or a dataset split."""
     model = load_lm(path, engine, device)
     if (dataset is None) == (data is None):
@@ -259,6 +261,6 @@ def evaluate_lm(path, data: str | None = None, dataset: str | None = None, split
     ids = model.vocab.encode(make_tokenizer(model.tokenizer).tokenize(text))
     bptt = bptt or model.config["data"].get("bptt", 64)
     batches = LMBatcher(ids, min(batch_size, max(1, len(ids) // 2)), bptt)
-    metrics = corpus_metrics(model.engine, batches, model.tokenizer["level"])
+    metrics = corpus_metrics(model.engine, batches, model.tokenizer["level"], progress)
     metrics["tokens"] = int(len(ids))
     return metrics

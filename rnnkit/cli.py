@@ -263,13 +263,20 @@ def cmd_evaluate(args) -> int:
     if checkpoint_task(args.checkpoint) == "classify":
         report = classify.evaluate_classifier(
             args.checkpoint, data=args.data, dataset=args.dataset, split=args.split, text_column=args.text_column,
-            label_column=args.label_column, engine=args.engine, device=args.device, confusion_png=args.confusion_png)
+            label_column=args.label_column, label_map=args.label_map, engine=args.engine, device=args.device,
+            confusion_png=args.confusion_png, all_labels=args.all_labels, progress=not args.quiet)
         if args.report:
             write_json(args.report, report)
+        if not args.quiet:
+            for note in report.get("notes", ()):
+                print(f"note: {note}", file=sys.stderr)
         print(json.dumps(report) if args.json else classify.format_full_report(report))
         return 0
-    metrics = lm.evaluate_lm(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,
-                             engine=args.engine, device=args.device, batch_size=args.batch_size, bptt=args.bptt)
+    if args.split == "all" or (args.data is not None and args.split is not None):
+        raise ValueError("a language model scores a --data file whole: --split is for --dataset")
+    metrics = lm.evaluate_lm(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split or "test",
+                             engine=args.engine, device=args.device, batch_size=args.batch_size, bptt=args.bptt,
+                             progress=not args.quiet)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -298,14 +305,23 @@ def add_use_commands(subparsers) -> None:
     p = add_parser(subparsers, "evaluate", "evaluate a trained model on held-out data")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file")
+    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file (a language model), a labelled CSV/TSV/"
+                     "JSONL file (a classifier)")
     src.add_argument("--dataset", help="a registered dataset")
-    p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="with --dataset")
-    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--split", choices=("train", "valid", "test", "all"),
+                   help="with --dataset: its split (default: test). With a classifier's --data: all: every row; "
+                   "train/valid/test: that part of the file the model was trained on (default: test for that "
+                   "file, all for another)")
+    p.add_argument("--batch-size", type=int, default=10, help="language models: parallel streams")
     p.add_argument("--bptt", type=int, help="window length (default: the training run's)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--text-column", default="text", help="classifiers: the text column of --data")
-    p.add_argument("--label-column", default="label", help="classifiers: the label column of --data")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no notes")
+    p.add_argument("--text-column", help="classifiers: the text column of --data (default: the checkpoint's)")
+    p.add_argument("--label-column", help="classifiers: the label column of --data (default: the checkpoint's)")
+    p.add_argument("--label-map", metavar="OLD=NEW,...", help="classifiers: rename the data's labels, e.g. "
+                   "pos=positive,neg=negative (default: the checkpoint's)")
+    p.add_argument("--all-labels", action="store_true", help="classifiers: score over all the model's labels, "
+                   "even those the data lacks (default: over the labels present, probabilities renormalised)")
     p.add_argument("--report", metavar="FILE.json", help="classifiers: write the report as JSON")
     p.add_argument("--confusion-png", metavar="FILE.png", help="classifiers: draw the confusion matrix")
     add_engine_arguments(p)

@@ -1,13 +1,17 @@
 """The user's path through the CLI (issue 21 items 5-7, 9-13; issue 20 item 9): argument errors, held-out
 test rows scored, labels renamed, checkpoints as folders, scripting switches. Tiny data, few steps."""
+import csv
 import json
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.tasks import lm
+from rnnkit.checkpoint import load_checkpoint
+from rnnkit.tasks import classify, lm
 
 VERSE = "the cat sat on the mat.\nthe dog sat on the log.\n"
 
@@ -87,3 +91,134 @@ def test_a_run_folder_given_for_a_checkpoint_points_to_best(lm_run, capsys):
     assert f"error: {run} is a run folder, not a checkpoint: give {run / 'best'}" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--data", str(run / "metrics.jsonl")]) == 2
     assert f"give {run / 'best'}" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ classifiers
+
+WORDS = {"pos": ["good", "great", "fine"], "neg": ["bad", "awful", "poor"], "neu": ["okay", "meh", "average"]}
+
+
+def reviews(n=300, seed=0, labels=("pos", "neg", "neu")):
+    """Texts of three kinds, each row's label its kind; every text is unique (a number in it)."""
+    rng = np.random.default_rng(seed)
+    return [(f"{rng.choice(WORDS[labels[i % len(labels)]])} flight {rng.integers(10**6)}", labels[i % len(labels)])
+            for i in range(n)]
+
+
+def write_csv(path, rows, header=("review", "stars")):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    """`rnnkit train classify` on a CSV with repeated texts, a tie and its own column and label names."""
+    tmp = tmp_path_factory.mktemp("classify")
+    rows = reviews() + reviews(60, seed=9, labels=("neg",))   # negative: 160 of 360
+    rows += rows[:20] + [(rows[0][0], "neg"), (rows[0][0], "neg")]  # 22 repeats; rows[0]: pos twice, neg twice
+    data = write_csv(tmp / "reviews.csv", rows)
+    out = tmp / "run"
+    done = subprocess.run([sys.executable, "-m", "rnnkit", "train", "classify", "--data", str(data),
+                           "--text-column", "review", "--label-column", "stars", "--label-map",
+                           "pos=positive,neg=negative,neu=neutral", "--hidden", "8", "--embedding", "8",
+                           "--epochs", "3", "--lr", "0.02", "--min-freq", "1", "--class-weights", "balanced",
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return data, rows, out, done.stdout
+
+
+def test_training_summary_says_what_was_dropped_and_how_it_was_split(classifier_run):
+    _, _, out, shown = classifier_run
+    assert ("reviews.csv: 382 rows; 23 dropped (22 repeating a text read before, 1 whose text has tied labels); "
+            "split 80/10/10 per label by a hash of each text: 289 train, 35 validation, 35 test (held out)") in shown
+    # balanced: n / (classes * count), the rarer labels weigh more (289 training texts: 128, 80, 81)
+    assert "class weights: balanced, negative 0.753, neutral 1.2, positive 1.19" in shown
+    held = re.search(r"test \(held out, (\d+) texts\), best checkpoint: accuracy ([\d.]+)", shown)
+    assert held and held.group(1) == "35"
+    report = json.loads((out / "test_report.json").read_text())
+    assert report["support"] == 35 and report["accuracy"] == pytest.approx(float(held.group(2)), abs=1e-4)
+
+
+def test_evaluate_split_test_scores_exactly_the_held_out_rows(classifier_run, capsys):
+    data, rows, out, _ = classifier_run
+    with open(out / "test.csv", newline="", encoding="utf-8") as f:
+        held = list(csv.DictReader(f))
+    assert len(held) == 35 and list(held[0]) == ["row", "review", "stars"]
+    for r in held:  # the row numbers point into the file; the labels are renamed
+        text, label = rows[int(r["row"]) - 1]
+        assert r["review"] == text and r["stars"] == {"pos": "positive", "neg": "negative", "neu": "neutral"}[label]
+    examples = classify.load_examples(data=str(data), text_column="review", label_column="stars",
+                                      label_map="pos=positive,neg=negative,neu=neutral")  # what training read
+    assert [r["review"] for r in held] == [t for t, _ in examples.test]
+    assert not {t for t, _ in examples.test} & {t for t, _ in examples.train + examples.valid}
+    config = load_checkpoint(out / "best").config
+
+    report_path = out.parent / "eval.json"
+    # the recorded columns and label map are the defaults (no --text-column, --label-column, --label-map)
+    assert main(["evaluate", str(out / "best"), "--data", str(data), "--split", "test", "--quiet",
+                 "--report", str(report_path)]) == 0
+    assert "macro avg" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert report["support"] == 35 and report["split"] == "test"
+    assert report == {**json.loads((out / "test_report.json").read_text()), "split": "test"}
+    assert config["data"]["source"]["split"]["sizes"] == {"train": 289, "valid": 35, "test": 35}
+
+    assert main(["evaluate", str(out / "best"), "--data", str(data), "--json"]) == 0  # the same file: test
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["support"] == 35
+    assert "is the file this model was trained on: scoring the 35 rows held out" in captured.err
+    assert main(["evaluate", str(out / "best"), "--data", str(data), "--split", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["support"] == 382  # every row, repeats and all
+    assert main(["evaluate", str(out / "best"), "--data", str(out / "test.csv"), "--json"]) == 0  # another file
+    assert json.loads(capsys.readouterr().out)["support"] == 35
+    assert main(["evaluate", str(out / "best"), "--data", str(out / "test.csv"), "--split", "test"]) == 2
+    assert "is not the file this model was trained on" in capsys.readouterr().err
+
+
+def test_a_two_label_file_against_a_three_label_model(classifier_run, tmp_path, capsys):
+    _, _, out, _ = classifier_run
+    two = write_csv(tmp_path / "two.csv", [(t, {"pos": "good", "neg": "bad"}[y]) for t, y in
+                                           reviews(40, seed=5, labels=("pos", "neg"))], header=("review", "y"))
+    assert main(["evaluate", str(out / "best"), "--data", str(two), "--label-column", "y", "--json"]) == 2
+    assert "labels the model does not know: ['bad', 'good']" in capsys.readouterr().err
+    assert main(["evaluate", str(out / "best"), "--data", str(two), "--label-column", "y", "--json",
+                 "--label-map", "good=positive,bad=negative"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["labels"] == ["negative", "positive"] and report["model_labels"] == ["negative", "neutral",
+                                                                                      "positive"]
+    assert "scored over negative, positive, the model's probabilities renormalised" in captured.err
+
+    model = classify.load_classifier(out / "best")
+    pairs = [(t, {"pos": "positive", "neg": "negative"}[y]) for t, y in reviews(40, seed=5, labels=("pos", "neg"))]
+    p = np.array([[r["probabilities"][k] for k in ("negative", "positive")] for r in model.predict([t for t, _ in
+                                                                                                    pairs])])
+    y = np.array([("negative", "positive").index(label) for _, label in pairs])
+    pred = p.argmax(axis=1)   # renormalising does not move the argmax among the present labels
+    f1 = [2 * ((pred == c) & (y == c)).sum() / ((pred == c).sum() + (y == c).sum()) for c in (0, 1)]
+    assert report["macro"]["f1"] == pytest.approx(np.mean(f1))
+    assert report["loss"] == pytest.approx(-np.mean(np.log(p[np.arange(40), y] / p.sum(axis=1))), rel=1e-5)
+    assert main(["evaluate", str(out / "best"), "--data", str(two), "--label-column", "y", "--json", "--all-labels",
+                 "--label-map", "good=positive,bad=negative"]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == ["negative", "neutral", "positive"]
+
+
+def test_the_confusion_figure_names_model_data_split_and_scores(classifier_run, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from rnnkit import plots
+
+    data, _, out, _ = classifier_run
+    drawn = []
+    draw = plots.plot_confusion
+    monkeypatch.setattr(plots, "plot_confusion", lambda *args: drawn.append(args) or draw(*args))
+    report = classify.evaluate_classifier(out / "best", data=str(data), confusion_png=str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 5_000 and report["confusion_png"] == str(tmp_path / "c.png")
+    matrix, labels, _, title = drawn[0]
+    title = plots.confusion_figure(matrix, labels, title).axes[0].get_title()
+    assert title == (f"BiLSTM classifier run/best\nreviews.csv (test): accuracy {report['accuracy']:.3f}, "
+                     f"macro-F1 {report['macro']['f1']:.3f} (n = 35)")
+    empty = plots.confusion_figure([[3, 1], [0, 0]], ["a", "b"], "tiny")
+    assert [t.get_text() for t in empty.axes[0].texts] == ["3\n75%", "1\n25%", "0\nn/a", "0\nn/a"]

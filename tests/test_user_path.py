@@ -222,3 +222,39 @@ def test_the_confusion_figure_names_model_data_split_and_scores(classifier_run, 
                      f"macro-F1 {report['macro']['f1']:.3f} (n = 35)")
     empty = plots.confusion_figure([[3, 1], [0, 0]], ["a", "b"], "tiny")
     assert [t.get_text() for t in empty.axes[0].texts] == ["3\n75%", "1\n25%", "0\nn/a", "0\nn/a"]
+
+
+def stderr_on_a_terminal(argv) -> tuple[int, str]:
+    """Run `python -m rnnkit argv` with stderr on a pseudo-terminal; (exit code, what it wrote there)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 wide
+    done = subprocess.Popen([sys.executable, "-m", "rnnkit", *argv], stdout=subprocess.DEVNULL, stderr=child_fd)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    return done.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_evaluate_shows_a_progress_bar_on_a_terminal_only(classifier_run):
+    data, _, out, _ = classifier_run
+    argv = ["evaluate", str(out / "best"), "--data", str(data), "--split", "all"]
+    code, terminal = stderr_on_a_terminal(argv)
+    assert code == 0 and re.search(r"scoring: +\d+%\|", terminal) and "batch" in terminal
+    code, terminal = stderr_on_a_terminal([*argv, "--quiet"])
+    assert code == 0 and "scoring" not in terminal
+    piped = subprocess.run([sys.executable, "-m", "rnnkit", *argv], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ""   # not a terminal: no bar

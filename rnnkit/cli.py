@@ -18,6 +18,8 @@ if __name__ == "__main__":  # `python -m rnnkit.cli`: tune the process before th
     tune_process()
 
 import argparse
+import contextlib
+import json
 import math
 import sys
 
@@ -53,6 +55,9 @@ def add_parser(subparsers, name: str, help: str, description: str | None = None,
 
 def cmd_data_list(args) -> int:
     rows = [(d.name, d.size, d.license, d.description) for d in datasets.list_datasets()]
+    if args.json:
+        print(json.dumps([dict(zip(("name", "size", "license", "description"), row)) for row in rows]))
+        return 0
     width = max(len(r[0]) for r in rows)
     for name, size, license, description in rows:
         print(f"{name:<{width}}  {description}")
@@ -70,6 +75,7 @@ def add_data_commands(subparsers) -> None:
     data = add_parser(subparsers, "data", "datasets: list the registry, fetch into the cache")
     sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     p = add_parser(sub, "list", "list the registered datasets")
+    p.add_argument("--json", action="store_true", help="print them as a JSON list of objects")
     p.set_defaults(func=cmd_data_list)
     p = add_parser(sub, "fetch", "download, verify and cache datasets; print their cache folders")
     p.add_argument("names", nargs="+", metavar="NAME", help="dataset name (see `rnnkit data list`)")
@@ -110,8 +116,21 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
-    result = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task](settings)
+    run = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task]
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = run(settings)   # with --json, what it prints goes to stderr: stdout is the summary alone
     state = result.state
+    saved = (result.best / "config.json").is_file()   # not after --max-steps 0
+    if args.json:
+        print(json.dumps({"steps": state.step, "ran_on": result.ran_on, "best_loss": state.best_loss if saved
+                          else None, "best_step": state.best_step if saved else None, "best": str(result.best)
+                          if saved else None, "last": str(result.last) if saved else None,
+                          "validation": result.last_metrics, "test": getattr(result, "test", None)}))
+        return 0
+    if not saved:
+        print(f"trained {state.step} steps on the {result.ran_on}; no checkpoint was saved (nothing was trained "
+              f"or evaluated)")
+        return 0
     print(f"trained {state.step} steps on the {result.ran_on}; best validation loss {state.best_loss:.4f} at "
           f"step {state.best_step}")
     print(f"best checkpoint: {result.best}   last (for --resume): {result.last}")
@@ -137,6 +156,8 @@ def add_train_commands(subparsers) -> None:
                        "{\"hidden\": 64, ...}, or in sections {\"model\": {\"hidden\": 64}, ...}, as --dry-run "
                        "prints them; may name a \"preset\"")
         p.add_argument("--dry-run", action="store_true", help="print the settings as JSON and stop")
+        p.add_argument("--json", action="store_true", help="print the final summary as one JSON object (the rest "
+                       "goes to stderr)")
         add_settings_options(p, TASKS[task])
         p.set_defaults(func=cmd_train)
 
@@ -244,8 +265,16 @@ def add_info_command(subparsers) -> None:
 def cmd_generate(args) -> int:
     from rnnkit.tasks import lm
 
+    import secrets
+
     model = lm.load_lm(args.checkpoint, args.engine, args.device)
-    print(lm.generate(model, args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
+    seed = secrets.randbits(32) if args.seed is None else args.seed   # --json shows it: --seed repeats the text
+    text = lm.generate(model, args.prompt, args.length, args.temperature, args.top_k, args.top_p, seed)
+    if args.json:
+        print(json.dumps({"text": text, "prompt": args.prompt, "length": args.length, "temperature":
+                          args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": seed}))
+    else:
+        print(text)
     return 0
 
 
@@ -299,6 +328,7 @@ def add_use_commands(subparsers) -> None:
                    "adds up to p (nucleus sampling; default: 1, all)")
     p.add_argument("--seed", type=int,
                    help="the same seed gives the same text, on either engine (default: a fresh random seed)")
+    p.add_argument("--json", action="store_true", help="print the text and the settings as a JSON object")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_generate)
 
@@ -431,7 +461,7 @@ COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_c
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks: data, training, "
                                      "evaluation and serving.", formatter_class=FORMATTER)
-    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(sub)

@@ -73,6 +73,8 @@ class TrainConfig:
     log_every: int = setting(10, "steps between lines of metrics.jsonl")
     seed: int = setting(0, "seeds the weights, dropout and the order of the data")
     progress: bool = setting(True, "show a progress bar on stderr (--no-progress: do not)")
+    verbose: bool = setting(True, "print the data summary and the validation lines (--quiet: neither, nor the "
+                            "progress bar)", flags=("--quiet",))
     out: str = setting("runs/train", "run folder (checkpoints best/ and last/, metrics.jsonl)")
     resume: bool = setting(False, "continue the run in --out from last/")
 
@@ -179,7 +181,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
     total = config.epochs * per_epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
-    bar = _progress(config.progress, total, state.step)
+    bar = _progress(config.progress and config.verbose, total, state.step)
+    say = bar.write if config.verbose else (lambda line: None)
     metrics: dict = state.history[-1] if state.history else {}
     tokens, busy = 0, 0.0   # since the last log line: tokens trained, seconds spent on them
     mark = time.perf_counter()
@@ -213,7 +216,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
             evaluate = (config.eval_every and state.step % config.eval_every == 0) or \
                        (not config.eval_every and end_of_epoch) or stop
             if evaluate:
-                metrics = _evaluate(task, engine, state, log, run_dir, bar.write)
+                metrics = _evaluate(task, engine, state, log, run_dir, say)
                 if config.patience is not None and state.bad_evals >= config.patience:
                     stop = True
             state.finished = stop

@@ -258,3 +258,68 @@ def test_evaluate_shows_a_progress_bar_on_a_terminal_only(classifier_run):
     assert code == 0 and "scoring" not in terminal
     piped = subprocess.run([sys.executable, "-m", "rnnkit", *argv], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == ""   # not a terminal: no bar
+
+
+# ------------------------------------------------------------------------------------------------ scripting
+
+def rnnkit(*argv, timeout=120):
+    return subprocess.run([sys.executable, "-m", "rnnkit", *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_python_m_rnnkit_and_its_version():
+    from rnnkit import __version__
+
+    for flag in ("-V", "--version"):
+        done = rnnkit(flag)
+        assert done.returncode == 0 and done.stdout == f"rnnkit {__version__}\n"
+
+
+def test_json_output_for_scripts(lm_run, tmp_path, capsys):
+    (tmp_path / "verse.txt").write_text(VERSE * 10)
+    done = rnnkit("train", "lm", "--data", tmp_path / "verse.txt", "--hidden", "8", "--layers", "1", "--bptt", "8",
+                  "--batch-size", "2", "--max-steps", "4", "--eval-every", "2", "--out", tmp_path / "run", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)   # stdout holds the summary alone; the rest went to stderr
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [h for h in history if "val_loss" in h]
+    assert summary["steps"] == 4 and summary["best"] == str(tmp_path / "run" / "best")
+    assert summary["best_loss"] == min(h["val_loss"] for h in evaluations)
+    assert summary["validation"]["loss"] == evaluations[-1]["val_loss"]
+    assert "validation loss" in done.stderr
+
+    assert main(["generate", str(lm_run.best), "--prompt", "the", "--length", "12", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["text"].startswith("the") and first["length"] == 12 and isinstance(first["seed"], int)
+    assert main(["generate", str(lm_run.best), "--prompt", "the", "--length", "12", "--seed", str(first["seed"])]) == 0
+    assert capsys.readouterr().out == first["text"] + "\n"   # the seed it reported gives the same text
+
+    assert main(["data", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {"shakespeare", "wikitext-2", "airline-tweets"} <= {d["name"] for d in listed}
+    assert all(set(d) == {"name", "size", "license", "description"} for d in listed)
+
+
+def test_quiet_silences_the_validation_lines(tmp_path, capsys):
+    (tmp_path / "verse.txt").write_text(VERSE * 10)
+    argv = ["train", "lm", "--data", str(tmp_path / "verse.txt"), "--hidden", "8", "--layers", "1", "--bptt", "8",
+            "--batch-size", "2", "--max-steps", "4", "--eval-every", "2"]
+    assert main([*argv, "--out", str(tmp_path / "loud"), "--no-progress"]) == 0
+    assert capsys.readouterr().err.count("validation loss") == 2
+    assert main([*argv, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "best checkpoint" in captured.out
+    messages = []
+    classify_data = write_csv(tmp_path / "r.csv", reviews(60), header=("text", "label"))
+    classify.train_classifier(data=str(classify_data), hidden=4, embedding=4, max_steps=2, min_freq=1,
+                              out=str(tmp_path / "c"), verbose=False, log=messages.append)
+    assert messages == [] and capsys.readouterr().err == ""   # the Python API's switch
+
+
+def test_max_steps_0_claims_no_checkpoint(tmp_path, capsys):
+    (tmp_path / "verse.txt").write_text(VERSE * 10)
+    assert main(["train", "lm", "--data", str(tmp_path / "verse.txt"), "--max-steps", "0", "--out",
+                 str(tmp_path / "run"), "--no-progress"]) == 0
+    shown = capsys.readouterr().out
+    assert "no checkpoint was saved" in shown and "best checkpoint" not in shown
+    assert not (tmp_path / "run" / "best").exists()

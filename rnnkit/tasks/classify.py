@@ -231,6 +231,8 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
     """
     s = settings_of("classify", settings, preset, options)
     data, model, training = s.data, s.model, s.training
+    if not training.verbose:
+        log = lambda line: None  # noqa: E731
     examples = load_examples(data.dataset, data.data, data.valid, data.test, data.text_column, data.label_column,
                              data.label_map)
     if examples.source.get("split"):

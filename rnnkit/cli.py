@@ -320,12 +320,13 @@ def add_use_commands(subparsers) -> None:
     p.add_argument("--prompt", default="", help="text to continue (default: none, start at a line break)")
     p.add_argument("--length", type=checked(int, lambda n: n >= 0, "an integer >= 0"), default=200,
                    help="tokens to generate")
-    p.add_argument("--temperature", type=checked(float, lambda t: math.isfinite(t) and t >= 0, "a finite number >= 0"),
-                   default=1.0, help="0: greedy")
+    p.add_argument("--temperature", default=1.0, help="0: greedy",
+                   type=checked(float, lambda t: math.isfinite(t) and t >= 0, "a finite number >= 0"))
     p.add_argument("--top-k", type=checked(int, lambda k: k >= 1, "an integer >= 1"),
                    help="sample only among the k most likely tokens (default: all)")
-    p.add_argument("--top-p", type=checked(float, lambda q: 0 < q <= 1, "a number in (0, 1]"), help="sample only among the most likely tokens whose probability "
-                   "adds up to p (nucleus sampling; default: 1, all)")
+    p.add_argument("--top-p", type=checked(float, lambda q: 0 < q <= 1, "a number in (0, 1]"),
+                   help="sample only among the most likely tokens whose probability adds up to p (nucleus "
+                   "sampling; default: 1, all)")
     p.add_argument("--seed", type=int,
                    help="the same seed gives the same text, on either engine (default: a fresh random seed)")
     p.add_argument("--json", action="store_true", help="print the text and the settings as a JSON object")

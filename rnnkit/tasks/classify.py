@@ -403,6 +403,9 @@ def rows_of_file(data, split, source: dict, text_column, label_column, mapping, 
             notes.append(f"{data} is the file this model was trained on: scoring the {record['sizes']['test']} rows "
                          f"held out as its test part (--split all: every row, training rows included)")
     if split == "all":
+        if same or (record is None and source.get("data") and Path(source["data"]).resolve() == Path(data).resolve()):
+            notes.append(f"{data} holds the rows the model was trained on: scores on them say little about new "
+                         f"texts" + (" (--split test: the held-out rows)" if same else ""))
         try:
             return rename_labels(read_labelled(data, text_column, label_column), mapping), split
         except ValueError as e:

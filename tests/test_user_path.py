@@ -1,6 +1,8 @@
 """The user's path through the CLI (issue 21 items 5-7, 9-13; issue 20 item 9): argument errors, held-out
 test rows scored, labels renamed, checkpoints as folders, scripting switches. Tiny data, few steps."""
+import contextlib
 import csv
+import io
 import json
 import re
 import subprocess
@@ -121,13 +123,13 @@ def classifier_run(tmp_path_factory):
     rows += rows[:20] + [(rows[0][0], "neg"), (rows[0][0], "neg")]  # 22 repeats; rows[0]: pos twice, neg twice
     data = write_csv(tmp / "reviews.csv", rows)
     out = tmp / "run"
-    done = subprocess.run([sys.executable, "-m", "rnnkit", "train", "classify", "--data", str(data),
-                           "--text-column", "review", "--label-column", "stars", "--label-map",
-                           "pos=positive,neg=negative,neu=neutral", "--hidden", "8", "--embedding", "8",
-                           "--epochs", "3", "--lr", "0.02", "--min-freq", "1", "--class-weights", "balanced",
-                           "--out", str(out), "--no-progress"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return data, rows, out, done.stdout
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        assert main(["train", "classify", "--data", str(data), "--text-column", "review", "--label-column", "stars",
+                     "--label-map", "pos=positive,neg=negative,neu=neutral", "--hidden", "8", "--embedding", "8",
+                     "--epochs", "3", "--lr", "0.02", "--min-freq", "1", "--class-weights", "balanced",
+                     "--out", str(out), "--no-progress"]) == 0
+    return data, rows, out, shown.getvalue()
 
 
 def test_training_summary_says_what_was_dropped_and_how_it_was_split(classifier_run):
@@ -226,40 +228,28 @@ def test_the_confusion_figure_names_model_data_split_and_scores(classifier_run, 
     assert [t.get_text() for t in empty.axes[0].texts] == ["3\n75%", "1\n25%", "0\nn/a", "0\nn/a"]
 
 
-def stderr_on_a_terminal(argv) -> tuple[int, str]:
-    """Run `python -m rnnkit argv` with stderr on a pseudo-terminal; (exit code, what it wrote there)."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import termios
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, 120 columns wide."""
 
-    main_fd, child_fd = pty.openpty()
-    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 wide
-    done = subprocess.Popen([sys.executable, "-m", "rnnkit", *argv], stdout=subprocess.DEVNULL, stderr=child_fd)
-    os.close(child_fd)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main_fd, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main_fd)
-    return done.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+    def isatty(self):
+        return True
+
+    def fileno(self):
+        raise io.UnsupportedOperation("no file descriptor")
 
 
-def test_evaluate_shows_a_progress_bar_on_a_terminal_only(classifier_run):
+def test_evaluate_shows_a_progress_bar_on_a_terminal_only(classifier_run, monkeypatch, capsys):
     data, _, out, _ = classifier_run
     argv = ["evaluate", str(out / "best"), "--data", str(data), "--split", "all"]
-    code, terminal = stderr_on_a_terminal(argv)
-    assert code == 0 and re.search(r"scoring: +\d+%\|", terminal) and "batch" in terminal
-    code, terminal = stderr_on_a_terminal([*argv, "--quiet"])
-    assert code == 0 and "scoring" not in terminal
-    piped = subprocess.run([sys.executable, "-m", "rnnkit", *argv], capture_output=True, text=True, timeout=60)
-    assert piped.returncode == 0 and "scoring" not in piped.stderr and "note: " in piped.stderr  # no bar
+    for extra, shown in (([], True), (["--quiet"], False)):
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main([*argv, *extra]) == 0
+        assert bool(re.search(r"scoring: +\d+%\|.*batch", terminal.getvalue())) is shown
+    monkeypatch.undo()
+    assert main(argv) == 0   # stderr is not a terminal: no bar, the notes only
+    err = capsys.readouterr().err
+    assert "scoring" not in err and err.startswith("note: ")
 
 
 # ------------------------------------------------------------------------------------------------ scripting
@@ -269,26 +259,27 @@ def rnnkit(*argv, timeout=120):
                           timeout=timeout)
 
 
-def test_python_m_rnnkit_and_its_version():
+def test_python_m_rnnkit_and_its_version(capsys):
     from rnnkit import __version__
 
-    for flag in ("-V", "--version"):
-        done = rnnkit(flag)
-        assert done.returncode == 0 and done.stdout == f"rnnkit {__version__}\n"
+    done = rnnkit("-V")
+    assert done.returncode == 0 and done.stdout == f"rnnkit {__version__}\n"
+    assert main(["--version"]) == 0 and capsys.readouterr().out == f"rnnkit {__version__}\n"
 
 
 def test_json_output_for_scripts(lm_run, tmp_path, capsys):
     (tmp_path / "verse.txt").write_text(VERSE * 10)
-    done = rnnkit("train", "lm", "--data", tmp_path / "verse.txt", "--hidden", "8", "--layers", "1", "--bptt", "8",
-                  "--batch-size", "2", "--max-steps", "4", "--eval-every", "2", "--out", tmp_path / "run", "--json")
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)   # stdout holds the summary alone; the rest went to stderr
+    assert main(["train", "lm", "--data", str(tmp_path / "verse.txt"), "--hidden", "8", "--layers", "1", "--bptt",
+                 "8", "--batch-size", "2", "--max-steps", "4", "--eval-every", "2", "--out", str(tmp_path / "run"),
+                 "--json"]) == 0
+    done = capsys.readouterr()
+    summary = json.loads(done.out)   # stdout holds the summary alone; the rest went to stderr
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evaluations = [h for h in history if "val_loss" in h]
     assert summary["steps"] == 4 and summary["best"] == str(tmp_path / "run" / "best")
     assert summary["best_loss"] == min(h["val_loss"] for h in evaluations)
     assert summary["validation"]["loss"] == evaluations[-1]["val_loss"]
-    assert "validation loss" in done.stderr
+    assert "validation loss" in done.err
 
     assert main(["generate", str(lm_run.best), "--prompt", "the", "--length", "12", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)

@@ -18,6 +18,9 @@ if __name__ == "__main__":  # `python -m rnnkit.cli`: tune the process before th
     tune_process()
 
 import argparse
+import contextlib
+import json
+import math
 import sys
 
 from rnnkit import __version__
@@ -52,6 +55,9 @@ def add_parser(subparsers, name: str, help: str, description: str | None = None,
 
 def cmd_data_list(args) -> int:
     rows = [(d.name, d.size, d.license, d.description) for d in datasets.list_datasets()]
+    if args.json:
+        print(json.dumps([dict(zip(("name", "size", "license", "description"), row)) for row in rows]))
+        return 0
     width = max(len(r[0]) for r in rows)
     for name, size, license, description in rows:
         print(f"{name:<{width}}  {description}")
@@ -69,6 +75,7 @@ def add_data_commands(subparsers) -> None:
     data = add_parser(subparsers, "data", "datasets: list the registry, fetch into the cache")
     sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     p = add_parser(sub, "list", "list the registered datasets")
+    p.add_argument("--json", action="store_true", help="print them as a JSON list of objects")
     p.set_defaults(func=cmd_data_list)
     p = add_parser(sub, "fetch", "download, verify and cache datasets; print their cache folders")
     p.add_argument("names", nargs="+", metavar="NAME", help="dataset name (see `rnnkit data list`)")
@@ -109,8 +116,21 @@ def cmd_train(args) -> int:
     if args.dry_run:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
-    result = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task](settings)
+    run = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task]
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = run(settings)   # with --json, what it prints goes to stderr: stdout is the summary alone
     state = result.state
+    saved = (result.best / "config.json").is_file()   # not after --max-steps 0
+    if args.json:
+        print(json.dumps({"steps": state.step, "ran_on": result.ran_on, "best_loss": state.best_loss if saved
+                          else None, "best_step": state.best_step if saved else None, "best": str(result.best)
+                          if saved else None, "last": str(result.last) if saved else None,
+                          "validation": result.last_metrics, "test": getattr(result, "test", None)}))
+        return 0
+    if not saved:
+        print(f"trained {state.step} steps on the {result.ran_on}; no checkpoint was saved (nothing was trained "
+              f"or evaluated)")
+        return 0
     print(f"trained {state.step} steps on the {result.ran_on}; best validation loss {state.best_loss:.4f} at "
           f"step {state.best_step}")
     print(f"best checkpoint: {result.best}   last (for --resume): {result.last}")
@@ -136,6 +156,8 @@ def add_train_commands(subparsers) -> None:
                        "{\"hidden\": 64, ...}, or in sections {\"model\": {\"hidden\": 64}, ...}, as --dry-run "
                        "prints them; may name a \"preset\"")
         p.add_argument("--dry-run", action="store_true", help="print the settings as JSON and stop")
+        p.add_argument("--json", action="store_true", help="print the final summary as one JSON object (the rest "
+                       "goes to stderr)")
         add_settings_options(p, TASKS[task])
         p.set_defaults(func=cmd_train)
 
@@ -186,6 +208,23 @@ def none_or(kind):
     return parse
 
 
+def checked(kind, test, what: str):
+    """An argparse type: `kind(text)` where `test` holds for it, else an argument error (exit 2) saying that
+    the option must be `what` ("--top-k: must be an integer >= 1, got '0'")."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not test(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def add_engine_arguments(p) -> None:
     """--engine and --device, as the training settings have them (help, choices, default)."""
     from rnnkit.settings import options_of
@@ -226,15 +265,23 @@ def add_info_command(subparsers) -> None:
 def cmd_generate(args) -> int:
     from rnnkit.tasks import lm
 
+    import secrets
+
     model = lm.load_lm(args.checkpoint, args.engine, args.device)
-    print(lm.generate(model, args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed))
+    seed = secrets.randbits(32) if args.seed is None else args.seed   # --json shows it: --seed repeats the text
+    text = lm.generate(model, args.prompt, args.length, args.temperature, args.top_k, args.top_p, seed)
+    if args.json:
+        print(json.dumps({"text": text, "prompt": args.prompt, "length": args.length, "temperature":
+                          args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": seed}))
+    else:
+        print(text)
     return 0
 
 
 def checkpoint_task(path) -> str:
-    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.tasks.pretrained import open_checkpoint
 
-    return load_checkpoint(path).config.get("task", "?")
+    return open_checkpoint(path).config.get("task", "?")
 
 
 def cmd_evaluate(args) -> int:
@@ -245,13 +292,20 @@ def cmd_evaluate(args) -> int:
     if checkpoint_task(args.checkpoint) == "classify":
         report = classify.evaluate_classifier(
             args.checkpoint, data=args.data, dataset=args.dataset, split=args.split, text_column=args.text_column,
-            label_column=args.label_column, engine=args.engine, device=args.device, confusion_png=args.confusion_png)
+            label_column=args.label_column, label_map=args.label_map, engine=args.engine, device=args.device,
+            confusion_png=args.confusion_png, all_labels=args.all_labels, progress=not args.quiet)
         if args.report:
             write_json(args.report, report)
+        if not args.quiet:
+            for note in report.get("notes", ()):
+                print(f"note: {note}", file=sys.stderr)
         print(json.dumps(report) if args.json else classify.format_full_report(report))
         return 0
-    metrics = lm.evaluate_lm(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split,
-                             engine=args.engine, device=args.device, batch_size=args.batch_size, bptt=args.bptt)
+    if args.split == "all" or (args.data is not None and args.split is not None):
+        raise ValueError("a language model scores a --data file whole: --split is for --dataset")
+    metrics = lm.evaluate_lm(args.checkpoint, data=args.data, dataset=args.dataset, split=args.split or "test",
+                             engine=args.engine, device=args.device, batch_size=args.batch_size, bptt=args.bptt,
+                             progress=not args.quiet)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -264,27 +318,41 @@ def add_use_commands(subparsers) -> None:
     p = add_parser(subparsers, "generate", "generate text with a trained language model")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
     p.add_argument("--prompt", default="", help="text to continue (default: none, start at a line break)")
-    p.add_argument("--length", type=int, default=200, help="tokens to generate")
-    p.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
-    p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens (default: all)")
-    p.add_argument("--top-p", type=float, help="sample only among the most likely tokens whose probability "
-                   "adds up to p (nucleus sampling; default: 1, all)")
+    p.add_argument("--length", type=checked(int, lambda n: n >= 0, "an integer >= 0"), default=200,
+                   help="tokens to generate")
+    p.add_argument("--temperature", default=1.0, help="0: greedy",
+                   type=checked(float, lambda t: math.isfinite(t) and t >= 0, "a finite number >= 0"))
+    p.add_argument("--top-k", type=checked(int, lambda k: k >= 1, "an integer >= 1"),
+                   help="sample only among the k most likely tokens (default: all)")
+    p.add_argument("--top-p", type=checked(float, lambda q: 0 < q <= 1, "a number in (0, 1]"),
+                   help="sample only among the most likely tokens whose probability adds up to p (nucleus "
+                   "sampling; default: 1, all)")
     p.add_argument("--seed", type=int,
                    help="the same seed gives the same text, on either engine (default: a fresh random seed)")
+    p.add_argument("--json", action="store_true", help="print the text and the settings as a JSON object")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_generate)
 
     p = add_parser(subparsers, "evaluate", "evaluate a trained model on held-out data")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file")
+    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file (a language model), a labelled CSV/TSV/"
+                     "JSONL file (a classifier)")
     src.add_argument("--dataset", help="a registered dataset")
-    p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="with --dataset")
-    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--split", choices=("train", "valid", "test", "all"),
+                   help="with --dataset: its split (default: test). With a classifier's --data: all: every row; "
+                   "train/valid/test: that part of the file the model was trained on (default: test for that "
+                   "file, all for another)")
+    p.add_argument("--batch-size", type=int, default=10, help="language models: parallel streams")
     p.add_argument("--bptt", type=int, help="window length (default: the training run's)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--text-column", default="text", help="classifiers: the text column of --data")
-    p.add_argument("--label-column", default="label", help="classifiers: the label column of --data")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no notes")
+    p.add_argument("--text-column", help="classifiers: the text column of --data (default: the checkpoint's)")
+    p.add_argument("--label-column", help="classifiers: the label column of --data (default: the checkpoint's)")
+    p.add_argument("--label-map", metavar="OLD=NEW,...", help="classifiers: rename the data's labels, e.g. "
+                   "pos=positive,neg=negative (default: the checkpoint's)")
+    p.add_argument("--all-labels", action="store_true", help="classifiers: score over all the model's labels, "
+                   "even those the data lacks (default: over the labels present, probabilities renormalised)")
     p.add_argument("--report", metavar="FILE.json", help="classifiers: write the report as JSON")
     p.add_argument("--confusion-png", metavar="FILE.png", help="classifiers: draw the confusion matrix")
     add_engine_arguments(p)
@@ -304,12 +372,15 @@ def cmd_predict(args) -> int:
 
     from rnnkit.tasks import classify
 
+    from pathlib import Path
+
+    from rnnkit.data.text import decode_utf8
+
     if args.texts:
         texts = args.texts
     else:
-        source = open(args.file, encoding="utf-8") if args.file else sys.stdin
-        with source:
-            texts = [line.rstrip("\n") for line in source if line.strip()]
+        lines = (decode_utf8(Path(args.file).read_bytes(), args.file) if args.file else sys.stdin.read()).split("\n")
+        texts = [line.rstrip("\r") for line in lines if line.strip()]
     model = classify.load_classifier(args.checkpoint, args.engine, args.device)
     for text, result in zip(texts, model.predict(texts)):
         if args.json:
@@ -391,7 +462,7 @@ COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_c
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks: data, training, "
                                      "evaluation and serving.", formatter_class=FORMATTER)
-    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(sub)

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .spec import check_dtype, check_engine  # check_engine: the tasks and the server take it from here
+from .spec import check_device, check_dtype, check_engine  # check_engine: the tasks and the server take it from here
 
 
 @runtime_checkable
@@ -84,6 +84,7 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
     Parameters named in `frozen` are left out of the optimiser (they keep their values).
     """
     check_engine(engine)
+    check_device(engine, device)
     check_dtype(dtype)
     opt = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip, momentum=momentum)
     if engine == "scratch":

@@ -26,10 +26,18 @@ def _figure(width: float, height: float):
 
 
 def plot_confusion(matrix, label_names, path: str | os.PathLike, title: str = "Confusion matrix") -> Path:
-    """Write a confusion matrix (rows true, columns predicted) as a PNG; return its path.
+    """Write a confusion matrix (rows true, columns predicted) as a PNG (confusion_figure); return its path."""
+    path = Path(path)
+    confusion_figure(matrix, label_names, title).savefig(path, format="png")
+    return path
 
-    Each cell shows its count and its share of the row (the true class); the colour is that share, so
-    classes of different sizes read alike.
+
+def confusion_figure(matrix, label_names, title: str = "Confusion matrix"):
+    """A confusion matrix (rows true, columns predicted) as a matplotlib Figure.
+
+    Each cell shows its count and its share of the row (the true class; "n/a" in a row without examples); the
+    colour is that share, so classes of different sizes read alike. `title` may name the model, the data and
+    the scores (rnnkit evaluate's does); the count of examples is added to it.
     """
     m = np.asarray(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
@@ -47,7 +55,8 @@ def plot_confusion(matrix, label_names, path: str | os.PathLike, title: str = "C
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{int(m[i, j])}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=9,
+            shown = f"{share[i, j]:.0%}" if rows[i, 0] > 0 else "n/a"   # a class with no examples has no share
+            ax.text(j, i, f"{int(m[i, j])}\n{shown}", ha="center", va="center", fontsize=9,
                     color="white" if share[i, j] > 0.55 else "black")
     slant = max(map(len, names)) > 6
     ax.set_xticks(range(k), names, rotation=30 if slant else 0, ha="right" if slant else "center")
@@ -55,9 +64,7 @@ def plot_confusion(matrix, label_names, path: str | os.PathLike, title: str = "C
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{title} (n = {int(m.sum())})")
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
+    return fig
 
 
 def read_history(metrics_jsonl_path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:

@@ -25,6 +25,16 @@ def check_engine(name) -> str:
     return check_choice("engine", name, ENGINES)
 
 
+def check_device(engine: str, device: str) -> str:
+    """`device` if `engine` can run on it: the scratch engine (NumPy) runs on the CPU only, so it refuses
+    "cuda" rather than quietly train on the CPU; "auto" is the CPU for it, a GPU if there is one for torch."""
+    check_choice("device", device, DEVICES)
+    if engine == "scratch" and device == "cuda":
+        raise ValueError("the scratch engine runs on the CPU only; for a GPU use the torch engine "
+                         "(--engine torch --device cuda), or --device cpu")
+    return device
+
+
 def check_cell(name) -> str:
     return check_choice("cell", name, CELLS)
 

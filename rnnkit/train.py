@@ -37,7 +37,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint.atomic import write_text_atomic
 from .engines import carry_arrays, carry_from_arrays
 from .settings import setting
-from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, check_choice
+from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, check_choice, check_device
 
 
 class TrainingError(RuntimeError):
@@ -73,6 +73,8 @@ class TrainConfig:
     log_every: int = setting(10, "steps between lines of metrics.jsonl")
     seed: int = setting(0, "seeds the weights, dropout and the order of the data")
     progress: bool = setting(True, "show a progress bar on stderr (--no-progress: do not)")
+    verbose: bool = setting(True, "print the data summary and the validation lines (--quiet: neither, nor the "
+                            "progress bar)", flags=("--quiet",))
     out: str = setting("runs/train", "run folder (checkpoints best/ and last/, metrics.jsonl)")
     resume: bool = setting(False, "continue the run in --out from last/")
 
@@ -80,6 +82,7 @@ class TrainConfig:
         for kind, choices in (("engine", ENGINES), ("device", DEVICES), ("dtype", DTYPES),
                               ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
             check_choice(kind, getattr(self, kind), choices)
+        check_device(self.engine, self.device)
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -178,7 +181,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
     total = config.epochs * per_epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
-    bar = _progress(config.progress, total, state.step)
+    bar = _progress(config.progress and config.verbose, total, state.step)
+    say = bar.write if config.verbose else (lambda line: None)
     metrics: dict = state.history[-1] if state.history else {}
     tokens, busy = 0, 0.0   # since the last log line: tokens trained, seconds spent on them
     mark = time.perf_counter()
@@ -212,7 +216,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
             evaluate = (config.eval_every and state.step % config.eval_every == 0) or \
                        (not config.eval_every and end_of_epoch) or stop
             if evaluate:
-                metrics = _evaluate(task, engine, state, log, run_dir, bar.write)
+                metrics = _evaluate(task, engine, state, log, run_dir, say)
                 if config.patience is not None and state.bad_evals >= config.patience:
                     stop = True
             state.finished = stop

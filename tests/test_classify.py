@@ -115,7 +115,7 @@ def test_cli_train_predict_evaluate(tmp_path, capsys):
 
     report_path = tmp_path / "report.json"
     assert main(["evaluate", str(out / "best"), "--data", str(data), "--text-column", "post", "--label-column",
-                 "sentiment", "--report", str(report_path)]) == 0
+                 "sentiment", "--split", "all", "--report", str(report_path)]) == 0
     shown = capsys.readouterr().out
     assert "macro avg" in shown and "confusion matrix" in shown
     report = json.loads(report_path.read_text())
@@ -126,7 +126,10 @@ def test_cli_train_predict_evaluate(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nowhere"), "x"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     bad = write_csv(tmp_path / "bad.csv", [("good", "meh")])
-    assert main(["evaluate", str(out / "best"), "--data", str(bad)]) == 2
+    assert main(["evaluate", str(out / "best"), "--data", str(bad)]) == 2  # the columns default to the run's
+    assert "no column 'post' or 'sentiment'" in capsys.readouterr().err
+    assert main(["evaluate", str(out / "best"), "--data", str(bad), "--text-column", "text", "--label-column",
+                 "label"]) == 2
     assert "labels the model does not know" in capsys.readouterr().err
 
 

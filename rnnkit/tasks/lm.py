@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
 from ..data import datasets
 from ..data.batching import LMBatcher
 from ..data.text import read_text
@@ -24,7 +23,9 @@ from ..data.tokenizers import CharTokenizer, WordTokenizer
 from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
 from ..metrics import perplexity
+from ..progress import progress as bar
 from ..train import TrainResult, train
+from .pretrained import Pretrained, open_checkpoint
 from .settings import LMSettings, settings_of
 
 UNK, EOS = "<unk>", "<eos>"
@@ -125,12 +126,12 @@ class LMTask:
                          "batch_size": self.batch_size, "bptt": self.bptt}, **self.extra}
 
 
-def corpus_metrics(engine, batches: LMBatcher, level: str) -> dict:
+def corpus_metrics(engine, batches: LMBatcher, level: str, progress: bool = False) -> dict:
     """Loss (nats per token), perplexity and bits per token (per character at char level) over all windows,
-    the state carried through as in training."""
+    the state carried through as in training (`progress`: a bar on stderr)."""
     total, count, carry = 0.0, 0, None
     with engine.locked_weights():   # the weights do not change in here: pack them once for all windows
-        for inputs, targets in batches:
+        for inputs, targets in bar(batches, len(batches), "scoring", enabled=progress, unit="window"):
             loss, n, carry = engine.eval_loss({"inputs": inputs, "targets": targets}, carry)
             total, count = total + loss, count + n
     loss = total / count
@@ -165,24 +166,30 @@ def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, *
 # ------------------------------------------------------------------------------------------------ use
 
 @dataclass
-class LoadedLM:
+class LoadedLM(Pretrained):
     engine: object             # ScratchEngine or TorchEngine holding the model
     vocab: Vocabulary
     tokenizer: dict
     config: dict
+
+    @classmethod
+    def from_pretrained(cls, folder, engine: str = "scratch", device: str = "auto") -> "LoadedLM":
+        """load_lm(folder, engine, device): a checkpoint folder (save_pretrained's, or a run's best/)."""
+        return load_lm(folder, engine, device)
 
 
 def load_lm(path, engine: str = "scratch", device: str = "auto", dtype: str | None = None) -> LoadedLM:
     """A trained language model from a checkpoint folder, on either engine (any engine can load any
     checkpoint: the weights have the same names on both)."""
     check_engine(engine)
-    ckpt = load_checkpoint(path)
+    ckpt = open_checkpoint(path)
     config = ckpt.config
     if config.get("task") != "lm":
         raise ValueError(f"{path} holds a {config.get('task')!r} model, not a language model")
     dtype = dtype or config.get("dtype", "float32")
     eng = build_engine(engine, "LanguageModel", config["model"], dtype=dtype, device=device)
     eng.load_weights(ckpt.weights)
+    eng.model.eval()  # as a loaded model is used: dropout off (training switches it back on)
     vocab = Vocabulary.from_dict(config["vocab"])
     return LoadedLM(eng, vocab, config["data"]["tokenizer"], config)
 
@@ -216,8 +223,10 @@ def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: 
     same text on both engines."""
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None: every token), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     tokenizer = make_tokenizer(model.tokenizer)
@@ -242,7 +251,8 @@ def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: 
 
 
 def evaluate_lm(path, data: str | None = None, dataset: str | None = None, split: str = "test",
-                engine: str = "scratch", device: str = "auto", batch_size: int = 10, bptt: int | None = None) -> dict:
+                engine: str = "scratch", device: str = "auto", batch_size: int = 10, bptt: int | None = None,
+                progress: bool = False) -> dict:
     """Loss, perplexity and bits per character (or word) of a checkpoint on a text file or a dataset split."""
     model = load_lm(path, engine, device)
     if (dataset is None) == (data is None):
@@ -251,6 +261,6 @@ def evaluate_lm(path, data: str | None = None, dataset: str | None = None, split
     ids = model.vocab.encode(make_tokenizer(model.tokenizer).tokenize(text))
     bptt = bptt or model.config["data"].get("bptt", 64)
     batches = LMBatcher(ids, min(batch_size, max(1, len(ids) // 2)), bptt)
-    metrics = corpus_metrics(model.engine, batches, model.tokenizer["level"])
+    metrics = corpus_metrics(model.engine, batches, model.tokenizer["level"], progress)
     metrics["tokens"] = int(len(ids))
     return metrics

@@ -96,6 +96,7 @@ class ClassifyData:
     test: str | None = setting(None, "test file (default: 10% of --data)", metavar="FILE")
     text_column: str = setting("text", "the column (or JSON key) of the texts in --data")
     label_column: str = setting("label", "the column (or JSON key) of the labels in --data")
+    label_map: str | None = setting(None, "rename labels, e.g. pos=positive,neg=negative", metavar="OLD=NEW,...")
     min_freq: int = setting(2, "rarer words become <unk>")
     max_vocab: int | None = setting(None, "keep only the most frequent words (default: all)")
     max_length: int = setting(64, "tokens kept per text")

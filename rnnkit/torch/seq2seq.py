@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..seq2seq_spec import INFERENCE_METHODS, check_batch, check_options, check_source, loss_targets
-from .models import as_tensor, make_recurrent
 
 
 class Attention(nn.Module):
@@ -224,3 +223,7 @@ def _numpy(obj):
     if isinstance(obj, dict):
         return {k: _numpy(v) for k, v in obj.items()}
     return obj.detach().cpu().numpy()
+
+
+# At the end: models.py imports this module at its own end, so either may be imported first.
+from .models import as_tensor, make_recurrent  # noqa: E402

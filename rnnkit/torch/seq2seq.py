@@ -1,4 +1,4 @@
-"""Sequence-to-sequence translation with attention on torch.nn: the scratch engine's Seq2Seq, autograd for the backward.
+"""Sequence-to-sequence translation with attention on torch.nn: the scratch engine's Seq2Seq, autograd backward.
 
 Settings, parameter names, batch format and the encode / decode_step contract: rnnkit/seq2seq_spec.py.
 The equations are the scratch engine's (rnnkit/scratch/seq2seq.py, rnnkit/scratch/attention.py):
@@ -112,7 +112,8 @@ class Seq2Seq(nn.Module):
                                                    enforce_sorted=False)
         out, state = self.encoder.rnn(packed)
         memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=time)
-        mask = torch.arange(time, device=source.device)[None, :] < torch.as_tensor(lengths, device=source.device)[:, None]
+        ends = torch.as_tensor(lengths, device=source.device)
+        mask = torch.arange(time, device=source.device)[None, :] < ends[:, None]
         keys = self.decoder.attention.keys(memory) if self.attention_kind != "none" else memory
 
         def bridged(final, projections, squash):

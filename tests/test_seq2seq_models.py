@@ -231,3 +231,20 @@ def test_engine_call_runs_the_same_inference_on_both_engines(attention):
     for engine in (scratch, other):
         with pytest.raises(ValueError, match="no inference method 'loss'"):
             engine.call("loss", {})
+
+
+@pytest.mark.parametrize("engine", ["scratch", "torch"])
+def test_bad_decode_steps_are_clear_errors(engine):
+    built = build_engine(engine, "Seq2Seq", dict(source_vocab=SOURCE_VOCAB, target_vocab=TARGET_VOCAB,
+                                                 embedding_dim=4, hidden_size=4, cell="lstm"), device="cpu")
+    state, memory = built.call("encode", np.array([[4, 5], [6, 0]]), np.array([2, 1]))
+    with pytest.raises(ValueError, match="3 prev_tokens but batch sizes"):
+        built.call("decode_step", np.array([2, 2, 2]), state, memory)
+    with pytest.raises(ValueError, match="out of range|must be in"):
+        built.call("decode_step", np.array([2, TARGET_VOCAB]), state, memory)
+    with pytest.raises(ValueError, match=r"needs state\['h'\]"):
+        built.call("decode_step", np.array([2, 2]), {}, memory)
+    with pytest.raises(ValueError, match="source_lengths must be in"):
+        built.call("encode", np.array([[4, 5]]), np.array([3]))
+    log_probs, state, weights = built.call("decode_step", np.array([2, 2]), state, memory)
+    assert log_probs.shape == (2, TARGET_VOCAB) and state["c"].shape == (2, 1, 4) and weights[1, 1] == 0.0

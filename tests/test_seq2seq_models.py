@@ -248,3 +248,18 @@ def test_bad_decode_steps_are_clear_errors(engine):
         built.call("encode", np.array([[4, 5]]), np.array([3]))
     log_probs, state, weights = built.call("decode_step", np.array([2, 2]), state, memory)
     assert log_probs.shape == (2, TARGET_VOCAB) and state["c"].shape == (2, 1, 4) and weights[1, 1] == 0.0
+
+
+def test_float32_engines_agree_loosely_and_train():
+    kwargs = dict(source_vocab=SOURCE_VOCAB, target_vocab=TARGET_VOCAB, embedding_dim=6, hidden_size=5,
+                  num_layers=2, cell="lstm", bidirectional=True, attention="luong-general")
+    scratch = build_engine("scratch", "Seq2Seq", kwargs, seed=0, lr=0.01)
+    other = build_engine("torch", "Seq2Seq", kwargs, device="cpu", lr=0.01)
+    other.load_weights(scratch.weights())
+    batch = make_batch(np.random.default_rng(2), [5, 3, 4], [4, 2, 3])
+    for _ in range(3):
+        a, b = scratch.train_step(batch), other.train_step(batch)
+        assert rel_err(a[0], b[0]) < 1e-5 and rel_err(a[1], b[1]) < 1e-4
+    assert all(w.dtype == np.float32 for w in scratch.weights().values())
+    for name, value in scratch.weights().items():
+        assert rel_err(value, other.weights()[name]) < 1e-4, name

@@ -64,7 +64,7 @@ def compare_loss_and_grads(scratch, model, batch):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("attention", ATTENTION)
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(data=st.data())
 def test_loss_and_every_gradient_match_torch(attention, cell, data):
     bidirectional = attention != "luong-dot" and data.draw(st.booleans(), "bidirectional")
@@ -98,7 +98,7 @@ def test_state_dicts_move_between_engines_unchanged():
 @pytest.mark.parametrize("attention, cell", [("luong-general", "lstm"), ("bahdanau", "gru"),
                                              ("none", "rnn_relu"), ("luong-dot", "rnn_tanh")])
 def test_scratch_backward_matches_finite_differences(attention, cell):
-    """Independently of torch: three entries of every parameter, central differences of the smoothed loss."""
+    """Independently of torch: two entries of every parameter, central differences of the smoothed loss."""
     model = ScratchSeq2Seq(SOURCE_VOCAB, TARGET_VOCAB, 3, 3, 2, cell, attention != "luong-dot", attention,
                            label_smoothing=0.1, dtype=np.float64, rng=3)
     batch = make_batch(np.random.default_rng(4), [3, 1, 2], [3, 2, 1])
@@ -111,7 +111,7 @@ def test_scratch_backward_matches_finite_differences(attention, cell):
 
     rng = np.random.default_rng(5)
     for name, p in model.named_parameters():
-        for flat in rng.choice(p.data.size, size=min(3, p.data.size), replace=False):
+        for flat in rng.choice(p.data.size, size=min(2, p.data.size), replace=False):
             idx = np.unravel_index(flat, p.data.shape)
             old = p.data[idx]
             p.data[idx] = old + 1e-6

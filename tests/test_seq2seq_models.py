@@ -263,3 +263,17 @@ def test_float32_engines_agree_loosely_and_train():
     assert all(w.dtype == np.float32 for w in scratch.weights().values())
     for name, value in scratch.weights().items():
         assert rel_err(value, other.weights()[name]) < 1e-4, name
+
+
+@pytest.mark.parametrize("engine", ["scratch", "torch"])
+def test_dropout_acts_in_training_only(engine):
+    kwargs = dict(source_vocab=SOURCE_VOCAB, target_vocab=TARGET_VOCAB, embedding_dim=6, hidden_size=5,
+                  num_layers=2, cell="gru", attention="bahdanau")
+    dropped = build_engine(engine, "Seq2Seq", {**kwargs, "dropout": 0.5}, dtype="float64", seed=0, device="cpu",
+                           lr=0.0)
+    plain = build_engine(engine, "Seq2Seq", kwargs, dtype="float64", seed=0, device="cpu", lr=0.0)
+    plain.load_weights(dropped.weights())
+    batch = make_batch(np.random.default_rng(3), [5, 3], [4, 4])
+    assert dropped.eval_loss(batch)[0] == plain.eval_loss(batch)[0]
+    losses = {dropped.train_step(batch)[0] for _ in range(3)}
+    assert len(losses) == 3 and plain.train_step(batch)[0] not in losses

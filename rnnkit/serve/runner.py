@@ -55,14 +55,20 @@ def app_from_env():
 
 
 def run(checkpoint, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-        threads: int = 1, log_level: str = "info", access_log: bool = True,
-        limit_concurrency: int | None = None) -> None:
-    """Serve until interrupted. The model is loaded before the port opens, so a bad checkpoint fails here."""
+        threads: int = 1, log_level: str = "info", access_log: bool = True) -> None:
+    """Serve until interrupted. The model is loaded before the port opens, so a bad checkpoint fails here.
+
+    Connections go through connection.py's guarded protocol (settings' timeouts and caps); the app has no
+    WebSocket endpoint, so upgrades are not offered.
+    """
     import uvicorn
+
+    from .connection import ConnectionLimits, protocol_factory
 
     limit_threads(threads)
     options = dict(host=host, port=port, log_level=log_level, access_log=access_log,
-                   limit_concurrency=limit_concurrency)
+                   limit_concurrency=settings.limit_concurrency, timeout_keep_alive=settings.idle_timeout,
+                   http=protocol_factory(ConnectionLimits.of(settings)), ws="none")
     if workers > 1:
         from .app import Served
 

@@ -215,13 +215,25 @@ def test_connection_settings_are_options_of_serve_and_travel_to_workers():
     assert ConnectionLimits.of(s) == ConnectionLimits(1.5, 3, 4.5, 8192, 7)
     d = ServeSettings()
     assert (d.idle_timeout, d.header_timeout, d.body_timeout, d.max_header_bytes, d.max_connections) == \
-        (5.0, 10.0, 30.0, 16384, 1024)
+        (5.0, 10.0, 30.0, 16384, 512)
     help_text = subprocess.run([sys.executable, "-m", "rnnkit.cli", "serve", "--help"], capture_output=True,
                                text=True, timeout=60).stdout
     for option in ("--idle-timeout", "--header-timeout", "--body-timeout", "--max-header-bytes",
                    "--max-connections", "--limit-concurrency", "--no-batching", "--no-fast-path"):
         assert option in help_text, option
     assert "(default: 16384)" in help_text and "connection settings:" in help_text
+
+
+@pytest.mark.parametrize("soft, hard, expected", [(256, 20000, 640), (256, 300, 300), (1000, 2000, 1000)])
+def test_the_open_file_limit_is_raised_for_the_connections(soft, hard, expected):
+    """max_connections 512 (+128 files of the process's own) needs 640 open files: the soft limit is raised
+    towards the hard one, with a warning where the hard one is lower."""
+    code = ("import resource; from rnnkit.serve.runner import allow_open_files; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard})); allow_open_files(640); "
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and int(r.stdout) == expected, r.stderr
+    assert ("connections beyond it will fail" in r.stderr) == (expected < 640)
 
 
 @pytest.mark.parametrize("args, words", [

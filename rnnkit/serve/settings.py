@@ -56,7 +56,7 @@ class ServeSettings:
     body_timeout: float = setting(30.0, "seconds from the end of a request's headers to the end of its body "
                                   "(then 408, and the connection is closed)", group="connection")
     max_header_bytes: int = setting(16384, "bytes of a request's line and headers (431 above)", group="connection")
-    max_connections: int = setting(1024, "open connections per worker: one more is answered 503 and closed",
+    max_connections: int = setting(512, "open connections per worker: one more is answered 503 and closed",
                                    group="connection")
     limit_concurrency: int | None = setting(None, "answer 503 to a request while this many connections or "
                                             "requests are open (uvicorn's limit; default: none)", group="connection")

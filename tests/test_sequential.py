@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rnnkit.scratch.layers import Dropout, Embedding, Linear
 from rnnkit.scratch.module import Sequential
 from rnnkit.scratch.pooling import MeanPool
-from rnnkit.scratch.recurrent import GRU, LSTM, RNN
+from rnnkit.scratch.recurrent import GRU, LSTM, RNN, Embedded
 
 torch = pytest.importorskip("torch")
 
@@ -185,6 +185,21 @@ def test_time_major_layers_equal_torchs_default_layout(cell, batch, time, layers
     torch_params = dict(ref.named_parameters())
     for name, p in layer.named_parameters():
         assert rel_err(p.grad, torch_params[name].grad) < TOL, name
+
+
+def test_time_major_layer_looks_up_embedded_tokens_as_a_batch_first_one_does():
+    """Locked weights in eval mode: (time, batch) tokens given as Embedded take the folded first layer and
+    equal the looked-up vectors' forward, as the batch-first layer's do."""
+    embedding = Embedding(20, 4, dtype=np.float64, rng=0)
+    layer = LSTM(4, 5, num_layers=2, batch_first=False, dtype=np.float64, rng=1).eval()
+    tokens, lengths = np.random.default_rng(0).integers(0, 20, (6, 3)), [6, 2, 4]
+    plain, (h_n, _) = layer(embedding(tokens), lengths=lengths)
+    with layer.locked_weights():
+        folded, (h_folded, _) = layer(Embedded(tokens, embedding.weight.data), lengths=lengths)
+        assert layer._cache["folded"]
+    assert folded.shape == (6, 3, 5)
+    np.testing.assert_allclose(folded, plain, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(h_folded, h_n, rtol=1e-12, atol=1e-15)
 
 
 def test_time_major_errors_name_the_layout():

@@ -139,6 +139,28 @@ def test_dripping_clients_are_cut_off_and_well_behaved_clients_keep_their_latenc
     assert statistics.median(busy) < 5 * statistics.median(quiet) + 0.05, (quiet, busy)
 
 
+def test_a_keep_alive_connection_is_timed_per_request_not_in_total(server):
+    """Five requests on one connection, each head sent in two parts 0.6 s apart: every head arrives well
+    within the header timeout though together they take longer than it, so none is cut off."""
+    s = connect(server.port)
+    start = time.monotonic()
+    try:
+        for _ in range(5):
+            s.sendall(b"GET /health HTTP/1.1\r\n")
+            time.sleep(0.6)
+            s.sendall(b"Host: 127.0.0.1\r\n\r\n")
+            s.settimeout(5)
+            answer = b""
+            while not answer.endswith(b'{"status":"ok"}'):
+                chunk = s.recv(65536)
+                assert chunk, f"closed after {time.monotonic() - start:.1f} s: {answer}"
+                answer += chunk
+            assert status(answer) == 200
+    finally:
+        s.close()
+    assert time.monotonic() - start > 1.4 * TIMEOUT
+
+
 def test_a_request_body_that_does_not_arrive_in_time_gets_408(server):
     s = connect(server.port)
     try:

@@ -55,7 +55,8 @@ def test_the_issue_prompt_is_refused_by_the_schema_and_the_server(apps):
 
 def test_every_white_space_character_alone_is_refused_by_both(apps):
     assert len(SPACES) == 29 and "\u001e" in SPACES and "\u200b" not in SPACES
-    generate, predict = request_schema(apps["lm"], "GenerateRequest"), request_schema(apps["classify"], "PredictRequest")
+    generate = request_schema(apps["lm"], "GenerateRequest")
+    predict = request_schema(apps["classify"], "PredictRequest")
     for space in SPACES:
         assert agree(apps["lm"], generate, "/generate", {"prompt": space * 2, "length": 1}) == 422
         assert agree(apps["classify"], predict, "/predict", {"texts": ["ok", space]}) == 422

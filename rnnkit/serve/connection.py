@@ -68,7 +68,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     A connection is idle (before a request: the idle timer runs), reading a request's head (line and
     headers: the header deadline runs and the bytes are counted), reading its body (the body deadline runs),
-    or refused (lingering). While a response is being computed no timer runs.
+    or refused (lingering). While a response is being computed no deadline runs.
+
+    The deadlines cost no timer per request: each is a time, `due`, and one watchdog timer per connection
+    checks it when it fires (at the earliest due it was set for), then sleeps until the current one.
+    So on a keep-alive connection it fires about once per header_timeout, not twice per request.
     """
 
     def __init__(self, config, server_state, app_state, _loop=None, *, limits: ConnectionLimits):
@@ -77,7 +81,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = limits.idle_timeout
         self.phase = IDLE
         self.head_bytes = 0
-        self.deadline = None        # the TimerHandle of the header or body deadline, or of the linger
+        self.due = None             # the loop time by which the head or body being read must be complete
+        self.watchdog = None        # the TimerHandle that checks `due`, and when it fires
+        self.watchdog_at = 0.0
+        self.linger = None          # after a refusal: the TimerHandle that closes the connection
 
     # ---------------------------------------------------------------------------------------------- connection
 
@@ -91,7 +98,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def connection_lost(self, exc) -> None:
-        self._cancel_deadline()
+        for timer in (self.watchdog, self.linger):
+            if timer is not None:
+                timer.cancel()
+        self.watchdog = self.linger = None
         self._unset_keepalive_if_required()
         super().connection_lost(exc)
 
@@ -115,23 +125,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._begin_head()
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        if self.phase != REFUSED:
-            super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self.phase != REFUSED:
-            super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         if self.phase == REFUSED:
             return
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)  # "name: value\r\n"
         if size > self.limits.max_header_bytes:
             return self._refuse_large_head(f"{size} bytes")
-        self._cancel_deadline()
         self.phase = BODY
-        self.deadline = self.loop.call_later(self.limits.body_timeout, self._late, "body", self.limits.body_timeout)
+        self._set_due(self.limits.body_timeout)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -141,20 +142,32 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self.phase == REFUSED:
             return
-        self._cancel_deadline()
-        self.phase = IDLE                   # uvicorn arms the idle (keep-alive) timer after the response
+        self.phase, self.due = IDLE, None   # uvicorn arms the idle (keep-alive) timer after the response
         super().on_message_complete()
 
     # ---------------------------------------------------------------------------------------------- limits
 
     def _begin_head(self) -> None:
-        self._cancel_deadline()
         self.phase, self.head_bytes = HEAD, 0
-        self.deadline = self.loop.call_later(self.limits.header_timeout, self._late, "line and headers",
-                                             self.limits.header_timeout)
+        self._set_due(self.limits.header_timeout)
 
-    def _late(self, part: str, seconds: float) -> None:
-        self.deadline = None
+    def _set_due(self, seconds: float) -> None:
+        """The head or body being read must be complete `seconds` from now."""
+        self.due = self.loop.time() + seconds
+        if self.watchdog is None or self.watchdog_at > self.due:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
+            self.watchdog, self.watchdog_at = self.loop.call_at(self.due, self._watch), self.due
+
+    def _watch(self) -> None:
+        self.watchdog = None
+        if self.due is None or self.phase not in (HEAD, BODY):
+            return                          # nothing being read: sleep until the next request sets a due
+        if self.loop.time() < self.due:
+            self.watchdog, self.watchdog_at = self.loop.call_at(self.due, self._watch), self.due
+            return
+        part, seconds = ("line and headers", self.limits.header_timeout) if self.phase == HEAD else \
+            ("body", self.limits.body_timeout)
         self.logger.warning("closed a connection whose request %s took over %g s", part, seconds)
         self.refuse(408, f"the request's {part} did not arrive within {seconds:g} s")
 
@@ -162,16 +175,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.logger.warning("refused a request whose line and headers hold %s", what)
         self.refuse(431, f"the request line and headers hold {what}; the limit is {self.limits.max_header_bytes}")
 
-    def _cancel_deadline(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-
     def refuse(self, status: int, detail: str) -> None:
         """Answer `status` (unless a response has begun), stop reading requests, and close: at once, or
         after lingering while the client still sends."""
-        self.phase = REFUSED
-        self._cancel_deadline()
+        self.phase, self.due = REFUSED, None
         self._unset_keepalive_if_required()
         if self.transport.is_closing():
             return
@@ -184,6 +191,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
-            self.deadline = self.loop.call_later(LINGER_S, self.transport.close)
+            self.linger = self.loop.call_later(LINGER_S, self.transport.close)
         else:
             self.transport.close()

@@ -399,34 +399,38 @@ def cmd_serve(args) -> int:
 
     try:
         import fastapi  # noqa: F401
+        import httptools  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
-        print(f"error: rnnkit serve needs FastAPI and uvicorn ({e}): pip install 'rnnkit[serve]'", file=sys.stderr)
+        print(f"error: rnnkit serve needs FastAPI, uvicorn and httptools ({e}): pip install 'rnnkit[serve]'",
+              file=sys.stderr)
         return 2
     from rnnkit.serve.runner import run
     from rnnkit.serve.settings import ENV_API_KEY, ServeSettings
 
     api_key = getattr(args, "api_key", None) or os.environ.get(ENV_API_KEY) or None
-    settings = ServeSettings(
-        engine=args.engine, device=args.device, api_key=api_key,
-        max_texts=args.max_texts, max_chars=args.max_chars, max_tokens=args.max_tokens,
-        max_body_bytes=args.max_body_bytes, batching=not args.no_batching, max_batch_texts=args.max_batch_texts,
-        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
-        size_priority_ms=args.size_priority_ms)
+    settings = ServeSettings(engine=args.engine, device=args.device, api_key=api_key,
+                             **{name: getattr(args, name) for name in serve_options()})
     if args.workers < 1 or args.threads < 1:
         raise ValueError("--workers and --threads must be at least 1")
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"warning: serving on {args.host} without an API key: anyone who can reach this machine can use "
               f"the model (set {ENV_API_KEY} or --api-key)", file=sys.stderr)
     run(args.checkpoint, settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
-        log_level=args.log_level, access_log=not args.no_access_log, limit_concurrency=args.limit_concurrency)
+        log_level=args.log_level, access_log=not args.no_access_log)
     return 0
 
 
-def add_serve_command(subparsers) -> None:
+def serve_options() -> dict:
+    """The settings of rnnkit/serve/settings.py that `rnnkit serve` has an option for, each from its field
+    (engine, device and the API key are taken as other commands take them)."""
     from rnnkit.serve.settings import ServeSettings
+    from rnnkit.settings import options_of
 
-    d = ServeSettings()
+    return {name: o for name, o in options_of(ServeSettings).items() if name not in ("engine", "device", "api_key")}
+
+
+def add_serve_command(subparsers) -> None:
     p = add_parser(subparsers, "serve", "serve a trained model over HTTP (FastAPI; docs at /docs)")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/sentiment/best)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
@@ -436,21 +440,12 @@ def add_serve_command(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1, help="BLAS/torch threads per process")
     p.add_argument("--api-key", default=argparse.SUPPRESS, help="require 'Authorization: Bearer KEY' on every "
                    "endpoint but /health (default: $RNNKIT_API_KEY, which keeps the key out of `ps`)")
-    p.add_argument("--max-texts", type=int, default=d.max_texts, help="texts per /predict request")
-    p.add_argument("--max-chars", type=int, default=d.max_chars, help="characters per text or prompt")
-    p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="tokens per /generate request")
-    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="request body size (413 above)")
-    p.add_argument("--no-batching", action="store_true", help="run /predict requests one at a time")
-    p.add_argument("--max-batch-texts", type=int, default=d.max_batch_texts,
-                   help="texts per model call when batching concurrent requests")
-    p.add_argument("--max-batch-tokens", type=int, default=d.max_batch_tokens,
-                   help="padded tokens per model call (texts x the longest text's tokens)")
-    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
-                   help="longest a request waits for others to join its batch")
-    p.add_argument("--size-priority-ms", type=float, default=d.size_priority_ms,
-                   help="queue a request of n texts as if it came (n-1) x this many ms later, so that small "
-                        "requests are not stuck behind large ones (0: arrival order)")
-    p.add_argument("--limit-concurrency", type=int, help="answer 503 beyond this many open requests/connections")
+    groups = {}
+    for option in serve_options().values():
+        group = option.meta.get("group", "server")
+        if group not in groups:
+            groups[group] = p.add_argument_group(f"{group} settings")
+        add_setting_option(groups[group], option, suppress=False)
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
     p.set_defaults(func=cmd_serve)

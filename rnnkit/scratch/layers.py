@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .module import FLOAT_DTYPES, Module, Parameter, as_float_dtype, make_rng
+from .module import FLOAT_DTYPES, Module, Parameter, as_float_dtype, dtype_note, make_rng
 
 
 class Linear(Module):
@@ -58,8 +58,9 @@ class Linear(Module):
             self.bias.grad += dy2.sum(axis=0)  # db = sum over rows
         return (dy2 @ self.weight.data).reshape(*self._lead, self.in_features)  # dx = dy W
 
-    def __repr__(self) -> str:
-        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None}, dtype={self.dtype})"
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+                + dtype_note(self.dtype))
 
 
 class Embedding(Module):
@@ -121,9 +122,9 @@ class Embedding(Module):
         np.add.at(self.weight.grad, idx, dy2)  # dW[i] += sum of dy over positions holding index i
         return None
 
-    def __repr__(self) -> str:
-        return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, padding_idx={self.padding_idx}, "
-                f"dtype={self.dtype})")
+    def extra_repr(self) -> str:
+        padding = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}{dtype_note(self.dtype)}"
 
 
 class Dropout(Module):
@@ -164,5 +165,5 @@ class Dropout(Module):
             raise ValueError(f"Dropout.backward: expected dy of shape {self._mask.shape}, got {dy.shape}")
         return dy * self._mask
 
-    def __repr__(self) -> str:
-        return f"Dropout(p={self.p})"
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace=False"

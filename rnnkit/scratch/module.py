@@ -24,6 +24,11 @@ def as_float_dtype(dtype) -> np.dtype:
     return dt
 
 
+def dtype_note(dtype) -> str:
+    """", dtype=float64" in a repr (float32, the default, goes unsaid, and torch says neither)."""
+    return "" if np.dtype(dtype) == np.float32 else f", dtype={np.dtype(dtype)}"
+
+
 def make_rng(seed_or_rng=None) -> np.random.Generator:
     """A NumPy Generator from a seed, a Generator, or None (fresh entropy)."""
     if isinstance(seed_or_rng, np.random.Generator):
@@ -175,3 +180,88 @@ class Module:
 
     def num_parameters(self) -> int:
         return sum(p.data.size for p in self.parameters())
+
+    # How a module prints, as in PyTorch: `Name(extra_repr)`, or, with sub-modules, one `(name): repr` line
+    # for each below the extra_repr, indented.
+    def extra_repr(self) -> str:
+        """The module's own settings, for its repr (`LSTM(16, 32, num_layers=2, batch_first=True)`)."""
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        lines = extra.split("\n") if extra else []
+        children = [(name, value) for name, value in self._children() if isinstance(value, Module)]
+        for name, child in children:
+            lines.append(f"({name}): " + repr(child).replace("\n", "\n  "))
+        if not lines:
+            return f"{type(self).__name__}()"
+        if len(lines) == 1 and not children:
+            return f"{type(self).__name__}({lines[0]})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules run in a chain, as torch.nn.Sequential: forward(x) = m_n(... m_2(m_1(x))), and backward(dy)
+    runs their backwards in reverse order, each one's input gradient the gradient of the one before.
+
+        model = Sequential(Embedding(1000, 64), LSTM(64, 128, num_layers=2), Linear(128, 1000))
+        logits = model(tokens)                      # tokens (batch, time) -> (batch, time, 1000)
+        model.backward(d_logits)                    # every parameter's .grad, by BPTT through the LSTM
+
+    A module whose forward returns a tuple, as the recurrent layers do (output, final state), passes its
+    first element on; the rest is kept in `states[i]`. Its backward gets the output's gradient alone (the
+    final state gets none) and its first result, the input's gradient, goes on. `lengths` (batch,) goes to
+    every module whose forward takes `lengths` (recurrent layers, pooling). An Embedding's backward returns
+    None (indices have no gradient), so it comes first. Parameters are named as in torch.nn.Sequential
+    (`0.weight`, `1.weight_ih_l0`, ...), so state dicts move between the two.
+    """
+
+    def __init__(self, *modules: Module):
+        for i, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential takes modules; argument {i} is a {type(module).__name__}")
+        self.layers = list(modules)
+        self.states: list[tuple] = []       # per module: what its forward returned beside the output, if any
+
+    def _children(self) -> Iterator[tuple[str, object]]:
+        for i, module in enumerate(self.layers):
+            yield str(i), module
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def __getitem__(self, index):
+        return Sequential(*self.layers[index]) if isinstance(index, slice) else self.layers[index]
+
+    def append(self, module: Module) -> "Sequential":
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential takes modules, not a {type(module).__name__}")
+        self.layers.append(module)
+        return self
+
+    def forward(self, x, lengths=None):
+        self.states = []
+        for module in self.layers:
+            x = module(x, lengths=lengths) if _takes_lengths(module) else module(x)
+            if isinstance(x, tuple):
+                x, rest = x[0], x[1:]
+                self.states.append(rest[0] if len(rest) == 1 else rest)
+            else:
+                self.states.append(None)
+        return x
+
+    def backward(self, dy):
+        for module in reversed(self.layers):
+            dy = module.backward(dy)
+            if isinstance(dy, tuple):
+                dy = dy[0]          # (d_input, d_initial_state): the chain goes on through the input
+        return dy
+
+
+def _takes_lengths(module: Module) -> bool:
+    import inspect
+
+    return "lengths" in inspect.signature(module.forward).parameters

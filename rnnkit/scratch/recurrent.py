@@ -1,7 +1,9 @@
 """RNN, LSTM and GRU layers over whole sequences, with backpropagation through time.
 
-Arguments, parameter names, shapes, initialisation and results are PyTorch's (`torch.nn.RNN/LSTM/GRU`
-with `batch_first=True`), so a `state_dict()` loads into PyTorch and back unchanged.
+Arguments, parameter names, shapes, initialisation and results are PyTorch's (`torch.nn.RNN/LSTM/GRU`),
+so a `state_dict()` loads into PyTorch and back unchanged. One default differs: `batch_first=True`, the
+engine's layout, (batch, time, features); `batch_first=False` takes and gives (time, batch, features) as
+torch's default does. States are (layers*dirs, batch, hidden) either way.
 
 How a layer runs (cells/ has one step of each cell as the textbook equations; fast/ the fast paths):
   * the batch is sorted by length, longest first, so at step t the sequences still running are the first
@@ -23,7 +25,7 @@ import numpy as np
 
 from . import fast
 from .fast import packing
-from .module import Module, Parameter, as_float_dtype, make_rng
+from .module import Module, Parameter, as_float_dtype, dtype_note, make_rng
 
 
 # The folded first layer's table, vocabulary × gates × hidden, is made only up to this size per direction.
@@ -62,8 +64,8 @@ class _Recurrent(Module):
     mode: str = "rnn_tanh"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 dropout: float = 0.0, bidirectional: bool = False, dtype=np.float32, rng=None,
-                 check_finite: bool = False):
+                 batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False, dtype=np.float32,
+                 rng=None, check_finite: bool = False):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -71,6 +73,7 @@ class _Recurrent(Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.dropout, self.bidirectional = bool(bias), float(dropout), bool(bidirectional)
+        self.batch_first = bool(batch_first)
         self.num_directions = 2 if bidirectional else 1
         self.dtype = as_float_dtype(dtype)
         self.check_finite = check_finite
@@ -99,17 +102,38 @@ class _Recurrent(Module):
         s = self._suffix(layer, direction)
         return [getattr(self, n + s, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-                f"bidirectional={self.bidirectional}, dtype={self.dtype})")
+    def extra_repr(self) -> str:
+        """torch's: the settings that differ from torch's defaults (so batch_first=True shows)."""
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.mode == "rnn_relu":
+            s += ", nonlinearity='relu'"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s + dtype_note(self.dtype)
+
+    @property
+    def _layout(self) -> str:
+        return "(batch, time, features)" if self.batch_first else "(time, batch, features)"
+
+    def _user_shape(self, shape) -> tuple:
+        """A batch-major shape as the caller gave it (time first when batch_first=False)."""
+        return tuple(shape) if self.batch_first else (shape[1], shape[0], *shape[2:])
 
     # ------------------------------------------------------------------------------------------ checks
     def _check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
+        x = np.asarray(x)       # (batch, time, features): _forward has swapped a time-major input's axes
         if x.ndim != 3:
-            raise ValueError(f"input must be (batch, time, features), got an array of rank {x.ndim} {x.shape}")
+            raise ValueError(f"input must be {self._layout}, got an array of rank {x.ndim} {x.shape}")
         if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"input has an empty batch or time axis: shape {x.shape}")
+            raise ValueError(f"input has an empty batch or time axis: shape {self._user_shape(x.shape)}")
         if x.shape[2] != self.input_size:
             raise ValueError(f"input has {x.shape[2]} features, the layer expects input_size={self.input_size}")
         if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
@@ -150,6 +174,8 @@ class _Recurrent(Module):
 
     # ------------------------------------------------------------------------------------------ forward
     def _forward(self, x, h0, c0, lengths):
+        if not self.batch_first:
+            x = self._batch_major(x)
         folded = None  # an Embedded input whose first-layer projection is looked up
         if isinstance(x, Embedded):
             if self._folds(x):
@@ -216,12 +242,25 @@ class _Recurrent(Module):
         self._cache = dict(layers=layers, masks=masks, order=order, active=active, reverse=reverse,
                            shape=(batch, time), folded=folded is not None)
 
-        output = seq.transpose(1, 0, 2)
+        output = seq.transpose(1, 0, 2) if self.batch_first else seq     # seq is (time, batch, ·)
         if order is not None:
             inverse = np.argsort(order)
-            output, h_n = output[inverse], h_n[:, inverse]
+            output = output[inverse] if self.batch_first else output[:, inverse]
+            h_n = h_n[:, inverse]
             c_n = c_n[:, inverse] if c_n is not None else None
         return np.ascontiguousarray(output), h_n, c_n
+
+    def _batch_major(self, x):
+        """A time-major input (batch_first=False) as the (batch, time, ·) view that _forward reads."""
+        if isinstance(x, Embedded):
+            tokens = np.asarray(x.tokens)
+            if tokens.ndim != 2:
+                raise ValueError(f"tokens must be (time, batch), got shape {tokens.shape}")
+            return Embedded(tokens.T, x.weight)
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(f"input must be {self._layout}, got an array of rank {x.ndim} {x.shape}")
+        return x.swapaxes(0, 1)
 
     def _select(self, batch: int, folded: bool) -> fast.Implementation:
         return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded)
@@ -281,7 +320,9 @@ class _Recurrent(Module):
                 raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
             return value
 
-        d_output = grad("d_output", d_output, (batch, time, D * H))
+        d_output = grad("d_output", d_output, (batch, time, D * H) if self.batch_first else (time, batch, D * H))
+        if not self.batch_first:
+            d_output = d_output.swapaxes(0, 1)
         d_h_n = grad("d_h_n", d_h_n, state_shape)
         d_c_n = grad("d_c_n", d_c_n, state_shape) if self.mode == "lstm" else None
         if order is not None:
@@ -312,10 +353,11 @@ class _Recurrent(Module):
             mask = cache["masks"][layer]
             d_seq = d_in * mask if mask is not None else d_in
 
-        dx = d_seq.transpose(1, 0, 2)
+        dx = d_seq.transpose(1, 0, 2) if self.batch_first else d_seq        # d_seq is (time, batch, ·)
         if order is not None:
             inverse = np.argsort(order)
-            dx, dh0 = dx[inverse], dh0[:, inverse]
+            dx = dx[inverse] if self.batch_first else dx[:, inverse]
+            dh0 = dh0[:, inverse]
             dc0 = dc0[:, inverse] if dc0 is not None else None
         return np.ascontiguousarray(dx), dh0, dc0
 
@@ -370,20 +412,21 @@ class RNN(_HiddenStateOnly):
 
     forward(x (batch, time, input_size), h0 (layers*dirs, batch, hidden) = zeros, lengths (batch,) = None)
       → output (batch, time, dirs*hidden), h_n (layers*dirs, batch, hidden)
+    With batch_first=False, x, output and d_output are time-major: (time, batch, ·), as in torch.
     backward(d_output, d_h_n=None) → (d_x, d_h0); parameter gradients accumulate in `.grad`.
     Outputs past a sequence's length are zero and h_n holds the state at its last real step.
     Truncated BPTT: pass h_n of one window as h0 of the next; backward stops at h0 (the carried state is
     a constant, as `h.detach()` makes it in PyTorch).
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, dropout=0.0,
-                 bidirectional=False, dtype=np.float32, rng=None, check_finite=False):
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=True,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, rng=None, check_finite=False):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self.mode = "rnn_" + nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias, dropout, bidirectional, dtype, rng,
-                         check_finite)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype,
+                         rng, check_finite)
 
 
 class GRU(_HiddenStateOnly):

@@ -12,6 +12,7 @@
 | `batching.py` | `Batcher`: concurrent requests merged into one padded batch, run on one model thread |
 | `guards.py` | ASGI middleware: bearer-token auth, request body size limit |
 | `settings.py` | `ServeSettings`, and its round trip through `RNNKIT_SERVE_*` variables |
+| `connection.py` | below HTTP: idle, header and body timeouts, header size cap (431), connection cap (503) |
 | `runner.py` | `run`: uvicorn, one process or several workers; BLAS thread limits |
 """
 from .settings import ServeSettings

@@ -39,6 +39,8 @@ log = logging.getLogger("uvicorn.error")     # uvicorn sets it up: our lines lan
 # uses), spelled out so that any regex engine reading /openapi.json agrees.
 NOT_ONLY_SPACE = (r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
                   r"\u205f\u3000]")
+# A prompt is empty, or holds such a character (one pattern, ending in $ as JSON Schema tools expect).
+EMPTY_OR_NOT_ONLY_SPACE = rf"^(?:[\s\S]*{NOT_ONLY_SPACE}[\s\S]*)?$"
 GREEDY_BELOW = 1e-6     # temperatures under this sample greedily (their limit), as logits / T would overflow
 
 
@@ -152,7 +154,8 @@ def request_models(s: ServeSettings):
     class GenerateRequest(BaseModel):
         model_config = ConfigDict(**strict, json_schema_extra={"examples": [
             {"prompt": "ROMEO:", "length": 100, "temperature": 0.8, "top_k": 20, "seed": 1}]})
-        prompt: Annotated[str, Field(max_length=s.max_chars), AfterValidator(_valid_prompt)] = Field(
+        prompt: Annotated[str, Field(max_length=s.max_chars, json_schema_extra={"pattern": EMPTY_OR_NOT_ONLY_SPACE}),
+                          AfterValidator(_valid_prompt)] = Field(
             "", description="text to continue (empty: start from a new line)")
         length: integer(ge=1, le=s.max_tokens) = Field(min(200, s.max_tokens), description="tokens to generate")
         temperature: float = Field(1.0, ge=0, le=100, description=f"0 (or under {GREEDY_BELOW}): greedy")

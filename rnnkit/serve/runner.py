@@ -37,6 +37,28 @@ def limit_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def allow_open_files(n: int) -> None:
+    """Let this process (and the workers it starts) hold `n` open files: raise the soft RLIMIT_NOFILE
+    towards the hard one if it is lower (a common soft limit is 1024), else warn that connections beyond
+    it will fail to be accepted."""
+    try:
+        import resource
+    except ImportError:         # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= n:
+        return
+    target = n if hard == resource.RLIM_INFINITY else min(n, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < n:
+        logging.getLogger("rnnkit.serve").warning(
+            "the open-file limit (ulimit -n %d) is below --max-connections plus the files a worker holds (%d): "
+            "connections beyond it will fail", target, n)
+
+
 def app_from_env():
     """The app described by `RNNKIT_SERVE_*` variables (uvicorn's factory for worker processes)."""
     from rnnkit.runtime import tune_process
@@ -55,14 +77,21 @@ def app_from_env():
 
 
 def run(checkpoint, settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-        threads: int = 1, log_level: str = "info", access_log: bool = True,
-        limit_concurrency: int | None = None) -> None:
-    """Serve until interrupted. The model is loaded before the port opens, so a bad checkpoint fails here."""
+        threads: int = 1, log_level: str = "info", access_log: bool = True) -> None:
+    """Serve until interrupted. The model is loaded before the port opens, so a bad checkpoint fails here.
+
+    Connections go through connection.py's guarded protocol (settings' timeouts and caps); the app has no
+    WebSocket endpoint, so upgrades are not offered.
+    """
     import uvicorn
 
+    from .connection import ConnectionLimits, protocol_factory
+
     limit_threads(threads)
+    allow_open_files(settings.max_connections + 128)     # the connections, the model's and Python's own files
     options = dict(host=host, port=port, log_level=log_level, access_log=access_log,
-                   limit_concurrency=limit_concurrency)
+                   limit_concurrency=settings.limit_concurrency, timeout_keep_alive=settings.idle_timeout,
+                   http=protocol_factory(ConnectionLimits.of(settings)), ws="none")
     if workers > 1:
         from .app import Served
 

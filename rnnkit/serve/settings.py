@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from ..settings import options_of, setting
+
 ENV_PREFIX = "RNNKIT_SERVE_"
 ENV_CHECKPOINT = ENV_PREFIX + "CHECKPOINT"
 ENV_API_KEY = "RNNKIT_API_KEY"
@@ -17,32 +19,47 @@ ENV_API_KEY = "RNNKIT_API_KEY"
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """How the server loads its model, what it accepts, and how it batches.
+    """How the server loads its model, what it accepts, how it batches, and how long it waits for clients.
 
-    max_texts: texts per /predict request; max_chars: characters per text and per /generate prompt;
-    max_tokens: tokens per /generate request; max_body_bytes: request body size (413 above it).
-    batching: merge concurrent /predict requests into one padded batch of at most max_batch_texts texts
-    and max_batch_tokens padded tokens (texts × the longest text's tokens), waiting at most max_wait_ms
-    after the first one arrives (off: one request at a time). size_priority_ms: in the queue, a request of n
-    texts counts as arriving (n - 1) × this late, so that small requests are not stuck behind large ones
-    (0: arrival order).
-    fast_path: answer valid /predict requests in front of FastAPI (fast_predict.py; the answers are
-    the same, errors still come from FastAPI).
+    Each field holds its default and its help text (rnnkit/settings.py's `setting`): `rnnkit serve` has one
+    option per field (but engine, device and api_key, which it takes as the other commands do).
+    Batching merges concurrent /predict requests into one padded batch. The connection limits work below
+    HTTP (connection.py): a client that is slow or hostile is cut off before it holds memory or a slot.
     """
 
-    engine: str = "scratch"
-    device: str = "auto"
-    api_key: str | None = None
-    max_texts: int = 64
-    max_chars: int = 1000
-    max_tokens: int = 500
-    max_body_bytes: int = 1 << 20
-    batching: bool = True
-    max_batch_texts: int = 64
-    max_batch_tokens: int = 2048
-    max_wait_ms: float = 2.0
-    size_priority_ms: float = 50.0
-    fast_path: bool = True
+    engine: str = setting("scratch", "the engine")
+    device: str = setting("auto", "for the torch engine")
+    api_key: str | None = setting(None, "require 'Authorization: Bearer KEY'")
+    # what a request may hold
+    max_texts: int = setting(64, "texts per /predict request", group="request")
+    max_chars: int = setting(1000, "characters per text or prompt", group="request")
+    max_tokens: int = setting(500, "tokens per /generate request", group="request")
+    max_body_bytes: int = setting(1 << 20, "request body size (413 above)", group="request")
+    # batching
+    batching: bool = setting(True, "merge concurrent /predict requests into one model call (--no-batching: run "
+                             "them one at a time)", group="batching")
+    max_batch_texts: int = setting(64, "texts per model call when batching concurrent requests", group="batching")
+    max_batch_tokens: int = setting(2048, "padded tokens per model call (texts x the longest text's tokens)",
+                                    group="batching")
+    max_wait_ms: float = setting(2.0, "longest a request waits for others to join its batch", group="batching")
+    size_priority_ms: float = setting(50.0, "queue a request of n texts as if it came (n-1) x this many ms later, "
+                                      "so that small requests are not stuck behind large ones (0: arrival order)",
+                                      group="batching")
+    fast_path: bool = setting(True, "answer valid /predict requests in front of FastAPI (the same answers, "
+                              "less CPU; --no-fast-path: through FastAPI)", group="batching")
+    # connections, per worker process (connection.py)
+    idle_timeout: float = setting(5.0, "seconds a connection may stay open without sending a request, before "
+                                  "its first one and between requests (then it is closed)", group="connection")
+    header_timeout: float = setting(10.0, "seconds from a request's first byte to the end of its headers (then "
+                                    "408, and the connection is closed: a client dripping its request is cut off)",
+                                    group="connection")
+    body_timeout: float = setting(30.0, "seconds from the end of a request's headers to the end of its body "
+                                  "(then 408, and the connection is closed)", group="connection")
+    max_header_bytes: int = setting(16384, "bytes of a request's line and headers (431 above)", group="connection")
+    max_connections: int = setting(512, "open connections per worker: one more is answered 503 and closed",
+                                   group="connection")
+    limit_concurrency: int | None = setting(None, "answer 503 to a request while this many connections or "
+                                            "requests are open (uvicorn's limit; default: none)", group="connection")
 
     def __post_init__(self):
         from ..engines import check_engine
@@ -51,10 +68,17 @@ class ServeSettings:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("max_texts", "max_chars", "max_tokens", "max_body_bytes", "max_batch_texts",
-                     "max_batch_tokens"):
+                     "max_batch_tokens", "max_connections", "limit_concurrency"):
             value = getattr(self, name)
-            if type(value) is not int or value < 1:
+            if (value is not None or name != "limit_concurrency") and (type(value) is not int or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if type(self.max_header_bytes) is not int or not 1024 <= self.max_header_bytes <= 1 << 24:
+            raise ValueError(f"max_header_bytes must be an integer from 1024 to {1 << 24}, got "
+                             f"{self.max_header_bytes!r}")
+        for name in ("idle_timeout", "header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value <= 86400):
+                raise ValueError(f"{name} must be a number of seconds above 0 and at most 86400, got {value!r}")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ValueError(f"max_wait_ms must be between 0 and 1000, got {self.max_wait_ms!r}")
         if not 0 <= self.size_priority_ms <= 1000:
@@ -67,9 +91,10 @@ class ServeSettings:
         env = {ENV_CHECKPOINT: str(checkpoint)}
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None:
+                continue                                # unset: the default (None) on the other side too
             if f.name == "api_key":
-                if value is not None:
-                    env[ENV_API_KEY] = value
+                env[ENV_API_KEY] = value
             else:
                 env[ENV_PREFIX + f.name.upper()] = str(int(value) if isinstance(value, bool) else value)
         return env
@@ -81,18 +106,15 @@ class ServeSettings:
         if ENV_CHECKPOINT not in environ:
             raise ValueError(f"set {ENV_CHECKPOINT} to the checkpoint folder to serve")
         kwargs = {}
-        for f in fields(cls):
+        for f in options_of(cls).values():
             raw = environ.get(ENV_API_KEY if f.name == "api_key" else ENV_PREFIX + f.name.upper())
             if raw is None:
                 continue
-            default = getattr(cls, f.name)
             try:
-                if isinstance(default, bool):
+                if f.kind is bool:
                     kwargs[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                elif isinstance(default, (int, float)):
-                    kwargs[f.name] = type(default)(raw)
                 else:
-                    kwargs[f.name] = raw
+                    kwargs[f.name] = f.kind(raw)
             except ValueError:
                 raise ValueError(f"{ENV_PREFIX + f.name.upper()}={raw!r} is not a valid {f.name}") from None
         return environ[ENV_CHECKPOINT], cls(**kwargs)

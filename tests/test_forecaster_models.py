@@ -21,10 +21,11 @@ CELLS = ("rnn_tanh", "lstm", "gru")
 QUANTILES = (0.1, 0.5, 0.9)
 
 
-def rel_err(a, b) -> float:
+def rel_err(a, b, floor=1e-300) -> float:
+    """max |a - b| over max |b| (or `floor`, for sums that cancel to about 0)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), floor))
 
 
 def make_pair(seed=0, **kwargs):
@@ -68,9 +69,9 @@ def check_parity(scratch, model, batch):
     t_loss.backward()
     assert rel_err(t_loss.item(), s_loss) < TOL
     grads = dict(scratch.named_parameters())
-    for name, p in model.named_parameters():
-        assert np.abs(p.grad.numpy()).max() > 0 or np.abs(grads[name].grad).max() == 0, name
-        assert rel_err(grads[name].grad, p.grad.numpy()) < TOL, name
+    for name, p in model.named_parameters():   # mae, quantile: sums of ±1/n may cancel to 0 in one, 1e-17 in the other
+        assert rel_err(grads[name].grad, p.grad.numpy(), floor=1e-6) < TOL, name
+    assert max(np.abs(g.grad).max() for g in grads.values()) > 1e-3
     scratch.eval()
     model.eval()
     with torch.no_grad():
@@ -86,7 +87,7 @@ def check_parity(scratch, model, batch):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("decoder", DECODERS)
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(s=shapes)
 def test_scratch_equals_torch(decoder, loss, cell, s):
     kw = kwargs_of(s, cell, decoder, loss)
@@ -132,7 +133,7 @@ def test_gradients_by_finite_differences(decoder, loss):
     model.zero_grad()
     model.loss(batch)
     x, future = batch["x"], batch["future"]
-    fed = model._fed if decoder == "autoregressive" else None
+    fed = model._teacher_inputs(batch, x, future) if decoder == "autoregressive" else None
     if fed is not None:   # the recursion fed its own forecasts where the mask is False
         truth = np.concatenate([x[:, -1:, :2], batch["y"][:, :-1]], axis=1)
         assert np.array_equal(fed[mask], truth[mask]) and not np.allclose(fed[~mask], truth[~mask])

@@ -98,15 +98,15 @@ class Forecaster(Module):
                 z = np.concatenate([z, future.reshape(len(z), -1)], axis=1)
             return self.head(z).reshape(len(x), self.horizon, self.output_size, self.k)
         if y_prev is None:
-            return self._recursion(x, future, state)
+            return self._recursion(x, future, state)[0]
         steps = y_prev if future is None else np.concatenate([y_prev, future], axis=2)
         d, _ = self.decoder(steps, state)                                   # all steps in one call
         return self.head(self.drop(d)).reshape(len(x), self.horizon, self.output_size, self.k)
 
     def _recursion(self, x, future, state, feed=None, y_prev=None):
-        """The decoder step by step, feeding back its point forecasts: raw outputs (batch, horizon, output_size,
-        K). With `feed` (batch, horizon) bool and y_prev, rows where feed is True take the true y_prev
-        instead. Its backward is not kept (inference, or the inputs of a teacher-forced pass)."""
+        """The decoder step by step, feeding back its point forecasts (where `feed` (batch, horizon) bool is True
+        it reads the true y_prev instead): (raw outputs (batch, horizon, output_size, K), the values fed
+        (batch, horizon, output_size)). Its backward is not kept (inference, or a teacher-forced pass's inputs)."""
         value = x[:, -1, :self.output_size]                                 # ŷ_0: the last observed value
         raw, fed = [], []
         for t in range(self.horizon):
@@ -117,8 +117,7 @@ class Forecaster(Module):
             d, state = self.decoder(u[:, None], state)
             raw.append(self.head(self.drop(d[:, 0])).reshape(len(x), self.output_size, self.k))
             value = raw[-1][..., self.point]                                # ŷ_t, fed at step t + 1
-        self._fed = np.stack(fed, axis=1)
-        return np.stack(raw, axis=1)
+        return np.stack(raw, axis=1), np.stack(fed, axis=1)
 
     def distribution(self, raw: np.ndarray) -> np.ndarray:
         """Raw outputs → predict's outputs: the Gaussian's scale through softplus, the rest unchanged."""
@@ -167,10 +166,9 @@ class Forecaster(Module):
         self.eval()                                       # the fed-back forecasts come without dropout
         try:
             _, state = self.encoder(x)
-            self._recursion(x, future, state, feed, y_prev)
+            return self._recursion(x, future, state, feed, y_prev)[1]  # constants: no gradient flows through them
         finally:
             self.train(training)
-        return self._fed                                  # constants: no gradient flows through them
 
     def loss(self, batch: dict, carry=None):
         """The mean loss of forecasting batch["y"], with its gradients accumulated in `.grad` (forward, loss,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from rnnkit.engines import build_engine
 from rnnkit.scratch.forecaster import Forecaster
-from tests.gradcheck import numeric_grad
+from gradcheck import numeric_grad
 
 torch = pytest.importorskip("torch")
 from rnnkit.torch.forecaster import Forecaster as TorchForecaster  # noqa: E402
@@ -211,6 +211,10 @@ def test_bad_settings_and_batches_are_clear_errors(engine):
         build(loss="quantile", quantiles=(0.0, 0.5))
     with pytest.raises(ValueError, match="teacher_forcing"):
         build(teacher_forcing=1.5)
+    with pytest.raises(ValueError, match="teacher_forcing"):
+        build(teacher_forcing=None)
+    with pytest.raises(ValueError, match="quantiles must be a list"):
+        build(loss="quantile", quantiles="0.5")
     with pytest.raises(ValueError, match="cannot be smaller than output_size"):
         build(output_size=3)
     with pytest.raises(ValueError, match="horizon must be an integer >= 1"):

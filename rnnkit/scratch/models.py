@@ -191,4 +191,6 @@ class TextClassifier(Module):
         """(summed loss, number of examples, None) without gradients."""
         _, (loss, _) = self._loss(batch, "sum")
         return float(loss), len(batch["labels"]), None
-from .seq2seq import Seq2Seq  # noqa: E402,F401  (at the end: it builds on make_recurrent above)
+# The task models built on the helpers above (imported last: they import them).
+from .forecaster import Forecaster  # noqa: E402,F401
+from .seq2seq import Seq2Seq  # noqa: E402,F401

@@ -21,6 +21,7 @@ import numpy as np
 from .. import metrics
 from ..checkpoint import load_checkpoint
 from ..data import datasets
+from ..data.batching import pad
 from ..data.posts import PostTokenizer
 from ..data.tables import read_labelled
 from ..data.vocab import PAD, UNK, Vocabulary
@@ -95,15 +96,6 @@ class Encoder:
 
     def to_config(self) -> dict:
         return {"tokenizer": self.tokenizer.config(), "max_length": self.max_length}
-
-
-def pad(sequences: list) -> tuple[np.ndarray, np.ndarray]:
-    """Token id arrays → (ids (batch, longest) padded with 0 = <pad>, lengths (batch,))."""
-    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    ids = np.zeros((len(sequences), lengths.max()), dtype=np.int64)
-    for row, seq in zip(ids, sequences):
-        row[: len(seq)] = seq
-    return ids, lengths
 
 
 def encode_pairs(encoder: Encoder, pairs, labels: list) -> tuple[list, np.ndarray, int]:

@@ -118,9 +118,9 @@ class LengthReport:
         return self.too_long + self.empty
 
     def __str__(self):
-        limit = f"more than {self.max_length} tokens on a side" if self.max_length else "no length limit"
-        return (f"kept {self.kept:,} pairs, dropped {self.dropped:,} ({self.too_long:,} with {limit}, "
-                f"{self.empty:,} with an empty side)")
+        why = [f"{self.too_long:,} with more than {self.max_length} tokens on a side"] if self.max_length else []
+        why.append(f"{self.empty:,} with an empty side")
+        return f"kept {self.kept:,} pairs, dropped {self.dropped:,} ({', '.join(why)})"
 
 
 def filter_by_length(token_pairs, max_length: int | None) -> tuple[list[int], LengthReport]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 
+from ..data.pairs import GROUPS, NORMALIZATIONS
 from ..settings import Settings, flatten, layered, redefault, setting
 from ..spec import CELLS, POOLING, check_choice
 from ..train import TrainConfig
@@ -144,6 +145,54 @@ class ClassifySettings(Settings):
     data: ClassifyData
     model: ClassifyModel = field(default_factory=ClassifyModel)
     training: ClassifyTraining = field(default_factory=ClassifyTraining)
+
+
+# ------------------------------------------------------------------------------------------------ seq2seq
+
+SEQ2SEQ_SOURCES = ("addition", "dates", "reverse", "copy", "tatoeba-en-es")  # generators, then registered
+
+
+@dataclass
+class Seq2SeqData:
+    """The sentence pairs a translation model learns from, how they are split and cut into tokens."""
+
+    dataset: str | None = setting(None, "a generator (addition, dates, reverse, copy) or a registered translation "
+                                  "dataset (tatoeba-en-es)", choices=SEQ2SEQ_SOURCES, exclusive="source")
+    data: str | None = setting(None, "a TSV/CSV (with a header) or JSONL file of sentence pairs", metavar="FILE",
+                               exclusive="source")
+    source_column: str = setting("source", "the column (or JSON key) of the source sentences in --data")
+    target_column: str = setting("target", "the column (or JSON key) of the target sentences in --data")
+    source_language: str | None = setting(None, "a translation dataset's source language (tatoeba-en-es: en or "
+                                          "es; default: the name's order)", flags=("--source", "--source-language"))
+    target_language: str | None = setting(None, "its target language", flags=("--target", "--target-language"))
+    examples: int = setting(50_000, "generators: pairs generated (train, valid and test together)")
+    digits: int = setting(3, "addition: the most digits of each operand")
+    sequence_length: int = setting(10, "reverse, copy: the longest string generated")
+    valid_fraction: float = setting(0.1, "of the pairs, for validation")
+    test_fraction: float = setting(0.1, "of the pairs, held out for the test (dates: in formats never trained on)")
+    split_seed: int = setting(0, "seeds the split, apart from --seed: the same split for every model")
+    split_group: str = setting("source", "keep together the pairs sharing a source (both: a source or a "
+                               "target, so one split serves both directions)", choices=GROUPS)
+    level: str | None = setting(None, "tokens (default: char for generators, word otherwise)", choices=LEVELS)
+    lower: bool = setting(False, "lower-case the sentences")
+    normalization: str = setting("NFKC", "the Unicode normal form applied first", choices=NORMALIZATIONS)
+    min_freq: int = setting(1, "rarer tokens (in train) become <unk>")
+    max_vocab: int | None = setting(None, "keep only the most frequent tokens of each side (default: all)")
+    max_length: int | None = setting(None, "drop pairs with more tokens on a side (default: keep all)")
+
+    def __post_init__(self):
+        check_source(self.dataset, self.data, "a file of sentence pairs")
+        if self.dataset is not None:
+            check_choice("dataset", self.dataset, SEQ2SEQ_SOURCES)
+        check_choice("split_group", self.split_group, GROUPS)
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        if self.level is not None:
+            check_choice("level", self.level, LEVELS)
+        for name in ("examples", "digits", "sequence_length", "min_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1 (or none), got {self.max_length}")
 
 
 # ------------------------------------------------------------------------------------------------ resolve

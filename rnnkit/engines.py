@@ -46,6 +46,10 @@ class Engine(Protocol):
     def predict(self, *inputs):
         """The model's `predict` in eval mode: NumPy outputs (a language model: (logits, state))."""
 
+    def call(self, method: str, *inputs):
+        """The model's inference method `method` (one of its `inference_methods`, e.g. a translation model's
+        "encode" and "decode_step") in eval mode without gradients: NumPy in, NumPy out."""
+
     def lock_weights(self) -> None:
         """Promise that the weights no longer change (a served model); training unlocks."""
 
@@ -115,6 +119,15 @@ def _freeze(net, names, freeze) -> None:
         raise ValueError(f"cannot freeze unknown parameters {unknown}")
     for name in names:
         freeze(params[name])
+
+
+def inference_method(model, method: str):
+    """The bound method `method` of `model`, if the model lists it in `inference_methods`, else a ValueError."""
+    allowed = getattr(model, "inference_methods", ())
+    if method not in allowed:
+        raise ValueError(f"{type(model).__name__} has no inference method {method!r}; "
+                         f"it has {', '.join(allowed) or 'none'}")
+    return getattr(model, method)
 
 
 # ------------------------------------------------------------------------------------------------ carries

@@ -8,6 +8,7 @@ from __future__ import annotations
 ENGINES = ("scratch", "torch")
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 POOLING = ("last", "mean", "max", "attention")
+ATTENTION = ("none", "bahdanau", "luong-dot", "luong-general")   # the translation decoder's
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 DTYPES = ("float32", "float64")
@@ -31,6 +32,10 @@ def check_cell(name) -> str:
 
 def check_pooling(name) -> str:
     return check_choice("pooling", name, POOLING)
+
+
+def check_attention(name) -> str:
+    return check_choice("attention", name, ATTENTION)
 
 
 def check_optimizer(name) -> str:

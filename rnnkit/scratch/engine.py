@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engines import inference_method
 from ..spec import check_optimizer
 from . import optim
 from .module import Module
@@ -70,6 +71,11 @@ class ScratchEngine:
         """The model's `predict` in eval mode: NumPy outputs (a language model: (logits, state))."""
         self.model.eval()
         return self.model.predict(*inputs)
+
+    def call(self, method: str, *inputs):
+        """The model's inference method `method` (listed in its `inference_methods`) in eval mode."""
+        self.model.eval()
+        return inference_method(self.model, method)(*inputs)
 
     def lock_weights(self) -> None:
         """Promise that the weights no longer change (a served model), so predictions reuse the layers'

@@ -191,3 +191,4 @@ class TextClassifier(Module):
         """(summed loss, number of examples, None) without gradients."""
         _, (loss, _) = self._loss(batch, "sum")
         return float(loss), len(batch["labels"]), None
+from .seq2seq import Seq2Seq  # noqa: E402,F401  (at the end: it builds on make_recurrent above)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..checkpoint.checks import check_tied
+from ..engines import inference_method
 from ..spec import check_optimizer
 from .device import select_device
 from .models import state_to
@@ -128,6 +129,14 @@ class TorchEngine:
         one_step = self.device.type == "cpu" and np.ndim(inputs[0]) >= 2 and np.shape(inputs[0])[-1] == 1
         with torch.no_grad(), (_without_onednn() if one_step else contextlib.nullcontext()):
             return self.model.predict(*inputs)
+
+    def call(self, method: str, *inputs):
+        """The model's inference method `method` (listed in its `inference_methods`) in eval mode, without
+        gradients; the model's methods take and return NumPy."""
+        call = inference_method(self.model, method)
+        self.model.eval()
+        with torch.no_grad():
+            return call(*inputs)
 
     def lock_weights(self) -> None:
         """The scratch engine's promise that the weights stay; torch derives nothing from them, so a no-op."""

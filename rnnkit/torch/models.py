@@ -212,3 +212,4 @@ class TextClassifier(nn.Module):
         """Class probabilities (batch, classes) as NumPy."""
         logits = self(as_tensor(tokens, torch.long, self.classifier.weight.device), lengths)
         return torch.softmax(logits, dim=-1).cpu().numpy()
+from .seq2seq import Seq2Seq  # noqa: E402,F401  (at the end: it builds on the helpers above)

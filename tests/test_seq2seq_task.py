@@ -59,3 +59,102 @@ def test_load_prepared_reports(capsys):
     assert f"kept {len(prepared.ids['train']):,} pairs, dropped" in out and "with more than 4 tokens" in out
     assert all(len(s) <= 4 and (s[::-1] == t).all() for s, t in prepared.ids["train"])
     assert prepared.report["train"].too_long > 0
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+TINY = ["--examples", "300", "--hidden", "16", "--embedding", "8", "--batch-size", "32", "--epochs", "1",
+        "--max-steps", "6", "--eval-translations", "20", "--no-progress", "--log-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny copy model trained a few steps through the CLI."""
+    from rnnkit.cli import main
+
+    out = tmp_path_factory.mktemp("s2s") / "run"
+    code = main(["train", "seq2seq", "--dataset", "copy", "--sequence-length", "5", *TINY, "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_checkpoint_with_the_vocabularies(trained):
+    import json
+
+    config = json.loads((trained / "best" / "config.json").read_text())["config"]
+    assert config["task"] == "seq2seq" and config["model"]["attention"] == "bahdanau"
+    assert config["source_vocab"]["tokens"][:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
+    assert set(config["target_vocab"]["tokens"][4:]) == set("abcdefghijklmnopqrstuvwxyz")
+    assert config["tokenizer"]["level"] == "char" and config["data"]["dataset"] == "copy"
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "val_loss" in r]
+    assert evals and {"val_exact_match", "val_bleu", "val_chrf", "val_perplexity"} <= set(evals[-1])
+
+
+def test_translate_texts_stdin_json_and_nbest(trained, capsys, monkeypatch, tmp_path):
+    import io
+    import json
+
+    from rnnkit.cli import main
+
+    best = str(trained / "best")
+    assert main(["translate", best, "abc", "hello"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(set(line) <= set("abcdefghijklmnopqrstuvwxyz") for line in lines)
+    monkeypatch.setattr("sys.stdin", io.StringIO("abc\n\nhello\n"))
+    assert main(["translate", best, "--json", "--beam", "3", "--n-best", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["source"] for r in rows] == ["abc", "hello"]
+    assert all(len(r["translations"]) == 2 and r["translations"][0]["score"] >= r["translations"][1]["score"]
+               for r in rows)
+    png = tmp_path / "att.png"
+    assert main(["translate", best, "abcd", "--attention-png", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_greedy_equals_beam_one_and_engines_agree(trained):
+    pytest.importorskip("torch")
+    from rnnkit.tasks.settings import Decoding
+
+    texts = ["abc", "zyx", "hello"]
+    scratch = seq2seq.load_seq2seq(trained / "best")
+    torch_model = seq2seq.load_seq2seq(trained / "best", engine="torch", device="cpu")
+    a = [r["translations"][0]["tokens"] for r in scratch.translate(texts)]
+    b = [r["translations"][0]["tokens"] for r in torch_model.translate(texts)]
+    assert a == b
+    beam = scratch.translate(texts, Decoding(beam=4, n_best=4))
+    assert all(len(r["translations"]) <= 4 for r in beam)
+
+
+def test_evaluate_on_the_held_out_split_and_a_file(trained, capsys, tmp_path):
+    import json
+
+    from rnnkit.cli import main
+
+    assert main(["evaluate", str(trained / "best"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sources"] == 30 and report["split"] == "the test split"
+    assert 0 <= report["exact_match"] <= 1 and 0 <= report["chrf"] <= 1 and len(report["examples"]) == 5
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"source": "abc", "target": "abc"}\n{"source": "abc", "target": "abd"}\n', encoding="utf-8")
+    assert main(["evaluate", str(trained / "best"), "--data", str(path), "--beam", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1 sources (2 pairs), beam 2" in out and "exact match" in out and "chrF" in out
+
+
+def test_translate_bad_input_is_a_clear_error(trained, capsys, tmp_path):
+    from rnnkit.cli import main
+
+    best = str(trained / "best")
+    for args, message in [([" "], "has no tokens"), (["ABC"], "every token of 'ABC' is unknown"),
+                          (["a" * 100], "has 100 tokens; this model takes at most 32"),
+                          (["abc", "--beam", "2", "--n-best", "3"], "n_best <= beam")]:
+        assert main(["translate", best, *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err
+    bad = tmp_path / "latin.txt"
+    bad.write_bytes("caf\xe9\n".encode("latin-1"))
+    assert main(["translate", best, "--file", str(bad)]) == 2
+    assert "not valid UTF-8 at byte offset 3" in capsys.readouterr().err
+    assert main(["evaluate", best, "--dataset", "shakespeare"]) == 2
+    assert "own data (--split) or on a file" in capsys.readouterr().err

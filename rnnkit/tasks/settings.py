@@ -2,7 +2,7 @@
 
 A task's settings are three sections, dataclasses of settings (rnnkit/settings.py): what it reads (data), the
 model, and how it trains (training: rnnkit/train.py's TrainConfig, shared by the tasks). The command line
-(`rnnkit train lm|classify`: one option per field), config files (`--config run.json`), presets
+(`rnnkit train lm|classify|seq2seq`: one option per field), config files (`--config run.json`), presets
 (presets.py) and the task functions (lm.train_lm, classify.train_classifier) all take these:
 
     settings = LMSettings(LMData(dataset="shakespeare"), LMModel(hidden=512), LMTraining(epochs=3))
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from ..data.pairs import GROUPS, NORMALIZATIONS
 from ..settings import Settings, flatten, layered, redefault, setting
-from ..spec import CELLS, POOLING, check_choice
+from ..decoding import MAX_OFFSET, MAX_RATIO
+from ..spec import ATTENTION, CELLS, POOLING, check_choice
 from ..train import TrainConfig
 from . import presets
 
@@ -195,9 +196,77 @@ class Seq2SeqData:
             raise ValueError(f"max_length must be >= 1 (or none), got {self.max_length}")
 
 
+@dataclass
+class Seq2SeqModel:
+    """An encoder–decoder: embedding → recurrent encoder; embedding → recurrent decoder attending over it."""
+
+    cell: str = setting("lstm", "the recurrent cell of the encoder and the decoder", choices=CELLS)
+    layers: int = setting(1, "stacked recurrent layers, in the encoder and in the decoder")
+    hidden: int = setting(128, "units of each recurrent layer (the encoder's per direction)")
+    embedding: int = setting(64, "embedding size, on both sides")
+    bidirectional: bool = setting(True, "the encoder reads both ways (--unidirectional: left to right only)",
+                                  flags=("--unidirectional", "--no-bidirectional"))
+    attention: str = setting("bahdanau", "none: the classic encoder-decoder; bahdanau: additive; luong-dot, "
+                             "luong-general: multiplicative, with input feeding", choices=ATTENTION)
+    dropout: float = setting(0.1, "dropout on the embeddings, between the layers and before the output layer")
+    teacher_forcing: float = setting(1.0, "probability that the decoder reads the true previous token in "
+                                     "training (below 1: scheduled sampling)")
+    label_smoothing: float = setting(0.0, "of the training loss")
+    tie_embeddings: bool = setting(False, "the output layer shares the target embedding (needs --embedding "
+                                   "equal to --hidden)")
+
+    def __post_init__(self):
+        check_choice("cell", self.cell, CELLS)
+        check_choice("attention", self.attention, ATTENTION)
+
+
+@dataclass
+class Seq2SeqTraining(TrainConfig):
+    epochs: int = redefault(TrainConfig, "epochs", 10)
+    batch_size: int = redefault(TrainConfig, "batch_size", 64)
+    out: str = redefault(TrainConfig, "out", "runs/seq2seq")
+    bucket: bool = setting(True, "batch pairs of similar length together, for less padding (--no-bucket: not)")
+    eval_translations: int = setting(200, "validation pairs translated (greedy) at each evaluation for exact "
+                                     "match, BLEU and chrF (0: the loss only)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eval_translations < 0:
+            raise ValueError(f"eval_translations must be >= 0, got {self.eval_translations}")
+
+
+@dataclass
+class Seq2SeqSettings(Settings):
+    data: Seq2SeqData
+    model: Seq2SeqModel = field(default_factory=Seq2SeqModel)
+    training: Seq2SeqTraining = field(default_factory=Seq2SeqTraining)
+
+
+@dataclass
+class Decoding:
+    """How `rnnkit translate` and `rnnkit evaluate` search for translations (rnnkit/decoding.py)."""
+
+    beam: int = setting(1, "beam width (1: greedy search)")
+    n_best: int = setting(1, "translations per text, best first (at most --beam)")
+    length_penalty: float = setting(0.0, "GNMT's alpha: scores are log P / ((5 + length) / 6)^alpha (0: log P)")
+    max_ratio: float = setting(MAX_RATIO, "a translation has at most max_ratio x source length + max_offset tokens")
+    max_offset: float = setting(MAX_OFFSET, "see --max-ratio")
+
+    def __post_init__(self):
+        if self.beam < 1 or not 1 <= self.n_best <= self.beam:
+            raise ValueError(f"need beam >= 1 and 1 <= n_best <= beam, got beam {self.beam} and n_best {self.n_best}")
+        if self.length_penalty < 0 or self.max_ratio < 0 or self.max_offset < 0:
+            raise ValueError("length_penalty, max_ratio and max_offset must be >= 0")
+
+    def search(self) -> dict:
+        """rnnkit.decoding.translate's keyword arguments."""
+        return dict(beam=self.beam, n_best=self.n_best, alpha=self.length_penalty, max_ratio=self.max_ratio,
+                    max_offset=self.max_offset)
+
+
 # ------------------------------------------------------------------------------------------------ resolve
 
-TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings}
+TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings, "seq2seq": Seq2SeqSettings}
 
 
 def resolve(task: str, explicit: typing.Mapping | None = None, *, preset: str | None = None,

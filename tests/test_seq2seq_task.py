@@ -158,3 +158,21 @@ def test_translate_bad_input_is_a_clear_error(trained, capsys, tmp_path):
     assert "not valid UTF-8 at byte offset 3" in capsys.readouterr().err
     assert main(["evaluate", best, "--dataset", "shakespeare"]) == 2
     assert "own data (--split) or on a file" in capsys.readouterr().err
+
+
+def test_resume_is_exact(tmp_path):
+    """Stopped after 2 updates and resumed to 4, a run ends with the weights of one that never stopped."""
+    import numpy as np
+
+    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.cli import main
+
+    args = ["train", "seq2seq", "--dataset", "reverse", "--examples", "200", "--sequence-length", "4",
+            "--hidden", "8", "--embedding", "4", "--batch-size", "16", "--eval-translations", "0", "--no-progress",
+            "--eval-every", "2", "--dropout", "0.3"]
+    assert main([*args, "--max-steps", "4", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*args, "--max-steps", "2", "--out", str(tmp_path / "resumed")]) == 0
+    assert main([*args, "--max-steps", "4", "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    a = load_checkpoint(tmp_path / "straight" / "last").weights
+    b = load_checkpoint(tmp_path / "resumed" / "last").weights
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

@@ -132,16 +132,16 @@ class Seq2SeqTask:
     def __init__(self, prepared: PreparedPairs, batch_size: int, seed: int, bucket: bool, eval_translations: int,
                  config: dict):
         self.prepared, self.config = prepared, config
-        self.train = PairBatcher(prepared.ids["train"], batch_size, seed=seed, bucket=bucket)
+        self.train_batches = PairBatcher(prepared.ids["train"], batch_size, seed=seed, bucket=bucket)
         self.valid = PairBatcher(prepared.ids["valid"], batch_size, shuffle=False, bucket=True)
         sources, refs = group_references(prepared.pairs["valid"][:eval_translations])
         self.eval_sources, self.eval_refs = sources, refs
 
     def num_batches(self) -> int:
-        return len(self.train)
+        return len(self.train_batches)
 
     def batches(self, epoch: int, start: int):
-        return self.train.batches(epoch, start)
+        return self.train_batches.batches(epoch, start)
 
     @staticmethod
     def batch_tokens(batch) -> int:

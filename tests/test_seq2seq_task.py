@@ -136,10 +136,13 @@ def test_evaluate_on_the_held_out_split_and_a_file(trained, capsys, tmp_path):
     assert report["sources"] == 30 and report["split"] == "the test split"
     assert 0 <= report["exact_match"] <= 1 and 0 <= report["chrf"] <= 1 and len(report["examples"]) == 5
     path = tmp_path / "pairs.jsonl"
-    path.write_text('{"source": "abc", "target": "abc"}\n{"source": "abc", "target": "abd"}\n', encoding="utf-8")
+    long = "a" * 40  # over the model's limit: 32 tokens (4 x the longest training source, at least 32)
+    path.write_text('{"source": "abc", "target": "abc"}\n{"source": "abc", "target": "abd"}\n'
+                    f'{{"source": "{long}", "target": "{long}"}}\n', encoding="utf-8")
     assert main(["evaluate", str(trained / "best"), "--data", str(path), "--beam", "2"]) == 0
     out = capsys.readouterr().out
     assert "1 sources (2 pairs), beam 2" in out and "exact match" in out and "chrF" in out
+    assert "(1 pairs with an empty side or over the length limit were left out)" in out
 
 
 def test_translate_bad_input_is_a_clear_error(trained, capsys, tmp_path):

@@ -16,8 +16,9 @@ pairs are shuffled (seeded) and cut into train/valid/test; each source then goes
 split the cut gave its first pair in the INPUT order. That pair sits at a uniformly random place of the
 shuffle, so a source lands in train with the train fraction whatever its number of translations (taking the
 first pair of the shuffled order instead would send sources with many translations to train). `moved`
-counts the pairs this put in another split than the plain cut did. group="both" keeps pairs connected by a shared source OR a shared target together (the
-connected components), so one split serves both translation directions.
+counts the pairs this put in another split than the plain cut did. group="both" keeps pairs connected by a
+shared source OR a shared target together (the connected components), so one split serves both translation
+directions.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ class SplitReport:
     def __str__(self):
         sizes = ", ".join(f"{k} {v:,}" for k, v in self.sizes.items())
         what = "source" if self.group == "source" else "group of pairs sharing a source or a target"
-        return f"{sizes} pairs; {self.moved:,} pairs moved to keep each {what} in one split ({self.groups:,})"
+        groups = "distinct sources" if self.group == "source" else "groups"
+        return f"{sizes} pairs; {self.moved:,} pairs moved to keep each {what} in one split ({self.groups:,} {groups})"
 
 
 def _group_keys(pairs, group: str) -> list:

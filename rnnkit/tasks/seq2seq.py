@@ -28,8 +28,8 @@ from .. import metrics
 from ..checkpoint import load_checkpoint
 from ..data import datasets, generators
 from ..data.batching import PairBatcher, pad
-from ..data.pairs import (PreparedPairs, SentenceTokenizer, SplitReport, prepare_pairs, read_pairs,
-                          split_by_source)
+from ..data.pairs import (PreparedPairs, SentenceTokenizer, SplitReport, filter_by_length, prepare_pairs,
+                          read_pairs, split_by_source, tokenize_pairs)
 from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
 from ..train import TrainResult, train
@@ -277,8 +277,9 @@ def evaluate_seq2seq(path, split: str = "test", data: str | None = None, source_
                      device: str = "auto", examples: int = 5) -> dict:
     """Exact match, BLEU and chrF of a checkpoint on a split of its own data (rebuilt from the checkpoint's
     data settings: the held-out test split by default) or on a file of pairs (`data`). Each distinct source is
-    translated once and scored against all its references. A JSON-ready dict, with the first `examples`
-    translations."""
+    translated once and scored against all its references. The pairs are filtered as in training (an empty
+    side, more than the run's max_length tokens on a side) and sources over the model's limit left out
+    ("dropped" counts both). A JSON-ready dict, with the first `examples` translations."""
     model = load_seq2seq(path, engine, device)
     decoding = decoding or Decoding()
     if data is not None:
@@ -290,21 +291,19 @@ def evaluate_seq2seq(path, split: str = "test", data: str | None = None, source_
             raise ValueError(f"unknown split {split!r}; choose train, valid or test")
         pairs = pair_splits(Seq2SeqData(**model.config["data"]))[0][split]
         where = f"the {split} split"
-    sources, references = group_references(pairs)
-    kept = [i for i, s in enumerate(sources) if model.tokenizer.tokenize(s)]
-    if not kept:
-        raise ValueError(f"{where} has no pairs with a non-empty source")
-    sources, references = [sources[i] for i in kept], [references[i] for i in kept]
-    too_long = sum(len(model.tokenizer.tokenize(s)) > model.max_source_length for s in sources)
-    if too_long:
-        keep = [i for i, s in enumerate(sources) if len(model.tokenizer.tokenize(s)) <= model.max_source_length]
-        sources, references = [sources[i] for i in keep], [references[i] for i in keep]
+    # the training run's filter: pairs with an empty side or over --max-length, or a source over the limit
+    tokens = tokenize_pairs(pairs, model.tokenizer, model.tokenizer)
+    keep, lengths = filter_by_length(tokens, model.config["data"].get("max_length"))
+    keep = [i for i in keep if len(tokens[i][0]) <= model.max_source_length]
+    if not keep:
+        raise ValueError(f"{where} has no pairs left to score after the length filter ({lengths})")
+    sources, references = group_references([pairs[i] for i in keep])
     ids = [model.source_vocab.encode(model.tokenizer.tokenize(s)) for s in sources]
     hyps = translate_ids(model.engine, ids, decoding)
     tokens = [model.target_vocab.decode(h[0].tokens) for h in hyps]
     report = score_translations(tokens, references, model.tokenizer)
     report.update(sources=len(sources), pairs=sum(len(r) for r in references), split=where,
-                  skipped_too_long=too_long, beam=decoding.beam, length_penalty=decoding.length_penalty,
+                  dropped=len(pairs) - len(keep), beam=decoding.beam, length_penalty=decoding.length_penalty,
                   examples=[{"source": s, "translation": model.tokenizer.detokenize(t), "references": r}
                             for s, t, r in list(zip(sources, tokens, references))[:examples]])
     return report
@@ -316,8 +315,8 @@ def format_report(report: dict) -> str:
              f"  exact match  {report['exact_match']:.4f}",
              f"  BLEU         {100 * report['bleu']:.2f}",
              f"  chrF         {100 * report['chrf']:.2f}"]
-    if report["skipped_too_long"]:
-        lines.append(f"  ({report['skipped_too_long']} sources over the model's length limit were skipped)")
+    if report["dropped"]:
+        lines.append(f"  ({report['dropped']:,} pairs with an empty side or over the length limit were left out)")
     for e in report["examples"]:
         lines.append(f"  {e['source']}  →  {e['translation']}   (reference: {' | '.join(e['references'])})")
     return "\n".join(lines)

@@ -124,6 +124,11 @@ def test_greedy_equals_beam_one_and_engines_agree(trained):
     assert a == b
     beam = scratch.translate(texts, Decoding(beam=4, n_best=4))
     assert all(len(r["translations"]) <= 4 for r in beam)
+    by_name = scratch.translate(texts, beam=4, n_best=4)  # the same search, its settings by name
+    assert [[t["tokens"] for t in r["translations"]] for r in by_name] == \
+        [[t["tokens"] for t in r["translations"]] for r in beam]
+    with pytest.raises(TypeError, match="not both"):
+        scratch.translate(texts, Decoding(), beam=2)
 
 
 def test_evaluate_on_the_held_out_split_and_a_file(trained, capsys, tmp_path):

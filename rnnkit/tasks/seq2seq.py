@@ -237,14 +237,18 @@ class LoadedSeq2Seq:
                              f"(e.g. {tokens[0]!r}): is the text in the language the model translates from?")
         return ids
 
-    def translate(self, texts, decoding: Decoding | None = None, batch_size: int = 64) -> list[dict]:
+    def translate(self, texts, decoding: Decoding | None = None, batch_size: int = 64, **search) -> list[dict]:
         """For each text: {"source": text, "source_tokens": [...], "translations": [{"text", "tokens", "score",
-        "log_prob", "finished"}, ...] best first, "attention": (output steps, source tokens) of the best}."""
+        "log_prob", "finished"}, ...] best first, "attention": (output steps, source tokens) of the best}.
+
+        The search: a Decoding, or its fields by name (`translate(texts, beam=5, n_best=3)`); default greedy."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise ValueError("translate takes a list of texts")
         if not texts:
             raise ValueError("translate got an empty list of texts")
-        decoding = decoding or Decoding()
+        if decoding is not None and search:
+            raise TypeError("give a Decoding or its settings by name, not both")
+        decoding = decoding or Decoding(**search)
         ids = [self.source_ids(t) for t in texts]
         out = []
         for text, n_best in zip(texts, translate_ids(self.engine, ids, decoding, batch_size)):

@@ -109,6 +109,20 @@ def check_source(source, source_lengths) -> tuple[np.ndarray, np.ndarray]:
     return source, check_lengths(source_lengths, *source.shape, "source_lengths")
 
 
+def check_step(prev_tokens, state: dict, memory: dict) -> np.ndarray:
+    """prev_tokens as int64 (B,), or a ValueError when they, the state and the memory disagree on the batch."""
+    prev = _ids({"prev_tokens": prev_tokens}, "prev_tokens", 1)
+    missing = [f"state[{k!r}]" for k in ("h",) if k not in state] + \
+        [f"memory[{k!r}]" for k in ("memory", "keys", "mask") if k not in memory]
+    if missing:
+        raise ValueError(f"decode_step needs {', '.join(missing)} (from encode)")
+    sizes = {f"state[{k!r}]": len(v) for k, v in state.items()} | {f"memory[{k!r}]": len(v) for k, v in memory.items()}
+    wrong = {k: n for k, n in sizes.items() if n != len(prev)}
+    if wrong:
+        raise ValueError(f"decode_step: {len(prev)} prev_tokens but batch sizes {wrong}")
+    return prev
+
+
 def check_batch(batch: dict) -> dict:
     """The batch's arrays as int64, shapes and lengths checked (see the module docstring)."""
     source, source_lengths = check_source(batch.get("source"), batch.get("source_lengths"))

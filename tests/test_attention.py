@@ -42,7 +42,8 @@ def test_backward_matches_finite_differences(kind):
 
 
 @settings(max_examples=15, deadline=None)
-@given(kind=st.sampled_from(KINDS), lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), seed=st.integers(0, 99))
+@given(kind=st.sampled_from(KINDS), lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+       seed=st.integers(0, 99))
 def test_padding_gets_exactly_zero_weight(kind, lengths, seed):
     attention, query, memory, mask, _ = setup(kind, batch=len(lengths), source=6, lengths=lengths, seed=seed)
     context, weights, _ = attention.step(query, attention.keys(memory), memory, mask)

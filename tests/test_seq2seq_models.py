@@ -6,7 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit.engines import build_engine
+from rnnkit.scratch.losses import cross_entropy
 from rnnkit.scratch.seq2seq import Seq2Seq as ScratchSeq2Seq
+from rnnkit.seq2seq_spec import loss_targets
 
 torch = pytest.importorskip("torch")
 from rnnkit.torch.engine import TorchEngine  # noqa: E402
@@ -62,7 +64,7 @@ def compare_loss_and_grads(scratch, model, batch):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("attention", ATTENTION)
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(data=st.data())
 def test_loss_and_every_gradient_match_torch(attention, cell, data):
     bidirectional = attention != "luong-dot" and data.draw(st.booleans(), "bidirectional")
@@ -96,26 +98,20 @@ def test_state_dicts_move_between_engines_unchanged():
 @pytest.mark.parametrize("attention, cell", [("luong-general", "lstm"), ("bahdanau", "gru"),
                                              ("none", "rnn_relu"), ("luong-dot", "rnn_tanh")])
 def test_scratch_backward_matches_finite_differences(attention, cell):
-    """Independently of torch: a few entries of every parameter, central differences of eval_loss."""
+    """Independently of torch: two entries of every parameter, central differences of the smoothed loss."""
     model = ScratchSeq2Seq(SOURCE_VOCAB, TARGET_VOCAB, 3, 3, 2, cell, attention != "luong-dot", attention,
                            label_smoothing=0.1, dtype=np.float64, rng=3)
     batch = make_batch(np.random.default_rng(4), [3, 1, 2], [3, 2, 1])
     model.zero_grad()
     model.loss(batch)
-    count = batch["target_lengths"].sum()
-    smoothed = model.label_smoothing
 
     def loss():
-        model.label_smoothing = smoothed
-        from rnnkit.scratch.losses import cross_entropy
-        from rnnkit.seq2seq_spec import loss_targets
-
         logits = model.forward(batch["source"], batch["source_lengths"], batch["target_in"])
-        return cross_entropy(logits, loss_targets(batch), label_smoothing=smoothed)[0]
+        return cross_entropy(logits, loss_targets(batch), label_smoothing=0.1)[0]
 
     rng = np.random.default_rng(5)
     for name, p in model.named_parameters():
-        for flat in rng.choice(p.data.size, size=min(3, p.data.size), replace=False):
+        for flat in rng.choice(p.data.size, size=min(2, p.data.size), replace=False):
             idx = np.unravel_index(flat, p.data.shape)
             old = p.data[idx]
             p.data[idx] = old + 1e-6
@@ -125,7 +121,6 @@ def test_scratch_backward_matches_finite_differences(attention, cell):
             p.data[idx] = old
             numeric = (plus - minus) / 2e-6
             assert abs(p.grad[idx] - numeric) < 1e-6 * max(1.0, abs(numeric)), (name, idx, p.grad[idx], numeric)
-    assert count > 0
 
 
 @pytest.mark.parametrize("engine", ["scratch", "torch"])
@@ -236,3 +231,49 @@ def test_engine_call_runs_the_same_inference_on_both_engines(attention):
     for engine in (scratch, other):
         with pytest.raises(ValueError, match="no inference method 'loss'"):
             engine.call("loss", {})
+
+
+@pytest.mark.parametrize("engine", ["scratch", "torch"])
+def test_bad_decode_steps_are_clear_errors(engine):
+    built = build_engine(engine, "Seq2Seq", dict(source_vocab=SOURCE_VOCAB, target_vocab=TARGET_VOCAB,
+                                                 embedding_dim=4, hidden_size=4, cell="lstm"), device="cpu")
+    state, memory = built.call("encode", np.array([[4, 5], [6, 0]]), np.array([2, 1]))
+    with pytest.raises(ValueError, match="3 prev_tokens but batch sizes"):
+        built.call("decode_step", np.array([2, 2, 2]), state, memory)
+    with pytest.raises(ValueError, match="out of range|must be in"):
+        built.call("decode_step", np.array([2, TARGET_VOCAB]), state, memory)
+    with pytest.raises(ValueError, match=r"needs state\['h'\]"):
+        built.call("decode_step", np.array([2, 2]), {}, memory)
+    with pytest.raises(ValueError, match="source_lengths must be in"):
+        built.call("encode", np.array([[4, 5]]), np.array([3]))
+    log_probs, state, weights = built.call("decode_step", np.array([2, 2]), state, memory)
+    assert log_probs.shape == (2, TARGET_VOCAB) and state["c"].shape == (2, 1, 4) and weights[1, 1] == 0.0
+
+
+def test_float32_engines_agree_loosely_and_train():
+    kwargs = dict(source_vocab=SOURCE_VOCAB, target_vocab=TARGET_VOCAB, embedding_dim=6, hidden_size=5,
+                  num_layers=2, cell="lstm", bidirectional=True, attention="luong-general")
+    scratch = build_engine("scratch", "Seq2Seq", kwargs, seed=0, lr=0.01)
+    other = build_engine("torch", "Seq2Seq", kwargs, device="cpu", lr=0.01)
+    other.load_weights(scratch.weights())
+    batch = make_batch(np.random.default_rng(2), [5, 3, 4], [4, 2, 3])
+    for _ in range(3):
+        a, b = scratch.train_step(batch), other.train_step(batch)
+        assert rel_err(a[0], b[0]) < 1e-5 and rel_err(a[1], b[1]) < 1e-4
+    assert all(w.dtype == np.float32 for w in scratch.weights().values())
+    for name, value in scratch.weights().items():
+        assert rel_err(value, other.weights()[name]) < 1e-4, name
+
+
+@pytest.mark.parametrize("engine", ["scratch", "torch"])
+def test_dropout_acts_in_training_only(engine):
+    kwargs = dict(source_vocab=SOURCE_VOCAB, target_vocab=TARGET_VOCAB, embedding_dim=6, hidden_size=5,
+                  num_layers=2, cell="gru", attention="bahdanau")
+    dropped = build_engine(engine, "Seq2Seq", {**kwargs, "dropout": 0.5}, dtype="float64", seed=0, device="cpu",
+                           lr=0.0)
+    plain = build_engine(engine, "Seq2Seq", kwargs, dtype="float64", seed=0, device="cpu", lr=0.0)
+    plain.load_weights(dropped.weights())
+    batch = make_batch(np.random.default_rng(3), [5, 3], [4, 4])
+    assert dropped.eval_loss(batch)[0] == plain.eval_loss(batch)[0]
+    losses = {dropped.train_step(batch)[0] for _ in range(3)}
+    assert len(losses) == 3 and plain.train_step(batch)[0] not in losses

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..seq2seq_spec import INFERENCE_METHODS, check_batch, check_options, check_source, loss_targets
+from ..seq2seq_spec import (INFERENCE_METHODS, check_batch, check_options, check_source, check_step,
+                            loss_targets)
 from .attention import Attention
 from .cells import CELLS
 from .layers import Dropout, Embedding, Linear
@@ -335,12 +336,12 @@ class Seq2Seq(Module):
 
     def decode_step(self, prev_tokens, state: dict, memory: dict):
         """(log_probs (B, V), state, attention (B, S)); see rnnkit/seq2seq_spec.py."""
+        prev = self.decoder.embedding.check_indices(check_step(prev_tokens, state, memory))
         like = lambda a: np.asarray(a, dtype=self.dtype)  # noqa: E731
         hs = list(like(state["h"]).transpose(1, 0, 2))
         cs = list(like(state["c"]).transpose(1, 0, 2)) if "c" in state else None
         feed = like(state["feed"]) if "feed" in state else None
         mask = np.asarray(memory["mask"], dtype=bool)
-        prev = self.decoder.embedding.check_indices(np.asarray(prev_tokens))
         o, hs, cs, feed, weights, _ = self.decoder.step(prev, hs, cs, feed, like(memory["keys"]),
                                                         like(memory["memory"]), mask, self.rng)
         logits = o @ self.decoder.output.weight.data.T + self.decoder.output.bias.data

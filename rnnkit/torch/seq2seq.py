@@ -1,4 +1,4 @@
-"""Sequence-to-sequence translation with attention on torch.nn: the scratch engine's Seq2Seq, autograd for the backward.
+"""Translation with attention on torch.nn: the scratch engine's Seq2Seq (rnnkit/scratch/seq2seq.py), autograd.
 
 Settings, parameter names, batch format and the encode / decode_step contract: rnnkit/seq2seq_spec.py.
 The equations are the scratch engine's (rnnkit/scratch/seq2seq.py, rnnkit/scratch/attention.py):
@@ -8,7 +8,8 @@ The equations are the scratch engine's (rnnkit/scratch/seq2seq.py, rnnkit/scratc
     step t    e_t = E_tgt[y_{t-1}]
       none      s_t = RNN(e_t, s_{t-1});                  o_t = s_t
       bahdanau  c_t, α_t = attend(s_{t-1}^top);  s_t = RNN([e_t; c_t], s_{t-1});  o_t = s_t
-      luong     s_t = RNN([e_t; h̃_{t-1}], s_{t-1});  c_t, α_t = attend(s_t^top);  h̃_t = tanh(W_c [c_t; s_t^top]);  o_t = h̃_t
+      luong     s_t = RNN([e_t; h̃_{t-1}], s_{t-1});  c_t, α_t = attend(s_t^top)
+                h̃_t = tanh(W_c [c_t; s_t^top]);  o_t = h̃_t
     logits_t = W_out o_t + b_out
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..seq2seq_spec import INFERENCE_METHODS, check_batch, check_options, check_source, loss_targets
+from ..seq2seq_spec import (INFERENCE_METHODS, check_batch, check_options, check_source, check_step,
+                            loss_targets)
 
 
 class Attention(nn.Module):
@@ -112,7 +114,8 @@ class Seq2Seq(nn.Module):
                                                    enforce_sorted=False)
         out, state = self.encoder.rnn(packed)
         memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=time)
-        mask = torch.arange(time, device=source.device)[None, :] < torch.as_tensor(lengths, device=source.device)[:, None]
+        ends = torch.as_tensor(lengths, device=source.device)
+        mask = torch.arange(time, device=source.device)[None, :] < ends[:, None]
         keys = self.decoder.attention.keys(memory) if self.attention_kind != "none" else memory
 
         def bridged(final, projections, squash):
@@ -199,13 +202,16 @@ class Seq2Seq(nn.Module):
 
     def decode_step(self, prev_tokens, state: dict, memory: dict):
         """(log_probs (B, V), state, attention (B, S)) as NumPy; see rnnkit/seq2seq_spec.py."""
+        prev = check_step(prev_tokens, state, memory)
+        if prev.size and (prev.min() < 0 or prev.max() >= self.decoder.embedding.num_embeddings):
+            raise ValueError(f"prev_tokens must be in [0, {self.decoder.embedding.num_embeddings})")
         weight = self.decoder.output.weight
         like = lambda a: as_tensor(a, weight.dtype, weight.device)  # noqa: E731
         h = like(state["h"]).transpose(0, 1).contiguous()
         rnn_state = (h, like(state["c"]).transpose(0, 1).contiguous()) if self.cell == "lstm" else h
         feed = like(state["feed"]) if "feed" in state else None
         mask = torch.as_tensor(np.asarray(memory["mask"], dtype=bool), device=weight.device)
-        prev = as_tensor(np.asarray(prev_tokens), torch.long, weight.device)
+        prev = as_tensor(prev, torch.long, weight.device)
         logits, rnn_state, feed, weights = self._step(prev, rnn_state, feed, like(memory["memory"]),
                                                       like(memory["keys"]), mask)
         h, c = rnn_state if self.cell == "lstm" else (rnn_state, None)

@@ -36,7 +36,9 @@ def test_bleu_and_chrf_equal_sacrebleu(seed, n, refs):
     streams = [[r[k] for r in references] for k in range(refs)]  # sacreBLEU: one list per reference "stream"
     want_bleu = sacrebleu.corpus_bleu(hyps, streams, smooth_method="none", tokenize="none").score / 100
     want_chrf = sacrebleu.corpus_chrf(hyps, streams).score / 100
-    assert bleu(references, hyps) == pytest.approx(want_bleu, rel=1e-12, abs=1e-12)
+    # token lists: bleu() reads a list of one-word strings as ONE tokenised reference (its documented rule)
+    tokenised = [[r.split() for r in refs] for refs in references]
+    assert bleu(tokenised, hyps) == pytest.approx(want_bleu, rel=1e-12, abs=1e-12)
     assert chrf(references, hyps) == pytest.approx(want_chrf, rel=1e-12, abs=1e-12)
 
 

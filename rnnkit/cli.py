@@ -90,6 +90,9 @@ TRAIN_TASKS = {  # task → (what it trains, the next step: {best} is the best c
            'generate with:   rnnkit generate {best} --prompt "..." --length 300'),
     "classify": ("a text classifier (e.g. the sentiment of posts)",
                  "evaluate with:   rnnkit evaluate {best} --data FILE   (or --dataset NAME --split test)"),
+    "seq2seq": ("a translation model (sequence to sequence, with attention)",
+                'translate with:  rnnkit translate {best} "text" --beam 5\n'
+                "evaluate with:   rnnkit evaluate {best}   (BLEU, chrF, exact match on the held-out test split)"),
 }
 LAYERS = ("The settings come in layers, each over the one before: the defaults shown below < the preset "
           "(--preset; without it, the dataset's own preset if it has one: --dataset airline-tweets) < the "
@@ -110,13 +113,13 @@ def resolve_settings(args):
 def cmd_train(args) -> int:
     import json
 
-    from rnnkit.tasks import classify, lm
+    from rnnkit.tasks import classify, lm, seq2seq
 
     settings = resolve_settings(args)
     if args.dry_run:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
-    run = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task]
+    run = {"lm": lm.train_lm, "classify": classify.train_classifier, "seq2seq": seq2seq.train_seq2seq}[args.task]
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         result = run(settings)   # with --json, what it prints goes to stderr: stdout is the summary alone
     state = result.state
@@ -289,7 +292,12 @@ def cmd_evaluate(args) -> int:
 
     from rnnkit.tasks import classify, lm
 
-    if checkpoint_task(args.checkpoint) == "classify":
+    task = checkpoint_task(args.checkpoint)
+    if task == "seq2seq":
+        return evaluate_seq2seq(args)
+    if args.data is None and args.dataset is None:
+        raise ValueError("give the data to evaluate on: --data FILE or --dataset NAME")
+    if task == "classify":
         report = classify.evaluate_classifier(
             args.checkpoint, data=args.data, dataset=args.dataset, split=args.split, text_column=args.text_column,
             label_column=args.label_column, label_map=args.label_map, engine=args.engine, device=args.device,
@@ -335,14 +343,15 @@ def add_use_commands(subparsers) -> None:
 
     p = add_parser(subparsers, "evaluate", "evaluate a trained model on held-out data")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="FILE", help="a UTF-8 text file (a language model), a labelled CSV/TSV/"
-                     "JSONL file (a classifier)")
+                     "JSONL file (a classifier), a file of pairs (translation; default: the held-out split of the "
+                     "model's own data)")
     src.add_argument("--dataset", help="a registered dataset")
     p.add_argument("--split", choices=("train", "valid", "test", "all"),
-                   help="with --dataset: its split (default: test). With a classifier's --data: all: every row; "
-                   "train/valid/test: that part of the file the model was trained on (default: test for that "
-                   "file, all for another)")
+                   help="with --dataset (translation: of the model's own data): its split (default: test). With a "
+                   "classifier's --data: all: every row; train/valid/test: that part of the file the model was "
+                   "trained on (default: test for that file, all for another)")
     p.add_argument("--batch-size", type=int, default=10, help="language models: parallel streams")
     p.add_argument("--bptt", type=int, help="window length (default: the training run's)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -355,8 +364,22 @@ def add_use_commands(subparsers) -> None:
                    "even those the data lacks (default: over the labels present, probabilities renormalised)")
     p.add_argument("--report", metavar="FILE.json", help="classifiers: write the report as JSON")
     p.add_argument("--confusion-png", metavar="FILE.png", help="classifiers: draw the confusion matrix")
+    p.add_argument("--source-column", help="translation: the source column of --data (default: the training run's)")
+    p.add_argument("--target-column", help="translation: the target column of --data (default: the training run's)")
+    add_decoding_options(p, "translation: ")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = add_parser(subparsers, "translate", "translate texts with a trained translation (seq2seq) model")
+    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/seq2seq/best)")
+    p.add_argument("texts", nargs="*", help="texts to translate (none: read --file, or standard input)")
+    p.add_argument("--file", metavar="FILE", help="one text per line")
+    p.add_argument("--json", action="store_true", help="one JSON object per text")
+    p.add_argument("--attention-png", metavar="FILE.png", help="draw the attention of the (first) text's best "
+                   "translation: source tokens x output tokens")
+    add_decoding_options(p)
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_translate)
 
     p = add_parser(subparsers, "predict", "label texts with a trained classifier")
     p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/sentiment/best)")
@@ -365,6 +388,88 @@ def add_use_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per text")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_predict)
+
+
+def add_decoding_options(parser, prefix: str = "") -> None:
+    """--beam, --n-best, --length-penalty, --max-ratio, --max-offset: rnnkit/tasks/settings.py's Decoding."""
+    from rnnkit.settings import options_of
+    from rnnkit.tasks.settings import Decoding
+
+    for option in options_of(Decoding).values():
+        add_setting_option(parser, option, suppress=False)
+        if prefix:
+            parser._actions[-1].help = prefix + parser._actions[-1].help
+
+
+def decoding_of(args):
+    from rnnkit.settings import options_of
+    from rnnkit.tasks.settings import Decoding
+
+    return Decoding(**{name: getattr(args, name) for name in options_of(Decoding)})
+
+
+def evaluate_seq2seq(args) -> int:
+    import json
+
+    from rnnkit.tasks import seq2seq
+
+    if args.dataset is not None:
+        raise ValueError("a translation model is evaluated on its own data (--split) or on a file (--data)")
+    if args.split == "all" or (args.data is not None and args.split is not None):
+        raise ValueError("a translation model scores a --data file whole: --split picks a part of its own data")
+    report = seq2seq.evaluate_seq2seq(args.checkpoint, split=args.split or "test", data=args.data,
+                                      source_column=args.source_column, target_column=args.target_column,
+                                      decoding=decoding_of(args), engine=args.engine, device=args.device)
+    if args.report:
+        write_json(args.report, report)
+    print(json.dumps(report, ensure_ascii=False) if args.json else seq2seq.format_report(report))
+    return 0
+
+
+def read_texts(args) -> list[str]:
+    """The positional texts, else the lines of --file, else of standard input (blank lines skipped)."""
+    if args.texts:
+        return args.texts
+    if args.file:
+        from rnnkit.data.text import read_text
+
+        lines = read_text(args.file).splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise ValueError(f"no texts to read in {args.file or 'standard input'}")
+    return texts
+
+
+def cmd_translate(args) -> int:
+    import json
+
+    from rnnkit.tasks import seq2seq
+
+    decoding = decoding_of(args)
+    texts = read_texts(args)
+    model = seq2seq.load_seq2seq(args.checkpoint, args.engine, args.device)
+    results = model.translate(texts, decoding)
+    if args.attention_png:
+        from rnnkit.plots import plot_attention
+
+        first, best = results[0], results[0]["translations"][0]
+        outputs = best["tokens"] + (["<eos>"] if best["finished"] else [])  # a row per emitted token
+        plot_attention(first["attention"], first["source_tokens"], outputs, args.attention_png,
+                       title=f"Attention: {first['source'][:60]}")
+    for result in results:
+        if args.json:
+            result = {"source": result["source"], "translations": [
+                {k: t[k] for k in ("text", "score", "log_prob", "finished")} for t in result["translations"]]}
+            print(json.dumps(result, ensure_ascii=False))
+        elif decoding.n_best == 1:
+            print(result["translations"][0]["text"])
+        else:
+            print(result["source"])
+            for rank, t in enumerate(result["translations"], 1):
+                print(f"  {rank}. {t['text']}   (score {t['score']:.3f})")
+    return 0
 
 
 def cmd_predict(args) -> int:

@@ -1,4 +1,4 @@
-"""Evaluation metrics: classification, language modelling, translation (BLEU) and regression.
+"""Evaluation metrics: classification, language modelling, translation (BLEU, chrF) and regression.
 
 Classification follows scikit-learn: per-class precision, recall and F1 with zero_division=0 (a ratio whose
 denominator is 0 counts as 0), macro averages over the classes, weighted averages by support. Every function
@@ -214,6 +214,65 @@ def bleu(references, hypotheses, max_n: int = 4) -> float:
     log_p = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
     bp = 1.0 if c > r else math.exp(1 - r / c)
     return bp * math.exp(log_p)
+
+
+# ------------------------------------------------------------------------------------------------ chrF
+
+
+def _char_ngrams(text: str, max_n: int) -> list[Counter]:
+    text = "".join(text.split())  # white space is not part of any character n-gram
+    return [Counter(text[i:i + n] for i in range(len(text) - n + 1)) for n in range(1, max_n + 1)]
+
+
+def _chrf_stats(hyp: list[Counter], ref: list[Counter]) -> list[int]:
+    """[hypothesis n-grams, reference n-grams, matches] for each order, concatenated."""
+    stats = []
+    for h, r in zip(hyp, ref):
+        stats += [sum(h.values()) if r else 0, sum(r.values()), sum(min(k, r[g]) for g, k in h.items() if g in r)]
+    return stats
+
+
+def _chrf_score(stats: list[int], beta: float) -> float:
+    """F_beta of the precision and recall averaged over the orders that occur in both hypothesis and reference."""
+    precisions, recalls = [], []
+    for i in range(0, len(stats), 3):
+        n_hyp, n_ref, n_match = stats[i:i + 3]
+        if n_hyp > 0 and n_ref > 0:
+            precisions.append(n_match / n_hyp)
+            recalls.append(n_match / n_ref)
+    if not precisions:
+        return 0.0
+    p, r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+    return (1 + beta ** 2) * p * r / (beta ** 2 * p + r) if p + r else 0.0
+
+
+def chrf(references, hypotheses, max_n: int = 6, beta: float = 2.0) -> float:
+    """Corpus chrF in [0, 1] (Popović 2015): the character n-gram F-score, chrF2 by default.
+
+    hypotheses: strings (a token list is joined with spaces). references: for each hypothesis a string, or a
+    list of strings (several references; the one giving the best sentence F-score counts). White space is
+    removed before counting character n-grams of orders 1..max_n. Per order, the counts of hypothesis
+    n-grams, reference n-grams and clipped matches are summed over the corpus; precision P and recall R are
+    averaged over the orders present in both, and chrF = (1 + β²) P R / (β² P + R).
+    This is sacreBLEU's CHRF() (char_order=6, word_order=0, beta=2, eps_smoothing=False) divided by 100.
+    """
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references for {len(hypotheses)} hypotheses")
+    if not hypotheses:
+        raise ValueError("empty input: no hypotheses to score")
+    if max_n < 1 or beta <= 0:
+        raise ValueError(f"max_n must be >= 1 and beta > 0, got {max_n} and {beta}")
+    total = [0] * (3 * max_n)
+    for refs, hyp in zip(references, hypotheses):
+        hyp = hyp if isinstance(hyp, str) else " ".join(hyp)
+        refs = [refs] if isinstance(refs, str) else list(refs)
+        if not refs or not all(isinstance(r, str) for r in refs):
+            raise ValueError("each hypothesis needs a reference string, or a list of reference strings")
+        h = _char_ngrams(hyp, max_n)
+        candidates = [_chrf_stats(h, _char_ngrams(ref, max_n)) for ref in refs]
+        best = max(candidates, key=lambda stats: _chrf_score(stats, beta))  # the first of equal scores
+        total = [a + b for a, b in zip(total, best)]
+    return _chrf_score(total, beta)
 
 
 # ------------------------------------------------------------------------------- exact match, regression

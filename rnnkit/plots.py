@@ -1,4 +1,4 @@
-"""Figures as PNG files: a confusion matrix, and the loss curves of a training run.
+"""Figures as PNG files: a confusion matrix, the loss curves of a training run, an attention heat map.
 
 Needs matplotlib (`pip install 'rnnkit[plots]'`), imported only when a figure is drawn. The figures are drawn
 on matplotlib's Agg canvas directly, without pyplot, so they never open a window or change the backend of
@@ -111,6 +111,38 @@ def plot_history(metrics_jsonl_path: str | os.PathLike, path: str | os.PathLike,
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+def plot_attention(weights, source_tokens, target_tokens, path: str | os.PathLike,
+                   title: str = "Attention") -> Path:
+    """Write an attention heat map as a PNG; return its path.
+
+    weights (target steps, source tokens): row t is the attention of output step t over the source (each row
+    sums to 1 over the real source tokens); columns are labelled with `source_tokens`, rows with
+    `target_tokens`. Darker is more attention.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    sources, targets = [str(t) for t in source_tokens], [str(t) for t in target_tokens]
+    if w.ndim != 2 or w.size == 0:
+        raise ValueError(f"expected non-empty attention weights (target steps, source tokens), got shape {w.shape}")
+    if w.shape != (len(targets), len(sources)):
+        raise ValueError(f"attention weights of shape {w.shape} for {len(targets)} target and {len(sources)} "
+                         f"source tokens")
+    if not np.isfinite(w).all() or w.min() < 0 or w.max() > 1 + 1e-6:
+        raise ValueError("attention weights must be finite and lie in [0, 1]")
+    cell = 0.32
+    fig = _figure(min(2.0 + cell * len(sources), 24.0), min(1.6 + cell * len(targets), 24.0))
+    ax = fig.add_subplot()
+    image = ax.imshow(w, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention")
+    ax.set_xticks(range(len(sources)), sources, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(targets)), targets, fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    ax.set_title(title)
     path = Path(path)
     fig.savefig(path, format="png")
     return path

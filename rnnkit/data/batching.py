@@ -1,4 +1,4 @@
-"""Language-model batches: a token stream cut into parallel streams, read in windows of `bptt` steps.
+"""Batches. Language models: a token stream cut into parallel streams, read in windows of `bptt` steps.
 
 The corpus `ids` (N,) is cut into `batch_size` contiguous streams, the rows of `data` (batch, N // batch)
 (the last N % batch tokens are dropped). Window k holds steps [k*bptt, k*bptt + t) of every stream as inputs
@@ -10,6 +10,9 @@ and the same steps shifted by one as targets:
 Row b of window k+1 continues row b of window k exactly where it stopped, so the hidden state a model ends
 window k with is the right initial state for window k+1: carry it over (detached, for truncated BPTT)
 instead of resetting it. The last window is shorter when (N // batch - 1) is not a multiple of `bptt`.
+
+Padded batches (classification, translation): pad(), and for translation pairs pair_batch() and
+PairBatcher (seeded shuffling, optional bucketing by length).
 """
 
 from __future__ import annotations
@@ -74,3 +77,92 @@ class LMBatcher:
 def lm_batches(ids, batch_size: int, bptt: int):
     """Iterate over `(inputs, targets)` windows; shorthand for `iter(LMBatcher(ids, batch_size, bptt))`."""
     return iter(LMBatcher(ids, batch_size, bptt))
+
+
+# ------------------------------------------------------------------------------------ padded sequences
+
+
+def pad(sequences: list, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Token id arrays → (ids (batch, longest) int64 padded with `pad_id`, lengths (batch,) int64)."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    ids = np.full((len(sequences), lengths.max()), pad_id, dtype=np.int64)
+    for row, seq in zip(ids, sequences):
+        row[: len(seq)] = seq
+    return ids, lengths
+
+
+def pair_batch(sources: list, targets: list, bos_id: int = 2, eos_id: int = 3, pad_id: int = 0) -> dict:
+    """One translation batch from source and target id arrays (without <bos>/<eos>):
+
+        source         (B, S) int64, padded with pad_id     source_lengths (B,)
+        target_in      (B, T) = <bos> y_1 .. y_n, padded    target_lengths (B,) = n + 1
+        target_out     (B, T) = y_1 .. y_n <eos>, padded
+    The decoder reads target_in and is trained to predict target_out, position by position.
+    """
+    if len(sources) != len(targets) or not sources:
+        raise ValueError(f"a batch needs as many targets as sources, at least one: got {len(sources)} and "
+                         f"{len(targets)}")
+    source, source_lengths = pad(sources, pad_id)
+    target_in, target_lengths = pad([np.concatenate([[bos_id], t]).astype(np.int64) for t in targets], pad_id)
+    target_out, _ = pad([np.concatenate([t, [eos_id]]).astype(np.int64) for t in targets], pad_id)
+    return {"source": source, "source_lengths": source_lengths, "target_in": target_in,
+            "target_out": target_out, "target_lengths": target_lengths}
+
+
+class PairBatcher:
+    """Mini-batches of translation pairs (pair_batch dicts, each with "index" (B,): the pairs' positions).
+
+    shuffle: the order is a permutation drawn from (seed, epoch), so epoch e is the same in a resumed run;
+        without it the pairs come in their order (for evaluation).
+    bucket: pairs of similar length share a batch (less padding): the order is cut into pools of
+        `pool` batches, each pool sorted by (source length, target length), cut into batches, and with
+        shuffle the batches are shuffled again. `batches(epoch, start)` resumes at batch `start`.
+    """
+
+    def __init__(self, pairs: list, batch_size: int, seed: int = 0, shuffle: bool = True, bucket: bool = False,
+                 pool: int = 50, bos_id: int = 2, eos_id: int = 3):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not pairs:
+            raise ValueError("no pairs to batch")
+        self.pairs, self.batch_size, self.seed = pairs, batch_size, seed
+        self.shuffle, self.bucket, self.pool = shuffle, bucket, max(1, pool)
+        self.bos_id, self.eos_id = bos_id, eos_id
+        self.lengths = np.array([(len(s), len(t)) for s, t, *_ in pairs], dtype=np.int64).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return -(-len(self.pairs) // self.batch_size)
+
+    def num_batches(self) -> int:
+        return len(self)
+
+    def order(self, epoch: int = 0) -> list[np.ndarray]:
+        """The index arrays of epoch `epoch`'s batches."""
+        n, size = len(self.pairs), self.batch_size
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.bucket:
+            pools = [order[i: i + size * self.pool] for i in range(0, n, size * self.pool)]
+            # lexsort: the last key is the primary one; stable, so equal lengths keep the shuffled order
+            order = np.concatenate([p[np.lexsort((self.lengths[p, 1], self.lengths[p, 0]))] for p in pools])
+        batches = [order[i: i + size] for i in range(0, n, size)]
+        if self.bucket and self.shuffle:
+            batches = [batches[k] for k in rng.permutation(len(batches))]
+        return batches
+
+    def batches(self, epoch: int = 0, start: int = 0):
+        """Yield epoch `epoch`'s batches from batch `start` on."""
+        if not 0 <= start <= len(self):
+            raise ValueError(f"start must be in [0, {len(self)}], got {start}")
+        for rows in self.order(epoch)[start:]:
+            batch = pair_batch([self.pairs[i][0] for i in rows], [self.pairs[i][1] for i in rows],
+                               self.bos_id, self.eos_id)
+            batch["index"] = rows.astype(np.int64)
+            yield batch
+
+    def __iter__(self):
+        return self.batches(0)
+
+    def __repr__(self) -> str:
+        return (f"PairBatcher(pairs={len(self.pairs)}, batch_size={self.batch_size}, batches={len(self)}, "
+                f"shuffle={self.shuffle}, bucket={self.bucket})")

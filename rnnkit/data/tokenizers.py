@@ -8,7 +8,7 @@ import re
 # or any other single non-space character (punctuation).
 _WORD = re.compile(r"<[^<>\s]+>|\w+(?:['’-]\w+)*|[^\w\s]")
 _NO_SPACE_BEFORE = re.compile(r" ([.,;:!?%)\]}])")
-_NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
+_NO_SPACE_AFTER = re.compile(r"([(\[{¿¡]) ")
 
 
 class CharTokenizer:

@@ -24,6 +24,7 @@ import numpy as np
 from .. import metrics
 from ..checkpoint.atomic import write_json, write_text_atomic
 from ..data import datasets
+from ..data.batching import pad
 from ..data.posts import PostTokenizer
 from ..data.splits import describe, file_sha256, parse_label_map, rename_labels, split_file
 from ..data.tables import read_labelled
@@ -110,15 +111,6 @@ class Encoder:
 
     def to_config(self) -> dict:
         return {"tokenizer": self.tokenizer.config(), "max_length": self.max_length}
-
-
-def pad(sequences: list) -> tuple[np.ndarray, np.ndarray]:
-    """Token id arrays → (ids (batch, longest) padded with 0 = <pad>, lengths (batch,))."""
-    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    ids = np.zeros((len(sequences), lengths.max()), dtype=np.int64)
-    for row, seq in zip(ids, sequences):
-        row[: len(seq)] = seq
-    return ids, lengths
 
 
 def encode_pairs(encoder: Encoder, pairs, labels: list) -> tuple[list, np.ndarray, int]:

@@ -2,7 +2,7 @@
 
 A task's settings are three sections, dataclasses of settings (rnnkit/settings.py): what it reads (data), the
 model, and how it trains (training: rnnkit/train.py's TrainConfig, shared by the tasks). The command line
-(`rnnkit train lm|classify`: one option per field), config files (`--config run.json`), presets
+(`rnnkit train lm|classify|seq2seq`: one option per field), config files (`--config run.json`), presets
 (presets.py) and the task functions (lm.train_lm, classify.train_classifier) all take these:
 
     settings = LMSettings(LMData(dataset="shakespeare"), LMModel(hidden=512), LMTraining(epochs=3))
@@ -17,8 +17,10 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 
+from ..data.pairs import GROUPS, NORMALIZATIONS
 from ..settings import Settings, flatten, layered, redefault, setting
-from ..spec import CELLS, POOLING, check_choice
+from ..decoding import MAX_OFFSET, MAX_RATIO
+from ..spec import ATTENTION, CELLS, POOLING, check_choice
 from ..train import TrainConfig
 from . import presets
 
@@ -147,9 +149,125 @@ class ClassifySettings(Settings):
     training: ClassifyTraining = field(default_factory=ClassifyTraining)
 
 
+# ------------------------------------------------------------------------------------------------ seq2seq
+
+SEQ2SEQ_SOURCES = ("addition", "dates", "reverse", "copy", "tatoeba-en-es")  # generators, then registered
+
+
+@dataclass
+class Seq2SeqData:
+    """The sentence pairs a translation model learns from, how they are split and cut into tokens."""
+
+    dataset: str | None = setting(None, "a generator (addition, dates, reverse, copy) or a registered translation "
+                                  "dataset (tatoeba-en-es)", choices=SEQ2SEQ_SOURCES, exclusive="source")
+    data: str | None = setting(None, "a TSV/CSV (with a header) or JSONL file of sentence pairs", metavar="FILE",
+                               exclusive="source")
+    source_column: str = setting("source", "the column (or JSON key) of the source sentences in --data")
+    target_column: str = setting("target", "the column (or JSON key) of the target sentences in --data")
+    source_language: str | None = setting(None, "a translation dataset's source language (tatoeba-en-es: en or "
+                                          "es; default: the name's order)", flags=("--source", "--source-language"))
+    target_language: str | None = setting(None, "its target language", flags=("--target", "--target-language"))
+    examples: int = setting(50_000, "generators: pairs generated (train, valid and test together)")
+    digits: int = setting(3, "addition: the most digits of each operand")
+    sequence_length: int = setting(10, "reverse, copy: the longest string generated")
+    valid_fraction: float = setting(0.1, "of the pairs, for validation")
+    test_fraction: float = setting(0.1, "of the pairs, held out for the test (dates: in formats never trained on)")
+    split_seed: int = setting(0, "seeds the split, apart from --seed: the same split for every model")
+    split_group: str = setting("source", "keep together the pairs sharing a source (both: a source or a "
+                               "target, so one split serves both directions)", choices=GROUPS)
+    level: str | None = setting(None, "tokens (default: char for generators, word otherwise)", choices=LEVELS)
+    lower: bool = setting(False, "lower-case the sentences")
+    normalization: str = setting("NFKC", "the Unicode normal form applied first", choices=NORMALIZATIONS)
+    min_freq: int = setting(1, "rarer tokens (in train) become <unk>")
+    max_vocab: int | None = setting(None, "keep only the most frequent tokens of each side (default: all)")
+    max_length: int | None = setting(None, "drop pairs with more tokens on a side (default: keep all)")
+
+    def __post_init__(self):
+        check_source(self.dataset, self.data, "a file of sentence pairs")
+        if self.dataset is not None:
+            check_choice("dataset", self.dataset, SEQ2SEQ_SOURCES)
+        check_choice("split_group", self.split_group, GROUPS)
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        if self.level is not None:
+            check_choice("level", self.level, LEVELS)
+        for name in ("examples", "digits", "sequence_length", "min_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1 (or none), got {self.max_length}")
+
+
+@dataclass
+class Seq2SeqModel:
+    """An encoder–decoder: embedding → recurrent encoder; embedding → recurrent decoder attending over it."""
+
+    cell: str = setting("lstm", "the recurrent cell of the encoder and the decoder", choices=CELLS)
+    layers: int = setting(1, "stacked recurrent layers, in the encoder and in the decoder")
+    hidden: int = setting(128, "units of each recurrent layer (the encoder's per direction)")
+    embedding: int = setting(64, "embedding size, on both sides")
+    bidirectional: bool = setting(True, "the encoder reads both ways (--unidirectional: left to right only)",
+                                  flags=("--unidirectional", "--no-bidirectional"))
+    attention: str = setting("bahdanau", "none: the classic encoder-decoder; bahdanau: additive; luong-dot, "
+                             "luong-general: multiplicative, with input feeding", choices=ATTENTION)
+    dropout: float = setting(0.1, "dropout on the embeddings, between the layers and before the output layer")
+    teacher_forcing: float = setting(1.0, "probability that the decoder reads the true previous token in "
+                                     "training (below 1: scheduled sampling)")
+    label_smoothing: float = setting(0.0, "of the training loss")
+    tie_embeddings: bool = setting(False, "the output layer shares the target embedding (needs --embedding "
+                                   "equal to --hidden)")
+
+    def __post_init__(self):
+        check_choice("cell", self.cell, CELLS)
+        check_choice("attention", self.attention, ATTENTION)
+
+
+@dataclass
+class Seq2SeqTraining(TrainConfig):
+    epochs: int = redefault(TrainConfig, "epochs", 10)
+    batch_size: int = redefault(TrainConfig, "batch_size", 64)
+    out: str = redefault(TrainConfig, "out", "runs/seq2seq")
+    bucket: bool = setting(True, "batch pairs of similar length together, for less padding (--no-bucket: not)")
+    eval_translations: int = setting(200, "validation pairs translated (greedy) at each evaluation for exact "
+                                     "match, BLEU and chrF (0: the loss only)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eval_translations < 0:
+            raise ValueError(f"eval_translations must be >= 0, got {self.eval_translations}")
+
+
+@dataclass
+class Seq2SeqSettings(Settings):
+    data: Seq2SeqData
+    model: Seq2SeqModel = field(default_factory=Seq2SeqModel)
+    training: Seq2SeqTraining = field(default_factory=Seq2SeqTraining)
+
+
+@dataclass
+class Decoding:
+    """How `rnnkit translate` and `rnnkit evaluate` search for translations (rnnkit/decoding.py)."""
+
+    beam: int = setting(1, "beam width (1: greedy search)")
+    n_best: int = setting(1, "translations per text, best first (at most --beam)")
+    length_penalty: float = setting(0.0, "GNMT's alpha: scores are log P / ((5 + length) / 6)^alpha (0: log P)")
+    max_ratio: float = setting(MAX_RATIO, "a translation has at most max_ratio x source length + max_offset tokens")
+    max_offset: float = setting(MAX_OFFSET, "see --max-ratio")
+
+    def __post_init__(self):
+        if self.beam < 1 or not 1 <= self.n_best <= self.beam:
+            raise ValueError(f"need beam >= 1 and 1 <= n_best <= beam, got beam {self.beam} and n_best {self.n_best}")
+        if self.length_penalty < 0 or self.max_ratio < 0 or self.max_offset < 0:
+            raise ValueError("length_penalty, max_ratio and max_offset must be >= 0")
+
+    def search(self) -> dict:
+        """rnnkit.decoding.translate's keyword arguments."""
+        return dict(beam=self.beam, n_best=self.n_best, alpha=self.length_penalty, max_ratio=self.max_ratio,
+                    max_offset=self.max_offset)
+
+
 # ------------------------------------------------------------------------------------------------ resolve
 
-TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings}
+TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings, "seq2seq": Seq2SeqSettings}
 
 
 def resolve(task: str, explicit: typing.Mapping | None = None, *, preset: str | None = None,

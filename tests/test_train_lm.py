@@ -221,7 +221,7 @@ def test_torch_engine_trains_and_resumes_through_the_cli(corpus, tmp_path, capsy
     assert main([*args, "--epochs", "2", "--resume"]) == 0
     assert load_checkpoint(out / "last", load_optimizer=True).trainer_state["step"] == 2 * first
     assert main([*args, "--epochs", "3", "--engine", "scratch", "--resume"]) == 2
-    assert "trained with the torch engine" in capsys.readouterr().err
+    assert "--engine scratch differs from the run's engine = torch" in capsys.readouterr().err
 
 
 def test_validation_every_n_steps_and_early_stopping(corpus, tmp_path, monkeypatch):

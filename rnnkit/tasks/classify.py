@@ -25,6 +25,7 @@ from ..data.posts import PostTokenizer
 from ..data.tables import read_labelled
 from ..data.vocab import PAD, UNK, Vocabulary
 from ..engines import build_engine, check_engine
+from ..runs import check_out
 from ..train import TrainResult, train
 from .settings import ClassifySettings, settings_of
 
@@ -215,6 +216,7 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
     """
     s = settings_of("classify", settings, preset, options)
     data, model, training = s.data, s.model, s.training
+    check_out(training.out, training.resume, training.overwrite, clear_run=False)  # before the data is read
     examples = load_examples(data.dataset, data.data, data.valid, data.test, data.text_column, data.label_column)
     tokenizer = PostTokenizer()
     vocab = Vocabulary.build([tokenizer.tokenize(t) for t, _ in examples.train], min_freq=data.min_freq,
@@ -253,7 +255,7 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
                    "training": asdict(training), "dtype": training.dtype, "word_dropout": model.word_dropout}
     task = ClassifyTask(train_ids, train_y, valid_ids, valid_y, training.batch_size, training.seed, ckpt_config,
                         word_dropout=model.word_dropout, unk_id=vocab.unk_id)
-    return train(task, eng, training, training.out, resume=training.resume)
+    return train(task, eng, training, training.out, resume=training.resume, settings=s.to_dict(), task_name="classify")
 
 
 # ------------------------------------------------------------------------------------------------ use

@@ -232,7 +232,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     bar = _progress(config.progress, total, state.step)
     metrics: dict = state.history[-1] if state.history else {}
     tokens, busy = 0, 0.0   # since the last log line: tokens trained, seconds spent on them
-    clock = _Clock(state, total, lambda: _steps_to_eval(config, state, every, per_epoch), bar.write)
+    clock = _Clock(state, total, lambda: _steps_to_eval(config, state, every, per_epoch, total), bar.write)
     mark = time.perf_counter()
     stop = state.step >= total
 
@@ -310,10 +310,10 @@ def eval_interval(eval_every: int | None, per_epoch: int) -> int:
     return math.ceil(per_epoch / parts)
 
 
-def _steps_to_eval(config: TrainConfig, state: TrainState, every: int, per_epoch: int) -> int:
+def _steps_to_eval(config: TrainConfig, state: TrainState, every: int, per_epoch: int, total: int) -> int:
     if config.eval_every:
-        return every - state.step % every
-    return min(every - state.batch % every, per_epoch - state.batch)
+        return min(every - state.step % every, total - state.step)
+    return min(every - state.batch % every, per_epoch - state.batch, total - state.step)
 
 
 def _patience_spent(config: TrainConfig, state: TrainState) -> bool:

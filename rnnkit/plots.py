@@ -74,6 +74,13 @@ def read_history(metrics_jsonl_path: str | os.PathLike) -> dict[str, list[tuple[
 def plot_history(metrics_jsonl_path: str | os.PathLike, path: str | os.PathLike,
                  title: str = "Training history") -> Path:
     """Plot the training loss ("loss") and validation loss ("val_loss") of a run against the step; write a PNG."""
+    path = Path(path)
+    history_figure(metrics_jsonl_path, title).savefig(path, format="png")
+    return path
+
+
+def history_figure(metrics_jsonl_path: str | os.PathLike, title: str = "Training history"):
+    """plot_history's figure (a matplotlib Figure), not yet saved."""
     series = read_history(metrics_jsonl_path)
     curves = {k: v for k, v in series.items() if k in ("loss", "val_loss")}
     if not curves:
@@ -84,9 +91,7 @@ def plot_history(metrics_jsonl_path: str | os.PathLike, path: str | os.PathLike,
     _loss_panel(ax, curves, lambda pairs: [s for s, _ in pairs])
     ax.set_xlabel("step")
     ax.set_title(title)
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
+    return fig
 
 
 def _loss_panel(ax, series: dict, xs) -> None:
@@ -111,6 +116,18 @@ def plot_run(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, 
     """The curves of a training run (its metrics.jsonl) in four panels: the training and validation loss, the
     other validation metrics, the learning rate, the gradient norm; against the step or (x="time") the wall
     time. Writes `path` (default RUN/curves.png), and beside it an SVG with `svg`; returns the files."""
+    fig = run_figure(run_dir, x)
+    path = Path(path) if path is not None else Path(run_dir) / "curves.png"
+    fig.savefig(path, format="png")
+    written = [path]
+    if svg:
+        written.append(path.with_suffix(".svg"))
+        fig.savefig(written[-1], format="svg")
+    return written
+
+
+def run_figure(run_dir: str | os.PathLike, x: str = "step"):
+    """plot_run's figure (a matplotlib Figure), not yet saved."""
     from .runs import METRICS
 
     if x not in ("step", "time"):
@@ -153,11 +170,5 @@ def plot_run(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, 
         ax.grid(True, alpha=0.3)
     for ax in (lr_ax, norm_ax):
         ax.set_xlabel(xlabel)
-    fig.suptitle(f"training run {run_dir.name or run_dir}")
-    path = Path(path) if path is not None else run_dir / "curves.png"
-    fig.savefig(path, format="png")
-    written = [path]
-    if svg:
-        written.append(path.with_suffix(".svg"))
-        fig.savefig(written[-1], format="svg")
-    return written
+    fig.suptitle(f"training run {run_dir.resolve().name}")
+    return fig

@@ -180,8 +180,9 @@ class _Log:
     """metrics.jsonl: appended line by line; on resume, cut back to the checkpoint's step (a line torn by a crash
     in the middle of writing it is dropped, with a warning)."""
 
-    def __init__(self, path: Path, resume_step: int | None):
+    def __init__(self, path: Path, resume_step: int | None, tensorboard: Path | None = None):
         self.path = path
+        self.board = _tensorboard_writer(tensorboard, resume_step) if tensorboard is not None else None
         if resume_step is None:
             path.write_text("")
         elif path.exists():
@@ -191,6 +192,29 @@ class _Log:
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.board is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.board.add_scalar(key, value, record["step"])
+            self.board.flush()
+
+
+def _summary_writer():
+    """TensorBoard's SummaryWriter class: torch's, else tensorboardX's (either needs its package); a ValueError
+    if neither is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter
+
+
+def _tensorboard_writer(folder: Path, resume_step: int | None):
+    """A SummaryWriter on `folder`; on resume, TensorBoard drops the events logged after `resume_step`."""
+    return _summary_writer()(log_dir=str(folder), purge_step=None if resume_step is None else resume_step + 1)
 
 
 def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, settings: dict | None = None,
@@ -202,6 +226,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     `--resume` reads. SIGINT (Ctrl-C) or SIGTERM saves last/ after the step under way and raises
     TrainingInterrupted (exit code 130 or 143)."""
     run_dir = check_out(run_dir, resume, config.overwrite)
+    if config.tensorboard:
+        _summary_writer()  # installed, or a clear error before anything is written
     state, carry = TrainState(), None
     if resume:  # a finished run resumed with a larger budget (--epochs, --max-steps) goes on
         saved = saved_settings(run_dir, task_name) if settings is not None else None
@@ -211,7 +237,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     run_dir.mkdir(parents=True, exist_ok=True)
     if settings is not None:
         write_run(run_dir, task_name or "?", settings)
-    log = _Log(run_dir / METRICS, state.step if resume else None)
+    log = _Log(run_dir / METRICS, state.step if resume else None,
+               run_dir / "tensorboard" if config.tensorboard else None)
     say = _NoBar.write
 
     per_epoch = task.num_batches()

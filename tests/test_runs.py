@@ -1,6 +1,7 @@
 """Run folders as a user meets them through `rnnkit train`: never overwritten by accident, never written where
 they do not belong, resumed with their own settings, a torn log line or a divergence handled (rnnkit/runs.py,
 rnnkit/train.py)."""
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -167,3 +168,33 @@ def test_divergence_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch
                     progress=False, plot=False, out=str(run), log=lambda *a: None)
     assert load_checkpoint(run / "last", load_optimizer=True).trainer_state["step"] == 3
     assert [r["step"] for r in lines(run / "metrics.jsonl") if "val_loss" in r] == [3, 6, 9, 12]
+
+
+def test_a_run_logs_timestamps_and_draws_its_curves(corpus, tmp_path):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    assert main(["train", "lm", "--data", str(corpus), *SMALL[:-1], "--max-steps", "12", "--log-every", "5",
+                 "--out", str(run)]) == 0
+    records = lines(run / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 5, 10, 12]
+    import datetime
+
+    for r in records:
+        when = datetime.datetime.fromisoformat(r["time"])
+        assert abs((datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()) < 600
+    walls = [r["wall_s"] for r in records]
+    assert walls == sorted(walls) and 0 < walls[0] < 600
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tensorboard_logging(corpus, tmp_path, capsys):
+    have = any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX"))
+    run = tmp_path / "run"
+    code = train(corpus, run, "--max-steps", "4", "--log-every", "2", "--tensorboard")
+    if not have:  # a clear error, before any training
+        assert code == 2 and "--tensorboard needs the tensorboard package" in capsys.readouterr().err
+        assert not run.exists()
+        pytest.skip("the tensorboard package is not installed")
+    assert code == 0
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 100

@@ -3,6 +3,7 @@ they do not belong, resumed with their own settings, a torn log line or a diverg
 rnnkit/train.py)."""
 import importlib.util
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -198,3 +199,48 @@ def test_tensorboard_logging(corpus, tmp_path, capsys):
     assert code == 0
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 100
+
+
+def test_validation_comes_within_each_long_epoch():
+    """Without --eval-every: each epoch, and a long one in equal parts of at most 250 steps; 0: each epoch."""
+    from rnnkit.train import eval_interval
+
+    assert [eval_interval(None, n) for n in (21, 250, 251, 405, 1019, 3000)] == [21, 250, 126, 203, 204, 250]
+    assert eval_interval(0, 1019) == 1019 and eval_interval(7, 1019) == 7
+
+
+def test_the_summary_the_estimate_and_a_slow_first_step(tmp_path, monkeypatch, capsys):
+    """Before training: parameters, steps per epoch, when it validates; after a few steps: the estimated time
+    and when the first validation comes; a first step that takes long is said to be compiling, as it runs."""
+    import time as time_module
+
+    from rnnkit.scratch.engine import ScratchEngine
+    from rnnkit.train import _Clock
+
+    data = tmp_path / "verse.txt"
+    data.write_text(VERSE * 600)  # 25,920 characters: 405 windows of 4 x 16
+    monkeypatch.setattr(_Clock, "SLOW_FIRST_STEP", 0.05)
+    real_step, calls = ScratchEngine.train_step, []
+
+    def step(self, batch, carry=None):
+        calls.append(1)
+        if len(calls) == 1:
+            time_module.sleep(0.3)  # as numba compiling the kernels
+        return real_step(self, batch, carry)
+
+    monkeypatch.setattr(ScratchEngine, "train_step", step)
+    evaluated = []
+    monkeypatch.setattr(lm.LMTask, "evaluate", lambda self, engine: evaluated.append(1) or {"loss": 2.0})
+    result = lm.train_lm(data=str(data), hidden=8, layers=1, batch_size=4, bptt=16, epochs=1, progress=False,
+                         plot=False, out=str(tmp_path / "run"))
+    out, err = capsys.readouterr()
+    assert out.startswith("char-level ") and "25,920 training and 2,880 validation tokens, vocabulary 16" in out
+    # embedding 16x8, LSTM 4*8*(8+8) + 2*4*8, decoder 16*8 + 16
+    assert "848 parameters; 405 steps per epoch, 405 in all; validation every 203 steps and at the end of each " \
+           "epoch" in err
+    compiling, done = err.index("first step: compiling kernels (once) ..."), err.index("first step done in ")
+    assert compiling < done
+    estimate = re.search(r"estimated time: \d+ s for the 399 steps to go at ([\d.e-]+) s/step \(scratch engine: "
+                         r"LSTM on \w+\), plus the validations; the next validation in 197 steps, ~\d+ s", err)
+    assert estimate and float(estimate[1]) < 0.3, err  # the first step left out
+    assert [h["step"] for h in result.state.history] == [203, 405] and len(evaluated) == 2

@@ -12,11 +12,17 @@ else of either. A task provides:
     evaluate(engine) -> dict        validation metrics, "loss" among them (lower is better)
     checkpoint_config() -> dict     task, model and data settings, vocabulary: config.json's "config"
 
-What a run writes in `run_dir`:
-    last/           checkpoint + optimizer and trainer state: `--resume` continues from here
+What a run writes in `run_dir` (a new or empty folder, or a run resumed or replaced: rnnkit/runs.py):
+    run.json        the task's settings, which `--resume` reads
+    last/           checkpoint + optimizer and trainer state: `--resume` continues from here; saved at each
+                    evaluation, every `checkpoint_minutes` of training, and on SIGINT/SIGTERM
     best/           the checkpoint with the lowest validation loss so far
     metrics.jsonl   one JSON object per logged step (loss, grad_norm, lr, tokens_per_s) and per evaluation
-                    (val_<metric>..., eval_seconds)
+                    (val_<metric>..., eval_seconds), each with its time (UTC) and wall_s
+    curves.png      the curves of the run, drawn at the end (rnnkit/plots.py: plot_run)
+
+A run stops with a TrainingError, keeping the last good checkpoint, when the loss becomes NaN or infinite or
+the validation loss diverges (DIVERGED_FACTOR x the first step's loss, DIVERGED_EVALS evaluations in a row).
 
 Resume is exact: the checkpoint holds the weights, the optimizer state, the step, the position in the epoch,
 the carried recurrent state and the random generators' states, so a run killed at any point and resumed
@@ -311,7 +317,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                 if caught:
                     bar.close()
                     raise TrainingInterrupted(caught[0], f"stopped by {signal.Signals(caught[0]).name} after step "
-                                              f"{state.step}; {_last_good(run_dir)}")
+                                              f"{state.step}. {_last_good(run_dir)}")
                 mark = time.perf_counter()
                 if stop or end_of_epoch:
                     break

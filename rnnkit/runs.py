@@ -44,8 +44,8 @@ def check_out(out, resume: bool = False, overwrite: bool = False, clear_run: boo
     path = Path(out).expanduser()
     resolved = path.resolve()
     if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
-        raise ValueError(f"--out {out} is {'a filesystem root' if resolved == Path(resolved.anchor) else 'your home folder'}"
-                         f": name a folder of its own for the run, e.g. --out runs/my-run")
+        what = "a filesystem root" if resolved == Path(resolved.anchor) else "your home folder"
+        raise ValueError(f"--out {out} is {what}: name a folder of its own for the run, e.g. --out runs/my-run")
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     if resume or not path.exists() or not any(path.iterdir()):

@@ -91,7 +91,8 @@ class TrainConfig:
     patience: int | None = setting(None, "stop after this many evaluations without improvement (default: none, "
                                    "train on)")
     eval_every: int | None = setting(None, "steps between evaluations (default: each epoch, and within an epoch "
-                                     f"of more than {EVAL_STEPS} steps in equal parts of at most that many; 0: each epoch)")
+                                     f"of more than {EVAL_STEPS} steps in equal parts of at most that many; 0: "
+                                     f"each epoch)")
     checkpoint_every: int = setting(0, "steps between saves of last/ for --resume, besides those at each "
                                     "evaluation (0: none)")
     checkpoint_minutes: float = setting(10.0, "minutes of training between saves of last/ for --resume, besides "
@@ -100,7 +101,8 @@ class TrainConfig:
     log_every: int = setting(10, "steps between lines of metrics.jsonl")
     seed: int = setting(0, "seeds the weights, dropout and the order of the data")
     progress: bool = setting(True, "show a progress bar on stderr (--no-progress: do not)")
-    plot: bool = setting(True, "draw the training curves in RUN/curves.png at the end (needs matplotlib)")
+    plot: bool = setting(True, "draw the training curves in RUN/curves.png at the end (needs matplotlib; --no-plot: "
+                        "do not)")
     tensorboard: bool = setting(False, "also log the metrics for TensorBoard, in RUN/tensorboard/ (needs the "
                                 "tensorboard package)")
     out: str = setting("runs/train", "run folder (checkpoints best/ and last/, metrics.jsonl)")

@@ -108,8 +108,8 @@ def write_run(run, evaluations=((25, 1.9), (50, 1.2), (75, 0.9))):
     lines, wall = [], 0.0
     for step in range(1, 76):
         wall += 0.5
-        lines.append({"step": step, "epoch": 0, "loss": 2.5 - step / 50, "grad_norm": 100.0 / step ** 2, "lr": 2e-3 * (1 - step / 80),
-                      "tokens_per_s": 1000.0, "time": "2026-12-03T15:00:00+00:00", "wall_s": wall})
+        lines.append({"step": step, "epoch": 0, "loss": 2.5 - step / 50, "grad_norm": 100.0 / step ** 2,
+                      "lr": 2e-3 * (1 - step / 80), "tokens_per_s": 1000.0, "time": "2026-12-03T15:00:00+00:00", "wall_s": wall})
         for at, loss in evaluations:
             if at == step:
                 lines.append({"step": step, "epoch": 0, "val_loss": loss, "val_accuracy": 0.5 + step / 200,
@@ -146,7 +146,8 @@ def test_the_plot_command_writes_png_and_svg(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(run / "curves.png"), str(run / "curves.svg")]
     width, height, size = png_size(run / "curves.png")
     assert (width, height) == (1200, 792) and size > 20_000
-    assert (run / "curves.svg").read_text().lstrip().startswith("<?xml") and "gradient norm" in (run / "curves.svg").read_text()
+    svg = (run / "curves.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "gradient norm" in svg
     assert main(["plot", str(run), "--x", "time", "--png", str(tmp_path / "t.png")]) == 0
     assert png_size(tmp_path / "t.png")[2] > 20_000
     assert main(["plot", str(tmp_path)]) == 2

@@ -208,16 +208,19 @@ class _Log:
 
 
 def _summary_writer():
-    """TensorBoard's SummaryWriter class: torch's, else tensorboardX's (either needs its package); a ValueError
-    if neither is installed."""
-    try:
+    """TensorBoard's SummaryWriter class: tensorboardX's, else torch's (which needs the tensorboard package); a
+    ValueError if neither is installed (found without importing torch, which takes seconds)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboardX") is not None:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    if importlib.util.find_spec("tensorboard") is not None and importlib.util.find_spec("torch") is not None:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-    return SummaryWriter
+
+        return SummaryWriter
+    raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard")
 
 
 def _tensorboard_writer(folder: Path, resume_step: int | None):

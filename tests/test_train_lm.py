@@ -93,7 +93,7 @@ def test_resume_after_sigkill_is_bit_identical(corpus, tmp_path):
     """A run killed with SIGKILL and resumed ends with exactly the weights of a run that never stopped."""
     args = ["train", "lm", "--data", str(corpus), "--hidden", "32", "--layers", "2", "--dropout", "0.3",
             "--batch-size", "4", "--bptt", "16", "--epochs", "6", "--lr", "3e-3", "--schedule", "cosine",
-            "--checkpoint-every", "3", "--eval-every", "7", "--seed", "3", "--no-progress"]
+            "--checkpoint-every", "3", "--eval-every", "7", "--seed", "3", "--no-progress", "--no-plot"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     done = run_cli([*args, "--out", str(straight)])
     assert done.wait(timeout=120) == 0, log_of(straight)

@@ -31,7 +31,8 @@ from rnnkit.runtime import tune_process  # noqa: E402
 
 tune_process()  # then, still before NumPy: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
 
-from rnnkit.data import datasets  # noqa: E402 (after the thread settings and the tuning)
+from rnnkit import runs  # noqa: E402 (after the thread settings and the tuning)
+from rnnkit.data import datasets  # noqa: E402
 from rnnkit.tasks import baselines, classify  # noqa: E402
 from rnnkit.tasks.presets import AIRLINE_TWEETS  # noqa: E402
 from rnnkit.tasks.settings import resolve  # noqa: E402
@@ -57,7 +58,10 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     out = Path(args.out)
 
-    given = dict(dataset="airline-tweets", out=str(out), engine="scratch", progress=not args.no_progress)
+    # each `make run` trains afresh: it replaces its own earlier run in --out (and says so)
+    replacing = out.is_dir() and runs.is_run(out)
+    given = dict(dataset="airline-tweets", out=str(out), engine="scratch", progress=not args.no_progress,
+                 overwrite=True)
     if args.epochs is not None:
         given["epochs"] = args.epochs
     if args.quick:
@@ -68,6 +72,7 @@ def main(argv=None) -> dict:
     flat = settings.flat()
     shown = {**AIRLINE_TWEETS, **(QUICK if args.quick else {})}
     print("   settings (preset airline-tweets): " + ", ".join(f"{k}={flat[k]}" for k in shown))
+    print(f"   {'replacing the earlier run in' if replacing else 'a new run in'} {out}/")
     result = classify.train_classifier(settings)
     best = next(h for h in result.state.history if h["step"] == result.state.best_step)
     print(f"   best validation loss {best['val_loss']:.4f} at step {best['step']} of {result.state.step} "

@@ -165,6 +165,39 @@ def add_train_commands(subparsers) -> None:
         p.set_defaults(func=cmd_train)
 
 
+def cmd_resume(args) -> int:
+    from rnnkit import runs
+
+    for task in TRAIN_TASKS:
+        if runs.saved_settings(args.run, task) is not None:
+            return main(["train", task, *args.options, "--out", args.run, "--resume"])
+    raise ValueError(f"{args.run} holds no run.json: resume it with `rnnkit train TASK --out {args.run} --resume` "
+                     f"and the options it was started with")
+
+
+def cmd_plot(args) -> int:
+    from rnnkit.plots import plot_run
+
+    for path in plot_run(args.run, args.png, svg=args.svg, x=args.x):
+        print(path)
+    return 0
+
+
+def add_run_commands(subparsers) -> None:
+    p = add_parser(subparsers, "resume", "continue a training run from its last/ checkpoint, with its settings")
+    p.add_argument("run", metavar="RUN", help="the run's folder (its --out), e.g. runs/lm")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="options of `rnnkit train TASK` that may change: "
+                   "--epochs, --max-steps, --patience, --lr, --no-progress, ...")
+    p.set_defaults(func=cmd_resume)
+    p = add_parser(subparsers, "plot", "draw a training run's curves: loss, validation metrics, learning rate, "
+                   "gradient norm")
+    p.add_argument("run", metavar="RUN", help="the run's folder (its --out), e.g. runs/lm")
+    p.add_argument("--png", metavar="FILE.png", help="where to write the figure (default: RUN/curves.png)")
+    p.add_argument("--svg", action="store_true", help="also write it as SVG, beside the PNG")
+    p.add_argument("--x", choices=("step", "time"), default="step", help="against the step or the wall time")
+    p.set_defaults(func=cmd_plot)
+
+
 def add_settings_options(parser, settings) -> None:
     """One option per setting of `settings` (rnnkit/tasks/settings.py), a group of them per section; the
     settings of an `exclusive` group are mutually exclusive. Every default is SUPPRESS: the parsed arguments
@@ -556,7 +589,8 @@ def add_serve_command(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_command, add_info_command]
+COMMANDS = [add_data_commands, add_train_commands, add_run_commands, add_use_commands, add_serve_command,
+            add_info_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -594,9 +628,9 @@ def main(argv=None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # a training run's TrainingInterrupted has saved last/ and says so
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        return getattr(e, "exit_code", 130)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Figures as PNG files: a confusion matrix, the loss curves of a training run, an attention heat map.
+"""Figures as PNG files: a confusion matrix, the curves of a training run (`rnnkit plot RUN`), an attention
+heat map.
 
 Needs matplotlib (`pip install 'rnnkit[plots]'`), imported only when a figure is drawn. The figures are drawn
 on matplotlib's Agg canvas directly, without pyplot, so they never open a window or change the backend of
@@ -7,7 +8,6 @@ the program that calls them.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -69,17 +69,10 @@ def confusion_figure(matrix, label_names, title: str = "Confusion matrix"):
 
 def read_history(metrics_jsonl_path: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     """The (step, value) series of every numeric metric in a run's metrics.jsonl, by name."""
-    path = Path(metrics_jsonl_path)
+    from .runs import read_metrics
+
     series: dict[str, list[tuple[int, float]]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(record, dict) or "step" not in record:
-            raise ValueError(f"{path}, line {lineno}: expected a JSON object with a 'step'")
+    for record in read_metrics(metrics_jsonl_path):
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 series.setdefault(key, []).append((record["step"], float(value)))
@@ -89,6 +82,13 @@ def read_history(metrics_jsonl_path: str | os.PathLike) -> dict[str, list[tuple[
 def plot_history(metrics_jsonl_path: str | os.PathLike, path: str | os.PathLike,
                  title: str = "Training history") -> Path:
     """Plot the training loss ("loss") and validation loss ("val_loss") of a run against the step; write a PNG."""
+    path = Path(path)
+    history_figure(metrics_jsonl_path, title).savefig(path, format="png")
+    return path
+
+
+def history_figure(metrics_jsonl_path: str | os.PathLike, title: str = "Training history"):
+    """plot_history's figure (a matplotlib Figure), not yet saved."""
     series = read_history(metrics_jsonl_path)
     curves = {k: v for k, v in series.items() if k in ("loss", "val_loss")}
     if not curves:
@@ -96,24 +96,90 @@ def plot_history(metrics_jsonl_path: str | os.PathLike, path: str | os.PathLike,
                          f"(found: {sorted(series) or 'nothing'})")
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
-    if "loss" in curves:
-        steps, values = zip(*curves["loss"])
-        ax.plot(steps, values, color="tab:blue", linewidth=1.0, alpha=0.8, label="training loss")
-    if "val_loss" in curves:
-        steps, values = zip(*curves["val_loss"])
-        ax.plot(steps, values, color="tab:orange", linewidth=2.0, marker="o", markersize=4,
-                label="validation loss")
-        best = int(np.argmin(values))
-        ax.annotate(f"best {values[best]:.3f}", (steps[best], values[best]), textcoords="offset points",
-                    xytext=(0, 10), ha="center", fontsize=8, color="tab:orange")
+    _loss_panel(ax, curves, lambda pairs: [s for s, _ in pairs])
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
     ax.set_title(title)
+    return fig
+
+
+def _loss_panel(ax, series: dict, xs) -> None:
+    """Training loss (thin) and validation loss (dots), the best validation loss marked and named in the
+    legend (inside the axes, so it is never cut at the figure's edge)."""
+    if "loss" in series:
+        ax.plot(xs(series["loss"]), [v for _, v in series["loss"]], color="tab:blue", linewidth=1.0, alpha=0.8,
+                label="training loss")
+    if "val_loss" in series:
+        x, values = xs(series["val_loss"]), [v for _, v in series["val_loss"]]
+        ax.plot(x, values, color="tab:orange", linewidth=2.0, marker="o", markersize=4, label="validation loss")
+        best = int(np.nanargmin(values)) if np.isfinite(values).any() else 0
+        ax.plot([x[best]], [values[best]], marker="*", markersize=13, color="tab:red", linestyle="none",
+                label=f"best {values[best]:.4g} (step {series['val_loss'][best][0]})")
+    ax.set_ylabel("loss")
     ax.grid(True, alpha=0.3)
-    ax.legend()
-    path = Path(path)
+    ax.legend(fontsize=8)
+
+
+def plot_run(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, svg: bool = False,
+             x: str = "step") -> list[Path]:
+    """The curves of a training run (its metrics.jsonl) in four panels: the training and validation loss, the
+    other validation metrics, the learning rate, the gradient norm; against the step or (x="time") the wall
+    time. Writes `path` (default RUN/curves.png), and beside it an SVG with `svg`; returns the files."""
+    fig = run_figure(run_dir, x)
+    path = Path(path) if path is not None else Path(run_dir) / "curves.png"
     fig.savefig(path, format="png")
-    return path
+    written = [path]
+    if svg:
+        written.append(path.with_suffix(".svg"))
+        fig.savefig(written[-1], format="svg")
+    return written
+
+
+def run_figure(run_dir: str | os.PathLike, x: str = "step"):
+    """plot_run's figure (a matplotlib Figure), not yet saved."""
+    from .runs import METRICS
+
+    if x not in ("step", "time"):
+        raise ValueError(f"x must be step or time, got {x!r}")
+    run_dir = Path(run_dir)
+    metrics = run_dir / METRICS
+    if not metrics.exists():
+        raise FileNotFoundError(f"{run_dir} holds no {METRICS}: is it a training run's folder (--out)?")
+    series = read_history(metrics)
+    if "loss" not in series and "val_loss" not in series:
+        raise ValueError(f"{metrics}: no loss values to plot yet")
+    xs = lambda pairs: [s for s, _ in pairs]  # noqa: E731
+    xlabel = "step"
+    if x == "time":
+        walls = dict(series.get("wall_s", []))
+        if not walls:
+            raise ValueError(f"{metrics} has no wall times (wall_s): its run was logged by an older rnnkit; plot it "
+                             f"against the step")
+        steps, seconds = zip(*sorted(walls.items()))
+        xs = lambda pairs: list(np.interp([s for s, _ in pairs], steps, seconds) / 60)  # noqa: E731
+        xlabel = "wall time (minutes)"
+    fig = _figure(10.0, 6.6)
+    (loss_ax, val_ax), (lr_ax, norm_ax) = fig.subplots(2, 2, sharex=True)
+    _loss_panel(loss_ax, series, xs)
+    loss_ax.set_title("loss")
+    shown = [k for k in sorted(series) if k.startswith("val_") and k not in ("val_loss", "val_perplexity")]
+    for key in shown:
+        val_ax.plot(xs(series[key]), [v for _, v in series[key]], marker="o", markersize=3, label=key[4:])
+    val_ax.set_title("validation metrics" if shown else "validation metrics (none but the loss)")
+    if shown:
+        val_ax.legend(fontsize=8)
+    for ax, key, label in ((lr_ax, "lr", "learning rate"), (norm_ax, "grad_norm", "gradient norm")):
+        if key in series:
+            values = [v for _, v in series[key]]
+            ax.plot(xs(series[key]), values, linewidth=1.0)
+            if key == "grad_norm" and min(values) > 0 and max(values) / min(values) > 100:
+                ax.set_yscale("log")
+        ax.set_title(label)
+    for ax in (val_ax, lr_ax, norm_ax):
+        ax.grid(True, alpha=0.3)
+    for ax in (lr_ax, norm_ax):
+        ax.set_xlabel(xlabel)
+    fig.suptitle(f"training run {run_dir.resolve().name}")
+    return fig
 
 
 def plot_attention(weights, source_tokens, target_tokens, path: str | os.PathLike,

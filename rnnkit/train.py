@@ -12,11 +12,17 @@ else of either. A task provides:
     evaluate(engine) -> dict        validation metrics, "loss" among them (lower is better)
     checkpoint_config() -> dict     task, model and data settings, vocabulary: config.json's "config"
 
-What a run writes in `run_dir`:
-    last/           checkpoint + optimizer and trainer state: `--resume` continues from here
+What a run writes in `run_dir` (a new or empty folder, or a run resumed or replaced: rnnkit/runs.py):
+    run.json        the task's settings, which `--resume` reads
+    last/           checkpoint + optimizer and trainer state: `--resume` continues from here; saved at each
+                    evaluation, every `checkpoint_minutes` of training, and on SIGINT/SIGTERM
     best/           the checkpoint with the lowest validation loss so far
     metrics.jsonl   one JSON object per logged step (loss, grad_norm, lr, tokens_per_s) and per evaluation
-                    (val_<metric>..., eval_seconds)
+                    (val_<metric>..., eval_seconds), each with its time (UTC) and wall_s
+    curves.png      the curves of the run, drawn at the end (rnnkit/plots.py: plot_run)
+
+A run stops with a TrainingError, keeping the last good checkpoint, when the loss becomes NaN or infinite or
+the validation loss diverges (DIVERGED_FACTOR x the first step's loss, DIVERGED_EVALS evaluations in a row).
 
 Resume is exact: the checkpoint holds the weights, the optimizer state, the step, the position in the epoch,
 the carried recurrent state and the random generators' states, so a run killed at any point and resumed
@@ -24,9 +30,13 @@ ends with the weights of a run that never stopped (bit-identical on the scratch 
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,12 +46,25 @@ import numpy as np
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint.atomic import write_text_atomic
 from .engines import carry_arrays, carry_from_arrays
+from .runs import METRICS, check_out, check_resume, flat, read_metrics, saved_settings, write_run
 from .settings import setting
 from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, check_choice, check_device
 
 
 class TrainingError(RuntimeError):
-    """The run cannot go on (a non-finite loss); the message says what happened and what was kept."""
+    """The run cannot go on (a non-finite loss, a divergence); the message says what happened and what was kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run after saving last/; `exit_code` is 128 + the signal's number."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum, self.exit_code = signum, 128 + signum
+
+
+# Automatic validation (--eval-every unset): each epoch, in equal parts of at most this many steps.
+EVAL_STEPS = 250
 
 
 @dataclass
@@ -67,16 +90,26 @@ class TrainConfig:
     warmup_steps: int = setting(0, "updates of linear warm-up before the schedule")
     patience: int | None = setting(None, "stop after this many evaluations without improvement (default: none, "
                                    "train on)")
-    eval_every: int = setting(0, "steps between evaluations (0: each epoch)")
-    checkpoint_every: int = setting(0, "steps between saves for --resume (0: at each evaluation)")
+    eval_every: int | None = setting(None, "steps between evaluations (default: each epoch, and within an epoch "
+                                     f"of more than {EVAL_STEPS} steps in equal parts of at most that many; 0: "
+                                     f"each epoch)")
+    checkpoint_every: int = setting(0, "steps between saves of last/ for --resume, besides those at each "
+                                    "evaluation (0: none)")
+    checkpoint_minutes: float = setting(10.0, "minutes of training between saves of last/ for --resume, besides "
+                                        "those at each evaluation (0: none)")
     max_steps: int | None = setting(None, "stop after this many updates (default: none, the epochs decide)")
     log_every: int = setting(10, "steps between lines of metrics.jsonl")
     seed: int = setting(0, "seeds the weights, dropout and the order of the data")
     progress: bool = setting(True, "show a progress bar on stderr (--no-progress: do not)")
     verbose: bool = setting(True, "print the data summary and the validation lines (--quiet: neither, nor the "
                             "progress bar)", flags=("--quiet",))
+    plot: bool = setting(True, "draw the training curves in RUN/curves.png at the end (needs matplotlib; --no-plot: "
+                        "do not)")
+    tensorboard: bool = setting(False, "also log the metrics for TensorBoard, in RUN/tensorboard/ (needs the "
+                                "tensorboard package)")
     out: str = setting("runs/train", "run folder (checkpoints best/ and last/, metrics.jsonl)")
-    resume: bool = setting(False, "continue the run in --out from last/")
+    resume: bool = setting(False, "continue the run in --out from last/, with its settings (run.json)")
+    overwrite: bool = setting(False, "replace the run already in --out (without it, training there is refused)")
 
     def __post_init__(self):
         for kind, choices in (("engine", ENGINES), ("device", DEVICES), ("dtype", DTYPES),
@@ -87,18 +120,18 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a positive, finite number, got {self.lr}")
         if self.clip == 0:
             self.clip = None        # the command line's --clip 0
-        if self.clip is not None and not self.clip > 0:
-            raise ValueError(f"clip must be positive (or 0 or None: no clipping), got {self.clip}")
+        if self.clip is not None and not 0 < self.clip < math.inf:
+            raise ValueError(f"clip must be positive and finite (or 0 or None: no clipping), got {self.clip}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
-        for name in ("weight_decay", "momentum", "warmup_steps", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("patience", "max_steps"):
+        for name in ("weight_decay", "momentum", "warmup_steps", "checkpoint_every", "checkpoint_minutes"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be >= 0 and finite, got {getattr(self, name)}")
+        for name in ("patience", "max_steps", "eval_every"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (or None), got {getattr(self, name)}")
 
@@ -133,6 +166,9 @@ class TrainState:
     bad_evals: int = 0
     finished: bool = False
     history: list = field(default_factory=list)   # evaluations: {"step", "epoch", metrics...}
+    first_loss: float | None = None     # the training loss of step 1: divergence is measured against it
+    diverged_evals: int = 0             # evaluations in a row far above it
+    wall_seconds: float = 0.0           # seconds in train() so far, resumed runs included
 
 
 @dataclass
@@ -152,98 +188,209 @@ class TrainResult:
 
 
 class _Log:
-    """metrics.jsonl: appended line by line; on resume, cut back to the checkpoint's step."""
+    """metrics.jsonl: appended line by line; on resume, cut back to the checkpoint's step (a line torn by a crash
+    in the middle of writing it is dropped, with a warning)."""
 
-    def __init__(self, path: Path, resume_step: int | None):
+    def __init__(self, path: Path, resume_step: int | None, tensorboard: Path | None = None):
         self.path = path
+        self.board = _tensorboard_writer(tensorboard, resume_step) if tensorboard is not None else None
         if resume_step is None:
             path.write_text("")
         elif path.exists():
-            keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            write_text_atomic(path, "".join(line + "\n" for line in keep))  # a crash here keeps the old log
+            keep = [record for record in read_metrics(path) if record.get("step", 0) <= resume_step]
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))  # a crash here keeps the old log
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.board is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.board.add_scalar(key, value, record["step"])
+            self.board.flush()
 
 
-def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> TrainResult:
-    """Train `engine`'s model on `task`; see the module docstring. Returns where things are."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _summary_writer():
+    """TensorBoard's SummaryWriter class: tensorboardX's, else torch's (which needs the tensorboard package); a
+    ValueError if neither is installed (found without importing torch, which takes seconds)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboardX") is not None:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    if importlib.util.find_spec("tensorboard") is not None and importlib.util.find_spec("torch") is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter
+    raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard")
+
+
+def _tensorboard_writer(folder: Path, resume_step: int | None):
+    """A SummaryWriter on `folder`; on resume, TensorBoard drops the events logged after `resume_step`."""
+    return _summary_writer()(log_dir=str(folder), purge_step=None if resume_step is None else resume_step + 1)
+
+
+def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, settings: dict | None = None,
+          task_name: str | None = None) -> TrainResult:
+    """Train `engine`'s model on `task`; see the module docstring. Returns where things are.
+
+    `run_dir` must be new, empty, or hold a run that is resumed (`resume`) or replaced (`config.overwrite`):
+    rnnkit/runs.py. `settings` ({section: {setting: value}}) of the task `task_name` go to run.json, which
+    `--resume` reads. SIGINT (Ctrl-C) or SIGTERM saves last/ after the step under way and raises
+    TrainingInterrupted (exit code 130 or 143)."""
+    run_dir = check_out(run_dir, resume, config.overwrite)
+    if config.tensorboard:
+        _summary_writer()  # installed, or a clear error before anything is written
     state, carry = TrainState(), None
     if resume:  # a finished run resumed with a larger budget (--epochs, --max-steps) goes on
+        saved = saved_settings(run_dir, task_name) if settings is not None else None
+        if saved is not None:
+            check_resume(run_dir, flat(saved), flat(settings))
         state, carry = _restore(run_dir / "last", engine)
-    log = _Log(run_dir / "metrics.jsonl", state.step if resume else None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if settings is not None:
+        write_run(run_dir, task_name or "?", settings)
+    log = _Log(run_dir / METRICS, state.step if resume else None,
+               run_dir / "tensorboard" if config.tensorboard else None)
+    say = _NoBar.write if config.verbose else (lambda line: None)
 
     per_epoch = task.num_batches()
     total = config.epochs * per_epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
+    every = eval_interval(config.eval_every, per_epoch)
+    if resume and state.finished and (state.step >= total or _patience_spent(config, state)):
+        say(f"the run in {run_dir} had already finished (step {state.step}; best validation loss "
+            f"{state.best_loss:.4f} at step {state.best_step}): nothing to train. To train on, resume it with a "
+            f"larger --epochs or --max-steps" + (" or --patience" if _patience_spent(config, state) else ""))
+        return TrainResult(run_dir, state, state.history[-1] if state.history else {}, engine.describe())
+    parameters = sum(int(np.size(w)) for w in engine.weights().values())
+    say(f"{parameters:,} parameters; {per_epoch:,} steps per epoch, {total:,} in all"
+        + (f" ({total - state.step:,} to go)" if state.step else "")
+        + ("; validation at the end of each epoch" if every >= per_epoch and not config.eval_every else
+           f"; validation every {every:,} steps" + ("" if config.eval_every else " and at the end of each epoch")))
     bar = _progress(config.progress and config.verbose, total, state.step)
-    say = bar.write if config.verbose else (lambda line: None)
+    say = bar.write if config.verbose else say
     metrics: dict = state.history[-1] if state.history else {}
     tokens, busy = 0, 0.0   # since the last log line: tokens trained, seconds spent on them
+    clock = _Clock(state, total, lambda: _steps_to_eval(config, state, every, per_epoch, total), say)
     mark = time.perf_counter()
     stop = state.step >= total
 
-    while not stop and state.epoch < config.epochs:
-        for batch in task.batches(state.epoch, state.batch):
-            engine.lr = learning_rate(config, state.step, total)
-            loss, norm, carry = engine.train_step(batch, carry if task.carries else None)
-            busy += time.perf_counter() - mark  # the batch and the step; evaluations and saves are not counted
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                bar.close()
-                raise TrainingError(
-                    f"the loss became {loss} (gradient norm {norm}) at step {state.step + 1}; the update was not "
-                    f"applied and the run stopped. {_last_good(run_dir)} Try a lower --lr or gradient clipping "
-                    f"(--clip).")
-            state.step += 1
-            state.batch += 1
-            tokens += task.batch_tokens(batch)
-            if state.step % config.log_every == 0 or state.step == 1:
-                speed = tokens / max(busy, 1e-9)
-                log.write({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": norm,
-                           "lr": engine.lr, "tokens_per_s": speed})
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
-                tokens, busy = 0, 0.0
-            bar.update(1)
-            end_of_epoch = state.batch >= per_epoch
-            stop = state.step >= total
-            if end_of_epoch:
-                state.epoch, state.batch, carry = state.epoch + 1, 0, None
-            evaluate = (config.eval_every and state.step % config.eval_every == 0) or \
-                       (not config.eval_every and end_of_epoch) or stop
-            if evaluate:
-                metrics = _evaluate(task, engine, state, log, run_dir, say)
-                if config.patience is not None and state.bad_evals >= config.patience:
-                    stop = True
-            state.finished = stop
-            if evaluate or stop or (config.checkpoint_every and state.step % config.checkpoint_every == 0):
-                _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close)
-            mark = time.perf_counter()
-            if stop or end_of_epoch:
-                break
+    with _signals_caught(bar.write) as caught:
+        while not stop and state.epoch < config.epochs:
+            for batch in task.batches(state.epoch, state.batch):
+                engine.lr = learning_rate(config, state.step, total)
+                with clock.step(engine.name):
+                    loss, norm, carry = engine.train_step(batch, carry if task.carries else None)
+                busy += time.perf_counter() - mark  # the batch and the step; evaluations and saves are not counted
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    bar.close()
+                    raise TrainingError(
+                        f"the loss became {loss} (gradient norm {norm}) at step {state.step + 1}; the update was "
+                        f"not applied and the run stopped. {_last_good(run_dir)} Try a lower --lr or gradient "
+                        f"clipping (--clip).")
+                state.step += 1
+                state.batch += 1
+                if state.first_loss is None:
+                    state.first_loss = loss
+                tokens += task.batch_tokens(batch)
+                if state.step % config.log_every == 0 or state.step == 1:
+                    speed = tokens / max(busy, 1e-9)
+                    log.write({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": norm,
+                               "lr": engine.lr, "tokens_per_s": speed, **clock.stamp()})
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
+                    tokens, busy = 0, 0.0
+                bar.update(1)
+                clock.estimate(engine.describe)
+                end_of_epoch = state.batch >= per_epoch
+                stop = state.step >= total
+                evaluate = (state.step % every == 0 if config.eval_every else state.batch % every == 0) \
+                    or (not config.eval_every and end_of_epoch) or stop
+                if end_of_epoch:
+                    state.epoch, state.batch, carry = state.epoch + 1, 0, None
+                if evaluate:
+                    metrics = _evaluate(task, engine, state, log, run_dir, say, clock.stamp)
+                    if state.diverged_evals >= DIVERGED_EVALS:
+                        bar.close()
+                        raise TrainingError(_diverged(state, run_dir))
+                    if _patience_spent(config, state):
+                        stop = True
+                state.finished = stop
+                if state.diverged_evals == 0 and (
+                        evaluate or stop or caught or clock.save_due(config.checkpoint_minutes)
+                        or (config.checkpoint_every and state.step % config.checkpoint_every == 0)):
+                    _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close)
+                    clock.saved()
+                if caught:
+                    bar.close()
+                    raise TrainingInterrupted(caught[0], f"stopped by {signal.Signals(caught[0]).name} after step "
+                                              f"{state.step}. {_last_good(run_dir)}")
+                mark = time.perf_counter()
+                if stop or end_of_epoch:
+                    break
     bar.close()
+    if config.plot:
+        _plot(run_dir, say)
     return TrainResult(run_dir, state, metrics, engine.describe())
 
 
-def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say) -> dict:
+# Divergence: the validation loss above DIVERGED_FACTOR x the first step's training loss, this many times in a row.
+DIVERGED_FACTOR, DIVERGED_EVALS = 10.0, 3
+
+
+def eval_interval(eval_every: int | None, per_epoch: int) -> int:
+    """Steps between evaluations: `eval_every` if given (> 0); else (None or 0) within each epoch of
+    `per_epoch` steps, at its end, and for None also every ceil(per_epoch / parts) steps, the epoch cut into
+    as few equal parts as keep each at most EVAL_STEPS (so the first validation of a long epoch comes early)."""
+    if eval_every:
+        return eval_every
+    if eval_every == 0:
+        return per_epoch
+    parts = math.ceil(per_epoch / EVAL_STEPS)
+    return math.ceil(per_epoch / parts)
+
+
+def _steps_to_eval(config: TrainConfig, state: TrainState, every: int, per_epoch: int, total: int) -> int:
+    if config.eval_every:
+        return min(every - state.step % every, total - state.step)
+    return min(every - state.batch % every, per_epoch - state.batch, total - state.step)
+
+
+def _patience_spent(config: TrainConfig, state: TrainState) -> bool:
+    return config.patience is not None and state.bad_evals >= config.patience
+
+
+def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say, stamp) -> dict:
     start = time.perf_counter()
     metrics = task.evaluate(engine)
     record = {"step": state.step, "epoch": state.epoch, **{f"val_{k}": v for k, v in metrics.items()},
-              "eval_seconds": time.perf_counter() - start}
+              "eval_seconds": time.perf_counter() - start, **stamp()}
     state.history.append(record)
     log.write(record)
-    if metrics["loss"] < state.best_loss:
-        state.best_loss, state.best_step, state.bad_evals = metrics["loss"], state.step, 0
+    loss = metrics["loss"]
+    first = state.first_loss
+    far = first is not None and math.isfinite(first) and not loss <= DIVERGED_FACTOR * max(first, 1e-3)
+    state.diverged_evals = state.diverged_evals + 1 if far else 0
+    if loss < state.best_loss and not far:
+        state.best_loss, state.best_step, state.bad_evals = loss, state.step, 0
         _save(run_dir / "best", task, engine, state, None, optimizer=False)
     else:
         state.bad_evals += 1
     shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
     say(f"step {state.step} (epoch {state.epoch}): validation {shown}")
     return metrics
+
+
+def _diverged(state: TrainState, run_dir: Path) -> str:
+    recent = state.history[-DIVERGED_EVALS:]
+    losses = ", ".join(f"{h['val_loss']:.3g} at step {h['step']}" for h in recent)
+    best = (f"best/ holds step {state.best_step} (validation loss {state.best_loss:.4g})" if state.best_step >= 0
+            else "No evaluation was good enough to keep in best/")
+    return (f"the run diverged: the validation loss was more than {DIVERGED_FACTOR:g}x the first step's loss "
+            f"({state.first_loss:.4g}) at {DIVERGED_EVALS} evaluations in a row ({losses}), and the run stopped. "
+            f"{best}. {_last_good(run_dir)} Try a lower --lr or gradient clipping (--clip).")
 
 
 def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool, close=lambda: None) -> None:
@@ -285,6 +432,115 @@ def _restore(path: Path, engine):
         carry = engine.from_numpy(carry)
     state = TrainState(**ckpt.trainer_state)
     return state, carry
+
+
+class _Clock:
+    """The run's clocks: its wall time (resumed runs included: TrainState.wall_seconds) and the timestamps of
+    metrics.jsonl; a notice while the first step compiles kernels; the estimated time, from the steps after
+    the first; timed saves of last/ (--checkpoint-minutes)."""
+
+    WARM = 5              # steps after the first, timed for the estimate
+    SLOW_FIRST_STEP = 2.0  # seconds: a first step longer than this is compiling (numba) or warming up (CUDA)
+
+    def __init__(self, state: TrainState, total: int, steps_to_eval, say):
+        self.state, self.total, self.steps_to_eval, self.say = state, total, steps_to_eval, say
+        self.start = self.last_save = time.monotonic()
+        self.base, self.first = state.wall_seconds, state.step + 1
+        self.times: list[float] = []
+
+    def stamp(self) -> dict:
+        """A metrics.jsonl record's timestamp (UTC) and wall seconds since the run began."""
+        self.state.wall_seconds = self.base + time.monotonic() - self.start
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return {"time": now.isoformat(timespec="seconds"), "wall_s": round(self.state.wall_seconds, 3)}
+
+    @contextlib.contextmanager
+    def step(self, engine_name: str):
+        """Times a training step; says so if the first takes long (kernels compile, once: numba caches them)."""
+        first = self.state.step + 1 == self.first
+        notice = None
+        if first:
+            what = "compiling kernels" if engine_name == "scratch" else "warming up"
+            notice = threading.Timer(self.SLOW_FIRST_STEP, self.say, [f"first step: {what} (once) ..."])
+            notice.daemon = True
+            notice.start()
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - started
+            if notice is not None:
+                notice.cancel()
+                if took >= self.SLOW_FIRST_STEP:
+                    self.say(f"first step done in {took:.1f} s (compiling kernels or warming up, once; the "
+                             f"estimate leaves it out)")
+            else:
+                self.times.append(took)
+            self.state.wall_seconds = self.base + time.monotonic() - self.start
+
+    def estimate(self, describe) -> None:
+        """Once WARM steps after the first are timed: the estimated time of the rest of the run."""
+        if len(self.times) != self.WARM:
+            return
+        self.times.append(math.nan)  # said once
+        per_step = sorted(self.times[:self.WARM])[self.WARM // 2]
+        left = self.total - self.state.step
+        to_eval = self.steps_to_eval()
+        self.say(f"estimated time: {_duration(per_step * left)} for the {left:,} steps to go at {per_step:.3g} "
+                 f"s/step ({describe()}), plus the validations; the next validation in {to_eval:,} steps, "
+                 f"~{_duration(per_step * to_eval)}")
+
+    def save_due(self, minutes: float) -> bool:
+        return minutes > 0 and time.monotonic() - self.last_save >= 60 * minutes
+
+    def saved(self) -> None:
+        self.last_save = time.monotonic()
+
+
+def _duration(seconds: float) -> str:
+    """"45 s", "12 min", "8 h 24 min"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min"
+
+
+@contextlib.contextmanager
+def _signals_caught(say):
+    """SIGINT and SIGTERM, while in here, are noted (in the list this yields) for the loop to save and stop at
+    the end of its step; a second one stops at once (KeyboardInterrupt). Only in the main thread (where
+    Python runs signal handlers); elsewhere the signals keep their handlers."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def note(signum, frame):
+        if caught:
+            raise KeyboardInterrupt
+        caught.append(signum)
+        say(f"{signal.Signals(signum).name}: saving last/ after this step, then stopping (again: stop at once)")
+
+    kept = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+
+
+def _plot(run_dir: Path, say) -> None:
+    """curves.png at the end of a run, if matplotlib is installed."""
+    try:
+        from .plots import plot_run
+
+        plot_run(run_dir, run_dir / "curves.png")
+    except ImportError:
+        pass
+    except (ValueError, OSError) as e:
+        say(f"warning: the curves were not drawn: {e}")
 
 
 def _last_good(run_dir: Path) -> str:

@@ -82,3 +82,75 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes `import matplotlib.figure` fail
     with pytest.raises(ImportError, match=r"pip install 'rnnkit\[plots\]'"):
         plots.plot_confusion(np.eye(2), ["a", "b"], tmp_path / "x.png")
+
+
+def text_outside_the_canvas(fig) -> list:
+    """What of a drawn figure is not wholly inside its canvas (a clipped label): each axes' drawn extent (its
+    titles, labels, tick labels within the view, legend, annotations) and every other visible text."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.canvas.get_width_height()
+    ticks = {id(t) for ax in fig.get_axes() for axis in (ax.xaxis, ax.yaxis)
+             for t in axis.get_ticklabels(which="both")}
+    boxes = [(ax.get_title() or "axes", ax.get_tightbbox(renderer)) for ax in fig.get_axes()]
+    boxes += [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+              if t.get_visible() and t.get_text().strip() and id(t) not in ticks]
+    return [(name, box.bounds) for name, box in boxes
+            if box.x0 < -0.5 or box.y0 < -0.5 or box.x1 > width + 0.5 or box.y1 > height + 0.5]
+
+
+def write_run(run, evaluations=((25, 1.9), (50, 1.2), (75, 0.9))):
+    """A run's metrics.jsonl as the trainer writes it, its best validation loss at the last evaluation (the
+    spot whose label used to be cut at the right edge)."""
+    run.mkdir()
+    lines, wall = [], 0.0
+    for step in range(1, 76):
+        wall += 0.5
+        lines.append({"step": step, "epoch": 0, "loss": 2.5 - step / 50, "grad_norm": 100.0 / step ** 2,
+                      "lr": 2e-3 * (1 - step / 80), "tokens_per_s": 1000.0, "time": "2026-12-03T15:00:00+00:00", "wall_s": wall})
+        for at, loss in evaluations:
+            if at == step:
+                lines.append({"step": step, "epoch": 0, "val_loss": loss, "val_accuracy": 0.5 + step / 200,
+                              "val_macro_f1": 0.4 + step / 200, "eval_seconds": 1.0, "wall_s": wall + 0.1})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return run
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("x", ["step", "time"])
+def test_the_curves_of_a_run_have_no_clipped_labels(tmp_path, x):
+    run = write_run(tmp_path / "run")
+    fig = plots.run_figure(run, x)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["loss", "validation metrics", "learning rate", "gradient norm"]
+    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert labels == ["training loss", "validation loss", "best 0.9 (step 75)"]
+    assert sorted(t.get_text() for t in axes[1].get_legend().get_texts()) == ["accuracy", "macro_f1"]
+    assert axes[3].get_yscale() == "log"  # the gradient norm spans 100 to 0.018: a log scale
+    assert text_outside_the_canvas(fig) == []
+    if x == "time":
+        assert axes[2].get_xlabel() == "wall time (minutes)"
+        line = axes[0].get_lines()[1]  # validation loss: evaluations at 12.6, 25.1, 37.6 s of wall time
+        np.testing.assert_allclose(line.get_xdata(), np.array([12.6, 25.1, 37.6]) / 60)
+    assert text_outside_the_canvas(plots.history_figure(run / "metrics.jsonl")) == []
+
+
+@needs_matplotlib
+def test_the_plot_command_writes_png_and_svg(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    run = write_run(tmp_path / "run")
+    assert main(["plot", str(run), "--svg"]) == 0
+    assert capsys.readouterr().out.split() == [str(run / "curves.png"), str(run / "curves.svg")]
+    width, height, size = png_size(run / "curves.png")
+    assert (width, height) == (1200, 792) and size > 20_000
+    svg = (run / "curves.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "gradient norm" in svg
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "holds no metrics.jsonl" in capsys.readouterr().err
+    (tmp_path / "old").mkdir()
+    write_metrics(tmp_path / "old" / "metrics.jsonl")  # no wall_s: logged before rnnkit wrote it
+    assert main(["plot", str(tmp_path / "old"), "--x", "time"]) == 2
+    assert "has no wall times" in capsys.readouterr().err

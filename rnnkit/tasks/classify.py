@@ -31,6 +31,7 @@ from ..data.tables import read_labelled
 from ..data.vocab import PAD, UNK, Vocabulary
 from ..engines import build_engine, check_engine
 from ..progress import progress as bar
+from ..runs import check_out
 from ..train import TrainResult, train
 from .pretrained import Pretrained, open_checkpoint
 from .settings import ClassifySettings, settings_of
@@ -223,6 +224,7 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
     """
     s = settings_of("classify", settings, preset, options)
     data, model, training = s.data, s.model, s.training
+    check_out(training.out, training.resume, training.overwrite, clear_run=False)  # before the data is read
     if not training.verbose:
         log = lambda line: None  # noqa: E731
     examples = load_examples(data.dataset, data.data, data.valid, data.test, data.text_column, data.label_column,
@@ -272,7 +274,8 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
                    "training": asdict(training), "dtype": training.dtype, "word_dropout": model.word_dropout}
     task = ClassifyTask(train_ids, train_y, valid_ids, valid_y, training.batch_size, training.seed, ckpt_config,
                         word_dropout=model.word_dropout, unk_id=vocab.unk_id)
-    result = ClassifyResult(**vars(train(task, eng, training, training.out, resume=training.resume)))
+    result = ClassifyResult(**vars(train(task, eng, training, training.out, resume=training.resume,
+                                       settings=s.to_dict(), task_name="classify")))
     if examples.test and (result.best / "config.json").is_file():
         result.test = score_held_out(result, examples, training, log)
     return result

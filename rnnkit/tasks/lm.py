@@ -24,6 +24,7 @@ from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
 from ..metrics import perplexity
 from ..progress import progress as bar
+from ..runs import check_out
 from ..train import TrainResult, train
 from .pretrained import Pretrained, open_checkpoint
 from .settings import LMSettings, settings_of
@@ -142,7 +143,8 @@ def corpus_metrics(engine, batches: LMBatcher, level: str, progress: bool = Fals
 
 # ------------------------------------------------------------------------------------------------ train
 
-def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, **options) -> TrainResult:
+def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, log=print,
+             **options) -> TrainResult:
     """Train a language model on `settings` (data, model, training: rnnkit/tasks/settings.py).
 
         train_lm(LMSettings(LMData(dataset="shakespeare"), LMModel(hidden=512), LMTraining(epochs=3)))
@@ -153,14 +155,18 @@ def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, *
     """
     s = settings_of("lm", settings, preset, options)
     data, model, training = s.data, s.model, s.training
+    check_out(training.out, training.resume, training.overwrite, clear_run=False)  # before the data is read
     corpus = load_corpus(data.dataset, data.data, data.valid, data.level, data.lower, data.min_freq, data.max_vocab)
+    log(f"{corpus.tokenizer['level']}-level {data.dataset or data.data}: {len(corpus.train):,} training and "
+        f"{len(corpus.valid):,} validation tokens, vocabulary {len(corpus.vocab):,}; {model.layers}-layer "
+        f"{model.cell.upper()} of {model.hidden}, {training.batch_size} streams x {data.bptt} steps per window")
     model_kwargs = dict(vocab_size=len(corpus.vocab), embedding_dim=model.embedding or model.hidden,
                         hidden_size=model.hidden, num_layers=model.layers, cell=model.cell, dropout=model.dropout,
                         tie_weights=model.tie_weights)
     eng = build_engine(training.engine, "LanguageModel", model_kwargs, **training.engine_options())
     task = LMTask(corpus, model_kwargs, training.batch_size, data.bptt,
                   {"training": asdict(training), "dtype": training.dtype})
-    return train(task, eng, training, training.out, resume=training.resume)
+    return train(task, eng, training, training.out, resume=training.resume, settings=s.to_dict(), task_name="lm")
 
 
 # ------------------------------------------------------------------------------------------------ use

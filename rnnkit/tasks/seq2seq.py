@@ -32,6 +32,7 @@ from ..data.pairs import (PreparedPairs, SentenceTokenizer, SplitReport, filter_
                           read_pairs, split_by_source, tokenize_pairs)
 from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
+from ..runs import check_out
 from ..train import TrainResult, train
 from .settings import Decoding, Seq2SeqData, Seq2SeqSettings, settings_of
 
@@ -179,6 +180,7 @@ def train_seq2seq(settings: Seq2SeqSettings | None = None, *, preset: str | None
     """
     s = settings_of("seq2seq", settings, preset, options)
     data, model, training = s.data, s.model, s.training
+    check_out(training.out, training.resume, training.overwrite, clear_run=False)  # before the data is read
     prepared, split_report = load_prepared(data, log)
     if not prepared.ids["valid"]:
         raise ValueError("the validation split is empty: give more pairs or a larger --valid-fraction")
@@ -198,7 +200,8 @@ def train_seq2seq(settings: Seq2SeqSettings | None = None, *, preset: str | None
               "dropped": {k: asdict(v) for k, v in prepared.report.items()}}
     task = Seq2SeqTask(prepared, training.batch_size, training.seed, training.bucket, training.eval_translations,
                        config)
-    return train(task, eng, training, training.out, resume=training.resume)
+    return train(task, eng, training, training.out, resume=training.resume, settings=s.to_dict(),
+                 task_name="seq2seq")
 
 
 # ------------------------------------------------------------------------------------------------ use

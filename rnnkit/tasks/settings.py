@@ -283,6 +283,9 @@ def resolve(task: str, explicit: typing.Mapping | None = None, *, preset: str | 
     from_file = flatten(cls, config, where, extra=("preset",)) if config else {}
     file_preset = from_file.pop("preset", None)
     explicit = dict(explicit or {})
+    resumed = resumed_settings(task, layered(cls, from_file, explicit), preset)
+    if resumed is not None:
+        return resumed
     name = preset if preset is not None else file_preset
     if name is None and dataset_preset:
         name = presets.default_for(task, layered(cls, from_file, explicit).get("dataset"))
@@ -290,6 +293,28 @@ def resolve(task: str, explicit: typing.Mapping | None = None, *, preset: str | 
     if name is not None and name != presets.NONE:
         preset_values = flatten(cls, presets.get(name, task).settings, f"preset {name!r}")
     return cls.from_flat(layered(cls, preset_values, from_file, explicit))
+
+
+def resumed_settings(task: str, given: dict, preset: str | None) -> Settings | None:
+    """With `resume` among the `given` settings: the run's saved settings (RUN/run.json, rnnkit/runs.py) with
+    `given` over them, once none of those changes the model or the data (a ValueError naming the setting);
+    None without `resume`, or for a run saved without run.json."""
+    from .. import runs
+
+    cls = TASKS[task]
+    if not given.get("resume"):
+        return None
+    out = given.get("out", cls.options()["out"].default)
+    saved = runs.saved_settings(out, task)
+    if saved is None:
+        return None
+    if preset is not None:
+        raise ValueError(f"--resume continues the run with its own settings ({out}/{runs.RUN_FILE}): a --preset "
+                         f"cannot change them")
+    saved = {name: value for name, value in runs.flat(saved).items()
+             if name in cls.options() and name not in runs.NOT_INHERITED}
+    runs.check_resume(out, saved, given)
+    return cls.from_flat(layered(cls, saved, given))
 
 
 def settings_of(task: str, settings: Settings | None, preset: str | None, options: dict) -> Settings:

@@ -5,6 +5,8 @@ so a new cell, pooling, optimizer or schedule is added in one line.
 """
 from __future__ import annotations
 
+import numbers
+
 ENGINES = ("scratch", "torch")
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 POOLING = ("last", "mean", "max", "attention")
@@ -39,3 +41,74 @@ def check_optimizer(name) -> str:
 
 def check_dtype(name) -> str:
     return check_choice("dtype", name, DTYPES)
+
+
+# ------------------------------------------------------------------------------------------- forecasting
+FORECAST_DECODERS = ("direct", "autoregressive")
+FORECAST_LOSSES = ("mse", "mae", "quantile", "gaussian")
+SCALE_FLOOR = 1e-6  # the Gaussian head's scale is softplus(raw) + SCALE_FLOOR, so log(scale) stays finite
+
+
+def check_forecaster(input_size, output_size, horizon, future_size, decoder, loss, quantiles,
+                     teacher_forcing) -> tuple[float, ...]:
+    """Check a Forecaster's settings (both engines call this); returns the quantiles as a tuple of floats.
+
+    The targets are the first `output_size` of the `input_size` features of each past step, so
+    input_size >= output_size. Quantiles: distinct, strictly increasing, each in (0, 1).
+    """
+    for name, value, low in (("input_size", input_size, 1), ("output_size", output_size, 1),
+                             ("horizon", horizon, 1), ("future_size", future_size, 0)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if input_size < output_size:
+        raise ValueError(f"input_size ({input_size}) must count the {output_size} target series and the "
+                         f"covariates, so it cannot be smaller than output_size")
+    check_choice("decoder", decoder, FORECAST_DECODERS)
+    check_choice("forecast loss", loss, FORECAST_LOSSES)
+    if not 0.0 <= teacher_forcing <= 1.0:
+        raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
+    quantiles = tuple(float(q) for q in quantiles)
+    if loss == "quantile":
+        if not quantiles:
+            raise ValueError("the quantile loss needs at least one quantile")
+        if not all(0.0 < q < 1.0 for q in quantiles) or any(a >= b for a, b in zip(quantiles, quantiles[1:])):
+            raise ValueError(f"quantiles must be strictly increasing, each in (0, 1), got {quantiles}")
+    return quantiles if loss == "quantile" else ()
+
+
+def forecast_outputs(loss: str, quantiles) -> int:
+    """K, the numbers a forecaster gives per step and target: 1 (mse, mae), len(quantiles), 2 (mean, scale)."""
+    return {"quantile": len(quantiles), "gaussian": 2}.get(loss, 1)
+
+
+def point_index(loss: str, quantiles) -> int:
+    """Which of the K outputs is the point forecast: the quantile nearest 0.5 (the median when 0.5 is one of
+    them), the mean for the Gaussian, the only one otherwise. The autoregressive decoder feeds it back."""
+    if loss != "quantile":
+        return 0
+    return min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))
+
+
+def check_forecast_batch(batch: dict, input_size: int, output_size: int, horizon: int, future_size: int,
+                         need_y: bool = True) -> None:
+    """Clear errors for a forecasting batch (see rnnkit/scratch/forecaster.py) of the wrong shapes."""
+    import numpy as np
+
+    x = np.shape(batch.get("x", ()))
+    if len(x) != 3 or x[0] == 0 or x[1] == 0 or x[2] != input_size:
+        raise ValueError(f"x must be (batch, window, input_size={input_size}) with batch, window >= 1, got {x}")
+    expected = {"y": output_size, "future": future_size, "y_prev": output_size}
+    for name, width in expected.items():
+        if name not in batch or batch[name] is None:
+            if name == "future" and future_size:
+                raise ValueError(f"this forecaster takes {future_size} known-future covariates: the batch "
+                                 f"needs 'future' (batch, horizon, {future_size})")
+            if name == "y" and need_y:
+                raise ValueError("the batch needs 'y' (batch, horizon, output_size)")
+            continue
+        if name == "future" and not future_size:
+            raise ValueError("this forecaster takes no known-future covariates (future_size=0), but the "
+                             "batch has 'future'")
+        shape = np.shape(batch[name])
+        if shape != (x[0], horizon, width):
+            raise ValueError(f"{name} must be (batch, horizon, {width}) = {(x[0], horizon, width)}, got {shape}")

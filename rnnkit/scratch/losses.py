@@ -122,3 +122,85 @@ def mse(pred, target, reduction: str = "mean"):
             return float("nan"), diff
         return float(np.sum(diff * diff) / n), diff * (2.0 / n)
     return float(np.sum(diff * diff)), 2.0 * diff
+
+
+# ------------------------------------------------------------------------------------------- forecasting
+
+def _pair(pred, target, name: str):
+    pred = _as_float(pred)
+    target = np.asarray(target, dtype=pred.dtype)
+    if pred.shape != target.shape:
+        raise ValueError(f"{name}: pred shape {pred.shape} does not match target shape {target.shape}")
+    return pred, target
+
+
+def _reduce(terms: np.ndarray, grads, reduction: str):
+    """(sum or mean of the loss terms, the gradients divided by their number for "mean")."""
+    _check_reduction(reduction)
+    if reduction == "sum":
+        return float(terms.sum()), grads
+    n = terms.size
+    if n == 0:
+        return float("nan"), grads
+    return float(terms.sum() / n), tuple(g / n for g in grads) if isinstance(grads, tuple) else grads / n
+
+
+def mae(pred, target, reduction: str = "mean"):
+    """Mean (or summed) absolute error, as torch.nn.functional.l1_loss.
+
+    loss = mean |pred - target|, dpred = sign(pred - target) / n (0 where they are equal, as torch).
+    Returns (loss: float, dpred: same shape and dtype as pred).
+    """
+    pred, target = _pair(pred, target, "mae")
+    diff = pred - target
+    return _reduce(np.abs(diff), np.sign(diff), reduction)
+
+
+def pinball(pred, target, quantiles, reduction: str = "mean"):
+    """Quantile (pinball) loss of predicted quantiles, averaged over every element and every quantile.
+
+    pred (..., Q): the predicted q_k-quantile of each target in its last axis; target (...); quantiles (Q,).
+    With e = target - pred_k:  l_k = q_k e if e >= 0 else (q_k - 1) e  (= max(q_k e, (q_k - 1) e)),
+    so dl_k/dpred_k = -q_k if e >= 0 else 1 - q_k. Minimising the mean of l_k over a sample gives its
+    empirical q_k-quantile. Nothing makes the Q predictions monotone in q: a model may cross them.
+    Returns (loss: float, dpred: same shape and dtype as pred).
+    """
+    pred = _as_float(pred)
+    q = np.asarray(quantiles, dtype=pred.dtype)
+    target = np.asarray(target, dtype=pred.dtype)
+    if pred.shape != (*target.shape, q.size):
+        raise ValueError(f"pinball: pred shape {pred.shape} does not match target shape {target.shape} "
+                         f"+ ({q.size} quantiles)")
+    e = target[..., None] - pred
+    above = e >= 0
+    return _reduce(np.where(above, q * e, (q - 1) * e), np.where(above, -q, 1 - q), reduction)
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    """softplus(x) = log(1 + e^x), and x itself above 20 (torch.nn.functional.softplus's threshold)."""
+    x = _as_float(x)
+    with np.errstate(over="ignore"):
+        return np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20))))
+
+
+def softplus_grad(x: np.ndarray) -> np.ndarray:
+    """d softplus / dx = e^x / (1 + e^x) = sigmoid(x), and 1 above the threshold 20 (as torch's backward)."""
+    x = _as_float(x)
+    z = np.exp(np.minimum(x, 20))
+    return np.where(x > 20, 1.0, z / (z + 1))
+
+
+def gaussian_nll(mean, scale, target, reduction: str = "mean"):
+    """Negative log-likelihood of the targets under N(mean, scale²), as torch.nn.GaussianNLLLoss(full=True)
+    with var = scale² (but no clamping: the scale must be positive).
+
+    l = ½ log 2π + log σ + (y - μ)² / (2σ²);  dl/dμ = (μ - y) / σ²;  dl/dσ = 1/σ - (y - μ)² / σ³.
+    mean, scale, target of one shape. Returns (loss: float, (dmean, dscale)), each of the mean's shape.
+    """
+    mean, target = _pair(mean, target, "gaussian_nll")
+    scale = np.asarray(scale, dtype=mean.dtype)
+    if scale.shape != mean.shape:
+        raise ValueError(f"gaussian_nll: scale shape {scale.shape} does not match mean shape {mean.shape}")
+    z = (target - mean) / scale
+    terms = 0.5 * np.log(2 * np.pi) + np.log(scale) + 0.5 * z * z
+    return _reduce(terms, (-z / scale, (1 - z * z) / scale), reduction)

@@ -191,3 +191,5 @@ class TextClassifier(Module):
         """(summed loss, number of examples, None) without gradients."""
         _, (loss, _) = self._loss(batch, "sum")
         return float(loss), len(batch["labels"]), None
+
+from .forecaster import Forecaster  # noqa: E402,F401  (after make_recurrent, which it imports)

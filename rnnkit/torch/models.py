@@ -212,3 +212,5 @@ class TextClassifier(nn.Module):
         """Class probabilities (batch, classes) as NumPy."""
         logits = self(as_tensor(tokens, torch.long, self.classifier.weight.device), lengths)
         return torch.softmax(logits, dim=-1).cpu().numpy()
+
+from .forecaster import Forecaster  # noqa: E402,F401  (after make_recurrent and as_tensor, which it imports)

@@ -83,6 +83,8 @@ TRAIN_TASKS = {  # task → (what it trains, the next step: {best} is the best c
            'generate with:   rnnkit generate {best} --prompt "..." --length 300'),
     "classify": ("a text classifier (e.g. the sentiment of posts)",
                  "evaluate with:   rnnkit evaluate {best} --data FILE   (or --dataset NAME --split test)"),
+    "forecast": ("a time-series forecaster (an RNN encoder, a direct or autoregressive decoder, intervals)",
+                 "forecast with:   rnnkit forecast {run} --horizon N   (evaluate: rnnkit evaluate {run})"),
 }
 LAYERS = ("The settings come in layers, each over the one before: the defaults shown below < the preset "
           "(--preset; without it, the dataset's own preset if it has one: --dataset airline-tweets) < the "
@@ -103,11 +105,18 @@ def resolve_settings(args):
 def cmd_train(args) -> int:
     import json
 
-    from rnnkit.tasks import classify, lm
+    from rnnkit.tasks import classify, forecast, lm
 
     settings = resolve_settings(args)
     if args.dry_run:
         print(json.dumps(settings.to_dict(), indent=2))
+        return 0
+    if args.task == "forecast":
+        results = forecast.train_forecaster(settings)
+        for r in results:
+            print(f"trained {r.state.step} steps on the {r.ran_on}; best validation loss {r.state.best_loss:.4f} "
+                  f"at step {r.state.best_step}: {r.best}")
+        print(TRAIN_TASKS[args.task][1].format(run=settings.training.out))
         return 0
     result = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task](settings)
     state = result.state
@@ -233,8 +242,12 @@ def cmd_generate(args) -> int:
 
 def checkpoint_task(path) -> str:
     from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.tasks.forecast import checkpoint_paths
 
-    return load_checkpoint(path).config.get("task", "?")
+    try:
+        return load_checkpoint(checkpoint_paths(path)[0]).config.get("task", "?")  # a run or ensemble folder too
+    except FileNotFoundError:
+        return load_checkpoint(path).config.get("task", "?")
 
 
 def cmd_evaluate(args) -> int:
@@ -242,7 +255,12 @@ def cmd_evaluate(args) -> int:
 
     from rnnkit.tasks import classify, lm
 
-    if checkpoint_task(args.checkpoint) == "classify":
+    task = checkpoint_task(args.checkpoint)
+    if task == "forecast":
+        return cmd_evaluate_forecaster(args)
+    if args.data is None and args.dataset is None:
+        raise ValueError("give the data to evaluate on: --data FILE or --dataset NAME")
+    if task == "classify":
         report = classify.evaluate_classifier(
             args.checkpoint, data=args.data, dataset=args.dataset, split=args.split, text_column=args.text_column,
             label_column=args.label_column, engine=args.engine, device=args.device, confusion_png=args.confusion_png)
@@ -275,9 +293,10 @@ def add_use_commands(subparsers) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = add_parser(subparsers, "evaluate", "evaluate a trained model on held-out data")
-    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file")
+    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best; a forecaster's run folder)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", metavar="FILE", help="a UTF-8 text file (forecasters: a series file; default: "
+                     "the series it was trained on)")
     src.add_argument("--dataset", help="a registered dataset")
     p.add_argument("--split", choices=("train", "valid", "test"), default="test", help="with --dataset")
     p.add_argument("--batch-size", type=int, default=10)
@@ -287,6 +306,7 @@ def add_use_commands(subparsers) -> None:
     p.add_argument("--label-column", default="label", help="classifiers: the label column of --data")
     p.add_argument("--report", metavar="FILE.json", help="classifiers: write the report as JSON")
     p.add_argument("--confusion-png", metavar="FILE.png", help="classifiers: draw the confusion matrix")
+    p.add_argument("--test", type=int, help="forecasters: the steps held out at the end (default: the run's)")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -385,7 +405,102 @@ def add_serve_command(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_command, add_info_command]
+# ----------------------------------------------------------------------------------- forecasting
+
+
+def _history(model, path):
+    """A series file read as the forecaster's training data was (date column, targets, covariates, fill)."""
+    from rnnkit.data.series import read_series
+
+    d = model.settings.data
+    return read_series(path, d.date_column, model.history.target, model.history.covariates, d.fill,
+                       model.features.freq)
+
+
+def cmd_forecast(args) -> int:
+    import json
+
+    from rnnkit.tasks.forecast import Forecaster, format_forecast, to_json
+
+    model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
+    history = _history(model, args.data) if args.data else None
+    if args.levels == "none" or model.config["model"]["loss"] in ("mse", "mae"):
+        result = model.predict(args.horizon, history)
+    else:
+        result = model.predict_interval(args.horizon, args.levels, history)
+    print(json.dumps(to_json(result, model.features.freq)) if args.json else format_forecast(result, model.features.freq))
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    import json
+
+    from rnnkit.tasks.forecast import Forecaster
+
+    model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
+    series = _history(model, args.data) if args.data else None
+    start = int(args.start) if args.start.lstrip("-").isdigit() else args.start  # a row, else a date
+    report = model.backtest(start, args.horizon, args.stride, series)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{len(report['starts'])} forecasts of {report['horizon']} steps from {report['starts'][0]}, "
+              f"every {report['stride']}")
+        for k in ("mae", "rmse", "mape", "smape", "mase"):
+            print(f"{k:>6}  " + ("undefined" if report[k] is None else f"{report[k]:.4f}"))
+    return 0
+
+
+def cmd_evaluate_forecaster(args) -> int:
+    import json
+
+    from rnnkit.tasks.forecast import Forecaster
+
+    model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
+    if args.dataset is not None:
+        raise ValueError("a forecaster is evaluated on its own series, or on --data FILE")
+    report = model.evaluate(_history(model, args.data) if args.data else None, args.test)
+    if args.report:
+        write_json(args.report, report)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"the last {report['held_out']} steps (from {report['first']}) held out; MASE scaled with m = {report['m']}")
+    rows = {"model": report["model"], **report["baselines"]}
+    keys = list(report["model"])
+    print(f"{'':<16}" + "".join(f"{k:>12}" for k in keys))
+    for name, scores in rows.items():
+        print(f"{name:<16}" + "".join(f"{scores[k]:>12.4f}" if scores.get(k) is not None else f"{'-':>12}"
+                                      for k in keys))
+    return 0
+
+
+def add_forecast_commands(subparsers) -> None:
+    p = add_parser(subparsers, "forecast", "forecast with a trained forecaster, with prediction intervals")
+    p.add_argument("checkpoint", help="a forecaster's run folder (e.g. runs/forecast), ensemble or checkpoint")
+    p.add_argument("--data", metavar="FILE", help="the history to continue, a series file like the training "
+                   "data (default: the end of the series it was trained on)")
+    p.add_argument("--horizon", type=int, help="steps to forecast (default: the model's)")
+    p.add_argument("--levels", help="interval levels in percent, e.g. 80,95 (default: the model's; none: "
+                   "point forecasts only)")
+    p.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_forecast)
+
+    p = add_parser(subparsers, "backtest", "historical forecasts of a trained forecaster, scored")
+    p.add_argument("checkpoint", help="a forecaster's run folder (e.g. runs/forecast), ensemble or checkpoint")
+    p.add_argument("--start", required=True, help="the first forecast: a date as in the data (1959-01 or "
+                   "1959-01-01), or an integer row (negative: counted from the end)")
+    p.add_argument("--horizon", type=int, help="steps per forecast (default: the model's)")
+    p.add_argument("--stride", type=int, default=1, help="steps between forecasts")
+    p.add_argument("--data", metavar="FILE", help="a series file (default: the series it was trained on)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_backtest)
+
+
+COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_forecast_commands, add_serve_command,
+            add_info_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

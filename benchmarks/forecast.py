@@ -11,7 +11,10 @@ Each model forecasts from the history before each forecast only (the statistical
 it). Seasonal period m = 12. AutoARIMA runs twice: with pmdarima's defaults (non-seasonal, m = 1, as darts'
 AutoARIMA() without arguments) and seasonal (m = 12). The RNN forecasters join this table once the task
 exists (rnnkit/tasks/forecast.py). Results go to benchmarks/results/forecast.json with the CPU seconds of
-each row and the load average; a run updates the rows it computes and keeps the others.
+each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
+the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
+--last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
+default), stored as PROTOCOL-last.
 
     python benchmarks/forecast.py                     # all three protocols
     python benchmarks/forecast.py --protocols air-holdout --models naive,seasonal-naive,ets
@@ -48,14 +51,15 @@ PROTOCOLS = {
 METRICS = ("mape", "smape", "mase", "mae", "rmse")
 
 
-def run(protocol: str, models) -> dict:
+def run(protocol: str, models, last_points_only: bool = False) -> dict:
     name, first, horizon, stride, published = PROTOCOLS[protocol]
     series = datasets.load_series(name)
     y, start = series.y[:, 0], series.index_of(first)
     rows = {}
     for model in models:
         cpu = time.process_time()
-        r = backtest(y, start, horizon, stride, *stateless(MODELS[model]), metrics=METRICS, m=M)
+        r = backtest(y, start, horizon, stride, *stateless(MODELS[model]), metrics=METRICS, m=M,
+                     last_points_only=last_points_only)
         rows[model] = {k: r[k] for k in METRICS} | {"forecasts": len(r["starts"]),
                                                     "cpu_s": round(time.process_time() - cpu, 2)}
         print(f"{protocol:18s} {model:20s} MAPE {r['mape']:7.2f} %  sMAPE {r['smape']:7.2f} %  "
@@ -79,6 +83,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--last-points-only", action="store_true",
+                        help="score each forecast's last point only (darts' historical_forecasts default); "
+                             "stored as PROTOCOL-last")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "forecast.json"))
     args = parser.parse_args(argv)
     models = args.models.split(",")
@@ -89,10 +96,11 @@ def main(argv=None) -> int:
     results = json.loads(out.read_text()) if out.exists() else {"protocols": {}}  # other rows stay
     for protocol in args.protocols.split(","):
         load = os.getloadavg()
-        r = run(protocol, models)
-        rows = results["protocols"].get(protocol, {}).get("models", {})
+        r = run(protocol, models, args.last_points_only) | {"last_points_only": args.last_points_only}
+        key = protocol + ("-last" if args.last_points_only else "")
+        rows = results["protocols"].get(key, {}).get("models", {})
         r["models"] = rows | r["models"]
-        results["protocols"][protocol] = r | {"load_average": [load, os.getloadavg()]}
+        results["protocols"][key] = r | {"load_average": [load, os.getloadavg()]}
     print(format_table(results))
     print(f"results written to {write_json(args.out, results)}")
     return 0

@@ -54,6 +54,14 @@ def test_naive_backtest_mae_equals_hand_computation():
     assert result["mase"] == pytest.approx((1.5 / scale4 + 3.0 / scale6) / 2)
 
 
+def test_last_points_only():
+    # darts' default: the series of each forecast's last point, scored as one: naive from t0 = 4 and 6,
+    # horizon 2 -> last points y[5] = 7 (forecast 6) and y[7] = 11 (forecast 7)
+    result = backtest(Y, 4, 2, 2, *stateless(B.naive), metrics=("mae", "mape"), last_points_only=True)
+    assert result["mae"] == pytest.approx((1 + 4) / 2)
+    assert result["mape"] == pytest.approx(100 * (1 / 7 + 4 / 11) / 2)
+
+
 def test_start_forms_and_errors():
     assert start_index(10, 0.5, 2) == 5 and start_index(10, -3, 2) == 7 and start_index(10, 4, 2) == 4
     with pytest.raises(ValueError, match=r"must start in 1..8 .* got 9"):

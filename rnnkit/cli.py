@@ -307,6 +307,7 @@ def add_use_commands(subparsers) -> None:
     p.add_argument("--report", metavar="FILE.json", help="classifiers: write the report as JSON")
     p.add_argument("--confusion-png", metavar="FILE.png", help="classifiers: draw the confusion matrix")
     p.add_argument("--test", type=int, help="forecasters: the steps held out at the end (default: the run's)")
+    p.add_argument("--plot", metavar="FILE.png", help="forecasters: draw the forecast beside the held-out truth")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -420,7 +421,7 @@ def _history(model, path):
 def cmd_forecast(args) -> int:
     import json
 
-    from rnnkit.tasks.forecast import Forecaster, format_forecast, to_json
+    from rnnkit.tasks.forecast import Forecaster, format_forecast, plot_forecast, to_json
 
     model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
     history = _history(model, args.data) if args.data else None
@@ -428,6 +429,8 @@ def cmd_forecast(args) -> int:
         result = model.predict(args.horizon, history)
     else:
         result = model.predict_interval(args.horizon, args.levels, history)
+    if args.plot:
+        plot_forecast(result, model.history if history is None else history, args.plot)
     print(json.dumps(to_json(result, model.features.freq)) if args.json else format_forecast(result, model.features.freq))
     return 0
 
@@ -459,7 +462,7 @@ def cmd_evaluate_forecaster(args) -> int:
     model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
     if args.dataset is not None:
         raise ValueError("a forecaster is evaluated on its own series, or on --data FILE")
-    report = model.evaluate(_history(model, args.data) if args.data else None, args.test)
+    report = model.evaluate(_history(model, args.data) if args.data else None, args.test, plot=args.plot)
     if args.report:
         write_json(args.report, report)
     if args.json:
@@ -484,6 +487,7 @@ def add_forecast_commands(subparsers) -> None:
     p.add_argument("--levels", help="interval levels in percent, e.g. 80,95 (default: the model's; none: "
                    "point forecasts only)")
     p.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the history, the forecast and its intervals")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_forecast)
 

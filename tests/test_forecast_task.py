@@ -140,6 +140,12 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     assert {"mae", "mape", "mase", "coverage_80", "coverage_95"} <= set(report["model"])
     assert main(["evaluate", str(out)]) == 0
     assert "seasonal-naive" in capsys.readouterr().out
+    pytest.importorskip("matplotlib")
+    assert main(["forecast", str(out), "--horizon", "3", "--plot", str(out / "f.png")]) == 0
+    assert main(["evaluate", str(out), "--plot", str(out / "e.png")]) == 0
+    for name in ("f.png", "e.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 10_000
+    capsys.readouterr()
     assert main(["forecast", str(out), "--horizon", "9"]) == 2
     assert capsys.readouterr().err.startswith("error: this model forecasts 1..4 steps")
 

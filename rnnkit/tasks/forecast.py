@@ -202,7 +202,8 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
         f"({len(samples['x'])} windows), {s.data.valid} to validate, {test} held out; "
         f"{kwargs['input_size']} inputs, {kwargs['future_size']} known-future features")
     config = {"task": "forecast", "model": kwargs, "features": features.to_config(),
-              "history": _history_config(series, min(len(series), s.model.window + features.target.lost + 1)),
+              "history": _history_config(series, min(len(series), max(s.model.window + features.target.lost + 1,
+                                                                    3 * s.model.horizon))),
               "settings": s.to_dict(), "training": asdict(t), "dtype": t.dtype}
     results = []
     for k in range(s.model.ensemble):
@@ -378,9 +379,11 @@ class Forecaster:
         out.update({k: (None if None in v else float(np.mean(v))) for k, v in out["per_forecast"].items()})
         return out
 
-    def evaluate(self, series: Series | None = None, test: int | None = None, baselines=B.NUMPY_BASELINES) -> dict:
+    def evaluate(self, series: Series | None = None, test: int | None = None, baselines=B.NUMPY_BASELINES,
+                 plot: str | None = None) -> dict:
         """The forecast of the held-out last `test` steps (default: the run's) from the history before them,
-        scored beside the baselines on the same history: {"model": {metric: v}, "baselines": {name: {...}}}."""
+        scored beside the baselines on the same history: {"model": {metric: v}, "baselines": {name: {...}}};
+        `plot`: a PNG path for the figure (history, forecast, intervals, the held-out truth)."""
         series = self.series() if series is None else series
         test = test or (self.settings.data.test if self.settings.data.test is not None else self.horizon)
         if not test:
@@ -396,6 +399,8 @@ class Forecaster:
             fn = B.baseline(name, m)
             report["baselines"][name] = _scores(truth.y, fn(history.y, test), history.y, m)
         report["forecast"] = result["forecast"].tolist()
+        if plot:
+            report["plot"] = str(plot_forecast(result, history, plot, truth.y[:, 0]))
         return report
 
     def _has_intervals(self) -> bool:
@@ -416,6 +421,18 @@ def _scores(truth, forecast, history, m: int) -> dict:
         except ValueError:
             out[name] = None
     return out
+
+
+def plot_forecast(result: dict, history: Series, path, truth=None, steps: int | None = None) -> Path:
+    """The figure of a forecast dict (rnnkit.plots.plot_forecast) for the first target: the last `steps`
+    of the history (default: 3 horizons), the forecast, its intervals and the truth (horizon,) if given."""
+    from ..plots import plot_forecast as draw
+
+    tail = history.slice(-(steps or 3 * len(result["dates"])), None)
+    intervals = {lv: (lo[:, 0], hi[:, 0]) for lv, (lo, hi) in result.get("intervals", {}).items()}
+    return draw(tail.dates.astype("datetime64[D]"), tail.y[:, 0], result["dates"].astype("datetime64[D]"),
+                result["forecast"][:, 0], path, intervals, truth, title=f"{history.name or 'forecast'}",
+                label=history.target[0])
 
 
 def format_forecast(result: dict, freq: str) -> str:

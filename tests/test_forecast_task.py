@@ -153,7 +153,37 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
 def test_cli_train_forecast(csv_file, tmp_path, capsys):
     args = ["train", "forecast", "--data", str(csv_file), "--date-column", "month", "--horizon", "3",
             "--window", "6", "--hidden", "4", "--epochs", "1", "--out", str(tmp_path / "run")]
-    assert main(args) == 0
+    assert main(args + ["--diff", "1", "--log"]) == 0
     assert "rnnkit forecast" in capsys.readouterr().out and (tmp_path / "run" / "best" / "config.json").exists()
+    # a differenced series: intervals from sample paths, nested, around a forecast near the last level
+    assert main(["forecast", str(tmp_path / "run"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    lo80, hi80 = np.array(got["intervals"]["80"]["lower"]), np.array(got["intervals"]["80"]["upper"])
+    lo95, hi95 = np.array(got["intervals"]["95"]["lower"]), np.array(got["intervals"]["95"]["upper"])
+    assert np.all(lo95 <= lo80) and np.all(lo80 < hi80) and np.all(hi80 <= hi95)
+    assert np.all(np.abs(np.array(got["forecast"]) / toy_values()[-1] - 1) < 0.5)
     assert main(args[:-2] + ["--out", str(tmp_path / "r2"), "--window", "100"]) == 2
     assert "fewer than the input window plus the horizon" in capsys.readouterr().err
+
+
+def test_sample_steps_and_the_quantiles_of_a_sum():
+    from rnnkit.data.transforms import SeriesTransform
+    from rnnkit.tasks.forecast import sample_steps
+
+    rng = np.random.default_rng(1)
+    horizon = 9
+    out = np.zeros((horizon, 1, 2))
+    out[..., 1] = 1.0                                              # every step's difference ~ N(0, 1)
+    draws = sample_steps(out, "gaussian", (), 4000, rng)
+    assert draws.shape == (4000, horizon, 1) and abs(draws.std() - 1) < 0.05
+    t = SeriesTransform(diff=1, scale=False).fit(np.arange(10.0)[:, None])
+    levels = t.inverse(draws, np.array([[5.0]]))                   # random walks from 5
+    hi = np.quantile(levels, 0.9, axis=0)[:, 0]
+    # the 90% quantile of a sum of k independent N(0, 1) is 5 + 1.2816 sqrt(k), not 5 + 1.2816 k
+    np.testing.assert_allclose(hi - 5, 1.2816 * np.sqrt(np.arange(1, horizon + 1)), rtol=0.08)
+    # a quantile model's inverse CDF: linear between its quantiles, clamped outside
+    qs = (0.1, 0.5, 0.9)
+    out = np.array([[[-1.0, 0.0, 3.0]]])
+    draws = sample_steps(out, "quantile", qs, 20000, rng)[:, 0, 0]
+    assert np.mean(draws <= 0.0) == pytest.approx(0.5, abs=0.02) and np.mean(draws == -1.0) == pytest.approx(0.1, abs=0.01)
+    assert np.quantile(draws, 0.7) == pytest.approx(1.5, abs=0.1)

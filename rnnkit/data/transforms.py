@@ -12,8 +12,8 @@ j belongs to row j + lost of y. `inverse(z, history)` undoes all of it for forec
 columns) that continue `history` (time >= lost, columns), given in the original scale: the differences are
 undone by the recursions u_t = v_t + u_{t-1} and v_t = w_t + v_{t-m}, seeded with the history's last values
 and then fed the forecast's own, so that inverse(transform(y)[k:], y[:k + lost]) == y[k + lost:] exactly
-(to float rounding). Scaling and log are monotone, so a quantile of z maps to the same quantile of y; the
-differences are undone per quantile path (the usual approximation for intervals of a differenced series).
+(to float rounding). Scaling and log are monotone, so a quantile of z maps to the same quantile of y; a
+difference is not (a level is a sum of steps): invert sample paths and take their quantiles instead.
 """
 
 from __future__ import annotations

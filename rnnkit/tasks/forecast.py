@@ -16,6 +16,7 @@ differences, scaling), fitted on the training part only, and every forecast is i
 part is the series minus its last `test` steps (held out for `evaluate`) and minus the `valid` steps before
 them (whose forecasts choose the best checkpoint; with valid = 0, the training windows' loss does).
 
+The intervals of a differenced series come from sample paths (Forecaster._paths, sample_steps).
 `ensemble` N trains N members with seeds seed, seed + 1, ... into `out`/member-k (one member: into `out`);
 a forecast is the median over the members of each quantile path. Each checkpoint's config records the
 settings, the fitted transforms and the tail of the series (what `predict` continues by default).
@@ -49,6 +50,22 @@ def quantiles_for(levels) -> tuple[float, ...]:
     for level in parse_levels(levels):
         qs |= {round((1 - level / 100) / 2, 10), round(1 - (1 - level / 100) / 2, 10)}
     return tuple(sorted(qs))
+
+
+SAMPLES = 2000  # sample paths behind the intervals of a differenced series
+
+
+def sample_steps(out: np.ndarray, loss: str, quantiles, n: int, rng) -> np.ndarray:
+    """n draws (n, horizon, outputs) of each step's z from a forecast out (horizon, outputs, K), the steps
+    independent of each other: the Gaussian's mean + scale * N(0, 1), or a quantile model's inverse CDF,
+    linear between its quantiles (u ~ U(0, 1); below the lowest or above the highest quantile: that one)."""
+    if loss == "gaussian":
+        return out[..., 0] + out[..., 1] * rng.standard_normal((n,) + out.shape[:-1])
+    u = rng.random((n,) + out.shape[:-1])
+    draws = np.empty_like(u)
+    for idx in np.ndindex(*out.shape[:-1]):
+        draws[(slice(None),) + idx] = np.interp(u[(slice(None),) + idx], quantiles, out[idx])
+    return draws
 
 
 def _names(text) -> tuple[str, ...]:
@@ -299,33 +316,38 @@ class Forecaster:
 
     def _paths(self, history: Series, horizon: int, qs) -> np.ndarray:
         """Forecast paths (len(qs), horizon, outputs) in the original scale, the median over the members: the
-        point forecast for q = None, else the quantile q (a quantile model's own, or the Gaussian's)."""
+        point forecast for q = None, else the quantile q of each step.
+
+        Without differences the transform is monotone, so a quantile of z maps to the same quantile of y.
+        With differences a level is a sum of steps, and a sum of quantiles is no quantile of the sum: the
+        quantiles then come from SAMPLES paths, each step drawn on its own from the model's distribution
+        (the inverse CDF through its quantiles, or the Gaussian), inverted, and counted per step."""
         inputs, _ = self.features.arrays(history)
         x = inputs[-self.window:][None]
         future = self.features.calendar_of(history.future_dates(self.horizon))
         future = future[None] if future.shape[1] else None
         model = self.config["model"]
         loss, quantiles = model["loss"], [round(q, 10) for q in model["quantiles"]]
+        wanted = [q for q in qs if q is not None]
+        if wanted and loss not in ("quantile", "gaussian"):
+            raise ValueError(f"this model was trained with the {loss} loss: it gives point forecasts only; "
+                             f"train with --loss quantile or gaussian for intervals")
+        inverse = self.features.target.inverse
         paths = []
         for eng in self.engines:
             with eng.locked_weights():
                 out = np.asarray(eng.predict(x, future), dtype=np.float64)[0, :horizon]  # (horizon, outputs, K)
             if loss == "quantile":
                 out = np.sort(out, axis=-1)  # uncrossed: the sorted values are closer to the true quantiles
-            z = []
-            for q in qs:
-                if q is None:
-                    k = quantiles.index(0.5) if 0.5 in quantiles else min(
-                        range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5)) if quantiles else 0
-                    z.append(out[..., k])
-                elif loss == "gaussian":
-                    z.append(out[..., 0] + out[..., 1] * NormalDist().inv_cdf(q))
-                elif loss == "quantile":
-                    z.append(out[..., quantiles.index(round(q, 10))])
-                else:
-                    raise ValueError(f"this model was trained with the {loss} loss: it gives point forecasts only;"
-                                     f" train with --loss quantile or gaussian for intervals")
-            paths.append(self.features.target.inverse(np.stack(z), history.y))
+            point = out[..., quantiles.index(0.5)] if loss == "quantile" else out[..., 0]
+            if self.features.target.lost and wanted:
+                ys = inverse(sample_steps(out, loss, quantiles, SAMPLES, np.random.default_rng(0)), history.y)
+                at = dict(zip(wanted, np.quantile(ys, wanted, axis=0)))
+                paths.append(np.stack([inverse(point, history.y) if q is None else at[q] for q in qs]))
+                continue
+            z = [point if q is None else out[..., 0] + out[..., 1] * NormalDist().inv_cdf(q) if loss == "gaussian"
+                 else out[..., quantiles.index(round(q, 10))] for q in qs]
+            paths.append(inverse(np.stack(z), history.y))
         return np.median(np.stack(paths), axis=0)
 
     def predict(self, horizon: int | None = None, history: Series | None = None) -> dict:

@@ -69,6 +69,9 @@ def test_windows_stay_inside_the_training_part():
     assert kwargs["input_size"] == 1 + 2 and kwargs["future_size"] == 2  # the target + month (sin, cos)
     with pytest.raises(ValueError, match="fewer than the input window plus the horizon"):
         prepare(resolve("forecast", dict(data="given", window=50, horizon=12)), series)
+    long = make_series(np.arange("2000-01-01", "2005-01-01", dtype="datetime64[h]"), np.zeros(43848), "y")
+    with pytest.raises(ValueError, match=r"windows of 20000 \+ 12 steps would take .* GiB"):
+        prepare(resolve("forecast", dict(data="given", window=20000, horizon=12)), long)
 
 
 def test_predict_intervals_and_reload(ensemble):

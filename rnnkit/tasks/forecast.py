@@ -36,7 +36,7 @@ from ..data import datasets
 from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, make_series,
                            read_series)
 from ..data.transforms import SeriesTransform
-from ..data.windows import batches, sliding_windows
+from ..data.windows import batches, n_windows, sliding_windows
 from ..engines import build_engine, check_engine
 from ..train import train
 from . import forecast_baselines as B
@@ -53,6 +53,7 @@ def quantiles_for(levels) -> tuple[float, ...]:
 
 
 SAMPLES = 2000  # sample paths behind the intervals of a differenced series
+MAX_SAMPLE_BYTES = 2 << 30  # the training windows a run may hold in memory
 
 
 def sample_steps(out: np.ndarray, loss: str, quantiles, n: int, rng) -> np.ndarray:
@@ -191,6 +192,11 @@ def prepare(s: ForecastSettings, series: Series):
     known = series.slice(None, len(series) - test)            # training + validation parts
     inputs, z = features.arrays(known)
     future = features.calendar_of(known.dates[lost:])
+    count = n_windows(len(z), model.window, model.horizon)
+    size = 8 * count * (model.window * inputs.shape[1] + model.horizon * (2 * z.shape[1] + future.shape[1]))
+    if size > MAX_SAMPLE_BYTES:
+        raise ValueError(f"{count} windows of {model.window} + {model.horizon} steps would take {size / 2**30:.1f} "
+                         f"GiB (limit {MAX_SAMPLE_BYTES / 2**30:.0f} GiB); use a shorter --window or less data")
     samples = sliding_windows(inputs, z, model.window, model.horizon, future if future.shape[1] else None)
     ends = np.arange(len(samples["x"])) + model.window + model.horizon + lost  # one past each sample's last row
     train_samples = _cut(samples, ends <= n_fit)

@@ -190,3 +190,20 @@ def test_sample_steps_and_the_quantiles_of_a_sum():
     draws = sample_steps(out, "quantile", qs, 20000, rng)[:, 0, 0]
     assert np.mean(draws <= 0.0) == pytest.approx(0.5, abs=0.02) and np.mean(draws == -1.0) == pytest.approx(0.1, abs=0.01)
     assert np.quantile(draws, 0.7) == pytest.approx(1.5, abs=0.1)
+
+
+def test_torch_engine_trains_a_gaussian_autoregressive_forecaster(csv_file, tmp_path):
+    pytest.importorskip("torch")
+    settings = dict(TINY, epochs=1, loss="gaussian", decoder="autoregressive", engine="torch", device="cpu")
+    Forecaster(data=str(csv_file), date_column="month", out=str(tmp_path), **settings).fit(log=lambda *a: None)
+    on_torch = Forecaster.from_pretrained(tmp_path, engine="torch", device="cpu").predict_interval(4, "50,90")
+    on_scratch = Forecaster.from_pretrained(tmp_path).predict_interval(4, "50,90")  # any level: a Gaussian
+    np.testing.assert_allclose(on_scratch["forecast"], on_torch["forecast"], rtol=1e-4)
+    for level in (50.0, 90.0):
+        np.testing.assert_allclose(on_scratch["intervals"][level], on_torch["intervals"][level], rtol=1e-4)
+    lo50, hi50 = on_scratch["intervals"][50.0]
+    lo90, hi90 = on_scratch["intervals"][90.0]
+    assert np.all(lo90 < lo50) and np.all(hi50 < hi90)
+    # a Gaussian's intervals are symmetric around its mean: mean ± z_q sigma
+    np.testing.assert_allclose((lo50 + hi50) / 2, on_scratch["forecast"], rtol=1e-9)
+    np.testing.assert_allclose((hi90 - lo90) / (hi50 - lo50), 1.6449 / 0.6745, rtol=1e-3)

@@ -95,6 +95,13 @@ def test_predict_intervals_and_reload(ensemble):
     np.testing.assert_allclose(on_torch, model.predict(3)["forecast"], rtol=1e-4)
     with pytest.raises(ValueError, match="forecasts 1..4 steps, got a horizon of 5"):
         model.predict(5)
+    import shutil
+
+    stale = out.parent / "stale"
+    shutil.copytree(out, stale)
+    shutil.copytree(out / "member-1", stale / "member-2")  # a member left over from a larger ensemble
+    with pytest.raises(ValueError, match="3 members found .* for an ensemble of 2"):
+        Forecaster.from_pretrained(stale)
     with pytest.raises(ValueError, match=r"trained for the levels \[80.0, 95.0\]; \[50.0\] need other quantiles"):
         model.predict_interval(2, levels="50")
 

@@ -289,7 +289,13 @@ class Forecaster:
                                device=device)
             eng.load_weights(ckpt.weights)
             self.engines.append(eng)
+            if self.engines[1:] and ckpt.config["settings"] != self.config["settings"]:
+                raise ValueError(f"{p} was trained with other settings than {paths[0]}: not one ensemble")
             self.config = ckpt.config
+        ensemble = self.config["settings"]["model"]["ensemble"]
+        if len(paths) > 1 and len(paths) != ensemble:
+            raise ValueError(f"{len(paths)} members found ({paths[0].parent.parent} ...) for an ensemble of {ensemble}"
+                             f"; remove the stale member-* folders")
         self.settings = ForecastSettings.from_flat(flat_settings(self.config["settings"]))
         self.features = Features.from_config(self.config["features"])
         self.history = _history_from_config(self.config["history"])

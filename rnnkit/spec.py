@@ -65,8 +65,10 @@ def check_forecaster(input_size, output_size, horizon, future_size, decoder, los
                          f"covariates, so it cannot be smaller than output_size")
     check_choice("decoder", decoder, FORECAST_DECODERS)
     check_choice("forecast loss", loss, FORECAST_LOSSES)
-    if not 0.0 <= teacher_forcing <= 1.0:
+    if not isinstance(teacher_forcing, numbers.Real) or not 0.0 <= teacher_forcing <= 1.0:
         raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
+    if not isinstance(quantiles, (list, tuple)) or not all(isinstance(q, numbers.Real) for q in quantiles):
+        raise ValueError(f"quantiles must be a list of numbers in (0, 1), got {quantiles!r}")
     quantiles = tuple(float(q) for q in quantiles)
     if loss == "quantile":
         if not quantiles:

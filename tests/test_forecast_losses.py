@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnkit.scratch import losses
-from tests.gradcheck import numeric_grad
+from gradcheck import numeric_grad
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402

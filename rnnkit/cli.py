@@ -93,6 +93,8 @@ TRAIN_TASKS = {  # task → (what it trains, the next step: {best} is the best c
     "seq2seq": ("a translation model (sequence to sequence, with attention)",
                 'translate with:  rnnkit translate {best} "text" --beam 5\n'
                 "evaluate with:   rnnkit evaluate {best}   (BLEU, chrF, exact match on the held-out test split)"),
+    "forecast": ("a time-series forecaster (an RNN encoder, a direct or autoregressive decoder, intervals)",
+                 "forecast with:   rnnkit forecast {run} --horizon N   (evaluate: rnnkit evaluate {run})"),
 }
 LAYERS = ("The settings come in layers, each over the one before: the defaults shown below < the preset "
           "(--preset; without it, the dataset's own preset if it has one: --dataset airline-tweets) < the "
@@ -113,11 +115,18 @@ def resolve_settings(args):
 def cmd_train(args) -> int:
     import json
 
-    from rnnkit.tasks import classify, lm, seq2seq
+    from rnnkit.tasks import classify, forecast, lm, seq2seq
 
     settings = resolve_settings(args)
     if args.dry_run:
         print(json.dumps(settings.to_dict(), indent=2))
+        return 0
+    if args.task == "forecast":
+        results = forecast.train_forecaster(settings)
+        for r in results:
+            print(f"trained {r.state.step} steps on the {r.ran_on}; best validation loss {r.state.best_loss:.4f} "
+                  f"at step {r.state.best_step}: {r.best}")
+        print(TRAIN_TASKS[args.task][1].format(run=settings.training.out))
         return 0
     run = {"lm": lm.train_lm, "classify": classify.train_classifier, "seq2seq": seq2seq.train_seq2seq}[args.task]
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -315,9 +324,13 @@ def cmd_generate(args) -> int:
 
 
 def checkpoint_task(path) -> str:
+    from rnnkit.tasks.forecast import checkpoint_paths
     from rnnkit.tasks.pretrained import open_checkpoint
 
-    return open_checkpoint(path).config.get("task", "?")
+    try:
+        return open_checkpoint(checkpoint_paths(path)[0]).config.get("task", "?")  # a run or ensemble folder too
+    except FileNotFoundError:
+        return open_checkpoint(path).config.get("task", "?")
 
 
 def cmd_evaluate(args) -> int:
@@ -328,6 +341,8 @@ def cmd_evaluate(args) -> int:
     task = checkpoint_task(args.checkpoint)
     if task == "seq2seq":
         return evaluate_seq2seq(args)
+    if task == "forecast":
+        return cmd_evaluate_forecaster(args)
     if args.data is None and args.dataset is None:
         raise ValueError("give the data to evaluate on: --data FILE or --dataset NAME")
     if task == "classify":
@@ -375,11 +390,11 @@ def add_use_commands(subparsers) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = add_parser(subparsers, "evaluate", "evaluate a trained model on held-out data")
-    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
+    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best; a forecaster's run folder)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="FILE", help="a UTF-8 text file (a language model), a labelled CSV/TSV/"
                      "JSONL file (a classifier), a file of pairs (translation; default: the held-out split of the "
-                     "model's own data)")
+                     "model's own data), a series file (forecasters; default: the series it was trained on)")
     src.add_argument("--dataset", help="a registered dataset")
     p.add_argument("--split", choices=("train", "valid", "test", "all"),
                    help="with --dataset (translation: of the model's own data): its split (default: test). With a "
@@ -400,6 +415,8 @@ def add_use_commands(subparsers) -> None:
     p.add_argument("--source-column", help="translation: the source column of --data (default: the training run's)")
     p.add_argument("--target-column", help="translation: the target column of --data (default: the training run's)")
     add_decoding_options(p, "translation: ")
+    p.add_argument("--test", type=int, help="forecasters: the steps held out at the end (default: the run's)")
+    p.add_argument("--plot", metavar="FILE.png", help="forecasters: draw the forecast beside the held-out truth")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -589,8 +606,105 @@ def add_serve_command(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-COMMANDS = [add_data_commands, add_train_commands, add_run_commands, add_use_commands, add_serve_command,
-            add_info_command]
+# ----------------------------------------------------------------------------------- forecasting
+
+
+def _history(model, path):
+    """A series file read as the forecaster's training data was (date column, targets, covariates, fill)."""
+    from rnnkit.data.series import read_series
+
+    d = model.settings.data
+    return read_series(path, d.date_column, model.history.target, model.history.covariates, d.fill,
+                       model.features.freq)
+
+
+def cmd_forecast(args) -> int:
+    import json
+
+    from rnnkit.tasks.forecast import Forecaster, format_forecast, plot_forecast, to_json
+
+    model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
+    history = _history(model, args.data) if args.data else None
+    if args.levels == "none" or model.config["model"]["loss"] in ("mse", "mae"):
+        result = model.predict(args.horizon, history)
+    else:
+        result = model.predict_interval(args.horizon, args.levels, history)
+    if args.plot:
+        plot_forecast(result, model.history if history is None else history, args.plot)
+    print(json.dumps(to_json(result, model.features.freq)) if args.json else format_forecast(result, model.features.freq))
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    import json
+
+    from rnnkit.tasks.forecast import Forecaster
+
+    model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
+    series = _history(model, args.data) if args.data else None
+    start = int(args.start) if args.start.lstrip("-").isdigit() else args.start  # a row, else a date
+    report = model.backtest(start, args.horizon, args.stride, series)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{len(report['starts'])} forecasts of {report['horizon']} steps from {report['starts'][0]}, "
+              f"every {report['stride']}")
+        for k in ("mae", "rmse", "mape", "smape", "mase"):
+            print(f"{k:>6}  " + ("undefined" if report[k] is None else f"{report[k]:.4f}"))
+    return 0
+
+
+def cmd_evaluate_forecaster(args) -> int:
+    import json
+
+    from rnnkit.tasks.forecast import Forecaster
+
+    model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
+    if args.dataset is not None:
+        raise ValueError("a forecaster is evaluated on its own series, or on --data FILE")
+    report = model.evaluate(_history(model, args.data) if args.data else None, args.test, plot=args.plot)
+    if args.report:
+        write_json(args.report, report)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"the last {report['held_out']} steps (from {report['first']}) held out; MASE scaled with m = {report['m']}")
+    rows = {"model": report["model"], **report["baselines"]}
+    keys = list(report["model"])
+    print(f"{'':<16}" + "".join(f"{k:>12}" for k in keys))
+    for name, scores in rows.items():
+        print(f"{name:<16}" + "".join(f"{scores[k]:>12.4f}" if scores.get(k) is not None else f"{'-':>12}"
+                                      for k in keys))
+    return 0
+
+
+def add_forecast_commands(subparsers) -> None:
+    p = add_parser(subparsers, "forecast", "forecast with a trained forecaster, with prediction intervals")
+    p.add_argument("checkpoint", help="a forecaster's run folder (e.g. runs/forecast), ensemble or checkpoint")
+    p.add_argument("--data", metavar="FILE", help="the history to continue, a series file like the training "
+                   "data (default: the end of the series it was trained on)")
+    p.add_argument("--horizon", type=int, help="steps to forecast (default: the model's)")
+    p.add_argument("--levels", help="interval levels in percent, e.g. 80,95 (default: the model's; none: "
+                   "point forecasts only)")
+    p.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the history, the forecast and its intervals")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_forecast)
+
+    p = add_parser(subparsers, "backtest", "historical forecasts of a trained forecaster, scored")
+    p.add_argument("checkpoint", help="a forecaster's run folder (e.g. runs/forecast), ensemble or checkpoint")
+    p.add_argument("--start", required=True, help="the first forecast: a date as in the data (1959-01 or "
+                   "1959-01-01), or an integer row (negative: counted from the end)")
+    p.add_argument("--horizon", type=int, help="steps per forecast (default: the model's)")
+    p.add_argument("--stride", type=int, default=1, help="steps between forecasts")
+    p.add_argument("--data", metavar="FILE", help="a series file (default: the series it was trained on)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_backtest)
+
+
+COMMANDS = [add_data_commands, add_train_commands, add_run_commands, add_use_commands, add_forecast_commands,
+            add_serve_command, add_info_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Evaluation metrics: classification, language modelling, translation (BLEU, chrF) and regression.
+"""Evaluation metrics: classification, language modelling, translation (BLEU, chrF), regression and
+forecasting.
 
 Classification follows scikit-learn: per-class precision, recall and F1 with zero_division=0 (a ratio whose
 denominator is 0 counts as 0), macro averages over the classes, weighted averages by support. Every function
@@ -306,3 +307,75 @@ def rmse(y_true, y_pred) -> float:
     """Root mean squared error over all elements."""
     t, p = _values(y_true, y_pred)
     return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+# ------------------------------------------------------------------------------------------ forecasting
+# y_true and y_pred of the same shape, e.g. (horizon,) or (horizon, outputs); means are over all elements.
+
+
+def mape(y_true, y_pred) -> float:
+    """Mean absolute percentage error, in percent: 100 / n * sum |y - yhat| / |y| (darts' `mape`; sktime's
+    MeanAbsolutePercentageError times 100). ValueError if a true value is 0."""
+    t, p = _values(y_true, y_pred)
+    if np.any(t == 0):
+        raise ValueError("MAPE is undefined: y_true holds zeros; use sMAPE, MASE or MAE")
+    return float(100.0 * np.mean(np.abs(t - p) / np.abs(t)))
+
+
+def smape(y_true, y_pred) -> float:
+    """Symmetric MAPE in percent, in [0, 200]: 200 / n * sum |y - yhat| / (|y| + |yhat|) (darts' `smape`;
+    sktime's symmetric MAPE times 100). ValueError where a true value and its prediction are both 0."""
+    t, p = _values(y_true, y_pred)
+    den = np.abs(t) + np.abs(p)
+    if np.any(den == 0):
+        raise ValueError("sMAPE is undefined where y_true and y_pred are both 0")
+    return float(200.0 * np.mean(np.abs(t - p) / den))
+
+
+def mase(y_true, y_pred, insample, m: int = 1) -> float:
+    """Mean absolute scaled error: MAE(y, yhat) / mean_{t > m} |insample_t - insample_{t-m}|, the MAE of the
+    seasonal naive forecast with period m inside the training series `insample` (time,) or (time, outputs)
+    (Hyndman & Koehler 2006; darts' and sktime's `mase`). Below 1: better than the in-sample seasonal naive.
+    ValueError if insample has m or fewer steps or is m-periodic (a zero scale)."""
+    t, p = _values(y_true, y_pred)
+    x = np.asarray(insample, dtype=np.float64)
+    if m < 1:
+        raise ValueError(f"the seasonal period m must be >= 1, got {m}")
+    if len(x) <= m:
+        raise ValueError(f"MASE needs more than m = {m} in-sample steps, got {len(x)}")
+    scale = float(np.mean(np.abs(x[m:] - x[:-m])))
+    if scale == 0:
+        raise ValueError(f"MASE is undefined: the in-sample series repeats with period {m} (zero naive error)")
+    return float(np.mean(np.abs(t - p))) / scale
+
+
+def coverage(y_true, lower, upper) -> float:
+    """Interval coverage: the fraction of true values with lower <= y <= upper (a nominal 80 % interval
+    should cover about 0.8)."""
+    t, lo = _values(y_true, lower)
+    _, hi = _values(y_true, upper)
+    if np.any(lo > hi):
+        raise ValueError("an interval has lower > upper")
+    return float(np.mean((lo <= t) & (t <= hi)))
+
+
+def pinball(y_true, y_quantiles, quantiles) -> float:
+    """Mean pinball (quantile) loss over all elements and quantiles.
+
+    y_quantiles (..., K) holds the predicted quantile q_k in its last axis, y_true (...). For each q:
+    L_q(y, yhat) = max(q (y - yhat), (q - 1) (y - yhat)); the mean over elements of L_q is scikit-learn's
+    mean_pinball_loss(alpha=q), and this returns its mean over the K quantiles. The 0.5 quantile's loss is
+    half the MAE."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    pred = np.asarray(y_quantiles, dtype=np.float64)
+    if q.ndim != 1 or pred.shape[-1:] != q.shape:
+        raise ValueError(f"y_quantiles has shape {pred.shape}; its last axis must hold the {q.size} quantiles")
+    if np.any((q <= 0) | (q >= 1)):
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {q.tolist()}")
+    t = np.asarray(y_true, dtype=np.float64)
+    if t.shape != pred.shape[:-1]:
+        raise ValueError(f"y_true has shape {t.shape} but y_quantiles has {pred.shape}; expected {pred.shape[:-1]}")
+    if t.size == 0:
+        raise ValueError("empty input: no values to score")
+    diff = t[..., None] - pred
+    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))

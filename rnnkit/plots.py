@@ -1,5 +1,5 @@
 """Figures as PNG files: a confusion matrix, the curves of a training run (`rnnkit plot RUN`), an attention
-heat map.
+heat map, a forecast.
 
 Needs matplotlib (`pip install 'rnnkit[plots]'`), imported only when a figure is drawn. The figures are drawn
 on matplotlib's Agg canvas directly, without pyplot, so they never open a window or change the backend of
@@ -209,6 +209,38 @@ def plot_attention(weights, source_tokens, target_tokens, path: str | os.PathLik
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     ax.set_title(title)
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLike, intervals=None,
+                  truth=None, title: str = "Forecast", label: str = "value") -> Path:
+    """Write a forecast figure as a PNG: the history, the forecast, its intervals shaded (widest palest) and,
+    when given, the held-out truth; return its path.
+
+    history (time,) with history_dates; forecast (horizon,) with dates (datetime64 or numbers on one axis);
+    intervals {level: (lower (horizon,), upper (horizon,))}; truth (horizon,) beside the forecast."""
+    history, forecast = np.asarray(history, dtype=np.float64), np.asarray(forecast, dtype=np.float64)
+    if history.ndim != 1 or forecast.ndim != 1 or len(history) != len(history_dates) or len(forecast) != len(dates):
+        raise ValueError(f"expected 1-D history and forecast matching their dates; got {history.shape} for "
+                         f"{len(history_dates)} dates and {forecast.shape} for {len(dates)}")
+    if truth is not None and np.shape(truth) != forecast.shape:
+        raise ValueError(f"truth has shape {np.shape(truth)}, the forecast {forecast.shape}")
+    fig = _figure(8.0, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(history_dates, history, color="black", linewidth=1.2, label="history")
+    for i, (level, (lo, hi)) in enumerate(sorted((intervals or {}).items(), reverse=True)):
+        ax.fill_between(dates, np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64),
+                        color="tab:blue", alpha=0.15 + 0.15 * i, linewidth=0, label=f"{level:g}% interval")
+    ax.plot(dates, forecast, color="tab:blue", linewidth=2.0, label="forecast")
+    if truth is not None:
+        ax.plot(dates, np.asarray(truth, dtype=np.float64), color="tab:red", linewidth=1.2, linestyle="--",
+                label="held-out truth")
+    ax.set_ylabel(label)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
     path = Path(path)
     fig.savefig(path, format="png")
     return path

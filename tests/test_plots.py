@@ -154,3 +154,29 @@ def test_the_plot_command_writes_png_and_svg(tmp_path, capsys):
     write_metrics(tmp_path / "old" / "metrics.jsonl")  # no wall_s: logged before rnnkit wrote it
     assert main(["plot", str(tmp_path / "old"), "--x", "time"]) == 2
     assert "has no wall times" in capsys.readouterr().err
+
+
+@needs_matplotlib
+def test_plot_forecast(tmp_path):
+    from matplotlib.image import imread
+
+    hist_dates = np.arange("1958-01", "1961-01", dtype="datetime64[M]")
+    dates = np.arange("1961-01", "1961-07", dtype="datetime64[M]")
+    history = 400 + 50 * np.sin(np.arange(36) / 2)
+    forecast = np.full(6, 420.0)
+    bands = {80: (forecast - 20, forecast + 20), 95: (forecast - 40, forecast + 40)}
+    with_bands = plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "a.png", bands,
+                                     truth=forecast + 5, title="Air passengers")
+    plain = plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "b.png")
+    width, height, size = png_size(with_bands)
+    assert 500 <= width <= 2000 and 300 <= height <= 1500 and size > 10_000
+
+    def pale_blue(path):  # the shaded intervals: blue well above red, not white
+        rgb = imread(path)[..., :3]
+        return int(np.sum((rgb[..., 2] - rgb[..., 0] > 0.1) & (rgb[..., 0] > 0.5)))
+
+    assert pale_blue(with_bands) > 10 * max(pale_blue(plain), 100)
+    with pytest.raises(ValueError, match="truth has shape"):
+        plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "c.png", truth=forecast[:2])
+    with pytest.raises(ValueError, match="1-D history and forecast"):
+        plots.plot_forecast(hist_dates, history[:3], dates, forecast, tmp_path / "c.png")

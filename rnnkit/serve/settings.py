@@ -31,7 +31,7 @@ class ServeSettings:
     device: str = setting("auto", "for the torch engine")
     api_key: str | None = setting(None, "require 'Authorization: Bearer KEY'")
     # what a request may hold
-    max_texts: int = setting(64, "texts per /predict request", group="request")
+    max_texts: int = setting(64, "texts per /predict or /translate request", group="request")
     max_chars: int = setting(1000, "characters per text or prompt", group="request")
     max_tokens: int = setting(500, "tokens per /generate request", group="request")
     max_body_bytes: int = setting(1 << 20, "request body size (413 above)", group="request")

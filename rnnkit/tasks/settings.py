@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..data.pairs import GROUPS, NORMALIZATIONS
 from ..settings import Settings, flatten, layered, redefault, setting
 from ..decoding import MAX_OFFSET, MAX_RATIO
-from ..spec import ATTENTION, CELLS, POOLING, check_choice
+from ..spec import ATTENTION, CELLS, FORECAST_DECODERS, FORECAST_LOSSES, POOLING, check_choice
 from ..train import TrainConfig
 from . import presets
 
@@ -265,9 +265,104 @@ class Decoding:
                     max_offset=self.max_offset)
 
 
+# ------------------------------------------------------------------------------------------------ forecast
+
+FILLS = ("none", "ffill", "interpolate")
+CALENDARS = ("cyclic", "onehot", "none")
+
+
+@dataclass
+class ForecastData:
+    """The series a forecaster learns from (rnnkit/data/series.py), and what is held out."""
+
+    dataset: str | None = setting(None, "a registered time series (air-passengers, sunspots)", exclusive="source")
+    data: str | None = setting(None, "a CSV/TSV (with a header) or JSONL file: a date column and value columns",
+                               metavar="FILE", exclusive="source")
+    date_column: str = setting("date", "the column (or JSON key) of the dates in --data")
+    target: str | None = setting(None, "the column(s) to forecast, comma-separated (default: every value "
+                                 "column but the covariates)")
+    covariates: str | None = setting(None, "past-only covariate columns, comma-separated")
+    fill: str = setting("none", "missing dates or values: an error (none), carried forward, or interpolated",
+                        choices=FILLS)
+    freq: str | None = setting(None, "the frequency (default: inferred from the dates)")
+    test: int | None = setting(None, "steps held out at the end for `rnnkit evaluate` (default: the horizon; 0: "
+                               "none)")
+    valid: int = setting(0, "steps before the test part whose forecasts choose the best checkpoint (0: the "
+                         "training windows' loss decides)")
+
+    def __post_init__(self):
+        check_source(self.dataset, self.data, "a series file")
+        check_choice("fill", self.fill, FILLS)
+        for name in ("test", "valid"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class ForecastModel:
+    """A forecaster: a recurrent encoder over the last `window` steps, a direct or autoregressive decoder."""
+
+    window: int = setting(24, "past steps the encoder reads")
+    horizon: int = setting(12, "steps forecast at once")
+    cell: str = setting("gru", "the recurrent cell", choices=CELLS)
+    layers: int = setting(1, "stacked recurrent layers")
+    hidden: int = setting(32, "units of each recurrent layer")
+    dropout: float = setting(0.0, "dropout between the layers and before the head")
+    decoder: str = setting("direct", "direct: one pass predicts every step; autoregressive: step by step, "
+                           "feeding its forecasts back", choices=FORECAST_DECODERS)
+    loss: str = setting("quantile", "mse/mae: point forecasts; quantile: intervals at --levels; gaussian: a "
+                        "mean and a scale", choices=FORECAST_LOSSES)
+    levels: str = setting("80,95", "prediction-interval levels in percent, comma-separated")
+    teacher_forcing: float = setting(1.0, "autoregressive: the probability of feeding the true previous value")
+    log: bool = setting(False, "forecast log(y) (the series must be positive)")
+    diff: int = setting(0, "first differences to take (0, 1 or 2)")
+    seasonal_diff: bool = setting(False, "take the seasonal difference (period: the frequency's season)")
+    calendar: str = setting("cyclic", "known-future calendar features (month, weekday, hour)", choices=CALENDARS)
+    ensemble: int = setting(1, "train this many seeds (seed, seed+1, ...) and take the median forecast")
+
+    def __post_init__(self):
+        check_choice("cell", self.cell, CELLS)
+        check_choice("decoder", self.decoder, FORECAST_DECODERS)
+        check_choice("loss", self.loss, FORECAST_LOSSES)
+        check_choice("calendar", self.calendar, CALENDARS)
+        parse_levels(self.levels)
+        for name in ("window", "horizon", "ensemble"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def parse_levels(levels) -> tuple[float, ...]:
+    """"80,95" (or [80, 95]) -> (80.0, 95.0); each level in (0, 100)."""
+    items = levels.split(",") if isinstance(levels, str) else list(levels)
+    try:
+        out = tuple(sorted({float(x) for x in items if str(x).strip()}))
+    except ValueError:
+        raise ValueError(f"levels must be numbers in percent, e.g. 80,95; got {levels!r}") from None
+    if not out or not all(0 < x < 100 for x in out):
+        raise ValueError(f"levels must lie strictly between 0 and 100 (percent), got {levels!r}")
+    return out
+
+
+@dataclass
+class ForecastTraining(TrainConfig):
+    epochs: int = redefault(TrainConfig, "epochs", 100)
+    batch_size: int = redefault(TrainConfig, "batch_size", 16)
+    lr: float = redefault(TrainConfig, "lr", 3e-3)
+    progress: bool = redefault(TrainConfig, "progress", False)
+    out: str = redefault(TrainConfig, "out", "runs/forecast")
+
+
+@dataclass
+class ForecastSettings(Settings):
+    data: ForecastData
+    model: ForecastModel = field(default_factory=ForecastModel)
+    training: ForecastTraining = field(default_factory=ForecastTraining)
+
+
 # ------------------------------------------------------------------------------------------------ resolve
 
-TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings, "seq2seq": Seq2SeqSettings}
+TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings, "seq2seq": Seq2SeqSettings,
+                                    "forecast": ForecastSettings}
 
 
 def resolve(task: str, explicit: typing.Mapping | None = None, *, preset: str | None = None,

@@ -1,0 +1,110 @@
+"""Forecasting quality: the baselines on the issue's three protocols (darts' published figures beside them).
+
+    1. air-passengers, the last 36 months (1958-01 .. 1960-12) held out, one 36-month forecast
+       (darts' quickstart: seasonal naive 13.19 % MAPE, ETS 5.11 %, AutoARIMA 12.70 %)
+    2. air-passengers backtest: 6-month forecasts starting 1959-01, stride 1, expanding window (darts'
+       RNNModel example: 2.71 % MAPE)
+    3. sunspots backtest: 36-month forecasts starting 1940-10, stride 10, expanding window (darts' BlockRNN
+       example: BlockRNN-GRU 66.0 % MAPE, ETS 115.0 %)
+
+Each model forecasts from the history before each forecast only (the statistical ones are fitted again on
+it). Seasonal period m = 12. AutoARIMA runs twice: with pmdarima's defaults (non-seasonal, m = 1, as darts'
+AutoARIMA() without arguments) and seasonal (m = 12). The RNN forecasters join this table once the task
+exists (rnnkit/tasks/forecast.py). Results go to benchmarks/results/forecast.json with the CPU seconds of
+each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
+the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
+--last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
+default), stored as PROTOCOL-last.
+
+    python benchmarks/forecast.py                     # all three protocols
+    python benchmarks/forecast.py --protocols air-holdout --models naive,seasonal-naive,ets
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+from rnnkit.runtime import tune_process
+
+tune_process()  # before NumPy loads (rnnkit/runtime.py)
+
+from rnnkit.checkpoint.atomic import write_json  # noqa: E402
+from rnnkit.data import datasets  # noqa: E402
+from rnnkit.tasks import forecast_baselines as B  # noqa: E402
+from rnnkit.tasks.backtest import backtest, stateless  # noqa: E402
+
+M = 12
+MODELS = {"naive": B.naive, "seasonal-naive": partial(B.seasonal_naive, m=M), "drift": B.drift,
+          "ets": partial(B.ets, m=M), "auto-arima": partial(B.auto_arima, m=1),
+          "auto-arima-seasonal": partial(B.auto_arima, m=M)}
+# protocol -> (dataset, first forecast, horizon, stride, darts' published MAPE per model)
+PROTOCOLS = {
+    "air-holdout": ("air-passengers", "1958-01", 36, 36,
+                    {"seasonal-naive": 13.19, "ets": 5.11, "auto-arima": 12.70}),
+    "air-backtest": ("air-passengers", "1959-01", 6, 1, {"rnn (darts RNNModel)": 2.71}),
+    "sunspots-backtest": ("sunspots", "1940-10", 36, 10, {"ets": 115.0, "rnn (darts BlockRNN-GRU)": 66.0}),
+}
+METRICS = ("mape", "smape", "mase", "mae", "rmse")
+
+
+def run(protocol: str, models, last_points_only: bool = False) -> dict:
+    name, first, horizon, stride, published = PROTOCOLS[protocol]
+    series = datasets.load_series(name)
+    y, start = series.y[:, 0], series.index_of(first)
+    rows = {}
+    for model in models:
+        cpu = time.process_time()
+        r = backtest(y, start, horizon, stride, *stateless(MODELS[model]), metrics=METRICS, m=M,
+                     last_points_only=last_points_only)
+        rows[model] = {k: r[k] for k in METRICS} | {"forecasts": len(r["starts"]),
+                                                    "cpu_s": round(time.process_time() - cpu, 2)}
+        print(f"{protocol:18s} {model:20s} MAPE {r['mape']:7.2f} %  sMAPE {r['smape']:7.2f} %  "
+              f"MASE {r['mase']:6.3f}  ({len(r['starts'])} forecasts, {rows[model]['cpu_s']} s CPU)", flush=True)
+    return {"dataset": name, "first_forecast": first, "horizon": horizon, "stride": stride, "m": M,
+            "published_mape_darts": published, "models": rows}
+
+
+def format_table(results: dict) -> str:
+    lines = ["| protocol | model | MAPE % | darts' MAPE % | sMAPE % | MASE | forecasts | CPU s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for protocol, r in results["protocols"].items():
+        for model, row in r["models"].items():
+            darts = r["published_mape_darts"].get(model, "")
+            lines.append(f"| {protocol} | {model} | {row['mape']:.2f} | {darts} | {row['smape']:.2f} | "
+                         f"{row['mase']:.3f} | {row['forecasts']} | {row['cpu_s']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--last-points-only", action="store_true",
+                        help="score each forecast's last point only (darts' historical_forecasts default); "
+                             "stored as PROTOCOL-last")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "forecast.json"))
+    args = parser.parse_args(argv)
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS)) + sorted(set(args.protocols.split(",")) - set(PROTOCOLS))
+    if unknown:
+        parser.error(f"unknown: {unknown}; models {list(MODELS)}, protocols {list(PROTOCOLS)}")
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {"protocols": {}}  # other rows stay
+    for protocol in args.protocols.split(","):
+        load = os.getloadavg()
+        r = run(protocol, models, args.last_points_only) | {"last_points_only": args.last_points_only}
+        key = protocol + ("-last" if args.last_points_only else "")
+        rows = results["protocols"].get(key, {}).get("models", {})
+        r["models"] = rows | r["models"]
+        results["protocols"][key] = r | {"load_average": [load, os.getloadavg()]}
+    print(format_table(results))
+    print(f"results written to {write_json(args.out, results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

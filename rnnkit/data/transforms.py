@@ -1,0 +1,117 @@
+"""Invertible transforms of a series (time, columns), fitted on the training part only.
+
+In order, each optional:
+
+    u = log(y)                          (log=True; every value must be > 0)
+    v = (1 - B)^d u                     (diff=d: d first differences, v_t = u_t - u_{t-1})
+    w = (1 - B^m) v                     (season=m: the seasonal difference, w_t = v_t - v_{t-m})
+    z = (w - mean) / std                (scale=True: mean and std of w over the training part, per column)
+
+Each difference drops its lag's first steps: transform(y) has len(y) - lost rows, lost = d + m, and its row
+j belongs to row j + lost of y. `inverse(z, history)` undoes all of it for forecasts z (..., horizon,
+columns) that continue `history` (time >= lost, columns), given in the original scale: the differences are
+undone by the recursions u_t = v_t + u_{t-1} and v_t = w_t + v_{t-m}, seeded with the history's last values
+and then fed the forecast's own, so that inverse(transform(y)[k:], y[:k + lost]) == y[k + lost:] exactly
+(to float rounding). Scaling and log are monotone, so a quantile of z maps to the same quantile of y; a
+difference is not (a level is a sum of steps): invert sample paths and take their quantiles instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SeriesTransform:
+    log: bool = False
+    diff: int = 0
+    season: int = 0
+    scale: bool = True
+    mean: list = field(default_factory=list)  # fitted: per column, of w over the training part
+    std: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.diff not in (0, 1, 2):
+            raise ValueError(f"diff (the order of differencing) must be 0, 1 or 2, got {self.diff}")
+        if self.season < 0 or self.season == 1:
+            raise ValueError(f"season (the seasonal differencing lag) must be 0 (none) or >= 2, got {self.season}")
+
+    @property
+    def lost(self) -> int:
+        """How many leading steps the differences drop."""
+        return self.diff + self.season
+
+    @property
+    def lags(self) -> list[int]:
+        return [1] * self.diff + ([self.season] if self.season else [])
+
+    def _stages(self, y) -> list[np.ndarray]:
+        """[u, after the first difference, ..., w]: the series before each difference and after the last."""
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 2:
+            raise ValueError(f"expected a series of shape (time, columns), got {y.shape}")
+        if self.log:
+            if np.any(y <= 0):
+                t, c = map(int, np.argwhere(y <= 0)[0])
+                raise ValueError(f"the log transform needs positive values; column {c} holds {y[t, c]:g} at "
+                                 f"step {t}; drop log (--no-log) or shift the series")
+            y = np.log(y)
+        stages = [y]
+        for lag in self.lags:
+            stages.append(stages[-1][lag:] - stages[-1][:-lag])
+        return stages
+
+    def fit(self, y) -> "SeriesTransform":
+        """Fit mean and std on the training series y (time, columns); returns self."""
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) < self.lost + 2:
+            raise ValueError(f"{len(y)} training steps are too few for differences of lags {self.lags} "
+                             f"(need at least {self.lost + 2})")
+        w = self._stages(y)[-1]
+        if self.scale:
+            std = w.std(axis=0)
+            self.mean, self.std = w.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist()
+        else:
+            self.mean, self.std = [0.0] * w.shape[1], [1.0] * w.shape[1]
+        return self
+
+    def _check_fitted(self, columns: int) -> None:
+        if len(self.mean) != columns:
+            raise ValueError(f"the transform is fitted for {len(self.mean)} columns, got {columns}"
+                             if self.mean else "the transform is not fitted; call fit(train) first")
+
+    def transform(self, y) -> np.ndarray:
+        """z (time - lost, columns) of a series y (time, columns)."""
+        w = self._stages(y)[-1]
+        self._check_fitted(w.shape[1])
+        return (w - np.asarray(self.mean)) / np.asarray(self.std)
+
+    def inverse(self, z, history) -> np.ndarray:
+        """The forecasts z (..., horizon, columns) in the original scale, continuing `history` (time, columns)."""
+        z = np.asarray(z, dtype=np.float64)
+        history = np.asarray(history, dtype=np.float64)
+        self._check_fitted(z.shape[-1])
+        if history.ndim != 2 or history.shape[1] != z.shape[-1] or len(history) < self.lost:
+            raise ValueError(f"the history must have shape (time >= {self.lost}, {z.shape[-1]}), "
+                             f"got {history.shape}")
+        out = z * np.asarray(self.std) + np.asarray(self.mean)
+        stages = self._stages(history)
+        horizon = z.shape[-2]
+        for lag, before in zip(reversed(self.lags), reversed(stages[:-1])):
+            # x_t = d_t + x_{t-lag}: seed with the last `lag` values of the stage before this difference
+            buf = np.concatenate([np.broadcast_to(before[-lag:], out.shape[:-2] + before[-lag:].shape), out], -2)
+            for k in range(horizon):
+                buf[..., lag + k, :] += buf[..., k, :]
+            out = buf[..., lag:, :]
+        return np.exp(out) if self.log else out
+
+    def to_dict(self) -> dict:
+        """JSON-ready settings and fitted values (for a checkpoint's config.json)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SeriesTransform":
+        known = {k: d[k] for k in ("log", "diff", "season", "scale", "mean", "std") if k in d}
+        return cls(**known)

@@ -1,0 +1,497 @@
+"""Time-series forecasting: read a series, transform it, train an RNN forecaster (or an ensemble), forecast with
+intervals, backtest and evaluate beside the baselines.
+
+    from rnnkit.tasks.forecast import Forecaster
+    f = Forecaster(dataset="air-passengers", horizon=36, window=36, log=True, epochs=200).fit()
+    f.predict(36)                               # {"dates": [...], "forecast": (36, 1)}
+    f.predict_interval(36, levels=(80, 95))     # + {"intervals": {80.0: (lower, upper), 95.0: ...}}
+    f.backtest(start="1959-01", horizon=6, stride=1)
+    f.evaluate()                                # the held-out end, with naive / seasonal naive / drift beside
+    Forecaster.from_pretrained("runs/forecast")
+
+The model (rnnkit/scratch/forecaster.py; the same on the torch engine) reads, for each of the last `window`
+steps, x = [the targets, transformed; the covariates, scaled; the calendar features of that step] and, for
+the steps ahead, future = their calendar features. The targets go through rnnkit.data.transforms (log,
+differences, scaling), fitted on the training part only, and every forecast is inverted back. The training
+part is the series minus its last `test` steps (held out for `evaluate`) and minus the `valid` steps before
+them (whose forecasts choose the best checkpoint; with valid = 0, the training windows' loss does).
+
+The intervals of a differenced series come from sample paths (Forecaster._paths, sample_steps).
+`ensemble` N trains N members with seeds seed, seed + 1, ... into `out`/member-k (one member: into `out`);
+a forecast is the median over the members of each quantile path. Each checkpoint's config records the
+settings, the fitted transforms and the tail of the series (what `predict` continues by default).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from .. import metrics as M
+from ..checkpoint import load_checkpoint
+from ..data import datasets
+from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, make_series,
+                           read_series)
+from ..data.transforms import SeriesTransform
+from ..data.windows import batches, n_windows, sliding_windows
+from ..engines import build_engine, check_engine
+from ..train import train
+from . import forecast_baselines as B
+from .backtest import historical_forecasts, start_index
+from .settings import ForecastSettings, parse_levels, settings_of
+
+
+def quantiles_for(levels) -> tuple[float, ...]:
+    """The quantiles an interval at each level (percent) needs, and the median: 80 -> 0.1, 0.5, 0.9."""
+    qs = {0.5}
+    for level in parse_levels(levels):
+        qs |= {round((1 - level / 100) / 2, 10), round(1 - (1 - level / 100) / 2, 10)}
+    return tuple(sorted(qs))
+
+
+SAMPLES = 2000  # sample paths behind the intervals of a differenced series
+MAX_SAMPLE_BYTES = 2 << 30  # the training windows a run may hold in memory
+
+
+def sample_steps(out: np.ndarray, loss: str, quantiles, n: int, rng) -> np.ndarray:
+    """n draws (n, horizon, outputs) of each step's z from a forecast out (horizon, outputs, K), the steps
+    independent of each other: the Gaussian's mean + scale * N(0, 1), or a quantile model's inverse CDF,
+    linear between its quantiles (u ~ U(0, 1); below the lowest or above the highest quantile: that one)."""
+    if loss == "gaussian":
+        return out[..., 0] + out[..., 1] * rng.standard_normal((n,) + out.shape[:-1])
+    u = rng.random((n,) + out.shape[:-1])
+    draws = np.empty_like(u)
+    for idx in np.ndindex(*out.shape[:-1]):
+        draws[(slice(None),) + idx] = np.interp(u[(slice(None),) + idx], quantiles, out[idx])
+    return draws
+
+
+def _names(text) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    return tuple(t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip())
+
+
+def load_series(data) -> Series:
+    """The series of ForecastData-like settings: a registered dataset or a user file."""
+    if data.dataset is not None:
+        series = datasets.load_series(data.dataset)
+        if _names(data.target) or _names(data.covariates):
+            raise ValueError("--target and --covariates choose columns of --data files; a dataset has its own")
+        return series
+    return read_series(data.data, data.date_column, _names(data.target) or None, _names(data.covariates),
+                       data.fill, data.freq)
+
+
+# ------------------------------------------------------------------------------------------------ features
+
+@dataclass
+class Features:
+    """A series -> the model's arrays: the targets' and covariates' transforms and the calendar features."""
+
+    target: SeriesTransform
+    covariates: SeriesTransform | None
+    freq: str
+    calendar: str  # cyclic | onehot | none
+
+    @classmethod
+    def fit(cls, train: Series, log: bool, diff: int, seasonal_diff: bool, calendar: str) -> "Features":
+        season = SEASONAL_PERIOD[train.freq] if seasonal_diff else 0
+        if seasonal_diff and season < 2:
+            raise ValueError(f"{train.freq} data has no season to difference")
+        target = SeriesTransform(log=log, diff=diff, season=season).fit(train.y)
+        cov = SeriesTransform().fit(train.x) if train.covariates else None
+        return cls(target, cov, train.freq, calendar)
+
+    def calendar_of(self, dates) -> np.ndarray:
+        if self.calendar == "none":
+            return np.zeros((len(dates), 0))
+        return calendar_features(dates, self.freq, self.calendar)[0]
+
+    def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs (time - lost, input_size), target z (time - lost, outputs)) for rows lost .. time - 1."""
+        lost = self.target.lost
+        z = self.target.transform(series.y)
+        parts = [z]
+        if self.covariates is not None:
+            parts.append(self.covariates.transform(series.x)[lost:])
+        parts.append(self.calendar_of(series.dates[lost:]))
+        return np.concatenate(parts, axis=1), z
+
+    def to_config(self) -> dict:
+        return {"target": self.target.to_dict(), "covariates": self.covariates and self.covariates.to_dict(),
+                "freq": self.freq, "calendar": self.calendar}
+
+    @classmethod
+    def from_config(cls, c: dict) -> "Features":
+        cov = SeriesTransform.from_dict(c["covariates"]) if c.get("covariates") else None
+        return cls(SeriesTransform.from_dict(c["target"]), cov, c["freq"], c["calendar"])
+
+
+def _history_config(series: Series, rows: int) -> dict:
+    tail = series.slice(-rows, None)
+    return {"dates": [str(d) for d in tail.dates], "values": tail.values.tolist(), "target": list(series.target),
+            "covariates": list(series.covariates), "freq": series.freq, "name": series.name}
+
+
+def _history_from_config(c: dict) -> Series:
+    return make_series(c["dates"], np.array(c["values"]), c["target"], c["covariates"], c["freq"], name=c["name"])
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+class ForecastTask:
+    """The trainer's view (rnnkit/train.py): shuffled windows, reshuffled each epoch from (seed, epoch)."""
+
+    carries = False
+
+    def __init__(self, samples: dict, valid: dict, batch_size: int, seed: int, config: dict):
+        self.samples, self.valid, self.batch_size, self.seed, self.config = samples, valid, batch_size, seed, config
+
+    def num_batches(self) -> int:
+        return math.ceil(len(self.samples["x"]) / self.batch_size)
+
+    def batches(self, epoch: int, start: int):
+        for k, batch in enumerate(batches(self.samples, self.batch_size, self.seed, epoch)):
+            if k >= start:
+                yield batch
+
+    @staticmethod
+    def batch_tokens(batch) -> int:
+        return len(batch["x"])
+
+    def evaluate(self, engine) -> dict:
+        total, count = 0.0, 0
+        with engine.locked_weights():
+            for batch in batches(self.valid, 256, shuffle=False):
+                loss, n, _ = engine.eval_loss(batch)
+                total, count = total + loss, count + n
+        return {"loss": total / count}
+
+    def checkpoint_config(self) -> dict:
+        return self.config
+
+
+def _cut(samples: dict, keep: np.ndarray) -> dict:
+    return {k: v[keep] for k, v in samples.items()}
+
+
+def prepare(s: ForecastSettings, series: Series):
+    """(features, training samples, validation samples, model kwargs, the training part, held-out steps)."""
+    data, model = s.data, s.model
+    test = model.horizon if data.test is None else data.test
+    n_fit = len(series) - test - data.valid
+    check_lengths(n_fit, model.window, model.horizon)
+    train_part = series.slice(None, n_fit)
+    features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar)
+    lost = features.target.lost
+    check_lengths(n_fit - lost, model.window, model.horizon)
+    known = series.slice(None, len(series) - test)            # training + validation parts
+    inputs, z = features.arrays(known)
+    future = features.calendar_of(known.dates[lost:])
+    count = n_windows(len(z), model.window, model.horizon)
+    size = 8 * count * (model.window * inputs.shape[1] + model.horizon * (2 * z.shape[1] + future.shape[1]))
+    if size > MAX_SAMPLE_BYTES:
+        raise ValueError(f"{count} windows of {model.window} + {model.horizon} steps would take {size / 2**30:.1f} "
+                         f"GiB (limit {MAX_SAMPLE_BYTES / 2**30:.0f} GiB); use a shorter --window or less data")
+    samples = sliding_windows(inputs, z, model.window, model.horizon, future if future.shape[1] else None)
+    ends = np.arange(len(samples["x"])) + model.window + model.horizon + lost  # one past each sample's last row
+    train_samples = _cut(samples, ends <= n_fit)
+    valid_samples = _cut(samples, ends > n_fit) if data.valid else train_samples
+    if len(valid_samples["x"]) == 0:
+        raise ValueError(f"--valid {data.valid} leaves no validation window; use --valid >= 1")
+    quantiles = quantiles_for(model.levels) if model.loss == "quantile" else ()
+    kwargs = dict(input_size=inputs.shape[1], output_size=z.shape[1], horizon=model.horizon,
+                  future_size=future.shape[1], hidden_size=model.hidden, num_layers=model.layers, cell=model.cell,
+                  dropout=model.dropout, decoder=model.decoder, loss=model.loss, quantiles=list(quantiles),
+                  teacher_forcing=model.teacher_forcing)
+    return features, train_samples, valid_samples, kwargs, train_part, test
+
+
+def train_forecaster(settings: ForecastSettings | None = None, *, series: Series | None = None, log=print,
+                     **options) -> list:
+    """Train a forecaster (or `ensemble` of them) on `settings`; returns the members' TrainResults.
+
+    series: train on this Series instead of the settings' dataset or file (the settings must still name a
+    source; it is recorded, e.g. data="given")."""
+    s = settings_of("forecast", settings, None, options)
+    series = load_series(s.data) if series is None else series
+    features, samples, valid, kwargs, train_part, test = prepare(s, series)
+    t = s.training
+    log(f"{series.name or 'series'}: {len(series)} {series.freq} steps, {len(train_part)} to train on "
+        f"({len(samples['x'])} windows), {s.data.valid} to validate, {test} held out; "
+        f"{kwargs['input_size']} inputs, {kwargs['future_size']} known-future features")
+    config = {"task": "forecast", "model": kwargs, "features": features.to_config(),
+              "history": _history_config(series, min(len(series), max(s.model.window + features.target.lost + 1,
+                                                                    3 * s.model.horizon))),
+              "settings": s.to_dict(), "training": asdict(t), "dtype": t.dtype}
+    results = []
+    for k in range(s.model.ensemble):
+        member = replace(t, seed=t.seed + k, out=t.out if s.model.ensemble == 1 else str(Path(t.out) / f"member-{k}"))
+        eng = build_engine(member.engine, "Forecaster", kwargs, **member.engine_options())
+        task = ForecastTask(samples, valid, member.batch_size, member.seed, dict(config, member=k))
+        results.append(train(task, eng, member, member.out, resume=member.resume))
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ use
+
+def checkpoint_paths(path) -> list[Path]:
+    """The checkpoints a forecaster is: a checkpoint folder, a run folder (its best/), or an ensemble folder
+    (every member-*/best/)."""
+    path = Path(path)
+    if (path / "config.json").exists():
+        return [path]
+    if (path / "best" / "config.json").exists():
+        return [path / "best"]
+    members = sorted(p.parent for p in path.glob("member-*/best/config.json"))
+    if not members:
+        raise FileNotFoundError(f"{path}: no forecaster checkpoint (config.json, best/ or member-*/best/) there")
+    return members
+
+
+class Forecaster:
+    """Train, forecast, backtest and evaluate (see the module docstring).
+
+    Forecaster(settings or settings by name) -> .fit(series=None) trains; Forecaster.from_pretrained(path)
+    loads a trained one (on `engine`)."""
+
+    def __init__(self, settings: ForecastSettings | None = None, **options):
+        self.settings = settings_of("forecast", settings, None, options) if (settings or options) else None
+        self.engines, self.features, self.config, self.history = [], None, {}, None
+
+    def fit(self, series: Series | None = None, log=print) -> "Forecaster":
+        if self.settings is None:
+            raise ValueError("a Forecaster needs settings to fit (Forecaster(dataset=..., horizon=...))")
+        results = train_forecaster(self.settings, series=series, log=log)
+        out = Path(self.settings.training.out)
+        self._load([r.best for r in results], self.settings.training.engine, self.settings.training.device)
+        self.run_dir = out
+        return self
+
+    @classmethod
+    def from_pretrained(cls, path, engine: str = "scratch", device: str = "auto") -> "Forecaster":
+        f = cls()
+        f._load(checkpoint_paths(path), engine, device)
+        return f
+
+    def _load(self, paths, engine: str, device: str) -> None:
+        check_engine(engine)
+        self.engines = []
+        for p in paths:
+            ckpt = load_checkpoint(p)
+            if ckpt.config.get("task") != "forecast":
+                raise ValueError(f"{p} holds a {ckpt.config.get('task')!r} model, not a forecaster")
+            eng = build_engine(engine, "Forecaster", ckpt.config["model"], dtype=ckpt.config.get("dtype", "float32"),
+                               device=device)
+            eng.load_weights(ckpt.weights)
+            self.engines.append(eng)
+            if self.engines[1:] and ckpt.config["settings"] != self.config["settings"]:
+                raise ValueError(f"{p} was trained with other settings than {paths[0]}: not one ensemble")
+            self.config = ckpt.config
+        ensemble = self.config["settings"]["model"]["ensemble"]
+        if len(paths) > 1 and len(paths) != ensemble:
+            raise ValueError(f"{len(paths)} members found ({paths[0].parent.parent} ...) for an ensemble of {ensemble}"
+                             f"; remove the stale member-* folders")
+        self.settings = ForecastSettings.from_flat(flat_settings(self.config["settings"]))
+        self.features = Features.from_config(self.config["features"])
+        self.history = _history_from_config(self.config["history"])
+
+    # -------------------------------------------------------------------------------------- forecasts
+    @property
+    def horizon(self) -> int:
+        return int(self.config["model"]["horizon"])
+
+    @property
+    def window(self) -> int:
+        return self.settings.model.window
+
+    def _check_history(self, history: Series | None, horizon: int | None) -> tuple[Series, int]:
+        if not self.engines:
+            raise ValueError("the forecaster is not trained: call fit() or from_pretrained()")
+        history = self.history if history is None else history
+        horizon = self.horizon if horizon is None else int(horizon)
+        if not 1 <= horizon <= self.horizon:
+            raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
+        want = (tuple(self.config["history"]["target"]), tuple(self.config["history"]["covariates"]))
+        if (history.target, history.covariates) != want or history.freq != self.features.freq:
+            raise ValueError(f"the history has targets {list(history.target)}, covariates {list(history.covariates)}"
+                             f" ({history.freq}); the model was trained on {list(want[0])}, {list(want[1])} "
+                             f"({self.features.freq})")
+        need = self.window + self.features.target.lost
+        if len(history) < need:
+            raise ValueError(f"the history has {len(history)} steps; the model needs the last {need}")
+        return history, horizon
+
+    def _paths(self, history: Series, horizon: int, qs) -> np.ndarray:
+        """Forecast paths (len(qs), horizon, outputs) in the original scale, the median over the members: the
+        point forecast for q = None, else the quantile q of each step.
+
+        Without differences the transform is monotone, so a quantile of z maps to the same quantile of y.
+        With differences a level is a sum of steps, and a sum of quantiles is no quantile of the sum: the
+        quantiles then come from SAMPLES paths, each step drawn on its own from the model's distribution
+        (the inverse CDF through its quantiles, or the Gaussian), inverted, and counted per step."""
+        inputs, _ = self.features.arrays(history)
+        x = inputs[-self.window:][None]
+        future = self.features.calendar_of(history.future_dates(self.horizon))
+        future = future[None] if future.shape[1] else None
+        model = self.config["model"]
+        loss, quantiles = model["loss"], [round(q, 10) for q in model["quantiles"]]
+        wanted = [q for q in qs if q is not None]
+        if wanted and loss not in ("quantile", "gaussian"):
+            raise ValueError(f"this model was trained with the {loss} loss: it gives point forecasts only; "
+                             f"train with --loss quantile or gaussian for intervals")
+        inverse = self.features.target.inverse
+        paths = []
+        for eng in self.engines:
+            with eng.locked_weights():
+                out = np.asarray(eng.predict(x, future), dtype=np.float64)[0, :horizon]  # (horizon, outputs, K)
+            if loss == "quantile":
+                out = np.sort(out, axis=-1)  # uncrossed: the sorted values are closer to the true quantiles
+            point = out[..., quantiles.index(0.5)] if loss == "quantile" else out[..., 0]
+            if self.features.target.lost and wanted:
+                ys = inverse(sample_steps(out, loss, quantiles, SAMPLES, np.random.default_rng(0)), history.y)
+                at = dict(zip(wanted, np.quantile(ys, wanted, axis=0)))
+                paths.append(np.stack([inverse(point, history.y) if q is None else at[q] for q in qs]))
+                continue
+            z = [point if q is None else out[..., 0] + out[..., 1] * NormalDist().inv_cdf(q) if loss == "gaussian"
+                 else out[..., quantiles.index(round(q, 10))] for q in qs]
+            paths.append(inverse(np.stack(z), history.y))
+        return np.median(np.stack(paths), axis=0)
+
+    def predict(self, horizon: int | None = None, history: Series | None = None) -> dict:
+        """The point forecast after `history` (default: the end of the series the model was trained on):
+        {"dates": (horizon,) datetime64, "forecast": (horizon, outputs)}."""
+        history, horizon = self._check_history(history, horizon)
+        return {"dates": history.future_dates(horizon), "forecast": self._paths(history, horizon, [None])[0],
+                "target": list(history.target)}
+
+    def levels(self) -> tuple[float, ...]:
+        return parse_levels(self.settings.model.levels)
+
+    def predict_interval(self, horizon: int | None = None, levels=None, history: Series | None = None) -> dict:
+        """predict()'s dict with "intervals": {level: (lower, upper)}, each (horizon, outputs). levels in
+        percent; a quantile model knows the levels it was trained for (--levels), a Gaussian one any."""
+        history, horizon = self._check_history(history, horizon)
+        levels = self.levels() if levels is None else parse_levels(levels)
+        if self.config["model"]["loss"] == "quantile":
+            have = set(round(q, 10) for q in self.config["model"]["quantiles"])
+            missing = [lv for lv in levels if not set(quantiles_for([lv])) <= have]
+            if missing:
+                raise ValueError(f"this model was trained for the levels {list(self.levels())}; {missing} need "
+                                 f"other quantiles (train with --levels)")
+        qs = [None] + [q for lv in levels for q in ((1 - lv / 100) / 2, 1 - (1 - lv / 100) / 2)]
+        paths = self._paths(history, horizon, qs)
+        lower, upper = np.minimum(paths[1::2], paths[2::2]), np.maximum(paths[1::2], paths[2::2])
+        return {"dates": history.future_dates(horizon), "forecast": paths[0], "target": list(history.target),
+                "intervals": {lv: (lower[i], upper[i]) for i, lv in enumerate(levels)}}
+
+    # -------------------------------------------------------------------------------------- evaluation
+    def series(self) -> Series:
+        """The series the model was trained on, read again from its dataset or file."""
+        return load_series(self.settings.data)
+
+    def backtest(self, start, horizon: int | None = None, stride: int = 1, series: Series | None = None,
+                 m: int | None = None) -> dict:
+        """Historical forecasts from `start` (a row, a fraction, or a date as in the file), every `stride`
+        steps, each from the history before it (the model is not retrained), scored (rnnkit.tasks.backtest):
+        {"starts": [dates], "per_forecast": {metric: [...]}, metric: mean over the forecasts}."""
+        series = self.series() if series is None else series
+        horizon = self.horizon if horizon is None else horizon
+        first = series.index_of(start) if isinstance(start, str) else start
+        first = max(start_index(len(series), first, horizon), self.window + self.features.target.lost)
+        m = series.season if m is None else m
+        predict_fn = lambda _, history, h: self._paths(series.slice(None, len(history)), h, [None])[0]  # noqa: E731
+        starts, forecasts = historical_forecasts(series.y, first, horizon, stride, lambda h: None, predict_fn,
+                                                 retrain=False)
+        per = [_scores(series.y[t:t + horizon], f, series.y[:t], m) for t, f in zip(starts, forecasts)]
+        out = {"starts": [format_date(series.dates[t], series.freq) for t in starts], "horizon": horizon,
+               "stride": stride, "per_forecast": {k: [p[k] for p in per] for k in per[0]}}
+        out.update({k: (None if None in v else float(np.mean(v))) for k, v in out["per_forecast"].items()})
+        return out
+
+    def evaluate(self, series: Series | None = None, test: int | None = None, baselines=B.NUMPY_BASELINES,
+                 plot: str | None = None) -> dict:
+        """The forecast of the held-out last `test` steps (default: the run's) from the history before them,
+        scored beside the baselines on the same history: {"model": {metric: v}, "baselines": {name: {...}}};
+        `plot`: a PNG path for the figure (history, forecast, intervals, the held-out truth)."""
+        series = self.series() if series is None else series
+        test = test or (self.settings.data.test if self.settings.data.test is not None else self.horizon)
+        if not test:
+            raise ValueError("nothing is held out (test = 0): give --test N")
+        history, truth = series.split(test)
+        result = self.predict_interval(test, history=history) if self._has_intervals() else self.predict(test, history)
+        m = series.season if len(history) > series.season else 1
+        report = {"held_out": test, "first": format_date(truth.dates[0], series.freq), "m": m,
+                  "model": _scores(truth.y, result["forecast"], history.y, m), "baselines": {}}
+        for lv, (lo, hi) in result.get("intervals", {}).items():
+            report["model"][f"coverage_{lv:g}"] = M.coverage(truth.y, lo, hi)
+        for name in baselines:
+            fn = B.baseline(name, m)
+            report["baselines"][name] = _scores(truth.y, fn(history.y, test), history.y, m)
+        report["forecast"] = result["forecast"].tolist()
+        if plot:
+            report["plot"] = str(plot_forecast(result, history, plot, truth.y[:, 0]))
+        return report
+
+    def _has_intervals(self) -> bool:
+        return self.config["model"]["loss"] in ("quantile", "gaussian")
+
+
+def flat_settings(sections: dict) -> dict:
+    """Settings.to_dict()'s sections -> the flat mapping Settings.from_flat takes."""
+    return {k: v for section in sections.values() for k, v in section.items()}
+
+
+def _scores(truth, forecast, history, m: int) -> dict:
+    """MAE, RMSE, MAPE, sMAPE, MASE of one forecast; None where a metric is undefined (MAPE with zeros)."""
+    out = {}
+    for name in ("mae", "rmse", "mape", "smape", "mase"):
+        try:
+            out[name] = M.mase(truth, forecast, history, m) if name == "mase" else getattr(M, name)(truth, forecast)
+        except ValueError:
+            out[name] = None
+    return out
+
+
+def plot_forecast(result: dict, history: Series, path, truth=None, steps: int | None = None) -> Path:
+    """The figure of a forecast dict (rnnkit.plots.plot_forecast) for the first target: the last `steps`
+    of the history (default: 3 horizons), the forecast, its intervals and the truth (horizon,) if given."""
+    from ..plots import plot_forecast as draw
+
+    tail = history.slice(-(steps or 3 * len(result["dates"])), None)
+    intervals = {lv: (lo[:, 0], hi[:, 0]) for lv, (lo, hi) in result.get("intervals", {}).items()}
+    return draw(tail.dates.astype("datetime64[D]"), tail.y[:, 0], result["dates"].astype("datetime64[D]"),
+                result["forecast"][:, 0], path, intervals, truth, title=f"{history.name or 'forecast'}",
+                label=history.target[0])
+
+
+def format_forecast(result: dict, freq: str) -> str:
+    """A forecast dict as a table: date, forecast and interval bounds per target."""
+    head = ["date"]
+    for t in result["target"]:
+        head.append(t)
+        for lv in result.get("intervals", {}):
+            head += [f"lo{lv:g}", f"hi{lv:g}"]
+    lines = ["\t".join(head)]
+    for i, d in enumerate(result["dates"]):
+        row = [format_date(d, freq)]
+        for j in range(len(result["target"])):
+            row.append(f"{result['forecast'][i, j]:.4g}")
+            for lo, hi in result.get("intervals", {}).values():
+                row += [f"{lo[i, j]:.4g}", f"{hi[i, j]:.4g}"]
+        lines.append("\t".join(row))
+    return "\n".join(lines)
+
+
+def to_json(result: dict, freq: str) -> dict:
+    """A forecast dict as JSON-ready lists."""
+    out = {"dates": [format_date(d, freq) for d in result["dates"]], "target": result["target"],
+           "forecast": np.asarray(result["forecast"]).tolist()}
+    if "intervals" in result:
+        out["intervals"] = {f"{lv:g}": {"lower": lo.tolist(), "upper": hi.tolist()}
+                            for lv, (lo, hi) in result["intervals"].items()}
+    return out

@@ -1,0 +1,216 @@
+"""The forecasting task (rnnkit.tasks.forecast) and its commands, on a tiny generated monthly series."""
+import json
+
+import numpy as np
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.data.series import make_series, read_series
+from rnnkit.tasks.forecast import Forecaster, prepare, quantiles_for, train_forecaster
+from rnnkit.tasks.settings import parse_levels, resolve
+
+N = 60
+TINY = dict(horizon=4, window=8, hidden=6, epochs=2, batch_size=8, log_every=1)
+
+
+def toy_values(n=N, seed=0):
+    t = np.arange(n)
+    return 10 + 0.05 * t + 2 * np.sin(2 * np.pi * t / 12) + 0.1 * np.random.default_rng(seed).normal(size=n)
+
+
+def toy_series(n=N):
+    return make_series([f"{2000 + i // 12}-{i % 12 + 1:02d}" for i in range(n)], toy_values(n), "sales", name="toy")
+
+
+@pytest.fixture(scope="module")
+def csv_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("series") / "toy.csv"
+    rows = [f"{2000 + i // 12}-{i % 12 + 1:02d},{v:.6f}" for i, v in enumerate(toy_values())]
+    path.write_text("month,sales\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ensemble(csv_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "fc"
+    settings = resolve("forecast", dict(data=str(csv_file), date_column="month", ensemble=2, out=str(out), **TINY))
+    results = train_forecaster(settings, log=lambda *a: None)
+    return out, results
+
+
+def test_levels_and_quantiles():
+    assert parse_levels("95,80") == (80.0, 95.0)
+    assert quantiles_for("80,95") == (0.025, 0.1, 0.5, 0.9, 0.975)
+    with pytest.raises(ValueError, match="strictly between 0 and 100"):
+        parse_levels("80,100")
+    with pytest.raises(ValueError, match="numbers in percent"):
+        parse_levels("high")
+
+
+def test_windows_stay_inside_the_training_part():
+    s = resolve("forecast", dict(data="given", diff=1, seasonal_diff=True, test=6, valid=5, **TINY))
+    series = toy_series()
+    features, train, valid, kwargs, train_part, test = prepare(s, series)
+    n_fit = N - 6 - 5
+    lost = 1 + 12
+    assert test == 6 and len(train_part) == n_fit and features.target.lost == lost
+    # every training window's targets lie in the first n_fit rows: n_fit - lost - window - horizon + 1 windows
+    assert len(train["x"]) == n_fit - lost - 8 - 4 + 1
+    # validation windows end in the validation part (one per step of it), never in the test part
+    assert len(valid["x"]) == 5
+    z = features.target.transform(series.y[:N - 6])
+    np.testing.assert_allclose(train["y"][0, :, 0], z[8:12, 0])          # targets follow the window
+    np.testing.assert_allclose(train["x"][0, :, 0], z[:8, 0])            # x[..., 0] is the target itself
+    np.testing.assert_allclose(train["y_prev"][0, 0], train["x"][0, -1, :1])
+    # the scaling is fitted on the training part only
+    w = np.diff(series.y[:n_fit], axis=0)
+    w = w[12:] - w[:-12]
+    assert features.target.mean == pytest.approx([w.mean()])
+    assert kwargs["input_size"] == 1 + 2 and kwargs["future_size"] == 2  # the target + month (sin, cos)
+    with pytest.raises(ValueError, match="fewer than the input window plus the horizon"):
+        prepare(resolve("forecast", dict(data="given", window=50, horizon=12)), series)
+    long = make_series(np.arange("2000-01-01", "2005-01-01", dtype="datetime64[h]"), np.zeros(43848), "y")
+    with pytest.raises(ValueError, match=r"windows of 20000 \+ 12 steps would take .* GiB"):
+        prepare(resolve("forecast", dict(data="given", window=20000, horizon=12)), long)
+
+
+def test_predict_intervals_and_reload(ensemble):
+    out, results = ensemble
+    assert [r.best for r in results] == [out / "member-0" / "best", out / "member-1" / "best"]
+    model = Forecaster.from_pretrained(out)
+    assert len(model.engines) == 2
+    p = model.predict_interval(3)
+    assert p["dates"].astype("datetime64[M]").astype(str).tolist() == ["2005-01", "2005-02", "2005-03"]
+    assert p["forecast"].shape == (3, 1) and set(p["intervals"]) == {80.0, 95.0}
+    lo80, hi80 = p["intervals"][80.0]
+    lo95, hi95 = p["intervals"][95.0]
+    assert np.all(lo95 <= lo80) and np.all(lo80 <= p["forecast"]) and np.all(p["forecast"] <= hi80)
+    assert np.all(hi80 <= hi95)
+    # the ensemble's forecast is the median (here: the mean of two) of its members' forecasts
+    members = [Forecaster.from_pretrained(r.best).predict(3)["forecast"] for r in results]
+    np.testing.assert_allclose(model.predict(3)["forecast"], np.median(members, axis=0), rtol=1e-12)
+    # the torch engine computes the same forecast from the same checkpoints
+    pytest.importorskip("torch")
+    on_torch = Forecaster.from_pretrained(out, engine="torch", device="cpu").predict(3)["forecast"]
+    np.testing.assert_allclose(on_torch, model.predict(3)["forecast"], rtol=1e-4)
+    with pytest.raises(ValueError, match="forecasts 1..4 steps, got a horizon of 5"):
+        model.predict(5)
+    import shutil
+
+    stale = out.parent / "stale"
+    shutil.copytree(out, stale)
+    shutil.copytree(out / "member-1", stale / "member-2")  # a member left over from a larger ensemble
+    with pytest.raises(ValueError, match="3 members found .* for an ensemble of 2"):
+        Forecaster.from_pretrained(stale)
+    with pytest.raises(ValueError, match=r"trained for the levels \[80.0, 95.0\]; \[50.0\] need other quantiles"):
+        model.predict_interval(2, levels="50")
+
+
+def test_history_argument_and_backtest_by_hand(ensemble, csv_file):
+    out, _ = ensemble
+    model = Forecaster.from_pretrained(out)
+    series = read_series(csv_file, "month")
+    head = series.slice(None, 40)
+    f = model.predict(4, history=head)["forecast"]
+    assert str(model.predict(4, history=head)["dates"][0])[:7] == "2003-05"
+    report = model.backtest(40, 4, 8, series)
+    assert report["starts"] == ["2003-05", "2004-01", "2004-09"]
+    mae0 = np.mean(np.abs(series.y[40:44] - f))
+    assert report["per_forecast"]["mae"][0] == pytest.approx(mae0)
+    assert report["mae"] == pytest.approx(np.mean(report["per_forecast"]["mae"]))
+    with pytest.raises(ValueError, match="the model needs the last 8"):
+        model.predict(2, history=series.slice(None, 5))
+
+
+def test_point_model_refuses_intervals(csv_file, tmp_path):
+    Forecaster(data=str(csv_file), date_column="month", loss="mse", decoder="autoregressive", out=str(tmp_path),
+               **TINY).fit(log=lambda *a: None)
+    model = Forecaster.from_pretrained(tmp_path)
+    assert model.predict(2)["forecast"].shape == (2, 1)
+    with pytest.raises(ValueError, match="mse loss: it gives point forecasts only"):
+        model.predict_interval(2)
+    report = model.evaluate()
+    assert report["held_out"] == 4 and set(report["baselines"]) == {"naive", "seasonal-naive", "drift"}
+    truth, history = read_series(csv_file, "month").y[-4:], read_series(csv_file, "month").y[:-4]
+    assert report["baselines"]["naive"]["mae"] == pytest.approx(np.mean(np.abs(truth - history[-1])))
+
+
+def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
+    out, _ = ensemble
+    assert main(["forecast", str(out), "--horizon", "2", "--levels", "80", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["dates"] == ["2005-01", "2005-02"] and list(got["intervals"]) == ["80"]
+    assert len(got["forecast"]) == 2 and len(got["intervals"]["80"]["lower"]) == 2
+    assert main(["forecast", str(out), "--data", str(csv_file), "--horizon", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split("\t") == ["date", "sales", "lo80", "hi80", "lo95", "hi95"]
+    assert main(["backtest", str(out), "--start", "2003-05", "--horizon", "4", "--stride", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["starts"] == ["2003-05", "2004-01", "2004-09"]
+    assert main(["evaluate", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"mae", "mape", "mase", "coverage_80", "coverage_95"} <= set(report["model"])
+    assert main(["evaluate", str(out)]) == 0
+    assert "seasonal-naive" in capsys.readouterr().out
+    pytest.importorskip("matplotlib")
+    assert main(["forecast", str(out), "--horizon", "3", "--plot", str(out / "f.png")]) == 0
+    assert main(["evaluate", str(out), "--plot", str(out / "e.png")]) == 0
+    for name in ("f.png", "e.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["forecast", str(out), "--horizon", "9"]) == 2
+    assert capsys.readouterr().err.startswith("error: this model forecasts 1..4 steps")
+
+
+def test_cli_train_forecast(csv_file, tmp_path, capsys):
+    args = ["train", "forecast", "--data", str(csv_file), "--date-column", "month", "--horizon", "3",
+            "--window", "6", "--hidden", "4", "--epochs", "1", "--out", str(tmp_path / "run")]
+    assert main(args + ["--diff", "1", "--log"]) == 0
+    assert "rnnkit forecast" in capsys.readouterr().out and (tmp_path / "run" / "best" / "config.json").exists()
+    # a differenced series: intervals from sample paths, nested, around a forecast near the last level
+    assert main(["forecast", str(tmp_path / "run"), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    lo80, hi80 = np.array(got["intervals"]["80"]["lower"]), np.array(got["intervals"]["80"]["upper"])
+    lo95, hi95 = np.array(got["intervals"]["95"]["lower"]), np.array(got["intervals"]["95"]["upper"])
+    assert np.all(lo95 <= lo80) and np.all(lo80 < hi80) and np.all(hi80 <= hi95)
+    assert np.all(np.abs(np.array(got["forecast"]) / toy_values()[-1] - 1) < 0.5)
+    assert main(args[:-2] + ["--out", str(tmp_path / "r2"), "--window", "100"]) == 2
+    assert "fewer than the input window plus the horizon" in capsys.readouterr().err
+
+
+def test_sample_steps_and_the_quantiles_of_a_sum():
+    from rnnkit.data.transforms import SeriesTransform
+    from rnnkit.tasks.forecast import sample_steps
+
+    rng = np.random.default_rng(1)
+    horizon = 9
+    out = np.zeros((horizon, 1, 2))
+    out[..., 1] = 1.0                                              # every step's difference ~ N(0, 1)
+    draws = sample_steps(out, "gaussian", (), 4000, rng)
+    assert draws.shape == (4000, horizon, 1) and abs(draws.std() - 1) < 0.05
+    t = SeriesTransform(diff=1, scale=False).fit(np.arange(10.0)[:, None])
+    levels = t.inverse(draws, np.array([[5.0]]))                   # random walks from 5
+    hi = np.quantile(levels, 0.9, axis=0)[:, 0]
+    # the 90% quantile of a sum of k independent N(0, 1) is 5 + 1.2816 sqrt(k), not 5 + 1.2816 k
+    np.testing.assert_allclose(hi - 5, 1.2816 * np.sqrt(np.arange(1, horizon + 1)), rtol=0.08)
+    # a quantile model's inverse CDF: linear between its quantiles, clamped outside
+    qs = (0.1, 0.5, 0.9)
+    out = np.array([[[-1.0, 0.0, 3.0]]])
+    draws = sample_steps(out, "quantile", qs, 20000, rng)[:, 0, 0]
+    assert np.mean(draws <= 0.0) == pytest.approx(0.5, abs=0.02) and np.mean(draws == -1.0) == pytest.approx(0.1, abs=0.01)
+    assert np.quantile(draws, 0.7) == pytest.approx(1.5, abs=0.1)
+
+
+def test_torch_engine_trains_a_gaussian_autoregressive_forecaster(csv_file, tmp_path):
+    pytest.importorskip("torch")
+    settings = dict(TINY, epochs=1, loss="gaussian", decoder="autoregressive", engine="torch", device="cpu")
+    Forecaster(data=str(csv_file), date_column="month", out=str(tmp_path), **settings).fit(log=lambda *a: None)
+    on_torch = Forecaster.from_pretrained(tmp_path, engine="torch", device="cpu").predict_interval(4, "50,90")
+    on_scratch = Forecaster.from_pretrained(tmp_path).predict_interval(4, "50,90")  # any level: a Gaussian
+    np.testing.assert_allclose(on_scratch["forecast"], on_torch["forecast"], rtol=1e-4)
+    for level in (50.0, 90.0):
+        np.testing.assert_allclose(on_scratch["intervals"][level], on_torch["intervals"][level], rtol=1e-4)
+    lo50, hi50 = on_scratch["intervals"][50.0]
+    lo90, hi90 = on_scratch["intervals"][90.0]
+    assert np.all(lo90 < lo50) and np.all(hi50 < hi90)
+    # a Gaussian's intervals are symmetric around its mean: mean ± z_q sigma
+    np.testing.assert_allclose((lo50 + hi50) / 2, on_scratch["forecast"], rtol=1e-9)
+    np.testing.assert_allclose((hi90 - lo90) / (hi50 - lo50), 1.6449 / 0.6745, rtol=1e-3)

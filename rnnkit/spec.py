@@ -7,6 +7,7 @@ from __future__ import annotations
 
 ENGINES = ("scratch", "torch")
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}     # gate blocks in weight_ih/weight_hh's rows
 POOLING = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")

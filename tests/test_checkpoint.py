@@ -18,6 +18,7 @@ import pytest
 from rnnkit.checkpoint import atomic as ck
 from rnnkit.checkpoint import (CheckpointError, flatten_state, load_checkpoint, save_checkpoint,
                                unflatten_state)
+from rnnkit.checkpoint.checks import DTYPES
 
 
 def make_weights(seed=0, fill=None):
@@ -486,7 +487,20 @@ def plant(path, name, data):
     (path / name).write_bytes(data)
     meta = json.loads((path / "config.json").read_text())
     meta["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    header = _header(data)
+    if name == "model.safetensors" and isinstance(header, dict):   # its tensor list too (compared first)
+        numpy_name = {v: k for k, v in DTYPES.items()}
+        meta["tensors"] = {k: {"dtype": numpy_name.get(v.get("dtype")), "shape": v.get("shape")}
+                           for k, v in header.items() if isinstance(v, dict)}
     (path / "config.json").write_text(json.dumps(meta))
+
+
+def _header(data: bytes):
+    """A safetensors file's header, or None where it has none."""
+    try:
+        return json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
+    except (ValueError, struct.error):
+        return None
 
 
 def safetensors_file(header, payload=b""):

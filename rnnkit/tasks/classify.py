@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import metrics
-from ..checkpoint import load_checkpoint
 from ..data import datasets
 from ..data.posts import PostTokenizer
 from ..data.tables import read_labelled
 from ..data.vocab import PAD, UNK, Vocabulary
 from ..engines import build_engine, check_engine
 from ..train import TrainResult, train
+from .checkpoints import load_task_checkpoint
 from .settings import ClassifySettings, settings_of
 
 # ------------------------------------------------------------------------------------------------ data
@@ -278,12 +278,11 @@ class LoadedClassifier:
 
 
 def load_classifier(path, engine: str = "scratch", device: str = "auto") -> LoadedClassifier:
-    """A trained classifier from a checkpoint folder, on either engine."""
+    """A trained classifier from a checkpoint folder, on either engine. Every setting is checked against the
+    weights before the model is built (checkpoints.py)."""
     check_engine(engine)
-    ckpt = load_checkpoint(path)
+    ckpt = load_task_checkpoint(path, "classify")
     config = ckpt.config
-    if config.get("task") != "classify":
-        raise ValueError(f"{path} holds a {config.get('task')!r} model, not a text classifier")
     eng = build_engine(engine, "TextClassifier", config["model"], dtype=config.get("dtype", "float32"),
                        device=device)
     eng.load_weights(ckpt.weights)

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
 from ..data import datasets
 from ..data.batching import LMBatcher
 from ..data.text import read_text
@@ -25,6 +24,7 @@ from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
 from ..metrics import perplexity
 from ..train import TrainResult, train
+from .checkpoints import load_task_checkpoint
 from .settings import LMSettings, settings_of
 
 UNK, EOS = "<unk>", "<eos>"
@@ -174,12 +174,11 @@ class LoadedLM:
 
 def load_lm(path, engine: str = "scratch", device: str = "auto", dtype: str | None = None) -> LoadedLM:
     """A trained language model from a checkpoint folder, on either engine (any engine can load any
-    checkpoint: the weights have the same names on both)."""
+    checkpoint: the weights have the same names on both). Every setting is checked against the weights
+    before the model is built (checkpoints.py)."""
     check_engine(engine)
-    ckpt = load_checkpoint(path)
+    ckpt = load_task_checkpoint(path, "lm")
     config = ckpt.config
-    if config.get("task") != "lm":
-        raise ValueError(f"{path} holds a {config.get('task')!r} model, not a language model")
     dtype = dtype or config.get("dtype", "float32")
     eng = build_engine(engine, "LanguageModel", config["model"], dtype=dtype, device=device)
     eng.load_weights(ckpt.weights)

@@ -333,7 +333,8 @@ def test_fast_path_model_failure_is_a_json_500(checkpoints, monkeypatch):
 
         monkeypatch.setattr(c.app.state.served.batcher, "submit", broken)
         r = c.post("/predict", json={"texts": ["great flight"]})
-        assert r.status_code == 500 and r.json() == {"detail": "internal server error"}
+        assert r.status_code == 500 and r.json() == {"detail": "internal server error",
+                                                     "request_id": r.headers["x-request-id"]}
         assert c.get("/health").status_code == 200
 
 

@@ -600,6 +600,21 @@ def test_tampered_optimizer_file_is_detected_only_when_loaded(saved):
         load_checkpoint(saved, load_optimizer=True)
 
 
+def test_tampered_trainer_state_is_detected(saved):
+    """trainer.json is checked like the safetensors files: an edit of the same size by its SHA-256, any
+    other by its size (a resumed run must never start from a step or RNG state someone changed)."""
+    original = (saved / "trainer.json").read_text()
+    assert '"step": 1' in original
+    (saved / "trainer.json").write_text(original.replace('"step": 1', '"step": 7'))    # the same size
+    with pytest.raises(CheckpointError, match="trainer.json: SHA-256 does not match"):
+        load_checkpoint(saved, load_optimizer=True)
+    (saved / "trainer.json").write_text(original.replace('"step": 1', '"step": 100'))
+    with pytest.raises(CheckpointError, match="trainer.json: .* bytes, but config.json records"):
+        load_checkpoint(saved, load_optimizer=True)
+    (saved / "trainer.json").write_text(original)
+    assert load_checkpoint(saved, load_optimizer=True).trainer_state == {"step": 1}
+
+
 def test_tensor_list_must_match_config(saved):
     meta = json.loads((saved / "config.json").read_text())
     meta["tensors"]["w"]["shape"] = [3, 2]

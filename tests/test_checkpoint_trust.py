@@ -92,7 +92,7 @@ def test_good_checkpoints_load(good):
     assert len(lm.load_lm(good["lm"]["path"]).vocab) == 10
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(cell=st.sampled_from(["lstm", "gru", "rnn_tanh"]), layers=st.integers(1, 3), bidirectional=st.booleans(),
        pooling=st.sampled_from(["last", "attention", "mean"]), tie=st.booleans())
 def test_parameter_shapes_are_those_of_both_engines(cell, layers, bidirectional, pooling, tie):

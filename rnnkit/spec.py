@@ -9,6 +9,7 @@ import numbers
 
 ENGINES = ("scratch", "torch")
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}     # gate blocks in weight_ih/weight_hh's rows
 POOLING = ("last", "mean", "max", "attention")
 ATTENTION = ("none", "bahdanau", "luong-dot", "luong-general")   # the translation decoder's
 OPTIMIZERS = ("adam", "adamw", "sgd")

@@ -18,6 +18,7 @@ import pytest
 from rnnkit.checkpoint import atomic as ck
 from rnnkit.checkpoint import (CheckpointError, flatten_state, load_checkpoint, save_checkpoint,
                                unflatten_state)
+from rnnkit.checkpoint.checks import DTYPES
 
 
 def make_weights(seed=0, fill=None):
@@ -486,7 +487,20 @@ def plant(path, name, data):
     (path / name).write_bytes(data)
     meta = json.loads((path / "config.json").read_text())
     meta["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    header = _header(data)
+    if name == "model.safetensors" and isinstance(header, dict):   # its tensor list too (compared first)
+        numpy_name = {v: k for k, v in DTYPES.items()}
+        meta["tensors"] = {k: {"dtype": numpy_name.get(v.get("dtype")), "shape": v.get("shape")}
+                           for k, v in header.items() if isinstance(v, dict)}
     (path / "config.json").write_text(json.dumps(meta))
+
+
+def _header(data: bytes):
+    """A safetensors file's header, or None where it has none."""
+    try:
+        return json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
+    except (ValueError, struct.error):
+        return None
 
 
 def safetensors_file(header, payload=b""):
@@ -584,6 +598,21 @@ def test_tampered_optimizer_file_is_detected_only_when_loaded(saved):
     assert load_checkpoint(saved).config == {"task": "lm"}
     with pytest.raises(CheckpointError, match="optimizer.safetensors: SHA-256"):
         load_checkpoint(saved, load_optimizer=True)
+
+
+def test_tampered_trainer_state_is_detected(saved):
+    """trainer.json is checked like the safetensors files: an edit of the same size by its SHA-256, any
+    other by its size (a resumed run must never start from a step or RNG state someone changed)."""
+    original = (saved / "trainer.json").read_text()
+    assert '"step": 1' in original
+    (saved / "trainer.json").write_text(original.replace('"step": 1', '"step": 7'))    # the same size
+    with pytest.raises(CheckpointError, match="trainer.json: SHA-256 does not match"):
+        load_checkpoint(saved, load_optimizer=True)
+    (saved / "trainer.json").write_text(original.replace('"step": 1', '"step": 100'))
+    with pytest.raises(CheckpointError, match="trainer.json: .* bytes, but config.json records"):
+        load_checkpoint(saved, load_optimizer=True)
+    (saved / "trainer.json").write_text(original)
+    assert load_checkpoint(saved, load_optimizer=True).trainer_state == {"step": 1}
 
 
 def test_tensor_list_must_match_config(saved):

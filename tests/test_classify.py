@@ -79,7 +79,9 @@ def test_predictions_and_errors(order_model):
         model.predict("good not bad")
     with pytest.raises(ValueError, match="empty list"):
         model.predict([])
-    assert model.predict(["zzzz unknown words only"])[0]["label"] in ("negative", "positive")  # <unk>
+    unknown = model.predict(["zzzz unknown words only", "qqqq wwww eeee rrrr"])   # both: 4 x <unk>
+    assert unknown[0] == unknown[1]
+    assert unknown[0]["label"] == max(unknown[0]["probabilities"], key=unknown[0]["probabilities"].get)
     long = model.predict(["good not bad " * 5000])  # cut at max_length tokens
     assert long[0]["label"] == "positive"
 
@@ -103,11 +105,15 @@ def test_cli_train_predict_evaluate(tmp_path, capsys):
     assert "best checkpoint" in capsys.readouterr().out
     config = load_checkpoint(out / "best").config
     assert config["task"] == "classify" and config["labels"] == ["negative", "positive"]
-    assert len(config["class_weights"]) == 2
+    train_labels = [label for _, label in classify.load_examples(
+        data=str(data), text_column="post", label_column="sentiment").train]
+    n, counts = len(train_labels), [train_labels.count(label) for label in config["labels"]]
+    assert counts[0] != counts[1]     # unequal classes: "balanced" gives n / (classes x count), rarer weighs more
+    assert config["class_weights"] == pytest.approx([n / (2 * c) for c in counts], rel=1e-12)
 
     assert main(["predict", str(out / "best"), "good not bad", "--json"]) == 0
     line = json.loads(capsys.readouterr().out)
-    assert line["text"] == "good not bad" and line["label"] in ("negative", "positive")
+    assert line == {"text": "good not bad", **classify.load_classifier(out / "best").predict(["good not bad"])[0]}
     texts = tmp_path / "texts.txt"
     texts.write_text("good not bad\n\nbad not good\n")
     assert main(["predict", str(out / "best"), "--file", str(texts)]) == 0

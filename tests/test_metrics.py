@@ -133,6 +133,8 @@ def test_bleu_several_references():
     assert metrics.bleu([["a b", "a a c"]], ["a a a"], max_n=1) == pytest.approx(2 / 3)  # strings with spaces
     # a tie in distance picks the shorter reference: r = 2, no brevity penalty (with 6 it would be < 1)
     assert metrics.bleu([["a b", "a b c d e f"]], ["a b c d"], max_n=1) == 1.0
+    # r is the closest length (5), not the shortest (1): p1 = 1, BP = exp(1 - 5/4)
+    assert metrics.bleu([["a", "a b c d e"]], ["a b c d"], max_n=1) == pytest.approx(math.exp(1 - 5 / 4))
 
 
 def test_bleu_errors():

@@ -87,4 +87,7 @@ def test_train_classifier_records_word_dropout_and_the_embedding_init(tmp_path):
                                        progress=False, log=lambda s: None)
     config = load_checkpoint(result.best).config
     assert config["word_dropout"] == 0.2 and config["model"]["embedding_init_std"] == 0.1
-    assert classify.load_classifier(result.best).predict(["good not bad"])[0]["label"] in ("positive", "negative")
+    scratch = classify.load_classifier(result.best).predict(["good not bad"])[0]
+    torch_ = classify.load_classifier(result.best, engine="torch").predict(["good not bad"])[0]
+    assert scratch["label"] == torch_["label"] == max(scratch["probabilities"], key=scratch["probabilities"].get)
+    assert scratch["probabilities"] == pytest.approx(torch_["probabilities"], rel=1e-5)

@@ -7,6 +7,8 @@ returns the old or the new checkpoint, complete, or raises `CheckpointError` nam
     atomic.py   crash-safe writes: single files, and the checkpoint folder's swap (and how readers follow it)
     checks.py   what a checkpoint may hold: inputs before writing, hostile files before trusting them
     state.py    nested state (an optimizer's state_dict) <-> flat arrays and a JSON skeleton
+    schema.py   the keys and values of config.json's sections, one-line errors naming the field
+    models.py   a model's settings checked against the stored tensors before the model is built
 """
 from __future__ import annotations
 
@@ -57,18 +59,21 @@ def save_checkpoint(path, weights: dict[str, np.ndarray], config: dict, optimize
 
 
 def load_checkpoint(path, expected: dict[str, tuple] | None = None, load_optimizer: bool = False,
-                    check_finite: bool = False) -> Checkpoint:
+                    check_finite: bool = False, check_config=None) -> Checkpoint:
     """Load and validate the checkpoint folder at ``path``; any problem raises `CheckpointError`.
 
     ``expected``: ``{name: (shape, dtype)}`` the weights must match exactly (``dtype`` None: any);
     e.g. ``{k: (v.shape, v.dtype) for k, v in model.state_dict().items()}``.
     ``load_optimizer``: also load the optimizer and trainer states (an error if the checkpoint has none).
     ``check_finite``: refuse NaN or infinite values in the loaded float arrays.
+    ``check_config``: ``check_config(config, tensors, where)``, called with config.json's ``config``, its
+    tensor list ``{name: {"dtype", "shape"}}`` (equal to model.safetensors' header) and the folder, before
+    any tensor is read: the place to check a model's settings against its weights (rnnkit/checkpoint/models.py).
     A file vanishing mid-read (a concurrent save swapping folders) is retried a few times.
     """
     for attempt in range(_ATTEMPTS):
         try:
-            return _load_once(_target(path), expected, load_optimizer, check_finite)
+            return _load_once(_target(path), expected, load_optimizer, check_finite, check_config)
         except _Vanished:
             if attempt == _ATTEMPTS - 1:
                 raise
@@ -83,11 +88,12 @@ def _target(path) -> Path:
     return path
 
 
-def _load_once(path: Path, expected, load_optimizer: bool, finite: bool) -> Checkpoint:
+def _load_once(path: Path, expected, load_optimizer: bool, finite: bool, check_config=None) -> Checkpoint:
     folder = locate(path)
     with _Folder(folder) as f:
         meta = read_config(f)
-        weights = read_safetensors(f, MODEL, meta)
+        before = None if check_config is None else lambda: check_config(meta["config"], meta["tensors"], folder)
+        weights = read_safetensors(f, MODEL, meta, listed=meta["tensors"], before_tensors=before)
         check_tensor_list(f.where(MODEL), weights, meta["tensors"])
         optimizer_state = trainer_state = None
         if load_optimizer:

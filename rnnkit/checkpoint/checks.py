@@ -19,6 +19,7 @@ import numpy as np
 #: The dtypes a checkpoint may hold: NumPy name -> safetensors name.
 DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "uint8": "U8", "bool": "BOOL"}
 SAFETENSORS_DTYPES = set(DTYPES.values())
+_NUMPY_DTYPES = {v: k for k, v in DTYPES.items()}
 MAX_HEADER_BYTES = 100 * 2**20     # the safetensors library's own limit
 MAX_JSON_BYTES = 256 * 2**20
 
@@ -76,8 +77,12 @@ def parse_json(data: bytes, where) -> Any:
         raise CheckpointError(f"{where}: not valid JSON ({e})") from e
 
 
-def check_safetensors_header(data: bytes, where) -> None:
-    """Check the header before the library sees it: the length prefix against the file, the JSON, the dtypes."""
+def check_safetensors_header(data: bytes, where) -> dict:
+    """Check the header before the library sees it: the length prefix against the file, the JSON, the dtypes.
+
+    Returns its tensor list, ``{name: {"dtype": NumPy name, "shape": [...]}}`` (as config.json's ``tensors``),
+    read without loading any tensor.
+    """
     if len(data) < 8:
         raise CheckpointError(f"{where}: {len(data)} bytes, too short for a safetensors file")
     (n,) = struct.unpack("<Q", data[:8])
@@ -94,6 +99,8 @@ def check_safetensors_header(data: bytes, where) -> None:
         if dtype not in SAFETENSORS_DTYPES:
             raise CheckpointError(f"{where}: tensor {name!r} has dtype {dtype!r}; allowed: "
                                   + ", ".join(sorted(SAFETENSORS_DTYPES)))
+    return {name: {"dtype": _NUMPY_DTYPES[info["dtype"]], "shape": info.get("shape")}
+            for name, info in header.items() if name != "__metadata__"}
 
 
 def check_finite(where, arrays: dict[str, np.ndarray]) -> None:

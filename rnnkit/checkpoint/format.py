@@ -132,10 +132,19 @@ def _read_verified(f: _Folder, name: str, meta: dict) -> bytes:
     return data
 
 
-def read_safetensors(f: _Folder, name: str, meta: dict) -> dict[str, np.ndarray]:
-    """The verified arrays of a safetensors file."""
+def read_safetensors(f: _Folder, name: str, meta: dict, listed: dict | None = None,
+                     before_tensors=None) -> dict[str, np.ndarray]:
+    """The verified arrays of a safetensors file.
+
+    ``listed``: the tensor list (``{name: {"dtype", "shape"}}``) its header must equal. ``before_tensors``:
+    called once the header is checked, before any tensor is read (a caller's checks of the settings).
+    """
     data = _read_verified(f, name, meta)
-    check_safetensors_header(data, f.where(name))
+    header = check_safetensors_header(data, f.where(name))
+    if listed is not None and header != listed:
+        raise CheckpointError(f"{f.where(name)}: its tensors differ from the list in {CONFIG}")
+    if before_tensors is not None:
+        before_tensors()
     try:
         arrays = _safetensors().load(data)
     except Exception as e:     # SafetensorError, and whatever a malformed file provokes

@@ -32,6 +32,7 @@ from ..checkpoint import load_checkpoint
 from .batching import Batcher
 from .fast_predict import FastPredict, prediction_rows, token_ids
 from .guards import BearerAuth, BodyLimit
+from .last_resort import LastResort, internal_error
 from .settings import ServeSettings
 
 log = logging.getLogger("uvicorn.error")     # uvicorn sets it up: our lines land in its log
@@ -227,8 +228,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception):   # a bug: Starlette re-raises it, uvicorn logs it
-        return JSONResponse({"detail": "internal server error"}, status_code=500)
+    async def internal(request: Request, exc: Exception):   # a bug: logged here, with the request id
+        return internal_error(request.scope, exc)
 
 
 def _errors(*codes: int) -> dict:
@@ -382,7 +383,7 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
     front = BodyLimit(front, max_bytes=settings.max_body_bytes)
     if settings.api_key:
         front = BearerAuth(front, key=settings.api_key)
-    app.front = front
+    app.front = LastResort(front)     # outermost: any exception becomes a JSON 500 with a request id
     return app
 
 

@@ -14,15 +14,11 @@ oversized body; `app.ServeApp` puts all three in front of FastAPI.
 """
 from __future__ import annotations
 
-import logging
-
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from .guards import replay
-
-log = logging.getLogger("uvicorn.error")
-INTERNAL_ERROR = {"detail": "internal server error"}
+from .last_resort import internal_error
 
 
 def token_ids(encoder, texts: list[str]) -> tuple[list, int | None]:
@@ -68,9 +64,8 @@ class FastPredict:
         try:
             rows = await self.served.batcher.submit(ids)
             response = JSONResponse(prediction_rows(self.served.labels, rows))
-        except Exception:  # a bug or a shutdown: what FastAPI's handler would answer, and the traceback logged
-            log.exception("POST /predict failed")
-            response = JSONResponse(INTERNAL_ERROR, status_code=500)
+        except Exception as exc:  # a bug or a shutdown: what FastAPI's handler answers, the traceback logged
+            response = internal_error(scope, exc)
         self.answered += 1
         await response(scope, receive, send)
 

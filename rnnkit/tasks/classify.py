@@ -33,7 +33,8 @@ from ..engines import build_engine, check_engine
 from ..progress import progress as bar
 from ..runs import check_out
 from ..train import TrainResult, train
-from .pretrained import Pretrained, open_checkpoint
+from .checkpoints import load_task_checkpoint
+from .pretrained import Pretrained
 from .settings import ClassifySettings, settings_of
 
 # ------------------------------------------------------------------------------------------------ data
@@ -337,12 +338,11 @@ class LoadedClassifier(Pretrained):
 
 
 def load_classifier(path, engine: str = "scratch", device: str = "auto") -> LoadedClassifier:
-    """A trained classifier from a checkpoint folder, on either engine."""
+    """A trained classifier from a checkpoint folder, on either engine. Every setting is checked against the
+    weights before the model is built (checkpoints.py)."""
     check_engine(engine)
-    ckpt = open_checkpoint(path)
+    ckpt = load_task_checkpoint(path, "classify")
     config = ckpt.config
-    if config.get("task") != "classify":
-        raise ValueError(f"{path} holds a {config.get('task')!r} model, not a text classifier")
     eng = build_engine(engine, "TextClassifier", config["model"], dtype=config.get("dtype", "float32"),
                        device=device)
     eng.load_weights(ckpt.weights)

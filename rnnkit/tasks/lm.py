@@ -26,7 +26,8 @@ from ..metrics import perplexity
 from ..progress import progress as bar
 from ..runs import check_out
 from ..train import TrainResult, train
-from .pretrained import Pretrained, open_checkpoint
+from .checkpoints import load_task_checkpoint
+from .pretrained import Pretrained
 from .settings import LMSettings, settings_of
 
 UNK, EOS = "<unk>", "<eos>"
@@ -186,12 +187,11 @@ class LoadedLM(Pretrained):
 
 def load_lm(path, engine: str = "scratch", device: str = "auto", dtype: str | None = None) -> LoadedLM:
     """A trained language model from a checkpoint folder, on either engine (any engine can load any
-    checkpoint: the weights have the same names on both)."""
+    checkpoint: the weights have the same names on both). Every setting is checked against the weights
+    before the model is built (checkpoints.py)."""
     check_engine(engine)
-    ckpt = open_checkpoint(path)
+    ckpt = load_task_checkpoint(path, "lm")
     config = ckpt.config
-    if config.get("task") != "lm":
-        raise ValueError(f"{path} holds a {config.get('task')!r} model, not a language model")
     dtype = dtype or config.get("dtype", "float32")
     eng = build_engine(engine, "LanguageModel", config["model"], dtype=dtype, device=device)
     eng.load_weights(ckpt.weights)

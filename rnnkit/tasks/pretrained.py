@@ -11,11 +11,11 @@ from pathlib import Path
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
-def open_checkpoint(path):
-    """load_checkpoint(path); a run folder given instead of a checkpoint is refused with the checkpoint to give
-    (RUN/best), rather than "RUN/config.json: missing"."""
+def open_checkpoint(path, **checks):
+    """load_checkpoint(path, **checks); a run folder given instead of a checkpoint is refused with the checkpoint
+    to give (RUN/best), rather than "RUN/config.json: missing"."""
     try:
-        return load_checkpoint(path)
+        return load_checkpoint(path, **checks)
     except CheckpointError:
         run = Path(path)
         inside = [run / name for name in ("best", "last") if (run / name / "config.json").is_file()]

@@ -1,6 +1,7 @@
 """`rnnkit export CKPT --format onnx`: every task model through onnxruntime equals the scratch engine (float32,
 ≤ 1e-5) on two batch sizes × two lengths other than the export's example; the language model's step carries
-its state over several steps, the translation model decodes several steps from its encoding; clear errors."""
+its state over several steps, the translation model decodes several steps from its encoding; clear errors.
+The models have dropout, which the export must leave out (eval mode)."""
 import json
 import sys
 
@@ -66,7 +67,7 @@ def padded_tokens(rng, vocab, batch, time):
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
     return exported(tmp_path_factory, "lm", "LanguageModel",
-                    dict(vocab_size=17, embedding_dim=6, hidden_size=8, num_layers=2, cell="lstm"))
+                    dict(vocab_size=17, embedding_dim=6, hidden_size=8, num_layers=2, cell="lstm", dropout=0.5))
 
 
 @pytest.mark.parametrize("batch, time", SHAPES)
@@ -117,7 +118,8 @@ CLASSIFIERS = {
 
 @pytest.fixture(scope="module", params=list(CLASSIFIERS))
 def classifier(request, tmp_path_factory):
-    kwargs = dict(vocab_size=23, num_classes=3, embedding_dim=6, hidden_size=7, **CLASSIFIERS[request.param])
+    kwargs = dict(vocab_size=23, num_classes=3, embedding_dim=6, hidden_size=7, dropout=0.5,
+                  **CLASSIFIERS[request.param])
     return exported(tmp_path_factory, "classify", "TextClassifier", kwargs)
 
 
@@ -140,7 +142,8 @@ TRANSLATORS = {
 
 @pytest.fixture(scope="module", params=list(TRANSLATORS))
 def translator(request, tmp_path_factory):
-    kwargs = dict(source_vocab=13, target_vocab=11, embedding_dim=6, hidden_size=8, **TRANSLATORS[request.param])
+    kwargs = dict(source_vocab=13, target_vocab=11, embedding_dim=6, hidden_size=8, dropout=0.5,
+                  **TRANSLATORS[request.param])
     return exported(tmp_path_factory, "seq2seq", "Seq2Seq", kwargs)
 
 
@@ -175,7 +178,7 @@ FORECASTERS = {
 
 @pytest.fixture(scope="module", params=list(FORECASTERS))
 def forecaster(request, tmp_path_factory):
-    kwargs = dict(input_size=3, output_size=2, horizon=4, hidden_size=8, **FORECASTERS[request.param])
+    kwargs = dict(input_size=3, output_size=2, horizon=4, hidden_size=8, dropout=0.5, **FORECASTERS[request.param])
     return exported(tmp_path_factory, "forecast", "Forecaster", kwargs)
 
 

@@ -458,7 +458,7 @@ def cmd_export(args) -> int:
     from rnnkit.tasks.export import export_checkpoint
 
     for graph in export_checkpoint(args.checkpoint, args.out, args.format, args.overwrite):
-        print(f"wrote {graph['path']}: {graph['graph']} ({', '.join(graph['inputs'])} → "
+        print(f"wrote {graph['path']}: {graph['graph']} ({', '.join(graph['inputs'])} -> "
               f"{', '.join(graph['outputs'])}); dynamic axes: {', '.join(graph['dynamic'])}; "
               f"onnxruntime matches the model to {graph['error']:.1g}")
     return 0

@@ -207,7 +207,7 @@ def test_the_command_writes_the_file_and_refuses_to_overwrite_it(tmp_path, capsy
     out = tmp_path / "lm.onnx"
     assert main(["export", str(ckpt), "--format", "onnx", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(f"wrote {out}: step (tokens, h → logits, h_out)") and "batch, time" in printed
+    assert printed.startswith(f"wrote {out}: step (tokens, h -> logits, h_out)") and "batch, time" in printed
     written = out.read_bytes()
     onnx.checker.check_model(onnx.load(str(out)))
 

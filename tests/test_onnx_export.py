@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rnnkit.checkpoint import save_checkpoint
 from rnnkit.cli import main
@@ -128,6 +130,19 @@ def test_classifier_matches_the_engine_on_padded_batches(classifier, batch, time
     """Packed by length in the engine; ONNX's recurrent operators take the lengths as sequence_lens."""
     engine, sessions = classifier
     tokens, lengths = padded_tokens(np.random.default_rng(batch * 10 + time), 23, batch, time)
+    out = run(sessions["classify"], tokens=tokens, lengths=lengths)
+    close(out["probabilities"], engine.predict(tokens, lengths))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=6), st.integers(0, 3))
+def test_classifier_matches_the_engine_on_any_lengths(classifier, lengths, extra_padding):
+    """Any lengths, in any order, the longest possibly shorter than the padded time axis."""
+    engine, sessions = classifier
+    lengths = np.array(lengths, np.int64)
+    time = int(lengths.max()) + extra_padding
+    rng = np.random.default_rng(int(lengths.sum()))
+    tokens = (rng.integers(1, 23, (len(lengths), time)) * (np.arange(time)[None] < lengths[:, None])).astype(np.int64)
     out = run(sessions["classify"], tokens=tokens, lengths=lengths)
     close(out["probabilities"], engine.predict(tokens, lengths))
 

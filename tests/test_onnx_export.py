@@ -247,3 +247,13 @@ def test_missing_onnxruntime_is_named(tmp_path, capsys, monkeypatch):
     assert main(["export", str(ckpt), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "needs onnxruntime: pip install 'rnnkit[torch,onnx]'" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_an_export_that_fails_its_check_writes_nothing(tmp_path, capsys, monkeypatch):
+    from rnnkit.torch import export
+
+    ckpt = small_lm_checkpoint(tmp_path / "ckpt")
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference passes
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "error: the exported 'step' graph differs from the model by" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*x.onnx*"))

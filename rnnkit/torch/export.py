@@ -45,7 +45,8 @@ from .models import LanguageModel, TextClassifier
 from .seq2seq import Seq2Seq
 
 OPSET = 17
-TOLERANCE = 1e-4  # the export's own check (float32, any weights); the tests hold tiny models to 1e-5
+TOLERANCE = 1e-4  # the export's own check, relative to the outputs' scale (at least 1); the tests hold tiny
+                  # models to 1e-5 absolute
 
 
 @dataclass
@@ -301,9 +302,10 @@ def check(graph: Graph, data: bytes, rng: np.random.Generator) -> float:
     want = want if isinstance(want, tuple) else (want,)
     error = max(float(np.max(np.abs(np.asarray(g, np.float64) - w.numpy().astype(np.float64)), initial=0.0))
                 for g, w in zip(got, want))
-    if not error <= TOLERANCE:
+    scale = max([1.0] + [float(np.max(np.abs(w.numpy()), initial=0.0)) for w in want if w.is_floating_point()])
+    if not error <= TOLERANCE * scale:  # float32 rounding grows with the outputs' size (a trained LM's logits)
         raise ValueError(f"the exported {graph.name!r} graph differs from the model by {error:.3g} in "
-                         f"onnxruntime (more than {TOLERANCE}): please report it")
+                         f"onnxruntime (more than {TOLERANCE} × {scale:.3g}): please report it")
     return error
 
 

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_EXTRAS := train,plots,baselines,serve,fast
 # fast (numba) is in the test set so both LSTM paths are tested: each parity test runs with and without it.
-TEST_EXTRAS := torch,train,plots,baselines,forecast,serve,dev,fast
+TEST_EXTRAS := torch,train,plots,baselines,forecast,serve,dev,fast,onnx
 
 .PHONY: run test examples bench clean
 

@@ -703,8 +703,37 @@ def add_forecast_commands(subparsers) -> None:
     p.set_defaults(func=cmd_backtest)
 
 
+# ----------------------------------------------------------------------------------------- rnnkit export
+
+
+def cmd_export(args) -> int:
+    from rnnkit.tasks.export import export_checkpoint
+
+    for graph in export_checkpoint(args.checkpoint, args.out, args.format, args.overwrite):
+        print(f"wrote {graph['path']}: {graph['graph']} ({', '.join(graph['inputs'])} -> "
+              f"{', '.join(graph['outputs'])}); dynamic axes: {', '.join(graph['dynamic'])}; "
+              f"onnxruntime matches the model to {graph['error']:.1g}")
+    return 0
+
+
+def add_export_command(subparsers) -> None:
+    from rnnkit.tasks.export import FORMATS
+
+    p = add_parser(subparsers, "export", "export a trained model for other runtimes (ONNX)",
+                   description="Export a trained model to ONNX (needs 'rnnkit[torch,onnx]'): a language model as "
+                   "one step with its state in and out (for generation), a classifier from tokens and lengths to "
+                   "probabilities, a translation model as two graphs (OUT.encode.onnx, OUT.decode_step.onnx), a "
+                   "forecaster as its predict. Batch and time axes are dynamic; each graph is checked against "
+                   "the model in onnxruntime after export.")
+    p.add_argument("checkpoint", help="a checkpoint folder (e.g. runs/lm/best)")
+    p.add_argument("--format", choices=FORMATS, default="onnx")
+    p.add_argument("--out", metavar="FILE", help="the file to write (default: TASK.onnx, e.g. lm.onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.set_defaults(func=cmd_export)
+
+
 COMMANDS = [add_data_commands, add_train_commands, add_run_commands, add_use_commands, add_forecast_commands,
-            add_serve_command, add_info_command]
+            add_export_command, add_serve_command, add_info_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

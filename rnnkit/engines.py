@@ -131,6 +131,22 @@ def inference_method(model, method: str):
     return getattr(model, method)
 
 
+def export_onnx(model: str, model_kwargs: dict, weights: dict, out, config: dict, overwrite: bool = False) -> list:
+    """Export the task model `model` ("LanguageModel", ...) with `weights` to ONNX file(s) at `out` on the torch
+    engine (rnnkit/torch/export.py: the graphs, their inputs and outputs); `config` goes into the files'
+    metadata. Returns a dict per graph written (path, inputs, outputs, dynamic axes, checked difference)."""
+    import importlib.util
+
+    missing = [name for name in ("torch", "onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install 'rnnkit[torch,onnx]'")
+    from .torch.export import export
+
+    engine = build_engine("torch", model, model_kwargs, dtype="float32", device="cpu")
+    engine.load_weights(weights)
+    return export(engine.model, out, config, overwrite)
+
+
 # ------------------------------------------------------------------------------------------------ carries
 
 def carry_arrays(carry) -> dict[str, np.ndarray]:

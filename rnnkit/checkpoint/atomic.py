@@ -44,12 +44,17 @@ from .format import CONFIG, MODEL
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically; returns the path."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            _write_synced(f, text)
+        with os.fdopen(fd, "wb") as f:
+            _write_synced(f, data)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

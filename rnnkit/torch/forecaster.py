@@ -83,7 +83,7 @@ class Forecaster(nn.Module):
     def forward(self, x: torch.Tensor, future=None, y_prev=None) -> torch.Tensor:
         """Raw outputs (batch, horizon, output_size, K) (the Gaussian's scale before softplus)."""
         out, state = self.encoder(x)
-        batch = len(x)
+        batch = x.shape[0]  # not len(x): the ONNX export traces the batch size
         if self.decoder_kind == "direct":
             z = self.drop(out[:, -1])
             if self.future_size:
@@ -106,7 +106,7 @@ class Forecaster(nn.Module):
             fed.append(value)
             u = value if future is None else torch.cat([value, future[:, t]], dim=1)
             d, state = self.decoder(u[:, None], state)
-            raw.append(self.head(self.drop(d[:, 0])).reshape(len(x), self.output_size, self.k))
+            raw.append(self.head(self.drop(d[:, 0])).reshape(x.shape[0], self.output_size, self.k))
             value = raw[-1][..., self.point]
         return torch.stack(raw, dim=1), torch.stack(fed, dim=1)
 

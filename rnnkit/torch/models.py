@@ -175,7 +175,8 @@ class TextClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths) -> torch.Tensor:
         time = tokens.shape[1]
-        lengths = torch.as_tensor(np.asarray(lengths), dtype=torch.long)  # pack wants them on the CPU
+        lengths = lengths.long().cpu() if isinstance(lengths, torch.Tensor) else \
+            torch.as_tensor(np.asarray(lengths), dtype=torch.long)  # pack wants them on the CPU
         x = self.drop(self.embedding(tokens))
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)

@@ -15,8 +15,8 @@ else of either. A task provides:
 What a run writes in `run_dir`:
     last/           checkpoint + optimizer and trainer state: `--resume` continues from here
     best/           the checkpoint with the lowest validation loss so far
-    metrics.jsonl   one JSON object per logged step (loss, grad_norm, lr, tokens_per_s) and per evaluation
-                    (val_<metric>..., eval_seconds)
+    metrics.jsonl   one JSON object per logged step (loss, grad_norm and grad_norm_clipped: the gradient norm before
+                    and after clipping, lr, tokens_per_s) and per evaluation (val_<metric>..., eval_seconds)
 
 Resume is exact: the checkpoint holds the weights, the optimizer state, the step, the position in the epoch,
 the carried recurrent state and the random generators' states, so a run killed at any point and resumed
@@ -204,8 +204,9 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False) -> T
             tokens += task.batch_tokens(batch)
             if state.step % config.log_every == 0 or state.step == 1:
                 speed = tokens / max(busy, 1e-9)
+                clipped = min(norm, config.clip) if config.clip else norm  # the norm the update used
                 log.write({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": norm,
-                           "lr": engine.lr, "tokens_per_s": speed})
+                           "grad_norm_clipped": clipped, "lr": engine.lr, "tokens_per_s": speed})
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
                 tokens, busy = 0, 0.0
             bar.update(1)

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 
 from ..settings import Settings, flatten, layered, redefault, setting
-from ..spec import CELLS, POOLING, check_choice
+from ..spec import CELLS, INITS, POOLING, check_choice
 from ..train import TrainConfig
 from . import presets
 
@@ -31,6 +31,13 @@ def check_source(dataset, data, what: str) -> None:
         raise ValueError(f"give a dataset name (--dataset) or {what} (--data)")
     if dataset is not None and data is not None:
         raise ValueError(f"give either a dataset name (--dataset) or {what} (--data), not both")
+
+
+def check_initialization(model) -> None:
+    """A model section's --init and --forget-bias (rnnkit/initialization.py applies them)."""
+    check_choice("init", model.init, INITS)
+    if model.forget_bias is not None and model.cell != "lstm":
+        raise ValueError(f"--forget-bias is the LSTM's forget gate bias; a {model.cell} has no forget gate")
 
 
 # ------------------------------------------------------------------------------------------------ lm
@@ -66,9 +73,13 @@ class LMModel:
     embedding: int | None = setting(None, "embedding size (default: --hidden)")
     dropout: float = setting(0.2, "dropout on the embeddings, between the layers and before the output")
     tie_weights: bool = setting(False, "tie the output layer to the embedding", flags=("--tie", "--tie-weights"))
+    init: str = setting("pytorch", "the recurrent weights' initialisation (identity: the IRNN, for rnn_relu)",
+                        choices=INITS)
+    forget_bias: float | None = setting(None, "the LSTM's forget gate bias at the start (default: as --init)")
 
     def __post_init__(self):
         check_choice("cell", self.cell, CELLS)
+        check_initialization(self)
 
 
 @dataclass
@@ -125,9 +136,13 @@ class ClassifyModel:
     embedding_init_std: float = setting(1.0, "the random embedding starts N(0, std^2) (1: torch's default)")
     embeddings: str | None = setting(None, "pretrained GloVe/word2vec text vectors", metavar="FILE")
     freeze_embeddings: bool = setting(False, "keep the pretrained --embeddings as they are")
+    init: str = setting("pytorch", "the recurrent weights' initialisation (identity: the IRNN, for rnn_relu)",
+                        choices=INITS)
+    forget_bias: float | None = setting(None, "the LSTM's forget gate bias at the start (default: as --init)")
 
     def __post_init__(self):
         check_choice("cell", self.cell, CELLS)
+        check_initialization(self)
         check_choice("pooling", self.pooling, POOLING)
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
         if not 0.0 <= self.word_dropout < 1.0:

@@ -90,6 +90,8 @@ TRAIN_TASKS = {  # task → (what it trains, the next step: {best} is the best c
            'generate with:   rnnkit generate {best} --prompt "..." --length 300'),
     "classify": ("a text classifier (e.g. the sentiment of posts)",
                  "evaluate with:   rnnkit evaluate {best} --data FILE   (or --dataset NAME --split test)"),
+    "memory": ("a network on a long-memory problem (adding, copy, temporal order) of any length",
+               "loss_vs_baseline < 1 in the validation lines: it beats the memoryless baseline (best: {best})"),
 }
 LAYERS = ("The settings come in layers, each over the one before: the defaults shown below < the preset "
           "(--preset; without it, the dataset's own preset if it has one: --dataset airline-tweets) < the "
@@ -110,13 +112,13 @@ def resolve_settings(args):
 def cmd_train(args) -> int:
     import json
 
-    from rnnkit.tasks import classify, lm
+    from rnnkit.tasks import classify, lm, memory
 
     settings = resolve_settings(args)
     if args.dry_run:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
-    run = {"lm": lm.train_lm, "classify": classify.train_classifier}[args.task]
+    run = {"lm": lm.train_lm, "classify": classify.train_classifier, "memory": memory.train_memory}[args.task]
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         result = run(settings)   # with --json, what it prints goes to stderr: stdout is the summary alone
     state = result.state

@@ -162,9 +162,64 @@ class ClassifySettings(Settings):
     training: ClassifyTraining = field(default_factory=ClassifyTraining)
 
 
+# ------------------------------------------------------------------------------------------------ memory
+
+MEMORY_PROBLEMS = ("adding", "copy", "order")   # rnnkit.data.memory_tasks.TASKS
+
+
+@dataclass
+class MemoryData:
+    """A synthetic long-memory problem (rnnkit/data/memory_tasks.py), new sequences every epoch."""
+
+    problem: str = setting("adding", "adding: sum two marked numbers; copy: recall 10 symbols after T blanks; "
+                           "order: classify the order of two symbols", choices=MEMORY_PROBLEMS)
+    length: int = setting(100, "T, the number of steps the memory must bridge")
+    train_size: int = setting(10_000, "training sequences per epoch (drawn anew each epoch)")
+    valid_size: int = setting(1_000, "validation sequences (the same every evaluation)")
+
+    def __post_init__(self):
+        check_choice("problem", self.problem, MEMORY_PROBLEMS)
+        minimum = {"adding": 2, "copy": 1, "order": 10}[self.problem]
+        if self.length < minimum:
+            raise ValueError(f"the {self.problem} problem needs length >= {minimum}, got {self.length}")
+        for name in ("train_size", "valid_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class MemoryModel:
+    """One recurrent network read at the end (adding, order) or at every step (copy)."""
+
+    cell: str = setting("lstm", "the recurrent cell", choices=CELLS)
+    layers: int = setting(1, "stacked recurrent layers")
+    hidden: int = setting(128, "units of each recurrent layer")
+    embedding: int = setting(16, "embedding size of the symbols (copy, order)")
+    init: str = setting("pytorch", "the recurrent weights' initialisation (identity: the IRNN, for rnn_relu)",
+                        choices=INITS)
+    forget_bias: float | None = setting(None, "the LSTM's forget gate bias at the start (default: as --init)")
+
+    def __post_init__(self):
+        check_choice("cell", self.cell, CELLS)
+        check_initialization(self)
+
+
+@dataclass
+class MemoryTraining(TrainConfig):
+    epochs: int = redefault(TrainConfig, "epochs", 20)
+    out: str = redefault(TrainConfig, "out", "runs/memory")
+
+
+@dataclass
+class MemorySettings(Settings):
+    data: MemoryData = field(default_factory=MemoryData)
+    model: MemoryModel = field(default_factory=MemoryModel)
+    training: MemoryTraining = field(default_factory=MemoryTraining)
+
+
 # ------------------------------------------------------------------------------------------------ resolve
 
-TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings}
+TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings, "memory": MemorySettings}
 
 
 def resolve(task: str, explicit: typing.Mapping | None = None, *, preset: str | None = None,

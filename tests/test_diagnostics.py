@@ -134,3 +134,30 @@ def test_diagnose_summarises_a_vanishing_gradient():
     assert diagnosis.singular_values["weight_hh_l0"]["hidden"] == pytest.approx(np.full(8, 0.1))
     payload = diagnosis.to_json()
     assert payload["gradient_norms"][0][-1] == pytest.approx(norms[-1])
+
+
+def test_figures_of_a_diagnosis(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rnnkit import plots
+
+    kwargs = dict(vocab_size=7, embedding_dim=3, hidden_size=5, num_layers=2, cell="lstm")
+    engine = build_engine("scratch", "LanguageModel", kwargs, dtype="float64", seed=0)
+    rng = np.random.default_rng(0)
+    batch = {"inputs": rng.integers(0, 7, (2, 12)), "targets": rng.integers(0, 7, (2, 12))}
+    diagnosis = dg.diagnose(engine, batch)
+    paths = plots.plot_diagnosis(diagnosis, tmp_path / "figures", name="lm")
+    assert [p.name for p in paths] == ["gradient_norms.png", "gates.png", "hidden_l0.png", "hidden_l1.png"]
+    for path in paths:
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+    fig = plots.gradient_norms_figure({"lstm": diagnosis.gradient_norms, "rnn": np.ones(12)})
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "time step t" and ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lstm layer 0", "lstm layer 1", "rnn"]
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), diagnosis.gradient_norms[1])
+    gates = plots.gates_figure(diagnosis.gate_activations)
+    assert len(gates.axes) == 2 and len(gates.axes[0].get_legend().get_texts()) == 3
+    with pytest.raises(ValueError, match="no gates"):
+        plots.gates_figure([{}])
+    heat = plots.hidden_states_figure(diagnosis.hidden[0])
+    assert heat.axes[0].images[0].get_array().shape == (5, 12)        # units × time

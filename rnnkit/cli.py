@@ -453,7 +453,46 @@ def add_serve_command(subparsers) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_command, add_info_command]
+# ----------------------------------------------------------------------------------------- rnnkit diagnose
+
+
+def cmd_diagnose(args) -> int:
+    from rnnkit.tasks.diagnose import diagnose_checkpoint
+
+    diagnosis = diagnose_checkpoint(args.checkpoint, args.data, args.length, args.batch_size, args.engine, args.seed)
+    written = []
+    if args.plot:
+        from rnnkit import plots
+
+        written = [str(p) for p in plots.plot_diagnosis(diagnosis, args.plot, name=str(args.checkpoint))]
+    if args.json:
+        print(json.dumps(dict(diagnosis.to_json(hidden=False), figures=written)))
+        return 0
+    print(diagnosis.summary())
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def add_diagnose_command(subparsers) -> None:
+    p = add_parser(subparsers, "diagnose", "measure a trained model inside: the gradient through time, the gates, "
+                   "W_hh's singular values, the hidden states")
+    p.add_argument("checkpoint", help="a checkpoint folder (a run's best/ or last/) of lm, classify or memory")
+    p.add_argument("--data", metavar="FILE", help="the text to read (lm: a text file; classify: one text per line; "
+                   "memory: not needed, sequences are generated)")
+    p.add_argument("--length", type=int, help="steps per sequence (default: the training bptt, or the memory "
+                   "problem's length)")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences measured together")
+    p.add_argument("--seed", type=int, default=0, help="of the generated memory sequences")
+    p.add_argument("--engine", choices=("scratch", "torch"), default="scratch",
+                   help="scratch: ∂L/∂h_t from its hand-written BPTT; torch: from the layers unrolled with autograd")
+    p.add_argument("--plot", metavar="DIR", help="write the figures (PNG) into DIR (needs matplotlib)")
+    p.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
+    p.set_defaults(func=cmd_diagnose)
+
+
+COMMANDS = [add_data_commands, add_train_commands, add_use_commands, add_serve_command, add_info_command,
+            add_diagnose_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,11 +123,15 @@ class Diagnosis:
                 f"{g} {sv[0]:.3g}" for g, sv in blocks.items()))
         return "\n".join(lines)
 
-    def to_json(self) -> dict:
-        return {"loss": self.loss, "cell": self.cell, "gradient_norms": self.gradient_norms.tolist(),
-                "gates": self.gates, "summary": self.summary(),
-                "singular_values": {n: {g: sv.tolist() for g, sv in b.items()} for n, b in self.singular_values.items()},
-                "hidden": [h.tolist() for h in self.hidden]}
+    def to_json(self, hidden: bool = True) -> dict:
+        """The measurements as JSON values (`hidden`: with the hidden states of row 0, per layer)."""
+        out = {"loss": self.loss, "cell": self.cell, "gradient_norms": self.gradient_norms.tolist(),
+               "memory_horizon": [memory_horizon(n) for n in self.gradient_norms], "gates": self.gates,
+               "summary": self.summary(),
+               "singular_values": {n: {g: sv.tolist() for g, sv in b.items()} for n, b in self.singular_values.items()}}
+        if hidden:
+            out["hidden"] = [h.tolist() for h in self.hidden]
+        return out
 
 
 def diagnose(engine, batch: dict, carry=None) -> Diagnosis:

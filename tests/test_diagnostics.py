@@ -161,3 +161,42 @@ def test_figures_of_a_diagnosis(tmp_path):
         plots.gates_figure([{}])
     heat = plots.hidden_states_figure(diagnosis.hidden[0])
     assert heat.axes[0].images[0].get_array().shape == (5, 12)        # units × time
+
+
+def test_diagnose_command_on_checkpoints(tmp_path, capsys):
+    """`rnnkit diagnose` on a memory-task and a language-model checkpoint: the summary, --json, --plot."""
+    import json
+
+    from rnnkit.cli import main
+
+    run = tmp_path / "order"
+    assert main(["train", "memory", "--problem", "order", "--length", "10", "--hidden", "8", "--epochs", "1",
+                 "--train-size", "128", "--valid-size", "32", "--out", str(run), "--no-progress", "--quiet"]) == 0
+    capsys.readouterr()
+    args = ["diagnose", str(run / "best"), "--length", "24", "--batch-size", "4"]
+    assert main([*args, "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert main([*args, "--json", "--engine", "torch"]) == 0
+    theirs = json.loads(capsys.readouterr().out)
+    assert np.shape(ours["gradient_norms"]) == (1, 24) and ours["figures"] == []
+    np.testing.assert_allclose(ours["gradient_norms"], theirs["gradient_norms"], rtol=1e-4)   # float32, two engines
+    assert set(ours["gates"][0]) == {"input", "forget", "output"}
+    assert ours["memory_horizon"] == [dg.memory_horizon(np.array(ours["gradient_norms"][0]))]
+    pytest.importorskip("matplotlib")
+    assert main([*args, "--plot", str(tmp_path / "figures")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("loss ") and "layer 0: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖" in out and "wrote " in out
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["gates.png", "gradient_norms.png",
+                                                                        "hidden_l0.png"]
+
+    text = tmp_path / "verse.txt"
+    text.write_text("the cat sat on the mat.\n" * 20)
+    lm_run = tmp_path / "lm"
+    assert main(["train", "lm", "--data", str(text), "--cell", "gru", "--hidden", "8", "--layers", "2", "--epochs",
+                 "1", "--bptt", "16", "--out", str(lm_run), "--no-progress", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["diagnose", str(lm_run / "best"), "--data", str(text), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert np.shape(found["gradient_norms"]) == (2, 16) and set(found["gates"][1]) == {"reset", "update"}
+    assert main(["diagnose", str(lm_run / "best")]) == 2
+    assert "needs a text file" in capsys.readouterr().err

@@ -103,20 +103,22 @@ class Diagnosis:
     singular_values: dict = field(default_factory=dict)
     hidden: list = field(default_factory=list)       # per layer: (time, units) states of the batch's row 0
     gate_activations: list = field(default_factory=list)  # per layer: {gate: activations of the real steps}
+    layers: list = field(default_factory=list)       # each row's name: "layer 0", "layer 0 reverse", ...
 
     def summary(self) -> str:
         """A few lines in words: how fast the gradient decays through time, the gates, W_hh's spectrum."""
         lines = [f"loss {self.loss:.4g} on a batch of {self.gradient_norms.shape[1]} steps ({self.cell})"]
-        for layer, norms in enumerate(self.gradient_norms):
+        names = self.layers or [f"layer {k}" for k in range(len(self.gradient_norms))]
+        for layer, norms in zip(names, self.gradient_norms):
             ratio = norms[0] / norms[-1] if norms[-1] > 0 else float("nan")
             horizon = memory_horizon(norms)
             reach = (f"it stays above 1e-3 of the last step's for only {horizon} steps: this model can hardly "
                      f"learn dependencies longer than ~{horizon} steps") if horizon < len(norms) else \
                 "it stays above 1e-3 of the last step's over the whole sequence"
-            lines.append(f"layer {layer}: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ = {ratio:.2g}; {reach}")
-        for layer, stats in enumerate(self.gates):
+            lines.append(f"{layer}: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ = {ratio:.2g}; {reach}")
+        for layer, stats in zip(names, self.gates):
             if stats:
-                lines.append(f"layer {layer} gates: " + ", ".join(
+                lines.append(f"{layer} gates: " + ", ".join(
                     f"{g} mean {s['mean']:.2f} ({100 * s['saturated']:.0f}% saturated)" for g, s in stats.items()))
         for name, blocks in self.singular_values.items():
             lines.append(f"{name}: largest singular value " + ", ".join(
@@ -125,7 +127,8 @@ class Diagnosis:
 
     def to_json(self, hidden: bool = True) -> dict:
         """The measurements as JSON values (`hidden`: with the hidden states of row 0, per layer)."""
-        out = {"loss": self.loss, "cell": self.cell, "gradient_norms": self.gradient_norms.tolist(),
+        out = {"loss": self.loss, "cell": self.cell, "layers": self.layers,
+               "gradient_norms": self.gradient_norms.tolist(),
                "memory_horizon": [memory_horizon(n) for n in self.gradient_norms], "gates": self.gates,
                "summary": self.summary(),
                "singular_values": {n: {g: sv.tolist() for g, sv in b.items()} for n, b in self.singular_values.items()}}
@@ -141,7 +144,8 @@ def diagnose(engine, batch: dict, carry=None) -> Diagnosis:
         raise ValueError("the model has no recurrent layer to diagnose")
     lengths = batch.get("lengths")
     cell = records[0]["cell"]
-    weights = {f"weight_hh_l{r['layer']}": r["weight_hh"] for r in records}
+    names = [f"layer {r['layer']}" + (" reverse" if r.get("direction") else "") for r in records]
+    weights = {f"weight_hh_l{r['layer']}" + ("_reverse" if r.get("direction") else ""): r["weight_hh"] for r in records}
     activations = []
     for record in records:
         values = gate_values(record)
@@ -150,4 +154,4 @@ def diagnose(engine, batch: dict, carry=None) -> Diagnosis:
     hidden = [np.asarray(r["h"][0] if lengths is None else r["h"][0, :first], np.float64) for r in records]
     return Diagnosis(loss=loss, cell=cell, gradient_norms=gradient_norms(records),
                      gates=gate_statistics(records, lengths), singular_values=singular_values(weights, cell),
-                     hidden=hidden, gate_activations=activations)
+                     hidden=hidden, gate_activations=activations, layers=names)

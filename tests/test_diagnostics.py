@@ -19,8 +19,9 @@ def _pair(model, kwargs):
 @pytest.mark.parametrize("layers", [1, 2])
 def test_gradients_through_time_agree_between_engines(cell, layers):
     """The scratch engine's BPTT and torch's unrolled layers with retained grads give the same ∂L/∂h_t."""
-    kwargs = dict(vocab_size=11, embedding_dim=5, hidden_size=6, num_layers=layers, cell=cell)
-    scratch, other = _pair("LanguageModel", kwargs)
+    kwargs = dict(vocab_size=11, embedding_dim=5, hidden_size=6, num_layers=layers, cell=cell, dropout=0.5)
+    scratch, other = _pair("LanguageModel", kwargs)      # dropout: off while measuring, on both engines
+    before = scratch.rng_state()
     rng = np.random.default_rng(0)
     batch = {"inputs": rng.integers(0, 11, (3, 9)), "targets": rng.integers(0, 11, (3, 9))}
     carry = rng.normal(size=(layers, 3, 6))
@@ -40,6 +41,7 @@ def test_gradients_through_time_agree_between_engines(cell, layers):
     # the fast paths are back afterwards and the weights untouched
     rnn = scratch.model.rnn
     assert rnn.record_through_time is False and rnn.recorded is None
+    assert rnn.dropout == 0.5 and scratch.model.drop_in.p == 0.5 and scratch.rng_state() == before
     for name, w in scratch.weights().items():
         np.testing.assert_array_equal(w, other.weights()[name])
 
@@ -200,3 +202,28 @@ def test_diagnose_command_on_checkpoints(tmp_path, capsys):
     assert np.shape(found["gradient_norms"]) == (2, 16) and set(found["gates"][1]) == {"reset", "update"}
     assert main(["diagnose", str(lm_run / "best")]) == 2
     assert "needs a text file" in capsys.readouterr().err
+
+
+def test_diagnose_a_bidirectional_classifier(tmp_path, capsys):
+    """A classify checkpoint (bidirectional by default): both directions on the scratch engine, labelled with
+    the model's own predictions; the torch engine's unrolled layers refuse it clearly."""
+    import json
+
+    from rnnkit.cli import main
+
+    data = tmp_path / "posts.csv"
+    data.write_text("text,label\n" + "".join(f"good fine day {i},pos\nbad awful day {i},neg\n" for i in range(20)))
+    out = tmp_path / "run"
+    assert main(["train", "classify", "--data", str(data), "--hidden", "6", "--embedding", "4", "--epochs", "1",
+                 "--min-freq", "1", "--out", str(out), "--no-progress", "--quiet"]) == 0
+    texts = tmp_path / "texts.txt"
+    texts.write_text("good fine day\n\nbad awful day and more\n")
+    capsys.readouterr()
+    assert main(["diagnose", str(out / "best"), "--data", str(texts), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["layers"] == ["layer 0", "layer 0 reverse"]
+    assert set(found["singular_values"]) == {"weight_hh_l0", "weight_hh_l0_reverse"}
+    norms = np.array(found["gradient_norms"])
+    assert norms.shape == (2, 5) and np.all(norms[:, :3] > 0)      # the longer text has 5 tokens
+    assert main(["diagnose", str(out / "best"), "--data", str(texts), "--engine", "torch"]) == 2
+    assert "unidirectional" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def backward(p, trace, d_out, dh_n, dc_n, active, reaching=None):
     dh, dc = dh_n.copy(), (dc_n.copy() if lstm else None)
     for t in reversed(range(time)):
         n, cache = active[t], trace.saved[t]
-        d_h_t = d_out[t, :n] + dh[:n]  # the whole gradient reaching h_t: ∂L/∂h_t = ∂ℓ_t/∂h_t + ∂L/∂h_{t+1}·∂h_{t+1}/∂h_t
+        d_h_t = d_out[t, :n] + dh[:n]  # all that reaches h_t: ∂L/∂h_t = ∂ℓ_t/∂h_t + ∂L/∂h_{t+1}·∂h_{t+1}/∂h_t
         if reaching is not None:
             reaching[t, :n] = d_h_t
         step = cell.backward(d_h_t, dc[:n], cache) if lstm else cell.backward(d_h_t, cache)

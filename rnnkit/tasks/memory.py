@@ -58,7 +58,8 @@ class MemoryTask:
 
     def batches(self, epoch: int, start: int):
         for k in range(start, self.num_batches()):
-            yield self._cast(memory_tasks.generate(self.problem, self.batch_size, self.length, [self.seed, 0, epoch, k]))
+            seed = [self.seed, 0, epoch, k]
+            yield self._cast(memory_tasks.generate(self.problem, self.batch_size, self.length, seed))
 
     def batch_tokens(self, batch) -> int:
         return self.batch_size * self.length

@@ -1,6 +1,7 @@
 """Gradients through time, gate statistics and W_hh's spectrum (rnnkit.diagnostics) on both engines."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from rnnkit import diagnostics as dg
 from rnnkit.engines import build_engine
@@ -57,6 +58,27 @@ def test_gradients_through_time_with_lengths_agree():
         np.testing.assert_allclose(a["grad_h"], b["grad_h"], rtol=1e-9, atol=1e-14)
         assert np.all(a["grad_h"][1, 3:] == 0) and np.all(a["grad_h"][3, 1:] == 0)
         assert np.abs(a["grad_h"][1, :3]).min() > 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(cell=st.sampled_from(["rnn_tanh", "rnn_relu", "lstm", "gru"]), layers=st.integers(1, 2),
+       lengths=st.lists(st.integers(1, 8), min_size=1, max_size=4), hidden=st.integers(1, 5),
+       pooling=st.sampled_from(["last", "mean", "max"]))
+def test_gradients_through_time_agree_on_drawn_shapes(cell, layers, lengths, hidden, pooling):
+    kwargs = dict(vocab_size=6, num_classes=3, embedding_dim=3, hidden_size=hidden, num_layers=layers, cell=cell,
+                  bidirectional=False, pooling=pooling)
+    scratch, other = _pair("TextClassifier", kwargs)
+    rng = np.random.default_rng(len(lengths))
+    time = max(lengths)
+    batch = {"inputs": rng.integers(1, 6, (len(lengths), time)), "lengths": np.array(lengths),
+             "labels": rng.integers(0, 3, len(lengths))}
+    (loss_s, ours), (loss_t, theirs) = scratch.through_time(batch), other.through_time(batch)
+    assert loss_s == pytest.approx(loss_t, rel=1e-10)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["grad_h"].shape == (len(lengths), time, hidden)
+        np.testing.assert_allclose(a["grad_h"], b["grad_h"], rtol=1e-9, atol=1e-13)
+        past_end = np.arange(time)[None, :] >= np.array(lengths)[:, None]
+        assert np.all(a["grad_h"][past_end] == 0)
 
 
 def test_gradient_reaching_h_t_equals_finite_differences():

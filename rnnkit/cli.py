@@ -95,6 +95,8 @@ TRAIN_TASKS = {  # task → (what it trains, the next step: {best} is the best c
                 "evaluate with:   rnnkit evaluate {best}   (BLEU, chrF, exact match on the held-out test split)"),
     "forecast": ("a time-series forecaster (an RNN encoder, a direct or autoregressive decoder, intervals)",
                  "forecast with:   rnnkit forecast {run} --horizon N   (evaluate: rnnkit evaluate {run})"),
+    "memory": ("a network on a long-memory problem (adding, copy, temporal order) of any length",
+               "loss_vs_baseline < 1 in the validation lines: it beats the memoryless baseline (best: {best})"),
 }
 LAYERS = ("The settings come in layers, each over the one before: the defaults shown below < the preset "
           "(--preset; without it, the dataset's own preset if it has one: --dataset airline-tweets) < the "
@@ -115,7 +117,7 @@ def resolve_settings(args):
 def cmd_train(args) -> int:
     import json
 
-    from rnnkit.tasks import classify, forecast, lm, seq2seq
+    from rnnkit.tasks import classify, forecast, lm, memory, seq2seq
 
     settings = resolve_settings(args)
     if args.dry_run:
@@ -128,7 +130,8 @@ def cmd_train(args) -> int:
                   f"at step {r.state.best_step}: {r.best}")
         print(TRAIN_TASKS[args.task][1].format(run=settings.training.out))
         return 0
-    run = {"lm": lm.train_lm, "classify": classify.train_classifier, "seq2seq": seq2seq.train_seq2seq}[args.task]
+    run = {"lm": lm.train_lm, "classify": classify.train_classifier, "seq2seq": seq2seq.train_seq2seq,
+           "memory": memory.train_memory}[args.task]
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         result = run(settings)   # with --json, what it prints goes to stderr: stdout is the summary alone
     state = result.state
@@ -732,8 +735,46 @@ def add_export_command(subparsers) -> None:
     p.set_defaults(func=cmd_export)
 
 
+# ----------------------------------------------------------------------------------------- rnnkit diagnose
+
+
+def cmd_diagnose(args) -> int:
+    from rnnkit.tasks.diagnose import diagnose_checkpoint
+
+    diagnosis = diagnose_checkpoint(args.checkpoint, args.data, args.length, args.batch_size, args.engine, args.seed)
+    written = []
+    if args.plot:
+        from rnnkit import plots
+
+        written = [str(p) for p in plots.plot_diagnosis(diagnosis, args.plot, name=str(args.checkpoint))]
+    if args.json:
+        print(json.dumps(dict(diagnosis.to_json(hidden=False), figures=written)))
+        return 0
+    print(diagnosis.summary())
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def add_diagnose_command(subparsers) -> None:
+    p = add_parser(subparsers, "diagnose", "measure a trained model inside: the gradient through time, the gates, "
+                   "W_hh's singular values, the hidden states")
+    p.add_argument("checkpoint", help="a checkpoint folder (a run's best/ or last/) of lm, classify or memory")
+    p.add_argument("--data", metavar="FILE", help="the text to read (lm: a text file; classify: one text per line; "
+                   "memory: not needed, sequences are generated)")
+    p.add_argument("--length", type=int, help="steps per sequence (default: the training bptt, or the memory "
+                   "problem's length)")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences measured together")
+    p.add_argument("--seed", type=int, default=0, help="of the generated memory sequences")
+    p.add_argument("--engine", choices=("scratch", "torch"), default="scratch",
+                   help="scratch: ∂L/∂h_t from its hand-written BPTT; torch: from the layers unrolled with autograd")
+    p.add_argument("--plot", metavar="DIR", help="write the figures (PNG) into DIR (needs matplotlib)")
+    p.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
+    p.set_defaults(func=cmd_diagnose)
+
+
 COMMANDS = [add_data_commands, add_train_commands, add_run_commands, add_use_commands, add_forecast_commands,
-            add_export_command, add_serve_command, add_info_command]
+            add_export_command, add_diagnose_command, add_serve_command, add_info_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

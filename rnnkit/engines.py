@@ -40,6 +40,11 @@ class Engine(Protocol):
     def eval_loss(self, batch: dict, carry=None) -> tuple[float, int, Any]:
         """(summed loss, number of targets, carry) in eval mode, without gradients."""
 
+    def through_time(self, batch: dict, carry=None) -> tuple[float, list[dict]]:
+        """(loss in eval mode, one record per recurrent layer: cell, layer, inputs (batch, time, features),
+        h0 (batch, hidden), h and grad_h = ∂L/∂h_t (batch, time, hidden), weight_ih/hh, bias_ih/hh), for
+        rnnkit.diagnostics. Weights and optimizer state stay as they were."""
+
     def describe(self) -> str:
         """Where the model ran: the scratch engine's path per recurrent layer, the torch engine's device."""
 

@@ -1,5 +1,6 @@
 """Figures as PNG files: a confusion matrix, the curves of a training run (`rnnkit plot RUN`), an attention
-heat map, a forecast.
+heat map, a forecast, and what rnnkit.diagnostics measures (gradients through time, gate activations, hidden
+states).
 
 Needs matplotlib (`pip install 'rnnkit[plots]'`), imported only when a figure is drawn. The figures are drawn
 on matplotlib's Agg canvas directly, without pyplot, so they never open a window or change the backend of
@@ -244,3 +245,105 @@ def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLi
     path = Path(path)
     fig.savefig(path, format="png")
     return path
+
+
+# ------------------------------------------------------------------------------------------------ diagnostics
+# Figures of rnnkit.diagnostics' measurements: gradients through time, gates, hidden states.
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+def gradient_norms_figure(curves, title: str = "Gradient through time"):
+    """‖∂L/∂h_t‖ against the step t on a log scale, one line per layer of each curve.
+
+    curves: an array (layers, time) or (time,), or {label: such an array} to compare models (cells,
+    initialisations, before/after training)."""
+    if not isinstance(curves, dict):
+        curves = {"": curves}
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    for label, norms in curves.items():
+        norms = np.atleast_2d(np.asarray(norms, dtype=np.float64))
+        for layer, series in enumerate(norms):
+            name = " ".join(part for part in (label, f"layer {layer}" if len(norms) > 1 or not label else "") if part)
+            positive = np.where(series > 0, series, np.nan)       # log scale: a zero gradient is not drawn
+            ax.plot(np.arange(1, len(series) + 1), positive, linewidth=1.5, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("‖∂L/∂h_t‖")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_gradient_norms(curves, path: str | os.PathLike, title: str = "Gradient through time") -> Path:
+    """Write gradient_norms_figure as a PNG; return its path."""
+    return _save(gradient_norms_figure(curves, title), path)
+
+
+def gates_figure(activations: list, title: str = "Gate activations"):
+    """Histograms of each layer's gate activations in [0, 1] (activations: per layer {gate: values}, as
+    Diagnosis.gate_activations), the mean and saturated share (< 0.05 or > 0.95) of each in its legend."""
+    layers = [a for a in activations if a]
+    if not layers:
+        raise ValueError("no gates to plot: a plain RNN has none (LSTM and GRU do)")
+    fig = _figure(4.0 * len(layers) + 1.0, 3.8)
+    bins = np.linspace(0.0, 1.0, 41)
+    for k, gates in enumerate(layers):
+        ax = fig.add_subplot(1, len(layers), k + 1)
+        for name, values in gates.items():
+            values = np.ravel(values)
+            saturated = np.mean((values < 0.05) | (values > 0.95))
+            ax.hist(values, bins=bins, histtype="step", linewidth=1.5, density=True,
+                    label=f"{name}: mean {values.mean():.2f}, {saturated:.0%} saturated")
+        ax.axvspan(0.0, 0.05, color="grey", alpha=0.15)
+        ax.axvspan(0.95, 1.0, color="grey", alpha=0.15)
+        ax.set_xlabel("gate activation")
+        ax.set_ylabel("density")
+        ax.set_title(f"{title}, layer {k}")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_gates(activations: list, path: str | os.PathLike, title: str = "Gate activations") -> Path:
+    return _save(gates_figure(activations, title), path)
+
+
+def hidden_states_figure(hidden, title: str = "Hidden states"):
+    """A heat map of hidden states (time, units): time across, one row per unit, the colour the value."""
+    h = np.asarray(hidden, dtype=np.float64)
+    if h.ndim != 2 or h.size == 0:
+        raise ValueError(f"expected hidden states (time, units), got shape {h.shape}")
+    fig = _figure(7.5, 2.5 + min(h.shape[1], 64) * 0.04)
+    ax = fig.add_subplot()
+    bound = max(float(np.abs(h).max()), 1e-12)
+    image = ax.imshow(h.T, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest",
+                      extent=(0.5, h.shape[0] + 0.5, h.shape[1] - 0.5, -0.5))
+    fig.colorbar(image, ax=ax, label="h_t")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("unit")
+    ax.set_title(title)
+    return fig
+
+
+def plot_hidden_states(hidden, path: str | os.PathLike, title: str = "Hidden states") -> Path:
+    return _save(hidden_states_figure(hidden, title), path)
+
+
+def plot_diagnosis(diagnosis, folder: str | os.PathLike, name: str = "") -> list[Path]:
+    """The figures of an rnnkit.diagnostics.Diagnosis in `folder`: gradient_norms.png, gates.png (gated cells),
+    hidden_l{k}.png per layer; `name` goes into the titles. Returns the paths written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = f"{name}: " if name else ""
+    paths = [plot_gradient_norms({diagnosis.cell: diagnosis.gradient_norms}, folder / "gradient_norms.png",
+                                 f"{prefix}gradient through time")]
+    if any(diagnosis.gate_activations):
+        paths.append(plot_gates(diagnosis.gate_activations, folder / "gates.png", f"{prefix}gates"))
+    for k, hidden in enumerate(diagnosis.hidden):
+        paths.append(plot_hidden_states(hidden, folder / f"hidden_l{k}.png", f"{prefix}hidden states, layer {k}"))
+    return paths

@@ -16,6 +16,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
+INITS = ("pytorch", "xavier", "orthogonal", "identity")   # the recurrent layers' initial weights (initialization.py)
 
 
 def check_choice(kind: str, value, choices) -> str:

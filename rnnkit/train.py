@@ -17,7 +17,8 @@ What a run writes in `run_dir` (a new or empty folder, or a run resumed or repla
     last/           checkpoint + optimizer and trainer state: `--resume` continues from here; saved at each
                     evaluation, every `checkpoint_minutes` of training, and on SIGINT/SIGTERM
     best/           the checkpoint with the lowest validation loss so far
-    metrics.jsonl   one JSON object per logged step (loss, grad_norm, lr, tokens_per_s) and per evaluation
+    metrics.jsonl   one JSON object per logged step (loss, grad_norm and grad_norm_clipped: the gradient norm
+                    before and after clipping, lr, tokens_per_s) and per evaluation
                     (val_<metric>..., eval_seconds), each with its time (UTC) and wall_s
     curves.png      the curves of the run, drawn at the end (rnnkit/plots.py: plot_run)
 
@@ -298,8 +299,10 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                 tokens += task.batch_tokens(batch)
                 if state.step % config.log_every == 0 or state.step == 1:
                     speed = tokens / max(busy, 1e-9)
+                    clipped = min(norm, config.clip) if config.clip else norm  # the norm the update used
                     log.write({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": norm,
-                               "lr": engine.lr, "tokens_per_s": speed, **clock.stamp()})
+                               "grad_norm_clipped": clipped, "lr": engine.lr, "tokens_per_s": speed,
+                               **clock.stamp()})
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
                     tokens, busy = 0, 0.0
                 bar.update(1)

@@ -42,7 +42,7 @@ def dry_run(argv, capsys) -> dict:
 
 def test_every_train_command_has_every_training_setting():
     parsers = train_parsers()
-    assert set(parsers) == set(TASKS) == {"lm", "classify", "seq2seq", "forecast"}
+    assert set(parsers) == set(TASKS) == {"lm", "classify", "seq2seq", "forecast", "memory"}
     for task, parser in parsers.items():
         dests = {a.dest for a in parser._actions}
         assert {f.name for f in dataclasses.fields(TrainConfig)} <= dests, task

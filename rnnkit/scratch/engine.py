@@ -77,6 +77,44 @@ class ScratchEngine:
         self.model.eval()
         return inference_method(self.model, method)(*inputs)
 
+    def through_time(self, batch: dict, carry=None) -> tuple[float, list[dict]]:
+        """The loss on `batch` in eval mode (no dropout) and, for each recurrent layer direction of the model,
+        what rnnkit.diagnostics reads: cell, inputs (batch, time, features), h0 (batch, hidden), h and grad_h
+        (batch, time, hidden) with grad_h[:, t] = ∂L/∂h_t, and the layer's four weights. The layers run on the
+        reference path for it (the BPTT that computes ∂L/∂h_t); weights, optimizer and random generators are
+        left as they were. The model runs in training mode (whose forward keeps what backward needs) with every
+        dropout set to 0, so it computes what the eval-mode model computes."""
+        was_training, rng = self.model.training, self.rng_state()
+        self.model.train()
+        layers = [m for m in self.model.modules() if hasattr(m, "record_through_time")]
+        dropouts = [(m, name, getattr(m, name)) for m in self.model.modules() for name in ("p", "dropout")
+                    if isinstance(getattr(m, name, None), float)]
+        try:
+            for m, name, _ in dropouts:
+                setattr(m, name, 0.0)
+            for m in layers:
+                m.record_through_time = True
+            self.model.zero_grad()
+            loss, _ = self.model.loss(batch, carry)
+            records = []
+            for m in layers:
+                for k, record in enumerate(m.recorded):
+                    layer, direction = divmod(k, m.num_directions)
+                    params = m._params(layer, direction)
+                    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                    record.update(cell=m.mode, layer=layer, direction=direction,
+                                  **{n: None if p is None else p.data.copy() for n, p in zip(names, params)})
+                    records.append(record)
+        finally:
+            for m in layers:
+                m.record_through_time, m.recorded = False, None
+            for m, name, value in dropouts:
+                setattr(m, name, value)
+            self.set_rng_state(rng)
+            self.model.zero_grad()
+            self.model.train(was_training)
+        return float(loss), records
+
     def lock_weights(self) -> None:
         """Promise that the weights no longer change (a served model), so predictions reuse the layers'
         packed weights; training (`train_step`) unlocks. See Module.lock_weights."""

@@ -17,13 +17,16 @@ How a layer runs (cells/ has one step of each cell as the textbook equations; fa
     of every gate for all steps before its loop and returns the pre-activation gradients, from which the
     weight gradients here are one GEMM each over all steps;
   * a first layer fed by an embedding (`Embedded`) looks that GEMM up instead while the weights are locked
-    in eval mode: each token's projection, embedding W_ih^T + b, is computed once for the whole vocabulary.
+    in eval mode: each token's projection, embedding W_ih^T + b, is computed once for the whole vocabulary;
+  * with `record_through_time` set, a layer runs on the reference path and keeps, per layer direction, its
+    inputs, its states and ∂L/∂h_t for every step in `recorded` (rnnkit.diagnostics); the fast paths are
+    untouched when it is off (the default).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import fast
+from . import fast, reference
 from .fast import packing
 from .module import Module, Parameter, as_float_dtype, dtype_note, make_rng
 
@@ -93,6 +96,8 @@ class _Recurrent(Module):
         self._cache = None
         self._locked_packs: dict = {}
         self.last_paths: tuple[str, ...] = ()  # the path each layer ran on in the last forward
+        self.record_through_time = False  # True: run on the reference path and fill `recorded` (see below)
+        self.recorded: list[dict] | None = None
 
     @staticmethod
     def _suffix(layer: int, direction: int) -> str:
@@ -239,6 +244,8 @@ class _Recurrent(Module):
             seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
             layers.append(directions)
         self.last_paths = tuple(run.path for run in runs)
+        if self.record_through_time:
+            self.recorded = self._record_forward(layers, order, reverse)
         self._cache = dict(layers=layers, masks=masks, order=order, active=active, reverse=reverse,
                            shape=(batch, time), folded=folded is not None)
 
@@ -263,7 +270,22 @@ class _Recurrent(Module):
         return x.swapaxes(0, 1)
 
     def _select(self, batch: int, folded: bool) -> fast.Implementation:
+        if self.record_through_time:
+            return fast.Implementation("reference", reference.forward, reference.backward, folds=False)
         return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded)
+
+    def _record_forward(self, layers, order, reverse) -> list[dict]:
+        """Per layer direction (k = layer*dirs + direction), batch-major in the caller's row order:
+        inputs (batch, time, features), h0 (batch, hidden), h (batch, time, hidden) in time order."""
+        inverse = None if order is None else np.argsort(order)
+        records = []
+        for directions in layers:
+            for d, direction in enumerate(directions):
+                inputs = directions[0].inputs                       # the layer's input, time order
+                states = direction.trace.h[1:] if d == 0 else _reverse(direction.trace.h[1:], reverse)
+                records.append(dict(inputs=_caller_rows(inputs, inverse), h=_caller_rows(states, inverse),
+                                    h0=direction.trace.h[0] if inverse is None else direction.trace.h[0][inverse]))
+        return records
 
     def _folds(self, x: Embedded) -> bool:
         """Whether this forward looks the first layer's input projection up (see `Embedded`)."""
@@ -340,8 +362,14 @@ class _Recurrent(Module):
                 d_out = np.ascontiguousarray(d_out) if d == 0 else _reverse(d_out, reverse)
                 dc_k = None if d_c_n is None else d_c_n[k]
                 run = direction.run
+                extra = {}
+                if self.record_through_time:                    # the reference path: ∂L/∂h_t of every step
+                    extra["reaching"] = np.zeros_like(d_out)
                 d_gates_x, d_gates_h, dh0[k], dc_last = run.backward(
-                    direction.packed, direction.trace, d_out, d_h_n[k], dc_k, active)
+                    direction.packed, direction.trace, d_out, d_h_n[k], dc_k, active, **extra)
+                if extra and self.recorded is not None:
+                    reaching = extra["reaching"] if d == 0 else _reverse(extra["reaching"], reverse)
+                    self.recorded[k]["grad_h"] = _caller_rows(reaching, None if order is None else np.argsort(order))
                 if dc0 is not None:
                     dc0[k] = dc_last
                 product = run.matmul
@@ -383,6 +411,12 @@ def _reversal_index(lengths: np.ndarray, time: int) -> np.ndarray:
     """(time, batch) index: t → L_b - 1 - t within each sequence, t past its end stays t (an involution)."""
     t = np.arange(time)[:, None]
     return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def _caller_rows(seq: np.ndarray, inverse: np.ndarray | None) -> np.ndarray:
+    """A time-major (time, batch, ·) array of sorted rows as a batch-major copy in the caller's row order."""
+    out = seq.transpose(1, 0, 2)
+    return np.ascontiguousarray(out if inverse is None else out[inverse])
 
 
 def _reverse(seq: np.ndarray, reverse: np.ndarray | None) -> np.ndarray:

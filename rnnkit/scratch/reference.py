@@ -38,8 +38,11 @@ def forward(p, inputs, h0, c0, active, xw=None):
     return Trace(hs, final_rows(cs, active) if lstm else None, caches)
 
 
-def backward(p, trace, d_out, dh_n, dc_n, active):
-    """d_out (T, B, H), dh_n, dc_n (B, H) → (gates_x, gates_h (G*H, T*B) packed order, dh0, dc0)."""
+def backward(p, trace, d_out, dh_n, dc_n, active, reaching=None):
+    """d_out (T, B, H), dh_n, dc_n (B, H) → (gates_x, gates_h (G*H, T*B) packed order, dh0, dc0).
+
+    reaching: None, or a (T, B, H) array that receives ∂L/∂h_t, the whole gradient reaching each state
+    (from the output above and from step t+1): the gradients through time (rnnkit.diagnostics)."""
     cell, lstm = CELLS[p.mode], p.mode == "lstm"
     time, batch, hidden = d_out.shape
     gates = GATES[p.mode] * hidden
@@ -47,8 +50,10 @@ def backward(p, trace, d_out, dh_n, dc_n, active):
     dh, dc = dh_n.copy(), (dc_n.copy() if lstm else None)
     for t in reversed(range(time)):
         n, cache = active[t], trace.saved[t]
-        reaching = d_out[t, :n] + dh[:n]  # the whole gradient reaching h_t
-        step = cell.backward(reaching, dc[:n], cache) if lstm else cell.backward(reaching, cache)
+        d_h_t = d_out[t, :n] + dh[:n]  # all that reaches h_t: ∂L/∂h_t = ∂ℓ_t/∂h_t + ∂L/∂h_{t+1}·∂h_{t+1}/∂h_t
+        if reaching is not None:
+            reaching[t, :n] = d_h_t
+        step = cell.backward(d_h_t, dc[:n], cache) if lstm else cell.backward(d_h_t, cache)
         d_x[t, :n], d_h[t, :n], dh[:n] = step.gates_x, step.gates_h, step.h_prev
         if lstm:
             dc[:n] = step.c_prev

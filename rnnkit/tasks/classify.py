@@ -30,6 +30,7 @@ from ..data.splits import describe, file_sha256, parse_label_map, rename_labels,
 from ..data.tables import read_labelled
 from ..data.vocab import PAD, UNK, Vocabulary
 from ..engines import build_engine, check_engine
+from ..initialization import initialize_engine
 from ..progress import progress as bar
 from ..runs import check_out
 from ..train import TrainResult, train
@@ -259,6 +260,7 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
                         embedding_init_std=model.embedding_init_std)
     frozen = ("embedding.weight",) if matrix is not None and model.freeze_embeddings else ()
     eng = build_engine(training.engine, "TextClassifier", model_kwargs, frozen=frozen, **training.engine_options())
+    initialize_engine(eng, model.cell, model.init, model.forget_bias, seed=training.seed)
     if matrix is not None:
         weights = eng.weights()
         weights["embedding.weight"] = matrix.astype(weights["embedding.weight"].dtype)

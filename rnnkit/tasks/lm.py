@@ -22,6 +22,7 @@ from ..data.text import read_text
 from ..data.tokenizers import CharTokenizer, WordTokenizer
 from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
+from ..initialization import initialize_engine
 from ..metrics import perplexity
 from ..progress import progress as bar
 from ..runs import check_out
@@ -165,6 +166,7 @@ def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, l
                         hidden_size=model.hidden, num_layers=model.layers, cell=model.cell, dropout=model.dropout,
                         tie_weights=model.tie_weights)
     eng = build_engine(training.engine, "LanguageModel", model_kwargs, **training.engine_options())
+    initialize_engine(eng, model.cell, model.init, model.forget_bias, seed=training.seed)
     task = LMTask(corpus, model_kwargs, training.batch_size, data.bptt,
                   {"training": asdict(training), "dtype": training.dtype})
     return train(task, eng, training, training.out, resume=training.resume, settings=s.to_dict(), task_name="lm")

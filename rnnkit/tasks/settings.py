@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..data.pairs import GROUPS, NORMALIZATIONS
 from ..settings import Settings, flatten, layered, redefault, setting
 from ..decoding import MAX_OFFSET, MAX_RATIO
-from ..spec import ATTENTION, CELLS, FORECAST_DECODERS, FORECAST_LOSSES, POOLING, check_choice
+from ..spec import ATTENTION, CELLS, FORECAST_DECODERS, FORECAST_LOSSES, INITS, POOLING, check_choice
 from ..train import TrainConfig
 from . import presets
 
@@ -33,6 +33,13 @@ def check_source(dataset, data, what: str) -> None:
         raise ValueError(f"give a dataset name (--dataset) or {what} (--data)")
     if dataset is not None and data is not None:
         raise ValueError(f"give either a dataset name (--dataset) or {what} (--data), not both")
+
+
+def check_initialization(model) -> None:
+    """A model section's --init and --forget-bias (rnnkit/initialization.py applies them)."""
+    check_choice("init", model.init, INITS)
+    if model.forget_bias is not None and model.cell != "lstm":
+        raise ValueError(f"--forget-bias is the LSTM's forget gate bias; a {model.cell} has no forget gate")
 
 
 # ------------------------------------------------------------------------------------------------ lm
@@ -68,9 +75,13 @@ class LMModel:
     embedding: int | None = setting(None, "embedding size (default: --hidden)")
     dropout: float = setting(0.2, "dropout on the embeddings, between the layers and before the output")
     tie_weights: bool = setting(False, "tie the output layer to the embedding", flags=("--tie", "--tie-weights"))
+    init: str = setting("pytorch", "the recurrent weights' initialisation (identity: the IRNN, for rnn_relu)",
+                        choices=INITS)
+    forget_bias: float | None = setting(None, "the LSTM's forget gate bias at the start (default: as --init)")
 
     def __post_init__(self):
         check_choice("cell", self.cell, CELLS)
+        check_initialization(self)
 
 
 @dataclass
@@ -127,9 +138,13 @@ class ClassifyModel:
     embedding_init_std: float = setting(1.0, "the random embedding starts N(0, std^2) (1: torch's default)")
     embeddings: str | None = setting(None, "pretrained GloVe/word2vec text vectors", metavar="FILE")
     freeze_embeddings: bool = setting(False, "keep the pretrained --embeddings as they are")
+    init: str = setting("pytorch", "the recurrent weights' initialisation (identity: the IRNN, for rnn_relu)",
+                        choices=INITS)
+    forget_bias: float | None = setting(None, "the LSTM's forget gate bias at the start (default: as --init)")
 
     def __post_init__(self):
         check_choice("cell", self.cell, CELLS)
+        check_initialization(self)
         check_choice("pooling", self.pooling, POOLING)
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
         if not 0.0 <= self.word_dropout < 1.0:
@@ -359,10 +374,65 @@ class ForecastSettings(Settings):
     training: ForecastTraining = field(default_factory=ForecastTraining)
 
 
+# ------------------------------------------------------------------------------------------------ memory
+
+MEMORY_PROBLEMS = ("adding", "copy", "order")   # rnnkit.data.memory_tasks.TASKS
+
+
+@dataclass
+class MemoryData:
+    """A synthetic long-memory problem (rnnkit/data/memory_tasks.py), new sequences every epoch."""
+
+    problem: str = setting("adding", "adding: sum two marked numbers; copy: recall 10 symbols after T blanks; "
+                           "order: classify the order of two symbols", choices=MEMORY_PROBLEMS)
+    length: int = setting(100, "T, the number of steps the memory must bridge")
+    train_size: int = setting(10_000, "training sequences per epoch (drawn anew each epoch)")
+    valid_size: int = setting(1_000, "validation sequences (the same every evaluation)")
+
+    def __post_init__(self):
+        check_choice("problem", self.problem, MEMORY_PROBLEMS)
+        minimum = {"adding": 2, "copy": 1, "order": 10}[self.problem]
+        if self.length < minimum:
+            raise ValueError(f"the {self.problem} problem needs length >= {minimum}, got {self.length}")
+        for name in ("train_size", "valid_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class MemoryModel:
+    """One recurrent network read at the end (adding, order) or at every step (copy)."""
+
+    cell: str = setting("lstm", "the recurrent cell", choices=CELLS)
+    layers: int = setting(1, "stacked recurrent layers")
+    hidden: int = setting(128, "units of each recurrent layer")
+    embedding: int = setting(16, "embedding size of the symbols (copy, order)")
+    init: str = setting("pytorch", "the recurrent weights' initialisation (identity: the IRNN, for rnn_relu)",
+                        choices=INITS)
+    forget_bias: float | None = setting(None, "the LSTM's forget gate bias at the start (default: as --init)")
+
+    def __post_init__(self):
+        check_choice("cell", self.cell, CELLS)
+        check_initialization(self)
+
+
+@dataclass
+class MemoryTraining(TrainConfig):
+    epochs: int = redefault(TrainConfig, "epochs", 20)
+    out: str = redefault(TrainConfig, "out", "runs/memory")
+
+
+@dataclass
+class MemorySettings(Settings):
+    data: MemoryData = field(default_factory=MemoryData)
+    model: MemoryModel = field(default_factory=MemoryModel)
+    training: MemoryTraining = field(default_factory=MemoryTraining)
+
+
 # ------------------------------------------------------------------------------------------------ resolve
 
 TASKS: dict[str, type[Settings]] = {"lm": LMSettings, "classify": ClassifySettings, "seq2seq": Seq2SeqSettings,
-                                    "forecast": ForecastSettings}
+                                    "forecast": ForecastSettings, "memory": MemorySettings}
 
 
 def resolve(task: str, explicit: typing.Mapping | None = None, *, preset: str | None = None,

@@ -138,6 +138,33 @@ class TorchEngine:
         with torch.no_grad():
             return call(*inputs)
 
+    def through_time(self, batch: dict, carry=None) -> tuple[float, list[dict]]:
+        """The scratch engine's `through_time`: the loss in eval mode and, per recurrent layer, cell, inputs,
+        h0, h, grad_h = ∂L/∂h_t (batch, time, hidden) and the layer's weights, as NumPy, from the layers run
+        unrolled (unrolled.py). Weights and optimizer are left as they were; gradients are cleared."""
+        from .unrolled import recording
+
+        self.model.eval()
+        self.model.zero_grad(set_to_none=True)
+        try:
+            with recording(self.model) as found:
+                loss, _ = self.model.loss(batch, carry)
+                loss.backward()
+            records = []
+            for r in found:
+                grad = torch.stack([s.grad if s.grad is not None else torch.zeros_like(s) for s in r["steps"]], 1)
+                if r["mask"] is not None:
+                    grad = grad * r["mask"][..., None].to(grad.dtype)  # past a sequence's end: no state of its own
+                record = {k: r[k].detach().cpu().numpy().copy() for k in ("inputs", "h0", "h")}
+                record.update(cell=r["cell"], layer=r["layer"], direction=0, grad_h=grad.cpu().numpy())
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    tensor = getattr(r["module"], f"{name}_l{r['layer']}", None)
+                    record[name] = None if tensor is None else tensor.detach().cpu().numpy().copy()
+                records.append(record)
+        finally:
+            self.model.zero_grad(set_to_none=True)
+        return float(loss.detach()), records
+
     def lock_weights(self) -> None:
         """The scratch engine's promise that the weights stay; torch derives nothing from them, so a no-op."""
 

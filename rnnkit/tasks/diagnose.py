@@ -1,0 +1,80 @@
+"""`rnnkit diagnose CKPT`: rnnkit.diagnostics on a trained checkpoint of any task, on a batch of its kind.
+
+    diagnose_checkpoint(path, data=None, length=None, batch_size=8, engine="scratch", seed=0) → Diagnosis
+
+The batch:
+    lm        `batch_size` windows of `length` tokens (default: the training bptt) from the text file `data`
+    classify  the first `batch_size` non-empty lines of the text file `data`, each labelled with the model's own
+              prediction: the gradients are those of the loss of what the model answers
+    memory    `batch_size` new sequences of the problem it was trained on, at `length` (default: its own)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..data import memory_tasks
+from ..data.text import read_text
+from ..diagnostics import Diagnosis, diagnose
+from ..engines import build_engine, check_engine
+from .pretrained import open_checkpoint
+
+
+def _lm_batch(path, data, length, batch_size, engine):
+    from .lm import load_lm, make_tokenizer
+
+    if data is None:
+        raise ValueError("diagnosing a language model needs a text file to read (--data FILE)")
+    model = load_lm(path, engine)
+    ids = model.vocab.encode(make_tokenizer(model.tokenizer).tokenize(read_text(data)))
+    length = length or model.config["data"].get("bptt", 64)
+    rows = min(batch_size, (len(ids) - 1) // length)
+    if rows < 1:
+        raise ValueError(f"{data} has {len(ids)} tokens, fewer than one window of --length {length} plus one")
+    windows = np.asarray(ids[: rows * length + 1])
+    inputs = np.stack([windows[r * length:(r + 1) * length] for r in range(rows)])
+    targets = np.stack([windows[r * length + 1:(r + 1) * length + 1] for r in range(rows)])
+    return model.engine, {"inputs": inputs, "targets": targets}
+
+
+def _classify_batch(path, data, batch_size, engine):
+    from .classify import load_classifier, pad
+
+    if data is None:
+        raise ValueError("diagnosing a classifier needs texts to read (--data FILE, one text per line)")
+    model = load_classifier(path, engine)
+    texts = [line for line in read_text(data).splitlines() if line.strip()][:batch_size]
+    if not texts:
+        raise ValueError(f"{data} has no non-empty line to read")
+    inputs, lengths = pad([model.encoder.token_ids(t) for t in texts])
+    labels = model.engine.predict(inputs, lengths).argmax(axis=-1)
+    return model.engine, {"inputs": inputs, "lengths": lengths, "labels": labels}
+
+
+def _memory_batch(path, config, weights, length, batch_size, engine, seed):
+    data = config["data"]
+    length = length or data["length"]
+    dtype = config.get("dtype", "float32")
+    eng = build_engine(engine, config["model_class"], config["model"], dtype=dtype)
+    eng.load_weights(weights)
+    batch = memory_tasks.generate(data["problem"], batch_size, length, seed)
+    return eng, {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in batch.items()}
+
+
+def diagnose_checkpoint(path, data: str | None = None, length: int | None = None, batch_size: int = 8,
+                        engine: str = "scratch", seed: int = 0) -> Diagnosis:
+    """Gradients through time, gates, W_hh's spectrum and hidden states of the checkpoint at `path` (see the
+    module's docstring for the batch it reads)."""
+    check_engine(engine)
+    if batch_size < 1 or (length is not None and length < 1):
+        raise ValueError("--batch-size and --length must be >= 1")
+    ckpt = open_checkpoint(path)
+    task = ckpt.config.get("task")
+    if task == "lm":
+        eng, batch = _lm_batch(path, data, length, batch_size, engine)
+    elif task == "classify":
+        eng, batch = _classify_batch(path, data, batch_size, engine)
+    elif task == "memory":
+        eng, batch = _memory_batch(path, ckpt.config, ckpt.weights, length, batch_size, engine, seed)
+    else:
+        raise ValueError(f"{path} holds a {task!r} model; diagnose reads lm, classify and memory checkpoints")
+    return diagnose(eng, batch)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import DELIMITERS, JSONL, sniff_delimiter
+from .tables import DELIMITERS, JSONL, jsonl_objects, sniff_delimiter
 from .text import decode_utf8
 
 # frequency -> (unit, step): "s" a fixed number of seconds, "M" a number of calendar months
@@ -344,15 +344,7 @@ def _records(path: Path, delimiter: str | None) -> tuple[list[str], list[tuple[i
     records = []
     if delimiter is None and (suffix in JSONL or (suffix not in DELIMITERS and text.lstrip().startswith("{"))):
         names: dict = {}
-        for line, row in enumerate(text.split("\n"), 1):
-            if not row.strip():
-                continue
-            try:
-                obj = json.loads(row)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}")
+        for line, obj in jsonl_objects(text, path):
             names.update(dict.fromkeys(obj))
             records.append((line, obj))
         return list(names), records

@@ -96,8 +96,9 @@ def _read_csv(text: str, delimiter: str, columns: dict, path: Path):
     return pairs
 
 
-def _read_jsonl(text: str, columns: dict, path: Path):
-    pairs = []
+def jsonl_objects(text: str, path):
+    """(line number, object) for each non-blank line of a JSON-lines text; a line that is not a JSON object is
+    a ValueError naming `path` and the line."""
     for line, row in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
         if not row.strip():
             continue
@@ -107,6 +108,12 @@ def _read_jsonl(text: str, columns: dict, path: Path):
             raise ValueError(f"{path}, line {line}: not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{path}, line {line}: expected a JSON object, got {type(obj).__name__}")
+        yield line, obj
+
+
+def _read_jsonl(text: str, columns: dict, path: Path):
+    pairs = []
+    for line, obj in jsonl_objects(text, path):
         missing = [c for c in columns.values() if c not in obj]
         if missing:
             raise ValueError(f"{path}, line {line}: no field {' or '.join(map(repr, missing))}; "

@@ -127,13 +127,14 @@ def test_the_other_tasks_endpoints_point_to_forecast(client):
     assert r.status_code == 404 and "POST /forecast" in r.json()["detail"]
 
 
-def test_api_key(run):
-    with TestClient(create_app(run, settings=ServeSettings(api_key=KEY))) as c:
+def test_api_key_and_serving_the_best_checkpoint(run):
+    with TestClient(create_app(run / "best", settings=ServeSettings(api_key=KEY))) as c:
         assert c.post("/forecast", json={}).status_code == 401
         assert c.post("/forecast", json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
         assert c.get("/model").status_code == 401 and c.get("/health").status_code == 200
         r = c.post("/forecast", json={"horizon": 2}, headers={"Authorization": f"Bearer {KEY}"})
         assert r.status_code == 200 and len(r.json()["forecast"]) == 2
+        np.testing.assert_allclose(r.json()["forecast"], expected(run, 2, (80, 95))["forecast"], rtol=1e-12)
 
 
 def test_openapi_documents_forecast_with_a_working_example(client):

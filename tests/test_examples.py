@@ -136,3 +136,30 @@ def test_run_all_runs_every_example_with_a_heading():
 def test_every_example_has_main_and_a_docstring(name):
     m = load(name)
     assert callable(m.main) and m.__doc__ and "Run: python examples/" in m.__doc__
+
+
+# ---------------------------------------------------------------------------------------------- forecast
+
+@pytest.mark.network
+def test_forecast_air_passengers_quick(tmp_path, capsys):
+    """The example's table: its MAPEs recomputed here from the forecast and from the baselines done by hand."""
+    from rnnkit.data import datasets
+
+    report = load("forecast_air_passengers").main(["--quick", "--out", str(tmp_path / "air")])
+    out = capsys.readouterr().out
+    y = datasets.load_series("air-passengers").y[:, 0]
+    history, truth = y[:-36], y[-36:]
+
+    def mape(forecast):
+        return 100 * np.mean(np.abs((truth - forecast) / truth))
+
+    seasonal = np.tile(history[-12:], 3)
+    drift = history[-1] + (history[-1] - history[0]) / (len(history) - 1) * np.arange(1, 37)
+    assert report["held_out"] == 36 and report["first"] == "1958-01"
+    assert round(mape(seasonal), 2) == 13.19 == round(report["baselines"]["seasonal-naive"]["mape"], 2)
+    assert math.isclose(report["baselines"]["naive"]["mape"], mape(np.full(36, history[-1])), rel_tol=1e-12)
+    assert math.isclose(report["baselines"]["drift"]["mape"], mape(drift), rel_tol=1e-12)
+    model_mape = mape(np.array(report["forecast"])[:, 0])
+    assert math.isclose(report["model"]["mape"], model_mape, rel_tol=1e-12)
+    assert f"GRU (ours)      {model_mape:8.2f}" in out and "seasonal-naive     13.19" in out
+    assert (tmp_path / "air" / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

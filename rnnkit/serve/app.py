@@ -5,6 +5,7 @@
     GET  /model      task, labels, sizes, engine, limits, rnnkit version
     POST /predict    classifiers: {"texts": [...]} -> {"predictions": [{"label", "probabilities"}, ...]}
     POST /generate   language models: {"prompt", "length", "temperature", "top_k", "top_p", "seed"} -> {"text"}
+    POST /forecast   forecasters: {"history", "horizon", "levels"} -> {"dates", "forecast", "intervals"} (forecast.py)
     GET  /docs, /openapi.json
 
 The endpoint of the other task answers 404 with a message. Bad input never gets a 5xx: the request
@@ -303,6 +304,10 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
     settings = settings or ServeSettings()
     if engine is not None and engine != settings.engine:
         settings = ServeSettings(**{**settings.__dict__, "engine": engine})
+    from .forecast import create_forecast_app, is_forecaster
+
+    if is_forecaster(checkpoint):
+        return create_forecast_app(checkpoint, settings)
     served = Served(checkpoint, settings)
     served.warm_up()
     PredictRequest, GenerateRequest = request_models(settings)

@@ -35,6 +35,7 @@ class ServeSettings:
     max_chars: int = setting(1000, "characters per text or prompt", group="request")
     max_tokens: int = setting(500, "tokens per /generate request", group="request")
     max_body_bytes: int = setting(1 << 20, "request body size (413 above)", group="request")
+    max_history: int = setting(10000, "steps of history per /forecast request", group="request")
     # batching
     batching: bool = setting(True, "merge concurrent /predict requests into one model call (--no-batching: run "
                              "them one at a time)", group="batching")
@@ -67,7 +68,7 @@ class ServeSettings:
         check_engine(self.engine)
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("max_texts", "max_chars", "max_tokens", "max_body_bytes", "max_batch_texts",
+        for name in ("max_texts", "max_chars", "max_tokens", "max_body_bytes", "max_history", "max_batch_texts",
                      "max_batch_tokens", "max_connections", "limit_concurrency"):
             value = getattr(self, name)
             if (value is not None or name != "limit_concurrency") and (type(value) is not int or value < 1):

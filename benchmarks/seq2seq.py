@@ -64,6 +64,7 @@ ROWS = {   # name -> (the task's settings, the attentions compared, (metric, tar
 DEFAULT_ROWS = ("addition-3", "dates", "tatoeba")
 BEAMS = (1, 5)
 QUICK = dict(examples=300, hidden=16, embedding=8, epochs=1, max_steps=5, eval_translations=20, patience=None)
+QUICK_TATOEBA = dict(valid_fraction=0.005, test_fraction=0.005, max_vocab=2000)   # a small test split to score
 FIXED = ("dataset", "data", "attention", "engine", "device", "out", "resume", "progress", "verbose")
 
 SPEED_SHAPE = dict(batch=64, source=10, target=12, source_vocab=6000, target_vocab=9000, hidden=256, embedding=128)
@@ -248,7 +249,8 @@ def main(argv=None) -> int:
                "settings": {}, "targets": {}, "rows": {}, "speed": None}
     for name in rows:
         base, attentions, (metric, target) = ROWS[name]
-        settings = {**base, **(QUICK if args.quick else {}), **overrides}
+        quick = {**QUICK, **(QUICK_TATOEBA if name == "tatoeba" else {})} if args.quick else {}
+        settings = {**base, **quick, **overrides}
         results["settings"][name], results["targets"][name] = settings, (metric, target)
         for attention in attentions:
             if only is not None and attention not in only:

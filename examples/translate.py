@@ -7,7 +7,7 @@ characters it looks at. To reverse a word it must look at the mirrored position:
 the end shows it does. Then: the held-out test split (words never seen in training) scored greedy and with
 beam search, and new words translated with their three best candidates.
 
-    python examples/translate.py            # under a minute on 2 cores (12 epochs of 100 steps)
+    python examples/translate.py            # about a minute on 2 cores (12 epochs of 100 steps)
     python examples/translate.py --quick    # a few steps of a tiny model, to see it run (seconds)
 
 The same from the command line: `rnnkit train seq2seq --dataset reverse ...`, `rnnkit translate`,

@@ -76,6 +76,7 @@ QUICK_SHAPE = dict(batch=4, source=5, target=6, source_vocab=20, target_vocab=24
 def train_one(settings: dict, attention: str, run_dir: str) -> dict:
     """Train one row on the scratch engine and evaluate its best checkpoint greedy and with beam 5 (a child
     process)."""
+    from rnnkit.checkpoint import load_checkpoint
     from rnnkit.tasks import seq2seq
     from rnnkit.tasks.settings import Decoding
 
@@ -85,12 +86,14 @@ def train_one(settings: dict, attention: str, run_dir: str) -> dict:
                                    log=lambda *a: None)
     seconds = time.perf_counter() - start
     state = result.state
+    kept = load_checkpoint(result.best).config["dropped"]["train"]["kept"]      # training pairs after the filter
+    epochs_run = state.epoch + state.batch / -(-kept // settings["batch_size"])  # fractional: max_steps mid-epoch
     searches = {}
     for beam in BEAMS:
         r = seq2seq.evaluate_seq2seq(result.best, decoding=Decoding(beam=beam), examples=3)
         searches[f"beam{beam}"] = {k: r[k] for k in ("exact_match", "bleu", "chrf", "sources", "pairs", "dropped",
                                                      "examples")}
-    return {"attention": attention, "searches": searches, "steps": state.step, "epochs_run": state.epoch,
+    return {"attention": attention, "searches": searches, "steps": state.step, "epochs_run": round(epochs_run, 3),
             "best_step": state.best_step, "train_seconds": seconds, "checkpoint": str(result.best),
             "load_average_before": load_before, "load_average_after": os.getloadavg()[0],
             "history": state.history}
@@ -198,12 +201,12 @@ def format_tables(results: dict) -> str:
             metric, target = results["targets"][name]
             for attention, r in per_attention.items():
                 hit = r.get("reached")
-                when = (f"epoch {hit['epoch']}, {hit['minutes']:.1f} min" if hit else "no") + \
-                    f" ({metric} >= {target:g})"
+                shown = f"{metric} >= {target:g}" if metric == "exact_match" else f"{metric} >= {100 * target:g}"
+                when = (f"epoch {hit['epoch']}, {hit['minutes']:.1f} min" if hit else "no") + f" ({shown})"
                 for search, m in r["searches"].items():
                     lines.append(f"| {name} | {attention} | {search.replace('beam1', 'greedy')} | "
                                  f"{m['exact_match']:.4f} | {100 * m['bleu']:.2f} | {100 * m['chrf']:.2f} | "
-                                 f"{r['epochs_run']} | {r['train_seconds'] / 60:.1f} | {when} |")
+                                 f"{r['epochs_run']:.3g} | {r['train_seconds'] / 60:.1f} | {when} |")
     if results.get("speed"):
         sp = results["speed"]
         shape = ", ".join(f"{k} {v}" for k, v in sp["shape"].items())

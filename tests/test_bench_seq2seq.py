@@ -53,13 +53,14 @@ def test_quick_row_writes_what_its_checkpoint_scores(tmp_path):
     results = json.loads(out.read_text())
     row = results["rows"]["addition-3"]["bahdanau"]
     assert results["quick"] and results["settings"]["addition-3"]["max_steps"] == 5
-    assert row["steps"] == 4 and results["speed"] is None        # one epoch: 240 pairs, 64 a batch
+    assert row["steps"] == 4 and row["epochs_run"] == 1.0 and results["speed"] is None   # 240 pairs, 64 a batch
     for beam in (1, 5):
         again = seq2seq.evaluate_seq2seq(row["checkpoint"], decoding=Decoding(beam=beam))
         got = row["searches"][f"beam{beam}"]
         assert (got["exact_match"], got["bleu"], got["chrf"], got["sources"]) == \
             (again["exact_match"], again["bleu"], again["chrf"], again["sources"]) and got["sources"] == 30
     assert "| addition-3 | bahdanau | greedy |" in done.stdout and "| addition-3 | bahdanau | beam5 |" in done.stdout
+    assert "| no (exact_match >= 0.99) |" in done.stdout
 
 
 def test_speed_alternates_the_engines_and_takes_medians(monkeypatch):

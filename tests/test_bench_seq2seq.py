@@ -79,9 +79,7 @@ def test_speed_alternates_the_engines_and_takes_medians(monkeypatch):
     assert got["scratch_path"] == "scratch engine" and got["scratch_all"] == [30.0, 50.0, 40.0]
 
 
-@pytest.mark.parametrize("engine", ["scratch", "torch"])
-def test_speed_worker_times_a_training_step(engine):
-    if engine == "torch":
-        pytest.importorskip("torch")
-    got = bench.speed_worker(engine, bench.QUICK_SHAPE, threads=1, min_time=0.02)
+def test_speed_worker_times_a_training_step():
+    """(The torch side is the same code on the other engine; left out here, as importing torch costs seconds.)"""
+    got = bench.speed_worker("scratch", bench.QUICK_SHAPE, threads=1, min_time=0.02)
     assert 0 < got["step_ms"] < 10_000 and got["ran_on"]

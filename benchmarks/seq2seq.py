@@ -1,8 +1,9 @@
 """Translation quality and training time (issue 16), and the engines' speed per training step.
 
-Quality rows: each (task, attention) is trained once on the scratch engine with the row's settings and seed,
-the checkpoint with the lowest validation loss is kept, and it is evaluated on the held-out test split
-(`evaluate_seq2seq`: exact match, corpus BLEU, chrF) with greedy search and with beam search (width 5).
+Quality rows: each (task, attention) is trained once with the row's settings and seed (on the scratch engine;
+--engine torch --device cuda on a GPU), the checkpoint with the lowest validation loss is kept, and it is
+evaluated on the held-out test split (`evaluate_seq2seq`: exact match, corpus BLEU, chrF) with greedy search
+and with beam search (width 5).
 Every row of a task uses the same data and split (split_seed 0). Each training runs in a fresh process of its
 own, one after another.
 
@@ -21,6 +22,7 @@ rounds; medians and the ratio scratch / torch (target: <= 1.5).
     python benchmarks/seq2seq.py                              # addition-3, dates, tatoeba, speed: hours on 2 cores
     python benchmarks/seq2seq.py --rows addition-4,addition-5 --no-speed
     python benchmarks/seq2seq.py --rows tatoeba --attentions none,bahdanau --set epochs=5
+    python benchmarks/seq2seq.py --rows tatoeba --engine torch --device cuda --no-speed   # on a GPU
     python benchmarks/seq2seq.py --quick                      # tiny models, a few steps each: a smoke run
 Results go to benchmarks/results/seq2seq.json (--out); the runs' checkpoints to a temporary folder (--work).
 """
@@ -73,30 +75,30 @@ QUICK_SHAPE = dict(batch=4, source=5, target=6, source_vocab=20, target_vocab=24
 
 # ------------------------------------------------------------------------------------------------ quality
 
-def train_one(settings: dict, attention: str, run_dir: str) -> dict:
-    """Train one row on the scratch engine and evaluate its best checkpoint greedy and with beam 5 (a child
-    process)."""
+def train_one(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
+    """Train one row and evaluate its best checkpoint greedy and with beam 5, on `engine` (a child process)."""
     from rnnkit.checkpoint import load_checkpoint
     from rnnkit.tasks import seq2seq
     from rnnkit.tasks.settings import Decoding
 
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    result = seq2seq.train_seq2seq(**settings, attention=attention, engine="scratch", out=run_dir, progress=False,
-                                   log=lambda *a: None)
+    result = seq2seq.train_seq2seq(**settings, attention=attention, engine=engine, device=device, out=run_dir,
+                                   progress=False, log=lambda *a: None)
     seconds = time.perf_counter() - start
     state = result.state
     kept = load_checkpoint(result.best).config["dropped"]["train"]["kept"]      # training pairs after the filter
     epochs_run = state.epoch + state.batch / -(-kept // settings["batch_size"])  # fractional: max_steps mid-epoch
     searches = {}
     for beam in BEAMS:
-        r = seq2seq.evaluate_seq2seq(result.best, decoding=Decoding(beam=beam), examples=3)
+        r = seq2seq.evaluate_seq2seq(result.best, decoding=Decoding(beam=beam), engine=engine, device=device,
+                                     examples=3)
         searches[f"beam{beam}"] = {k: r[k] for k in ("exact_match", "bleu", "chrf", "sources", "pairs", "dropped",
                                                      "examples")}
-    return {"attention": attention, "searches": searches, "steps": state.step, "epochs_run": round(epochs_run, 3),
-            "best_step": state.best_step, "train_seconds": seconds, "checkpoint": str(result.best),
-            "load_average_before": load_before, "load_average_after": os.getloadavg()[0],
-            "history": state.history}
+    return {"attention": attention, "engine": engine, "device": device, "searches": searches, "steps": state.step,
+            "epochs_run": round(epochs_run, 3), "best_step": state.best_step, "train_seconds": seconds,
+            "checkpoint": str(result.best), "load_average_before": load_before,
+            "load_average_after": os.getloadavg()[0], "history": state.history}
 
 
 def reached(row: dict, metric: str, target: float) -> dict | None:
@@ -117,11 +119,11 @@ def _child(queue, *args):
         queue.put(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
-def run_isolated(settings: dict, attention: str, run_dir: str) -> dict:
+def run_isolated(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
     """train_one in a fresh (spawned) process."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, settings, attention, run_dir))
+    proc = ctx.Process(target=_child, args=(queue, settings, attention, run_dir, engine, device))
     proc.start()
     status, payload = queue.get()
     proc.join()
@@ -223,6 +225,9 @@ def main(argv=None) -> int:
                         "(empty: none)")
     parser.add_argument("--attentions", help="comma-separated: only these of each row's attentions")
     parser.add_argument("--no-speed", action="store_true", help="leave out the speed row")
+    parser.add_argument("--engine", default="scratch", choices=("scratch", "torch"),
+                        help="the quality rows' engine (torch with --device cuda: the GPU run)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for --engine torch")
     parser.add_argument("--quick", action="store_true", help="tiny models, a few steps each; a tiny speed shape")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting of every row (a JSON value or a bare word); repeatable")
@@ -247,8 +252,9 @@ def main(argv=None) -> int:
     only = {a.strip() for a in args.attentions.split(",")} if args.attentions else None
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="rnnkit-bench-seq2seq-"))
 
-    results = {"quick": args.quick, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                                "python": platform.python_version()},
+    results = {"quick": args.quick, "engine": args.engine, "device": args.device,
+               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "python": platform.python_version()},
                "settings": {}, "targets": {}, "rows": {}, "speed": None}
     for name in rows:
         base, attentions, (metric, target) = ROWS[name]
@@ -259,7 +265,7 @@ def main(argv=None) -> int:
             if only is not None and attention not in only:
                 continue
             print(f"training {name} with attention {attention} ...", file=sys.stderr, flush=True)
-            r = run_isolated(settings, attention, str(work / f"{name}-{attention}"))
+            r = run_isolated(settings, attention, str(work / f"{name}-{attention}"), args.engine, args.device)
             r["reached"] = reached(r, metric, target)
             results["rows"].setdefault(name, {})[attention] = r
             best = r["searches"][f"beam{BEAMS[-1]}"]

@@ -81,7 +81,8 @@ def request_model(settings, text_type, integer):
         length_penalty: float = Field(default["length_penalty"], ge=0, le=10,
                                       description="GNMT's alpha: scores are log P / ((5 + length) / 6)^alpha")
         max_length: integer(ge=1, le=s.max_tokens) | None = Field(
-            None, description="the most tokens of each translation (default: 1.5 x its source length + 5)")
+            None, description=f"the most tokens of each translation (default: {default['max_ratio']:g} x its source "
+                              f"length + {default['max_offset']:g})")
 
         @model_validator(mode="after")
         def _n_best_within_beam(self):

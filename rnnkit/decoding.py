@@ -65,6 +65,21 @@ def _forbid(log_probs: np.ndarray, *ids) -> np.ndarray:
     return log_probs
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """The columns of the k highest scores of each row (n, m), best first, ties in column order: the first k
+    of a stable argsort of -scores, without sorting all m (a beam's width x vocabulary candidates) per step."""
+    n, m = scores.shape
+    if k >= m:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, part, axis=1).min(axis=1)     # the k-th highest score of each row
+    out = np.empty((n, k), dtype=np.int64)
+    for i in range(n):
+        columns = np.flatnonzero(scores[i] >= kth[i])             # the k best, and every tie of the k-th
+        out[i] = columns[np.argsort(-scores[i, columns], kind="stable")[:k]]
+    return out
+
+
 def translate(engine, source, source_lengths, *, beam: int = 1, n_best: int = 1, alpha: float = 0.0,
               max_ratio: float = MAX_RATIO, max_offset: float = MAX_OFFSET, bos_id: int, eos_id: int,
               pad_id: int) -> list[list[Hypothesis]]:
@@ -141,7 +156,7 @@ def beam_search(engine, source, source_lengths, *, beam: int = 5, n_best: int = 
         n = len(sources)
         vocab = log_probs.shape[1]
         candidates = (scores.reshape(-1, 1) + _forbid(log_probs, pad_id, bos_id)).reshape(n, width * vocab)
-        order = np.argsort(-candidates, axis=1, kind="stable")[:, :width]    # ties: the first candidate
+        order = top_k(candidates, width)                                     # ties: the first candidate
         scores = np.take_along_axis(candidates, order, axis=1)
         parent, token = order // vocab, order % vocab
         flat_parent = (np.arange(n)[:, None] * width + parent).reshape(-1)

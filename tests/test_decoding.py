@@ -150,3 +150,21 @@ def test_a_small_model_learns_to_reverse_sequences():
     right = [h[0].tokens == list(test["target_out"][i, :n - 1]) for i, (h, n) in
              enumerate(zip(hyps, test["target_lengths"]))]
     assert np.mean(right) >= 0.75                     # untrained: 1 / 8^4 on average
+
+
+# ------------------------------------------------------------------------------------------------ top_k
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.integers(1, 4), st.integers(1, 40), st.integers(1, 8), st.integers(0, 2**31 - 1))
+@settings(max_examples=25, deadline=None)
+def test_top_k_is_a_stable_argsorts_first_k(rows, columns, k, seed):
+    """Beam search's candidate choice: the same as sorting everything, ties (many, and -inf) included."""
+    from rnnkit.decoding import top_k
+
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(-3, 3, (rows, columns)).astype(np.float64)    # few values: many ties
+    scores[rng.random((rows, columns)) < 0.3] = -np.inf
+    assert np.array_equal(top_k(scores, k), np.argsort(-scores, axis=1, kind="stable")[:, :k])

@@ -163,3 +163,34 @@ def test_forecast_air_passengers_quick(tmp_path, capsys):
     assert math.isclose(report["model"]["mape"], model_mape, rel_tol=1e-12)
     assert f"GRU (ours)      {model_mape:8.2f}" in out and "seasonal-naive     13.19" in out
     assert (tmp_path / "air" / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------- translate
+
+def test_translate_quick_reports_what_the_model_translates(tmp_path, capsys):
+    """examples/translate.py --quick (a tiny model, a few steps): its scores and translations are the
+    checkpoint's, checked here by translating the test split again and scoring it by hand."""
+    from rnnkit.data import generators
+    from rnnkit.tasks import seq2seq
+    from rnnkit.tasks.settings import Seq2SeqData
+
+    m = load("translate")
+    assert "Run: python examples/translate.py" in m.__doc__
+    r = m.main(quick=True, out=str(tmp_path / "run"))
+    out = capsys.readouterr().out
+    assert r["settings"]["dataset"] == "reverse" and r["settings"]["max_steps"] == 5
+    model = seq2seq.load_seq2seq(r["checkpoint"])
+    test = generators.splits("reverse", 300, valid=0.1, test=0.1, seed=0, max_length=6)[0]["test"]
+    assert test == seq2seq.pair_splits(Seq2SeqData(dataset="reverse", examples=300, sequence_length=6))[0]["test"]
+    assert all(s[::-1] == t for s, t in test) and len(test) == r["reports"][1]["sources"] == 30
+    for beam in (1, 5):
+        got = [t["translations"][0]["text"] for t in model.translate([s for s, _ in test], beam=beam)]
+        exact = np.mean([g == t for g, (_, t) in zip(got, test)])
+        assert r["reports"][beam]["exact_match"] == exact and r["reports"][beam]["beam"] == beam
+    again = model.translate(m.NEW_WORDS, beam=5, n_best=3)
+    assert [[c["text"] for c in t["translations"]] for t in r["translations"]] == \
+        [[c["text"] for c in t["translations"]] for t in again]
+    assert all(len(t["translations"]) == 3 for t in r["translations"])
+    attention = r["translations"][2]["attention"]
+    assert attention.shape[1] == len("python") and np.allclose(attention.sum(axis=1), 1.0, atol=1e-5)
+    assert "attention while writing 'python' backwards" in out and "the test split: 30 sources" in out

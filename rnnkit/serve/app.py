@@ -6,9 +6,10 @@
     POST /predict    classifiers: {"texts": [...]} -> {"predictions": [{"label", "probabilities"}, ...]}
     POST /generate   language models: {"prompt", "length", "temperature", "top_k", "top_p", "seed"} -> {"text"}
     POST /forecast   forecasters: {"history", "horizon", "levels"} -> {"dates", "forecast", "intervals"} (forecast.py)
+    POST /translate  translation models: {"texts", "beam", "n_best", "length_penalty", "max_length"} (translate.py)
     GET  /docs, /openapi.json
 
-The endpoint of the other task answers 404 with a message. Bad input never gets a 5xx: the request
+The endpoints of the other tasks answer 404 with a message. Bad input never gets a 5xx: the request
 models carry the limits (so /openapi.json states them) and every error is JSON, {"detail": "what is wrong"}
 (422 also lists {"field", "message", "type"} per problem; 413 for a body over the size limit, 401 for a
 missing or wrong API key). /predict requests go through the dynamic batcher (batching.py); all model work
@@ -29,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from ..checkpoint import load_checkpoint
+from . import translate
 from .batching import Batcher
 from .fast_predict import FastPredict, prediction_rows, token_ids
 from .guards import BearerAuth, BodyLimit
@@ -44,6 +45,8 @@ NOT_ONLY_SPACE = (r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\
 # A prompt is empty, or holds such a character (one pattern, ending in $ as JSON Schema tools expect).
 EMPTY_OR_NOT_ONLY_SPACE = rf"^(?:[\s\S]*{NOT_ONLY_SPACE}[\s\S]*)?$"
 GREEDY_BELOW = 1e-6     # temperatures under this sample greedily (their limit), as logits / T would overflow
+ENDPOINTS = {"classify": "/predict", "lm": "/generate", "seq2seq": "/translate"}
+TASK_NAMES = {"classify": "a text classifier", "lm": "a language model", "seq2seq": "a translation model"}
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -65,7 +68,7 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     ready: bool
-    task: Literal["classify", "lm"]
+    task: Literal["classify", "lm", "seq2seq"]
 
 
 class Limits(BaseModel):
@@ -86,9 +89,9 @@ class Batching(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    task: Literal["classify", "lm"]
+    task: Literal["classify", "lm", "seq2seq"]
     labels: list[str] | None = Field(description="classifiers: the classes, in the order of the probabilities")
-    vocab_size: int
+    vocab_size: int = Field(description="translation models: the target side's")
     parameters: int
     architecture: dict[str, Any] = Field(description="the model's settings from the checkpoint")
     engine: Literal["scratch", "torch"]
@@ -97,6 +100,7 @@ class ModelInfo(BaseModel):
     checkpoint_rnnkit_version: str
     limits: Limits
     batching: Batching
+    translation: translate.TranslationInfo | None = Field(None, description="translation models: sides, limits, search")
 
 
 class Prediction(BaseModel):
@@ -166,7 +170,7 @@ def request_models(s: ServeSettings):
             None, description="nucleus sampling: among the most likely tokens whose probabilities add up to p")
         seed: integer(ge=0, le=2**53 - 1) | None = Field(None, description="the same seed gives the same text")
 
-    return PredictRequest, GenerateRequest
+    return PredictRequest, GenerateRequest, translate.request_model(s, Text, integer)
 
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -239,26 +243,37 @@ def _errors(*codes: int) -> dict:
     return {code: {"model": ErrorResponse, "description": what[code]} for code in codes}
 
 
+def _wrong_task(path: str, needs: str, holds: str):
+    async def wrong_task():
+        raise HTTPException(404, f"{path} needs {TASK_NAMES[needs]}; this server holds {TASK_NAMES[holds]} "
+                                 f"(task {holds!r}): see GET /model")
+    return wrong_task
+
+
 # ------------------------------------------------------------------------------------------------ the model
 
 class Served:
     """The loaded model behind the app: the task's model, its metadata, and the batcher."""
 
     def __init__(self, checkpoint, settings: ServeSettings):
-        from ..tasks import classify, lm
+        from ..tasks import classify, lm, seq2seq
+        from ..tasks.pretrained import open_checkpoint
 
-        ckpt = load_checkpoint(checkpoint)
+        ckpt = open_checkpoint(checkpoint)   # a run folder given for a checkpoint: "give RUN/best"
         self.task = ckpt.config.get("task")
-        if self.task not in ("classify", "lm"):
-            raise ValueError(f"{checkpoint}: cannot serve a model of task {self.task!r} (only classify and lm)")
-        load = classify.load_classifier if self.task == "classify" else lm.load_lm
-        self.model = load(checkpoint, settings.engine, settings.device)
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"{checkpoint}: cannot serve a model of task {self.task!r} (only classify, lm and "
+                             "seq2seq)")
+        load = {"classify": classify.load_classifier, "lm": lm.load_lm, "seq2seq": seq2seq.load_seq2seq}
+        self.model = load[self.task](checkpoint, settings.engine, settings.device)
         self.model.engine.lock_weights()    # served weights never change: pack them once
         self.config, self.settings = ckpt.config, settings
         self.checkpoint_version = ckpt.rnnkit_version
         self.parameters = int(sum(np.size(w) for w in self.model.engine.weights().values()))
         self.labels = list(self.model.labels) if self.task == "classify" else None
-        self.batcher = Batcher(self._probabilities, settings.max_batch_texts, settings.max_wait_ms / 1000,
+        run = (translate.run_jobs(self.model, settings.max_batch_texts) if self.task == "seq2seq"
+               else self._probabilities)
+        self.batcher = Batcher(run, settings.max_batch_texts, settings.max_wait_ms / 1000,
                                enabled=settings.batching, max_padded=settings.max_batch_tokens,
                                size_delay=settings.size_priority_ms / 1000)
         self.closing = False
@@ -274,6 +289,8 @@ class Served:
         """One small call, so that the first request does not pay for first-use allocations."""
         if self.task == "classify":
             self._probabilities([np.array([1], dtype=np.int64)])
+        elif self.task == "seq2seq":
+            translate.warm_up(self.model)
         else:
             from ..tasks import lm
 
@@ -281,7 +298,9 @@ class Served:
 
     def info(self) -> dict:
         s, b = self.settings, self.batcher
-        return {"task": self.task, "labels": self.labels, "vocab_size": int(self.config["model"]["vocab_size"]),
+        sizes = self.config["model"]
+        return {"task": self.task, "labels": self.labels,
+                "vocab_size": int(sizes.get("vocab_size", sizes.get("target_vocab"))),
                 "parameters": self.parameters, "architecture": self.config["model"], "engine": s.engine,
                 "dtype": str(self.config.get("dtype", "float32")), "rnnkit_version": __version__,
                 "checkpoint_rnnkit_version": self.checkpoint_version,
@@ -290,7 +309,8 @@ class Served:
                 "batching": {"enabled": s.batching, "max_batch_texts": s.max_batch_texts,
                              "max_batch_tokens": s.max_batch_tokens,
                              "max_wait_ms": s.max_wait_ms, "size_priority_ms": s.size_priority_ms,
-                             "batches": b.batches, "texts": b.items}}
+                             "batches": b.batches, "texts": b.items},
+                "translation": translate.info(self.model) if self.task == "seq2seq" else None}
 
 
 # ------------------------------------------------------------------------------------------------ the app
@@ -310,7 +330,7 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
         return create_forecast_app(checkpoint, settings)
     served = Served(checkpoint, settings)
     served.warm_up()
-    PredictRequest, GenerateRequest = request_models(settings)
+    PredictRequest, GenerateRequest, TranslateRequest = request_models(settings)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -325,7 +345,7 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
         served.batcher.close()
 
     app = ServeApp(title=f"rnnkit: {Path(str(checkpoint)).name}", version=__version__, lifespan=lifespan,
-                  description=f"A trained rnnkit {'text classifier' if served.task == 'classify' else 'language model'}"
+                  description=f"A trained rnnkit {TASK_NAMES[served.task][2:]}"
                               " served over HTTP. Errors are JSON: {\"detail\": \"what is wrong\"}.")
     app.state.served = served
     _install_error_handlers(app)
@@ -358,8 +378,7 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
             # A Response goes out as it is; FastAPI would otherwise validate it against PredictResponse
             # (the schema it documents) and serialise it a second time.
             return JSONResponse(prediction_rows(served.labels, rows))
-        other, needs = "/generate", "a language model"
-    else:
+    elif served.task == "lm":
         @app.post("/generate", response_model=GenerateResponse, responses={**auth, **_errors(400, 413, 422)},
                   summary="Continue a prompt")
         async def generate(body: GenerateRequest):
@@ -372,13 +391,16 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
             except ValueError as e:     # generate's own argument checks
                 raise HTTPException(422, f"cannot generate: {e}") from None
             return {"text": text}
-        other, needs = "/predict", "a text classifier"
+    else:
+        def invalid(index, kind, message):
+            raise RequestValidationError([{"type": kind, "loc": ("body", "texts", index), "msg": message}])
 
-    @app.post(other, include_in_schema=False)
-    async def wrong_task():
-        raise HTTPException(404, f"{other} needs {needs}; this server holds "
-                                 f"{'a text classifier' if served.task == 'classify' else 'a language model'} "
-                                 f"(task {served.task!r}): see GET /model")
+        translate.add_route(app, served, TranslateRequest, {**auth, **_errors(400, 413, 422)}, invalid)
+
+    for task, path in ENDPOINTS.items():
+        if task != served.task:
+            app.add_api_route(path, _wrong_task(path, task, served.task), methods=["POST"],
+                              include_in_schema=False)
 
     # In front of FastAPI's own middleware, outermost first: auth, the body limit (an unauthorised client
     # cannot make us read a body), then the /predict fast path

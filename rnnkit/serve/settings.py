@@ -33,12 +33,12 @@ class ServeSettings:
     # what a request may hold
     max_texts: int = setting(64, "texts per /predict or /translate request", group="request")
     max_chars: int = setting(1000, "characters per text or prompt", group="request")
-    max_tokens: int = setting(500, "tokens per /generate request", group="request")
+    max_tokens: int = setting(500, "tokens per /generate request, or per translation of /translate", group="request")
     max_body_bytes: int = setting(1 << 20, "request body size (413 above)", group="request")
     max_history: int = setting(10000, "steps of history per /forecast request", group="request")
     # batching
-    batching: bool = setting(True, "merge concurrent /predict requests into one model call (--no-batching: run "
-                             "them one at a time)", group="batching")
+    batching: bool = setting(True, "merge concurrent /predict or /translate requests into one model call "
+                             "(--no-batching: run them one at a time)", group="batching")
     max_batch_texts: int = setting(64, "texts per model call when batching concurrent requests", group="batching")
     max_batch_tokens: int = setting(2048, "padded tokens per model call (texts x the longest text's tokens)",
                                     group="batching")

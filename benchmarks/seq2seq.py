@@ -1,0 +1,283 @@
+"""Translation quality and training time (issue 16), and the engines' speed per training step.
+
+Quality rows: each (task, attention) is trained once with the row's settings and seed (on the scratch engine;
+--engine torch --device cuda on a GPU), the checkpoint with the lowest validation loss is kept, and it is
+evaluated on the held-out test split (`evaluate_seq2seq`: exact match, corpus BLEU, chrF) with greedy search
+and with beam search (width 5).
+Every row of a task uses the same data and split (split_seed 0). Each training runs in a fresh process of its
+own, one after another.
+
+    addition-3  "123+45" -> "168", 50k examples (addition-4, addition-5: 4, 5 digits)  target: exact match >= 0.99
+    dates       17 human formats -> ISO; the test split in 3 formats never trained on   target: exact match >= 0.99
+    tatoeba     Tatoeba en -> es, pairs of <= 10 words, lower-cased: no attention vs
+                Bahdanau vs Luong (general)                                             target: BLEU >= 30
+Reaching the target: the first validation pass (greedy, the first `eval_translations` validation sources)
+at or over it, with its epoch and the training minutes up to it (the run's time x the share of its steps).
+
+Speed row: one training step (forward, backward, Adam) of the Tatoeba model at the benchmark shape (batch 64,
+source 10 and target 12 tokens, vocabularies 6,000 and 9,000, hidden 256, embedding 128, bidirectional LSTM,
+Bahdanau), each engine in its own process with the same thread count, the engines alternating over the
+rounds; medians and the ratio scratch / torch (target: <= 1.5).
+
+    python benchmarks/seq2seq.py                              # addition-3, dates, tatoeba, speed: hours on 2 cores
+    python benchmarks/seq2seq.py --rows addition-4,addition-5 --no-speed
+    python benchmarks/seq2seq.py --rows tatoeba --attentions none,bahdanau --set epochs=5
+    python benchmarks/seq2seq.py --rows tatoeba --engine torch --device cuda --no-speed   # on a GPU
+    python benchmarks/seq2seq.py --quick                      # tiny models, a few steps each: a smoke run
+Results go to benchmarks/results/seq2seq.json (--out); the runs' checkpoints to a temporary folder (--work).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rnnkit.runtime import tune_process
+
+tune_process()  # first thing, before NumPy loads: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_speed import _timeit, run_worker  # noqa: E402
+
+from rnnkit.checkpoint.atomic import write_json  # noqa: E402
+from rnnkit.tasks.settings import Seq2SeqSettings  # noqa: E402
+
+# ------------------------------------------------------------------------------------------------ the rows
+
+GENERATED = dict(hidden=128, embedding=32, cell="lstm", bidirectional=True, dropout=0.0, epochs=30, lr=3e-3,
+                 batch_size=64, patience=4, eval_translations=1000, examples=50_000)
+ROWS = {   # name -> (the task's settings, the attentions compared, (metric, target))
+    "addition-3": ({**GENERATED, "dataset": "addition", "digits": 3}, ("bahdanau",), ("exact_match", 0.99)),
+    "addition-4": ({**GENERATED, "dataset": "addition", "digits": 4}, ("bahdanau",), ("exact_match", 0.99)),
+    "addition-5": ({**GENERATED, "dataset": "addition", "digits": 5}, ("bahdanau",), ("exact_match", 0.99)),
+    "dates": ({**GENERATED, "dataset": "dates", "epochs": 20}, ("bahdanau",), ("exact_match", 0.99)),
+    "tatoeba": (dict(dataset="tatoeba-en-es", level="word", lower=True, max_length=10, min_freq=2, hidden=256,
+                     embedding=128, cell="lstm", bidirectional=True, dropout=0.2, epochs=15, lr=2e-3, batch_size=64,
+                     patience=3, eval_translations=500),
+                ("none", "bahdanau", "luong-general"), ("bleu", 0.30)),
+}
+DEFAULT_ROWS = ("addition-3", "dates", "tatoeba")
+BEAMS = (1, 5)
+QUICK = dict(examples=300, hidden=16, embedding=8, epochs=1, max_steps=5, eval_translations=20, patience=None)
+QUICK_TATOEBA = dict(valid_fraction=0.005, test_fraction=0.005, max_vocab=2000)   # a small test split to score
+FIXED = ("dataset", "data", "attention", "engine", "device", "out", "resume", "progress", "verbose")
+
+SPEED_SHAPE = dict(batch=64, source=10, target=12, source_vocab=6000, target_vocab=9000, hidden=256, embedding=128)
+QUICK_SHAPE = dict(batch=4, source=5, target=6, source_vocab=20, target_vocab=24, hidden=8, embedding=4)
+
+
+# ------------------------------------------------------------------------------------------------ quality
+
+def train_one(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
+    """Train one row and evaluate its best checkpoint greedy and with beam 5, on `engine` (a child process)."""
+    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.tasks import seq2seq
+    from rnnkit.tasks.settings import Decoding
+
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    result = seq2seq.train_seq2seq(**settings, attention=attention, engine=engine, device=device, out=run_dir,
+                                   progress=False, log=lambda *a: None)
+    seconds = time.perf_counter() - start
+    state = result.state
+    kept = load_checkpoint(result.best).config["dropped"]["train"]["kept"]      # training pairs after the filter
+    epochs_run = state.epoch + state.batch / -(-kept // settings["batch_size"])  # fractional: max_steps mid-epoch
+    searches = {}
+    for beam in BEAMS:
+        r = seq2seq.evaluate_seq2seq(result.best, decoding=Decoding(beam=beam), engine=engine, device=device,
+                                     examples=3)
+        searches[f"beam{beam}"] = {k: r[k] for k in ("exact_match", "bleu", "chrf", "sources", "pairs", "dropped",
+                                                     "examples")}
+    return {"attention": attention, "engine": engine, "device": device, "searches": searches, "steps": state.step,
+            "epochs_run": round(epochs_run, 3), "best_step": state.best_step, "train_seconds": seconds,
+            "checkpoint": str(result.best), "load_average_before": load_before,
+            "load_average_after": os.getloadavg()[0], "history": state.history}
+
+
+def reached(row: dict, metric: str, target: float) -> dict | None:
+    """The first validation pass with val_<metric> >= target: its step, epoch and minutes (by share of steps)."""
+    for h in row["history"]:
+        if h.get(f"val_{metric}", -1.0) >= target:
+            return {"step": h["step"], "epoch": h["epoch"],
+                    "minutes": row["train_seconds"] / 60 * h["step"] / max(row["steps"], 1)}
+    return None
+
+
+def _child(queue, *args):
+    try:
+        queue.put(("ok", train_one(*args)))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which stops with it
+        import traceback
+
+        queue.put(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+def run_isolated(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
+    """train_one in a fresh (spawned) process."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, settings, attention, run_dir, engine, device))
+    proc.start()
+    status, payload = queue.get()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{settings.get('dataset')} with attention {attention} failed:\n{payload}")
+    return payload
+
+
+def parse_overrides(pairs) -> dict:
+    """["hidden=256", "schedule=cosine"] -> {"hidden": 256, "schedule": "cosine"}: JSON values or strings, each
+    a setting of `rnnkit train seq2seq` and fitting it."""
+    options = Seq2SeqSettings.options()
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        if key not in options or key in FIXED:
+            raise ValueError(f"unknown setting {key!r}; {', '.join(FIXED)} are the benchmark's")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        out[key] = options[key].check(value, "--set")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ speed
+
+def speed_worker(engine: str, shape: dict, threads: int, min_time: float) -> dict:
+    """Median ms per training step of the Tatoeba model at `shape` on `engine` (in a child process: --worker)."""
+    import numpy as np
+
+    from rnnkit.data.batching import pair_batch
+    from rnnkit.engines import build_engine
+
+    if engine == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    s = shape
+    rng = np.random.default_rng(0)
+    sources = [rng.integers(4, s["source_vocab"], s["source"]) for _ in range(s["batch"])]
+    targets = [rng.integers(4, s["target_vocab"], s["target"] - 1) for _ in range(s["batch"])]
+    batch = pair_batch(sources, targets, 2, 3)
+    kwargs = dict(source_vocab=s["source_vocab"], target_vocab=s["target_vocab"], embedding_dim=s["embedding"],
+                  hidden_size=s["hidden"], num_layers=1, cell="lstm", bidirectional=True, attention="bahdanau",
+                  dropout=0.0, teacher_forcing=1.0, label_smoothing=0.0, tie_embeddings=False, pad_id=0, bos_id=2,
+                  eos_id=3)
+    model = build_engine(engine, "Seq2Seq", kwargs, seed=0, device="cpu")
+    seconds = _timeit(lambda: model.train_step(batch), min_time)
+    return {"step_ms": seconds * 1e3, "ran_on": model.describe()}
+
+
+def speed(shape: dict, rounds: int, threads: int, min_time: float) -> dict:
+    times: dict[str, list[float]] = {"scratch": [], "torch": []}
+    ran_on = ""
+    for _ in range(rounds):
+        for engine in ("scratch", "torch"):
+            out = run_worker([engine, json.dumps(shape), "--min-time", str(min_time)], threads, script=__file__)
+            times[engine].append(out["step_ms"])
+            ran_on = out["ran_on"] if engine == "scratch" else ran_on
+    s, t = statistics.median(times["scratch"]), statistics.median(times["torch"])
+    return {"shape": shape, "threads": threads, "rounds": rounds, "scratch_ms": s, "torch_ms": t, "ratio": s / t,
+            "scratch_all": times["scratch"], "torch_all": times["torch"], "scratch_path": ran_on}
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def format_tables(results: dict) -> str:
+    lines = []
+    if results["rows"]:
+        lines += ["| task | attention | search | exact match | BLEU | chrF | epochs | train min | target reached |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, per_attention in results["rows"].items():
+            metric, target = results["targets"][name]
+            for attention, r in per_attention.items():
+                hit = r.get("reached")
+                shown = f"{metric} >= {target:g}" if metric == "exact_match" else f"{metric} >= {100 * target:g}"
+                when = (f"epoch {hit['epoch']}, {hit['minutes']:.1f} min" if hit else "no") + f" ({shown})"
+                for search, m in r["searches"].items():
+                    lines.append(f"| {name} | {attention} | {search.replace('beam1', 'greedy')} | "
+                                 f"{m['exact_match']:.4f} | {100 * m['bleu']:.2f} | {100 * m['chrf']:.2f} | "
+                                 f"{r['epochs_run']:.3g} | {r['train_seconds'] / 60:.1f} | {when} |")
+    if results.get("speed"):
+        sp = results["speed"]
+        shape = ", ".join(f"{k} {v}" for k, v in sp["shape"].items())
+        lines += ["", f"speed per training step ({shape}; {sp['threads']} thread(s), {sp['rounds']} rounds, medians)",
+                  "| scratch ms | torch ms | scratch / torch | scratch ran on |", "|---|---|---|---|",
+                  f"| {sp['scratch_ms']:.2f} | {sp['torch_ms']:.2f} | {sp['ratio']:.2f} | {sp['scratch_path']} |"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", nargs=2, metavar=("ENGINE", "SHAPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated, of {', '.join(ROWS)} "
+                        "(empty: none)")
+    parser.add_argument("--attentions", help="comma-separated: only these of each row's attentions")
+    parser.add_argument("--no-speed", action="store_true", help="leave out the speed row")
+    parser.add_argument("--engine", default="scratch", choices=("scratch", "torch"),
+                        help="the quality rows' engine (torch with --device cuda: the GPU run)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="for --engine torch")
+    parser.add_argument("--quick", action="store_true", help="tiny models, a few steps each; a tiny speed shape")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting of every row (a JSON value or a bare word); repeatable")
+    parser.add_argument("--rounds", type=int, default=3, help="speed: rounds of the two engines")
+    parser.add_argument("--threads", type=int, default=1, help="speed: BLAS/torch threads per process")
+    parser.add_argument("--min-time", type=float, default=2.0, help="speed: seconds of timed steps per process")
+    parser.add_argument("--work", help="folder for the runs' checkpoints (default: a new temporary folder)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "seq2seq.json"))
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(speed_worker(args.worker[0], json.loads(args.worker[1]), args.threads, args.min_time)))
+        return 0
+
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; rows: {', '.join(ROWS)}")
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as e:
+        parser.error(str(e))
+    only = {a.strip() for a in args.attentions.split(",")} if args.attentions else None
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="rnnkit-bench-seq2seq-"))
+
+    results = {"quick": args.quick, "engine": args.engine, "device": args.device,
+               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "python": platform.python_version()},
+               "settings": {}, "targets": {}, "rows": {}, "speed": None}
+    for name in rows:
+        base, attentions, (metric, target) = ROWS[name]
+        quick = {**QUICK, **(QUICK_TATOEBA if name == "tatoeba" else {})} if args.quick else {}
+        settings = {**base, **quick, **overrides}
+        results["settings"][name], results["targets"][name] = settings, (metric, target)
+        for attention in attentions:
+            if only is not None and attention not in only:
+                continue
+            print(f"training {name} with attention {attention} ...", file=sys.stderr, flush=True)
+            r = run_isolated(settings, attention, str(work / f"{name}-{attention}"), args.engine, args.device)
+            r["reached"] = reached(r, metric, target)
+            results["rows"].setdefault(name, {})[attention] = r
+            best = r["searches"][f"beam{BEAMS[-1]}"]
+            print(f"  beam {BEAMS[-1]}: exact match {best['exact_match']:.4f}, BLEU {100 * best['bleu']:.2f}, "
+                  f"{r['train_seconds'] / 60:.1f} min", file=sys.stderr, flush=True)
+    if not args.no_speed:
+        print("timing a training step on both engines ...", file=sys.stderr, flush=True)
+        results["speed"] = speed(QUICK_SHAPE if args.quick else SPEED_SHAPE, args.rounds, args.threads, args.min_time)
+    print(format_tables(results))
+    print(f"results written to {write_json(args.out, results)}; runs in {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

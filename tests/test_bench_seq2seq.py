@@ -1,0 +1,85 @@
+"""benchmarks/seq2seq.py on a tiny shape: a quality row (a few steps of a tiny model) and the speed row."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "seq2seq.py"
+spec = importlib.util.spec_from_file_location("bench_seq2seq", PATH)
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_rows_are_the_issues():
+    assert bench.DEFAULT_ROWS == ("addition-3", "dates", "tatoeba")
+    settings, attentions, target = bench.ROWS["tatoeba"]
+    assert attentions == ("none", "bahdanau", "luong-general") and target == ("bleu", 0.30)
+    assert settings["dataset"] == "tatoeba-en-es" and settings["max_length"] == 10 and settings["lower"]
+    assert bench.ROWS["addition-3"][0]["examples"] == 50_000 and bench.ROWS["addition-5"][0]["digits"] == 5
+    assert all(bench.ROWS[r][2] == ("exact_match", 0.99) for r in ("addition-3", "addition-4", "dates"))
+    assert bench.BEAMS == (1, 5)
+
+
+def test_overrides_are_checked_settings():
+    assert bench.parse_overrides(["epochs=3", "schedule=cosine", "patience=null"]) == \
+        {"epochs": 3, "schedule": "cosine", "patience": None}
+    with pytest.raises(ValueError, match="unknown setting 'attention'"):
+        bench.parse_overrides(["attention=none"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        bench.parse_overrides(["epochs"])
+
+
+def test_reached_is_the_first_pass_at_the_target():
+    row = {"train_seconds": 600.0, "steps": 100, "history": [
+        {"step": 25, "epoch": 1, "val_exact_match": 0.5}, {"step": 50, "epoch": 2, "val_exact_match": 0.991},
+        {"step": 75, "epoch": 3, "val_exact_match": 0.999}]}
+    assert bench.reached(row, "exact_match", 0.99) == {"step": 50, "epoch": 2, "minutes": 5.0}
+    assert bench.reached(row, "exact_match", 0.9999) is None and bench.reached(row, "bleu", 0.3) is None
+
+
+def test_quick_row_writes_what_its_checkpoint_scores(tmp_path):
+    """A tiny addition row in its own process: the JSON's test scores are those of the checkpoint it names,
+    evaluated here again."""
+    from rnnkit.tasks import seq2seq
+    from rnnkit.tasks.settings import Decoding
+
+    out = tmp_path / "seq2seq.json"
+    done = subprocess.run([sys.executable, str(PATH), "--quick", "--rows", "addition-3", "--no-speed", "--out",
+                           str(out), "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    row = results["rows"]["addition-3"]["bahdanau"]
+    assert results["quick"] and results["settings"]["addition-3"]["max_steps"] == 5
+    assert row["steps"] == 4 and row["epochs_run"] == 1.0 and results["speed"] is None   # 240 pairs, 64 a batch
+    for beam in (1, 5):
+        again = seq2seq.evaluate_seq2seq(row["checkpoint"], decoding=Decoding(beam=beam))
+        got = row["searches"][f"beam{beam}"]
+        assert (got["exact_match"], got["bleu"], got["chrf"], got["sources"]) == \
+            (again["exact_match"], again["bleu"], again["chrf"], again["sources"]) and got["sources"] == 30
+    assert "| addition-3 | bahdanau | greedy |" in done.stdout and "| addition-3 | bahdanau | beam5 |" in done.stdout
+    assert "| no (exact_match >= 0.99) |" in done.stdout
+
+
+def test_speed_alternates_the_engines_and_takes_medians(monkeypatch):
+    calls = []
+    times = iter([30.0, 10.0, 50.0, 20.0, 40.0, 60.0])       # scratch, torch, scratch, torch, ...
+
+    def fake_worker(args, threads, script):
+        calls.append(args[0])
+        assert json.loads(args[1]) == bench.QUICK_SHAPE and threads == 2 and script == bench.__file__
+        return {"step_ms": next(times), "ran_on": f"{args[0]} engine"}
+
+    monkeypatch.setattr(bench, "run_worker", fake_worker)
+    got = bench.speed(bench.QUICK_SHAPE, rounds=3, threads=2, min_time=0.1)
+    assert calls == ["scratch", "torch"] * 3
+    assert (got["scratch_ms"], got["torch_ms"], got["ratio"]) == (40.0, 20.0, 2.0)
+    assert got["scratch_path"] == "scratch engine" and got["scratch_all"] == [30.0, 50.0, 40.0]
+
+
+def test_speed_worker_times_a_training_step():
+    """(The torch side is the same code on the other engine; left out here, as importing torch costs seconds.)"""
+    got = bench.speed_worker("scratch", bench.QUICK_SHAPE, threads=1, min_time=0.02)
+    assert 0 < got["step_ms"] < 10_000 and got["ran_on"]

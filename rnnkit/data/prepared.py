@@ -36,7 +36,7 @@ from .vocab import Vocabulary
 
 FORMAT, VERSION = "rnnkit.prepared", 1
 MANIFEST, VOCAB = "manifest.json", "vocab.json"
-CHUNK_BYTES = 1 << 22  # 4 MiB of text per chunk
+CHUNK_BYTES = 1 << 16  # 64 KiB of text per chunk: about 1.5 MB of token lists at a time
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

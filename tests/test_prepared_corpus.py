@@ -38,7 +38,7 @@ def test_training_from_the_prepared_folder_gives_the_same_losses_bit_for_bit(tmp
     valid.write_text(TEXT[:500])
     assert main(["data", "prepare", str(train), "--out", str(tmp_path / "p"), "--valid", str(valid)]) == 0
     common = dict(hidden=8, embedding=8, layers=1, batch_size=3, bptt=7, max_steps=12, eval_every=4, log_every=1,
-                  seed=3, progress=False, log=lambda *a: None)
+                  seed=3, progress=False, plot=False, log=lambda *a: None)
     lm.train_lm(data=str(train), valid=str(valid), out=str(tmp_path / "memory"), **common)
     lm.train_lm(prepared=str(tmp_path / "p"), out=str(tmp_path / "mapped"), **common)
 
@@ -104,6 +104,8 @@ def test_bad_files_and_a_tampered_manifest_give_one_line_errors(tmp_path, capsys
         open_prepared(tmp_path / "p")
     with pytest.raises(ValueError, match="--prepared is the whole data source"):
         lm.train_lm(prepared=str(tmp_path / "p"), data=str(tmp_path / "t.txt"), out=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="already tokenised"):
+        lm.train_lm(prepared=str(tmp_path / "p"), level="word", out=str(tmp_path / "r"))
 
 
 CHILD = textwrap.dedent("""

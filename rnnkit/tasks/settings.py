@@ -65,6 +65,9 @@ class LMData:
         elif self.dataset is not None or self.data is not None or self.valid is not None:
             raise ValueError("--prepared is the whole data source: drop --dataset/--data/--valid (prepare the "
                              "validation text with `rnnkit data prepare ... --valid FILE`)")
+        elif (self.level, self.lower, self.min_freq, self.max_vocab) != (None, False, 1, None):
+            raise ValueError("a --prepared folder is already tokenised: give --level/--lower/--min-freq/--max-vocab "
+                             "to `rnnkit data prepare`")
         if self.level is not None:
             check_choice("level", self.level, LEVELS)
         if self.bptt < 1:

@@ -81,6 +81,7 @@ def add_data_commands(subparsers) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="dataset name (see `rnnkit data list`)")
     p.add_argument("--home", default=str(datasets.home()), help="cache folder ($RNNKIT_HOME, else ~/.cache/rnnkit)")
     p.set_defaults(func=cmd_data_fetch)
+    from rnnkit.tasks.settings import LMData  # the defaults of --min-freq, --max-vocab
     p = add_parser(sub, "prepare", "tokenise a text file once, streaming, into memory-mapped token ids for "
                    "`rnnkit train lm --prepared DIR` (corpora larger than memory)")
     p.add_argument("text_file", metavar="TEXT_FILE", help="a UTF-8 text file (the training text)")
@@ -89,8 +90,9 @@ def add_data_commands(subparsers) -> None:
                    "(default: training holds out the last 10%% of the tokens)")
     p.add_argument("--level", choices=("char", "word"), default="char", help="tokens (default: char)")
     p.add_argument("--lower", action="store_true", help="lower-case words (word level)")
-    p.add_argument("--min-freq", type=int, default=1, help="rarer tokens become <unk> (default: 1)")
-    p.add_argument("--max-vocab", type=int, help="keep only the most frequent tokens (default: all)")
+    p.add_argument("--min-freq", type=int, default=LMData.min_freq, help="rarer tokens become <unk> (default: 1)")
+    p.add_argument("--max-vocab", type=int, default=LMData.max_vocab, help="keep only the most frequent tokens "
+                   "(default: all)")
     p.set_defaults(func=cmd_data_prepare)
 
 

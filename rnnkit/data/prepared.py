@@ -114,6 +114,7 @@ def prepare(text_file, out, tokenizer, tokenizer_settings: dict, specials, min_f
             max_vocab: int | None = None, valid=None, chunk_bytes: int = CHUNK_BYTES) -> dict:
     """Tokenise `text_file` (and `valid`, with the training vocabulary) into the folder `out`; the manifest."""
     out = Path(out)
+    Vocabulary.from_counts(Counter(), min_freq, max_vocab, specials)  # bad settings fail before the long pass
     counts, source = count_tokens(text_file, tokenizer, chunk_bytes)
     vocab = Vocabulary.from_counts(counts, min_freq=min_freq, max_size=max_vocab, specials=specials)
     del counts

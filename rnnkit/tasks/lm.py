@@ -181,7 +181,8 @@ def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, l
     check_out(training.out, training.resume, training.overwrite, clear_run=False)  # before the data is read
     corpus = (load_prepared(data.prepared) if data.prepared else
               load_corpus(data.dataset, data.data, data.valid, data.level, data.lower, data.min_freq, data.max_vocab))
-    log(f"{corpus.tokenizer['level']}-level {data.dataset or data.data or data.prepared}: {len(corpus.train):,} training and "
+    log(f"{corpus.tokenizer['level']}-level {data.dataset or data.data or data.prepared}: {len(corpus.train):,} "
+        f"training and "
         f"{len(corpus.valid):,} validation tokens, vocabulary {len(corpus.vocab):,}; {model.layers}-layer "
         f"{model.cell.upper()} of {model.hidden}, {training.batch_size} streams x {data.bptt} steps per window")
     model_kwargs = dict(vocab_size=len(corpus.vocab), embedding_dim=model.embedding or model.hidden,

@@ -140,3 +140,15 @@ def test_a_corpus_several_times_larger_than_the_memory_allowed_prepares_and_trai
     print(f"peak RSS {base_kib / 1024:.1f} MiB -> {peak_kib / 1024:.1f} MiB for a {size / 2**20:.1f} MiB corpus")
     assert size >= 24_000_000 and (peak_kib - base_kib) * 1024 < size / 4, (base_kib, peak_kib, size)
     assert open_prepared(tmp_path / "prep").train.shape == (size,)  # ASCII characters: one id per byte
+
+
+def test_a_resumed_prepared_run_ends_where_a_straight_one_does(tmp_path):
+    (tmp_path / "t.txt").write_text(TEXT)
+    lm.prepare_corpus(tmp_path / "t.txt", tmp_path / "p")
+    common = dict(prepared=str(tmp_path / "p"), hidden=8, embedding=8, layers=1, batch_size=2, bptt=8,
+                  eval_every=4, log_every=1, seed=0, progress=False, plot=False, log=lambda *a: None)
+    lm.train_lm(**common, max_steps=8, out=str(tmp_path / "straight"))
+    lm.train_lm(**common, max_steps=4, out=str(tmp_path / "resumed"))
+    lm.train_lm(**common, max_steps=8, out=str(tmp_path / "resumed"), resume=True)
+    straight, resumed = ((tmp_path / run / "last" / "model.safetensors").read_bytes() for run in ("straight", "resumed"))
+    assert straight == resumed

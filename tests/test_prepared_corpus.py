@@ -150,5 +150,5 @@ def test_a_resumed_prepared_run_ends_where_a_straight_one_does(tmp_path):
     lm.train_lm(**common, max_steps=8, out=str(tmp_path / "straight"))
     lm.train_lm(**common, max_steps=4, out=str(tmp_path / "resumed"))
     lm.train_lm(**common, max_steps=8, out=str(tmp_path / "resumed"), resume=True)
-    straight, resumed = ((tmp_path / run / "last" / "model.safetensors").read_bytes() for run in ("straight", "resumed"))
-    assert straight == resumed
+    weights = [(tmp_path / run / "last" / "model.safetensors").read_bytes() for run in ("straight", "resumed")]
+    assert weights[0] == weights[1]

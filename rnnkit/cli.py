@@ -81,6 +81,29 @@ def add_data_commands(subparsers) -> None:
     p.add_argument("names", nargs="+", metavar="NAME", help="dataset name (see `rnnkit data list`)")
     p.add_argument("--home", default=str(datasets.home()), help="cache folder ($RNNKIT_HOME, else ~/.cache/rnnkit)")
     p.set_defaults(func=cmd_data_fetch)
+    from rnnkit.tasks.settings import LMData  # the defaults of --min-freq, --max-vocab
+    p = add_parser(sub, "prepare", "tokenise a text file once, streaming, into memory-mapped token ids for "
+                   "`rnnkit train lm --prepared DIR` (corpora larger than memory)")
+    p.add_argument("text_file", metavar="TEXT_FILE", help="a UTF-8 text file (the training text)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (ids, vocab.json, manifest.json)")
+    p.add_argument("--valid", metavar="FILE", help="a validation text, encoded with the training vocabulary "
+                   "(default: training holds out the last 10%% of the tokens)")
+    p.add_argument("--level", choices=("char", "word"), default="char", help="tokens (default: char)")
+    p.add_argument("--lower", action="store_true", help="lower-case words (word level)")
+    p.add_argument("--min-freq", type=int, default=LMData.min_freq, help="rarer tokens become <unk> (default: 1)")
+    p.add_argument("--max-vocab", type=int, default=LMData.max_vocab, help="keep only the most frequent tokens "
+                   "(default: all)")
+    p.set_defaults(func=cmd_data_prepare)
+
+
+def cmd_data_prepare(args) -> int:
+    from rnnkit.tasks.lm import prepare_corpus
+    m = prepare_corpus(args.text_file, args.out, args.level, args.lower, args.min_freq, args.max_vocab, args.valid)
+    for part, f in m["files"].items():
+        print(f"{part}: {f['count']:,} {m['tokenizer']['level']} tokens ({f['dtype']}) from {f['source']['path']} "
+              f"({f['source']['bytes']:,} bytes)")
+    print(f"vocabulary {m['vocab_size']:,}; train with:  rnnkit train lm --prepared {args.out}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------- rnnkit train

@@ -21,7 +21,12 @@ import numpy as np
 
 
 def batchify(ids, batch_size: int) -> np.ndarray:
-    """Cut a 1-D token array into `batch_size` contiguous streams: shape (batch_size, N // batch_size)."""
+    """Cut a 1-D token array into `batch_size` contiguous streams: shape (batch_size, N // batch_size).
+
+    int64 ids, except a memory-mapped array (rnnkit/data/prepared.py), which stays a view of its file in its
+    own dtype (nothing is read until a window is taken; windows are int64).
+    """
+    mapped = isinstance(ids, np.memmap)
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"ids must be a 1-D integer array, got shape {ids.shape} and dtype {ids.dtype}")
@@ -33,7 +38,8 @@ def batchify(ids, batch_size: int) -> np.ndarray:
             f"a corpus of {len(ids)} tokens is too short for batch_size={batch_size}: each stream needs at "
             f"least 2 tokens (an input and its target); use batch_size <= {max(len(ids) // 2, 1)} or more data"
         )
-    return ids[: n * batch_size].astype(np.int64, copy=False).reshape(batch_size, n)
+    ids = ids[: n * batch_size]
+    return (ids if mapped else ids.astype(np.int64, copy=False)).reshape(batch_size, n)
 
 
 class LMBatcher:
@@ -57,8 +63,8 @@ class LMBatcher:
             raise IndexError(f"window {k} out of range for {len(self)} windows")
         i = (k % len(self)) * self.bptt
         t = min(self.bptt, self.data.shape[1] - 1 - i)
-        return (np.ascontiguousarray(self.data[:, i : i + t]),
-                np.ascontiguousarray(self.data[:, i + 1 : i + 1 + t]))
+        return (np.ascontiguousarray(self.data[:, i : i + t], dtype=np.int64),
+                np.ascontiguousarray(self.data[:, i + 1 : i + 1 + t], dtype=np.int64))
 
     def iter_from(self, start: int = 0):
         """Yield the windows from window `start` on (for resuming a run at a saved position)."""

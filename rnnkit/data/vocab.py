@@ -44,11 +44,6 @@ class Vocabulary:
         `max_size` caps the total size, specials included. A special that occurs in the corpus is not
         counted as an ordinary token.
         """
-        if min_freq < 1:
-            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
-        specials = list(dict.fromkeys(specials))
-        if max_size is not None and max_size < len(specials):
-            raise ValueError(f"max_size={max_size} is smaller than the {len(specials)} special tokens")
         items = list(tokens_or_texts)
         if all(isinstance(item, str) for item in items):
             counts = Counter(items)
@@ -59,6 +54,18 @@ class Vocabulary:
                     counts[item] += 1
                 else:
                     counts.update(item)
+        return cls.from_counts(counts, min_freq, max_size, specials)
+
+    @classmethod
+    def from_counts(cls, counts: Counter, min_freq: int = 1, max_size: int | None = None,
+                    specials=(PAD, UNK)) -> "Vocabulary":
+        """`build` from token counts already made (e.g. while streaming a large file); the same order."""
+        if min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        specials = list(dict.fromkeys(specials))
+        if max_size is not None and max_size < len(specials):
+            raise ValueError(f"max_size={max_size} is smaller than the {len(specials)} special tokens")
+        counts = Counter(counts)
         for s in specials:
             counts.pop(s, None)
         words = sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))

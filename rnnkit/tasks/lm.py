@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..data import datasets
+from ..data import datasets, prepared
 from ..data.batching import LMBatcher
 from ..data.text import read_text
 from ..data.tokenizers import CharTokenizer, WordTokenizer
@@ -95,6 +95,27 @@ def load_corpus(dataset: str | None = None, data: str | None = None, valid: str 
     return Corpus(train_ids, valid_ids, vocab, settings, source)
 
 
+def prepare_corpus(text_file, out, level: str = "char", lower: bool = False, min_freq: int = 1,
+                   max_vocab: int | None = None, valid=None, chunk_bytes: int = prepared.CHUNK_BYTES) -> dict:
+    """`rnnkit data prepare`: tokenise a text file as load_corpus(data=...) does, streaming, into a folder of
+    memory-mapped ids (rnnkit/data/prepared.py); `valid`: a validation text encoded with its vocabulary."""
+    settings = {"level": level} if level == "char" else {"level": level, "split": "punct", "lower": lower}
+    specials = (UNK,) if level == "char" else (UNK, EOS)
+    return prepared.prepare(text_file, out, make_tokenizer(settings), settings, specials, min_freq, max_vocab,
+                            valid, chunk_bytes)
+
+
+def load_prepared(folder, valid_fraction: float = 0.1) -> Corpus:
+    """A prepared folder as a Corpus of memory-mapped ids: its valid.bin, else the last `valid_fraction` of
+    train.bin for validation (views of the file: nothing is copied)."""
+    p = prepared.open_prepared(folder)
+    train, valid = p.train, p.valid
+    if valid is None:
+        cut = int(len(train) * (1 - valid_fraction))
+        train, valid = train[:cut], train[cut:]
+    return Corpus(train, valid, p.vocab, p.tokenizer, {"prepared": str(folder)})
+
+
 # ------------------------------------------------------------------------------------------------ the task
 
 class LMTask:
@@ -158,8 +179,10 @@ def train_lm(settings: LMSettings | None = None, *, preset: str | None = None, l
     s = settings_of("lm", settings, preset, options)
     data, model, training = s.data, s.model, s.training
     check_out(training.out, training.resume, training.overwrite, clear_run=False)  # before the data is read
-    corpus = load_corpus(data.dataset, data.data, data.valid, data.level, data.lower, data.min_freq, data.max_vocab)
-    log(f"{corpus.tokenizer['level']}-level {data.dataset or data.data}: {len(corpus.train):,} training and "
+    corpus = (load_prepared(data.prepared) if data.prepared else
+              load_corpus(data.dataset, data.data, data.valid, data.level, data.lower, data.min_freq, data.max_vocab))
+    log(f"{corpus.tokenizer['level']}-level {data.dataset or data.data or data.prepared}: {len(corpus.train):,} "
+        f"training and "
         f"{len(corpus.valid):,} validation tokens, vocabulary {len(corpus.vocab):,}; {model.layers}-layer "
         f"{model.cell.upper()} of {model.hidden}, {training.batch_size} streams x {data.bptt} steps per window")
     model_kwargs = dict(vocab_size=len(corpus.vocab), embedding_dim=model.embedding or model.hidden,

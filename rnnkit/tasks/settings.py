@@ -50,6 +50,8 @@ class LMData:
 
     dataset: str | None = setting(None, "a registered dataset (see `rnnkit data list`)", exclusive="source")
     data: str | None = setting(None, "a UTF-8 text file", metavar="FILE", exclusive="source")
+    prepared: str | None = setting(None, "a token folder made by `rnnkit data prepare`, memory-mapped (validation: "
+                                   "its prepared --valid, else its last 10%)", metavar="DIR", exclusive="source")
     valid: str | None = setting(None, "validation text (default: the last 10% of --data)", metavar="FILE")
     level: str | None = setting(None, "tokens (default: the dataset's; char for files)", choices=LEVELS)
     lower: bool = setting(False, "lower-case words (word level)")
@@ -58,7 +60,14 @@ class LMData:
     bptt: int = setting(64, "steps of backpropagation through time per window")
 
     def __post_init__(self):
-        check_source(self.dataset, self.data, "a text file")
+        if self.prepared is None:
+            check_source(self.dataset, self.data, "a text file")
+        elif self.dataset is not None or self.data is not None or self.valid is not None:
+            raise ValueError("--prepared is the whole data source: drop --dataset/--data/--valid (prepare the "
+                             "validation text with `rnnkit data prepare ... --valid FILE`)")
+        elif (self.level, self.lower, self.min_freq, self.max_vocab) != (None, False, 1, None):
+            raise ValueError("a --prepared folder is already tokenised: give --level/--lower/--min-freq/--max-vocab "
+                             "to `rnnkit data prepare`")
         if self.level is not None:
             check_choice("level", self.level, LEVELS)
         if self.bptt < 1:

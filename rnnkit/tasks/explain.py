@@ -273,8 +273,9 @@ def figures(found: Findings) -> dict[str, bytes]:
 
     s = found.scale
     return {
-        "gradient_through_time.png": fig.gradient_png({CELL_NAMES[c]: n for c, n in found.gradient_norms.items()},
-                                                      s.gradient_length),
+        "gradient_through_time.png": fig.gradient_png(
+            {CELL_NAMES[c] + (" (forget bias 1)" if c == "lstm" else ""): n for c, n in found.gradient_norms.items()},
+            s.gradient_length),
         "long_sequences.png": fig.long_png({CELL_NAMES[c]: v for c, v in found.long.items()}, found.baseline,
                                            s.success_fraction, s.steps),
         "exploding.png": fig.curves_png(found.exploding, f"ReLU RNN, spectral radius {s.radius:g}, SGD", s.clip),

@@ -28,7 +28,7 @@ def test_page_and_markdown_link_existing_figures(report):
     html_links = _links(page, r'<img src="([^"]+)"')
     md_links = _links(md, r"!\[[^\]]*\]\(([^)]+)\)")
     assert sorted(html_links) == sorted(md_links) == sorted([
-        "gradient_through_time.png", "long_sequences.png", "exploding.png", "initialisations.png"])
+        "gradient_through_time.png", "long_sequences.png", "gates_lstm.png", "exploding.png", "initialisations.png"])
     for link in html_links:
         assert not Path(link).is_absolute() and "/" not in link
         assert (out / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -61,13 +61,15 @@ def test_page_states_the_measured_training_results(report):
     assert step is not None and f"non-finite at update {step}" in md
     for run in found.inits.values():
         assert f"validation MSE {run['valid']:.3g}" in md
+    forget = found.trained["lstm"][explain.gates_length(found, "lstm")].gates[0]["forget"]
+    assert 0 < forget["mean"] < 1 and f"forget gate mean {forget['mean']:.2f}" in md
 
 
 def test_cli_explain_tiny(tmp_path, capsys):
     assert main(["explain", "--tiny", "--out", str(tmp_path / "r")]) == 0
     assert "index.html" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "r").iterdir()} == {
-        "index.html", "index.md", "gradient_through_time.png", "long_sequences.png", "exploding.png",
+        "index.html", "index.md", "gradient_through_time.png", "long_sequences.png", "gates_lstm.png", "exploding.png",
         "initialisations.png"}
 
 

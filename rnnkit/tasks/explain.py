@@ -68,6 +68,7 @@ class Findings:
     scale: Scale
     gradient_norms: dict = field(default_factory=dict)     # cell → (T,) ‖∂L/∂h_t‖ at initialisation
     long: dict = field(default_factory=dict)               # cell → {T: validation MSE}
+    trained: dict = field(default_factory=dict)            # gated cell → {T: Diagnosis after training}
     exploding: dict = field(default_factory=dict)          # "clipped"/"unclipped" → {"loss", "grad_norm", "valid"}
     inits: dict = field(default_factory=dict)              # "pytorch"/"identity" → {"loss", "grad_norm", "valid"}
     seconds: float = 0.0
@@ -127,11 +128,17 @@ def vanishing(s: Scale) -> dict:
             for cell in ("rnn_tanh", "lstm", "gru")}
 
 
-def long_sequences(s: Scale) -> dict:
-    """cell → {T: validation MSE after s.steps Adam updates (lr 1e-2, clip 1)}."""
-    return {cell: {T: _train(_engine(cell, s, forget_bias=1.0 if cell == "lstm" else None), s, T, s.steps)["valid"]
-                   for T in s.lengths}
-            for cell in s.long_cells}
+def long_sequences(s: Scale) -> tuple[dict, dict]:
+    """cell → {T: validation MSE after s.steps Adam updates (lr 1e-2, clip 1)}, and for the gated cells
+    cell → {T: the trained model's Diagnosis (gates) on 16 validation sequences}."""
+    long, trained = {}, {}
+    for cell in s.long_cells:
+        for T in s.lengths:
+            eng = _engine(cell, s, forget_bias=1.0 if cell == "lstm" else None)
+            long.setdefault(cell, {})[T] = _train(eng, s, T, s.steps)["valid"]
+            if cell in ("lstm", "gru"):
+                trained.setdefault(cell, {})[T] = diagnose(eng, _batch(16, T, [s.seed, 1], "float32"))
+    return long, trained
 
 
 def exploding(s: Scale) -> dict:
@@ -155,7 +162,8 @@ def run_experiments(scale: str | Scale = "quick") -> Findings:
             raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
         scale = SCALES[scale]
     start = time.perf_counter()
-    found = Findings(scale=scale, gradient_norms=vanishing(scale), long=long_sequences(scale),
+    long, trained = long_sequences(scale)
+    found = Findings(scale=scale, gradient_norms=vanishing(scale), long=long, trained=trained,
                      exploding=exploding(scale), inits=initialisations(scale))
     found.seconds, found.name = time.perf_counter() - start, name
     return found
@@ -189,6 +197,21 @@ def _ending(run: dict, baseline: float) -> str:
     if step is not None:
         return f"its loss became non-finite at update {step} and never recovered (validation MSE {run['valid']:.3g})"
     return f"it ends at validation MSE {run['valid']:.3g} ({run['valid'] / baseline:.2f} × the baseline)"
+
+
+def gates_length(found: Findings, cell: str) -> int:
+    """The T whose trained model's gates the page shows: the longest the cell solved, else the shortest tried."""
+    solved = [t for t, loss in sorted(found.long[cell].items()) if found.solved(loss)]
+    return solved[-1] if solved else min(found.long[cell])
+
+
+def _gates_text(found: Findings, cell: str) -> str:
+    length = gates_length(found, cell)
+    stats = found.trained[cell][length].gates[0]
+    return (f"The {CELL_NAMES[cell]} trained at T = {length} (validation MSE "
+            f"{found.long[cell][length] / found.baseline:.3f} × the baseline), on 16 validation sequences: "
+            + ", ".join(f"{gate} gate mean {v['mean']:.2f} ({100 * v['saturated']:.0f}% saturated)"
+                        for gate, v in stats.items()) + " (saturated: below 0.05 or above 0.95).")
 
 
 def sections(found: Findings) -> list[Section]:
@@ -230,8 +253,7 @@ def sections(found: Findings) -> list[Section]:
         f"gate instead of W_hh and tanh′: measured above, ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ is {lstm:.2g} (LSTM) and "
         f"{gru:.2g} (GRU) against {rnn:.2g} (RNN) at T = {s.gradient_length}, and on the adding problem "
         + "; ".join(f"the {CELL_NAMES[c]} {_longest(found.long[c], found)}" for c in s.long_cells)
-        + ".", "Gate statistics of a trained model (mean and saturated share of each gate): run the full report "
-        "(not yet measured here; `rnnkit diagnose CKPT` shows them for a checkpoint)."]
+        + "."] + [_gates_text(found, cell) for cell in found.trained]
 
     bptt = ["Backpropagation through time is the chain rule over the unrolled loop: ∂L/∂h_t = ∂L/∂y_t + "
             "W_hhᵀ (∂L/∂h_{t+1} ⊙ f′) for a vanilla RNN. Every gradient on this page is the scratch engine's "
@@ -259,7 +281,9 @@ def sections(found: Findings) -> list[Section]:
     return [
         Section("What is the vanishing gradient problem?", vanishing_text, table, [gradient]),
         Section("How do RNNs handle long sequences?", long_text, (long_header, long_rows), [long_fig]),
-        Section("How do LSTMs and GRUs differ from vanilla RNNs?", gated),
+        Section("How do LSTMs and GRUs differ from vanilla RNNs?", gated, None,
+                [(f"gates_{cell}.png", f"{CELL_NAMES[cell]}: gate activations after training at T = "
+                  f"{gates_length(found, cell)}") for cell in found.trained]),
         Section("What is backpropagation through time (BPTT)?", bptt),
         Section("What fixes exploding gradients? (and initialisations compared)", exploding_text + init_text, None,
                 [("exploding.png", "loss and gradient norm, with and without clipping"),
@@ -278,6 +302,9 @@ def figures(found: Findings) -> dict[str, bytes]:
             s.gradient_length),
         "long_sequences.png": fig.long_png({CELL_NAMES[c]: v for c, v in found.long.items()}, found.baseline,
                                            s.success_fraction, s.steps),
+        **{f"gates_{cell}.png": fig.gates_png(found.trained[cell][gates_length(found, cell)].gate_activations,
+                                              f"{CELL_NAMES[cell]} trained at T = {gates_length(found, cell)}")
+           for cell in found.trained},
         "exploding.png": fig.curves_png(found.exploding, f"ReLU RNN, spectral radius {s.radius:g}, SGD", s.clip),
         "initialisations.png": fig.curves_png({f"{k} init": v for k, v in found.inits.items()},
                                               "ReLU RNN, identity vs default init", 1.0)}

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from ..plots import _figure, gradient_norms_figure
+from ..plots import _figure, gates_figure, gradient_norms_figure
 
 
 def _png(fig) -> bytes:
@@ -70,3 +70,8 @@ def curves_png(runs: dict, title: str, clip: float | None = None) -> bytes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     return _png(fig)
+
+
+def gates_png(activations: list, title: str) -> bytes:
+    """Histograms of the gates' activations (Diagnosis.gate_activations)."""
+    return _png(gates_figure(activations, title))

@@ -208,8 +208,8 @@ def gates_length(found: Findings, cell: str) -> int:
 def _gates_text(found: Findings, cell: str) -> str:
     length = gates_length(found, cell)
     stats = found.trained[cell][length].gates[0]
-    return (f"The {CELL_NAMES[cell]} trained at T = {length} (validation MSE "
-            f"{found.long[cell][length] / found.baseline:.3f} × the baseline), on 16 validation sequences: "
+    return (f"The {CELL_NAMES[cell]} trained at T = {length} (validation MSE / baseline "
+            f"{found.long[cell][length] / found.baseline:.3f}), on 16 validation sequences: "
             + ", ".join(f"{gate} gate mean {v['mean']:.2f} ({100 * v['saturated']:.0f}% saturated)"
                         for gate, v in stats.items()) + " (saturated: below 0.05 or above 0.95).")
 

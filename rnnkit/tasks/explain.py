@@ -58,8 +58,9 @@ class Scale:
 SCALES = {"quick": Scale(),
           "tiny": Scale(gradient_length=100, lengths=(10, 20), steps=150, hidden=16, valid=128, explode_steps=60,
                         init_steps=80, explode_length=20, init_length=20),
+          # not yet timed: estimated ~15 minutes on 2 cores (the cost grows with steps × the sum of the lengths)
           "full": Scale(gradient_length=100, lengths=(10, 20, 50, 100, 200), long_cells=("rnn_tanh", "lstm", "gru"),
-                        steps=2000, hidden=64, valid=1000, explode_steps=500, init_steps=1500)}
+                        steps=1500, valid=1000, explode_steps=300, init_steps=1500)}
 
 
 @dataclass

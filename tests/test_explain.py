@@ -76,3 +76,10 @@ def test_cli_explain_tiny(tmp_path, capsys):
 def test_unknown_scale_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown scale"):
         explain.run_experiments("huge")
+
+
+def test_out_that_is_a_file_fails_before_any_experiment(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    assert main(["explain", "--tiny", "--out", str(taken)]) == 2
+    assert capsys.readouterr().err.startswith("error: ") and taken.read_text() == "not a folder"

@@ -367,7 +367,13 @@ def write_report(found: Findings, out) -> list[Path]:
 
 
 def explain(out="report", scale: str | Scale = "quick") -> Findings:
-    """Run the experiments at `scale` and write the report into `out`; return what was measured."""
+    """Run the experiments at `scale` and write the report into `out`; return what was measured. A missing
+    matplotlib or an `out` that cannot be a folder is a ValueError/OSError before anything runs."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("rnnkit explain draws its figures with matplotlib: pip install 'rnnkit[plots]'")
+    Path(out).mkdir(parents=True, exist_ok=True)
     found = run_experiments(scale)
     write_report(found, out)
     return found

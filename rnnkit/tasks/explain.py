@@ -20,6 +20,7 @@ The text of each answer is formatted from the measured numbers; nothing in it is
 from __future__ import annotations
 
 import html
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,12 +335,17 @@ def markdown(found: Findings, parts: list[Section]) -> str:
     return "\n".join(lines)
 
 
+def _inline(text: str) -> str:
+    """Markdown's `code` as HTML, the rest escaped."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def page(found: Findings, parts: list[Section]) -> str:
     e = html.escape
-    body = [f"<h1>{e(TITLE)}</h1>", f"<p>{e(_intro(found))}</p>"]
+    body = [f"<h1>{e(TITLE)}</h1>", f"<p>{_inline(_intro(found))}</p>"]
     for part in parts:
         body.append(f"<h2>{e(part.question)}</h2>")
-        body += [f"<p>{e(text)}</p>" for text in part.paragraphs]
+        body += [f"<p>{_inline(text)}</p>" for text in part.paragraphs]
         if part.table:
             header, rows = part.table
             body.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"

@@ -28,7 +28,8 @@ def test_page_and_markdown_link_existing_figures(report):
     html_links = _links(page, r'<img src="([^"]+)"')
     md_links = _links(md, r"!\[[^\]]*\]\(([^)]+)\)")
     assert sorted(html_links) == sorted(md_links) == sorted([
-        "gradient_through_time.png", "long_sequences.png", "gates_lstm.png", "exploding.png", "initialisations.png"])
+        "gradient_through_time.png", "gradient_after_training.png", "long_sequences.png", "gates_lstm.png",
+        "exploding.png", "initialisations.png"])
     for link in html_links:
         assert not Path(link).is_absolute() and "/" not in link
         assert (out / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -45,6 +46,8 @@ def test_page_states_the_measured_gradient_ratios(report):
         for cell in ("rnn_tanh", "lstm", "gru"):
             assert f"{r[cell]:.2g}" in text
         assert f"{r['lstm'] / r['rnn_tanh']:.2g} times smaller" in text
+        for cell, norms in explain.after_training(found).items():
+            assert f"{norms[0] / norms[-1]:.2g} for the {explain.CELL_NAMES[cell]}" in text
 
 
 def test_page_states_the_measured_training_results(report):
@@ -69,7 +72,8 @@ def test_cli_explain_tiny(tmp_path, capsys):
     assert main(["explain", "--tiny", "--out", str(tmp_path / "r")]) == 0
     assert "index.html" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "r").iterdir()} == {
-        "index.html", "index.md", "gradient_through_time.png", "long_sequences.png", "gates_lstm.png", "exploding.png",
+        "index.html", "index.md", "gradient_through_time.png", "gradient_after_training.png", "long_sequences.png",
+        "gates_lstm.png", "exploding.png",
         "initialisations.png"}
 
 

@@ -70,7 +70,7 @@ class Findings:
     scale: Scale
     gradient_norms: dict = field(default_factory=dict)     # cell → (T,) ‖∂L/∂h_t‖ at initialisation
     long: dict = field(default_factory=dict)               # cell → {T: validation MSE}
-    trained: dict = field(default_factory=dict)            # gated cell → {T: Diagnosis after training}
+    trained: dict = field(default_factory=dict)            # cell → {T: Diagnosis after training}
     exploding: dict = field(default_factory=dict)          # "clipped"/"unclipped" → {"loss", "grad_norm", "valid"}
     inits: dict = field(default_factory=dict)              # "pytorch"/"identity" → {"loss", "grad_norm", "valid"}
     seconds: float = 0.0
@@ -131,15 +131,14 @@ def vanishing(s: Scale) -> dict:
 
 
 def long_sequences(s: Scale) -> tuple[dict, dict]:
-    """cell → {T: validation MSE after s.steps Adam updates (lr 1e-2, clip 1)}, and for the gated cells
-    cell → {T: the trained model's Diagnosis (gates) on 16 validation sequences}."""
+    """cell → {T: validation MSE after s.steps Adam updates (lr 1e-2, clip 1)}, and
+    cell → {T: the trained model's Diagnosis (gradients through time, gates) on 16 validation sequences}."""
     long, trained = {}, {}
     for cell in s.long_cells:
         for T in s.lengths:
             eng = _engine(cell, s, forget_bias=1.0 if cell == "lstm" else None)
             long.setdefault(cell, {})[T] = _train(eng, s, T, s.steps)["valid"]
-            if cell in ("lstm", "gru"):
-                trained.setdefault(cell, {})[T] = diagnose(eng, _batch(16, T, [s.seed, 1], "float32"))
+            trained.setdefault(cell, {})[T] = diagnose(eng, _batch(16, T, [s.seed, 1], "float32"))
     return long, trained
 
 
@@ -201,6 +200,16 @@ def _ending(run: dict, baseline: float) -> str:
     return f"it ends at validation MSE {run['valid']:.3g} ({run['valid'] / baseline:.2f} × the baseline)"
 
 
+def _gated(found: Findings) -> list[str]:
+    return [cell for cell in found.trained if cell in ("lstm", "gru")]
+
+
+def after_training(found: Findings) -> dict:
+    """cell → (T,) ‖∂L/∂h_t‖ of the model trained at the longest T tried, on its validation sequences."""
+    longest = max(found.scale.lengths)
+    return {cell: by_length[longest].gradient_norms[0] for cell, by_length in found.trained.items()}
+
+
 def gates_length(found: Findings, cell: str) -> int:
     """The T whose trained model's gates the page shows: the longest the cell solved, else the shortest tried."""
     solved = [t for t, loss in sorted(found.long[cell].items()) if found.solved(loss)]
@@ -237,6 +246,11 @@ def sections(found: Findings) -> list[Section]:
     table = (("cell", "‖∂L/∂h_1‖ / ‖∂L/∂h_T‖", "steps above 1e-3 of ‖∂L/∂h_T‖"),
              [(CELL_NAMES[c], f"{r[c]:.2g}", str(horizon[c])) for c in ("rnn_tanh", "lstm", "gru")])
     gradient = ("gradient_through_time.png", f"‖∂L/∂h_t‖ against t at T = {s.gradient_length}, log scale")
+    trained = after_training(found)
+    vanishing_text.append(
+        f"After the {s.steps} updates of the next section at T = {max(s.lengths)}, the ratio is "
+        + ", ".join(f"{n[0] / n[-1]:.2g} for the {CELL_NAMES[c]}" for c, n in trained.items()) + ".")
+    after = ("gradient_after_training.png", f"‖∂L/∂h_t‖ after training at T = {max(s.lengths)}")
 
     long_header = ("cell",) + tuple(f"T = {t}" for t in s.lengths)
     long_rows = [(CELL_NAMES[c],) + tuple(f"{found.long[c][t] / base:.3f}" + (" ✓" if found.solved(found.long[c][t])
@@ -255,7 +269,7 @@ def sections(found: Findings) -> list[Section]:
         f"gate instead of W_hh and tanh′: measured above, ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ is {lstm:.2g} (LSTM) and "
         f"{gru:.2g} (GRU) against {rnn:.2g} (RNN) at T = {s.gradient_length}, and on the adding problem "
         + "; ".join(f"the {CELL_NAMES[c]} {_longest(found.long[c], found)}" for c in s.long_cells)
-        + "."] + [_gates_text(found, cell) for cell in found.trained]
+        + "."] + [_gates_text(found, cell) for cell in _gated(found)]
 
     bptt = ["Backpropagation through time is the chain rule over the unrolled loop: ∂L/∂h_t = ∂L/∂y_t + "
             "W_hhᵀ (∂L/∂h_{t+1} ⊙ f′) for a vanilla RNN. Every gradient on this page is the scratch engine's "
@@ -281,11 +295,11 @@ def sections(found: Findings) -> list[Section]:
                   "a learned embedding and on pretrained vectors from a file, and compare accuracy, macro-F1, the "
                   "number of parameters and the training time (no scale of `rnnkit explain` measures it so far)."]
     return [
-        Section("What is the vanishing gradient problem?", vanishing_text, table, [gradient]),
+        Section("What is the vanishing gradient problem?", vanishing_text, table, [gradient, after]),
         Section("How do RNNs handle long sequences?", long_text, (long_header, long_rows), [long_fig]),
         Section("How do LSTMs and GRUs differ from vanilla RNNs?", gated, None,
                 [(f"gates_{cell}.png", f"{CELL_NAMES[cell]}: gate activations after training at T = "
-                  f"{gates_length(found, cell)}") for cell in found.trained]),
+                  f"{gates_length(found, cell)}") for cell in _gated(found)]),
         Section("What is backpropagation through time (BPTT)?", bptt),
         Section("What fixes exploding gradients? (and initialisations compared)", exploding_text + init_text, None,
                 [("exploding.png", "loss and gradient norm, with and without clipping"),
@@ -306,7 +320,10 @@ def figures(found: Findings) -> dict[str, bytes]:
                                            s.success_fraction, s.steps),
         **{f"gates_{cell}.png": fig.gates_png(found.trained[cell][gates_length(found, cell)].gate_activations,
                                               f"{CELL_NAMES[cell]} trained at T = {gates_length(found, cell)}")
-           for cell in found.trained},
+           for cell in _gated(found)},
+        "gradient_after_training.png": fig.gradient_png(
+            {CELL_NAMES[c]: n for c, n in after_training(found).items()}, max(s.lengths),
+            f"Gradient through time after training at T = {max(s.lengths)}"),
         "exploding.png": fig.curves_png(found.exploding, f"ReLU RNN, spectral radius {s.radius:g}, SGD", s.clip),
         "initialisations.png": fig.curves_png({f"{k} init": v for k, v in found.inits.items()},
                                               "ReLU RNN, identity vs default init", 1.0)}

@@ -15,9 +15,10 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def gradient_png(curves: dict, length: int) -> bytes:
+def gradient_png(curves: dict, length: int, title: str | None = None) -> bytes:
     """curves: {label: (T,) ‖∂L/∂h_t‖}."""
-    return _png(gradient_norms_figure(curves, f"Gradient through time at initialisation, adding problem, T = {length}"))
+    return _png(gradient_norms_figure(
+        curves, title or f"Gradient through time at initialisation, adding problem, T = {length}"))
 
 
 def long_png(long: dict, baseline: float, fraction: float, steps: int) -> bytes:

@@ -796,8 +796,29 @@ def add_diagnose_command(subparsers) -> None:
     p.set_defaults(func=cmd_diagnose)
 
 
+# ----------------------------------------------------------------------------------------- rnnkit explain
+
+
+def cmd_explain(args) -> int:
+    from rnnkit.tasks.explain import explain
+
+    scale = "tiny" if args.tiny else "quick" if args.quick else "full"
+    found = explain(args.out, scale)
+    print(f"measured in {found.seconds:.0f} s; wrote {args.out}/index.html and {args.out}/index.md")
+    return 0
+
+
+def add_explain_command(subparsers) -> None:
+    p = add_parser(subparsers, "explain", "answer the six Points to Ponder by experiment: an HTML page (and Markdown) "
+                   "with the measured figures")
+    p.add_argument("--quick", action="store_true", help="small experiments, under 2 minutes on 2 cores")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)   # the tests' scale
+    p.add_argument("--out", default="report", help="the folder of index.html, index.md and the figures")
+    p.set_defaults(func=cmd_explain)
+
+
 COMMANDS = [add_data_commands, add_train_commands, add_run_commands, add_use_commands, add_forecast_commands,
-            add_export_command, add_diagnose_command, add_serve_command, add_info_command]
+            add_export_command, add_diagnose_command, add_explain_command, add_serve_command, add_info_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

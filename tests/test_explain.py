@@ -1,0 +1,89 @@
+"""`rnnkit explain`: the report's page, its figures and its numbers (the tests' --tiny scale)."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from rnnkit.cli import main  # noqa: E402
+from rnnkit.tasks import explain  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    found = explain.explain(out, "tiny")
+    return out, found
+
+
+def _links(text: str, pattern: str) -> list[str]:
+    return re.findall(pattern, text)
+
+
+def test_page_and_markdown_link_existing_figures(report):
+    out, _ = report
+    page, md = (out / "index.html").read_text(), (out / "index.md").read_text()
+    html_links = _links(page, r'<img src="([^"]+)"')
+    md_links = _links(md, r"!\[[^\]]*\]\(([^)]+)\)")
+    assert sorted(html_links) == sorted(md_links) == sorted([
+        "gradient_through_time.png", "gradient_after_training.png", "long_sequences.png", "gates_lstm.png",
+        "exploding.png", "initialisations.png"])
+    for link in html_links:
+        assert not Path(link).is_absolute() and "/" not in link
+        assert (out / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert page.count("<h2>") == 6 and md.count("\n## ") == 6
+
+
+def test_page_states_the_measured_gradient_ratios(report):
+    out, found = report
+    r = found.ratios
+    assert r["rnn_tanh"] < r["lstm"] / 1e3          # the vanilla RNN's gradient vanishes far faster at T = 100
+    norms = found.gradient_norms["rnn_tanh"]
+    assert norms.shape == (100,) and np.all(norms > 0) and r["rnn_tanh"] == norms[0] / norms[-1]
+    for text in ((out / "index.html").read_text(), (out / "index.md").read_text()):
+        for cell in ("rnn_tanh", "lstm", "gru"):
+            assert f"{r[cell]:.2g}" in text
+        assert f"{r['lstm'] / r['rnn_tanh']:.2g} times smaller" in text
+        for cell, norms in explain.after_training(found).items():
+            assert f"{norms[0] / norms[-1]:.2g} for the {explain.CELL_NAMES[cell]}" in text
+
+
+def test_page_states_the_measured_training_results(report):
+    out, found = report
+    md = (out / "index.md").read_text()
+    for cell, by_length in found.long.items():
+        rows = [line for line in md.splitlines() if line.startswith(f"| {explain.CELL_NAMES[cell]} |")]
+        row = rows[-1]                                  # the long-sequence table follows the gradient table
+        assert [float(v.rstrip(" ✓")) for v in row.strip("| ").split(" | ")[1:]] == \
+            [round(by_length[t] / found.baseline, 3) for t in sorted(by_length)]
+    clipped, unclipped = found.exploding["clipped"], found.exploding["unclipped"]
+    assert np.all(np.isfinite(clipped["loss"])) and f"validation MSE {clipped['valid']:.3g}" in md
+    step = explain._diverged(unclipped)      # spectral radius 1.6 and SGD at lr 0.1 diverge without clipping
+    assert step is not None and f"non-finite at update {step}" in md
+    for run in found.inits.values():
+        assert f"validation MSE {run['valid']:.3g}" in md
+    forget = found.trained["lstm"][explain.gates_length(found, "lstm")].gates[0]["forget"]
+    assert 0 < forget["mean"] < 1 and f"forget gate mean {forget['mean']:.2f}" in md
+
+
+def test_cli_explain_tiny(tmp_path, capsys):
+    assert main(["explain", "--tiny", "--out", str(tmp_path / "r")]) == 0
+    assert "index.html" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "r").iterdir()} == {
+        "index.html", "index.md", "gradient_through_time.png", "gradient_after_training.png", "long_sequences.png",
+        "gates_lstm.png", "exploding.png",
+        "initialisations.png"}
+
+
+def test_unknown_scale_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown scale"):
+        explain.run_experiments("huge")
+
+
+def test_out_that_is_a_file_fails_before_any_experiment(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    assert main(["explain", "--tiny", "--out", str(taken)]) == 2
+    assert capsys.readouterr().err.startswith("error: ") and taken.read_text() == "not a folder"

@@ -1,7 +1,4 @@
-"""Helpers for the server tests: tiny checkpoints, and `rnnkit serve` as a real process on loopback.
-
-(test_serve.py has its own copies of these; new server tests import them from here.)
-"""
+"""Helpers for the server tests: tiny checkpoints, and `rnnkit serve` as a real process on loopback."""
 from __future__ import annotations
 
 import contextlib
@@ -59,8 +56,9 @@ class Live:
 
 
 @contextlib.contextmanager
-def live_server(checkpoint, *args, env=None, timeout=60.0):
-    """`rnnkit serve CHECKPOINT ARGS...` as a real process on 127.0.0.1; yields a Live; always stopped."""
+def live_server(checkpoint, *args, env=None, key=None, timeout=60.0):
+    """`rnnkit serve CHECKPOINT ARGS...` as a real process on 127.0.0.1; yields a Live; always stopped. `key`:
+    the API key to wait on /ready with (the server's own comes through `env`)."""
     import httpx
 
     port = free_port()
@@ -76,7 +74,8 @@ def live_server(checkpoint, *args, env=None, timeout=60.0):
             if proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({proc.returncode}): {proc.stdout.read()}")
             try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                if httpx.get(f"{base}/ready", headers=headers, timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

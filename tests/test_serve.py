@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +28,8 @@ from rnnkit.serve import ServeSettings, create_app  # noqa: E402
 from rnnkit.serve.batching import Batcher  # noqa: E402
 from rnnkit.tasks import classify, lm  # noqa: E402
 
+import serving  # noqa: E402  (tests/serving.py)
+
 TEXTS = ["great flight, thanks!", "lost my bag again", "@united the crew was wonderful 👍",
          "delayed three hours", "&amp; what now?", "love it"]
 KEY = "s3cret-key"
@@ -40,59 +40,14 @@ KEY = "s3cret-key"
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """A tiny classifier and a tiny character language model, trained in well under a second."""
-    tmp = tmp_path_factory.mktemp("serve")
-    good = ["great flight thanks", "love the crew", "awesome service :)", "thank you so much", "best airline"]
-    bad = ["lost my bag again", "delayed three hours", "worst service ever", "cancelled flight", "rude staff"]
-    rows = ([f"\"{good[i % 5]} {i}\",positive" for i in range(40)]
-            + [f"\"{bad[i % 5]} {i}\",negative" for i in range(40)])
-    (tmp / "data.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
-    clf = classify.train_classifier(data=str(tmp / "data.csv"), hidden=8, embedding=8, epochs=1, min_freq=1,
-                                    progress=False, out=str(tmp / "clf"), log=lambda *a: None).best
-    (tmp / "text.txt").write_text("to be or not to be, that is the question.\n" * 30)
-    model = lm.train_lm(data=str(tmp / "text.txt"), hidden=8, layers=1, epochs=1, progress=False,
-                        out=str(tmp / "lm")).best
-    return {"classify": str(clf), "lm": str(model)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return serving.train_tiny_checkpoints(tmp_path_factory.mktemp("serve"))
 
 
 @contextlib.contextmanager
 def live_server(checkpoint, *args, env=None, key=None, timeout=60.0):
-    """`rnnkit serve` as a real process on 127.0.0.1; yields its base URL; always stopped."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "rnnkit.cli", "serve", checkpoint, "--port", str(port), "--no-access-log",
-           "--log-level", "warning", *args]
-    environ = {k: v for k, v in os.environ.items() if k != "RNNKIT_API_KEY"}
-    proc = subprocess.Popen(cmd, env={**environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited ({proc.returncode}): {proc.stdout.read()}")
-            try:
-                if httpx.get(f"{base}/ready", headers=headers, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not get ready in time")
-            time.sleep(0.05)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    """`rnnkit serve` as a real process on 127.0.0.1 (tests/serving.py); yields its base URL; always stopped."""
+    with serving.live_server(checkpoint, *args, env=env, key=key, timeout=timeout) as live:
+        yield live.base
 
 
 @pytest.fixture(scope="module")

@@ -344,16 +344,7 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
         served.closing = True
         served.batcher.close()
 
-    app = ServeApp(title=f"rnnkit: {Path(str(checkpoint)).name}", version=__version__, lifespan=lifespan,
-                  description=f"A trained rnnkit {TASK_NAMES[served.task][2:]}"
-                              " served over HTTP. Errors are JSON: {\"detail\": \"what is wrong\"}.")
-    app.state.served = served
-    _install_error_handlers(app)
-    auth = _errors(401) if settings.api_key else {}
-
-    @app.get("/health", response_model=Health, summary="Liveness (no API key needed)")
-    async def health():
-        return {"status": "ok"}
+    app, auth = new_app(checkpoint, TASK_NAMES[served.task][2:], lifespan, served, settings)
 
     @app.get("/ready", response_model=Ready, responses={**auth, **_errors(503)}, summary="Is the model loaded?")
     async def ready():
@@ -412,6 +403,22 @@ def create_app(checkpoint, engine: str | None = None, settings: ServeSettings | 
         front = BearerAuth(front, key=settings.api_key)
     app.front = LastResort(front)     # outermost: any exception becomes a JSON 500 with a request id
     return app
+
+
+def new_app(checkpoint, what: str, lifespan, served, settings: ServeSettings) -> tuple[FastAPI, dict]:
+    """The app of every task before its own routes: titled after the checkpoint, `served` in its state, JSON
+    errors, GET /health. Returns it and the 401 answer its routes document when an API key is set."""
+    app = ServeApp(title=f"rnnkit: {Path(str(checkpoint)).name}", version=__version__, lifespan=lifespan,
+                   description=f"A trained rnnkit {what} served over HTTP. Errors are JSON: "
+                               "{\"detail\": \"what is wrong\"}.")
+    app.state.served = served
+    _install_error_handlers(app)
+
+    @app.get("/health", response_model=Health, summary="Liveness (no API key needed)")
+    async def health():
+        return {"status": "ok"}
+
+    return app, (_errors(401) if settings.api_key else {})
 
 
 class ServeApp(FastAPI):

@@ -19,7 +19,6 @@ import asyncio
 import gc
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -29,7 +28,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..checkpoint import load_checkpoint
-from .app import Health, ServeApp, _errors, _install_error_handlers, integer, log
+from .app import _errors, integer, log, new_app
 from .guards import BearerAuth, BodyLimit
 from .last_resort import LastResort
 from .settings import ServeSettings
@@ -227,16 +226,7 @@ def create_forecast_app(checkpoint, settings: ServeSettings) -> FastAPI:
         served.closing = True
         served.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = ServeApp(title=f"rnnkit: {Path(str(checkpoint)).name}", version=__version__, lifespan=lifespan,
-                   description="A trained rnnkit forecaster served over HTTP. Errors are JSON: "
-                               "{\"detail\": \"what is wrong\"}.")
-    app.state.served = served
-    _install_error_handlers(app)
-    auth = _errors(401) if settings.api_key else {}
-
-    @app.get("/health", response_model=Health, summary="Liveness (no API key needed)")
-    async def health():
-        return {"status": "ok"}
+    app, auth = new_app(checkpoint, "forecaster", lifespan, served, settings)
 
     @app.get("/ready", response_model=ForecastReady, responses={**auth, **_errors(503)},
              summary="Is the model loaded?")

@@ -28,7 +28,7 @@ def labelled(draw):
 
 
 @needs_sklearn
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(labelled())
 def test_agrees_with_sklearn(case):
     k, t, p = case

@@ -1,0 +1,97 @@
+"""--precision fp32|bf16|fp16 on the torch engine (autocast, fp16's gradient scaler, float32 master weights and
+checkpoints), and the refusals: the scratch engine, float64 weights. On the CPU (bf16 and fp16 autocast both
+run there in torch 2.13; the GPU runs are benchmarks/gpu_lm.py's)."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rnnkit.checkpoint import load_checkpoint  # noqa: E402
+from rnnkit.cli import main  # noqa: E402
+from rnnkit.engines import build_engine  # noqa: E402
+from rnnkit.tasks import lm  # noqa: E402
+from rnnkit.train import TrainConfig  # noqa: E402
+
+VERSE = "the cat sat on the mat.\nthe dog sat on the log.\n"
+TINY = dict(level="char", hidden=24, layers=2, dropout=0.0, batch_size=4, bptt=12, lr=1e-2, progress=False,
+            plot=False, verbose=False, engine="torch", device="cpu", seed=3, log_every=1)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "verse.txt"
+    path.write_text(VERSE * 12)
+    return path
+
+
+def _logged(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+
+
+def test_the_scratch_engine_refuses_mixed_precision_in_one_line(corpus, tmp_path, capsys):
+    with pytest.raises(ValueError, match="scratch engine computes in --dtype"):
+        TrainConfig(engine="scratch", precision="bf16")
+    with pytest.raises(ValueError, match="needs --dtype float32, got float64"):
+        TrainConfig(engine="torch", precision="fp16", dtype="float64")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        TrainConfig(engine="torch", precision="fp8")
+    with pytest.raises(ValueError, match="scratch engine"):
+        build_engine("scratch", "LanguageModel", {"vocab_size": 5}, precision="fp16")
+    code = main(["train", "lm", "--data", str(corpus), "--engine", "scratch", "--precision", "bf16",
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: --precision bf16 is the torch engine's") and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bf16_run_saves_float32_weights_that_serve_on_numpy_alone(corpus, tmp_path):
+    """Trained in bf16 on the CPU for a few steps; the checkpoint holds float32 weights, and the scratch engine
+    (NumPy) predicts what the torch engine predicts in fp32 from it, to float32 rounding."""
+    result = lm.train_lm(data=str(corpus), out=str(tmp_path / "bf16"), precision="bf16", max_steps=6, **TINY)
+    ckpt = load_checkpoint(result.last)
+    assert ckpt.config["training"]["precision"] == "bf16" and ckpt.config["dtype"] == "float32"
+    assert {w.dtype for w in ckpt.weights.values()} == {np.dtype(np.float32)}
+    fp32 = lm.train_lm(data=str(corpus), out=str(tmp_path / "fp32"), precision="fp32", max_steps=6, **TINY)
+    bf16_losses = [r["loss"] for r in _logged(result.run_dir)]
+    fp32_losses = [r["loss"] for r in _logged(fp32.run_dir)]
+    # the same start, computed in bfloat16: close to fp32's loss, not equal to it (autocast was on)
+    assert bf16_losses[0] != fp32_losses[0] and abs(bf16_losses[0] - fp32_losses[0]) < 0.05
+    assert bf16_losses[-1] < bf16_losses[0] - 0.1  # and it learned
+    scratch = lm.load_lm(result.last, engine="scratch")
+    torch_fp32 = lm.load_lm(result.last, engine="torch", device="cpu")
+    tokens = np.array([[1, 4, 2, 7, 3, 5, 6, 2, 1, 0]])
+    s_logits, _ = scratch.engine.predict(tokens)
+    t_logits, _ = torch_fp32.engine.predict(tokens)
+    assert s_logits.dtype == np.float32
+    np.testing.assert_allclose(s_logits, t_logits, rtol=1e-4, atol=1e-5)  # float32 rounding over 2 layers
+
+
+def test_fp16_scales_the_loss_and_skips_an_overflowed_step_without_stopping():
+    """GradScaler on the CPU: the first step at scale 2^16; a step whose scaled gradients overflow is skipped
+    (weights and Adam's step count as they were), the scale halves, and it is not a fatal step."""
+    engine = build_engine("torch", "LanguageModel", dict(vocab_size=11, embedding_dim=8, hidden_size=8,
+                                                          num_layers=1), precision="fp16", device="cpu", seed=0)
+    assert engine.scaler is not None and engine.scaler.get_scale() == 2.0 ** 16
+    rng = np.random.default_rng(0)
+    batch = {"inputs": rng.integers(0, 11, (3, 5)), "targets": rng.integers(0, 11, (3, 5))}
+    loss, norm, _ = engine.train_step(batch)
+    assert np.isfinite(loss) and np.isfinite(norm) and engine.settle() is None
+    assert {w.dtype for w in engine.weights().values()} == {np.dtype(np.float32)}
+    before = engine.weights()
+    engine.scaler.update(new_scale=3e38)           # the scaled loss overflows float16 (and float32): inf grads
+    loss, norm, _ = engine.train_step(batch)
+    assert np.isfinite(loss) and not np.isfinite(norm)
+    assert engine.settle() is None                 # not fatal: the scaler's business
+    for name, w in engine.weights().items():
+        np.testing.assert_array_equal(w, before[name])
+    assert engine.scaler.get_scale() == pytest.approx(1.5e38)
+    assert int(engine.optimizer.state_dict()["state"][0]["step"]) == 1
+
+
+def test_fp16_trains_through_the_trainer_on_the_cpu(corpus, tmp_path):
+    result = lm.train_lm(data=str(corpus), out=str(tmp_path / "fp16"), precision="fp16", max_steps=8, **TINY)
+    losses = [r["loss"] for r in _logged(result.run_dir)]
+    assert len(losses) == 8 and losses[-1] < losses[0] - 0.1
+    assert {w.dtype for w in load_checkpoint(result.last).weights.values()} == {np.dtype(np.float32)}

@@ -82,8 +82,8 @@ class TrainConfig:
     dtype: str = setting("float32", "the floating-point type of the weights and the arithmetic", choices=DTYPES)
     precision: str = setting("fp32", "the torch engine's arithmetic in training: bf16 or fp16 autocast (fp16 with a "
                              "gradient scaler) over float32 weights, saved float32", choices=PRECISIONS)
-    deterministic: bool = setting(True, "on a GPU: deterministic cuDNN/cuBLAS kernels, same seed same bits "
-                                  "(--no-deterministic: faster autotuned ones)")
+    deterministic: bool = setting(True, "on a GPU, deterministic cuDNN/cuBLAS kernels: same seed, same bits "
+                                  "(--no-deterministic: cuDNN autotunes; faster, not bit-reproducible)")
     epochs: int = setting(10, "passes over the training data, at most")
     batch_size: int = setting(32, "examples per update; a language model's parallel streams of text")
     lr: float = setting(2e-3, "learning rate, after the warm-up")

@@ -95,3 +95,48 @@ def test_fp16_trains_through_the_trainer_on_the_cpu(corpus, tmp_path):
     losses = [r["loss"] for r in _logged(result.run_dir)]
     assert len(losses) == 8 and losses[-1] < losses[0] - 0.1
     assert {w.dtype for w in load_checkpoint(result.last).weights.values()} == {np.dtype(np.float32)}
+
+
+def _fp16_engine():
+    engine = build_engine("torch", "LanguageModel", dict(vocab_size=11, embedding_dim=8, hidden_size=8, num_layers=2,
+                                                         dropout=0.2), precision="fp16", device="cpu", seed=0)
+    engine.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=3)  # doubles after 3 good steps
+    return engine
+
+
+def test_an_fp16_run_resumes_exactly_with_its_gradient_scale():
+    """The scaler's scale and its count of good steps go into the optimizer state: 4 steps equal 2 + save + load
+    + 2, the scale doubling at step 3 in both."""
+    rng = np.random.default_rng(1)
+    batches = [{"inputs": rng.integers(0, 11, (3, 5)), "targets": rng.integers(0, 11, (3, 5))} for _ in range(4)]
+    straight = _fp16_engine()
+    carry = None
+    for batch in batches:
+        _, _, carry = straight.train_step(batch, carry)
+    first = _fp16_engine()
+    carry = None
+    for batch in batches[:2]:
+        _, _, carry = first.train_step(batch, carry)
+    saved = (first.weights(), first.optimizer_state(), first.rng_state(), first.to_numpy(carry))
+    assert saved[1]["grad_scaler"]["scale"] == 1024.0 and saved[1]["grad_scaler"]["_growth_tracker"] == 2
+    second = _fp16_engine()
+    second.scaler = torch.amp.GradScaler("cpu", growth_interval=3)  # a fresh scaler starts at 2^16
+    second.load_weights(saved[0])
+    second.load_optimizer_state(saved[1])
+    second.set_rng_state(saved[2])
+    assert second.scaler.get_scale() == 1024.0
+    carry = second.from_numpy(saved[3])
+    for batch in batches[2:]:
+        _, _, carry = second.train_step(batch, carry)
+    for name, w in straight.weights().items():
+        np.testing.assert_array_equal(second.weights()[name], w)
+    assert second.scaler.state_dict() == straight.scaler.state_dict()
+    assert straight.scaler.get_scale() == 2048.0
+
+
+def test_a_low_precision_carry_is_saved_as_float32():
+    engine = _fp16_engine()
+    h = torch.tensor([[0.1, -2.5, 3.0]], dtype=torch.bfloat16)
+    out = engine.to_numpy((h, h.half()))
+    assert [a.dtype for a in out] == [np.dtype(np.float32)] * 2
+    np.testing.assert_array_equal(out[0], h.float().numpy())

@@ -48,8 +48,11 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, mome
 
 
 def tensors_to_numpy(obj):
-    """Every tensor in a nested dict / list / tuple as a NumPy copy (on the CPU); the rest as it is."""
+    """Every tensor in a nested dict / list / tuple as a NumPy copy (on the CPU); the rest as it is. A bfloat16 or
+    float16 tensor (a state computed under autocast) comes out float32, exactly (NumPy has no bfloat16)."""
     if isinstance(obj, torch.Tensor):
+        if obj.dtype in (torch.bfloat16, torch.float16):
+            obj = obj.float()
         return obj.detach().cpu().numpy().copy()
     if isinstance(obj, dict):
         return {k: tensors_to_numpy(v) for k, v in obj.items()}
@@ -212,11 +215,18 @@ class TorchEngine:
                                     for k, v in weights.items()})
 
     def optimizer_state(self) -> dict:
-        """torch.optim's state dict with every tensor as a NumPy copy ("state" keeps its int keys)."""
-        return tensors_to_numpy(self.optimizer.state_dict())
+        """torch.optim's state dict with every tensor as a NumPy copy ("state" keeps its int keys); with fp16,
+        the gradient scaler's state (its scale and count of good steps) under "grad_scaler", for an exact resume."""
+        state = tensors_to_numpy(self.optimizer.state_dict())
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()  # plain numbers
+        return state
 
     def load_optimizer_state(self, state: dict) -> None:
         state = numpy_to_tensors(state)
+        scaler = state.pop("grad_scaler", None)
+        if self.scaler is not None and scaler is not None:
+            self.scaler.load_state_dict(scaler)
         state["state"] = {int(k): v for k, v in state["state"].items()}  # in case JSON made them strings
         self.optimizer.load_state_dict(state)
 

@@ -1,6 +1,8 @@
 """Word-level language-model training on a GPU: rnnkit's trainer against a raw nn.LSTM loop, and wikitext-2 to a
 target perplexity (issue 19, "Proof").
 
+0. No synchronisation: on a GPU, 20 training steps in each precision under torch.cuda.set_sync_debug_mode("error")
+   (any step that makes the host wait for the GPU raises), before the rest.
 1. Speed. A 2x650 LSTM language model on wikitext-2 (33,278 words), bptt 35, batch 20 and 80, SGD (lr 20,
    clip 0.25), dropout 0.5, in fp32 and bf16 (--precisions): rnnkit's training (rnnkit.train.train on the
    torch engine: the trainer's loop, the LM task's batches from NumPy, pinned copies, its logging) against a
@@ -224,6 +226,40 @@ def speed_table(args, corpus, sizes: dict, device) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------------------------ no sync
+
+def sync_check(corpus, sizes: dict, batch_size: int, precision: str, device, steps: int = 20) -> dict:
+    """On CUDA: `steps` training steps of the torch engine (after 3 of warm-up) under
+    torch.cuda.set_sync_debug_mode("error"), so that any call that makes the host wait for the GPU (a read
+    of the loss, a blocking copy) raises; then one settle(), the trainer's read at a log step."""
+    import torch
+
+    from rnnkit.engines import build_engine
+
+    if device.type != "cuda":
+        return {"precision": precision, "ok": None, "error": "not on a GPU"}
+    kwargs = dict(vocab_size=len(corpus.vocab), embedding_dim=sizes["hidden"], hidden_size=sizes["hidden"],
+                  num_layers=sizes["layers"], cell="lstm", dropout=sizes["dropout"])
+    engine = build_engine("torch", "LanguageModel", kwargs, optimizer="sgd", lr=sizes["lr"], clip=sizes["clip"],
+                          device="cuda", precision=precision)
+    batches = iter(lm.LMTask(corpus, kwargs, batch_size, sizes["bptt"], {}).batches(0, 0))
+    carry, error = None, None
+    for _ in range(3):
+        _, _, carry = engine.train_step(next(batches), carry)
+    engine.settle()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(steps):
+            _, _, carry = engine.train_step(next(batches), carry)
+    except RuntimeError as e:
+        error = _tail(str(e), 2)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return {"precision": precision, "deferred": engine.deferred, "steps": steps, "ok": error is None,
+            "error": error, "settle": engine.settle()}
+
+
 # ------------------------------------------------------------------------------------------------ DDP
 
 def ddp_command(launcher: str, procs: int, source: dict, sizes: dict, batch_size: int, precision: str,
@@ -427,6 +463,13 @@ def main(argv=None) -> int:
         return 0
 
     corpus = lm.load_corpus(**source)
+    if device.type == "cuda":  # first: no training step waits for the GPU
+        results["sync_check"] = checks = [sync_check(corpus, sizes, sizes["batch_sizes"][0], p, device)
+                                          for p in ("fp32", "bf16", "fp16")]
+        save()
+        for c in checks:
+            print(f"{c['precision']}: " + ("no step synchronised with the GPU" if c["ok"] else
+                                           f"a step synchronised: {c['error']}"))
     if not args.skip_speed:
         results["speed"] = rows = speed_table(args, corpus, sizes, device)
         save()

@@ -78,3 +78,10 @@ def test_without_a_gpu_nothing_is_measured_unless_asked(tmp_path, capsys, monkey
     assert bench.main(["--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith("no GPU: PyTorch sees no CUDA device")
     assert not out.exists() and not (tmp_path / "work").exists()
+
+
+def test_the_sync_check_needs_a_gpu():
+    import torch
+
+    assert bench.sync_check(None, bench.QUICK, 4, "bf16", torch.device("cpu")) == \
+        {"precision": "bf16", "ok": None, "error": "not on a GPU"}

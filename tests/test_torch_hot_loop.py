@@ -157,8 +157,9 @@ def test_the_trainer_names_the_first_bad_step_of_those_read_together(tmp_path):
 
 
 def test_batches_go_up_pinned_and_non_blocking_only_on_cuda(monkeypatch):
-    batch = {"inputs": np.arange(6).reshape(2, 3), "targets": np.arange(6).reshape(2, 3) + 1,
-             "lengths": np.array([3, 2])}
+    ids = np.arange(6, dtype=np.uint16).reshape(2, 3)
+    ids.flags.writeable = False  # as a memory-mapped corpus gives them
+    batch = {"inputs": ids, "targets": np.arange(6).reshape(2, 3) + 1, "lengths": np.array([3, 2])}
     assert batch_to_device(batch, torch.device("cpu"), ("inputs", "targets")) is batch  # the CPU: untouched
     pinned, copies = [], []
     real_to = torch.Tensor.to
@@ -176,6 +177,7 @@ def test_batches_go_up_pinned_and_non_blocking_only_on_cuda(monkeypatch):
     moved = batch_to_device(batch, torch.device("cpu"), ("inputs", "targets"), pin=True)  # as on CUDA
     assert pinned == [(2, 3), (2, 3)] and copies == [True, True]
     assert isinstance(moved["inputs"], torch.Tensor) and moved["lengths"] is batch["lengths"]
+    assert moved["inputs"].dtype == torch.long and moved["inputs"].tolist() == [[0, 1, 2], [3, 4, 5]]
     np.testing.assert_array_equal(moved["targets"].numpy(), batch["targets"])
     assert models.LanguageModel.device_inputs == ("inputs", "targets")
     assert models.TextClassifier.device_inputs == ("inputs", "labels")  # lengths stay on the host for packing

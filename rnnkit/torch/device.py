@@ -71,7 +71,11 @@ def batch_to_device(batch: dict, device: torch.device, keys=(), pin: bool | None
     for key in keys:
         value = batch.get(key)
         if isinstance(value, np.ndarray):
-            host = torch.from_numpy(np.ascontiguousarray(value)).pin_memory()  # pin_memory copies: the batch is free
+            if value.dtype.kind in "iu":
+                value = value.astype(np.int64, copy=False)  # token ids as torch's long (a memmap's uint16 too)
+            if not (value.flags.c_contiguous and value.flags.writeable):
+                value = np.array(value, order="C")  # torch shares no read-only memory
+            host = torch.from_numpy(value).pin_memory()  # a copy into page-locked memory: the batch is free again
             moved[key] = host.to(device, non_blocking=True)
     return moved
 

@@ -35,7 +35,10 @@ class Engine(Protocol):
 
     def train_step(self, batch: dict, carry=None) -> tuple[float, float, Any]:
         """One update: (loss, gradient norm before clipping, carry). A non-finite loss or gradient leaves the
-        weights untouched."""
+        weights untouched. An engine whose `deferred` is True (the torch engine on a GPU) returns the loss and
+        norm as values on its device that nothing has read yet; its `settle()` then reads them all at once
+        (None, or the first non-finite step: {"steps_ago", "loss", "norm"}), and the trainer calls it only at
+        its log steps and before saving (rnnkit/torch/step_guard.py)."""
 
     def eval_loss(self, batch: dict, carry=None) -> tuple[float, int, Any]:
         """(summed loss, number of targets, carry) in eval mode, without gradients."""

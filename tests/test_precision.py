@@ -140,3 +140,14 @@ def test_a_low_precision_carry_is_saved_as_float32():
     out = engine.to_numpy((h, h.half()))
     assert [a.dtype for a in out] == [np.dtype(np.float32)] * 2
     np.testing.assert_array_equal(out[0], h.float().numpy())
+
+
+def test_a_bf16_run_resumes_in_fp32(corpus, tmp_path):
+    """The precision may change on resume (a GPU's bf16 run continued on a CPU in fp32): the weights are float32."""
+    run = tmp_path / "run"
+    lm.train_lm(data=str(corpus), out=str(run), precision="bf16", max_steps=3, **TINY)
+    result = lm.train_lm(data=str(corpus), out=str(run), resume=True, precision="fp32", max_steps=5,
+                         **{k: v for k, v in TINY.items() if k not in ("level", "hidden", "layers", "dropout", "bptt",
+                                                                       "batch_size")})
+    assert result.state.step == 5 and [r["step"] for r in _logged(run)] == [1, 2, 3, 4, 5]
+    assert json.loads((run / "run.json").read_text())["settings"]["training"]["precision"] == "fp32"

@@ -77,7 +77,9 @@ class TorchEngine:
 
     The model must give `loss(batch, carry) -> (mean loss tensor, state)` and
     `eval_loss(batch, carry) -> (summed loss, count, state)` (see models.py). `device` is "cpu", "cuda",
-    "auto" or a torch.device; the model is moved there before the optimizer is made.
+    "auto" or a torch.device; the model is moved there before the optimizer is made. `precision` "fp32",
+    "bf16" or "fp16" (precision.py); `deterministic`: the CUDA kernels (device.cuda_kernels, on a GPU only);
+    `deferred` (default: on a GPU) leaves each step's loss and norm on the device (step_guard.py).
     """
 
     name = "torch"
@@ -94,7 +96,8 @@ class TorchEngine:
             if isinstance(module, torch.nn.RNNBase):
                 module.flatten_parameters()  # one contiguous weight buffer: cuDNN's fused kernel, no copy per call
         self.params = [p for p in self.model.parameters() if p.requires_grad]  # frozen ones are not trained
-        self.precision = check_precision("torch", precision, str(next(self.model.parameters()).dtype)[6:])
+        self.precision = check_precision("torch", precision,
+                                         str(next(self.model.parameters()).dtype).removeprefix("torch."))
         self.scaler = grad_scaler(self.device, precision)
         # deferred (a GPU by default): the step's loss and norm stay on the device until the trainer's log
         # steps (step_guard.py), and a fused optimizer skips a non-finite step there

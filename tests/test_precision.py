@@ -151,3 +151,46 @@ def test_a_bf16_run_resumes_in_fp32(corpus, tmp_path):
                                                                        "batch_size")})
     assert result.state.step == 5 and [r["step"] for r in _logged(run)] == [1, 2, 3, 4, 5]
     assert json.loads((run / "run.json").read_text())["settings"]["training"]["precision"] == "fp32"
+
+
+# ------------------------------------------------------------------------------------------------ on a GPU
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_gpu_run_in_mixed_precision_serves_on_numpy_alone(precision, corpus, tmp_path):
+    """Trained on the GPU under autocast (the carry in last/ computed in bf16/fp16 there); the scratch engine
+    predicts from the checkpoint what the torch engine predicts in fp32 on the CPU."""
+    result = lm.train_lm(data=str(corpus), out=str(tmp_path / "run"), precision=precision, max_steps=6,
+                         **dict(TINY, device="cuda"))
+    losses = [r["loss"] for r in _logged(result.run_dir)]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    ckpt = load_checkpoint(result.last, load_optimizer=True)
+    assert {w.dtype for w in ckpt.weights.values()} == {np.dtype(np.float32)}
+    assert {np.asarray(c).dtype for c in ckpt.optimizer_state["carry"].values()} == {np.dtype(np.float32)}
+    tokens = np.array([[1, 4, 2, 7, 3, 5, 6, 2, 1, 0]])
+    s_logits, _ = lm.load_lm(result.last, engine="scratch").engine.predict(tokens)
+    t_logits, _ = lm.load_lm(result.last, engine="torch", device="cpu").engine.predict(tokens)
+    np.testing.assert_allclose(s_logits, t_logits, rtol=1e-4, atol=1e-5)
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_no_training_step_synchronises_with_the_gpu(precision):
+    engine = build_engine("torch", "LanguageModel", dict(vocab_size=50, embedding_dim=32, hidden_size=32,
+                                                          num_layers=2, dropout=0.2), optimizer="sgd", lr=0.5,
+                          clip=0.25, precision=precision, device="cuda")
+    rng = np.random.default_rng(0)
+    batches = [{"inputs": rng.integers(0, 50, (4, 9)), "targets": rng.integers(0, 50, (4, 9))} for _ in range(8)]
+    carry = None
+    for batch in batches[:2]:  # warm-up: cuDNN, the pinned-memory pool
+        _, _, carry = engine.train_step(batch, carry)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in batches[2:]:
+            loss, norm, carry = engine.train_step(batch, carry)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert loss.is_cuda and engine.settle() is None and np.isfinite(float(loss))

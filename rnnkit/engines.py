@@ -12,7 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .spec import check_device, check_dtype, check_engine, check_precision  # check_engine: the tasks and the server take it from here
+from .spec import check_device, check_dtype, check_precision
+from .spec import check_engine  # the tasks and the server take it from here
 
 
 @runtime_checkable

@@ -67,7 +67,8 @@ def test_logged_values_at_fp32_are_those_of_a_plain_loop(lm_task, tmp_path):
     assert [(r["loss"], r["grad_norm"]) for r in logged] == [plain[r["step"] - 1] for r in logged]
 
 
-HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__", "numpy")  # every way a tensor's value reaches Python
+# every way a tensor's value reaches Python
+HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__", "numpy")
 
 
 def _refuse(*args, **kwargs):

@@ -89,8 +89,7 @@ class TorchEngine:
                  device: str | torch.device = "auto", precision: str = "fp32", deterministic: bool = True,
                  deferred: bool | None = None):
         self.device = device if isinstance(device, torch.device) else select_device(device)
-        if self.device.type == "cuda":
-            self.kernels = cuda_kernels(deterministic)
+        self.kernels = cuda_kernels(deterministic) if self.device.type == "cuda" else {}  # the flags set
         self.model = model.to(self.device)
         for module in self.model.modules():
             if isinstance(module, torch.nn.RNNBase):
@@ -125,6 +124,7 @@ class TorchEngine:
         batch = batch_to_device(batch, self.device, getattr(self.model, "device_inputs", ()))
         with autocast(self.device, self.precision):
             loss, carry = self.model.loss(batch, carry)
+        # fp16: the backward of S·L, then g = ∂(S·L)/∂w ÷ S (unscale_), so that small gradients survive float16
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # the true gradients, for clipping and the norm

@@ -262,11 +262,11 @@ def sync_check(corpus, sizes: dict, batch_size: int, precision: str, device, ste
 
 # ------------------------------------------------------------------------------------------------ DDP
 
-def ddp_command(launcher: str, procs: int, source: dict, sizes: dict, batch_size: int, precision: str,
+def ddp_command(launcher: list[str], procs: int, source: dict, sizes: dict, batch_size: int, precision: str,
                 device: str, steps: int, out: Path) -> list[str]:
     """`torchrun --nproc_per_node N -m rnnkit train lm ...`: each rank trains on `batch_size` streams."""
     data = ["--dataset", source["dataset"]] if "dataset" in source else ["--data", source["data"], "--level", "word"]
-    return [launcher, "--standalone", "--nproc_per_node", str(procs), "-m", "rnnkit", "train", "lm", *data,
+    return [*launcher, "--standalone", "--nproc_per_node", str(procs), "-m", "rnnkit", "train", "lm", *data,
             "--engine", "torch", "--device", device, "--precision", precision, "--hidden", str(sizes["hidden"]),
             "--layers", str(sizes["layers"]), "--dropout", str(sizes["dropout"]), "--bptt", str(sizes["bptt"]),
             "--batch-size", str(batch_size), "--optimizer", "sgd", "--lr", str(sizes["lr"]), "--clip",
@@ -281,7 +281,8 @@ def ddp_scaling(args, source: dict, sizes: dict, device: str, gpus: int) -> list
     batch_size = sizes["batch_sizes"][0]
     for procs in args.ddp_procs or _powers_of_two(gpus):
         out = Path(args.work) / f"ddp-{procs}"
-        cmd = ddp_command(args.launcher, procs, source, sizes, batch_size, args.precisions[0], device,
+        launcher = args.launcher.split() if args.launcher else [sys.executable, "-m", "torch.distributed.run"]
+        cmd = ddp_command(launcher, procs, source, sizes, batch_size, args.precisions[0], device,
                           sizes["ddp_steps"], out)
         row = {"procs": procs, "batch_size_per_rank": batch_size, "precision": args.precisions[0],
                "command": " ".join(cmd)}
@@ -390,7 +391,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-speed", action="store_true", help="leave out part 1")
     parser.add_argument("--skip-ddp", action="store_true", help="leave out part 2")
     parser.add_argument("--ddp-procs", help="comma-separated process counts (default 1, 2, 4, ... up to the GPUs)")
-    parser.add_argument("--launcher", default="torchrun", help="the torchrun command (default torchrun)")
+    parser.add_argument("--launcher", help="the torchrun command (default: this Python's -m torch.distributed.run, "
+                        "which torchrun is)")
     parser.add_argument("--ddp-timeout", type=float, default=600, help="seconds per launch (default 600)")
     parser.add_argument("--train-to-target", action="store_true", help="part 3 only: train to --target")
     parser.add_argument("--target", type=float, default=TARGET_PERPLEXITY, help="test perplexity (default 100)")

@@ -43,7 +43,7 @@ def test_a_ddp_launch_that_fails_is_a_row_and_the_rest_goes_on(tmp_path):
 
 
 def test_the_ddp_command_is_torchrun_over_rnnkit_train_lm(tmp_path):
-    cmd = bench.ddp_command("torchrun", 4, {"dataset": "wikitext-2"}, bench.FULL, 20, "bf16", "cuda", 300, tmp_path)
+    cmd = bench.ddp_command(["torchrun"], 4, {"dataset": "wikitext-2"}, bench.FULL, 20, "bf16", "cuda", 300, tmp_path)
     assert cmd[:8] == ["torchrun", "--standalone", "--nproc_per_node", "4", "-m", "rnnkit", "train", "lm"]
     joined = " ".join(cmd)
     for part in ("--dataset wikitext-2", "--hidden 650", "--layers 2", "--bptt 35", "--batch-size 20",

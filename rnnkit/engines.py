@@ -12,7 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .spec import check_device, check_dtype, check_engine  # check_engine: the tasks and the server take it from here
+from .spec import check_device, check_dtype, check_precision
+from .spec import check_engine  # the tasks and the server take it from here
 
 
 @runtime_checkable
@@ -35,7 +36,10 @@ class Engine(Protocol):
 
     def train_step(self, batch: dict, carry=None) -> tuple[float, float, Any]:
         """One update: (loss, gradient norm before clipping, carry). A non-finite loss or gradient leaves the
-        weights untouched."""
+        weights untouched. An engine whose `deferred` is True (the torch engine on a GPU) returns the loss and
+        norm as values on its device that nothing has read yet; its `settle()` then reads them all at once
+        (None, or the first non-finite step: {"steps_ago", "loss", "norm"}), and the trainer calls it only at
+        its log steps and before saving (rnnkit/torch/step_guard.py)."""
 
     def eval_loss(self, batch: dict, carry=None) -> tuple[float, int, Any]:
         """(summed loss, number of targets, carry) in eval mode, without gradients."""
@@ -86,15 +90,18 @@ class Engine(Protocol):
 
 def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, clip: float | None = None, momentum: float = 0.0,
-                 dtype: str = "float32", seed: int = 0, device: str = "auto", frozen=()) -> Engine:
+                 dtype: str = "float32", seed: int = 0, device: str = "auto", frozen=(), precision: str = "fp32",
+                 deterministic: bool = True) -> Engine:
     """An engine holding a fresh `model` ("LanguageModel", ...) built with `model_kwargs`.
 
     The scratch engine seeds its model's NumPy generator with `seed`; the torch engine seeds torch.
-    Parameters named in `frozen` are left out of the optimiser (they keep their values).
+    Parameters named in `frozen` are left out of the optimiser (they keep their values). `precision`
+    (spec.PRECISIONS) and `deterministic` are the torch engine's (rnnkit/torch/engine.py).
     """
     check_engine(engine)
     check_device(engine, device)
     check_dtype(dtype)
+    check_precision(engine, precision, dtype)
     opt = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip, momentum=momentum)
     if engine == "scratch":
         from .scratch import models
@@ -115,7 +122,7 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
     where = select_device(device)
     net = getattr(models, model)(**model_kwargs).to(device=where, dtype=getattr(torch, dtype))
     _freeze(net, frozen, lambda p: p.requires_grad_(False))
-    return TorchEngine(net, device=where, **opt)
+    return TorchEngine(net, device=where, precision=precision, deterministic=deterministic, **opt)
 
 
 def _freeze(net, names, freeze) -> None:

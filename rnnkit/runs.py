@@ -26,7 +26,7 @@ OWN = (RUN_FILE, METRICS, "best", "last", "curves.png", "curves.svg", "tensorboa
 # the saved optimizer state and carried state depend on) must stay the run's.
 MAY_CHANGE = {"epochs", "max_steps", "patience", "eval_every", "checkpoint_every", "checkpoint_minutes",
               "log_every", "progress", "out", "resume", "overwrite", "plot", "tensorboard", "device", "lr", "clip",
-              "schedule", "warmup_steps", "weight_decay", "momentum", "seed"}
+              "schedule", "warmup_steps", "weight_decay", "momentum", "seed", "precision", "deterministic"}
 NOT_INHERITED = ("progress", "resume", "overwrite")  # a resumed run takes these from its own command line
 
 

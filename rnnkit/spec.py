@@ -16,6 +16,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")   # the torch engine's arithmetic in training: autocast, weights kept fp32
 INITS = ("pytorch", "xavier", "orthogonal", "identity")   # the recurrent layers' initial weights (initialization.py)
 
 
@@ -38,6 +39,19 @@ def check_device(engine: str, device: str) -> str:
         raise ValueError("the scratch engine runs on the CPU only; for a GPU use the torch engine "
                          "(--engine torch --device cuda), or --device cpu")
     return device
+
+
+def check_precision(engine: str, precision: str, dtype: str = "float32") -> str:
+    """`precision` if `engine` can train in it: bf16/fp16 are the torch engine's mixed precision (autocast over
+    float32 weights), so the scratch engine and float64 weights refuse them rather than quietly train in fp32."""
+    check_choice("precision", precision, PRECISIONS)
+    if precision != "fp32" and engine == "scratch":
+        raise ValueError(f"--precision {precision} is the torch engine's mixed precision; the scratch engine "
+                         f"computes in --dtype (float32 or float64): use --engine torch, or --precision fp32")
+    if precision != "fp32" and dtype != "float32":
+        raise ValueError(f"--precision {precision} keeps float32 master weights; it needs --dtype float32, "
+                         f"got {dtype}")
+    return precision
 
 
 def check_cell(name) -> str:

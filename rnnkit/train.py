@@ -49,7 +49,8 @@ from .checkpoint.atomic import write_text_atomic
 from .engines import carry_arrays, carry_from_arrays
 from .runs import METRICS, check_out, check_resume, flat, read_metrics, saved_settings, write_run
 from .settings import setting
-from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, SCHEDULES, check_choice, check_device
+from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, PRECISIONS, SCHEDULES, check_choice, check_device, \
+    check_precision
 
 
 class TrainingError(RuntimeError):
@@ -79,6 +80,10 @@ class TrainConfig:
                           choices=ENGINES)
     device: str = setting("auto", "for the torch engine (auto: a GPU if there is one)", choices=DEVICES)
     dtype: str = setting("float32", "the floating-point type of the weights and the arithmetic", choices=DTYPES)
+    precision: str = setting("fp32", "the torch engine's arithmetic in training: bf16 or fp16 autocast (fp16 with a "
+                             "gradient scaler) over float32 weights, saved float32", choices=PRECISIONS)
+    deterministic: bool = setting(True, "on a GPU, deterministic cuDNN/cuBLAS kernels: same seed, same bits "
+                                  "(--no-deterministic: cuDNN autotunes; faster, not bit-reproducible)")
     epochs: int = setting(10, "passes over the training data, at most")
     batch_size: int = setting(32, "examples per update; a language model's parallel streams of text")
     lr: float = setting(2e-3, "learning rate, after the warm-up")
@@ -117,6 +122,7 @@ class TrainConfig:
                               ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
             check_choice(kind, getattr(self, kind), choices)
         check_device(self.engine, self.device)
+        check_precision(self.engine, self.precision, self.dtype)
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -139,7 +145,8 @@ class TrainConfig:
     def engine_options(self) -> dict:
         """rnnkit.engines.build_engine's keyword arguments from these settings."""
         return dict(optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, clip=self.clip,
-                    momentum=self.momentum, dtype=self.dtype, seed=self.seed, device=self.device)
+                    momentum=self.momentum, dtype=self.dtype, seed=self.seed, device=self.device,
+                    precision=self.precision, deterministic=self.deterministic)
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -278,26 +285,24 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     clock = _Clock(state, total, lambda: _steps_to_eval(config, state, every, per_epoch, total), say)
     mark = time.perf_counter()
     stop = state.step >= total
+    deferred = getattr(engine, "deferred", False)  # the torch engine on a GPU: no step waits for the device
 
     with _signals_caught(bar.write) as caught:
         while not stop and state.epoch < config.epochs:
             for batch in task.batches(state.epoch, state.batch):
                 engine.lr = learning_rate(config, state.step, total)
+                logged = (state.step + 1) % config.log_every == 0 or state.step == 0
                 with clock.step(engine.name):
                     loss, norm, carry = engine.train_step(batch, carry if task.carries else None)
+                    if logged or not deferred:  # a deferring engine's step values are read at log steps only
+                        loss, norm = _read_steps(engine, loss, norm, state.step + 1, run_dir, bar.close)
                 busy += time.perf_counter() - mark  # the batch and the step; evaluations and saves are not counted
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    bar.close()
-                    raise TrainingError(
-                        f"the loss became {loss} (gradient norm {norm}) at step {state.step + 1}; the update was "
-                        f"not applied and the run stopped. {_last_good(run_dir)} Try a lower --lr or gradient "
-                        f"clipping (--clip).")
                 state.step += 1
                 state.batch += 1
                 if state.first_loss is None:
                     state.first_loss = loss
                 tokens += task.batch_tokens(batch)
-                if state.step % config.log_every == 0 or state.step == 1:
+                if logged:
                     speed = tokens / max(busy, 1e-9)
                     clipped = min(norm, config.clip) if config.clip else norm  # the norm the update used
                     log.write({"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": norm,
@@ -313,6 +318,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                     or (not config.eval_every and end_of_epoch) or stop
                 if end_of_epoch:
                     state.epoch, state.batch, carry = state.epoch + 1, 0, None
+                if evaluate and deferred and not logged:  # every step read before best/ may be saved
+                    _read_steps(engine, loss, norm, state.step, run_dir, bar.close)
                 if evaluate:
                     metrics = _evaluate(task, engine, state, log, run_dir, say, clock.stamp)
                     if state.diverged_evals >= DIVERGED_EVALS:
@@ -324,6 +331,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                 if state.diverged_evals == 0 and (
                         evaluate or stop or caught or clock.save_due(config.checkpoint_minutes)
                         or (config.checkpoint_every and state.step % config.checkpoint_every == 0)):
+                    if deferred and not logged:
+                        _read_steps(engine, loss, norm, state.step, run_dir, bar.close)  # before last/ is saved
                     _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close)
                     clock.saved()
                 if caught:
@@ -337,6 +346,25 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     if config.plot:
         _plot(run_dir, say)
     return TrainResult(run_dir, state, metrics, engine.describe())
+
+
+def _read_steps(engine, loss, norm, step: int, run_dir: Path, close) -> tuple[float, float]:
+    """(loss, norm) of step number `step` as floats, after checking every step since the last read (one
+    synchronisation for an engine that defers: rnnkit/torch/step_guard.py); a TrainingError at the first one
+    whose loss or gradient norm was not finite (its update, and those of the steps after it, not applied)."""
+    settle = getattr(engine, "settle", None)
+    if settle is not None:
+        bad = settle()
+    else:
+        bad = None if math.isfinite(loss) and math.isfinite(norm) else {"steps_ago": 0, "loss": loss, "norm": norm}
+    if bad is not None:
+        close()
+        later = f" (nor those of the {bad['steps_ago']} steps after it)" if bad["steps_ago"] else ""
+        raise TrainingError(
+            f"the loss became {bad['loss']} (gradient norm {bad['norm']}) at step {step - bad['steps_ago']}; the "
+            f"update{later} was not applied and the run stopped. {_last_good(run_dir)} Try a lower --lr or "
+            f"gradient clipping (--clip).")
+    return float(loss), float(norm)
 
 
 # Divergence: the validation loss above DIVERGED_FACTOR x the first step's training loss, this many times in a row.

@@ -295,12 +295,13 @@ def test_cuda_matches_scratch_and_resumes():
     scratch, model = make_pair("lstm", tie=True)
     s_engine = ScratchEngine(scratch, "adam", lr=0.05, clip=1.0)
     t_engine = TorchEngine(model, "adam", lr=0.05, clip=1.0, device="cuda")
-    assert next(model.parameters()).is_cuda
+    assert next(model.parameters()).is_cuda and t_engine.deferred  # the loss stays on the GPU until read
     s_carry = t_carry = None
     for step in range(3):
         s_loss, _, s_carry = s_engine.train_step(make_batch(step), s_carry)
         t_loss, _, t_carry = t_engine.train_step(make_batch(step), t_carry)
-        assert rel_err(t_loss, s_loss) < 1e-7
+        assert rel_err(float(t_loss), s_loss) < 1e-7
+    assert t_engine.settle() is None
     for name, value in s_engine.weights().items():
         assert rel_err(t_engine.weights()[name], value) < 1e-7, name
     s_sum, _, _ = s_engine.eval_loss(make_batch(9), s_carry)

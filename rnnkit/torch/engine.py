@@ -6,7 +6,13 @@ the device between steps (no copy each step); `to_numpy` / `from_numpy` convert 
 
 Optimisers are torch.optim's with their defaults. On the CPU torch takes the single-tensor (non-foreach)
 path, which the scratch optimisers copy formula for formula, so the two engines agree to rounding; on CUDA
-torch takes its foreach path (the same maths, summed in another order).
+the engine takes the fused one (the same maths in one kernel, summed in another order), which lets a
+non-finite step be skipped without the host reading the loss (step_guard.py).
+
+On a GPU (rnnkit/torch/device.py, precision.py, step_guard.py): the models' nn.LSTM/GRU/RNN run cuDNN's fused
+kernels on one flattened weight buffer; token batches go up from pinned memory without blocking; the
+forward runs under autocast with --precision bf16/fp16 (fp16 with a gradient scaler), the weights staying
+float32; and no step waits for the device: the loss and norm are read at the trainer's log steps.
 """
 from __future__ import annotations
 
@@ -18,26 +24,35 @@ import torch
 
 from ..checkpoint.checks import check_tied
 from ..engines import inference_method
-from ..spec import check_optimizer
-from .device import select_device
+from ..spec import check_optimizer, check_precision
+from .device import batch_to_device, cuda_kernels, select_device
+from .device import without_onednn as _without_onednn
 from .models import state_to
+from .precision import autocast, grad_scaler
+from .step_guard import StepGuard
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0):
-    """The torch.optim optimiser for a name in spec.OPTIMIZERS."""
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0,
+                   fused: bool = False):
+    """The torch.optim optimiser for a name in spec.OPTIMIZERS; `fused`: its fused kernel (one launch for
+    all parameters, and a skip decided on the device: step_guard.py)."""
     check_optimizer(name)
+    more = {"fused": True} if fused else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **more)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **more)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **more)
     raise NotImplementedError(f"optimizer {name!r} is in rnnkit.spec.OPTIMIZERS but the torch engine lacks it")
 
 
 def tensors_to_numpy(obj):
-    """Every tensor in a nested dict / list / tuple as a NumPy copy (on the CPU); the rest as it is."""
+    """Every tensor in a nested dict / list / tuple as a NumPy copy (on the CPU); the rest as it is. A bfloat16 or
+    float16 tensor (a state computed under autocast) comes out float32, exactly (NumPy has no bfloat16)."""
     if isinstance(obj, torch.Tensor):
+        if obj.dtype in (torch.bfloat16, torch.float16):
+            obj = obj.float()
         return obj.detach().cpu().numpy().copy()
     if isinstance(obj, dict):
         return {k: tensors_to_numpy(v) for k, v in obj.items()}
@@ -57,37 +72,37 @@ def numpy_to_tensors(obj):
     return obj
 
 
-@contextlib.contextmanager
-def _without_onednn():
-    """torch's CPU LSTM goes through oneDNN, which reorders the weights into its own layout on every call:
-    a one-step call of a 2x256 LSTM at batch 1 takes ~1.8-2.2 ms that way and ~0.2-0.4 ms on ATen's own
-    kernel (measured here, one thread). Longer calls keep oneDNN, which is faster there ((32, 64): 45
-    against 80 ms). Only the `enabled` flag changes, and it is put back."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
-
-
 class TorchEngine:
     """One training step, evaluation, and state to save and restore, for a torch model.
 
     The model must give `loss(batch, carry) -> (mean loss tensor, state)` and
     `eval_loss(batch, carry) -> (summed loss, count, state)` (see models.py). `device` is "cpu", "cuda",
-    "auto" or a torch.device; the model is moved there before the optimizer is made.
+    "auto" or a torch.device; the model is moved there before the optimizer is made. `precision` "fp32",
+    "bf16" or "fp16" (precision.py); `deterministic`: the CUDA kernels (device.cuda_kernels, on a GPU only);
+    `deferred` (default: on a GPU) leaves each step's loss and norm on the device (step_guard.py).
     """
 
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, clip: float | None = None, momentum: float = 0.0,
-                 device: str | torch.device = "auto"):
+                 device: str | torch.device = "auto", precision: str = "fp32", deterministic: bool = True,
+                 deferred: bool | None = None):
         self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.kernels = cuda_kernels(deterministic) if self.device.type == "cuda" else {}  # the flags set
         self.model = model.to(self.device)
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.RNNBase):
+                module.flatten_parameters()  # one contiguous weight buffer: cuDNN's fused kernel, no copy per call
         self.params = [p for p in self.model.parameters() if p.requires_grad]  # frozen ones are not trained
-        self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay, momentum)
+        self.precision = check_precision("torch", precision,
+                                         str(next(self.model.parameters()).dtype).removeprefix("torch."))
+        self.scaler = grad_scaler(self.device, precision)
+        # deferred (a GPU by default): the step's loss and norm stay on the device until the trainer's log
+        # steps (step_guard.py), and a fused optimizer skips a non-finite step there
+        self.deferred = self.device.type == "cuda" if deferred is None else bool(deferred)
+        self.guard = StepGuard(self.deferred, overflow_is_fatal=self.scaler is None)
+        self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay, momentum, fused=self.deferred)
         self.clip = clip
 
     @property
@@ -100,17 +115,30 @@ class TorchEngine:
             group["lr"] = value
 
     def train_step(self, batch: dict, carry=None):
-        """One update. Returns (loss, gradient norm before clipping, carry). A non-finite loss or gradient
-        leaves the weights untouched (the trainer stops the run)."""
+        """One update. Returns (loss, gradient norm before clipping, carry): floats, or with `deferred` 0-d
+        tensors on the device that nothing has read yet (`settle()` says whether every step was fine). A
+        non-finite loss or gradient leaves the weights untouched (the trainer stops the run); under fp16, a
+        gradient that overflowed is skipped and the scale lowered (precision.py)."""
         self.model.train()
         self.optimizer.zero_grad()
-        loss, carry = self.model.loss(batch, carry)
-        loss.backward()
+        batch = batch_to_device(batch, self.device, getattr(self.model, "device_inputs", ()))
+        with autocast(self.device, self.precision):
+            loss, carry = self.model.loss(batch, carry)
+        # fp16: the backward of S·L, then g = ∂(S·L)/∂w ÷ S (unscale_), so that small gradients survive float16
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # the true gradients, for clipping and the norm
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip if self.clip else math.inf)
-        loss, norm = torch.stack([loss.detach(), norm.to(loss)]).tolist()  # one device sync
-        if math.isfinite(loss) and math.isfinite(norm):
-            self.optimizer.step()
+        skip, loss, norm = self.guard.check(loss.detach(), norm)
+        self.guard.step(self.optimizer, skip)
+        if self.scaler is not None:
+            self.scaler.update()  # halves the scale after an overflow (on the device), grows it after 2000 good steps
         return loss, norm, carry
+
+    def settle(self) -> dict | None:
+        """Whether the steps since the last call were all fine: None, or the first fatal one's {"steps_ago",
+        "loss", "norm"} (step_guard.py). With `deferred`, one read of the device."""
+        return self.guard.settle()
 
     def eval_loss(self, batch: dict, carry=None):
         """(summed loss, number of targets, carry) in eval mode, without gradients."""
@@ -190,11 +218,18 @@ class TorchEngine:
                                     for k, v in weights.items()})
 
     def optimizer_state(self) -> dict:
-        """torch.optim's state dict with every tensor as a NumPy copy ("state" keeps its int keys)."""
-        return tensors_to_numpy(self.optimizer.state_dict())
+        """torch.optim's state dict with every tensor as a NumPy copy ("state" keeps its int keys); with fp16,
+        the gradient scaler's state (its scale and count of good steps) under "grad_scaler", for an exact resume."""
+        state = tensors_to_numpy(self.optimizer.state_dict())
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()  # plain numbers
+        return state
 
     def load_optimizer_state(self, state: dict) -> None:
         state = numpy_to_tensors(state)
+        scaler = state.pop("grad_scaler", None)
+        if self.scaler is not None and scaler is not None:
+            self.scaler.load_state_dict(scaler)
         state["state"] = {int(k): v for k, v in state["state"].items()}  # in case JSON made them strings
         self.optimizer.load_state_dict(state)
 

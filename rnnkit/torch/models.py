@@ -79,6 +79,8 @@ class LanguageModel(nn.Module):
     The model is built in float32 on the CPU; use `.double()` / `.to(device)` (TorchEngine moves it).
     """
 
+    device_inputs = ("inputs", "targets")  # the batch arrays TorchEngine may hand over as device tensors
+
     def __init__(self, vocab_size: int, embedding_dim: int = 128, hidden_size: int = 256, num_layers: int = 1,
                  cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False, seed: int | None = None):
         super().__init__()
@@ -150,6 +152,8 @@ class TextClassifier(nn.Module):
     `class_weights` (NumPy (classes,) or None) weight the loss; it is a setting, not a parameter.
     `embedding_init_std`: the embedding starts N(0, std²), torch's N(0, 1) draw scaled (as the scratch model).
     """
+
+    device_inputs = ("inputs", "labels")  # the batch arrays TorchEngine may hand over as device tensors (not lengths)
 
     def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int = 100, hidden_size: int = 128,
                  num_layers: int = 1, cell: str = "lstm", bidirectional: bool = False, dropout: float = 0.0,

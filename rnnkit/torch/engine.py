@@ -89,6 +89,8 @@ class TorchEngine:
         self.params = [p for p in self.model.parameters() if p.requires_grad]  # frozen ones are not trained
         self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay, momentum)
         self.clip = clip
+        self.loss_of = self.model.loss  # training's loss: under torchrun through DDP (distributed.py)
+        self.world = None               # distributed.TorchWorld once joined
 
     @property
     def lr(self) -> float:
@@ -104,7 +106,7 @@ class TorchEngine:
         leaves the weights untouched (the trainer stops the run)."""
         self.model.train()
         self.optimizer.zero_grad()
-        loss, carry = self.model.loss(batch, carry)
+        loss, carry = self.loss_of(batch, carry)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip if self.clip else math.inf)
         loss, norm = torch.stack([loss.detach(), norm.to(loss)]).tolist()  # one device sync

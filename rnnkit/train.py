@@ -293,7 +293,7 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     mark = time.perf_counter()
     stop = state.step >= total
 
-    with _signals_caught(bar.write) as caught:
+    with _signals_caught(bar.write if main else (lambda line: None), once=world.size > 1) as caught:
         while not stop and state.epoch < config.epochs:
             for batch in task.batches(state.epoch, state.batch):
                 engine.lr = learning_rate(config, state.step, total)
@@ -301,8 +301,6 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                     loss, norm, carry = engine.train_step(batch, carry if task.carries else None)
                 loss, count, signum, due = world.agree(loss, task.batch_tokens(batch), caught[0] if caught else 0,
                                                        clock.save_due(config.checkpoint_minutes))
-                if signum and not caught:  # another rank was stopped: all stop after this step
-                    caught.append(signum)
                 busy += time.perf_counter() - mark  # the batch and the step; evaluations and saves are not counted
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     bar.close()
@@ -339,14 +337,16 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                     if _patience_spent(config, state):
                         stop = True
                 state.finished = stop
+                # a signal stops every rank after the same step: the one all of them agreed on
+                halt = signum if world.size > 1 else caught[0] if caught else 0
                 if state.diverged_evals == 0 and (
-                        evaluate or stop or caught or due
+                        evaluate or stop or halt or due
                         or (config.checkpoint_every and state.step % config.checkpoint_every == 0)):
                     _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close, world=world)
                     clock.saved()
-                if caught:
+                if halt:
                     bar.close()
-                    raise TrainingInterrupted(caught[0], f"stopped by {signal.Signals(caught[0]).name} after step "
+                    raise TrainingInterrupted(halt, f"stopped by {signal.Signals(halt).name} after step "
                                               f"{state.step}. {_last_good(run_dir)}")
                 mark = time.perf_counter()
                 if stop or end_of_epoch:
@@ -539,20 +539,24 @@ def _duration(seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def _signals_caught(say):
+def _signals_caught(say, once: bool = False):
     """SIGINT and SIGTERM, while in here, are noted (in the list this yields) for the loop to save and stop at
-    the end of its step; a second one stops at once (KeyboardInterrupt). Only in the main thread (where
-    Python runs signal handlers); elsewhere the signals keep their handlers."""
+    the end of its step; a second one stops at once (KeyboardInterrupt), unless `once` (under torchrun, which
+    passes a Ctrl-C on to its workers, who get it twice, and kills those that do not stop in time). Only in
+    the main thread (where Python runs signal handlers); elsewhere the signals keep their handlers."""
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield caught
         return
 
     def note(signum, frame):
+        if caught and once:
+            return
         if caught:
             raise KeyboardInterrupt
         caught.append(signum)
-        say(f"{signal.Signals(signum).name}: saving last/ after this step, then stopping (again: stop at once)")
+        say(f"{signal.Signals(signum).name}: saving last/ after this step, then stopping"
+            + ("" if once else " (again: stop at once)"))
 
     kept = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:

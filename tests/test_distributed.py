@@ -277,3 +277,18 @@ def test_torchrun_refuses_the_scratch_engine(texts, tmp_path):
     assert errors  # from the first rank to fail (torchrun then stops the other)
     assert all("scratch engine does not train in parallel" in e and "--engine torch" in e for e in errors)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_stream_their_parts_of_a_memory_mapped_corpus(texts, tmp_path):
+    prepared = tmp_path / "prepared"
+    assert cli.main(["data", "prepare", str(texts / "text.txt"), "--out", str(prepared)]) == 0
+
+    def args(out, batch):
+        return ["train", "lm", "--prepared", str(prepared), "--hidden", "6", "--layers", "1", "--dropout", "0",
+                "--bptt", "5", "--batch-size", str(batch), "--max-steps", "4", "--out", str(out), *TORCH64]
+
+    assert launch(args(tmp_path / "ddp", 2), tmp_path, tmp_path / "record") == [0, 0]
+    assert cli.main(args(tmp_path / "one", 4)) == 0
+    assert_close(weights(tmp_path / "ddp" / "last"), weights(tmp_path / "one" / "last"))
+    assert writes(tmp_path / "record", 1) == []

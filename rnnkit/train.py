@@ -28,6 +28,13 @@ the validation loss diverges (DIVERGED_FACTOR x the first step's loss, DIVERGED_
 Resume is exact: the checkpoint holds the weights, the optimizer state, the step, the position in the epoch,
 the carried recurrent state and the random generators' states, so a run killed at any point and resumed
 ends with the weights of a run that never stopped (bit-identical on the scratch engine).
+
+Under `torchrun` (the torch engine only), the loop runs in every process, in step: rnnkit.engines.join_world
+gives it the World it trains in (rnnkit/torch/distributed.py: DistributedDataParallel), the task its part of
+the data (`shard(rank, world_size)`); after each step the processes agree on the mean loss, the tokens, a
+caught signal and a due save, and on rank 0's validation metrics, so that all decide alike. Rank 0 alone
+writes the run folder; the others wait for each save at a barrier. A checkpoint holds every rank's carry
+and generators, and the number of processes, which a resumed run must have too.
 """
 from __future__ import annotations
 
@@ -80,7 +87,8 @@ class TrainConfig:
     device: str = setting("auto", "for the torch engine (auto: a GPU if there is one)", choices=DEVICES)
     dtype: str = setting("float32", "the floating-point type of the weights and the arithmetic", choices=DTYPES)
     epochs: int = setting(10, "passes over the training data, at most")
-    batch_size: int = setting(32, "examples per update; a language model's parallel streams of text")
+    batch_size: int = setting(32, "examples per update; a language model's parallel streams of text (under "
+                              "torchrun: per process)")
     lr: float = setting(2e-3, "learning rate, after the warm-up")
     optimizer: str = setting("adam", "how the gradients update the weights", choices=OPTIMIZERS)
     weight_decay: float = setting(0.0, "L2 penalty on the weights, decoupled for adamw")

@@ -1,4 +1,5 @@
-"""The only door to an engine: the `Engine` protocol, `build_engine()`, the carry helpers and `info()`.
+"""The only door to an engine: the `Engine` protocol, `build_engine()`, the carry helpers and `info()`; and the
+processes a run trains on (`launch()`: torchrun's variables, `World`, `join_world()`).
 
 Both engines (rnnkit/scratch, rnnkit/torch) build a model from the same keyword arguments and expose it
 through an object with the same methods (`ScratchEngine` / `TorchEngine`, both `Engine`s), so the trainer,

@@ -292,3 +292,20 @@ def test_two_ranks_stream_their_parts_of_a_memory_mapped_corpus(texts, tmp_path)
     assert cli.main(args(tmp_path / "one", 4)) == 0
     assert_close(weights(tmp_path / "ddp" / "last"), weights(tmp_path / "one" / "last"))
     assert writes(tmp_path / "record", 1) == []
+
+
+@pytest.mark.slow
+def test_two_ranks_train_a_forecaster_as_one_process_with_the_world_batch(tmp_path):
+    days = np.arange("2020-01-01", "2020-06-01", dtype="datetime64[D]")
+    values = 10 + np.sin(np.arange(len(days)) / 5)
+    (tmp_path / "series.csv").write_text("date,value\n" + "".join(f"{d},{v:.6f}\n" for d, v in zip(days, values)))
+
+    def args(out, batch):
+        return ["train", "forecast", "--data", str(tmp_path / "series.csv"), "--window", "8", "--horizon", "2",
+                "--loss", "mse", "--hidden", "6", "--batch-size", str(batch), "--max-steps", "4", "--out", str(out),
+                "--engine", "torch", "--device", "cpu", "--dtype", "float64", "--no-plot"]
+
+    assert launch(args(tmp_path / "ddp", 5), tmp_path / "ddp", tmp_path / "record") == [0, 0]
+    assert cli.main(args(tmp_path / "one", 10)) == 0
+    assert_close(weights(tmp_path / "ddp" / "last"), weights(tmp_path / "one" / "last"))
+    assert writes(tmp_path / "record", 1) == [] and writes(tmp_path / "record", 0)

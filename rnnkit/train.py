@@ -292,7 +292,8 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
            f"; validation every {every:,} steps" + ("" if config.eval_every else " and at the end of each epoch")))
     if world.size > 1:
         say(f"{world.size} processes (torchrun), each reading its own part of the data: a global batch of "
-            f"{world.size} x --batch-size {config.batch_size} = {world.size * config.batch_size}; rank 0 writes the run")
+            f"{world.size} x --batch-size {config.batch_size} = {world.size * config.batch_size}; rank 0 writes the "
+            f"run")
     bar = _progress(config.progress and config.verbose and main, total, state.step)
     say = bar.write if config.verbose and main else say
     metrics: dict = state.history[-1] if state.history else {}

@@ -6,6 +6,7 @@ starts the real launcher (`python -m torch.distributed.run ... -m rnnkit train .
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -55,8 +56,9 @@ def test_lm_shards_are_the_rows_of_the_world_streams(n, batch, world, bptt):
     parts = [LMBatcher(ids, batch, bptt, rank=r, world=world) for r in range(world)]
     np.testing.assert_array_equal(np.concatenate([p.data for p in parts]), whole)  # contiguous, in rank order
     assert {len(p) for p in parts} == {len(LMBatcher(ids, batch * world, bptt))}   # the same windows
+    one = LMBatcher(ids, batch * world, bptt)
     for k in range(len(parts[0])):
-        np.testing.assert_array_equal(np.concatenate([p[k][0] for p in parts]), LMBatcher(ids, batch * world, bptt)[k][0])
+        np.testing.assert_array_equal(np.concatenate([p[k][0] for p in parts]), one[k][0])
 
 
 def test_lm_shard_of_a_memory_mapped_corpus_stays_a_view_of_its_file(tmp_path):
@@ -80,7 +82,7 @@ def test_pair_batches_of_two_ranks_are_one_world_batch_split():
 
 # ------------------------------------------------------------------------------------------------ launches
 
-torch = pytest.importorskip("torch")
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
 
 
 def free_port() -> int:
@@ -150,7 +152,8 @@ def assert_close(a: dict, b: dict, exact: bool = False) -> None:
             np.testing.assert_allclose(a[name], b[name], rtol=1e-10, atol=1e-13, err_msg=name)
 
 
-TORCH64 = ["--engine", "torch", "--device", "cpu", "--dtype", "float64", "--no-progress", "--no-plot", "--log-every", "1"]
+TORCH64 = ["--engine", "torch", "--device", "cpu", "--dtype", "float64", "--no-progress", "--no-plot",
+           "--log-every", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +187,7 @@ def lm_runs(texts, tmp_path_factory):
 
 
 @pytest.mark.slow
+@needs_torch
 def test_two_ranks_train_a_language_model_as_one_process_with_their_streams(lm_runs):
     assert_close(weights(lm_runs / "ddp" / "last"), weights(lm_runs / "one" / "last"))
     ddp = load_checkpoint(lm_runs / "ddp" / "last", load_optimizer=True)
@@ -200,6 +204,7 @@ def test_two_ranks_train_a_language_model_as_one_process_with_their_streams(lm_r
 
 
 @pytest.mark.slow
+@needs_torch
 def test_only_rank_0_writes_the_run(lm_runs):
     assert writes(lm_runs / "record", 1) == []
     written = writes(lm_runs / "record", 0)
@@ -209,6 +214,7 @@ def test_only_rank_0_writes_the_run(lm_runs):
 
 
 @pytest.mark.slow
+@needs_torch
 def test_a_run_on_two_ranks_is_not_resumed_on_one(lm_runs, texts, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(lm_runs / "ddp", copy)
@@ -239,6 +245,7 @@ def stop_rank_1_at(step: int):
 
 
 @pytest.mark.slow
+@needs_torch
 def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(lm_runs, texts, tmp_path):
     out = tmp_path / "run"
     assert launch(lm_args(texts, out, 3), tmp_path, tmp_path / "a", hook=stop_rank_1_at(3)) == [143, 143]
@@ -252,6 +259,7 @@ def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(lm_runs, t
 
 
 @pytest.mark.slow
+@needs_torch
 def test_two_ranks_train_a_classifier_as_one_process_with_the_world_batch(texts, tmp_path):
     def args(out, batch):
         return ["train", "classify", "--data", str(texts / "posts.csv"), "--embedding", "6", "--hidden", "5",
@@ -265,6 +273,7 @@ def test_two_ranks_train_a_classifier_as_one_process_with_the_world_batch(texts,
 
 
 @pytest.mark.slow
+@needs_torch
 def test_torchrun_refuses_the_scratch_engine(texts, tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -280,6 +289,7 @@ def test_torchrun_refuses_the_scratch_engine(texts, tmp_path):
 
 
 @pytest.mark.slow
+@needs_torch
 def test_two_ranks_stream_their_parts_of_a_memory_mapped_corpus(texts, tmp_path):
     prepared = tmp_path / "prepared"
     assert cli.main(["data", "prepare", str(texts / "text.txt"), "--out", str(prepared)]) == 0
@@ -295,6 +305,7 @@ def test_two_ranks_stream_their_parts_of_a_memory_mapped_corpus(texts, tmp_path)
 
 
 @pytest.mark.slow
+@needs_torch
 def test_two_ranks_train_a_forecaster_as_one_process_with_the_world_batch(tmp_path):
     days = np.arange("2020-01-01", "2020-06-01", dtype="datetime64[D]")
     values = 10 + np.sin(np.arange(len(days)) / 5)

@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 
 from rnnkit import __version__
@@ -138,6 +139,16 @@ def resolve_settings(args):
 
 
 def cmd_train(args) -> int:
+    """`rnnkit train TASK`; under torchrun, the ranks > 0 train in silence (rank 0 prints, and writes the run)."""
+    from rnnkit.engines import launch
+
+    if launch().rank == 0:
+        return train_task(args)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return train_task(args)
+
+
+def train_task(args) -> int:
     import json
 
     from rnnkit.tasks import classify, forecast, lm, memory, seq2seq

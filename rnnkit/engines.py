@@ -1,4 +1,5 @@
-"""The only door to an engine: the `Engine` protocol, `build_engine()`, the carry helpers and `info()`.
+"""The only door to an engine: the `Engine` protocol, `build_engine()`, the carry helpers and `info()`; and the
+processes a run trains on (`launch()`: torchrun's variables, `World`, `join_world()`).
 
 Both engines (rnnkit/scratch, rnnkit/torch) build a model from the same keyword arguments and expose it
 through an object with the same methods (`ScratchEngine` / `TorchEngine`, both `Engine`s), so the trainer,
@@ -8,6 +9,7 @@ here (tests/test_boundaries.py checks it).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -157,6 +159,105 @@ def export_onnx(model: str, model_kwargs: dict, weights: dict, out, config: dict
     engine = build_engine("torch", model, model_kwargs, dtype="float32", device="cpu")
     engine.load_weights(weights)
     return export(engine.model, out, config, overwrite)
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+@dataclass(frozen=True)
+class Launch:
+    """Where this process stands in a `torchrun` launch: its RANK among WORLD_SIZE processes, and LOCAL_RANK
+    on its host (the GPU it takes). A process started alone is rank 0 of 1."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+
+def launch() -> Launch:
+    """This process's Launch, from the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK); none: 0 of 1."""
+    import os
+
+    values = {}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        text = os.environ.get(name)
+        try:
+            values[name] = None if text is None else int(text)
+        except ValueError:
+            raise ValueError(f"the environment variable {name}={text!r} is not a whole number (torchrun sets it; "
+                             f"unset it to train in one process)") from None
+    rank, size, local = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
+    if size is None:
+        return Launch()
+    if size < 1 or rank is None or not 0 <= rank < size:
+        raise ValueError(f"WORLD_SIZE={size} with RANK={rank}: torchrun sets both, with 0 <= RANK < WORLD_SIZE")
+    return Launch(rank, size, local if local is not None else rank)
+
+
+class World:
+    """The processes a run trains on, as the trainer sees them (rnnkit/train.py). This one is a single
+    process, where every exchange is the identity; rnnkit/torch/distributed.py's TorchWorld is the world of
+    a torchrun launch (DistributedDataParallel), where rank 0 alone writes the run's files.
+
+    In a checkpoint, a carry is the world's: the carries of all ranks' streams side by side on the batch
+    axis (`gather_carry`), as one process with all the streams would hold it; the random generators'
+    states are one per rank (`gather_rng`)."""
+
+    rank, size = 0, 1
+    CARRY_BATCH_AXIS = 1  # a carry's h and c are (layers, batch, hidden)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's files and shows its progress (rank 0)."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+
+    def agree(self, loss: float, tokens: int, signum: int, save: bool) -> tuple[float, int, int, bool]:
+        """After a step, the same numbers on every process: (the mean loss over the processes, the tokens of
+        all, a signal one of them caught (0: none), whether one of them is due to save)."""
+        return loss, tokens, signum, save
+
+    def broadcast(self, record: dict) -> dict:
+        """Rank 0's `record` (numbers, strings, lists: JSON) on every process."""
+        return record
+
+    def gather_carry(self, carry):
+        """A carry (None, h, or (h, c) of NumPy arrays) of every process, joined on the batch axis."""
+        return carry
+
+    def own_carry(self, carry):
+        """This process's streams of a carry that `gather_carry` joined."""
+        if carry is None or self.size == 1:
+            return carry
+        if isinstance(carry, tuple):
+            return tuple(self.own_carry(c) for c in carry)
+        rows = carry.shape[self.CARRY_BATCH_AXIS] // self.size
+        return np.take(carry, np.arange(self.rank * rows, (self.rank + 1) * rows), axis=self.CARRY_BATCH_AXIS)
+
+    def gather_rng(self, state: dict) -> dict:
+        """The random generators' states of every process (Engine.rng_state's), for a checkpoint."""
+        return state
+
+    def own_rng(self, state: dict) -> dict:
+        """This process's generator states from `gather_rng`'s record."""
+        return state
+
+
+def join_world(engine, seed: int = 0) -> World:
+    """The World `engine` trains in: one process, or under `torchrun` (WORLD_SIZE > 1) the torch engine's
+    distributed world, joined here (process group, DistributedDataParallel; rnnkit/torch/distributed.py).
+    The scratch engine under torchrun is a ValueError: it would train WORLD_SIZE copies of one run."""
+    where = launch()
+    if where.size == 1:
+        return World()
+    if engine.name != "torch":
+        raise ValueError(f"the {engine.name} engine does not train in parallel, and this process is rank {where.rank} "
+                         f"of {where.size} started by torchrun: train with --engine torch (DistributedDataParallel), "
+                         f"or start a single process without torchrun")
+    from .torch.distributed import join
+
+    return join(engine, where, seed)
 
 
 # ------------------------------------------------------------------------------------------------ carries

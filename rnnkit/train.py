@@ -28,6 +28,13 @@ the validation loss diverges (DIVERGED_FACTOR x the first step's loss, DIVERGED_
 Resume is exact: the checkpoint holds the weights, the optimizer state, the step, the position in the epoch,
 the carried recurrent state and the random generators' states, so a run killed at any point and resumed
 ends with the weights of a run that never stopped (bit-identical on the scratch engine).
+
+Under `torchrun` (the torch engine only), the loop runs in every process, in step: rnnkit.engines.join_world
+gives it the World it trains in (rnnkit/torch/distributed.py: DistributedDataParallel), the task its part of
+the data (`shard(rank, world_size)`); after each step the processes agree on the mean loss, the tokens, a
+caught signal and a due save, and on rank 0's validation metrics, so that all decide alike. Rank 0 alone
+writes the run folder; the others wait for each save at a barrier. A checkpoint holds every rank's carry
+and generators, and the number of processes, which a resumed run must have too.
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint.atomic import write_text_atomic
-from .engines import carry_arrays, carry_from_arrays
+from .engines import World, carry_arrays, carry_from_arrays, join_world
 from .runs import METRICS, check_out, check_resume, flat, read_metrics, saved_settings, write_run
 from .settings import setting
 from .spec import DEVICES, DTYPES, ENGINES, OPTIMIZERS, PRECISIONS, SCHEDULES, check_choice, check_device, \
@@ -85,7 +92,8 @@ class TrainConfig:
     deterministic: bool = setting(True, "on a GPU, deterministic cuDNN/cuBLAS kernels: same seed, same bits "
                                   "(--no-deterministic: cuDNN autotunes; faster, not bit-reproducible)")
     epochs: int = setting(10, "passes over the training data, at most")
-    batch_size: int = setting(32, "examples per update; a language model's parallel streams of text")
+    batch_size: int = setting(32, "examples per update; a language model's parallel streams of text (under "
+                              "torchrun: per process)")
     lr: float = setting(2e-3, "learning rate, after the warm-up")
     optimizer: str = setting("adam", "how the gradients update the weights", choices=OPTIMIZERS)
     weight_decay: float = setting(0.0, "L2 penalty on the weights, decoupled for adamw")
@@ -177,6 +185,7 @@ class TrainState:
     first_loss: float | None = None     # the training loss of step 1: divergence is measured against it
     diverged_evals: int = 0             # evaluations in a row far above it
     wall_seconds: float = 0.0           # seconds in train() so far, resumed runs included
+    world_size: int = 1                 # processes training together (torchrun); a resumed run needs as many
 
 
 @dataclass
@@ -185,6 +194,7 @@ class TrainResult:
     state: TrainState
     last_metrics: dict
     ran_on: str = ""                    # Engine.describe(): the engine, and the scratch engine's paths
+    main: bool = True                   # False on the ranks > 0 of a torchrun launch, which write nothing
 
     @property
     def best(self) -> Path:
@@ -247,21 +257,30 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     rnnkit/runs.py. `settings` ({section: {setting: value}}) of the task `task_name` go to run.json, which
     `--resume` reads. SIGINT (Ctrl-C) or SIGTERM saves last/ after the step under way and raises
     TrainingInterrupted (exit code 130 or 143)."""
-    run_dir = check_out(run_dir, resume, config.overwrite)
-    if config.tensorboard:
+    world = join_world(engine, config.seed)  # under torchrun: this process's rank (before anything is written)
+    main = world.is_main
+    run_dir = check_out(run_dir, resume, config.overwrite, clear_run=world.size == 1)
+    if world.size > 1:
+        _shard(task, world)
+        world.barrier()  # every rank has looked at the folder before rank 0 changes it
+        if main:
+            check_out(run_dir, resume, config.overwrite)
+    if config.tensorboard and main:
         _summary_writer()  # installed, or a clear error before anything is written
-    state, carry = TrainState(), None
+    state, carry = TrainState(world_size=world.size), None
     if resume:  # a finished run resumed with a larger budget (--epochs, --max-steps) goes on
         saved = saved_settings(run_dir, task_name) if settings is not None else None
         if saved is not None:
             check_resume(run_dir, flat(saved), flat(settings))
-        state, carry = _restore(run_dir / "last", engine)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if settings is not None:
-        write_run(run_dir, task_name or "?", settings)
+        state, carry = _restore(run_dir / "last", engine, world)
+    world.barrier()  # every rank has read last/ before rank 0 writes anything
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if settings is not None:
+            write_run(run_dir, task_name or "?", settings)
     log = _Log(run_dir / METRICS, state.step if resume else None,
-               run_dir / "tensorboard" if config.tensorboard else None)
-    say = _NoBar.write if config.verbose else (lambda line: None)
+               run_dir / "tensorboard" if config.tensorboard else None) if main else _NoLog()
+    say = _NoBar.write if config.verbose and main else (lambda line: None)
 
     per_epoch = task.num_batches()
     total = config.epochs * per_epoch
@@ -272,14 +291,18 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
         say(f"the run in {run_dir} had already finished (step {state.step}; best validation loss "
             f"{state.best_loss:.4f} at step {state.best_step}): nothing to train. To train on, resume it with a "
             f"larger --epochs or --max-steps" + (" or --patience" if _patience_spent(config, state) else ""))
-        return TrainResult(run_dir, state, state.history[-1] if state.history else {}, engine.describe())
+        return TrainResult(run_dir, state, state.history[-1] if state.history else {}, engine.describe(), main)
     parameters = sum(int(np.size(w)) for w in engine.weights().values())
     say(f"{parameters:,} parameters; {per_epoch:,} steps per epoch, {total:,} in all"
         + (f" ({total - state.step:,} to go)" if state.step else "")
         + ("; validation at the end of each epoch" if every >= per_epoch and not config.eval_every else
            f"; validation every {every:,} steps" + ("" if config.eval_every else " and at the end of each epoch")))
-    bar = _progress(config.progress and config.verbose, total, state.step)
-    say = bar.write if config.verbose else say
+    if world.size > 1:
+        say(f"{world.size} processes (torchrun), each reading its own part of the data: a global batch of "
+            f"{world.size} x --batch-size {config.batch_size} = {world.size * config.batch_size}; rank 0 writes the "
+            f"run")
+    bar = _progress(config.progress and config.verbose and main, total, state.step)
+    say = bar.write if config.verbose and main else say
     metrics: dict = state.history[-1] if state.history else {}
     tokens, busy = 0, 0.0   # since the last log line: tokens trained, seconds spent on them
     clock = _Clock(state, total, lambda: _steps_to_eval(config, state, every, per_epoch, total), say)
@@ -287,21 +310,25 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
     stop = state.step >= total
     deferred = getattr(engine, "deferred", False)  # the torch engine on a GPU: no step waits for the device
 
-    with _signals_caught(bar.write) as caught:
+    with _signals_caught(bar.write if main else (lambda line: None), once=world.size > 1) as caught:
         while not stop and state.epoch < config.epochs:
             for batch in task.batches(state.epoch, state.batch):
                 engine.lr = learning_rate(config, state.step, total)
                 logged = (state.step + 1) % config.log_every == 0 or state.step == 0
                 with clock.step(engine.name):
                     loss, norm, carry = engine.train_step(batch, carry if task.carries else None)
-                    if logged or not deferred:  # a deferring engine's step values are read at log steps only
+                    # a deferring engine's step values are read at log steps only; under torchrun the
+                    # ranks agree on each step's loss, so it is read at every step there
+                    if logged or not deferred or world.size > 1:
                         loss, norm = _read_steps(engine, loss, norm, state.step + 1, run_dir, bar.close)
+                loss, count, signum, due = world.agree(loss, task.batch_tokens(batch), caught[0] if caught else 0,
+                                                       clock.save_due(config.checkpoint_minutes))
                 busy += time.perf_counter() - mark  # the batch and the step; evaluations and saves are not counted
                 state.step += 1
                 state.batch += 1
                 if state.first_loss is None:
                     state.first_loss = loss
-                tokens += task.batch_tokens(batch)
+                tokens += count
                 if logged:
                     speed = tokens / max(busy, 1e-9)
                     clipped = min(norm, config.clip) if config.clip else norm  # the norm the update used
@@ -321,31 +348,33 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                 if evaluate and deferred and not logged:  # every step read before best/ may be saved
                     _read_steps(engine, loss, norm, state.step, run_dir, bar.close)
                 if evaluate:
-                    metrics = _evaluate(task, engine, state, log, run_dir, say, clock.stamp)
+                    metrics = _evaluate(task, engine, state, log, run_dir, say, clock.stamp, world)
                     if state.diverged_evals >= DIVERGED_EVALS:
                         bar.close()
                         raise TrainingError(_diverged(state, run_dir))
                     if _patience_spent(config, state):
                         stop = True
                 state.finished = stop
+                # a signal stops every rank after the same step: the one all of them agreed on
+                halt = signum if world.size > 1 else caught[0] if caught else 0
                 if state.diverged_evals == 0 and (
-                        evaluate or stop or caught or clock.save_due(config.checkpoint_minutes)
+                        evaluate or stop or halt or due
                         or (config.checkpoint_every and state.step % config.checkpoint_every == 0)):
                     if deferred and not logged:
                         _read_steps(engine, loss, norm, state.step, run_dir, bar.close)  # before last/ is saved
-                    _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close)
+                    _save(run_dir / "last", task, engine, state, carry, optimizer=True, close=bar.close, world=world)
                     clock.saved()
-                if caught:
+                if halt:
                     bar.close()
-                    raise TrainingInterrupted(caught[0], f"stopped by {signal.Signals(caught[0]).name} after step "
+                    raise TrainingInterrupted(halt, f"stopped by {signal.Signals(halt).name} after step "
                                               f"{state.step}. {_last_good(run_dir)}")
                 mark = time.perf_counter()
                 if stop or end_of_epoch:
                     break
     bar.close()
-    if config.plot:
+    if config.plot and main:
         _plot(run_dir, say)
-    return TrainResult(run_dir, state, metrics, engine.describe())
+    return TrainResult(run_dir, state, metrics, engine.describe(), main)
 
 
 def _read_steps(engine, loss, norm, step: int, run_dir: Path, close) -> tuple[float, float]:
@@ -393,9 +422,9 @@ def _patience_spent(config: TrainConfig, state: TrainState) -> bool:
     return config.patience is not None and state.bad_evals >= config.patience
 
 
-def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say, stamp) -> dict:
+def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say, stamp, world: World) -> dict:
     start = time.perf_counter()
-    metrics = task.evaluate(engine)
+    metrics = world.broadcast(task.evaluate(engine))  # every rank decides on rank 0's numbers
     record = {"step": state.step, "epoch": state.epoch, **{f"val_{k}": v for k, v in metrics.items()},
               "eval_seconds": time.perf_counter() - start, **stamp()}
     state.history.append(record)
@@ -406,7 +435,7 @@ def _evaluate(task, engine, state: TrainState, log: _Log, run_dir: Path, say, st
     state.diverged_evals = state.diverged_evals + 1 if far else 0
     if loss < state.best_loss and not far:
         state.best_loss, state.best_step, state.bad_evals = loss, state.step, 0
-        _save(run_dir / "best", task, engine, state, None, optimizer=False)
+        _save(run_dir / "best", task, engine, state, None, optimizer=False, world=world)
     else:
         state.bad_evals += 1
     shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
@@ -424,9 +453,11 @@ def _diverged(state: TrainState, run_dir: Path) -> str:
             f"{best}. {_last_good(run_dir)} Try a lower --lr or gradient clipping (--clip).")
 
 
-def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool, close=lambda: None) -> None:
+def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool, close=lambda: None,
+          world: World = World()) -> None:
     """Write a checkpoint, unless an update has left a weight NaN or infinite (a finite loss and gradient
-    can still overflow): then the run stops, and the checkpoint already there, the last good one, stays."""
+    can still overflow): then the run stops, and the checkpoint already there, the last good one, stays.
+    Under torchrun every rank gives its carry and generators; rank 0 writes, the others wait until it has."""
     weights = engine.weights()
     bad = [name for name, w in weights.items() if np.issubdtype(w.dtype, np.floating) and not np.isfinite(w).all()]
     if bad:
@@ -437,14 +468,18 @@ def _save(path: Path, task, engine, state: TrainState, carry, optimizer: bool, c
             f"clipping (--clip).")
     config = dict(task.checkpoint_config(), engine=engine.name)
     if not optimizer:
-        save_checkpoint(path, weights, config)
+        if world.is_main:
+            save_checkpoint(path, weights, config)
+        world.barrier()
         return
-    extra = {"optimizer": engine.optimizer_state(), "carry": carry_arrays(engine.to_numpy(carry)),
-             "rng": engine.rng_state()}
-    save_checkpoint(path, weights, config, optimizer_state=extra, trainer_state=asdict(state))
+    extra = {"optimizer": engine.optimizer_state(), "carry": carry_arrays(world.gather_carry(engine.to_numpy(carry))),
+             "rng": world.gather_rng(engine.rng_state())}
+    if world.is_main:
+        save_checkpoint(path, weights, config, optimizer_state=extra, trainer_state=asdict(state))
+    world.barrier()
 
 
-def _restore(path: Path, engine):
+def _restore(path: Path, engine, world: World):
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"nothing to resume: {path} holds no checkpoint (was the run started with this "
                                 f"--out folder?)")
@@ -454,14 +489,18 @@ def _restore(path: Path, engine):
     saved_engine = ckpt.config.get("engine")
     if saved_engine and saved_engine != engine.name:
         raise ValueError(f"{path} was trained with the {saved_engine} engine; resume it with --engine {saved_engine}")
+    state = TrainState(**ckpt.trainer_state)
+    if state.world_size != world.size:
+        raise ValueError(f"{path} was trained by {state.world_size} process(es) and this run has {world.size}: "
+                         f"resume it with as many (torchrun --nproc_per_node x --nnodes = {state.world_size}; "
+                         f"1: without torchrun), since each one's data, carried state and generators are in it")
     engine.load_weights(ckpt.weights)
     extra = ckpt.optimizer_state
     engine.load_optimizer_state(extra["optimizer"])
-    engine.set_rng_state(extra["rng"])
-    carry = carry_from_arrays(extra.get("carry") or {})
+    engine.set_rng_state(world.own_rng(extra["rng"]))
+    carry = world.own_carry(carry_from_arrays(extra.get("carry") or {}))
     if carry is not None:
         carry = engine.from_numpy(carry)
-    state = TrainState(**ckpt.trainer_state)
     return state, carry
 
 
@@ -539,20 +578,24 @@ def _duration(seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def _signals_caught(say):
+def _signals_caught(say, once: bool = False):
     """SIGINT and SIGTERM, while in here, are noted (in the list this yields) for the loop to save and stop at
-    the end of its step; a second one stops at once (KeyboardInterrupt). Only in the main thread (where
-    Python runs signal handlers); elsewhere the signals keep their handlers."""
+    the end of its step; a second one stops at once (KeyboardInterrupt), unless `once` (under torchrun, which
+    passes a Ctrl-C on to its workers, who get it twice, and kills those that do not stop in time). Only in
+    the main thread (where Python runs signal handlers); elsewhere the signals keep their handlers."""
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield caught
         return
 
     def note(signum, frame):
+        if caught and once:
+            return
         if caught:
             raise KeyboardInterrupt
         caught.append(signum)
-        say(f"{signal.Signals(signum).name}: saving last/ after this step, then stopping (again: stop at once)")
+        say(f"{signal.Signals(signum).name}: saving last/ after this step, then stopping"
+            + ("" if once else " (again: stop at once)"))
 
     kept = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -595,6 +638,21 @@ def _progress(enabled: bool, total: int, initial: int):
         except ImportError:
             pass
     return _NoBar()
+
+
+def _shard(task, world: World) -> None:
+    """Give each rank its part of the data (the task's `shard(rank, world_size)`), or refuse the task."""
+    if not hasattr(task, "shard"):
+        raise ValueError(f"{type(task).__name__} does not train under torchrun (it cannot split its data between "
+                         f"processes); start it as a single process")
+    task.shard(world.rank, world.size)
+
+
+class _NoLog:
+    """The metrics log of a rank > 0: rank 0 alone writes metrics.jsonl."""
+
+    def write(self, record: dict) -> None:
+        pass
 
 
 class _NoBar:

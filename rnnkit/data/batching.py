@@ -13,11 +13,32 @@ instead of resetting it. The last window is shorter when (N // batch - 1) is not
 
 Padded batches (classification, translation): pad(), and for translation pairs pair_batch() and
 PairBatcher (seeded shuffling, optional bucketing by length).
+
+Distributed training (torchrun, W processes of rank r = 0 .. W-1, each with `batch_size` B): a language
+model's W·B streams are cut as for one process, and rank r reads rows r·B .. r·B + B - 1 of them, a
+contiguous part of the token stream (its carried state stays its own; of a memory-mapped corpus it reads
+only its part); shuffled examples are drawn in global batches of W·B, of which rank r takes every W-th row
+from row r (`rank_rows`, as torch's DistributedSampler does), so W ranks see the batches one process with
+batch W·B would.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def rank_rows(rows: np.ndarray, rank: int = 0, world: int = 1) -> np.ndarray:
+    """Rank `rank`'s rows of one global batch's row indices `rows`: rows[rank::world], after topping the batch
+    up to a multiple of `world` with its own first rows (so every rank gets as many; as DistributedSampler
+    tops up an epoch). One process (world 1): `rows` itself."""
+    if world == 1:
+        return rows
+    if not 0 <= rank < world:
+        raise ValueError(f"rank must be in [0, {world}), got {rank}")
+    short = -len(rows) % world
+    if short:
+        rows = np.concatenate([rows, np.resize(rows, short)])  # np.resize repeats the rows cyclically
+    return rows[rank::world]
 
 
 def batchify(ids, batch_size: int) -> np.ndarray:
@@ -47,12 +68,16 @@ class LMBatcher:
 
     `len(batcher)` is the number of windows; `batcher.iter_from(k)` resumes exactly at window k, and
     `batcher[k]` returns window k. Each window is `(inputs, targets)`, two int64 arrays of shape (batch, t).
+    With `world` > 1 processes, this is rank `rank`'s part: its `batch_size` rows of the world's
+    world·batch_size streams (see the module docstring).
     """
 
-    def __init__(self, ids, batch_size: int, bptt: int):
+    def __init__(self, ids, batch_size: int, bptt: int, rank: int = 0, world: int = 1):
         if bptt < 1:
             raise ValueError(f"bptt must be >= 1, got {bptt}")
-        self.data = batchify(ids, batch_size)
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, {world}), got {rank}")
+        self.data = batchify(ids, batch_size * world)[rank * batch_size:(rank + 1) * batch_size]
         self.batch_size, self.bptt = batch_size, bptt
 
     def __len__(self) -> int:
@@ -123,15 +148,18 @@ class PairBatcher:
     bucket: pairs of similar length share a batch (less padding): the order is cut into pools of
         `pool` batches, each pool sorted by (source length, target length), cut into batches, and with
         shuffle the batches are shuffled again. `batches(epoch, start)` resumes at batch `start`.
+    world > 1: the batches are the world's (world·batch_size pairs), of which this is rank `rank`'s share
+        (rank_rows).
     """
 
     def __init__(self, pairs: list, batch_size: int, seed: int = 0, shuffle: bool = True, bucket: bool = False,
-                 pool: int = 50, bos_id: int = 2, eos_id: int = 3):
+                 pool: int = 50, bos_id: int = 2, eos_id: int = 3, rank: int = 0, world: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not pairs:
             raise ValueError("no pairs to batch")
-        self.pairs, self.batch_size, self.seed = pairs, batch_size, seed
+        self.pairs, self.batch_size, self.seed = pairs, batch_size * world, seed  # the world's batch
+        self.rank, self.world = rank, world
         self.shuffle, self.bucket, self.pool = shuffle, bucket, max(1, pool)
         self.bos_id, self.eos_id = bos_id, eos_id
         self.lengths = np.array([(len(s), len(t)) for s, t, *_ in pairs], dtype=np.int64).reshape(-1, 2)
@@ -161,6 +189,7 @@ class PairBatcher:
         if not 0 <= start <= len(self):
             raise ValueError(f"start must be in [0, {len(self)}], got {start}")
         for rows in self.order(epoch)[start:]:
+            rows = rank_rows(rows, self.rank, self.world)
             batch = pair_batch([self.pairs[i][0] for i in rows], [self.pairs[i][1] for i in rows],
                                self.bos_id, self.eos_id)
             batch["index"] = rows.astype(np.int64)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .batching import rank_rows
+
 
 def n_windows(time: int, window: int, horizon: int, stride: int = 1) -> int:
     """How many samples a series of `time` steps gives (0 if it is shorter than window + horizon)."""
@@ -55,13 +57,16 @@ def sliding_windows(inputs, target, window: int, horizon: int, future=None, stri
     return out
 
 
-def batches(samples: dict, batch_size: int, seed: int | None = None, epoch: int = 0, shuffle: bool = True):
+def batches(samples: dict, batch_size: int, seed: int | None = None, epoch: int = 0, shuffle: bool = True,
+            rank: int = 0, world: int = 1):
     """Yield dicts of up to `batch_size` samples (the last batch may be smaller); shuffled by a generator
-    seeded with (seed, epoch) when `shuffle`, else in order."""
+    seeded with (seed, epoch) when `shuffle`, else in order. world > 1: rank `rank`'s share of each of the
+    world's batches of world·batch_size samples (rnnkit/data/batching.py: rank_rows)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(next(iter(samples.values())))
     order = np.random.default_rng([seed or 0, epoch]).permutation(n) if shuffle else np.arange(n)
-    for i in range(0, n, batch_size):
-        take = order[i:i + batch_size]
+    size = batch_size * world
+    for i in range(0, n, size):
+        take = rank_rows(order[i:i + size], rank, world)
         yield {k: v[take] for k, v in samples.items()}

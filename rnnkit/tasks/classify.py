@@ -24,7 +24,7 @@ import numpy as np
 from .. import metrics
 from ..checkpoint.atomic import write_json, write_text_atomic
 from ..data import datasets
-from ..data.batching import pad
+from ..data.batching import pad, rank_rows
 from ..data.posts import PostTokenizer
 from ..data.splits import describe, file_sha256, parse_label_map, rename_labels, split_file
 from ..data.tables import read_labelled
@@ -146,18 +146,25 @@ class ClassifyTask:
         self.valid_ids, self.valid_y = valid_ids, valid_y
         self.batch_size, self.seed, self.config = batch_size, seed, config
         self.word_dropout, self.unk_id = word_dropout, unk_id
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """Train on rank `rank`'s share of each of `world` processes' batches (torchrun; batching.rank_rows)."""
+        self.rank, self.world = rank, world
 
     def num_batches(self) -> int:
-        return math.ceil(len(self.train_ids) / self.batch_size)
+        return math.ceil(len(self.train_ids) / (self.batch_size * self.world))
 
     def batches(self, epoch: int, start: int):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_ids))
+        size = self.batch_size * self.world   # the world's batch, of which this rank takes its share
         for k in range(start, self.num_batches()):
-            rows = order[k * self.batch_size: (k + 1) * self.batch_size]
+            rows = rank_rows(order[k * size: (k + 1) * size], self.rank, self.world)
             inputs, lengths = pad([self.train_ids[i] for i in rows])
             if self.word_dropout:
+                ranked = [self.rank] if self.world > 1 else []  # each rank its own draw
                 inputs = drop_words(inputs, lengths, self.word_dropout, self.unk_id,
-                                    np.random.default_rng([self.seed, epoch, k, 1]))
+                                    np.random.default_rng([self.seed, epoch, k, 1, *ranked]))
             yield {"inputs": inputs, "lengths": lengths, "labels": self.train_y[rows]}
 
     @staticmethod
@@ -279,7 +286,7 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
                         word_dropout=model.word_dropout, unk_id=vocab.unk_id)
     result = ClassifyResult(**vars(train(task, eng, training, training.out, resume=training.resume,
                                        settings=s.to_dict(), task_name="classify")))
-    if examples.test and (result.best / "config.json").is_file():
+    if examples.test and result.main and (result.best / "config.json").is_file():
         result.test = score_held_out(result, examples, training, log)
     return result
 

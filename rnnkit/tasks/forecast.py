@@ -150,12 +150,18 @@ class ForecastTask:
 
     def __init__(self, samples: dict, valid: dict, batch_size: int, seed: int, config: dict):
         self.samples, self.valid, self.batch_size, self.seed, self.config = samples, valid, batch_size, seed, config
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """Train on rank `rank`'s share of each of `world` processes' batches (torchrun; batching.rank_rows)."""
+        self.rank, self.world = rank, world
 
     def num_batches(self) -> int:
-        return math.ceil(len(self.samples["x"]) / self.batch_size)
+        return math.ceil(len(self.samples["x"]) / (self.batch_size * self.world))
 
     def batches(self, epoch: int, start: int):
-        for k, batch in enumerate(batches(self.samples, self.batch_size, self.seed, epoch)):
+        for k, batch in enumerate(batches(self.samples, self.batch_size, self.seed, epoch, rank=self.rank,
+                                          world=self.world)):
             if k >= start:
                 yield batch
 

@@ -133,6 +133,10 @@ class LMTask:
     def num_batches(self) -> int:
         return len(self.batches_train)
 
+    def shard(self, rank: int, world: int) -> None:
+        """Train on rank `rank`'s streams of `world` processes' (torchrun): a contiguous part of the tokens."""
+        self.batches_train = LMBatcher(self.corpus.train, self.batch_size, self.bptt, rank, world)
+
     def batches(self, epoch: int, start: int):
         for inputs, targets in self.batches_train.iter_from(start):
             yield {"inputs": inputs, "targets": targets}

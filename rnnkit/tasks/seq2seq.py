@@ -134,12 +134,17 @@ class Seq2SeqTask:
                  config: dict):
         self.prepared, self.config = prepared, config
         self.train_batches = PairBatcher(prepared.ids["train"], batch_size, seed=seed, bucket=bucket)
+        self.batching = dict(batch_size=batch_size, seed=seed, bucket=bucket)
         self.valid = PairBatcher(prepared.ids["valid"], batch_size, shuffle=False, bucket=True)
         sources, refs = group_references(prepared.pairs["valid"][:eval_translations])
         self.eval_sources, self.eval_refs = sources, refs
 
     def num_batches(self) -> int:
         return len(self.train_batches)
+
+    def shard(self, rank: int, world: int) -> None:
+        """Train on rank `rank`'s share of each of `world` processes' batches (torchrun; batching.rank_rows)."""
+        self.train_batches = PairBatcher(self.prepared.ids["train"], **self.batching, rank=rank, world=world)
 
     def batches(self, epoch: int, start: int):
         return self.train_batches.batches(epoch, start)

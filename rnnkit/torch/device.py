@@ -7,15 +7,20 @@ import os
 import numpy as np
 import torch
 
+from ..engines import launch
+
 DEVICES = ("cpu", "cuda", "auto")
 
 
 def select_device(name: str | torch.device = "auto") -> torch.device:
-    """"cpu", "cuda" (or "cuda:N"), or "auto": the GPU if there is one, else the CPU.
+    """"cpu", "cuda" (or "cuda:N"), or "auto": the GPU if there is one, else the CPU. Under torchrun, "cuda"
+    and "auto" are the GPU numbered LOCAL_RANK (one GPU per process).
 
     Asking for CUDA where there is none is a ValueError, not a silent fall-back to the CPU.
     """
     name = str(name)
+    if name in ("auto", "cuda") and launch().size > 1 and torch.cuda.is_available():
+        name = f"cuda:{launch().local_rank}"  # under torchrun: this host's GPU number LOCAL_RANK
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

@@ -104,6 +104,8 @@ class TorchEngine:
         self.guard = StepGuard(self.deferred, overflow_is_fatal=self.scaler is None)
         self.optimizer = make_optimizer(optimizer, self.params, lr, weight_decay, momentum, fused=self.deferred)
         self.clip = clip
+        self.loss_of = self.model.loss  # training's loss: under torchrun through DDP (distributed.py)
+        self.world = None               # distributed.TorchWorld once joined
 
     @property
     def lr(self) -> float:
@@ -123,7 +125,7 @@ class TorchEngine:
         self.optimizer.zero_grad()
         batch = batch_to_device(batch, self.device, getattr(self.model, "device_inputs", ()))
         with autocast(self.device, self.precision):
-            loss, carry = self.model.loss(batch, carry)
+            loss, carry = self.loss_of(batch, carry)  # DDP's wrapper under torchrun
         # fp16: the backward of S·L, then g = ∂(S·L)/∂w ÷ S (unscale_), so that small gradients survive float16
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         if self.scaler is not None:

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .. import reference
-from . import kernels, numba_path, numpy_path, threaded_lstm, threads, thresholds
+from . import kernels, numba_path, numpy_path, threaded_gru, threaded_lstm, threaded_rnn, threads, thresholds
 
 PATHS = ("reference", "numpy", "numba", "threaded")
 ENVIRONMENT = "RNNKIT_PATH"
@@ -76,6 +76,14 @@ def _threaded(cell):
                           folds=False)
 
 
+def _threaded_gru(cell):
+    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False)
+
+
+def _threaded_rnn(cell):
+    return Implementation("threaded", threaded_rnn.forward, numpy_path.rnn_backward, folds=False)
+
+
 def forced() -> str | None:
     """The path RNNKIT_PATH caps the choice at, or None (the default choice)."""
     value = os.environ.get(ENVIRONMENT, "").strip().lower()
@@ -96,6 +104,9 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
             fastest.append(("threaded", _threaded))
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
     small = batch <= thresholds.SMALL_BATCH
+    if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:
+        if cap is not None or thresholds.threaded_forward(batch, hidden):
+            fastest.append(("threaded", _threaded_gru if cell == "gru" else _threaded_rnn))
     if cell == "gru" and numba:
         fastest.append(("numba", _numba_gru_loop if small else _numba_gru))
     if cell in ("rnn_tanh", "rnn_relu") and numba and small:

@@ -5,13 +5,15 @@ Paths, slowest first:
     numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
     numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward, the RNN's forward at
                small batches; float32/float64
-    threaded   the gate-major LSTM on threads that each own a slice of the hidden units (threaded_lstm.py)
+    threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py), the
+               GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is NumPy's)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
-above; the GRU on numba; the RNN on numba up to SMALL_BATCH rows, on NumPy above.
+above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
+numba up to SMALL_BATCH rows, on NumPy above.
 RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer then takes that path where its cell has
-it (at any batch size), else the fastest one below it — so RNNKIT_PATH=threaded leaves the RNN on numba or
-NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
+it (at any batch size), else the fastest one below it — so RNNKIT_PATH=numba leaves the RNN above SMALL_BATCH
+rows on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
 Every implementation returns a row-major `Trace` (trace.py); layouts stay inside the paths.
 """
 from __future__ import annotations

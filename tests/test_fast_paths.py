@@ -138,7 +138,7 @@ def test_the_default_choice(batch, monkeypatch):
         assert lstm == ("numba" if batch * 128 <= fast.thresholds.LOOP_WORK or batch == 1 else "threaded")
         assert fast.select("lstm", 4, 16, np.float32).path == "numba"  # too little work to share
         assert fast.select("lstm", batch, 128, np.float32, folded=True).path == "numba"
-        threaded = batch > 1 and batch * 128 > fast.thresholds.THREADED_WORK
+        threaded = batch * 128 > fast.thresholds.THREADED_WORK
         assert fast.select("gru", batch, 128, np.float64).path == ("threaded" if threaded else "numba")
         assert fast.select("gru", batch, 128, np.float32, folded=True).path == "numba"
         assert fast.select("rnn_tanh", batch, 128, np.float32, folded=True).path == (
@@ -179,6 +179,7 @@ def test_describe_names_a_path_per_cell(monkeypatch):
     if kernels.ENABLED:
         assert report["gru"] == "numba, threaded from batch 2"
         assert fast.describe(hidden=64)["rnn_relu"] == "numba, threaded from batch 7"
+        assert fast.describe(hidden=512)["gru"] == "threaded"
         assert report["lstm"] == "numba, threaded from batch 2"
         assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 6"
 

@@ -20,15 +20,15 @@ MIN_UNITS_PER_PART = 32
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16
 
 
-# The GRU's and the RNN's forward take the threaded path (threaded_gru.py, threaded_rnn.py) when batch > 1
-# and batch·hidden > THREADED_WORK; below, the numba loop (one core, no meeting per step). Measured
-# 2026-12-03 (2 cores, AVX2, inference, T 64, input 64): the threaded forward wins from batch·hidden 512 on
-# (hidden 64 from batch 8, 128 from 4, 256 from 2), ties at 384 (hidden 64, batch 6), loses below; at
-# batch 1 the two are even at hidden 512 and the loop's time varies less. So the RNN at hidden 64 goes from
-# its loop (to batch 6) straight to the threaded path (from 7), not through the NumPy path.
+# The GRU's and the RNN's forward take the threaded path (threaded_gru.py, threaded_rnn.py) when
+# batch·hidden > THREADED_WORK; below, the numba loop (one core, no meeting per step). Measured 2026-12-03
+# (2 cores, AVX2, inference, T 64, input 64): the threaded forward wins from batch·hidden 512 on (hidden 64
+# from batch 8, 128 from 4, 256 from 2, and 512 at batch 1: each core then streams half of W_hh), ties at
+# 384 (hidden 64, batch 6), loses below. So the RNN at hidden 64 goes from its loop (to batch 6) straight to
+# the threaded path (from 7), not through the NumPy path.
 THREADED_WORK = 384
 
 
 def threaded_forward(batch: int, hidden: int) -> bool:
     """Whether the GRU's or the RNN's forward takes the threaded path."""
-    return batch > 1 and batch * hidden > THREADED_WORK
+    return batch * hidden > THREADED_WORK

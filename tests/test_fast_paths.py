@@ -211,3 +211,21 @@ def test_threaded_rnn_and_gru_equal_the_reference_on_any_thread_count(kind, dtyp
     for got in outputs[1:]:
         for name in ("out", "h_n"):
             np.testing.assert_array_equal(got[name], outputs[0][name], err_msg=name)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or threads._SCHED_GETCPU is None, reason="needs 2 CPUs and sched_getcpu")
+def test_run_apart_keeps_the_workers_off_the_callers_cpu_and_then_lets_them_go():
+    """threads.run_apart (the threaded RNN and GRU): while a part runs, its worker thread may not run on the
+    CPU the caller was on; afterwards its affinity is what it was, and the caller's is never touched."""
+    allowed = os.sched_getaffinity(0)
+    seen = {}
+
+    def part(k):
+        seen[k] = os.sched_getaffinity(0)
+
+    threads.run_apart(part, [(0,), (1,)])
+    assert seen[0] == allowed == os.sched_getaffinity(0)
+    assert len(seen[1]) == len(allowed) - 1 and seen[1] < allowed
+    threads.run(part, [(0,), (1,)])
+    assert seen[1] == allowed

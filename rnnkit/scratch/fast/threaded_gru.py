@@ -125,7 +125,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
     hn = alloc((time, hidden, columns), dtype=dtype)
     flat = [a.reshape(a.shape[0], -1) for a in (z, gates, hn, hs)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    threads.run(forward_part, [
+    threads.run_apart(forward_part, [
         (k, parts, lo, hi, *panels[k], rows, flat[0],
          np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), flat[1], flat[2],
          flat[3], steps, batch, flags, threads.YIELD)

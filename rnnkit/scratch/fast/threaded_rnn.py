@@ -126,7 +126,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
     relu = p.mode == "rnn_relu"
     flat_z, flat_h = z.reshape(time + 1, -1), hs.reshape(time + 1, -1)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    threads.run(forward_part, [
+    threads.run_apart(forward_part, [
         (k, parts, lo, hi, panels[k], rows, flat_z,
          np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat_h, steps, batch, relu,
          flags,

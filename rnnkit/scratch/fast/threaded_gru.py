@@ -24,8 +24,8 @@ import numpy as np
 
 from . import numpy_path, threads
 from .kernels import AVAILABLE
-from .threaded_lstm import _bounds, _pairs, by_rows, parts_for
-from .threaded_rnn import columns_for, operand, pack_for, step_rows
+from .threaded_lstm import _bounds, _pairs, by_rows
+from .threaded_rnn import columns_for, operand, pack_for, parts_for, step_rows
 from .trace import Trace
 
 if AVAILABLE:
@@ -112,7 +112,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
         raise ValueError("the threaded GRU projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden)
+    parts = parts_for(3 * hidden)
     rows = by_rows(batch)
     panels = forward_panels(p, parts, rows)
     columns = columns_for(batch, dtype)

@@ -22,15 +22,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import threads
+from . import threads, thresholds
 from .kernels import AVAILABLE
-from .threaded_lstm import _bounds, _pairs, by_rows, parts_for
+from .threaded_lstm import _bounds, _pairs, by_rows
 from .trace import Trace
 
 if AVAILABLE:
     from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
     from .kernels import jit, tanh_into
     from .threaded_lstm import padded
+
+
+def parts_for(gate_rows: int) -> int:
+    """How many parts (threads) split a layer whose step has `gate_rows` rows (G·H): each gets at least
+    thresholds.MIN_ROWS_PER_PART of them."""
+    return max(1, min(threads.count(), gate_rows // thresholds.MIN_ROWS_PER_PART))
 
 
 def step_rows(p, rows) -> np.ndarray:
@@ -116,7 +122,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
         raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden)
+    parts = parts_for(hidden)  # one gate
     rows = by_rows(batch)
     panels = forward_panels(p, parts, rows)
     columns = columns_for(batch, dtype)

@@ -15,6 +15,13 @@ LOOP_WORK = 320
 # every step costs more than the split gains.
 MIN_UNITS_PER_PART = 32
 
+# The threaded GRU and RNN give each thread at least this many gate rows (G·H / parts): measured 2026-12-03
+# (inference, T 64, 1 against 2 threads) the RNN at hidden 64 and 128 and the GRU at 64 ran 1.3-2x faster
+# on one thread (a step's product then takes less than the meeting and the other half of h_t crossing
+# between the cores), the RNN at 256 the same on both, the RNN at 512 and the GRU at 128 (batch 64) faster
+# on two. (The LSTM's 32 units per part are 128 gate rows too.)
+MIN_ROWS_PER_PART = 128
+
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16

@@ -25,6 +25,7 @@ MIN_ROWS_PER_PART = 128
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16
+# (the threaded GRU and RNN take the same switch; it was not measured for them apart)
 
 
 # The GRU's and the RNN's forward take the threaded path (threaded_gru.py, threaded_rnn.py) when

@@ -28,7 +28,7 @@ FAST = ["numpy"] + (["numba", "threaded"] if kernels.AVAILABLE else [])
 # What each cell runs on when a path is forced: the path itself where the cell has it, else the next below
 # (the RNN has a numba loop for small batches only).
 def expected(path, kind, batch):
-    if path == "numpy" or kind == "lstm":
+    if path in ("numpy", "threaded") or kind == "lstm":
         return path
     if kind == "gru":
         return "numba"
@@ -138,11 +138,16 @@ def test_the_default_choice(batch, monkeypatch):
         assert lstm == ("numba" if batch * 128 <= fast.thresholds.LOOP_WORK or batch == 1 else "threaded")
         assert fast.select("lstm", 4, 16, np.float32).path == "numba"  # too little work to share
         assert fast.select("lstm", batch, 128, np.float32, folded=True).path == "numba"
-        assert fast.select("gru", batch, 128, np.float64).path == "numba"
+        threaded = batch * 128 > fast.thresholds.THREADED_WORK
+        assert fast.select("gru", batch, 128, np.float64).path == ("threaded" if threaded else "numba")
+        assert fast.select("gru", batch, 128, np.float32, folded=True).path == "numba"
+        assert fast.select("rnn_tanh", batch, 128, np.float32, folded=True).path == (
+            "numba" if batch <= fast.SMALL_BATCH else "numpy")
     else:
         assert lstm == "numpy"
+        threaded = False
     rnn = "numba" if kernels.AVAILABLE and batch <= fast.SMALL_BATCH else "numpy"
-    assert fast.select("rnn_tanh", batch, 128, np.float32).path == rnn
+    assert fast.select("rnn_tanh", batch, 128, np.float32).path == ("threaded" if threaded else rnn)
     monkeypatch.setattr(kernels, "ENABLED", False)
     assert {fast.select(cell, batch, 128, np.float32).path for cell in MAKERS} == {"numpy"}
 
@@ -153,7 +158,9 @@ def test_a_forced_path_is_a_cap(monkeypatch):
         monkeypatch.setenv(fast.selector.ENVIRONMENT, path.upper())
         chosen = {cell: fast.select(cell, 32, 64, np.float32).path for cell in MAKERS}
         assert all(fast.PATHS.index(p) <= fast.PATHS.index(path) for p in chosen.values())
-        assert chosen["rnn_tanh"] == ("reference" if path == "reference" else "numpy")  # no numba RNN at batch 32
+        # no numba RNN at batch 32; a threaded one where numba is there
+        assert chosen["rnn_tanh"] == {"reference": "reference", "threaded": "threaded" if kernels.AVAILABLE
+                                      else "numpy"}.get(path, "numpy")
     monkeypatch.setenv(fast.selector.ENVIRONMENT, "reference")
     assert not fast.select("lstm", 32, 64, np.float32, folded=True).folds  # the layer then does not fold
 
@@ -168,7 +175,58 @@ def test_describe_names_a_path_per_cell(monkeypatch):
     monkeypatch.delenv(fast.selector.ENVIRONMENT, raising=False)
     report = fast.describe()
     assert set(report) == set(MAKERS)
-    assert report["rnn_tanh"] == (f"numba, numpy from batch {fast.SMALL_BATCH + 1}" if kernels.ENABLED else "numpy")
+    assert report["rnn_tanh"] == ("numba, threaded from batch 2" if kernels.ENABLED else "numpy")
     if kernels.ENABLED:
+        assert report["gru"] == "numba, threaded from batch 2"
+        assert fast.describe(hidden=64)["rnn_relu"] == "numba, threaded from batch 7"
+        assert fast.describe(hidden=512)["gru"] == "threaded"
         assert report["lstm"] == "numba, threaded from batch 2"
         assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 6"
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["gru", "rnn_tanh", "rnn_relu"]), dtype=st.sampled_from([np.float64, np.float32]),
+       batch=st.integers(1, 64), hidden=st.sampled_from([35, 101, 263]), time=st.integers(1, 3),
+       ragged=st.booleans(), data=st.data())
+def test_threaded_rnn_and_gru_equal_the_reference_on_any_thread_count(kind, dtype, batch, hidden, time, ragged,
+                                                                       data):
+    """The threaded GRU and RNN (threaded_gru.py, threaded_rnn.py) against the reference cells, on 1-3 threads
+    (hidden sizes neither multiples of the vector width nor of the thread count: one part or 2-3 uneven
+    slices of at least thresholds.MIN_ROWS_PER_PART gate rows, the GRU at 263 in 3 on 3 threads; batch sizes
+    on both sides of the row kernel's threshold). Forward and backward both; and the forward's bits are the
+    same on every thread count (each element's sum runs in one fixed order)."""
+    lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
+    shape = dict(kind=kind, dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=1,
+                 bidirectional=False, lengths=lengths)
+    reference, _ = run("reference", **shape)
+    outputs = []
+    for count in (1, 2, 3):
+        threads.set_count(count)
+        got, ran = run("threaded", **shape)
+        assert ran == ("threaded",)
+        for name, value in reference.items():
+            scale = max(float(np.abs(value).max()), 1.0)
+            assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, count)
+        outputs.append(got)
+    for got in outputs[1:]:
+        for name in ("out", "h_n"):
+            np.testing.assert_array_equal(got[name], outputs[0][name], err_msg=name)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or threads._SCHED_GETCPU is None, reason="needs 2 CPUs and sched_getcpu")
+def test_run_apart_keeps_the_workers_off_the_callers_cpu_and_then_lets_them_go():
+    """threads.run_apart (the threaded RNN and GRU): while a part runs, its worker thread may not run on the
+    CPU the caller was on; afterwards its affinity is what it was, and the caller's is never touched."""
+    allowed = os.sched_getaffinity(0)
+    seen = {}
+
+    def part(k):
+        seen[k] = os.sched_getaffinity(0)
+
+    threads.run_apart(part, [(0,), (1,)])
+    assert seen[0] == allowed == os.sched_getaffinity(0)
+    assert len(seen[1]) == len(allowed) - 1 and seen[1] < allowed
+    threads.run(part, [(0,), (1,)])
+    assert seen[1] == allowed

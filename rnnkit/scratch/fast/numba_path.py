@@ -7,8 +7,8 @@ time loop one of two ways, chosen by selector.py:
   * lstm_forward_steps: one BLAS product and one compiled call per step (larger batches whose layer is
     folded, i.e. fed a looked-up input projection, which the threaded LSTM cannot take).
 Its backward is one compiled call for all steps, products included. The GRU's and the RNN's forward run the
-same two ways (the RNN's only the first: above SMALL_BATCH rows it takes the NumPy path); their backward is
-the NumPy path's.
+same two ways (the RNN's only the first), where the threaded path (threaded_gru.py, threaded_rnn.py) does not
+take them (see selector.py); their backward is the NumPy path's.
 """
 from __future__ import annotations
 

@@ -5,13 +5,15 @@ Paths, slowest first:
     numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
     numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward, the RNN's forward at
                small batches; float32/float64
-    threaded   the gate-major LSTM on threads that each own a slice of the hidden units (threaded_lstm.py)
+    threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py), the
+               GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is NumPy's)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
-above; the GRU on numba; the RNN on numba up to SMALL_BATCH rows, on NumPy above.
+above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
+numba up to SMALL_BATCH rows, on NumPy above.
 RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer then takes that path where its cell has
-it (at any batch size), else the fastest one below it — so RNNKIT_PATH=threaded leaves the RNN on numba or
-NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
+it (at any batch size), else the fastest one below it — so RNNKIT_PATH=numba leaves the RNN above SMALL_BATCH
+rows on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
 Every implementation returns a row-major `Trace` (trace.py); layouts stay inside the paths.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .. import reference
-from . import kernels, numba_path, numpy_path, threaded_lstm, threads, thresholds
+from . import kernels, numba_path, numpy_path, threaded_gru, threaded_lstm, threaded_rnn, threads, thresholds
 
 PATHS = ("reference", "numpy", "numba", "threaded")
 ENVIRONMENT = "RNNKIT_PATH"
@@ -76,6 +78,14 @@ def _threaded(cell):
                           folds=False)
 
 
+def _threaded_gru(cell):
+    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False)
+
+
+def _threaded_rnn(cell):
+    return Implementation("threaded", threaded_rnn.forward, numpy_path.rnn_backward, folds=False)
+
+
 def forced() -> str | None:
     """The path RNNKIT_PATH caps the choice at, or None (the default choice)."""
     value = os.environ.get(ENVIRONMENT, "").strip().lower()
@@ -96,6 +106,9 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
             fastest.append(("threaded", _threaded))
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
     small = batch <= thresholds.SMALL_BATCH
+    if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:
+        if cap is not None or thresholds.threaded_forward(batch, hidden):
+            fastest.append(("threaded", _threaded_gru if cell == "gru" else _threaded_rnn))
     if cell == "gru" and numba:
         fastest.append(("numba", _numba_gru_loop if small else _numba_gru))
     if cell in ("rnn_tanh", "rnn_relu") and numba and small:

@@ -290,3 +290,46 @@ def run(function, argument_sets) -> None:
         function(*argument_sets[0])
     else:
         _pool.run(function, argument_sets)
+
+
+def run_apart(function, argument_sets) -> None:
+    """`run`, each worker thread kept off the calling thread's CPU while its part runs.
+
+    Why. A worker sleeps between runs, and when the other CPUs are busy the kernel wakes a sleeping thread
+    on its waker's CPU (wake-affine): two parts then share one core and every step waits for a context
+    switch. Measured on the 2 busy cores: an RNN forward at hidden 64, batch 8 took 4.5 ms instead of 0.7 for
+    the first tens of calls of a process, until the load balancer moved a thread (the same 4.5 ms as with
+    the whole process on one CPU). Setting the worker's own affinity moves it at once; it is put back when
+    the part ends. The calling thread's affinity is left alone."""
+    if len(argument_sets) == 1 or _SCHED_GETCPU is None or not hasattr(os, "sched_setaffinity"):
+        run(function, argument_sets)
+        return
+    cpu = _SCHED_GETCPU()
+    run(_part_apart, [(-1, function, argument_sets[0])] + [(cpu, function, a) for a in argument_sets[1:]])
+
+
+def _part_apart(cpu: int, function, arguments) -> None:
+    """function(*arguments), kept off `cpu` while it runs (cpu -1: wherever it is)."""
+    allowed = os.sched_getaffinity(0) if cpu >= 0 else set()
+    elsewhere = allowed - {cpu}
+    if not elsewhere or elsewhere == allowed:
+        function(*arguments)
+        return
+    os.sched_setaffinity(0, elsewhere)
+    try:
+        function(*arguments)
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _libc_sched_getcpu():
+    """libc's sched_getcpu() (the calling thread's CPU), or None."""
+    try:
+        function = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [], ctypes.c_int
+    return function
+
+
+_SCHED_GETCPU = _libc_sched_getcpu()

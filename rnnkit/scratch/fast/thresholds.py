@@ -15,6 +15,28 @@ LOOP_WORK = 320
 # every step costs more than the split gains.
 MIN_UNITS_PER_PART = 32
 
+# The threaded GRU and RNN give each thread at least this many gate rows (G·H / parts): measured 2026-12-03
+# (inference, T 64, 1 against 2 threads) the RNN at hidden 64 and 128 and the GRU at 64 ran 1.3-2x faster
+# on one thread (a step's product then takes less than the meeting and the other half of h_t crossing
+# between the cores), the RNN at 256 the same on both, the RNN at 512 and the GRU at 128 (batch 64) faster
+# on two. (The LSTM's 32 units per part are 128 gate rows too.)
+MIN_ROWS_PER_PART = 128
+
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16
+# (the threaded GRU and RNN take the same switch; it was not measured for them apart)
+
+
+# The GRU's and the RNN's forward take the threaded path (threaded_gru.py, threaded_rnn.py) when
+# batch·hidden > THREADED_WORK; below, the numba loop (one core, no meeting per step). Measured 2026-12-03
+# (2 cores, AVX2, inference, T 64, input 64): the threaded forward wins from batch·hidden 512 on (hidden 64
+# from batch 8, 128 from 4, 256 from 2, and 512 at batch 1: each core then streams half of W_hh), ties at
+# 384 (hidden 64, batch 6), loses below. So the RNN at hidden 64 goes from its loop (to batch 6) straight to
+# the threaded path (from 7), not through the NumPy path.
+THREADED_WORK = 384
+
+
+def threaded_forward(batch: int, hidden: int) -> bool:
+    """Whether the GRU's or the RNN's forward takes the threaded path."""
+    return batch * hidden > THREADED_WORK

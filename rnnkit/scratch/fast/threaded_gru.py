@@ -1,0 +1,140 @@
+"""The threaded path for the GRU's forward: each thread owns a slice of the hidden units (numba installed).
+
+The RNN's layout (threaded_rnn.py): per step the products' operand is z_t = [h_t; 1; x_t] (H+1+I, L), L the
+batch or the batch padded to whole SIMD vectors, and the arrays are gate-major, rows of L columns. Part k of
+P owns the hidden units lo..hi-1 and keeps three packed blocks of its rows (packing.py's order z, r, n, the z
+and r rows halved):
+    A_zr = [W_hz | b_z | W_iz ; W_hr | b_r | W_ir]   over [h_t; 1; x_t]   (b: b_i + b_h)
+    A_hn = [W_hn | b_hn]                              over [h_t; 1]
+    A_xn = [b_in | W_in]                              over [1; x_t]
+Forward, part k, step t:      wait until every part has written h_t into z_t
+    [a_z; a_r] = A_zr z_t,  hn = A_hn [h_t; 1],  xn = A_xn [1; x_t]       (own rows)
+    z, r = (1 + tanh(a_z)) / 2, (1 + tanh(a_r)) / 2       (σ of the unhalved pre-activations)
+    n = tanh(r ⊙ hn + xn),   h_{t+1} = (h_t - n) ⊙ z + n   (= (1 - z) ⊙ n + z ⊙ h_t)
+    h_{t+1} into z_{t+1} and the time-major output; z, r, n and hn kept for backward; say "t+1 steps done"
+Every step has its own z_t, so one meeting per step suffices. The sums run in the same order whatever the
+split: the results do not depend on the thread count.
+
+The backward is the NumPy path's (numpy_path.gru_backward), on the gates and hn put back time-major, row by
+row (`backward`): a copy, made only when a backward runs, so inference pays nothing for it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import numpy_path, threads
+from .kernels import AVAILABLE
+from .threaded_lstm import _bounds, _pairs, by_rows
+from .threaded_rnn import columns_for, operand, pack_for, parts_for, step_rows
+from .trace import Trace
+
+if AVAILABLE:
+    from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows
+    from .kernels import gates_tanh, gru_state, jit, mul
+    from .threaded_lstm import padded, sigmoid_to
+
+
+def forward_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each part's (A_zr, A_hn, A_xn) (see the module's text), packed for gemm_rows (rows) or gemm_panels;
+    made once per Packed."""
+    pack, hidden = pack_for(rows), p.hidden
+
+    def blocks(lo, hi):
+        b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=p.w_hh_half.dtype)
+        n = slice(2 * hidden + lo, 2 * hidden + hi)
+        return (pack(step_rows(p, np.r_[lo:hi, hidden + lo: hidden + hi])),
+                pack(np.concatenate([p.w_hh_half[n], b_hn[lo:hi, None]], axis=1)),
+                pack(np.concatenate([p.bias[n, None], p.w_ih_half[n]], axis=1)))
+
+    return p.derived(("gru_forward_panels", parts, rows), lambda: [
+        blocks(lo, hi) for lo, hi in _pairs(_bounds(hidden, parts))])
+
+
+if AVAILABLE:
+    @jit
+    def _product(panels, rows, z, z_off, L, n, out, lanes):
+        """out = A z_t[:, :n] for A packed in `panels` (gemm_rows), or over whole vectors (gemm_panels)."""
+        if rows:
+            gemm_rows(panels, z, z_off, L, n, out, L)
+        else:
+            gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L)
+
+    @jit
+    def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, hs, active, B, flags,
+                     yield_address):
+        """Part `me` of the forward over all steps (see the module's text). Flattened per step, rows of L columns:
+        z (T+1, (H+1+I)·L): [h_t; 1; x_t], h_0, the ones and all x filled in by the caller; pre (rows of the
+        three panels × L,) scratch; gates (T, 3H·L): z, r, n; hn (T, H·L); hs (T+1, B·H): h time-major, the
+        layer's output, h_0 in; active (T,) int64: running columns per step, B of them at first."""
+        T = gates.shape[0]
+        L = z.shape[1] // zr.shape[1]
+        HL = hn.shape[1]
+        H = HL // L
+        units = hi - lo
+        lanes = VECTOR_BYTES // z.itemsize
+        half = gates.dtype.type(0.5)
+        zr_end = zr.shape[0] * zr.shape[2] * L
+        hn_end = zr_end + hn_rows.shape[0] * hn_rows.shape[2] * L
+        pre_zr, pre_hn, pre_xn = pre[:zr_end], pre[zr_end:hn_end], pre[hn_end:]
+        r_off = units * L  # the r rows follow the z rows in A_zr
+        for t in range(T):
+            n = active[t]
+            if t > 0:
+                threads.wait_all(flags, parts, me, t, yield_address)
+            _product(zr, rows, z[t], 0, L, n, pre_zr, lanes)
+            _product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes)  # K = H+1 rows of z_t: [h_t; 1]
+            _product(xn, rows, z[t], H * L, L, n, pre_xn, lanes)   # from row H: [1; x_t]
+            a, kept, h_prev, h_new = gates[t], hn[t], z[t], z[t + 1]
+            count, length = (1, units * L) if n == B else (units, n)
+            for r in range(count):
+                s = r * L
+                own = lo * L + s
+                z_gate, r_gate = a[own: own + length], a[HL + own: HL + own + length]
+                new, hn_own = a[2 * HL + own: 2 * HL + own + length], kept[own: own + length]
+                sigmoid_to(pre_zr[s: s + length], z_gate, half)
+                sigmoid_to(pre_zr[r_off + s: r_off + s + length], r_gate, half)
+                hn_own[:] = pre_hn[s: s + length]
+                mul(r_gate, hn_own, new)
+                gates_tanh(new, pre_xn[s: s + length])
+                gru_state(h_prev[own: own + length], new, z_gate, h_new[own: own + length])
+            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
+                row, column = hs[t + 1, b * H + lo: b * H + hi], h_new[lo * L + b:]
+                for j in range(units):
+                    row[j] = column[j * L]
+            threads.arrive(flags, me, t + 1)
+
+
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace:
+    """The GRU's forward, one layer direction: inputs (T, B, I) time-major, h0 (B, H) → Trace with h
+    (T+1, B, H) time-major; kept for backward gates (T, 3H, L) activated (z, r, n) and hn (T, H, L), gate-major
+    with L the columns (`threaded_rnn.columns_for`). No folded input (xw)."""
+    if xw is not None:
+        raise ValueError("the threaded GRU projects its own inputs; it takes no looked-up projection")
+    time, batch, _ = inputs.shape
+    hidden, dtype = p.hidden, inputs.dtype
+    parts = parts_for(3 * hidden)
+    rows = by_rows(batch)
+    panels = forward_panels(p, parts, rows)
+    columns = columns_for(batch, dtype)
+    z = operand(inputs, h0, hidden, columns)
+    hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
+    hs[0] = h0
+    # the columns of ended sequences are never written: zeros, so that backward reads finite values there
+    alloc = np.empty if active[-1] == batch else np.zeros
+    gates = alloc((time, 3 * hidden, columns), dtype=dtype)
+    hn = alloc((time, hidden, columns), dtype=dtype)
+    flat = [a.reshape(a.shape[0], -1) for a in (z, gates, hn, hs)]
+    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    threads.run_apart(forward_part, [
+        (k, parts, lo, hi, *panels[k], rows, flat[0],
+         np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), flat[1], flat[2],
+         flat[3], steps, batch, flags, threads.YIELD)
+        for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))])
+    return Trace(hs, None, {"gates": gates, "hn": hn})
+
+
+def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
+    """numpy_path.gru_backward on the forward's gates and hn put back time-major (T, B, ·)."""
+    batch = d_out.shape[1]
+    rows = {name: np.ascontiguousarray(a[:, :, :batch].transpose(0, 2, 1)) for name, a in trace.saved.items()}
+    return numpy_path.gru_backward(p, Trace(trace.h, None, rows), d_out, dh_n, dc_n, active)

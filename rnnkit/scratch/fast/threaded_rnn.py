@@ -1,0 +1,141 @@
+"""The threaded path for the vanilla RNN's forward: each thread owns a slice of the hidden units (numba installed).
+
+The LSTM's machinery (threaded_lstm.py) with one gate. Per step the product's operand is z_t = [h_t; 1; x_t]
+(H+1+I, L), L the batch (up to thresholds.ROW_KERNEL_BATCH, on gemm.gemm_rows) or the batch padded to whole
+SIMD vectors (on gemm.gemm_panels; the padding columns give results nobody reads). Part k of P owns the
+hidden units lo..hi-1 and keeps their rows of [W_hh | b | W_ih], packed once per Packed (the ones row sits
+between h and x so that the GRU can take [W_hn | b_hn] over [h; 1] and [b_in | W_in] over [1; x]).
+
+Forward, part k, step t:      wait until every part has written h_t into z_t
+    pre = [W_hh | b | W_ih]_k z_t = W_hh h_t + b + W_ih x_t     (own rows; one sum per element, in order)
+    h_{t+1} = tanh(pre)  (or max(pre, 0))  into z_{t+1} and the time-major output; say "t+1 steps done"
+Every step has its own z_t, so a part never overwrites what another still reads: one meeting per step.
+
+Why. Above a few rows the numba and NumPy paths run each step as one OpenBLAS product, which packs W_hh again
+on every call and leaves the activation on one core; here the weights are packed once, each core keeps its
+rows in its cache, and both cores run the activation of their own units.
+
+The backward is the NumPy path's (numpy_path.rnn_backward): it needs only the states h. The forward's sums
+run in the same order whatever the split, so its results do not depend on the thread count.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import threads, thresholds
+from .kernels import AVAILABLE
+from .threaded_lstm import _bounds, _pairs, by_rows
+from .trace import Trace
+
+if AVAILABLE:
+    from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
+    from .kernels import jit, tanh_into
+    from .threaded_lstm import padded
+
+
+def parts_for(gate_rows: int) -> int:
+    """How many parts (threads) split a layer whose step has `gate_rows` rows (G·H): each gets at least
+    thresholds.MIN_ROWS_PER_PART of them."""
+    return max(1, min(threads.count(), gate_rows // thresholds.MIN_ROWS_PER_PART))
+
+
+def step_rows(p, rows) -> np.ndarray:
+    """The packed rows `rows` of [W_hh | b | W_ih] (halved where the cell halves them): (len(rows), H+1+I)."""
+    return np.concatenate([p.w_hh_half[rows], p.bias[rows, None], p.w_ih_half[rows]], axis=1)
+
+
+def pack_for(rows: bool):
+    """The packing of a part's weight rows for gemm_rows (rows) or gemm_panels."""
+    return pack_row_panels if rows else pack_panels
+
+
+def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
+    """Each part's rows of [W_hh | b | W_ih], packed for gemm_rows (rows) or gemm_panels; made once per Packed."""
+    pack = pack_for(rows)
+    return p.derived(("rnn_forward_panels", parts, rows), lambda: [
+        pack(step_rows(p, slice(lo, hi))) for lo, hi in _pairs(_bounds(p.hidden, parts))])
+
+
+if AVAILABLE:
+    @jit
+    def relu_into(a, out):
+        """out ← max(a, 0)."""
+        zero = out.dtype.type(0)
+        for j in range(out.shape[0]):
+            out[j] = max(a[j], zero)
+
+    @jit
+    def forward_part(me, parts, lo, hi, panels, rows, z, pre, hs, active, B, relu, flags, yield_address):
+        """Part `me` of the forward over all steps (see the module's text). Flattened per step:
+        z (T+1, (H+1+I)·L): [h_t; 1; x_t] rows of L columns, h_0, all x and the ones filled in by the caller;
+        pre (rows of the panels × L,) scratch; hs (T+1, B·H): h time-major, the layer's output, h_0 in;
+        active (T,) int64: running columns per step, B of them at first; relu: max(·, 0) instead of tanh."""
+        T = hs.shape[0] - 1
+        L = z.shape[1] // panels.shape[1]
+        units = hi - lo
+        H = hs.shape[1] // B
+        lanes = VECTOR_BYTES // z.itemsize
+        for t in range(T):
+            n = active[t]
+            if t > 0:
+                threads.wait_all(flags, parts, me, t, yield_address)
+            if rows:
+                gemm_rows(panels, z[t], 0, L, n, pre, L)
+            else:
+                gemm_panels(panels, z[t], 0, L, padded(n, lanes), pre, L)  # whole vectors: padding columns too
+            h = z[t + 1]
+            count, length = (1, units * L) if n == B else (units, n)
+            for r in range(count):
+                s = r * L
+                if relu:
+                    relu_into(pre[s: s + length], h[lo * L + s: lo * L + s + length])
+                else:
+                    tanh_into(pre[s: s + length], h[lo * L + s: lo * L + s + length])
+            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
+                row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * L + b:]
+                for j in range(units):
+                    row[j] = column[j * L]
+            threads.arrive(flags, me, t + 1)
+
+
+def operand(inputs: np.ndarray, h0: np.ndarray, hidden: int, columns: int) -> np.ndarray:
+    """z (T+1, H+1+I, columns): z_t = [h_t; 1; x_t] with h_0 and every x_t filled in, the rest zeros (the
+    columns of ended sequences and the padding stay finite). Shared by the threaded GRU."""
+    time, batch, features = inputs.shape
+    z = np.zeros((time + 1, hidden + 1 + features, columns), dtype=inputs.dtype)
+    z[:time, hidden + 1:, :batch] = inputs.transpose(0, 2, 1)
+    z[:, hidden] = 1
+    z[0, :hidden, :batch] = h0.T
+    return z
+
+
+def columns_for(batch: int, dtype) -> int:
+    """L: the batch, or the batch padded to whole vectors where the products run on the column kernel."""
+    return batch if by_rows(batch) else padded(batch, VECTOR_BYTES // np.dtype(dtype).itemsize)
+
+
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace:
+    """The RNN's forward, one layer direction: inputs (T, B, I) time-major, h0 (B, H) → Trace with h
+    (T+1, B, H) time-major; saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded
+    input (xw)."""
+    if xw is not None:
+        raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
+    time, batch, _ = inputs.shape
+    hidden, dtype = p.hidden, inputs.dtype
+    parts = parts_for(hidden)  # one gate
+    rows = by_rows(batch)
+    panels = forward_panels(p, parts, rows)
+    columns = columns_for(batch, dtype)
+    z = operand(inputs, h0, hidden, columns)
+    hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
+    hs[0] = h0
+    relu = p.mode == "rnn_relu"
+    flat_z, flat_h = z.reshape(time + 1, -1), hs.reshape(time + 1, -1)
+    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    threads.run_apart(forward_part, [
+        (k, parts, lo, hi, panels[k], rows, flat_z,
+         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat_h, steps, batch, relu,
+         flags,
+         threads.YIELD)
+        for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))])
+    return Trace(hs, None, relu)

@@ -18,3 +18,7 @@ MIN_UNITS_PER_PART = 32
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16
+
+# Up to this batch size the threaded LSTM projects its inputs for all steps before its loop, so that each
+# step's product streams only W_hh (threaded_lstm.split_input); above, the product takes [W_hh | W_ih | b].
+SPLIT_INPUT_BATCH = 12

@@ -6,10 +6,14 @@
 # AVX2), GRU and RNN forward, hidden 64-512: the loop is 1.1-3x faster up to batch 6, slower from 8 on.
 SMALL_BATCH = 6
 
-# The LSTM takes the threaded path when a step has enough work to share, batch > 1 and batch·hidden >
-# LOOP_WORK; below, the numba path. Measured the same day: at hidden 64 the loop wins to batch 5, at 128 to
-# batch 2, at 256 and 512 only at batch 1 (benchmarks/README.md, engine sweep).
-LOOP_WORK = 320
+# The LSTM takes the threaded path when a step has enough work to share: hidden >= LOOP_HIDDEN (its W_hh
+# streams faster through two cores than one, even at batch 1) or batch·hidden > LOOP_WORK; below, the numba
+# path's one-call loop. Measured 2026-12-03 after the threaded path's packing and input split (fwd+bwd and
+# inference, in-process alternation of the two paths): the loop wins at hidden 64 to batch 6 (equal there),
+# at 128 to batch 3; the threaded path wins from batch 1 at hidden 256 (fwd+bwd 5.5 against 9.4 ms,
+# inference 2.2 against 3.2) and 512 (24 against 29 ms, 8.4 against 14.1).
+LOOP_HIDDEN = 256
+LOOP_WORK = 384
 
 # The threaded LSTM gives each thread at least this many hidden units: with fewer, the threads' meeting at
 # every step costs more than the split gains.

@@ -33,7 +33,7 @@ from .kernels import AVAILABLE
 from .trace import Trace, lengths_of
 
 if AVAILABLE:
-    from .gemm import MR, RV, VECTOR_BYTES, gemm_panels, gemm_rows
+    from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_wide
     from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, sigmoid_into, scalar_tanh,
                           tanh_grad, tanh_into)
 
@@ -46,9 +46,15 @@ def _bounds(hidden: int, parts: int) -> list[int]:
     return [hidden * k // parts for k in range(parts + 1)]
 
 
-def by_rows(batch: int) -> bool:
-    """Whether the products run on gemm.py's row-vector kernel (few columns) rather than its column one."""
-    return batch <= thresholds.ROW_KERNEL_BATCH
+COLUMNS, ROWS, WIDE_ROWS = 0, 1, 2  # gemm.py's kernels: gemm_panels, gemm_rows, gemm_rows_wide
+
+
+def kernel_for(batch: int) -> int:
+    """Which of gemm.py's kernels runs the products: for few columns the row-vector kernels (no lane idles
+    on a missing column; the tall one for one or two), else the column kernel."""
+    if batch <= thresholds.WIDE_ROWS_BATCH:
+        return WIDE_ROWS
+    return ROWS if batch <= thresholds.ROW_KERNEL_BATCH else COLUMNS
 
 
 def split_input(batch: int) -> bool:
@@ -57,23 +63,24 @@ def split_input(batch: int) -> bool:
     return batch <= thresholds.SPLIT_INPUT_BATCH
 
 
-def _width(rows: bool, dtype) -> int:
-    """The panels' height: RV vectors for gemm_rows, MR rows for gemm_panels."""
-    return RV * VECTOR_BYTES // np.dtype(dtype).itemsize if rows else MR
+def _width(kernel: int, dtype) -> int:
+    """The panels' height: RV (RW) vectors for gemm_rows (gemm_rows_wide), MR rows for gemm_panels."""
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    return {COLUMNS: MR, ROWS: RV * lanes, WIDE_ROWS: RW * lanes}[kernel]
 
 
-def forward_panels(p, parts: int, rows: bool, blocks: str = "all") -> list[np.ndarray]:
+def forward_panels(p, parts: int, kernel: int, blocks: str = "all") -> list[np.ndarray]:
     """Each part's gate rows of `blocks` (lstm_panels.forward_panels: "all" [W_hh | W_ih | b], "hh" W_hh,
-    "ih" [W_ih | b]), halved, packed for gemm_rows (rows) or gemm_panels; made once per Packed."""
-    width = _width(rows, p.originals[1].dtype)
-    return p.derived(("lstm_forward_panels", parts, rows, blocks),
+    "ih" [W_ih | b]), halved, packed for `kernel`; made once per Packed."""
+    width = _width(kernel, p.originals[1].dtype)
+    return p.derived(("lstm_forward_panels", parts, kernel, blocks),
                      lambda: lstm_panels.forward_panels(p, _pairs(_bounds(p.hidden, parts)), width, blocks))
 
 
-def backward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
+def backward_panels(p, parts: int, kernel: int) -> list[np.ndarray]:
     """Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`."""
-    width = _width(rows, p.w_hh.dtype)
-    return p.derived(("lstm_backward_panels", parts, rows),
+    width = _width(kernel, p.w_hh.dtype)
+    return p.derived(("lstm_backward_panels", parts, kernel),
                      lambda: lstm_panels.backward_panels(p, _pairs(_bounds(p.hidden, parts)), width))
 
 
@@ -101,16 +108,18 @@ if AVAILABLE:
             out[j] = scalar_tanh(a[j] + x[j])
 
     @jit
-    def _product(panels, rows, z, z_off, L, n, out):
-        """out ← A z for the first n of L columns: gemm_rows, or gemm_panels on whole vectors (the padding
-        columns too, their results unused)."""
-        if rows:
+    def _product(panels, kernel, z, z_off, L, n, out):
+        """out ← A z for the first n of L columns: gemm_rows_wide, gemm_rows, or gemm_panels on whole vectors
+        (the padding columns too, their results unused)."""
+        if kernel == WIDE_ROWS:
+            gemm_rows_wide(panels, z, z_off, L, n, out, L)
+        elif kernel == ROWS:
             gemm_rows(panels, z, z_off, L, n, out, L)
         else:
             gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L)
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, x_panels, rows, z, zx, xw, pre, gates, c, tanh_c, hs, active, B,
+    def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, hs, active, B,
                      flags, yield_address):
         """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
         batch padded to whole vectors, `padded`), flattened per step:
@@ -129,12 +138,12 @@ if AVAILABLE:
         split = x_panels.shape[0] > 0
         if split:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop: W_ih's rows stay in cache
             for t in range(T):
-                _product(x_panels, rows, zx[t], 0, L, B, xw[t])
+                _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
         for t in range(T):
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            _product(panels, rows, z[t], 0, L, n, pre)
+            _product(panels, kernel, z[t], 0, L, n, pre)
             a = gates[t]
             cell, c_prev, squashed, h = c[t + 1], c[t], tanh_c[t], z[t + 1]
             count, length = (1, run) if n == B else (units, n)
@@ -165,7 +174,7 @@ if AVAILABLE:
             threads.arrive(flags, me, t + 1)
 
     @jit
-    def backward_part(me, parts, lo, hi, panels, rows, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
+    def backward_part(me, parts, lo, hi, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
                       active, flags, yield_address):
         """Part `me` of the backward over all steps (see the module's text). d_out (T, B·H) time-major;
         dh, dc ((hi-lo)·L,): the own units' gradients reaching h_T, c_T (zeros in the padding columns), on
@@ -205,7 +214,7 @@ if AVAILABLE:
                 mul_in_place(dc_j, f)
             threads.arrive(flags, me, step + 1)
             threads.wait_all(flags, parts, me, step + 1, yield_address)
-            _product(panels, rows, d_steps.reshape(-1), t * 4 * HL, L, n, product)
+            _product(panels, kernel, d_steps.reshape(-1), t * 4 * HL, L, n, product)
             if n == B:
                 dh[:] = product[: units * L]
             else:
@@ -232,17 +241,17 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden)
     bounds = _bounds(hidden, parts)
-    rows, split = by_rows(batch), split_input(batch)
-    columns = batch if rows else padded(batch, VECTOR_BYTES // dtype.itemsize)
+    kernel, split = kernel_for(batch), split_input(batch)
+    columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros: the columns of ended sequences and the padding stay finite
     if split:
-        panels, x_panels = forward_panels(p, parts, rows, "hh"), forward_panels(p, parts, rows, "ih")
+        panels, x_panels = forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
         z = np.zeros((time + 1, hidden, columns), dtype=dtype)
         zx = np.zeros((time, features + 1, columns), dtype=dtype)
         zx[:, :features, :batch] = inputs.transpose(0, 2, 1)
         zx[:, -1] = 1
     else:
-        panels, x_panels = forward_panels(p, parts, rows), [np.empty((0, 0, 0), dtype=dtype)] * parts
+        panels, x_panels = forward_panels(p, parts, kernel), [np.empty((0, 0, 0), dtype=dtype)] * parts
         z = np.zeros((time + 1, hidden + features + 1, columns), dtype=dtype)
         z[:time, hidden: hidden + features, :batch] = inputs.transpose(0, 2, 1)
         z[:, -1] = 1
@@ -261,7 +270,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     for k, (lo, hi) in enumerate(_pairs(bounds)):
         size = panels[k].shape[0] * panels[k].shape[2] * columns
         xw = np.empty((time if split else 0, size), dtype=dtype)
-        arguments.append((k, parts, lo, hi, panels[k], x_panels[k], rows, flat[0], flat[1], xw,
+        arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
                           np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
                           threads.YIELD))
     threads.run(forward_part, arguments)
@@ -276,8 +285,8 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     dtype = d_out.dtype
     parts = parts_for(hidden)
     bounds = _pairs(_bounds(hidden, parts))
-    rows = by_rows(batch)
-    panels = backward_panels(p, parts, rows)
+    kernel = kernel_for(batch)
+    panels = backward_panels(p, parts, kernel)
     columns = arrays["c"].shape[-1]  # the forward's padded batch
     # every entry of d_steps is written when no sequence ends early and there is no padding; else zeros
     full = active[-1] == batch == columns
@@ -289,7 +298,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
                                                  d_pre)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run(backward_part, [
-        (k, parts, lo, hi, panels[k], rows, flat[0], dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
+        (k, parts, lo, hi, panels[k], kernel, flat[0], dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
          np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3],
          flat[4], flat[5],
          steps, flags, threads.YIELD)

@@ -23,6 +23,12 @@ MIN_UNITS_PER_PART = 32
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16
 
+# Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one
+# or two columns the shorter panels leave the FMA units waiting on their own latency. Measured 2026-12-03,
+# (4H, H) @ (H, B) on one core, 64 steps: hidden 256 0.72 → 0.51 ms at batch 1 and 2, hidden 512 3.1 → 2.3-2.9 ms;
+# slower from batch 3 (0.77 → 1.03 ms at hidden 256).
+WIDE_ROWS_BATCH = 2
+
 # Up to this batch size the threaded LSTM projects its inputs for all steps before its loop, so that each
 # step's product streams only W_hh (threaded_lstm.split_input); above, the product takes [W_hh | W_ih | b].
 SPLIT_INPUT_BATCH = 12

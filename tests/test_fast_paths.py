@@ -78,9 +78,11 @@ def run(path, kind, dtype, batch, time, features, hidden, layers, bidirectional,
 
 
 @pytest.fixture(autouse=True)
-def two_threads():
-    """Two threads, so that a threaded LSTM of 64 or more hidden units splits (the suite runs on one)."""
+def two_threads(monkeypatch):
+    """Two threads, so that a threaded LSTM of 64 or more hidden units splits (the suite runs on one), even
+    where its step is small enough for one part (thresholds.ONE_PART_WORK)."""
     threads.set_count(2)
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 0)
     yield
     threads.set_count(None)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnkit.scratch.fast import kernels, threaded_lstm, threads
+from rnnkit.scratch.fast import kernels, threaded_lstm, threads, thresholds
 from rnnkit.scratch.recurrent import LSTM
 
 needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
@@ -17,8 +17,10 @@ if kernels.AVAILABLE:
 
 
 @pytest.fixture
-def thread_count():
-    """Set threads.count() for one test; the environment's choice comes back afterwards."""
+def thread_count(monkeypatch):
+    """Set threads.count() for one test; the environment's choice comes back afterwards. The threaded LSTM
+    then splits over them even where one part would be faster (thresholds.ONE_PART_WORK)."""
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 0)
     yield threads.set_count
     threads.set_count(None)
 
@@ -235,6 +237,13 @@ def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
     assert [threaded_lstm.parts_for(h) for h in (1, 31, 32, 64, 100, 128, 1024)] == [1, 1, 1, 2, 3, 4, 4]
     thread_count(1)
     assert threaded_lstm.parts_for(1024) == 1
+
+
+def test_a_small_step_runs_on_one_part(thread_count, monkeypatch):
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 1024)
+    thread_count(2)
+    assert [threaded_lstm.parts_for(64, b) for b in (8, 16, 17)] == [1, 1, 2]
+    assert threaded_lstm.parts_for(thresholds.LOOP_HIDDEN, 1) == 2  # a W_hh too big for one core's cache
 
 
 def _run_layer(layer, x, state, lengths, grads):

@@ -37,8 +37,12 @@ if AVAILABLE:
     from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, sigmoid_into, scalar_tanh,
                           tanh_grad, tanh_into)
 
-def parts_for(hidden: int) -> int:
-    """How many parts (threads) split a layer of `hidden` units."""
+def parts_for(hidden: int, batch: int | None = None) -> int:
+    """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
+    its units allow). One where the weights fit one core's cache and a step's work is small
+    (thresholds.ONE_PART_WORK): the threads' meeting at every step would cost more than the split gains."""
+    if batch is not None and hidden < thresholds.LOOP_HIDDEN and batch * hidden <= thresholds.ONE_PART_WORK:
+        return 1
     return max(1, min(threads.count(), hidden // thresholds.MIN_UNITS_PER_PART))
 
 
@@ -239,7 +243,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden)
+    parts = parts_for(hidden, batch)
     bounds = _bounds(hidden, parts)
     kernel, split = kernel_for(batch), split_input(batch)
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
@@ -283,7 +287,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     arrays = trace.saved
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
-    parts = parts_for(hidden)
+    parts = parts_for(hidden, batch)
     bounds = _pairs(_bounds(hidden, parts))
     kernel = kernel_for(batch)
     panels = backward_panels(p, parts, kernel)

@@ -19,6 +19,12 @@ LOOP_WORK = 384
 # every step costs more than the split gains.
 MIN_UNITS_PER_PART = 32
 
+# ... and it runs on one thread (one part: no meeting per step, the selector's numba loop's arithmetic on
+# gemm.py's kernels) while hidden < LOOP_HIDDEN and batch·hidden <= ONE_PART_WORK. Measured 2026-12-03,
+# fwd+bwd ms, one part against two: hidden 64 batch 8 2.5 / 3.6, batch 16 4.2 / 6.8, batch 24 6.6 / 5.9;
+# hidden 128 batch 4 3.9 / 4.9, batch 8 7.3 / 9.0, batch 16 13.4 / 11.8; hidden 256 batch 1 9.3 / 5.5.
+ONE_PART_WORK = 1024
+
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16

@@ -4,11 +4,14 @@ Layout, gate-major: per step the gates are a (4H, L) block in the packed order i
 halved), c and tanh c (H, L) blocks, and the product's operand is z_t = [h_t; x_t; 1] (H+I+1, L), where L is
 the batch B padded to whole SIMD vectors (`padded`): the products run on whole vectors, and the padding
 columns, zeros and ones to start with, give results nobody reads (up to thresholds.ROW_KERNEL_BATCH the
-products run on gemm.gemm_rows, which needs no padding: L = B). Part k of P owns the hidden units lo..hi-1:
-the gate rows g·H+lo..g·H+hi-1 of each of the four gates, and c, h of those units.
+products run on gemm.gemm_rows, up to WIDE_ROWS_BATCH on gemm.gemm_rows_wide, which need no padding: L = B).
+Part k of P owns the hidden units lo..hi-1: the gate rows g·H+lo..g·H+hi-1 of each of the four gates, and c, h
+of those units. P = `parts_for(H, B)`: one part where a step is small (no meeting at all), else one per thread.
 
 Forward, part k, step t:      wait until every part has written h_t into z_t
     pre = W_k z_t               W_k: [W_hh | W_ih | b] of the part's 4·(hi-lo) gate rows, packed panels
+    (up to thresholds.SPLIT_INPUT_BATCH columns the input is split off: xw_t = [W_ih | b]_k [x_t; 1] for
+    every t before the loop, then pre = W_hh,k h_t + xw_t, so that each step streams W_hh only)
     i, f, o = (1 + tanh(pre))/2 (halved rows), g = tanh(pre); c_{t+1} = f ⊙ c_t + i ⊙ g;
     h_{t+1} = o ⊙ tanh(c_{t+1}) for units lo..hi-1; h_{t+1} into z_{t+1}; then say "t+1 steps done"
 Backward, part k, step t (T-1 down to 0):
@@ -18,7 +21,7 @@ Backward, part k, step t (T-1 down to 0):
     dh = W_hh^T[lo:hi] d_steps[t]   (all 4H gate rows of step t, hence the wait)
 Every step's operands stay in memory (z and d_steps for all t), so a part that runs ahead never
 overwrites what another still reads, and one meeting per step suffices. The products run on `gemm.py`'s
-kernel; see threads.py for how the parts run and meet.
+kernels, on panels packed by lstm_panels.py; see threads.py for how the parts run and meet.
 
 Measured at (batch, time, input, hidden) = (32, 64, 128, 256), float32, 2 threads on this 2-core Zen 4,
 against the previous steps (one 2-thread OpenBLAS product plus one compiled gate call per step):

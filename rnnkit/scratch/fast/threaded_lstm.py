@@ -56,12 +56,18 @@ def _bounds(hidden: int, parts: int) -> list[int]:
 COLUMNS, ROWS, WIDE_ROWS = 0, 1, 2  # gemm.py's kernels: gemm_panels, gemm_rows, gemm_rows_wide
 
 
+def by_rows(batch: int) -> bool:
+    """Whether the products run on a row-vector kernel of gemm.py (few columns: no lane idles on a missing
+    column; L = B) rather than its column one (also used by the threaded GRU and RNN)."""
+    return batch <= thresholds.ROW_KERNEL_BATCH
+
+
 def kernel_for(batch: int) -> int:
-    """Which of gemm.py's kernels runs the products: for few columns the row-vector kernels (no lane idles
-    on a missing column; the tall one for one or two), else the column kernel."""
-    if batch <= thresholds.WIDE_ROWS_BATCH:
-        return WIDE_ROWS
-    return ROWS if batch <= thresholds.ROW_KERNEL_BATCH else COLUMNS
+    """Which of gemm.py's kernels runs the LSTM's products: the row-vector ones for few columns (the tall one
+    for one or two), else the column kernel."""
+    if not by_rows(batch):
+        return COLUMNS
+    return WIDE_ROWS if batch <= thresholds.WIDE_ROWS_BATCH else ROWS
 
 
 def split_input(batch: int) -> bool:

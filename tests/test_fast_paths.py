@@ -78,9 +78,11 @@ def run(path, kind, dtype, batch, time, features, hidden, layers, bidirectional,
 
 
 @pytest.fixture(autouse=True)
-def two_threads():
-    """Two threads, so that a threaded LSTM of 64 or more hidden units splits (the suite runs on one)."""
+def two_threads(monkeypatch):
+    """Two threads, so that a threaded LSTM of 64 or more hidden units splits (the suite runs on one), even
+    where its step is small enough for one part (thresholds.ONE_PART_WORK)."""
     threads.set_count(2)
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 0)
     yield
     threads.set_count(None)
 
@@ -135,7 +137,8 @@ def test_the_default_choice(batch, monkeypatch):
     monkeypatch.setattr(kernels, "ENABLED", kernels.AVAILABLE)
     lstm = fast.select("lstm", batch, 128, np.float32).path
     if kernels.AVAILABLE:
-        assert lstm == ("numba" if batch * 128 <= fast.thresholds.LOOP_WORK or batch == 1 else "threaded")
+        assert lstm == ("numba" if batch * 128 <= fast.thresholds.LOOP_WORK else "threaded")
+        assert fast.select("lstm", 1, fast.thresholds.LOOP_HIDDEN, np.float32).path == "threaded"  # a big W_hh
         assert fast.select("lstm", 4, 16, np.float32).path == "numba"  # too little work to share
         assert fast.select("lstm", batch, 128, np.float32, folded=True).path == "numba"
         threaded = batch * 128 > fast.thresholds.THREADED_WORK
@@ -180,8 +183,8 @@ def test_describe_names_a_path_per_cell(monkeypatch):
         assert report["gru"] == "numba, threaded from batch 2"
         assert fast.describe(hidden=64)["rnn_relu"] == "numba, threaded from batch 7"
         assert fast.describe(hidden=512)["gru"] == "threaded"
-        assert report["lstm"] == "numba, threaded from batch 2"
-        assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 6"
+        assert report["lstm"] == "threaded"
+        assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 7"
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnkit.scratch.fast import kernels, threaded_lstm, threads
+from rnnkit.scratch.fast import kernels, threaded_lstm, threads, thresholds
 from rnnkit.scratch.recurrent import LSTM
 
 needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
@@ -17,8 +17,10 @@ if kernels.AVAILABLE:
 
 
 @pytest.fixture
-def thread_count():
-    """Set threads.count() for one test; the environment's choice comes back afterwards."""
+def thread_count(monkeypatch):
+    """Set threads.count() for one test; the environment's choice comes back afterwards. The threaded LSTM
+    then splits over them even where one part would be faster (thresholds.ONE_PART_WORK)."""
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 0)
     yield threads.set_count
     threads.set_count(None)
 
@@ -78,6 +80,61 @@ def test_gemm_rows_is_the_matrix_product_with_the_column_kernels_bits(rows, dept
         by_columns = np.full(-(-rows // gemm.MR) * gemm.MR * ldo, np.nan, dtype=dtype)
         gemm.gemm_panels(gemm.pack_panels(a), z, offset, ldz, whole, by_columns, ldo)
         np.testing.assert_array_equal(c[:rows, :whole], by_columns.reshape(-1, ldo)[:rows, :whole])
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 90), depth=st.integers(1, 30), columns=st.integers(1, 8), z_pad=st.integers(0, 5),
+       out_pad=st.integers(0, 5), offset=st.integers(0, 7), double=st.booleans(), seed=st.integers(0, 2**31))
+def test_gemm_rows_wide_gives_the_row_kernels_bits(rows, depth, columns, z_pad, out_pad, offset, double, seed):
+    """The tall row-vector kernel (1, 2, 3 columns per block, padded rows, leading dimensions, offsets): the
+    matrix product on the columns asked for, nothing written past them, and gemm_rows's bits."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    ldz, ldo = columns + z_pad, columns + out_pad
+    z = rng.standard_normal(offset + depth * ldz + 1).astype(dtype)
+    panels = gemm.pack_wide_row_panels(a)
+    width = gemm.RW * gemm.VECTOR_BYTES // a.itemsize
+    assert panels.shape == (-(-rows // width), depth, width)
+    out = np.full(panels.shape[0] * width * ldo, np.nan, dtype=dtype)
+    gemm.gemm_rows_wide(panels, z, offset, ldz, columns, out, ldo)
+    c = out.reshape(-1, ldo)
+    expected = a.astype(np.float64) @ z[offset: offset + depth * ldz].reshape(depth, ldz)[:, :columns]
+    tol = 1e-13 if double else 2e-5
+    np.testing.assert_allclose(c[:rows, :columns], expected, rtol=tol, atol=tol * max(1, depth))
+    np.testing.assert_array_equal(c[rows:, :columns], 0)
+    assert np.isnan(c[:, columns:]).all()
+    by_rows = np.full(-(-rows // (gemm.RV * gemm.VECTOR_BYTES // a.itemsize)) * ldo * gemm.RV
+                      * gemm.VECTOR_BYTES // a.itemsize, np.nan, dtype=dtype)
+    gemm.gemm_rows(gemm.pack_row_panels(a), z, offset, ldz, columns, by_rows, ldo)
+    np.testing.assert_array_equal(c[:rows, :columns], by_rows.reshape(-1, ldo)[:rows, :columns])
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_panels_are_numpys_packing_to_the_bit(dtype, bias):
+    """lstm_panels' compiled packing against packing.py's arrays packed by gemm.pack_panels: every block
+    ("all", "hh", "ih"), parts whose rows do not fill the last panel, and the backward's W_hh^T rows."""
+    from rnnkit.scratch.fast import lstm_panels, packing
+
+    rng = np.random.default_rng(4)
+    hidden, features = 37, 5
+    weights = [rng.standard_normal(shape).astype(dtype) for shape in ((4 * hidden, features), (4 * hidden, hidden))]
+    biases = [rng.standard_normal(4 * hidden).astype(dtype) for _ in range(2)] if bias else [None, None]
+    p = packing.pack("lstm", *weights, *biases)
+    bounds = [(0, 11), (11, 37)]
+    for width in (6, 16, 32):
+        columns = {"all": p.w_steps, "hh": p.w_steps[:, :hidden], "ih": p.w_steps[:, hidden:]}
+        for blocks, source in columns.items():
+            got = lstm_panels.forward_panels(p, bounds, width, blocks)
+            for (lo, hi), panels in zip(bounds, got):
+                rows = source[lstm_panels.gate_rows(hidden, lo, hi)]
+                np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(rows), width))
+        got = lstm_panels.backward_panels(p, bounds, width)
+        for (lo, hi), panels in zip(bounds, got):
+            np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(p.w_hh[:, lo:hi].T), width))
 
 
 @needs_numba
@@ -182,6 +239,13 @@ def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
     assert threaded_lstm.parts_for(1024) == 1
 
 
+def test_a_small_step_runs_on_one_part(thread_count, monkeypatch):
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 1024)
+    thread_count(2)
+    assert [threaded_lstm.parts_for(64, b) for b in (8, 16, 17)] == [1, 1, 2]
+    assert threaded_lstm.parts_for(thresholds.LOOP_HIDDEN, 1) == 2  # a W_hh too big for one core's cache
+
+
 def _run_layer(layer, x, state, lengths, grads):
     out, (h_n, c_n) = layer.forward(x, state, lengths=lengths)
     d_x, (d_h0, d_c0) = layer.backward(*grads)
@@ -191,22 +255,26 @@ def _run_layer(layer, x, state, lengths, grads):
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("ragged", [False, True])
-def test_threaded_lstm_matches_the_numpy_path_and_every_thread_count(dtype, ragged, thread_count, monkeypatch):
-    """A 2-layer bidirectional LSTM, hidden 96 (up to 3 parts), batch 9: the NumPy path's results to float
-    rounding, and the same forward bits for 1, 2 and 3 threads (a row's sum does not depend on the split)."""
+@pytest.mark.parametrize("batch", [2, 9, 19])  # the tall row kernel, the row kernel, the column kernel
+def test_threaded_lstm_matches_the_numpy_path_and_every_thread_count(dtype, ragged, batch, thread_count,
+                                                                     monkeypatch):
+    """A 2-layer bidirectional LSTM, hidden 96 (up to 3 parts): the NumPy path's results to float rounding,
+    and the same forward bits for 1, 2 and 3 threads (a row's sum does not depend on the split)."""
     rng = np.random.default_rng(11)
-    batch, time, features, hidden = 9, 7, 10, 96
+    time, features, hidden = 7, 10, 96
     x = rng.standard_normal((batch, time, features)).astype(dtype)
     state = tuple(rng.standard_normal((4, batch, hidden)).astype(dtype) for _ in range(2))
-    lengths = [7, 3, 5, 7, 1, 6, 2, 7, 4] if ragged else None
+    lengths = rng.integers(1, time + 1, batch).tolist() if ragged else None
     grads = [rng.standard_normal(shape).astype(dtype)
              for shape in ((batch, time, 2 * hidden), (4, batch, hidden), (4, batch, hidden))]
     results = {}
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
     for path, count in (("numpy", 1), ("numba", 1), ("numba", 2), ("numba", 3)):
         monkeypatch.setattr(kernels, "ENABLED", path == "numba")
         thread_count(count)
         layer = LSTM(features, hidden, num_layers=2, bidirectional=True, dtype=dtype, rng=5)
         results[path, count] = _run_layer(layer, x, state, lengths, grads)
+        assert layer.last_paths == ("threaded" if path == "numba" else "numpy",) * 2
     tol = 1e-12 if dtype == np.float64 else 2e-5
     for a, b in zip(results["numba", 1], results["numpy", 1]):
         assert a.dtype == dtype

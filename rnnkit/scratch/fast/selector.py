@@ -101,7 +101,8 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
     numba = kernels.active(dtype)
     fastest = []
     if cell == "lstm" and numba:
-        shared = batch > 1 and batch * hidden > thresholds.LOOP_WORK  # enough work per step for the threads
+        # enough work per step for the threads: a big W_hh, or many columns
+        shared = hidden >= thresholds.LOOP_HIDDEN or batch * hidden > thresholds.LOOP_WORK
         if not folded and (cap is not None or shared):
             fastest.append(("threaded", _threaded))
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))

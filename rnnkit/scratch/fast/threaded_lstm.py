@@ -4,11 +4,14 @@ Layout, gate-major: per step the gates are a (4H, L) block in the packed order i
 halved), c and tanh c (H, L) blocks, and the product's operand is z_t = [h_t; x_t; 1] (H+I+1, L), where L is
 the batch B padded to whole SIMD vectors (`padded`): the products run on whole vectors, and the padding
 columns, zeros and ones to start with, give results nobody reads (up to thresholds.ROW_KERNEL_BATCH the
-products run on gemm.gemm_rows, which needs no padding: L = B). Part k of P owns the hidden units lo..hi-1:
-the gate rows g·H+lo..g·H+hi-1 of each of the four gates, and c, h of those units.
+products run on gemm.gemm_rows, up to WIDE_ROWS_BATCH on gemm.gemm_rows_wide, which need no padding: L = B).
+Part k of P owns the hidden units lo..hi-1: the gate rows g·H+lo..g·H+hi-1 of each of the four gates, and c, h
+of those units. P = `parts_for(H, B)`: one part where a step is small (no meeting at all), else one per thread.
 
 Forward, part k, step t:      wait until every part has written h_t into z_t
     pre = W_k z_t               W_k: [W_hh | W_ih | b] of the part's 4·(hi-lo) gate rows, packed panels
+    (up to thresholds.SPLIT_INPUT_BATCH columns the input is split off: xw_t = [W_ih | b]_k [x_t; 1] for
+    every t before the loop, then pre = W_hh,k h_t + xw_t, so that each step streams W_hh only)
     i, f, o = (1 + tanh(pre))/2 (halved rows), g = tanh(pre); c_{t+1} = f ⊙ c_t + i ⊙ g;
     h_{t+1} = o ⊙ tanh(c_{t+1}) for units lo..hi-1; h_{t+1} into z_{t+1}; then say "t+1 steps done"
 Backward, part k, step t (T-1 down to 0):
@@ -18,7 +21,7 @@ Backward, part k, step t (T-1 down to 0):
     dh = W_hh^T[lo:hi] d_steps[t]   (all 4H gate rows of step t, hence the wait)
 Every step's operands stay in memory (z and d_steps for all t), so a part that runs ahead never
 overwrites what another still reads, and one meeting per step suffices. The products run on `gemm.py`'s
-kernel; see threads.py for how the parts run and meet.
+kernels, on panels packed by lstm_panels.py; see threads.py for how the parts run and meet.
 
 Measured at (batch, time, input, hidden) = (32, 64, 128, 256), float32, 2 threads on this 2-core Zen 4,
 against the previous steps (one 2-thread OpenBLAS product plus one compiled gate call per step):
@@ -28,17 +31,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import thresholds, threads
+from . import lstm_panels, thresholds, threads
 from .kernels import AVAILABLE
 from .trace import Trace, lengths_of
 
 if AVAILABLE:
-    from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
-    from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, scalar_tanh, tanh_grad,
-                          tanh_into)
+    from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_wide
+    from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, sigmoid_into, scalar_tanh,
+                          tanh_grad, tanh_into)
 
-def parts_for(hidden: int) -> int:
-    """How many parts (threads) split a layer of `hidden` units."""
+def parts_for(hidden: int, batch: int | None = None) -> int:
+    """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
+    its units allow). One where the weights fit one core's cache and a step's work is small
+    (thresholds.ONE_PART_WORK): the threads' meeting at every step would cost more than the split gains."""
+    if batch is not None and hidden < thresholds.LOOP_HIDDEN and batch * hidden <= thresholds.ONE_PART_WORK:
+        return 1
     return max(1, min(threads.count(), hidden // thresholds.MIN_UNITS_PER_PART))
 
 
@@ -46,29 +53,48 @@ def _bounds(hidden: int, parts: int) -> list[int]:
     return [hidden * k // parts for k in range(parts + 1)]
 
 
-def _gate_rows(hidden: int, lo: int, hi: int) -> np.ndarray:
-    """The packed gate rows of units lo..hi-1: i, f, o, g blocks in turn."""
-    return np.concatenate([np.arange(g * hidden + lo, g * hidden + hi) for g in range(4)])
+COLUMNS, ROWS, WIDE_ROWS = 0, 1, 2  # gemm.py's kernels: gemm_panels, gemm_rows, gemm_rows_wide
 
 
 def by_rows(batch: int) -> bool:
-    """Whether the products run on gemm.py's row-vector kernel (few columns) rather than its column one."""
+    """Whether the products run on a row-vector kernel of gemm.py (few columns: no lane idles on a missing
+    column; L = B) rather than its column one (also used by the threaded GRU and RNN)."""
     return batch <= thresholds.ROW_KERNEL_BATCH
 
 
-def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
-    """Each part's rows of [W_hh | W_ih | b] (halved), packed for gemm_rows (rows) or gemm_panels; made once
-    per Packed."""
-    pack = pack_row_panels if rows else pack_panels
-    return p.derived(("lstm_forward_panels", parts, rows), lambda: [
-        pack(p.w_steps[_gate_rows(p.hidden, lo, hi)]) for lo, hi in _pairs(_bounds(p.hidden, parts))])
+def kernel_for(batch: int) -> int:
+    """Which of gemm.py's kernels runs the LSTM's products: the row-vector ones for few columns (the tall one
+    for one or two), else the column kernel."""
+    if not by_rows(batch):
+        return COLUMNS
+    return WIDE_ROWS if batch <= thresholds.WIDE_ROWS_BATCH else ROWS
 
 
-def backward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
+def split_input(batch: int) -> bool:
+    """Whether the input projection runs for all steps before the loop (few columns: the steps then stream
+    only W_hh) rather than inside each step's product."""
+    return batch <= thresholds.SPLIT_INPUT_BATCH
+
+
+def _width(kernel: int, dtype) -> int:
+    """The panels' height: RV (RW) vectors for gemm_rows (gemm_rows_wide), MR rows for gemm_panels."""
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    return {COLUMNS: MR, ROWS: RV * lanes, WIDE_ROWS: RW * lanes}[kernel]
+
+
+def forward_panels(p, parts: int, kernel: int, blocks: str = "all") -> list[np.ndarray]:
+    """Each part's gate rows of `blocks` (lstm_panels.forward_panels: "all" [W_hh | W_ih | b], "hh" W_hh,
+    "ih" [W_ih | b]), halved, packed for `kernel`; made once per Packed."""
+    width = _width(kernel, p.originals[1].dtype)
+    return p.derived(("lstm_forward_panels", parts, kernel, blocks),
+                     lambda: lstm_panels.forward_panels(p, _pairs(_bounds(p.hidden, parts)), width, blocks))
+
+
+def backward_panels(p, parts: int, kernel: int) -> list[np.ndarray]:
     """Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`."""
-    pack = pack_row_panels if rows else pack_panels
-    return p.derived(("lstm_backward_panels", parts, rows), lambda: [
-        pack(np.ascontiguousarray(p.w_hh[:, lo:hi].T)) for lo, hi in _pairs(_bounds(p.hidden, parts))])
+    width = _width(kernel, p.w_hh.dtype)
+    return p.derived(("lstm_backward_panels", parts, kernel),
+                     lambda: lstm_panels.backward_panels(p, _pairs(_bounds(p.hidden, parts)), width))
 
 
 def _pairs(bounds):
@@ -89,38 +115,65 @@ if AVAILABLE:
             out[j] = scalar_tanh(a[j]) * half + half
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, rows, z, pre, gates, c, tanh_c, hs, active, B, flags,
-                     yield_address):
+    def tanh_sum_to(a, x, out):
+        """out ← tanh(a + x)."""
+        for j in range(out.shape[0]):
+            out[j] = scalar_tanh(a[j] + x[j])
+
+    @jit
+    def _product(panels, kernel, z, z_off, L, n, out):
+        """out ← A z for the first n of L columns: gemm_rows_wide, gemm_rows, or gemm_panels on whole vectors
+        (the padding columns too, their results unused)."""
+        if kernel == WIDE_ROWS:
+            gemm_rows_wide(panels, z, z_off, L, n, out, L)
+        elif kernel == ROWS:
+            gemm_rows(panels, z, z_off, L, n, out, L)
+        else:
+            gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L)
+
+    @jit
+    def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, hs, active, B,
+                     flags, yield_address):
         """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
         batch padded to whole vectors, `padded`), flattened per step:
-        z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller;
+        z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller; or, with the
+        input split off (x_panels not empty), z (T+1, H·L) h_t only and zx (T, (I+1)·L) [x_t; 1], whose
+        products with x_panels go to xw (T, rows of the panels × L) before the loop;
         pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L);
         hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step."""
         T = gates.shape[0]
-        L = z.shape[1] // panels.shape[1]
+        L = pre.shape[0] // panels.shape[0] // panels.shape[2]
         HL = c.shape[1]
         H = HL // L
         units = hi - lo
         run = units * L
-        lanes = VECTOR_BYTES // z.itemsize
         half = gates.dtype.type(0.5)
-        flat = pre.reshape(-1)
+        split = x_panels.shape[0] > 0
+        if split:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop: W_ih's rows stay in cache
+            for t in range(T):
+                _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
         for t in range(T):
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            if rows:
-                gemm_rows(panels, z[t], 0, L, n, flat, L)
-            else:
-                gemm_panels(panels, z[t], 0, L, padded(n, lanes), flat, L)  # whole vectors: padding columns too
+            _product(panels, kernel, z[t], 0, L, n, pre)
             a = gates[t]
             cell, c_prev, squashed, h = c[t + 1], c[t], tanh_c[t], z[t + 1]
             count, length = (1, run) if n == B else (units, n)
             for r in range(count):
                 s, own = r * L, lo * L + r * L
                 for q in range(3):  # i, f, o: sigmoid rows
-                    sigmoid_to(flat[q * run + s: q * run + s + length], a[q * HL + own: q * HL + own + length], half)
-                tanh_into(flat[3 * run + s: 3 * run + s + length], a[3 * HL + own: 3 * HL + own + length])
+                    into = a[q * HL + own: q * HL + own + length]
+                    if split:
+                        sigmoid_into(pre[q * run + s: q * run + s + length], xw[t, q * run + s: q * run + s + length],
+                                     into, half)
+                    else:
+                        sigmoid_to(pre[q * run + s: q * run + s + length], into, half)
+                into = a[3 * HL + own: 3 * HL + own + length]
+                if split:
+                    tanh_sum_to(pre[3 * run + s: 3 * run + s + length], xw[t, 3 * run + s: 3 * run + s + length], into)
+                else:
+                    tanh_into(pre[3 * run + s: 3 * run + s + length], into)
                 i, f = a[own: own + length], a[HL + own: HL + own + length]
                 o, g = a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length]
                 mul(f, c_prev[own: own + length], cell[own: own + length])
@@ -134,10 +187,11 @@ if AVAILABLE:
             threads.arrive(flags, me, t + 1)
 
     @jit
-    def backward_part(me, parts, lo, hi, panels, rows, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
+    def backward_part(me, parts, lo, hi, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
                       active, flags, yield_address):
         """Part `me` of the backward over all steps (see the module's text). d_out (T, B·H) time-major;
-        dh, dc ((hi-lo)·B,): the own units' gradients reaching h_T, c_T, on return h_0, c_0; product
+        dh, dc ((hi-lo)·L,): the own units' gradients reaching h_T, c_T (zeros in the padding columns), on
+        return h_0, c_0; product
         (rows of the panels × L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
         d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing its own rows;
         at the end the part copies its rows into d_pre (4H, T·B), the weight gradients' operand.
@@ -151,35 +205,35 @@ if AVAILABLE:
         HL = c.shape[1]
         L = HL // H
         units = hi - lo
-        lanes = VECTOR_BYTES // d_steps.itemsize
         for step in range(T):
             t = T - 1 - step
             n = active[t]
             for b in range(n):
                 row = d_out[t, b * H + lo: b * H + hi]
                 for j in range(units):
-                    dh[j * B + b] += row[j]
+                    dh[j * L + b] += row[j]
             a, d = gates[t], d_steps[t]
-            for j in range(units):
-                s, own = j * B, (lo + j) * L
-                i, f = a[own: own + n], a[HL + own: HL + own + n]
-                o, g = a[2 * HL + own: 2 * HL + own + n], a[3 * HL + own: 3 * HL + own + n]
-                dh_j, dc_j, squashed = dh[s: s + n], dc[s: s + n], tanh_c[t, own: own + n]
+            count, length = (1, units * L) if n == B else (units, n)  # all own units in one pass, or ragged
+            for r in range(count):
+                s, own = r * L, lo * L + r * L
+                i, f = a[own: own + length], a[HL + own: HL + own + length]
+                o, g = a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length]
+                dh_j, dc_j, squashed = dh[s: s + length], dc[s: s + length], tanh_c[t, own: own + length]
                 cell_grad(dh_j, o, squashed, dc_j)
-                sigmoid_grad(dc_j, i, g, d[own: own + n])
-                sigmoid_grad(dc_j, f, c[t, own: own + n], d[HL + own: HL + own + n])
-                sigmoid_grad(dh_j, o, squashed, d[2 * HL + own: 2 * HL + own + n])
-                tanh_grad(dc_j, i, g, d[3 * HL + own: 3 * HL + own + n])
+                sigmoid_grad(dc_j, i, g, d[own: own + length])
+                sigmoid_grad(dc_j, f, c[t, own: own + length], d[HL + own: HL + own + length])
+                sigmoid_grad(dh_j, o, squashed, d[2 * HL + own: 2 * HL + own + length])
+                tanh_grad(dc_j, i, g, d[3 * HL + own: 3 * HL + own + length])
                 mul_in_place(dc_j, f)
             threads.arrive(flags, me, step + 1)
             threads.wait_all(flags, parts, me, step + 1, yield_address)
-            if rows:
-                gemm_rows(panels, d_steps.reshape(-1), t * 4 * HL, L, n, product, L)
+            _product(panels, kernel, d_steps.reshape(-1), t * 4 * HL, L, n, product)
+            if n == B:
+                dh[:] = product[: units * L]
             else:
-                gemm_panels(panels, d_steps.reshape(-1), t * 4 * HL, L, padded(n, lanes), product, L)
-            for j in range(units):
-                for b in range(n):
-                    dh[j * B + b] = product[j * L + b]
+                for j in range(units):
+                    for b in range(n):
+                        dh[j * L + b] = product[j * L + b]
         for q in range(4):
             for j in range(lo, hi):
                 r = q * H + j
@@ -198,16 +252,23 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden)
+    parts = parts_for(hidden, batch)
     bounds = _bounds(hidden, parts)
-    rows = by_rows(batch)
-    panels = forward_panels(p, parts, rows)
-    width = hidden + features + 1
-    columns = batch if rows else padded(batch, VECTOR_BYTES // dtype.itemsize)
+    kernel, split = kernel_for(batch), split_input(batch)
+    columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros: the columns of ended sequences and the padding stay finite
-    z = np.zeros((time + 1, width, columns), dtype=dtype)
-    z[:time, hidden: hidden + features, :batch] = inputs.transpose(0, 2, 1)
-    z[:, -1] = 1
+    if split:
+        panels, x_panels = forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
+        z = np.zeros((time + 1, hidden, columns), dtype=dtype)
+        zx = np.zeros((time, features + 1, columns), dtype=dtype)
+        zx[:, :features, :batch] = inputs.transpose(0, 2, 1)
+        zx[:, -1] = 1
+    else:
+        panels, x_panels = forward_panels(p, parts, kernel), [np.empty((0, 0, 0), dtype=dtype)] * parts
+        z = np.zeros((time + 1, hidden + features + 1, columns), dtype=dtype)
+        z[:time, hidden: hidden + features, :batch] = inputs.transpose(0, 2, 1)
+        z[:, -1] = 1
+        zx = np.empty((0, 0, 0), dtype=dtype)  # not read: x is in z
     z[0, :hidden, :batch] = h0.T
     hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
     hs[0] = h0
@@ -216,13 +277,16 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     cs[0, :, :batch] = c0.T
     gates = np.empty((time, 4 * hidden, columns), dtype=dtype)
     tanh_c = np.empty((time, hidden, columns), dtype=dtype)
-    flat = [a.reshape(a.shape[0], -1) for a in (z, gates, cs, tanh_c, hs)]
+    flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c, hs)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    threads.run(forward_part, [
-        (k, parts, lo, hi, panels[k], rows, flat[0],
-         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype),
-         flat[1], flat[2], flat[3], flat[4], steps, batch, flags, threads.YIELD)
-        for k, (lo, hi) in enumerate(_pairs(bounds))])
+    arguments = []
+    for k, (lo, hi) in enumerate(_pairs(bounds)):
+        size = panels[k].shape[0] * panels[k].shape[2] * columns
+        xw = np.empty((time if split else 0, size), dtype=dtype)
+        arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
+                          np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
+                          threads.YIELD))
+    threads.run(forward_part, arguments)
     c_n = cs[lengths_of(active), :, np.arange(batch)]
     return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c})
 
@@ -232,25 +296,25 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     arrays = trace.saved
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
-    parts = parts_for(hidden)
+    parts = parts_for(hidden, batch)
     bounds = _pairs(_bounds(hidden, parts))
-    rows = by_rows(batch)
-    panels = backward_panels(p, parts, rows)
+    kernel = kernel_for(batch)
+    panels = backward_panels(p, parts, kernel)
     columns = arrays["c"].shape[-1]  # the forward's padded batch
     # every entry of d_steps is written when no sequence ends early and there is no padding; else zeros
     full = active[-1] == batch == columns
     d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, columns), dtype=dtype)
     d_pre = np.empty((4 * hidden, time, batch), dtype=dtype)
-    dh = [np.array(dh_n[:, lo:hi].T, order="C") for lo, hi in bounds]  # copies, (units, B): updated in place
-    dc = [np.array(dc_n[:, lo:hi].T, order="C") for lo, hi in bounds]
+    dh, dc = (np.zeros((hidden, columns), dtype=dtype) for _ in range(2))  # (H, L): updated in place by the parts
+    dh[:, :batch], dc[:, :batch] = dh_n.T, dc_n.T
     flat = [x.reshape(x.shape[0], -1) for x in (d_out, arrays["gates"], arrays["c"], arrays["tanh_c"], d_steps,
                                                  d_pre)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run(backward_part, [
-        (k, parts, lo, hi, panels[k], rows, flat[0], dh[k].reshape(-1), dc[k].reshape(-1),
+        (k, parts, lo, hi, panels[k], kernel, flat[0], dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
          np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3],
          flat[4], flat[5],
          steps, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(bounds)])
     d_pre = d_pre.reshape(4 * hidden, -1)
-    return d_pre, d_pre, np.concatenate(dh).T, np.concatenate(dc).T
+    return d_pre, d_pre, dh[:, :batch].T, dc[:, :batch].T

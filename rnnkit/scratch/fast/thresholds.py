@@ -6,10 +6,14 @@
 # AVX2), GRU and RNN forward, hidden 64-512: the loop is 1.1-3x faster up to batch 6, slower from 8 on.
 SMALL_BATCH = 6
 
-# The LSTM takes the threaded path when a step has enough work to share, batch > 1 and batch·hidden >
-# LOOP_WORK; below, the numba path. Measured the same day: at hidden 64 the loop wins to batch 5, at 128 to
-# batch 2, at 256 and 512 only at batch 1 (benchmarks/README.md, engine sweep).
-LOOP_WORK = 320
+# The LSTM takes the threaded path when a step has enough work to share: hidden >= LOOP_HIDDEN (its W_hh
+# streams faster through two cores than one, even at batch 1) or batch·hidden > LOOP_WORK; below, the numba
+# path's one-call loop. Measured 2026-12-03 after the threaded path's packing and input split (fwd+bwd and
+# inference, in-process alternation of the two paths): the loop wins at hidden 64 to batch 6 (equal there),
+# at 128 to batch 3; the threaded path wins from batch 1 at hidden 256 (fwd+bwd 5.5 against 9.4 ms,
+# inference 2.2 against 3.2) and 512 (24 against 29 ms, 8.4 against 14.1).
+LOOP_HIDDEN = 256
+LOOP_WORK = 384
 
 # The threaded LSTM gives each thread at least this many hidden units: with fewer, the threads' meeting at
 # every step costs more than the split gains.
@@ -21,6 +25,12 @@ MIN_UNITS_PER_PART = 32
 # between the cores), the RNN at 256 the same on both, the RNN at 512 and the GRU at 128 (batch 64) faster
 # on two. (The LSTM's 32 units per part are 128 gate rows too.)
 MIN_ROWS_PER_PART = 128
+
+# ... and it runs on one thread (one part: no meeting per step, the selector's numba loop's arithmetic on
+# gemm.py's kernels) while hidden < LOOP_HIDDEN and batch·hidden <= ONE_PART_WORK. Measured 2026-12-03,
+# fwd+bwd ms, one part against two: hidden 64 batch 8 2.5 / 3.6, batch 16 4.2 / 6.8, batch 24 6.6 / 5.9;
+# hidden 128 batch 4 3.9 / 4.9, batch 8 7.3 / 9.0, batch 16 13.4 / 11.8; hidden 256 batch 1 9.3 / 5.5.
+ONE_PART_WORK = 1024
 
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
@@ -40,3 +50,13 @@ THREADED_WORK = 384
 def threaded_forward(batch: int, hidden: int) -> bool:
     """Whether the GRU's or the RNN's forward takes the threaded path."""
     return batch * hidden > THREADED_WORK
+
+# Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one
+# or two columns the shorter panels leave the FMA units waiting on their own latency. Measured 2026-12-03,
+# (4H, H) @ (H, B) on one core, 64 steps: hidden 256 0.72 → 0.51 ms at batch 1 and 2, hidden 512 3.1 → 2.3-2.9 ms;
+# slower from batch 3 (0.77 → 1.03 ms at hidden 256).
+WIDE_ROWS_BATCH = 2
+
+# Up to this batch size the threaded LSTM projects its inputs for all steps before its loop, so that each
+# step's product streams only W_hh (threaded_lstm.split_input); above, the product takes [W_hh | W_ih | b].
+SPLIT_INPUT_BATCH = 12

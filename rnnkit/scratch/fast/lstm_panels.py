@@ -1,0 +1,125 @@
+"""The threaded LSTM's weights packed into GEMM panels in one compiled pass (numba installed).
+
+A part of the threaded LSTM (threaded_lstm.py) owns the hidden units lo..hi-1 and multiplies by its rows of
+the weights, packed for gemm.py's kernels: panels (P, K, w), panel p holding rows p·w .. p·w+w-1, each k's w
+values together (`gemm.pack_panels`; the last panel's missing rows are zeros). Packed through NumPy (gate
+rows gathered, halved, padded, then a transposing copy) this took 5.9 ms for the forward and 10.5 ms for the
+backward at hidden 512 (float32, 2 parts), on every training step: more than the step's arithmetic at small
+batches. Here each panel is written once, in order, from the weights as they are:
+
+    forward    panel row j of part [lo, hi): packed gate row  q·H + u,  q = j // (hi-lo), u = lo + j % (hi-lo),
+               i.e. PyTorch's row ORDER[q]·H + u (packing.row_index), times ½ for the sigmoid gates i, f, o;
+               its columns the given blocks side by side: [W_hh | W_ih | b] or [W_hh] or [W_ih | b]
+    backward   panel row j: column lo + j of W_hh (packed row order, not halved), i.e. row j of W_hh^T[lo:hi]
+
+The values are the NumPy packing's to the bit (halving is exact; the bias is b_ih + b_hh as packing.py sums
+it), so the products and their rounding do not change.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import packing, threads
+from .kernels import AVAILABLE
+
+if AVAILABLE:
+    from .kernels import jit
+
+
+def gate_rows(hidden: int, lo: int, hi: int) -> np.ndarray:
+    """The packed gate rows of units lo..hi-1: i, f, o, g blocks in turn."""
+    return np.concatenate([np.arange(g * hidden + lo, g * hidden + hi) for g in range(4)])
+
+
+def source_rows(hidden: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(PyTorch rows, scales) of a part's packed gate rows: the row each comes from and ½ for sigmoid rows."""
+    packed = gate_rows(hidden, lo, hi)
+    scales = np.where(packed < 3 * hidden, 0.5, 1.0)
+    return packing.row_index("lstm", hidden)[packed].astype(np.int64), scales
+
+
+def bias_column(b_ih, b_hh, rows: int, dtype) -> np.ndarray:
+    """b_ih + b_hh as a (4H, 1) column in PyTorch's row order (zeros without biases), summed as packing.py does."""
+    bias = np.zeros(rows, dtype=dtype)
+    if b_ih is not None:
+        bias += b_ih
+    if b_hh is not None:
+        bias += b_hh
+    return bias[:, None]
+
+
+def forward_panels(p, bounds, width: int, blocks: str) -> list[np.ndarray]:
+    """For each part [lo, hi) of `bounds`, its gate rows of `blocks` ("hh": W_hh; "ih": [W_ih | b]; "all":
+    [W_hh | W_ih | b]), halved sigmoid rows, packed into panels (P, K, width) for gemm.py; each part's on
+    its own thread (threads.run)."""
+    w_ih, w_hh, b_ih, b_hh = p.originals
+    sources = {"hh": [w_hh], "ih": [w_ih, None], "all": [w_hh, w_ih, None]}[blocks]
+    sources = tuple(np.ascontiguousarray(bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype) if a is None else a)
+                    for a in sources)
+    depth = sum(a.shape[1] for a in sources)
+    jobs, panels = [], []
+    for lo, hi in bounds:
+        rows, scales = source_rows(p.hidden, lo, hi)
+        panels.append(np.empty((-(-len(rows) // width), depth, width), dtype=w_hh.dtype))
+        jobs.append((sources, rows, scales.astype(w_hh.dtype), panels[-1]))
+    threads.run(gather_blocks, jobs)
+    return panels
+
+
+def backward_panels(p, bounds, width: int) -> list[np.ndarray]:
+    """For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, packed gate order), (hi-lo, 4H), packed
+    into panels for gemm.py; each part's on its own thread."""
+    w_hh = p.w_hh
+    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for lo, hi in bounds]
+    threads.run(gather_columns, [(w_hh, lo, hi, out) for (lo, hi), out in zip(bounds, panels)])
+    return panels
+
+
+if AVAILABLE:
+    @jit
+    def gather_rows(source, rows, scales, k0, out):
+        """out[p, k0 + k, r] = scales[j] · source[rows[j], k] for j = p·w + r < len(rows), zero for the
+        padding rows j >= len(rows); k over source's columns. Reads w source rows side by side, writes each
+        panel forwards."""
+        count, _, width = out.shape
+        K = source.shape[1]
+        n = rows.shape[0]
+        zero = out.dtype.type(0)
+        for p in range(count):
+            for r in range(width):
+                j = p * width + r
+                if j < n:
+                    row, s = source[rows[j]], scales[j]
+                    for k in range(K):
+                        out[p, k0 + k, r] = row[k] * s
+                else:
+                    for k in range(K):
+                        out[p, k0 + k, r] = zero
+
+    @jit
+    def gather_blocks(sources, rows, scales, out):
+        """`gather_rows` of each source in turn, side by side along k: out's columns [A_0 | A_1 | ...]."""
+        start = 0
+        for a in sources:
+            gather_rows(a, rows, scales, start, out)
+            start += a.shape[1]
+
+    @jit
+    def gather_columns(source, lo, hi, out):
+        """out[p, k, r] = source[k, lo + p·w + r] where lo + p·w + r < hi, zero past: the panels of source's
+        columns lo..hi-1 taken as rows (source^T[lo:hi] packed). In blocks of 64 source rows, each read
+        once from memory: a panel at a time over all rows instead reads 64 bytes of every row per panel
+        (4x slower at hidden 512), and all panels per row writes to too many places at once."""
+        count, K, width = out.shape
+        zero = out.dtype.type(0)
+        for k0 in range(0, K, 64):
+            k1 = min(K, k0 + 64)
+            for p in range(count):
+                first = lo + p * width
+                take = min(width, hi - first)
+                for k in range(k0, k1):
+                    row = source[k]
+                    for r in range(take):
+                        out[p, k, r] = row[first + r]
+                    for r in range(take, width):
+                        out[p, k, r] = zero

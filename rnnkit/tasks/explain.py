@@ -117,6 +117,7 @@ class Findings:
     embeddings: dict = field(default_factory=dict)         # arm → {"accuracy", "macro_f1", "parameters", ...}
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)            # experiment → seconds of its runs (all workers)
+    cpu: dict = field(default_factory=dict)                # experiment → CPU seconds of its runs
     name: str = "custom"                                   # the scale's name in SCALES
 
     @property
@@ -339,13 +340,14 @@ def _single_threaded_children():
 
 
 def _timed(fn, *args):
-    start = time.perf_counter()
-    return fn(*args), time.perf_counter() - start
+    """(fn(*args), wall seconds, CPU seconds of this process: what the run costs whatever else the machine runs)."""
+    start, cpu = time.perf_counter(), time.process_time()
+    return fn(*args), time.perf_counter() - start, time.process_time() - cpu
 
 
 def _run_all(jobs: dict, workers: int) -> dict:
     """key → fn(*args) for jobs {key: (fn, args)}, in `workers` spawned processes (in order: the longest
-    first), or here with workers <= 1. Each result comes with its seconds: key → (result, seconds)."""
+    first), or here with workers <= 1. Each result comes with its seconds: key → (result, wall, CPU seconds)."""
     if workers <= 1:
         return {key: _timed(fn, *args) for key, (fn, args) in jobs.items()}
     import multiprocessing
@@ -374,8 +376,9 @@ def run_experiments(scale: str | Scale = "quick", vectors: str | None = None) ->
     jobs.update({("inits", i): (init_run, (i, s)) for i in ("pytorch", "identity")})
     done = _run_all(jobs, s.workers)
     found = Findings(scale=s, name=name)
-    for (kind, *key), (result, seconds) in done.items():
+    for (kind, *key), (result, seconds, cpu) in done.items():
         found.timings[kind] = found.timings.get(kind, 0.0) + seconds
+        found.cpu[kind] = found.cpu.get(kind, 0.0) + cpu
         if kind == "long":
             problem, cell = key
             found.long.setdefault(problem, {})[cell] = {t: r["ratio"] for t, r in result.items()}
@@ -391,9 +394,8 @@ def run_experiments(scale: str | Scale = "quick", vectors: str | None = None) ->
                         eng, _batch(16, length, [s.seed, 1], "float32")).gradient_norms[0]
         else:
             getattr(found, kind)[key[0]] = result
-    local = time.perf_counter()
-    found.gradient_norms = {length: vanishing(s, length) for length in s.gradient_lengths}
-    found.timings["vanishing"] = time.perf_counter() - local
+    found.gradient_norms, found.timings["vanishing"], found.cpu["vanishing"] = _timed(
+        lambda: {length: vanishing(s, length) for length in s.gradient_lengths})
     found.seconds = time.perf_counter() - start
     return found
 
@@ -655,10 +657,12 @@ TITLE = "Points to Ponder, answered by experiment"
 
 
 def _intro(found: Findings) -> str:
-    spent = ", ".join(f"{kind} {sec:.0f} s" for kind, sec in sorted(found.timings.items(), key=lambda kv: -kv[1]))
+    spent = ", ".join(f"{kind} {found.timings[kind]:.0f} s ({found.cpu.get(kind, 0.0):.0f} s of CPU)"
+                      for kind in sorted(found.timings, key=lambda k: -found.timings[k]))
     return (f"Measured by `rnnkit explain` on the scratch engine in {found.seconds:.0f} s of wall time with "
-            f"{found.scale.workers} worker process(es) (scale {found.name}, seed {found.scale.seed}; the runs of each "
-            f"experiment took {spent}). Every number below comes from that run.")
+            f"{found.scale.workers} worker process(es), one thread each (scale {found.name}, seed "
+            f"{found.scale.seed}; the runs of each experiment took {spent}). Every number below comes from that "
+            "run.")
 
 
 def markdown(found: Findings, parts: list[Section]) -> str:

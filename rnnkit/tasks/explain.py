@@ -129,10 +129,6 @@ class Findings:
     def baseline(self) -> float:
         return memory_tasks.baseline("adding", 2)
 
-    def solved(self, ratio: float) -> bool:
-        """Whether a validation loss / baseline counts as success."""
-        return bool(ratio < self.scale.success_fraction)
-
 
 def _batch(n: int, length: int, seed, dtype: str, problem: str = "adding") -> dict:
     return {k: v.astype(dtype) if v.dtype.kind == "f" else v

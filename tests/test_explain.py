@@ -116,3 +116,11 @@ def test_out_that_is_a_file_fails_before_any_experiment(tmp_path, capsys):
     taken.write_text("not a folder")
     assert main(["explain", "--tiny", "--out", str(taken)]) == 2
     assert capsys.readouterr().err.startswith("error: ") and taken.read_text() == "not a folder"
+
+
+def test_bad_embeddings_file_or_workers_fail_before_any_experiment(tmp_path, capsys):
+    assert main(["explain", "--tiny", "--out", str(tmp_path / "r"), "--embeddings", str(tmp_path / "none.txt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["explain", "--tiny", "--out", str(tmp_path / "r"), "--workers", "0"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import html
 import os
 import re
@@ -121,6 +122,7 @@ class Findings:
     timings: dict = field(default_factory=dict)            # experiment → seconds of its runs (all workers)
     cpu: dict = field(default_factory=dict)                # experiment → CPU seconds of its runs
     name: str = "custom"                                   # the scale's name in SCALES
+    vectors: str | None = None                             # the pretrained arm's file (None: counted vectors)
 
     @property
     def ratios(self) -> dict:
@@ -298,9 +300,10 @@ def embedding_run(arm: str, s: Scale, vectors: str | None = None) -> dict:
         elif arm == "pretrained":
             if vectors is None:
                 tokenizer = PostTokenizer()
-                words, matrix = count_vectors([tokenizer.tokenize(t) for t, _ in _sentiment_splits(
-                    Scale(**{**s.__dict__, "sentiment_train": None}))["train"]], dim=s.vector_dim,
-                    max_words=min(5000, max(s.sentiment_vocab, s.vector_dim + 1) * 2), seed=s.seed)
+                every_text = _sentiment_splits(dataclasses.replace(s, sentiment_train=None))["train"]
+                words, matrix = count_vectors([tokenizer.tokenize(t) for t, _ in every_text], dim=s.vector_dim,
+                                              max_words=min(5000, max(s.sentiment_vocab, s.vector_dim + 1) * 2),
+                                              seed=s.seed)
                 vectors = str(Path(tmp, "vectors.txt"))
                 write_vectors(vectors, words, matrix)
             options["embeddings"] = vectors
@@ -373,7 +376,7 @@ def run_experiments(scale: str | Scale = "quick", vectors: str | None = None) ->
     jobs.update({("exploding", n): (exploding_run, (n, s)) for n in ("unclipped", "clipped")})
     jobs.update({("inits", i): (init_run, (i, s)) for i in ("pytorch", "identity")})
     done = _run_all(jobs, s.workers)
-    found = Findings(scale=s, name=name)
+    found = Findings(scale=s, name=name, vectors=vectors)
     for (kind, *key), (result, seconds, cpu) in done.items():
         found.timings[kind] = found.timings.get(kind, 0.0) + seconds
         found.cpu[kind] = found.cpu.get(kind, 0.0) + cpu
@@ -572,8 +575,10 @@ def _embeddings_section(found: Findings) -> Section:
             f"the embedding fixed to the identity (`--one-hot`: {e['one-hot']['dimensions']:,} dimensions, one per "
             f"word); the learned embedding has {e['learned']['dimensions']} dimensions, from N(0, 0.1²); the "
             f"pretrained vectors ({e['pretrained']['dimensions']} dimensions) come from a GloVe-format file "
-            "(`--embeddings FILE`), here counted on the unlabelled training texts by rnnkit.data.count_vectors "
-            "(PPMI + SVD), and trained further."]
+            "(`--embeddings FILE`), "
+            + (f"here {Path(found.vectors).name}, " if found.vectors else
+               "here counted on the unlabelled training texts by rnnkit.data.count_vectors (PPMI + SVD), ")
+            + "and trained further."]
     best = max(e, key=lambda a: e[a]["macro_f1"])
     text.append("Test macro-F1: " + ", ".join(f"{ARMS[a]} {r['macro_f1']:.3f}" for a, r in e.items())
                 + f"; the best is the {ARMS[best]}. One-hot inputs make the first layer's input weights as wide as "
@@ -724,7 +729,6 @@ def explain(out="report", scale: str | Scale = "quick", vectors: str | None = No
     GloVe-format file for the pretrained-embedding run; `workers`: processes (default: the scale's). A missing
     matplotlib, a missing `vectors` file or an `out` that cannot be a folder is a ValueError/OSError before
     anything runs."""
-    import dataclasses
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:

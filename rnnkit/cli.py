@@ -793,9 +793,11 @@ def cmd_diagnose(args) -> int:
 def add_diagnose_command(subparsers) -> None:
     p = add_parser(subparsers, "diagnose", "measure a trained model inside: the gradient through time, the gates, "
                    "W_hh's singular values, the hidden states")
-    p.add_argument("checkpoint", help="a checkpoint folder (a run's best/ or last/) of lm, classify or memory")
+    p.add_argument("checkpoint", help="a checkpoint folder (a run's best/ or last/) of lm, classify, memory, seq2seq "
+                   "or forecast")
     p.add_argument("--data", metavar="FILE", help="the text to read (lm: a text file; classify: one text per line; "
-                   "memory: not needed, sequences are generated)")
+                   "seq2seq: one source sentence per line, the encoder measured; forecast: a series file, default "
+                   "the training series; memory: not needed, sequences are generated)")
     p.add_argument("--length", type=int, help="steps per sequence (default: the training bptt, or the memory "
                    "problem's length)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences measured together")
@@ -814,7 +816,7 @@ def cmd_explain(args) -> int:
     from rnnkit.tasks.explain import explain
 
     scale = "tiny" if args.tiny else "quick" if args.quick else "full"
-    found = explain(args.out, scale)
+    found = explain(args.out, scale, vectors=args.embeddings, workers=args.workers)
     print(f"measured in {found.seconds:.0f} s; wrote {args.out}/index.html and {args.out}/index.md")
     return 0
 
@@ -825,6 +827,10 @@ def add_explain_command(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="small experiments, under 2 minutes on 2 cores")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)   # the tests' scale
     p.add_argument("--out", default="report", help="the folder of index.html, index.md and the figures")
+    p.add_argument("--embeddings", metavar="FILE", help="GloVe/word2vec text vectors for the pretrained-embedding "
+                   "run (default: vectors counted on the unlabelled training texts)")
+    p.add_argument("--workers", type=int, help="processes running the experiments side by side (default: the "
+                   "scale's, 2)")
     p.set_defaults(func=cmd_explain)
 
 

@@ -174,6 +174,32 @@ def test_pretrained_embeddings_frozen(tmp_path):
                                atol=1e-4)  # frozen: still the file's vector after training
 
 
+def test_one_hot_inputs_on_both_engines(tmp_path):
+    """--one-hot: the embedding is the identity, fixed through training; the checkpoint reads the same on torch."""
+    data = write_csv(tmp_path / "d.csv", order_dataset(120, seed=4))
+    messages = []
+    result = classify.train_classifier(data=str(data), cell="gru", hidden=6, epochs=2, min_freq=1, one_hot=True,
+                                       out=str(tmp_path / "run"), progress=False, plot=False, log=messages.append)
+    model = classify.load_classifier(result.best)
+    size = len(model.encoder.vocab)
+    assert any(f"one-hot inputs: {size} dimensions" in m for m in messages)
+    table = load_checkpoint(result.best).weights["embedding.weight"]
+    expected = np.eye(size)
+    expected[0, 0] = 0.0                                       # <pad>
+    np.testing.assert_array_equal(table, expected)
+    texts = ["good not bad today", "awful not great"]
+    on_torch = classify.load_classifier(result.best, engine="torch").predict(texts)
+    for a, b in zip(model.predict(texts), on_torch):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], rel=1e-5)
+
+
+def test_one_hot_errors(tmp_path):
+    with pytest.raises(ValueError, match="exclude each other"):
+        classify.train_classifier(data="x.csv", one_hot=True, embeddings="v.txt", progress=False)
+    with pytest.raises(ValueError, match="--max-vocab"):
+        classify.one_hot_matrix(classify.MAX_ONE_HOT + 1)
+
+
 def test_bad_classifier_data(tmp_path):
     one_label = write_csv(tmp_path / "one.csv", [("a b", "x"), ("c d", "x")])
     with pytest.raises(ValueError, match="at least 2"):

@@ -249,3 +249,47 @@ def test_diagnose_a_bidirectional_classifier(tmp_path, capsys):
     assert norms.shape == (2, 5) and np.all(norms[:, :3] > 0)      # the longer text has 5 tokens
     assert main(["diagnose", str(out / "best"), "--data", str(texts), "--engine", "torch"]) == 2
     assert "unidirectional" in capsys.readouterr().err
+
+
+def test_diagnose_seq2seq_and_forecast_checkpoints(tmp_path, capsys):
+    """A translation model (encoder and decoder: their gradients through time on the model's own greedy
+    translations) and a forecaster (the last windows of its training series, or of a --data file)."""
+    import json
+
+    from rnnkit.cli import main
+
+    s2s = tmp_path / "s2s"
+    assert main(["train", "seq2seq", "--dataset", "reverse", "--examples", "200", "--sequence-length", "5",
+                 "--hidden", "8", "--embedding", "4", "--batch-size", "16", "--eval-translations", "0",
+                 "--max-steps", "3", "--cell", "gru", "--unidirectional", "--layers", "2", "--out", str(s2s),
+                 "--no-progress", "--quiet"]) == 0
+    sources = tmp_path / "sources.txt"
+    sources.write_text("abcde\n\nbca\n")
+    capsys.readouterr()
+    runs = {}
+    for engine in ("scratch", "torch"):
+        assert main(["diagnose", str(s2s / "best"), "--data", str(sources), "--json", "--engine", engine]) == 0
+        runs[engine] = json.loads(capsys.readouterr().out)
+    found = runs["scratch"]
+    assert found["layers"] == ["layer 0", "layer 1"] and found["cell"] == "gru"   # the encoder's two layers
+    norms = np.array(found["gradient_norms"])
+    assert norms.shape == (2, 5) and np.all(norms > 0)                            # the longest source: 5 tokens
+    np.testing.assert_allclose(norms, runs["torch"]["gradient_norms"], rtol=1e-4)  # float32, two engines
+    assert all(set(g) == {"reset", "update"} for g in found["gates"])
+    assert main(["diagnose", str(s2s / "best")]) == 2
+    assert "source sentences" in capsys.readouterr().err
+
+    months = [f"{1950 + k // 12}-{k % 12 + 1:02d}" for k in range(60)]
+    series = tmp_path / "series.csv"
+    series.write_text("month,value\n" + "".join(f"{m},{100 + 10 * np.sin(k / 2) + k:.3f}\n"
+                                                for k, m in enumerate(months)))
+    fc = tmp_path / "fc"
+    assert main(["train", "forecast", "--data", str(series), "--date-column", "month", "--horizon", "3",
+                 "--window", "12", "--hidden", "4", "--cell", "lstm", "--epochs", "1", "--out", str(fc)]) == 0
+    capsys.readouterr()
+    assert main(["diagnose", str(fc / "best"), "--batch-size", "5", "--json"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert np.shape(own["gradient_norms"]) == (1, 12) and np.all(np.array(own["gradient_norms"]) > 0)
+    assert set(own["gates"][0]) == {"input", "forget", "output"}
+    assert main(["diagnose", str(fc / "best"), "--batch-size", "5", "--json", "--data", str(series)]) == 0
+    assert json.loads(capsys.readouterr().out)["gradient_norms"] == own["gradient_norms"]   # the same series

@@ -120,3 +120,19 @@ def test_train_memory_through_the_cli(tmp_path, capsys):
     assert 0 <= evaluation["val_accuracy"] <= 1 and evaluation["val_loss"] > 0
     assert main(["train", "memory", "--problem", "order", "--length", "5", "--out", str(out)]) == 2
     assert "needs length >= 10" in capsys.readouterr().err
+
+
+def test_echo_text_repeats_each_word_and_its_losses():
+    from rnnkit.data.memory_tasks import echo_losses, echo_text
+
+    text = echo_text(50, 6, 0)
+    lines = text.split("\n")[:-1]
+    assert len(lines) == 50 and text == echo_text(50, 6, 0) != echo_text(50, 6, 1)
+    for line in lines:
+        first, second = line.split("|")
+        assert first == second and len(first) == 6 and set(first) <= set("abcdefgh")
+    losses = echo_losses(6)
+    assert losses["remembers"] == pytest.approx(6 * math.log(8) / 14)
+    assert losses["memoryless"] == pytest.approx(2 * losses["remembers"])
+    with pytest.raises(ValueError, match="width >= 1"):
+        echo_text(3, 0)

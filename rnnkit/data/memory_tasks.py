@@ -14,7 +14,13 @@ recurrent network can carry information.
                                and one in [0.5T, 0.6T], E last; label the order XX, XY, YX, YY (0..3).
                                Chance scores a cross-entropy of log 4. Token ids start at 1 (0 is padding).
 
-Each returns a batch dict in the layout of the model that learns it (rnnkit.tasks.memory): the adding problem
+    echo_text(lines, width, rng) a character corpus for language models: each line is `width` letters drawn
+                               from a-h, "|", the same letters again, a newline ("cbhadgfeab|cbhadgfeab"). The
+                               second half is predictable only by remembering width + 1 characters back; a model
+                               that does scores (width log 8) / (2 width + 2) nats per character, one that does
+                               not (2 width log 8) / (2 width + 2) (ECHO_LOSSES).
+
+Each of the first three returns a batch dict in the layout of the model that learns it (rnnkit.tasks.memory): the adding problem
 a Forecaster's ("x", "y"), the copy task a LanguageModel's ("inputs", "targets"), temporal order a
 TextClassifier's ("inputs", "lengths", "labels").
 """
@@ -110,3 +116,23 @@ def baseline(task: str, length: int) -> float:
     if task == "copy":
         return COPY_REMEMBER * math.log(COPY_SYMBOLS) / (length + 2 * COPY_REMEMBER)
     return math.log(ORDER_CLASSES)
+
+
+ECHO_LETTERS = "abcdefgh"
+
+
+def echo_text(lines: int, width: int, rng=None) -> str:
+    """`lines` lines of `width` random letters (a-h), "|", the same letters, "\\n" (see the module's docstring)."""
+    if lines < 1 or width < 1:
+        raise ValueError(f"echo_text needs lines >= 1 and width >= 1, got {lines}, {width}")
+    rng = np.random.default_rng(rng)
+    letters = np.asarray(list(ECHO_LETTERS))[rng.integers(0, len(ECHO_LETTERS), size=(lines, width))]
+    return "".join(f"{word}|{word}\n" for word in ("".join(row) for row in letters))
+
+
+def echo_losses(width: int) -> dict:
+    """Cross-entropy per character (nats) on echo_text: "remembers" (the second half known exactly, the "|" and
+    newline too) and "memoryless" (the letters of both halves uniform over 8; separators known)."""
+    per_line = 2 * width + 2
+    return {"remembers": width * math.log(len(ECHO_LETTERS)) / per_line,
+            "memoryless": 2 * width * math.log(len(ECHO_LETTERS)) / per_line}

@@ -98,7 +98,7 @@ class ScratchEngine:
             loss, _ = self.model.loss(batch, carry)
             records = []
             for m in layers:
-                for k, record in enumerate(m.recorded):
+                for k, record in enumerate(m.recorded or ()):   # None: not run over a sequence (a decoder's cells)
                     layer, direction = divmod(k, m.num_directions)
                     params = m._params(layer, direction)
                     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

@@ -208,6 +208,22 @@ def predict_ids(engine, ids: list, labels=None, batch_size: int = 256, progress:
     return (total / len(ids) if labels is not None else None), np.concatenate(probs)
 
 
+MAX_ONE_HOT = 10_000   # words: the identity embedding holds MAX_ONE_HOT² numbers (400 MB in float32)
+
+
+def one_hot_matrix(size: int, pad_id: int | None = None) -> np.ndarray:
+    """(size, size) float32 identity: embedding row i is the one-hot vector e_i, so the first layer computes
+    W_ih · e_i = column i of W_ih, exactly a one-hot input. The padding row (pad_id) is all zeros, as a
+    learned embedding's is (padding steps are masked in any case)."""
+    if size > MAX_ONE_HOT:
+        raise ValueError(f"one-hot inputs over {size:,} words would make a {size:,} × {size:,} input matrix; cap "
+                         f"the vocabulary with --max-vocab (at most {MAX_ONE_HOT:,})")
+    matrix = np.eye(size, dtype=np.float32)
+    if pad_id is not None:
+        matrix[pad_id, pad_id] = 0.0
+    return matrix
+
+
 def balanced_weights(y: np.ndarray, classes: int) -> np.ndarray:
     """n / (classes · count_c): rarer classes weigh more (scikit-learn's "balanced")."""
     counts = np.bincount(y, minlength=classes).astype(np.float64)
@@ -229,7 +245,8 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
     weigh more. word_dropout: the probability that a training token is replaced by <unk> (a fresh draw per
     batch; see drop_words). embedding_init_std: the random embedding starts N(0, std²) (1 is torch's default;
     0.1 generalises better on airline-tweets). embeddings: a GloVe/word2vec text file whose vectors initialise
-    the embedding (its dimension overrides `embedding`), trained further unless `freeze_embeddings`.
+    the embedding (its dimension overrides `embedding`), trained further unless `freeze_embeddings`. one_hot:
+    one-hot inputs instead of an embedding (one_hot_matrix: the identity, fixed; cap the vocabulary).
     """
     s = settings_of("classify", settings, preset, options)
     data, model, training = s.data, s.model, s.training
@@ -253,7 +270,12 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
         + (f"; {dropped} texts without tokens dropped" if dropped else ""))
 
     matrix, embedding = None, model.embedding
-    if model.embeddings is not None:
+    if model.one_hot:
+        matrix = one_hot_matrix(len(vocab), vocab.pad_id)
+        embedding = len(vocab)
+        log(f"one-hot inputs: {embedding} dimensions, one per word of the vocabulary (the embedding fixed to the "
+            "identity)")
+    elif model.embeddings is not None:
         from ..data.embeddings import load_embeddings
 
         matrix, coverage = load_embeddings(model.embeddings, vocab)
@@ -265,7 +287,7 @@ def train_classifier(settings: ClassifySettings | None = None, *, preset: str | 
                         bidirectional=model.bidirectional, dropout=model.dropout, pooling=model.pooling,
                         attention_size=model.attention_size, padding_idx=0,
                         embedding_init_std=model.embedding_init_std)
-    frozen = ("embedding.weight",) if matrix is not None and model.freeze_embeddings else ()
+    frozen = ("embedding.weight",) if matrix is not None and (model.freeze_embeddings or model.one_hot) else ()
     eng = build_engine(training.engine, "TextClassifier", model_kwargs, frozen=frozen, **training.engine_options())
     initialize_engine(eng, model.cell, model.init, model.forget_bias, seed=training.seed)
     if matrix is not None:

@@ -7,6 +7,13 @@ The batch:
     classify  the first `batch_size` non-empty lines of the text file `data`, each labelled with the model's own
               prediction: the gradients are those of the loss of what the model answers
     memory    `batch_size` new sequences of the problem it was trained on, at `length` (default: its own)
+    seq2seq   the first `batch_size` non-empty lines of the text file `data` as sources, each with the model's own
+              greedy translation as its target (teacher-forced: the decoder reads it and is scored on it); the
+              encoder's layers are measured (∂L/∂h_t per source position); the decoder steps its cells one token
+              at a time and is left out on both engines
+    forecast  the last `batch_size` (window, horizon) samples of the series it was trained on (its dataset or
+              file, from its settings), or of the series file `data` (read with the model's column settings);
+              an ensemble's first member
 """
 from __future__ import annotations
 
@@ -60,6 +67,40 @@ def _memory_batch(path, config, weights, length, batch_size, engine, seed):
     return eng, {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in batch.items()}
 
 
+def _seq2seq_batch(path, data, batch_size, engine):
+    from ..data.batching import pair_batch
+    from .seq2seq import EOS_ID, load_seq2seq, translate_ids
+    from .settings import Decoding
+
+    if data is None:
+        raise ValueError("diagnosing a translation model needs source sentences (--data FILE, one per line)")
+    model = load_seq2seq(path, engine)
+    texts = [line for line in read_text(data).splitlines() if line.strip()][:batch_size]
+    if not texts:
+        raise ValueError(f"{data} has no non-empty line to read")
+    sources = [model.source_ids(t) for t in texts]
+    targets = [np.asarray([t for t in h[0].tokens if t != EOS_ID], dtype=np.int64)
+               for h in translate_ids(model.engine, sources, Decoding())]
+    return model.engine, pair_batch(sources, targets)
+
+
+def _forecast_batch(path, data, batch_size, engine):
+    from dataclasses import replace
+
+    from ..data.windows import sliding_windows
+    from .forecast import Forecaster, load_series
+
+    model = Forecaster.from_pretrained(path, engine)
+    source = model.settings.data if data is None else replace(model.settings.data, dataset=None, data=str(data))
+    series = load_series(source)
+    inputs, z = model.features.arrays(series)
+    future = model.features.calendar_of(series.dates[model.features.target.lost:])
+    samples = sliding_windows(inputs, z, model.window, model.horizon, future if future.shape[1] else None)
+    dtype = model.config.get("dtype", "float32")
+    return model.engines[0], {k: v[-batch_size:].astype(dtype) if v.dtype.kind == "f" else v[-batch_size:]
+                              for k, v in samples.items()}
+
+
 def diagnose_checkpoint(path, data: str | None = None, length: int | None = None, batch_size: int = 8,
                         engine: str = "scratch", seed: int = 0) -> Diagnosis:
     """Gradients through time, gates, W_hh's spectrum and hidden states of the checkpoint at `path` (see the
@@ -75,6 +116,11 @@ def diagnose_checkpoint(path, data: str | None = None, length: int | None = None
         eng, batch = _classify_batch(path, data, batch_size, engine)
     elif task == "memory":
         eng, batch = _memory_batch(path, ckpt.config, ckpt.weights, length, batch_size, engine, seed)
+    elif task == "seq2seq":
+        eng, batch = _seq2seq_batch(path, data, batch_size, engine)
+    elif task == "forecast":
+        eng, batch = _forecast_batch(path, data, batch_size, engine)
     else:
-        raise ValueError(f"{path} holds a {task!r} model; diagnose reads lm, classify and memory checkpoints")
+        raise ValueError(f"{path} holds a {task!r} model; diagnose reads lm, classify, memory, seq2seq and forecast "
+                         "checkpoints")
     return diagnose(eng, batch)

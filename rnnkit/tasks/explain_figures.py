@@ -21,24 +21,63 @@ def gradient_png(curves: dict, length: int, title: str | None = None) -> bytes:
         curves, title or f"Gradient through time at initialisation, adding problem, T = {length}"))
 
 
-def long_png(long: dict, baseline: float, fraction: float, steps: int) -> bytes:
-    """long: {label: {T: validation MSE}}; drawn as MSE / baseline against T, with the success line."""
+def long_png(long: dict, fraction: float, steps: int) -> bytes:
+    """long: {problem: {label: {T: validation loss / baseline}}}; one panel per problem, loss / baseline against
+    T (log-log), with the baseline and the success line."""
+    fig = _figure(5.0 * len(long) + 1.0, 4.2)
+    for k, (problem, curves) in enumerate(long.items()):
+        ax = fig.add_subplot(1, len(long), k + 1)
+        for label, by_length in curves.items():
+            lengths = sorted(by_length)
+            ax.plot(lengths, [by_length[t] for t in lengths], marker="o", linewidth=1.5, label=label)
+        ax.axhline(1.0, color="grey", linestyle="--", label="memoryless baseline")
+        ax.axhline(fraction, color="green", linestyle=":", label=f"success: below {fraction:g} × baseline")
+        lengths = sorted({t for by_length in curves.values() for t in by_length})
+        ax.set_xscale("log")
+        ax.set_xticks(lengths, [str(t) for t in lengths])
+        ax.minorticks_off()
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("validation loss / baseline")
+        ax.set_title(f"{problem[0].upper() + problem[1:]}, at most {steps} updates")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def bptt_png(losses: dict, levels: dict) -> bytes:
+    """losses: {truncation k: validation nats/char}; levels: echo_losses' "remembers" and "memoryless"."""
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
-    for label, by_length in long.items():
-        lengths = sorted(by_length)
-        ax.plot(lengths, [by_length[t] / baseline for t in lengths], marker="o", linewidth=1.5, label=label)
-    ax.axhline(1.0, color="grey", linestyle="--", label="memoryless baseline (MSE 1/6)")
-    ax.axhline(fraction, color="green", linestyle=":", label=f"success: below {fraction:g} × baseline")
-    lengths = sorted({t for by_length in long.values() for t in by_length})
+    ks = sorted(losses)
+    ax.plot(ks, [losses[k] for k in ks], marker="o", linewidth=1.5, label="character LSTM")
+    ax.axhline(levels["memoryless"], color="grey", linestyle="--", label="memoryless (echo not remembered)")
+    ax.axhline(levels["remembers"], color="green", linestyle=":", label="echo remembered exactly")
     ax.set_xscale("log")
-    ax.set_xticks(lengths, [str(t) for t in lengths])
+    ax.set_xticks(ks, [str(k) for k in ks])
     ax.minorticks_off()
-    ax.set_yscale("log")
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("validation MSE / baseline")
-    ax.set_title(f"Adding problem after {steps} updates")
+    ax.set_xlabel("truncation length k (steps of BPTT per window)")
+    ax.set_ylabel("validation loss (nats per character)")
+    ax.set_title("Truncated BPTT: validation loss against the window length")
     ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def embeddings_png(arms: dict) -> bytes:
+    """arms: {label: {"accuracy", "macro_f1"}}: grouped bars."""
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(arms))
+    for k, (key, name) in enumerate((("accuracy", "accuracy"), ("macro_f1", "macro-F1"))):
+        values = [r[key] for r in arms.values()]
+        bars = ax.bar(x + (k - 0.5) * 0.38, values, width=0.38, label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_xticks(x, list(arms))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("inputs")
+    ax.set_ylabel("test score")
+    ax.set_title("Sentiment: one-hot vs learned vs pretrained embeddings")
     ax.legend(fontsize=8)
     return _png(fig)
 

@@ -147,6 +147,8 @@ class ClassifyModel:
     embedding_init_std: float = setting(1.0, "the random embedding starts N(0, std^2) (1: torch's default)")
     embeddings: str | None = setting(None, "pretrained GloVe/word2vec text vectors", metavar="FILE")
     freeze_embeddings: bool = setting(False, "keep the pretrained --embeddings as they are")
+    one_hot: bool = setting(False, "one-hot inputs: the embedding is the identity matrix, fixed (its size: the "
+                            "vocabulary's; cap it with --max-vocab)")
     init: str = setting("pytorch", "the recurrent weights' initialisation (identity: the IRNN, for rnn_relu)",
                         choices=INITS)
     forget_bias: float | None = setting(None, "the LSTM's forget gate bias at the start (default: as --init)")
@@ -154,6 +156,8 @@ class ClassifyModel:
     def __post_init__(self):
         check_choice("cell", self.cell, CELLS)
         check_initialization(self)
+        if self.one_hot and self.embeddings is not None:
+            raise ValueError("--one-hot inputs and pretrained --embeddings exclude each other: choose one")
         check_choice("pooling", self.pooling, POOLING)
         check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
         if not 0.0 <= self.word_dropout < 1.0:

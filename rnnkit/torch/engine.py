@@ -181,7 +181,12 @@ class TorchEngine:
                 loss, _ = self.model.loss(batch, carry)
                 loss.backward()
             records = []
+            calls = {}
             for r in found:
+                calls[id(r["module"]), r["layer"]] = calls.get((id(r["module"]), r["layer"]), 0) + 1
+            for r in found:
+                if calls[id(r["module"]), r["layer"]] > 1:   # stepped one token at a time (a decoder): left out,
+                    continue                                   # as the scratch engine's hand-stepped cells are
                 grad = torch.stack([s.grad if s.grad is not None else torch.zeros_like(s) for s in r["steps"]], 1)
                 if r["mask"] is not None:
                     grad = grad * r["mask"][..., None].to(grad.dtype)  # past a sequence's end: no state of its own

@@ -67,6 +67,12 @@ def test_windows_stay_inside_the_training_part():
     w = w[12:] - w[:-12]
     assert features.target.mean == pytest.approx([w.mean()])
     assert kwargs["input_size"] == 1 + 2 and kwargs["future_size"] == 2  # the target + month (sin, cos)
+    # log(y + 1) takes a series with zeros; the offset goes with the fitted transform into the checkpoint
+    zeros = make_series(series.dates, np.maximum(series.y - 11, 0), "sales")
+    features = prepare(resolve("forecast", dict(data="given", log=True, log_offset=1.0, **TINY)), zeros)[0]
+    assert features.target.offset == 1.0 and features.to_config()["target"]["offset"] == 1.0
+    with pytest.raises(ValueError, match="--log-offset applies to --log"):
+        resolve("forecast", dict(data="given", log_offset=1.0))
     with pytest.raises(ValueError, match="fewer than the input window plus the horizon"):
         prepare(resolve("forecast", dict(data="given", window=50, horizon=12)), series)
     long = make_series(np.arange("2000-01-01", "2005-01-01", dtype="datetime64[h]"), np.zeros(43848), "y")

@@ -99,11 +99,12 @@ class Features:
     calendar: str  # cyclic | onehot | none
 
     @classmethod
-    def fit(cls, train: Series, log: bool, diff: int, seasonal_diff: bool, calendar: str) -> "Features":
+    def fit(cls, train: Series, log: bool, diff: int, seasonal_diff: bool, calendar: str,
+            log_offset: float = 0.0) -> "Features":
         season = SEASONAL_PERIOD[train.freq] if seasonal_diff else 0
         if seasonal_diff and season < 2:
             raise ValueError(f"{train.freq} data has no season to difference")
-        target = SeriesTransform(log=log, diff=diff, season=season).fit(train.y)
+        target = SeriesTransform(log=log, offset=log_offset if log else 0.0, diff=diff, season=season).fit(train.y)
         cov = SeriesTransform().fit(train.x) if train.covariates else None
         return cls(target, cov, train.freq, calendar)
 
@@ -187,7 +188,7 @@ def prepare(s: ForecastSettings, series: Series):
     n_fit = len(series) - test - data.valid
     check_lengths(n_fit, model.window, model.horizon)
     train_part = series.slice(None, n_fit)
-    features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar)
+    features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar, model.log_offset)
     lost = features.target.lost
     check_lengths(n_fit - lost, model.window, model.horizon)
     known = series.slice(None, len(series) - test)            # training + validation parts

@@ -9,8 +9,10 @@
 
 Each model forecasts from the history before each forecast only (the statistical ones are fitted again on
 it). Seasonal period m = 12. AutoARIMA runs twice: with pmdarima's defaults (non-seasonal, m = 1, as darts'
-AutoARIMA() without arguments) and seasonal (m = 12). The RNN forecasters join this table once the task
-exists (rnnkit/tasks/forecast.py). Results go to benchmarks/results/forecast.json with the CPU seconds of
+AutoARIMA() without arguments) and seasonal (m = 12). The RNN ("rnn", rnnkit.tasks.forecast.Forecaster with
+the settings RNN names per protocol, chosen on a validation period inside the training part: see
+benchmarks/README.md) is trained once on the history before the first forecast, an ensemble of seeds
+0..N-1 (the median forecast), and not retrained, as in darts' examples. Results go to benchmarks/results/forecast.json with the CPU seconds of
 each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
 the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
 --last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -32,15 +35,23 @@ from rnnkit.runtime import tune_process
 
 tune_process()  # before NumPy loads (rnnkit/runtime.py)
 
+from rnnkit.metrics import coverage  # noqa: E402
 from rnnkit.checkpoint.atomic import write_json  # noqa: E402
 from rnnkit.data import datasets  # noqa: E402
 from rnnkit.tasks import forecast_baselines as B  # noqa: E402
 from rnnkit.tasks.backtest import backtest, stateless  # noqa: E402
+from rnnkit.tasks.forecast import Forecaster  # noqa: E402
 
 M = 12
 MODELS = {"naive": B.naive, "seasonal-naive": partial(B.seasonal_naive, m=M), "drift": B.drift,
           "ets": partial(B.ets, m=M), "auto-arima": partial(B.auto_arima, m=1),
-          "auto-arima-seasonal": partial(B.auto_arima, m=M)}
+          "auto-arima-seasonal": partial(B.auto_arima, m=M), "rnn": None}
+# the RNN of each protocol (rnnkit train forecast's settings), chosen on validation inside the training part
+RNN = {
+    "air-holdout": dict(horizon=36, window=36, log=True, diff=1, epochs=300, ensemble=5),
+    "air-backtest": dict(horizon=6, window=36, log=True, diff=1, epochs=300, ensemble=5),
+    "sunspots-backtest": dict(horizon=36, window=120, hidden=32, epochs=15, batch_size=32, ensemble=1),
+}
 # protocol -> (dataset, first forecast, horizon, stride, darts' published MAPE per model)
 PROTOCOLS = {
     "air-holdout": ("air-passengers", "1958-01", 36, 36,
@@ -58,14 +69,35 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
     rows = {}
     for model in models:
         cpu = time.process_time()
-        r = backtest(y, start, horizon, stride, *stateless(MODELS[model]), metrics=METRICS, m=M,
-                     last_points_only=last_points_only)
+        if model == "rnn":
+            r = rnn_backtest(RNN[protocol], series, start, horizon, stride, last_points_only)
+        else:
+            r = backtest(y, start, horizon, stride, *stateless(MODELS[model]), metrics=METRICS, m=M,
+                         last_points_only=last_points_only)
         rows[model] = {k: r[k] for k in METRICS} | {"forecasts": len(r["starts"]),
                                                     "cpu_s": round(time.process_time() - cpu, 2)}
+        rows[model] |= {k: r[k] for k in ("settings", "seeds", "coverage_80", "coverage_95") if k in r}
         print(f"{protocol:18s} {model:20s} MAPE {r['mape']:7.2f} %  sMAPE {r['smape']:7.2f} %  "
               f"MASE {r['mase']:6.3f}  ({len(r['starts'])} forecasts, {rows[model]['cpu_s']} s CPU)", flush=True)
     return {"dataset": name, "first_forecast": first, "horizon": horizon, "stride": stride, "m": M,
             "published_mape_darts": published, "models": rows}
+
+
+def rnn_backtest(settings: dict, series, start: int, horizon: int, stride: int, last_points_only: bool,
+                 out=None) -> dict:
+    """The RNN's backtest report (Forecaster.backtest): trained on series[:start] (into the run folder `out`,
+    default a temporary one), then fed the longer history; with one forecast, the coverage of its 80 % and
+    95 % intervals too."""
+    with tempfile.TemporaryDirectory(prefix="rnnkit-bench-") as scratch:
+        f = Forecaster(data="given", test=0, out=str(out or scratch), verbose=False, plot=False, **settings)
+        f.fit(series.slice(None, start), log=lambda line: None)
+        r = f.backtest(start, horizon, stride, series=series, m=M, last_points_only=last_points_only)
+        if len(r["starts"]) == 1:
+            p = f.predict_interval(horizon, (80, 95), history=series.slice(None, start))
+            truth = series.y[start:start + horizon]
+            r |= {f"coverage_{lv:g}": coverage(truth, lo, hi) for lv, (lo, hi) in p["intervals"].items()}
+    seed = f.settings.training.seed
+    return r | {"settings": settings, "seeds": list(range(seed, seed + f.settings.model.ensemble))}
 
 
 def format_table(results: dict) -> str:
@@ -74,6 +106,7 @@ def format_table(results: dict) -> str:
     for protocol, r in results["protocols"].items():
         for model, row in r["models"].items():
             darts = r["published_mape_darts"].get(model, "")
+            model += f" ({len(row['seeds'])} seeds)" if "seeds" in row else ""
             lines.append(f"| {protocol} | {model} | {row['mape']:.2f} | {darts} | {row['smape']:.2f} | "
                          f"{row['mase']:.3f} | {row['forecasts']} | {row['cpu_s']} |")
     return "\n".join(lines)

@@ -33,16 +33,21 @@ def test_rnn_row_scores_the_forecast_of_a_model_trained_before_it(tmp_path):
 
 
 def test_rnn_row_in_the_table(monkeypatch):
-    monkeypatch.setitem(bench.RNN, "air-holdout", TINY)
+    monkeypatch.setitem(bench.RNN, "air-holdout", (None, TINY))
+    monkeypatch.setitem(bench.RNN, "air-backtest", ("1958-01", TINY))
     monkeypatch.setattr(bench, "_TRAINED", {})
     result = bench.run("air-holdout", ["seasonal-naive", "rnn"])
     assert result["models"]["seasonal-naive"]["mape"] == pytest.approx(13.19, abs=0.005)  # darts' figure
     row = result["models"]["rnn"]
     assert row["forecasts"] == 1 and row["seeds"] == [0, 1] and row["cpu_s"] > 0 and 0 <= row["coverage_95"] <= 1
-    assert row["settings"] == TINY
+    assert row["settings"] == TINY and row["trained_before"] == "1958-01"
     # the last-points scoring reuses the model trained for the mean: its last point is forecast 36 of the mean's
-    trained = bench._TRAINED["air-holdout"]
+    (key, trained), = bench._TRAINED.items()
     last = bench.run("air-holdout", ["rnn"], last_points_only=True)["models"]["rnn"]
-    assert bench._TRAINED["air-holdout"] is trained and last["forecasts"] == 1 and last["mape"] != row["mape"]
+    assert last["forecasts"] == 1 and last["mape"] != row["mape"]
+    # the 6-month backtest from 1959-01 uses the same model, trained before 1958-01
+    six = bench.run("air-backtest", ["rnn"])["models"]["rnn"]
+    assert list(bench._TRAINED.items()) == [(key, trained)] and six["forecasts"] == 19
+    assert six["trained_before"] == "1958-01" and "coverage_80" not in six
     table = bench.format_table({"protocols": {"air-holdout": result}})
     assert "| air-holdout | rnn (2 seeds) |" in table

@@ -10,10 +10,10 @@
 Each model forecasts from the history before each forecast only (the statistical ones are fitted again on
 it). Seasonal period m = 12. AutoARIMA runs twice: with pmdarima's defaults (non-seasonal, m = 1, as darts'
 AutoARIMA() without arguments) and seasonal (m = 12). The RNN ("rnn", rnnkit.tasks.forecast.Forecaster with
-the settings RNN names per protocol, chosen on a validation period inside the training part: see
-benchmarks/README.md) is trained once on the history before the first forecast, an ensemble of seeds
-0..N-1 (the median forecast), and not retrained, as in darts' examples. Results go to benchmarks/results/forecast.json with the CPU seconds of
-each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
+the settings RNN names per protocol; how they were chosen: benchmarks/README.md) is trained once on the
+history before the first forecast (or the month RNN names), an ensemble of seeds 0..N-1 (the median
+forecast), and not retrained, as in darts' examples. Results go to benchmarks/results/forecast.json with the
+CPU seconds of each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
 the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
 --last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
 default), stored as PROTOCOL-last; --both scores both ways.

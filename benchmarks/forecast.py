@@ -79,9 +79,11 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
             before, settings = RNN[protocol]
             end = start if before is None else series.index_of(before)
             key = (name, end, json.dumps(settings, sort_keys=True))
-            if key not in _TRAINED:  # trained once for both scorings (and protocols)
+            if key in _TRAINED:  # trained once for both scorings (and protocols); its training counts in each
+                cpu -= _TRAINED[key][1]
+            else:
                 _TRAINED[key] = train_rnn(settings, series, end)
-            trained, cpu = _TRAINED[key][0], cpu - _TRAINED[key][1]  # its training counts too
+            trained = _TRAINED[key][0]
             r = rnn_backtest(trained, series, start, horizon, stride, last_points_only)
             r |= {"settings": settings, "trained_before": format_date(series.dates[end], series.freq)}
         else:
@@ -112,9 +114,9 @@ def train_rnn(settings: dict, series, start: int, out=None):
 
 def rnn_backtest(model, series, start: int, horizon: int, stride: int, last_points_only: bool) -> dict:
     """The trained RNN's backtest report (Forecaster.backtest, not retrained: fed the longer history); with
-    one forecast, the coverage of its 80 % and 95 % intervals too."""
+    one forecast scored whole, the coverage of its 80 % and 95 % intervals too."""
     r = model.backtest(start, horizon, stride, series=series, m=M, last_points_only=last_points_only)
-    if len(r["starts"]) == 1:
+    if len(r["starts"]) == 1 and not last_points_only:
         p = model.predict_interval(horizon, (80, 95), history=series.slice(None, start))
         truth = series.y[start:start + horizon]
         r |= {f"coverage_{lv:g}": coverage(truth, lo, hi) for lv, (lo, hi) in p["intervals"].items()}

@@ -9,12 +9,14 @@
 
 Each model forecasts from the history before each forecast only (the statistical ones are fitted again on
 it). Seasonal period m = 12. AutoARIMA runs twice: with pmdarima's defaults (non-seasonal, m = 1, as darts'
-AutoARIMA() without arguments) and seasonal (m = 12). The RNN forecasters join this table once the task
-exists (rnnkit/tasks/forecast.py). Results go to benchmarks/results/forecast.json with the CPU seconds of
-each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
+AutoARIMA() without arguments) and seasonal (m = 12). The RNN ("rnn", rnnkit.tasks.forecast.Forecaster with
+the settings RNN names per protocol; how they were chosen: benchmarks/README.md) is trained once on the
+history before the first forecast (or the month RNN names), an ensemble of seeds 0..N-1 (the median
+forecast), and not retrained, as in darts' examples. Results go to benchmarks/results/forecast.json with the
+CPU seconds of each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
 the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
 --last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
-default), stored as PROTOCOL-last.
+default), stored as PROTOCOL-last; --both scores both ways.
 
     python benchmarks/forecast.py                     # all three protocols
     python benchmarks/forecast.py --protocols air-holdout --models naive,seasonal-naive,ets
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -32,15 +35,29 @@ from rnnkit.runtime import tune_process
 
 tune_process()  # before NumPy loads (rnnkit/runtime.py)
 
+from rnnkit.metrics import coverage  # noqa: E402
 from rnnkit.checkpoint.atomic import write_json  # noqa: E402
 from rnnkit.data import datasets  # noqa: E402
+from rnnkit.data.series import format_date  # noqa: E402
 from rnnkit.tasks import forecast_baselines as B  # noqa: E402
 from rnnkit.tasks.backtest import backtest, stateless  # noqa: E402
+from rnnkit.tasks.forecast import Forecaster  # noqa: E402
 
 M = 12
 MODELS = {"naive": B.naive, "seasonal-naive": partial(B.seasonal_naive, m=M), "drift": B.drift,
           "ets": partial(B.ets, m=M), "auto-arima": partial(B.auto_arima, m=1),
-          "auto-arima-seasonal": partial(B.auto_arima, m=M)}
+          "auto-arima-seasonal": partial(B.auto_arima, m=M), "rnn": None}
+# the RNN of each protocol: (train it on the months before this one (None: the first forecast), the settings
+# of rnnkit train forecast). The air-passengers settings are the README's command, fixed before the
+# experiments in benchmarks/README.md; the 6-month backtest uses the same model as the 36-month forecast
+# (trained before 1958-01), forecasting 6 of its 36 steps from the longer history, so it runs only once.
+AIR = dict(horizon=36, window=36, log=True, diff=1, epochs=300, ensemble=5)
+RNN = {
+    "air-holdout": (None, AIR),
+    "air-backtest": ("1958-01", AIR),
+    "sunspots-backtest": (None, dict(horizon=36, window=120, hidden=32, epochs=15, batch_size=32, log=True,
+                                     log_offset=1.0, ensemble=1)),  # log1p: chosen on 1900-10 .. 1940-09
+}
 # protocol -> (dataset, first forecast, horizon, stride, darts' published MAPE per model)
 PROTOCOLS = {
     "air-holdout": ("air-passengers", "1958-01", 36, 36,
@@ -58,14 +75,53 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
     rows = {}
     for model in models:
         cpu = time.process_time()
-        r = backtest(y, start, horizon, stride, *stateless(MODELS[model]), metrics=METRICS, m=M,
-                     last_points_only=last_points_only)
+        if model == "rnn":
+            before, settings = RNN[protocol]
+            end = start if before is None else series.index_of(before)
+            key = (name, end, json.dumps(settings, sort_keys=True))
+            if key in _TRAINED:  # trained once for both scorings (and protocols); its training counts in each
+                cpu -= _TRAINED[key][1]
+            else:
+                _TRAINED[key] = train_rnn(settings, series, end)
+            trained = _TRAINED[key][0]
+            r = rnn_backtest(trained, series, start, horizon, stride, last_points_only)
+            r |= {"settings": settings, "trained_before": format_date(series.dates[end], series.freq)}
+        else:
+            r = backtest(y, start, horizon, stride, *stateless(MODELS[model]), metrics=METRICS, m=M,
+                         last_points_only=last_points_only)
         rows[model] = {k: r[k] for k in METRICS} | {"forecasts": len(r["starts"]),
                                                     "cpu_s": round(time.process_time() - cpu, 2)}
+        rows[model] |= {k: r[k] for k in ("settings", "trained_before", "seeds", "coverage_80", "coverage_95")
+                        if k in r}
         print(f"{protocol:18s} {model:20s} MAPE {r['mape']:7.2f} %  sMAPE {r['smape']:7.2f} %  "
               f"MASE {r['mase']:6.3f}  ({len(r['starts'])} forecasts, {rows[model]['cpu_s']} s CPU)", flush=True)
     return {"dataset": name, "first_forecast": first, "horizon": horizon, "stride": stride, "m": M,
             "published_mape_darts": published, "models": rows}
+
+
+_TRAINED: dict = {}  # (dataset, first month after training, settings) -> (the trained RNN, its training CPU s)
+
+
+def train_rnn(settings: dict, series, start: int, out=None):
+    """(the Forecaster with `settings` trained on series[:start] into the run folder `out` (default a
+    temporary one; the weights stay in memory), the CPU seconds it took)."""
+    cpu = time.process_time()
+    with tempfile.TemporaryDirectory(prefix="rnnkit-bench-") as scratch:
+        f = Forecaster(data="given", test=0, out=str(out or scratch), verbose=False, plot=False, **settings)
+        f.fit(series.slice(None, start), log=lambda line: None)
+    return f, time.process_time() - cpu
+
+
+def rnn_backtest(model, series, start: int, horizon: int, stride: int, last_points_only: bool) -> dict:
+    """The trained RNN's backtest report (Forecaster.backtest, not retrained: fed the longer history); with
+    one forecast scored whole, the coverage of its 80 % and 95 % intervals too."""
+    r = model.backtest(start, horizon, stride, series=series, m=M, last_points_only=last_points_only)
+    if len(r["starts"]) == 1 and not last_points_only:
+        p = model.predict_interval(horizon, (80, 95), history=series.slice(None, start))
+        truth = series.y[start:start + horizon]
+        r |= {f"coverage_{lv:g}": coverage(truth, lo, hi) for lv, (lo, hi) in p["intervals"].items()}
+    seed, n = model.settings.training.seed, model.settings.model.ensemble
+    return r | {"seeds": list(range(seed, seed + n))}
 
 
 def format_table(results: dict) -> str:
@@ -74,6 +130,7 @@ def format_table(results: dict) -> str:
     for protocol, r in results["protocols"].items():
         for model, row in r["models"].items():
             darts = r["published_mape_darts"].get(model, "")
+            model += f" ({len(row['seeds'])} seeds)" if "seeds" in row else ""
             lines.append(f"| {protocol} | {model} | {row['mape']:.2f} | {darts} | {row['smape']:.2f} | "
                          f"{row['mase']:.3f} | {row['forecasts']} | {row['cpu_s']} |")
     return "\n".join(lines)
@@ -86,6 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--last-points-only", action="store_true",
                         help="score each forecast's last point only (darts' historical_forecasts default); "
                              "stored as PROTOCOL-last")
+    parser.add_argument("--both", action="store_true", help="score both ways (the mean, then the last points), "
+                        "the RNN trained once")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "forecast.json"))
     args = parser.parse_args(argv)
     models = args.models.split(",")
@@ -95,12 +154,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"protocols": {}}  # other rows stay
     for protocol in args.protocols.split(","):
-        load = os.getloadavg()
-        r = run(protocol, models, args.last_points_only) | {"last_points_only": args.last_points_only}
-        key = protocol + ("-last" if args.last_points_only else "")
-        rows = results["protocols"].get(key, {}).get("models", {})
-        r["models"] = rows | r["models"]
-        results["protocols"][key] = r | {"load_average": [load, os.getloadavg()]}
+        for last in (False, True) if args.both else (args.last_points_only,):
+            load = os.getloadavg()
+            r = run(protocol, models, last) | {"last_points_only": last}
+            key = protocol + ("-last" if last else "")
+            rows = results["protocols"].get(key, {}).get("models", {})
+            r["models"] = rows | r["models"]
+            results["protocols"][key] = r | {"load_average": [load, os.getloadavg()]}
+            write_json(args.out, results)  # each protocol as it lands
     print(format_table(results))
     print(f"results written to {write_json(args.out, results)}")
     return 0

@@ -680,12 +680,14 @@ def cmd_backtest(args) -> int:
     model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
     series = _history(model, args.data) if args.data else None
     start = int(args.start) if args.start.lstrip("-").isdigit() else args.start  # a row, else a date
-    report = model.backtest(start, args.horizon, args.stride, series)
+    report = model.backtest(start, args.horizon, args.stride, series, retrain=args.retrain or False,
+                            last_points_only=args.last_points_only, log=lambda line: None if args.json else print(line))
     if args.json:
         print(json.dumps(report))
     else:
         print(f"{len(report['starts'])} forecasts of {report['horizon']} steps from {report['starts'][0]}, "
-              f"every {report['stride']}")
+              f"every {report['stride']}" + (f", retrained every {args.retrain} forecasts" if args.retrain else "")
+              + ("; the series of their last points scored" if args.last_points_only else ""))
         for k in ("mae", "rmse", "mape", "smape", "mase"):
             print(f"{k:>6}  " + ("undefined" if report[k] is None else f"{report[k]:.4f}"))
     return 0
@@ -734,6 +736,12 @@ def add_forecast_commands(subparsers) -> None:
                    "1959-01-01), or an integer row (negative: counted from the end)")
     p.add_argument("--horizon", type=int, help="steps per forecast (default: the model's)")
     p.add_argument("--stride", type=int, default=1, help="steps between forecasts")
+    p.add_argument("--retrain", type=int, nargs="?", const=1, default=0, metavar="K",
+                   help="train a model anew (the checkpoint's settings) on the history before every K-th "
+                   "forecast, an expanding window (--retrain alone: before each; default: never, the checkpoint "
+                   "forecasts every time)")
+    p.add_argument("--last-points-only", action="store_true", help="score the series of each forecast's last "
+                   "point (darts' historical_forecasts default) instead of the mean over the forecasts")
     p.add_argument("--data", metavar="FILE", help="a series file (default: the series it was trained on)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_engine_arguments(p)

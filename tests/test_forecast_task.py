@@ -67,6 +67,12 @@ def test_windows_stay_inside_the_training_part():
     w = w[12:] - w[:-12]
     assert features.target.mean == pytest.approx([w.mean()])
     assert kwargs["input_size"] == 1 + 2 and kwargs["future_size"] == 2  # the target + month (sin, cos)
+    # log(y + 1) takes a series with zeros; the offset goes with the fitted transform into the checkpoint
+    zeros = make_series(series.dates, np.maximum(series.y - 11, 0), "sales")
+    features = prepare(resolve("forecast", dict(data="given", log=True, log_offset=1.0, **TINY)), zeros)[0]
+    assert features.target.offset == 1.0 and features.to_config()["target"]["offset"] == 1.0
+    with pytest.raises(ValueError, match="--log-offset applies to --log"):
+        resolve("forecast", dict(data="given", log_offset=1.0))
     with pytest.raises(ValueError, match="fewer than the input window plus the horizon"):
         prepare(resolve("forecast", dict(data="given", window=50, horizon=12)), series)
     long = make_series(np.arange("2000-01-01", "2005-01-01", dtype="datetime64[h]"), np.zeros(43848), "y")
@@ -122,6 +128,33 @@ def test_history_argument_and_backtest_by_hand(ensemble, csv_file):
         model.predict(2, history=series.slice(None, 5))
 
 
+def test_backtest_retrain_and_last_points_only(ensemble, csv_file, tmp_path):
+    out, _ = ensemble
+    model = Forecaster.from_pretrained(out)
+    series = read_series(csv_file, "month")
+    said = []
+    report = model.backtest(40, 4, 8, series, retrain=2, log=said.append)
+    assert report["starts"] == ["2003-05", "2004-01", "2004-09"] and report["retrain"] == 2
+    assert said == ["retraining on the 40 steps before 2003-05", "retraining on the 56 steps before 2004-09"]
+    # a model with the same settings and seeds trained on the 40 steps alone makes forecasts 0 and 1, the
+    # second fed the longer history: the refit sees nothing after its start, and is reproducible
+    fresh = model.refit(series.slice(None, 40), tmp_path / "refit")
+    assert len(fresh.engines) == 2 and fresh.settings.data.test == 0
+    for k, t in enumerate((40, 48)):
+        f = fresh.predict(4, history=series.slice(None, t))["forecast"]
+        assert report["per_forecast"]["mae"][k] == pytest.approx(np.mean(np.abs(series.y[t:t + 4] - f)), rel=1e-12)
+    assert report["mae"] != pytest.approx(model.backtest(40, 4, 8, series)["mae"])
+    # the last points of the not-retrained forecasts (rows 43, 51, 59), scored as one series
+    last = model.backtest(40, 4, 8, series, last_points_only=True)
+    ends = [model.predict(4, history=series.slice(None, t))["forecast"][-1, 0] for t in (40, 48, 56)]
+    truth = series.y[[43, 51, 59], 0]
+    assert "per_forecast" not in last and last["last_points_only"] is True
+    assert last["mae"] == pytest.approx(np.mean(np.abs(truth - ends)))
+    assert last["mape"] == pytest.approx(100 * np.mean(np.abs(truth - ends) / truth))
+    with pytest.raises(ValueError, match="retrain must be True, False or an int >= 1"):
+        model.backtest(40, 4, 8, series, retrain=-1)
+
+
 def test_point_model_refuses_intervals(csv_file, tmp_path):
     Forecaster(data=str(csv_file), date_column="month", loss="mse", decoder="autoregressive", out=str(tmp_path),
                **TINY).fit(log=lambda *a: None)
@@ -145,6 +178,14 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     assert capsys.readouterr().out.splitlines()[0].split("\t") == ["date", "sales", "lo80", "hi80", "lo95", "hi95"]
     assert main(["backtest", str(out), "--start", "2003-05", "--horizon", "4", "--stride", "8", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["starts"] == ["2003-05", "2004-01", "2004-09"]
+    assert main(["backtest", str(out), "--start", "2004-01", "--horizon", "4", "--stride", "8", "--retrain", "2",
+                 "--last-points-only"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["retraining on the 48 steps before 2004-01", "2 forecasts of 4 steps from 2004-01, every 8, "
+                         "retrained every 2 forecasts; the series of their last points scored"]
+    assert [line.split()[0] for line in lines[2:]] == ["mae", "rmse", "mape", "smape", "mase"]
+    assert main(["backtest", str(out), "--start", "2004-01", "--retrain", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("error: retrain must be True, False or an int >= 1")
     assert main(["evaluate", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {"mae", "mape", "mase", "coverage_80", "coverage_95"} <= set(report["model"])

@@ -168,12 +168,13 @@ def test_transform_by_hand():
 
 
 @settings(max_examples=20, deadline=None)
-@given(log=st.booleans(), diff=st.sampled_from([0, 1, 2]), season=st.sampled_from([0, 3, 4]),
+@given(log=st.sampled_from([None, 0.0, 1.0]), diff=st.sampled_from([0, 1, 2]), season=st.sampled_from([0, 3, 4]),
        scale=st.booleans(), k=st.integers(0, 6), seed=st.integers(0, 2**16))
 def test_inverse_undoes_transform_exactly(log, diff, season, scale, k, seed):
+    """log: None (no log) or the offset of log(y + offset)."""
     rng = np.random.default_rng(seed)
     y = np.exp(rng.normal(size=(30, 2)).cumsum(0) * 0.1) + 0.5
-    t = SeriesTransform(log=log, diff=diff, season=season, scale=scale).fit(y[:20])  # fitted on a prefix
+    t = SeriesTransform(log=log is not None, offset=log or 0.0, diff=diff, season=season, scale=scale).fit(y[:20])
     z = t.transform(y)
     assert z.shape == (30 - t.lost, 2)
     future = y[k + t.lost:]
@@ -184,7 +185,7 @@ def test_inverse_undoes_transform_exactly(log, diff, season, scale, k, seed):
 
 
 def test_transform_errors_and_round_trip():
-    with pytest.raises(ValueError, match="log transform needs positive values; column 0 holds 0 at step 1"):
+    with pytest.raises(ValueError, match="log transform needs values above 0; column 0 holds 0 at step 1"):
         SeriesTransform(log=True).fit(np.array([[1.0], [0.0], [2.0]]))
     with pytest.raises(ValueError, match="not fitted"):
         SeriesTransform().transform(np.ones((4, 1)))
@@ -193,6 +194,19 @@ def test_transform_errors_and_round_trip():
     t = SeriesTransform(log=True, diff=1, season=12).fit(np.arange(1.0, 40.0)[:, None])
     back = SeriesTransform.from_dict(json.loads(json.dumps(t.to_dict())))
     assert back == t
+
+
+def test_log_offset_is_log1p_and_keeps_zeros():
+    y = np.array([[0.0], [3.0], [8.0], [0.0], [15.0]])
+    t = SeriesTransform(log=True, offset=1.0, scale=False).fit(y)
+    np.testing.assert_allclose(t.transform(y), np.log1p(y))
+    np.testing.assert_allclose(t.inverse(np.log1p([[0.0], [24.0]]), y), [[0.0], [24.0]], atol=1e-12)
+    back = SeriesTransform.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert back == t and SeriesTransform.from_dict({"log": True}).offset == 0.0  # checkpoints from before it
+    with pytest.raises(ValueError, match="needs values above -1; column 0 holds -2 at step 1"):
+        SeriesTransform(log=True, offset=1.0).fit(np.array([[1.0], [-2.0], [2.0]]))
+    with pytest.raises(ValueError, match="needs log=True"):
+        SeriesTransform(offset=1.0)
 
 
 # ------------------------------------------------------------------------------------------- windows

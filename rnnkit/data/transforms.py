@@ -2,7 +2,8 @@
 
 In order, each optional:
 
-    u = log(y)                          (log=True; every value must be > 0)
+    u = log(y + offset)                 (log=True; every y + offset must be > 0; offset 1: log1p, for
+                                         counts with zeros such as sunspots)
     v = (1 - B)^d u                     (diff=d: d first differences, v_t = u_t - u_{t-1})
     w = (1 - B^m) v                     (season=m: the seasonal difference, w_t = v_t - v_{t-m})
     z = (w - mean) / std                (scale=True: mean and std of w over the training part, per column)
@@ -26,6 +27,7 @@ import numpy as np
 @dataclass
 class SeriesTransform:
     log: bool = False
+    offset: float = 0.0  # added before the log
     diff: int = 0
     season: int = 0
     scale: bool = True
@@ -35,6 +37,8 @@ class SeriesTransform:
     def __post_init__(self):
         if self.diff not in (0, 1, 2):
             raise ValueError(f"diff (the order of differencing) must be 0, 1 or 2, got {self.diff}")
+        if not np.isfinite(self.offset) or (self.offset and not self.log):
+            raise ValueError(f"the log offset must be finite and needs log=True, got {self.offset}")
         if self.season < 0 or self.season == 1:
             raise ValueError(f"season (the seasonal differencing lag) must be 0 (none) or >= 2, got {self.season}")
 
@@ -53,11 +57,11 @@ class SeriesTransform:
         if y.ndim != 2:
             raise ValueError(f"expected a series of shape (time, columns), got {y.shape}")
         if self.log:
-            if np.any(y <= 0):
-                t, c = map(int, np.argwhere(y <= 0)[0])
-                raise ValueError(f"the log transform needs positive values; column {c} holds {y[t, c]:g} at "
-                                 f"step {t}; drop log (--no-log) or shift the series")
-            y = np.log(y)
+            if np.any(y + self.offset <= 0):
+                t, c = map(int, np.argwhere(y + self.offset <= 0)[0])
+                raise ValueError(f"the log transform needs values above {0.0 - self.offset:g}; column {c} holds "
+                                 f"{y[t, c]:g} at step {t}; drop log (--no-log) or raise --log-offset")
+            y = np.log(y + self.offset)
         stages = [y]
         for lag in self.lags:
             stages.append(stages[-1][lag:] - stages[-1][:-lag])
@@ -105,7 +109,7 @@ class SeriesTransform:
             for k in range(horizon):
                 buf[..., lag + k, :] += buf[..., k, :]
             out = buf[..., lag:, :]
-        return np.exp(out) if self.log else out
+        return np.exp(out) - self.offset if self.log else out
 
     def to_dict(self) -> dict:
         """JSON-ready settings and fitted values (for a checkpoint's config.json)."""
@@ -113,5 +117,5 @@ class SeriesTransform:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SeriesTransform":
-        known = {k: d[k] for k in ("log", "diff", "season", "scale", "mean", "std") if k in d}
+        known = {k: d[k] for k in ("log", "offset", "diff", "season", "scale", "mean", "std") if k in d}
         return cls(**known)

@@ -24,6 +24,7 @@ settings, the fitted transforms and the tail of the series (what `predict` conti
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
@@ -98,11 +99,12 @@ class Features:
     calendar: str  # cyclic | onehot | none
 
     @classmethod
-    def fit(cls, train: Series, log: bool, diff: int, seasonal_diff: bool, calendar: str) -> "Features":
+    def fit(cls, train: Series, log: bool, diff: int, seasonal_diff: bool, calendar: str,
+            log_offset: float = 0.0) -> "Features":
         season = SEASONAL_PERIOD[train.freq] if seasonal_diff else 0
         if seasonal_diff and season < 2:
             raise ValueError(f"{train.freq} data has no season to difference")
-        target = SeriesTransform(log=log, diff=diff, season=season).fit(train.y)
+        target = SeriesTransform(log=log, offset=log_offset if log else 0.0, diff=diff, season=season).fit(train.y)
         cov = SeriesTransform().fit(train.x) if train.covariates else None
         return cls(target, cov, train.freq, calendar)
 
@@ -192,7 +194,7 @@ def prepare(s: ForecastSettings, series: Series):
     n_fit = len(series) - test - data.valid
     check_lengths(n_fit, model.window, model.horizon)
     train_part = series.slice(None, n_fit)
-    features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar)
+    features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar, model.log_offset)
     lost = features.target.lost
     check_lengths(n_fit - lost, model.window, model.horizon)
     known = series.slice(None, len(series) - test)            # training + validation parts
@@ -286,7 +288,7 @@ class Forecaster:
 
     def _load(self, paths, engine: str, device: str) -> None:
         check_engine(engine)
-        self.engines = []
+        self.engines, self.engine_name, self.device = [], engine, device
         for p in paths:
             ckpt = load_checkpoint(p)
             if ckpt.config.get("task") != "forecast":
@@ -401,23 +403,50 @@ class Forecaster:
         return load_series(self.settings.data)
 
     def backtest(self, start, horizon: int | None = None, stride: int = 1, series: Series | None = None,
-                 m: int | None = None) -> dict:
+                 m: int | None = None, retrain: bool | int = False, last_points_only: bool = False,
+                 log=lambda line: None) -> dict:
         """Historical forecasts from `start` (a row, a fraction, or a date as in the file), every `stride`
-        steps, each from the history before it (the model is not retrained), scored (rnnkit.tasks.backtest):
-        {"starts": [dates], "per_forecast": {metric: [...]}, metric: mean over the forecasts}."""
+        steps, each from the history before it, scored (rnnkit.tasks.backtest): {"starts": [dates],
+        "per_forecast": {metric: [...]}, metric: mean over the forecasts}.
+
+        retrain: False: this model forecasts every time, fed the longer history (darts' retrain=False);
+        True: a model with this one's settings and seeds is trained anew on the history before each forecast
+        (an expanding window: it sees nothing after it; its last `valid` steps choose the checkpoint); an int
+        k: anew before every k-th forecast (`refit`). last_points_only: score the series made of each
+        forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean."""
         series = self.series() if series is None else series
         horizon = self.horizon if horizon is None else horizon
         first = series.index_of(start) if isinstance(start, str) else start
         first = max(start_index(len(series), first, horizon), self.window + self.features.target.lost)
         m = series.season if m is None else m
-        predict_fn = lambda _, history, h: self._paths(series.slice(None, len(history)), h, [None])[0]  # noqa: E731
-        starts, forecasts = historical_forecasts(series.y, first, horizon, stride, lambda h: None, predict_fn,
-                                                 retrain=False)
-        per = [_scores(series.y[t:t + horizon], f, series.y[:t], m) for t, f in zip(starts, forecasts)]
+        with tempfile.TemporaryDirectory(prefix="rnnkit-backtest-") as scratch:
+            def fit_fn(history):
+                if not retrain:
+                    return self
+                log(f"retraining on the {len(history)} steps before "
+                    f"{format_date(series.dates[len(history)], series.freq)}")
+                return self.refit(series.slice(None, len(history)), Path(scratch) / f"refit-{len(history)}")
+
+            def predict_fn(model, history, h):
+                return model._paths(series.slice(None, len(history)), h, [None])[0]
+
+            starts, forecasts = historical_forecasts(series.y, first, horizon, stride, fit_fn, predict_fn, retrain)
         out = {"starts": [format_date(series.dates[t], series.freq) for t in starts], "horizon": horizon,
-               "stride": stride, "per_forecast": {k: [p[k] for p in per] for k in per[0]}}
+               "stride": stride, "retrain": retrain, "last_points_only": last_points_only}
+        if last_points_only:  # one forecast made of the last points; MASE scaled by the history before start
+            ends = starts + horizon - 1
+            return out | _scores(series.y[ends], forecasts[:, -1], series.y[:starts[0]], m)
+        per = [_scores(series.y[t:t + horizon], f, series.y[:t], m) for t, f in zip(starts, forecasts)]
+        out["per_forecast"] = {k: [p[k] for p in per] for k in per[0]}
         out.update({k: (None if None in v else float(np.mean(v))) for k, v in out["per_forecast"].items()})
         return out
+
+    def refit(self, series: Series, out) -> "Forecaster":
+        """A forecaster with this one's settings (and seeds, on its engine) trained anew on the whole of
+        `series` (nothing held out), into the run folder `out` (replaced)."""
+        s = self.settings.replace(test=0, out=str(out), overwrite=True, verbose=False, progress=False, plot=False,
+                                  resume=False, engine=self.engine_name, device=self.device)
+        return Forecaster(s).fit(series, log=lambda *a: None)
 
     def evaluate(self, series: Series | None = None, test: int | None = None, baselines=B.NUMPY_BASELINES,
                  plot: str | None = None) -> dict:

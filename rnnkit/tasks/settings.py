@@ -343,6 +343,7 @@ class ForecastModel:
     levels: str = setting("80,95", "prediction-interval levels in percent, comma-separated")
     teacher_forcing: float = setting(1.0, "autoregressive: the probability of feeding the true previous value")
     log: bool = setting(False, "forecast log(y) (the series must be positive)")
+    log_offset: float = setting(0.0, "with --log: forecast log(y + offset) (1: log1p, for counts with zeros)")
     diff: int = setting(0, "first differences to take (0, 1 or 2)")
     seasonal_diff: bool = setting(False, "take the seasonal difference (period: the frequency's season)")
     calendar: str = setting("cyclic", "known-future calendar features (month, weekday, hour)", choices=CALENDARS)
@@ -357,6 +358,8 @@ class ForecastModel:
         for name in ("window", "horizon", "ensemble"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.log_offset and not self.log:
+            raise ValueError("--log-offset applies to --log: give both")
 
 
 def parse_levels(levels) -> tuple[float, ...]:

@@ -1,0 +1,100 @@
+"""Choosing a forecaster's settings inside the training part (benchmarks/README.md, "Choosing the RNN's
+settings"): each run trains the seeds as one ensemble on the history before a cut and scores it.
+
+    # AirPassengers: train on 1949-01 .. 1956-12, forecast 1957 (12 months of the 36-step model)
+    python benchmarks/forecast_select.py holdout air-passengers 1958-01 12 \\
+        '{"horizon": 36, "window": 24, "log": true, "diff": 1, "seasonal_diff": true, "epochs": 20}'
+    # the same settings on the real protocol (the last 36 months held out): cut "end", 36
+    # sunspots: train before 1900-10, 36-month forecasts from it every 10 months up to 1940-09
+    python benchmarks/forecast_select.py backtest sunspots 1900-10 1940-10 --horizon 36 --stride 10 \\
+        '{"window": 120, "hidden": 32, "epochs": 15, "batch_size": 32, "log": true, "log_offset": 1.0}'
+
+holdout DATASET CUT TEST SETTINGS: the series up to CUT ("end": all of it), its last TEST steps held out;
+prints MAPE and 80 % coverage per seed and the MAPE of the median of the seeds. backtest DATASET FIRST CUT
+SETTINGS: trained on the steps before FIRST, forecasts from FIRST on the series up to CUT (not retrained),
+scored both ways (mean, last points). One JSON line per run, also appended to --log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+from rnnkit.runtime import tune_process
+
+tune_process()  # before NumPy loads (rnnkit/runtime.py)
+
+import numpy as np  # noqa: E402
+
+from rnnkit import metrics as M  # noqa: E402
+from rnnkit.data import datasets  # noqa: E402
+from rnnkit.tasks.forecast import Forecaster  # noqa: E402
+
+QUIET = dict(verbose=False, plot=False)
+
+
+def cut_series(name: str, cut: str):
+    series = datasets.load_series(name)
+    return series if cut == "end" else series.slice(None, series.index_of(cut))
+
+
+def holdout(name: str, cut: str, test: int, settings: dict, seeds) -> dict:
+    s = cut_series(name, cut)
+    history, truth = s.split(test)
+    forecasts, mape, cover = [], [], []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as d:
+            f = Forecaster(data="given", test=test, seed=seed, out=d, **QUIET, **settings).fit(s, log=lambda *a: None)
+        p = f.predict_interval(test, (80,), history=history)
+        forecasts.append(p["forecast"][:, 0])
+        mape.append(round(M.mape(truth.y[:, 0], forecasts[-1]), 2))
+        lo, hi = p["intervals"][80.0]
+        cover.append(round(M.coverage(truth.y[:, 0], lo[:, 0], hi[:, 0]), 3))
+    return {"mape": mape, "coverage_80": cover,
+            "ensemble_mape": round(M.mape(truth.y[:, 0], np.median(forecasts, axis=0)), 2)}
+
+
+def backtest(name: str, first: str, cut: str, horizon: int, stride: int, settings: dict, seeds) -> dict:
+    s = cut_series(name, cut)
+    t0 = s.index_of(first)
+    with tempfile.TemporaryDirectory() as d:
+        f = Forecaster(data="given", test=0, horizon=horizon, seed=seeds[0], ensemble=len(seeds), out=d, **QUIET,
+                       **settings).fit(s.slice(None, t0), log=lambda *a: None)
+    out = {}
+    for last in (False, True):
+        r = f.backtest(t0, horizon, stride, series=s, last_points_only=last)
+        out["last" if last else "mean"] = {k: r[k] and round(r[k], 3) for k in ("mape", "smape", "mase")}
+    return out | {"forecasts": len(r["starts"])}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("how", choices=("holdout", "backtest"))
+    parser.add_argument("dataset")
+    parser.add_argument("args", nargs="+", help="holdout: CUT TEST SETTINGS; backtest: FIRST CUT SETTINGS")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--horizon", type=int, default=36, help="backtest: steps per forecast")
+    parser.add_argument("--stride", type=int, default=10, help="backtest: steps between forecasts")
+    parser.add_argument("--log", help="append the JSON line to this file too")
+    a = parser.parse_intermixed_args(argv)
+    seeds = [int(x) for x in a.seeds.split(",")]
+    if len(a.args) != 3:
+        parser.error(f"{a.how} takes 3 arguments after the dataset, got {a.args}")
+    settings = json.loads(a.args[2])
+    cpu = time.process_time()
+    if a.how == "holdout":
+        result = holdout(a.dataset, a.args[0], int(a.args[1]), settings, seeds)
+    else:
+        result = backtest(a.dataset, a.args[0], a.args[1], a.horizon, a.stride, settings, seeds)
+    line = json.dumps({"how": a.how, "dataset": a.dataset, "args": a.args[:2], "settings": settings, "seeds": seeds}
+                      | result | {"cpu_s": round(time.process_time() - cpu, 1)})
+    print(line)
+    if a.log:
+        with open(a.log, "a") as fh:
+            fh.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

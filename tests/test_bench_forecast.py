@@ -1,0 +1,54 @@
+"""benchmarks/forecast.py's RNN rows: the Forecaster trained before the first forecast, scored as the baselines."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnkit import metrics as M
+from rnnkit.data import datasets
+from rnnkit.tasks.forecast import Forecaster
+
+spec = importlib.util.spec_from_file_location("bench_forecast",
+                                              Path(__file__).resolve().parents[1] / "benchmarks" / "forecast.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+TINY = dict(horizon=36, window=12, hidden=4, epochs=1, ensemble=2)
+
+
+def test_rnn_row_scores_the_forecast_of_a_model_trained_before_it(tmp_path):
+    series = datasets.load_series("air-passengers")
+    start = series.index_of("1958-01")
+    trained, cpu = bench.train_rnn(TINY, series, start, out=tmp_path)
+    r = bench.rnn_backtest(trained, series, start, 36, 36, False)
+    model = Forecaster.from_pretrained(tmp_path)
+    assert len(model.engines) == 2 and str(model.history.dates[-1])[:7] == "1957-12"  # trained before 1958
+    history, truth = series.slice(None, start), series.y[start:, 0]
+    p = model.predict_interval(36, (80, 95), history=history)
+    assert r["starts"] == ["1958-01"] and r["seeds"] == [0, 1] and cpu > 0
+    assert r["mape"] == pytest.approx(M.mape(truth, p["forecast"][:, 0]), rel=1e-12)
+    lo, hi = p["intervals"][80.0]
+    assert r["coverage_80"] == pytest.approx(np.mean((lo[:, 0] <= truth) & (truth <= hi[:, 0])))
+
+
+def test_rnn_row_in_the_table(monkeypatch):
+    monkeypatch.setitem(bench.RNN, "air-holdout", (None, TINY))
+    monkeypatch.setitem(bench.RNN, "air-backtest", ("1958-01", TINY))
+    monkeypatch.setattr(bench, "_TRAINED", {})
+    result = bench.run("air-holdout", ["seasonal-naive", "rnn"])
+    assert result["models"]["seasonal-naive"]["mape"] == pytest.approx(13.19, abs=0.005)  # darts' figure
+    row = result["models"]["rnn"]
+    assert row["forecasts"] == 1 and row["seeds"] == [0, 1] and row["cpu_s"] > 0 and 0 <= row["coverage_95"] <= 1
+    assert row["settings"] == TINY and row["trained_before"] == "1958-01"
+    # the last-points scoring reuses the model trained for the mean: its last point is forecast 36 of the mean's
+    (key, trained), = bench._TRAINED.items()
+    last = bench.run("air-holdout", ["rnn"], last_points_only=True)["models"]["rnn"]
+    assert last["forecasts"] == 1 and last["mape"] != row["mape"] and "coverage_80" not in last
+    assert trained[1] <= row["cpu_s"] + 0.01 and last["cpu_s"] == pytest.approx(row["cpu_s"], abs=0.5)  # trained once
+    # the 6-month backtest from 1959-01 uses the same model, trained before 1958-01
+    six = bench.run("air-backtest", ["rnn"])["models"]["rnn"]
+    assert list(bench._TRAINED.items()) == [(key, trained)] and six["forecasts"] == 19
+    assert six["trained_before"] == "1958-01" and "coverage_80" not in six
+    table = bench.format_table({"protocols": {"air-holdout": result}})
+    assert "| air-holdout | rnn (2 seeds) |" in table

@@ -28,7 +28,7 @@ def test_the_cpu_tatoeba_row_is_the_tatoeba_rows_task_on_a_fixed_budget():
     small, small_attentions, small_target = bench.ROWS["tatoeba-cpu"]
     assert (small_attentions, small_target) == (attentions, target) and "tatoeba-cpu" not in bench.DEFAULT_ROWS
     assert all(small[k] == full[k] for k in ("dataset", "level", "lower", "max_length", "min_freq", "split_seed")
-               if k in full) and small["max_steps"] == 250 and small["eval_every"] == 50
+               if k in full) and small["max_steps"] == 1500 and small["eval_every"] == 250
     assert bench.parse_overrides([f"{k}={json.dumps(v)}" for k, v in small.items() if k not in bench.FIXED])
 
 

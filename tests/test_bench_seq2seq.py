@@ -23,6 +23,27 @@ def test_rows_are_the_issues():
     assert bench.BEAMS == (1, 5)
 
 
+def test_the_cpu_tatoeba_row_is_the_tatoeba_rows_task_on_a_fixed_budget():
+    full, attentions, target = bench.ROWS["tatoeba"]
+    small, small_attentions, small_target = bench.ROWS["tatoeba-cpu"]
+    assert (small_attentions, small_target) == (attentions, target) and "tatoeba-cpu" not in bench.DEFAULT_ROWS
+    assert all(small[k] == full[k] for k in ("dataset", "level", "lower", "max_length", "min_freq", "split_seed")
+               if k in full) and small["max_steps"] == 1500 and small["eval_every"] == 250
+    assert bench.parse_overrides([f"{k}={json.dumps(v)}" for k, v in small.items() if k not in bench.FIXED])
+
+
+def test_curve_and_the_table_show_the_validation_scores_of_a_row_short_of_its_target():
+    row = {"train_seconds": 60.0, "steps": 200, "epochs_run": 0.5, "reached": None, "history": [
+        {"step": 100, "epoch": 0, "val_bleu": 0.051}, {"step": 150, "epoch": 0, "loss": 3.0},
+        {"step": 200, "epoch": 0, "val_bleu": 0.083}],
+        "searches": {"beam1": {"exact_match": 0.0, "bleu": 0.08, "chrf": 0.2},
+                     "beam5": {"exact_match": 0.0, "bleu": 0.09, "chrf": 0.21}}}
+    assert bench.curve(row, "bleu") == [(100, 0.051), (200, 0.083)]
+    table = bench.format_tables({"rows": {"tatoeba-cpu": {"none": row}}, "targets": {"tatoeba-cpu": ("bleu", 0.3)}})
+    assert "| tatoeba-cpu | none | beam5 | 0.0000 | 9.00 | 21.00 | 0.5 | 1.0 | no (bleu >= 30) |" in table
+    assert "tatoeba-cpu none, validation bleu (greedy) by step: 100: 5.1, 200: 8.3" in table
+
+
 def test_overrides_are_checked_settings():
     assert bench.parse_overrides(["epochs=3", "schedule=cosine", "patience=null"]) == \
         {"epochs": 3, "schedule": "cosine", "patience": None}

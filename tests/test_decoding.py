@@ -142,7 +142,9 @@ def test_a_small_model_learns_to_reverse_sequences():
                                                      hidden_size=32, cell="gru", attention="bahdanau"),
                           lr=0.02, clip=1.0, seed=0)
     rng = np.random.default_rng(0)
-    losses = [engine.train_step(reversal_batch(rng, 32))[0] for _ in range(100)]
+    # 150 updates: in float32 the path of the run depends on each product's rounding (the encoder's GRU path, its
+    # thread count); over four seeds and both paths 100 updates ended at losses 0.16-0.36 (from 2.3), 150 at 0.05-0.15
+    losses = [engine.train_step(reversal_batch(rng, 32))[0] for _ in range(150)]
     assert np.mean(losses[:5]) > 2.0                 # about log(12) at the start
     assert np.mean(losses[-5:]) < 0.1 * np.mean(losses[:5])
     test = reversal_batch(np.random.default_rng(1), 100)

@@ -24,8 +24,8 @@ import numpy as np
 
 from . import numpy_path, threads
 from .kernels import AVAILABLE
-from .threaded_lstm import _bounds, _pairs, by_rows
-from .threaded_rnn import columns_for, operand, pack_for, parts_for, step_rows
+from .threaded_lstm import _bounds, _pairs
+from .threaded_rnn import layout, pack_for, parts_for, step_rows
 from .trace import Trace
 
 if AVAILABLE:
@@ -113,12 +113,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(3 * hidden)
-    rows = by_rows(batch)
+    rows, columns, z, hs = layout(inputs, h0, hidden)
     panels = forward_panels(p, parts, rows)
-    columns = columns_for(batch, dtype)
-    z = operand(inputs, h0, hidden, columns)
-    hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
-    hs[0] = h0
     # the columns of ended sequences are never written: zeros, so that backward reads finite values there
     alloc = np.empty if active[-1] == batch else np.zeros
     gates = alloc((time, 3 * hidden, columns), dtype=dtype)

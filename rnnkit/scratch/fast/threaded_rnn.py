@@ -114,6 +114,16 @@ def columns_for(batch: int, dtype) -> int:
     return batch if by_rows(batch) else padded(batch, VECTOR_BYTES // np.dtype(dtype).itemsize)
 
 
+def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int):
+    """What the threaded RNN's and GRU's forwards lay out before their loop: (rows: whether the products run
+    on gemm_rows, L the columns, the operands z (T+1, H+1+I, L), the states hs (T+1, B, H) with hs[0] = h0)."""
+    time, batch, _ = inputs.shape
+    columns = columns_for(batch, inputs.dtype)
+    hs = np.zeros((time + 1, batch, hidden), dtype=inputs.dtype)
+    hs[0] = h0
+    return by_rows(batch), columns, operand(inputs, h0, hidden, columns), hs
+
+
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace:
     """The RNN's forward, one layer direction: inputs (T, B, I) time-major, h0 (B, H) → Trace with h
     (T+1, B, H) time-major; saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded
@@ -123,12 +133,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden)  # one gate
-    rows = by_rows(batch)
+    rows, columns, z, hs = layout(inputs, h0, hidden)
     panels = forward_panels(p, parts, rows)
-    columns = columns_for(batch, dtype)
-    z = operand(inputs, h0, hidden, columns)
-    hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
-    hs[0] = h0
     relu = p.mode == "rnn_relu"
     flat_z, flat_h = z.reshape(time + 1, -1), hs.reshape(time + 1, -1)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import engine_speed  # noqa: E402  (this folder's engine benchmark)
+import engine_speed  # noqa: E402  (this folder's engine benchmark; it tunes the process first, see there)
 from engine_speed import _timeit, gemm_worker  # noqa: E402
 
 from rnnkit.checkpoint.atomic import write_json  # noqa: E402

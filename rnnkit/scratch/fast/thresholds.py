@@ -47,26 +47,19 @@ ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at bat
 THREADED_WORK = 384
 
 
-# ... in inference. In training (a backward follows, on the NumPy path's steps whichever forward ran) the
-# threaded forward took over only at hidden >= TRAINING_HIDDEN and batch·hidden <= TRAINING_WORK. Measured
-# 2026-12-03 (2 cores, T 64, input 64, fwd+bwd, each side in its own process, 3-4 alternating rounds,
-# threaded against the numba/NumPy forward): the GRU's numba forward was 6-30% faster in training at hidden
-# 64-256 from batch 2 (at 128, batch 6-64: 0.70-0.82 of the threaded time) and at 512 from batch 24
-# (0.80-0.88); the threaded one won or tied at 512 to batch 16 (batch 6: 62 against 77 ms, 8-16: 0.93-1.06).
-# The RNN: a tie or a 0-15% gain at hidden 64-128, at 256 the numba loop or the NumPy steps 8-25% faster
-# at batch 2-6 and 12-64, at 512 threaded 2-24% faster to batch 32 and 10-35% slower at 48-64. Why the
-# threaded forward loses in training where it wins alone is not settled: the forward alone, timed in one
-# process after each backward, was as fast or faster; in fresh processes the pair was not.
-TRAINING_HIDDEN = 512
-TRAINING_WORK = 8192
+# ... in inference, and in training (a backward follows, the NumPy path's whichever forward ran) only from
+# hidden TRAINING_HIDDEN on. Measured 2026-12-03 (2 cores, T 64, input 64, fwd+bwd, each side in a fresh
+# tuned process, 2 alternating rounds, threaded / numba-or-NumPy time): hidden 64 1.07-1.11 (GRU and RNN,
+# batch 16 and 64), hidden 128 0.99-1.14 (GRU batch 8-64: a tie; RNN batch 64: 0.85), hidden 256 0.79-0.94
+# (batch 4-64), hidden 512 0.80-1.01 (batch 4-64; the GRU at 64 a tie).
+TRAINING_HIDDEN = 128
 
 
 def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:
     """Whether the GRU's or the RNN's forward takes the threaded path (training: a backward follows)."""
-    work = batch * hidden
-    if training:
-        return hidden >= TRAINING_HIDDEN and THREADED_WORK < work <= TRAINING_WORK
-    return work > THREADED_WORK
+    if training and hidden < TRAINING_HIDDEN:
+        return False
+    return batch * hidden > THREADED_WORK
 
 # Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one
 # or two columns the shorter panels leave the FMA units waiting on their own latency. Measured 2026-12-03,

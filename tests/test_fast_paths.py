@@ -145,9 +145,8 @@ def test_the_default_choice(batch, monkeypatch):
         assert fast.select("gru", batch, 128, np.float64).path == ("threaded" if threaded else "numba")
         infer = batch * 128 > fast.thresholds.THREADED_WORK
         assert fast.select("gru", batch, 128, np.float64, training=False).path == ("threaded" if infer else "numba")
-        assert fast.select("gru", batch, 64, np.float32).path == "numba"  # below TRAINING_HIDDEN
-        assert fast.select("gru", batch, 64, np.float32, training=False).path == (
-            "threaded" if batch * 64 > fast.thresholds.THREADED_WORK else "numba")
+        assert fast.select("gru", batch, 64, np.float32).path == fast.select("gru", batch, 64, np.float32,
+                                                                              training=False).path
         assert fast.select("gru", batch, 128, np.float32, folded=True).path == "numba"
         assert fast.select("rnn_tanh", batch, 128, np.float32, folded=True).path == (
             "numba" if batch <= fast.SMALL_BATCH else "numpy")
@@ -188,11 +187,9 @@ def test_describe_names_a_path_per_cell(monkeypatch):
         assert report["gru"] == "numba, threaded from batch 2"
         assert fast.describe(hidden=64, training=False)["rnn_relu"] == "numba, threaded from batch 7"
         assert fast.describe(hidden=512, training=False)["gru"] == "threaded"
-        # in training the threaded forward runs from hidden 128 on only (thresholds.TRAINING_HIDDEN)
+        # the same thresholds in training (measured; thresholds.threaded_forward)
         assert fast.describe() == report
-        assert fast.describe(hidden=64)["rnn_relu"] == "numba, numpy from batch 7"
-        assert fast.describe(hidden=64)["gru"] == "numba"
-        assert fast.describe(hidden=128)["gru"] == "numba, threaded from batch 4"
+        assert fast.describe(hidden=64)["rnn_relu"] == "numba, threaded from batch 7"
         assert report["lstm"] == "threaded"
         assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 7"
 

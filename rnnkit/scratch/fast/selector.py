@@ -11,9 +11,8 @@ By default a layer takes the fastest path its cell has, with the thresholds of t
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
 above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
 numba up to SMALL_BATCH rows, on NumPy above. The GRU's and the RNN's choice depends on whether a backward
-follows (`training`; the layer passes False in eval mode with locked weights): in training the threaded
-forward runs only where the pair forward+backward was measured faster with it, and in inference the
-threaded GRU keeps no trace for a backward.
+follows (`training`; the layer passes False in eval mode with locked weights): in inference the threaded
+GRU keeps no trace for a backward (the thresholds were measured in both modes and are the same now).
 RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer then takes that path where its cell has
 it (at any batch size), else the fastest one below it — so RNNKIT_PATH=numba leaves the RNN above SMALL_BATCH
 rows on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.

@@ -51,8 +51,8 @@ THREADED_WORK = 384
 # Measured 2026-12-03 (2 cores, T 64, input 64, fwd+bwd, each side in a fresh tuned process, 2 alternating
 # rounds, the numba-or-NumPy time / the threaded time): hidden 64 0.90-0.93 (GRU and RNN, batch 16 and 64),
 # hidden 128 0.88-1.17, hidden 256 1.01-1.27 (batch 16-64), hidden 512 0.99-1.25 (batch 4-64): within the
-# noise below 256, a gain above; and the grid's rows at hidden 64 had no jump with the threaded forward
-# (0.12-0.18 from batch 12 to 16) where the NumPy steps' had one (0.27-0.52).
+# noise below 256, a gain above; and the RNN's grid row at hidden 64 had no jump with the threaded forward
+# (0.23 → 0.28 from batch 12 to 16) where the NumPy steps' had one (0.27 → 0.52).
 
 
 def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:

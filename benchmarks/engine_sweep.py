@@ -12,10 +12,11 @@ ratio is the median of the per-round ratios scratch / torch. Both sides get the 
     python benchmarks/engine_sweep.py                   # the full grid (about 10 minutes a round on 2 cores)
     python benchmarks/engine_sweep.py --quick           # a small grid, one round (a smoke test)
     python benchmarks/engine_sweep.py --cells lstm --hidden 256 --batch 4,5,6,8,12,16
+    python benchmarks/engine_sweep.py --combine rnn_gru.json lstm.json --out all.json   # one grid of several runs
 
 Writes a JSON table (benchmarks/results/engine_sweep.json) and, with matplotlib, a heat map of the ratio per
 grid point (engine_sweep.png); prints the worst point of each mode. The scratch rows name the path the
-selector chose (rnnkit/scratch/fast/selector.py).
+selector chose (rnnkit/scratch/fast/selector.py) in training ("path") and in inference ("infer_path").
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import engine_speed  # noqa: E402  (this folder's engine benchmark)
+import engine_speed  # noqa: E402  (this folder's engine benchmark; it tunes the process first, see there)
 from engine_speed import _timeit, gemm_worker  # noqa: E402
 
 from rnnkit.checkpoint.atomic import write_json  # noqa: E402
@@ -94,7 +95,8 @@ def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time:
 
             path = "torch"
         results[str(batch)] = {"fwd+bwd": _timeit(fwd_bwd, min_time), "fwd": _timeit(fwd, min_time),
-                               "infer": _timeit(infer, min_time), "path": path}
+                               "infer": _timeit(infer, min_time), "path": path,
+                               "infer_path": layer.last_paths[0] if engine == "scratch" else path}
     return results
 
 
@@ -118,7 +120,9 @@ def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: flo
                 blas = measured["blas"]
             for batch in batches:
                 key = str(batch)
-                point = {"cell": cell, "hidden": hidden, "batch": batch, "path": runs["scratch"][0][key]["path"]}
+                first = runs["scratch"][0][key]
+                point = {"cell": cell, "hidden": hidden, "batch": batch, "path": first["path"],
+                         "infer_path": first.get("infer_path", first["path"])}
                 for mode in MODES:
                     pairs = [(s[key][mode], t[key][mode]) for s, t in zip(runs["scratch"], runs["torch"])]
                     point[mode] = {"scratch_ms": statistics.median(s for s, _ in pairs) * 1e3,
@@ -175,8 +179,31 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def combine(results: list[dict], sources: list[str]) -> dict:
+    """Several saved sweeps as one: their points (a later file's point replaces an earlier one's at the same
+    cell, hidden and batch), the worst point and the jumps of the whole, each source's own settings kept."""
+    merged: dict = {}
+    for result in results:
+        for point in result["points"]:
+            merged[(point["cell"], point["hidden"], point["batch"])] = point
+    points = list(merged.values())
+    keep = ("gemm_gflops", "blas", "threads", "rounds", "time", "input", "python", "load_average")
+    return {"points": points, "gemm_gflops": statistics.median(r["gemm_gflops"] for r in results),
+            "blas": results[-1].get("blas", "unknown"),
+            "sources": [dict(file=name, **{k: r[k] for k in keep if k in r}) for name, r in zip(sources, results)],
+            "worst": {mode: worst(points, mode) for mode in MODES},
+            "jumps": {mode: jumps(points, mode) for mode in MODES}}
+
+
+def grid_axes(points: list[dict]) -> tuple[list, list, list]:
+    """The cells (in order of appearance), hidden sizes and batch sizes the points cover."""
+    return (list(dict.fromkeys(p["cell"] for p in points)), sorted({p["hidden"] for p in points}),
+            sorted({p["batch"] for p in points}))
+
+
 def heat_map(points: list[dict], cells, hidden_sizes, batches, path: Path) -> Path | None:
-    """One panel per (cell, mode): hidden × batch, coloured by the ratio (below 1: scratch faster)."""
+    """One panel per (cell, mode): hidden × batch, coloured by the ratio (below 1: scratch faster); a point
+    not measured stays blank."""
     try:
         import matplotlib
 
@@ -191,12 +218,14 @@ def heat_map(points: list[dict], cells, hidden_sizes, batches, path: Path) -> Pa
     index = {(p["cell"], p["hidden"], p["batch"]): p for p in points}
     for i, cell in enumerate(cells):
         for j, mode in enumerate(MODES):
-            grid = np.array([[index[(cell, h, b)][mode]["ratio"] for b in batches] for h in hidden_sizes])
+            grid = np.array([[index[(cell, h, b)][mode]["ratio"] if (cell, h, b) in index else np.nan
+                              for b in batches] for h in hidden_sizes])
             ax = axes[i][j]
-            image = ax.imshow(grid, cmap="RdYlGn_r", norm=TwoSlopeNorm(vmin=min(0.2, grid.min()), vcenter=1.0,
-                                                                        vmax=max(2.0, grid.max())), aspect="auto")
+            image = ax.imshow(grid, cmap="RdYlGn_r", norm=TwoSlopeNorm(vmin=min(0.2, np.nanmin(grid)), vcenter=1.0,
+                                                                        vmax=max(2.0, np.nanmax(grid))), aspect="auto")
             for (r, c), value in np.ndenumerate(grid):
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7)
+                if not np.isnan(value):
+                    ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7)
             ax.set_xticks(range(len(batches)), [str(b) for b in batches], fontsize=8)
             ax.set_yticks(range(len(hidden_sizes)), [str(h) for h in hidden_sizes], fontsize=8)
             ax.set_title(f"{cell} {mode}: scratch / torch", fontsize=10)
@@ -221,11 +250,20 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="batch 1,5 × hidden 8, one round (a smoke test)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_sweep.json"))
     parser.add_argument("--table", metavar="FILE.json", help="print a saved result as Markdown tables and stop")
+    parser.add_argument("--combine", nargs="+", metavar="FILE.json",
+                        help="merge saved results into one (--out, its heat map, its tables) and stop")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.table:
         print(markdown(json.loads(Path(args.table).read_text())))
+        return 0
+
+    if args.combine:
+        files = [Path(name) for name in args.combine]
+        result = combine([json.loads(f.read_text()) for f in files], [f.name for f in files])
+        report(result, Path(args.out))
+        print(markdown(result))
         return 0
 
     if args.worker is not None:
@@ -251,17 +289,22 @@ def main(argv=None) -> int:
                   jumps={mode: jumps(points, mode) for mode in MODES})
     print(f"\nfloat32 GEMM rate (NumPy BLAS, {args.threads} threads): {result['gemm_gflops']:.1f} GFLOP/s; "
           f"{result['blas']}")
+    report(result, Path(args.out))
+    return 0
+
+
+def report(result: dict, out: Path) -> None:
+    """Print the worst point and the jumps of each mode; write the JSON to `out` and its heat map beside it."""
+    points = result["points"]
     for mode in MODES:
         w = result["worst"][mode]
         print(f"worst {mode}: {w['cell']} hidden {w['hidden']} batch {w['batch']} [{w['path']}] ratio "
               f"{w[mode]['ratio']:.2f} ({w[mode]['scratch_ms']:.2f} vs {w[mode]['torch_ms']:.2f} ms); "
               f"jumps > 1.5x between neighbouring batches: {len(result['jumps'][mode])}")
-    out = Path(args.out)
     print(f"results written to {write_json(out, result)}")
-    png = heat_map(points, cells, hidden_sizes, batches, out.with_suffix(".png"))
+    png = heat_map(points, *grid_axes(points), out.with_suffix(".png"))
     if png:
         print(f"heat map: {png}")
-    return 0
 
 
 if __name__ == "__main__":

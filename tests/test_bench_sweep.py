@@ -37,3 +37,40 @@ def test_markdown_has_a_row_per_hidden_size_and_both_ratios():
     table = sweep.markdown({"points": POINTS})
     assert "| hidden | B=4 | B=5 | B=6 |" in table
     assert "| 64 | 1.00 · 1.00 | 1.10 · 1.10 | 1.60 · 1.60 |" in table
+
+
+def saved(points, gflops, **extra):
+    return {"points": points, "gemm_gflops": gflops, "blas": "OpenBLAS", "threads": 2, "rounds": 3, **extra}
+
+
+def test_combine_merges_the_points_of_several_runs_and_names_the_worst_of_all():
+    rnn_gru = saved([point("gru", 64, 4, 1.0, 4.0), point("gru", 64, 5, 2.0, 4.0)], 100.0)
+    lstm = saved([point("lstm", 64, 4, 10.0, 10.0), point("lstm", 64, 5, 13.0, 10.0),
+                  point("gru", 64, 5, 3.0, 4.0)], 80.0)  # a later file's point replaces the earlier one's
+    result = sweep.combine([rnn_gru, lstm], ["rnn_gru.json", "lstm.json"])
+    by_key = {(p["cell"], p["batch"]): p for p in result["points"]}
+    assert sorted(by_key) == [("gru", 4), ("gru", 5), ("lstm", 4), ("lstm", 5)]
+    assert by_key[("gru", 5)]["infer"]["ratio"] == 0.75
+    assert result["gemm_gflops"] == 90.0
+    assert [s["file"] for s in result["sources"]] == ["rnn_gru.json", "lstm.json"]
+    assert result["worst"]["fwd+bwd"]["cell"] == "lstm" and result["worst"]["fwd+bwd"]["batch"] == 5
+    assert result["jumps"]["infer"] == [{"cell": "gru", "hidden": 64, "from": 4, "to": 5, "factor": 3.0}]
+
+
+def test_combine_writes_one_json_and_one_heat_map_from_the_command_line(tmp_path, capsys):
+    import json
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(saved([point("gru", 64, 4, 1.0, 4.0), point("gru", 128, 8, 2.0, 4.0)], 100.0)))
+    second.write_text(json.dumps(saved([point("lstm", 64, 4, 12.0, 10.0)], 100.0)))
+    out = tmp_path / "all.json"
+    assert sweep.main(["--combine", str(first), str(second), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert len(merged["points"]) == 3 and merged["worst"]["infer"]["cell"] == "lstm"
+    printed = capsys.readouterr().out
+    assert "worst infer: lstm hidden 64 batch 4" in printed and "**gru**" in printed and "**lstm**" in printed
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert out.with_suffix(".png").stat().st_size > 1000  # a grid with blank (unmeasured) points

@@ -141,8 +141,12 @@ def test_the_default_choice(batch, monkeypatch):
         assert fast.select("lstm", 1, fast.thresholds.LOOP_HIDDEN, np.float32).path == "threaded"  # a big W_hh
         assert fast.select("lstm", 4, 16, np.float32).path == "numba"  # too little work to share
         assert fast.select("lstm", batch, 128, np.float32, folded=True).path == "numba"
-        threaded = batch * 128 > fast.thresholds.THREADED_WORK
+        threaded = fast.thresholds.threaded_forward(batch, 128)  # training: the default
         assert fast.select("gru", batch, 128, np.float64).path == ("threaded" if threaded else "numba")
+        infer = batch * 128 > fast.thresholds.THREADED_WORK
+        assert fast.select("gru", batch, 128, np.float64, training=False).path == ("threaded" if infer else "numba")
+        assert fast.select("gru", batch, 64, np.float32).path == fast.select("gru", batch, 64, np.float32,
+                                                                              training=False).path
         assert fast.select("gru", batch, 128, np.float32, folded=True).path == "numba"
         assert fast.select("rnn_tanh", batch, 128, np.float32, folded=True).path == (
             "numba" if batch <= fast.SMALL_BATCH else "numpy")
@@ -176,13 +180,16 @@ def test_an_unknown_path_is_a_clear_error(monkeypatch):
 
 def test_describe_names_a_path_per_cell(monkeypatch):
     monkeypatch.delenv(fast.selector.ENVIRONMENT, raising=False)
-    report = fast.describe()
+    report = fast.describe(training=False)
     assert set(report) == set(MAKERS)
     assert report["rnn_tanh"] == ("numba, threaded from batch 2" if kernels.ENABLED else "numpy")
     if kernels.ENABLED:
         assert report["gru"] == "numba, threaded from batch 2"
+        assert fast.describe(hidden=64, training=False)["rnn_relu"] == "numba, threaded from batch 7"
+        assert fast.describe(hidden=512, training=False)["gru"] == "threaded"
+        # the same thresholds in training (measured; thresholds.threaded_forward)
+        assert fast.describe() == report
         assert fast.describe(hidden=64)["rnn_relu"] == "numba, threaded from batch 7"
-        assert fast.describe(hidden=512)["gru"] == "threaded"
         assert report["lstm"] == "threaded"
         assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 7"
 
@@ -233,3 +240,39 @@ def test_run_apart_keeps_the_workers_off_the_callers_cpu_and_then_lets_them_go()
     assert len(seen[1]) == len(allowed) - 1 and seen[1] < allowed
     threads.run(part, [(0,), (1,)])
     assert seen[1] == allowed
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["gru", "rnn_tanh", "rnn_relu"]), batch=st.integers(1, 64),
+       hidden=st.sampled_from([7, 64, 100, 129, 300]), ragged=st.booleans(), data=st.data())
+def test_training_and_inference_take_their_own_paths_and_equal_the_reference(kind, batch, hidden, ragged, data):
+    """The default choice for the GRU and the RNN depends on whether a backward follows
+    (thresholds.threaded_forward's `training`): a training forward runs where training is fastest and gives
+    the reference's outputs and gradients; an inference forward (eval mode, locked weights) runs where
+    inference is fastest, gives the reference's outputs, and a backward after it is a clear error where its
+    path kept no trace (the threaded GRU)."""
+    time = 2
+    lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
+    shape = dict(kind=kind, dtype=np.float64, batch=batch, time=time, features=3, hidden=hidden, layers=1,
+                 bidirectional=False, lengths=lengths)
+    reference, _ = run("reference", **shape)
+    got, ran = run("", **shape)  # "": the default choice
+    small = batch <= fast.SMALL_BATCH
+    below = "numba" if kind == "gru" or small else "numpy"
+    assert ran == ("threaded" if fast.thresholds.threaded_forward(batch, hidden, training=True) else below,)
+    for name, value in reference.items():
+        assert np.abs(got[name] - value).max() <= TOL[np.float64] * max(float(np.abs(value).max()), 1.0), name
+
+    layer = MAKERS[kind](input_size=3, hidden_size=hidden, dtype=np.float64, rng=0)
+    rng = np.random.default_rng(0)  # run()'s x and h0: the same draws
+    x, h0 = rng.standard_normal((batch, time, 3)), rng.standard_normal((1, batch, hidden))
+    layer.eval()
+    with layer.locked_weights(), path_forced(""):
+        out, _ = layer.forward(x, h0, lengths=lengths)
+        threaded = fast.thresholds.threaded_forward(batch, hidden, training=False)
+        assert layer.last_paths == ("threaded" if threaded else below,)
+        if threaded and kind == "gru":
+            with pytest.raises(ValueError, match="backward\\(\\) after an inference forward"):
+                layer.backward(np.ones_like(out))
+    np.testing.assert_allclose(out, reference["out"], rtol=1e-9, atol=1e-9)

@@ -272,7 +272,10 @@ class _Recurrent(Module):
     def _select(self, batch: int, folded: bool) -> fast.Implementation:
         if self.record_through_time:
             return fast.Implementation("reference", reference.forward, reference.backward, folds=False)
-        return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded)
+        # with locked weights in eval mode no backward follows (as for the folded layer): the forward may
+        # keep nothing for one
+        training = self.training or not self.weights_locked
+        return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded, training=training)
 
     def _record_forward(self, layers, order, reverse) -> list[dict]:
         """Per layer direction (k = layer*dirs + direction), batch-major in the caller's row order:

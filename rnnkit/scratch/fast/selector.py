@@ -10,7 +10,9 @@ Paths, slowest first:
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
 above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
-numba up to SMALL_BATCH rows, on NumPy above.
+numba up to SMALL_BATCH rows, on NumPy above. The GRU's and the RNN's choice depends on whether a backward
+follows (`training`; the layer passes False in eval mode with locked weights): in inference the threaded
+GRU keeps no trace for a backward (the thresholds were measured in both modes and are the same now).
 RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer then takes that path where its cell has
 it (at any batch size), else the fastest one below it — so RNNKIT_PATH=numba leaves the RNN above SMALL_BATCH
 rows on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
@@ -82,6 +84,10 @@ def _threaded_gru(cell):
     return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False)
 
 
+def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
+    return Implementation("threaded", threaded_gru.inference_forward, threaded_gru.backward, folds=False)
+
+
 def _threaded_rnn(cell):
     return Implementation("threaded", threaded_rnn.forward, numpy_path.rnn_backward, folds=False)
 
@@ -96,7 +102,7 @@ def forced() -> str | None:
     return value
 
 
-def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: str | None) -> list:
+def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: str | None, training: bool) -> list:
     """(path, make) pairs this layer may run on, fastest first."""
     numba = kernels.active(dtype)
     fastest = []
@@ -108,8 +114,9 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
     small = batch <= thresholds.SMALL_BATCH
     if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:
-        if cap is not None or thresholds.threaded_forward(batch, hidden):
-            fastest.append(("threaded", _threaded_gru if cell == "gru" else _threaded_rnn))
+        if cap is not None or thresholds.threaded_forward(batch, hidden, training):
+            gru = _threaded_gru if training else _threaded_gru_inference
+            fastest.append(("threaded", gru if cell == "gru" else _threaded_rnn))
     if cell == "gru" and numba:
         fastest.append(("numba", _numba_gru_loop if small else _numba_gru))
     if cell in ("rnn_tanh", "rnn_relu") and numba and small:
@@ -117,23 +124,24 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
     return fastest + [("numpy", _numpy), ("reference", _reference)]
 
 
-def select(cell: str, batch: int, hidden: int, dtype, folded: bool = False) -> Implementation:
+def select(cell: str, batch: int, hidden: int, dtype, folded: bool = False, training: bool = True) -> Implementation:
     """The implementation for a layer of `cell` ("lstm", "gru", "rnn_tanh", "rnn_relu") running `batch`
-    rows of `hidden` units in `dtype`; folded: its input projection is looked up (recurrent.Embedded)."""
+    rows of `hidden` units in `dtype`; folded: its input projection is looked up (recurrent.Embedded);
+    training: a backward may follow the forward (else the forward may keep nothing for one)."""
     cap = forced()
     allowed = PATHS[: PATHS.index(cap) + 1] if cap else PATHS
-    for path, make in _candidates(cell, batch, hidden, dtype, folded, cap):
+    for path, make in _candidates(cell, batch, hidden, dtype, folded, cap, training):
         if path in allowed:
             return make(cell)
     raise AssertionError("the reference path is always a candidate")  # pragma: no cover
 
 
-def describe(dtype=np.float32, hidden: int = 256) -> dict[str, str]:
-    """Which path each cell takes now at `hidden` units, by batch size: {"lstm": "numba at batch 1, threaded
-    from batch 2", "gru": "numba", ...}."""
+def describe(dtype=np.float32, hidden: int = 256, training: bool = True) -> dict[str, str]:
+    """Which path each cell takes now at `hidden` units, by batch size, in training (else inference):
+    {"lstm": "numba at batch 1, threaded from batch 2", "gru": "numba", ...}."""
     report = {}
     for cell in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
-        paths = [select(cell, batch, hidden, dtype).path for batch in range(1, 65)]
+        paths = [select(cell, batch, hidden, dtype, training=training).path for batch in range(1, 65)]
         changes = [batch for batch in range(2, 65) if paths[batch - 1] != paths[batch - 2]]
         report[cell] = paths[0] + "".join(f", {paths[b - 1]} from batch {b}" for b in changes)
     return report

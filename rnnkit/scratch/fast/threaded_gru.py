@@ -11,12 +11,16 @@ Forward, part k, step t:      wait until every part has written h_t into z_t
     [a_z; a_r] = A_zr z_t,  hn = A_hn [h_t; 1],  xn = A_xn [1; x_t]       (own rows)
     z, r = (1 + tanh(a_z)) / 2, (1 + tanh(a_r)) / 2       (σ of the unhalved pre-activations)
     n = tanh(r ⊙ hn + xn),   h_{t+1} = (h_t - n) ⊙ z + n   (= (1 - z) ⊙ n + z ⊙ h_t)
-    h_{t+1} into z_{t+1} and the time-major output; z, r, n and hn kept for backward; say "t+1 steps done"
+    h_{t+1} into z_{t+1} and the time-major output; say "t+1 steps done"
 Every step has its own z_t, so one meeting per step suffices. The sums run in the same order whatever the
-split: the results do not depend on the thread count.
+split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
+(3H·L and H·L), each part in its own units' rows.
 
-The backward is the NumPy path's (numpy_path.gru_backward), on the gates and hn put back time-major, row by
-row (`backward`): a copy, made only when a backward runs, so inference pays nothing for it.
+The backward is the NumPy path's (numpy_path.gru_backward). It reads the trace time-major, (T, B, 3H) and
+(T, B, H), which each part writes for its own units at every step while they are in its cache (`keep`, a
+forward a backward may follow); an inference forward keeps none (`inference_forward`). Before, the forward
+kept the trace gate-major and the backward transposed it: at hidden 512, batch 64 that copy cost a training
+step about 20 ms of its 240.
 """
 from __future__ import annotations
 
@@ -60,15 +64,17 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L)
 
     @jit
-    def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, hs, active, B, flags,
-                     yield_address):
+    def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, hs, kept_gates, kept_hn, keep,
+                     active, B, flags, yield_address):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step, rows of L columns:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t], h_0, the ones and all x filled in by the caller; pre (rows of the
-        three panels × L,) scratch; gates (T, 3H·L): z, r, n; hn (T, H·L); hs (T+1, B·H): h time-major, the
-        layer's output, h_0 in; active (T,) int64: running columns per step, B of them at first."""
-        T = gates.shape[0]
+        three panels × L,) scratch; gates (3H·L,): this step's z, r, n; hn (H·L,): this step's W_hn h + b_hn
+        (each part writes and reads only its own units' rows of both); hs (T+1, B·H): h time-major, the
+        layer's output, h_0 in; keep: also write z, r, n into kept_gates (T, B·3H) and hn into kept_hn
+        (T, B·H), time-major, for the backward; active (T,) int64: running columns per step, B of them at first."""
+        T = hs.shape[0] - 1
         L = z.shape[1] // zr.shape[1]
-        HL = hn.shape[1]
+        HL = hn.shape[0]
         H = HL // L
         units = hi - lo
         lanes = VECTOR_BYTES // z.itemsize
@@ -84,30 +90,39 @@ if AVAILABLE:
             _product(zr, rows, z[t], 0, L, n, pre_zr, lanes)
             _product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes)  # K = H+1 rows of z_t: [h_t; 1]
             _product(xn, rows, z[t], H * L, L, n, pre_xn, lanes)   # from row H: [1; x_t]
-            a, kept, h_prev, h_new = gates[t], hn[t], z[t], z[t + 1]
+            a, h_prev, h_new = gates, z[t], z[t + 1]
             count, length = (1, units * L) if n == B else (units, n)
             for r in range(count):
                 s = r * L
                 own = lo * L + s
                 z_gate, r_gate = a[own: own + length], a[HL + own: HL + own + length]
-                new, hn_own = a[2 * HL + own: 2 * HL + own + length], kept[own: own + length]
+                new, hn_own = a[2 * HL + own: 2 * HL + own + length], hn[own: own + length]
                 sigmoid_to(pre_zr[s: s + length], z_gate, half)
                 sigmoid_to(pre_zr[r_off + s: r_off + s + length], r_gate, half)
                 hn_own[:] = pre_hn[s: s + length]
                 mul(r_gate, hn_own, new)
                 gates_tanh(new, pre_xn[s: s + length])
                 gru_state(h_prev[own: own + length], new, z_gate, h_new[own: own + length])
-            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
+            for b in range(n):  # the time-major copies: the layer's output (and dW_hh's operand), the trace
                 row, column = hs[t + 1, b * H + lo: b * H + hi], h_new[lo * L + b:]
                 for j in range(units):
                     row[j] = column[j * L]
+                if keep:
+                    g_row = kept_gates[t, 3 * b * H:]
+                    hn_row = kept_hn[t, b * H:]
+                    for j in range(lo, hi):
+                        source = j * L + b
+                        g_row[j] = a[source]
+                        g_row[H + j] = a[HL + source]
+                        g_row[2 * H + j] = a[2 * HL + source]
+                        hn_row[j] = hn[source]
             threads.arrive(flags, me, t + 1)
 
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace:
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bool = True) -> Trace:
     """The GRU's forward, one layer direction: inputs (T, B, I) time-major, h0 (B, H) → Trace with h
-    (T+1, B, H) time-major; kept for backward gates (T, 3H, L) activated (z, r, n) and hn (T, H, L), gate-major
-    with L the columns (`threaded_rnn.columns_for`). No folded input (xw)."""
+    (T+1, B, H) time-major and, with `keep` (a backward may follow), the NumPy path's trace: gates (T, B, 3H)
+    activated (z, r, n) and hn (T, B, H), time-major; without, none (an inference forward). No folded input (xw)."""
     if xw is not None:
         raise ValueError("the threaded GRU projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
@@ -115,22 +130,30 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
     parts = parts_for(3 * hidden)
     rows, columns, z, hs = layout(inputs, h0, hidden)
     panels = forward_panels(p, parts, rows)
-    # the columns of ended sequences are never written: zeros, so that backward reads finite values there
-    alloc = np.empty if active[-1] == batch else np.zeros
-    gates = alloc((time, 3 * hidden, columns), dtype=dtype)
-    hn = alloc((time, hidden, columns), dtype=dtype)
-    flat = [a.reshape(a.shape[0], -1) for a in (z, gates, hn, hs)]
+    if keep:  # rows of ended sequences are never written: zeros, so that backward reads finite values there
+        alloc = np.empty if active[-1] == batch else np.zeros
+        kept = alloc((time, batch, 3 * hidden), dtype=dtype), alloc((time, batch, hidden), dtype=dtype)
+    else:
+        kept = np.empty((1, 1, 1), dtype=dtype), np.empty((1, 1, 1), dtype=dtype)
+    gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)
+    flat = [a.reshape(a.shape[0], -1) for a in (z, hs, *kept)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run_apart(forward_part, [
         (k, parts, lo, hi, *panels[k], rows, flat[0],
-         np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), flat[1], flat[2],
-         flat[3], steps, batch, flags, threads.YIELD)
+         np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), gates, hn,
+         flat[1], flat[2], flat[3], keep, steps, batch, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))])
-    return Trace(hs, None, {"gates": gates, "hn": hn})
+    return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None)
+
+
+def inference_forward(p, inputs, h0, c0, active, xw=None) -> Trace:
+    """`forward` keeping no trace: for a forward no backward follows (eval mode, locked weights)."""
+    return forward(p, inputs, h0, c0, active, xw, keep=False)
 
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
-    """numpy_path.gru_backward on the forward's gates and hn put back time-major (T, B, ·)."""
-    batch = d_out.shape[1]
-    rows = {name: np.ascontiguousarray(a[:, :, :batch].transpose(0, 2, 1)) for name, a in trace.saved.items()}
-    return numpy_path.gru_backward(p, Trace(trace.h, None, rows), d_out, dh_n, dc_n, active)
+    """numpy_path.gru_backward on the forward's time-major trace."""
+    if trace.saved is None:
+        raise ValueError("backward() after an inference forward (eval mode, locked weights): call train() or "
+                         "unlock the weights for a forward with a backward")
+    return numpy_path.gru_backward(p, trace, d_out, dh_n, dc_n, active)

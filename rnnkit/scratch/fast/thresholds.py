@@ -47,8 +47,17 @@ ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at bat
 THREADED_WORK = 384
 
 
-def threaded_forward(batch: int, hidden: int) -> bool:
-    """Whether the GRU's or the RNN's forward takes the threaded path."""
+# The same threshold holds in training (a backward follows, the NumPy path's whichever forward ran).
+# Measured 2026-12-03 (2 cores, T 64, input 64, fwd+bwd, each side in a fresh tuned process, 2 alternating
+# rounds, the numba-or-NumPy time / the threaded time): hidden 64 0.90-0.93 (GRU and RNN, batch 16 and 64),
+# hidden 128 0.88-1.17, hidden 256 1.01-1.27 (batch 16-64), hidden 512 0.99-1.25 (batch 4-64): within the
+# noise below 256, a gain above; and the RNN's grid row at hidden 64 had no jump with the threaded forward
+# (0.23 → 0.28 from batch 12 to 16) where the NumPy steps' had one (0.27 → 0.52).
+
+
+def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:
+    """Whether the GRU's or the RNN's forward takes the threaded path; `training` (a backward follows) does
+    not change the answer now (measured, see above), and the layer passes it all the same."""
     return batch * hidden > THREADED_WORK
 
 # Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one

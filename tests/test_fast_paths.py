@@ -191,7 +191,8 @@ def test_describe_names_a_path_per_cell(monkeypatch):
         assert fast.describe() == report
         assert fast.describe(hidden=64)["rnn_relu"] == "numba, threaded from batch 7"
         assert report["lstm"] == "threaded"
-        assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 7"
+        assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 2"
+        assert fast.describe(hidden=128)["lstm"] == "threaded"
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
@@ -221,6 +222,39 @@ def test_threaded_rnn_and_gru_equal_the_reference_on_any_thread_count(kind, dtyp
         outputs.append(got)
     for got in outputs[1:]:
         for name in ("out", "h_n"):
+            np.testing.assert_array_equal(got[name], outputs[0][name], err_msg=name)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@settings(max_examples=14, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from([np.float64, np.float32]), batch=st.integers(1, 64),
+       hidden=st.sampled_from([35, 70, 101, 263]), time=st.integers(1, 3), ragged=st.booleans(),
+       one_part=st.booleans(), data=st.data())
+def test_threaded_lstm_equals_the_reference_on_any_thread_count(dtype, batch, hidden, time, ragged, one_part, data,
+                                                                 monkeypatch):
+    """The threaded LSTM (threaded_lstm.py) against the reference cells on 1-3 threads, outputs, final states
+    and every gradient: batch 1-64 over all of its kernels (the tall row kernel, gemm_rows's one to four
+    column blocks of near-equal width, the column kernel on padded vectors), with and without the input
+    split off, hidden sizes neither multiples of the vector width nor of the thread count (uneven parts),
+    the small step on one part (thresholds.ONE_PART_WORK as shipped) or split; and the forward's bits are
+    the same on every thread count."""
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 1024 if one_part else 0)  # set for every example
+    lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
+    shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=1,
+                 bidirectional=False, lengths=lengths)
+    reference, _ = run("reference", **shape)
+    outputs = []
+    for count in (1, 2, 3):
+        threads.set_count(count)
+        got, ran = run("threaded", **shape)
+        assert ran == ("threaded",)
+        for name, value in reference.items():
+            scale = max(float(np.abs(value).max()), 1.0)
+            assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, count)
+        outputs.append(got)
+    for got in outputs[1:]:
+        for name in ("out", "h_n", "c_n"):
             np.testing.assert_array_equal(got[name], outputs[0][name], err_msg=name)
 
 

@@ -56,8 +56,8 @@ def test_gemm_panels_is_the_matrix_product(rows, depth, columns, z_pad, out_pad,
        out_pad=st.integers(0, 5), offset=st.integers(0, 7), double=st.booleans(), seed=st.integers(0, 2**31))
 def test_gemm_rows_is_the_matrix_product_with_the_column_kernels_bits(rows, depth, columns, z_pad, out_pad, offset,
                                                                       double, seed):
-    """The row-vector kernel: every column block (NB columns, then 1 to NB-1), padded rows, leading dimensions
-    and offsets; nothing written past the columns asked for; on whole vectors of columns, the column
+    """The row-vector kernel: one to four column blocks of near-equal width (1 to NB columns each), padded
+    rows, leading dimensions and offsets; nothing written past the columns asked for; on whole vectors of columns, the column
     kernel's bits."""
     dtype = np.float64 if double else np.float32
     rng = np.random.default_rng(seed)

@@ -187,15 +187,21 @@ if AVAILABLE:
     MR = 12 if _REGISTERS >= 32 else 6  # MR·2 accumulators + 2 loads + 1 broadcast fit the registers
     _micro_2 = _micro_kernel(MR, 2, VW)
     _micro_1 = _micro_kernel(MR, 1, VW)
-    # The row-vector kernel: RV vectors of rows × up to NB columns of accumulators in registers.
+    # The row-vector kernel: RV vectors of rows × up to NB columns of accumulators in registers: 2·NB
+    # accumulators, RV loads of A and a broadcast fit the register file (NB 6 with 16 vector registers).
+    # A step of k issues RV·n fused multiply-adds on n columns, each waiting on its own previous one (4 cycles
+    # on Zen): with two FMA units, a block keeps them busy from 2·4 / RV = 4 columns on. So the columns run
+    # in as few blocks as hold them, of near-equal width (`_blocks`): 5 columns in one block, not 4 + 1 (the
+    # 1-column block idles 3/4 of the FMA units: measured (512, 256) @ (256, 5), 64 steps on one core,
+    # 49 → 87 GFLOP/s; 6 columns 64 → 90; 9-11 53-82 → 68-89).
     RV = 2
-    NB = 8 if _REGISTERS >= 32 else 4
-    _rows_1, _rows_2, _rows_3, _rows_4, _rows_5, _rows_6, _rows_7, _rows_8 = (
-        _rows_kernel(RV, nb, VW) for nb in range(1, 9))
+    NB = 12 if _REGISTERS >= 32 else 6
+    (_rows_1, _rows_2, _rows_3, _rows_4, _rows_5, _rows_6, _rows_7, _rows_8, _rows_9, _rows_10, _rows_11,
+     _rows_12) = (_rows_kernel(RV, nb, VW) for nb in range(1, 13))  # those past NB never run
 
     @jit
     def _rows_block(n, K, a, a_off, z, z_off, ldz, out, c_off, ldo):
-        """The row-vector kernel for n (1 to 8) columns."""
+        """The row-vector kernel for n (1 to NB) columns."""
         if n == 1:
             _rows_1(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
         elif n == 2:
@@ -210,20 +216,38 @@ if AVAILABLE:
             _rows_6(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
         elif n == 7:
             _rows_7(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
-        else:
+        elif n == 8:
             _rows_8(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 9:
+            _rows_9(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 10:
+            _rows_10(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 11:
+            _rows_11(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        else:
+            _rows_12(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+
+    @jit
+    def _blocks(columns):
+        """How many column blocks `gemm_rows` runs: as few as hold `columns` at NB each."""
+        return -(-columns // NB)
 
     @jit
     def gemm_rows(panels, z, z_off, ldz, columns, out, ldo):
         """out[:P·R, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, R) (`pack_row_panels`), by
         `_rows_kernel`: for few columns (no lane idles on a column that is not there). The same arguments
-        and the same bits as `gemm_panels`. Columns run in blocks of NB, then the rest in one block."""
+        and the same bits as `gemm_panels`. The columns run in `_blocks(columns)` blocks of near-equal
+        width (the first ones one wider where they do not divide evenly), each over the whole panel."""
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
+        count = _blocks(columns)
         for p in range(n_panels):
             a_off, c_row = p * K * rows, p * rows * ldo
-            for j in range(0, columns, NB):
-                _rows_block(min(NB, columns - j), K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            j = 0
+            for q in range(count):
+                n = -(-(columns - j) // (count - q))
+                _rows_block(n, K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                j += n
 
     @jit
     def gemm_panels(panels, z, z_off, ldz, columns, out, ldo):

@@ -12,8 +12,13 @@ SMALL_BATCH = 6
 # inference, in-process alternation of the two paths): the loop wins at hidden 64 to batch 6 (equal there),
 # at 128 to batch 3; the threaded path wins from batch 1 at hidden 256 (fwd+bwd 5.5 against 9.4 ms,
 # inference 2.2 against 3.2) and 512 (24 against 29 ms, 8.4 against 14.1).
+# Re-measured 2026-12-03 after gemm_rows's balanced column blocks (alternating processes against torch,
+# fwd+bwd and inference ms): the threaded path (one part) now wins at hidden 128 from batch 1 (batch 1 1.98
+# against 2.49, inference 0.74 against 0.97; batch 2 2.61 against 3.27) and at hidden 64 from batch 4
+# (batch 5 1.78 against 2.07); the two tie at hidden 64 batch 2-3, and the loop wins at batch 1 (0.82
+# against 0.95). Hence LOOP_WORK 96: the loop at hidden 64 batch 1 only.
 LOOP_HIDDEN = 256
-LOOP_WORK = 384
+LOOP_WORK = 96
 
 # The threaded LSTM gives each thread at least this many hidden units: with fewer, the threads' meeting at
 # every step costs more than the split gains.

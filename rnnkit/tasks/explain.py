@@ -74,6 +74,7 @@ class Scale:
     copy_forget_bias: float = 3.0
     copy_embedding_bound: float = 1.0
     copy_steps: int | None = None         # the copy task's `steps` (None: as steps)
+    copy_lengths: tuple | None = None     # the copy task's T (None: as lengths); its updates cost more per step
     valid: int = 256                      # validation sequences
     success_fraction: float = 0.1         # success: validation loss < this × the memoryless baseline
     explode_length: int = 30
@@ -110,7 +111,7 @@ SCALES = {"quick": Scale(bptt=(5, 25), echo_lines=2000, sentiment_train=2000, se
           # update at T = 1000 costs ~50 times one at T = 20), bounded by `steps` and by stopping each cell at its
           # first failure. 6000 updates: the LSTM needed 3250 at T = 200 (2000 were too few)
           "full": Scale(gradient_lengths=(100, 500), lengths=(10, 20, 50, 100, 200, 500, 1000), steps=6000,
-                        copy_steps=3000, valid=512, explode_steps=300, init_steps=1500, bptt=(5, 10, 25, 50, 100),
+                        copy_steps=3000, copy_lengths=(10, 20, 50), valid=512, explode_steps=300, init_steps=1500, bptt=(5, 10, 25, 50, 100),
                         echo_lines=8000,
                         bptt_epochs=3, sentiment_train=None, sentiment_epochs=2, sentiment_hidden=32,
                         sentiment_vocab=1000)}
@@ -176,8 +177,10 @@ def long_settings(s: Scale, problem: str) -> dict:
     all be held for T + 10 steps: more units, and a forget gate that starts closer to 1)."""
     if problem == "copy":
         return {"hidden": s.copy_hidden, "batch": s.copy_batch, "lr": s.copy_lr, "forget_bias": s.copy_forget_bias,
-                "steps": s.copy_steps or s.steps, "embedding_bound": s.copy_embedding_bound}
-    return {"hidden": s.hidden, "batch": s.batch, "lr": s.lr, "forget_bias": 1.0, "steps": s.steps}
+                "steps": s.copy_steps or s.steps, "embedding_bound": s.copy_embedding_bound,
+                "lengths": s.copy_lengths or s.lengths}
+    return {"hidden": s.hidden, "batch": s.batch, "lr": s.lr, "forget_bias": 1.0, "steps": s.steps,
+            "lengths": s.lengths}
 
 
 LM_EMBEDDING_BOUND = 0.1    # a LanguageModel's embedding starts U(-0.1, 0.1) (rnnkit/scratch/models.py)
@@ -232,10 +235,10 @@ def _until_solved(eng, s: Scale, problem: str, length: int) -> dict:
 
 
 def long_chain(problem: str, cell: str, s: Scale) -> dict:
-    """One cell on one problem at each T of s.lengths in turn (see _until_solved), until it fails if
-    s.stop_after_failure: {T: {"ratio", "updates", "weights", "seconds"}}."""
+    """One cell on one problem at each T of its lengths (long_settings) in turn (see _until_solved), until it
+    fails if s.stop_after_failure: {T: {"ratio", "updates", "weights", "seconds"}}."""
     out = {}
-    for length in s.lengths:
+    for length in long_settings(s, problem)["lengths"]:
         start = time.perf_counter()
         eng = _long_engine(problem, cell, s)
         run = _until_solved(eng, s, problem, length)
@@ -564,6 +567,7 @@ def _long_section(found: Findings) -> Section:
                     f"sequences, lr {r['lr']:g}, forget bias {r['forget_bias']:g} for the LSTM"
                     + (f", embedding U(-{r['embedding_bound']:g}, {r['embedding_bound']:g})"
                        if "embedding_bound" in r else "")
+                    + (f", T up to {max(r['lengths'])}" if r["lengths"] != s.lengths else "")
                     for p, r in ((p, long_settings(s, p)) for p in s.problems))
         + f") trained by Adam (gradient norm clipped at 1), validated on {s.valid} "
         f"sequences every {s.check_every} updates; success is a validation loss below {s.success_fraction:g} × the memoryless "
@@ -573,7 +577,7 @@ def _long_section(found: Findings) -> Section:
     for problem in s.problems:
         text.append(f"On the {PROBLEM_NAMES[problem]}, within this budget "
                     + "; ".join(f"the {CELL_NAMES[c]} {_longest(found, problem, c)}" for c in s.long_cells)
-                    + f" (T tried: {', '.join(map(str, s.lengths))}).")
+                    + f" (T tried: {', '.join(map(str, long_settings(s, problem)['lengths']))}).")
     header = ("problem", "cell") + tuple(f"T = {t}" for t in s.lengths)
     rows = [(PROBLEM_NAMES[p], CELL_NAMES[c]) + tuple(_cell_entry(found, p, c, t) for t in s.lengths)
             for p in s.problems for c in s.long_cells]

@@ -804,7 +804,7 @@ def add_diagnose_command(subparsers) -> None:
     p.add_argument("checkpoint", help="a checkpoint folder (a run's best/ or last/) of lm, classify, memory, seq2seq "
                    "or forecast")
     p.add_argument("--data", metavar="FILE", help="the text to read (lm: a text file; classify: one text per line; "
-                   "seq2seq: one source sentence per line, the encoder measured; forecast: a series file, default "
+                   "seq2seq: one source sentence per line, encoder and decoder measured; forecast: a series file, default "
                    "the training series; memory: not needed, sequences are generated)")
     p.add_argument("--length", type=int, help="steps per sequence (default: the training bptt, or the memory "
                    "problem's length)")

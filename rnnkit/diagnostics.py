@@ -6,7 +6,8 @@ engine from its hand-written BPTT on the reference path, the torch engine from i
 retained gradients); everything here is NumPy on those records and on state dicts.
 
     diagnose(engine, batch)        → Diagnosis: loss, gradient norms (layers, time), gate statistics, W_hh's
-                                     singular values per gate block, hidden states (time, units) of row 0
+                                     singular values per gate block, hidden states (time, units) of row 0;
+                                     for a translation model also its decoder's ‖∂L/∂s_t‖ (layers, target steps)
     gradient_norms(records)        → (layers, time) ‖∂L/∂h_t‖ over the batch and the units
     gate_values(record)            → the gates' activations (batch, time, hidden) by name
     gate_statistics(records)       → per layer, per gate: mean and saturated fraction (< 0.05 or > 0.95)
@@ -93,6 +94,16 @@ def memory_horizon(norms: np.ndarray, fraction: float = 1e-3) -> int:
     return int(below[0]) if len(below) else len(norms)
 
 
+def _reach_line(layer: str, norms: np.ndarray, state: str = "h") -> str:
+    """One layer's gradient through time in words: the first step's over the last's and memory_horizon."""
+    ratio = norms[0] / norms[-1] if norms[-1] > 0 else float("nan")
+    horizon = memory_horizon(norms)
+    reach = (f"it stays above 1e-3 of the last step's for only {horizon} steps: this model can hardly "
+             f"learn dependencies longer than ~{horizon} steps") if horizon < len(norms) else \
+        "it stays above 1e-3 of the last step's over the whole sequence"
+    return f"{layer}: ‖∂L/∂{state}_1‖ / ‖∂L/∂{state}_T‖ = {ratio:.2g}; {reach}"
+
+
 @dataclass
 class Diagnosis:
     """What `diagnose` measured on one batch."""
@@ -104,18 +115,18 @@ class Diagnosis:
     hidden: list = field(default_factory=list)       # per layer: (time, units) states of the batch's row 0
     gate_activations: list = field(default_factory=list)  # per layer: {gate: activations of the real steps}
     layers: list = field(default_factory=list)       # each row's name: "layer 0", "layer 0 reverse", ...
+    decoder_gradient_norms: np.ndarray | None = None  # (decoder layers, target steps): ‖∂L/∂s_t‖ (seq2seq)
 
     def summary(self) -> str:
         """A few lines in words: how fast the gradient decays through time, the gates, W_hh's spectrum."""
         lines = [f"loss {self.loss:.4g} on a batch of {self.gradient_norms.shape[1]} steps ({self.cell})"]
         names = self.layers or [f"layer {k}" for k in range(len(self.gradient_norms))]
-        for layer, norms in zip(names, self.gradient_norms):
-            ratio = norms[0] / norms[-1] if norms[-1] > 0 else float("nan")
-            horizon = memory_horizon(norms)
-            reach = (f"it stays above 1e-3 of the last step's for only {horizon} steps: this model can hardly "
-                     f"learn dependencies longer than ~{horizon} steps") if horizon < len(norms) else \
-                "it stays above 1e-3 of the last step's over the whole sequence"
-            lines.append(f"{layer}: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ = {ratio:.2g}; {reach}")
+        lines += [_reach_line(layer, norms) for layer, norms in zip(names, self.gradient_norms)]
+        if self.decoder_gradient_norms is not None:
+            steps = self.decoder_gradient_norms.shape[1]
+            lines.append(f"decoder over {steps} target steps (its state s_t, teacher-forced):")
+            lines += [_reach_line(f"decoder layer {k}", norms, "s")
+                      for k, norms in enumerate(self.decoder_gradient_norms)]
         for layer, stats in zip(names, self.gates):
             if stats:
                 lines.append(f"{layer} gates: " + ", ".join(
@@ -132,6 +143,9 @@ class Diagnosis:
                "memory_horizon": [memory_horizon(n) for n in self.gradient_norms], "gates": self.gates,
                "summary": self.summary(),
                "singular_values": {n: {g: sv.tolist() for g, sv in b.items()} for n, b in self.singular_values.items()}}
+        if self.decoder_gradient_norms is not None:
+            out["decoder_gradient_norms"] = self.decoder_gradient_norms.tolist()
+            out["decoder_memory_horizon"] = [memory_horizon(n) for n in self.decoder_gradient_norms]
         if hidden:
             out["hidden"] = [h.tolist() for h in self.hidden]
         return out
@@ -140,6 +154,8 @@ class Diagnosis:
 def diagnose(engine, batch: dict, carry=None) -> Diagnosis:
     """Measure a model (an rnnkit.engines.Engine) on one batch: see the module's docstring."""
     loss, records = engine.through_time(batch, carry)
+    decoder = [r for r in records if r.get("part") == "decoder"]
+    records = [r for r in records if r.get("part") != "decoder"]
     if not records:
         raise ValueError("the model has no recurrent layer to diagnose")
     lengths = batch.get("lengths")
@@ -154,4 +170,5 @@ def diagnose(engine, batch: dict, carry=None) -> Diagnosis:
     hidden = [np.asarray(r["h"][0] if lengths is None else r["h"][0, :first], np.float64) for r in records]
     return Diagnosis(loss=loss, cell=cell, gradient_norms=gradient_norms(records),
                      gates=gate_statistics(records, lengths), singular_values=singular_values(weights, cell),
-                     hidden=hidden, gate_activations=activations, layers=names)
+                     hidden=hidden, gate_activations=activations, layers=names,
+                     decoder_gradient_norms=gradient_norms(decoder) if decoder else None)

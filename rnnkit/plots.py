@@ -256,8 +256,9 @@ def _save(fig, path) -> Path:
     return path
 
 
-def gradient_norms_figure(curves, title: str = "Gradient through time"):
-    """‖∂L/∂h_t‖ against the step t on a log scale, one line per layer of each curve.
+def gradient_norms_figure(curves, title: str = "Gradient through time", state: str = "h"):
+    """‖∂L/∂h_t‖ against the step t on a log scale, one line per layer of each curve (`state`: the state's
+    letter on the axis, "s" for a decoder's).
 
     curves: an array (layers, time) or (time,), or {label: such an array} to compare models (cells,
     initialisations, before/after training)."""
@@ -273,16 +274,17 @@ def gradient_norms_figure(curves, title: str = "Gradient through time"):
             ax.plot(np.arange(1, len(series) + 1), positive, linewidth=1.5, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("time step t")
-    ax.set_ylabel("‖∂L/∂h_t‖")
+    ax.set_ylabel(f"‖∂L/∂{state}_t‖")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
 
 
-def plot_gradient_norms(curves, path: str | os.PathLike, title: str = "Gradient through time") -> Path:
+def plot_gradient_norms(curves, path: str | os.PathLike, title: str = "Gradient through time",
+                        state: str = "h") -> Path:
     """Write gradient_norms_figure as a PNG; return its path."""
-    return _save(gradient_norms_figure(curves, title), path)
+    return _save(gradient_norms_figure(curves, title, state), path)
 
 
 def gates_figure(activations: list, title: str = "Gate activations"):
@@ -335,13 +337,18 @@ def plot_hidden_states(hidden, path: str | os.PathLike, title: str = "Hidden sta
 
 
 def plot_diagnosis(diagnosis, folder: str | os.PathLike, name: str = "") -> list[Path]:
-    """The figures of an rnnkit.diagnostics.Diagnosis in `folder`: gradient_norms.png, gates.png (gated cells),
+    """The figures of an rnnkit.diagnostics.Diagnosis in `folder`: gradient_norms.png, decoder_gradient_norms.png
+    (a translation model's decoder), gates.png (gated cells),
     hidden_l{k}.png per layer; `name` goes into the titles. Returns the paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"{name}: " if name else ""
     paths = [plot_gradient_norms({diagnosis.cell: diagnosis.gradient_norms}, folder / "gradient_norms.png",
                                  f"{prefix}gradient through time")]
+    if diagnosis.decoder_gradient_norms is not None:
+        paths.append(plot_gradient_norms({f"{diagnosis.cell} decoder": diagnosis.decoder_gradient_norms},
+                                         folder / "decoder_gradient_norms.png",
+                                         f"{prefix}decoder's gradient through the target steps", "s"))
     if any(diagnosis.gate_activations):
         paths.append(plot_gates(diagnosis.gate_activations, folder / "gates.png", f"{prefix}gates"))
     for k, hidden in enumerate(diagnosis.hidden):

@@ -81,6 +81,60 @@ def test_gradients_through_time_agree_on_drawn_shapes(cell, layers, lengths, hid
         assert np.all(a["grad_h"][past_end] == 0)
 
 
+@settings(max_examples=10, deadline=None)
+@given(cell=st.sampled_from(["rnn_tanh", "lstm", "gru"]), layers=st.integers(1, 2),
+       attention=st.sampled_from(["none", "bahdanau", "luong-general"]),
+       target_lengths=st.lists(st.integers(1, 5), min_size=1, max_size=3), seed=st.integers(0, 99))
+def test_decoder_gradients_through_time_agree_between_engines(cell, layers, attention, target_lengths, seed):
+    """A translation model's decoder, stepped one token at a time: ∂L/∂s_t per target step and layer from the
+    scratch engine's hand BPTT equals torch's retained grads in float64; zero past each target's end; dropout
+    and scheduled sampling off while measuring (eval mode) on both."""
+    kwargs = dict(source_vocab=9, target_vocab=8, embedding_dim=5, hidden_size=4, num_layers=layers, cell=cell,
+                  attention=attention, dropout=0.3, teacher_forcing=0.5)
+    scratch, other = _pair("Seq2Seq", kwargs)
+    rng = np.random.default_rng(seed)
+    lengths, time = np.array(target_lengths), max(target_lengths)
+    real = np.arange(time)[None] < lengths[:, None]
+    source_lengths = rng.integers(1, 6, len(lengths))
+    batch = dict(source=rng.integers(4, 9, (len(lengths), source_lengths.max())), source_lengths=source_lengths,
+                 target_in=rng.integers(4, 8, (len(lengths), time)) * real,
+                 target_out=rng.integers(3, 8, (len(lengths), time)) * real, target_lengths=lengths)
+    (loss_s, ours), (loss_t, theirs) = scratch.through_time(batch), other.through_time(batch)
+    assert loss_s == pytest.approx(loss_t, rel=1e-10)
+    assert [r.get("part") for r in ours] == [r.get("part") for r in theirs] == [None] * layers + ["decoder"] * layers
+    for a, b in zip(ours[layers:], theirs[layers:], strict=True):
+        assert a["grad_h"].shape == a["h"].shape == (len(lengths), time, 4)
+        for key in ("grad_h", "h", "inputs", "h0"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-9, atol=1e-13)
+        assert np.all(a["grad_h"][~real] == 0) and np.abs(a["grad_h"][real]).min() > 0
+    found = dg.diagnose(scratch, batch)
+    assert found.decoder_gradient_norms.shape == (layers, time) and found.gradient_norms.shape[0] == layers
+    np.testing.assert_allclose(found.decoder_gradient_norms, dg.diagnose(other, batch).decoder_gradient_norms,
+                               rtol=1e-9)
+    assert f"decoder layer {layers - 1}: ‖∂L/∂s_1‖ / ‖∂L/∂s_T‖" in found.summary()
+    assert scratch.model.decoder.rnn.recorded is None and scratch.model.decoder.steps_recorded is None
+
+
+def test_the_decoders_last_gradient_is_its_outputs():
+    """Without attention, nothing but step T's output reaches the top state s_T: ∂L/∂s_T = (softmax - onehot)
+    W_out / tokens, computed here by hand."""
+    kwargs = dict(source_vocab=9, target_vocab=8, embedding_dim=5, hidden_size=4, num_layers=1, cell="lstm",
+                  attention="none")
+    scratch, _ = _pair("Seq2Seq", kwargs)
+    rng = np.random.default_rng(5)
+    batch = dict(source=rng.integers(4, 9, (3, 4)), source_lengths=np.array([4, 4, 4]),
+                 target_in=rng.integers(4, 8, (3, 5)), target_out=rng.integers(3, 8, (3, 5)),
+                 target_lengths=np.array([5, 5, 5]))
+    _, records = scratch.through_time(batch)
+    decoder = records[-1]
+    weights = scratch.weights()
+    logits = decoder["h"][:, -1] @ weights["decoder.output.weight"].T + weights["decoder.output.bias"]
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    probs[np.arange(3), batch["target_out"][:, -1]] -= 1
+    np.testing.assert_allclose(decoder["grad_h"][:, -1], probs @ weights["decoder.output.weight"] / 15, rtol=1e-10)
+
+
 def test_gradient_reaching_h_t_equals_finite_differences():
     """∂L/∂h_t of the scratch engine = (L(h_t + ε e) - L(h_t - ε e)) / 2ε with h_t nudged in torch's unrolled step."""
     kwargs = dict(vocab_size=7, embedding_dim=3, hidden_size=4, num_layers=1, cell="gru")
@@ -275,6 +329,14 @@ def test_diagnose_seq2seq_and_forecast_checkpoints(tmp_path, capsys):
     norms = np.array(found["gradient_norms"])
     assert norms.shape == (2, 5) and np.all(norms > 0)                            # the longest source: 5 tokens
     np.testing.assert_allclose(norms, runs["torch"]["gradient_norms"], rtol=1e-4)  # float32, two engines
+    decoder = np.array(found["decoder_gradient_norms"])                           # the decoder's two layers
+    assert decoder.shape[0] == 2 and decoder.shape[1] >= 1 and np.all(decoder[:, 0] > 0)
+    np.testing.assert_allclose(decoder, runs["torch"]["decoder_gradient_norms"], rtol=1e-4)
+    assert len(found["decoder_memory_horizon"]) == 2
+    assert main(["diagnose", str(s2s / "best"), "--data", str(sources), "--plot", str(tmp_path / "figs")]) == 0
+    printed = capsys.readouterr().out
+    assert "decoder layer 1: ‖∂L/∂s_1‖ / ‖∂L/∂s_T‖" in printed and "decoder_gradient_norms.png" in printed
+    assert (tmp_path / "figs" / "decoder_gradient_norms.png").stat().st_size > 1000
     assert all(set(g) == {"reset", "update"} for g in found["gates"])
     assert main(["diagnose", str(s2s / "best")]) == 2
     assert "source sentences" in capsys.readouterr().err

@@ -79,6 +79,10 @@ def test_page_states_the_measured_training_results(report):
     assert step is not None and f"non-finite at update {step}" in md
     for run in found.inits.values():
         assert f"validation MSE {run['valid']:.3g}" in md
+    for problem, units in (("adding", found.scale.hidden), ("copy", found.scale.copy_hidden)):   # long_settings
+        assert all(d.hidden[0].shape[1] == units for d in found.trained[problem]["lstm"].values())
+    assert ("copy task: hidden 12, at most 150 updates of 32 new sequences, lr 0.01, forget bias 3 for the LSTM, "
+            "embedding U(-1, 1)") in md
     forget = found.trained["adding"]["lstm"][explain.gates_length(found, "lstm")].gates[0]["forget"]
     assert 0 < forget["mean"] < 1 and f"forget gate mean {forget['mean']:.2f}" in md
 

@@ -83,7 +83,9 @@ class ScratchEngine:
         (batch, time, hidden) with grad_h[:, t] = ∂L/∂h_t, and the layer's four weights. The layers run on the
         reference path for it (the BPTT that computes ∂L/∂h_t); weights, optimizer and random generators are
         left as they were. The model runs in training mode (whose forward keeps what backward needs) with every
-        dropout set to 0, so it computes what the eval-mode model computes."""
+        dropout set to 0, so it computes what the eval-mode model computes.
+        A translation model's decoder, stepped one token at a time, records its layers too (part "decoder",
+        grad_h[:, t] = ∂L/∂s_t over the target steps; rnnkit/scratch/seq2seq.py)."""
         was_training, rng = self.model.training, self.rng_state()
         self.model.train()
         layers = [m for m in self.model.modules() if hasattr(m, "record_through_time")]
@@ -98,7 +100,7 @@ class ScratchEngine:
             loss, _ = self.model.loss(batch, carry)
             records = []
             for m in layers:
-                for k, record in enumerate(m.recorded or ()):   # None: not run over a sequence (a decoder's cells)
+                for k, record in enumerate(m.recorded or ()):   # None: a layer that did not run
                     layer, direction = divmod(k, m.num_directions)
                     params = m._params(layer, direction)
                     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

@@ -29,6 +29,12 @@ loss through o_t), δh̃ the gradient reaching h̃_t from step t+1's input:
 Then δs_0, δc_0 go through the bridge to the encoder's h_n, c_n; the attention's gradients of the memory and
 the keys to the encoder's outputs; the encoder runs its own BPTT.
 
+Gradients through time (rnnkit.diagnostics): with the decoder's `rnn.record_through_time` set, forward keeps
+each step's layer inputs x_t^l and states s_t^l, and backward the gradient reaching each state, δs_t^l =
+∂L/∂s_t^l (from the output at t, from step t+1 and, below the top, from layer l+1 at t: the `d_h` each cell's
+backward takes); `rnn.recorded` then holds one record per layer, as the encoder's layers keep theirs, with
+part = "decoder". While recording, the decoder reads the true tokens (no scheduled sampling), as in eval mode.
+
 Scheduled sampling (training, 0 <= teacher_forcing < 1): the input of step t > 1 is y_{t-1} with probability
 teacher_forcing, else the argmax of step t-1's logits; the draws come from the model's generator `rng`
 (which also draws the dropout masks). Eval mode always feeds the true tokens.
@@ -133,6 +139,23 @@ class Decoder(Module):
         self.dropout = float(dropout)
         self.step_fn = CELLS[cell]
         self.cell_options = {"nonlinearity": "relu"} if cell == "rnn_relu" else {}
+        self.steps_recorded: list | None = None   # per step, while the gradients through time are measured
+
+    def start_recording(self) -> None:
+        """Keep every step's inputs and states from the next forward (its backward adds their gradients),
+        if `rnn.record_through_time` is set."""
+        self.steps_recorded = [] if self.rnn.record_through_time else None
+
+    def finish_recording(self) -> None:
+        """Per layer l, into `rnn.recorded` (as recurrent.py's layers record themselves): part "decoder",
+        inputs (B, T, features), h0 = s_0^l (B, H), h and grad_h = ∂L/∂s_t^l (B, T, H), t = 1..T."""
+        steps, self.steps_recorded = self.steps_recorded, None
+        if steps is None:
+            return
+        stack = lambda key, layer: np.stack([step[key][layer] for step in steps], axis=1)  # noqa: E731
+        self.rnn.recorded = [{"part": "decoder", "inputs": stack("inputs", layer), "h0": steps[0]["h_prev"][layer],
+                              "h": stack("h", layer), "grad_h": stack("grad_h", layer)}
+                             for layer in range(len(steps[0]["h"]))]
 
     def _weights(self, layer: int):
         return [p.data for p in self.rnn._params(layer, 0)]
@@ -153,10 +176,12 @@ class Decoder(Module):
         elif self.luong:
             x = np.concatenate([x, feed], axis=1)
         new_hs, new_cs, cells, layer_masks = [], [] if cs is not None else None, [], []
+        inputs = []
         for layer in range(len(hs)):
             layer_mask = _drop_mask(rng, p, x.shape, dtype) if layer > 0 else None
             if layer_mask is not None:
                 x = x * layer_mask
+            inputs.append(x)
             if cs is not None:
                 h, c, cache = self.step_fn.forward(x, hs[layer], cs[layer], *self._weights(layer))
                 new_cs.append(c)
@@ -166,6 +191,9 @@ class Decoder(Module):
             cells.append(cache)
             layer_masks.append(layer_mask)
             x = h
+        if self.steps_recorded is not None:      # through_time: this step's inputs and states, per layer
+            self.steps_recorded.append({"inputs": inputs, "h_prev": list(hs), "h": new_hs,
+                                        "grad_h": [None] * len(hs)})
         o, combined = x, None
         if self.luong:
             context, weights, attend = self.attention.step(o, keys, memory, mask)
@@ -173,9 +201,10 @@ class Decoder(Module):
             o = feed = np.tanh(combined @ self.combine.weight.data.T)
         return o, new_hs, new_cs, feed, weights, _Step(embed_mask, attend, cells, layer_masks, combined, o)
 
-    def step_backward(self, d_o, d_hs: list, d_cs: list | None, saved: _Step, d_keys, d_memory):
+    def step_backward(self, d_o, d_hs: list, d_cs: list | None, saved: _Step, d_keys, d_memory, recorded=None):
         """Given dL/do_t and the gradients reaching s_t^l, c_t^l from step t+1 (lists, changed in place into
-        those reaching s_{t-1}^l, c_{t-1}^l): (dL/de_t (B, E) before the dropout, dL/dh̃_{t-1} or None)."""
+        those reaching s_{t-1}^l, c_{t-1}^l): (dL/de_t (B, E) before the dropout, dL/dh̃_{t-1} or None).
+        `recorded`: step t's record of `steps_recorded`, whose grad_h[l] gets ∂L/∂s_t^l."""
         if self.luong:
             d_pre = d_o * (1 - saved.output * saved.output)
             self.combine.weight.grad += d_pre.T @ saved.combined
@@ -187,6 +216,8 @@ class Decoder(Module):
             d_s = d_o
         d_h = d_hs[-1] + d_s
         for layer in reversed(range(len(d_hs))):
+            if recorded is not None:
+                recorded["grad_h"][layer] = d_h      # ∂L/∂s_t^l: all that reaches the state, the cell's input
             if d_cs is not None:
                 grads = self.step_fn.backward(d_h, d_cs[layer], saved.cells[layer])
                 d_cs[layer] = grads.c_prev
@@ -257,9 +288,11 @@ class Seq2Seq(Module):
     def forward(self, source, source_lengths, target_in) -> np.ndarray:
         """Logits (B, T, V), keeping what `backward` needs (scheduled sampling in training: module docstring)."""
         memory, keys, mask, hs, cs = self._encode(source, source_lengths)
+        self.decoder.start_recording()
         batch, time = target_in.shape
         feed = np.zeros((batch, self.hidden_size), self.dtype) if self.decoder.luong else None
-        ratio = self.teacher_forcing if self.training else 1.0
+        measuring = self.decoder.steps_recorded is not None          # through_time: as in eval mode
+        ratio = self.teacher_forcing if self.training and not measuring else 1.0
         p = self.decoder.dropout if self.training else 0.0
         output = self.decoder.output
         inputs, outputs, steps = target_in.copy(), [], []
@@ -294,7 +327,9 @@ class Seq2Seq(Module):
             d_o = d_outputs[:, t] if out_mask is None else d_outputs[:, t] * out_mask
             if d_feed is not None:
                 d_o = d_o + d_feed
-            d_embed[:, t], d_feed = self.decoder.step_backward(d_o, d_hs, d_cs, saved, d_keys, d_memory)
+            recorded = None if self.decoder.steps_recorded is None else self.decoder.steps_recorded[t]
+            d_embed[:, t], d_feed = self.decoder.step_backward(d_o, d_hs, d_cs, saved, d_keys, d_memory, recorded)
+        self.decoder.finish_recording()
         self.decoder.embedding(inputs)                                          # its lookup, for the backward
         self.decoder.embedding.backward(d_embed)
         if self.attention_kind != "none":

@@ -65,6 +65,16 @@ class Scale:
     batch: int = 32
     hidden: int = 32
     lr: float = 1e-2
+    # the copy task's long-sequence runs (long_settings; benchmarks/README.md measured why): more units, an LSTM
+    # forget gate that starts near 1 (σ(3) = 0.95: the state kept over the T + 10 steps from a symbol to its
+    # recall), symbol embeddings from U(-1, 1) (the language model's U(-0.1, 0.1) barely moves the state)
+    copy_hidden: int = 128
+    copy_batch: int = 128
+    copy_lr: float = 1e-2
+    copy_forget_bias: float = 3.0
+    copy_embedding_bound: float = 1.0
+    copy_steps: int | None = None         # the copy task's `steps` (None: as steps)
+    copy_lengths: tuple | None = None     # the copy task's T (None: as lengths); its updates cost more per step
     valid: int = 256                      # validation sequences
     success_fraction: float = 0.1         # success: validation loss < this × the memoryless baseline
     explode_length: int = 30
@@ -91,6 +101,7 @@ class Scale:
 SCALES = {"quick": Scale(bptt=(5, 25), echo_lines=2000, sentiment_train=2000, sentiment_vocab=500),
           "tiny": Scale(gradient_lengths=(100,), problems=("adding", "copy"), lengths=(10, 20),
                         long_cells=("rnn_tanh", "lstm"), steps=150, check_every=50, hidden=16, valid=128,
+                        copy_hidden=12, copy_batch=32,
                         explode_steps=60, init_steps=80, explode_length=20, init_length=20, bptt=(5, 25),
                         echo_width=3, echo_lines=300, bptt_epochs=1, bptt_hidden=16, sentiment="synthetic",
                         sentiment_train=None, sentiment_epochs=2, sentiment_hidden=8, sentiment_vocab=200,
@@ -100,7 +111,8 @@ SCALES = {"quick": Scale(bptt=(5, 25), echo_lines=2000, sentiment_train=2000, se
           # update at T = 1000 costs ~50 times one at T = 20), bounded by `steps` and by stopping each cell at its
           # first failure. 6000 updates: the LSTM needed 3250 at T = 200 (2000 were too few)
           "full": Scale(gradient_lengths=(100, 500), lengths=(10, 20, 50, 100, 200, 500, 1000), steps=6000,
-                        valid=512, explode_steps=300, init_steps=1500, bptt=(5, 10, 25, 50, 100), echo_lines=8000,
+                        copy_steps=3000, copy_lengths=(10, 20, 50), valid=512, explode_steps=300, init_steps=1500, bptt=(5, 10, 25, 50, 100),
+                        echo_lines=8000,
                         bptt_epochs=3, sentiment_train=None, sentiment_epochs=2, sentiment_hidden=32,
                         sentiment_vocab=1000)}
 
@@ -140,10 +152,11 @@ def _batch(n: int, length: int, seed, dtype: str, problem: str = "adding") -> di
 
 
 def _engine(cell: str, s: Scale, *, problem="adding", init="pytorch", forget_bias=None, optimizer="adam", lr=1e-2,
-            clip=1.0, dtype="float32", radius=None):
-    """A scratch-engine model for a memory problem; `radius`: W_hh scaled to that spectral radius."""
-    eng = build_engine("scratch", MODELS[problem], model_kwargs(problem, cell, s.hidden, 1, 16), optimizer=optimizer,
-                       lr=lr, clip=clip, dtype=dtype, seed=s.seed)
+            clip=1.0, dtype="float32", radius=None, hidden=None):
+    """A scratch-engine model for a memory problem (`hidden` units, default s.hidden); `radius`: W_hh scaled to
+    that spectral radius."""
+    eng = build_engine("scratch", MODELS[problem], model_kwargs(problem, cell, hidden or s.hidden, 1, 16),
+                       optimizer=optimizer, lr=lr, clip=clip, dtype=dtype, seed=s.seed)
     initialize_engine(eng, cell, init, forget_bias, seed=s.seed)
     if radius is not None:
         weights = eng.weights()
@@ -154,8 +167,37 @@ def _engine(cell: str, s: Scale, *, problem="adding", init="pytorch", forget_bia
     return eng
 
 
-def _forget_bias(cell: str):
-    return 1.0 if cell == "lstm" else None
+def _forget_bias(cell: str, value: float = 1.0):
+    return value if cell == "lstm" else None
+
+
+def long_settings(s: Scale, problem: str) -> dict:
+    """How the long-sequence runs of `problem` train: {"hidden", "batch", "lr", "forget_bias" (the LSTM's)}.
+    The adding problem: s.hidden, s.batch, s.lr, forget bias 1. The copy task: s.copy_* (its 10 symbols must
+    all be held for T + 10 steps: more units, and a forget gate that starts closer to 1)."""
+    if problem == "copy":
+        return {"hidden": s.copy_hidden, "batch": s.copy_batch, "lr": s.copy_lr, "forget_bias": s.copy_forget_bias,
+                "steps": s.copy_steps or s.steps, "embedding_bound": s.copy_embedding_bound,
+                "lengths": s.copy_lengths or s.lengths}
+    return {"hidden": s.hidden, "batch": s.batch, "lr": s.lr, "forget_bias": 1.0, "steps": s.steps,
+            "lengths": s.lengths}
+
+
+LM_EMBEDDING_BOUND = 0.1    # a LanguageModel's embedding starts U(-0.1, 0.1) (rnnkit/scratch/models.py)
+
+
+def _long_engine(problem: str, cell: str, s: Scale):
+    """A fresh model for one long-sequence run of `problem` (long_settings); the copy task's embedding scaled
+    from U(-0.1, 0.1) to U(-bound, bound)."""
+    run = long_settings(s, problem)
+    eng = _engine(cell, s, problem=problem, forget_bias=_forget_bias(cell, run["forget_bias"]), lr=run["lr"],
+                  hidden=run["hidden"])
+    if "embedding_bound" in run:
+        weights = eng.weights()
+        scale = np.float32(run["embedding_bound"] / LM_EMBEDDING_BOUND)
+        weights["embedding.weight"] = weights["embedding.weight"] * scale
+        eng.load_weights(weights)
+    return eng
 
 
 def _train(eng, s: Scale, length: int, steps: int) -> dict:
@@ -173,16 +215,18 @@ def _train(eng, s: Scale, length: int, steps: int) -> dict:
 
 
 def _until_solved(eng, s: Scale, problem: str, length: int) -> dict:
-    """Up to s.steps updates on new batches of `problem` at `length`, validating every s.check_every: stops at
+    """Up to long_settings' steps of updates on new batches of `problem` at `length`, validating every
+    s.check_every: stops at
     the first validation below s.success_fraction × the baseline. {"ratio": last validation loss / baseline,
     "updates": updates to success or None}."""
     valid = _batch(s.valid, length, [s.seed, 1], "float32", problem)
     base = memory_tasks.baseline(problem, length)
+    batch, steps = long_settings(s, problem)["batch"], long_settings(s, problem)["steps"]
     ratio = float("nan")
     with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(s.steps):
-            eng.train_step(_batch(s.batch, length, [s.seed, 0, k], "float32", problem))
-            if (k + 1) % s.check_every == 0 or k + 1 == s.steps:
+        for k in range(steps):
+            eng.train_step(_batch(batch, length, [s.seed, 0, k], "float32", problem))
+            if (k + 1) % s.check_every == 0 or k + 1 == steps:
                 total, count, _ = eng.eval_loss(valid)
                 ratio = float(total / count) / base
                 if ratio < s.success_fraction:
@@ -191,12 +235,12 @@ def _until_solved(eng, s: Scale, problem: str, length: int) -> dict:
 
 
 def long_chain(problem: str, cell: str, s: Scale) -> dict:
-    """One cell on one problem at each T of s.lengths in turn (see _until_solved), until it fails if
-    s.stop_after_failure: {T: {"ratio", "updates", "weights", "seconds"}}."""
+    """One cell on one problem at each T of its lengths (long_settings) in turn (see _until_solved), until it
+    fails if s.stop_after_failure: {T: {"ratio", "updates", "weights", "seconds"}}."""
     out = {}
-    for length in s.lengths:
+    for length in long_settings(s, problem)["lengths"]:
         start = time.perf_counter()
-        eng = _engine(cell, s, problem=problem, forget_bias=_forget_bias(cell), lr=s.lr)
+        eng = _long_engine(problem, cell, s)
         run = _until_solved(eng, s, problem, length)
         out[length] = {**run, "weights": eng.weights(), "seconds": time.perf_counter() - start}
         if s.stop_after_failure and run["updates"] is None:
@@ -402,7 +446,7 @@ def run_experiments(scale: str | Scale = "quick", vectors: str | None = None) ->
 
 
 def _loaded(problem: str, cell: str, s: Scale, weights: dict):
-    eng = _engine(cell, s, problem=problem, forget_bias=_forget_bias(cell))
+    eng = _long_engine(problem, cell, s)
     eng.load_weights(weights)
     return eng
 
@@ -518,16 +562,22 @@ def _vanishing_section(found: Findings) -> Section:
 def _long_section(found: Findings) -> Section:
     s = found.scale
     text = [
-        f"Each model (hidden {s.hidden}, forget bias 1 for the LSTM) trained for at most {s.steps} Adam updates of "
-        f"{s.batch} new sequences (lr {s.lr:g}, gradient norm clipped at 1), validated on {s.valid} sequences every "
-        f"{s.check_every} updates; success is a validation loss below {s.success_fraction:g} × the memoryless "
+        "Each model ("
+        + "; ".join(f"{PROBLEM_NAMES[p]}: hidden {r['hidden']}, at most {r['steps']} updates of {r['batch']} new "
+                    f"sequences, lr {r['lr']:g}, forget bias {r['forget_bias']:g} for the LSTM"
+                    + (f", embedding U(-{r['embedding_bound']:g}, {r['embedding_bound']:g})"
+                       if "embedding_bound" in r else "")
+                    + (f", T up to {max(r['lengths'])}" if r["lengths"] != s.lengths else "")
+                    for p, r in ((p, long_settings(s, p)) for p in s.problems))
+        + f") trained by Adam (gradient norm clipped at 1), validated on {s.valid} "
+        f"sequences every {s.check_every} updates; success is a validation loss below {s.success_fraction:g} × the memoryless "
         "baseline (adding: MSE 1/6; copy: 10 log 8 / (T + 20) nats per step), and a run stops at its first "
         "success." + (" A cell that fails at a T is not tried at longer ones (—)." if s.stop_after_failure else "")
         + " Tables: validation loss / baseline, ✓ (updates to success)."]
     for problem in s.problems:
         text.append(f"On the {PROBLEM_NAMES[problem]}, within this budget "
                     + "; ".join(f"the {CELL_NAMES[c]} {_longest(found, problem, c)}" for c in s.long_cells)
-                    + f" (T tried: {', '.join(map(str, s.lengths))}).")
+                    + f" (T tried: {', '.join(map(str, long_settings(s, problem)['lengths']))}).")
     header = ("problem", "cell") + tuple(f"T = {t}" for t in s.lengths)
     rows = [(PROBLEM_NAMES[p], CELL_NAMES[c]) + tuple(_cell_entry(found, p, c, t) for t in s.lengths)
             for p in s.problems for c in s.long_cells]
@@ -644,7 +694,7 @@ def figures(found: Findings) -> dict[str, bytes]:
             f"Gradient through time after training, adding problem, T = {t}")
     out["long_sequences.png"] = fig.long_png(
         {PROBLEM_NAMES[p]: {CELL_NAMES[c]: v for c, v in found.long[p].items()} for p in s.problems},
-        s.success_fraction, s.steps)
+        s.success_fraction, {PROBLEM_NAMES[p]: long_settings(s, p)["steps"] for p in s.problems})
     for cell in _gated(found):
         out[f"gates_{cell}.png"] = fig.gates_png(
             found.trained["adding"][cell][gates_length(found, cell)].gate_activations,

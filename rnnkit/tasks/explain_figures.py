@@ -21,9 +21,9 @@ def gradient_png(curves: dict, length: int, title: str | None = None) -> bytes:
         curves, title or f"Gradient through time at initialisation, adding problem, T = {length}"))
 
 
-def long_png(long: dict, fraction: float, steps: int) -> bytes:
+def long_png(long: dict, fraction: float, steps) -> bytes:
     """long: {problem: {label: {T: validation loss / baseline}}}; one panel per problem, loss / baseline against
-    T (log-log), with the baseline and the success line."""
+    T (log-log), with the baseline and the success line; steps: the runs' budget, or {problem: budget}."""
     fig = _figure(5.0 * len(long) + 1.0, 4.2)
     for k, (problem, curves) in enumerate(long.items()):
         ax = fig.add_subplot(1, len(long), k + 1)
@@ -39,7 +39,8 @@ def long_png(long: dict, fraction: float, steps: int) -> bytes:
         ax.set_yscale("log")
         ax.set_xlabel("sequence length T")
         ax.set_ylabel("validation loss / baseline")
-        ax.set_title(f"{problem[0].upper() + problem[1:]}, at most {steps} updates")
+        budget = steps[problem] if isinstance(steps, dict) else steps
+        ax.set_title(f"{problem[0].upper() + problem[1:]}, at most {budget} updates")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     return _png(fig)

@@ -171,7 +171,10 @@ class TorchEngine:
     def through_time(self, batch: dict, carry=None) -> tuple[float, list[dict]]:
         """The scratch engine's `through_time`: the loss in eval mode and, per recurrent layer, cell, inputs,
         h0, h, grad_h = ∂L/∂h_t (batch, time, hidden) and the layer's weights, as NumPy, from the layers run
-        unrolled (unrolled.py). Weights and optimizer are left as they were; gradients are cleared."""
+        unrolled (unrolled.py). The layers a model steps one token per call (its `stepped_recurrent()`: a
+        translation model's decoder) give one record per layer over all their calls, part "decoder", grad_h[:, t]
+        = ∂L/∂s_t; any other layer called more than once is left out. Weights and optimizer are left as they
+        were; gradients are cleared."""
         from .unrolled import recording
 
         self.model.eval()
@@ -180,18 +183,25 @@ class TorchEngine:
             with recording(self.model) as found:
                 loss, _ = self.model.loss(batch, carry)
                 loss.backward()
+            stepped = {id(m) for m in getattr(self.model, "stepped_recurrent", tuple)()}
+            calls: dict = {}                                   # (module, layer) → its records, in call order
+            for r in found:
+                calls.setdefault((id(r["module"]), r["layer"]), []).append(r)
             records = []
-            calls = {}
-            for r in found:
-                calls[id(r["module"]), r["layer"]] = calls.get((id(r["module"]), r["layer"]), 0) + 1
-            for r in found:
-                if calls[id(r["module"]), r["layer"]] > 1:   # stepped one token at a time (a decoder): left out,
-                    continue                                   # as the scratch engine's hand-stepped cells are
-                grad = torch.stack([s.grad if s.grad is not None else torch.zeros_like(s) for s in r["steps"]], 1)
+            for runs in calls.values():
+                r = runs[0]
+                if len(runs) > 1 and id(r["module"]) not in stepped:
+                    continue                                   # e.g. a forecaster's decoder fed its own forecasts
+                steps = [s for run in runs for s in run["steps"]]
+                grad = torch.stack([s.grad if s.grad is not None else torch.zeros_like(s) for s in steps], 1)
                 if r["mask"] is not None:
                     grad = grad * r["mask"][..., None].to(grad.dtype)  # past a sequence's end: no state of its own
-                record = {k: r[k].detach().cpu().numpy().copy() for k in ("inputs", "h0", "h")}
+                record = {"inputs": torch.cat([run["inputs"] for run in runs], 1), "h0": r["h0"],
+                          "h": torch.cat([run["h"] for run in runs], 1)}
+                record = {k: v.detach().cpu().numpy().copy() for k, v in record.items()}
                 record.update(cell=r["cell"], layer=r["layer"], direction=0, grad_h=grad.cpu().numpy())
+                if id(r["module"]) in stepped:
+                    record["part"] = "decoder"
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     tensor = getattr(r["module"], f"{name}_l{r['layer']}", None)
                     record[name] = None if tensor is None else tensor.detach().cpu().numpy().copy()

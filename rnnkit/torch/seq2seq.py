@@ -168,6 +168,11 @@ class Seq2Seq(nn.Module):
             logits.append(step_logits)
         return torch.stack(logits, dim=1)
 
+    def stepped_recurrent(self) -> tuple:
+        """The recurrent layers run one target token per call (the decoder's): the engine's through_time joins
+        their calls into one record per layer."""
+        return (self.decoder.rnn,)
+
     # ------------------------------------------------------------------------------------------ training
     def loss(self, batch: dict, carry=None, reduction: str = "mean", label_smoothing: float | None = None):
         """(mean token cross-entropy over the real target positions, None): label-smoothed in training."""

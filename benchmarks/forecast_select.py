@@ -5,12 +5,17 @@ settings"): each run trains the seeds as one ensemble on the history before a cu
     python benchmarks/forecast_select.py holdout air-passengers 1958-01 12 \\
         '{"horizon": 36, "window": 24, "log": true, "diff": 1, "seasonal_diff": true, "epochs": 20}'
     # the same settings on the real protocol (the last 36 months held out): cut "end", 36
+    # AirPassengers, rolling origins inside 1949-1957: 36-month forecasts from 1954-01 and from 1955-01, each
+    # trained on the months before it (cuts 1957-01 and 1958-01, the last 36 months of each held out)
+    python benchmarks/forecast_select.py holdout air-passengers 1957-01,1958-01 36 \\
+        '{"horizon": 36, "window": 12, "log": true, "diff": 1, "epochs": 100}'
     # sunspots: train before 1900-10, 36-month forecasts from it every 10 months up to 1940-09
     python benchmarks/forecast_select.py backtest sunspots 1900-10 1940-10 --horizon 36 --stride 10 \\
         '{"window": 120, "hidden": 32, "epochs": 15, "batch_size": 32, "log": true, "log_offset": 1.0}'
 
 holdout DATASET CUT TEST SETTINGS: the series up to CUT ("end": all of it), its last TEST steps held out;
-prints MAPE and 80 % coverage per seed and the MAPE of the median of the seeds. backtest DATASET FIRST CUT
+prints MAPE and 80 % coverage per seed and the MAPE of the median of the seeds. Several CUTs (comma-separated:
+rolling origins) run one after the other, each trained anew; "mean_ensemble_mape" is then the mean over them. backtest DATASET FIRST CUT
 SETTINGS: trained on the steps before FIRST, forecasts from FIRST on the series up to CUT (not retrained),
 scored both ways (mean, last points). One JSON line per run, also appended to --log.
 """
@@ -84,7 +89,10 @@ def main(argv=None) -> int:
     settings = json.loads(a.args[2])
     cpu = time.process_time()
     if a.how == "holdout":
-        result = holdout(a.dataset, a.args[0], int(a.args[1]), settings, seeds)
+        cuts = a.args[0].split(",")
+        result = {cut: holdout(a.dataset, cut, int(a.args[1]), settings, seeds) for cut in cuts}
+        result = result[cuts[0]] if len(cuts) == 1 else {"per_cut": result, "mean_ensemble_mape": round(
+            float(np.mean([r["ensemble_mape"] for r in result.values()])), 2)}
     else:
         result = backtest(a.dataset, a.args[0], a.args[1], a.horizon, a.stride, settings, seeds)
     line = json.dumps({"how": a.how, "dataset": a.dataset, "args": a.args[:2], "settings": settings, "seeds": seeds}

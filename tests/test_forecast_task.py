@@ -255,3 +255,35 @@ def test_torch_engine_trains_a_gaussian_autoregressive_forecaster(csv_file, tmp_
     # a Gaussian's intervals are symmetric around its mean: mean ± z_q sigma
     np.testing.assert_allclose((lo50 + hi50) / 2, on_scratch["forecast"], rtol=1e-9)
     np.testing.assert_allclose((hi90 - lo90) / (hi50 - lo50), 1.6449 / 0.6745, rtol=1e-3)
+
+
+def test_trend_continues_from_the_dates_on_both_engines(tmp_path, capsys):
+    """--trend: the line is fitted on the training part (position 0 at its first date, kept in the checkpoint);
+    a history that starts later is placed on the line by its dates, so the forecast does not depend on where
+    the history starts; the torch engine forecasts the same from the same checkpoint."""
+    series = toy_series()
+    settings = dict(TINY, data="given", log=True, trend=True, test=6, out=str(tmp_path / "run"))
+    model = Forecaster(**settings).fit(series, log=lambda *a: None)
+    features = model.features
+    assert features.origin == "2000-01" and features.target.trend and features.target.lost == 0
+    u, t = np.log(series.y[:N - 6, 0]), np.arange(N - 6)
+    b, a = np.polyfit(t, u, 1)  # the line of log y over the 54 training months
+    assert features.target.slope == [pytest.approx(b, rel=1e-9)] and features.target.intercept == [pytest.approx(a)]
+    assert features.position(series.slice(30, None)) == 30
+    # the model sees log y minus the line, scaled: its forecast of the detrended scale is put back on the line
+    z = features.arrays(series.slice(10, 40))[1][:, 0]
+    np.testing.assert_allclose(z * features.target.std[0] + features.target.mean[0],
+                               u[10:40] - (a + b * t[10:40]), atol=1e-9)
+    head, later = series.slice(None, N - 6), series.slice(N - 6 - 20, N - 6)
+    reloaded = Forecaster.from_pretrained(tmp_path / "run")
+    full = reloaded.predict(4, history=head)["forecast"]
+    np.testing.assert_allclose(reloaded.predict(4, history=later)["forecast"], full, rtol=1e-12)
+    np.testing.assert_allclose(reloaded.predict(4)["forecast"], reloaded.predict(4, history=series)["forecast"],
+                               rtol=1e-12)  # the stored tail of the series ends where the series does
+    pytest.importorskip("torch")
+    on_torch = Forecaster.from_pretrained(tmp_path / "run", engine="torch", device="cpu").predict(4, history=later)
+    np.testing.assert_allclose(on_torch["forecast"], full, rtol=1e-4)
+    with pytest.raises(ValueError, match="--trend and differences exclude each other"):
+        resolve("forecast", dict(data="given", trend=True, diff=1))
+    assert main(["train", "forecast", "--dataset", "air-passengers", "--trend", "--seasonal-diff"]) == 2
+    assert "--trend and differences exclude each other" in capsys.readouterr().err

@@ -209,6 +209,50 @@ def test_log_offset_is_log1p_and_keeps_zeros():
         SeriesTransform(offset=1.0)
 
 
+def test_trend_by_hand():
+    """y = exp(1 + 0.5 t + season), a season of +-0.1: the line of log y by least squares; what is left is
+    log y minus it, and a forecast of what is left continues the line."""
+    season = np.array([0.1, -0.1] * 3)
+    y = np.exp(1 + 0.5 * np.arange(6.0) + season)[:, None]
+    t = SeriesTransform(log=True, trend=True, scale=False).fit(y)
+    # least squares by hand: b = 0.5 + sum((t - 2.5) season) / sum((t - 2.5)^2) = 0.5 - 0.3 / 17.5
+    b = 0.5 + (np.arange(6.0) - 2.5) @ season / 17.5
+    assert b == pytest.approx(0.5 - 0.3 / 17.5)
+    a = np.log(y[:, 0]).mean() - b * 2.5
+    assert t.slope == [pytest.approx(b, rel=1e-12)] and t.intercept == [pytest.approx(a, rel=1e-12)]
+    np.testing.assert_allclose(t.transform(y)[:, 0], np.log(y[:, 0]) - a - b * np.arange(6.0), atol=1e-12)
+    # two steps after the history's last one (positions 6 and 7), the detrended values 0.2 and -0.2
+    np.testing.assert_allclose(t.inverse(np.array([[0.2], [-0.2]]), y)[:, 0], np.exp(a + b * np.array([6, 7]) +
+                                                                                   np.array([0.2, -0.2])))
+    # a history that starts at position 2 ends at the same place: the same forecast
+    np.testing.assert_allclose(t.inverse(np.array([[0.2], [-0.2]]), y[2:], start=2),
+                               t.inverse(np.array([[0.2], [-0.2]]), y))
+    np.testing.assert_allclose(t.transform(y[3:], start=3), t.transform(y)[3:], atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(log=st.booleans(), scale=st.booleans(), k=st.integers(0, 6), start=st.integers(0, 5),
+       seed=st.integers(0, 2**16))
+def test_trend_inverse_undoes_transform_exactly(log, scale, k, start, seed):
+    rng = np.random.default_rng(seed)
+    y = np.exp(rng.normal(size=(30, 2)).cumsum(0) * 0.1 + 0.02 * np.arange(30)[:, None]) + 0.5
+    t = SeriesTransform(log=log, trend=True, scale=scale).fit(y[:20])
+    z = t.transform(y[start:], start)
+    np.testing.assert_allclose(t.inverse(z[k:], y[start:start + k], start), y[start + k:], rtol=1e-10)
+
+
+def test_trend_errors_and_round_trip():
+    with pytest.raises(ValueError, match="a trend and differences exclude each other"):
+        SeriesTransform(trend=True, diff=1)
+    with pytest.raises(ValueError, match="a trend and differences exclude each other"):
+        SeriesTransform(trend=True, season=12)
+    with pytest.raises(ValueError, match="not fitted"):
+        SeriesTransform(trend=True).transform(np.ones((4, 1)))
+    t = SeriesTransform(log=True, trend=True).fit(np.arange(1.0, 40.0).reshape(13, 3))
+    back = SeriesTransform.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert back == t and len(t.slope) == 3 and SeriesTransform.from_dict({"log": True}).trend is False
+
+
 # ------------------------------------------------------------------------------------------- windows
 
 

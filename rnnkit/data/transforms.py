@@ -4,16 +4,20 @@ In order, each optional:
 
     u = log(y + offset)                 (log=True; every y + offset must be > 0; offset 1: log1p, for
                                          counts with zeros such as sunspots)
+    u = u - (a + b t)                   (trend=True: a straight line, least squares on the training part,
+                                         t = the step's position, 0 at the first training step; the
+                                         inverse adds the line back, continued over the forecast's steps)
     v = (1 - B)^d u                     (diff=d: d first differences, v_t = u_t - u_{t-1})
     w = (1 - B^m) v                     (season=m: the seasonal difference, w_t = v_t - v_{t-m})
     z = (w - mean) / std                (scale=True: mean and std of w over the training part, per column)
 
-Each difference drops its lag's first steps: transform(y) has len(y) - lost rows, lost = d + m, and its row
+A difference already removes a straight line, so `trend` excludes them. Each difference drops its lag's first steps: transform(y) has len(y) - lost rows, lost = d + m, and its row
 j belongs to row j + lost of y. `inverse(z, history)` undoes all of it for forecasts z (..., horizon,
 columns) that continue `history` (time >= lost, columns), given in the original scale: the differences are
 undone by the recursions u_t = v_t + u_{t-1} and v_t = w_t + v_{t-m}, seeded with the history's last values
 and then fed the forecast's own, so that inverse(transform(y)[k:], y[:k + lost]) == y[k + lost:] exactly
-(to float rounding). Scaling and log are monotone, so a quantile of z maps to the same quantile of y; a
+(to float rounding). With a trend, y and history take `start`, the position of their first row (0: the
+first training step), since the line depends on it. Scaling and log are monotone, so a quantile of z maps to the same quantile of y; a
 difference is not (a level is a sum of steps): invert sample paths and take their quantiles instead.
 """
 
@@ -30,7 +34,10 @@ class SeriesTransform:
     offset: float = 0.0  # added before the log
     diff: int = 0
     season: int = 0
+    trend: bool = False
     scale: bool = True
+    intercept: list = field(default_factory=list)  # fitted with trend: per column, the line a + b t of u
+    slope: list = field(default_factory=list)
     mean: list = field(default_factory=list)  # fitted: per column, of w over the training part
     std: list = field(default_factory=list)
 
@@ -41,6 +48,9 @@ class SeriesTransform:
             raise ValueError(f"the log offset must be finite and needs log=True, got {self.offset}")
         if self.season < 0 or self.season == 1:
             raise ValueError(f"season (the seasonal differencing lag) must be 0 (none) or >= 2, got {self.season}")
+        if self.trend and self.lost:
+            raise ValueError("a trend and differences exclude each other: a difference already removes a straight "
+                             "line; take one or the other")
 
     @property
     def lost(self) -> int:
@@ -51,8 +61,14 @@ class SeriesTransform:
     def lags(self) -> list[int]:
         return [1] * self.diff + ([self.season] if self.season else [])
 
-    def _stages(self, y) -> list[np.ndarray]:
-        """[u, after the first difference, ..., w]: the series before each difference and after the last."""
+    def _line(self, start: int, steps: int) -> np.ndarray:
+        """The fitted line a + b t at the positions start .. start + steps - 1: (steps, columns)."""
+        t = np.arange(start, start + steps, dtype=np.float64)[:, None]
+        return np.asarray(self.intercept) + np.asarray(self.slope) * t
+
+    def _stages(self, y, start: int = 0) -> list[np.ndarray]:
+        """[u (detrended), after the first difference, ..., w]: the series before each difference and after the
+        last; y's first row is at position `start`."""
         y = np.asarray(y, dtype=np.float64)
         if y.ndim != 2:
             raise ValueError(f"expected a series of shape (time, columns), got {y.shape}")
@@ -62,17 +78,28 @@ class SeriesTransform:
                 raise ValueError(f"the log transform needs values above {0.0 - self.offset:g}; column {c} holds "
                                  f"{y[t, c]:g} at step {t}; drop log (--no-log) or raise --log-offset")
             y = np.log(y + self.offset)
+        if self.trend:
+            if len(self.slope) != y.shape[1]:
+                raise ValueError(f"the trend is fitted for {len(self.slope)} columns, got {y.shape[1]}"
+                                 if self.slope else "the transform is not fitted; call fit(train) first")
+            y = y - self._line(start, len(y))
         stages = [y]
         for lag in self.lags:
             stages.append(stages[-1][lag:] - stages[-1][:-lag])
         return stages
 
     def fit(self, y) -> "SeriesTransform":
-        """Fit mean and std on the training series y (time, columns); returns self."""
+        """Fit the line (with trend), mean and std on the training series y (time, columns), its first row at
+        position 0; returns self."""
         y = np.asarray(y, dtype=np.float64)
         if len(y) < self.lost + 2:
             raise ValueError(f"{len(y)} training steps are too few for differences of lags {self.lags} "
                              f"(need at least {self.lost + 2})")
+        if self.trend:  # least squares: b = cov(t, u) / var(t), a = mean(u) - b mean(t)
+            u = SeriesTransform(log=self.log, offset=self.offset, scale=False)._stages(y)[0]
+            t = np.arange(len(u), dtype=np.float64)
+            slope = ((t - t.mean()) @ (u - u.mean(axis=0))) / ((t - t.mean()) @ (t - t.mean()))
+            self.intercept, self.slope = (u.mean(axis=0) - slope * t.mean()).tolist(), slope.tolist()
         w = self._stages(y)[-1]
         if self.scale:
             std = w.std(axis=0)
@@ -86,14 +113,15 @@ class SeriesTransform:
             raise ValueError(f"the transform is fitted for {len(self.mean)} columns, got {columns}"
                              if self.mean else "the transform is not fitted; call fit(train) first")
 
-    def transform(self, y) -> np.ndarray:
-        """z (time - lost, columns) of a series y (time, columns)."""
-        w = self._stages(y)[-1]
+    def transform(self, y, start: int = 0) -> np.ndarray:
+        """z (time - lost, columns) of a series y (time, columns) whose first row is at position `start`."""
+        w = self._stages(y, start)[-1]
         self._check_fitted(w.shape[1])
         return (w - np.asarray(self.mean)) / np.asarray(self.std)
 
-    def inverse(self, z, history) -> np.ndarray:
-        """The forecasts z (..., horizon, columns) in the original scale, continuing `history` (time, columns)."""
+    def inverse(self, z, history, start: int = 0) -> np.ndarray:
+        """The forecasts z (..., horizon, columns) in the original scale, continuing `history` (time, columns)
+        whose first row is at position `start`."""
         z = np.asarray(z, dtype=np.float64)
         history = np.asarray(history, dtype=np.float64)
         self._check_fitted(z.shape[-1])
@@ -101,7 +129,7 @@ class SeriesTransform:
             raise ValueError(f"the history must have shape (time >= {self.lost}, {z.shape[-1]}), "
                              f"got {history.shape}")
         out = z * np.asarray(self.std) + np.asarray(self.mean)
-        stages = self._stages(history)
+        stages = self._stages(history, start)
         horizon = z.shape[-2]
         for lag, before in zip(reversed(self.lags), reversed(stages[:-1])):
             # x_t = d_t + x_{t-lag}: seed with the last `lag` values of the stage before this difference
@@ -109,6 +137,8 @@ class SeriesTransform:
             for k in range(horizon):
                 buf[..., lag + k, :] += buf[..., k, :]
             out = buf[..., lag:, :]
+        if self.trend:
+            out = out + self._line(start + len(history), horizon)
         return np.exp(out) - self.offset if self.log else out
 
     def to_dict(self) -> dict:
@@ -117,5 +147,6 @@ class SeriesTransform:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SeriesTransform":
-        known = {k: d[k] for k in ("log", "offset", "diff", "season", "scale", "mean", "std") if k in d}
+        known = {k: d[k] for k in ("log", "offset", "diff", "season", "trend", "scale", "mean", "std",
+                                               "intercept", "slope") if k in d}
         return cls(**known)

@@ -34,8 +34,8 @@ import numpy as np
 from .. import metrics as M
 from ..checkpoint import load_checkpoint
 from ..data import datasets
-from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, make_series,
-                           read_series)
+from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, grid_positions,
+                           make_series, parse_date, read_series)
 from ..data.transforms import SeriesTransform
 from ..data.windows import batches, n_windows, sliding_windows
 from ..engines import build_engine, check_engine
@@ -97,16 +97,28 @@ class Features:
     covariates: SeriesTransform | None
     freq: str
     calendar: str  # cyclic | onehot | none
+    origin: str | None = None  # the first training date: position 0 of the target's trend
 
     @classmethod
     def fit(cls, train: Series, log: bool, diff: int, seasonal_diff: bool, calendar: str,
-            log_offset: float = 0.0) -> "Features":
+            log_offset: float = 0.0, trend: bool = False) -> "Features":
         season = SEASONAL_PERIOD[train.freq] if seasonal_diff else 0
         if seasonal_diff and season < 2:
             raise ValueError(f"{train.freq} data has no season to difference")
-        target = SeriesTransform(log=log, offset=log_offset if log else 0.0, diff=diff, season=season).fit(train.y)
+        target = SeriesTransform(log=log, offset=log_offset if log else 0.0, diff=diff, season=season,
+                                 trend=trend).fit(train.y)
         cov = SeriesTransform().fit(train.x) if train.covariates else None
-        return cls(target, cov, train.freq, calendar)
+        return cls(target, cov, train.freq, calendar, format_date(train.dates[0], train.freq))
+
+    def position(self, series: Series) -> int:
+        """The position of the series' first date on the grid, 0 at the first training date (the trend's t)."""
+        if self.origin is None:
+            return 0
+        return int(grid_positions(np.array([parse_date(self.origin), series.dates[0]]), self.freq)[1])
+
+    def inverse(self, z, history: Series) -> np.ndarray:
+        """Forecasts z (..., horizon, outputs) continuing `history`, in the original scale."""
+        return self.target.inverse(z, history.y, self.position(history))
 
     def calendar_of(self, dates) -> np.ndarray:
         if self.calendar == "none":
@@ -116,7 +128,7 @@ class Features:
     def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
         """(inputs (time - lost, input_size), target z (time - lost, outputs)) for rows lost .. time - 1."""
         lost = self.target.lost
-        z = self.target.transform(series.y)
+        z = self.target.transform(series.y, self.position(series))
         parts = [z]
         if self.covariates is not None:
             parts.append(self.covariates.transform(series.x)[lost:])
@@ -125,12 +137,12 @@ class Features:
 
     def to_config(self) -> dict:
         return {"target": self.target.to_dict(), "covariates": self.covariates and self.covariates.to_dict(),
-                "freq": self.freq, "calendar": self.calendar}
+                "freq": self.freq, "calendar": self.calendar, "origin": self.origin}
 
     @classmethod
     def from_config(cls, c: dict) -> "Features":
         cov = SeriesTransform.from_dict(c["covariates"]) if c.get("covariates") else None
-        return cls(SeriesTransform.from_dict(c["target"]), cov, c["freq"], c["calendar"])
+        return cls(SeriesTransform.from_dict(c["target"]), cov, c["freq"], c["calendar"], c.get("origin"))
 
 
 def _history_config(series: Series, rows: int) -> dict:
@@ -194,7 +206,8 @@ def prepare(s: ForecastSettings, series: Series):
     n_fit = len(series) - test - data.valid
     check_lengths(n_fit, model.window, model.horizon)
     train_part = series.slice(None, n_fit)
-    features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar, model.log_offset)
+    features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar, model.log_offset,
+                             model.trend)
     lost = features.target.lost
     check_lengths(n_fit - lost, model.window, model.horizon)
     known = series.slice(None, len(series) - test)            # training + validation parts
@@ -352,7 +365,7 @@ class Forecaster:
         if wanted and loss not in ("quantile", "gaussian"):
             raise ValueError(f"this model was trained with the {loss} loss: it gives point forecasts only; "
                              f"train with --loss quantile or gaussian for intervals")
-        inverse = self.features.target.inverse
+        inverse = self.features.inverse
         paths = []
         for eng in self.engines:
             with eng.locked_weights():
@@ -361,13 +374,13 @@ class Forecaster:
                 out = np.sort(out, axis=-1)  # uncrossed: the sorted values are closer to the true quantiles
             point = out[..., quantiles.index(0.5)] if loss == "quantile" else out[..., 0]
             if self.features.target.lost and wanted:
-                ys = inverse(sample_steps(out, loss, quantiles, SAMPLES, np.random.default_rng(0)), history.y)
+                ys = inverse(sample_steps(out, loss, quantiles, SAMPLES, np.random.default_rng(0)), history)
                 at = dict(zip(wanted, np.quantile(ys, wanted, axis=0)))
-                paths.append(np.stack([inverse(point, history.y) if q is None else at[q] for q in qs]))
+                paths.append(np.stack([inverse(point, history) if q is None else at[q] for q in qs]))
                 continue
             z = [point if q is None else out[..., 0] + out[..., 1] * NormalDist().inv_cdf(q) if loss == "gaussian"
                  else out[..., quantiles.index(round(q, 10))] for q in qs]
-            paths.append(inverse(np.stack(z), history.y))
+            paths.append(inverse(np.stack(z), history))
         return np.median(np.stack(paths), axis=0)
 
     def predict(self, horizon: int | None = None, history: Series | None = None) -> dict:

@@ -346,6 +346,8 @@ class ForecastModel:
     log_offset: float = setting(0.0, "with --log: forecast log(y + offset) (1: log1p, for counts with zeros)")
     diff: int = setting(0, "first differences to take (0, 1 or 2)")
     seasonal_diff: bool = setting(False, "take the seasonal difference (period: the frequency's season)")
+    trend: bool = setting(False, "subtract a straight line (of log y with --log) fitted on the training part; the "
+                          "forecast continues it (not with --diff or --seasonal-diff)")
     calendar: str = setting("cyclic", "known-future calendar features (month, weekday, hour)", choices=CALENDARS)
     ensemble: int = setting(1, "train this many seeds (seed, seed+1, ...) and take the median forecast")
 
@@ -360,6 +362,9 @@ class ForecastModel:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.log_offset and not self.log:
             raise ValueError("--log-offset applies to --log: give both")
+        if self.trend and (self.diff or self.seasonal_diff):
+            raise ValueError("--trend and differences exclude each other: a difference already removes a straight "
+                             "line; take one or the other")
 
 
 def parse_levels(levels) -> tuple[float, ...]:

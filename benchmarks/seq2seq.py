@@ -107,6 +107,8 @@ def score_existing(settings: dict, attention: str, run_dir: str, engine: str = "
     lines = (run / "metrics.jsonl").read_text().splitlines()
     seconds = max(json.loads(line).get("wall_s", 0.0) for line in lines if line.strip())
     out = score_run(settings, attention, run_dir, state, seconds, engine, device)
+    if (run / "run.json").exists():  # the settings the run last trained with (a resumed run's may differ)
+        out["run_settings"] = json.loads((run / "run.json").read_text())
     if not state.get("finished"):
         out["stopped_by_hand"] = f"stopped by hand after step {state['step']}; best/ (step {state['best_step']}) scored"
     return out

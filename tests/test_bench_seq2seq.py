@@ -113,6 +113,7 @@ def test_quick_row_writes_what_its_checkpoint_scores(tmp_path):
     assert rescored["searches"] == row["searches"] and rescored["history"] == row["history"]
     assert (rescored["steps"], rescored["epochs_run"], rescored["best_step"]) == (4, 1.0, row["best_step"])
     assert 0 < rescored["train_seconds"] <= row["train_seconds"] and "stopped_by_hand" not in rescored
+    assert rescored["run_settings"]["settings"]["data"]["examples"] == 300
     done = subprocess.run([sys.executable, str(PATH), "--quick", "--rows", "addition-3", "--score-only"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--score-only scores the runs in --work: give --work" in done.stderr

@@ -8,7 +8,8 @@ Every row of a task uses the same data and split (split_seed 0). Each training r
 own, one after another.
 
     addition-3  "123+45" -> "168", 50k examples (addition-4, addition-5: 4, 5 digits)  target: exact match >= 0.99
-    dates       17 human formats -> ISO; the test split in 3 formats never trained on   target: exact match >= 0.99
+    dates       21 human formats -> ISO; the test split in 3 formats never trained on   target: exact match >= 0.99
+                (the table lists the split of the formats and each held-out format's exact match and errors)
     tatoeba     Tatoeba en -> es, pairs of <= 10 words, lower-cased: no attention vs
                 Bahdanau vs Luong (general)                                             target: BLEU >= 30
 Reaching the target: the first validation pass (greedy, the first `eval_translations` validation sources)
@@ -24,6 +25,7 @@ rounds; medians and the ratio scratch / torch (target: <= 1.5).
     python benchmarks/seq2seq.py --rows tatoeba --attentions none,bahdanau --set epochs=5
     python benchmarks/seq2seq.py --rows tatoeba --engine torch --device cuda --no-speed   # on a GPU
     python benchmarks/seq2seq.py --quick                      # tiny models, a few steps each: a smoke run
+    python benchmarks/seq2seq.py --rows addition-4 --work W --score-only   # score W's run, stopped by hand
 Results go to benchmarks/results/seq2seq.json (--out); the runs' checkpoints to a temporary folder (--work).
 """
 from __future__ import annotations
@@ -84,28 +86,78 @@ QUICK_SHAPE = dict(batch=4, source=5, target=6, source_vocab=20, target_vocab=24
 
 def train_one(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
     """Train one row and evaluate its best checkpoint greedy and with beam 5, on `engine` (a child process)."""
-    from rnnkit.checkpoint import load_checkpoint
     from rnnkit.tasks import seq2seq
-    from rnnkit.tasks.settings import Decoding
 
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     result = seq2seq.train_seq2seq(**settings, attention=attention, engine=engine, device=device, out=run_dir,
                                    progress=False, log=lambda *a: None)
     seconds = time.perf_counter() - start
-    state = result.state
-    kept = load_checkpoint(result.best).config["dropped"]["train"]["kept"]      # training pairs after the filter
-    epochs_run = state.epoch + state.batch / -(-kept // settings["batch_size"])  # fractional: max_steps mid-epoch
+    s = result.state
+    state = dict(epoch=s.epoch, batch=s.batch, step=s.step, best_step=s.best_step, history=s.history)
+    return {**score_run(settings, attention, run_dir, state, seconds, engine, device),
+            "load_average_before": load_before, "load_average_after": os.getloadavg()[0]}
+
+
+def score_existing(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
+    """Evaluate a run already in `run_dir` as train_one does (--score-only: a run stopped by hand once converged);
+    its state from last/trainer.json, its training seconds from metrics.jsonl's last wall_s."""
+    run = Path(run_dir)
+    state = json.loads((run / "last" / "trainer.json").read_text())["trainer"]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    seconds = max(json.loads(line).get("wall_s", 0.0) for line in lines if line.strip())
+    out = score_run(settings, attention, run_dir, state, seconds, engine, device)
+    if (run / "run.json").exists():  # the settings the run last trained with (a resumed run's may differ)
+        out["run_settings"] = json.loads((run / "run.json").read_text())
+    if not state.get("finished"):
+        out["stopped_by_hand"] = f"stopped by hand after step {state['step']}; best/ (step {state['best_step']}) scored"
+    return out
+
+
+def score_run(settings: dict, attention: str, run_dir: str, state: dict, seconds: float, engine: str,
+              device: str) -> dict:
+    """The row of a trained run: its best/ checkpoint on the test split, greedy and with beam 5 (dates: also
+    per source format), and how long it trained (`state`: epoch, batch, step, best_step, history)."""
+    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.tasks import seq2seq
+    from rnnkit.tasks.settings import Decoding
+
+    best = Path(run_dir) / "best"
+    kept = load_checkpoint(best).config["dropped"]["train"]["kept"]      # training pairs after the filter
+    epochs_run = state["epoch"] + state["batch"] / -(-kept // settings["batch_size"])  # fractional: mid-epoch
+    dates = settings.get("dataset") == "dates"
     searches = {}
     for beam in BEAMS:
-        r = seq2seq.evaluate_seq2seq(result.best, decoding=Decoding(beam=beam), engine=engine, device=device,
-                                     examples=3)
-        searches[f"beam{beam}"] = {k: r[k] for k in ("exact_match", "bleu", "chrf", "sources", "pairs", "dropped",
-                                                     "examples")}
-    return {"attention": attention, "engine": engine, "device": device, "searches": searches, "steps": state.step,
-            "epochs_run": round(epochs_run, 3), "best_step": state.best_step, "train_seconds": seconds,
-            "checkpoint": str(result.best), "load_average_before": load_before,
-            "load_average_after": os.getloadavg()[0], "history": state.history}
+        r = seq2seq.evaluate_seq2seq(best, decoding=Decoding(beam=beam), engine=engine, device=device,
+                                     examples=10 ** 9 if dates else 3)
+        searches[f"beam{beam}"] = {k: r[k] for k in ("exact_match", "bleu", "chrf", "sources", "pairs", "dropped")}
+        searches[f"beam{beam}"]["examples"] = r["examples"][:3]
+        if dates:
+            searches[f"beam{beam}"]["by_format"] = by_format(r["examples"])
+    return {"attention": attention, "engine": engine, "device": device, "searches": searches, "steps": state["step"],
+            "epochs_run": round(epochs_run, 3), "best_step": state["best_step"], "train_seconds": seconds,
+            "checkpoint": str(best), "history": state["history"]}
+
+
+def by_format(translations: list, errors: int = 5) -> dict:
+    """Dates: per format of the sources (the held-out ones in the test split), {"sources", "exact_match",
+    "errors": the first `errors` wrong [source, translation]}, from evaluate_seq2seq's examples (all of them)."""
+    import datetime as dt
+
+    from rnnkit.data.generators import DATE_FORMATS, format_date
+
+    out: dict = {}
+    for t in translations:
+        date = dt.date.fromisoformat(t["references"][0])
+        for name in (f for f in DATE_FORMATS if format_date(date, f) == t["source"]):
+            row = out.setdefault(name, {"sources": 0, "right": 0, "errors": []})
+            row["sources"] += 1
+            if t["translation"] in t["references"]:
+                row["right"] += 1
+            elif len(row["errors"]) < errors:
+                row["errors"].append([t["source"], t["translation"]])
+    return {name: {"sources": r["sources"], "exact_match": r["right"] / r["sources"], "errors": r["errors"]}
+            for name, r in sorted(out.items())}
 
 
 def reached(row: dict, metric: str, target: float) -> dict | None:
@@ -122,20 +174,21 @@ def curve(row: dict, metric: str) -> list[tuple[int, float]]:
     return [(h["step"], h[f"val_{metric}"]) for h in row["history"] if f"val_{metric}" in h]
 
 
-def _child(queue, *args):
+def _child(queue, work, *args):
     try:
-        queue.put(("ok", train_one(*args)))
+        queue.put(("ok", work(*args)))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which stops with it
         import traceback
 
         queue.put(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
-def run_isolated(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
-    """train_one in a fresh (spawned) process."""
+def run_isolated(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu",
+                 work=None) -> dict:
+    """train_one (or `work`: score_existing) in a fresh (spawned) process."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, settings, attention, run_dir, engine, device))
+    proc = ctx.Process(target=_child, args=(queue, work or train_one, settings, attention, run_dir, engine, device))
     proc.start()
     status, payload = queue.get()
     proc.join()
@@ -221,6 +274,12 @@ def format_tables(results: dict) -> str:
                     lines.append(f"| {name} | {attention} | {search.replace('beam1', 'greedy')} | "
                                  f"{m['exact_match']:.4f} | {100 * m['bleu']:.2f} | {100 * m['chrf']:.2f} | "
                                  f"{r['epochs_run']:.3g} | {r['train_seconds'] / 60:.1f} | {when} |")
+        per_format = [f"{name} {attention} {search.replace('beam1', 'greedy')}, format {fmt!r}: exact match "
+                      f"{f['exact_match']:.4f} of {f['sources']}"
+                      + (" (e.g. " + "; ".join(f"{a} -> {b}" for a, b in f["errors"][:3]) + ")" if f["errors"] else "")
+                      for name, per_attention in results["rows"].items() for attention, r in per_attention.items()
+                      for search, m in r["searches"].items() for fmt, f in m.get("by_format", {}).items()]
+        lines += [""] + per_format if per_format else []
         for name, per_attention in results["rows"].items():
             metric, target = results["targets"][name]
             scale = 1 if metric == "exact_match" else 100
@@ -228,6 +287,10 @@ def format_tables(results: dict) -> str:
                 if not r.get("reached"):
                     points = ", ".join(f"{step}: {scale * v:.3g}" for step, v in curve(r, metric))
                     lines.append(f"\n{name} {attention}, validation {metric} (greedy) by step: {points}")
+    if results.get("date_formats"):
+        f = results["date_formats"]
+        lines += ["", f"dates: trained on {len(f['train'])} formats ({', '.join(map(repr, f['train']))}); tested on "
+                      f"{len(f['held_out'])} held-out formats ({', '.join(map(repr, f['held_out']))})"]
     if results.get("speed"):
         sp = results["speed"]
         shape = ", ".join(f"{k} {v}" for k, v in sp["shape"].items())
@@ -254,6 +317,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="speed: BLAS/torch threads per process")
     parser.add_argument("--min-time", type=float, default=2.0, help="speed: seconds of timed steps per process")
     parser.add_argument("--work", help="folder for the runs' checkpoints (default: a new temporary folder)")
+    parser.add_argument("--score-only", action="store_true", help="train nothing: score the runs already in "
+                        "--work (e.g. stopped by hand once converged: their best/), as a finished run is scored")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "seq2seq.json"))
     args = parser.parse_args(argv)
     if args.worker:
@@ -269,6 +334,8 @@ def main(argv=None) -> int:
     except ValueError as e:
         parser.error(str(e))
     only = {a.strip() for a in args.attentions.split(",")} if args.attentions else None
+    if args.score_only and not args.work:
+        parser.error("--score-only scores the runs in --work: give --work")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="rnnkit-bench-seq2seq-"))
 
     results = {"quick": args.quick, "engine": args.engine, "device": args.device,
@@ -280,11 +347,17 @@ def main(argv=None) -> int:
         quick = {**QUICK, **(QUICK_TATOEBA if name.startswith("tatoeba") else {})} if args.quick else {}
         settings = {**base, **quick, **overrides}
         results["settings"][name], results["targets"][name] = settings, (metric, target)
+        if settings["dataset"] == "dates":
+            from rnnkit.data.generators import HELD_OUT_FORMATS, TRAIN_FORMATS
+
+            results["date_formats"] = {"train": list(TRAIN_FORMATS), "held_out": list(HELD_OUT_FORMATS)}
         for attention in attentions:
             if only is not None and attention not in only:
                 continue
-            print(f"training {name} with attention {attention} ...", file=sys.stderr, flush=True)
-            r = run_isolated(settings, attention, str(work / f"{name}-{attention}"), args.engine, args.device)
+            print(f"{'scoring' if args.score_only else 'training'} {name} with attention {attention} ...",
+                  file=sys.stderr, flush=True)
+            r = run_isolated(settings, attention, str(work / f"{name}-{attention}"), args.engine, args.device,
+                             score_existing if args.score_only else train_one)
             r["reached"] = reached(r, metric, target)
             results["rows"].setdefault(name, {})[attention] = r
             best = r["searches"][f"beam{BEAMS[-1]}"]

@@ -44,6 +44,27 @@ def test_curve_and_the_table_show_the_validation_scores_of_a_row_short_of_its_ta
     assert "tatoeba-cpu none, validation bleu (greedy) by step: 100: 5.1, 200: 8.3" in table
 
 
+def test_dates_are_scored_per_format_and_the_table_states_the_split_of_formats():
+    translations = [  # 1998-03-03 in two held-out formats, 2001-05-05 in one; one wrong answer
+        {"source": "3-Mar-1998", "translation": "1998-03-03", "references": ["1998-03-03"]},
+        {"source": "Mar 3, 1998", "translation": "1998-05-03", "references": ["1998-03-03"]},
+        {"source": "5-May-2001", "translation": "2001-05-05", "references": ["2001-05-05"]},
+        {"source": "May 5, 2001", "translation": "2001-05-05", "references": ["2001-05-05"]}]
+    got = bench.by_format(translations)
+    assert got["d-MMM-yyyy"] == {"sources": 2, "exact_match": 1.0, "errors": []}
+    assert got["MMM d, yyyy"] == {"sources": 2, "exact_match": 0.5, "errors": [["Mar 3, 1998", "1998-05-03"]]}
+    assert got["MMMM d, yyyy"] == {"sources": 1, "exact_match": 1.0, "errors": []}   # "May 5, 2001": both
+    assert set(got) == {"d-MMM-yyyy", "MMM d, yyyy", "MMMM d, yyyy"}
+    row = {"train_seconds": 60.0, "steps": 10, "epochs_run": 1, "reached": None, "history": [],
+           "searches": {"beam1": {"exact_match": 0.75, "bleu": 0.9, "chrf": 0.9, "by_format": got}}}
+    table = bench.format_tables({"rows": {"dates": {"bahdanau": row}}, "targets": {"dates": ("exact_match", 0.99)},
+                                 "date_formats": {"train": ["a", "b"], "held_out": ["c"]}})
+    assert "dates bahdanau greedy, format 'MMM d, yyyy': exact match 0.5000 of 2 (e.g. Mar 3, 1998 -> 1998-05-03)" \
+        in table
+    assert "dates: trained on 2 formats ('a', 'b'); tested on 1 held-out formats ('c')" in table
+    assert "dates bahdanau greedy, format 'd-MMM-yyyy': exact match 1.0000 of 2\n" in table
+
+
 def test_overrides_are_checked_settings():
     assert bench.parse_overrides(["epochs=3", "schedule=cosine", "patience=null"]) == \
         {"epochs": 3, "schedule": "cosine", "patience": None}
@@ -82,6 +103,20 @@ def test_quick_row_writes_what_its_checkpoint_scores(tmp_path):
             (again["exact_match"], again["bleu"], again["chrf"], again["sources"]) and got["sources"] == 30
     assert "| addition-3 | bahdanau | greedy |" in done.stdout and "| addition-3 | bahdanau | beam5 |" in done.stdout
     assert "| no (exact_match >= 0.99) |" in done.stdout
+    # --score-only scores the run left in --work again, as the training run did, and says it was finished
+    again_out = tmp_path / "again.json"
+    done = subprocess.run([sys.executable, str(PATH), "--quick", "--rows", "addition-3", "--no-speed", "--out",
+                           str(again_out), "--work", str(tmp_path / "work"), "--score-only"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rescored = json.loads(again_out.read_text())["rows"]["addition-3"]["bahdanau"]
+    assert rescored["searches"] == row["searches"] and rescored["history"] == row["history"]
+    assert (rescored["steps"], rescored["epochs_run"], rescored["best_step"]) == (4, 1.0, row["best_step"])
+    assert 0 < rescored["train_seconds"] <= row["train_seconds"] and "stopped_by_hand" not in rescored
+    assert rescored["run_settings"]["settings"]["data"]["examples"] == 300
+    done = subprocess.run([sys.executable, str(PATH), "--quick", "--rows", "addition-3", "--score-only"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--score-only scores the runs in --work: give --work" in done.stderr
 
 
 def test_speed_alternates_the_engines_and_takes_medians(monkeypatch):

@@ -14,7 +14,8 @@ STRPTIME = {
     "MM/dd/yy": "%m/%d/%y", "M/d/yyyy": "%m/%d/%Y", "yyyy.M.d": "%Y.%m.%d", "yyyy-MM-dd": "%Y-%m-%d",
     "yyyyMMdd": "%Y%m%d", "dd.MM.yyyy": "%d.%m.%Y", "MMMM d yyyy, upper case": "%B %d %Y",
     "EEEE d MMMM yyyy, lower case": "%A %d %B %Y", "d-MMM-yyyy": "%d-%b-%Y", "MMM d, yyyy": "%b %d, %Y",
-    "EEEE d MMMM yyyy": "%A %d %B %Y",
+    "EEEE d MMMM yyyy": "%A %d %B %Y", "d-M-yyyy": "%d-%m-%Y", "yyyy-MMM-dd": "%Y-%b-%d", "MMM dd yyyy": "%b %d %Y",
+    "EEE MMM dd yyyy": "%a %b %d %Y",
 }
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
 
@@ -54,7 +55,7 @@ def test_dates_parse_back_and_name_the_right_weekday():
             if "EEEE" in name:
                 assert weekday.lower() in source.lower()
             elif "EEE" in name:
-                assert source.startswith(weekday[:3] + ",")
+                assert source[:4] in (weekday[:3] + ",", weekday[:3] + " ")
         seen_formats.update(names)
     assert seen_formats == set(g.DATE_FORMATS)
 
@@ -83,6 +84,27 @@ def test_held_out_formats_never_in_train():
     assert all(formats_of(p) & set(g.TRAIN_FORMATS) for s in ("train", "valid") for p in splits[s])
     sources = [p[0] for s in splits.values() for p in s]
     assert len(sources) == len(set(sources))
+
+
+def test_held_out_formats_combine_pieces_of_training_formats():
+    """Each piece of a held-out format is written, at the same place, by some training format (1998-03-03 and
+    2001-11-22); and the held-out test split is the one the first benchmark scored (the training formats only
+    filter it)."""
+    def written(d, names):
+        return [g.format_date(d, f) for f in names]
+    for d in (dt.date(1998, 3, 3), dt.date(2001, 11, 22)):
+        day, mon = str(d.day), d.strftime("%b")
+        train = written(d, g.TRAIN_FORMATS)
+        assert any(t.startswith(f"{day}-") for t in train)                       # "3-" of 3-Mar-1998
+        assert any(f"-{mon}-" in t for t in train)                               # "-Mar-"
+        assert any(t.startswith(f"{mon} ") for t in train)                       # "Mar " of Mar 3, 1998
+        assert any(t.endswith(f" {day}, {d.year}") for t in train)               # "3, 1998"
+        assert any(t.startswith(d.strftime("%A") + ",") for t in train)          # "Tuesday" capitalised
+        assert any(t.startswith(d.strftime("%A ").lower() + day + " ") for t in train)  # "tuesday 3 "
+        assert not set(written(d, g.HELD_OUT_FORMATS)) & set(train)
+    test = g.splits("dates", 50_000, seed=0)[0]["test"]
+    assert len(test) == 5000 and [s for s, _ in test[:3]] == ["Sunday 27 April 1997", "8-Mar-2001",
+                                                              "Tuesday 8 July 2025"]
 
 
 def test_addition_answers_are_right():

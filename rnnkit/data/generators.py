@@ -13,7 +13,11 @@ Dates lie in 1950-01-01 .. 2049-12-31, so a two-digit year is unambiguous (50..9
 only day-month order with slashes is the US one (MM/DD/YY), so no string is read two ways. Weekday names are
 those of the date. `DATE_FORMATS` holds every format with its example for 1998-03-03; `HELD_OUT_FORMATS` are
 kept for the test split only (splits(): train and valid come from the others), so the test measures whether a
-model reads a format it has never seen, built from pieces it has.
+model reads a format it has never seen, built from pieces it has: every piece of a held-out format is in some
+training format at the same place — "3-Mar-1998": a leading unpadded day before "-" (3-3-1998), "-Mar-"
+(1998-Mar-03); "Mar 3, 1998": a leading "Mar " (Mar 03 1998), "3, 1998" (March 3, 1998); "Tuesday 3 March
+1998": the lower-case format's pieces, capitalised as in "Tuesday, March 3rd 1998" — so the held-out formats
+are new combinations, not new pieces.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ DATE_FORMATS = {
     "dd.MM.yyyy": ("{dd}.{MM}.{yyyy}", None),                            # 03.03.1998
     "MMMM d yyyy, upper case": ("{MMMM} {d} {yyyy}", "upper"),           # MARCH 3 1998
     "EEEE d MMMM yyyy, lower case": ("{EEEE} {d} {MMMM} {yyyy}", "lower"),  # tuesday 3 march 1998
+    "d-M-yyyy": ("{d}-{M}-{yyyy}", None),                                # 3-3-1998
+    "yyyy-MMM-dd": ("{yyyy}-{MMM}-{dd}", None),                          # 1998-Mar-03
+    "MMM dd yyyy": ("{MMM} {dd} {yyyy}", None),                          # Mar 03 1998
+    "EEE MMM dd yyyy": ("{EEE} {MMM} {dd} {yyyy}", None),                # Tue Mar 03 1998 (JavaScript's)
     # held out (HELD_OUT_FORMATS): seen only in the test split
     "d-MMM-yyyy": ("{d}-{MMM}-{yyyy}", None),                            # 3-Mar-1998
     "MMM d, yyyy": ("{MMM} {d}, {yyyy}", None),                          # Mar 3, 1998

@@ -7,7 +7,8 @@ retained gradients); everything here is NumPy on those records and on state dict
 
     diagnose(engine, batch)        → Diagnosis: loss, gradient norms (layers, time), gate statistics, W_hh's
                                      singular values per gate block, hidden states (time, units) of row 0;
-                                     for a translation model also its decoder's ‖∂L/∂s_t‖ (layers, target steps)
+                                     for a translation model also its decoder's ‖∂L/∂s_t‖ (layers, target steps),
+                                     gates, spectra and states
     gradient_norms(records)        → (layers, time) ‖∂L/∂h_t‖ over the batch and the units
     gate_values(record)            → the gates' activations (batch, time, hidden) by name
     gate_statistics(records)       → per layer, per gate: mean and saturated fraction (< 0.05 or > 0.95)
@@ -116,6 +117,8 @@ class Diagnosis:
     gate_activations: list = field(default_factory=list)  # per layer: {gate: activations of the real steps}
     layers: list = field(default_factory=list)       # each row's name: "layer 0", "layer 0 reverse", ...
     decoder_gradient_norms: np.ndarray | None = None  # (decoder layers, target steps): ‖∂L/∂s_t‖ (seq2seq)
+    decoder_layers: list = field(default_factory=list)  # "decoder layer 0", ...: after `layers` in gates,
+                                                        # gate_activations and hidden (seq2seq)
 
     def summary(self) -> str:
         """A few lines in words: how fast the gradient decays through time, the gates, W_hh's spectrum."""
@@ -127,7 +130,7 @@ class Diagnosis:
             lines.append(f"decoder over {steps} target steps (its state s_t, teacher-forced):")
             lines += [_reach_line(f"decoder layer {k}", norms, "s")
                       for k, norms in enumerate(self.decoder_gradient_norms)]
-        for layer, stats in zip(names, self.gates):
+        for layer, stats in zip(names + self.decoder_layers, self.gates):
             if stats:
                 lines.append(f"{layer} gates: " + ", ".join(
                     f"{g} mean {s['mean']:.2f} ({100 * s['saturated']:.0f}% saturated)" for g, s in stats.items()))
@@ -144,6 +147,7 @@ class Diagnosis:
                "summary": self.summary(),
                "singular_values": {n: {g: sv.tolist() for g, sv in b.items()} for n, b in self.singular_values.items()}}
         if self.decoder_gradient_norms is not None:
+            out["decoder_layers"] = self.decoder_layers
             out["decoder_gradient_norms"] = self.decoder_gradient_norms.tolist()
             out["decoder_memory_horizon"] = [memory_horizon(n) for n in self.decoder_gradient_norms]
         if hidden:
@@ -152,23 +156,30 @@ class Diagnosis:
 
 
 def diagnose(engine, batch: dict, carry=None) -> Diagnosis:
-    """Measure a model (an rnnkit.engines.Engine) on one batch: see the module's docstring."""
+    """Measure a model (an rnnkit.engines.Engine) on one batch: see the module's docstring. A translation
+    model's decoder layers (records of part "decoder") are measured over the target steps
+    (batch["target_lengths"]), its encoder's over the source (batch["source_lengths"])."""
     loss, records = engine.through_time(batch, carry)
     decoder = [r for r in records if r.get("part") == "decoder"]
     records = [r for r in records if r.get("part") != "decoder"]
     if not records:
         raise ValueError("the model has no recurrent layer to diagnose")
-    lengths = batch.get("lengths")
+    lengths = batch.get("lengths", batch.get("source_lengths"))
     cell = records[0]["cell"]
     names = [f"layer {r['layer']}" + (" reverse" if r.get("direction") else "") for r in records]
+    decoder_names = [f"decoder layer {r['layer']}" for r in decoder]
     weights = {f"weight_hh_l{r['layer']}" + ("_reverse" if r.get("direction") else ""): r["weight_hh"] for r in records}
-    activations = []
-    for record in records:
-        values = gate_values(record)
-        activations.append({g: v[_mask(lengths, *v.shape[:2])] for g, v in values.items()})
-    first = 0 if lengths is None else int(np.asarray(lengths)[0])
-    hidden = [np.asarray(r["h"][0] if lengths is None else r["h"][0, :first], np.float64) for r in records]
+    weights.update({f"decoder.weight_hh_l{r['layer']}": r["weight_hh"] for r in decoder})
+    parts = [(records, lengths), (decoder, batch.get("target_lengths"))]
+    activations, hidden = [], []
+    for part, part_lengths in parts:
+        for record in part:
+            values = gate_values(record)
+            activations.append({g: v[_mask(part_lengths, *v.shape[:2])] for g, v in values.items()})
+            first = None if part_lengths is None else int(np.asarray(part_lengths)[0])
+            hidden.append(np.asarray(record["h"][0, :first], np.float64))
     return Diagnosis(loss=loss, cell=cell, gradient_norms=gradient_norms(records),
-                     gates=gate_statistics(records, lengths), singular_values=singular_values(weights, cell),
-                     hidden=hidden, gate_activations=activations, layers=names,
+                     gates=[g for part, part_lengths in parts for g in gate_statistics(part, part_lengths)],
+                     singular_values=singular_values(weights, cell), hidden=hidden, gate_activations=activations,
+                     layers=names, decoder_layers=decoder_names,
                      decoder_gradient_norms=gradient_norms(decoder) if decoder else None)

@@ -287,15 +287,17 @@ def plot_gradient_norms(curves, path: str | os.PathLike, title: str = "Gradient 
     return _save(gradient_norms_figure(curves, title, state), path)
 
 
-def gates_figure(activations: list, title: str = "Gate activations"):
+def gates_figure(activations: list, title: str = "Gate activations", names: list | None = None):
     """Histograms of each layer's gate activations in [0, 1] (activations: per layer {gate: values}, as
-    Diagnosis.gate_activations), the mean and saturated share (< 0.05 or > 0.95) of each in its legend."""
-    layers = [a for a in activations if a]
+    Diagnosis.gate_activations; `names` per layer, "layer k" by default), the mean and saturated share
+    (< 0.05 or > 0.95) of each in its legend."""
+    names = names or [f"layer {k}" for k in range(len(activations))]
+    layers = [(name, a) for name, a in zip(names, activations) if a]
     if not layers:
         raise ValueError("no gates to plot: a plain RNN has none (LSTM and GRU do)")
     fig = _figure(4.0 * len(layers) + 1.0, 3.8)
     bins = np.linspace(0.0, 1.0, 41)
-    for k, gates in enumerate(layers):
+    for k, (layer, gates) in enumerate(layers):
         ax = fig.add_subplot(1, len(layers), k + 1)
         for name, values in gates.items():
             values = np.ravel(values)
@@ -306,13 +308,14 @@ def gates_figure(activations: list, title: str = "Gate activations"):
         ax.axvspan(0.95, 1.0, color="grey", alpha=0.15)
         ax.set_xlabel("gate activation")
         ax.set_ylabel("density")
-        ax.set_title(f"{title}, layer {k}")
+        ax.set_title(f"{title}, {layer}")
         ax.legend(fontsize=7)
     return fig
 
 
-def plot_gates(activations: list, path: str | os.PathLike, title: str = "Gate activations") -> Path:
-    return _save(gates_figure(activations, title), path)
+def plot_gates(activations: list, path: str | os.PathLike, title: str = "Gate activations",
+               names: list | None = None) -> Path:
+    return _save(gates_figure(activations, title, names), path)
 
 
 def hidden_states_figure(hidden, title: str = "Hidden states"):
@@ -338,8 +341,8 @@ def plot_hidden_states(hidden, path: str | os.PathLike, title: str = "Hidden sta
 
 def plot_diagnosis(diagnosis, folder: str | os.PathLike, name: str = "") -> list[Path]:
     """The figures of an rnnkit.diagnostics.Diagnosis in `folder`: gradient_norms.png, decoder_gradient_norms.png
-    (a translation model's decoder), gates.png (gated cells),
-    hidden_l{k}.png per layer; `name` goes into the titles. Returns the paths written."""
+    (a translation model's decoder), gates.png (gated cells), hidden_l{k}.png per layer (and
+    decoder_hidden_l{k}.png per decoder layer); `name` goes into the titles. Returns the paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"{name}: " if name else ""
@@ -349,8 +352,13 @@ def plot_diagnosis(diagnosis, folder: str | os.PathLike, name: str = "") -> list
         paths.append(plot_gradient_norms({f"{diagnosis.cell} decoder": diagnosis.decoder_gradient_norms},
                                          folder / "decoder_gradient_norms.png",
                                          f"{prefix}decoder's gradient through the target steps", "s"))
+    names = (diagnosis.layers or [f"layer {k}" for k in range(len(diagnosis.gradient_norms))]) \
+        + diagnosis.decoder_layers
     if any(diagnosis.gate_activations):
-        paths.append(plot_gates(diagnosis.gate_activations, folder / "gates.png", f"{prefix}gates"))
-    for k, hidden in enumerate(diagnosis.hidden):
-        paths.append(plot_hidden_states(hidden, folder / f"hidden_l{k}.png", f"{prefix}hidden states, layer {k}"))
+        paths.append(plot_gates(diagnosis.gate_activations, folder / "gates.png", f"{prefix}gates", names))
+    encoder = len(names) - len(diagnosis.decoder_layers)
+    files = [f"hidden_l{k}.png" for k in range(encoder)] + \
+        [f"decoder_hidden_l{k}.png" for k in range(len(diagnosis.decoder_layers))]
+    for hidden, layer, file in zip(diagnosis.hidden, names, files):
+        paths.append(plot_hidden_states(hidden, folder / file, f"{prefix}hidden states, {layer}"))
     return paths

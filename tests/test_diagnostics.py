@@ -337,7 +337,15 @@ def test_diagnose_seq2seq_and_forecast_checkpoints(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "decoder layer 1: ‖∂L/∂s_1‖ / ‖∂L/∂s_T‖" in printed and "decoder_gradient_norms.png" in printed
     assert (tmp_path / "figs" / "decoder_gradient_norms.png").stat().st_size > 1000
-    assert all(set(g) == {"reset", "update"} for g in found["gates"])
+    assert len(found["gates"]) == 4 and all(set(g) == {"reset", "update"} for g in found["gates"])
+    assert found["decoder_layers"] == ["decoder layer 0", "decoder layer 1"]
+    for a, b in zip(found["gates"], runs["torch"]["gates"]):                      # the decoder's gates too
+        for gate in a:
+            assert a[gate]["mean"] == pytest.approx(b[gate]["mean"], rel=1e-4)
+    assert set(found["singular_values"]) == {"weight_hh_l0", "weight_hh_l1", "decoder.weight_hh_l0",
+                                             "decoder.weight_hh_l1"}
+    assert "decoder layer 1 gates: reset mean" in printed and "decoder.weight_hh_l0: largest" in printed
+    assert (tmp_path / "figs" / "decoder_hidden_l1.png").stat().st_size > 1000
     assert main(["diagnose", str(s2s / "best")]) == 2
     assert "source sentences" in capsys.readouterr().err
 
@@ -355,3 +363,43 @@ def test_diagnose_seq2seq_and_forecast_checkpoints(tmp_path, capsys):
     assert set(own["gates"][0]) == {"input", "forget", "output"}
     assert main(["diagnose", str(fc / "best"), "--batch-size", "5", "--json", "--data", str(series)]) == 0
     assert json.loads(capsys.readouterr().out)["gradient_norms"] == own["gradient_norms"]   # the same series
+
+
+def test_decoder_gates_and_states_are_read_over_the_real_target_steps():
+    """diagnose() on a translation model's records: the decoder's gates, spectrum and hidden states are
+    measured over each target's real steps (target_lengths), the encoder's over the source (source_lengths);
+    a padded step whose gates are saturated must not count."""
+    from rnnkit.diagnostics import diagnose, gate_values
+
+    rng = np.random.default_rng(0)
+    hidden, features = 3, 2
+
+    def record(part, time, layer=0):
+        r = {"cell": "gru", "layer": layer, "direction": 0, "inputs": rng.normal(size=(2, time, features)),
+             "h0": np.zeros((2, hidden)), "h": rng.normal(size=(2, time, hidden)) * 0.1,
+             "grad_h": rng.normal(size=(2, time, hidden)), "weight_ih": rng.normal(size=(3 * hidden, features)),
+             "weight_hh": rng.normal(size=(3 * hidden, hidden)), "bias_ih": None, "bias_hh": None}
+        if part:
+            r["part"] = part
+        return r
+
+    encoder, decoder = record(None, 4), record("decoder", 3)
+    decoder["inputs"][1, 2] = 1e3                     # row 1's step 2 is padding: its gates saturate
+    batch = {"source_lengths": np.array([4, 2]), "target_lengths": np.array([3, 2])}
+
+    class Records:
+        def through_time(self, batch, carry=None):
+            return 1.5, [encoder, decoder]
+
+    found = diagnose(Records(), batch)
+    assert found.layers == ["layer 0"] and found.decoder_layers == ["decoder layer 0"]
+    real_decoder = np.array([[True] * 3, [True, True, False]])
+    real_encoder = np.array([[True] * 4, [True, True, False, False]])
+    for stats, values, real in ((found.gates[0], gate_values(encoder), real_encoder),
+                                (found.gates[1], gate_values(decoder), real_decoder)):
+        for gate, value in values.items():
+            assert stats[gate]["mean"] == pytest.approx(float(value[real].mean()), rel=1e-12)
+    np.testing.assert_array_equal(found.hidden[1], decoder["h"][0])          # row 0: all 3 target steps
+    np.testing.assert_allclose(found.singular_values["decoder.weight_hh_l0"]["reset"],
+                               np.linalg.svd(decoder["weight_hh"][:hidden], compute_uv=False))
+    assert "decoder layer 0 gates: reset mean" in found.summary()

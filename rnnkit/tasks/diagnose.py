@@ -10,7 +10,7 @@ The batch:
     seq2seq   the first `batch_size` non-empty lines of the text file `data` as sources, each with the model's own
               greedy translation as its target (teacher-forced: the decoder reads it and is scored on it); the
               encoder's layers are measured (∂L/∂h_t per source position) and the decoder's (∂L/∂s_t per target
-              step, Diagnosis.decoder_gradient_norms); gates, spectra and hidden states are the encoder's
+              step, Diagnosis.decoder_gradient_norms); gates, spectra and hidden states of both
     forecast  the last `batch_size` (window, horizon) samples of the series it was trained on (its dataset or
               file, from its settings), or of the series file `data` (read with the model's column settings);
               an ensemble's first member

@@ -47,7 +47,7 @@ tune_process()  # first thing, before NumPy loads (rnnkit/runtime.py)
 
 import numpy as np  # noqa: E402
 
-from rnnkit.checkpoint.atomic import write_json  # noqa: E402
+from rnnkit.checkpoint.atomic import update_json  # noqa: E402
 from rnnkit.tasks import lm  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -444,12 +444,7 @@ def main(argv=None) -> int:
                "sizes": sizes, "source": source}
 
     def save() -> None:  # after each part, so a long run keeps what it has; parts not run keep earlier results
-        try:
-            merged = json.loads(out.read_text())
-        except (OSError, ValueError):
-            merged = {}
-        merged.update(results)
-        write_json(out, merged)
+        update_json(out, results)
 
     if args.train_to_target:
         results["train_to_target"] = t = train_to_target(args, source, device.type)

@@ -37,7 +37,7 @@ from rnnkit.runtime import tune_process
 
 tune_process()  # first thing, before NumPy loads: OpenBLAS's kernels and thread timeout, malloc (rnnkit/runtime.py)
 
-from rnnkit.checkpoint.atomic import write_json  # noqa: E402
+from rnnkit.checkpoint.atomic import update_json  # noqa: E402
 from rnnkit.tasks import lm  # noqa: E402
 
 
@@ -196,13 +196,8 @@ def main(argv=None) -> int:
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
                            **set_threads(args.threads)}}
 
-    def save() -> None:  # after each part, so a long run keeps what it has; parts not run this time are kept
-        try:
-            merged = json.loads(out.read_text())
-        except (OSError, ValueError):
-            merged = {}
-        merged.update(results)
-        write_json(out, merged)
+    def save() -> None:  # after each part, so a long run keeps what it has; parts not run keep earlier results
+        update_json(out, results)
 
     if not args.skip_char:
         _clear(work, ("char-scratch", "char-torch"))

@@ -697,3 +697,20 @@ def test_optimizer_skeleton_mismatch_is_refused(saved):
     plant(saved, "trainer.json", json.dumps(resume).encode())
     with pytest.raises(CheckpointError, match="trainer.json: the optimizer skeleton"):
         load_checkpoint(saved, load_optimizer=True)
+
+
+def test_update_json_merges_into_what_the_file_holds(tmp_path):
+    """update_json keeps the keys it is not given, replaces those it is, and starts afresh from a missing,
+    unreadable or non-object file."""
+    import json
+
+    from rnnkit.checkpoint.atomic import update_json
+
+    path = tmp_path / "results.json"
+    update_json(path, {"a": 1, "b": 2})
+    update_json(path, {"b": 3, "c": [4]})
+    assert json.loads(path.read_text()) == {"a": 1, "b": 3, "c": [4]}
+    for stale in ("{not json", "[1, 2]"):
+        path.write_text(stale)
+        update_json(path, {"d": 5})
+        assert json.loads(path.read_text()) == {"d": 5}

@@ -67,6 +67,20 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
+def update_json(path: str | os.PathLike, values: dict) -> Path:
+    """The JSON object at `path` with `values` merged in (keys not in `values` kept), written atomically; a
+    missing or unreadable file counts as empty. Benchmarks save after each part this way, so a run that stops
+    keeps what it measured and the parts it did not run keep their earlier results."""
+    try:
+        merged = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        merged = {}
+    if not isinstance(merged, dict):
+        merged = {}
+    merged.update(values)
+    return write_json(path, merged)
+
+
 def _write_synced(f, data) -> None:
     """Write ``data`` to the open file ``f`` and fsync it."""
     f.write(data)

@@ -216,6 +216,15 @@ if AVAILABLE:
                     _relax(yield_address, spins)
 
 
+    @jit
+    def wait_for(flags, other, steps, yield_address):
+        """Wait until part `other` has said it finished at least `steps` steps."""
+        spins = 0
+        while _load_acquire(flags, other * FLAG_STRIDE) < steps:
+            spins += 1
+            _relax(yield_address, spins)
+
+
 def new_flags(parts: int) -> np.ndarray:
     """The flags for one run of `parts` parts, all at 0 steps."""
     return np.zeros(parts * FLAG_STRIDE, dtype=np.int64)
@@ -290,6 +299,30 @@ def run(function, argument_sets) -> None:
         function(*argument_sets[0])
     else:
         _pool.run(function, argument_sets)
+
+
+def run_grouped(function, argument_sets) -> None:
+    """`run` for any number of independent parts: at most count() of them at a time, in order."""
+    step = max(1, count())
+    for start in range(0, len(argument_sets), step):
+        run(function, argument_sets[start: start + step])
+
+
+def run_pipeline(jobs, caller: int = 0) -> None:
+    """Run the (function, arguments) pairs of `jobs` at the same time when count() allows two threads or
+    more, job `caller` on the calling thread (the one that ends last: its end then waits for no worker to
+    wake), else one after the other in the order given. For a producer and a consumer that waits on its
+    flags (threaded_lstm.py's helper thread): list the producer first. What each computes does not depend
+    on which way they ran."""
+    if count() < 2 or len(jobs) == 1:
+        for function, arguments in jobs:
+            function(*arguments)
+    else:
+        run(_call, [jobs[caller]] + [job for k, job in enumerate(jobs) if k != caller])
+
+
+def _call(function, arguments) -> None:
+    function(*arguments)
 
 
 def run_apart(function, argument_sets) -> None:

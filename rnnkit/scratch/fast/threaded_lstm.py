@@ -42,11 +42,17 @@ if AVAILABLE:
 
 def parts_for(hidden: int, batch: int | None = None) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
-    its units allow). One where the weights fit one core's cache and a step's work is small
-    (thresholds.ONE_PART_WORK): the threads' meeting at every step would cost more than the split gains."""
-    if batch is not None and hidden < thresholds.LOOP_HIDDEN and batch * hidden <= thresholds.ONE_PART_WORK:
+    its units allow). One where the step is small (`small_step`): the threads' meeting at every step would
+    cost more than the split gains (the second thread then helps beside the steps instead)."""
+    if batch is not None and small_step(hidden, batch):
         return 1
     return max(1, min(threads.count(), hidden // thresholds.MIN_UNITS_PER_PART))
+
+
+def small_step(hidden: int, batch: int) -> bool:
+    """Whether the weights fit one core's cache and a step's work is small (thresholds.ONE_PART_WORK): the
+    steps then run on one part, whatever the thread count."""
+    return hidden < thresholds.LOOP_HIDDEN and batch * hidden <= thresholds.ONE_PART_WORK
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:
@@ -75,10 +81,11 @@ def kernel_for(batch: int) -> int:
     return WIDE_ROWS if batch <= thresholds.WIDE_ROWS_BATCH else ROWS
 
 
-def split_input(batch: int) -> bool:
-    """Whether the input projection runs for all steps before the loop (few columns: the steps then stream
-    only W_hh) rather than inside each step's product."""
-    return batch <= thresholds.SPLIT_INPUT_BATCH
+def split_input(batch: int, hidden: int | None = None) -> bool:
+    """Whether the input projection runs apart from the steps' products (few columns: the steps then stream
+    only W_hh; or a small step, `small_step`, whose helper thread projects the inputs ahead of the steps)
+    rather than inside each step's product. Never depends on the thread count: the forward's bits do not."""
+    return batch <= thresholds.SPLIT_INPUT_BATCH or (hidden is not None and small_step(hidden, batch))
 
 
 def _width(kernel: int, dtype) -> int:
@@ -361,9 +368,9 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden, batch)
     bounds = _bounds(hidden, parts)
-    kernel, split = kernel_for(batch), split_input(batch)
+    kernel, split = kernel_for(batch), split_input(batch, hidden)
     # one part runs the steps, a helper thread projects the inputs ahead of them (where the input is split
-    # off: the forward's bits stay those of any other part count)
+    # off at any part count: the forward's bits stay those of any thread count)
     helper = parts == 1 and split
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros: the columns of ended sequences and the padding stay finite

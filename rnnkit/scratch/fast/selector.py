@@ -5,7 +5,8 @@ Paths, slowest first:
     numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
     numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward, the RNN's forward at
                small batches; float32/float64
-    threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py), the
+    threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py; a
+               small step on one part, a helper thread beside it making the weight gradients), the
                GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is NumPy's)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded

@@ -23,6 +23,22 @@ Every step's operands stay in memory (z and d_steps for all t), so a part that r
 overwrites what another still reads, and one meeting per step suffices. The products run on `gemm.py`'s
 kernels, on panels packed by lstm_panels.py; see threads.py for how the parts run and meet.
 
+One part and a helper thread (a small step, `small_step`: P = 1 on any thread count). The steps then run
+on one core with no meeting, and the second core takes the work that does not lie on the steps' chain:
+    forward   the helper projects xw_t = [W_ih | b] [x_t; 1] step after step (`project_part`), each step
+              claimed from a shared count; the steps' part, before step t, claims and projects steps itself
+              until step t's is done (at the start, while the helper's thread wakes; or when it lags)
+    backward  the steps' part runs the steps as above and then dx_t = W_ih^T d_t for every t
+              (`backward_steps_part`); the helper sums dW_hh = Σ_t d_t h_t^T, dW_ih = Σ_t d_t x_t^T and
+              db = Σ_t d_t a chunk of steps at a time, as soon as the steps' part has done them
+              (`weight_gradient_part`, gemm.gemm_rows_add), so the layer's three products after the loop
+              (three 2-thread OpenBLAS calls, ~1.3 ms of 4.2 at hidden 128, batch 4) are gone (`gradients`)
+Each element is computed by one thread in one fixed order, so the bits do not depend on the timing, nor
+on the thread count: on one thread the helper's work runs after the steps' (threads.run_pipeline).
+Measured at hidden 128, batch 4 (T 64, input 64, float32) on a quiet moment before this: fwd+bwd 4.2 ms,
+of which forward steps 0.94 (input projection 0.23, products 0.45), backward steps 0.83, weight and input
+products 1.34, packing 0.23.
+
 Measured at (batch, time, input, hidden) = (32, 64, 128, 256), float32, 2 threads on this 2-core Zen 4,
 against the previous steps (one 2-thread OpenBLAS product plus one compiled gate call per step):
 forward 11.8-16.1 → 9.0-11.3 ms, backward's steps 9.7-14.3 → 8.4-10.0 ms.
@@ -58,11 +74,6 @@ def small_step(hidden: int, batch: int) -> bool:
 def _bounds(hidden: int, parts: int) -> list[int]:
     return [hidden * k // parts for k in range(parts + 1)]
 
-
-# With a helper thread (one part), the steps' part projects the inputs of its first OWN_STEPS steps itself:
-# they cover the helper's wake-up (a sleeping worker thread takes tens of µs; a step at hidden 128, batch 4
-# about 10 µs).
-OWN_STEPS = 8
 
 COLUMNS, ROWS, WIDE_ROWS = 0, 1, 2  # gemm.py's kernels: gemm_panels, gemm_rows, gemm_rows_wide
 
@@ -103,20 +114,18 @@ def forward_panels(p, parts: int, kernel: int, blocks: str = "all") -> list[np.n
 
 
 def forward_panel_pair(p, parts: int, kernel: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(`forward_panels` "hh", the same "ih"): both sets packed in one threads.run; made once per Packed."""
-    width = _width(kernel, p.originals[1].dtype)
-    bounds = _pairs(_bounds(p.hidden, parts))
-    return p.derived(("lstm_forward_panels", parts, kernel, "hh+ih"),
-                     lambda: tuple(lstm_panels.forward_panel_sets(p, bounds, width, ("hh", "ih"))))
+    """(`forward_panels` "hh", the same "ih"), each set's parts on their threads (one part: on the calling
+    thread, which then waits for no worker to wake)."""
+    return forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
 
 
 def backward_panel_pair(p, kernel: int) -> tuple[np.ndarray, np.ndarray]:
     """One part's panels of W_hh^T's rows and of W_ih^T's rows (the input gradient's product), unhalved,
-    packed for `kernel` in one threads.run; made once per Packed."""
+    packed for `kernel` on the calling thread; made once per Packed."""
     width = _width(kernel, p.w_hh.dtype)
-    sets = [(p.w_hh, [(0, p.hidden)]), (p.w_ih, [(0, p.w_ih.shape[1])])]
-    return p.derived(("lstm_backward_panels", 1, kernel, "hh+ih"),
-                     lambda: tuple(panels[0] for panels in lstm_panels.transposed_panel_sets(width, sets)))
+    return (backward_panels(p, 1, kernel),
+            p.derived(("lstm_backward_x_panels", kernel),
+                      lambda: lstm_panels.backward_panels(p, [(0, p.w_ih.shape[1])], width, p.w_ih)[0]))
 
 
 def gradient_chunk(time: int, batch: int) -> int:
@@ -167,13 +176,33 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L)
 
     @jit
-    def project_part(me, x_panels, kernel, zx, L, B, xw, flags, yield_address):
-        """The helper thread's forward (one part): xw_t = [W_ih | b] [x_t; 1] for the steps from OWN_STEPS
-        on, in order, saying after each that it is there (flags[me]); the part that runs the steps waits for
-        it (`producer`) and projects the first OWN_STEPS itself, while the helper's thread wakes up."""
-        for t in range(min(OWN_STEPS, xw.shape[0]), xw.shape[0]):
+    def project_part(x_panels, kernel, zx, L, B, xw, flags, yield_address):
+        """The helper thread's forward (one part): xw_t = [W_ih | b] [x_t; 1] for the steps it claims
+        (`project_step`) until none is left; the steps' part claims steps as well, those it reaches first."""
+        T = xw.shape[0]
+        while project_step(x_panels, kernel, zx, L, B, xw, flags) < T:
+            pass
+
+    @jit
+    def project_step(x_panels, kernel, zx, L, B, xw, flags):
+        """Claim the next step not yet claimed (flags' counter 1) and project its input into xw, marking it
+        done (flags from 2 on); returns the step (T and more: none was left). Each step is projected once,
+        by whichever thread claims it: the same bits either way."""
+        t = threads.claim(flags, 1)
+        if t < xw.shape[0]:
             _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
-            threads.arrive(flags, me, t + 1)
+            threads.mark_done(flags, 2, t)
+        return t
+
+    @jit
+    def wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address):
+        """Until step t's input is projected: project the next unclaimed steps here (the helper may be
+        late), then wait for the one the helper holds."""
+        spins = 0
+        while not threads.done(flags, 2, t):
+            if project_step(x_panels, kernel, zx, L, B, xw, flags) >= xw.shape[0]:
+                spins += 1
+                threads.relax(yield_address, spins)
 
     @jit
     def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, hs, active, B,
@@ -185,8 +214,8 @@ if AVAILABLE:
         products with x_panels go to xw (T, rows of the panels × L) before the loop;
         pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L);
         hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step;
-        producer: the helper part that computes xw (`project_part`), waited for step by step, or -1: the
-        part computes its own xw."""
+        producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
+        holds the claims of steps to project, `project_step`), -1 where the part projects them all first."""
         T = gates.shape[0]
         L = pre.shape[0] // panels.shape[0] // panels.shape[2]
         HL = c.shape[1]
@@ -195,15 +224,15 @@ if AVAILABLE:
         run = units * L
         half = gates.dtype.type(0.5)
         split = x_panels.shape[0] > 0
-        if split:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop (or the first few: `producer`)
-            for t in range(T if producer < 0 else min(OWN_STEPS, T)):
+        if split and producer < 0:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
+            for t in range(T):
                 _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
         for t in range(T):
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            if producer >= 0 and t >= OWN_STEPS:
-                threads.wait_for(flags, producer, t + 1, yield_address)
+            if producer >= 0:
+                wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address)
             _product(panels, kernel, z[t], 0, L, n, pre)
             a = gates[t]
             cell, c_prev, squashed, h = c[t + 1], c[t], tanh_c[t], z[t + 1]
@@ -395,7 +424,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     gates = np.empty((time, 4 * hidden, columns), dtype=dtype)
     tanh_c = np.empty((time, hidden, columns), dtype=dtype)
     flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c, hs)]
-    flags, steps = threads.new_flags(parts + helper), np.asarray(active, dtype=np.int64)
+    # with the helper: flags 0 the steps' part's, 1 the count of claimed steps, 2.. each step's done mark
+    flags, steps = threads.new_flags(parts + (time + 1 if helper else 0)), np.asarray(active, dtype=np.int64)
     arguments = []
     for k, (lo, hi) in enumerate(_pairs(bounds)):
         size = panels[k].shape[0] * panels[k].shape[2] * columns
@@ -403,8 +433,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
                           np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
                           threads.YIELD, 1 if helper else -1))
-    if helper:  # the projection first where the two run one after the other (threads.run_pipeline)
-        threads.run_pipeline([(project_part, (1, x_panels[0], kernel, flat[1], columns, batch, arguments[0][9],
+    if helper:  # on one thread (threads.run_pipeline), the helper's part first: it projects every step
+        threads.run_pipeline([(project_part, (x_panels[0], kernel, flat[1], columns, batch, arguments[0][9],
                                               flags, threads.YIELD)),
                               (forward_part, arguments[0])], caller=1)
     else:
@@ -454,6 +484,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     features, dtype = inputs.shape[2], d_out.dtype
     kernel = kernel_for(batch)
     panels, x_panels = backward_panel_pair(p, kernel)
+    panels = panels[0]
     columns = arrays["c"].shape[-1]  # the forward's padded batch
     full = active[-1] == batch == columns  # else zeros: the columns of ended sequences and the padding
     d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, columns), dtype=dtype)

@@ -182,6 +182,14 @@ if AVAILABLE:
         return types.void(flags, index, value), codegen
 
     @intrinsic
+    def _fetch_add(typingctx, flags, index):
+        """flags[index] += 1, atomically (acquire and release order); returns the value before (int64 array)."""
+        def codegen(context, builder, sig, args):
+            one = ir.Constant(ir.IntType(64), 1)
+            return builder.atomic_rmw("add", _flag_pointer(context, builder, sig, args), one, "acq_rel")
+        return types.int64(flags, index), codegen
+
+    @intrinsic
     def _relax(typingctx, yield_address, spins):
         """One turn of a spin-wait: the CPU's pause hint, and after SPINS_BEFORE_YIELD turns sched_yield()."""
         def codegen(context, builder, sig, args):
@@ -223,6 +231,28 @@ if AVAILABLE:
         while _load_acquire(flags, other * FLAG_STRIDE) < steps:
             spins += 1
             _relax(yield_address, spins)
+
+
+    @jit
+    def claim(flags, counter):
+        """The next item of a shared count (flags[counter·FLAG_STRIDE], from 0), each one to exactly one
+        caller, whichever thread asks first."""
+        return _fetch_add(flags, counter * FLAG_STRIDE)
+
+    @jit
+    def done(flags, first, item):
+        """Whether item `item` of a list of done marks (flags[(first + item)·FLAG_STRIDE]) is set."""
+        return _load_acquire(flags, (first + item) * FLAG_STRIDE) != 0
+
+    @jit
+    def mark_done(flags, first, item):
+        """Set item `item`'s done mark (what its thread wrote before is visible after)."""
+        _store_release(flags, (first + item) * FLAG_STRIDE, 1)
+
+    @jit
+    def relax(yield_address, spins):
+        """One turn of a spin-wait (the CPU's pause hint; sched_yield after SPINS_BEFORE_YIELD turns)."""
+        _relax(yield_address, spins)
 
 
 def new_flags(parts: int) -> np.ndarray:

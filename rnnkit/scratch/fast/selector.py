@@ -121,8 +121,10 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
         # enough work per step for the threads: a big W_hh, or many columns
         shared = hidden >= thresholds.LOOP_HIDDEN or batch * hidden > thresholds.LOOP_WORK
         if not folded and (cap is not None or shared):
-            one_part = threaded_lstm.parts_for(hidden, batch) == 1
-            fastest.append(("threaded", _threaded_one_part if one_part else _threaded))
+            # a small step (on one part at any thread count): its helper thread makes the weight gradients;
+            # else (one thread, or a big step) OpenBLAS's products after the steps, as measured before
+            small = threaded_lstm.small_step(hidden, batch)
+            fastest.append(("threaded", _threaded_one_part if small else _threaded))
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
     small = batch <= thresholds.SMALL_BATCH
     if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:

@@ -398,9 +398,10 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     parts = parts_for(hidden, batch)
     bounds = _bounds(hidden, parts)
     kernel, split = kernel_for(batch), split_input(batch, hidden)
-    # one part runs the steps, a helper thread projects the inputs ahead of them (where the input is split
-    # off at any part count: the forward's bits stay those of any thread count)
-    helper = parts == 1 and split
+    # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
+    # off at any part count: the forward's bits stay those of any thread count; from
+    # thresholds.HELPER_PROJECTION_BATCH columns: below, the projection is too small to pay the helper's wake)
+    helper = parts == 1 and split and batch >= thresholds.HELPER_PROJECTION_BATCH
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros: the columns of ended sequences and the padding stay finite
     if split:

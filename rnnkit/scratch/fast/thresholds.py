@@ -84,3 +84,10 @@ WIDE_ROWS_BATCH = 2
 # Up to this batch size the threaded LSTM projects its inputs for all steps before its loop, so that each
 # step's product streams only W_hh (threaded_lstm.split_input); above, the product takes [W_hh | W_ih | b].
 SPLIT_INPUT_BATCH = 12
+
+# The one-part LSTM's helper thread projects the inputs beside the steps from this batch size on (below,
+# the steps' part projects them all before its loop; the helper still makes the weight gradients in
+# training). Measured 2026-12-04, main against this in one process, alternating call by call (40 pairs,
+# busy 2-core machine), inference time with the helper / without: batch 2-3 1.10-1.20 (hidden 64, 128),
+# batch 4-16 0.79-0.93 at most points (1.09-1.14 at a few), batch 1 0.98-1.01.
+HELPER_PROJECTION_BATCH = 4

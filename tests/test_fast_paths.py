@@ -245,7 +245,7 @@ def test_threaded_lstm_equals_the_reference_on_any_thread_count(dtype, batch, hi
     split off, hidden sizes neither multiples of the vector width nor of the thread count (uneven parts),
     the small step on one part (thresholds.ONE_PART_WORK as shipped) or split; and the forward's bits are
     the same on every thread count."""
-    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 4096 if one_part else 0)  # set for every example
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 131072 if one_part else 0)  # set for every example
     lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
     shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=1,
                  bidirectional=False, lengths=lengths)

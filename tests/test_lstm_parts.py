@@ -275,9 +275,10 @@ def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
 
 
 def test_a_small_step_runs_on_one_part(thread_count, monkeypatch):
-    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 1024)
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 64 * 64 * 16)  # batch·hidden²
     thread_count(2)
     assert [threaded_lstm.parts_for(64, b) for b in (8, 16, 17)] == [1, 1, 2]
+    assert [threaded_lstm.parts_for(128, b) for b in (4, 5)] == [1, 2]
     assert threaded_lstm.parts_for(thresholds.LOOP_HIDDEN, 1) == 2  # a W_hh too big for one core's cache
 
 

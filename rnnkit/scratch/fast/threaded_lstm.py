@@ -66,9 +66,9 @@ def parts_for(hidden: int, batch: int | None = None) -> int:
 
 
 def small_step(hidden: int, batch: int) -> bool:
-    """Whether the weights fit one core's cache and a step's work is small (thresholds.ONE_PART_WORK): the
-    steps then run on one part, whatever the thread count."""
-    return hidden < thresholds.LOOP_HIDDEN and batch * hidden <= thresholds.ONE_PART_WORK
+    """Whether the weights fit one core's cache and a step's product is small (batch·hidden² up to
+    thresholds.ONE_PART_WORK): the steps then run on one part, whatever the thread count."""
+    return hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= thresholds.ONE_PART_WORK
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:

@@ -14,7 +14,6 @@ count of the process (RNNKIT_NUM_THREADS / OpenBLAS's, as the engine reads it).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys

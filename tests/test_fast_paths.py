@@ -245,11 +245,46 @@ def test_threaded_lstm_equals_the_reference_on_any_thread_count(dtype, batch, hi
     split off, hidden sizes neither multiples of the vector width nor of the thread count (uneven parts),
     the small step on one part (thresholds.ONE_PART_WORK as shipped) or split; and the forward's bits are
     the same on every thread count."""
-    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 1024 if one_part else 0)  # set for every example
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 131072 if one_part else 0)  # set for every example
     lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
     shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=1,
                  bidirectional=False, lengths=lengths)
     assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n", "c_n"))
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@settings(max_examples=14, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from([np.float64, np.float32]), batch=st.integers(1, 64),
+       hidden=st.sampled_from([7, 35, 70, 101]), time=st.integers(1, 20), ragged=st.booleans(),
+       layers=st.integers(1, 2), bidirectional=st.booleans(), data=st.data())
+def test_one_part_lstm_with_its_helper_thread_equals_the_reference_to_the_same_bits_on_any_thread_count(
+        dtype, batch, hidden, time, ragged, layers, bidirectional, data, monkeypatch):
+    """The one-part threaded LSTM (threaded_lstm.py: a helper thread projects the inputs ahead of the steps,
+    from step OWN_STEPS on, and sums the weight gradients a chunk of steps behind them; the steps' part
+    makes dx): outputs, final states and every gradient equal the reference cells', and are the same bits
+    on 1, 2 and 3 threads (on one thread the helper's work runs after, not beside, the steps'). Sequences
+    longer than OWN_STEPS and than several gradient chunks, batch sizes over all kernels, hidden sizes not
+    multiples of the vector width, ragged lengths, two layers, both directions."""
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 10**9)  # one part at every batch size
+    lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
+    shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=layers,
+                 bidirectional=bidirectional, lengths=lengths)
+    reference, _ = run("reference", **shape)
+    outputs = []
+    for count in (1, 2, 3):
+        threads.set_count(count)
+        with path_forced("threaded"):
+            assert fast.select("lstm", batch, hidden, dtype).gradients is not None
+        got, ran = run("threaded", **shape)
+        assert ran == ("threaded",) * layers
+        for name, value in reference.items():
+            scale = max(float(np.abs(value).max()), 1.0)
+            assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, count)
+        outputs.append(got)
+    for got in outputs[1:]:
+        for name, value in outputs[0].items():
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2

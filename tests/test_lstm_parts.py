@@ -84,6 +84,41 @@ def test_gemm_rows_is_the_matrix_product_with_the_column_kernels_bits(rows, dept
 
 @needs_numba
 @settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 70), depth=st.integers(1, 40), columns=st.integers(1, 20), z_pad=st.integers(0, 5),
+       out_pad=st.integers(0, 5), double=st.booleans(), cuts=st.lists(st.integers(1, 39), max_size=4),
+       seed=st.integers(0, 2**31))
+def test_gemm_rows_add_sums_in_parts_with_one_calls_bits(rows, depth, columns, z_pad, out_pad, double, cuts, seed):
+    """The accumulating row kernel (threaded_lstm.weight_gradient_part's): C += A @ Z; K cut into parts (A's
+    columns packed part by part, Z's rows at an offset) gives the bits of one call over all K, and those are
+    gemm_rows's; nothing written past the columns asked for."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    ldz, ldo = columns + z_pad, columns + out_pad
+    z = rng.standard_normal(depth * ldz).astype(dtype)
+    width = gemm.RV * gemm.VECTOR_BYTES // a.itemsize
+    count = -(-rows // width)
+    whole = np.zeros(count * width * ldo, dtype=dtype)
+    whole.reshape(-1, ldo)[:, columns:] = np.nan
+    parts = whole.copy()
+    gemm.gemm_rows_add(gemm.pack_row_panels(a), z, 0, ldz, columns, whole, ldo)
+    bounds = [0] + sorted({c for c in cuts if c < depth}) + [depth]
+    for k0, k1 in zip(bounds[:-1], bounds[1:]):
+        gemm.gemm_rows_add(gemm.pack_row_panels(np.ascontiguousarray(a[:, k0:k1])), z, k0 * ldz, ldz, columns,
+                           parts, ldo)
+    np.testing.assert_array_equal(parts, whole)
+    fresh = np.full_like(whole, np.nan)
+    gemm.gemm_rows(gemm.pack_row_panels(a), z, 0, ldz, columns, fresh, ldo)
+    c = whole.reshape(-1, ldo)
+    np.testing.assert_array_equal(c[:, :columns], fresh.reshape(-1, ldo)[:, :columns])
+    assert np.isnan(c[:, columns:]).all()
+    tol = 1e-13 if double else 2e-5
+    expected = a.astype(np.float64) @ z.reshape(depth, ldz)[:, :columns]
+    np.testing.assert_allclose(c[:rows, :columns], expected, rtol=tol, atol=tol * max(1, depth))
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
 @given(rows=st.integers(1, 90), depth=st.integers(1, 30), columns=st.integers(1, 8), z_pad=st.integers(0, 5),
        out_pad=st.integers(0, 5), offset=st.integers(0, 7), double=st.booleans(), seed=st.integers(0, 2**31))
 def test_gemm_rows_wide_gives_the_row_kernels_bits(rows, depth, columns, z_pad, out_pad, offset, double, seed):
@@ -240,9 +275,10 @@ def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
 
 
 def test_a_small_step_runs_on_one_part(thread_count, monkeypatch):
-    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 1024)
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 64 * 64 * 16)  # batch·hidden²
     thread_count(2)
     assert [threaded_lstm.parts_for(64, b) for b in (8, 16, 17)] == [1, 1, 2]
+    assert [threaded_lstm.parts_for(128, b) for b in (4, 5)] == [1, 2]
     assert threaded_lstm.parts_for(thresholds.LOOP_HIDDEN, 1) == 2  # a W_hh too big for one core's cache
 
 

@@ -368,6 +368,14 @@ class _Recurrent(Module):
                 extra = {}
                 if self.record_through_time:                    # the reference path: ∂L/∂h_t of every step
                     extra["reaching"] = np.zeros_like(d_out)
+                if run.gradients is not None and not extra:  # the path makes every gradient itself
+                    w_ih_grad, w_hh_grad, bias_grad, d_x, dh0[k], dc0[k] = run.gradients(
+                        direction.packed, direction.trace, direction.inputs, d_out, d_h_n[k], dc_k, active)
+                    self._add_gradients(layer, d, w_ih_grad, w_hh_grad, bias_grad)
+                    if d == 1:
+                        d_x = _reverse(d_x, reverse)
+                    d_in = d_x if d_in is None else d_in + d_x
+                    continue
                 d_gates_x, d_gates_h, dh0[k], dc_last = run.backward(
                     direction.packed, direction.trace, d_out, d_h_n[k], dc_k, active, **extra)
                 if extra and self.recorded is not None:
@@ -391,6 +399,16 @@ class _Recurrent(Module):
             dh0 = dh0[:, inverse]
             dc0 = dc0[:, inverse] if dc0 is not None else None
         return np.ascontiguousarray(dx), dh0, dc0
+
+    def _add_gradients(self, layer, d, w_ih_grad, w_hh_grad, bias_grad):
+        """Add a path's own weight gradients (packed row order: fast.Implementation.gradients) to the
+        parameters'; the LSTM's two biases share one gradient."""
+        w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
+        packing.add_unpacked(self.mode, w_ih.grad, w_ih_grad)
+        packing.add_unpacked(self.mode, w_hh.grad, w_hh_grad)
+        for bias in (b_ih, b_hh):
+            if bias is not None:
+                packing.add_unpacked(self.mode, bias.grad, bias_grad)
 
     def _accumulate(self, layer, d, direction, gx, gh, product=np.matmul):
         """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}.

@@ -8,6 +8,8 @@
     gemm.py           a register-blocked GEMM in LLVM IR (the threaded LSTM's products)
     threads.py        persistent worker threads that meet at every time step; threads.matmul
     threaded_lstm.py  the threaded path: the gate-major LSTM, each thread owning a slice of the hidden units
+                      (a small step: one part, and a helper thread for the input projection and the
+                      weight gradients beside it)
     threaded_rnn.py   the threaded path of the RNN's forward, the same way
     threaded_gru.py   the threaded path of the GRU's forward, the same way
     thresholds.py     where the selector switches paths

@@ -88,15 +88,17 @@ class _Frame:
         return self.builder.shuffle_vector(one, undefined, self.splat)
 
 
-def _kernel(accumulators: int, VW: int, step, store):
+def _kernel(accumulators: int, VW: int, step, store, load=None):
     """An intrinsic (K, a, a_off, z, z_off, ldz, c, c_off, ldc): `accumulators` vector registers start at
-    zero, step(frame, k, acc) -> acc' runs for k = 0..K-1 (K >= 1), then store(frame, acc) writes them."""
+    zero (or at load(frame), C's values), step(frame, k, acc) -> acc' runs for k = 0..K-1 (K >= 1), then
+    store(frame, acc) writes them."""
     @intrinsic
     def kernel(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc):
         signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc)
 
         def codegen(context, builder, sig, args):
             f = _Frame(context, builder, sig, args, VW)
+            start = load(f) if load is not None else [f.zero] * accumulators
             entry = builder.basic_block
             loop = builder.append_basic_block("kernel.loop")
             done = builder.append_basic_block("kernel.done")
@@ -105,8 +107,8 @@ def _kernel(accumulators: int, VW: int, step, store):
             k = builder.phi(f.i64)
             k.add_incoming(ir.Constant(f.i64, 0), entry)
             acc = [builder.phi(f.vector) for _ in range(accumulators)]
-            for value in acc:
-                value.add_incoming(f.zero, entry)
+            for value, first in zip(acc, start):
+                value.add_incoming(first, entry)
             new = step(f, k, acc)
             k_next = builder.add(k, ir.Constant(f.i64, 1))
             k.add_incoming(k_next, loop)
@@ -150,8 +152,10 @@ def _micro_kernel(MR: int, NV: int, VW: int):
     return _kernel(MR * NV, VW, step, store)
 
 
-def _rows_kernel(RV: int, NB: int, VW: int):
-    """An intrinsic computing C[r, j] = Σ_k A[r, k] Z[k, j] for r < RV·VW, j < NB: vectors along A's rows.
+def _rows_kernel(RV: int, NB: int, VW: int, accumulate: bool = False):
+    """An intrinsic computing C[r, j] = Σ_k A[r, k] Z[k, j] for r < RV·VW, j < NB: vectors along A's rows
+    (accumulate: C[r, j] += Σ_k ..., the chain of fused multiply-adds continuing from C's value, so that
+    K split into parts gives the bits of one call over all K).
 
     For few columns: each k loads RV vectors of A's column k (a panel packed RV·VW rows wide) and broadcasts
     NB values of Z's row k, so no lane is wasted when Z has fewer columns than a vector. Each C element is
@@ -178,7 +182,17 @@ def _rows_kernel(RV: int, NB: int, VW: int):
                     value = f.builder.extract_element(acc[v * NB + j], ir.Constant(f.i32, lane))
                     f.builder.store(value, f.at(c_row, j))
 
-    return _kernel(RV * NB, VW, step, store)
+    def load(f):
+        acc = [ir.Constant(f.vector, ir.Undefined)] * (RV * NB)
+        for v in range(RV):
+            for lane in range(f.lanes):
+                c_row = f.at(f.c, f.builder.mul(ir.Constant(f.i64, v * f.lanes + lane), f.ldc))
+                for j in range(NB):
+                    acc[v * NB + j] = f.builder.insert_element(acc[v * NB + j], f.builder.load(f.at(c_row, j)),
+                                                               ir.Constant(f.i32, lane))
+        return acc
+
+    return _kernel(RV * NB, VW, step, store, load if accumulate else None)
 
 
 if AVAILABLE:
@@ -321,3 +335,39 @@ if AVAILABLE:
 def pack_wide_row_panels(rows: np.ndarray) -> np.ndarray:
     """A (M, K) → panels RW vectors wide for `gemm_rows_wide`."""
     return pack_panels(rows, RW * VECTOR_BYTES // rows.dtype.itemsize)
+
+
+if AVAILABLE:
+    # The accumulating row-vector kernel, for sums over many steps taken a few steps at a time (the LSTM's
+    # weight gradients, threaded_lstm.weight_gradients): blocks of up to ADD_COLUMNS columns.
+    ADD_COLUMNS = 6
+    _add_1, _add_2, _add_3, _add_4, _add_5, _add_6 = (_rows_kernel(RV, nb, VW, accumulate=True)
+                                                      for nb in range(1, ADD_COLUMNS + 1))
+
+    @jit
+    def gemm_rows_add(panels, z, z_off, ldz, columns, out, ldo):
+        """out[:P·R, :columns] += A @ Z[:, :columns], A packed in panels (P, K, R) as for `gemm_rows` (the
+        same arguments). Each element's fused multiply-adds continue its chain: summing K in parts, in
+        order, gives the bits of one call over all K. Columns in blocks of near-equal width, at most
+        ADD_COLUMNS each."""
+        n_panels, K, rows = panels.shape
+        a = panels.reshape(-1)
+        count = -(-columns // ADD_COLUMNS)
+        for p in range(n_panels):
+            a_off, c_row = p * K * rows, p * rows * ldo
+            j = 0
+            for q in range(count):
+                n = -(-(columns - j) // (count - q))
+                if n == 1:
+                    _add_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                elif n == 2:
+                    _add_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                elif n == 3:
+                    _add_3(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                elif n == 4:
+                    _add_4(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                elif n == 5:
+                    _add_5(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                else:
+                    _add_6(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                j += n

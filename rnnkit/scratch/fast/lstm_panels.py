@@ -52,27 +52,46 @@ def forward_panels(p, bounds, width: int, blocks: str) -> list[np.ndarray]:
     """For each part [lo, hi) of `bounds`, its gate rows of `blocks` ("hh": W_hh; "ih": [W_ih | b]; "all":
     [W_hh | W_ih | b]), halved sigmoid rows, packed into panels (P, K, width) for gemm.py; each part's on
     its own thread (threads.run)."""
+    return forward_panel_sets(p, bounds, width, (blocks,))[0]
+
+
+def forward_panel_sets(p, bounds, width: int, sets) -> list[list[np.ndarray]]:
+    """`forward_panels` for each `blocks` of `sets` (e.g. ("hh", "ih")), all in one threads.run: one job per
+    part and set, each on its own thread."""
     w_ih, w_hh, b_ih, b_hh = p.originals
-    sources = {"hh": [w_hh], "ih": [w_ih, None], "all": [w_hh, w_ih, None]}[blocks]
-    sources = tuple(np.ascontiguousarray(bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype) if a is None else a)
-                    for a in sources)
-    depth = sum(a.shape[1] for a in sources)
-    jobs, panels = [], []
-    for lo, hi in bounds:
-        rows, scales = source_rows(p.hidden, lo, hi)
-        panels.append(np.empty((-(-len(rows) // width), depth, width), dtype=w_hh.dtype))
-        jobs.append((sources, rows, scales.astype(w_hh.dtype), panels[-1]))
-    threads.run(gather_blocks, jobs)
-    return panels
+    jobs, result = [], []
+    for blocks in sets:
+        sources = {"hh": [w_hh], "ih": [w_ih, None], "all": [w_hh, w_ih, None]}[blocks]
+        sources = tuple(np.ascontiguousarray(bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype) if a is None
+                                             else a) for a in sources)
+        depth = sum(a.shape[1] for a in sources)
+        panels = []
+        for lo, hi in bounds:
+            rows, scales = source_rows(p.hidden, lo, hi)
+            panels.append(np.empty((-(-len(rows) // width), depth, width), dtype=w_hh.dtype))
+            jobs.append((sources, rows, scales.astype(w_hh.dtype), panels[-1]))
+        result.append(panels)
+    threads.run_grouped(gather_blocks, jobs)
+    return result
 
 
-def backward_panels(p, bounds, width: int) -> list[np.ndarray]:
+def backward_panels(p, bounds, width: int, source=None) -> list[np.ndarray]:
     """For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, packed gate order), (hi-lo, 4H), packed
-    into panels for gemm.py; each part's on its own thread."""
-    w_hh = p.w_hh
-    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for lo, hi in bounds]
-    threads.run(gather_columns, [(w_hh, lo, hi, out) for (lo, hi), out in zip(bounds, panels)])
-    return panels
+    into panels for gemm.py; each part's on its own thread. source: another (4H, ·) matrix to take the
+    transposed rows of (p.w_ih: W_ih^T's rows, the input gradient's product), bounds then over its columns."""
+    return transposed_panel_sets(width, [(p.w_hh if source is None else source, bounds)])[0]
+
+
+def transposed_panel_sets(width: int, sets) -> list[list[np.ndarray]]:
+    """For each (matrix (M, N), bounds over N) of `sets`: the panels of matrix^T's rows [lo, hi) for each
+    [lo, hi) of bounds, all in one threads.run (one job each)."""
+    jobs, result = [], []
+    for w, bounds in sets:
+        panels = [np.empty((-(-(hi - lo) // width), w.shape[0], width), dtype=w.dtype) for lo, hi in bounds]
+        jobs += [(w, lo, hi, out) for (lo, hi), out in zip(bounds, panels)]
+        result.append(panels)
+    threads.run_grouped(gather_columns, jobs)
+    return result
 
 
 if AVAILABLE:

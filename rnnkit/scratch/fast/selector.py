@@ -5,7 +5,8 @@ Paths, slowest first:
     numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
     numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward, the RNN's forward at
                small batches; float32/float64
-    threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py), the
+    threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py; a
+               small step on one part, a helper thread beside it making the weight gradients), the
                GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is NumPy's)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
@@ -37,13 +38,17 @@ ENVIRONMENT = "RNNKIT_PATH"
 class Implementation:
     """How one layer direction runs: forward(p, inputs, h0, c0, active, xw=None) -> Trace and
     backward(p, trace, d_out, dh_n, dc_n, active) -> (gates_x, gates_h, dh0, dc0) (see numpy_path.py);
-    matmul: the product for the weight and input gradients; folds: takes a looked-up input projection."""
+    matmul: the product for the weight and input gradients; folds: takes a looked-up input projection;
+    gradients: where the path makes the weight and input gradients itself (the one-part threaded LSTM),
+    gradients(p, trace, inputs, d_out, dh_n, dc_n, active) -> (dW_ih, dW_hh, db, dx (T, B, I), dh0, dc0),
+    packed row order (threaded_lstm.gradients); the layer then calls it instead of backward."""
 
     path: str
     forward: Callable
     backward: Callable
     matmul: Callable = np.matmul
     folds: bool = True
+    gradients: Callable | None = None  # (p, trace, inputs, d_out, dh_n, dc_n, active) -> every gradient at once
 
 
 def _reference(cell):
@@ -80,6 +85,12 @@ def _threaded(cell):
                           folds=False)
 
 
+def _threaded_one_part(cell):
+    # one part runs the steps, a helper thread the input projection and the weight gradients
+    return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
+                          folds=False, gradients=threaded_lstm.gradients)
+
+
 def _threaded_gru(cell):
     return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False)
 
@@ -110,7 +121,10 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
         # enough work per step for the threads: a big W_hh, or many columns
         shared = hidden >= thresholds.LOOP_HIDDEN or batch * hidden > thresholds.LOOP_WORK
         if not folded and (cap is not None or shared):
-            fastest.append(("threaded", _threaded))
+            # a small step (on one part at any thread count): its helper thread makes the weight gradients;
+            # else (one thread, or a big step) OpenBLAS's products after the steps, as measured before
+            small = threaded_lstm.small_step(hidden, batch)
+            fastest.append(("threaded", _threaded_one_part if small else _threaded))
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
     small = batch <= thresholds.SMALL_BATCH
     if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:

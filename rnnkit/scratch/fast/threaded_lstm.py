@@ -23,6 +23,22 @@ Every step's operands stay in memory (z and d_steps for all t), so a part that r
 overwrites what another still reads, and one meeting per step suffices. The products run on `gemm.py`'s
 kernels, on panels packed by lstm_panels.py; see threads.py for how the parts run and meet.
 
+One part and a helper thread (a small step, `small_step`: P = 1 on any thread count). The steps then run
+on one core with no meeting, and the second core takes the work that does not lie on the steps' chain:
+    forward   the helper projects xw_t = [W_ih | b] [x_t; 1] step after step (`project_part`), each step
+              claimed from a shared count; the steps' part, before step t, claims and projects steps itself
+              until step t's is done (at the start, while the helper's thread wakes; or when it lags)
+    backward  the steps' part runs the steps as above and then dx_t = W_ih^T d_t for every t
+              (`backward_steps_part`); the helper sums dW_hh = Σ_t d_t h_t^T, dW_ih = Σ_t d_t x_t^T and
+              db = Σ_t d_t a chunk of steps at a time, as soon as the steps' part has done them
+              (`weight_gradient_part`, gemm.gemm_rows_add), so the layer's three products after the loop
+              (three 2-thread OpenBLAS calls, ~1.3 ms of 4.2 at hidden 128, batch 4) are gone (`gradients`)
+Each element is computed by one thread in one fixed order, so the bits do not depend on the timing, nor
+on the thread count: on one thread the helper's work runs after the steps' (threads.run_pipeline).
+Measured at hidden 128, batch 4 (T 64, input 64, float32) on a quiet moment before this: fwd+bwd 4.2 ms,
+of which forward steps 0.94 (input projection 0.23, products 0.45), backward steps 0.83, weight and input
+products 1.34, packing 0.23.
+
 Measured at (batch, time, input, hidden) = (32, 64, 128, 256), float32, 2 threads on this 2-core Zen 4,
 against the previous steps (one 2-thread OpenBLAS product plus one compiled gate call per step):
 forward 11.8-16.1 → 9.0-11.3 ms, backward's steps 9.7-14.3 → 8.4-10.0 ms.
@@ -36,17 +52,23 @@ from .kernels import AVAILABLE
 from .trace import Trace, lengths_of
 
 if AVAILABLE:
-    from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_wide
+    from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
     from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, sigmoid_into, scalar_tanh,
                           tanh_grad, tanh_into)
 
 def parts_for(hidden: int, batch: int | None = None) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
-    its units allow). One where the weights fit one core's cache and a step's work is small
-    (thresholds.ONE_PART_WORK): the threads' meeting at every step would cost more than the split gains."""
-    if batch is not None and hidden < thresholds.LOOP_HIDDEN and batch * hidden <= thresholds.ONE_PART_WORK:
+    its units allow). One where the step is small (`small_step`): the threads' meeting at every step would
+    cost more than the split gains (the second thread then helps beside the steps instead)."""
+    if batch is not None and small_step(hidden, batch):
         return 1
     return max(1, min(threads.count(), hidden // thresholds.MIN_UNITS_PER_PART))
+
+
+def small_step(hidden: int, batch: int) -> bool:
+    """Whether the weights fit one core's cache and a step's product is small (batch·hidden² up to
+    thresholds.ONE_PART_WORK): the steps then run on one part, whatever the thread count."""
+    return hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= thresholds.ONE_PART_WORK
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:
@@ -70,10 +92,11 @@ def kernel_for(batch: int) -> int:
     return WIDE_ROWS if batch <= thresholds.WIDE_ROWS_BATCH else ROWS
 
 
-def split_input(batch: int) -> bool:
-    """Whether the input projection runs for all steps before the loop (few columns: the steps then stream
-    only W_hh) rather than inside each step's product."""
-    return batch <= thresholds.SPLIT_INPUT_BATCH
+def split_input(batch: int, hidden: int | None = None) -> bool:
+    """Whether the input projection runs apart from the steps' products (few columns: the steps then stream
+    only W_hh; or a small step, `small_step`, whose helper thread projects the inputs ahead of the steps)
+    rather than inside each step's product. Never depends on the thread count: the forward's bits do not."""
+    return batch <= thresholds.SPLIT_INPUT_BATCH or (hidden is not None and small_step(hidden, batch))
 
 
 def _width(kernel: int, dtype) -> int:
@@ -88,6 +111,27 @@ def forward_panels(p, parts: int, kernel: int, blocks: str = "all") -> list[np.n
     width = _width(kernel, p.originals[1].dtype)
     return p.derived(("lstm_forward_panels", parts, kernel, blocks),
                      lambda: lstm_panels.forward_panels(p, _pairs(_bounds(p.hidden, parts)), width, blocks))
+
+
+def forward_panel_pair(p, parts: int, kernel: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(`forward_panels` "hh", the same "ih"), each set's parts on their threads (one part: on the calling
+    thread, which then waits for no worker to wake)."""
+    return forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
+
+
+def backward_panel_pair(p, kernel: int) -> tuple[np.ndarray, np.ndarray]:
+    """One part's panels of W_hh^T's rows and of W_ih^T's rows (the input gradient's product), unhalved,
+    packed for `kernel` on the calling thread; made once per Packed."""
+    width = _width(kernel, p.w_hh.dtype)
+    return (backward_panels(p, 1, kernel),
+            p.derived(("lstm_backward_x_panels", kernel),
+                      lambda: lstm_panels.backward_panels(p, [(0, p.w_ih.shape[1])], width, p.w_ih)[0]))
+
+
+def gradient_chunk(time: int, batch: int) -> int:
+    """Steps per chunk of the helper thread's weight-gradient sums (`weight_gradient_part`): about 64
+    columns (k) a chunk, and at least four chunks over the sequence, so that the helper starts early."""
+    return max(1, min(-(-64 // batch), -(-time // 4)))
 
 
 def backward_panels(p, parts: int, kernel: int) -> list[np.ndarray]:
@@ -132,15 +176,46 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L)
 
     @jit
+    def project_part(x_panels, kernel, zx, L, B, xw, flags, yield_address):
+        """The helper thread's forward (one part): xw_t = [W_ih | b] [x_t; 1] for the steps it claims
+        (`project_step`) until none is left; the steps' part claims steps as well, those it reaches first."""
+        T = xw.shape[0]
+        while project_step(x_panels, kernel, zx, L, B, xw, flags) < T:
+            pass
+
+    @jit
+    def project_step(x_panels, kernel, zx, L, B, xw, flags):
+        """Claim the next step not yet claimed (flags' counter 1) and project its input into xw, marking it
+        done (flags from 2 on); returns the step (T and more: none was left). Each step is projected once,
+        by whichever thread claims it: the same bits either way."""
+        t = threads.claim(flags, 1)
+        if t < xw.shape[0]:
+            _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
+            threads.mark_done(flags, 2, t)
+        return t
+
+    @jit
+    def wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address):
+        """Until step t's input is projected: project the next unclaimed steps here (the helper may be
+        late), then wait for the one the helper holds."""
+        spins = 0
+        while not threads.done(flags, 2, t):
+            if project_step(x_panels, kernel, zx, L, B, xw, flags) >= xw.shape[0]:
+                spins += 1
+                threads.relax(yield_address, spins)
+
+    @jit
     def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, hs, active, B,
-                     flags, yield_address):
+                     flags, yield_address, producer):
         """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
         batch padded to whole vectors, `padded`), flattened per step:
         z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller; or, with the
         input split off (x_panels not empty), z (T+1, H·L) h_t only and zx (T, (I+1)·L) [x_t; 1], whose
         products with x_panels go to xw (T, rows of the panels × L) before the loop;
         pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L);
-        hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step."""
+        hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step;
+        producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
+        holds the claims of steps to project, `project_step`), -1 where the part projects them all first."""
         T = gates.shape[0]
         L = pre.shape[0] // panels.shape[0] // panels.shape[2]
         HL = c.shape[1]
@@ -149,13 +224,15 @@ if AVAILABLE:
         run = units * L
         half = gates.dtype.type(0.5)
         split = x_panels.shape[0] > 0
-        if split:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop: W_ih's rows stay in cache
+        if split and producer < 0:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
             for t in range(T):
                 _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
         for t in range(T):
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
+            if producer >= 0:
+                wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address)
             _product(panels, kernel, z[t], 0, L, n, pre)
             a = gates[t]
             cell, c_prev, squashed, h = c[t + 1], c[t], tanh_c[t], z[t + 1]
@@ -188,20 +265,20 @@ if AVAILABLE:
 
     @jit
     def backward_part(me, parts, lo, hi, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
-                      active, flags, yield_address):
+                      active, flags, yield_address, B):
         """Part `me` of the backward over all steps (see the module's text). d_out (T, B·H) time-major;
         dh, dc ((hi-lo)·L,): the own units' gradients reaching h_T, c_T (zeros in the padding columns), on
         return h_0, c_0; product
         (rows of the panels × L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
         d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing its own rows;
-        at the end the part copies its rows into d_pre (4H, T·B), the weight gradients' operand.
+        at the end the part copies its rows into d_pre (4H, T·B), the weight gradients' operand (not with
+        an empty d_pre: `gradients` takes d_steps as it is).
 
         Time-major d_steps keeps each step's writes and its product's reads in one contiguous block; writing
         d_pre's columns directly instead touches 4H rows T·B apart at every step (about 5 ms of cache misses
         at T=64, B=32, H=256)."""
         T = gates.shape[0]
-        B = d_pre.shape[1] // T
-        H = d_pre.shape[0] // 4
+        H = d_out.shape[1] // B
         HL = c.shape[1]
         L = HL // H
         units = hi - lo
@@ -234,6 +311,8 @@ if AVAILABLE:
                 for j in range(units):
                     for b in range(n):
                         dh[j * L + b] = product[j * L + b]
+        if d_pre.shape[0] == 0:
+            return
         for q in range(4):
             for j in range(lo, hi):
                 r = q * H + j
@@ -243,6 +322,70 @@ if AVAILABLE:
                     dst = row[t * B: (t + 1) * B]
                     for b in range(B):
                         dst[b] = src[b]
+
+    @jit
+    def input_gradient_part(x_panels, kernel, d_steps, L, B, out, dx):
+        """dx_t = W_ih^T d_t for every step (x_panels: W_ih^T's rows packed), into dx (T, B·I) time-major;
+        d_steps (T, 4H·L) gate-major; out (rows of x_panels × L,) scratch."""
+        flat = d_steps.reshape(-1)
+        size = d_steps.shape[1]
+        features = dx.shape[1] // B
+        for t in range(d_steps.shape[0]):
+            _product(x_panels, kernel, flat, t * size, L, B, out)
+            for b in range(B):
+                row = dx[t, b * features: (b + 1) * features]
+                for j in range(features):
+                    row[j] = out[j * L + b]
+
+    @jit
+    def backward_steps_part(panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, active, flags,
+                            yield_address, B, x_panels, x_product, dx):
+        """The one-part backward's steps (`backward_part`, saying after each step that its d_steps are
+        there, for `weight_gradient_part`), then the input gradient of every step (`input_gradient_part`)."""
+        H = d_out.shape[1] // B
+        backward_part(0, 1, 0, H, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps,
+                      d_steps[:0, :0], active, flags, yield_address, B)
+        input_gradient_part(x_panels, kernel, d_steps, c.shape[1] // H, B, x_product, dx)
+
+    @jit
+    def weight_gradient_part(d_steps, L, B, hs, xs, chunk, R, buffer, dw_hh, dw_ih, db, flags, yield_address):
+        """The helper thread's backward (one part): the weight gradients over all steps,
+            dW_hh = Σ_t d_t h_t^T,  dW_ih = Σ_t d_t x_t^T,  db = Σ_t Σ_b d_t,
+        `chunk` steps at a time, last steps first, each as soon as the steps' part has said that their
+        d_steps are there. d_steps (T, 4H·L) gate-major; hs (T+1)·B·H: h time-major, flat (step t's h_prev
+        is hs[t]); xs T·B·I: x time-major, flat; buffer: P·chunk·B·R scratch for a chunk's d packed in
+        panels R rows tall (gemm.gemm_rows_add's); dw_hh (P·R, H), dw_ih (P·R, I) zeros, rows in packed
+        order (past 4H: the padding's); db (4H,) zeros. Each sum runs in one fixed order (chunks last
+        first, in a chunk t then b ascending): the same bits whatever the threads' timing."""
+        T = d_steps.shape[0]
+        G = db.shape[0]
+        H = dw_hh.shape[1]
+        I = dw_ih.shape[1]
+        P = dw_hh.shape[0] // R
+        zero = db.dtype.type(0)
+        for start in range(0, T, chunk):
+            t_hi = T - start
+            t_lo = max(0, t_hi - chunk)
+            threads.wait_for(flags, 0, T - t_lo, yield_address)
+            K = (t_hi - t_lo) * B
+            a = buffer[: P * K * R].reshape((P, K, R))
+            for t in range(t_lo, t_hi):
+                d = d_steps[t]
+                for b in range(B):
+                    k = (t - t_lo) * B + b
+                    for p in range(P):
+                        column = a[p, k]
+                        for r in range(R):
+                            row = p * R + r
+                            if row < G:
+                                value = d[row * L + b]
+                                column[r] = value
+                                db[row] += value
+                            else:
+                                column[r] = zero
+            gemm_rows_add(a, hs, t_lo * B * H, H, H, dw_hh.reshape(-1), H)
+            gemm_rows_add(a, xs, t_lo * B * I, I, I, dw_ih.reshape(-1), I)
+
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None) -> Trace:
     """The gate-major forward of one layer direction: h time-major (T+1, B, H) in the trace; kept for
@@ -254,11 +397,15 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden, batch)
     bounds = _bounds(hidden, parts)
-    kernel, split = kernel_for(batch), split_input(batch)
+    kernel, split = kernel_for(batch), split_input(batch, hidden)
+    # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
+    # off at any part count: the forward's bits stay those of any thread count; from
+    # thresholds.HELPER_PROJECTION_BATCH columns: below, the projection is too small to pay the helper's wake)
+    helper = parts == 1 and split and batch >= thresholds.HELPER_PROJECTION_BATCH
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros: the columns of ended sequences and the padding stay finite
     if split:
-        panels, x_panels = forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
+        panels, x_panels = forward_panel_pair(p, parts, kernel)
         z = np.zeros((time + 1, hidden, columns), dtype=dtype)
         zx = np.zeros((time, features + 1, columns), dtype=dtype)
         zx[:, :features, :batch] = inputs.transpose(0, 2, 1)
@@ -278,15 +425,21 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     gates = np.empty((time, 4 * hidden, columns), dtype=dtype)
     tanh_c = np.empty((time, hidden, columns), dtype=dtype)
     flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c, hs)]
-    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    # with the helper: flags 0 the steps' part's, 1 the count of claimed steps, 2.. each step's done mark
+    flags, steps = threads.new_flags(parts + (time + 1 if helper else 0)), np.asarray(active, dtype=np.int64)
     arguments = []
     for k, (lo, hi) in enumerate(_pairs(bounds)):
         size = panels[k].shape[0] * panels[k].shape[2] * columns
         xw = np.empty((time if split else 0, size), dtype=dtype)
         arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
                           np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
-                          threads.YIELD))
-    threads.run(forward_part, arguments)
+                          threads.YIELD, 1 if helper else -1))
+    if helper:  # on one thread (threads.run_pipeline), the helper's part first: it projects every step
+        threads.run_pipeline([(project_part, (x_panels[0], kernel, flat[1], columns, batch, arguments[0][9],
+                                              flags, threads.YIELD)),
+                              (forward_part, arguments[0])], caller=1)
+    else:
+        threads.run(forward_part, arguments)
     c_n = cs[lengths_of(active), :, np.arange(batch)]
     return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c})
 
@@ -314,7 +467,47 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
         (k, parts, lo, hi, panels[k], kernel, flat[0], dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
          np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3],
          flat[4], flat[5],
-         steps, flags, threads.YIELD)
+         steps, flags, threads.YIELD, batch)
         for k, (lo, hi) in enumerate(bounds)])
     d_pre = d_pre.reshape(4 * hidden, -1)
     return d_pre, d_pre, dh[:, :batch].T, dc[:, :batch].T
+
+
+def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
+    """The whole backward of a one-part `forward` (parts_for(H, B) == 1), weight and input gradients
+    included, on two threads: the steps' part (`backward_steps_part`: the steps, then dx) and a helper
+    (`weight_gradient_part`: dW_hh, dW_ih, db, a chunk of steps as soon as they are done). With one
+    thread (threads.count()), the same two one after the other: the same bits.
+    inputs (T, B, I) time-major, the forward's. Returns (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I),
+    dh_0 (B, H), dc_0 (B, H)), rows in packed order, unhalved."""
+    arrays = trace.saved
+    time, batch, hidden = d_out.shape
+    features, dtype = inputs.shape[2], d_out.dtype
+    kernel = kernel_for(batch)
+    panels, x_panels = backward_panel_pair(p, kernel)
+    panels = panels[0]
+    columns = arrays["c"].shape[-1]  # the forward's padded batch
+    full = active[-1] == batch == columns  # else zeros: the columns of ended sequences and the padding
+    d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, columns), dtype=dtype)
+    dh, dc = (np.zeros((hidden, columns), dtype=dtype) for _ in range(2))
+    dh[:, :batch], dc[:, :batch] = dh_n.T, dc_n.T
+    rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add's panel height
+    count = -(-4 * hidden // rows)
+    chunk = gradient_chunk(time, batch)
+    dw_hh = np.zeros((count * rows, hidden), dtype=dtype)
+    dw_ih = np.zeros((count * rows, features), dtype=dtype)
+    db = np.zeros(4 * hidden, dtype=dtype)
+    dx = np.empty((time, batch, features), dtype=dtype)
+    flat = [x.reshape(x.shape[0], -1) for x in (d_out, arrays["gates"], arrays["c"], arrays["tanh_c"], d_steps)]
+    flags, steps = threads.new_flags(1), np.asarray(active, dtype=np.int64)
+    steps_part = (backward_steps_part, (
+        panels, kernel, flat[0], dh.reshape(-1), dc.reshape(-1),
+        np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3], flat[4],
+        steps, flags, threads.YIELD, batch, x_panels,
+        np.empty(x_panels.shape[0] * x_panels.shape[2] * columns, dtype=dtype), dx.reshape(time, -1)))
+    helper = (weight_gradient_part, (
+        flat[4], columns, batch, trace.h.reshape(-1), np.ascontiguousarray(inputs).reshape(-1), chunk, rows,
+        np.empty(count * chunk * batch * rows, dtype=dtype), dw_hh, dw_ih, db, flags, threads.YIELD))
+    threads.run_pipeline([steps_part, helper])  # the steps first where the two run one after the other
+    size = 4 * hidden
+    return dw_ih[:size], dw_hh[:size], db, dx, dh[:, :batch].T, dc[:, :batch].T

@@ -182,6 +182,14 @@ if AVAILABLE:
         return types.void(flags, index, value), codegen
 
     @intrinsic
+    def _fetch_add(typingctx, flags, index):
+        """flags[index] += 1, atomically (acquire and release order); returns the value before (int64 array)."""
+        def codegen(context, builder, sig, args):
+            one = ir.Constant(ir.IntType(64), 1)
+            return builder.atomic_rmw("add", _flag_pointer(context, builder, sig, args), one, "acq_rel")
+        return types.int64(flags, index), codegen
+
+    @intrinsic
     def _relax(typingctx, yield_address, spins):
         """One turn of a spin-wait: the CPU's pause hint, and after SPINS_BEFORE_YIELD turns sched_yield()."""
         def codegen(context, builder, sig, args):
@@ -214,6 +222,37 @@ if AVAILABLE:
                 while _load_acquire(flags, other * FLAG_STRIDE) < steps:
                     spins += 1
                     _relax(yield_address, spins)
+
+
+    @jit
+    def wait_for(flags, other, steps, yield_address):
+        """Wait until part `other` has said it finished at least `steps` steps."""
+        spins = 0
+        while _load_acquire(flags, other * FLAG_STRIDE) < steps:
+            spins += 1
+            _relax(yield_address, spins)
+
+
+    @jit
+    def claim(flags, counter):
+        """The next item of a shared count (flags[counter·FLAG_STRIDE], from 0), each one to exactly one
+        caller, whichever thread asks first."""
+        return _fetch_add(flags, counter * FLAG_STRIDE)
+
+    @jit
+    def done(flags, first, item):
+        """Whether item `item` of a list of done marks (flags[(first + item)·FLAG_STRIDE]) is set."""
+        return _load_acquire(flags, (first + item) * FLAG_STRIDE) != 0
+
+    @jit
+    def mark_done(flags, first, item):
+        """Set item `item`'s done mark (what its thread wrote before is visible after)."""
+        _store_release(flags, (first + item) * FLAG_STRIDE, 1)
+
+    @jit
+    def relax(yield_address, spins):
+        """One turn of a spin-wait (the CPU's pause hint; sched_yield after SPINS_BEFORE_YIELD turns)."""
+        _relax(yield_address, spins)
 
 
 def new_flags(parts: int) -> np.ndarray:
@@ -290,6 +329,30 @@ def run(function, argument_sets) -> None:
         function(*argument_sets[0])
     else:
         _pool.run(function, argument_sets)
+
+
+def run_grouped(function, argument_sets) -> None:
+    """`run` for any number of independent parts: at most count() of them at a time, in order."""
+    step = max(1, count())
+    for start in range(0, len(argument_sets), step):
+        run(function, argument_sets[start: start + step])
+
+
+def run_pipeline(jobs, caller: int = 0) -> None:
+    """Run the (function, arguments) pairs of `jobs` at the same time when count() allows two threads or
+    more, job `caller` on the calling thread (the one that ends last: its end then waits for no worker to
+    wake), else one after the other in the order given. For a producer and a consumer that waits on its
+    flags (threaded_lstm.py's helper thread): list the producer first. What each computes does not depend
+    on which way they ran."""
+    if count() < 2 or len(jobs) == 1:
+        for function, arguments in jobs:
+            function(*arguments)
+    else:
+        run(_call, [jobs[caller]] + [job for k, job in enumerate(jobs) if k != caller])
+
+
+def _call(function, arguments) -> None:
+    function(*arguments)
 
 
 def run_apart(function, argument_sets) -> None:

@@ -32,10 +32,23 @@ MIN_UNITS_PER_PART = 32
 MIN_ROWS_PER_PART = 128
 
 # ... and it runs on one thread (one part: no meeting per step, the selector's numba loop's arithmetic on
-# gemm.py's kernels) while hidden < LOOP_HIDDEN and batch·hidden <= ONE_PART_WORK. Measured 2026-12-03,
+# gemm.py's kernels) while hidden < LOOP_HIDDEN and a step's product is small, batch·hidden² <= ONE_PART_WORK
+# (it was batch·hidden <= 1024 up to 2026-12-03). Measured 2026-12-03,
 # fwd+bwd ms, one part against two: hidden 64 batch 8 2.5 / 3.6, batch 16 4.2 / 6.8, batch 24 6.6 / 5.9;
 # hidden 128 batch 4 3.9 / 4.9, batch 8 7.3 / 9.0, batch 16 13.4 / 11.8; hidden 256 batch 1 9.3 / 5.5.
-ONE_PART_WORK = 1024
+# Raised on 2026-12-04, once the one part got a helper thread (threaded_lstm.py: the
+# input projection beside the steps, the weight gradients beside the backward's steps). Measured in one
+# process, alternating, on the busy 2-core machine (load 10-16; medians of 60-80 calls, ms, fwd+bwd ·
+# inference, one part with its helper against two parts): hidden 64 batch 24 7.8 / 9.9 · 3.2 / 3.4,
+# batch 48 11.9 / 15.8 · 5.5 / 5.3, batch 64 17.4 / 24.4 · 7.7 / 7.4; hidden 128 batch 16 11.6 / 14.7 ·
+# 5.3 / 4.8, batch 32 23.4 / 25.7 · 9.5 / 9.4, batch 48 36.2 / 39.5 · 11.4 / 12.6, batch 64 49.4 / 48.3 ·
+# 17.0 / 15.5. But the sweep (benchmarks/README.md, 2026-12-04) with the limit at 4096 had hidden 128 at
+# batch 10-24 slower than two parts (inference 0.76-1.14 → 1.02-1.51 against torch), and main against
+# this in one process, alternating call by call, hidden 128 batch 12 on one part: fwd+bwd 1.09, inference
+# 1.16 of two parts' time, where hidden 64 batch 24 (the same batch·hidden) ran in 0.50 and 0.93: the
+# forward's products on one core cost more than the helper saves once a step's product is big, and that
+# grows with hidden²: one part up to 131072 = 64²·32 = 128²·8 (hidden 64 to batch 32, 100 to 13, 128 to 8).
+ONE_PART_WORK = 131072
 
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
@@ -74,3 +87,10 @@ WIDE_ROWS_BATCH = 2
 # Up to this batch size the threaded LSTM projects its inputs for all steps before its loop, so that each
 # step's product streams only W_hh (threaded_lstm.split_input); above, the product takes [W_hh | W_ih | b].
 SPLIT_INPUT_BATCH = 12
+
+# The one-part LSTM's helper thread projects the inputs beside the steps from this batch size on (below,
+# the steps' part projects them all before its loop; the helper still makes the weight gradients in
+# training). Measured 2026-12-04, main against this in one process, alternating call by call (40 pairs,
+# busy 2-core machine), inference time with the helper / without: batch 2-3 1.10-1.20 (hidden 64, 128),
+# batch 4-16 0.79-0.93 at most points (1.09-1.14 at a few), batch 1 0.98-1.01.
+HELPER_PROJECTION_BATCH = 4

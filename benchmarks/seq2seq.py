@@ -488,7 +488,25 @@ def main(argv=None) -> int:
         results["speed"] = speed(QUICK_SHAPE if args.quick else SPEED_SHAPE, args.rounds, args.threads, args.min_time)
     print(format_tables(results))
     print(f"results written to {write_json(args.out, results)}; runs in {work}")
+    for name, per_attention in results["rows"].items():
+        for attention, r in per_attention.items():
+            if r.get("curve"):
+                png = Path(args.out).with_name(f"{Path(args.out).stem}-{name}-{attention}-curve.png")
+                print(f"learning curve drawn in {plot_curve(r, results['targets'][name], png, f'{name} {attention}')}")
     return 0
+
+
+def plot_curve(row: dict, target: tuple, path, title: str) -> Path:
+    """The test split's BLEU (or exact match) after each epoch, greedy and beam 5, with the target: a PNG
+    (rnnkit.plots.plot_learning_curve)."""
+    from rnnkit.plots import plot_learning_curve
+
+    metric, goal = target
+    scale = 1 if metric == "exact_match" else 100     # BLEU and chrF in points, as in the tables
+    curves = {("greedy" if b == 1 else f"beam {b}"): [(p["epoch"], scale * p["searches"][f"beam{b}"][metric])
+                                                      for p in row["curve"]] for b in BEAMS}
+    return plot_learning_curve(curves, path, "epoch", f"test {metric.replace('_', ' ')}",
+                               title=f"{title}: the test split after each epoch", target=scale * goal)
 
 
 if __name__ == "__main__":

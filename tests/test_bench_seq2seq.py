@@ -191,3 +191,20 @@ def test_epoch_snapshots_keep_each_epochs_end_and_the_curve_scores_them(tmp_path
         seq2seq.train_seq2seq(**{**settings, "epochs": 2}, attention="bahdanau", out=str(tmp_path / "other"),
                               progress=False, verbose=False, plot=False, log=lambda *a: None)
     assert (tmp_path / "other" / "epoch-2").is_dir()
+
+
+def test_curve_option_scores_the_epochs_and_draws_them(tmp_path):
+    """--curve end to end on a tiny addition row of 2 epochs: the JSON's curve ends with epoch 2 (the end of
+    training; epoch 1 is kept if the thread looked in time), printed as a table and drawn as a PNG."""
+    out = tmp_path / "seq2seq.json"
+    done = subprocess.run([sys.executable, str(PATH), "--quick", "--rows", "addition-3", "--no-speed", "--curve",
+                           "--set", "max_steps=null", "--set", "epochs=2", "--set", "eval_every=0", "--out", str(out),
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads(out.read_text())["rows"]["addition-3"]["bahdanau"]
+    last = row["curve"][-1]
+    assert (last["epoch"], last["step"]) == (2, 8) and row["steps"] == 8
+    assert last["searches"] == row["searches"]   # best/ is the last epoch here (its validation loss the lowest)
+    assert "| addition-3 bahdanau: epoch | step |" in done.stdout and "\n| 2 | 8 |" in done.stdout
+    png = tmp_path / "seq2seq-addition-3-bahdanau-curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"learning curve drawn in {png}" in done.stdout

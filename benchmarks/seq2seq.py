@@ -505,7 +505,8 @@ def plot_curve(row: dict, target: tuple, path, title: str) -> Path:
     scale = 1 if metric == "exact_match" else 100     # BLEU and chrF in points, as in the tables
     curves = {("greedy" if b == 1 else f"beam {b}"): [(p["epoch"], scale * p["searches"][f"beam{b}"][metric])
                                                       for p in row["curve"]] for b in BEAMS}
-    return plot_learning_curve(curves, path, "epoch", f"test {metric.replace('_', ' ')}",
+    label = {"bleu": "BLEU", "chrf": "chrF"}.get(metric, metric.replace("_", " "))
+    return plot_learning_curve(curves, path, "epoch", f"test {label}",
                                title=f"{title}: the test split after each epoch", target=scale * goal)
 
 

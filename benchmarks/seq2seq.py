@@ -77,7 +77,7 @@ ROWS["tatoeba-cpu"] = ({**ROWS["tatoeba"][0], "max_vocab": 4000, "valid_fraction
                         "max_steps": 1500, "eval_every": 250, "eval_translations": 200, "patience": None},
                        ROWS["tatoeba"][1], ROWS["tatoeba"][2])
 # The same model trained for 12 epochs (cosine decay of the learning rate to 0 over them), validated every half
-# epoch (896 steps: half of the row's 1,792 a epoch, so a validation and a save of last/ fall on each epoch's end)
+# epoch (896 steps: half of the row's 1,792 an epoch, so a validation and a save of last/ fall on each epoch's end)
 # on 1,000 validation pairs: how far one CPU core gets (with --curve: the test split scored after each epoch).
 ROWS["tatoeba-cpu-12ep"] = ({**ROWS["tatoeba-cpu"][0], "max_steps": None, "epochs": 12, "schedule": "cosine",
                              "eval_every": 896, "eval_translations": 1000}, ROWS["tatoeba"][1], ROWS["tatoeba"][2])

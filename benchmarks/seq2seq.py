@@ -26,11 +26,14 @@ rounds; medians and the ratio scratch / torch (target: <= 1.5).
     python benchmarks/seq2seq.py --rows tatoeba --engine torch --device cuda --no-speed   # on a GPU
     python benchmarks/seq2seq.py --quick                      # tiny models, a few steps each: a smoke run
     python benchmarks/seq2seq.py --rows addition-4 --work W --score-only   # score W's run, stopped by hand
+    python benchmarks/seq2seq.py --rows tatoeba-cpu-12ep --attentions bahdanau --no-speed --curve
+                                                              # 12 epochs on one core; test BLEU after each
 Results go to benchmarks/results/seq2seq.json (--out); the runs' checkpoints to a temporary folder (--work).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -38,6 +41,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -72,6 +76,11 @@ ROWS["tatoeba-cpu"] = ({**ROWS["tatoeba"][0], "max_vocab": 4000, "valid_fraction
                         "cell": "gru", "hidden": 128, "embedding": 128, "dropout": 0.1, "lr": 3e-3, "epochs": 1,
                         "max_steps": 1500, "eval_every": 250, "eval_translations": 200, "patience": None},
                        ROWS["tatoeba"][1], ROWS["tatoeba"][2])
+# The same model trained for 12 epochs (cosine decay of the learning rate to 0 over them), validated every half
+# epoch (896 steps: half of the row's 1,792 an epoch, so a validation and a save of last/ fall on each epoch's end)
+# on 1,000 validation pairs: how far one CPU core gets (with --curve: the test split scored after each epoch).
+ROWS["tatoeba-cpu-12ep"] = ({**ROWS["tatoeba-cpu"][0], "max_steps": None, "epochs": 12, "schedule": "cosine",
+                             "eval_every": 896, "eval_translations": 1000}, ROWS["tatoeba"][1], ROWS["tatoeba"][2])
 DEFAULT_ROWS = ("addition-3", "dates", "tatoeba")
 BEAMS = (1, 5)
 QUICK = dict(examples=300, hidden=16, embedding=8, epochs=1, max_steps=5, eval_translations=20, patience=None)
@@ -84,29 +93,81 @@ QUICK_SHAPE = dict(batch=4, source=5, target=6, source_vocab=20, target_vocab=24
 
 # ------------------------------------------------------------------------------------------------ quality
 
-def train_one(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
-    """Train one row and evaluate its best checkpoint greedy and with beam 5, on `engine` (a child process)."""
+def train_one(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu",
+              curve: bool = False) -> dict:
+    """Train one row and evaluate its best checkpoint greedy and with beam 5, on `engine` (a child process);
+    `curve`: also the checkpoint at each epoch's end (EpochSnapshots, score_curve)."""
     from rnnkit.tasks import seq2seq
 
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    result = seq2seq.train_seq2seq(**settings, attention=attention, engine=engine, device=device, out=run_dir,
-                                   progress=False, log=lambda *a: None)
+    with EpochSnapshots(run_dir) if curve else contextlib.nullcontext():
+        result = seq2seq.train_seq2seq(**settings, attention=attention, engine=engine, device=device, out=run_dir,
+                                       progress=False, log=lambda *a: None)
     seconds = time.perf_counter() - start
     s = result.state
     state = dict(epoch=s.epoch, batch=s.batch, step=s.step, best_step=s.best_step, history=s.history)
-    return {**score_run(settings, attention, run_dir, state, seconds, engine, device),
+    return {**score_run(settings, attention, run_dir, state, seconds, engine, device, curve),
             "load_average_before": load_before, "load_average_after": os.getloadavg()[0]}
 
 
-def score_existing(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu") -> dict:
+class EpochSnapshots:
+    """While a run trains in this process, keep the weights at each epoch's end for the test split's learning
+    curve (--curve): a thread reads RUN/last/trainer.json every `every` seconds and, when last/ holds the end of
+    epoch N (trainer state: epoch N >= 1, batch 0), saves its weights as RUN/epoch-N/. The trainer saves last/ at
+    each validation, so one falls on each epoch's end with eval_every 0 (or None), or dividing an epoch's steps."""
+
+    def __init__(self, run_dir, every: float = 5.0):
+        self.run_dir, self.every = Path(run_dir), every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.poll()  # the last epoch's end, saved as training finished
+
+    def _watch(self):
+        while not self.stop.wait(self.every):
+            self.poll()
+
+    def poll(self) -> int | None:
+        """Save last/ as epoch-N/ if it holds the end of epoch N and epoch-N/ is not there yet; N, or None."""
+        from rnnkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+        last = self.run_dir / "last"
+        try:   # a cheap look first; a save swapping the folder meanwhile is seen at the next poll
+            trainer = json.loads((last / "trainer.json").read_text())["trainer"]
+        except (OSError, ValueError, KeyError):
+            return None
+        epoch = trainer["epoch"]
+        if trainer["batch"] != 0 or epoch < 1 or (self.run_dir / EPOCH_DIR.format(epoch)).exists():
+            return None
+        try:
+            ckpt = load_checkpoint(last, load_optimizer=True)
+        except (CheckpointError, OSError):
+            return None
+        if (ckpt.trainer_state["epoch"], ckpt.trainer_state["batch"]) != (epoch, 0):
+            return None    # replaced by a later save since the look
+        save_checkpoint(self.run_dir / EPOCH_DIR.format(epoch), ckpt.weights, ckpt.config)
+        return epoch
+
+
+EPOCH_DIR = "epoch-{}"   # RUN/epoch-N/: the weights at the end of epoch N (EpochSnapshots)
+
+
+def score_existing(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu",
+                   curve: bool = False) -> dict:
     """Evaluate a run already in `run_dir` as train_one does (--score-only: a run stopped by hand once converged);
     its state from last/trainer.json, its training seconds from metrics.jsonl's last wall_s."""
     run = Path(run_dir)
     state = json.loads((run / "last" / "trainer.json").read_text())["trainer"]
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    seconds = max(json.loads(line).get("wall_s", 0.0) for line in lines if line.strip())
-    out = score_run(settings, attention, run_dir, state, seconds, engine, device)
+    seconds = wall_seconds(run)
+    out = score_run(settings, attention, run_dir, state, seconds, engine, device, curve)
     if (run / "run.json").exists():  # the settings the run last trained with (a resumed run's may differ)
         out["run_settings"] = json.loads((run / "run.json").read_text())
     if not state.get("finished"):
@@ -115,28 +176,65 @@ def score_existing(settings: dict, attention: str, run_dir: str, engine: str = "
 
 
 def score_run(settings: dict, attention: str, run_dir: str, state: dict, seconds: float, engine: str,
-              device: str) -> dict:
+              device: str, curve: bool = False) -> dict:
     """The row of a trained run: its best/ checkpoint on the test split, greedy and with beam 5 (dates: also
-    per source format), and how long it trained (`state`: epoch, batch, step, best_step, history)."""
+    per source format), and how long it trained (`state`: epoch, batch, step, best_step, history); `curve`:
+    also each epoch's checkpoint (score_curve)."""
     from rnnkit.checkpoint import load_checkpoint
-    from rnnkit.tasks import seq2seq
-    from rnnkit.tasks.settings import Decoding
 
     best = Path(run_dir) / "best"
     kept = load_checkpoint(best).config["dropped"]["train"]["kept"]      # training pairs after the filter
-    epochs_run = state["epoch"] + state["batch"] / -(-kept // settings["batch_size"])  # fractional: mid-epoch
+    per_epoch = -(-kept // settings["batch_size"])
+    epochs_run = state["epoch"] + state["batch"] / per_epoch  # fractional: mid-epoch
+    out = {"attention": attention, "engine": engine, "device": device,
+           "searches": score_checkpoint(best, settings, engine, device), "steps": state["step"],
+           "epochs_run": round(epochs_run, 3), "best_step": state["best_step"], "train_seconds": seconds,
+           "checkpoint": str(best), "history": state["history"]}
+    if curve:
+        out["curve"] = score_curve(run_dir, settings, per_epoch, state["history"], engine, device)
+    return out
+
+
+def score_checkpoint(path, settings: dict, engine: str, device: str) -> dict:
+    """{"beam1": ..., "beam5": ...}: a checkpoint on its test split (evaluate_seq2seq: exact match, BLEU, chrF;
+    the first 3 translations; dates: also per source format), greedy and with beam 5."""
+    from rnnkit.tasks import seq2seq
+    from rnnkit.tasks.settings import Decoding
+
     dates = settings.get("dataset") == "dates"
     searches = {}
     for beam in BEAMS:
-        r = seq2seq.evaluate_seq2seq(best, decoding=Decoding(beam=beam), engine=engine, device=device,
+        r = seq2seq.evaluate_seq2seq(path, decoding=Decoding(beam=beam), engine=engine, device=device,
                                      examples=10 ** 9 if dates else 3)
         searches[f"beam{beam}"] = {k: r[k] for k in ("exact_match", "bleu", "chrf", "sources", "pairs", "dropped")}
         searches[f"beam{beam}"]["examples"] = r["examples"][:3]
         if dates:
             searches[f"beam{beam}"]["by_format"] = by_format(r["examples"])
-    return {"attention": attention, "engine": engine, "device": device, "searches": searches, "steps": state["step"],
-            "epochs_run": round(epochs_run, 3), "best_step": state["best_step"], "train_seconds": seconds,
-            "checkpoint": str(best), "history": state["history"]}
+    return searches
+
+
+def score_curve(run_dir, settings: dict, per_epoch: int, history: list, engine: str, device: str) -> list[dict]:
+    """The learning curve on the test split: each RUN/epoch-N/ (EpochSnapshots) scored as best/ is, in order of
+    N, with its step (N x `per_epoch`), the run's training minutes up to it (metrics.jsonl) and the validation
+    pass at that step (from `history`)."""
+    run = Path(run_dir)
+    epochs = sorted(int(p.name[len("epoch-"):]) for p in run.glob(EPOCH_DIR.format("*"))
+                    if p.name[len("epoch-"):].isdigit())
+    out = []
+    for n in epochs:
+        step = n * per_epoch
+        valid = next((h for h in history if h["step"] == step), {})
+        out.append({"epoch": n, "step": step, "minutes": wall_seconds(run, step) / 60,
+                    "val_loss": valid.get("val_loss"), "val_bleu": valid.get("val_bleu"),
+                    "searches": score_checkpoint(run / EPOCH_DIR.format(n), settings, engine, device)})
+    return out
+
+
+def wall_seconds(run_dir, step: int | None = None) -> float:
+    """The run's training seconds (metrics.jsonl's wall_s) up to `step` (default: all of it)."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return max((r.get("wall_s", 0.0) for r in records if step is None or r.get("step", 0) <= step), default=0.0)
 
 
 def by_format(translations: list, errors: int = 5) -> dict:
@@ -184,11 +282,12 @@ def _child(queue, work, *args):
 
 
 def run_isolated(settings: dict, attention: str, run_dir: str, engine: str = "scratch", device: str = "cpu",
-                 work=None) -> dict:
+                 work=None, curve: bool = False) -> dict:
     """train_one (or `work`: score_existing) in a fresh (spawned) process."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, work or train_one, settings, attention, run_dir, engine, device))
+    proc = ctx.Process(target=_child, args=(queue, work or train_one, settings, attention, run_dir, engine, device,
+                                            curve))
     proc.start()
     status, payload = queue.get()
     proc.join()
@@ -287,6 +386,10 @@ def format_tables(results: dict) -> str:
                 if not r.get("reached"):
                     points = ", ".join(f"{step}: {scale * v:.3g}" for step, v in curve(r, metric))
                     lines.append(f"\n{name} {attention}, validation {metric} (greedy) by step: {points}")
+    for name, per_attention in results["rows"].items():
+        for attention, r in per_attention.items():
+            if r.get("curve"):
+                lines += ["", *format_curve(f"{name} {attention}", r["curve"])]
     if results.get("date_formats"):
         f = results["date_formats"]
         lines += ["", f"dates: trained on {len(f['train'])} formats ({', '.join(map(repr, f['train']))}); tested on "
@@ -298,6 +401,20 @@ def format_tables(results: dict) -> str:
                   "| scratch ms | torch ms | scratch / torch | scratch ran on |", "|---|---|---|---|",
                   f"| {sp['scratch_ms']:.2f} | {sp['torch_ms']:.2f} | {sp['ratio']:.2f} | {sp['scratch_path']} |"]
     return "\n".join(lines)
+
+
+def format_curve(title: str, points: list) -> list[str]:
+    """The test-split learning curve (score_curve) as a table: per epoch, validation loss and greedy BLEU,
+    then the test split's BLEU and chrF, greedy and beam 5."""
+    lines = [f"| {title}: epoch | step | train min | val loss | val BLEU | test BLEU greedy | test BLEU beam5 | "
+             f"test chrF greedy | test chrF beam5 |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        g, b = p["searches"]["beam1"], p["searches"][f"beam{BEAMS[-1]}"]
+        val_loss = "-" if p.get("val_loss") is None else f"{p['val_loss']:.3f}"
+        val_bleu = "-" if p.get("val_bleu") is None else f"{100 * p['val_bleu']:.2f}"
+        lines.append(f"| {p['epoch']} | {p['step']} | {p['minutes']:.1f} | {val_loss} | {val_bleu} | "
+                     f"{100 * g['bleu']:.2f} | {100 * b['bleu']:.2f} | {100 * g['chrf']:.2f} | {100 * b['chrf']:.2f} |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -319,6 +436,9 @@ def main(argv=None) -> int:
     parser.add_argument("--work", help="folder for the runs' checkpoints (default: a new temporary folder)")
     parser.add_argument("--score-only", action="store_true", help="train nothing: score the runs already in "
                         "--work (e.g. stopped by hand once converged: their best/), as a finished run is scored")
+    parser.add_argument("--curve", action="store_true", help="also keep the weights at each epoch's end "
+                        "(RUN/epoch-N/) and score them on the test split, greedy and beam 5: the learning curve "
+                        "(with --score-only: the epoch-N/ already in --work)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "seq2seq.json"))
     args = parser.parse_args(argv)
     if args.worker:
@@ -357,7 +477,7 @@ def main(argv=None) -> int:
             print(f"{'scoring' if args.score_only else 'training'} {name} with attention {attention} ...",
                   file=sys.stderr, flush=True)
             r = run_isolated(settings, attention, str(work / f"{name}-{attention}"), args.engine, args.device,
-                             score_existing if args.score_only else train_one)
+                             score_existing if args.score_only else train_one, args.curve)
             r["reached"] = reached(r, metric, target)
             results["rows"].setdefault(name, {})[attention] = r
             best = r["searches"][f"beam{BEAMS[-1]}"]
@@ -368,7 +488,26 @@ def main(argv=None) -> int:
         results["speed"] = speed(QUICK_SHAPE if args.quick else SPEED_SHAPE, args.rounds, args.threads, args.min_time)
     print(format_tables(results))
     print(f"results written to {write_json(args.out, results)}; runs in {work}")
+    for name, per_attention in results["rows"].items():
+        for attention, r in per_attention.items():
+            if r.get("curve"):
+                png = Path(args.out).with_name(f"{Path(args.out).stem}-{name}-{attention}-curve.png")
+                print(f"learning curve drawn in {plot_curve(r, results['targets'][name], png, f'{name} {attention}')}")
     return 0
+
+
+def plot_curve(row: dict, target: tuple, path, title: str) -> Path:
+    """The test split's BLEU (or exact match) after each epoch, greedy and beam 5, with the target: a PNG
+    (rnnkit.plots.plot_learning_curve)."""
+    from rnnkit.plots import plot_learning_curve
+
+    metric, goal = target
+    scale = 1 if metric == "exact_match" else 100     # BLEU and chrF in points, as in the tables
+    curves = {("greedy" if b == 1 else f"beam {b}"): [(p["epoch"], scale * p["searches"][f"beam{b}"][metric])
+                                                      for p in row["curve"]] for b in BEAMS}
+    label = {"bleu": "BLEU", "chrf": "chrF"}.get(metric, metric.replace("_", " "))
+    return plot_learning_curve(curves, path, "epoch", f"test {label}",
+                               title=f"{title}: the test split after each epoch", target=scale * goal)
 
 
 if __name__ == "__main__":

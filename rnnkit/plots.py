@@ -1,6 +1,6 @@
 """Figures as PNG files: a confusion matrix, the curves of a training run (`rnnkit plot RUN`), an attention
-heat map, a forecast, and what rnnkit.diagnostics measures (gradients through time, gate activations, hidden
-states).
+heat map, a learning curve (scores against epochs), a forecast, and what rnnkit.diagnostics measures
+(gradients through time, gate activations, hidden states).
 
 Needs matplotlib (`pip install 'rnnkit[plots]'`), imported only when a figure is drawn. The figures are drawn
 on matplotlib's Agg canvas directly, without pyplot, so they never open a window or change the backend of
@@ -213,6 +213,33 @@ def plot_attention(weights, source_tokens, target_tokens, path: str | os.PathLik
     path = Path(path)
     fig.savefig(path, format="png")
     return path
+
+
+def learning_curve_figure(curves: dict, xlabel: str, ylabel: str, title: str = "Learning curve",
+                          target: float | None = None):
+    """Scores against training time: one line with markers per curve, {label: [(x, y), ...]} (e.g. test BLEU
+    after each epoch, greedy and beam search), and `target` as a dashed horizontal line."""
+    if not curves or not all(len(points) for points in curves.values()):
+        raise ValueError("expected at least one curve, each with at least one (x, y) point")
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    for label, points in curves.items():
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.5, label=label)
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1.0, label=f"target {target:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_learning_curve(curves: dict, path: str | os.PathLike, xlabel: str, ylabel: str,
+                        title: str = "Learning curve", target: float | None = None) -> Path:
+    """Write learning_curve_figure as a PNG; return its path."""
+    return _save(learning_curve_figure(curves, xlabel, ylabel, title, target), path)
 
 
 def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLike, intervals=None,

@@ -139,3 +139,72 @@ def test_speed_worker_times_a_training_step():
     """(The torch side is the same code on the other engine; left out here, as importing torch costs seconds.)"""
     got = bench.speed_worker("scratch", bench.QUICK_SHAPE, threads=1, min_time=0.02)
     assert 0 < got["step_ms"] < 10_000 and got["ran_on"]
+
+
+def test_the_12_epoch_tatoeba_row_is_the_cpu_row_trained_longer():
+    small, attentions, target = bench.ROWS["tatoeba-cpu"]
+    long, long_attentions, long_target = bench.ROWS["tatoeba-cpu-12ep"]
+    changed = {k for k in {*small, *long} if small.get(k) != long.get(k)}
+    assert changed == {"max_steps", "epochs", "schedule", "eval_every", "eval_translations"}
+    assert (long["max_steps"], long["epochs"], long["schedule"], long["eval_every"]) == (None, 12, "cosine", 896)
+    assert (long_attentions, long_target) == (attentions, target)
+
+
+def test_epoch_snapshots_keep_each_epochs_end_and_the_curve_scores_them(tmp_path):
+    """EpochSnapshots saves last/ as epoch-N/ only at the end of epoch N; score_curve scores each as best/ is."""
+    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.tasks import seq2seq
+    from rnnkit.tasks.settings import Decoding
+
+    settings = {**bench.ROWS["addition-3"][0], **bench.QUICK, "max_steps": None, "eval_every": 0}  # 4 steps an epoch
+    run = tmp_path / "run"
+
+    def train(epochs, max_steps=None, resume=True):
+        return seq2seq.train_seq2seq(**{**settings, "epochs": epochs, "max_steps": max_steps}, attention="bahdanau",
+                                     out=str(run), resume=resume, progress=False, verbose=False, plot=False,
+                                     log=lambda *a: None)
+
+    snaps = bench.EpochSnapshots(run)
+    assert snaps.poll() is None                      # no run yet
+    train(1, resume=False)
+    assert snaps.poll() == 1 and snaps.poll() is None and (run / "epoch-1").is_dir()
+    train(2, max_steps=6)                            # mid-epoch: last/ at step 6, batch 2
+    assert snaps.poll() is None and not (run / "epoch-2").exists()
+    state = train(2).state
+    assert snaps.poll() == 2 and state.step == 8
+    last, first = load_checkpoint(run / "last").weights, load_checkpoint(run / "epoch-1").weights
+    kept = load_checkpoint(run / "epoch-2").weights
+    assert all((kept[k] == last[k]).all() for k in last) and any((first[k] != last[k]).any() for k in last)
+
+    points = bench.score_curve(run, settings, 4, state.history, "scratch", "cpu")
+    assert [(p["epoch"], p["step"]) for p in points] == [(1, 4), (2, 8)]
+    for p in points:
+        assert p["val_loss"] == next(h["val_loss"] for h in state.history if h["step"] == p["step"])
+        assert 0 < p["minutes"] <= bench.wall_seconds(run) / 60
+        again = seq2seq.evaluate_seq2seq(run / f"epoch-{p['epoch']}", decoding=Decoding(beam=5))
+        assert (p["searches"]["beam5"]["bleu"], p["searches"]["beam5"]["chrf"]) == (again["bleu"], again["chrf"])
+    table = bench.format_curve("addition-3 bahdanau", points)
+    assert table[0].startswith("| addition-3 bahdanau: epoch | step | train min | val loss |")
+    assert table[2].startswith(f"| 1 | 4 | {points[0]['minutes']:.1f} | {points[0]['val_loss']:.3f} |")
+
+    with bench.EpochSnapshots(tmp_path / "other", every=0.01):   # the thread; the last epoch saved on exit
+        seq2seq.train_seq2seq(**{**settings, "epochs": 2}, attention="bahdanau", out=str(tmp_path / "other"),
+                              progress=False, verbose=False, plot=False, log=lambda *a: None)
+    assert (tmp_path / "other" / "epoch-2").is_dir()
+
+
+def test_curve_option_scores_the_epochs_and_draws_them(tmp_path):
+    """--curve end to end on a tiny addition row of 2 epochs: the JSON's curve ends with epoch 2 (the end of
+    training; epoch 1 is kept if the thread looked in time), printed as a table and drawn as a PNG."""
+    out = tmp_path / "seq2seq.json"
+    done = subprocess.run([sys.executable, str(PATH), "--quick", "--rows", "addition-3", "--no-speed", "--curve",
+                           "--set", "max_steps=null", "--set", "epochs=2", "--set", "eval_every=0", "--out", str(out),
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads(out.read_text())["rows"]["addition-3"]["bahdanau"]
+    last = row["curve"][-1]
+    assert (last["epoch"], last["step"]) == (2, 8) and row["steps"] == 8
+    assert last["searches"] == row["searches"]   # best/ is the last epoch here (its validation loss the lowest)
+    assert "| addition-3 bahdanau: epoch | step |" in done.stdout and "\n| 2 | 8 |" in done.stdout
+    png = tmp_path / "seq2seq-addition-3-bahdanau-curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"learning curve drawn in {png}" in done.stdout

@@ -180,3 +180,17 @@ def test_plot_forecast(tmp_path):
         plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "c.png", truth=forecast[:2])
     with pytest.raises(ValueError, match="1-D history and forecast"):
         plots.plot_forecast(hist_dates, history[:3], dates, forecast, tmp_path / "c.png")
+
+
+@needs_matplotlib
+def test_plot_learning_curve(tmp_path):
+    curves = {"greedy": [(1, 20.5), (2, 25.0), (3, 27.5)], "beam 5": [(1, 22.0), (2, 26.5), (3, 29.0)]}
+    fig = plots.learning_curve_figure(curves, "epoch", "test BLEU", target=30)
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["beam 5"].get_xdata()) == [1, 2, 3] and list(lines["beam 5"].get_ydata()) == [22.0, 26.5, 29.0]
+    assert list(lines["target 30"].get_ydata()) == [30, 30] and ax.get_ylabel() == "test BLEU"
+    width, height, size = png_size(plots.plot_learning_curve(curves, tmp_path / "curve.png", "epoch", "BLEU"))
+    assert 400 <= width <= 2000 and 250 <= height <= 2000 and size > 10_000
+    with pytest.raises(ValueError, match="at least one"):
+        plots.learning_curve_figure({"greedy": []}, "epoch", "BLEU")

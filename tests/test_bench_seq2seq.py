@@ -32,22 +32,6 @@ def test_the_cpu_tatoeba_row_is_the_tatoeba_rows_task_on_a_fixed_budget():
     assert bench.parse_overrides([f"{k}={json.dumps(v)}" for k, v in small.items() if k not in bench.FIXED])
 
 
-def test_the_addition_rows_train_every_epoch_on_a_cosine_schedule():
-    from rnnkit.train import TrainConfig, learning_rate
-
-    for name in ("addition-3", "addition-4", "addition-5"):
-        row = bench.ROWS[name][0]
-        assert (row["schedule"], row["lr"], row["epochs"], row["patience"]) == ("cosine", 3e-3, 30, None)
-        assert bench.parse_overrides([f"{k}={json.dumps(v)}" for k, v in row.items() if k not in bench.FIXED])
-    # 313 steps an epoch (40,000 training sums, batch 128): 3e-3 at the start, half way at epoch 15, 0 at the end
-    config = TrainConfig(lr=3e-3, schedule="cosine", epochs=30, batch_size=128)
-    total = 30 * 313
-    assert learning_rate(config, 0, total) == 3e-3
-    assert abs(learning_rate(config, total // 2, total) - 1.5e-3) < 1e-12
-    assert learning_rate(config, total, total) < 1e-18
-    assert bench.ROWS["dates"][0].get("schedule") is None   # the dates row keeps its measured settings
-
-
 def test_curve_and_the_table_show_the_validation_scores_of_a_row_short_of_its_target():
     row = {"train_seconds": 60.0, "steps": 200, "epochs_run": 0.5, "reached": None, "history": [
         {"step": 100, "epoch": 0, "val_bleu": 0.051}, {"step": 150, "epoch": 0, "loss": 3.0},

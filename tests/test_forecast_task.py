@@ -287,3 +287,44 @@ def test_trend_continues_from_the_dates_on_both_engines(tmp_path, capsys):
         resolve("forecast", dict(data="given", trend=True, diff=1))
     assert main(["train", "forecast", "--dataset", "air-passengers", "--trend", "--seasonal-diff"]) == 2
     assert "--trend and differences exclude each other" in capsys.readouterr().err
+
+
+def test_quantiles_go_through_the_log_and_the_damped_trend_unchanged(tmp_path):
+    """Without differences the transform is monotone: each predicted quantile of z becomes
+    exp(line(t) + mean + std z_q) at its step, the same quantile of y; the 80 % interval is the 0.1 and 0.9
+    quantiles so mapped, around the median's forecast (an ensemble: the median over members of each)."""
+    import contextlib
+
+    series = toy_series()
+    settings = dict(TINY, data="given", log=True, trend=True, trend_steps=24, trend_damping=0.9, test=6,
+                    out=str(tmp_path / "run"))
+    model = Forecaster(**settings).fit(series, log=lambda *a: None)
+    qs = model.config["model"]["quantiles"]
+    assert qs == [0.025, 0.1, 0.5, 0.9, 0.975]
+    z = np.array([-2.0, -1.0, 0.0, 1.5, 3.0])
+
+    class Fixed:  # an engine whose forecast is z_q + shift at every step
+        def __init__(self, shift):
+            self.shift = shift
+
+        def locked_weights(self):
+            return contextlib.nullcontext()
+
+        def predict(self, x, future):
+            return np.broadcast_to(z + self.shift, (1, 4, 1, 5)).copy()
+
+    model.engines = [Fixed(0.0), Fixed(0.2), Fixed(1.0)]
+    history = series.slice(None, N - 6)
+    p = model.predict_interval(4, (80, 95), history=history)
+    tr = model.features.target
+    assert tr.end == N - 6 and tr.damping == 0.9 and tr.trend_steps == 24
+    after = np.arange(1, 5)
+    line = tr.intercept[0] + tr.slope[0] * (N - 7 + 0.9 * (1 - 0.9 ** after) / 0.1)  # the damped line
+    want = {q: np.exp(line + tr.mean[0] + tr.std[0] * (zq + 0.2)) for q, zq in zip(qs, z)}  # the median member
+    np.testing.assert_allclose(p["forecast"][:, 0], want[0.5], rtol=1e-12)
+    np.testing.assert_allclose(p["intervals"][80.0][0][:, 0], want[0.1], rtol=1e-12)
+    np.testing.assert_allclose(p["intervals"][80.0][1][:, 0], want[0.9], rtol=1e-12)
+    np.testing.assert_allclose(p["intervals"][95.0][0][:, 0], want[0.025], rtol=1e-12)
+    np.testing.assert_allclose(p["intervals"][95.0][1][:, 0], want[0.975], rtol=1e-12)
+    with pytest.raises(ValueError, match="--trend-steps and --trend-damping shape the trend: give --trend"):
+        resolve("forecast", dict(data="given", trend_damping=0.9))

@@ -241,6 +241,43 @@ def test_trend_inverse_undoes_transform_exactly(log, scale, k, start, seed):
     np.testing.assert_allclose(t.inverse(z[k:], y[start:start + k], start), y[start + k:], rtol=1e-10)
 
 
+@settings(max_examples=15, deadline=None)
+@given(log=st.booleans(), steps=st.sampled_from([0, 2, 7, 20]), damping=st.sampled_from([1.0, 0.9, 0.5]),
+       k=st.integers(0, 6), start=st.integers(0, 5), seed=st.integers(0, 2**16))
+def test_recent_and_damped_trend_inverse_undoes_transform_exactly(log, steps, damping, k, start, seed):
+    """A line fitted on the last steps only, damped after the training part: the round trip still holds,
+    inside the training part and after it (y[20:] lies past the fitted end)."""
+    rng = np.random.default_rng(seed)
+    y = np.exp(rng.normal(size=(30, 2)).cumsum(0) * 0.1 + 0.02 * np.arange(30)[:, None]) + 0.5
+    t = SeriesTransform(log=log, trend=True, trend_steps=steps, damping=damping).fit(y[:20])
+    z = t.transform(y[start:], start)
+    np.testing.assert_allclose(t.inverse(z[k:], y[start:start + k], start), y[start + k:], rtol=1e-10)
+    back = SeriesTransform.from_dict(json.loads(json.dumps(t.to_dict())))
+    np.testing.assert_allclose(back.transform(y[start:], start), z, rtol=1e-12)
+
+
+def test_recent_and_damped_trend_by_hand():
+    """u = 2 t + 1 for t < 4 and 3 t - 3 after: the line of the last 3 training steps (t = 4, 5, 6) is
+    3 t - 3 exactly; damped by 0.5 after the fitted end e = 7, the line at 7, 8, 9 is 15 + 3 (0.5, 0.75, 0.875)."""
+    u = np.where(np.arange(10) < 4, 2 * np.arange(10) + 1.0, 3 * np.arange(10) - 3.0)[:, None]
+    t = SeriesTransform(trend=True, trend_steps=3, scale=False).fit(u[:7])
+    assert t.end == 7 and t.slope == [pytest.approx(3.0)] and t.intercept == [pytest.approx(-3.0)]
+    np.testing.assert_allclose(t.transform(u[:7])[4:, 0], 0.0, atol=1e-12)   # the last 3 steps lie on it
+    np.testing.assert_allclose(t.transform(u[:7])[:4, 0], 4.0 - np.arange(4), atol=1e-12)
+    np.testing.assert_allclose(t.inverse(np.zeros((3, 1)), u[:7])[:, 0], [18.0, 21.0, 24.0])  # straight on
+    d = SeriesTransform(trend=True, trend_steps=3, damping=0.5, scale=False).fit(u[:7])
+    np.testing.assert_allclose(d.transform(u[:7]), t.transform(u[:7]), atol=1e-12)  # the same inside
+    np.testing.assert_allclose(d.inverse(np.zeros((3, 1)), u[:7])[:, 0], 15.0 + 3 * np.array([0.5, 0.75, 0.875]))
+    np.testing.assert_allclose(d.inverse(np.ones((2, 1)), u[2:7], start=2)[:, 0],
+                               16.0 + 3 * np.array([0.5, 0.75]))  # a history that starts later, the same line
+    with pytest.raises(ValueError, match="last 8 steps; the training part has 7"):
+        SeriesTransform(trend=True, trend_steps=8).fit(u[:7])
+    with pytest.raises(ValueError, match=r"damping must lie in \(0, 1\]"):
+        SeriesTransform(trend=True, damping=1.5)
+    with pytest.raises(ValueError, match="they need trend=True"):
+        SeriesTransform(trend_steps=3)
+
+
 def test_trend_errors_and_round_trip():
     with pytest.raises(ValueError, match="a trend and differences exclude each other"):
         SeriesTransform(trend=True, diff=1)

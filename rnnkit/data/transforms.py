@@ -4,9 +4,13 @@ In order, each optional:
 
     u = log(y + offset)                 (log=True; every y + offset must be > 0; offset 1: log1p, for
                                          counts with zeros such as sunspots)
-    u = u - (a + b t)                   (trend=True: a straight line, least squares on the training part,
-                                         t = the step's position, 0 at the first training step; the
-                                         inverse adds the line back, continued over the forecast's steps)
+    u = u - line(t)                     (trend=True: a straight line a + b t, least squares on the training
+                                         part (trend_steps=k: on its last k steps only), t = the step's
+                                         position, 0 at the first training step; the inverse adds the line
+                                         back, continued over the forecast's steps. damping=phi < 1: after
+                                         the training part's last position e - 1 the slope shrinks by phi a
+                                         step, ETS' damped trend: line(t) = a + b (e - 1) + b (phi + ... +
+                                         phi^(t - e + 1)) for t >= e)
     v = (1 - B)^d u                     (diff=d: d first differences, v_t = u_t - u_{t-1})
     w = (1 - B^m) v                     (season=m: the seasonal difference, w_t = v_t - v_{t-m})
     z = (w - mean) / std                (scale=True: mean and std of w over the training part, per column)
@@ -35,9 +39,12 @@ class SeriesTransform:
     diff: int = 0
     season: int = 0
     trend: bool = False
+    trend_steps: int = 0  # fit the line on the training part's last trend_steps steps (0: all of them)
+    damping: float = 1.0  # phi: the line's slope times phi each step after the training part
     scale: bool = True
     intercept: list = field(default_factory=list)  # fitted with trend: per column, the line a + b t of u
     slope: list = field(default_factory=list)
+    end: int = 0  # fitted with trend: the position one past the training part's last step (e)
     mean: list = field(default_factory=list)  # fitted: per column, of w over the training part
     std: list = field(default_factory=list)
 
@@ -48,6 +55,13 @@ class SeriesTransform:
             raise ValueError(f"the log offset must be finite and needs log=True, got {self.offset}")
         if self.season < 0 or self.season == 1:
             raise ValueError(f"season (the seasonal differencing lag) must be 0 (none) or >= 2, got {self.season}")
+        if self.trend_steps < 0 or self.trend_steps == 1:
+            raise ValueError(f"trend_steps (the steps the line is fitted on) must be 0 (all) or >= 2, "
+                             f"got {self.trend_steps}")
+        if not 0 < self.damping <= 1:
+            raise ValueError(f"the trend's damping must lie in (0, 1], got {self.damping}")
+        if (self.trend_steps or self.damping != 1) and not self.trend:
+            raise ValueError("trend_steps and damping shape the trend: they need trend=True")
         if self.trend and self.lost:
             raise ValueError("a trend and differences exclude each other: a difference already removes a straight "
                              "line; take one or the other")
@@ -62,9 +76,14 @@ class SeriesTransform:
         return [1] * self.diff + ([self.season] if self.season else [])
 
     def _line(self, start: int, steps: int) -> np.ndarray:
-        """The fitted line a + b t at the positions start .. start + steps - 1: (steps, columns)."""
-        t = np.arange(start, start + steps, dtype=np.float64)[:, None]
-        return np.asarray(self.intercept) + np.asarray(self.slope) * t
+        """The fitted line at the positions start .. start + steps - 1: (steps, columns); a + b t up to the
+        training part's last position e - 1, then (damping phi < 1) a + b (e - 1) + b sum_{i=1..t-e+1} phi^i."""
+        t = np.arange(start, start + steps, dtype=np.float64)
+        if self.damping != 1:
+            after = np.maximum(t - (self.end - 1), 0)                  # steps past the last training position
+            phi = self.damping
+            t = np.minimum(t, self.end - 1) + phi * (1 - phi ** after) / (1 - phi)
+        return np.asarray(self.intercept) + np.asarray(self.slope) * t[:, None]
 
     def _stages(self, y, start: int = 0) -> list[np.ndarray]:
         """[u (detrended), after the first difference, ..., w]: the series before each difference and after the
@@ -95,9 +114,13 @@ class SeriesTransform:
         if len(y) < self.lost + 2:
             raise ValueError(f"{len(y)} training steps are too few for differences of lags {self.lags} "
                              f"(need at least {self.lost + 2})")
-        if self.trend:  # least squares: b = cov(t, u) / var(t), a = mean(u) - b mean(t)
-            u = SeriesTransform(log=self.log, offset=self.offset, scale=False)._stages(y)[0]
-            t = np.arange(len(u), dtype=np.float64)
+        if self.trend:  # least squares over the last k steps: b = cov(t, u) / var(t), a = mean(u) - b mean(t)
+            k = self.trend_steps or len(y)
+            if k > len(y):
+                raise ValueError(f"the trend is to be fitted on the last {k} steps; the training part has {len(y)}")
+            u = SeriesTransform(log=self.log, offset=self.offset, scale=False)._stages(y)[0][-k:]
+            t = np.arange(len(y) - k, len(y), dtype=np.float64)
+            self.end = len(y)
             slope = ((t - t.mean()) @ (u - u.mean(axis=0))) / ((t - t.mean()) @ (t - t.mean()))
             self.intercept, self.slope = (u.mean(axis=0) - slope * t.mean()).tolist(), slope.tolist()
         w = self._stages(y)[-1]
@@ -147,6 +170,6 @@ class SeriesTransform:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SeriesTransform":
-        known = {k: d[k] for k in ("log", "offset", "diff", "season", "trend", "scale", "mean", "std",
-                                               "intercept", "slope") if k in d}
+        known = {k: d[k] for k in ("log", "offset", "diff", "season", "trend", "trend_steps", "damping", "scale",
+                                   "mean", "std", "intercept", "slope", "end") if k in d}
         return cls(**known)

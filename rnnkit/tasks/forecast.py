@@ -101,12 +101,13 @@ class Features:
 
     @classmethod
     def fit(cls, train: Series, log: bool, diff: int, seasonal_diff: bool, calendar: str,
-            log_offset: float = 0.0, trend: bool = False) -> "Features":
+            log_offset: float = 0.0, trend: bool = False, trend_steps: int = 0,
+            trend_damping: float = 1.0) -> "Features":
         season = SEASONAL_PERIOD[train.freq] if seasonal_diff else 0
         if seasonal_diff and season < 2:
             raise ValueError(f"{train.freq} data has no season to difference")
         target = SeriesTransform(log=log, offset=log_offset if log else 0.0, diff=diff, season=season,
-                                 trend=trend).fit(train.y)
+                                 trend=trend, trend_steps=trend_steps, damping=trend_damping).fit(train.y)
         cov = SeriesTransform().fit(train.x) if train.covariates else None
         return cls(target, cov, train.freq, calendar, format_date(train.dates[0], train.freq))
 
@@ -207,7 +208,7 @@ def prepare(s: ForecastSettings, series: Series):
     check_lengths(n_fit, model.window, model.horizon)
     train_part = series.slice(None, n_fit)
     features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar, model.log_offset,
-                             model.trend)
+                             model.trend, model.trend_steps, model.trend_damping)
     lost = features.target.lost
     check_lengths(n_fit - lost, model.window, model.horizon)
     known = series.slice(None, len(series) - test)            # training + validation parts

@@ -348,6 +348,9 @@ class ForecastModel:
     seasonal_diff: bool = setting(False, "take the seasonal difference (period: the frequency's season)")
     trend: bool = setting(False, "subtract a straight line (of log y with --log) fitted on the training part; the "
                           "forecast continues it (not with --diff or --seasonal-diff)")
+    trend_steps: int = setting(0, "with --trend: fit the line on the training part's last N steps (0: all of them)")
+    trend_damping: float = setting(1.0, "with --trend: after the training part the line's slope shrinks by this "
+                                   "factor each step (ETS' damped trend; 1: a straight line)")
     calendar: str = setting("cyclic", "known-future calendar features (month, weekday, hour)", choices=CALENDARS)
     ensemble: int = setting(1, "train this many seeds (seed, seed+1, ...) and take the median forecast")
 
@@ -362,6 +365,8 @@ class ForecastModel:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.log_offset and not self.log:
             raise ValueError("--log-offset applies to --log: give both")
+        if (self.trend_steps or self.trend_damping != 1) and not self.trend:
+            raise ValueError("--trend-steps and --trend-damping shape the trend: give --trend too")
         if self.trend and (self.diff or self.seasonal_diff):
             raise ValueError("--trend and differences exclude each other: a difference already removes a straight "
                              "line; take one or the other")

@@ -52,3 +52,38 @@ def test_rnn_row_in_the_table(monkeypatch):
     assert six["trained_before"] == "1958-01" and "coverage_80" not in six
     table = bench.format_table({"protocols": {"air-holdout": result}})
     assert "| air-holdout | rnn (2 seeds) |" in table
+
+
+def test_mape_darts_divides_by_the_forecast():
+    # darts' RNN notebook prints mape(pred_series, val_series): its mape(actual, pred) divides by the first
+    # argument, so the forecast. Forecasts from rows 2 and 4 (horizon 2): last points at rows 3 and 5.
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 10.0])
+    forecasts = np.array([[[9.0], [5.0]], [[9.0], [8.0]]])
+    assert bench.mape_darts(y, 2, 2, 2, forecasts) == pytest.approx(100 * (1 / 5 + 2 / 8) / 2)
+    assert bench.mape_darts(y, 2, 2, 2, forecasts[..., 0]) == pytest.approx(100 * (1 / 5 + 2 / 8) / 2)
+
+
+def test_ets_120_runs_on_sunspots_only(monkeypatch):
+    calls = []
+    monkeypatch.setitem(bench.MODELS, "ets-120", lambda history, horizon: calls.append(len(history))
+                        or np.full(horizon, history[-1]))
+    air = bench.run("air-holdout", ["naive", "ets-120"])
+    assert list(air["models"]) == ["naive"] and calls == []
+    sun = bench.run("sunspots-backtest", ["ets-120"], last_points_only=True)
+    row = sun["models"]["ets-120"]
+    assert len(calls) == row["forecasts"] == 49 and sun["published_mape_darts"]["ets-120"] == 115.0
+    # a naive forecast's last point: the month before each forecast; scored darts' way and the usual way
+    series = datasets.load_series("sunspots")
+    y, t = series.y[:, 0], series.index_of("1940-10") + 10 * np.arange(49)
+    assert row["mape_darts"] == pytest.approx(M.mape(y[t - 1], y[t + 35]))
+    assert row["mape"] == pytest.approx(M.mape(y[t + 35], y[t - 1]))
+
+
+def test_select_mape_nonzero_skips_the_zero_months():
+    spec = importlib.util.spec_from_file_location(
+        "bench_forecast_select", Path(__file__).resolve().parents[1] / "benchmarks" / "forecast_select.py")
+    select = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(select)
+    y = np.array([1.0, 2.0, 0.0, 4.0, 5.0])
+    forecasts = np.array([[1.0, 3.0], [2.0, 5.0]])  # from rows 1 and 3: truth (2, 0) and (4, 5)
+    assert select.mape_nonzero(y, [1, 3], forecasts) == pytest.approx(100 * (1 / 2 + (2 / 4 + 0) / 2) / 2)

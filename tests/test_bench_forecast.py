@@ -65,13 +65,15 @@ def test_mape_darts_divides_by_the_forecast():
 
 def test_ets_120_runs_on_sunspots_only(monkeypatch):
     calls = []
-    monkeypatch.setitem(bench.MODELS, "ets-120", lambda history, horizon: calls.append(len(history))
-                        or np.full(horizon, history[-1]))
+    monkeypatch.setattr(bench, "ets_minmax", lambda train, m: lambda history, horizon: calls.append(
+        (len(train), m, len(history))) or np.full(horizon, history[-1]))
     air = bench.run("air-holdout", ["naive", "ets-120"])
     assert list(air["models"]) == ["naive"] and calls == []
     sun = bench.run("sunspots-backtest", ["ets-120"], last_points_only=True)
     row = sun["models"]["ets-120"]
     assert len(calls) == row["forecasts"] == 49 and sun["published_mape_darts"]["ets-120"] == 115.0
+    first = datasets.load_series("sunspots").index_of("1940-10")
+    assert calls[0] == (first + 1, 120, first) and calls[-1][2] == first + 480  # scaled on 1749-01 .. 1940-10
     # a naive forecast's last point: the month before each forecast; scored darts' way and the usual way
     series = datasets.load_series("sunspots")
     y, t = series.y[:, 0], series.index_of("1940-10") + 10 * np.arange(49)
@@ -87,3 +89,13 @@ def test_select_mape_nonzero_skips_the_zero_months():
     y = np.array([1.0, 2.0, 0.0, 4.0, 5.0])
     forecasts = np.array([[1.0, 3.0], [2.0, 5.0]])  # from rows 1 and 3: truth (2, 0) and (4, 5)
     assert select.mape_nonzero(y, [1, 3], forecasts) == pytest.approx(100 * (1 / 2 + (2 / 4 + 0) / 2) / 2)
+
+
+def test_ets_minmax_scales_and_scales_back(monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench.B, "ets", lambda history, horizon, m: seen.append((history.copy(), m))
+                        or np.full(horizon, 0.5))
+    f = bench.ets_minmax(np.array([2.0, 6.0, 4.0]), 120)(np.array([2.0, 6.0, 4.0, 10.0]), 3)
+    np.testing.assert_allclose(seen[0][0], [0.0, 1.0, 0.5, 2.0])
+    assert seen[0][1] == 120
+    np.testing.assert_allclose(f, [4.0, 4.0, 4.0])  # 0.5 * (6 - 2) + 2

@@ -19,7 +19,9 @@ rolling origins) run one after the other, each trained anew; "mean_ensemble_mape
 SETTINGS: trained on the steps before FIRST, forecasts from FIRST on the series up to CUT (not retrained),
 scored both ways (mean, last points); "mape_nonzero": the mean's MAPE over the months that are not 0 (defined
 where MAPE is not); "mape_darts": the last points' MAPE as darts' RNN notebook computes it,
-mape(forecast, truth), which divides by the forecast. One JSON line per run, also appended to --log.
+mape(forecast, truth), which divides by the forecast; with the quantile loss, "mape_nonzero_lower": the same
+with the lower end of each interval (quantile q) as the point forecast (MAPE rewards low forecasts). One JSON
+line per run, also appended to --log.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import numpy as np  # noqa: E402
 from rnnkit import metrics as M  # noqa: E402
 from rnnkit.data import datasets  # noqa: E402
 from rnnkit.tasks.forecast import Forecaster  # noqa: E402
+from rnnkit.tasks.settings import parse_levels  # noqa: E402
 
 QUIET = dict(verbose=False, plot=False)
 
@@ -76,6 +79,11 @@ def backtest(name: str, first: str, cut: str, horizon: int, stride: int, setting
     out["mean"]["mape_nonzero"] = round(mape_nonzero(s.y[:, 0], starts, np.asarray(r["forecasts"])[..., 0]), 3)
     ends, last_points = starts + horizon - 1, np.asarray(r["forecasts"])[:, -1, 0]
     out["last"]["mape_darts"] = round(M.mape(last_points, s.y[ends, 0]), 3)
+    if f.settings.model.loss == "quantile":  # each interval's lower end as the point forecast instead
+        levels = parse_levels(f.settings.model.levels)
+        lower = [f.predict_interval(horizon, levels, history=s.slice(None, t))["intervals"] for t in starts]
+        out["mean"]["mape_nonzero_lower"] = {f"q{(100 - lv) / 200:g}": round(mape_nonzero(
+            s.y[:, 0], starts, np.stack([p[lv][0][:, 0] for p in lower])), 3) for lv in levels}
     return out | {"forecasts": len(r["starts"])}
 
 

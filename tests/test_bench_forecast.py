@@ -99,3 +99,19 @@ def test_ets_minmax_scales_and_scales_back(monkeypatch):
     np.testing.assert_allclose(seen[0][0], [0.0, 1.0, 0.5, 2.0])
     assert seen[0][1] == 120
     np.testing.assert_allclose(f, [4.0, 4.0, 4.0])  # 0.5 * (6 - 2) + 2
+
+
+def test_rnn_low_forecasts_the_lower_end_of_an_interval(tmp_path):
+    # the point forecast is the quantile 0.1: the lower end of the 80 % interval
+    series = datasets.load_series("sunspots")
+    start = series.index_of("1980-01")
+    settings = dict(horizon=6, window=12, hidden=4, epochs=1, levels="80")
+    trained, _ = bench.train_rnn(settings, series, start, out=tmp_path)
+    r = bench.rnn_backtest(trained, series, start, 6, 12, False, point_quantile=0.1)
+    assert r["starts"] == [start, start + 12, start + 24, start + 36]
+    lo = trained.predict_interval(6, (80,), history=series.slice(None, start + 12))["intervals"][80.0][0][:, 0]
+    np.testing.assert_allclose(r["forecasts"][1], lo, rtol=1e-12)
+    assert r["mape"] == pytest.approx(np.mean([M.mape(series.y[t:t + 6, 0], f) for t, f in
+                                               zip(r["starts"], r["forecasts"])]))
+    median = bench.rnn_backtest(trained, series, start, 6, 12, False)
+    assert np.all(np.asarray(median["forecasts"])[..., 0] >= np.asarray(r["forecasts"]))

@@ -60,6 +60,10 @@ def test_last_points_only():
     result = backtest(Y, 4, 2, 2, *stateless(B.naive), metrics=("mae", "mape"), last_points_only=True)
     assert result["mae"] == pytest.approx((1 + 4) / 2)
     assert result["mape"] == pytest.approx(100 * (1 / 7 + 4 / 11) / 2)
+    # every forecast comes back with the scores (naive: y[3] = 6 twice, then y[5] = 7 twice)
+    np.testing.assert_array_equal(result["forecasts"], [[6, 6], [7, 7]])
+    np.testing.assert_array_equal(backtest(Y, 4, 2, 2, *stateless(B.naive), metrics=("mae",))["forecasts"],
+                                  result["forecasts"])
 
 
 def test_start_forms_and_errors():

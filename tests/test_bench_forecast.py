@@ -52,3 +52,66 @@ def test_rnn_row_in_the_table(monkeypatch):
     assert six["trained_before"] == "1958-01" and "coverage_80" not in six
     table = bench.format_table({"protocols": {"air-holdout": result}})
     assert "| air-holdout | rnn (2 seeds) |" in table
+
+
+def test_mape_darts_divides_by_the_forecast():
+    # darts' RNN notebook prints mape(pred_series, val_series): its mape(actual, pred) divides by the first
+    # argument, so the forecast. Forecasts from rows 2 and 4 (horizon 2): last points at rows 3 and 5.
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 10.0])
+    forecasts = np.array([[[9.0], [5.0]], [[9.0], [8.0]]])
+    assert bench.mape_darts(y, 2, 2, 2, forecasts) == pytest.approx(100 * (1 / 5 + 2 / 8) / 2)
+    assert bench.mape_darts(y, 2, 2, 2, forecasts[..., 0]) == pytest.approx(100 * (1 / 5 + 2 / 8) / 2)
+
+
+def test_ets_120_runs_on_sunspots_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "ets_minmax", lambda train, m: lambda history, horizon: calls.append(
+        (len(train), m, len(history))) or np.full(horizon, history[-1]))
+    air = bench.run("air-holdout", ["naive", "ets-120"])
+    assert list(air["models"]) == ["naive"] and calls == []
+    sun = bench.run("sunspots-backtest", ["ets-120"], last_points_only=True)
+    row = sun["models"]["ets-120"]
+    assert len(calls) == row["forecasts"] == 49 and sun["published_mape_darts"]["ets-120"] == 115.0
+    first = datasets.load_series("sunspots").index_of("1940-10")
+    assert calls[0] == (first + 1, 120, first) and calls[-1][2] == first + 480  # scaled on 1749-01 .. 1940-10
+    # a naive forecast's last point: the month before each forecast; scored darts' way and the usual way
+    series = datasets.load_series("sunspots")
+    y, t = series.y[:, 0], series.index_of("1940-10") + 10 * np.arange(49)
+    assert row["mape_darts"] == pytest.approx(M.mape(y[t - 1], y[t + 35]))
+    assert row["mape"] == pytest.approx(M.mape(y[t + 35], y[t - 1]))
+
+
+def test_select_mape_nonzero_skips_the_zero_months():
+    spec = importlib.util.spec_from_file_location(
+        "bench_forecast_select", Path(__file__).resolve().parents[1] / "benchmarks" / "forecast_select.py")
+    select = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(select)
+    y = np.array([1.0, 2.0, 0.0, 4.0, 5.0])
+    forecasts = np.array([[1.0, 3.0], [2.0, 5.0]])  # from rows 1 and 3: truth (2, 0) and (4, 5)
+    assert select.mape_nonzero(y, [1, 3], forecasts) == pytest.approx(100 * (1 / 2 + (2 / 4 + 0) / 2) / 2)
+
+
+def test_ets_minmax_scales_and_scales_back(monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench.B, "ets", lambda history, horizon, m: seen.append((history.copy(), m))
+                        or np.full(horizon, 0.5))
+    f = bench.ets_minmax(np.array([2.0, 6.0, 4.0]), 120)(np.array([2.0, 6.0, 4.0, 10.0]), 3)
+    np.testing.assert_allclose(seen[0][0], [0.0, 1.0, 0.5, 2.0])
+    assert seen[0][1] == 120
+    np.testing.assert_allclose(f, [4.0, 4.0, 4.0])  # 0.5 * (6 - 2) + 2
+
+
+def test_rnn_low_forecasts_the_lower_end_of_an_interval(tmp_path):
+    # the point forecast is the quantile 0.1: the lower end of the 80 % interval
+    series = datasets.load_series("sunspots")
+    start = series.index_of("1980-01")
+    settings = dict(horizon=6, window=12, hidden=4, epochs=1, levels="80")
+    trained, _ = bench.train_rnn(settings, series, start, out=tmp_path)
+    r = bench.rnn_backtest(trained, series, start, 6, 12, False, point_quantile=0.1)
+    assert r["starts"] == [start, start + 12, start + 24, start + 36]
+    lo = trained.predict_interval(6, (80,), history=series.slice(None, start + 12))["intervals"][80.0][0][:, 0]
+    np.testing.assert_allclose(r["forecasts"][1], lo, rtol=1e-12)
+    assert r["mape"] == pytest.approx(np.mean([M.mape(series.y[t:t + 6, 0], f) for t, f in
+                                               zip(r["starts"], r["forecasts"])]))
+    median = bench.rnn_backtest(trained, series, start, 6, 12, False)
+    assert np.all(np.asarray(median["forecasts"])[..., 0] >= np.asarray(r["forecasts"]))

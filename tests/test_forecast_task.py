@@ -124,6 +124,8 @@ def test_history_argument_and_backtest_by_hand(ensemble, csv_file):
     mae0 = np.mean(np.abs(series.y[40:44] - f))
     assert report["per_forecast"]["mae"][0] == pytest.approx(mae0)
     assert report["mae"] == pytest.approx(np.mean(report["per_forecast"]["mae"]))
+    assert np.shape(report["forecasts"]) == (3, 4, 1)  # every forecast, as lists (JSON)
+    np.testing.assert_allclose(report["forecasts"][0], f, rtol=1e-12)
     with pytest.raises(ValueError, match="the model needs the last 8"):
         model.predict(2, history=series.slice(None, 5))
 

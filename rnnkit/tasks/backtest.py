@@ -69,20 +69,22 @@ def backtest(series, start, horizon: int, stride: int, fit_fn, predict_fn, retra
              m: int = 1, last_points_only: bool = False) -> dict:
     """Historical forecasts scored against the truth.
 
-    Returns {"starts": [t0, ...], "per_forecast": {metric: [one value per forecast]}, metric: the mean over
-    the forecasts} (darts' `backtest` with its default mean reduction; for MAE, MAPE and sMAPE this equals
-    the metric over all forecast points pooled, as every forecast has the same horizon).
+    Returns {"starts": [t0, ...], "forecasts": (n, horizon, ...) array, "per_forecast": {metric: [one value
+    per forecast]}, metric: the mean over the forecasts} (darts' `backtest` with its default mean reduction;
+    for MAE, MAPE and sMAPE this equals the metric over all forecast points pooled, as every forecast has the
+    same horizon).
     last_points_only: score instead the series made of each forecast's last point (darts'
     historical_forecasts default, last_points_only=True), as one metric; MASE scaled by y[:start]."""
     y = np.asarray(series, dtype=np.float64)
     starts, forecasts = historical_forecasts(y, start, horizon, stride, fit_fn, predict_fn, retrain)
     if last_points_only:
         ends = starts + horizon - 1
-        out = {"starts": starts.tolist(), "last_points_only": True}
+        out = {"starts": starts.tolist(), "forecasts": forecasts, "last_points_only": True}
         out.update(score(y[ends], forecasts[:, -1], y[:starts[0]], metrics, m))
         return out
     per = [score(y[t0:t0 + horizon], f, y[:t0], metrics, m) for t0, f in zip(starts, forecasts)]
-    out = {"starts": starts.tolist(), "per_forecast": {k: [p[k] for p in per] for k in metrics}}
+    out = {"starts": starts.tolist(), "forecasts": forecasts,
+           "per_forecast": {k: [p[k] for p in per] for k in metrics}}
     out.update({k: float(np.mean(out["per_forecast"][k])) for k in metrics})
     return out
 

@@ -427,7 +427,8 @@ class Forecaster:
         True: a model with this one's settings and seeds is trained anew on the history before each forecast
         (an expanding window: it sees nothing after it; its last `valid` steps choose the checkpoint); an int
         k: anew before every k-th forecast (`refit`). last_points_only: score the series made of each
-        forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean."""
+        forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean.
+        "forecasts": every forecast, (n, horizon, outputs) as nested lists, in the series' scale."""
         series = self.series() if series is None else series
         horizon = self.horizon if horizon is None else horizon
         first = series.index_of(start) if isinstance(start, str) else start
@@ -446,7 +447,8 @@ class Forecaster:
 
             starts, forecasts = historical_forecasts(series.y, first, horizon, stride, fit_fn, predict_fn, retrain)
         out = {"starts": [format_date(series.dates[t], series.freq) for t in starts], "horizon": horizon,
-               "stride": stride, "retrain": retrain, "last_points_only": last_points_only}
+               "stride": stride, "retrain": retrain, "last_points_only": last_points_only,
+               "forecasts": forecasts.tolist()}
         if last_points_only:  # one forecast made of the last points; MASE scaled by the history before start
             ends = starts + horizon - 1
             return out | _scores(series.y[ends], forecasts[:, -1], series.y[:starts[0]], m)

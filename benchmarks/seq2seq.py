@@ -61,7 +61,10 @@ GENERATED = dict(hidden=128, embedding=32, cell="lstm", bidirectional=True, drop
                  batch_size=64, patience=4, eval_translations=1000, examples=50_000)
 ROWS = {   # name -> (the task's settings, the attentions compared, (metric, target))
     "addition-3": ({**GENERATED, "dataset": "addition", "digits": 3}, ("bahdanau",), ("exact_match", 0.99)),
-    "addition-4": ({**GENERATED, "dataset": "addition", "digits": 4}, ("bahdanau",), ("exact_match", 0.99)),
+    # 4 digits over-fit 40,000 sums at a constant rate (0.985 at best, with a hand-made lr drop): dropout 0.2 and
+    # a cosine decay over 30 epochs, validated at each epoch's end, reach 0.99 in one run (benchmarks/README.md)
+    "addition-4": ({**GENERATED, "dataset": "addition", "digits": 4, "dropout": 0.2, "batch_size": 128,
+                    "schedule": "cosine", "patience": None, "eval_every": 0}, ("bahdanau",), ("exact_match", 0.99)),
     "addition-5": ({**GENERATED, "dataset": "addition", "digits": 5}, ("bahdanau",), ("exact_match", 0.99)),
     "dates": ({**GENERATED, "dataset": "dates", "epochs": 20}, ("bahdanau",), ("exact_match", 0.99)),
     "tatoeba": (dict(dataset="tatoeba-en-es", level="word", lower=True, max_length=10, min_freq=2, hidden=256,

@@ -74,3 +74,23 @@ def test_combine_writes_one_json_and_one_heat_map_from_the_command_line(tmp_path
     except ImportError:
         return
     assert out.with_suffix(".png").stat().st_size > 1000  # a grid with blank (unmeasured) points
+
+
+def test_inference_is_timed_with_the_weights_locked_once_and_leaves_them_unlocked():
+    """The scratch side packs its weights once for all the timed calls (as a served model), not per call."""
+    import numpy as np
+    from rnnkit.scratch.recurrent import LSTM
+
+    layer = LSTM(3, 5, dtype=np.float32, rng=0)
+    x = np.ones((2, 4, 3), dtype=np.float32)
+    locks, seen = [], []
+    lock = layer.lock_weights
+    layer.lock_weights = lambda: locks.append(1) or lock()
+
+    def infer():
+        seen.append((layer.training, layer.weights_locked))
+        layer.forward(x)
+
+    assert sweep.inference(layer, "scratch", infer, min_time=0.0) > 0
+    assert len(locks) == 1 and len(seen) >= 3 and set(seen) == {(False, True)}
+    assert layer.training and not layer.weights_locked

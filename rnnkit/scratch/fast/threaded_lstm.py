@@ -444,6 +444,19 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c})
 
 
+def _backward_buffers(trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
+    """What a backward's steps write: (L, the forward's padded batch; d_steps (T, 4H, L); dh, dc (H, L), the
+    gradients reaching h_T, c_T, updated in place by the steps). d_steps is left unset only when every entry
+    is written (no sequence ends early, no padding); else zeros, as dh and dc past the batch."""
+    time, batch, hidden = d_out.shape
+    columns = trace.saved["c"].shape[-1]
+    full = active[-1] == batch == columns
+    d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, columns), dtype=d_out.dtype)
+    dh, dc = (np.zeros((hidden, columns), dtype=d_out.dtype) for _ in range(2))
+    dh[:, :batch], dc[:, :batch] = dh_n.T, dc_n.T
+    return columns, d_steps, dh, dc
+
+
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
     """Backward of `forward`: (d_pre (4H, T·B), the same, dh_0 (B, H), dc_0 (B, H))."""
     arrays = trace.saved
@@ -453,13 +466,8 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     bounds = _pairs(_bounds(hidden, parts))
     kernel = kernel_for(batch)
     panels = backward_panels(p, parts, kernel)
-    columns = arrays["c"].shape[-1]  # the forward's padded batch
-    # every entry of d_steps is written when no sequence ends early and there is no padding; else zeros
-    full = active[-1] == batch == columns
-    d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, columns), dtype=dtype)
+    columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     d_pre = np.empty((4 * hidden, time, batch), dtype=dtype)
-    dh, dc = (np.zeros((hidden, columns), dtype=dtype) for _ in range(2))  # (H, L): updated in place by the parts
-    dh[:, :batch], dc[:, :batch] = dh_n.T, dc_n.T
     flat = [x.reshape(x.shape[0], -1) for x in (d_out, arrays["gates"], arrays["c"], arrays["tanh_c"], d_steps,
                                                  d_pre)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
@@ -486,11 +494,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     kernel = kernel_for(batch)
     panels, x_panels = backward_panel_pair(p, kernel)
     panels = panels[0]
-    columns = arrays["c"].shape[-1]  # the forward's padded batch
-    full = active[-1] == batch == columns  # else zeros: the columns of ended sequences and the padding
-    d_steps = (np.empty if full else np.zeros)((time, 4 * hidden, columns), dtype=dtype)
-    dh, dc = (np.zeros((hidden, columns), dtype=dtype) for _ in range(2))
-    dh[:, :batch], dc[:, :batch] = dh_n.T, dc_n.T
+    columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add's panel height
     count = -(-4 * hidden // rows)
     chunk = gradient_chunk(time, batch)

@@ -2,10 +2,11 @@
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnkit.scratch.fast import kernels, threaded_lstm, threads, thresholds
@@ -377,6 +378,7 @@ child.join(60)
 def test_the_engine_imports_and_runs_without_numba():
     code = """
 import sys
+from unittest import mock
 sys.modules["numba"] = None  # as if numba were not installed
 import numpy as np
 from rnnkit.scratch.fast import kernels
@@ -406,3 +408,32 @@ def test_threaded_lstm_matches_torch(count, use_lengths, thread_count, monkeypat
     lengths = [6, 2, 5, 6, 1, 3, 4] if use_lengths else None
     assert_parity(run_both("lstm", batch=7, time=6, inputs=5, hidden=96, layers=2, bidirectional=True,
                            lengths=lengths, with_state=True, seed=4))
+
+
+@needs_numba
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(batch=st.integers(1, 40), hidden=st.sampled_from([7, 64, 96, 129]), time=st.integers(1, 6),
+       count=st.integers(1, 3), ragged=st.booleans(), seed=st.integers(0, 2**16))
+def test_inference_forward_keeps_no_trace_and_gives_the_training_forwards_bits(batch, hidden, time, count, ragged,
+                                                                               seed, thread_count):
+    """Eval mode with locked weights runs threaded_lstm.inference_forward: the gates, c and tanh c of one
+    step or two, reused step after step, instead of the whole trace. Its outputs and final states are the
+    training forward's to the bit, on 1-3 threads (one part or several), full and ragged batches, odd and
+    even lengths (the slots' turn); a backward after it is a clear error."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, time, 5))
+    state = tuple(rng.standard_normal((2, batch, hidden)) for _ in range(2))
+    lengths = rng.integers(1, time + 1, batch).tolist() if ragged else None
+    thread_count(count)
+    layer = LSTM(5, hidden, num_layers=2, dtype=np.float64, rng=seed)
+    with mock.patch.dict(os.environ, {"RNNKIT_PATH": "threaded"}):
+        trained = layer.forward(x, state, lengths=lengths)
+        layer.eval()
+        with layer.locked_weights():
+            inferred = layer.forward(x, state, lengths=lengths)
+            assert layer.last_paths == ("threaded", "threaded")
+            with pytest.raises(ValueError, match="backward\\(\\) after an inference forward"):
+                layer.backward(np.ones_like(inferred[0]))
+    for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
+        np.testing.assert_array_equal(a, b)

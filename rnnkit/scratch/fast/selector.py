@@ -13,7 +13,7 @@ numba while a step's work is small (and when its first layer is folded, see recu
 above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
 numba up to SMALL_BATCH rows, on NumPy above. The GRU's and the RNN's choice depends on whether a backward
 follows (`training`; the layer passes False in eval mode with locked weights): in inference the threaded
-GRU keeps no trace for a backward (the thresholds were measured in both modes and are the same now).
+LSTM and GRU keep no trace for a backward (the thresholds were measured in both modes and are the same now).
 RNNKIT_PATH=reference|numpy|numba|threaded caps the choice: each layer then takes that path where its cell has
 it (at any batch size), else the fastest one below it — so RNNKIT_PATH=numba leaves the RNN above SMALL_BATCH
 rows on NumPy, and RNNKIT_PATH=reference also turns the folded layer off.
@@ -91,6 +91,10 @@ def _threaded_one_part(cell):
                           folds=False, gradients=threaded_lstm.gradients)
 
 
+def _threaded_inference(cell):  # keeps no trace: no backward follows
+    return Implementation("threaded", threaded_lstm.inference_forward, threaded_lstm.backward, folds=False)
+
+
 def _threaded_gru(cell):
     return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False)
 
@@ -124,7 +128,8 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
             # a small step (on one part at any thread count): its helper thread makes the weight gradients;
             # else (one thread, or a big step) OpenBLAS's products after the steps, as measured before
             small = threaded_lstm.small_step(hidden, batch)
-            fastest.append(("threaded", _threaded_one_part if small else _threaded))
+            fastest.append(("threaded", _threaded_inference if not training else
+                            _threaded_one_part if small else _threaded))
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
     small = batch <= thresholds.SMALL_BATCH
     if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:

@@ -30,7 +30,7 @@ from . import numpy_path, threads
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _pairs
 from .threaded_rnn import layout, pack_for, parts_for, step_rows
-from .trace import Trace
+from .trace import Trace, kept
 
 if AVAILABLE:
     from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows
@@ -153,7 +153,5 @@ def inference_forward(p, inputs, h0, c0, active, xw=None) -> Trace:
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
     """numpy_path.gru_backward on the forward's time-major trace."""
-    if trace.saved is None:
-        raise ValueError("backward() after an inference forward (eval mode, locked weights): call train() or "
-                         "unlock the weights for a forward with a backward")
+    kept(trace)
     return numpy_path.gru_backward(p, trace, d_out, dh_n, dc_n, active)

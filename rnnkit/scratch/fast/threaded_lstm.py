@@ -49,7 +49,7 @@ import numpy as np
 
 from . import lstm_panels, thresholds, threads
 from .kernels import AVAILABLE
-from .trace import Trace, lengths_of
+from .trace import Trace, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
@@ -210,13 +210,16 @@ if AVAILABLE:
         """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
         batch padded to whole vectors, `padded`), flattened per step:
         z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller; or, with the
-        input split off (x_panels not empty), z (T+1, H·L) h_t only and zx (T, (I+1)·L) [x_t; 1], whose
-        products with x_panels go to xw (T, rows of the panels × L) before the loop;
-        pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L);
+        input split off (x_panels not empty), z (2, H·L) h_t only, step t in slot t % 2, and zx (T, (I+1)·L)
+        [x_t; 1], whose products with x_panels go to xw (T, rows of the panels × L) before the loop (two
+        slots are enough: a part writes h_{t+2} over h_t only after every part has said it finished step t);
+        pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L): the
+        trace a backward reads; where none follows (`inference_forward`), gates (1, 4H·L), c (2, H·L) and
+        tanh_c (1, H·L), step t in slot t % slots (each part reads only its own rows of them);
         hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step;
         producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
         holds the claims of steps to project, `project_step`), -1 where the part projects them all first."""
-        T = gates.shape[0]
+        T = hs.shape[0] - 1
         L = pre.shape[0] // panels.shape[0] // panels.shape[2]
         HL = c.shape[1]
         H = HL // L
@@ -224,6 +227,7 @@ if AVAILABLE:
         run = units * L
         half = gates.dtype.type(0.5)
         split = x_panels.shape[0] > 0
+        Z, C = z.shape[0], c.shape[0]  # T+1 steps kept, or slots reused in turn (step t in slot t % Z)
         if split and producer < 0:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
             for t in range(T):
                 _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
@@ -233,9 +237,10 @@ if AVAILABLE:
                 threads.wait_all(flags, parts, me, t, yield_address)
             if producer >= 0:
                 wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address)
-            _product(panels, kernel, z[t], 0, L, n, pre)
-            a = gates[t]
-            cell, c_prev, squashed, h = c[t + 1], c[t], tanh_c[t], z[t + 1]
+            _product(panels, kernel, z[t % Z], 0, L, n, pre)
+            a = gates[t % gates.shape[0]]
+            cell, c_prev, squashed = c[(t + 1) % C], c[t % C], tanh_c[t % tanh_c.shape[0]]
+            h = z[(t + 1) % Z]
             count, length = (1, run) if n == B else (units, n)
             for r in range(count):
                 s, own = r * L, lo * L + r * L
@@ -387,10 +392,11 @@ if AVAILABLE:
             gemm_rows_add(a, xs, t_lo * B * I, I, I, dw_ih.reshape(-1), I)
 
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None) -> Trace:
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True) -> Trace:
     """The gate-major forward of one layer direction: h time-major (T+1, B, H) in the trace; kept for
-    backward c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to whole
-    vectors. No folded input (xw)."""
+    backward (`keep`) c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to
+    whole vectors; without `keep` (an inference forward) only a step's or two's of them, reused, and no
+    trace to run a backward on. No folded input (xw)."""
     if xw is not None:
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
@@ -406,7 +412,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     # zeros: the columns of ended sequences and the padding stay finite
     if split:
         panels, x_panels = forward_panel_pair(p, parts, kernel)
-        z = np.zeros((time + 1, hidden, columns), dtype=dtype)
+        z = np.zeros((2, hidden, columns), dtype=dtype)
         zx = np.zeros((time, features + 1, columns), dtype=dtype)
         zx[:, :features, :batch] = inputs.transpose(0, 2, 1)
         zx[:, -1] = 1
@@ -419,11 +425,12 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     z[0, :hidden, :batch] = h0.T
     hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
     hs[0] = h0
-    cs = np.empty((time + 1, hidden, columns), dtype=dtype)
+    steps_kept = time if keep else 1  # the trace's steps; one slot reused in inference (c: one more)
+    cs = np.empty((steps_kept + 1, hidden, columns), dtype=dtype)
     cs[0] = 0
     cs[0, :, :batch] = c0.T
-    gates = np.empty((time, 4 * hidden, columns), dtype=dtype)
-    tanh_c = np.empty((time, hidden, columns), dtype=dtype)
+    gates = np.empty((steps_kept, 4 * hidden, columns), dtype=dtype)
+    tanh_c = np.empty((steps_kept, hidden, columns), dtype=dtype)
     flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c, hs)]
     # with the helper: flags 0 the steps' part's, 1 the count of claimed steps, 2.. each step's done mark
     flags, steps = threads.new_flags(parts + (time + 1 if helper else 0)), np.asarray(active, dtype=np.int64)
@@ -440,8 +447,14 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
                               (forward_part, arguments[0])], caller=1)
     else:
         threads.run(forward_part, arguments)
-    c_n = cs[lengths_of(active), :, np.arange(batch)]
-    return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c})
+    # each sequence's last c: the slot its last step wrote (its column is not written after that step)
+    c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
+    return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c} if keep else None)
+
+
+def inference_forward(p, inputs, h0, c0, active, xw=None) -> Trace:
+    """`forward` keeping no trace: for a forward no backward follows (eval mode, locked weights)."""
+    return forward(p, inputs, h0, c0, active, xw, keep=False)
 
 
 def _backward_buffers(trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
@@ -459,7 +472,7 @@ def _backward_buffers(trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: n
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
     """Backward of `forward`: (d_pre (4H, T·B), the same, dh_0 (B, H), dc_0 (B, H))."""
-    arrays = trace.saved
+    arrays = kept(trace)
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
     parts = parts_for(hidden, batch)
@@ -488,7 +501,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     thread (threads.count()), the same two one after the other: the same bits.
     inputs (T, B, I) time-major, the forward's. Returns (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I),
     dh_0 (B, H), dc_0 (B, H)), rows in packed order, unhalved."""
-    arrays = trace.saved
+    arrays = kept(trace)
     time, batch, hidden = d_out.shape
     features, dtype = inputs.shape[2], d_out.dtype
     kernel = kernel_for(batch)

@@ -20,6 +20,14 @@ class Trace:
         self.h, self.c_n, self.saved = h, c_n, saved
 
 
+def kept(trace: Trace):
+    """The forward's arrays for a backward, or a clear error after an inference forward (it keeps none)."""
+    if trace.saved is None:
+        raise ValueError("backward() after an inference forward (eval mode, locked weights): call train() or "
+                         "unlock the weights for a forward with a backward")
+    return trace.saved
+
+
 def lengths_of(active) -> np.ndarray:
     """Each row's length from the rows running at each step: active[t] rows at step t, longest first."""
     active = np.asarray(active)

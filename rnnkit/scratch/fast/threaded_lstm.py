@@ -53,8 +53,7 @@ from .trace import Trace, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
-    from .kernels import (add_mul, cell_grad, jit, mul, mul_in_place, sigmoid_grad, sigmoid_into, scalar_tanh,
-                          tanh_grad, tanh_into)
+    from .kernels import cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh, tanh_grad
 
 def parts_for(hidden: int, batch: int | None = None) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
@@ -78,16 +77,20 @@ def _bounds(hidden: int, parts: int) -> list[int]:
 COLUMNS, ROWS, WIDE_ROWS = 0, 1, 2  # gemm.py's kernels: gemm_panels, gemm_rows, gemm_rows_wide
 
 
-def by_rows(batch: int) -> bool:
-    """Whether the products run on a row-vector kernel of gemm.py (few columns: no lane idles on a missing
-    column; L = B) rather than its column one (also used by the threaded GRU and RNN)."""
-    return batch <= thresholds.ROW_KERNEL_BATCH
+def by_rows(batch: int, dtype=np.float32) -> bool:
+    """Whether the products run on a row-vector kernel of gemm.py (no lane idles on a missing column; L = B)
+    rather than its column one (on whole vectors of columns, the batch padded): for few columns, and where
+    the padding would add more than thresholds.ROW_KERNEL_PADDING of the batch (also used by the threaded
+    GRU and RNN)."""
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize if AVAILABLE else 1
+    whole = -(-batch // lanes) * lanes
+    return batch <= thresholds.ROW_KERNEL_BATCH or whole > thresholds.ROW_KERNEL_PADDING * batch
 
 
-def kernel_for(batch: int) -> int:
+def kernel_for(batch: int, dtype=np.float32) -> int:
     """Which of gemm.py's kernels runs the LSTM's products: the row-vector ones for few columns (the tall one
-    for one or two), else the column kernel."""
-    if not by_rows(batch):
+    for one or two) or many padding columns, else the column kernel."""
+    if not by_rows(batch, dtype):
         return COLUMNS
     return WIDE_ROWS if batch <= thresholds.WIDE_ROWS_BATCH else ROWS
 
@@ -157,12 +160,6 @@ if AVAILABLE:
         """out ← (1 + tanh(a)) / 2 (halved rows)."""
         for j in range(out.shape[0]):
             out[j] = scalar_tanh(a[j]) * half + half
-
-    @jit
-    def tanh_sum_to(a, x, out):
-        """out ← tanh(a + x)."""
-        for j in range(out.shape[0]):
-            out[j] = scalar_tanh(a[j] + x[j])
 
     @jit
     def _product(panels, kernel, z, z_off, L, n, out):
@@ -244,24 +241,15 @@ if AVAILABLE:
             count, length = (1, run) if n == B else (units, n)
             for r in range(count):
                 s, own = r * L, lo * L + r * L
-                for q in range(3):  # i, f, o: sigmoid rows
-                    into = a[q * HL + own: q * HL + own + length]
-                    if split:
-                        sigmoid_into(pre[q * run + s: q * run + s + length], xw[t, q * run + s: q * run + s + length],
-                                     into, half)
-                    else:
-                        sigmoid_to(pre[q * run + s: q * run + s + length], into, half)
-                into = a[3 * HL + own: 3 * HL + own + length]
-                if split:
-                    tanh_sum_to(pre[3 * run + s: 3 * run + s + length], xw[t, 3 * run + s: 3 * run + s + length], into)
-                else:
-                    tanh_into(pre[3 * run + s: 3 * run + s + length], into)
-                i, f = a[own: own + length], a[HL + own: HL + own + length]
-                o, g = a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length]
-                mul(f, c_prev[own: own + length], cell[own: own + length])
-                add_mul(i, g, cell[own: own + length])
-                tanh_into(cell[own: own + length], squashed[own: own + length])
-                mul(o, squashed[own: own + length], h[own: own + length])
+                x = xw[t] if split else pre  # (not read without the split)
+                lstm_cell_pass(pre[s: s + length], pre[run + s: run + s + length],
+                               pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
+                               x[s: s + length], x[run + s: run + s + length],
+                               x[2 * run + s: 2 * run + s + length], x[3 * run + s: 3 * run + s + length], split,
+                               a[own: own + length], a[HL + own: HL + own + length],
+                               a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length],
+                               c_prev[own: own + length], cell[own: own + length], squashed[own: own + length],
+                               h[own: own + length], half)
             for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
                 row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * L + b:]
                 for j in range(units):
@@ -403,7 +391,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden, batch)
     bounds = _bounds(hidden, parts)
-    kernel, split = kernel_for(batch), split_input(batch, hidden)
+    kernel, split = kernel_for(batch, dtype), split_input(batch, hidden)
     # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
     # off at any part count: the forward's bits stay those of any thread count; from
     # thresholds.HELPER_PROJECTION_BATCH columns: below, the projection is too small to pay the helper's wake)
@@ -477,7 +465,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     dtype = d_out.dtype
     parts = parts_for(hidden, batch)
     bounds = _pairs(_bounds(hidden, parts))
-    kernel = kernel_for(batch)
+    kernel = kernel_for(batch, dtype)
     panels = backward_panels(p, parts, kernel)
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     d_pre = np.empty((4 * hidden, time, batch), dtype=dtype)
@@ -504,7 +492,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     features, dtype = inputs.shape[2], d_out.dtype
-    kernel = kernel_for(batch)
+    kernel = kernel_for(batch, dtype)
     panels, x_panels = backward_panel_pair(p, kernel)
     panels = panels[0]
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)

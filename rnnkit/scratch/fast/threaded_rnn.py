@@ -111,7 +111,7 @@ def operand(inputs: np.ndarray, h0: np.ndarray, hidden: int, columns: int) -> np
 
 def columns_for(batch: int, dtype) -> int:
     """L: the batch, or the batch padded to whole vectors where the products run on the column kernel."""
-    return batch if by_rows(batch) else padded(batch, VECTOR_BYTES // np.dtype(dtype).itemsize)
+    return batch if by_rows(batch, dtype) else padded(batch, VECTOR_BYTES // np.dtype(dtype).itemsize)
 
 
 def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int):
@@ -121,7 +121,7 @@ def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int):
     columns = columns_for(batch, inputs.dtype)
     hs = np.zeros((time + 1, batch, hidden), dtype=inputs.dtype)
     hs[0] = h0
-    return by_rows(batch), columns, operand(inputs, h0, hidden, columns), hs
+    return by_rows(batch, inputs.dtype), columns, operand(inputs, h0, hidden, columns), hs
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace:

@@ -53,6 +53,12 @@ ONE_PART_WORK = 131072
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
 ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16
+# Above it, the column kernel runs whole vectors of columns (16 float32 with AVX-512), so batch 20 pays for
+# 32. The row kernel also runs where that padding adds more than this share of the batch: measured
+# 2026-12-04 (Xeon, AVX-512, one core, (4H, K) @ (K, N), GFLOP/s of the useful columns, rows / columns):
+# hidden 64 N 20 139 / 110, N 24 153 / 134, N 28 152 / 156, N 32 155 / 178, N 40 156 / 148, N 48 154 / 173;
+# hidden 128 N 20 164 / 125, N 24 169 / 148, N 28 165 / 169, N 40 162 / 160; hidden 256 the same pattern.
+ROW_KERNEL_PADDING = 1.15
 # (the threaded GRU and RNN take the same switch; it was not measured for them apart)
 
 

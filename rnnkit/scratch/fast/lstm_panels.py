@@ -98,22 +98,26 @@ if AVAILABLE:
     @jit
     def gather_rows(source, rows, scales, k0, out):
         """out[p, k0 + k, r] = scales[j] · source[rows[j], k] for j = p·w + r < len(rows), zero for the
-        padding rows j >= len(rows); k over source's columns. Reads w source rows side by side, writes each
-        panel forwards."""
+        padding rows j >= len(rows); k over source's columns. In blocks of 16 k: each of a panel's w source
+        rows gives one cache line of 16 values, written to 16 panel rows that stay in cache; all K of one
+        row at a time instead wrote w·4 bytes apart across the whole panel (2.2x slower: 428 against 194
+        us for W_hh at hidden 256 on one core)."""
         count, _, width = out.shape
         K = source.shape[1]
         n = rows.shape[0]
         zero = out.dtype.type(0)
         for p in range(count):
-            for r in range(width):
-                j = p * width + r
-                if j < n:
-                    row, s = source[rows[j]], scales[j]
-                    for k in range(K):
-                        out[p, k0 + k, r] = row[k] * s
-                else:
-                    for k in range(K):
-                        out[p, k0 + k, r] = zero
+            for k_lo in range(0, K, 16):
+                k_hi = min(K, k_lo + 16)
+                for r in range(width):
+                    j = p * width + r
+                    if j < n:
+                        row, s = source[rows[j]], scales[j]
+                        for k in range(k_lo, k_hi):
+                            out[p, k0 + k, r] = row[k] * s
+                    else:
+                        for k in range(k_lo, k_hi):
+                            out[p, k0 + k, r] = zero
 
     @jit
     def gather_blocks(sources, rows, scales, out):

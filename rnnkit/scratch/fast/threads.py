@@ -8,7 +8,8 @@ once per step, through a flag per thread that says how many steps it has finishe
 atomic release stores and acquire loads; a waiting thread spins, and yields the CPU after a while).
 
 `run(function, argument_sets)` calls function(*argument_sets[k]) for every k at the same time: k = 0 on the
-calling thread, the others on persistent worker threads (`Pool`). The function must be compiled with
+calling thread, the others on persistent worker threads (`Pool`), which spin for a while for their next job
+before they sleep (`_Worker`: a run cost 88 us more than its work when each woke a sleeping thread). The function must be compiled with
 nogil=True. Every part must run to its end, since the others wait for it: the kernels here cannot fail
 part-way (no allocation, no exceptions).
 
@@ -50,6 +51,8 @@ if AVAILABLE:
 
 FLAG_STRIDE = 16  # int64s between two threads' flags: one 128-byte block each, so they share no cache line
 SPINS_BEFORE_YIELD = 2000
+IDLE_SPINS = 8000  # turns a worker spins for its next job before it sleeps: about 1 ms here (Xeon VM)
+GRACE_SPINS = 100  # turns a worker waits after a job is posted before it takes the GIL: about 1 us here
 
 _count_override: int | None = None
 
@@ -255,31 +258,95 @@ if AVAILABLE:
         _relax(yield_address, spins)
 
 
+if AVAILABLE:
+    @jit
+    def _publish(signals, slot, value):
+        """signals[slot] = value, a release store (what the thread wrote before is visible after)."""
+        _store_release(signals, slot * FLAG_STRIDE, value)
+
+    @jit
+    def _arrived(signals, slot, value, spins, yield_address):
+        """Whether signals[slot] reaches `value` within `spins` turns of a spin-wait (0: look once)."""
+        for turn in range(spins + 1):
+            if _load_acquire(signals, slot * FLAG_STRIDE) >= value:
+                return True
+            if turn < spins:
+                _relax(yield_address, turn + 1)
+        return False
+else:
+    def _publish(signals, slot, value):
+        signals[slot * FLAG_STRIDE] = value
+
+    def _arrived(signals, slot, value, spins, yield_address):  # no compiled spin: look once (the Events do the waiting)
+        return signals[slot * FLAG_STRIDE] >= value
+
+
+if AVAILABLE:
+    @jit
+    def _finish_and_wait(signals, finished, spins, yield_address):
+        """signals[1] = finished (jobs done), then whether signals[0] (jobs posted) passes it within
+        `spins` turns; if so, GRACE_SPINS turns more before the worker goes back to Python for the GIL (which
+        the poster holds until it enters its own part: finding it taken, a thread sleeps, ~20 us here)."""
+        _store_release(signals, FLAG_STRIDE, finished)
+        if not _arrived(signals, 0, finished + 1, spins, yield_address):
+            return False
+        for turn in range(GRACE_SPINS):
+            _relax(0, 1)
+        return True
+else:
+    def _finish_and_wait(signals, finished, spins, yield_address):
+        _publish(signals, 1, finished)
+        return _arrived(signals, 0, finished + 1, spins, yield_address)
+
+
 def new_flags(parts: int) -> np.ndarray:
     """The flags for one run of `parts` parts, all at 0 steps."""
     return np.zeros(parts * FLAG_STRIDE, dtype=np.int64)
 
 
 class _Worker:
-    """One worker thread and its job: start is set when a job is there, finished when it is done."""
+    """One worker thread and its jobs. The caller posts a job (`post`) and later waits for it (`wait`);
+    each side says what it did through a count in `signals` (slot 0 jobs posted, slot 1 jobs finished) and
+    first spins on the other's count (compiled, without the GIL) for up to IDLE_SPINS turns, then sleeps on
+    an Event. Why: waking a sleeping thread cost 88 us a run here (Xeon VM, 2 cores: `threads.run` of a job
+    that does nothing), more than a whole LSTM step at hidden 128; a worker still spinning from its last
+    job starts in about a microsecond. A spinning thread yields its CPU now and then (`relax`), so that on
+    a busy machine it gives way; a worker with no job for IDLE_SPINS turns (about a millisecond) sleeps."""
 
     def __init__(self, name: str):
-        self.start, self.finished = threading.Event(), threading.Event()
+        self.start = threading.Event()
         self.job, self.error = None, None
+        self.signals, self.posted = new_flags(2), 0
         threading.Thread(target=self._serve, daemon=True, name=name).start()
 
+    def post(self, function, arguments) -> None:
+        self.error, self.job = None, (function, arguments)
+        self.posted += 1
+        _publish(self.signals, 0, self.posted)
+        self.start.set()
+
+
+    def wait(self) -> None:
+        """Until the last posted job has finished (spinning, and yielding the CPU now and then)."""
+        while not _arrived(self.signals, 1, self.posted, IDLE_SPINS, YIELD):
+            pass
+
     def _serve(self) -> None:
+        taken = 0
         while True:
-            self.start.wait()
-            self.start.clear()
+            # say the last job is done (from compiled code, with the GIL let go: the caller, spinning for
+            # this, then takes the GIL without waiting for it) and spin for the next one
+            if not _finish_and_wait(self.signals, taken, IDLE_SPINS, YIELD):
+                while not _arrived(self.signals, 0, taken + 1, 0, YIELD):
+                    self.start.wait()
+                    self.start.clear()
+            taken += 1
             function, arguments = self.job
             try:
                 function(*arguments)
             except BaseException as error:  # handed to the caller of run(); the worker carries on
                 self.error = error
-            finally:
-                self.job = None
-                self.finished.set()
+            self.job = None
 
 
 class Pool:
@@ -297,14 +364,12 @@ class Pool:
                 self._workers.append(_Worker(f"rnnkit-part-{len(self._workers) + 1}"))
             workers = self._workers[: len(argument_sets) - 1]
             for worker, arguments in zip(workers, argument_sets[1:]):
-                worker.finished.clear()
-                worker.error, worker.job = None, (function, arguments)
-                worker.start.set()
+                worker.post(function, arguments)
             try:
                 function(*argument_sets[0])
             finally:
                 for worker in workers:
-                    worker.finished.wait()
+                    worker.wait()
             for worker in workers:
                 if worker.error is not None:
                     error, worker.error = worker.error, None

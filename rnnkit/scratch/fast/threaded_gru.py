@@ -103,6 +103,7 @@ if AVAILABLE:
                 mul(r_gate, hn_own, new)
                 gates_tanh(new, pre_xn[s: s + length])
                 gru_state(h_prev[own: own + length], new, z_gate, h_new[own: own + length])
+            threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
             for b in range(n):  # the time-major copies: the layer's output (and dW_hh's operand), the trace
                 row, column = hs[t + 1, b * H + lo: b * H + hi], h_new[lo * L + b:]
                 for j in range(units):
@@ -116,7 +117,6 @@ if AVAILABLE:
                         g_row[H + j] = a[HL + source]
                         g_row[2 * H + j] = a[2 * HL + source]
                         hn_row[j] = hn[source]
-            threads.arrive(flags, me, t + 1)
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bool = True) -> Trace:

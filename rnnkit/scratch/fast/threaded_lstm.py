@@ -250,11 +250,11 @@ if AVAILABLE:
                                a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length],
                                c_prev[own: own + length], cell[own: own + length], squashed[own: own + length],
                                h[own: own + length], half)
-            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
+            threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
+            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand (own rows only)
                 row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * L + b:]
                 for j in range(units):
                     row[j] = column[j * L]
-            threads.arrive(flags, me, t + 1)
 
     @jit
     def backward_part(me, parts, lo, hi, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,

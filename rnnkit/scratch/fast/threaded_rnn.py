@@ -91,11 +91,11 @@ if AVAILABLE:
                     relu_into(pre[s: s + length], h[lo * L + s: lo * L + s + length])
                 else:
                     tanh_into(pre[s: s + length], h[lo * L + s: lo * L + s + length])
-            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand
+            threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
+            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand (own rows only)
                 row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * L + b:]
                 for j in range(units):
                     row[j] = column[j * L]
-            threads.arrive(flags, me, t + 1)
 
 
 def operand(inputs: np.ndarray, h0: np.ndarray, hidden: int, columns: int) -> np.ndarray:

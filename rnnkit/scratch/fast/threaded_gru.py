@@ -128,7 +128,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(3 * hidden)
-    rows, columns, z, hs = layout(inputs, h0, hidden)
+    rows, columns, z, hs = layout(inputs, h0, hidden, active)
     panels = forward_panels(p, parts, rows)
     if keep:  # rows of ended sequences are never written: zeros, so that backward reads finite values there
         alloc = np.empty if active[-1] == batch else np.zeros

@@ -49,7 +49,7 @@ import numpy as np
 
 from . import lstm_panels, thresholds, threads
 from .kernels import AVAILABLE
-from .trace import Trace, kept, lengths_of
+from .trace import Trace, allocator, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
@@ -397,21 +397,22 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     # thresholds.HELPER_PROJECTION_BATCH columns: below, the projection is too small to pay the helper's wake)
     helper = parts == 1 and split and batch >= thresholds.HELPER_PROJECTION_BATCH
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
-    # zeros: the columns of ended sequences and the padding stay finite
+    # zeros where some entries are never written (zeroing z and hs cost 0.3 of 1.9 ms at hidden 64, batch 64)
+    alloc = allocator(active, batch, columns)
     if split:
         panels, x_panels = forward_panel_pair(p, parts, kernel)
-        z = np.zeros((2, hidden, columns), dtype=dtype)
-        zx = np.zeros((time, features + 1, columns), dtype=dtype)
+        z = alloc((2, hidden, columns), dtype=dtype)
+        zx = alloc((time, features + 1, columns), dtype=dtype)
         zx[:, :features, :batch] = inputs.transpose(0, 2, 1)
         zx[:, -1] = 1
     else:
         panels, x_panels = forward_panels(p, parts, kernel), [np.empty((0, 0, 0), dtype=dtype)] * parts
-        z = np.zeros((time + 1, hidden + features + 1, columns), dtype=dtype)
+        z = alloc((time + 1, hidden + features + 1, columns), dtype=dtype)
         z[:time, hidden: hidden + features, :batch] = inputs.transpose(0, 2, 1)
         z[:, -1] = 1
         zx = np.empty((0, 0, 0), dtype=dtype)  # not read: x is in z
     z[0, :hidden, :batch] = h0.T
-    hs = np.zeros((time + 1, batch, hidden), dtype=dtype)
+    hs = alloc((time + 1, batch, hidden), dtype=dtype)
     hs[0] = h0
     steps_kept = time if keep else 1  # the trace's steps; one slot reused in inference (c: one more)
     cs = np.empty((steps_kept + 1, hidden, columns), dtype=dtype)

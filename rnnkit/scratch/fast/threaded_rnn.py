@@ -25,7 +25,7 @@ import numpy as np
 from . import threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _pairs, by_rows
-from .trace import Trace
+from .trace import Trace, allocator
 
 if AVAILABLE:
     from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
@@ -98,11 +98,12 @@ if AVAILABLE:
                     row[j] = column[j * L]
 
 
-def operand(inputs: np.ndarray, h0: np.ndarray, hidden: int, columns: int) -> np.ndarray:
+def operand(inputs: np.ndarray, h0: np.ndarray, hidden: int, columns: int, alloc=np.zeros) -> np.ndarray:
     """z (T+1, H+1+I, columns): z_t = [h_t; 1; x_t] with h_0 and every x_t filled in, the rest zeros (the
-    columns of ended sequences and the padding stay finite). Shared by the threaded GRU."""
+    columns of ended sequences and the padding stay finite), or left unset with alloc=np.empty (where every
+    entry a step reads is written before: `allocator`). Shared by the threaded GRU."""
     time, batch, features = inputs.shape
-    z = np.zeros((time + 1, hidden + 1 + features, columns), dtype=inputs.dtype)
+    z = alloc((time + 1, hidden + 1 + features, columns), dtype=inputs.dtype)
     z[:time, hidden + 1:, :batch] = inputs.transpose(0, 2, 1)
     z[:, hidden] = 1
     z[0, :hidden, :batch] = h0.T
@@ -114,14 +115,15 @@ def columns_for(batch: int, dtype) -> int:
     return batch if by_rows(batch, dtype) else padded(batch, VECTOR_BYTES // np.dtype(dtype).itemsize)
 
 
-def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int):
+def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int, active):
     """What the threaded RNN's and GRU's forwards lay out before their loop: (rows: whether the products run
     on gemm_rows, L the columns, the operands z (T+1, H+1+I, L), the states hs (T+1, B, H) with hs[0] = h0)."""
     time, batch, _ = inputs.shape
     columns = columns_for(batch, inputs.dtype)
-    hs = np.zeros((time + 1, batch, hidden), dtype=inputs.dtype)
+    alloc = allocator(active, batch, columns)
+    hs = alloc((time + 1, batch, hidden), dtype=inputs.dtype)
     hs[0] = h0
-    return by_rows(batch, inputs.dtype), columns, operand(inputs, h0, hidden, columns), hs
+    return by_rows(batch, inputs.dtype), columns, operand(inputs, h0, hidden, columns, alloc), hs
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace:
@@ -133,7 +135,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden)  # one gate
-    rows, columns, z, hs = layout(inputs, h0, hidden)
+    rows, columns, z, hs = layout(inputs, h0, hidden, active)
     panels = forward_panels(p, parts, rows)
     relu = p.mode == "rnn_relu"
     flat_z, flat_h = z.reshape(time + 1, -1), hs.reshape(time + 1, -1)

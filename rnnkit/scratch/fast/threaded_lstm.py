@@ -55,19 +55,23 @@ if AVAILABLE:
     from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
     from .kernels import cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh, tanh_grad
 
-def parts_for(hidden: int, batch: int | None = None) -> int:
+def parts_for(hidden: int, batch: int | None = None, training: bool = True) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
     its units allow). One where the step is small (`small_step`): the threads' meeting at every step would
     cost more than the split gains (the second thread then helps beside the steps instead)."""
-    if batch is not None and small_step(hidden, batch):
+    if batch is not None and small_step(hidden, batch, training):
         return 1
     return max(1, min(threads.count(), hidden // thresholds.MIN_UNITS_PER_PART))
 
 
-def small_step(hidden: int, batch: int) -> bool:
+def small_step(hidden: int, batch: int, training: bool = True) -> bool:
     """Whether the weights fit one core's cache and a step's product is small (batch·hidden² up to
-    thresholds.ONE_PART_WORK): the steps then run on one part, whatever the thread count."""
-    return hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= thresholds.ONE_PART_WORK
+    thresholds.ONE_PART_WORK in training, where the helper thread also sums the weight gradients; up to
+    ONE_PART_INFERENCE_WORK as well in inference): the steps then run on one part, whatever the thread
+    count."""
+    limit = thresholds.ONE_PART_WORK if training else min(thresholds.ONE_PART_WORK,
+                                                          thresholds.ONE_PART_INFERENCE_WORK)
+    return hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= limit
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:
@@ -95,11 +99,11 @@ def kernel_for(batch: int, dtype=np.float32) -> int:
     return WIDE_ROWS if batch <= thresholds.WIDE_ROWS_BATCH else ROWS
 
 
-def split_input(batch: int, hidden: int | None = None) -> bool:
+def split_input(batch: int, hidden: int | None = None, training: bool = True) -> bool:
     """Whether the input projection runs apart from the steps' products (few columns: the steps then stream
     only W_hh; or a small step, `small_step`, whose helper thread projects the inputs ahead of the steps)
     rather than inside each step's product. Never depends on the thread count: the forward's bits do not."""
-    return batch <= thresholds.SPLIT_INPUT_BATCH or (hidden is not None and small_step(hidden, batch))
+    return batch <= thresholds.SPLIT_INPUT_BATCH or (hidden is not None and small_step(hidden, batch, training))
 
 
 def _width(kernel: int, dtype) -> int:
@@ -389,9 +393,9 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden, batch)
+    parts = parts_for(hidden, batch, training=keep)
     bounds = _bounds(hidden, parts)
-    kernel, split = kernel_for(batch, dtype), split_input(batch, hidden)
+    kernel, split = kernel_for(batch, dtype), split_input(batch, hidden, training=keep)
     # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
     # off at any part count: the forward's bits stay those of any thread count; from
     # thresholds.HELPER_PROJECTION_BATCH columns: below, the projection is too small to pay the helper's wake)

@@ -48,7 +48,14 @@ MIN_ROWS_PER_PART = 128
 # 1.16 of two parts' time, where hidden 64 batch 24 (the same batch·hidden) ran in 0.50 and 0.93: the
 # forward's products on one core cost more than the helper saves once a step's product is big, and that
 # grows with hidden²: one part up to 131072 = 64²·32 = 128²·8 (hidden 64 to batch 32, 100 to 13, 128 to 8).
-ONE_PART_WORK = 131072
+# Re-measured 2026-12-04 afternoon on a Xeon (AVX-512, 2 cores, quiet), after the fused gate pass and the
+# spinning workers, fwd+bwd through the layer, one part / two parts: hidden 64 batch 32 0.88, 40 0.85, 48
+# 0.85, 56 0.89, 64 0.97; hidden 80 batch 30 0.89; 96 batch 20 0.86; hidden 128 batch 10-12 0.94, 16 1.02,
+# 32 1.12, 64 1.14; hidden 256 batch 8 and 24 0.98-1.00 (not small: W_hh too big). So in training one part
+# up to 229376 = 64²·56 = 128²·14; inference keeps 131072 (ONE_PART_INFERENCE_WORK: a forward alone has no
+# weight gradients for the helper to sum beside the steps).
+ONE_PART_WORK = 229376
+ONE_PART_INFERENCE_WORK = 131072
 
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).

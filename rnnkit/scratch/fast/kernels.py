@@ -219,28 +219,26 @@ if AVAILABLE:
         the work); the bits then differ from the separate passes' (the numba loop path's) in the last place."""
         if split:
             for j in range(cell.shape[0]):
-                i = fma(fused_tanh(pre_i[j] + x_i[j]), half, half)
-                f = fma(fused_tanh(pre_f[j] + x_f[j]), half, half)
-                o = fma(fused_tanh(pre_o[j] + x_o[j]), half, half)
-                g = fused_tanh(pre_g[j] + x_g[j])
-                i_out[j], f_out[j], o_out[j], g_out[j] = i, f, o, g
-                value = fma(i, g, f * c_prev[j])
-                cell[j] = value
-                s = fused_tanh(value)
-                squashed[j] = s
-                h[j] = o * s
+                _cell_entry(pre_i[j] + x_i[j], pre_f[j] + x_f[j], pre_o[j] + x_o[j], pre_g[j] + x_g[j], j, i_out,
+                            f_out, o_out, g_out, c_prev, cell, squashed, h, half)
         else:
             for j in range(cell.shape[0]):
-                i = fma(fused_tanh(pre_i[j]), half, half)
-                f = fma(fused_tanh(pre_f[j]), half, half)
-                o = fma(fused_tanh(pre_o[j]), half, half)
-                g = fused_tanh(pre_g[j])
-                i_out[j], f_out[j], o_out[j], g_out[j] = i, f, o, g
-                value = fma(i, g, f * c_prev[j])
-                cell[j] = value
-                s = fused_tanh(value)
-                squashed[j] = s
-                h[j] = o * s
+                _cell_entry(pre_i[j], pre_f[j], pre_o[j], pre_g[j], j, i_out, f_out, o_out, g_out, c_prev, cell,
+                            squashed, h, half)
+
+    @jit
+    def _cell_entry(a_i, a_f, a_o, a_g, j, i_out, f_out, o_out, g_out, c_prev, cell, squashed, h, half):
+        """`lstm_cell_pass` for entry j, from its four pre-activations a_* (inlined into the pass's loops)."""
+        i = fma(fused_tanh(a_i), half, half)
+        f = fma(fused_tanh(a_f), half, half)
+        o = fma(fused_tanh(a_o), half, half)
+        g = fused_tanh(a_g)
+        i_out[j], f_out[j], o_out[j], g_out[j] = i, f, o, g
+        value = fma(i, g, f * c_prev[j])
+        cell[j] = value
+        s = fused_tanh(value)
+        squashed[j] = s
+        h[j] = o * s
 
     @jit
     def lstm_forward_step(t, n, xw, gates, c, tanh_c, h):

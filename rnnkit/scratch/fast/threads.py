@@ -9,8 +9,8 @@ atomic release stores and acquire loads; a waiting thread spins, and yields the 
 
 `run(function, argument_sets)` calls function(*argument_sets[k]) for every k at the same time: k = 0 on the
 calling thread, the others on persistent worker threads (`Pool`), which spin for a while for their next job
-before they sleep (`_Worker`: a run cost 88 us more than its work when each woke a sleeping thread). The function must be compiled with
-nogil=True. Every part must run to its end, since the others wait for it: the kernels here cannot fail
+before they sleep (`_Worker`: a run cost 88 us more than its work when each woke a sleeping thread). The
+function must be compiled with nogil=True. Every part must run to its end, since the others wait for it: the kernels here cannot fail
 part-way (no allocation, no exceptions).
 
 `matmul(a, b)` is a @ b with a's rows split over the same threads, each calling BLAS single-threaded.
@@ -37,6 +37,7 @@ import ctypes
 import os
 import platform
 import threading
+import time
 
 import numpy as np
 
@@ -277,7 +278,9 @@ else:
     def _publish(signals, slot, value):
         signals[slot * FLAG_STRIDE] = value
 
-    def _arrived(signals, slot, value, spins, yield_address):  # no compiled spin: look once (the Events do the waiting)
+    def _arrived(signals, slot, value, spins, yield_address):  # no compiled spin: look, then nap (GIL let go)
+        if signals[slot * FLAG_STRIDE] < value and spins:
+            time.sleep(1e-5)
         return signals[slot * FLAG_STRIDE] >= value
 
 
@@ -307,8 +310,8 @@ def new_flags(parts: int) -> np.ndarray:
 class _Worker:
     """One worker thread and its jobs. The caller posts a job (`post`) and later waits for it (`wait`);
     each side says what it did through a count in `signals` (slot 0 jobs posted, slot 1 jobs finished) and
-    first spins on the other's count (compiled, without the GIL) for up to IDLE_SPINS turns, then sleeps on
-    an Event. Why: waking a sleeping thread cost 88 us a run here (Xeon VM, 2 cores: `threads.run` of a job
+    spins on the other's count (compiled, without the GIL): the caller until the job is done, the worker
+    for up to IDLE_SPINS turns, then it sleeps on an Event until the next post. Why: waking a sleeping thread cost 88 us a run here (Xeon VM, 2 cores: `threads.run` of a job
     that does nothing), more than a whole LSTM step at hidden 128; a worker still spinning from its last
     job starts in about a microsecond. A spinning thread yields its CPU now and then (`relax`), so that on
     a busy machine it gives way; a worker with no job for IDLE_SPINS turns (about a millisecond) sleeps."""
@@ -324,7 +327,6 @@ class _Worker:
         self.posted += 1
         _publish(self.signals, 0, self.posted)
         self.start.set()
-
 
     def wait(self) -> None:
         """Until the last posted job has finished (spinning, and yielding the CPU now and then)."""

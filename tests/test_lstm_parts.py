@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 from unittest import mock
 
 import numpy as np
@@ -266,6 +267,21 @@ def test_a_failing_part_raises_in_the_caller_and_the_pool_still_works():
     threads.run(part, [(0, seen), (2, seen), (3, seen)])
     assert sorted(seen) == [0, 2, 3]
 
+
+
+@pytest.mark.parametrize("idle_spins", [0, threads.IDLE_SPINS])
+def test_workers_take_every_job_whether_still_spinning_or_asleep(idle_spins, monkeypatch):
+    """A worker spins for its next job for IDLE_SPINS turns, then sleeps until a post wakes it: jobs posted
+    back to back (to a spinning worker) and after a pause (to a sleeping one, or with no spinning at all)
+    each run exactly once, on their own arguments."""
+    monkeypatch.setattr(threads, "IDLE_SPINS", idle_spins)
+    monkeypatch.setattr(threads, "_pool", threads.Pool())  # fresh workers
+    seen = []
+    for round_ in range(40):
+        threads.run(lambda k, r: seen.append((r, k)), [(0, round_), (1, round_), (2, round_)])
+        if round_ % 10 == 9:
+            time.sleep(0.02)  # longer than a worker spins (about 1 ms): it falls asleep
+    assert sorted(seen) == [(r, k) for r in range(40) for k in range(3)]
 
 # --------------------------------------------------------------------------------------- threaded_lstm.py
 def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):

@@ -311,10 +311,10 @@ class _Worker:
     """One worker thread and its jobs. The caller posts a job (`post`) and later waits for it (`wait`);
     each side says what it did through a count in `signals` (slot 0 jobs posted, slot 1 jobs finished) and
     spins on the other's count (compiled, without the GIL): the caller until the job is done, the worker
-    for up to IDLE_SPINS turns, then it sleeps on an Event until the next post. Why: waking a sleeping thread cost 88 us a run here (Xeon VM, 2 cores: `threads.run` of a job
-    that does nothing), more than a whole LSTM step at hidden 128; a worker still spinning from its last
-    job starts in about a microsecond. A spinning thread yields its CPU now and then (`relax`), so that on
-    a busy machine it gives way; a worker with no job for IDLE_SPINS turns (about a millisecond) sleeps."""
+    for up to IDLE_SPINS turns, then it sleeps on an Event until the next post. Why: waking a sleeping
+    thread cost 88 us a run here (Xeon VM, 2 cores: `threads.run` of a job that does nothing), more than a
+    whole LSTM step at hidden 128; a worker still spinning from its last job starts in about a microsecond.
+    A spinning thread yields its CPU now and then (`relax`), so that on a busy machine it gives way."""
 
     def __init__(self, name: str):
         self.start = threading.Event()

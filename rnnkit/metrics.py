@@ -271,7 +271,9 @@ def chrf(references, hypotheses, max_n: int = 6, beta: float = 2.0) -> float:
             raise ValueError("each hypothesis needs a reference string, or a list of reference strings")
         h = _char_ngrams(hyp, max_n)
         candidates = [_chrf_stats(h, _char_ngrams(ref, max_n)) for ref in refs]
-        best = max(candidates, key=lambda stats: _chrf_score(stats, beta))  # the first of equal scores
+        # the first of equal scores, compared in percent as sacreBLEU does: two references whose scores differ
+        # in the last bit (0.052083333333333336 and ...34) tie there, and the first counts
+        best = max(candidates, key=lambda stats: 100 * _chrf_score(stats, beta))
         total = [a + b for a, b in zip(total, best)]
     return _chrf_score(total, beta)
 

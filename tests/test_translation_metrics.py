@@ -73,3 +73,15 @@ def test_bleu_equals_nltk_when_long_enough():
     hyps = [hyps[i].split() for i in keep]
     refs = [[r.split() for r in references[i]] for i in keep]
     assert bleu(refs, hyps) == pytest.approx(nltk_bleu.corpus_bleu(refs, hyps), rel=1e-12)
+
+
+def test_chrf_breaks_near_ties_between_references_as_sacrebleu_does():
+    """Two references whose sentence scores are equal but for the last bit in our arithmetic (0.052083333333333336
+    against 0.05208333333333334 for '¿ red'): sacreBLEU compares them in percent, where they tie, and keeps the
+    first; so must chrF, or the corpus statistics differ (0.4243 against 0.4519 on the corpus hypothesis found)."""
+    references = [["the . perro el ? cat ¿ ¿", "perro mat the red cat"], ["¿ sat ,", "¿ a está on el perro . ,"]]
+    hyps = ["the . el ? ¿ ¿", "¿ red"]
+    streams = [[r[k] for r in references] for k in range(2)]
+    assert chrf(references, hyps) == pytest.approx(sacrebleu.corpus_chrf(hyps, streams).score / 100, rel=1e-12)
+    assert chrf([["¿ sat ,", "¿ a está on el perro . ,"]], ["¿ red"]) == pytest.approx(
+        sacrebleu.corpus_chrf(["¿ red"], [["¿ sat ,"], ["¿ a está on el perro . ,"]]).score / 100, rel=1e-12)

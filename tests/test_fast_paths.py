@@ -139,7 +139,7 @@ def test_the_default_choice(batch, monkeypatch):
     if kernels.AVAILABLE:
         assert lstm == ("numba" if batch * 128 <= fast.thresholds.LOOP_WORK else "threaded")
         assert fast.select("lstm", 1, fast.thresholds.LOOP_HIDDEN, np.float32).path == "threaded"  # a big W_hh
-        assert fast.select("lstm", 4, 16, np.float32).path == "numba"  # too little work to share
+        assert fast.select("lstm", 2, 8, np.float32).path == "numba"  # too little work to share (LOOP_WORK)
         assert fast.select("lstm", batch, 128, np.float32, folded=True).path == "numba"
         threaded = fast.thresholds.threaded_forward(batch, 128)  # training: the default
         assert fast.select("gru", batch, 128, np.float64).path == ("threaded" if threaded else "numba")
@@ -191,7 +191,8 @@ def test_describe_names_a_path_per_cell(monkeypatch):
         assert fast.describe() == report
         assert fast.describe(hidden=64)["rnn_relu"] == "numba, threaded from batch 7"
         assert report["lstm"] == "threaded"
-        assert fast.describe(hidden=64)["lstm"] == "numba, threaded from batch 2"
+        assert fast.describe(hidden=8)["lstm"] == "numba, threaded from batch 3"  # thresholds.LOOP_WORK 16
+        assert fast.describe(hidden=64)["lstm"] == "threaded"
         assert fast.describe(hidden=128)["lstm"] == "threaded"
 
 

@@ -17,8 +17,13 @@ SMALL_BATCH = 6
 # against 2.49, inference 0.74 against 0.97; batch 2 2.61 against 3.27) and at hidden 64 from batch 4
 # (batch 5 1.78 against 2.07); the two tie at hidden 64 batch 2-3, and the loop wins at batch 1 (0.82
 # against 0.95). Hence LOOP_WORK 96: the loop at hidden 64 batch 1 only.
+# Re-measured 2026-12-04 afternoon on the Xeon (AVX-512; in one process, 3 alternating rounds, ms, loop /
+# threaded, fwd+bwd · inference): hidden 8 batch 1 0.21 / 0.28 · 0.07 / 0.10 (the loop wins); hidden 16 batch
+# 2 0.34 / 0.32 · 0.11 / 0.12 (a tie); hidden 16 batch 4 0.50 / 0.36 · 0.15 / 0.14, hidden 32 batch 1 0.44 /
+# 0.34 · 0.13 / 0.11, hidden 64 batch 1 0.78 / 0.56 · 0.22 / 0.18 (the one-part threaded path wins). Hence
+# LOOP_WORK 16: the loop up to batch·hidden 16.
 LOOP_HIDDEN = 256
-LOOP_WORK = 96
+LOOP_WORK = 16
 
 # The threaded LSTM gives each thread at least this many hidden units: with fewer, the threads' meeting at
 # every step costs more than the split gains.

@@ -19,9 +19,9 @@ branch-free rational approximation (Eigen's, clamped to ±7.905; ≤ 6 ulp from 
 PyTorch (relative error < 1e-9) does not move.
 
 Exactness. fastmath stays off (no reassociation, no fused multiply-add contraction); the threaded LSTM's
-step (`lstm_cell_pass`) fuses its multiply-adds by name (`fma`), the same in every lane and remainder. error_model="numpy"
-only drops the zero-division check of `/` (the denominator of the rational tanh is ≥ 4.9e-3), which is what
-lets the loops vectorise.
+step (`lstm_cell_pass`) fuses its multiply-adds by name (`fma`), the same in every lane and remainder.
+error_model="numpy" only drops the zero-division check of `/` (the denominator of the rational tanh is
+≥ 4.9e-3), which is what lets the loops vectorise.
 
 Switches. `ENABLED` is False when numba is not importable or the environment sets RNNKIT_NO_NUMBA=1; tests
 and benchmarks may set `kernels.ENABLED` themselves (RNNKIT_PATH, read by selector.py, chooses among the
@@ -39,7 +39,7 @@ try:
     import numba
     from llvmlite import ir as llvmlite_ir
     from numba.core import cgutils
-    from numba.extending import intrinsic, overload
+    from numba.extending import intrinsic, overload, register_jitable
 except ImportError:  # the NumPy path
     numba = None
 
@@ -70,9 +70,9 @@ if AVAILABLE:
         scalar remainder, and then a value's bits would depend on where a slice starts (the thread count)."""
         def codegen(context, builder, sig, args):
             llvm_type = context.get_value_type(sig.return_type)
-            function = cgutils.get_or_insert_function(builder.module,
-                                                      llvmlite_ir.FunctionType(llvm_type, [llvm_type] * 3),
-                                                      f"llvm.fma.{'f32' if sig.return_type.bitwidth == 32 else 'f64'}")
+            name = "llvm.fma.f32" if sig.return_type.bitwidth == 32 else "llvm.fma.f64"
+            function = cgutils.get_or_insert_function(
+                builder.module, llvmlite_ir.FunctionType(llvm_type, [llvm_type] * 3), name)
             return builder.call(function, args)
         return a(a, a, a), codegen
 
@@ -85,21 +85,31 @@ if AVAILABLE:
     _B0, _B2, _B4, _B6 = map(_f32, (
         4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
 
-    def _tanh32(x):
-        y = _CLAMP if x > _CLAMP else x  # written so that NaN passes through
-        y = -_CLAMP if y < -_CLAMP else y
-        y2 = y * y
-        p = y2 * _A13 + _A11
-        p = y2 * p + _A9
-        p = y2 * p + _A7
-        p = y2 * p + _A5
-        p = y2 * p + _A3
-        p = y2 * p + _A1
-        p = y * p
-        q = y2 * _B6 + _B4
-        q = y2 * q + _B2
-        q = y2 * q + _B0
-        return x if abs(x) < _TINY else p / q
+    def _rational_tanh(mul_add):
+        """Eigen's float32 tanh (see the module's text), its polynomials' steps as mul_add(a, b, c) = a·b + c:
+        `_mul_add` (two roundings) for scalar_tanh, `fma` (one) for fused_tanh."""
+        def tanh32(x):
+            y = _CLAMP if x > _CLAMP else x  # written so that NaN passes through
+            y = -_CLAMP if y < -_CLAMP else y
+            y2 = y * y
+            p = mul_add(y2, _A13, _A11)
+            p = mul_add(y2, p, _A9)
+            p = mul_add(y2, p, _A7)
+            p = mul_add(y2, p, _A5)
+            p = mul_add(y2, p, _A3)
+            p = mul_add(y2, p, _A1)
+            p = y * p
+            q = mul_add(y2, _B6, _B4)
+            q = mul_add(y2, q, _B2)
+            q = mul_add(y2, q, _B0)
+            return x if abs(x) < _TINY else p / q
+        return tanh32
+
+    @register_jitable
+    def _mul_add(a, b, c):
+        return a * b + c
+
+    _tanh32 = _rational_tanh(_mul_add)
 
     def scalar_tanh(x):  # typed below: rational for float32, libm for float64
         return math.tanh(x)
@@ -107,21 +117,7 @@ if AVAILABLE:
     def fused_tanh(x):  # scalar_tanh with its multiply-adds fused (`fma`): lstm_cell_pass's
         return math.tanh(x)
 
-    def _tanh32_fma(x):
-        y = _CLAMP if x > _CLAMP else x  # written so that NaN passes through
-        y = -_CLAMP if y < -_CLAMP else y
-        y2 = y * y
-        p = fma(y2, _A13, _A11)
-        p = fma(y2, p, _A9)
-        p = fma(y2, p, _A7)
-        p = fma(y2, p, _A5)
-        p = fma(y2, p, _A3)
-        p = fma(y2, p, _A1)
-        p = y * p
-        q = fma(y2, _B6, _B4)
-        q = fma(y2, q, _B2)
-        q = fma(y2, q, _B0)
-        return x if abs(x) < _TINY else p / q
+    _tanh32_fma = _rational_tanh(fma)
 
     @overload(scalar_tanh)
     def _tanh_typed(x):

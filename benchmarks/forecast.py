@@ -13,7 +13,9 @@ it). Seasonal period m = 12. AutoARIMA runs twice: with pmdarima's defaults (non
 AutoARIMA() without arguments) and seasonal (m = 12). The RNN ("rnn", rnnkit.tasks.forecast.Forecaster with
 the settings RNN names per protocol; how they were chosen: benchmarks/README.md) is trained once on the
 history before the first forecast (or the month RNN names), an ensemble of seeds 0..N-1 (the median
-forecast), and not retrained, as in darts' examples. Results go to benchmarks/results/forecast.json with the
+forecast), and not retrained, as in darts' examples; on the protocols CALIBRATE names its intervals are
+calibrated first (conformal, on forecasts inside its training part), their coverage reported beside the
+model's own (coverage_*_uncalibrated). Results go to benchmarks/results/forecast.json with the
 CPU seconds of each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
 the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
 --last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
@@ -70,6 +72,10 @@ RNN = {
     "sunspots-backtest": (None, dict(horizon=36, window=240, hidden=32, epochs=15, batch_size=32, log=True,
                                      log_offset=0.1, ensemble=5)),
 }
+# the RNN's intervals calibrated (Forecaster.calibrate) on forecasts made inside its training part: protocol ->
+# (forecasts, stride), each forecast by an ensemble with the RNN's settings trained on the months before it;
+# 19 forecasts are the fewest with the conformal guarantee at 95 % (benchmarks/README.md, "Calibrated intervals")
+CALIBRATE = {"air-holdout": (19, 1)}
 # "rnn-low": the RNN whose point forecast is a low quantile of its forecast distribution instead of the median
 # (MAPE rewards low forecasts): protocol -> (settings, the quantile), chosen on 1900-10 .. 1940-09 as RNN's
 RNN_LOW = {"sunspots-backtest": (dict(RNN["sunspots-backtest"][1], levels="20,40,60,80,95"), 0.1)}
@@ -99,9 +105,17 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
             else:
                 _TRAINED[key] = train_rnn(settings, series, end)
             trained = _TRAINED[key][0]
+            calibration_cpu = None
+            if model == "rnn" and protocol in CALIBRATE and trained.calibration is None:
+                before_cal = time.process_time()
+                trained.calibrate(*CALIBRATE[protocol], series=series.slice(None, end))
+                calibration_cpu = round(time.process_time() - before_cal, 2)
+                cpu += calibration_cpu  # reported apart, as calibration_cpu_s
             q = RNN_LOW[protocol][1] if model == "rnn-low" else None
             r = rnn_backtest(trained, series, start, horizon, stride, last_points_only, q)
             r |= {"settings": settings, **({"point_quantile": q} if q else {}), "trained_before": format_date(series.dates[end], series.freq)}
+            if trained.calibration is not None and model == "rnn":
+                r |= {"calibration": trained.calibration.summary(), "calibration_cpu_s": calibration_cpu}
         else:
             fn = ets_minmax(y[:start + 1], 120) if model == "ets-120" else MODELS[model]
             r = backtest(y, start, horizon, stride, *stateless(fn), metrics=METRICS, m=M,
@@ -111,7 +125,8 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
         if last_points_only:
             rows[model]["mape_darts"] = mape_darts(y, start, horizon, stride, r["forecasts"])
         rows[model] |= {k: r[k] for k in ("settings", "point_quantile", "trained_before", "seeds", "coverage_80",
-                                          "coverage_95") if k in r}
+                                          "coverage_95", "coverage_80_uncalibrated", "coverage_95_uncalibrated",
+                                          "calibration", "calibration_cpu_s") if k in r}
         print(f"{protocol:18s} {model:20s} MAPE {r['mape']:7.2f} %  sMAPE {r['smape']:7.2f} %  "
               f"MASE {r['mase']:6.3f}  ({len(r['starts'])} forecasts, {rows[model]['cpu_s']} s CPU)", flush=True)
     return {"dataset": name, "first_forecast": first, "horizon": horizon, "stride": stride, "m": M,
@@ -167,9 +182,11 @@ def rnn_backtest(model, series, start: int, horizon: int, stride: int, last_poin
         r = backtest(series.y[:, 0], start, horizon, stride, lambda history: None, low, retrain=False,
                      metrics=METRICS, m=M, last_points_only=last_points_only)
     if len(r["starts"]) == 1 and not last_points_only:
-        p = model.predict_interval(horizon, (80, 95), history=series.slice(None, start))
         truth = series.y[start:start + horizon]
-        r |= {f"coverage_{lv:g}": coverage(truth, lo, hi) for lv, (lo, hi) in p["intervals"].items()}
+        for suffix, calibrated in (("", True), ("_uncalibrated", False)):
+            if calibrated or model.calibration is not None:
+                p = model.predict_interval(horizon, (80, 95), history=series.slice(None, start), calibrated=calibrated)
+                r |= {f"coverage_{lv:g}{suffix}": coverage(truth, lo, hi) for lv, (lo, hi) in p["intervals"].items()}
     seed, n = model.settings.training.seed, model.settings.model.ensemble
     return r | {"seeds": list(range(seed, seed + n))}
 

@@ -665,7 +665,7 @@ def cmd_forecast(args) -> int:
     if args.levels == "none" or model.config["model"]["loss"] in ("mse", "mae"):
         result = model.predict(args.horizon, history)
     else:
-        result = model.predict_interval(args.horizon, args.levels, history)
+        result = model.predict_interval(args.horizon, args.levels, history, calibrated=not args.uncalibrated)
     if args.plot:
         plot_forecast(result, model.history if history is None else history, args.plot)
     print(json.dumps(to_json(result, model.features.freq)) if args.json else format_forecast(result, model.features.freq))
@@ -693,6 +693,33 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    import json
+    from pathlib import Path
+
+    from rnnkit.tasks.conformal import FILE
+    from rnnkit.tasks.forecast import Forecaster
+
+    model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
+    if (Path(args.checkpoint) / FILE).exists() and not args.overwrite:
+        raise FileExistsError(f"{Path(args.checkpoint) / FILE} exists; give --overwrite to replace it")
+    series = _history(model, args.data) if args.data else None
+    cal = model.calibrate(args.forecasts, args.stride, series, args.retrain, args.levels,
+                          log=lambda line: None if args.json else print(line))
+    path = cal.save(args.checkpoint, overwrite=args.overwrite)
+    summary = cal.summary() | {"path": str(path)}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"calibrated on {len(cal.origins)} forecasts of {cal.horizon} steps from {cal.origins[0]} to "
+          f"{cal.origins[-1]}; wrote {path}")
+    for lv, e in cal.margins.items():
+        scale = "log" if cal.offset is not None else "y"
+        print(f"{lv:g} %: coverage before {cal.coverage[lv]:.3f}; margin ({scale}) {e.min():.4g} .. {e.max():.4g}"
+              + ("" if cal.guaranteed[lv] else f" (too few forecasts for a guarantee at {lv:g} %)"))
+    return 0
+
+
 def cmd_evaluate_forecaster(args) -> int:
     import json
 
@@ -710,10 +737,15 @@ def cmd_evaluate_forecaster(args) -> int:
     print(f"the last {report['held_out']} steps (from {report['first']}) held out; MASE scaled with m = {report['m']}")
     rows = {"model": report["model"], **report["baselines"]}
     keys = list(report["model"])
-    print(f"{'':<16}" + "".join(f"{k:>12}" for k in keys))
+    widths = [max(12, len(k) + 2) for k in keys]
+    print(f"{'':<16}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
     for name, scores in rows.items():
-        print(f"{name:<16}" + "".join(f"{scores[k]:>12.4f}" if scores.get(k) is not None else f"{'-':>12}"
-                                      for k in keys))
+        print(f"{name:<16}" + "".join(f"{scores[k]:>{w}.4f}" if scores.get(k) is not None else f"{'-':>{w}}"
+                                      for k, w in zip(keys, widths)))
+    if "calibrated" in report:
+        c = report["calibrated"]
+        print(f"intervals calibrated on {c['forecasts']} forecasts from {c['first']} to {c['last']} "
+              f"(calibration.json; the model's own: coverage_*_uncalibrated)")
     return 0
 
 
@@ -727,8 +759,28 @@ def add_forecast_commands(subparsers) -> None:
                    "point forecasts only)")
     p.add_argument("--json", action="store_true", help="print the forecast as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw the history, the forecast and its intervals")
+    p.add_argument("--uncalibrated", action="store_true", help="the model's own intervals, not the conformal "
+                   "ones of its calibration.json (rnnkit calibrate)")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_forecast)
+
+    p = add_parser(subparsers, "calibrate", "calibrate a forecaster's intervals on forecasts it did not train on",
+                   "Conformal calibration (rnnkit/tasks/conformal.py): models with the checkpoint's settings are "
+                   "trained anew on the history before each calibration forecast; their intervals' misses "
+                   "widen (or narrow) every later forecast's intervals, step by step of the horizon. Writes "
+                   "calibration.json into the checkpoint's folder, used by forecast, evaluate and serve.")
+    p.add_argument("checkpoint", help="a forecaster's run folder (e.g. runs/forecast), ensemble or checkpoint")
+    p.add_argument("--forecasts", type=int, default=12, help="calibration forecasts of the whole horizon, the "
+                   "last ending where the held-out part begins (19 or more for a guarantee at 95 %%)")
+    p.add_argument("--stride", type=int, default=1, help="steps between calibration forecasts")
+    p.add_argument("--retrain", type=int, default=1, metavar="K", help="train anew before every K-th forecast "
+                   "(the others feed the last model the longer history)")
+    p.add_argument("--levels", help="interval levels in percent (default: the model's)")
+    p.add_argument("--data", metavar="FILE", help="a series file (default: the series it was trained on)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing calibration.json")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_engine_arguments(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = add_parser(subparsers, "backtest", "historical forecasts of a trained forecaster, scored")
     p.add_argument("checkpoint", help="a forecaster's run folder (e.g. runs/forecast), ensemble or checkpoint")

@@ -36,11 +36,15 @@ def test_rnn_row_in_the_table(monkeypatch):
     monkeypatch.setitem(bench.RNN, "air-holdout", (None, TINY))
     monkeypatch.setitem(bench.RNN, "air-backtest", ("1958-01", TINY))
     monkeypatch.setattr(bench, "_TRAINED", {})
+    monkeypatch.setitem(bench.CALIBRATE, "air-holdout", (2, 6))
     result = bench.run("air-holdout", ["seasonal-naive", "rnn"])
     assert result["models"]["seasonal-naive"]["mape"] == pytest.approx(13.19, abs=0.005)  # darts' figure
     row = result["models"]["rnn"]
     assert row["forecasts"] == 1 and row["seeds"] == [0, 1] and row["cpu_s"] > 0 and 0 <= row["coverage_95"] <= 1
     assert row["settings"] == TINY and row["trained_before"] == "1958-01"
+    # its intervals calibrated on 2 forecasts inside 1949-1957 (the last from 1955-01 ends in 1957-12)
+    assert row["calibration"]["forecasts"] == 2 and row["calibration"]["last"] == "1955-01"
+    assert row["calibration_cpu_s"] > 0 and 0 <= row["coverage_80_uncalibrated"] <= 1
     # the last-points scoring reuses the model trained for the mean: its last point is forecast 36 of the mean's
     (key, trained), = bench._TRAINED.items()
     last = bench.run("air-holdout", ["rnn"], last_points_only=True)["models"]["rnn"]

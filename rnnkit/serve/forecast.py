@@ -64,6 +64,17 @@ class ForecastLimits(BaseModel):
     max_body_bytes: int
 
 
+class CalibrationInfo(BaseModel):
+    forecasts: int = Field(description="the calibration forecasts (rnnkit calibrate), each by a model trained "
+                                       "before it")
+    first: str = Field(description="the first calibration forecast's first date")
+    last: str
+    retrain: int = Field(description="a model was trained anew before every retrain-th forecast")
+    guaranteed: dict[str, bool] = Field(description="per level: enough forecasts for the conformal guarantee")
+    coverage_before: dict[str, float] = Field(description="per level: the model's own intervals' coverage of "
+                                                          "the calibration forecasts")
+
+
 class ForecasterInfo(BaseModel):
     task: Literal["forecast"]
     target: list[str] = Field(description="the forecast columns, in the order of each forecast row")
@@ -82,6 +93,8 @@ class ForecasterInfo(BaseModel):
     dtype: str
     rnnkit_version: str
     checkpoint_rnnkit_version: str
+    calibrated: CalibrationInfo | None = Field(None, description="the conformal calibration of the intervals "
+                                                                 "(calibration.json), if any")
     limits: ForecastLimits
 
 
@@ -97,6 +110,7 @@ class ForecastResponse(BaseModel):
     forecast: list[list[float]] = Field(description="the point forecast (the median), (horizon, targets)")
     intervals: dict[str, Interval] = Field(
         {}, description="per level (percent, e.g. \"80\"): the lower and upper bounds")
+    calibrated: CalibrationInfo | None = Field(None, description="present when the intervals are conformal ones")
 
 
 def request_model(s: ServeSettings, max_horizon: int, min_history: int, columns: int, example: dict):
@@ -194,6 +208,7 @@ class ServedForecaster:
                 "parameters": int(sum(np.size(w) for e in m.engines for w in e.weights().values())),
                 "architecture": config["model"], "engine": s.engine, "dtype": str(config.get("dtype", "float32")),
                 "rnnkit_version": __version__, "checkpoint_rnnkit_version": self.checkpoint_version,
+                "calibrated": m.calibration.summary() if m.calibration is not None else None,
                 "limits": {"max_horizon": m.horizon, "min_history": self.min_history, "max_history": s.max_history,
                            "max_levels": MAX_LEVELS, "max_body_bytes": s.max_body_bytes}}
 

@@ -42,6 +42,7 @@ from ..engines import build_engine, check_engine
 from ..train import train
 from . import forecast_baselines as B
 from .backtest import historical_forecasts, start_index
+from .conformal import Calibration, fingerprint
 from .settings import ForecastSettings, parse_levels, settings_of
 
 
@@ -284,6 +285,7 @@ class Forecaster:
     def __init__(self, settings: ForecastSettings | None = None, **options):
         self.settings = settings_of("forecast", settings, None, options) if (settings or options) else None
         self.engines, self.features, self.config, self.history = [], None, {}, None
+        self.calibration: Calibration | None = None
 
     def fit(self, series: Series | None = None, log=print) -> "Forecaster":
         if self.settings is None:
@@ -298,11 +300,13 @@ class Forecaster:
     def from_pretrained(cls, path, engine: str = "scratch", device: str = "auto") -> "Forecaster":
         f = cls()
         f._load(checkpoint_paths(path), engine, device)
+        f.use_calibration(Calibration.load(path), str(Path(path) / "calibration.json"))
         return f
 
     def _load(self, paths, engine: str, device: str) -> None:
         check_engine(engine)
-        self.engines, self.engine_name, self.device = [], engine, device
+        self.engines, self.engine_name, self.device, self.calibration = [], engine, device, None
+        weights = []
         for p in paths:
             ckpt = load_checkpoint(p)
             if ckpt.config.get("task") != "forecast":
@@ -310,6 +314,7 @@ class Forecaster:
             eng = build_engine(engine, "Forecaster", ckpt.config["model"], dtype=ckpt.config.get("dtype", "float32"),
                                device=device)
             eng.load_weights(ckpt.weights)
+            weights.append(ckpt.weights)
             self.engines.append(eng)
             if self.engines[1:] and ckpt.config["settings"] != self.config["settings"]:
                 raise ValueError(f"{p} was trained with other settings than {paths[0]}: not one ensemble")
@@ -321,6 +326,7 @@ class Forecaster:
         self.settings = ForecastSettings.from_flat(flat_settings(self.config["settings"]))
         self.features = Features.from_config(self.config["features"])
         self.history = _history_from_config(self.config["history"])
+        self.fingerprint = fingerprint(weights)
 
     # -------------------------------------------------------------------------------------- forecasts
     @property
@@ -394,9 +400,12 @@ class Forecaster:
     def levels(self) -> tuple[float, ...]:
         return parse_levels(self.settings.model.levels)
 
-    def predict_interval(self, horizon: int | None = None, levels=None, history: Series | None = None) -> dict:
+    def predict_interval(self, horizon: int | None = None, levels=None, history: Series | None = None,
+                         calibrated: bool = True) -> dict:
         """predict()'s dict with "intervals": {level: (lower, upper)}, each (horizon, outputs). levels in
-        percent; a quantile model knows the levels it was trained for (--levels), a Gaussian one any."""
+        percent; a quantile model knows the levels it was trained for (--levels), a Gaussian one any.
+        With a calibration (`calibrate`, or calibration.json beside the checkpoint) and `calibrated`, the
+        intervals are its conformal ones, and "calibrated" tells from how many forecasts."""
         history, horizon = self._check_history(history, horizon)
         levels = self.levels() if levels is None else parse_levels(levels)
         if self.config["model"]["loss"] == "quantile":
@@ -408,8 +417,77 @@ class Forecaster:
         qs = [None] + [q for lv in levels for q in ((1 - lv / 100) / 2, 1 - (1 - lv / 100) / 2)]
         paths = self._paths(history, horizon, qs)
         lower, upper = np.minimum(paths[1::2], paths[2::2]), np.maximum(paths[1::2], paths[2::2])
-        return {"dates": history.future_dates(horizon), "forecast": paths[0], "target": list(history.target),
-                "intervals": {lv: (lower[i], upper[i]) for i, lv in enumerate(levels)}}
+        intervals = {lv: (lower[i], upper[i]) for i, lv in enumerate(levels)}
+        out = {"dates": history.future_dates(horizon), "forecast": paths[0], "target": list(history.target)}
+        if calibrated and self.calibration is not None:
+            intervals = {lv: self.calibration.apply(lv, lo, hi) for lv, (lo, hi) in intervals.items()}
+            for inner, outer in zip(levels, levels[1:]):  # margins of few forecasts may cross: keep them nested
+                (lo, hi), (olo, ohi) = intervals[inner], intervals[outer]
+                intervals[outer] = (np.minimum(lo, olo), np.maximum(hi, ohi))
+            out["calibrated"] = self.calibration.summary()
+        return out | {"intervals": intervals}
+
+    # -------------------------------------------------------------------------------------- calibration
+    def _scale(self) -> float | None:
+        """The scale of the conformal scores: None for y, else the log model's offset (log(y + offset))."""
+        return self.features.target.offset if self.features.target.log else None
+
+    def calibrate(self, forecasts: int = 12, stride: int = 1, series: Series | None = None, retrain: int = 1,
+                  levels=None, log=lambda line: None) -> Calibration:
+        """Calibrate the intervals (rnnkit.tasks.conformal) on `forecasts` forecasts of the whole horizon made
+        every `stride` steps, the last ending where the held-out test part begins (the series' end with test
+        = 0): each from a model with these settings and seeds trained anew on the history before it (before
+        every `retrain`-th forecast; the later ones feed that model the longer history), so no forecast is
+        scored on steps its model trained on. Sets and returns self.calibration (save it with .save(folder))."""
+        if not self._has_intervals():
+            raise ValueError("this model gives point forecasts only (--loss mse/mae): nothing to calibrate")
+        if forecasts < 1 or stride < 1 or retrain < 1:
+            raise ValueError(f"forecasts, stride and retrain must be >= 1, got {forecasts}, {stride}, {retrain}")
+        series = self.series() if series is None else series
+        d, horizon = self.settings.data, self.horizon
+        test = horizon if d.test is None else d.test
+        last = len(series) - test - horizon
+        first = last - stride * (forecasts - 1)
+        need = self.window + self.features.target.lost + horizon + d.valid  # one training window, the valid part
+        if first < need:
+            most = max(0, (last - need) // stride + 1)
+            raise ValueError(f"{forecasts} forecasts every {stride} steps would start at row {first}, but a model "
+                             f"needs {need} steps of history to train: at most {most} fit in this series of "
+                             f"{len(series)} steps with {test} held out")
+        levels = self.levels() if levels is None else parse_levels(levels)
+        starts = list(range(first, last + 1, stride))
+        truth, bounds = [], {lv: ([], []) for lv in levels}
+        with tempfile.TemporaryDirectory(prefix="rnnkit-calibrate-") as scratch:
+            for i, t in enumerate(starts):
+                history = series.slice(None, t)
+                if i % retrain == 0:
+                    log(f"training on the {t} steps before {format_date(series.dates[t], series.freq)} "
+                        f"({i // retrain + 1} of {(len(starts) - 1) // retrain + 1})")
+                    model = self.refit(history, Path(scratch) / "refit")
+                r = model.predict_interval(horizon, levels, history, calibrated=False)
+                truth.append(series.y[t:t + horizon])
+                for lv, (lo, hi) in r["intervals"].items():
+                    bounds[lv][0].append(lo)
+                    bounds[lv][1].append(hi)
+        intervals = {lv: (np.stack(lo), np.stack(hi)) for lv, (lo, hi) in bounds.items()}
+        origins = [format_date(series.dates[t], series.freq) for t in starts]
+        self.calibration = Calibration.fit(np.stack(truth), intervals, self._scale(), origins, retrain,
+                                           self.fingerprint)
+        return self.calibration
+
+    def use_calibration(self, calibration: Calibration | None, where: str = "the calibration") -> None:
+        """Apply `calibration` (None: none) to the intervals, after checking that it belongs to this model."""
+        if calibration is not None:
+            if calibration.fingerprint != self.fingerprint:
+                raise ValueError(f"{where} was computed for a model with other weights: calibrate this one "
+                                 f"again (rnnkit calibrate) or remove the file")
+            outputs = len(self.config["history"]["target"])
+            shape = next(iter(calibration.margins.values())).shape
+            if shape != (self.horizon, outputs) or calibration.offset != self._scale():
+                raise ValueError(f"{where} does not fit this model: margins {shape} in the scale "
+                                 f"{calibration.offset}, the model forecasts {(self.horizon, outputs)} in "
+                                 f"{self._scale()}")
+        self.calibration = calibration
 
     # -------------------------------------------------------------------------------------- evaluation
     def series(self) -> Series:
@@ -480,6 +558,11 @@ class Forecaster:
                   "model": _scores(truth.y, result["forecast"], history.y, m), "baselines": {}}
         for lv, (lo, hi) in result.get("intervals", {}).items():
             report["model"][f"coverage_{lv:g}"] = M.coverage(truth.y, lo, hi)
+        if "calibrated" in result:
+            raw = self.predict_interval(test, history=history, calibrated=False)
+            for lv, (lo, hi) in raw["intervals"].items():
+                report["model"][f"coverage_{lv:g}_uncalibrated"] = M.coverage(truth.y, lo, hi)
+            report["calibrated"] = result["calibrated"]
         for name in baselines:
             fn = B.baseline(name, m)
             report["baselines"][name] = _scores(truth.y, fn(history.y, test), history.y, m)
@@ -545,4 +628,6 @@ def to_json(result: dict, freq: str) -> dict:
     if "intervals" in result:
         out["intervals"] = {f"{lv:g}": {"lower": lo.tolist(), "upper": hi.tolist()}
                             for lv, (lo, hi) in result["intervals"].items()}
+    if "calibrated" in result:
+        out["calibrated"] = result["calibrated"]
     return out

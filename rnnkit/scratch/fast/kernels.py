@@ -320,6 +320,56 @@ if AVAILABLE:
             gates_tanh(new, x[2 * H:])
             gru_state(h[t, b], new, a[:H], h[t + 1, b])
 
+    @jit
+    def rnn_backward_step(t, n, d_out, dh_rec, h, relu, d_pre):
+        """Step t of the RNN's backward for the first n rows; the caller then sets dh_rec[:n] = d_pre[t, :n] W_hh.
+
+        d_out (T, B, H); dh_rec (B, H) the gradient reaching h_{t+1} through step t+1's product; h (T+1, B, H)
+        the forward's states. Writes d_pre[t] = (d_out_t + dh_rec) ⊙ act'(pre), act' = 1 - h_{t+1}² (tanh) or
+        [h_{t+1} > 0] (relu): numpy_path.rnn_backward's operations in its order (its bits)."""
+        H = h.shape[2]
+        one, zero = h.dtype.type(1), h.dtype.type(0)
+        for b in range(n):
+            d, rec, out, row = d_out[t, b], dh_rec[b], d_pre[t, b], h[t + 1, b]
+            if relu:
+                for j in range(H):
+                    out[j] = (d[j] + rec[j]) * (one if row[j] > zero else zero)
+            else:
+                for j in range(H):
+                    out[j] = (d[j] + rec[j]) * (one - row[j] * row[j])
+
+    @jit
+    def gru_backward_step(t, n, d_out, dh_rec, carry, gates, h, hn, d_gx, d_gh):
+        """Step t of the GRU's backward for the first n rows; the caller then sets dh_rec[:n] = d_gh[t, :n] W_hh.
+
+        d_out (T, B, H) the output gradient; dh_rec (B, H) the gradient reaching h_{t+1} through step t+1's
+        products, carry (B, H) the one through its update gate, dh_{t+1} ⊙ z_{t+1} (zero for rows that step did
+        not run; overwritten with this step's); gates (T, B, 3H) activated (z, r, n), h (T+1, B, H), hn (T, B, H):
+        the forward's. Writes the pre-activation gradients of the input side, d_gx[t] = (dz, dr, dn), and of the
+        hidden side, d_gh[t] = (dz, dr, dhn), in numpy_path.gru_backward's order of operations (its bits):
+            dh = d_out_t + (dh_rec + carry)
+            dn = dh ((1 - z)(1 - n²)),  dz = dh (((h_t - n) z)(1 - z)),  dr = ((hn r)(1 - r)) dn,  dhn = r dn
+            carry ← dh z
+        """
+        H = hn.shape[2]
+        one = gates.dtype.type(1)
+        for b in range(n):
+            a, gx, gh = gates[t, b], d_gx[t, b], d_gh[t, b]
+            d, rec, kept, h_prev, hn_row = d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b]
+            for j in range(H):
+                z, r, new = a[j], a[H + j], a[2 * H + j]
+                dh = d[j] + (rec[j] + kept[j])
+                dn = dh * ((one - z) * (one - new * new))
+                dz = dh * (((h_prev[j] - new) * z) * (one - z))
+                dr = ((hn_row[j] * r) * (one - r)) * dn
+                gx[j] = dz
+                gx[H + j] = dr
+                gx[2 * H + j] = dn
+                gh[j] = dz
+                gh[H + j] = dr
+                gh[2 * H + j] = r * dn
+                kept[j] = dh * z
+
     # Small batches: the whole time loop in one call. A (B, H) @ (H, 4H) product through BLAS costs more in
     # call overhead than in arithmetic at small B (selector.py's SMALL_BATCH), so the products run here as well.
     @jit

@@ -1,6 +1,6 @@
-"""The numba path: the LSTM, and the GRU's and the RNN's forward, on kernels.py's compiled steps (numba installed).
+"""The numba path: the LSTM, the GRU and the RNN on kernels.py's compiled steps (numba installed).
 
-The arrays are the NumPy path's (numpy_path.py), time-major, and so is the GRU's backward. The LSTM runs its
+The arrays are the NumPy path's (numpy_path.py), time-major. The LSTM runs its
 time loop one of two ways, chosen by selector.py:
   * lstm_forward_loop: the whole loop in one compiled call, the products h_t W_hh^T included (small
     batches, where a BLAS call costs more in overhead than in arithmetic);
@@ -8,7 +8,8 @@ time loop one of two ways, chosen by selector.py:
     folded, i.e. fed a looked-up input projection, which the threaded LSTM cannot take).
 Its backward is one compiled call for all steps, products included. The GRU's and the RNN's forward run the
 same two ways (the RNN's only the first), where the threaded path (threaded_gru.py, threaded_rnn.py) does not
-take them (see selector.py); their backward is the NumPy path's.
+take them (see selector.py). Their backward (which the threaded GRU and RNN use too) gives the NumPy path's
+bits: per step one compiled call for the gate arithmetic and one BLAS product, h's gradient through W_hh.
 """
 from __future__ import annotations
 
@@ -68,6 +69,38 @@ def gru_forward_loop(p, inputs, h0, c0, active, xw=None):
     kernels.gru_forward_loop(xw, p.w_hh_t, np.empty(xw.shape[1:], dtype=xw.dtype), b_hn, hn, acts, hs,
                              np.asarray(active, dtype=np.int64))
     return Trace(hs, None, {"gates": acts, "hn": hn})
+
+
+def rnn_backward(p, trace, d_out, dh_n, dc_n, active):
+    """numpy_path.rnn_backward's gradients to the bit, one compiled call (`kernels.rnn_backward_step`) and one
+    BLAS product per step."""
+    hs, relu = trace.h, trace.saved
+    d_pre = (np.empty_like if active[-1] == d_out.shape[1] else np.zeros_like)(d_out)
+    dh_rec = dh_n.copy()
+    for t in reversed(range(len(active))):
+        n = active[t]
+        kernels.rnn_backward_step(t, n, d_out, dh_rec, hs, relu, d_pre)
+        np.matmul(d_pre[t, :n], p.w_hh, out=dh_rec[:n])
+    d_pre = by_rows(d_pre)
+    return d_pre, d_pre, dh_rec, None
+
+
+def gru_backward(p, trace, d_out, dh_n, dc_n, active):
+    """numpy_path.gru_backward's gradients to the bit, in one compiled call (`kernels.gru_backward_step`: the
+    derivative factors, the gate gradients and h's gradient through the update gate, fused) and one BLAS
+    product per step, instead of eight NumPy calls per step and a pass for the factors."""
+    arr = trace.saved
+    gates = arr["gates"]
+    # zeros only where a sequence ends early: the weight gradients' GEMMs read every row
+    alloc = np.empty_like if active[-1] == gates.shape[1] else np.zeros_like
+    d_gx, d_gh = alloc(gates), alloc(gates)
+    dh_rec, carry = dh_n.copy(), np.zeros_like(dh_n)
+    for t in reversed(range(len(active))):
+        n = active[t]
+        kernels.gru_backward_step(t, n, d_out, dh_rec, carry, gates, trace.h, arr["hn"], d_gx, d_gh)
+        np.matmul(d_gh[t, :n], p.w_hh, out=dh_rec[:n])
+    dh_rec += carry
+    return by_rows(d_gx), by_rows(d_gh), dh_rec, None
 
 
 def rnn_forward_loop(p, inputs, h0, c0, active, xw=None):

@@ -4,10 +4,11 @@ Paths, slowest first:
     reference  the textbook cells (rnnkit/scratch/cells/) one step at a time: the ground truth, slow
     numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
     numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward, the RNN's forward at
-               small batches; float32/float64
+               small batches, the GRU's and the RNN's backward (a compiled step and a BLAS product per step,
+               the NumPy path's bits); float32/float64
     threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py; a
                small step on one part, a helper thread beside it making the weight gradients), the
-               GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is NumPy's)
+               GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is numba's)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
 above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
@@ -68,15 +69,15 @@ def _numba_lstm_steps(cell):
 
 
 def _numba_gru(cell):
-    return Implementation("numba", numba_path.gru_forward, numpy_path.gru_backward)
+    return Implementation("numba", numba_path.gru_forward, numba_path.gru_backward)
 
 
 def _numba_gru_loop(cell):
-    return Implementation("numba", numba_path.gru_forward_loop, numpy_path.gru_backward)
+    return Implementation("numba", numba_path.gru_forward_loop, numba_path.gru_backward)
 
 
 def _numba_rnn_loop(cell):
-    return Implementation("numba", numba_path.rnn_forward_loop, numpy_path.rnn_backward)
+    return Implementation("numba", numba_path.rnn_forward_loop, numba_path.rnn_backward)
 
 
 def _threaded(cell):
@@ -104,7 +105,7 @@ def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
 
 
 def _threaded_rnn(cell):
-    return Implementation("threaded", threaded_rnn.forward, numpy_path.rnn_backward, folds=False)
+    return Implementation("threaded", threaded_rnn.forward, numba_path.rnn_backward, folds=False)
 
 
 def forced() -> str | None:

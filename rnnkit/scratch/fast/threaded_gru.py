@@ -16,7 +16,7 @@ Every step has its own z_t, so one meeting per step suffices. The sums run in th
 split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
 (3H·L and H·L), each part in its own units' rows.
 
-The backward is the NumPy path's (numpy_path.gru_backward). It reads the trace time-major, (T, B, 3H) and
+The backward is numba_path.gru_backward (the NumPy path's bits, its step fused in one compiled call). It reads the trace time-major, (T, B, 3H) and
 (T, B, H), which each part writes for its own units at every step while they are in its cache (`keep`, a
 forward a backward may follow); an inference forward keeps none (`inference_forward`). Before, the forward
 kept the trace gate-major and the backward transposed it: at hidden 512, batch 64 that copy cost a training
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import numpy_path, threads
+from . import numba_path, threads
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _pairs
 from .threaded_rnn import layout, pack_for, parts_for, step_rows
@@ -152,6 +152,6 @@ def inference_forward(p, inputs, h0, c0, active, xw=None) -> Trace:
 
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
-    """numpy_path.gru_backward on the forward's time-major trace."""
+    """numba_path.gru_backward (numpy_path.gru_backward's bits) on the forward's time-major trace."""
     kept(trace)
-    return numpy_path.gru_backward(p, trace, d_out, dh_n, dc_n, active)
+    return numba_path.gru_backward(p, trace, d_out, dh_n, dc_n, active)

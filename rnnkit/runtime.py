@@ -20,10 +20,13 @@ default) and /proc/cpuinfo names a Zen 4. Results differ from the default kernel
 OpenBLAS's idle threads (`choose_thread_timeout`). After each multi-threaded call OpenBLAS's threads spin
 for 2^28 cycles (about 80 ms) before they sleep; one spinning on the core of a scratch-LSTM thread
 (scratch/threads.py) halves that thread's speed: a training step of a 2×256 LSTM language model took
-145-157 ms instead of 88-92 ms. Sets OPENBLAS_THREAD_TIMEOUT=22, 2^22 cycles (about 1.3 ms), only if NumPy
-is not imported yet and neither OPENBLAS_THREAD_TIMEOUT nor GOTO_THREAD_TIMEOUT is set: long enough that
-the GRU's and the RNN's per-step products, 0.1-0.3 ms apart, still find the threads awake (their speed did
-not move), short enough that they sleep soon after a model's other products.
+145-157 ms instead of 88-92 ms. Sets OPENBLAS_THREAD_TIMEOUT=20, 2^20 cycles (about 0.3-0.4 ms), only if
+NumPy is not imported yet and neither OPENBLAS_THREAD_TIMEOUT nor GOTO_THREAD_TIMEOUT is set: long enough
+that the GRU's and the RNN's per-step products in their backward, well under 0.3 ms apart, still find the
+threads awake, short enough that they sleep soon after a layer's weight-gradient products, before its next
+forward's threads start. At 22 (about 1.6 ms, the setting before) a small GRU or RNN trained at 0.6-0.7 of
+its speed on the Xeon machine (fwd+bwd, T 64, input 64: GRU hidden 128 batch 8 3.85 → 2.70 ms, hidden 256
+batch 2 4.0 → 2.9; RNN hidden 256 batch 4 2.65 → 1.55, batch 16 5.4 → 4.3), the larger ones within noise.
 
 glibc's malloc (`tune_malloc`). glibc serves blocks from 128 kB up with mmap and trims the heap's top when
 more than twice its threshold is free there, so a loop of forwards, each allocating and freeing arrays of a
@@ -45,7 +48,7 @@ import sys
 
 CORETYPE = "Haswell"
 ZEN4_FAMILY = 25
-THREAD_TIMEOUT = "22"  # OpenBLAS's idle threads spin 2^22 cycles, then sleep
+THREAD_TIMEOUT = "20"  # OpenBLAS's idle threads spin 2^20 cycles, then sleep
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20
@@ -109,7 +112,8 @@ def choose_coretype(environ=os.environ, modules=sys.modules, cpuinfo_path: str =
 
 
 def choose_thread_timeout(environ=os.environ, modules=sys.modules) -> str | None:
-    """Set OPENBLAS_THREAD_TIMEOUT=22 if NumPy is not loaded yet and no timeout is set; the value set, else None."""
+    """Set OPENBLAS_THREAD_TIMEOUT (THREAD_TIMEOUT) if NumPy is not loaded yet and no timeout is set; the value
+    set, else None."""
     if "numpy" in modules or environ.get("OPENBLAS_THREAD_TIMEOUT") or environ.get("GOTO_THREAD_TIMEOUT"):
         return None
     environ["OPENBLAS_THREAD_TIMEOUT"] = THREAD_TIMEOUT

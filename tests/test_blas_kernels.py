@@ -75,7 +75,7 @@ def test_tune_process_sets_it_in_a_fresh_process_unless_the_user_did():
 
 def test_thread_timeout_is_set_only_before_numpy_and_only_if_unset():
     environ = {}
-    assert runtime.choose_thread_timeout(environ, {}) == "22" and environ == {"OPENBLAS_THREAD_TIMEOUT": "22"}
+    assert runtime.choose_thread_timeout(environ, {}) == "20" and environ == {"OPENBLAS_THREAD_TIMEOUT": "20"}
     for own in ({"OPENBLAS_THREAD_TIMEOUT": "28"}, {"GOTO_THREAD_TIMEOUT": "10"}):
         environ = dict(own)
         assert runtime.choose_thread_timeout(environ, {}) is None and environ == own
@@ -87,7 +87,7 @@ def test_tune_process_sets_the_thread_timeout_in_a_fresh_process_unless_the_user
     code = TUNE + "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))"
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "22"
+    assert out.stdout.strip() == "20"
     env["OPENBLAS_THREAD_TIMEOUT"] = "28"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "28"

@@ -71,8 +71,8 @@ print(json.dumps({"first": first, "second": second, "timeout": os.environ.get("O
 
 def test_tune_process_sets_the_thread_timeout_and_reports_what_it_did_once():
     result = json.loads(_run(TUNE_TWICE))
-    assert result["timeout"] == "22"
-    assert result["first"]["OPENBLAS_THREAD_TIMEOUT"] == "22"
+    assert result["timeout"] == "20"
+    assert result["first"]["OPENBLAS_THREAD_TIMEOUT"] == "20"
     assert result["second"] == result["first"] and result["unchanged"]  # idempotent
     if runtime._glibc_mallopt() is not None:
         assert result["first"]["M_MMAP_THRESHOLD"] == 32 << 20 and result["first"]["M_TRIM_THRESHOLD"] == 64 << 20
@@ -81,7 +81,7 @@ def test_tune_process_sets_the_thread_timeout_and_reports_what_it_did_once():
     assert "M_MMAP_THRESHOLD" not in off["first"]
 
 
-# The command's entry points, run as Python runs them; OPENBLAS_THREAD_TIMEOUT=22 afterwards shows that the
+# The command's entry points, run as Python runs them; OPENBLAS_THREAD_TIMEOUT=20 afterwards shows that the
 # tuning ran, and ran before NumPy was loaded (after it, the variable is left unset).
 ENTRY = """
 import os, runpy, sys
@@ -96,7 +96,7 @@ print(os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset"))
 
 @pytest.mark.parametrize("module", ["rnnkit", "rnnkit.cli"])
 def test_python_dash_m_tunes_before_numpy(module):
-    assert _run(ENTRY.format(module=module)) == "22"
+    assert _run(ENTRY.format(module=module)) == "20"
 
 
 def test_the_rnnkit_script_tunes_before_numpy():
@@ -104,7 +104,7 @@ def test_the_rnnkit_script_tunes_before_numpy():
     assert scripts["rnnkit"] == "rnnkit.__main__:main"
     code = ("import os\nfrom rnnkit.__main__ import main\nassert main(['--version']) == 0\n"
             "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))")
-    assert _run(code) == "22"
+    assert _run(code) == "20"
 
 
 def test_a_server_worker_tunes_its_process_first(monkeypatch):

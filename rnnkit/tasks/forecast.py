@@ -6,6 +6,8 @@ intervals, backtest and evaluate beside the baselines.
     f.predict(36)                               # {"dates": [...], "forecast": (36, 1)}
     f.predict_interval(36, levels=(80, 95))     # + {"intervals": {80.0: (lower, upper), 95.0: ...}}
     f.backtest(start="1959-01", horizon=6, stride=1)
+    f.calibrate(19).save("runs/forecast")       # conformal intervals: 19 forecasts, each by a model trained
+                                                # before it (the series needs window + 2 horizons + 18 steps)
     f.evaluate()                                # the held-out end, with naive / seasonal naive / drift beside
     Forecaster.from_pretrained("runs/forecast")
 

@@ -7,7 +7,8 @@ intervals, backtest and evaluate beside the baselines.
     f.predict_interval(36, levels=(80, 95))     # + {"intervals": {80.0: (lower, upper), 95.0: ...}}
     f.backtest(start="1959-01", horizon=6, stride=1)
     f.calibrate(19).save("runs/forecast")       # conformal intervals: 19 forecasts, each by a model trained
-                                                # before it (the series needs window + 2 horizons + 18 steps)
+                                                # before it (needs window + horizon + 18 steps before the
+                                                # last horizon that ends at the test part)
     f.evaluate()                                # the held-out end, with naive / seasonal naive / drift beside
     Forecaster.from_pretrained("runs/forecast")
 

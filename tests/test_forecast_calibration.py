@@ -124,6 +124,9 @@ def test_forecaster_calibrates_on_models_trained_before_each_forecast(run, csv_f
         np.testing.assert_array_equal(again.predict_interval(4)["intervals"][lv], p["intervals"][lv])
     report = again.evaluate(series)
     assert {"coverage_80", "coverage_80_uncalibrated"} <= set(report["model"]) and report["calibrated"]
+    repeat = Forecaster.from_pretrained(run).calibrate(forecasts=3, stride=2, retrain=2, series=series)
+    for lv in (80.0, 95.0):  # the same seeds train the same models: the same margins, bit for bit
+        np.testing.assert_array_equal(repeat.margins[lv], cal.margins[lv])
     with pytest.raises(ValueError, match="at most 11 fit"):
         model.calibrate(forecasts=12, stride=4, series=series)
 

@@ -366,3 +366,31 @@ def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, ba
     got = getattr(numba_path, "gru_backward" if kind == "gru" else "rnn_backward")(p, trace, d_out, dh_n, None, active)
     for w, g in zip(want[:3], got[:3]):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("kind, hidden, dtype", [("gru", 420, np.float32), ("rnn_tanh", 740, np.float32),
+                                                 ("gru", 300, np.float64)])
+def test_compiled_backward_with_a_big_w_hh_takes_a_product_per_row(kind, hidden, dtype):
+    """With W_hh over thresholds.GEMV_BYTES and few rows running, h's gradient is one matrix-vector product
+    per row on W_hh^T (numba_path.h_gradient_product): the NumPy path's gradients to float rounding, ragged
+    steps (3, 2 and 1 rows, then 7, over GEMV_ROWS) included."""
+    from rnnkit.scratch.fast import numba_path, numpy_path, thresholds
+
+    layer = MAKERS[kind](input_size=5, hidden_size=hidden, dtype=dtype, rng=0)
+    layer.train()
+    p = layer._packed(0, 0)
+    assert p.w_hh.nbytes >= thresholds.GEMV_BYTES and thresholds.GEMV_ROWS < 7
+    rng = np.random.default_rng(0)
+    for active in ([3, 3, 2, 1], [7, 7, 7]):
+        batch, time = active[0], len(active)
+        x = rng.standard_normal((time, batch, 5)).astype(dtype)
+        h0, dh_n = (rng.standard_normal((batch, hidden)).astype(dtype) for _ in range(2))
+        d_out = rng.standard_normal((time, batch, hidden)).astype(dtype)
+        cell = "gru" if kind == "gru" else "rnn_tanh"
+        trace = numpy_path.FORWARD[cell](p, x, h0, None, active)
+        want = numpy_path.BACKWARD[cell](p, trace, d_out, dh_n, None, active)
+        got = getattr(numba_path, "gru_backward" if kind == "gru" else "rnn_backward")(p, trace, d_out, dh_n,
+                                                                                         None, active)
+        for w, g in zip(want[:3], got[:3]):
+            np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels, numpy_path
+from . import kernels, numpy_path, thresholds
 from .trace import Trace, by_rows, final_rows
 
 
@@ -71,24 +71,37 @@ def gru_forward_loop(p, inputs, h0, c0, active, xw=None):
     return Trace(hs, None, {"gates": acts, "hn": hn})
 
 
+def h_gradient_product(p, d_step, dh_rec, n: int) -> None:
+    """dh_rec[:n] = d_step[:n] W_hh, the gradient reaching h_t through step t's product: one matrix product,
+    or, for few rows against a W_hh larger than a core's cache (thresholds.GEMV_ROWS, GEMV_BYTES), one
+    matrix-vector product per row on W_hh^T (OpenBLAS's threads each stream their half of it; its matrix
+    product would pack all of W_hh again on every call)."""
+    if n <= thresholds.GEMV_ROWS and p.w_hh.nbytes >= thresholds.GEMV_BYTES:
+        for b in range(n):
+            np.matmul(p.w_hh_unhalved_t, d_step[b], out=dh_rec[b])
+    else:
+        np.matmul(d_step[:n], p.w_hh, out=dh_rec[:n])
+
+
 def rnn_backward(p, trace, d_out, dh_n, dc_n, active):
-    """numpy_path.rnn_backward's gradients to the bit, one compiled call (`kernels.rnn_backward_step`) and one
-    BLAS product per step."""
+    """numpy_path.rnn_backward's gradients, one compiled call (`kernels.rnn_backward_step`) and one BLAS
+    product per step (`h_gradient_product`; the NumPy path's bits but for few rows against a big W_hh)."""
     hs, relu = trace.h, trace.saved
     d_pre = (np.empty_like if active[-1] == d_out.shape[1] else np.zeros_like)(d_out)
     dh_rec = dh_n.copy()
     for t in reversed(range(len(active))):
         n = active[t]
         kernels.rnn_backward_step(t, n, d_out, dh_rec, hs, relu, d_pre)
-        np.matmul(d_pre[t, :n], p.w_hh, out=dh_rec[:n])
+        h_gradient_product(p, d_pre[t], dh_rec, n)
     d_pre = by_rows(d_pre)
     return d_pre, d_pre, dh_rec, None
 
 
 def gru_backward(p, trace, d_out, dh_n, dc_n, active):
-    """numpy_path.gru_backward's gradients to the bit, in one compiled call (`kernels.gru_backward_step`: the
-    derivative factors, the gate gradients and h's gradient through the update gate, fused) and one BLAS
-    product per step, instead of eight NumPy calls per step and a pass for the factors."""
+    """numpy_path.gru_backward's gradients, in one compiled call (`kernels.gru_backward_step`: the derivative
+    factors, the gate gradients and h's gradient through the update gate, fused) and one BLAS product per step
+    (`h_gradient_product`), instead of eight NumPy calls per step and a pass for the factors: the NumPy path's
+    bits, but for few rows against a big W_hh."""
     arr = trace.saved
     gates = arr["gates"]
     # zeros only where a sequence ends early: the weight gradients' GEMMs read every row
@@ -98,7 +111,7 @@ def gru_backward(p, trace, d_out, dh_n, dc_n, active):
     for t in reversed(range(len(active))):
         n = active[t]
         kernels.gru_backward_step(t, n, d_out, dh_rec, carry, gates, trace.h, arr["hn"], d_gx, d_gh)
-        np.matmul(d_gh[t, :n], p.w_hh, out=dh_rec[:n])
+        h_gradient_product(p, d_gh[t], dh_rec, n)
     dh_rec += carry
     return by_rows(d_gx), by_rows(d_gh), dh_rec, None
 

@@ -80,6 +80,11 @@ class Packed:
         return _reorder(self.mode, self._w_hh, self.hidden)
 
     @cached_property
+    def w_hh_unhalved_t(self) -> np.ndarray:
+        """w_hh^T, C-contiguous (H, G*H): the backward's matrix-vector products (numba_path.h_gradient_product)."""
+        return _transpose(self.w_hh)
+
+    @cached_property
     def bias(self) -> np.ndarray:
         rows, hidden = row_index(self.mode, self.hidden), self.hidden
         bias = np.zeros(len(rows), dtype=self._w_hh.dtype)

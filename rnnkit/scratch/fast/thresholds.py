@@ -91,6 +91,19 @@ THREADED_WORK = 384
 # (0.23 → 0.28 from batch 12 to 16) where the NumPy steps' had one (0.27 → 0.52).
 
 
+# The GRU's and the RNN's backward make h's gradient d_t W_hh as one matrix-vector product per row on W_hh^T
+# for up to GEMV_ROWS rows when W_hh has GEMV_BYTES or more (numba_path.h_gradient_product), else
+# one matrix product. OpenBLAS's matrix product packs all of W_hh on every call, which costs most where W_hh
+# outgrows a core's L2 cache (2 MB on the Xeon). Measured 2026-12-04 (Xeon, 2 threads, T 64, input 64, fwd+bwd
+# ms, one product / per row): GRU hidden 512 (W_hh 3 MB) batch 1 10.7-11.1 / 7.6-8.2, batch 2 17.9-18.1 /
+# 10.0-10.8, batch 4 21.0-21.5 / 15.4-16.4, batch 6 26.5-28.0 / 20.5-21.5, batch 8 25.3-25.9 / 25.9-26.6;
+# hidden 448 (2.4 MB) batch 2 11.8-12.2 / 7.2-7.9, batch 6 19.8 / 14.8-15.4; RNN hidden 1024 (4 MB) batch 2
+# 24.4 / 15.0; but slower with W_hh up to 1.8 MB: GRU hidden 384 batch 2 6.1-6.5 / 10.7, hidden 320 batch 2
+# 4.5-4.7 / 6.1-6.6, RNN hidden 512 (1 MB) batch 2 3.3-3.4 / 3.8-4.2.
+GEMV_ROWS = 6
+GEMV_BYTES = 2 * 2**20
+
+
 def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:
     """Whether the GRU's or the RNN's forward takes the threaded path; `training` (a backward follows) does
     not change the answer now (measured, see above), and the layer passes it all the same."""

@@ -8,8 +8,9 @@ time loop one of two ways, chosen by selector.py:
     folded, i.e. fed a looked-up input projection, which the threaded LSTM cannot take).
 Its backward is one compiled call for all steps, products included. The GRU's and the RNN's forward run the
 same two ways (the RNN's only the first), where the threaded path (threaded_gru.py, threaded_rnn.py) does not
-take them (see selector.py). Their backward (which the threaded GRU and RNN use too) gives the NumPy path's
-bits: per step one compiled call for the gate arithmetic and one BLAS product, h's gradient through W_hh.
+take them (see selector.py). Their backward (which the threaded GRU and RNN use too) runs per step one
+compiled call for the gate arithmetic and one BLAS product for h's gradient through W_hh: the NumPy path's
+bits, but for few rows against a W_hh too big for a core's cache (`h_gradient_product`).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def lstm_backward(p, trace, d_out, dh_n, dc_n, active):
 
 
 def gru_forward(p, inputs, h0, c0, active, xw=None):
-    """One GEMM and one compiled call per step; the backward is the NumPy path's."""
+    """One GEMM and one compiled call per step; backward: `gru_backward`."""
     xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
     hs, acts, hn = numpy_path.gru_arrays(xw, h0, inputs)
     hidden = hs.shape[-1]
@@ -61,7 +62,7 @@ def gru_forward(p, inputs, h0, c0, active, xw=None):
 
 
 def gru_forward_loop(p, inputs, h0, c0, active, xw=None):
-    """The whole time loop in one compiled call, products included (small batches); the NumPy backward."""
+    """The whole time loop in one compiled call, products included (small batches); backward: `gru_backward`."""
     xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
     hs, acts, hn = numpy_path.gru_arrays(xw, h0, inputs)
     hidden = hs.shape[-1]
@@ -117,7 +118,7 @@ def gru_backward(p, trace, d_out, dh_n, dc_n, active):
 
 
 def rnn_forward_loop(p, inputs, h0, c0, active, xw=None):
-    """The whole time loop in one compiled call, products included (small batches); the NumPy backward."""
+    """The whole time loop in one compiled call, products included (small batches); backward: `rnn_backward`."""
     xw = numpy_path.input_projection(inputs, p, active) if xw is None else xw
     hs = np.zeros((xw.shape[0] + 1, *xw.shape[1:]), dtype=xw.dtype)
     hs[0] = h0

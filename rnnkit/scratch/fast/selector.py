@@ -4,8 +4,8 @@ Paths, slowest first:
     reference  the textbook cells (rnnkit/scratch/cells/) one step at a time: the ground truth, slow
     numpy      steps.py's in-place NumPy steps on packed weights (numpy_path.py): every cell, every dtype
     numba      kernels.py's compiled steps (numba_path.py): the LSTM, the GRU's forward, the RNN's forward at
-               small batches, the GRU's and the RNN's backward (a compiled step and a BLAS product per step,
-               the NumPy path's bits); float32/float64
+               small batches, the GRU's and the RNN's backward (a compiled step and a BLAS product per step);
+               float32/float64
     threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py; a
                small step on one part, a helper thread beside it making the weight gradients), the
                GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is numba's)

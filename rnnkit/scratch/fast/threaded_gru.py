@@ -16,11 +16,11 @@ Every step has its own z_t, so one meeting per step suffices. The sums run in th
 split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
 (3H·L and H·L), each part in its own units' rows.
 
-The backward is numba_path.gru_backward (the NumPy path's bits, its step fused in one compiled call). It reads the trace time-major, (T, B, 3H) and
-(T, B, H), which each part writes for its own units at every step while they are in its cache (`keep`, a
-forward a backward may follow); an inference forward keeps none (`inference_forward`). Before, the forward
-kept the trace gate-major and the backward transposed it: at hidden 512, batch 64 that copy cost a training
-step about 20 ms of its 240.
+The backward is numba_path.gru_backward (its step fused in one compiled call). It reads the trace
+time-major, (T, B, 3H) and (T, B, H), which each part writes for its own units at every step while they are
+in its cache (`keep`, a forward a backward may follow); an inference forward keeps none
+(`inference_forward`). Before, the forward kept the trace gate-major and the backward transposed it: at hidden
+512, batch 64 that copy cost a training step about 20 ms of its 240.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ Why. Above a few rows the numba and NumPy paths run each step as one OpenBLAS pr
 on every call and leaves the activation on one core; here the weights are packed once, each core keeps its
 rows in its cache, and both cores run the activation of their own units.
 
-The backward is numba_path.rnn_backward (the NumPy path's bits): it needs only the states h. The forward's sums
+The backward is numba_path.rnn_backward: it needs only the states h. The forward's sums
 run in the same order whatever the split, so its results do not depend on the thread count.
 """
 from __future__ import annotations

@@ -45,7 +45,7 @@ from ..engines import build_engine, check_engine
 from ..train import train
 from . import forecast_baselines as B
 from .backtest import historical_forecasts, start_index
-from .conformal import Calibration, fingerprint
+from .conformal import FILE as CALIBRATION_FILE, Calibration, fingerprint
 from .settings import ForecastSettings, parse_levels, settings_of
 
 
@@ -303,7 +303,7 @@ class Forecaster:
     def from_pretrained(cls, path, engine: str = "scratch", device: str = "auto") -> "Forecaster":
         f = cls()
         f._load(checkpoint_paths(path), engine, device)
-        f.use_calibration(Calibration.load(path), str(Path(path) / "calibration.json"))
+        f.use_calibration(Calibration.load(path), str(Path(path) / CALIBRATION_FILE))
         return f
 
     def _load(self, paths, engine: str, device: str) -> None:

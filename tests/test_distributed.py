@@ -1,7 +1,7 @@
 """Distributed data parallel training (torchrun): the same steps as one process, rank 0 alone writes, exact resume.
 
 Two CPU processes on gloo, each set up exactly as torchrun sets up its workers (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR/PORT), forked from this process (torch is imported once) and running `rnnkit.cli.main`; one test
+MASTER_ADDR/PORT), forked from this process (torch is imported once; spawned where torch is a CUDA build) and running `rnnkit.cli.main`; one test
 starts the real launcher (`python -m torch.distributed.run ... -m rnnkit train ...`). Float64, tiny models.
 """
 from __future__ import annotations
@@ -119,15 +119,24 @@ def _worker(rank: int, world: int, port: int, argv: list, root: str, record: Pat
     os._exit(code)
 
 
+def start_method() -> str:
+    """"fork" (fast: torch is imported once), but "spawn" with a CUDA build of torch: once this process has
+    run a backward pass, such a build refuses autograd in a forked child ("Unable to handle autograd's
+    threading in combination with fork-based multiprocessing"). RNNKIT_TEST_START_METHOD overrides it."""
+    import torch
+
+    return os.environ.get("RNNKIT_TEST_START_METHOD") or ("fork" if torch.version.cuda is None else "spawn")
+
+
 def launch(argv: list, out: Path, record: Path, world: int = 2, hook=None) -> list[int]:
-    """Train `argv` on `world` forked ranks; their exit codes."""
+    """Train `argv` on `world` ranks, forked (or spawned, see start_method); their exit codes."""
     import rnnkit.tasks.classify  # noqa: F401  (imported once, here: the forked ranks share the modules)
     import rnnkit.tasks.forecast  # noqa: F401
     import rnnkit.tasks.lm  # noqa: F401
     import rnnkit.torch.distributed  # noqa: F401
 
     record.mkdir(parents=True, exist_ok=True)
-    context, port = multiprocessing.get_context("fork"), free_port()
+    context, port = multiprocessing.get_context(start_method()), free_port()
     ranks = [context.Process(target=_worker, args=(r, world, port, argv, str(out), record, hook)) for r in range(world)]
     for p in ranks:
         p.start()
@@ -229,30 +238,32 @@ def test_a_run_on_two_ranks_is_not_resumed_on_one(lm_runs, texts, tmp_path, caps
     assert (copy / "metrics.jsonl").read_text() == before
 
 
-def stop_rank_1_at(step: int):
-    """A hook: rank 1 gets SIGTERM (as torchrun forwards it) during its step number `step`; rank 0 does not."""
+class StopRank1At:
+    """A hook: rank 1 gets SIGTERM (as torchrun forwards it) during its step number `step`; rank 0 does not.
+    A class, not a closure, so that a spawned rank can unpickle it."""
 
-    def hook(rank):
+    def __init__(self, step: int):
+        self.step = step
+
+    def __call__(self, rank: int) -> None:
         from rnnkit.torch import distributed
 
-        agree, calls = distributed.TorchWorld.agree, [0]
+        agree, calls, step = distributed.TorchWorld.agree, [0], self.step
 
-        def stopped(self, *args):
+        def stopped(world, *args):
             calls[0] += 1
             if rank == 1 and calls[0] == step:
                 os.kill(os.getpid(), signal.SIGTERM)
-            return agree(self, *args)
+            return agree(world, *args)
 
         distributed.TorchWorld.agree = stopped
-
-    return hook
 
 
 @pytest.mark.slow
 @needs_torch
 def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(lm_runs, texts, tmp_path):
     out = tmp_path / "run"
-    assert launch(lm_args(texts, out, 3), tmp_path, tmp_path / "a", hook=stop_rank_1_at(3)) == [143, 143]
+    assert launch(lm_args(texts, out, 3), tmp_path, tmp_path / "a", hook=StopRank1At(3)) == [143, 143]
     saved = load_checkpoint(out / "last", load_optimizer=True)
     # rank 1 was signalled in step 3's exchange, after giving its flags: both ranks stop after step 4
     assert saved.trainer_state["step"] == 4

@@ -53,7 +53,8 @@ from .trace import Trace, allocator, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
-    from .kernels import cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh, tanh_grad
+    from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh,
+                          tanh_grad)
 
 def parts_for(hidden: int, batch: int | None = None, training: bool = True) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
@@ -279,13 +280,14 @@ if AVAILABLE:
         HL = c.shape[1]
         L = HL // H
         units = hi - lo
+        staged = np.zeros(units * L, dtype=dh.dtype)  # d_out's next step, own units, as (units, L) rows
+        for b in range(active[T - 1]):
+            row = d_out[T - 1, b * H + lo: b * H + hi]
+            for j in range(units):
+                dh[j * L + b] += row[j]
         for step in range(T):
             t = T - 1 - step
             n = active[t]
-            for b in range(n):
-                row = d_out[t, b * H + lo: b * H + hi]
-                for j in range(units):
-                    dh[j * L + b] += row[j]
             a, d = gates[t], d_steps[t]
             count, length = (1, units * L) if n == B else (units, n)  # all own units in one pass, or ragged
             for r in range(count):
@@ -300,14 +302,23 @@ if AVAILABLE:
                 tanh_grad(dc_j, i, g, d[3 * HL + own: 3 * HL + own + length])
                 mul_in_place(dc_j, f)
             threads.arrive(flags, me, step + 1)
+            m = active[t - 1] if t > 0 else 0  # running at the next step (m >= n)
+            for b in range(m):  # while the other parts finish this step: the next step's d_out, transposed
+                row = d_out[t - 1, b * H + lo: b * H + hi]
+                for j in range(units):
+                    staged[j * L + b] = row[j]
             threads.wait_all(flags, parts, me, step + 1, yield_address)
             _product(panels, kernel, d_steps.reshape(-1), t * 4 * HL, L, n, product)
-            if n == B:
+            if n == B and t > 0:  # dh_{t-1} = W_hh^T d_t + d_out_{t-1} (the padding columns' stay 0)
+                add_into(product[: units * L], staged, dh)
+            elif n == B:
                 dh[:] = product[: units * L]
-            else:
+            else:  # the running columns take the product, those that start running at t-1 keep their dh
                 for j in range(units):
                     for b in range(n):
                         dh[j * L + b] = product[j * L + b]
+                    for b in range(m):
+                        dh[j * L + b] += staged[j * L + b]
         if d_pre.shape[0] == 0:
             return
         for q in range(4):

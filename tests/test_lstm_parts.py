@@ -429,6 +429,41 @@ def test_threaded_lstm_matches_torch(count, use_lengths, thread_count, monkeypat
 @needs_numba
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
+@given(batch=st.integers(2, 40), hidden=st.sampled_from([64, 70, 96]), time=st.integers(1, 6),
+       count=st.integers(2, 3), ragged=st.booleans(), double=st.booleans(), seed=st.integers(0, 2**16))
+def test_column_groups_give_the_unit_splits_bits(batch, hidden, time, count, ragged, double, seed, thread_count,
+                                                 monkeypatch):
+    """Where the batch runs in column groups (threaded_lstm.column_groups: each group of columns a layer of
+    its own, all units, on its thread), the outputs, final states, input and state gradients and every
+    weight gradient are those of the units split over the threads, to the bit, and so is the inference
+    forward: a 2-layer bidirectional LSTM, full and ragged batches, 2-3 groups, float32 and float64."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, time, 5)).astype(dtype)
+    state = tuple(rng.standard_normal((4, batch, hidden)).astype(dtype) for _ in range(2))
+    lengths = rng.integers(1, time + 1, batch).tolist() if ragged else None
+    grads = [rng.standard_normal(shape).astype(dtype)
+             for shape in ((batch, time, 2 * hidden), (4, batch, hidden), (4, batch, hidden))]
+    thread_count(count)
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
+    results = {}
+    for work in (None, 1):  # never in groups / in groups wherever the units would be split
+        monkeypatch.setattr(thresholds, "COLUMN_GROUPS_WORK", work or 10**9)
+        assert len(threaded_lstm.column_groups(hidden, batch)) == (min(count, batch) if work else 1)
+        layer = LSTM(5, hidden, num_layers=2, bidirectional=True, dtype=dtype, rng=seed)
+        results[work] = _run_layer(layer, x, state, lengths, grads)
+        layer.eval()
+        with layer.locked_weights():
+            out, (h_n, c_n) = layer.forward(x, state, lengths=lengths)
+        results[work] += [out, h_n, c_n]
+        assert layer.last_paths == ("threaded", "threaded")
+    for a, b in zip(results[1], results[None]):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
 @given(batch=st.integers(1, 40), hidden=st.sampled_from([7, 64, 96, 129]), time=st.integers(1, 6),
        count=st.integers(1, 3), ragged=st.booleans(), seed=st.integers(0, 2**16))
 def test_inference_forward_keeps_no_trace_and_gives_the_training_forwards_bits(batch, hidden, time, count, ragged,

@@ -35,6 +35,13 @@ on one core with no meeting, and the second core takes the work that does not li
               (three 2-thread OpenBLAS calls, ~1.3 ms of 4.2 at hidden 128, batch 4) are gone (`gradients`)
 Each element is computed by one thread in one fixed order, so the bits do not depend on the timing, nor
 on the thread count: on one thread the helper's work runs after the steps' (threads.run_pipeline).
+
+Column groups (`column_groups`: a large batch, W_hh small enough for each core's cache). The batch's columns
+are cut in one group a thread, and each group runs the one-part steps above on its columns alone, forward
+and backward, without a helper: no meeting per step, and no core reads an h or a gradient that another
+core wrote. Each column's arithmetic is the same as in the unit split (a column's sums run over k in one
+order, whichever kernel and however many columns), so are the bits; the weight and input gradients are
+then the layer's three products over all columns, as with the unit split.
 Measured at hidden 128, batch 4 (T 64, input 64, float32) on a quiet moment before this: fwd+bwd 4.2 ms,
 of which forward steps 0.94 (input projection 0.23, products 0.45), backward steps 0.83, weight and input
 products 1.34, packing 0.23.
@@ -269,8 +276,8 @@ if AVAILABLE:
         return h_0, c_0; product
         (rows of the panels × L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
         d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing its own rows;
-        at the end the part copies its rows into d_pre (4H, T·B), the weight gradients' operand (not with
-        an empty d_pre: `gradients` takes d_steps as it is).
+        at the end the part copies its rows into d_pre (4H, T, B), the weight gradients' operand (a view of
+        a group's columns; not with an empty d_pre: `gradients` takes d_steps as it is).
 
         Time-major d_steps keeps each step's writes and its product's reads in one contiguous block; writing
         d_pre's columns directly instead touches 4H rows T·B apart at every step (about 5 ms of cache misses
@@ -324,10 +331,8 @@ if AVAILABLE:
         for q in range(4):
             for j in range(lo, hi):
                 r = q * H + j
-                row = d_pre[r]
                 for t in range(T):
-                    src = d_steps[t, r * L: r * L + B]
-                    dst = row[t * B: (t + 1) * B]
+                    src, dst = d_steps[t, r * L: r * L + B], d_pre[r, t]
                     for b in range(B):
                         dst[b] = src[b]
 
@@ -352,7 +357,7 @@ if AVAILABLE:
         there, for `weight_gradient_part`), then the input gradient of every step (`input_gradient_part`)."""
         H = d_out.shape[1] // B
         backward_part(0, 1, 0, H, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps,
-                      d_steps[:0, :0], active, flags, yield_address, B)
+                      np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
         input_gradient_part(x_panels, kernel, d_steps, c.shape[1] // H, B, x_product, dx)
 
     @jit
@@ -395,22 +400,59 @@ if AVAILABLE:
             gemm_rows_add(a, xs, t_lo * B * I, I, I, dw_ih.reshape(-1), I)
 
 
+def column_groups(hidden: int, batch: int, training: bool = True) -> list[tuple[int, int]]:
+    """The batch's columns in groups that run as independent layers, one a thread, each with all the hidden
+    units (`forward`): [(0, batch)] (one group: the units split into parts instead), or, where each core can
+    hold all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN, _WORK), the
+    columns cut in count() equal groups. A group's steps then meet no other thread and read no other core's h or gradients."""
+    groups = min(threads.count(), batch)
+    if (groups < 2 or parts_for(hidden, batch, training) < 2 or hidden > thresholds.COLUMN_GROUPS_HIDDEN
+            or batch * hidden < thresholds.COLUMN_GROUPS_WORK):
+        return [(0, batch)]
+    cuts = [batch * k // groups for k in range(groups + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _group_active(active, lo: int, hi: int) -> np.ndarray:
+    """Running columns per step within columns lo..hi-1 (the batch's rows run longest first)."""
+    return np.clip(np.asarray(active, dtype=np.int64) - lo, 0, hi - lo)
+
+
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True) -> Trace:
     """The gate-major forward of one layer direction: h time-major (T+1, B, H) in the trace; kept for
     backward (`keep`) c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to
     whole vectors; without `keep` (an inference forward) only a step's or two's of them, reused, and no
-    trace to run a backward on. No folded input (xw)."""
+    trace to run a backward on. No folded input (xw). Where `column_groups` cuts the batch, each group of
+    columns runs as a layer of its own on its thread (one part, all units), the trace one such set a group."""
     if xw is not None:
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
+    groups = column_groups(p.hidden, batch, training=keep)
+    split = split_input(batch, p.hidden, training=keep)  # the whole batch's choice: the same bits in any group
+    hs = allocator(active, batch, batch)((time + 1, batch, p.hidden), dtype=inputs.dtype)
+    if len(groups) == 1:
+        return _forward_group(p, inputs, h0, c0, active, keep, split, hs, run=True)
+    jobs = [_forward_group(p, inputs[:, lo:hi], h0[lo:hi], c0[lo:hi], _group_active(active, lo, hi), keep, split,
+                           hs[:, lo:hi], run=False) for lo, hi in groups]
+    threads.run(forward_part, [arguments for arguments, _ in jobs])
+    saved = [finish() for _, finish in jobs]
+    c_n = np.concatenate([trace.c_n for trace in saved])
+    return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None)
+
+
+def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: bool):
+    """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's); with `run` the
+    whole forward, its units split into parts; else one part's arguments for forward_part and a function
+    that makes the group's Trace once it ran."""
+    time, batch, features = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden, batch, training=keep)
+    parts = parts_for(hidden, batch, training=keep) if run else 1
     bounds = _bounds(hidden, parts)
-    kernel, split = kernel_for(batch, dtype), split_input(batch, hidden, training=keep)
+    kernel = kernel_for(batch, dtype)
     # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
     # off at any part count: the forward's bits stay those of any thread count; from
     # thresholds.HELPER_PROJECTION_BATCH columns: below, the projection is too small to pay the helper's wake)
-    helper = parts == 1 and split and batch >= thresholds.HELPER_PROJECTION_BATCH
+    helper = run and parts == 1 and split and batch >= thresholds.HELPER_PROJECTION_BATCH
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros where some entries are never written (zeroing z and hs cost 0.3 of 1.9 ms at hidden 64, batch 64)
     alloc = allocator(active, batch, columns)
@@ -427,7 +469,6 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         z[:, -1] = 1
         zx = np.empty((0, 0, 0), dtype=dtype)  # not read: x is in z
     z[0, :hidden, :batch] = h0.T
-    hs = alloc((time + 1, batch, hidden), dtype=dtype)
     hs[0] = h0
     steps_kept = time if keep else 1  # the trace's steps; one slot reused in inference (c: one more)
     cs = np.empty((steps_kept + 1, hidden, columns), dtype=dtype)
@@ -435,7 +476,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     cs[0, :, :batch] = c0.T
     gates = np.empty((steps_kept, 4 * hidden, columns), dtype=dtype)
     tanh_c = np.empty((steps_kept, hidden, columns), dtype=dtype)
-    flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c, hs)]
+    flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c)]
+    flat.append(hs.reshape(time + 1, -1))  # (a view where hs is a group's columns: rows of batch·hidden)
     # with the helper: flags 0 the steps' part's, 1 the count of claimed steps, 2.. each step's done mark
     flags, steps = threads.new_flags(parts + (time + 1 if helper else 0)), np.asarray(active, dtype=np.int64)
     arguments = []
@@ -445,15 +487,21 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
                           np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
                           threads.YIELD, 1 if helper else -1))
+
+    def finish() -> Trace:
+        # each sequence's last c: the slot its last step wrote (its column is not written after that step)
+        c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
+        return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c} if keep else None)
+
+    if not run:
+        return arguments[0], finish
     if helper:  # on one thread (threads.run_pipeline), the helper's part first: it projects every step
         threads.run_pipeline([(project_part, (x_panels[0], kernel, flat[1], columns, batch, arguments[0][9],
                                               flags, threads.YIELD)),
                               (forward_part, arguments[0])], caller=1)
     else:
         threads.run(forward_part, arguments)
-    # each sequence's last c: the slot its last step wrote (its column is not written after that step)
-    c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
-    return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c} if keep else None)
+    return finish()
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None) -> Trace:
@@ -475,27 +523,43 @@ def _backward_buffers(trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: n
 
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
-    """Backward of `forward`: (d_pre (4H, T·B), the same, dh_0 (B, H), dc_0 (B, H))."""
+    """Backward of `forward`: (d_pre (4H, T·B), the same, dh_0 (B, H), dc_0 (B, H)). A forward in column
+    groups runs its backward in the same groups, one a thread."""
+    arrays = kept(trace)
+    time, batch, hidden = d_out.shape
+    d_pre = np.empty((4 * hidden, time, batch), dtype=d_out.dtype)
+    if "groups" not in arrays:
+        arguments, finish = _backward_group(p, trace, d_out, dh_n, dc_n, active, d_pre, parts_for(hidden, batch))
+        threads.run(backward_part, arguments)
+        dh_0, dc_0 = finish()
+    else:
+        jobs = [_backward_group(p, group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi),
+                                d_pre[:, :, lo:hi], 1)
+                for (lo, hi), group in zip(arrays["groups"], arrays["traces"])]
+        threads.run(backward_part, [arguments[0] for arguments, _ in jobs])
+        dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish in jobs)))
+    d_pre = d_pre.reshape(4 * hidden, -1)
+    return d_pre, d_pre, dh_0, dc_0
+
+
+def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: int):
+    """backward_part's arguments for each of `parts` parts of one group of columns (d_out (T, B, H) and
+    d_pre (4H, T, B) its columns, views), and a function returning the group's (dh_0, dc_0) once they ran."""
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
-    parts = parts_for(hidden, batch)
     bounds = _pairs(_bounds(hidden, parts))
     kernel = kernel_for(batch, dtype)
     panels = backward_panels(p, parts, kernel)
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
-    d_pre = np.empty((4 * hidden, time, batch), dtype=dtype)
-    flat = [x.reshape(x.shape[0], -1) for x in (d_out, arrays["gates"], arrays["c"], arrays["tanh_c"], d_steps,
-                                                 d_pre)]
+    flat = [x.reshape(x.shape[0], -1) for x in (d_out, arrays["gates"], arrays["c"], arrays["tanh_c"], d_steps)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    threads.run(backward_part, [
+    arguments = [
         (k, parts, lo, hi, panels[k], kernel, flat[0], dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
          np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3],
-         flat[4], flat[5],
-         steps, flags, threads.YIELD, batch)
-        for k, (lo, hi) in enumerate(bounds)])
-    d_pre = d_pre.reshape(4 * hidden, -1)
-    return d_pre, d_pre, dh[:, :batch].T, dc[:, :batch].T
+         flat[4], d_pre, steps, flags, threads.YIELD, batch)
+        for k, (lo, hi) in enumerate(bounds)]
+    return arguments, lambda: (dh[:, :batch].T, dc[:, :batch].T)
 
 
 def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):

@@ -125,3 +125,20 @@ SPLIT_INPUT_BATCH = 12
 # busy 2-core machine), inference time with the helper / without: batch 2-3 1.10-1.20 (hidden 64, 128),
 # batch 4-16 0.79-0.93 at most points (1.09-1.14 at a few), batch 1 0.98-1.01.
 HELPER_PROJECTION_BATCH = 4
+
+# The threaded LSTM runs the batch as independent column groups, one a thread with all the hidden units
+# (threaded_lstm.column_groups), instead of splitting the units, where W_hh fits a core's cache (hidden up to
+# COLUMN_GROUPS_HIDDEN) and batch·hidden is at least COLUMN_GROUPS_WORK. A group's steps then wait for no
+# other thread and read no h or gradient another core wrote: in the unit split each step's product reads
+# the other part's half of h_t (forward) or d_t (backward) from the other core's cache, which cost 6-8 us a
+# step at hidden 128 (backward, in a 30-55 us step). Measured 2026-12-04 (Xeon, 2 threads, T 64, input 64;
+# in one process, 15 alternating pairs; ms, units → groups, fwd+bwd · inference): hidden 64 batch 24 2.68 →
+# 2.78 · 0.94 → 0.92, batch 32 3.39 → 3.41 · 1.16 → 1.12, batch 48 4.80 → 4.65 · 1.63 → 1.41, batch 64
+# 6.70 → 6.29 · 2.08 → 1.87; hidden 96 batch 24 4.41 → 4.30 · 1.33 → 1.28, batch 48 8.08 → 7.62 · 2.43 →
+# 2.30; hidden 128 batch 12 3.54 → 3.62 · 1.18 → 1.14, batch 16 4.39 → 4.15 · 1.27 → 1.19, batch 20 5.26 →
+# 5.08 · 1.65 → 1.47, batch 24 6.03 → 5.70 · 1.89 → 1.62, batch 40 9.72 → 9.04 · 2.98 → 2.73, batch 64
+# 14.53 → 14.24 · 4.31 → 3.67; hidden 160 batch 24 8.41 → 7.88 · 2.47 → 2.12, batch 48 14.74 → 14.39 · 4.23
+# → 4.19; but hidden 192 batch 32 12.91 → 13.39 · 3.67 → 3.70, and hidden 256 (W_hh and W_ih 1.3 MB) slower
+# at most batches (batch 4 4.17 → 4.92 · 1.21 → 1.58, batch 32 19.5 → 20.7, batch 64 39.2 → 40.9).
+COLUMN_GROUPS_HIDDEN = 160
+COLUMN_GROUPS_WORK = 2048

@@ -462,6 +462,28 @@ def test_column_groups_give_the_unit_splits_bits(batch, hidden, time, count, rag
 
 
 @needs_numba
+@pytest.mark.parametrize("hidden, batch", [(96, 16), (64, 40), (128, 12), (64, 24)])
+def test_inference_gives_the_training_forwards_bits_where_only_training_runs_one_part(hidden, batch,
+                                                                                      monkeypatch):
+    """With the default thresholds on 2 threads, shapes whose training forward runs on one part (and its
+    helper) while the inference forward runs in column groups: the same input split, the same bits."""
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
+    threads.set_count(2)
+    try:
+        assert threaded_lstm.small_step(hidden, batch) and not threaded_lstm.small_step(hidden, batch, False)
+        x = np.random.default_rng(batch).standard_normal((batch, 9, 64)).astype(np.float32)
+        layer = LSTM(64, hidden, dtype=np.float32, rng=0)
+        trained = layer.forward(x)
+        layer.eval()
+        with layer.locked_weights():
+            inferred = layer.forward(x)
+    finally:
+        threads.set_count(None)
+    for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(batch=st.integers(1, 40), hidden=st.sampled_from([7, 64, 96, 129]), time=st.integers(1, 6),

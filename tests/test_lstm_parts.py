@@ -292,10 +292,13 @@ def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
 
 
 def test_a_small_step_runs_on_one_part(thread_count, monkeypatch):
-    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 64 * 64 * 16)  # batch·hidden²
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 64 * 64 * 10)  # batch·hidden²
     thread_count(2)
-    assert [threaded_lstm.parts_for(64, b) for b in (8, 16, 17)] == [1, 1, 2]
-    assert [threaded_lstm.parts_for(128, b) for b in (4, 5)] == [1, 2]
+    assert [threaded_lstm.parts_for(64, b) for b in (8, 10, 11)] == [1, 1, 2]
+    assert [threaded_lstm.parts_for(128, b) for b in (2, 3)] == [1, 2]
+    monkeypatch.setattr(thresholds, "ONE_PART_WORK", 64 * 64 * 64)
+    batch = thresholds.SPLIT_INPUT_BATCH  # and only up to the batch whose input is projected apart
+    assert [threaded_lstm.parts_for(64, b) for b in (batch, batch + 1)] == [1, 2]
     assert threaded_lstm.parts_for(thresholds.LOOP_HIDDEN, 1) == 2  # a W_hh too big for one core's cache
 
 
@@ -462,11 +465,12 @@ def test_column_groups_give_the_unit_splits_bits(batch, hidden, time, count, rag
 
 
 @needs_numba
-@pytest.mark.parametrize("hidden, batch", [(96, 16), (64, 40), (128, 12), (64, 24)])
+@pytest.mark.parametrize("hidden, batch", [(128, 4), (128, 8), (128, 12), (96, 12)])
 def test_inference_gives_the_training_forwards_bits_where_only_training_runs_one_part(hidden, batch,
                                                                                       monkeypatch):
     """With the default thresholds on 2 threads, shapes whose training forward runs on one part (and its
-    helper) while the inference forward runs in column groups: the same input split, the same bits."""
+    helper) while the inference forward runs in two parts or in column groups: the same input split, the
+    same bits."""
     monkeypatch.setenv("RNNKIT_PATH", "threaded")
     threads.set_count(2)
     try:

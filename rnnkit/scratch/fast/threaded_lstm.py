@@ -74,14 +74,15 @@ def parts_for(hidden: int, batch: int | None = None, training: bool = True) -> i
 
 def small_step(hidden: int, batch: int, training: bool = True) -> bool:
     """Whether the weights fit one core's cache and a step's product is small: the steps then run on one
-    part, whatever the thread count. In training batch·hidden² up to thresholds.ONE_PART_WORK (the helper
-    thread also sums the weight gradients); in inference hidden below ONE_PART_INFERENCE_HIDDEN,
-    batch·hidden² up to ONE_PART_INFERENCE_WORK and batch·hidden below COLUMN_GROUPS_INFERENCE_WORK (above
-    it, `column_groups`)."""
+    part, whatever the thread count. In training batch·hidden² up to thresholds.ONE_PART_WORK and batch up
+    to SPLIT_INPUT_BATCH (the helper thread projects the inputs and sums the weight gradients); in inference
+    hidden below ONE_PART_INFERENCE_HIDDEN, batch·hidden² up to ONE_PART_INFERENCE_WORK and batch·hidden
+    below COLUMN_GROUPS_WORK (above it, `column_groups`)."""
     if training:
-        return hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= thresholds.ONE_PART_WORK
+        return (hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= thresholds.ONE_PART_WORK
+                and batch <= thresholds.SPLIT_INPUT_BATCH)
     return (hidden < thresholds.ONE_PART_INFERENCE_HIDDEN and batch * hidden * hidden <=
-            thresholds.ONE_PART_INFERENCE_WORK and batch * hidden < thresholds.COLUMN_GROUPS_INFERENCE_WORK)
+            thresholds.ONE_PART_INFERENCE_WORK and batch * hidden < thresholds.COLUMN_GROUPS_WORK)
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:
@@ -109,12 +110,12 @@ def kernel_for(batch: int, dtype=np.float32) -> int:
     return WIDE_ROWS if batch <= thresholds.WIDE_ROWS_BATCH else ROWS
 
 
-def split_input(batch: int, hidden: int | None = None) -> bool:
+def split_input(batch: int) -> bool:
     """Whether the input projection runs apart from the steps' products (few columns: the steps then stream
-    only W_hh; or a small step in training, `small_step`, whose helper thread projects the inputs ahead of
-    the steps) rather than inside each step's product. Depends neither on the thread count nor on the mode
-    (training or inference): the forward's bits do not."""
-    return batch <= thresholds.SPLIT_INPUT_BATCH or (hidden is not None and small_step(hidden, batch))
+    only W_hh, and a small step's helper thread projects the inputs ahead of the steps, `small_step`) rather
+    than inside each step's product. Depends neither on the thread count nor on the mode (training or
+    inference): the forward's bits do not."""
+    return batch <= thresholds.SPLIT_INPUT_BATCH
 
 
 def _width(kernel: int, dtype) -> int:
@@ -406,13 +407,11 @@ if AVAILABLE:
 def column_groups(hidden: int, batch: int, training: bool = True) -> list[tuple[int, int]]:
     """The batch's columns in groups that run as independent layers, one a thread, each with all the hidden
     units (`forward`): [(0, batch)] (one group: the units split into parts, or one part, instead), or, where
-    each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN, and
-    batch·hidden from COLUMN_GROUPS_WORK in training, COLUMN_GROUPS_INFERENCE_WORK in inference) and the
-    step is not a small one (`small_step`), the columns cut in count() equal groups. A group's steps then
-    meet no other thread and read no h or gradient that another core wrote."""
+    each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
+    COLUMN_GROUPS_WORK) and the step is not a small one (`small_step`), the columns cut in count() equal
+    groups. A group's steps then meet no other thread and read no h or gradient that another core wrote."""
     groups = min(threads.count(), batch)
-    work = thresholds.COLUMN_GROUPS_WORK if training else thresholds.COLUMN_GROUPS_INFERENCE_WORK
-    if (groups < 2 or hidden > thresholds.COLUMN_GROUPS_HIDDEN or batch * hidden < work
+    if (groups < 2 or hidden > thresholds.COLUMN_GROUPS_HIDDEN or batch * hidden < thresholds.COLUMN_GROUPS_WORK
             or small_step(hidden, batch, training)):
         return [(0, batch)]
     cuts = [batch * k // groups for k in range(groups + 1)]
@@ -434,7 +433,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
     groups = column_groups(p.hidden, batch, training=keep)
-    split = split_input(batch, p.hidden)  # the whole batch's choice: the same bits in any group, in either mode
+    split = split_input(batch)  # the whole batch's choice: the same bits in any group, in either mode
     hs = allocator(active, batch, batch)((time + 1, batch, p.hidden), dtype=inputs.dtype)
     if len(groups) == 1:
         return _forward_group(p, inputs, h0, c0, active, keep, split, hs, run=True)

@@ -61,9 +61,10 @@ MIN_ROWS_PER_PART = 128
 # weight gradients for the helper to sum beside the steps).
 ONE_PART_WORK = 229376
 ONE_PART_INFERENCE_WORK = 131072
-# In inference one part only below hidden ONE_PART_INFERENCE_HIDDEN (and below COLUMN_GROUPS_INFERENCE_WORK,
-# further down). Measured 2026-12-04 evening (Xeon, 2 threads, inference, one process, 50 alternating
-# rounds, ms, one part / two parts): hidden 128 batch 2 0.49 / 0.41, batch 3 0.59 / 0.48, batch 4 0.56 /
+# Since 2026-12-04 night training runs one part only up to SPLIT_INPUT_BATCH columns as well (above, column
+# groups: COLUMN_GROUPS_WORK, further down). In inference one part only below hidden
+# ONE_PART_INFERENCE_HIDDEN (and below COLUMN_GROUPS_WORK). Measured 2026-12-04 evening (Xeon, 2 threads,
+# inference, one process, 50 alternating rounds, ms, one part / two parts): hidden 128 batch 2 0.49 / 0.41, batch 3 0.59 / 0.48, batch 4 0.56 /
 # 0.51, batch 6 0.73 / 0.64 (batch 1 and 5 even; from batch 8 column groups win over both).
 ONE_PART_INFERENCE_HIDDEN = 128
 
@@ -145,11 +146,16 @@ HELPER_PROJECTION_BATCH = 4
 # 14.53 → 14.24 · 4.31 → 3.67; hidden 160 batch 24 8.41 → 7.88 · 2.47 → 2.12, batch 48 14.74 → 14.39 · 4.23
 # → 4.19; but hidden 192 batch 32 12.91 → 13.39 · 3.67 → 3.70, and hidden 256 (W_hh and W_ih 1.3 MB) slower
 # at most batches (batch 4 4.17 → 4.92 · 1.21 → 1.58, batch 32 19.5 → 20.7, batch 64 39.2 → 40.9).
-COLUMN_GROUPS_HIDDEN = 160
-COLUMN_GROUPS_WORK = 2048
 # In inference column groups win from batch·hidden 1024, over the one part as well (its helper thread has no
 # weight gradients to make there). Measured as above (50 rounds; ms, one part / units / groups): hidden 64
 # batch 8 0.40 / 0.44 / 0.45, batch 12 0.51 / 0.57 / 0.55, batch 16 0.65 / 0.73 / 0.61, batch 24 0.90 / 0.99 /
 # 0.83, batch 32 1.15 / 1.18 / 1.04; hidden 96 batch 8 0.55 / 0.59 / 0.58, batch 10 0.68 / 0.75 / 0.63, batch
-# 16 0.96 / 0.89 / 0.86; hidden 128 batch 8 0.84 / 0.83 / 0.79, batch 10 0.94 / 0.98 / 0.97.
-COLUMN_GROUPS_INFERENCE_WORK = 1024
+# 16 0.96 / 0.89 / 0.86; hidden 128 batch 8 0.84 / 0.83 / 0.79, batch 10 0.94 / 0.98 / 0.97. In training from
+# 1024 as well, over the one part above batch 12: the one part (and its helper) needs the inputs projected
+# apart from the steps, which the inference forward must then do too for the same bits, and that cost
+# inference 7-9 % at hidden 64 batch 24-48 (groups with the projection in the steps' products / apart, 20
+# rounds: batch 24 0.82 / 0.89 ms, batch 48 1.50 / 1.64), where training on one part gained 1-5 % over groups
+# (hidden 64 batch 16-56, hidden 32 batch 64-128) and lost at hidden 96 batch 24 (4.40 / 4.18 ms) and
+# hidden 128 batch 14 (4.55 / 3.96).
+COLUMN_GROUPS_HIDDEN = 160
+COLUMN_GROUPS_WORK = 1024

@@ -119,3 +119,16 @@ def test_rnn_low_forecasts_the_lower_end_of_an_interval(tmp_path):
                                                zip(r["starts"], r["forecasts"])]))
     median = bench.rnn_backtest(trained, series, start, 6, 12, False)
     assert np.all(np.asarray(median["forecasts"])[..., 0] >= np.asarray(r["forecasts"]))
+
+
+def test_rnn_darts_is_darts_blockrnn_settings_on_sunspots_only(monkeypatch):
+    settings = bench.RNN_DARTS["sunspots-backtest"]
+    assert (settings["window"], settings["horizon"], settings["hidden"], settings["cell"], settings["loss"],
+            settings["epochs"], settings["lr"], settings["seed"]) == (125, 36, 10, "gru", "mse", 100, 1e-3, 42)
+    tiny = dict(settings, window=24, hidden=2, epochs=1)
+    monkeypatch.setitem(bench.RNN_DARTS, "sunspots-backtest", tiny)
+    monkeypatch.setattr(bench, "_TRAINED", {})
+    assert list(bench.run("air-holdout", ["naive", "rnn-darts"])["models"]) == ["naive"]
+    row = bench.run("sunspots-backtest", ["rnn-darts"], last_points_only=True)["models"]["rnn-darts"]
+    assert row["settings"] == tiny and row["seeds"] == [42] and row["trained_before"] == "1940-10"
+    assert row["forecasts"] == 49 and np.isfinite(row["mape_darts"]) and row["cpu_s"] > 0

@@ -121,14 +121,26 @@ def test_rnn_low_forecasts_the_lower_end_of_an_interval(tmp_path):
     assert np.all(np.asarray(median["forecasts"])[..., 0] >= np.asarray(r["forecasts"]))
 
 
-def test_rnn_darts_is_darts_blockrnn_settings_on_sunspots_only(monkeypatch):
-    settings = bench.RNN_DARTS["sunspots-backtest"]
-    assert (settings["window"], settings["horizon"], settings["hidden"], settings["cell"], settings["loss"],
-            settings["epochs"], settings["lr"], settings["seed"]) == (125, 36, 10, "gru", "mse", 100, 1e-3, 42)
+def test_rnn_darts_is_darts_blockrnn_on_sunspots_and_not_on_the_holdout(monkeypatch):
+    before, settings = bench.RNN_DARTS["sunspots-backtest"]
+    assert before is None and (settings["window"], settings["horizon"], settings["hidden"], settings["cell"],
+                               settings["loss"], settings["epochs"], settings["lr"], settings["seed"]) == \
+        (125, 36, 10, "gru", "mse", 100, 1e-3, 42)
     tiny = dict(settings, window=24, hidden=2, epochs=1)
-    monkeypatch.setitem(bench.RNN_DARTS, "sunspots-backtest", tiny)
+    monkeypatch.setitem(bench.RNN_DARTS, "sunspots-backtest", (None, tiny))
     monkeypatch.setattr(bench, "_TRAINED", {})
     assert list(bench.run("air-holdout", ["naive", "rnn-darts"])["models"]) == ["naive"]
     row = bench.run("sunspots-backtest", ["rnn-darts"], last_points_only=True)["models"]["rnn-darts"]
     assert row["settings"] == tiny and row["seeds"] == [42] and row["trained_before"] == "1940-10"
     assert row["forecasts"] == 49 and np.isfinite(row["mape_darts"]) and row["cpu_s"] > 0
+
+
+def test_rnn_darts_on_the_air_backtest_trains_before_1959(monkeypatch):
+    before, settings = bench.RNN_DARTS["air-backtest"]
+    assert before == "1959-01" and (settings["cell"], settings["hidden"], settings["window"],
+                                    settings["decoder"]) == ("lstm", 20, 14, "autoregressive")
+    tiny = dict(settings, hidden=2, epochs=1)
+    monkeypatch.setitem(bench.RNN_DARTS, "air-backtest", (before, tiny))
+    monkeypatch.setattr(bench, "_TRAINED", {})
+    row = bench.run("air-backtest", ["rnn-darts"])["models"]["rnn-darts"]
+    assert row["trained_before"] == "1959-01" and row["forecasts"] == 19 and row["seeds"] == [42]

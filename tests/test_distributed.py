@@ -1,8 +1,9 @@
 """Distributed data parallel training (torchrun): the same steps as one process, rank 0 alone writes, exact resume.
 
 Two CPU processes on gloo, each set up exactly as torchrun sets up its workers (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR/PORT), forked from this process (torch is imported once; spawned where torch is a CUDA build) and running `rnnkit.cli.main`; one test
-starts the real launcher (`python -m torch.distributed.run ... -m rnnkit train ...`). Float64, tiny models.
+MASTER_ADDR/PORT), forked from this process (torch is imported once; spawned where torch is a CUDA build) and
+running `rnnkit.cli.main`; one test starts the real launcher (`python -m torch.distributed.run ... -m rnnkit
+train ...`). Float64, tiny models.
 """
 from __future__ import annotations
 

@@ -36,12 +36,6 @@ on one core with no meeting, and the second core takes the work that does not li
 Each element is computed by one thread in one fixed order, so the bits do not depend on the timing, nor
 on the thread count: on one thread the helper's work runs after the steps' (threads.run_pipeline).
 
-Column groups (`column_groups`: a large batch, W_hh small enough for each core's cache). The batch's columns
-are cut in one group a thread, and each group runs the one-part steps above on its columns alone, forward
-and backward, without a helper: no meeting per step, and no core reads an h or a gradient that another
-core wrote. Each column's arithmetic is the same as in the unit split (a column's sums run over k in one
-order, whichever kernel and however many columns), so are the bits; the weight and input gradients are
-then the layer's three products over all columns, as with the unit split.
 Measured at hidden 128, batch 4 (T 64, input 64, float32) on a quiet moment before this: fwd+bwd 4.2 ms,
 of which forward steps 0.94 (input projection 0.23, products 0.45), backward steps 0.83, weight and input
 products 1.34, packing 0.23.
@@ -49,6 +43,13 @@ products 1.34, packing 0.23.
 Measured at (batch, time, input, hidden) = (32, 64, 128, 256), float32, 2 threads on this 2-core Zen 4,
 against the previous steps (one 2-thread OpenBLAS product plus one compiled gate call per step):
 forward 11.8-16.1 → 9.0-11.3 ms, backward's steps 9.7-14.3 → 8.4-10.0 ms.
+
+Column groups (`column_groups`: a large batch, W_hh small enough for each core's cache). The batch's columns
+are cut in one group a thread, and each group runs the one-part steps above on its columns alone, forward
+and backward, without a helper: no meeting per step, and no core reads an h or a gradient that another
+core wrote. Each column's arithmetic is the same as in the unit split (a column's sums run over k in one
+order, whichever kernel and however many columns), so are the bits; the weight and input gradients are
+then the layer's three products over all columns, as with the unit split.
 """
 from __future__ import annotations
 

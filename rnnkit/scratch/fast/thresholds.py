@@ -64,8 +64,9 @@ ONE_PART_INFERENCE_WORK = 131072
 # Since 2026-12-04 night training runs one part only up to SPLIT_INPUT_BATCH columns as well (above, column
 # groups: COLUMN_GROUPS_WORK, further down). In inference one part only below hidden
 # ONE_PART_INFERENCE_HIDDEN (and below COLUMN_GROUPS_WORK). Measured 2026-12-04 evening (Xeon, 2 threads,
-# inference, one process, 50 alternating rounds, ms, one part / two parts): hidden 128 batch 2 0.49 / 0.41, batch 3 0.59 / 0.48, batch 4 0.56 /
-# 0.51, batch 6 0.73 / 0.64 (batch 1 and 5 even; from batch 8 column groups win over both).
+# inference, one process, 50 alternating rounds, ms, one part / two parts): hidden 128 batch 2 0.49 / 0.41,
+# batch 3 0.59 / 0.48, batch 4 0.56 / 0.51, batch 6 0.73 / 0.64 (batch 1 and 5 even; from batch 8 column
+# groups win over both).
 ONE_PART_INFERENCE_HIDDEN = 128
 
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no

@@ -343,7 +343,8 @@ def train_to_target(args, source: dict, device: str) -> dict:
                     tie_weights=True, optimizer="sgd", lr=1.0 if quick else 20.0, schedule="cosine", clip=0.25,
                     batch_size=args.target_batch_size, bptt=8 if quick else 35, epochs=args.target_epochs,
                     engine="torch", device=device, precision=args.target_precision,
-                    deterministic=args.deterministic, log_every=4 if quick else 100, seed=0)
+                    deterministic=args.deterministic, log_every=4 if quick else 100, seed=0,
+                    eval_every=args.target_eval_every)
     out = Path(args.work) / "to-target"
     t0 = time.perf_counter()
     run = lm.train_lm(**settings, out=str(out), overwrite=True, progress=False, verbose=args.verbose, plot=False,
@@ -399,6 +400,8 @@ def main(argv=None) -> int:
     parser.add_argument("--target-epochs", type=int, help="epochs of part 3 (default 12; --quick 2)")
     parser.add_argument("--target-batch-size", type=int, help="(default 20; --quick 4)")
     parser.add_argument("--target-precision", default="fp32", help="(default fp32)")
+    parser.add_argument("--target-eval-every", type=int, help="steps between validations (default: the "
+                        "trainer's, about 12 an epoch; on an H200 they took half of part 3's time)")
     parser.add_argument("--no-deterministic", dest="deterministic", action="store_false",
                         help="rnnkit's --no-deterministic: cuDNN autotuning, nondeterministic kernels")
     parser.add_argument("--verbose", action="store_true", help="part 3: the trainer's lines (validations, estimate)")

@@ -38,13 +38,14 @@ try:
     rate = next(r["rnnkit_tokens_per_s"] for r in rows if r["precision"] == "fp32" and r["batch_size"] == 20)
 except Exception:  # part 1 failed or ran out of time: a few epochs, cut by the timeout if need be
     rate = None
-seconds = int(sys.argv[2]) - 40  # loading, validations, the test pass
-print(3 if rate is None else max(0, min(12, int(seconds * 0.8 * rate / 2.09e6))))
+seconds = int(sys.argv[2]) - 40  # loading, validations (one an epoch), the test pass
+print(3 if rate is None else max(0, min(12, int(seconds * 0.85 * rate / 2.09e6))))
 EOF
 )
 echo "== train to the target: $epochs epoch(s) ($(left) s left)"
 if [ "$epochs" -gt 0 ]; then
   timeout $(( $(left) - 5 )) $py benchmarks/gpu_lm.py --train-to-target --target-epochs "$epochs" --verbose \
+    --target-eval-every 2984 \
     --out "$OUT/gpu_lm_target.json" >"$OUT/gpu_lm_target.txt" 2>&1
   echo "train-to-target exit $?"; tail -6 "$OUT/gpu_lm_target.txt"
 fi

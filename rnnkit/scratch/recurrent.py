@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import fast, reference
-from .fast import packing
+from .fast import packing, threads
 from .module import Module, Parameter, as_float_dtype, dtype_note, make_rng
 
 
@@ -422,17 +422,10 @@ class _Recurrent(Module):
         packing.add_unpacked(self.mode, w_ih.grad, product(gx, inputs))
         packing.add_unpacked(self.mode, w_hh.grad, product(gh, h_prev))
         if b_ih is not None:
-            d_bias = _row_sums(gx)
+            d_bias = threads.row_sums(gx)
             packing.add_unpacked(self.mode, b_ih.grad, d_bias)
             # The RNN and the LSTM share one pre-activation gradient, so one sum serves both biases.
-            packing.add_unpacked(self.mode, b_hh.grad, d_bias if gh is gx else _row_sums(gh))
-
-
-def _row_sums(a: np.ndarray) -> np.ndarray:
-    """a's row sums (rows,) as BLAS's matrix-vector product with ones: a bias gradient over time·batch
-    columns. Measured 2026-12-04 (Xeon, 2 threads, float32): (1024, 1536) 0.29 ms with a.sum(axis=1), 0.11
-    with this; (512, 4096) 0.34 / 0.15."""
-    return a @ np.ones(a.shape[1], dtype=a.dtype)
+            packing.add_unpacked(self.mode, b_hh.grad, d_bias if gh is gx else threads.row_sums(gh))
 
 
 def _reversal_index(lengths: np.ndarray, time: int) -> np.ndarray:

@@ -56,12 +56,14 @@ def active(dtype) -> bool:
 if AVAILABLE:
     _OPTIONS = dict(nogil=True, fastmath=False, error_model="numpy")
 
-    def jit(fn):
-        """njit with the on-disk cache where it can be written, in-memory compilation otherwise."""
+    def jit(fn, nogil: bool = True):
+        """njit with the on-disk cache where it can be written, in-memory compilation otherwise; the GIL let
+        go while it runs, unless `nogil` is False."""
+        options = dict(_OPTIONS, nogil=nogil)
         try:
-            return numba.njit(cache=True, **_OPTIONS)(fn)
+            return numba.njit(cache=True, **options)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available" (no writable directory)
-            return numba.njit(cache=False, **_OPTIONS)(fn)
+            return numba.njit(cache=False, **options)(fn)
 
     @intrinsic
     def fma(typingctx, a, b, c):

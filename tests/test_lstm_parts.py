@@ -514,3 +514,35 @@ def test_inference_forward_keeps_no_trace_and_gives_the_training_forwards_bits(b
                 layer.backward(np.ones_like(inferred[0]))
     for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
         np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+@pytest.mark.parametrize("hidden, batch, ragged", [(200, 21, False), (256, 17, True)])
+def test_inference_runs_column_groups_above_the_training_hidden_limit_with_the_unit_splits_bits(
+        hidden, batch, ragged, monkeypatch):
+    """Above thresholds.COLUMN_GROUPS_HIDDEN the inference forward runs in column groups where its weights
+    fit COLUMN_GROUPS_INFERENCE_BYTES (training keeps the unit split, and so does inference with a wider
+    input): its outputs and final states are the unit split's to the bit, on 2 threads."""
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
+    small = 4 * hidden * (hidden + 9) * 4  # the layer's weights in bytes
+    rng = np.random.default_rng(hidden)
+    x = rng.standard_normal((batch, 7, 8)).astype(np.float32)
+    lengths = rng.integers(1, 8, batch).tolist() if ragged else None
+    threads.set_count(2)
+    try:
+        assert len(threaded_lstm.column_groups(hidden, batch, training=False, weight_bytes=small)) == 2
+        assert len(threaded_lstm.column_groups(hidden, batch, training=True, weight_bytes=small)) == 1
+        assert len(threaded_lstm.column_groups(hidden, batch, training=False, weight_bytes=10**7)) == 1
+        layer = LSTM(8, hidden, dtype=np.float32, rng=1)
+        layer.eval()
+        results = []
+        for limit in (thresholds.COLUMN_GROUPS_INFERENCE_BYTES, 0):  # in groups, then units split
+            monkeypatch.setattr(thresholds, "COLUMN_GROUPS_INFERENCE_BYTES", limit)
+            with layer.locked_weights():
+                out, (h_n, c_n) = layer.forward(x, lengths=lengths)
+            results.append((out, h_n, c_n))
+    finally:
+        threads.set_count(None)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[0][0][:, :2], np.zeros_like(results[0][0][:, :2]))

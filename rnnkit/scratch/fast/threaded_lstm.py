@@ -405,15 +405,22 @@ if AVAILABLE:
             gemm_rows_add(a, xs, t_lo * B * I, I, I, dw_ih.reshape(-1), I)
 
 
-def column_groups(hidden: int, batch: int, training: bool = True) -> list[tuple[int, int]]:
+def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: int = 0) -> list[tuple[int, int]]:
     """The batch's columns in groups that run as independent layers, one a thread, each with all the hidden
     units (`forward`): [(0, batch)] (one group: the units split into parts, or one part, instead), or, where
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
     COLUMN_GROUPS_WORK) and the step is not a small one (`small_step`), the columns cut in count() equal
-    groups. A group's steps then meet no other thread and read no h or gradient that another core wrote."""
+    groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
+    (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
+    COLUMN_GROUPS_INFERENCE_WORK. A group's steps then meet no other thread and read no h or gradient that
+    another core wrote."""
     groups = min(threads.count(), batch)
-    if (groups < 2 or hidden > thresholds.COLUMN_GROUPS_HIDDEN or batch * hidden < thresholds.COLUMN_GROUPS_WORK
-            or small_step(hidden, batch, training)):
+    if hidden <= thresholds.COLUMN_GROUPS_HIDDEN:
+        wide = batch * hidden >= thresholds.COLUMN_GROUPS_WORK
+    else:
+        wide = (not training and weight_bytes <= thresholds.COLUMN_GROUPS_INFERENCE_BYTES
+                and batch * hidden >= thresholds.COLUMN_GROUPS_INFERENCE_WORK)
+    if groups < 2 or not wide or small_step(hidden, batch, training):
         return [(0, batch)]
     cuts = [batch * k // groups for k in range(groups + 1)]
     return list(zip(cuts[:-1], cuts[1:]))
@@ -433,7 +440,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     if xw is not None:
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
-    groups = column_groups(p.hidden, batch, training=keep)
+    groups = column_groups(p.hidden, batch, training=keep,
+                           weight_bytes=4 * p.hidden * (p.hidden + features + 1) * inputs.itemsize)
     split = split_input(batch)  # the whole batch's choice: the same bits in any group, in either mode
     hs = allocator(active, batch, batch)((time + 1, batch, p.hidden), dtype=inputs.dtype)
     if len(groups) == 1:

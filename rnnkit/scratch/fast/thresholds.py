@@ -160,3 +160,13 @@ HELPER_PROJECTION_BATCH = 4
 # hidden 128 batch 14 (4.55 / 3.96).
 COLUMN_GROUPS_HIDDEN = 160
 COLUMN_GROUPS_WORK = 1024
+# In inference column groups run above COLUMN_GROUPS_HIDDEN as well, where the forward's weights (4H·(H+I+1)
+# entries) fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least COLUMN_GROUPS_INFERENCE_WORK.
+# Measured 2026-12-04 (Xeon, 2 MB L2 a core, 2 threads, inference, T 64, one process, 12 alternating pairs,
+# groups / units): input 64, hidden 256 (weights 1.25 MiB) batch 6 1.20, 8 1.11, 12 1.00, 16 0.99, 20 0.93,
+# 24 0.94, 32 0.98, 40 0.97, 48 0.94, 64 0.95; hidden 192 batch 16 1.02, 32 1.01, 48 0.96; input 256, hidden
+# 256 (2.0 MiB) batch 16 1.21, 24 1.06, 48 1.04, hidden 192 (1.32 MiB) batch 32 1.01, hidden 128 (0.75 MiB)
+# batch 24 0.85; and hidden 384 (2.6 MiB) batch 16 1.36, 32 1.12, 512 (4.5 MiB) batch 16 1.28, 32 1.15.
+# Training keeps the unit split there (groups lost 2-8 % at hidden 256: its backward panels are W_hh^T's).
+COLUMN_GROUPS_INFERENCE_BYTES = 1_300 * 1024
+COLUMN_GROUPS_INFERENCE_WORK = 4096

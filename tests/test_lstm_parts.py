@@ -254,6 +254,25 @@ def test_matmul_splits_rows_and_agrees(thread_count):
                                    atol=1e-12)
 
 
+@needs_numba
+@pytest.mark.parametrize("shape", [(7, 20000), (300, 700), (33, 2061), (2, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_sums_are_the_sums_and_the_same_bits_on_any_thread_count(thread_count, shape, dtype):
+    """Rows over threads, 16 lanes and the remainder columns (2061 = 128·16 + 13), a strided input, and a
+    small one that NumPy sums: each row's bits are the same whatever the thread count."""
+    a = np.random.default_rng(5).standard_normal((shape[0], 2 * shape[1])).astype(dtype)[:, ::2]
+    exact = a.astype(np.float64).sum(axis=1)
+    sums = []
+    for count in (1, 2, 3):
+        thread_count(count)
+        sums.append(threads.row_sums(a))
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(sums[0], exact, rtol=tolerance, atol=tolerance * np.sqrt(shape[1]))
+    assert sums[0].dtype == dtype and sums[0].shape == (shape[0],)
+    for other in sums[1:]:
+        assert other.tobytes() == sums[0].tobytes()
+
+
 def test_a_failing_part_raises_in_the_caller_and_the_pool_still_works():
     def part(k, seen):
         if k == 1:

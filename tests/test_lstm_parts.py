@@ -302,6 +302,21 @@ def test_workers_take_every_job_whether_still_spinning_or_asleep(idle_spins, mon
             time.sleep(0.02)  # longer than a worker spins (about 1 ms): it falls asleep
     assert sorted(seen) == [(r, k) for r in range(40) for k in range(3)]
 
+def test_core_l2_bytes_reads_the_level_2_entry_and_falls_back_where_there_is_none(tmp_path):
+    for index, (level, size) in enumerate([("1", "48K"), ("2", "2048K"), ("3", "32M")]):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+    assert thresholds.core_l2_bytes(str(tmp_path)) == 2 * 2**20
+    (tmp_path / "index1" / "size").write_text("1M\n")
+    assert thresholds.core_l2_bytes(str(tmp_path)) == 2**20
+    (tmp_path / "index1" / "size").write_text("large\n")
+    assert thresholds.core_l2_bytes(str(tmp_path)) == thresholds.DEFAULT_L2_BYTES
+    assert thresholds.core_l2_bytes(str(tmp_path / "absent")) == thresholds.DEFAULT_L2_BYTES
+    assert thresholds.COLUMN_GROUPS_INFERENCE_BYTES == int(thresholds.COLUMN_GROUPS_INFERENCE_L2_SHARE
+                                                           * thresholds.core_l2_bytes())
+
+
 # --------------------------------------------------------------------------------------- threaded_lstm.py
 def test_parts_for_keeps_at_least_32_units_per_thread(thread_count):
     thread_count(4)
@@ -544,6 +559,7 @@ def test_inference_runs_column_groups_above_the_training_hidden_limit_with_the_u
     input): its outputs and final states are the unit split's to the bit, on 2 threads."""
     monkeypatch.setenv("RNNKIT_PATH", "threaded")
     small = 4 * hidden * (hidden + 9) * 4  # the layer's weights in bytes
+    monkeypatch.setattr(thresholds, "COLUMN_GROUPS_INFERENCE_BYTES", small)  # (the machine's L2 sets it)
     rng = np.random.default_rng(hidden)
     x = rng.standard_normal((batch, 7, 8)).astype(np.float32)
     lengths = rng.integers(1, 8, batch).tolist() if ragged else None
@@ -555,7 +571,7 @@ def test_inference_runs_column_groups_above_the_training_hidden_limit_with_the_u
         layer = LSTM(8, hidden, dtype=np.float32, rng=1)
         layer.eval()
         results = []
-        for limit in (thresholds.COLUMN_GROUPS_INFERENCE_BYTES, 0):  # in groups, then units split
+        for limit in (small, 0):  # in groups, then units split
             monkeypatch.setattr(thresholds, "COLUMN_GROUPS_INFERENCE_BYTES", limit)
             with layer.locked_weights():
                 out, (h_n, c_n) = layer.forward(x, lengths=lengths)

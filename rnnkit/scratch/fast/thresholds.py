@@ -1,5 +1,6 @@
 """Where the selector switches paths: the one place to set them, from the sweep benchmark's measurements
 (benchmarks/engine_speed.py; benchmarks/README.md has the tables)."""
+from pathlib import Path
 
 # The numba path runs a layer's whole time loop in one compiled call, products included, up to SMALL_BATCH
 # rows, and one BLAS product per step above (the RNN: the NumPy path above). Measured 2026-12-03 (2 cores,
@@ -168,5 +169,27 @@ COLUMN_GROUPS_WORK = 1024
 # 256 (2.0 MiB) batch 16 1.21, 24 1.06, 48 1.04, hidden 192 (1.32 MiB) batch 32 1.01, hidden 128 (0.75 MiB)
 # batch 24 0.85; and hidden 384 (2.6 MiB) batch 16 1.36, 32 1.12, 512 (4.5 MiB) batch 16 1.28, 32 1.15.
 # Training keeps the unit split there (groups lost 2-8 % at hidden 256: its backward panels are W_hh^T's).
-COLUMN_GROUPS_INFERENCE_BYTES = 1_300 * 1024
+# The limit is a share of a core's L2 cache: on a Zen 4 (1 MB L2 a core; 2026-12-04 night, 16 pairs, groups /
+# units) hidden 256 batch 12 1.01, 16 1.03, 24 1.08, 32 1.19, 48 1.06, 64 1.03 and hidden 192 (0.77 MiB) batch 32
+# 1.18, batch 64 1.02: groups pay only where the weights take at most about 0.65 of the L2.
+COLUMN_GROUPS_INFERENCE_L2_SHARE = 0.65
+DEFAULT_L2_BYTES = 2**20  # where the system does not say (the smaller of the two caches measured)
+
+
+def core_l2_bytes(cache_folder: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """The first core's level-2 cache in bytes, as Linux lists it (index*/level, index*/size such as
+    "1024K"); DEFAULT_L2_BYTES where it is not listed or not readable."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    try:
+        for index in sorted(Path(cache_folder).glob("index*")):
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                value = int(size[:-1]) * units[size[-1]] if size[-1:] in units else int(size)
+                return value if value > 0 else DEFAULT_L2_BYTES
+    except (OSError, ValueError):
+        pass
+    return DEFAULT_L2_BYTES
+
+
+COLUMN_GROUPS_INFERENCE_BYTES = int(COLUMN_GROUPS_INFERENCE_L2_SHARE * core_l2_bytes())
 COLUMN_GROUPS_INFERENCE_WORK = 4096

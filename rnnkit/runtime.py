@@ -9,17 +9,14 @@ benchmarks and examples/airline_sentiment.py call `tune_process()`; a program of
 
 It applies three settings, each only under the conditions given, and never over one of the user's own:
 
-OpenBLAS kernels on AMD Zen 4 and Zen 5 (`choose_coretype`). OpenBLAS picks its kernels once, when it
-loads, from the CPU it sees. On Zen 4 (family 25 with AVX-512) it takes its 512-bit SkylakeX kernels, which
-Zen 4 runs as two 256-bit halves, and its AVX2 ("Haswell") kernels are faster there. Measured on a 2-core
-EPYC (Zen 4), float32, 2 threads: (64, 512) @ (512, 2048) 0.85 → 0.70 ms, (32, 256) @ (256, 1024) 0.144 →
-0.115 ms, (6400, 256) @ (256, 2048) 34.8 → 32.1 ms. On Zen 5 (family 26 and later with AVX-512, full-width
-512-bit units) OpenBLAS 0.3.31 does not know the CPU and falls back to Haswell, half its speed: (1024,
-1024) @ (1024, 1024) 258 → 462 GFLOP/s with SkylakeX on a 2-core EPYC (Zen 5), and the scratch LSTM's
-backward 20-40 % faster (hidden 256 batch 8 2.82 → 2.03 ms, hidden 128 batch 32 5.69 → 3.44). Sets
-OPENBLAS_CORETYPE (Haswell on Zen 4, SkylakeX on Zen 5) only if NumPy is not imported yet (afterwards the
-choice is made), OPENBLAS_CORETYPE is unset (set it to keep OpenBLAS's default) and /proc/cpuinfo names
-such a CPU. Results differ from the default kernels only in float rounding.
+OpenBLAS kernels on AMD Zen 4 (`choose_coretype`). OpenBLAS picks its kernels once, when it loads, from the
+CPU it sees; on Zen 4 (family 25 with AVX-512) it takes its 512-bit SkylakeX kernels, which Zen 4 runs as
+two 256-bit halves, and its AVX2 ("Haswell") kernels are faster there. Measured on a 2-core EPYC (Zen 4),
+float32, 2 threads: (64, 512) @ (512, 2048) 0.85 → 0.70 ms, (32, 256) @ (256, 1024) 0.144 → 0.115 ms,
+(6400, 256) @ (256, 2048) 34.8 → 32.1 ms. Sets OPENBLAS_CORETYPE=Haswell only if NumPy is not imported yet
+(afterwards the choice is made), OPENBLAS_CORETYPE is unset (set it, e.g. to SkylakeX, to keep OpenBLAS's
+default) and /proc/cpuinfo names a Zen 4. Results differ from the default kernels only in float rounding.
+
 OpenBLAS's idle threads (`choose_thread_timeout`). After each multi-threaded call OpenBLAS's threads spin
 for 2^28 cycles (about 80 ms) before they sleep; one spinning on the core of a scratch-LSTM thread
 (scratch/threads.py) halves that thread's speed: a training step of a 2×256 LSTM language model took
@@ -49,10 +46,8 @@ from __future__ import annotations
 import os
 import sys
 
-CORETYPE = "Haswell"  # on Zen 4
+CORETYPE = "Haswell"
 ZEN4_FAMILY = 25
-WIDE_CORETYPE = "SkylakeX"  # on Zen 5 and later: full-width AVX-512
-ZEN5_FAMILY = 26
 THREAD_TIMEOUT = "20"  # OpenBLAS's idle threads spin 2^20 cycles, then sleep
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
@@ -89,47 +84,20 @@ def tune_process() -> dict:
 # ------------------------------------------------------------------------------------------- OpenBLAS
 
 
-def _first_processor(cpuinfo: str) -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo text (the rest is the same CPU)."""
+def is_zen4(cpuinfo: str) -> bool:
+    """Whether /proc/cpuinfo text describes an AMD Zen 4 CPU (family 25 with avx512f)."""
     fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         if not line.strip():
-            break
+            break  # the first processor's block is enough
         key, _, value = line.partition(":")
         fields[key.strip()] = value.strip()
-    return fields
-
-
-def _amd_avx512_family(cpuinfo: str) -> int | None:
-    """The CPU family of an AMD CPU with AVX-512, else None."""
-    fields = _first_processor(cpuinfo)
-    if fields.get("vendor_id") != "AuthenticAMD" or "avx512f" not in fields.get("flags", "").split():
-        return None
-    try:
-        return int(fields.get("cpu family", ""))
-    except ValueError:
-        return None
-
-
-def is_zen4(cpuinfo: str) -> bool:
-    """Whether /proc/cpuinfo text describes an AMD Zen 4 CPU (family 25 with avx512f)."""
-    return _amd_avx512_family(cpuinfo) == ZEN4_FAMILY
-
-
-def coretype_for(cpuinfo: str) -> str | None:
-    """The OpenBLAS kernels to ask for on the CPU /proc/cpuinfo text describes: Haswell on Zen 4, SkylakeX
-    on AMD family 26 and later with AVX-512 (Zen 5); None elsewhere (OpenBLAS's own choice)."""
-    family = _amd_avx512_family(cpuinfo)
-    if family == ZEN4_FAMILY:
-        return CORETYPE
-    if family is not None and family >= ZEN5_FAMILY:
-        return WIDE_CORETYPE
-    return None
+    return (fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == str(ZEN4_FAMILY)
+            and "avx512f" in fields.get("flags", "").split())
 
 
 def choose_coretype(environ=os.environ, modules=sys.modules, cpuinfo_path: str = "/proc/cpuinfo") -> str | None:
-    """Set OPENBLAS_CORETYPE to `coretype_for` this CPU if nothing has decided yet; returns the value set,
-    else None."""
+    """Set OPENBLAS_CORETYPE=Haswell on Zen 4 if nothing has decided yet; returns the value set, else None."""
     if "numpy" in modules or environ.get("OPENBLAS_CORETYPE"):
         return None
     try:
@@ -137,10 +105,10 @@ def choose_coretype(environ=os.environ, modules=sys.modules, cpuinfo_path: str =
             cpuinfo = f.read(1 << 16)
     except OSError:  # not Linux, or no /proc
         return None
-    coretype = coretype_for(cpuinfo)
-    if coretype is not None:
-        environ["OPENBLAS_CORETYPE"] = coretype
-    return coretype
+    if not is_zen4(cpuinfo):
+        return None
+    environ["OPENBLAS_CORETYPE"] = CORETYPE
+    return CORETYPE
 
 
 def choose_thread_timeout(environ=os.environ, modules=sys.modules) -> str | None:

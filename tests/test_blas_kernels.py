@@ -1,5 +1,5 @@
-"""rnnkit.runtime picks OpenBLAS's AVX2 kernels on AMD Zen 4, its AVX-512 ones on Zen 5, and a short thread
-timeout, and only when nothing else has decided."""
+"""rnnkit.runtime picks OpenBLAS's AVX2 kernels on AMD Zen 4 and a short thread timeout, and only when
+nothing else has decided."""
 import os
 import re
 import subprocess
@@ -27,18 +27,8 @@ def test_only_zen4_is_recognised():
     assert runtime.is_zen4(ZEN4)
     assert not runtime.is_zen4(ZEN3)  # no AVX-512: OpenBLAS already takes its AVX2 kernels
     assert not runtime.is_zen4(INTEL)
-    assert not runtime.is_zen4(ZEN5)
+    assert not runtime.is_zen4(ZEN5)  # full-width AVX-512: not measured, left alone
     assert not runtime.is_zen4("")
-
-
-def test_the_kernels_asked_for_each_cpu():
-    assert runtime.coretype_for(ZEN4) == "Haswell"
-    assert runtime.coretype_for(ZEN5) == "SkylakeX"  # full-width AVX-512; OpenBLAS 0.3.31 takes Haswell there
-    assert runtime.coretype_for(ZEN5.replace("cpu family\t: 26", "cpu family\t: 27")) == "SkylakeX"
-    assert runtime.coretype_for(ZEN5.replace(" avx512f avx512dq avx512bw avx512vl", "")) is None
-    assert runtime.coretype_for(ZEN3) is None and runtime.coretype_for(INTEL) is None
-    assert runtime.coretype_for(ZEN4.replace("cpu family\t: 25", "cpu family\t: x")) is None
-    assert runtime.coretype_for("") is None
 
 
 def _choose(tmp_path: Path, cpuinfo: str, environ=None, modules=None):
@@ -53,11 +43,6 @@ def test_sets_haswell_on_zen4(tmp_path):
     assert chosen == "Haswell" and environ == {"OPENBLAS_CORETYPE": "Haswell"}
 
 
-def test_sets_skylakex_on_zen5(tmp_path):
-    chosen, environ = _choose(tmp_path, ZEN5)
-    assert chosen == "SkylakeX" and environ == {"OPENBLAS_CORETYPE": "SkylakeX"}
-
-
 def test_leaves_everything_alone_otherwise(tmp_path):
     assert _choose(tmp_path, INTEL) == (None, {})
     assert _choose(tmp_path, ZEN4, environ={"OPENBLAS_CORETYPE": "SkylakeX"}) == (
@@ -66,25 +51,23 @@ def test_leaves_everything_alone_otherwise(tmp_path):
     assert runtime.choose_coretype({}, {}, str(tmp_path / "missing")) is None
 
 
-def coretype_here() -> str:
-    """What tune_process should set on this machine, read without runtime (the code under test): the first
+def zen4_here() -> bool:
+    """Whether this machine is a Zen 4, read without runtime.is_zen4 (the function under test): the first
     processor's vendor, family and AVX-512 flag, by regular expressions."""
     try:
         first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
     except OSError:
-        return "unset"
-    family = re.search(r"^cpu family\s*:\s*(\d+)\s*$", first, re.M)
-    if not (re.search(r"^vendor_id\s*:\s*AuthenticAMD\s*$", first, re.M) and family
-            and re.search(r"^flags\s*:.*\bavx512f\b", first, re.M)):
-        return "unset"
-    return {25: "Haswell"}.get(int(family.group(1)), "SkylakeX" if int(family.group(1)) >= 26 else "unset")
+        return False
+    return bool(re.search(r"^vendor_id\s*:\s*AuthenticAMD\s*$", first, re.M)
+                and re.search(r"^cpu family\s*:\s*25\s*$", first, re.M)
+                and re.search(r"^flags\s*:.*\bavx512f\b", first, re.M))
 
 
 def test_tune_process_sets_it_in_a_fresh_process_unless_the_user_did():
     code = TUNE + "print(os.environ.get('OPENBLAS_CORETYPE', 'unset'))"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == coretype_here()
+    assert out.stdout.strip() == ("Haswell" if zen4_here() else "unset")
     env["OPENBLAS_CORETYPE"] = "Prescott"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "Prescott"

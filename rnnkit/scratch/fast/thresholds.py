@@ -169,9 +169,10 @@ COLUMN_GROUPS_WORK = 1024
 # 256 (2.0 MiB) batch 16 1.21, 24 1.06, 48 1.04, hidden 192 (1.32 MiB) batch 32 1.01, hidden 128 (0.75 MiB)
 # batch 24 0.85; and hidden 384 (2.6 MiB) batch 16 1.36, 32 1.12, 512 (4.5 MiB) batch 16 1.28, 32 1.15.
 # Training keeps the unit split there (groups lost 2-8 % at hidden 256: its backward panels are W_hh^T's).
-# The limit is a share of a core's L2 cache: on a Zen 4 (1 MB L2 a core; 2026-12-04 night, 16 pairs, groups /
-# units) hidden 256 batch 12 1.01, 16 1.03, 24 1.08, 32 1.19, 48 1.06, 64 1.03 and hidden 192 (0.77 MiB) batch 32
-# 1.18, batch 64 1.02: groups pay only where the weights take at most about 0.65 of the L2.
+# The limit is a share of a core's L2 cache: on an AMD EPYC of family 26 (Zen 5, 1 MB L2 a core; 2026-12-04
+# night, 16 pairs, groups / units) hidden 256 batch 12 1.01, 16 1.03, 24 1.08, 32 1.19, 48 1.06, 64 1.03 and
+# hidden 192 (0.77 MiB) batch 32 1.18, batch 64 1.02: groups pay only where the weights take at most about
+# 0.65 of the L2.
 COLUMN_GROUPS_INFERENCE_L2_SHARE = 0.65
 DEFAULT_L2_BYTES = 2**20  # where the system does not say (the smaller of the two caches measured)
 

@@ -255,6 +255,43 @@ def test_matmul_splits_rows_and_agrees(thread_count):
 
 
 @needs_numba
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 70), depth=st.integers(1, 90), columns=st.integers(1, 40), transposed=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_products_on_gemm_kernels_are_the_product_with_the_same_bits_on_any_thread_count(
+        thread_count, rows, depth, columns, transposed, seed):
+    """threads.matmul's own path (gemm.py's kernels: a's rows packed in panels of MR, b's columns padded to
+    whole vectors): a @ b for any shape, a C-contiguous or a transposed view, and each entry's bits the same
+    on 1, 2 and 3 threads (one chain over k per entry, whatever the rows' split)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((depth, rows) if transposed else (rows, depth)).astype(np.float32)
+    a = a.T if transposed else a
+    b = rng.standard_normal((depth, columns)).astype(np.float32)
+    products = []
+    for count in (1, 2, 3):
+        thread_count(count)
+        products.append(threads._own_matmul(a, b))
+    exact = a.astype(np.float64) @ b
+    np.testing.assert_allclose(products[0], exact, rtol=1e-4, atol=1e-4 * np.sqrt(depth))
+    assert products[0].shape == (rows, columns)
+    for other in products[1:]:
+        assert other.tobytes() == products[0].tobytes()
+
+
+def test_own_products_only_where_openblas_runs_narrower_vectors_than_the_kernels(monkeypatch):
+    a = b = np.ones((4, 4), dtype=np.float32)
+    monkeypatch.setattr(threads, "AVAILABLE", True)
+    monkeypatch.setattr(threads, "gemm", mock.Mock(VECTOR_BYTES=64))
+    for core, own in (("haswell", True), ("zen", True), ("skylakex", False), ("cooperlake", False), ("", False)):
+        monkeypatch.setattr(threads._OPENBLAS, "core", core)
+        assert threads.own_products(a, b) == own, core
+    monkeypatch.setattr(threads._OPENBLAS, "core", "haswell")
+    assert not threads.own_products(a.astype(np.float64), b)  # float32 only
+    monkeypatch.setattr(threads, "gemm", mock.Mock(VECTOR_BYTES=32))  # an AVX2 CPU: OpenBLAS's own kernels
+    assert not threads.own_products(a, b)
+
+
+@needs_numba
 @pytest.mark.parametrize("shape", [(7, 20000), (300, 700), (33, 2061), (2, 5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_sums_are_the_sums_and_the_same_bits_on_any_thread_count(thread_count, shape, dtype):

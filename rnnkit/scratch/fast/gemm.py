@@ -371,3 +371,56 @@ if AVAILABLE:
                 else:
                     _add_6(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
                 j += n
+
+
+# The matrix product on these kernels (threads.matmul's, where OpenBLAS runs narrower vectors than the CPU's:
+# see threads.own_products). A part packs its rows of A into panels and multiplies them by B, whose columns
+# come padded to whole vectors (`matmul_operand`): every entry one chain of fused multiply-adds over k in
+# order, so the bits do not depend on how the rows are split.
+def matmul_operand(b: np.ndarray) -> np.ndarray:
+    """B (K, N) as a C-contiguous (K, N') copy, N' = N rounded up to whole vectors of the kernels, the added
+    columns zero."""
+    lanes = VECTOR_BYTES // b.itemsize
+    padded = np.zeros((b.shape[0], -(-b.shape[1] // lanes) * lanes), dtype=b.dtype)
+    padded[:, :b.shape[1]] = b
+    return padded
+
+
+if AVAILABLE:
+    @jit
+    def pack_rows(a, lo, hi, out):
+        """out[p, k, r] = a[lo + p·w + r, k] for rows below hi, zero past them (panels (P, K, w) of A's rows
+        lo..hi-1, any strides): a k at a time where a's rows run down its memory (a transposed view), else
+        16 k a row at a time, each row's cache line read once."""
+        count, K, width = out.shape
+        zero = out.dtype.type(0)
+        by_columns = a.strides[0] < a.strides[1]
+        for p in range(count):
+            first = lo + p * width
+            take = max(0, min(width, hi - first))
+            if by_columns:
+                for k in range(K):
+                    for r in range(take):
+                        out[p, k, r] = a[first + r, k]
+                    for r in range(take, width):
+                        out[p, k, r] = zero
+            else:
+                for k_lo in range(0, K, 16):
+                    k_hi = min(K, k_lo + 16)
+                    for r in range(width):
+                        if r < take:
+                            for k in range(k_lo, k_hi):
+                                out[p, k, r] = a[first + r, k]
+                        else:
+                            for k in range(k_lo, k_hi):
+                                out[p, k, r] = zero
+
+    @jit
+    def matmul_rows(a, lo, hi, b, out):
+        """out[lo:hi] = (A @ B)[lo:hi] for B from `matmul_operand` (K, N') and out (rows, N') with lo a
+        multiple of MR and room for whole panels of MR rows from lo (rows past hi are written, as zeros
+        times B)."""
+        K, columns = b.shape
+        panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=b.dtype)
+        pack_rows(a, lo, hi, panels)
+        gemm_panels(panels, b.reshape(-1), 0, columns, columns, out[lo:].reshape(-1), columns)

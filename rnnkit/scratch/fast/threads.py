@@ -44,6 +44,7 @@ import numpy as np
 from .kernels import AVAILABLE
 
 if AVAILABLE:
+    from . import gemm
     from .kernels import jit
     from llvmlite import ir
     from numba import types
@@ -102,9 +103,12 @@ class _OpenBLASControls:
 
     GET_NAMES = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
                  "openblas_get_num_threads64_", "scipy_openblas_get_num_threads")
+    CORE_NAMES = ("openblas_get_corename", "scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                  "scipy_openblas_get_corename")
 
     def __init__(self):
         self.local_threads = self.get_threads = None
+        self.core = ""  # the kernels OpenBLAS runs ("Haswell", "SkylakeX", ...), lower case; "" if unknown
         for library in self._libraries():
             local = getattr(library, "openblas_set_num_threads_local", None)
             get = next((getattr(library, name) for name in self.GET_NAMES if hasattr(library, name)), None)
@@ -114,6 +118,10 @@ class _OpenBLASControls:
                 local.argtypes, local.restype = [ctypes.c_int], ctypes.c_int
             if get is not None:
                 get.argtypes, get.restype = [], ctypes.c_int
+            core = next((getattr(library, name) for name in self.CORE_NAMES if hasattr(library, name)), None)
+            if core is not None:
+                core.argtypes, core.restype = [], ctypes.c_char_p
+                self.core = (core() or b"").decode("ascii", "replace").strip().lower()
             self.local_threads, self.get_threads = local, get
             return
 
@@ -152,9 +160,39 @@ def _product_rows(a_rows, b, out_rows, worker):
     np.matmul(a_rows, b, out=out_rows)
 
 
+# OpenBLAS's kernels that run 512-bit vectors (x86); with any other on a CPU whose kernels here do
+# (gemm.VECTOR_BYTES 64), threads.matmul runs gemm.py's kernels instead (`own_products`).
+WIDE_OPENBLAS_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def own_products(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `matmul` runs gemm.py's kernels rather than OpenBLAS: float32 operands, numba, 512-bit vectors
+    on this CPU, and an OpenBLAS held to narrower ones (a CPU it does not know, or OPENBLAS_CORETYPE set to
+    Haswell in the environment, as on the AMD EPYC of family 26 this was measured on: (512, 2048) @ (2048,
+    128) on one core 122 GFLOP/s through OpenBLAS's Haswell kernels, 246 on gemm.py's, 166 with the packing
+    of A). Depends on the machine and its settings only: the same choice, and bits, on every call."""
+    return (AVAILABLE and _OPENBLAS.core != "" and _OPENBLAS.core not in WIDE_OPENBLAS_CORES
+            and gemm.VECTOR_BYTES == 64 and a.dtype == np.float32 and b.dtype == np.float32
+            and a.ndim == 2 and b.ndim == 2)
+
+
+def _own_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b on gemm.py's kernels: a's rows in whole panels of MR over count() threads."""
+    rows = -(-a.shape[0] // gemm.MR)  # panels
+    operand = gemm.matmul_operand(b)
+    out = np.empty((rows * gemm.MR, operand.shape[1]), dtype=operand.dtype)
+    parts = max(1, min(count(), rows))
+    bounds = [min(a.shape[0], rows * k // parts * gemm.MR) for k in range(parts + 1)]
+    run(gemm.matmul_rows, [(a, bounds[k], bounds[k + 1], operand, out) for k in range(parts)])
+    return out[:a.shape[0], :b.shape[1]]
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b for 2-D arrays, a's rows split over count() threads, each running BLAS on one thread; the same
-    bits on every call at a given count() (see the module's text)."""
+    """a @ b for 2-D arrays, a's rows split over count() threads, each running BLAS on one thread (or
+    gemm.py's kernels, `own_products`); the same bits on every call at a given count() (see the module's
+    text)."""
+    if own_products(a, b):
+        return _own_matmul(a, b)
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     parts = min(count(), a.shape[0])
     local = _OPENBLAS.local_threads

@@ -378,9 +378,11 @@ if AVAILABLE:
 # come padded to whole vectors (`matmul_operand`): every entry one chain of fused multiply-adds over k in
 # order, so the bits do not depend on how the rows are split.
 def matmul_operand(b: np.ndarray) -> np.ndarray:
-    """B (K, N) as a C-contiguous (K, N') copy, N' = N rounded up to whole vectors of the kernels, the added
-    columns zero."""
+    """B (K, N) as a C-contiguous (K, N'), N' = N rounded up to whole vectors of the kernels, the added
+    columns zero: b itself where it is that already, else a copy."""
     lanes = VECTOR_BYTES // b.itemsize
+    if b.flags.c_contiguous and b.shape[1] % lanes == 0:
+        return b
     padded = np.zeros((b.shape[0], -(-b.shape[1] // lanes) * lanes), dtype=b.dtype)
     padded[:, :b.shape[1]] = b
     return padded

@@ -72,14 +72,21 @@ ONE_PART_INFERENCE_HIDDEN = 128
 
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no
 # lane idles on a missing column), on the column kernel above it (gemm.gemm_panels).
-ROW_KERNEL_BATCH = 12  # measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16
+# measured: 1.2-1.6x faster than the column kernel at batch 5-12, equal at 16 (Xeon); on the Zen 5 (AMD EPYC
+# family 26, 2026-12-04 night; in one process, 12-20 pairs, rows / columns) faster at 13-16 columns: LSTM
+# fwd+bwd hidden 64 batch 15 0.93, 256 batch 14 0.88, batch 16 0.95, 512 batch 16 0.92 (hidden 128 batch 14
+# 1.03), inference hidden 256 batch 14 0.82, 512 batch 16 0.88, and column groups of 16 (hidden 64-160 batch
+# 32) 0.93-1.00 · 0.93-0.96; GRU and RNN inference at batch 14-16 0.84-0.92, training 0.94-1.00.
+ROW_KERNEL_BATCH = 16
 # Above it, the column kernel runs whole vectors of columns (16 float32 with AVX-512), so batch 20 pays for
 # 32. The row kernel also runs where that padding adds more than this share of the batch: measured
 # 2026-12-04 (Xeon, AVX-512, one core, (4H, K) @ (K, N), GFLOP/s of the useful columns, rows / columns):
 # hidden 64 N 20 139 / 110, N 24 153 / 134, N 28 152 / 156, N 32 155 / 178, N 40 156 / 148, N 48 154 / 173;
 # hidden 128 N 20 164 / 125, N 24 169 / 148, N 28 165 / 169, N 40 162 / 160; hidden 256 the same pattern.
-ROW_KERNEL_PADDING = 1.15
-# (the threaded GRU and RNN take the same switch; it was not measured for them apart)
+# On the Zen 5 the row kernel wins at 28 columns as well (LSTM hidden 256 batch 28, time rows / columns:
+# fwd+bwd 0.92, inference 0.93; GRU and RNN inference 0.89-0.92), hence 1.1 (28 → 32 adds 14 %).
+ROW_KERNEL_PADDING = 1.1
+# (the threaded GRU and RNN take the same switch: measured for them on the Zen 5 only, above)
 
 
 # The GRU's and the RNN's forward take the threaded path (threaded_gru.py, threaded_rnn.py) when

@@ -23,6 +23,7 @@ from . import packing, threads
 from .kernels import AVAILABLE
 
 if AVAILABLE:
+    from . import gemm
     from .kernels import jit
 
 
@@ -88,9 +89,9 @@ def transposed_panel_sets(width: int, sets) -> list[list[np.ndarray]]:
     jobs, result = [], []
     for w, bounds in sets:
         panels = [np.empty((-(-(hi - lo) // width), w.shape[0], width), dtype=w.dtype) for lo, hi in bounds]
-        jobs += [(w, lo, hi, out) for (lo, hi), out in zip(bounds, panels)]
+        jobs += [(w.T, lo, hi, out) for (lo, hi), out in zip(bounds, panels)]  # W^T's rows: W's columns
         result.append(panels)
-    threads.run_grouped(gather_columns, jobs)
+    threads.run_grouped(gemm.pack_rows, jobs)
     return result
 
 
@@ -126,23 +127,3 @@ if AVAILABLE:
         for a in sources:
             gather_rows(a, rows, scales, start, out)
             start += a.shape[1]
-
-    @jit
-    def gather_columns(source, lo, hi, out):
-        """out[p, k, r] = source[k, lo + p·w + r] where lo + p·w + r < hi, zero past: the panels of source's
-        columns lo..hi-1 taken as rows (source^T[lo:hi] packed). In blocks of 64 source rows, each read
-        once from memory: a panel at a time over all rows instead reads 64 bytes of every row per panel
-        (4x slower at hidden 512), and all panels per row writes to too many places at once."""
-        count, K, width = out.shape
-        zero = out.dtype.type(0)
-        for k0 in range(0, K, 64):
-            k1 = min(K, k0 + 64)
-            for p in range(count):
-                first = lo + p * width
-                take = min(width, hi - first)
-                for k in range(k0, k1):
-                    row = source[k]
-                    for r in range(take):
-                        out[p, k, r] = row[first + r]
-                    for r in range(take, width):
-                        out[p, k, r] = zero

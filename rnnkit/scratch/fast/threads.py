@@ -208,6 +208,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             local(max(1, previous))  # after every part has returned: the caller's count again
     return out
 
+
 def row_sums(a: np.ndarray) -> np.ndarray:
     """a's row sums (rows,) for a 2-D float array: the rows split over count() threads (`_row_sums_part`),
     each row summed by one thread in one fixed order, so the bits depend neither on the timing nor on the
@@ -470,13 +471,12 @@ class Pool:
             workers = self._workers[: len(argument_sets) - 1]
             for worker, arguments in zip(workers, argument_sets[1:]):
                 worker.post(function, arguments)
+            for worker in workers:
+                worker.caller_enters()
             try:
-                for worker in workers:
-                    worker.caller_enters()
                 function(*argument_sets[0])
             finally:
                 for worker in workers:
-                    worker.caller_enters()  # (again, in case the caller failed before it could)
                     worker.wait()
             for worker in workers:
                 if worker.error is not None:

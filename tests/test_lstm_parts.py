@@ -7,7 +7,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rnnkit.scratch.fast import kernels, threaded_lstm, threads, thresholds
@@ -276,6 +276,33 @@ def test_products_on_gemm_kernels_are_the_product_with_the_same_bits_on_any_thre
     assert products[0].shape == (rows, columns)
     for other in products[1:]:
         assert other.tobytes() == products[0].tobytes()
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 60), depth=st.integers(1, 70), layout=st.sampled_from(["rows", "columns", "strided"]),
+       dtype=st.sampled_from([np.float32, np.float64]), lo_panels=st.integers(0, 2), cut=st.integers(0, 13),
+       seed=st.integers(0, 2**31))
+def test_pack_rows_lays_out_panels_of_rows_with_zeros_past_the_end(rows, depth, layout, dtype, lo_panels, cut, seed):
+    """gemm.pack_rows: out[p, k, r] = a[lo + p·MR + r, k] below hi, 0 past it, whether a runs along its rows
+    (the float32 in-register transposition), along its columns (a transposed view: runs of MR lanes end to end)
+    or neither (a strided view), and past the last whole block of VW values of k."""
+    from rnnkit.scratch.fast import gemm
+    rng = np.random.default_rng(seed)
+    if layout == "rows":
+        a = rng.standard_normal((rows, depth)).astype(dtype)
+    elif layout == "columns":
+        a = rng.standard_normal((depth, rows)).astype(dtype).T
+    else:
+        a = rng.standard_normal((rows, 2 * depth)).astype(dtype)[:, ::2]
+    lo, hi = min(rows, lo_panels * gemm.MR), max(0, rows - cut)
+    assume(hi > lo)
+    count = -(-(hi - lo) // gemm.MR)
+    out = np.full((count, depth, gemm.MR), np.nan, dtype=dtype)
+    gemm.pack_rows(a, lo, hi, out)
+    expected = np.zeros((count * gemm.MR, depth), dtype=dtype)
+    expected[:hi - lo] = a[lo:hi]
+    assert np.array_equal(out, expected.reshape(count, gemm.MR, depth).transpose(0, 2, 1))
 
 
 def test_own_products_only_where_openblas_runs_narrower_vectors_than_the_kernels(monkeypatch):

@@ -157,12 +157,12 @@ def test_lstm_panels_are_numpys_packing_to_the_bit(dtype, bias):
     from rnnkit.scratch.fast import lstm_panels, packing
 
     rng = np.random.default_rng(4)
-    hidden, features = 37, 5
+    hidden, features = 37, 21  # whole blocks of 16 values of k in W_hh and in W_ih, and a remainder
     weights = [rng.standard_normal(shape).astype(dtype) for shape in ((4 * hidden, features), (4 * hidden, hidden))]
     biases = [rng.standard_normal(4 * hidden).astype(dtype) for _ in range(2)] if bias else [None, None]
     p = packing.pack("lstm", *weights, *biases)
     bounds = [(0, 11), (11, 37)]
-    for width in (6, 16, 32):
+    for width in sorted({6, 16, *gemm._panel_widths()}):  # gemm's in-register packing: its panel heights
         columns = {"all": p.w_steps, "hh": p.w_steps[:, :hidden], "ih": p.w_steps[:, hidden:]}
         for blocks, source in columns.items():
             got = lstm_panels.forward_panels(p, bounds, width, blocks)
@@ -280,14 +280,17 @@ def test_products_on_gemm_kernels_are_the_product_with_the_same_bits_on_any_thre
 
 @needs_numba
 @settings(max_examples=40, deadline=None)
-@given(rows=st.integers(1, 60), depth=st.integers(1, 70), layout=st.sampled_from(["rows", "columns", "strided"]),
+@given(rows=st.integers(1, 150), depth=st.integers(1, 70), layout=st.sampled_from(["rows", "columns", "strided"]),
        dtype=st.sampled_from([np.float32, np.float64]), lo_panels=st.integers(0, 2), cut=st.integers(0, 13),
-       seed=st.integers(0, 2**31))
-def test_pack_rows_lays_out_panels_of_rows_with_zeros_past_the_end(rows, depth, layout, dtype, lo_panels, cut, seed):
+       kind=st.integers(0, 3), seed=st.integers(0, 2**31))
+def test_pack_rows_lays_out_panels_of_rows_with_zeros_past_the_end(rows, depth, layout, dtype, lo_panels, cut, kind,
+                                                                     seed):
     """gemm.pack_rows: out[p, k, r] = a[lo + p·MR + r, k] below hi, 0 past it, whether a runs along its rows
     (the float32 in-register transposition), along its columns (a transposed view: runs of MR lanes end to end)
-    or neither (a strided view), and past the last whole block of VW values of k."""
+    or neither (a strided view), and past the last whole block of VW values of k; panels MR, RV·VW and RW·VW
+    rows tall (the compiled blocks' heights) and 5 (the plain loops only)."""
     from rnnkit.scratch.fast import gemm
+    width = (*gemm._panel_widths(), 5)[kind]
     rng = np.random.default_rng(seed)
     if layout == "rows":
         a = rng.standard_normal((rows, depth)).astype(dtype)
@@ -295,14 +298,14 @@ def test_pack_rows_lays_out_panels_of_rows_with_zeros_past_the_end(rows, depth, 
         a = rng.standard_normal((depth, rows)).astype(dtype).T
     else:
         a = rng.standard_normal((rows, 2 * depth)).astype(dtype)[:, ::2]
-    lo, hi = min(rows, lo_panels * gemm.MR), max(0, rows - cut)
+    lo, hi = min(rows, lo_panels * width), max(0, rows - cut)
     assume(hi > lo)
-    count = -(-(hi - lo) // gemm.MR)
-    out = np.full((count, depth, gemm.MR), np.nan, dtype=dtype)
+    count = -(-(hi - lo) // width)
+    out = np.full((count, depth, width), np.nan, dtype=dtype)
     gemm.pack_rows(a, lo, hi, out)
-    expected = np.zeros((count * gemm.MR, depth), dtype=dtype)
+    expected = np.zeros((count * width, depth), dtype=dtype)
     expected[:hi - lo] = a[lo:hi]
-    assert np.array_equal(out, expected.reshape(count, gemm.MR, depth).transpose(0, 2, 1))
+    assert np.array_equal(out, expected.reshape(count, width, depth).transpose(0, 2, 1))
 
 
 def test_own_products_only_where_openblas_runs_narrower_vectors_than_the_kernels(monkeypatch):

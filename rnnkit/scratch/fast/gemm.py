@@ -419,45 +419,149 @@ def _compact(builder, vectors: list, used: int, lanes: int) -> list:
     return out
 
 
-def _panel_block_kernel(rows_run: bool):
-    """An intrinsic (src, src_off, stride, dst, dst_off) packing VW values of k of one whole panel of MR
-    rows: dst[dst_off + k·MR + r] = A[r, k] for k < VW, r < MR, written as MR whole vectors. rows_run: A's
-    rows run along memory, A[r, k] = src[src_off + r·stride + k] (MR vector loads, transposed in registers);
-    else its columns do, A[r, k] = src[src_off + k·stride + r] (VW loads of MR lanes, end to end)."""
-    @intrinsic
-    def kernel(typingctx, src, src_off, stride, dst, dst_off):
-        signature = types.void(src, src_off, stride, dst, dst_off)
+def _panel_block(builder, scalar, rows: list, width: int, target) -> None:
+    """Store VW values of k of `width` rows (a list of VW-lane vectors, one a row, `width` of them) at target
+    as a panel's k-major block: target[k·width + r] = rows[r][k], k < VW. Rows in blocks of VW, each block
+    transposed in registers; a block of fewer rows (width = MR < VW) zero-padded, then its k's runs put end
+    to end (`_compact`)."""
+    i64 = ir.IntType(64)
+    whole = ir.VectorType(scalar, VW).as_pointer()
 
-        def codegen(context, builder, sig, args):
-            i64 = ir.IntType(64)
-            scalar = context.get_value_type(sig.args[0].dtype)
+    def store(vector, offset):
+        builder.store(vector, builder.bitcast(builder.gep(target, [ir.Constant(i64, offset)]), whole), align=4)
 
-            def pointer(i, offset):
-                data = context.make_array(sig.args[i])(context, builder, args[i]).data
-                return builder.gep(data, [context.cast(builder, args[offset], sig.args[offset], types.int64)])
+    if width < VW:
+        zero = ir.Constant(ir.VectorType(scalar, VW), [ir.Constant(scalar, 0.0)] * VW)
+        for m, vector in enumerate(_compact(builder, _transpose(builder, rows + [zero] * (VW - width)), width, VW)):
+            store(vector, m * VW)
+        return
+    for block in range(width // VW):
+        for k, vector in enumerate(_transpose(builder, rows[block * VW: (block + 1) * VW])):
+            store(vector, k * width + block * VW)
 
-            source, target = pointer(0, 1), pointer(3, 4)
-            step = context.cast(builder, args[2], sig.args[2], types.int64)
-            loaded = ir.VectorType(scalar, VW if rows_run else MR)
-            vectors = [builder.load(builder.bitcast(builder.gep(source, [builder.mul(ir.Constant(i64, i), step)]),
-                                                    loaded.as_pointer()), align=4)
-                       for i in range(MR if rows_run else VW)]
-            if rows_run:
-                zero = ir.Constant(loaded, [ir.Constant(scalar, 0.0)] * VW)
-                vectors = _transpose(builder, vectors + [zero] * (VW - MR))
-            whole = ir.VectorType(scalar, VW).as_pointer()
-            for m, vector in enumerate(_compact(builder, vectors, MR, VW)):
-                builder.store(vector, builder.bitcast(builder.gep(target, [ir.Constant(i64, m * VW)]), whole),
-                              align=4)
+
+def _panel_block_kernel(layout: str, width: int):
+    """An intrinsic packing VW values of k of one whole panel `width` rows tall (MR, or a multiple of VW):
+    dst[dst_off + k·width + r] = A[r, k] for k < VW, r < width. layout:
+      "rows"     A[r, k] = src[src_off + r·stride + k]: A's rows run along memory (one vector load a row,
+                 transposed in registers); arguments (src, src_off, stride, dst, dst_off);
+      "columns"  A[r, k] = src[src_off + k·stride + r]: its columns do (a transposed view; runs of `width`
+                 values copied, end to end); the same arguments;
+      "gather"   A[r, k] = scales[first + r] · src[offsets[first + r] + k]: rows picked and scaled (the
+                 LSTM's gate rows, halved); arguments (src, offsets, scales, first, k0, dst, dst_off), k
+                 from k0."""
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        scalar = context.get_value_type(sig.args[0].dtype)
+
+        def data(i):
+            return context.make_array(sig.args[i])(context, builder, args[i]).data
+
+        def integer(i):
+            return context.cast(builder, args[i], sig.args[i], types.int64)
+
+        def at(pointer, index):
+            return builder.gep(pointer, [index if isinstance(index, ir.Value) else ir.Constant(i64, index)])
+
+        def load(pointer, lanes):
+            vector = ir.VectorType(scalar, lanes)
+            return builder.load(builder.bitcast(pointer, vector.as_pointer()), align=4)
+
+        if layout == "gather":
+            source, offsets, scales = data(0), data(1), data(2)
+            first, k0 = integer(3), integer(4)
+            target = at(data(5), integer(6))
+            rows = []
+            for r in range(width):
+                index = builder.add(first, ir.Constant(i64, r))
+                row = at(source, builder.add(builder.load(at(offsets, index)), k0))
+                scale = builder.load(at(scales, index))
+                splat = builder.shuffle_vector(
+                    builder.insert_element(ir.Constant(ir.VectorType(scalar, VW), ir.Undefined), scale,
+                                           ir.Constant(ir.IntType(32), 0)),
+                    ir.Constant(ir.VectorType(scalar, VW), ir.Undefined),
+                    ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
+                rows.append(builder.fmul(load(row, VW), splat))
+            _panel_block(builder, scalar, rows, width, target)
             return context.get_dummy_value()
+        source, stride, target = at(data(0), integer(1)), integer(2), at(data(3), integer(4))
+        if layout == "rows":
+            rows = [load(at(source, builder.mul(ir.Constant(i64, r), stride)), VW) for r in range(width)]
+            _panel_block(builder, scalar, rows, width, target)
+            return context.get_dummy_value()
+        runs = [at(source, builder.mul(ir.Constant(i64, k), stride)) for k in range(VW)]
+        if width < VW:
+            vectors = _compact(builder, [load(run, width) for run in runs], width, VW)
+            offsets = [m * VW for m in range(len(vectors))]
+        else:
+            vectors = [load(at(run, v * VW), VW) for run in runs for v in range(width // VW)]
+            offsets = [k * width + v * VW for k in range(VW) for v in range(width // VW)]
+        whole = ir.VectorType(scalar, VW).as_pointer()
+        for vector, offset in zip(vectors, offsets):
+            builder.store(vector, builder.bitcast(at(target, offset), whole), align=4)
+        return context.get_dummy_value()
 
-        return signature, codegen
-
+    if layout == "gather":
+        @intrinsic
+        def kernel(typingctx, src, offsets, scales, first, k0, dst, dst_off):
+            return types.void(src, offsets, scales, first, k0, dst, dst_off), codegen
+    else:
+        @intrinsic
+        def kernel(typingctx, src, src_off, stride, dst, dst_off):
+            return types.void(src, src_off, stride, dst, dst_off), codegen
     return kernel
 
 
+def _panel_widths() -> tuple[int, ...]:
+    """The panel heights the threaded paths pack: MR (gemm_panels), RV·VW (gemm_rows), RW·VW (gemm_rows_wide)."""
+    return (MR, RV * VW, RW * VW)
+
+
 if AVAILABLE:
-    _pack_block_rows_run, _pack_block_columns_run = _panel_block_kernel(True), _panel_block_kernel(False)
+    _pack_rows_0, _pack_rows_1, _pack_rows_2 = (_panel_block_kernel("rows", w) for w in _panel_widths())
+    _pack_columns_0, _pack_columns_1, _pack_columns_2 = (_panel_block_kernel("columns", w) for w in _panel_widths())
+    _pack_gather_0, _pack_gather_1, _pack_gather_2 = (_panel_block_kernel("gather", w) for w in _panel_widths())
+
+    @jit
+    def _pack_block(kind, a, offset, stride, flat, target):
+        """One "rows" block (`_panel_block_kernel`) of a panel of height _panel_widths()[kind]."""
+        if kind == 0:
+            _pack_rows_0(a, offset, stride, flat, target)
+        elif kind == 1:
+            _pack_rows_1(a, offset, stride, flat, target)
+        else:
+            _pack_rows_2(a, offset, stride, flat, target)
+
+    @jit
+    def _pack_block_columns(kind, a, offset, stride, flat, target):
+        """One "columns" block of a panel of height _panel_widths()[kind]."""
+        if kind == 0:
+            _pack_columns_0(a, offset, stride, flat, target)
+        elif kind == 1:
+            _pack_columns_1(a, offset, stride, flat, target)
+        else:
+            _pack_columns_2(a, offset, stride, flat, target)
+
+    @jit
+    def pack_block_gathered(kind, source, offsets, scales, first, k0, flat, target):
+        """One "gather" block of a panel of height _panel_widths()[kind]."""
+        if kind == 0:
+            _pack_gather_0(source, offsets, scales, first, k0, flat, target)
+        elif kind == 1:
+            _pack_gather_1(source, offsets, scales, first, k0, flat, target)
+        else:
+            _pack_gather_2(source, offsets, scales, first, k0, flat, target)
+
+    @jit
+    def panel_kind(width):
+        """The index of `width` in _panel_widths(), or -1."""
+        if width == MR:
+            return 0
+        if width == RV * VW:
+            return 1
+        if width == RW * VW:
+            return 2
+        return -1
 
     @jit
     def pack_rows(a, lo, hi, out):
@@ -470,7 +574,8 @@ if AVAILABLE:
         hidden 512); else 16 k of a row at a time, each row's cache line read once."""
         count, K, width = out.shape
         zero = out.dtype.type(0)
-        if out.itemsize == 4 and a.itemsize == 4 and width == MR and (a.strides[1] == 4 or a.strides[0] == 4):
+        kind = panel_kind(width)
+        if out.itemsize == 4 and a.itemsize == 4 and kind >= 0 and (a.strides[1] == 4 or a.strides[0] == 4):
             rows_run = a.strides[1] == 4
             stride = a.strides[0] // 4 if rows_run else a.strides[1] // 4
             whole = K - K % VW
@@ -480,13 +585,13 @@ if AVAILABLE:
                 for p in range(full):
                     first = lo + p * width
                     for k0 in range(0, whole, VW):
-                        _pack_block_rows_run(a, first * stride + k0, stride, flat, (p * K + k0) * width)
+                        _pack_block(kind, a, first * stride + k0, stride, flat, (p * K + k0) * width)
             else:  # 64 values of k over all panels at a time: each cache line of a read once
                 for k_lo in range(0, whole, 64):
                     for p in range(full):
                         first = lo + p * width
                         for k0 in range(k_lo, min(whole, k_lo + 64), VW):
-                            _pack_block_columns_run(a, first + k0 * stride, stride, flat, (p * K + k0) * width)
+                            _pack_block_columns(kind, a, first + k0 * stride, stride, flat, (p * K + k0) * width)
             for p in range(count):
                 first = lo + p * width
                 for k in range(whole if p < full else 0, K):

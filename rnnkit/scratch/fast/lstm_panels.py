@@ -103,12 +103,24 @@ if AVAILABLE:
         rows gives one cache line of 16 values, written to 16 panel rows that stay in cache; all K of one
         row at a time instead wrote w·4 bytes apart across the whole panel (2.2x slower: 428 against 194
         us for W_hh at hidden 256 on one core)."""
-        count, _, width = out.shape
+        count, depth, width = out.shape
         K = source.shape[1]
         n = rows.shape[0]
         zero = out.dtype.type(0)
+        kind = gemm.panel_kind(width)
+        # float32 panels of whole rows: VW values of k at a time, transposed in vector registers (gemm.py)
+        fast = kind >= 0 and out.itemsize == 4 and source.itemsize == 4 and source.strides[1] == 4
+        full = n // width if fast else 0
+        whole = K - K % gemm.VW if full > 0 else 0
+        if full > 0:
+            offsets = rows * (source.strides[0] // 4)
+            flat = out.reshape(-1)
+            for p in range(full):
+                for k in range(0, whole, gemm.VW):
+                    gemm.pack_block_gathered(kind, source, offsets, scales, p * width, k, flat,
+                                             (p * depth + k0 + k) * width)
         for p in range(count):
-            for k_lo in range(0, K, 16):
+            for k_lo in range(whole if p < full else 0, K, 16):
                 k_hi = min(K, k_lo + 16)
                 for r in range(width):
                     j = p * width + r

@@ -218,7 +218,7 @@ class _Recurrent(Module):
         h_n = np.empty((self.num_layers * D, batch, H), dtype=self.dtype)
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         layers, masks = [], []
-        last = (sorted_lengths, np.arange(batch))
+        last = time if lengths is None else (sorted_lengths, np.arange(batch))  # each row's final state
         for layer, run in enumerate(runs):
             mask = None
             if layer > 0 and self.training and self.dropout > 0:

@@ -510,7 +510,10 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: 
 
     def finish() -> Trace:
         # each sequence's last c: the slot its last step wrote (its column is not written after that step)
-        c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
+        if steps[-1] == batch:  # every sequence runs all steps: one slot
+            c_n = cs[time % len(cs), :, :batch].T
+        else:
+            c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
         return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c} if keep else None)
 
     if not run:

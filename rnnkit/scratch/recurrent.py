@@ -419,11 +419,7 @@ class _Recurrent(Module):
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         inputs = direction.inputs.reshape(gx.shape[1], -1)
         h_prev = direction.trace.h[:-1].reshape(gx.shape[1], -1)
-        if gh is gx:  # one product for both: gx [x | h_prev] (gx read, or packed, once)
-            both = product(gx, np.concatenate([inputs, h_prev], axis=1))
-            d_w_ih, d_w_hh = both[:, :inputs.shape[1]], both[:, inputs.shape[1]:]
-        else:
-            d_w_ih, d_w_hh = product(gx, inputs), product(gh, h_prev)
+        d_w_ih, d_w_hh = product(gx, inputs), product(gh, h_prev)
         packing.add_unpacked(self.mode, w_ih.grad, d_w_ih)
         packing.add_unpacked(self.mode, w_hh.grad, d_w_hh)
         if b_ih is not None:

@@ -523,19 +523,17 @@ if AVAILABLE:
     _pack_gather_0, _pack_gather_1, _pack_gather_2 = (_panel_block_kernel("gather", w) for w in _panel_widths())
 
     @jit
-    def _pack_block(kind, a, offset, stride, flat, target):
-        """One "rows" block (`_panel_block_kernel`) of a panel of height _panel_widths()[kind]."""
-        if kind == 0:
-            _pack_rows_0(a, offset, stride, flat, target)
-        elif kind == 1:
-            _pack_rows_1(a, offset, stride, flat, target)
-        else:
-            _pack_rows_2(a, offset, stride, flat, target)
-
-    @jit
-    def _pack_block_columns(kind, a, offset, stride, flat, target):
-        """One "columns" block of a panel of height _panel_widths()[kind]."""
-        if kind == 0:
+    def _pack_block(kind, rows_run, a, offset, stride, flat, target):
+        """One "rows" block (rows_run) or "columns" block (`_panel_block_kernel`) of a panel of height
+        _panel_widths()[kind]."""
+        if rows_run:
+            if kind == 0:
+                _pack_rows_0(a, offset, stride, flat, target)
+            elif kind == 1:
+                _pack_rows_1(a, offset, stride, flat, target)
+            else:
+                _pack_rows_2(a, offset, stride, flat, target)
+        elif kind == 0:
             _pack_columns_0(a, offset, stride, flat, target)
         elif kind == 1:
             _pack_columns_1(a, offset, stride, flat, target)
@@ -585,13 +583,14 @@ if AVAILABLE:
                 for p in range(full):
                     first = lo + p * width
                     for k0 in range(0, whole, VW):
-                        _pack_block(kind, a, first * stride + k0, stride, flat, (p * K + k0) * width)
+                        _pack_block(kind, True, a, first * stride + k0, stride, flat, (p * K + k0) * width)
             else:  # 64 values of k over all panels at a time: each cache line of a read once
                 for k_lo in range(0, whole, 64):
                     for p in range(full):
                         first = lo + p * width
                         for k0 in range(k_lo, min(whole, k_lo + 64), VW):
-                            _pack_block_columns(kind, a, first + k0 * stride, stride, flat, (p * K + k0) * width)
+                            _pack_block(kind, False, a, first + k0 * stride, stride, flat,
+                                        (p * K + k0) * width)
             for p in range(count):
                 first = lo + p * width
                 for k in range(whole if p < full else 0, K):

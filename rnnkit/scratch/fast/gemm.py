@@ -564,8 +564,8 @@ if AVAILABLE:
     @jit
     def pack_rows(a, lo, hi, out):
         """out[p, k, r] = a[lo + p·w + r, k] for rows below hi, zero past them: panels (P, K, w) of A's rows
-        lo..hi-1, any strides. float32 panels of MR rows where a runs along its rows or its columns: VW
-        values of k at a time in vector registers (`_panel_block_kernel`; measured on a Zen 5 core, 2 MB of
+        lo..hi-1, any strides. float32 panels of MR, RV·VW or RW·VW rows (`_panel_widths`) where a runs along
+        its rows or its columns: VW values of k at a time in vector registers (`_panel_block_kernel`; measured on a Zen 5 core, 2 MB of
         A: 0.32 → 0.05 ms along rows, 0.26 → 0.10 ms along columns). Else where a's rows run down its
         memory (a transposed view: W^T's rows are W's columns), in blocks of 64 k, each read once from
         memory (a panel at a time over all k instead reads 64 bytes of every k per panel: 4x slower at

@@ -443,10 +443,10 @@ def _panel_block(builder, scalar, rows: list, width: int, target) -> None:
 def _panel_block_kernel(layout: str, width: int):
     """An intrinsic packing VW values of k of one whole panel `width` rows tall (MR, or a multiple of VW):
     dst[dst_off + k·width + r] = A[r, k] for k < VW, r < width. layout:
-      "rows"     A[r, k] = src[src_off + r·stride + k]: A's rows run along memory (one vector load a row,
-                 transposed in registers); arguments (src, src_off, stride, dst, dst_off);
-      "columns"  A[r, k] = src[src_off + k·stride + r]: its columns do (a transposed view; runs of `width`
-                 values copied, end to end); the same arguments;
+      "strided"  arguments (src, src_off, stride, dst, dst_off, rows_run); with rows_run (not 0)
+                 A[r, k] = src[src_off + r·stride + k]: A's rows run along memory (one vector load a row,
+                 transposed in registers); else A[r, k] = src[src_off + k·stride + r]: its columns do (a
+                 transposed view; runs of `width` values copied, end to end);
       "gather"   A[r, k] = scales[first + r] · src[offsets[first + r] + k]: rows picked and scaled (the
                  LSTM's gate rows, halved); arguments (src, offsets, scales, first, k0, dst, dst_off), k
                  from k0."""
@@ -485,20 +485,22 @@ def _panel_block_kernel(layout: str, width: int):
             _panel_block(builder, scalar, rows, width, target)
             return context.get_dummy_value()
         source, stride, target = at(data(0), integer(1)), integer(2), at(data(3), integer(4))
-        if layout == "rows":
-            rows = [load(at(source, builder.mul(ir.Constant(i64, r), stride)), VW) for r in range(width)]
-            _panel_block(builder, scalar, rows, width, target)
-            return context.get_dummy_value()
-        runs = [at(source, builder.mul(ir.Constant(i64, k), stride)) for k in range(VW)]
-        if width < VW:
-            vectors = _compact(builder, [load(run, width) for run in runs], width, VW)
-            offsets = [m * VW for m in range(len(vectors))]
-        else:
-            vectors = [load(at(run, v * VW), VW) for run in runs for v in range(width // VW)]
-            offsets = [k * width + v * VW for k in range(VW) for v in range(width // VW)]
-        whole = ir.VectorType(scalar, VW).as_pointer()
-        for vector, offset in zip(vectors, offsets):
-            builder.store(vector, builder.bitcast(at(target, offset), whole), align=4)
+        rows_run = builder.icmp_signed("!=", integer(5), ir.Constant(i64, 0))
+        with builder.if_else(rows_run) as (along_rows, along_columns):
+            with along_rows:
+                rows = [load(at(source, builder.mul(ir.Constant(i64, r), stride)), VW) for r in range(width)]
+                _panel_block(builder, scalar, rows, width, target)
+            with along_columns:
+                runs = [at(source, builder.mul(ir.Constant(i64, k), stride)) for k in range(VW)]
+                if width < VW:
+                    vectors = _compact(builder, [load(run, width) for run in runs], width, VW)
+                    offsets = [m * VW for m in range(len(vectors))]
+                else:
+                    vectors = [load(at(run, v * VW), VW) for run in runs for v in range(width // VW)]
+                    offsets = [k * width + v * VW for k in range(VW) for v in range(width // VW)]
+                whole = ir.VectorType(scalar, VW).as_pointer()
+                for vector, offset in zip(vectors, offsets):
+                    builder.store(vector, builder.bitcast(at(target, offset), whole), align=4)
         return context.get_dummy_value()
 
     if layout == "gather":
@@ -507,8 +509,8 @@ def _panel_block_kernel(layout: str, width: int):
             return types.void(src, offsets, scales, first, k0, dst, dst_off), codegen
     else:
         @intrinsic
-        def kernel(typingctx, src, src_off, stride, dst, dst_off):
-            return types.void(src, src_off, stride, dst, dst_off), codegen
+        def kernel(typingctx, src, src_off, stride, dst, dst_off, rows_run):
+            return types.void(src, src_off, stride, dst, dst_off, rows_run), codegen
     return kernel
 
 
@@ -518,27 +520,18 @@ def _panel_widths() -> tuple[int, ...]:
 
 
 if AVAILABLE:
-    _pack_rows_0, _pack_rows_1, _pack_rows_2 = (_panel_block_kernel("rows", w) for w in _panel_widths())
-    _pack_columns_0, _pack_columns_1, _pack_columns_2 = (_panel_block_kernel("columns", w) for w in _panel_widths())
+    _pack_0, _pack_1, _pack_2 = (_panel_block_kernel("strided", w) for w in _panel_widths())
     _pack_gather_0, _pack_gather_1, _pack_gather_2 = (_panel_block_kernel("gather", w) for w in _panel_widths())
 
     @jit
     def _pack_block(kind, rows_run, a, offset, stride, flat, target):
-        """One "rows" block (rows_run) or "columns" block (`_panel_block_kernel`) of a panel of height
-        _panel_widths()[kind]."""
-        if rows_run:
-            if kind == 0:
-                _pack_rows_0(a, offset, stride, flat, target)
-            elif kind == 1:
-                _pack_rows_1(a, offset, stride, flat, target)
-            else:
-                _pack_rows_2(a, offset, stride, flat, target)
-        elif kind == 0:
-            _pack_columns_0(a, offset, stride, flat, target)
+        """One "strided" block (`_panel_block_kernel`) of a panel of height _panel_widths()[kind]."""
+        if kind == 0:
+            _pack_0(a, offset, stride, flat, target, rows_run)
         elif kind == 1:
-            _pack_columns_1(a, offset, stride, flat, target)
+            _pack_1(a, offset, stride, flat, target, rows_run)
         else:
-            _pack_columns_2(a, offset, stride, flat, target)
+            _pack_2(a, offset, stride, flat, target, rows_run)
 
     @jit
     def pack_block_gathered(kind, source, offsets, scales, first, k0, flat, target):

@@ -162,7 +162,7 @@ def test_lstm_panels_are_numpys_packing_to_the_bit(dtype, bias):
     biases = [rng.standard_normal(4 * hidden).astype(dtype) for _ in range(2)] if bias else [None, None]
     p = packing.pack("lstm", *weights, *biases)
     bounds = [(0, 11), (11, 37)]
-    for width in sorted({6, 16, *gemm._panel_widths()}):  # gemm's in-register packing: its panel heights
+    for width in sorted({6, 16, *gemm.PANEL_WIDTHS}):  # gemm's in-register packing: its panel heights
         columns = {"all": p.w_steps, "hh": p.w_steps[:, :hidden], "ih": p.w_steps[:, hidden:]}
         for blocks, source in columns.items():
             got = lstm_panels.forward_panels(p, bounds, width, blocks)
@@ -290,7 +290,7 @@ def test_pack_rows_lays_out_panels_of_rows_with_zeros_past_the_end(rows, depth, 
     or neither (a strided view), and past the last whole block of VW values of k; panels MR, RV·VW and RW·VW
     rows tall (the compiled blocks' heights) and 5 (the plain loops only)."""
     from rnnkit.scratch.fast import gemm
-    width = (*gemm._panel_widths(), 5)[kind]
+    width = (*gemm.PANEL_WIDTHS, 5)[kind]
     rng = np.random.default_rng(seed)
     if layout == "rows":
         a = rng.standard_normal((rows, depth)).astype(dtype)

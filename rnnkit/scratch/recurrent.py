@@ -419,9 +419,8 @@ class _Recurrent(Module):
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         inputs = direction.inputs.reshape(gx.shape[1], -1)
         h_prev = direction.trace.h[:-1].reshape(gx.shape[1], -1)
-        d_w_ih, d_w_hh = product(gx, inputs), product(gh, h_prev)
-        packing.add_unpacked(self.mode, w_ih.grad, d_w_ih)
-        packing.add_unpacked(self.mode, w_hh.grad, d_w_hh)
+        packing.add_unpacked(self.mode, w_ih.grad, product(gx, inputs))
+        packing.add_unpacked(self.mode, w_hh.grad, product(gh, h_prev))
         if b_ih is not None:
             d_bias = threads.row_sums(gx)
             packing.add_unpacked(self.mode, b_ih.grad, d_bias)

@@ -514,18 +514,15 @@ def _panel_block_kernel(layout: str, width: int):
     return kernel
 
 
-def _panel_widths() -> tuple[int, ...]:
-    """The panel heights the threaded paths pack: MR (gemm_panels), RV·VW (gemm_rows), RW·VW (gemm_rows_wide)."""
-    return (MR, RV * VW, RW * VW)
-
-
 if AVAILABLE:
-    _pack_0, _pack_1, _pack_2 = (_panel_block_kernel("strided", w) for w in _panel_widths())
-    _pack_gather_0, _pack_gather_1, _pack_gather_2 = (_panel_block_kernel("gather", w) for w in _panel_widths())
+    # The panel heights the threaded paths pack: MR (gemm_panels), RV·VW (gemm_rows), RW·VW (gemm_rows_wide).
+    PANEL_WIDTHS = (MR, RV * VW, RW * VW)
+    _pack_0, _pack_1, _pack_2 = (_panel_block_kernel("strided", w) for w in PANEL_WIDTHS)
+    _pack_gather_0, _pack_gather_1, _pack_gather_2 = (_panel_block_kernel("gather", w) for w in PANEL_WIDTHS)
 
     @jit
     def _pack_block(kind, rows_run, a, offset, stride, flat, target):
-        """One "strided" block (`_panel_block_kernel`) of a panel of height _panel_widths()[kind]."""
+        """One "strided" block (`_panel_block_kernel`) of a panel of height PANEL_WIDTHS[kind]."""
         if kind == 0:
             _pack_0(a, offset, stride, flat, target, rows_run)
         elif kind == 1:
@@ -535,7 +532,7 @@ if AVAILABLE:
 
     @jit
     def pack_block_gathered(kind, source, offsets, scales, first, k0, flat, target):
-        """One "gather" block of a panel of height _panel_widths()[kind]."""
+        """One "gather" block of a panel of height PANEL_WIDTHS[kind]."""
         if kind == 0:
             _pack_gather_0(source, offsets, scales, first, k0, flat, target)
         elif kind == 1:
@@ -545,19 +542,16 @@ if AVAILABLE:
 
     @jit
     def panel_kind(width):
-        """The index of `width` in _panel_widths(), or -1."""
-        if width == MR:
-            return 0
-        if width == RV * VW:
-            return 1
-        if width == RW * VW:
-            return 2
+        """The index of `width` in PANEL_WIDTHS, or -1."""
+        for kind in range(len(PANEL_WIDTHS)):
+            if width == PANEL_WIDTHS[kind]:
+                return kind
         return -1
 
     @jit
     def pack_rows(a, lo, hi, out):
         """out[p, k, r] = a[lo + p·w + r, k] for rows below hi, zero past them: panels (P, K, w) of A's rows
-        lo..hi-1, any strides. float32 panels of MR, RV·VW or RW·VW rows (`_panel_widths`) where a runs along
+        lo..hi-1, any strides. float32 panels of MR, RV·VW or RW·VW rows (`PANEL_WIDTHS`) where a runs along
         its rows or its columns: VW values of k at a time in vector registers (`_panel_block_kernel`; measured on a Zen 5 core, 2 MB of
         A: 0.32 → 0.05 ms along rows, 0.26 → 0.10 ms along columns). Else where a's rows run down its
         memory (a transposed view: W^T's rows are W's columns), in blocks of 64 k, each read once from

@@ -221,10 +221,10 @@ if AVAILABLE:
     @jit
     def fill_inputs(x_in, z, row, L):
         """z[t, (row + i)·L + b] = x_in[t, b, i] for t < T (the steps' inputs, rows of L columns) and the row
-        after them all ones, in every step z holds (T or T+1): what `_forward_group` writes with NumPy where
-        the caller fills the operand. By the thread that reads it: a column group's operand filled by the
-        caller sat in the caller's core's cache, and the other group's steps ran 20 % slower (inference,
-        hidden 64 batch 64: the caller waited 0.15 ms of 0.9 for the worker's group)."""
+        after them all ones, in every step z holds (T or T+1). A column group's part runs it itself
+        (`forward_part`): filled by the caller, its operand sat in the caller's core's cache, and the other
+        group's steps ran 20 % slower (inference, hidden 64 batch 64: the caller waited 0.15 ms of 0.9 for the
+        worker's group)."""
         T, B, I = x_in.shape
         one = z.dtype.type(1)
         for t in range(T):
@@ -254,7 +254,7 @@ if AVAILABLE:
         producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
         holds the claims of steps to project, `project_step`), -1 where the part projects them all first;
         x_in (T, B, I): the inputs, which this part (a column group's only one) puts into its operand, zx or
-        z's x rows, and their rows of ones, itself (`fill_inputs`), or empty where the caller did."""
+        z's x rows, and their rows of ones, itself (`fill_inputs`), or empty where `_forward_group` did."""
         T = hs.shape[0] - 1
         L = pre.shape[0] // panels.shape[0] // panels.shape[2]
         HL = c.shape[1]
@@ -500,22 +500,19 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: 
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros where some entries are never written (zeroing z and hs cost 0.3 of 1.9 ms at hidden 64, batch 64)
     alloc = allocator(active, batch, columns)
-    # a column group's part puts the inputs into its operand itself (`fill_inputs`), on its own core
-    x_in = np.empty((0, 0, 0), dtype=dtype) if run else inputs
     if split:
         panels, x_panels = forward_panel_pair(p, parts, kernel)
         z = alloc((2, hidden, columns), dtype=dtype)
         zx = alloc((time, features + 1, columns), dtype=dtype)
-        if run:
-            zx[:, :features, :batch] = inputs.transpose(0, 2, 1)
-            zx[:, -1] = 1
     else:
         panels, x_panels = forward_panels(p, parts, kernel), [np.empty((0, 0, 0), dtype=dtype)] * parts
         z = alloc((time + 1, hidden + features + 1, columns), dtype=dtype)
-        if run:
-            z[:time, hidden: hidden + features, :batch] = inputs.transpose(0, 2, 1)
-            z[:, -1] = 1
         zx = np.empty((0, 0, 0), dtype=dtype)  # not read: x is in z
+    # the inputs go into the operand here, or, for a column group, in its part, on its own core
+    x_in = np.empty((0, 0, 0), dtype=dtype) if run else inputs
+    if run:
+        operand = zx if split else z
+        fill_inputs(inputs, operand.reshape(len(operand), -1), 0 if split else hidden, columns)
     z[0, :hidden, :batch] = h0.T
     hs[0] = h0
     steps_kept = time if keep else 1  # the trace's steps; one slot reused in inference (c: one more)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rnnkit.scratch.fast import packing
-from rnnkit.scratch.fast import kernels
+from rnnkit.scratch.fast import kernels, threads
 from rnnkit.scratch.engine import ScratchEngine
 from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
@@ -115,3 +115,34 @@ def test_gate_major_lstm_reuses_its_step_operand(monkeypatch):
     operand = packed.w_steps
     layer.forward(x)
     assert layer._locked_packs[(0, 0)] is packed and packed.w_steps is operand
+
+
+@pytest.fixture
+def two_threads():
+    threads.set_count(2)
+    yield
+    threads.set_count(None)
+
+
+# with numba, on 2 threads: the LSTM's one part (batch 2), its units split (hidden 128, batch 4), column groups
+# (hidden 32, batch 40); the GRU and the RNN on their own paths. The inference forward reads the caller's
+# input through a view and (one direction, batch-major, no lengths) writes the output's rows itself.
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+@pytest.mark.parametrize("batch, hidden", [(2, 16), (4, 128), (40, 32)])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_locked_forward_reads_and_writes_batch_major_arrays_with_the_training_forwards_bits(
+        kind, batch, hidden, ragged, batch_first, two_threads):
+    rng = np.random.default_rng(batch + hidden)
+    layer = MAKERS[kind](input_size=7, hidden_size=hidden, num_layers=2, batch_first=batch_first,
+                         dtype=np.float32, rng=3)
+    x = rng.standard_normal((batch, 9, 7) if batch_first else (9, batch, 7)).astype(np.float32)
+    lengths = rng.integers(1, 10, batch) if ragged else None
+    expected = outputs(layer.train(), x, lengths)
+    layer.eval().lock_weights()
+    got = outputs(layer, x, lengths)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    assert got[0].flags.c_contiguous and not np.shares_memory(got[0], x)
+    x[:] = 0  # the output is the layer's own array
+    np.testing.assert_array_equal(got[0], expected[0])

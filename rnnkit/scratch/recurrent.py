@@ -203,14 +203,18 @@ class _Recurrent(Module):
         if lengths is None:
             order, sorted_lengths = None, np.full(batch, time)
             active = [batch] * time
-            seq = np.ascontiguousarray(source.transpose(1, 0, 2))
+            seq = source.transpose(1, 0, 2)
         else:
             order = np.argsort(-lengths, kind="stable")
             sorted_lengths = lengths[order]
             active = (sorted_lengths[None, :] > np.arange(time)[:, None]).sum(axis=1).tolist()
-            seq = np.ascontiguousarray(source[order].transpose(1, 0, 2))
+            seq = source[order].transpose(1, 0, 2)
             h0 = h0[:, order]
             c0 = c0[:, order] if c0 is not None else None
+        # no copy where the path copies the time-major view into its operand itself and no backward follows
+        # (a backward reads the inputs again: a copy, so that changing the caller's array does not change it)
+        if self._backward_may_follow or not runs[0].strided_inputs:
+            seq = np.ascontiguousarray(seq)
         # reverse[t, b]: the time index that step t of sequence b reads when run backwards
         reverse = None if lengths is None else _reversal_index(sorted_lengths, time)
 
@@ -218,7 +222,9 @@ class _Recurrent(Module):
         h_n = np.empty((self.num_layers * D, batch, H), dtype=self.dtype)
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         layers, masks = [], []
-        last = time if lengths is None else (sorted_lengths, np.arange(batch))  # each row's final state
+        last = time - 1 if lengths is None else (sorted_lengths - 1, np.arange(batch))  # each row's final state
+        # the last layer's outputs straight into the caller's batch-major array, where the path writes them so
+        batch_major = self.batch_first and D == 1 and order is None and runs[-1].batch_major
         for layer, run in enumerate(runs):
             mask = None
             if layer > 0 and self.training and self.dropout > 0:
@@ -234,11 +240,15 @@ class _Recurrent(Module):
                 xw = None
                 if layer == 0 and folded is not None:  # time-major token ids (T, B, 1) → their projections
                     xw, inputs = packed.token_table(folded.weight)[inputs[..., 0]], None
-                trace = run.forward(packed, inputs, h0[k], None if c0 is None else c0[k], active, xw)
-                h_n[k] = trace.h[last]
+                state = h0[k], None if c0 is None else c0[k]
+                if batch_major and layer == self.num_layers - 1:
+                    trace = run.forward(packed, inputs, *state, active, xw, batch_major=True)
+                else:
+                    trace = run.forward(packed, inputs, *state, active, xw)
+                h_n[k] = trace.outputs[last]
                 if c_n is not None:
                     c_n[k] = trace.c_n
-                out = trace.h[1:]
+                out = trace.outputs
                 outputs.append(out if d == 0 else _reverse(out, reverse))
                 directions.append(_Direction(packed, inputs, trace, run))
             seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
@@ -272,10 +282,14 @@ class _Recurrent(Module):
     def _select(self, batch: int, folded: bool) -> fast.Implementation:
         if self.record_through_time:
             return fast.Implementation("reference", reference.forward, reference.backward, folds=False)
-        # with locked weights in eval mode no backward follows (as for the folded layer): the forward may
-        # keep nothing for one
-        training = self.training or not self.weights_locked
-        return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded, training=training)
+        return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded,
+                           training=self._backward_may_follow)
+
+    @property
+    def _backward_may_follow(self) -> bool:
+        """False with locked weights in eval mode (as for the folded layer): the forward may keep nothing for
+        a backward."""
+        return self.training or not self.weights_locked
 
     def _record_forward(self, layers, order, reverse) -> list[dict]:
         """Per layer direction (k = layer*dirs + direction), batch-major in the caller's row order:

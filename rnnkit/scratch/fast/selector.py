@@ -42,7 +42,11 @@ class Implementation:
     matmul: the product for the weight and input gradients; folds: takes a looked-up input projection;
     gradients: where the path makes the weight and input gradients itself (the one-part threaded LSTM),
     gradients(p, trace, inputs, d_out, dh_n, dc_n, active) -> (dW_ih, dW_hh, db, dx (T, B, I), dh0, dc0),
-    packed row order (threaded_lstm.gradients); the layer then calls it instead of backward."""
+    packed row order (threaded_lstm.gradients); the layer then calls it instead of backward; strided_inputs:
+    forward reads inputs (T, B, I) through any strides (its first read copies them into its own operand), so
+    the layer passes a batch-major input's time-major view without a copy; batch_major: forward takes
+    batch_major=True and then writes its outputs into a (B, T, H) array (trace.Trace.outputs), for the
+    layer's batch-major output (inference paths only: a backward reads h time-major)."""
 
     path: str
     forward: Callable
@@ -50,6 +54,8 @@ class Implementation:
     matmul: Callable = np.matmul
     folds: bool = True
     gradients: Callable | None = None  # (p, trace, inputs, d_out, dh_n, dc_n, active) -> every gradient at once
+    strided_inputs: bool = False
+    batch_major: bool = False
 
 
 def _reference(cell):
@@ -83,29 +89,37 @@ def _numba_rnn_loop(cell):
 def _threaded(cell):
     # the backward's big products stay off OpenBLAS's own threads (see threads.matmul)
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
-                          folds=False)
+                          folds=False, strided_inputs=True)
 
 
 def _threaded_one_part(cell):
     # one part runs the steps, a helper thread the input projection and the weight gradients
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
-                          folds=False, gradients=threaded_lstm.gradients)
+                          folds=False, gradients=threaded_lstm.gradients, strided_inputs=True)
 
 
 def _threaded_inference(cell):  # keeps no trace: no backward follows
-    return Implementation("threaded", threaded_lstm.inference_forward, threaded_lstm.backward, folds=False)
+    return Implementation("threaded", threaded_lstm.inference_forward, threaded_lstm.backward, folds=False,
+                          strided_inputs=True, batch_major=True)
 
 
 def _threaded_gru(cell):
-    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False)
+    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False, strided_inputs=True)
 
 
 def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
-    return Implementation("threaded", threaded_gru.inference_forward, threaded_gru.backward, folds=False)
+    return Implementation("threaded", threaded_gru.inference_forward, threaded_gru.backward, folds=False,
+                          strided_inputs=True, batch_major=True)
 
 
 def _threaded_rnn(cell):
-    return Implementation("threaded", threaded_rnn.forward, numba_path.rnn_backward, folds=False)
+    return Implementation("threaded", threaded_rnn.forward, numba_path.rnn_backward, folds=False,
+                          strided_inputs=True)
+
+
+def _threaded_rnn_inference(cell):  # writes batch-major outputs: no backward follows
+    return Implementation("threaded", threaded_rnn.inference_forward, numba_path.rnn_backward, folds=False,
+                          strided_inputs=True, batch_major=True)
 
 
 def forced() -> str | None:
@@ -135,8 +149,10 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
     small = batch <= thresholds.SMALL_BATCH
     if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:
         if cap is not None or thresholds.threaded_forward(batch, hidden, training):
-            gru = _threaded_gru if training else _threaded_gru_inference
-            fastest.append(("threaded", gru if cell == "gru" else _threaded_rnn))
+            if cell == "gru":
+                fastest.append(("threaded", _threaded_gru if training else _threaded_gru_inference))
+            else:
+                fastest.append(("threaded", _threaded_rnn if training else _threaded_rnn_inference))
     if cell == "gru" and numba:
         fastest.append(("numba", _numba_gru_loop if small else _numba_gru))
     if cell in ("rnn_tanh", "rnn_relu") and numba and small:

@@ -64,15 +64,15 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L)
 
     @jit
-    def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, hs, kept_gates, kept_hn, keep,
+    def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, outs, kept_gates, kept_hn, keep,
                      active, B, flags, yield_address):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step, rows of L columns:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t], h_0, the ones and all x filled in by the caller; pre (rows of the
         three panels × L,) scratch; gates (3H·L,): this step's z, r, n; hn (H·L,): this step's W_hn h + b_hn
-        (each part writes and reads only its own units' rows of both); hs (T+1, B·H): h time-major, the
-        layer's output, h_0 in; keep: also write z, r, n into kept_gates (T, B·3H) and hn into kept_hn
+        (each part writes and reads only its own units' rows of both); outs (T, B, H): h_1 .. h_T, the layer's
+        output, any strides (`threaded_rnn.layout`); keep: also write z, r, n into kept_gates (T, B·3H) and hn into kept_hn
         (T, B·H), time-major, for the backward; active (T,) int64: running columns per step, B of them at first."""
-        T = hs.shape[0] - 1
+        T = outs.shape[0]
         L = z.shape[1] // zr.shape[1]
         HL = hn.shape[0]
         H = HL // L
@@ -104,8 +104,8 @@ if AVAILABLE:
                 gates_tanh(new, pre_xn[s: s + length])
                 gru_state(h_prev[own: own + length], new, z_gate, h_new[own: own + length])
             threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
-            for b in range(n):  # the time-major copies: the layer's output (and dW_hh's operand), the trace
-                row, column = hs[t + 1, b * H + lo: b * H + hi], h_new[lo * L + b:]
+            for b in range(n):  # the row-major copies: the layer's output (and dW_hh's operand), the trace
+                row, column = outs[t, b, lo:hi], h_new[lo * L + b:]
                 for j in range(units):
                     row[j] = column[j * L]
                 if keep:
@@ -119,16 +119,20 @@ if AVAILABLE:
                         hn_row[j] = hn[source]
 
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bool = True) -> Trace:
-    """The GRU's forward, one layer direction: inputs (T, B, I) time-major, h0 (B, H) → Trace with h
-    (T+1, B, H) time-major and, with `keep` (a backward may follow), the NumPy path's trace: gates (T, B, 3H)
-    activated (z, r, n) and hn (T, B, H), time-major; without, none (an inference forward). No folded input (xw)."""
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bool = True,
+            batch_major: bool = False) -> Trace:
+    """The GRU's forward, one layer direction: inputs (T, B, I) time-major, any strides, h0 (B, H) → Trace with
+    h (T+1, B, H) time-major and, with `keep` (a backward may follow), the NumPy path's trace: gates (T, B, 3H)
+    activated (z, r, n) and hn (T, B, H), time-major; without, none (an inference forward; with `batch_major`
+    also no h, the outputs in a (B, T, H) array). No folded input (xw)."""
     if xw is not None:
         raise ValueError("the threaded GRU projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(3 * hidden)
-    rows, columns, z, hs = layout(inputs, h0, hidden, active)
+    if batch_major and keep:
+        raise ValueError("batch-major outputs are for an inference forward: a backward reads h time-major")
+    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, batch_major)
     panels = forward_panels(p, parts, rows)
     if keep:  # rows of ended sequences are never written: zeros, so that backward reads finite values there
         alloc = np.empty if active[-1] == batch else np.zeros
@@ -136,19 +140,19 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
     else:
         kept = np.empty((1, 1, 1), dtype=dtype), np.empty((1, 1, 1), dtype=dtype)
     gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)
-    flat = [a.reshape(a.shape[0], -1) for a in (z, hs, *kept)]
+    flat = [a.reshape(a.shape[0], -1) for a in (z, *kept)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run_apart(forward_part, [
         (k, parts, lo, hi, *panels[k], rows, flat[0],
          np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), gates, hn,
-         flat[1], flat[2], flat[3], keep, steps, batch, flags, threads.YIELD)
+         outs, flat[1], flat[2], keep, steps, batch, flags, threads.YIELD)
         for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))])
-    return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None)
+    return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None, outs)
 
 
-def inference_forward(p, inputs, h0, c0, active, xw=None) -> Trace:
+def inference_forward(p, inputs, h0, c0, active, xw=None, batch_major: bool = False) -> Trace:
     """`forward` keeping no trace: for a forward no backward follows (eval mode, locked weights)."""
-    return forward(p, inputs, h0, c0, active, xw, keep=False)
+    return forward(p, inputs, h0, c0, active, xw, keep=False, batch_major=batch_major)
 
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):

@@ -57,7 +57,7 @@ import numpy as np
 
 from . import lstm_panels, thresholds, threads
 from .kernels import AVAILABLE
-from .trace import Trace, allocator, kept, lengths_of
+from .trace import Trace, allocator, batch_major_states, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
@@ -219,27 +219,35 @@ if AVAILABLE:
                 threads.relax(yield_address, spins)
 
     @jit
-    def fill_inputs(x_in, z, row, L):
-        """z[t, (row + i)·L + b] = x_in[t, b, i] for t < T (the steps' inputs, rows of L columns) and the row
-        after them all ones, in every step z holds (T or T+1). A column group's part runs it itself
-        (`forward_part`): filled by the caller, its operand sat in the caller's core's cache, and the other
-        group's steps ran 20 % slower (inference, hidden 64 batch 64: the caller waited 0.15 ms of 0.9 for the
-        worker's group)."""
+    def copy_inputs(x_in, z, row, L):
+        """z[t, (row + i)·L + b] = x_in[t, b, i]: the inputs (T, B, I), any strides, into rows of an operand
+        (flattened per step), each x_t's row read once along i (NumPy's transposing copy of a batch-major
+        input's view ran along b, reading one value a page)."""
         T, B, I = x_in.shape
-        one = z.dtype.type(1)
         for t in range(T):
             target = z[t]
             for b in range(B):
                 source = x_in[t, b]
                 for i in range(I):
                     target[(row + i) * L + b] = source[i]
+
+    @jit
+    def fill_inputs(x_in, z, row, L):
+        """z[t, (row + i)·L + b] = x_in[t, b, i] for t < T (the steps' inputs, rows of L columns) and the row
+        after them all ones, in every step z holds (T or T+1). A column group's part runs it itself
+        (`forward_part`): filled by the caller, its operand sat in the caller's core's cache, and the other
+        group's steps ran 20 % slower (inference, hidden 64 batch 64: the caller waited 0.15 ms of 0.9 for the
+        worker's group)."""
+        I = x_in.shape[2]
+        one = z.dtype.type(1)
+        copy_inputs(x_in, z, row, L)
         for t in range(z.shape[0]):
             target = z[t]
             for b in range(L):
                 target[(row + I) * L + b] = one
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, hs, active, B,
+    def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B,
                      flags, yield_address, producer, x_in):
         """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
         batch padded to whole vectors, `padded`), flattened per step:
@@ -250,12 +258,13 @@ if AVAILABLE:
         pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L): the
         trace a backward reads; where none follows (`inference_forward`), gates (1, 4H·L), c (2, H·L) and
         tanh_c (1, H·L), step t in slot t % slots (each part reads only its own rows of them);
-        hs (T+1, B·H): h time-major, the layer's output; active (T,) int64: running columns per step;
+        outs (T, B, H): h_1 .. h_T, the layer's output, any strides (time-major, or a view of a batch-major
+        array: `batch_major_states`); active (T,) int64: running columns per step;
         producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
         holds the claims of steps to project, `project_step`), -1 where the part projects them all first;
         x_in (T, B, I): the inputs, which this part (a column group's only one) puts into its operand, zx or
         z's x rows, and their rows of ones, itself (`fill_inputs`), or empty where `_forward_group` did."""
-        T = hs.shape[0] - 1
+        T = outs.shape[0]
         L = pre.shape[0] // panels.shape[0] // panels.shape[2]
         HL = c.shape[1]
         H = HL // L
@@ -292,8 +301,8 @@ if AVAILABLE:
                                c_prev[own: own + length], cell[own: own + length], squashed[own: own + length],
                                h[own: own + length], half)
             threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
-            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand (own rows only)
-                row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * L + b:]
+            for b in range(n):  # the row-major copy: the layer's output, and dW_hh's operand (own units only)
+                row, column = outs[t, b, lo:hi], h[lo * L + b:]
                 for j in range(units):
                     row[j] = column[j * L]
 
@@ -461,8 +470,11 @@ def _group_active(active, lo: int, hi: int) -> np.ndarray:
     return np.clip(np.asarray(active, dtype=np.int64) - lo, 0, hi - lo)
 
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True) -> Trace:
-    """The gate-major forward of one layer direction: h time-major (T+1, B, H) in the trace; kept for
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True,
+            batch_major: bool = False) -> Trace:
+    """The gate-major forward of one layer direction: inputs (T, B, I), any strides; h time-major (T+1, B, H)
+    in the trace (`batch_major`, only without `keep`: no h, the outputs written into a (B, T, H) array,
+    trace.outputs its time-major view); kept for
     backward (`keep`) c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to
     whole vectors; without `keep` (an inference forward) only a step's or two's of them, reused, and no
     trace to run a backward on. No folded input (xw). Where `column_groups` cuts the batch, each group of
@@ -473,19 +485,24 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     groups = column_groups(p.hidden, batch, training=keep,
                            weight_bytes=4 * p.hidden * (p.hidden + features + 1) * inputs.itemsize)
     split = split_input(batch)  # the whole batch's choice: the same bits in any group, in either mode
-    hs = allocator(active, batch, batch)((time + 1, batch, p.hidden), dtype=inputs.dtype)
+    if batch_major and keep:
+        raise ValueError("batch-major outputs are for an inference forward: a backward reads h time-major")
+    alloc = allocator(active, batch, batch)
+    hs = None if batch_major else alloc((time + 1, batch, p.hidden), dtype=inputs.dtype)
+    outs = batch_major_states(time, batch, p.hidden, inputs.dtype, alloc) if batch_major else hs[1:]
     if len(groups) == 1:
-        return _forward_group(p, inputs, h0, c0, active, keep, split, hs, run=True)
+        return _forward_group(p, inputs, h0, c0, active, keep, split, hs, outs, run=True)
     jobs = [_forward_group(p, inputs[:, lo:hi], h0[lo:hi], c0[lo:hi], _group_active(active, lo, hi), keep, split,
-                           hs[:, lo:hi], run=False) for lo, hi in groups]
+                           None if hs is None else hs[:, lo:hi], outs[:, lo:hi], run=False) for lo, hi in groups]
     threads.run(forward_part, [arguments for arguments, _ in jobs])
     saved = [finish() for _, finish in jobs]
     c_n = np.concatenate([trace.c_n for trace in saved])
-    return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None)
+    return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None, outs)
 
 
-def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: bool):
-    """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's); with `run` the
+def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool):
+    """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's; None without
+    one: `batch_major`), outs (T, B, H) its states after each step (hs[1:], or a view); with `run` the
     whole forward, its units split into parts; else one part's arguments for forward_part and a function
     that makes the group's Trace once it ran."""
     time, batch, features = inputs.shape
@@ -514,7 +531,8 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: 
         operand = zx if split else z
         fill_inputs(inputs, operand.reshape(len(operand), -1), 0 if split else hidden, columns)
     z[0, :hidden, :batch] = h0.T
-    hs[0] = h0
+    if hs is not None:
+        hs[0] = h0
     steps_kept = time if keep else 1  # the trace's steps; one slot reused in inference (c: one more)
     cs = np.empty((steps_kept + 1, hidden, columns), dtype=dtype)
     cs[0] = 0
@@ -522,7 +540,7 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: 
     gates = np.empty((steps_kept, 4 * hidden, columns), dtype=dtype)
     tanh_c = np.empty((steps_kept, hidden, columns), dtype=dtype)
     flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c)]
-    flat.append(hs.reshape(time + 1, -1))  # (a view where hs is a group's columns: rows of batch·hidden)
+    flat.append(outs)
     # with the helper: flags 0 the steps' part's, 1 the count of claimed steps, 2.. each step's done mark
     flags, steps = threads.new_flags(parts + (time + 1 if helper else 0)), np.asarray(active, dtype=np.int64)
     arguments = []
@@ -539,7 +557,7 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: 
             c_n = cs[time % len(cs), :, :batch].T
         else:
             c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
-        return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c} if keep else None)
+        return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c} if keep else None, outs)
 
     if not run:
         return arguments[0], finish
@@ -552,9 +570,9 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, run: 
     return finish()
 
 
-def inference_forward(p, inputs, h0, c0, active, xw=None) -> Trace:
+def inference_forward(p, inputs, h0, c0, active, xw=None, batch_major: bool = False) -> Trace:
     """`forward` keeping no trace: for a forward no backward follows (eval mode, locked weights)."""
-    return forward(p, inputs, h0, c0, active, xw, keep=False)
+    return forward(p, inputs, h0, c0, active, xw, keep=False, batch_major=batch_major)
 
 
 def _backward_buffers(trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):

@@ -25,12 +25,12 @@ import numpy as np
 from . import threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _pairs, by_rows
-from .trace import Trace, allocator
+from .trace import Trace, allocator, batch_major_states
 
 if AVAILABLE:
     from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
     from .kernels import jit, tanh_into
-    from .threaded_lstm import padded
+    from .threaded_lstm import copy_inputs, padded
 
 
 def parts_for(gate_rows: int) -> int:
@@ -65,15 +65,14 @@ if AVAILABLE:
             out[j] = max(a[j], zero)
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, rows, z, pre, hs, active, B, relu, flags, yield_address):
+    def forward_part(me, parts, lo, hi, panels, rows, z, pre, outs, active, B, relu, flags, yield_address):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t] rows of L columns, h_0, all x and the ones filled in by the caller;
-        pre (rows of the panels × L,) scratch; hs (T+1, B·H): h time-major, the layer's output, h_0 in;
+        pre (rows of the panels × L,) scratch; outs (T, B, H): h_1 .. h_T, the layer's output, any strides;
         active (T,) int64: running columns per step, B of them at first; relu: max(·, 0) instead of tanh."""
-        T = hs.shape[0] - 1
+        T = outs.shape[0]
         L = z.shape[1] // panels.shape[1]
         units = hi - lo
-        H = hs.shape[1] // B
         lanes = VECTOR_BYTES // z.itemsize
         for t in range(T):
             n = active[t]
@@ -92,8 +91,8 @@ if AVAILABLE:
                 else:
                     tanh_into(pre[s: s + length], h[lo * L + s: lo * L + s + length])
             threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
-            for b in range(n):  # the time-major copy: the layer's output, and dW_hh's operand (own rows only)
-                row, column = hs[t + 1, b * H + lo: b * H + hi], h[lo * L + b:]
+            for b in range(n):  # the row-major copy: the layer's output, and dW_hh's operand (own units only)
+                row, column = outs[t, b, lo:hi], h[lo * L + b:]
                 for j in range(units):
                     row[j] = column[j * L]
 
@@ -104,7 +103,7 @@ def operand(inputs: np.ndarray, h0: np.ndarray, hidden: int, columns: int, alloc
     entry a step reads is written before: `allocator`). Shared by the threaded GRU."""
     time, batch, features = inputs.shape
     z = alloc((time + 1, hidden + 1 + features, columns), dtype=inputs.dtype)
-    z[:time, hidden + 1:, :batch] = inputs.transpose(0, 2, 1)
+    copy_inputs(inputs, z.reshape(time + 1, -1), hidden + 1, columns)
     z[:, hidden] = 1
     z[0, :hidden, :batch] = h0.T
     return z
@@ -115,35 +114,44 @@ def columns_for(batch: int, dtype) -> int:
     return batch if by_rows(batch, dtype) else padded(batch, VECTOR_BYTES // np.dtype(dtype).itemsize)
 
 
-def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int, active):
+def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int, active, batch_major: bool = False):
     """What the threaded RNN's and GRU's forwards lay out before their loop: (rows: whether the products run
-    on gemm_rows, L the columns, the operands z (T+1, H+1+I, L), the states hs (T+1, B, H) with hs[0] = h0)."""
+    on gemm_rows, L the columns, the operands z (T+1, H+1+I, L), the states hs (T+1, B, H) with hs[0] = h0
+    (None with `batch_major`), the states after each step outs (T, B, H): hs[1:], or with `batch_major` the
+    time-major view of a (B, T, H) array, `batch_major_states`)."""
     time, batch, _ = inputs.shape
     columns = columns_for(batch, inputs.dtype)
     alloc = allocator(active, batch, columns)
-    hs = alloc((time + 1, batch, hidden), dtype=inputs.dtype)
-    hs[0] = h0
-    return by_rows(batch, inputs.dtype), columns, operand(inputs, h0, hidden, columns, alloc), hs
+    if batch_major:
+        hs, outs = None, batch_major_states(time, batch, hidden, inputs.dtype, alloc)
+    else:
+        hs = alloc((time + 1, batch, hidden), dtype=inputs.dtype)
+        hs[0] = h0
+        outs = hs[1:]
+    return by_rows(batch, inputs.dtype), columns, operand(inputs, h0, hidden, columns, alloc), hs, outs
 
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None) -> Trace:
-    """The RNN's forward, one layer direction: inputs (T, B, I) time-major, h0 (B, H) → Trace with h
-    (T+1, B, H) time-major; saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded
-    input (xw)."""
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, batch_major: bool = False) -> Trace:
+    """The RNN's forward, one layer direction: inputs (T, B, I) time-major, any strides, h0 (B, H) → Trace with
+    h (T+1, B, H) time-major (`batch_major`: none, the outputs in a (B, T, H) array, for an inference forward);
+    saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded input (xw)."""
     if xw is not None:
         raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden)  # one gate
-    rows, columns, z, hs = layout(inputs, h0, hidden, active)
+    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, batch_major)
     panels = forward_panels(p, parts, rows)
     relu = p.mode == "rnn_relu"
-    flat_z, flat_h = z.reshape(time + 1, -1), hs.reshape(time + 1, -1)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     threads.run_apart(forward_part, [
-        (k, parts, lo, hi, panels[k], rows, flat_z,
-         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat_h, steps, batch, relu,
-         flags,
-         threads.YIELD)
+        (k, parts, lo, hi, panels[k], rows, z.reshape(time + 1, -1),
+         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), outs, steps, batch, relu,
+         flags, threads.YIELD)
         for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))])
-    return Trace(hs, None, relu)
+    return Trace(hs, None, relu, outs)
+
+
+def inference_forward(p, inputs, h0, c0, active, xw=None, batch_major: bool = False) -> Trace:
+    """`forward`, for a forward no backward follows: its outputs batch-major where asked."""
+    return forward(p, inputs, h0, c0, active, xw, batch_major)

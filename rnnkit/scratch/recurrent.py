@@ -367,7 +367,7 @@ class _Recurrent(Module):
         if order is not None:
             d_output, d_h_n = d_output[order], d_h_n[:, order]
             d_c_n = d_c_n[:, order] if d_c_n is not None else None
-        d_seq = np.ascontiguousarray(d_output.transpose(1, 0, 2))
+        d_seq = d_output.transpose(1, 0, 2)  # a view: copied below where the path needs it contiguous
 
         dh0 = np.empty(state_shape, dtype=self.dtype)
         dc0 = np.empty(state_shape, dtype=self.dtype) if self.mode == "lstm" else None
@@ -375,10 +375,13 @@ class _Recurrent(Module):
             d_in = None
             for d, direction in enumerate(cache["layers"][layer]):
                 k = layer * D + d
-                d_out = d_seq[..., d * H:(d + 1) * H]
-                d_out = np.ascontiguousarray(d_out) if d == 0 else _reverse(d_out, reverse)
-                dc_k = None if d_c_n is None else d_c_n[k]
                 run = direction.run
+                d_out = d_seq[..., d * H:(d + 1) * H]
+                if d == 1:
+                    d_out = _reverse(d_out, reverse)
+                elif not run.strided_d_out:
+                    d_out = np.ascontiguousarray(d_out)
+                dc_k = None if d_c_n is None else d_c_n[k]
                 extra = {}
                 if self.record_through_time:                    # the reference path: ∂L/∂h_t of every step
                     extra["reaching"] = np.zeros_like(d_out)

@@ -46,7 +46,8 @@ class Implementation:
     forward reads inputs (T, B, I) through any strides (its first read copies them into its own operand), so
     the layer passes a batch-major input's time-major view without a copy; batch_major: forward takes
     batch_major=True and then writes its outputs into a (B, T, H) array (trace.Trace.outputs), for the
-    layer's batch-major output (inference paths only: a backward reads h time-major)."""
+    layer's batch-major output (inference paths only: a backward reads h time-major); strided_d_out: backward
+    and gradients read d_out (T, B, H) through any strides (the layer's batch-major gradient's view)."""
 
     path: str
     forward: Callable
@@ -56,6 +57,7 @@ class Implementation:
     gradients: Callable | None = None  # (p, trace, inputs, d_out, dh_n, dc_n, active) -> every gradient at once
     strided_inputs: bool = False
     batch_major: bool = False
+    strided_d_out: bool = False
 
 
 def _reference(cell):
@@ -89,13 +91,14 @@ def _numba_rnn_loop(cell):
 def _threaded(cell):
     # the backward's big products stay off OpenBLAS's own threads (see threads.matmul)
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
-                          folds=False, strided_inputs=True)
+                          folds=False, gradients=threaded_lstm.split_gradients, strided_inputs=True,
+                          strided_d_out=True)
 
 
 def _threaded_one_part(cell):
     # one part runs the steps, a helper thread the input projection and the weight gradients
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
-                          folds=False, gradients=threaded_lstm.gradients, strided_inputs=True)
+                          folds=False, gradients=threaded_lstm.gradients, strided_inputs=True, strided_d_out=True)
 
 
 def _threaded_inference(cell):  # keeps no trace: no backward follows

@@ -48,8 +48,9 @@ Column groups (`column_groups`: a large batch, W_hh small enough for each core's
 are cut in one group a thread, and each group runs the one-part steps above on its columns alone, forward
 and backward, without a helper: no meeting per step, and no core reads an h or a gradient that another
 core wrote. Each column's arithmetic is the same as in the unit split (a column's sums run over k in one
-order, whichever kernel and however many columns), so are the bits; the weight and input gradients are
-then the layer's three products over all columns, as with the unit split.
+order, whichever kernel and however many columns), so are the bits of the outputs and states. The
+gradients are each group's products over its columns, the weight gradients summed over the groups
+(`split_gradients`): the same to rounding, their bits depending on the group count (the thread count).
 """
 from __future__ import annotations
 
@@ -308,31 +309,27 @@ if AVAILABLE:
 
     @jit
     def backward_part(me, parts, lo, hi, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
-                      active, flags, yield_address, B, rotation):
-        """Part `me` of the backward over all steps (see the module's text). d_out (T, B·H) time-major;
+                      active, flags, yield_address, B):
+        """Part `me` of the backward over all steps (see the module's text). d_out (T, B, H) time-major, any
+        strides (a view of the layer's batch-major gradient);
         dh, dc ((hi-lo)·L,): the own units' gradients reaching h_T, c_T (zeros in the padding columns), on
         return h_0, c_0; product
         (rows of the panels × L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
         d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing its own rows;
-        at the end the part copies its rows into d_pre (4H, T, B), the weight gradients' operand (a view of
-        a group's columns; not with an empty d_pre: `gradients` takes d_steps as it is), its i-th copied row
-        its (i + rotation)-th own row. Column groups share the cache lines of every row of d_pre (where a
-        group's columns end, and all of them where d_pre does not start on a line); copied in the same order,
-        the groups wrote each line together, and it crossed between the cores at every write (backward at
-        hidden 128, batch 32: 1.2 ms with d_pre on a cache line, 2.3-3.7 ms off it); `backward` staggers the
-        groups' rotations, so that each writes a line after the other has left it.
+        at the end the part copies its rows into d_pre (4H, T, B), the weight gradients' operand (a column
+        group's own array: `_group_steps`; not with an empty d_pre: `gradients` takes d_steps as it is).
 
         Time-major d_steps keeps each step's writes and its product's reads in one contiguous block; writing
         d_pre's columns directly instead touches 4H rows T·B apart at every step (about 5 ms of cache misses
         at T=64, B=32, H=256)."""
         T = gates.shape[0]
-        H = d_out.shape[1] // B
+        H = d_out.shape[2]
         HL = c.shape[1]
         L = HL // H
         units = hi - lo
         staged = np.zeros(units * L, dtype=dh.dtype)  # d_out's next step, own units, as (units, L) rows
         for b in range(active[T - 1]):
-            row = d_out[T - 1, b * H + lo: b * H + hi]
+            row = d_out[T - 1, b, lo:hi]
             for j in range(units):
                 dh[j * L + b] += row[j]
         for step in range(T):
@@ -354,7 +351,7 @@ if AVAILABLE:
             threads.arrive(flags, me, step + 1)
             m = active[t - 1] if t > 0 else 0  # running at the next step (m >= n)
             for b in range(m):  # while the other parts finish this step: the next step's d_out, transposed
-                row = d_out[t - 1, b * H + lo: b * H + hi]
+                row = d_out[t - 1, b, lo:hi]
                 for j in range(units):
                     staged[j * L + b] = row[j]
             threads.wait_all(flags, parts, me, step + 1, yield_address)
@@ -371,9 +368,8 @@ if AVAILABLE:
                         dh[j * L + b] += staged[j * L + b]
         if d_pre.shape[0] == 0:
             return
-        units4 = 4 * units
-        for i in range(units4):  # own rows from `rotation` on: column groups write one row at a time apart
-            q, j = divmod((i + rotation) % units4, units)
+        for i in range(4 * units):  # own rows, whole
+            q, j = divmod(i, units)
             r = q * H + lo + j
             for t in range(T):
                 src, dst = d_steps[t, r * L: r * L + B], d_pre[r, t]
@@ -399,9 +395,9 @@ if AVAILABLE:
                             yield_address, B, x_panels, x_product, dx):
         """The one-part backward's steps (`backward_part`, saying after each step that its d_steps are
         there, for `weight_gradient_part`), then the input gradient of every step (`input_gradient_part`)."""
-        H = d_out.shape[1] // B
+        H = d_out.shape[2]
         backward_part(0, 1, 0, H, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps,
-                      np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B, 0)
+                      np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
         input_gradient_part(x_panels, kernel, d_steps, c.shape[1] // H, B, x_product, dx)
 
     @jit
@@ -590,29 +586,76 @@ def _backward_buffers(trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: n
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
     """Backward of `forward`: (d_pre (4H, T·B), the same, dh_0 (B, H), dc_0 (B, H)). A forward in column
-    groups runs its backward in the same groups, one a thread."""
+    groups runs its backward in the same groups, one a thread, each group's d_pre its own array (`_group_steps`),
+    here put side by side (the layer itself takes `split_gradients` instead, which reads them as they are)."""
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
-    d_pre = np.empty((4 * hidden, time, batch), dtype=d_out.dtype)
     if "groups" not in arrays:
-        arguments, finish = _backward_group(p, trace, d_out, dh_n, dc_n, active, d_pre, parts_for(hidden, batch), 0)
+        d_pre = np.empty((4 * hidden, time, batch), dtype=d_out.dtype)
+        arguments, finish = _backward_group(p, trace, d_out, dh_n, dc_n, active, d_pre, parts_for(hidden, batch))
         threads.run(backward_part, arguments)
         dh_0, dc_0 = finish()
     else:
-        groups = arrays["groups"]
-        jobs = [_backward_group(p, group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi),
-                                d_pre[:, :, lo:hi], 1, 4 * hidden * g // len(groups))
-                for g, ((lo, hi), group) in enumerate(zip(groups, arrays["traces"]))]
-        threads.run(backward_part, [arguments[0] for arguments, _ in jobs])
-        dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish in jobs)))
+        d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active)
+        d_pre = np.concatenate(d_pres, axis=2)
     d_pre = d_pre.reshape(4 * hidden, -1)
     return d_pre, d_pre, dh_0, dc_0
 
 
-def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: int, rotation: int):
-    """backward_part's arguments for each of `parts` parts of one group of columns (d_out (T, B, H) and
-    d_pre (4H, T, B) its columns, views; `rotation`: the group's first row to copy into d_pre), and a
-    function returning the group's (dh_0, dc_0) once they ran."""
+def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active):
+    """The backward's steps of a forward in column groups, a group a thread: ([each group's d_pre (4H, T,
+    its columns)], dh_0 (B, H), dc_0 (B, H)). Each group copies whole rows into an array of its own: the
+    columns of one shared d_pre (half of every row each) took 4-9x longer a byte on the Zen 5 (hidden 128,
+    batch 64: 1.3-1.4 ms of the backward's steps, against 0.15-0.3 for whole rows)."""
+    arrays = kept(trace)
+    time, batch, hidden = d_out.shape
+    groups = arrays["groups"]
+    d_pres = [np.empty((4 * hidden, time, hi - lo), dtype=d_out.dtype) for lo, hi in groups]
+    jobs = [_backward_group(p, group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi),
+                            d_pre, 1)
+            for (lo, hi), group, d_pre in zip(groups, arrays["traces"], d_pres)]
+    threads.run(backward_part, [arguments[0] for arguments, _ in jobs])
+    dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish in jobs)))
+    return d_pres, dh_0, dc_0
+
+
+def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray,
+                    active):
+    """The whole backward of a forward with its units split or in column groups (`gradients` for one part):
+    (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I), dh_0 (B, H), dc_0 (B, H)), rows in packed order,
+    unhalved; inputs (T, B, I) time-major, the forward's. The products over all steps, one each:
+        dW_ih = Σ_t d_t x_t^T,  dW_hh = Σ_t d_t h_{t-1}^T,  db = Σ_t Σ_b d_t,  dx_t = W_ih^T d_t,
+    on d_pre (4H, T·B) (`backward`), or, in column groups, on each group's d_pre and its columns, the weight
+    gradients summed over the groups (g ascending), each group's dx its own product: their bits then depend
+    on the group count, that is on the thread count (the forward's do not)."""
+    arrays = kept(trace)
+    h_prev = trace.h[:-1]
+    if "groups" not in arrays:
+        d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
+        return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
+    d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active)
+    dx = np.empty(inputs.shape, dtype=inputs.dtype)
+    total = None
+    for (lo, hi), d_pre in zip(arrays["groups"], d_pres):
+        dw_ih, dw_hh, db, dx[:, lo:hi] = _products(p, d_pre.reshape(len(d_pre), -1), inputs[:, lo:hi], h_prev[:, lo:hi])
+        total = [dw_ih, dw_hh, db] if total is None else [a + b for a, b in zip(total, (dw_ih, dw_hh, db))]
+    return (*total, dx, dh_0, dc_0)
+
+
+def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray):
+    """(dW_ih, dW_hh, db, dx (T, B, I)) from d_pre (4H, T·B) and the steps' inputs (T, B, I) and h_{t-1}
+    (T, B, H): threads.matmul's products and row sums."""
+    time, batch = inputs.shape[:2]
+    dw_ih = threads.matmul(d_pre, inputs.reshape(time * batch, -1))
+    dw_hh = threads.matmul(d_pre, h_prev.reshape(time * batch, -1))
+    dx = threads.matmul(d_pre.T, p.w_ih).reshape(time, batch, -1)
+    return dw_ih, dw_hh, threads.row_sums(d_pre), dx
+
+
+def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: int):
+    """backward_part's arguments for each of `parts` parts of one group of columns (d_out (T, B, H) its
+    columns, a view; d_pre (4H, T, B) its own), and a function returning the group's (dh_0, dc_0) once they
+    ran."""
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
@@ -620,12 +663,13 @@ def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: in
     kernel = kernel_for(batch, dtype)
     panels = backward_panels(p, parts, kernel)
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
-    flat = [x.reshape(x.shape[0], -1) for x in (d_out, arrays["gates"], arrays["c"], arrays["tanh_c"], d_steps)]
+    gates, cs, tanh_c, d_steps_flat = (x.reshape(x.shape[0], -1) for x in (arrays["gates"], arrays["c"],
+                                                                           arrays["tanh_c"], d_steps))
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     arguments = [
-        (k, parts, lo, hi, panels[k], kernel, flat[0], dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
-         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3],
-         flat[4], d_pre, steps, flags, threads.YIELD, batch, rotation)
+        (k, parts, lo, hi, panels[k], kernel, d_out, dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
+         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), gates, cs, tanh_c,
+         d_steps_flat, d_pre, steps, flags, threads.YIELD, batch)
         for k, (lo, hi) in enumerate(bounds)]
     return arguments, lambda: (dh[:, :batch].T, dc[:, :batch].T)
 
@@ -651,15 +695,16 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     dw_ih = np.zeros((count * rows, features), dtype=dtype)
     db = np.zeros(4 * hidden, dtype=dtype)
     dx = np.empty((time, batch, features), dtype=dtype)
-    flat = [x.reshape(x.shape[0], -1) for x in (d_out, arrays["gates"], arrays["c"], arrays["tanh_c"], d_steps)]
+    gates, cs, tanh_c, d_steps_flat = (x.reshape(x.shape[0], -1) for x in (arrays["gates"], arrays["c"],
+                                                                           arrays["tanh_c"], d_steps))
     flags, steps = threads.new_flags(1), np.asarray(active, dtype=np.int64)
     steps_part = (backward_steps_part, (
-        panels, kernel, flat[0], dh.reshape(-1), dc.reshape(-1),
-        np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), flat[1], flat[2], flat[3], flat[4],
+        panels, kernel, d_out, dh.reshape(-1), dc.reshape(-1),
+        np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), gates, cs, tanh_c, d_steps_flat,
         steps, flags, threads.YIELD, batch, x_panels,
         np.empty(x_panels.shape[0] * x_panels.shape[2] * columns, dtype=dtype), dx.reshape(time, -1)))
     helper = (weight_gradient_part, (
-        flat[4], columns, batch, trace.h.reshape(-1), np.ascontiguousarray(inputs).reshape(-1), chunk, rows,
+        d_steps_flat, columns, batch, trace.h.reshape(-1), np.ascontiguousarray(inputs).reshape(-1), chunk, rows,
         np.empty(count * chunk * batch * rows, dtype=dtype), dw_hh, dw_ih, db, flags, threads.YIELD))
     threads.run_pipeline([steps_part, helper])  # the steps first where the two run one after the other
     size = 4 * hidden

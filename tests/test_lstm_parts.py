@@ -254,6 +254,31 @@ def test_matmul_splits_rows_and_agrees(thread_count):
                                    atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parts_take_their_own_products_and_row_sums(thread_count, dtype):
+    """threads.run_products: each part's product_here and row_sums_here on its own thread are the product and
+    the row sums (matmul's and row_sums' bits where gemm.py's kernels run them), whatever count() is."""
+    rng = np.random.default_rng(5)
+    pairs = [(rng.standard_normal((rows, 300)).astype(dtype), rng.standard_normal((300, 9)).astype(dtype))
+             for rows in (37, 250, 3)]
+    for count in (1, 2, 3):
+        thread_count(count)
+        got = [None] * len(pairs)
+
+        def part(a, b, k, worker):
+            got[k] = (threads.product_here(a, b, worker), threads.row_sums_here(a), worker)
+
+        threads.run_products(part, [(a, b, k) for k, (a, b) in enumerate(pairs)])
+        for (a, b), (product, sums, worker) in zip(pairs, got):
+            tolerance = 1e-12 if dtype == np.float64 else 2e-5
+            np.testing.assert_allclose(product, a @ b, rtol=tolerance, atol=tolerance * 20)
+            np.testing.assert_array_equal(sums, threads.row_sums(a))
+            if threads.own_products(a, b):
+                np.testing.assert_array_equal(product, threads.matmul(a, b))
+        one_thread = threads._OPENBLAS.local_threads is None  # the parts one after the other on the caller
+        assert [worker for *_, worker in got] == ([False] * 3 if one_thread else [False, True, True])
+
+
 @needs_numba
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(1, 70), depth=st.integers(1, 90), columns=st.integers(1, 40), transposed=st.booleans(),

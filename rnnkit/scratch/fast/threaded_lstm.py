@@ -635,11 +635,24 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
         return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
     d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active)
     dx = np.empty(inputs.shape, dtype=inputs.dtype)
-    total = None
-    for (lo, hi), d_pre in zip(arrays["groups"], d_pres):
-        dw_ih, dw_hh, db, dx[:, lo:hi] = _products(p, d_pre.reshape(len(d_pre), -1), inputs[:, lo:hi], h_prev[:, lo:hi])
-        total = [dw_ih, dw_hh, db] if total is None else [a + b for a, b in zip(total, (dw_ih, dw_hh, db))]
+    sums = [None] * len(d_pres)
+    threads.run_products(_group_products, [(p, d_pre, inputs[:, lo:hi], h_prev[:, lo:hi], dx[:, lo:hi], sums, g)
+                                           for g, ((lo, hi), d_pre) in enumerate(zip(arrays["groups"], d_pres))])
+    total = sums[0]
+    for more in sums[1:]:
+        total = [a + b for a, b in zip(total, more)]
     return (*total, dx, dh_0, dc_0)
+
+
+def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) -> None:
+    """Column group g's products on its thread alone (threads.run_products), over its columns: sums[g] =
+    [dW_ih, dW_hh, db], and dx (T, its B, I), a view of the layer's, as `_products`. Each core reads the d_pre
+    its group wrote."""
+    time, batch = inputs.shape[:2]
+    a = d_pre.reshape(len(d_pre), -1)
+    sums[g] = [threads.product_here(a, inputs.reshape(time * batch, -1), worker),
+               threads.product_here(a, h_prev.reshape(time * batch, -1), worker), threads.row_sums_here(a)]
+    dx[...] = threads.product_here(a.T, p.w_ih, worker).reshape(time, batch, -1)
 
 
 def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray):

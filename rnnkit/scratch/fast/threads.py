@@ -209,6 +209,46 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def run_products(function, argument_sets) -> None:
+    """`run` for parts that each take matrix products of their own (`product_here`): function(*arguments,
+    worker) with worker False for the part on the calling thread, True for the others; OpenBLAS held to one
+    thread on the calling thread meanwhile (each worker holds itself to one). Where OpenBLAS's count cannot
+    be set, the parts run one after the other on the calling thread."""
+    local = _OPENBLAS.local_threads
+    if local is None or len(argument_sets) == 1:
+        for arguments in argument_sets:
+            function(*arguments, False)
+        return
+    with _blas_count_lock:
+        previous = local(1)
+        try:
+            run(function, [(*arguments, k > 0) for k, arguments in enumerate(argument_sets)])
+        finally:
+            local(max(1, previous))
+
+
+def product_here(a: np.ndarray, b: np.ndarray, worker: bool) -> np.ndarray:
+    """a @ b on the calling thread alone, inside a part of `run_products` (worker: as it passes): gemm.py's
+    kernels where `own_products` (the same bits as `matmul`'s, whatever the split), else BLAS on one thread."""
+    if own_products(a, b):
+        operand = gemm.matmul_operand(b)
+        out = np.empty((-(-a.shape[0] // gemm.MR) * gemm.MR, operand.shape[1]), dtype=operand.dtype)
+        gemm.matmul_rows(a, 0, a.shape[0], operand, out)
+        return out[:a.shape[0], :b.shape[1]]
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    _product_rows(a, b, out, worker)
+    return out
+
+
+def row_sums_here(a: np.ndarray) -> np.ndarray:
+    """`row_sums` on the calling thread alone (the same bits)."""
+    if not AVAILABLE or a.ndim != 2 or a.dtype.kind != "f" or a.size < ROW_SUMS_PART_SIZE:
+        return a.sum(axis=1)
+    out = np.empty(a.shape[0], dtype=a.dtype)
+    _row_sums_part(np.ascontiguousarray(a), out, 0, a.shape[0])
+    return out
+
+
 def row_sums(a: np.ndarray) -> np.ndarray:
     """a's row sums (rows,) for a 2-D float array: the rows split over count() threads (`_row_sums_part`),
     each row summed by one thread in one fixed order, so the bits depend neither on the timing nor on the

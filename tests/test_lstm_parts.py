@@ -681,3 +681,40 @@ def test_inference_runs_column_groups_above_the_training_hidden_limit_with_the_u
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(results[0][0][:, :2], np.zeros_like(results[0][0][:, :2]))
+
+
+@needs_numba
+@pytest.mark.parametrize("ragged", [False, True])
+def test_backward_of_column_groups_puts_their_d_pre_side_by_side(ragged, monkeypatch):
+    """threaded_lstm.backward on a forward in column groups (the layer takes split_gradients instead): the
+    groups' d_pre side by side, (4H, T·B), whose products and row sums are split_gradients' to rounding and
+    whose dh_0, dc_0 are its own to the bit."""
+    from rnnkit.scratch.fast import packing
+
+    rng = np.random.default_rng(7)
+    time, batch, features, hidden = 5, 40, 6, 64
+    monkeypatch.setattr(thresholds, "COLUMN_GROUPS_WORK", 1)
+    threads.set_count(2)
+    try:
+        assert len(threaded_lstm.column_groups(hidden, batch)) == 2
+        weights = [rng.standard_normal(shape) * 0.3 for shape in
+                   ((4 * hidden, features), (4 * hidden, hidden), (4 * hidden,), (4 * hidden,))]
+        p = packing.pack("lstm", *weights)
+        x = rng.standard_normal((time, batch, features))
+        h0, c0, dh_n, dc_n = (rng.standard_normal((batch, hidden)) for _ in range(4))
+        d_out = rng.standard_normal((time, batch, hidden))
+        lengths = np.sort(rng.integers(1, time + 1, batch))[::-1] if ragged else np.full(batch, time)
+        active = [int((lengths > t).sum()) for t in range(time)]
+        trace = threaded_lstm.forward(p, x, h0, c0, active)
+        d_pre, _, dh_0, dc_0 = threaded_lstm.backward(p, trace, d_out, dh_n, dc_n, active)
+        dw_ih, dw_hh, db, dx, dh_split, dc_split = threaded_lstm.split_gradients(p, trace, x, d_out, dh_n, dc_n,
+                                                                                 active)
+    finally:
+        threads.set_count(None)
+    assert d_pre.shape == (4 * hidden, time * batch)
+    np.testing.assert_array_equal(dh_0, dh_split)
+    np.testing.assert_array_equal(dc_0, dc_split)
+    for got, want in ((d_pre @ x.reshape(time * batch, -1), dw_ih),
+                      (d_pre @ trace.h[:-1].reshape(time * batch, -1), dw_hh), (d_pre.sum(axis=1), db),
+                      ((d_pre.T @ p.w_ih).reshape(time, batch, -1), dx)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

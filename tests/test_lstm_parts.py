@@ -436,6 +436,36 @@ def _run_layer(layer, x, state, lengths, grads):
 
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("hidden, batch", [(128, 1), (160, 3)])
+def test_a_forward_in_parts_feeds_the_one_part_backward(dtype, hidden, batch, monkeypatch):
+    """Default thresholds, 2 threads: a small training step whose forward runs its units in two parts (the
+    inference split, `_forward_group`) and whose backward runs on one part and its helper
+    (threaded_lstm.gradients) gives the NumPy path's outputs and gradients to float rounding."""
+    rng = np.random.default_rng(hidden + batch)
+    time, features = 6, 9
+    x = rng.standard_normal((batch, time, features)).astype(dtype)
+    state = tuple(rng.standard_normal((1, batch, hidden)).astype(dtype) for _ in range(2))
+    grads = [rng.standard_normal(shape).astype(dtype)
+             for shape in ((batch, time, hidden), (1, batch, hidden), (1, batch, hidden))]
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
+    threads.set_count(2)
+    try:
+        assert threaded_lstm.small_step(hidden, batch) and threaded_lstm.parts_for(hidden, batch, False) == 2
+        results = {}
+        for path in ("numpy", "numba"):
+            monkeypatch.setattr(kernels, "ENABLED", path == "numba")
+            layer = LSTM(features, hidden, dtype=dtype, rng=2)
+            results[path] = _run_layer(layer, x, state, None, grads)
+            assert layer.last_paths == ("threaded" if path == "numba" else "numpy",)
+    finally:
+        threads.set_count(None)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for a, b in zip(results["numba"], results["numpy"]):
+        assert np.abs(a - b).max() <= tol * max(np.abs(b).max(), 1.0)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("batch", [2, 9, 19])  # the tall row kernel, the row kernel, the column kernel
 def test_threaded_lstm_matches_the_numpy_path_and_every_thread_count(dtype, ragged, batch, thread_count,

@@ -24,7 +24,9 @@ overwrites what another still reads, and one meeting per step suffices. The prod
 kernels, on panels packed by lstm_panels.py; see threads.py for how the parts run and meet.
 
 One part and a helper thread (a small step, `small_step`: P = 1 on any thread count). The steps then run
-on one core with no meeting, and the second core takes the work that does not lie on the steps' chain:
+on one core with no meeting, and the second core takes the work that does not lie on the steps' chain
+(the forward's units are split as in inference, though: one part and a helper only where inference too
+runs one part, below thresholds.ONE_PART_INFERENCE_HIDDEN):
     forward   the helper projects xw_t = [W_ih | b] [x_t; 1] step after step (`project_part`), each step
               claimed from a shared count; the steps' part, before step t, claims and projects steps itself
               until step t's is done (at the start, while the helper's thread wakes; or when it lags)
@@ -503,7 +505,10 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     that makes the group's Trace once it ran."""
     time, batch, features = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden, batch, training=keep) if run else 1
+    # a small training step's forward splits its units as inference does (its backward still runs on one
+    # part and its helper, `gradients`, which reads any split's trace): at hidden 128-224 batch 1-6 fwd+bwd
+    # 0.82-0.95 of the one-part forward's time
+    parts = parts_for(hidden, batch, training=keep and not small_step(hidden, batch)) if run else 1
     bounds = _bounds(hidden, parts)
     kernel = kernel_for(batch, dtype)
     # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
@@ -688,8 +693,8 @@ def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: in
 
 
 def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
-    """The whole backward of a one-part `forward` (parts_for(H, B) == 1), weight and input gradients
-    included, on two threads: the steps' part (`backward_steps_part`: the steps, then dx) and a helper
+    """The whole backward of a small training step (`small_step`; its forward on one part or on the
+    inference split's parts), weight and input gradients included, on two threads: the steps' part (`backward_steps_part`: the steps, then dx) and a helper
     (`weight_gradient_part`: dW_hh, dW_ih, db, a chunk of steps as soon as they are done). With one
     thread (threads.count()), the same two one after the other: the same bits.
     inputs (T, B, I) time-major, the forward's. Returns (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I),

@@ -67,7 +67,9 @@ ONE_PART_INFERENCE_WORK = 131072
 # ONE_PART_INFERENCE_HIDDEN (and below COLUMN_GROUPS_WORK). Measured 2026-12-04 evening (Xeon, 2 threads,
 # inference, one process, 50 alternating rounds, ms, one part / two parts): hidden 128 batch 2 0.49 / 0.41,
 # batch 3 0.59 / 0.48, batch 4 0.56 / 0.51, batch 6 0.73 / 0.64 (batch 1 and 5 even; from batch 8 column
-# groups win over both).
+# groups win over both). Since 2026-12-05 a small training step's forward splits its units as inference's
+# does (threaded_lstm._forward_group), its backward still on one part and its helper: on the Zen 5, fwd+bwd
+# at hidden 128-224 batch 1-6 took 0.82-0.95 of the one-part forward's time.
 ONE_PART_INFERENCE_HIDDEN = 128
 
 # The threaded LSTM's products run on the row-vector GEMM kernel up to this batch size (gemm.gemm_rows: no

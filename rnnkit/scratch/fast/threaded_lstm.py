@@ -639,7 +639,10 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
         d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
         return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
     d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active)
-    dx = np.empty(inputs.shape, dtype=inputs.dtype)
+    time, batch, features = inputs.shape
+    # dx (T, B, I) as the view of a batch-major array, each group writing its rows on its thread: the layer
+    # hands it to a batch_first caller without a transposing copy
+    dx = np.empty((batch, time, features), dtype=inputs.dtype).transpose(1, 0, 2)
     sums = [None] * len(d_pres)
     threads.run_products(_group_products, [(p, d_pre, inputs[:, lo:hi], h_prev[:, lo:hi], dx[:, lo:hi], sums, g)
                                            for g, ((lo, hi), d_pre) in enumerate(zip(arrays["groups"], d_pres))])

@@ -653,24 +653,23 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
 
 
 def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) -> None:
-    """Column group g's products on its thread alone (threads.run_products), over its columns: sums[g] =
-    [dW_ih, dW_hh, db], and dx (T, its B, I), a view of the layer's, as `_products`. Each core reads the d_pre
-    its group wrote."""
-    time, batch = inputs.shape[:2]
-    a = d_pre.reshape(len(d_pre), -1)
-    sums[g] = [threads.product_here(a, inputs.reshape(time * batch, -1), worker),
-               threads.product_here(a, h_prev.reshape(time * batch, -1), worker), threads.row_sums_here(a)]
-    dx[...] = threads.product_here(a.T, p.w_ih, worker).reshape(time, batch, -1)
+    """Column group g's `_products` on its thread alone (threads.run_products), over its columns: sums[g] =
+    [dW_ih, dW_hh, db], and dx (T, its B, I), a view of the layer's. Each core reads the d_pre its group
+    wrote."""
+    dw_ih, dw_hh, db, dx[...] = _products(p, d_pre.reshape(len(d_pre), -1), inputs, h_prev,
+                                          lambda a, b: threads.product_here(a, b, worker), threads.row_sums_here)
+    sums[g] = [dw_ih, dw_hh, db]
 
 
-def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray):
+def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matmul=threads.matmul,
+              row_sums=threads.row_sums):
     """(dW_ih, dW_hh, db, dx (T, B, I)) from d_pre (4H, T·B) and the steps' inputs (T, B, I) and h_{t-1}
-    (T, B, H): threads.matmul's products and row sums."""
+    (T, B, H): products and row sums (threads.matmul's and row_sums, over the threads, by default)."""
     time, batch = inputs.shape[:2]
-    dw_ih = threads.matmul(d_pre, inputs.reshape(time * batch, -1))
-    dw_hh = threads.matmul(d_pre, h_prev.reshape(time * batch, -1))
-    dx = threads.matmul(d_pre.T, p.w_ih).reshape(time, batch, -1)
-    return dw_ih, dw_hh, threads.row_sums(d_pre), dx
+    dw_ih = matmul(d_pre, inputs.reshape(time * batch, -1))
+    dw_hh = matmul(d_pre, h_prev.reshape(time * batch, -1))
+    dx = matmul(d_pre.T, p.w_ih).reshape(time, batch, -1)
+    return dw_ih, dw_hh, row_sums(d_pre), dx
 
 
 def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: int):

@@ -53,6 +53,30 @@ def test_gemm_panels_is_the_matrix_product(rows, depth, columns, z_pad, out_pad,
 
 
 @needs_numba
+@pytest.mark.parametrize("double", [False, True])
+@pytest.mark.parametrize("vectors", [3, 5, 7])
+def test_an_odd_count_of_column_vectors_gives_one_vector_at_a_times_bits(vectors, double):
+    """Three, five, seven vectors of columns (the last three in `_half_3`'s blocks, a half of the panel's rows
+    each, where the CPU has 32 vector registers): the bits of the columns taken one vector at a time (the
+    one-vector block), each element the same chain of fused multiply-adds; all rows of the panels written."""
+    dtype = np.float64 if double else np.float32
+    lanes = gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(vectors)
+    rows, depth, columns = 3 * gemm.MR - 5, 37, vectors * lanes
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    z = rng.standard_normal(depth * columns).astype(dtype)
+    panels = gemm.pack_panels(a)
+    together = np.full(panels.shape[0] * gemm.MR * columns, np.nan, dtype=dtype)
+    gemm.gemm_panels(panels, z, 0, columns, columns, together, columns)
+    apart = np.full_like(together, np.nan)
+    for j in range(0, columns, lanes):
+        gemm.gemm_panels(panels, z, j, columns, lanes, apart[j:], columns)
+    np.testing.assert_array_equal(together, apart)
+    np.testing.assert_allclose(together.reshape(-1, columns)[:rows], a @ z.reshape(depth, columns),
+                               rtol=1e-4 if not double else 1e-12, atol=1e-4 if not double else 1e-12)
+
+
+@needs_numba
 @settings(max_examples=60, deadline=None)
 @given(rows=st.integers(1, 70), depth=st.integers(1, 30), columns=st.integers(1, 20), z_pad=st.integers(0, 5),
        out_pad=st.integers(0, 5), offset=st.integers(0, 7), double=st.booleans(), seed=st.integers(0, 2**31))

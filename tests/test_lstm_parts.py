@@ -309,22 +309,26 @@ def test_parts_take_their_own_products_and_row_sums(thread_count, dtype):
        seed=st.integers(0, 2**31))
 def test_products_on_gemm_kernels_are_the_product_with_the_same_bits_on_any_thread_count(
         thread_count, rows, depth, columns, transposed, seed):
-    """threads.matmul's own path (gemm.py's kernels: a's rows packed in panels of MR, b's columns padded to
-    whole vectors): a @ b for any shape, a C-contiguous or a transposed view, and each entry's bits the same
-    on 1, 2 and 3 threads (one chain over k per entry, whatever the rows' split)."""
+    """threads.matmuls's own path (gemm.py's kernels: a's rows packed in panels of MR, once for both
+    products, b's columns padded to whole vectors): a @ b and a @ b2 for any shape, a C-contiguous or a
+    transposed view, each entry's bits the same on 1, 2 and 3 threads (one chain over k per entry, whatever
+    the rows' split) and as a product on its own."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((depth, rows) if transposed else (rows, depth)).astype(np.float32)
     a = a.T if transposed else a
     b = rng.standard_normal((depth, columns)).astype(np.float32)
+    b2 = rng.standard_normal((depth, columns // 2 + 3)).astype(np.float32)
     products = []
     for count in (1, 2, 3):
         thread_count(count)
-        products.append(threads._own_matmul(a, b))
-    exact = a.astype(np.float64) @ b
-    np.testing.assert_allclose(products[0], exact, rtol=1e-4, atol=1e-4 * np.sqrt(depth))
-    assert products[0].shape == (rows, columns)
+        products.append(threads._own_matmuls(a, (b, b2)))
+    for product, operand in zip(products[0], (b, b2)):
+        exact = a.astype(np.float64) @ operand
+        np.testing.assert_allclose(product, exact, rtol=1e-4, atol=1e-4 * np.sqrt(depth))
+        assert product.shape == (rows, operand.shape[1])
     for other in products[1:]:
-        assert other.tobytes() == products[0].tobytes()
+        assert [p.tobytes() for p in other] == [p.tobytes() for p in products[0]]
+    assert threads._own_matmuls(a, (b2,))[0].tobytes() == products[0][1].tobytes()
 
 
 @needs_numba

@@ -627,11 +627,14 @@ if AVAILABLE:
                             out[p, k, r] = zero
 
     @jit
-    def matmul_rows(a, lo, hi, b, out):
-        """out[lo:hi] = (A @ B)[lo:hi] for B from `matmul_operand` (K, N') and out (rows, N') with lo a
-        multiple of MR and room for whole panels of MR rows from lo (rows past hi are written, as zeros
-        times B)."""
-        K, columns = b.shape
-        panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=b.dtype)
+    def matmul_rows(a, lo, hi, operands, outs):
+        """outs[i][lo:hi] = (A @ B_i)[lo:hi] for each B_i of the tuple `operands` from `matmul_operand` (K,
+        N_i') and outs[i] (rows, N_i'), with lo a multiple of MR and room for whole panels of MR rows from lo
+        (rows past hi are written, as zeros times B_i). A's rows are packed once for all the products (the
+        LSTM's dW_ih and dW_hh share d: packing it took 0.2 of 0.63 ms a product at hidden 192 batch 40)."""
+        K = operands[0].shape[0]
+        panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=operands[0].dtype)
         pack_rows(a, lo, hi, panels)
-        gemm_panels(panels, b.reshape(-1), 0, columns, columns, out[lo:].reshape(-1), columns)
+        for i in range(len(operands)):
+            columns = operands[i].shape[1]
+            gemm_panels(panels, operands[i].reshape(-1), 0, columns, columns, outs[i][lo:].reshape(-1), columns)

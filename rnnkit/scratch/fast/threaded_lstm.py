@@ -657,18 +657,18 @@ def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) ->
     [dW_ih, dW_hh, db], and dx (T, its B, I), a view of the layer's. Each core reads the d_pre its group
     wrote."""
     dw_ih, dw_hh, db, dx[...] = _products(p, d_pre.reshape(len(d_pre), -1), inputs, h_prev,
-                                          lambda a, b: threads.product_here(a, b, worker), threads.row_sums_here)
+                                          lambda a, bs: threads.products_here(a, bs, worker), threads.row_sums_here)
     sums[g] = [dw_ih, dw_hh, db]
 
 
-def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matmul=threads.matmul,
+def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matmuls=threads.matmuls,
               row_sums=threads.row_sums):
     """(dW_ih, dW_hh, db, dx (T, B, I)) from d_pre (4H, T·B) and the steps' inputs (T, B, I) and h_{t-1}
-    (T, B, H): products and row sums (threads.matmul's and row_sums, over the threads, by default)."""
+    (T, B, H): products (the two weight gradients' in one call, d_pre packed once) and row sums
+    (threads.matmuls and row_sums, over the threads, by default)."""
     time, batch = inputs.shape[:2]
-    dw_ih = matmul(d_pre, inputs.reshape(time * batch, -1))
-    dw_hh = matmul(d_pre, h_prev.reshape(time * batch, -1))
-    dx = matmul(d_pre.T, p.w_ih).reshape(time, batch, -1)
+    dw_ih, dw_hh = matmuls(d_pre, (inputs.reshape(time * batch, -1), h_prev.reshape(time * batch, -1)))
+    dx = matmuls(d_pre.T, (p.w_ih,))[0].reshape(time, batch, -1)
     return dw_ih, dw_hh, row_sums(d_pre), dx
 
 

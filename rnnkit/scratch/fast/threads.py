@@ -176,23 +176,34 @@ def own_products(a: np.ndarray, b: np.ndarray) -> bool:
             and a.ndim == 2 and b.ndim == 2)
 
 
-def _own_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b on gemm.py's kernels: a's rows in whole panels of MR over count() threads."""
+def _own_matmuls(a: np.ndarray, bs) -> list[np.ndarray]:
+    """[a @ b for b in bs] on gemm.py's kernels: a's rows in whole panels of MR over count() threads, each
+    part's rows packed once for all the products (`gemm.matmul_rows`)."""
     rows = -(-a.shape[0] // gemm.MR)  # panels
-    operand = gemm.matmul_operand(b)
-    out = np.empty((rows * gemm.MR, operand.shape[1]), dtype=operand.dtype)
+    operands = tuple(gemm.matmul_operand(b) for b in bs)
+    outs = tuple(np.empty((rows * gemm.MR, operand.shape[1]), dtype=operand.dtype) for operand in operands)
     parts = max(1, min(count(), rows))
     bounds = [min(a.shape[0], rows * k // parts * gemm.MR) for k in range(parts + 1)]
-    run(gemm.matmul_rows, [(a, bounds[k], bounds[k + 1], operand, out) for k in range(parts)])
-    return out[:a.shape[0], :b.shape[1]]
+    run(gemm.matmul_rows, [(a, bounds[k], bounds[k + 1], operands, outs) for k in range(parts)])
+    return [out[:a.shape[0], :b.shape[1]] for out, b in zip(outs, bs)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b for 2-D arrays, a's rows split over count() threads, each running BLAS on one thread (or
     gemm.py's kernels, `own_products`); the same bits on every call at a given count() (see the module's
     text)."""
-    if own_products(a, b):
-        return _own_matmul(a, b)
+    return matmuls(a, (b,))[0]
+
+
+def matmuls(a: np.ndarray, bs) -> list[np.ndarray]:
+    """[`matmul`(a, b) for b in bs], the same bits; on gemm.py's kernels a's rows packed once for all."""
+    if all(own_products(a, b) for b in bs):
+        return _own_matmuls(a, bs)
+    return [_blas_matmul(a, b) for b in bs]
+
+
+def _blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`matmul` on OpenBLAS, one BLAS thread a part."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     parts = min(count(), a.shape[0])
     local = _OPENBLAS.local_threads
@@ -230,14 +241,23 @@ def run_products(function, argument_sets) -> None:
 def product_here(a: np.ndarray, b: np.ndarray, worker: bool) -> np.ndarray:
     """a @ b on the calling thread alone, inside a part of `run_products` (worker: as it passes): gemm.py's
     kernels where `own_products` (the same bits as `matmul`'s, whatever the split), else BLAS on one thread."""
-    if own_products(a, b):
-        operand = gemm.matmul_operand(b)
-        out = np.empty((-(-a.shape[0] // gemm.MR) * gemm.MR, operand.shape[1]), dtype=operand.dtype)
-        gemm.matmul_rows(a, 0, a.shape[0], operand, out)
-        return out[:a.shape[0], :b.shape[1]]
-    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    _product_rows(a, b, out, worker)
-    return out
+    return products_here(a, (b,), worker)[0]
+
+
+def products_here(a: np.ndarray, bs, worker: bool) -> list[np.ndarray]:
+    """[`product_here`(a, b, worker) for b in bs], the same bits; on gemm.py's kernels a's rows packed once."""
+    if all(own_products(a, b) for b in bs):
+        operands = tuple(gemm.matmul_operand(b) for b in bs)
+        rows = -(-a.shape[0] // gemm.MR) * gemm.MR
+        outs = tuple(np.empty((rows, operand.shape[1]), dtype=operand.dtype) for operand in operands)
+        gemm.matmul_rows(a, 0, a.shape[0], operands, outs)
+        return [out[:a.shape[0], :b.shape[1]] for out, b in zip(outs, bs)]
+    results = []
+    for b in bs:
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+        _product_rows(a, b, out, worker)
+        results.append(out)
+    return results
 
 
 def row_sums_here(a: np.ndarray) -> np.ndarray:

@@ -493,6 +493,31 @@ def test_a_forward_in_parts_feeds_the_one_part_backward(dtype, hidden, batch, mo
 
 
 @needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hidden, time", [(64, 30), (96, 12), (160, 5)])
+def test_a_one_column_forward_projects_its_steps_as_rows_with_a_wider_batchs_bits(dtype, hidden, time, thread_count):
+    """Batch 1 projects the inputs of all steps in one product, the steps its rows
+    (threaded_lstm.project_steps_as_rows: whole panels of 12 steps and the last few apart); batch 2 a step at
+    a time. The same chain per entry: the first sequence's outputs and states are the same bits either way,
+    on 1 and 2 threads, in training and inference."""
+    rng = np.random.default_rng(hidden)
+    x = rng.standard_normal((2, time, 9)).astype(dtype)
+    for count in (1, 2):
+        thread_count(count)
+        layer = LSTM(9, hidden, dtype=dtype, rng=3)
+        with mock.patch.dict(os.environ, {"RNNKIT_PATH": "threaded"}):
+            alone, pair = layer.forward(x[:1]), layer.forward(x)
+            layer.eval()
+            with layer.locked_weights():
+                inferred = layer.forward(x[:1])
+            assert layer.last_paths == ("threaded",)
+        np.testing.assert_array_equal(alone[0], pair[0][:1])
+        for a, b in zip(alone[1], pair[1]):
+            np.testing.assert_array_equal(a, b[:, :1])
+        np.testing.assert_array_equal(inferred[0], alone[0])
+
+
+@needs_numba
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("batch", [2, 9, 19])  # the tall row kernel, the row kernel, the column kernel

@@ -63,7 +63,7 @@ from .kernels import AVAILABLE
 from .trace import Trace, allocator, batch_major_states, kept, lengths_of
 
 if AVAILABLE:
-    from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide
+    from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide, pack_rows
     from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh,
                           tanh_grad)
 
@@ -193,6 +193,29 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L)
 
     @jit
+    def project_steps_as_rows(x_panels, zx, xw):
+        """xw[t] = [W_ih | b]_k [x_t; 1] for every step t of a one-column forward (L = 1), as one product with
+        the steps as its rows: (T, I+1) @ the panels' rows transposed, each panel (I+1, width) of x_panels
+        (P, I+1, width) read as it is. A step at a time, a one-column product streams the panels for two
+        fused multiply-adds a vector loaded (64 GFLOP/s); here each value of the panels serves every step.
+        Each xw entry is the same chain of fused multiply-adds over k in order: the same bits."""
+        T = zx.shape[0]
+        count, depth, width = x_panels.shape
+        size = xw.shape[1]
+        a = np.empty((-(-T // MR), depth, MR), dtype=zx.dtype)
+        pack_rows(zx.reshape(T, depth), 0, T, a)
+        full = T // MR  # whole panels of steps straight into xw; the last few steps' rows through `rest`
+        rest = np.empty(MR * size, dtype=xw.dtype)
+        flat_x, flat_out = x_panels.reshape(-1), xw.reshape(-1)
+        for p in range(count):
+            if full > 0:
+                gemm_panels(a[:full], flat_x, p * depth * width, width, width, flat_out[p * width:], size)
+            if T > full * MR:
+                gemm_panels(a[full:], flat_x, p * depth * width, width, width, rest[p * width:], size)
+        for t in range(full * MR, T):
+            xw[t] = rest[(t - full * MR) * size: (t - full * MR + 1) * size]
+
+    @jit
     def project_part(x_panels, kernel, zx, L, B, xw, flags, yield_address):
         """The helper thread's forward (one part): xw_t = [W_ih | b] [x_t; 1] for the steps it claims
         (`project_step`) until none is left; the steps' part claims steps as well, those it reaches first."""
@@ -279,8 +302,11 @@ if AVAILABLE:
         split = x_panels.shape[0] > 0
         Z, C = z.shape[0], c.shape[0]  # T+1 steps kept, or slots reused in turn (step t in slot t % Z)
         if split and producer < 0:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
-            for t in range(T):
-                _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
+            if L == 1:
+                project_steps_as_rows(x_panels, zx, xw)
+            else:
+                for t in range(T):
+                    _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
         for t in range(T):
             n = active[t]
             if t > 0:

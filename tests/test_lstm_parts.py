@@ -493,11 +493,32 @@ def test_a_forward_in_parts_feeds_the_one_part_backward(dtype, hidden, batch, mo
 
 
 @needs_numba
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 140), depth=st.integers(1, 70), time=st.integers(1, 40), double=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_steps_as_rows_gives_the_one_column_products_bits(rows, depth, time, double, seed):
+    """threaded_lstm.steps_as_rows (a one-column forward's input projections for all steps at once, the steps
+    as rows): xw[t] = A z_t with gemm_rows_wide's bits a step at a time, for any number of steps (whole
+    panels of 12 and the rest) and of rows."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    panels = gemm.pack_wide_row_panels(a)
+    operand = rng.standard_normal((time, depth)).astype(dtype)
+    out = np.full((time, panels.shape[0] * panels.shape[2]), np.nan, dtype=dtype)
+    threaded_lstm.steps_as_rows(panels, operand, out)
+    step = np.empty(out.shape[1], dtype=dtype)
+    for t in range(time):
+        gemm.gemm_rows_wide(panels, operand[t].copy(), 0, 1, 1, step, 1)
+        np.testing.assert_array_equal(out[t], step)
+
+
+@needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hidden, time", [(64, 30), (96, 12), (160, 5)])
 def test_a_one_column_forward_projects_its_steps_as_rows_with_a_wider_batchs_bits(dtype, hidden, time, thread_count):
     """Batch 1 projects the inputs of all steps in one product, the steps its rows
-    (threaded_lstm.project_steps_as_rows: whole panels of 12 steps and the last few apart); batch 2 a step at
+    (threaded_lstm.steps_as_rows: whole panels of 12 steps and the last few apart); batch 2 a step at
     a time. The same chain per entry: the first sequence's outputs and states are the same bits either way,
     on 1 and 2 threads, in training and inference."""
     rng = np.random.default_rng(hidden)

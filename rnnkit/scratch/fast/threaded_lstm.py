@@ -193,7 +193,7 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L)
 
     @jit
-    def project_steps_as_rows(x_panels, zx, xw):
+    def steps_as_rows(x_panels, zx, xw):
         """xw[t] = [W_ih | b]_k [x_t; 1] for every step t of a one-column forward (L = 1), as one product with
         the steps as its rows: (T, I+1) @ the panels' rows transposed, each panel (I+1, width) of x_panels
         (P, I+1, width) read as it is. A step at a time, a one-column product streams the panels for two
@@ -303,7 +303,7 @@ if AVAILABLE:
         Z, C = z.shape[0], c.shape[0]  # T+1 steps kept, or slots reused in turn (step t in slot t % Z)
         if split and producer < 0:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
             if L == 1:
-                project_steps_as_rows(x_panels, zx, xw)
+                steps_as_rows(x_panels, zx, xw)
             else:
                 for t in range(T):
                     _product(x_panels, kernel, zx[t], 0, L, B, xw[t])

@@ -493,6 +493,26 @@ def test_a_forward_in_parts_feeds_the_one_part_backward(dtype, hidden, batch, mo
 
 
 @needs_numba
+@pytest.mark.parametrize("hidden, batch", [(64, 40), (192, 20)])  # column groups, the unit split
+def test_a_read_only_input_trains_with_a_writeable_copys_bits(hidden, batch, thread_count):
+    """A time-major float32 input the caller cannot write (np.load's memory maps, safetensors' buffers) is
+    the forward's operand as it is; the weight gradients' products take it beside h (one call, two
+    operands of one type): the same outputs and gradients, to the bit, as a writeable copy's."""
+    thread_count(2)
+    x = np.random.default_rng(5).standard_normal((9, batch, 16)).astype(np.float32)
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    results = []
+    for given in (x, frozen):
+        layer = LSTM(16, hidden, dtype=np.float32, rng=2, batch_first=False)
+        out, _ = layer.forward(given)
+        dx = layer.backward(np.ones_like(out))[0]
+        results.append([out, dx] + [p.grad.copy() for _, p in layer.named_parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
 @settings(max_examples=30, deadline=None)
 @given(rows=st.integers(1, 140), depth=st.integers(1, 70), time=st.integers(1, 40), double=st.booleans(),
        seed=st.integers(0, 2**31))

@@ -176,11 +176,23 @@ def own_products(a: np.ndarray, b: np.ndarray) -> bool:
             and a.ndim == 2 and b.ndim == 2)
 
 
+def _operands(bs) -> tuple:
+    """`gemm.matmul_operand` of each b, as read-only views: one numba type for the tuple whether or not the
+    caller's arrays are writeable (a read-only input beside a writeable h made the tuple two types, which
+    `gemm.matmul_rows` cannot index)."""
+    views = []
+    for b in bs:
+        view = gemm.matmul_operand(b).view()
+        view.setflags(write=False)
+        views.append(view)
+    return tuple(views)
+
+
 def _own_matmuls(a: np.ndarray, bs) -> list[np.ndarray]:
     """[a @ b for b in bs] on gemm.py's kernels: a's rows in whole panels of MR over count() threads, each
     part's rows packed once for all the products (`gemm.matmul_rows`)."""
     rows = -(-a.shape[0] // gemm.MR)  # panels
-    operands = tuple(gemm.matmul_operand(b) for b in bs)
+    operands = _operands(bs)
     outs = tuple(np.empty((rows * gemm.MR, operand.shape[1]), dtype=operand.dtype) for operand in operands)
     parts = max(1, min(count(), rows))
     bounds = [min(a.shape[0], rows * k // parts * gemm.MR) for k in range(parts + 1)]
@@ -247,7 +259,7 @@ def product_here(a: np.ndarray, b: np.ndarray, worker: bool) -> np.ndarray:
 def products_here(a: np.ndarray, bs, worker: bool) -> list[np.ndarray]:
     """[`product_here`(a, b, worker) for b in bs], the same bits; on gemm.py's kernels a's rows packed once."""
     if all(own_products(a, b) for b in bs):
-        operands = tuple(gemm.matmul_operand(b) for b in bs)
+        operands = _operands(bs)
         rows = -(-a.shape[0] // gemm.MR) * gemm.MR
         outs = tuple(np.empty((rows, operand.shape[1]), dtype=operand.dtype) for operand in operands)
         gemm.matmul_rows(a, 0, a.shape[0], operands, outs)

@@ -280,7 +280,7 @@ def test_matmul_splits_rows_and_agrees(thread_count):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_parts_take_their_own_products_and_row_sums(thread_count, dtype):
-    """threads.run_products: each part's product_here and row_sums_here on its own thread are the product and
+    """threads.run_products: each part's products_here and row_sums_here on its own thread are the product and
     the row sums (matmul's and row_sums' bits where gemm.py's kernels run them), whatever count() is."""
     rng = np.random.default_rng(5)
     pairs = [(rng.standard_normal((rows, 300)).astype(dtype), rng.standard_normal((300, 9)).astype(dtype))
@@ -290,7 +290,7 @@ def test_parts_take_their_own_products_and_row_sums(thread_count, dtype):
         got = [None] * len(pairs)
 
         def part(a, b, k, worker):
-            got[k] = (threads.product_here(a, b, worker), threads.row_sums_here(a), worker)
+            got[k] = (threads.products_here(a, (b,), worker)[0], threads.row_sums_here(a), worker)
 
         threads.run_products(part, [(a, b, k) for k, (a, b) in enumerate(pairs)])
         for (a, b), (product, sums, worker) in zip(pairs, got):

@@ -203,7 +203,7 @@ if AVAILABLE:
         count, depth, width = x_panels.shape
         size = xw.shape[1]
         a = np.empty((-(-T // MR), depth, MR), dtype=zx.dtype)
-        pack_rows(zx.reshape(T, depth), 0, T, a)
+        pack_rows(zx, 0, T, a)
         full = T // MR  # whole panels of steps straight into xw; the last few steps' rows through `rest`
         rest = np.empty(MR * size, dtype=xw.dtype)
         flat_x, flat_out = x_panels.reshape(-1), xw.reshape(-1)

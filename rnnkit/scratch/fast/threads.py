@@ -188,13 +188,14 @@ def _operands(bs) -> tuple:
     return tuple(views)
 
 
-def _own_matmuls(a: np.ndarray, bs) -> list[np.ndarray]:
-    """[a @ b for b in bs] on gemm.py's kernels: a's rows in whole panels of MR over count() threads, each
-    part's rows packed once for all the products (`gemm.matmul_rows`)."""
+def _own_matmuls(a: np.ndarray, bs, parts: int | None = None) -> list[np.ndarray]:
+    """[a @ b for b in bs] on gemm.py's kernels: a's rows in whole panels of MR over `parts` threads (count()
+    by default; one: on the calling thread), each part's rows packed once for all the products
+    (`gemm.matmul_rows`)."""
     rows = -(-a.shape[0] // gemm.MR)  # panels
     operands = _operands(bs)
     outs = tuple(np.empty((rows * gemm.MR, operand.shape[1]), dtype=operand.dtype) for operand in operands)
-    parts = max(1, min(count(), rows))
+    parts = max(1, min(count() if parts is None else parts, rows))
     bounds = [min(a.shape[0], rows * k // parts * gemm.MR) for k in range(parts + 1)]
     run(gemm.matmul_rows, [(a, bounds[k], bounds[k + 1], operands, outs) for k in range(parts)])
     return [out[:a.shape[0], :b.shape[1]] for out, b in zip(outs, bs)]
@@ -233,7 +234,7 @@ def _blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def run_products(function, argument_sets) -> None:
-    """`run` for parts that each take matrix products of their own (`product_here`): function(*arguments,
+    """`run` for parts that each take matrix products of their own (`products_here`): function(*arguments,
     worker) with worker False for the part on the calling thread, True for the others; OpenBLAS held to one
     thread on the calling thread meanwhile (each worker holds itself to one). Where OpenBLAS's count cannot
     be set, the parts run one after the other on the calling thread."""
@@ -250,20 +251,12 @@ def run_products(function, argument_sets) -> None:
             local(max(1, previous))
 
 
-def product_here(a: np.ndarray, b: np.ndarray, worker: bool) -> np.ndarray:
-    """a @ b on the calling thread alone, inside a part of `run_products` (worker: as it passes): gemm.py's
-    kernels where `own_products` (the same bits as `matmul`'s, whatever the split), else BLAS on one thread."""
-    return products_here(a, (b,), worker)[0]
-
-
 def products_here(a: np.ndarray, bs, worker: bool) -> list[np.ndarray]:
-    """[`product_here`(a, b, worker) for b in bs], the same bits; on gemm.py's kernels a's rows packed once."""
+    """[a @ b for b in bs] on the calling thread alone, inside a part of `run_products` (worker: as it
+    passes): gemm.py's kernels where `own_products`, a's rows packed once for all (the same bits as
+    `matmuls`'s, whatever the split), else BLAS on one thread."""
     if all(own_products(a, b) for b in bs):
-        operands = _operands(bs)
-        rows = -(-a.shape[0] // gemm.MR) * gemm.MR
-        outs = tuple(np.empty((rows, operand.shape[1]), dtype=operand.dtype) for operand in operands)
-        gemm.matmul_rows(a, 0, a.shape[0], operands, outs)
-        return [out[:a.shape[0], :b.shape[1]] for out, b in zip(outs, bs)]
+        return _own_matmuls(a, bs, parts=1)
     results = []
     for b in bs:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))

@@ -842,3 +842,36 @@ def test_backward_of_column_groups_puts_their_d_pre_side_by_side(ragged, monkeyp
                       (d_pre @ trace.h[:-1].reshape(time * batch, -1), dw_hh), (d_pre.sum(axis=1), db),
                       ((d_pre.T @ p.w_ih).reshape(time, batch, -1), dx)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@needs_numba
+@settings(max_examples=12, deadline=None)
+@given(hidden=st.sampled_from([16, 35, 64]), batch=st.integers(16, 40), time=st.integers(1, 5),
+       features=st.integers(1, 20), extra=st.sampled_from([0, 7]), seed=st.integers(0, 2**16))
+def test_group_products_from_the_steps_give_the_d_pre_copys_bits(hidden, batch, time, features, extra, seed):
+    """A column group's weight and input gradients from its d_steps as the steps wrote them (T, 4H, L), d packed
+    straight from them (threaded_lstm._group_step_products), against the same products on d copied to
+    (4H, T·B) first (_group_products, on gemm.py's kernels): dW_ih, dW_hh and dx to the bit, db to rounding;
+    4H not a whole number of panels, batches not whole vectors, padding columns past the batch (L > B)."""
+    from rnnkit.scratch.fast import packing
+
+    rng = np.random.default_rng(seed)
+    dtype = np.float32
+    p = packing.pack("lstm", *(rng.standard_normal(shape).astype(dtype) for shape in
+                               ((4 * hidden, features), (4 * hidden, hidden), (4 * hidden,), (4 * hidden,))))
+    columns = batch + extra
+    d_steps = rng.standard_normal((time, 4 * hidden, columns)).astype(dtype)
+    inputs = rng.standard_normal((time, batch, features)).astype(dtype)
+    h_prev = rng.standard_normal((time, batch, hidden)).astype(dtype)
+    d_pre = np.ascontiguousarray(d_steps[:, :, :batch].transpose(1, 0, 2))
+    found, expected = [None], [None]
+    dx_found = np.full((batch, time, features), np.nan, dtype=dtype).transpose(1, 0, 2)
+    dx_expected = np.empty((time, batch, features), dtype=dtype)
+    with mock.patch.object(threads, "own_products", lambda a, b: a.dtype == b.dtype == np.float32):
+        threaded_lstm._group_products(p, d_pre, inputs, h_prev, dx_expected, expected, 0, False)
+    threaded_lstm._group_step_products(p, d_steps, inputs, h_prev, dx_found, found, 0, False)
+    dw_ih, dw_hh, db = found[0]
+    np.testing.assert_array_equal(dw_ih, expected[0][0])
+    np.testing.assert_array_equal(dw_hh, expected[0][1])
+    np.testing.assert_array_equal(dx_found, dx_expected)
+    np.testing.assert_allclose(db, d_pre.sum(axis=(1, 2), dtype=np.float64), rtol=1e-6, atol=1e-5)

@@ -668,6 +668,12 @@ if AVAILABLE:
         K = operands[0].shape[0]
         panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=operands[0].dtype)
         pack_rows(a, lo, hi, panels)
+        panel_products(panels, operands, outs, lo)
+
+    @jit
+    def panel_products(panels, operands, outs, lo):
+        """outs[i][lo:lo + P·MR] = A @ B_i for A packed in panels (P, K, MR), each B_i of the tuple `operands`
+        (K, N_i') from `matmul_operand`."""
         for i in range(len(operands)):
             columns = operands[i].shape[1]
             gemm_panels(panels, operands[i].reshape(-1), 0, columns, columns, outs[i][lo:].reshape(-1), columns)

@@ -63,7 +63,8 @@ from .kernels import AVAILABLE
 from .trace import Trace, allocator, batch_major_states, kept, lengths_of
 
 if AVAILABLE:
-    from .gemm import MR, RV, RW, VECTOR_BYTES, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide, pack_rows
+    from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide,
+                       pack_rows, panel_kind, _pack_block)
     from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh,
                           tanh_grad)
 
@@ -424,6 +425,62 @@ if AVAILABLE:
                     row[j] = out[j * L + b]
 
     @jit
+    def pack_steps(d_steps, L, B, out):
+        """out[p, t·B + b, r] = d_steps[t, (p·w + r)·L + b], zero for rows past d_steps' G = 4H: the steps'
+        pre-activation gradients as the panels (P, T·B, w) of the weight gradients' product (d (4H, T·B)
+        packed, `gemm.pack_rows`), read from the steps' gate-major blocks as they are, with no (4H, T, B)
+        copy first. float32 panels of gemm.PANEL_WIDTHS: VW values of b at a time in vector registers."""
+        count, K, width = out.shape
+        T = d_steps.shape[0]
+        G = d_steps.shape[1] // L
+        flat_in, flat = d_steps.reshape(-1), out.reshape(-1)
+        kind = panel_kind(width) if out.itemsize == 4 else -1
+        whole = B - B % VW if kind >= 0 else 0
+        full = min(count, G // width)  # panels with all their rows
+        zero = out.dtype.type(0)
+        for p in range(count):
+            for t in range(T):
+                step = t * G * L
+                if p < full:
+                    for b0 in range(0, whole, VW):
+                        _pack_block(kind, True, flat_in, step + p * width * L + b0, L, flat,
+                                    (p * K + t * B + b0) * width)
+                for b in range(whole if p < full else 0, B):
+                    column = out[p, t * B + b]
+                    for r in range(width):
+                        row = p * width + r
+                        column[r] = flat_in[step + row * L + b] if row < G else zero
+
+    @jit
+    def panel_row_sums(panels, out):
+        """out[p·w + r] = Σ_k panels[p, k, r] for the rows out holds (the bias gradient from d's panels,
+        `pack_steps`): each row's sum in float64, k ascending, rounded once at the end."""
+        count, K, width = panels.shape
+        sums = np.zeros(width, dtype=np.float64)
+        for p in range(count):
+            sums[:] = 0
+            for k in range(K):
+                column = panels[p, k]
+                for r in range(width):
+                    sums[r] += column[r]
+            for r in range(min(width, out.shape[0] - p * width)):
+                out[p * width + r] = sums[r]
+
+    @jit
+    def step_input_gradients(x_panels, kernel, d_steps, L, B, out, dx):
+        """dx[t, b] = W_ih^T d_t for every step (x_panels: W_ih^T's rows packed, unhalved), dx (T, B, I) any
+        strides; d_steps (T, 4H·L) gate-major; out (rows of x_panels × L,) scratch."""
+        flat = d_steps.reshape(-1)
+        size = d_steps.shape[1]
+        features = dx.shape[2]
+        for t in range(d_steps.shape[0]):
+            _product(x_panels, kernel, flat, t * size, L, B, out)
+            for b in range(B):
+                row = dx[t, b]
+                for j in range(features):
+                    row[j] = out[j * L + b]
+
+    @jit
     def backward_steps_part(panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, active, flags,
                             yield_address, B, x_panels, x_product, dx):
         """The one-part backward's steps (`backward_part`, saying after each step that its d_steps are
@@ -637,7 +694,8 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     time, batch, hidden = d_out.shape
     if "groups" not in arrays:
         d_pre = np.empty((4 * hidden, time, batch), dtype=d_out.dtype)
-        arguments, finish = _backward_group(p, trace, d_out, dh_n, dc_n, active, d_pre, parts_for(hidden, batch))
+        arguments, finish, _ = _backward_group(p, trace, d_out, dh_n, dc_n, active, d_pre,
+                                               parts_for(hidden, batch))
         threads.run(backward_part, arguments)
         dh_0, dc_0 = finish()
     else:
@@ -647,21 +705,23 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     return d_pre, d_pre, dh_0, dc_0
 
 
-def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active):
+def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active, copy: bool = True):
     """The backward's steps of a forward in column groups, a group a thread: ([each group's d_pre (4H, T,
-    its columns)], dh_0 (B, H), dc_0 (B, H)). Each group copies whole rows into an array of its own: the
+    its columns)], dh_0 (B, H), dc_0 (B, H)); without `copy`, each group's d_steps (T, 4H, its L) as the
+    steps wrote them in the list's place. Each group copies whole rows into an array of its own: the
     columns of one shared d_pre (half of every row each) took 4-9x longer a byte on the Zen 5 (hidden 128,
     batch 64: 1.3-1.4 ms of the backward's steps, against 0.15-0.3 for whole rows)."""
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     groups = arrays["groups"]
-    d_pres = [np.empty((4 * hidden, time, hi - lo), dtype=d_out.dtype) for lo, hi in groups]
+    d_pres = [np.empty((4 * hidden, time, hi - lo) if copy else (0, 0, 0), dtype=d_out.dtype)
+              for lo, hi in groups]
     jobs = [_backward_group(p, group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi),
                             d_pre, 1)
             for (lo, hi), group, d_pre in zip(groups, arrays["traces"], d_pres)]
-    threads.run(backward_part, [arguments[0] for arguments, _ in jobs])
-    dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish in jobs)))
-    return d_pres, dh_0, dc_0
+    threads.run(backward_part, [arguments[0] for arguments, _, _ in jobs])
+    dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish, _ in jobs)))
+    return (d_pres if copy else [d_steps for _, _, d_steps in jobs]), dh_0, dc_0
 
 
 def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray,
@@ -670,22 +730,27 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I), dh_0 (B, H), dc_0 (B, H)), rows in packed order,
     unhalved; inputs (T, B, I) time-major, the forward's. The products over all steps, one each:
         dW_ih = Σ_t d_t x_t^T,  dW_hh = Σ_t d_t h_{t-1}^T,  db = Σ_t Σ_b d_t,  dx_t = W_ih^T d_t,
-    on d_pre (4H, T·B) (`backward`), or, in column groups, on each group's d_pre and its columns, the weight
-    gradients summed over the groups (g ascending), each group's dx its own product: their bits then depend
-    on the group count, that is on the thread count (the forward's do not)."""
+    on d_pre (4H, T·B) (`backward`), or, in column groups, on each group's d_pre (or d_steps,
+    `_group_step_products`) and its columns, the weight gradients summed over the groups (g ascending), each
+    group's dx its own product: their bits then depend on the group count, that is on the thread count (the
+    forward's do not)."""
     arrays = kept(trace)
     h_prev = trace.h[:-1]
     if "groups" not in arrays:
         d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
         return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
-    d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active)
+    # on gemm.py's kernels, groups of a vector of columns or more: each group's products read its d_steps as
+    # the steps wrote them (no d_pre copy; narrower groups' packing would go value by value)
+    from_steps = threads.own_kernels(inputs.dtype) and min(hi - lo for lo, hi in arrays["groups"]) >= VW
+    d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active, copy=not from_steps)
     time, batch, features = inputs.shape
     # dx (T, B, I) as the view of a batch-major array, each group writing its rows on its thread: the layer
     # hands it to a batch_first caller without a transposing copy
     dx = np.empty((batch, time, features), dtype=inputs.dtype).transpose(1, 0, 2)
     sums = [None] * len(d_pres)
-    threads.run_products(_group_products, [(p, d_pre, inputs[:, lo:hi], h_prev[:, lo:hi], dx[:, lo:hi], sums, g)
-                                           for g, ((lo, hi), d_pre) in enumerate(zip(arrays["groups"], d_pres))])
+    threads.run_products(_group_step_products if from_steps else _group_products,
+                         [(p, d_pre, inputs[:, lo:hi], h_prev[:, lo:hi], dx[:, lo:hi], sums, g)
+                          for g, ((lo, hi), d_pre) in enumerate(zip(arrays["groups"], d_pres))])
     total = sums[0]
     for more in sums[1:]:
         total = [a + b for a, b in zip(total, more)]
@@ -698,6 +763,29 @@ def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) ->
     wrote."""
     dw_ih, dw_hh, db, dx[...] = _products(p, d_pre.reshape(len(d_pre), -1), inputs, h_prev,
                                           lambda a, bs: threads.products_here(a, bs, worker), threads.row_sums_here)
+    sums[g] = [dw_ih, dw_hh, db]
+
+
+def _group_step_products(p, d_steps, inputs, h_prev, dx, sums, g: int, worker: bool) -> None:
+    """`_group_products` from the group's d_steps (T, 4H, L) as its steps wrote them, on gemm.py's kernels:
+    the weight gradients' d packed into panels straight from them (`pack_steps`), db their row sums
+    (`panel_row_sums`), dx_t = W_ih^T d_t step by step (`step_input_gradients`). The same bits as
+    `_group_products` for dW_ih, dW_hh and dx (each element one chain of fused multiply-adds over the same k
+    in the same order); db summed in another fixed order. At hidden 128 batch 32-64 the d_pre copy took
+    0.11-0.43 ms."""
+    time, batch, features = inputs.shape
+    rows, L = d_steps.shape[1], d_steps.shape[2]
+    steps = d_steps.reshape(time, -1)
+    panels = np.empty((-(-rows // MR), time * batch, MR), dtype=d_steps.dtype)
+    pack_steps(steps, L, batch, panels)
+    dw_ih, dw_hh = threads.panel_products(panels, rows, (inputs.reshape(time * batch, -1),
+                                                         h_prev.reshape(time * batch, -1)))
+    db = np.empty(rows, dtype=d_steps.dtype)
+    panel_row_sums(panels, db)
+    kernel = kernel_for(batch, d_steps.dtype)
+    x_panels = backward_panel_pair(p, kernel)[1]
+    step_input_gradients(x_panels, kernel, steps, L, batch,
+                         np.empty(x_panels.shape[0] * x_panels.shape[2] * L, dtype=d_steps.dtype), dx)
     sums[g] = [dw_ih, dw_hh, db]
 
 
@@ -714,8 +802,8 @@ def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matm
 
 def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: int):
     """backward_part's arguments for each of `parts` parts of one group of columns (d_out (T, B, H) its
-    columns, a view; d_pre (4H, T, B) its own), and a function returning the group's (dh_0, dc_0) once they
-    ran."""
+    columns, a view; d_pre (4H, T, B) its own, or empty: none copied), a function returning the group's
+    (dh_0, dc_0) once they ran, and its d_steps (T, 4H, L)."""
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
@@ -731,7 +819,7 @@ def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: in
          np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), gates, cs, tanh_c,
          d_steps_flat, d_pre, steps, flags, threads.YIELD, batch)
         for k, (lo, hi) in enumerate(bounds)]
-    return arguments, lambda: (dh[:, :batch].T, dc[:, :batch].T)
+    return arguments, lambda: (dh[:, :batch].T, dc[:, :batch].T), d_steps
 
 
 def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):

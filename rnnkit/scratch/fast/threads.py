@@ -171,9 +171,13 @@ def own_products(a: np.ndarray, b: np.ndarray) -> bool:
     Haswell in the environment, as on the AMD EPYC of family 26 this was measured on: (512, 2048) @ (2048,
     128) on one core 122 GFLOP/s through OpenBLAS's Haswell kernels, 246 on gemm.py's, 166 with the packing
     of A). Depends on the machine and its settings only: the same choice, and bits, on every call."""
+    return own_kernels(a.dtype) and b.dtype == np.float32 and a.ndim == 2 and b.ndim == 2
+
+
+def own_kernels(dtype) -> bool:
+    """Whether products of `dtype` run on gemm.py's kernels rather than OpenBLAS (`own_products`)."""
     return (AVAILABLE and _OPENBLAS.core != "" and _OPENBLAS.core not in WIDE_OPENBLAS_CORES
-            and gemm.VECTOR_BYTES == 64 and a.dtype == np.float32 and b.dtype == np.float32
-            and a.ndim == 2 and b.ndim == 2)
+            and gemm.VECTOR_BYTES == 64 and np.dtype(dtype) == np.float32)
 
 
 def _operands(bs) -> tuple:
@@ -199,6 +203,16 @@ def _own_matmuls(a: np.ndarray, bs, parts: int | None = None) -> list[np.ndarray
     bounds = [min(a.shape[0], rows * k // parts * gemm.MR) for k in range(parts + 1)]
     run(gemm.matmul_rows, [(a, bounds[k], bounds[k + 1], operands, outs) for k in range(parts)])
     return [out[:a.shape[0], :b.shape[1]] for out, b in zip(outs, bs)]
+
+
+def panel_products(panels: np.ndarray, rows: int, bs) -> list[np.ndarray]:
+    """[A @ b for b in bs] on the calling thread, A's first `rows` rows packed already in panels (P, K, MR)
+    (`gemm.pack_rows`'s layout): the same bits as `matmuls`."""
+    operands = _operands(bs)
+    outs = tuple(np.empty((panels.shape[0] * gemm.MR, operand.shape[1]), dtype=operand.dtype)
+                 for operand in operands)
+    gemm.panel_products(panels, operands, outs, 0)
+    return [out[:rows, :b.shape[1]] for out, b in zip(outs, bs)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -875,3 +875,47 @@ def test_group_products_from_the_steps_give_the_d_pre_copys_bits(hidden, batch, 
     np.testing.assert_array_equal(dw_hh, expected[0][1])
     np.testing.assert_array_equal(dx_found, dx_expected)
     np.testing.assert_allclose(db, d_pre.sum(axis=(1, 2), dtype=np.float64), rtol=1e-6, atol=1e-5)
+
+
+@needs_numba
+@pytest.mark.parametrize("hidden, batch, ragged", [(100, 16, False), (70, 21, True), (200, 35, False)])
+def test_a_unit_splits_gradients_from_the_steps_give_the_d_pre_copys_bits(hidden, batch, ragged, thread_count,
+                                                                          monkeypatch):
+    """A unit split's weight and input gradients taken from d_steps as the steps wrote them
+    (threaded_lstm._split_step_gradients: d packed straight into panels, dx step by step) against the same
+    products on d copied to (4H, T·B) first, both on gemm.py's kernels: d_x, dW_ih and dW_hh to the bit, the
+    biases' gradients to rounding (summed in another order); and the same bits on 1, 2 and 3 threads. 4H
+    not a whole number of panels, batches not whole vectors, ragged sequences."""
+    rng = np.random.default_rng(hidden + batch)
+    time, features = 4, 9
+    dtype = np.float32
+    x = rng.standard_normal((batch, time, features)).astype(dtype)
+    state = tuple(rng.standard_normal((1, batch, hidden)).astype(dtype) for _ in range(2))
+    lengths = rng.integers(1, time + 1, batch).tolist() if ragged else None
+    grads = [rng.standard_normal(shape).astype(dtype)
+             for shape in ((batch, time, hidden), (1, batch, hidden), (1, batch, hidden))]
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
+    monkeypatch.setattr(thresholds, "COLUMN_GROUPS_WORK", 10**9)  # the units split, never column groups
+    monkeypatch.setattr(threads, "own_products", lambda a, b: a.dtype == b.dtype == np.float32)
+    monkeypatch.setattr(threads, "own_kernels", lambda dtype: np.dtype(dtype) == np.float32)
+    calls = []
+    original = threaded_lstm._split_step_gradients
+    monkeypatch.setattr(threaded_lstm, "_split_step_gradients", lambda *a: calls.append(1) or original(*a))
+    results = {}
+    for count in (1, 2, 3):
+        thread_count(count)
+        results[count] = _run_layer(LSTM(features, hidden, dtype=dtype, rng=5), x, state, lengths, grads)
+    assert len(calls) == 3
+    monkeypatch.setattr(threaded_lstm, "VW", 10**6)  # the batch below a vector: the products on d_pre
+    thread_count(2)
+    copied = _run_layer(LSTM(features, hidden, dtype=dtype, rng=5), x, state, lengths, grads)
+    assert len(calls) == 3
+    names = [name for name, _ in LSTM(features, hidden, dtype=dtype, rng=5).named_parameters()]
+    for count in (2, 3):
+        for a, b in zip(results[count], results[1]):
+            np.testing.assert_array_equal(a, b)
+    for k, (a, b) in enumerate(zip(results[2], copied)):
+        if k >= 6 and names[k - 6].startswith("bias"):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+        else:
+            np.testing.assert_array_equal(a, b)

@@ -64,7 +64,7 @@ from .trace import Trace, allocator, batch_major_states, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide,
-                       pack_rows, panel_kind, _pack_block)
+                       pack_rows, panel_kind, panel_products, _pack_block)
     from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh,
                           tanh_grad)
 
@@ -425,30 +425,31 @@ if AVAILABLE:
                     row[j] = out[j * L + b]
 
     @jit
-    def pack_steps(d_steps, L, B, out):
-        """out[p, t·B + b, r] = d_steps[t, (p·w + r)·L + b], zero for rows past d_steps' G = 4H: the steps'
-        pre-activation gradients as the panels (P, T·B, w) of the weight gradients' product (d (4H, T·B)
-        packed, `gemm.pack_rows`), read from the steps' gate-major blocks as they are, with no (4H, T, B)
-        copy first. float32 panels of gemm.PANEL_WIDTHS: VW values of b at a time in vector registers."""
+    def pack_steps(d_steps, L, B, first, out):
+        """out[p, t·B + b, r] = d_steps[t, (first + p·w + r)·L + b], zero for rows past d_steps' G = 4H: the
+        steps' pre-activation gradients, rows from `first` on, as the panels (P, T·B, w) of the weight
+        gradients' product (d (4H, T·B) packed, `gemm.pack_rows`), read from the steps' gate-major blocks as
+        they are, with no (4H, T, B) copy first. float32 panels of gemm.PANEL_WIDTHS: VW values of b at a
+        time in vector registers."""
         count, K, width = out.shape
         T = d_steps.shape[0]
         G = d_steps.shape[1] // L
         flat_in, flat = d_steps.reshape(-1), out.reshape(-1)
         kind = panel_kind(width) if out.itemsize == 4 else -1
         whole = B - B % VW if kind >= 0 else 0
-        full = min(count, G // width)  # panels with all their rows
+        full = min(count, (G - first) // width)  # panels with all their rows
         zero = out.dtype.type(0)
         for p in range(count):
             for t in range(T):
                 step = t * G * L
                 if p < full:
                     for b0 in range(0, whole, VW):
-                        _pack_block(kind, True, flat_in, step + p * width * L + b0, L, flat,
+                        _pack_block(kind, True, flat_in, step + (first + p * width) * L + b0, L, flat,
                                     (p * K + t * B + b0) * width)
                 for b in range(whole if p < full else 0, B):
                     column = out[p, t * B + b]
                     for r in range(width):
-                        row = p * width + r
+                        row = first + p * width + r
                         column[r] = flat_in[step + row * L + b] if row < G else zero
 
     @jit
@@ -479,6 +480,20 @@ if AVAILABLE:
                 row = dx[t, b]
                 for j in range(features):
                     row[j] = out[j * L + b]
+
+    @jit
+    def gradients_part(d_steps, L, B, lo, hi, operands, outs, db, x_panels, kernel, t_lo, t_hi, scratch, dx):
+        """A part's share of a unit split's gradients from d_steps (T, 4H·L) as the steps wrote them: rows
+        lo..hi-1 of dW_ih and dW_hh (outs, the tuple of `gemm.matmul_rows`'s, for operands (x, h_prev) (T·B,
+        ·)) and of db, d packed straight from the steps (`pack_steps`); dx_t = W_ih^T d_t for steps t_lo..
+        t_hi-1 into dx (T, B, I) (`step_input_gradients`). Each element is one part's, in one fixed order:
+        the same bits on any thread count."""
+        K = operands[0].shape[0]
+        panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=d_steps.dtype)
+        pack_steps(d_steps, L, B, lo, panels)
+        panel_products(panels, operands, outs, lo)
+        panel_row_sums(panels, db[lo:hi])
+        step_input_gradients(x_panels, kernel, d_steps[t_lo:t_hi], L, B, scratch, dx[t_lo:t_hi])
 
     @jit
     def backward_steps_part(panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, active, flags,
@@ -736,6 +751,8 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     forward's do not)."""
     arrays = kept(trace)
     h_prev = trace.h[:-1]
+    if "groups" not in arrays and threads.own_kernels(inputs.dtype) and inputs.shape[1] >= VW:
+        return _split_step_gradients(p, trace, inputs, h_prev, d_out, dh_n, dc_n, active)
     if "groups" not in arrays:
         d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
         return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
@@ -755,6 +772,37 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     for more in sums[1:]:
         total = [a + b for a, b in zip(total, more)]
     return (*total, dx, dh_0, dc_0)
+
+
+def _split_step_gradients(p, trace: Trace, inputs, h_prev, d_out, dh_n, dc_n, active):
+    """`split_gradients` of a unit split on gemm.py's kernels, a batch of a vector or more: the products read
+    d_steps as the steps wrote them (`gradients_part`: no d_pre copy), the parts taking rows of the weight
+    gradients (whole panels of MR) and steps of dx. The same bits as the products on d_pre for dW_ih, dW_hh
+    and dx; db summed in float64 (`panel_row_sums`)."""
+    time, batch, hidden = d_out.shape
+    features, dtype = inputs.shape[2], inputs.dtype
+    arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,
+                                                 np.empty((0, 0, 0), dtype=dtype), parts_for(hidden, batch))
+    threads.run(backward_part, arguments)
+    dh_0, dc_0 = finish()
+    L, rows = d_steps.shape[2], 4 * hidden
+    operands = threads._operands((inputs.reshape(time * batch, -1), h_prev.reshape(time * batch, -1)))
+    panels = -(-rows // MR)
+    outs = tuple(np.empty((panels * MR, operand.shape[1]), dtype=dtype) for operand in operands)
+    db = np.empty(rows, dtype=dtype)
+    dx = np.empty((batch, time, features), dtype=dtype).transpose(1, 0, 2)  # handed to a batch_first caller as is
+    kernel = kernel_for(batch, dtype)
+    x_panels = backward_panel_pair(p, kernel)[1]
+    parts = max(1, min(threads.count(), panels))
+    row_cuts = [min(rows, panels * k // parts * MR) for k in range(parts + 1)]
+    step_cuts = [time * k // parts for k in range(parts + 1)]
+    steps = d_steps.reshape(time, -1)
+    threads.run(gradients_part, [(steps, L, batch, row_cuts[k], row_cuts[k + 1], operands, outs, db, x_panels, kernel,
+                                  step_cuts[k], step_cuts[k + 1],
+                                  np.empty(x_panels.shape[0] * x_panels.shape[2] * L, dtype=dtype), dx)
+                                 for k in range(parts)])
+    dw_ih, dw_hh = (out[:rows, :b.shape[1]] for out, b in zip(outs, (inputs[0], h_prev[0])))
+    return dw_ih, dw_hh, db, dx, dh_0, dc_0
 
 
 def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) -> None:
@@ -777,7 +825,7 @@ def _group_step_products(p, d_steps, inputs, h_prev, dx, sums, g: int, worker: b
     rows, L = d_steps.shape[1], d_steps.shape[2]
     steps = d_steps.reshape(time, -1)
     panels = np.empty((-(-rows // MR), time * batch, MR), dtype=d_steps.dtype)
-    pack_steps(steps, L, batch, panels)
+    pack_steps(steps, L, batch, 0, panels)
     dw_ih, dw_hh = threads.panel_products(panels, rows, (inputs.reshape(time * batch, -1),
                                                          h_prev.reshape(time * batch, -1)))
     db = np.empty(rows, dtype=d_steps.dtype)

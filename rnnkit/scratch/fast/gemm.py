@@ -499,7 +499,10 @@ def _panel_block_kernel(layout: str, width: int):
                  transposed view; runs of `width` values copied, end to end);
       "gather"   A[r, k] = scales[first + r] · src[offsets[first + r] + k]: rows picked and scaled (the
                  LSTM's gate rows, halved); arguments (src, offsets, scales, first, k0, dst, dst_off), k
-                 from k0."""
+                 from k0;
+      "summed"   "strided" with A's rows along memory, each row's VW values also added lane by lane to its
+                 VW partial sums: sums[sums_off + r·VW + k] += A[r, k]; arguments (src, src_off, stride,
+                 dst, dst_off, sums, sums_off)."""
     def codegen(context, builder, sig, args):
         i64 = ir.IntType(64)
         scalar = context.get_value_type(sig.args[0].dtype)
@@ -535,6 +538,15 @@ def _panel_block_kernel(layout: str, width: int):
             _panel_block(builder, scalar, rows, width, target)
             return context.get_dummy_value()
         source, stride, target = at(data(0), integer(1)), integer(2), at(data(3), integer(4))
+        if layout == "summed":
+            rows = [load(at(source, builder.mul(ir.Constant(i64, r), stride)), VW) for r in range(width)]
+            _panel_block(builder, scalar, rows, width, target)
+            sums = at(data(5), integer(6))
+            whole = ir.VectorType(scalar, VW).as_pointer()
+            for r, row in enumerate(rows):
+                pointer = builder.bitcast(at(sums, r * VW), whole)
+                builder.store(builder.fadd(builder.load(pointer, align=4), row), pointer, align=4)
+            return context.get_dummy_value()
         rows_run = builder.icmp_signed("!=", integer(5), ir.Constant(i64, 0))
         with builder.if_else(rows_run) as (along_rows, along_columns):
             with along_rows:
@@ -557,6 +569,10 @@ def _panel_block_kernel(layout: str, width: int):
         @intrinsic
         def kernel(typingctx, src, offsets, scales, first, k0, dst, dst_off):
             return types.void(src, offsets, scales, first, k0, dst, dst_off), codegen
+    elif layout == "summed":
+        @intrinsic
+        def kernel(typingctx, src, src_off, stride, dst, dst_off, sums, sums_off):
+            return types.void(src, src_off, stride, dst, dst_off, sums, sums_off), codegen
     else:
         @intrinsic
         def kernel(typingctx, src, src_off, stride, dst, dst_off, rows_run):
@@ -568,6 +584,7 @@ if AVAILABLE:
     # The panel heights the threaded paths pack: MR (gemm_panels), RV·VW (gemm_rows), RW·VW (gemm_rows_wide).
     PANEL_WIDTHS = (MR, RV * VW, RW * VW)
     _pack_0, _pack_1, _pack_2 = (_panel_block_kernel("strided", w) for w in PANEL_WIDTHS)
+    _pack_summed_0, _pack_summed_1, _pack_summed_2 = (_panel_block_kernel("summed", w) for w in PANEL_WIDTHS)
     _pack_gather_0, _pack_gather_1, _pack_gather_2 = (_panel_block_kernel("gather", w) for w in PANEL_WIDTHS)
 
     @jit
@@ -579,6 +596,16 @@ if AVAILABLE:
             _pack_1(a, offset, stride, flat, target, rows_run)
         else:
             _pack_2(a, offset, stride, flat, target, rows_run)
+
+    @jit
+    def pack_block_summed(kind, a, offset, stride, flat, target, sums, sums_off):
+        """One "summed" block (`_panel_block_kernel`) of a panel of height PANEL_WIDTHS[kind]."""
+        if kind == 0:
+            _pack_summed_0(a, offset, stride, flat, target, sums, sums_off)
+        elif kind == 1:
+            _pack_summed_1(a, offset, stride, flat, target, sums, sums_off)
+        else:
+            _pack_summed_2(a, offset, stride, flat, target, sums, sums_off)
 
     @jit
     def pack_block_gathered(kind, source, offsets, scales, first, k0, flat, target):

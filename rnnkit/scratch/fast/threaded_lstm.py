@@ -64,7 +64,7 @@ from .trace import Trace, allocator, batch_major_states, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide,
-                       pack_rows, panel_kind, panel_products, _pack_block)
+                       pack_block_summed, pack_rows, panel_kind, panel_products)
     from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh,
                           tanh_grad)
 
@@ -425,12 +425,14 @@ if AVAILABLE:
                     row[j] = out[j * L + b]
 
     @jit
-    def pack_steps(d_steps, L, B, first, out):
+    def pack_steps(d_steps, L, B, first, out, db):
         """out[p, t·B + b, r] = d_steps[t, (first + p·w + r)·L + b], zero for rows past d_steps' G = 4H: the
         steps' pre-activation gradients, rows from `first` on, as the panels (P, T·B, w) of the weight
         gradients' product (d (4H, T·B) packed, `gemm.pack_rows`), read from the steps' gate-major blocks as
-        they are, with no (4H, T, B) copy first. float32 panels of gemm.PANEL_WIDTHS: VW values of b at a
-        time in vector registers."""
+        they are, with no (4H, T, B) copy first; and db[i] = Σ_t Σ_b d_steps[t, (first + i)·L + b], the
+        bias gradient of those rows, summed as they are packed. float32 panels of gemm.PANEL_WIDTHS: VW
+        values of b at a time in vector registers. Each row's sum: VW partial sums (lane k takes the b ≡ k
+        of each step, t ascending), then summed in halves: one fixed order."""
         count, K, width = out.shape
         T = d_steps.shape[0]
         G = d_steps.shape[1] // L
@@ -439,33 +441,29 @@ if AVAILABLE:
         whole = B - B % VW if kind >= 0 else 0
         full = min(count, (G - first) // width)  # panels with all their rows
         zero = out.dtype.type(0)
+        lanes = np.zeros(count * width * VW, dtype=db.dtype)
         for p in range(count):
             for t in range(T):
                 step = t * G * L
                 if p < full:
                     for b0 in range(0, whole, VW):
-                        _pack_block(kind, True, flat_in, step + (first + p * width) * L + b0, L, flat,
-                                    (p * K + t * B + b0) * width)
+                        pack_block_summed(kind, flat_in, step + (first + p * width) * L + b0, L, flat,
+                                          (p * K + t * B + b0) * width, lanes, p * width * VW)
                 for b in range(whole if p < full else 0, B):
                     column = out[p, t * B + b]
                     for r in range(width):
                         row = first + p * width + r
-                        column[r] = flat_in[step + row * L + b] if row < G else zero
-
-    @jit
-    def panel_row_sums(panels, out):
-        """out[p·w + r] = Σ_k panels[p, k, r] for the rows out holds (the bias gradient from d's panels,
-        `pack_steps`): each row's sum in float64, k ascending, rounded once at the end."""
-        count, K, width = panels.shape
-        sums = np.zeros(width, dtype=np.float64)
-        for p in range(count):
-            sums[:] = 0
-            for k in range(K):
-                column = panels[p, k]
-                for r in range(width):
-                    sums[r] += column[r]
-            for r in range(min(width, out.shape[0] - p * width)):
-                out[p * width + r] = sums[r]
+                        value = flat_in[step + row * L + b] if row < G else zero
+                        column[r] = value
+                        lanes[(p * width + r) * VW + b % VW] += value
+        for i in range(db.shape[0]):
+            sums = lanes[i * VW: (i + 1) * VW]
+            half = VW
+            while half > 1:
+                half //= 2
+                for k in range(half):
+                    sums[k] += sums[k + half]
+            db[i] = sums[0]
 
     @jit
     def step_input_gradients(x_panels, kernel, d_steps, L, B, out, dx):
@@ -490,9 +488,8 @@ if AVAILABLE:
         the same bits on any thread count."""
         K = operands[0].shape[0]
         panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=d_steps.dtype)
-        pack_steps(d_steps, L, B, lo, panels)
+        pack_steps(d_steps, L, B, lo, panels, db[lo:hi])
         panel_products(panels, operands, outs, lo)
-        panel_row_sums(panels, db[lo:hi])
         step_input_gradients(x_panels, kernel, d_steps[t_lo:t_hi], L, B, scratch, dx[t_lo:t_hi])
 
     @jit
@@ -778,7 +775,7 @@ def _split_step_gradients(p, trace: Trace, inputs, h_prev, d_out, dh_n, dc_n, ac
     """`split_gradients` of a unit split on gemm.py's kernels, a batch of a vector or more: the products read
     d_steps as the steps wrote them (`gradients_part`: no d_pre copy), the parts taking rows of the weight
     gradients (whole panels of MR) and steps of dx. The same bits as the products on d_pre for dW_ih, dW_hh
-    and dx; db summed in float64 (`panel_row_sums`)."""
+    and dx; db summed as d is packed (`pack_steps`), in another fixed order."""
     time, batch, hidden = d_out.shape
     features, dtype = inputs.shape[2], inputs.dtype
     arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,
@@ -816,8 +813,8 @@ def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) ->
 
 def _group_step_products(p, d_steps, inputs, h_prev, dx, sums, g: int, worker: bool) -> None:
     """`_group_products` from the group's d_steps (T, 4H, L) as its steps wrote them, on gemm.py's kernels:
-    the weight gradients' d packed into panels straight from them (`pack_steps`), db their row sums
-    (`panel_row_sums`), dx_t = W_ih^T d_t step by step (`step_input_gradients`). The same bits as
+    the weight gradients' d packed into panels straight from them and db summed as they are packed
+    (`pack_steps`), dx_t = W_ih^T d_t step by step (`step_input_gradients`). The same bits as
     `_group_products` for dW_ih, dW_hh and dx (each element one chain of fused multiply-adds over the same k
     in the same order); db summed in another fixed order. At hidden 128 batch 32-64 the d_pre copy took
     0.11-0.43 ms."""
@@ -825,11 +822,10 @@ def _group_step_products(p, d_steps, inputs, h_prev, dx, sums, g: int, worker: b
     rows, L = d_steps.shape[1], d_steps.shape[2]
     steps = d_steps.reshape(time, -1)
     panels = np.empty((-(-rows // MR), time * batch, MR), dtype=d_steps.dtype)
-    pack_steps(steps, L, batch, 0, panels)
+    db = np.empty(rows, dtype=d_steps.dtype)
+    pack_steps(steps, L, batch, 0, panels, db)
     dw_ih, dw_hh = threads.panel_products(panels, rows, (inputs.reshape(time * batch, -1),
                                                          h_prev.reshape(time * batch, -1)))
-    db = np.empty(rows, dtype=d_steps.dtype)
-    panel_row_sums(panels, db)
     kernel = kernel_for(batch, d_steps.dtype)
     x_panels = backward_panel_pair(p, kernel)[1]
     step_input_gradients(x_panels, kernel, steps, L, batch,

@@ -457,13 +457,7 @@ if AVAILABLE:
                         column[r] = value
                         lanes[(p * width + r) * VW + b % VW] += value
         for i in range(db.shape[0]):
-            sums = lanes[i * VW: (i + 1) * VW]
-            half = VW
-            while half > 1:
-                half //= 2
-                for k in range(half):
-                    sums[k] += sums[k + half]
-            db[i] = sums[0]
+            db[i] = threads.sum_in_halves(lanes[i * VW: (i + 1) * VW])
 
     @jit
     def step_input_gradients(x_panels, kernel, d_steps, L, B, out, dx):
@@ -481,11 +475,11 @@ if AVAILABLE:
 
     @jit
     def gradients_part(d_steps, L, B, lo, hi, operands, outs, db, x_panels, kernel, t_lo, t_hi, scratch, dx):
-        """A part's share of a unit split's gradients from d_steps (T, 4H·L) as the steps wrote them: rows
-        lo..hi-1 of dW_ih and dW_hh (outs, the tuple of `gemm.matmul_rows`'s, for operands (x, h_prev) (T·B,
-        ·)) and of db, d packed straight from the steps (`pack_steps`); dx_t = W_ih^T d_t for steps t_lo..
-        t_hi-1 into dx (T, B, I) (`step_input_gradients`). Each element is one part's, in one fixed order:
-        the same bits on any thread count."""
+        """A part's share of the gradients from d_steps (T, 4H·L) as the steps wrote them
+        (`_step_gradients`): rows lo..hi-1 of dW_ih and dW_hh (outs, the tuple of `gemm.matmul_rows`'s, for
+        operands (x, h_prev) (T·B, ·)) and of db, d packed straight from the steps (`pack_steps`); dx_t =
+        W_ih^T d_t for steps t_lo..t_hi-1 into dx (T, B, I) (`step_input_gradients`). Each element is one
+        part's, in one fixed order: the same bits on any thread count."""
         K = operands[0].shape[0]
         panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=d_steps.dtype)
         pack_steps(d_steps, L, B, lo, panels, db[lo:hi])
@@ -742,10 +736,10 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I), dh_0 (B, H), dc_0 (B, H)), rows in packed order,
     unhalved; inputs (T, B, I) time-major, the forward's. The products over all steps, one each:
         dW_ih = Σ_t d_t x_t^T,  dW_hh = Σ_t d_t h_{t-1}^T,  db = Σ_t Σ_b d_t,  dx_t = W_ih^T d_t,
-    on d_pre (4H, T·B) (`backward`), or, in column groups, on each group's d_pre (or d_steps,
-    `_group_step_products`) and its columns, the weight gradients summed over the groups (g ascending), each
-    group's dx its own product: their bits then depend on the group count, that is on the thread count (the
-    forward's do not)."""
+    on d_pre (4H, T·B) (`backward`), or on d_steps as the steps wrote them (`_step_gradients`: on gemm.py's
+    kernels, from 16 columns), or, in column groups, on each group's d_pre or d_steps and its columns, the
+    weight gradients summed over the groups (g ascending), each group's dx its own product: their bits then
+    depend on the group count, that is on the thread count (the forward's do not)."""
     arrays = kept(trace)
     h_prev = trace.h[:-1]
     if "groups" not in arrays and threads.own_kernels(inputs.dtype) and inputs.shape[1] >= VW:
@@ -772,34 +766,44 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
 
 
 def _split_step_gradients(p, trace: Trace, inputs, h_prev, d_out, dh_n, dc_n, active):
-    """`split_gradients` of a unit split on gemm.py's kernels, a batch of a vector or more: the products read
-    d_steps as the steps wrote them (`gradients_part`: no d_pre copy), the parts taking rows of the weight
-    gradients (whole panels of MR) and steps of dx. The same bits as the products on d_pre for dW_ih, dW_hh
-    and dx; db summed as d is packed (`pack_steps`), in another fixed order."""
+    """`split_gradients` of a unit split on gemm.py's kernels, a batch of a vector or more: the backward's
+    steps, then the gradients from d_steps as the steps wrote them (`_step_gradients`: no d_pre copy)."""
     time, batch, hidden = d_out.shape
-    features, dtype = inputs.shape[2], inputs.dtype
     arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,
-                                                 np.empty((0, 0, 0), dtype=dtype), parts_for(hidden, batch))
+                                                 np.empty((0, 0, 0), dtype=inputs.dtype), parts_for(hidden, batch))
     threads.run(backward_part, arguments)
     dh_0, dc_0 = finish()
-    L, rows = d_steps.shape[2], 4 * hidden
-    operands = threads._operands((inputs.reshape(time * batch, -1), h_prev.reshape(time * batch, -1)))
+    dx = np.empty((batch, time, inputs.shape[2]), dtype=inputs.dtype).transpose(1, 0, 2)  # for batch_first as is
+    return (*_step_gradients(p, d_steps, inputs, h_prev, dx, threads.count()), dx, dh_0, dc_0)
+
+
+def _step_gradients(p, d_steps, inputs, h_prev, dx, parts: int):
+    """(dW_ih, dW_hh, db) from d_steps (T, 4H, L) as the steps wrote them, the steps' inputs (T, B, I) and
+    h_{t-1} (T, B, H), rows in packed order, on gemm.py's kernels (`gradients_part`), and dx (T, B, I)
+    written: `parts` parts (1: on the calling thread), each taking whole panels of MR rows of the weight
+    gradients and a share of the steps of dx. The same bits as the products on d_pre for dW_ih, dW_hh and
+    dx (each element the same chain of fused multiply-adds over the same k, in order), on any part count;
+    db summed as d is packed (`pack_steps`), in another fixed order."""
+    time, batch, features = inputs.shape
+    rows, L, dtype = d_steps.shape[1], d_steps.shape[2], d_steps.dtype
+    operands = threads.read_only_operands((inputs.reshape(time * batch, -1), h_prev.reshape(time * batch, -1)))
     panels = -(-rows // MR)
     outs = tuple(np.empty((panels * MR, operand.shape[1]), dtype=dtype) for operand in operands)
     db = np.empty(rows, dtype=dtype)
-    dx = np.empty((batch, time, features), dtype=dtype).transpose(1, 0, 2)  # handed to a batch_first caller as is
     kernel = kernel_for(batch, dtype)
     x_panels = backward_panel_pair(p, kernel)[1]
-    parts = max(1, min(threads.count(), panels))
+    parts = max(1, min(parts, panels))
     row_cuts = [min(rows, panels * k // parts * MR) for k in range(parts + 1)]
     step_cuts = [time * k // parts for k in range(parts + 1)]
-    steps = d_steps.reshape(time, -1)
-    threads.run(gradients_part, [(steps, L, batch, row_cuts[k], row_cuts[k + 1], operands, outs, db, x_panels, kernel,
-                                  step_cuts[k], step_cuts[k + 1],
-                                  np.empty(x_panels.shape[0] * x_panels.shape[2] * L, dtype=dtype), dx)
-                                 for k in range(parts)])
-    dw_ih, dw_hh = (out[:rows, :b.shape[1]] for out, b in zip(outs, (inputs[0], h_prev[0])))
-    return dw_ih, dw_hh, db, dx, dh_0, dc_0
+    arguments = [(d_steps.reshape(time, -1), L, batch, row_cuts[k], row_cuts[k + 1], operands, outs, db, x_panels,
+                  kernel, step_cuts[k], step_cuts[k + 1],
+                  np.empty(x_panels.shape[0] * x_panels.shape[2] * L, dtype=dtype), dx) for k in range(parts)]
+    if parts == 1:
+        gradients_part(*arguments[0])
+    else:
+        threads.run(gradients_part, arguments)
+    dw_ih, dw_hh = (out[:rows, :width] for out, width in zip(outs, (features, h_prev.shape[2])))
+    return dw_ih, dw_hh, db
 
 
 def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) -> None:
@@ -812,25 +816,9 @@ def _group_products(p, d_pre, inputs, h_prev, dx, sums, g: int, worker: bool) ->
 
 
 def _group_step_products(p, d_steps, inputs, h_prev, dx, sums, g: int, worker: bool) -> None:
-    """`_group_products` from the group's d_steps (T, 4H, L) as its steps wrote them, on gemm.py's kernels:
-    the weight gradients' d packed into panels straight from them and db summed as they are packed
-    (`pack_steps`), dx_t = W_ih^T d_t step by step (`step_input_gradients`). The same bits as
-    `_group_products` for dW_ih, dW_hh and dx (each element one chain of fused multiply-adds over the same k
-    in the same order); db summed in another fixed order. At hidden 128 batch 32-64 the d_pre copy took
-    0.11-0.43 ms."""
-    time, batch, features = inputs.shape
-    rows, L = d_steps.shape[1], d_steps.shape[2]
-    steps = d_steps.reshape(time, -1)
-    panels = np.empty((-(-rows // MR), time * batch, MR), dtype=d_steps.dtype)
-    db = np.empty(rows, dtype=d_steps.dtype)
-    pack_steps(steps, L, batch, 0, panels, db)
-    dw_ih, dw_hh = threads.panel_products(panels, rows, (inputs.reshape(time * batch, -1),
-                                                         h_prev.reshape(time * batch, -1)))
-    kernel = kernel_for(batch, d_steps.dtype)
-    x_panels = backward_panel_pair(p, kernel)[1]
-    step_input_gradients(x_panels, kernel, steps, L, batch,
-                         np.empty(x_panels.shape[0] * x_panels.shape[2] * L, dtype=d_steps.dtype), dx)
-    sums[g] = [dw_ih, dw_hh, db]
+    """`_group_products` from the group's d_steps (T, 4H, L) as its steps wrote them (`_step_gradients` on
+    the calling thread). At hidden 128 batch 32-64 the d_pre copy took 0.11-0.43 ms."""
+    sums[g] = list(_step_gradients(p, d_steps, inputs, h_prev, dx, 1))
 
 
 def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matmuls=threads.matmuls,

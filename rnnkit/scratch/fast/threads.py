@@ -180,7 +180,7 @@ def own_kernels(dtype) -> bool:
             and gemm.VECTOR_BYTES == 64 and np.dtype(dtype) == np.float32)
 
 
-def _operands(bs) -> tuple:
+def read_only_operands(bs) -> tuple:
     """`gemm.matmul_operand` of each b, as read-only views: one numba type for the tuple whether or not the
     caller's arrays are writeable (a read-only input beside a writeable h made the tuple two types, which
     `gemm.matmul_rows` cannot index)."""
@@ -197,22 +197,12 @@ def _own_matmuls(a: np.ndarray, bs, parts: int | None = None) -> list[np.ndarray
     by default; one: on the calling thread), each part's rows packed once for all the products
     (`gemm.matmul_rows`)."""
     rows = -(-a.shape[0] // gemm.MR)  # panels
-    operands = _operands(bs)
+    operands = read_only_operands(bs)
     outs = tuple(np.empty((rows * gemm.MR, operand.shape[1]), dtype=operand.dtype) for operand in operands)
     parts = max(1, min(count() if parts is None else parts, rows))
     bounds = [min(a.shape[0], rows * k // parts * gemm.MR) for k in range(parts + 1)]
     run(gemm.matmul_rows, [(a, bounds[k], bounds[k + 1], operands, outs) for k in range(parts)])
     return [out[:a.shape[0], :b.shape[1]] for out, b in zip(outs, bs)]
-
-
-def panel_products(panels: np.ndarray, rows: int, bs) -> list[np.ndarray]:
-    """[A @ b for b in bs] on the calling thread, A's first `rows` rows packed already in panels (P, K, MR)
-    (`gemm.pack_rows`'s layout): the same bits as `matmuls`."""
-    operands = _operands(bs)
-    outs = tuple(np.empty((panels.shape[0] * gemm.MR, operand.shape[1]), dtype=operand.dtype)
-                 for operand in operands)
-    gemm.panel_products(panels, operands, outs, 0)
-    return [out[:rows, :b.shape[1]] for out, b in zip(outs, bs)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -325,12 +315,18 @@ if AVAILABLE:
                     lanes[k] += row[j + k]
             for j in range(whole, columns):
                 lanes[j - whole] += row[j]
-            width = _LANES
-            while width > 1:
-                width //= 2
-                for k in range(width):
-                    lanes[k] += lanes[k + width]
-            out[r] = lanes[0]
+            out[r] = sum_in_halves(lanes)
+
+    @jit
+    def sum_in_halves(lanes):
+        """The sum of partial sums (a power of 2 of them), pairwise: the second half added to the first, and
+        again, until one is left (lanes is overwritten)."""
+        width = lanes.shape[0]
+        while width > 1:
+            width //= 2
+            for k in range(width):
+                lanes[k] += lanes[k + width]
+        return lanes[0]
 
 
 if AVAILABLE:

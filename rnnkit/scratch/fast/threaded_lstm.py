@@ -412,15 +412,15 @@ if AVAILABLE:
 
     @jit
     def input_gradient_part(x_panels, kernel, d_steps, L, B, out, dx):
-        """dx_t = W_ih^T d_t for every step (x_panels: W_ih^T's rows packed), into dx (T, B·I) time-major;
-        d_steps (T, 4H·L) gate-major; out (rows of x_panels × L,) scratch."""
+        """dx[t, b] = W_ih^T d_t for every step (x_panels: W_ih^T's rows packed, unhalved), into dx (T, B, I),
+        any strides; d_steps (T, 4H·L) gate-major; out (rows of x_panels × L,) scratch."""
         flat = d_steps.reshape(-1)
         size = d_steps.shape[1]
-        features = dx.shape[1] // B
+        features = dx.shape[2]
         for t in range(d_steps.shape[0]):
             _product(x_panels, kernel, flat, t * size, L, B, out)
             for b in range(B):
-                row = dx[t, b * features: (b + 1) * features]
+                row = dx[t, b]
                 for j in range(features):
                     row[j] = out[j * L + b]
 
@@ -460,31 +460,17 @@ if AVAILABLE:
             db[i] = threads.sum_in_halves(lanes[i * VW: (i + 1) * VW])
 
     @jit
-    def step_input_gradients(x_panels, kernel, d_steps, L, B, out, dx):
-        """dx[t, b] = W_ih^T d_t for every step (x_panels: W_ih^T's rows packed, unhalved), dx (T, B, I) any
-        strides; d_steps (T, 4H·L) gate-major; out (rows of x_panels × L,) scratch."""
-        flat = d_steps.reshape(-1)
-        size = d_steps.shape[1]
-        features = dx.shape[2]
-        for t in range(d_steps.shape[0]):
-            _product(x_panels, kernel, flat, t * size, L, B, out)
-            for b in range(B):
-                row = dx[t, b]
-                for j in range(features):
-                    row[j] = out[j * L + b]
-
-    @jit
     def gradients_part(d_steps, L, B, lo, hi, operands, outs, db, x_panels, kernel, t_lo, t_hi, scratch, dx):
         """A part's share of the gradients from d_steps (T, 4H·L) as the steps wrote them
         (`_step_gradients`): rows lo..hi-1 of dW_ih and dW_hh (outs, the tuple of `gemm.matmul_rows`'s, for
         operands (x, h_prev) (T·B, ·)) and of db, d packed straight from the steps (`pack_steps`); dx_t =
-        W_ih^T d_t for steps t_lo..t_hi-1 into dx (T, B, I) (`step_input_gradients`). Each element is one
+        W_ih^T d_t for steps t_lo..t_hi-1 into dx (T, B, I) (`input_gradient_part`). Each element is one
         part's, in one fixed order: the same bits on any thread count."""
         K = operands[0].shape[0]
         panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=d_steps.dtype)
         pack_steps(d_steps, L, B, lo, panels, db[lo:hi])
         panel_products(panels, operands, outs, lo)
-        step_input_gradients(x_panels, kernel, d_steps[t_lo:t_hi], L, B, scratch, dx[t_lo:t_hi])
+        input_gradient_part(x_panels, kernel, d_steps[t_lo:t_hi], L, B, scratch, dx[t_lo:t_hi])
 
     @jit
     def backward_steps_part(panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, active, flags,
@@ -882,7 +868,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
         panels, kernel, d_out, dh.reshape(-1), dc.reshape(-1),
         np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), gates, cs, tanh_c, d_steps_flat,
         steps, flags, threads.YIELD, batch, x_panels,
-        np.empty(x_panels.shape[0] * x_panels.shape[2] * columns, dtype=dtype), dx.reshape(time, -1)))
+        np.empty(x_panels.shape[0] * x_panels.shape[2] * columns, dtype=dtype), dx))
     helper = (weight_gradient_part, (
         d_steps_flat, columns, batch, trace.h.reshape(-1), np.ascontiguousarray(inputs).reshape(-1), chunk, rows,
         np.empty(count * chunk * batch * rows, dtype=dtype), dw_hh, dw_ih, db, flags, threads.YIELD))

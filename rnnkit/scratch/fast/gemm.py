@@ -500,9 +500,10 @@ def _panel_block_kernel(layout: str, width: int):
       "gather"   A[r, k] = scales[first + r] · src[offsets[first + r] + k]: rows picked and scaled (the
                  LSTM's gate rows, halved); arguments (src, offsets, scales, first, k0, dst, dst_off), k
                  from k0;
-      "summed"   "strided" with A's rows along memory, each row's VW values also added lane by lane to its
-                 VW partial sums: sums[sums_off + r·VW + k] += A[r, k]; arguments (src, src_off, stride,
-                 dst, dst_off, sums, sums_off)."""
+      "summed"   "strided" with A's rows along memory, only the first `count` (1 to VW) values of k read
+                 (the rest zeros: written, and to be written over), each row's VW values also added lane by
+                 lane to its VW partial sums: sums[sums_off + r·VW + k] += A[r, k]; arguments (src,
+                 src_off, stride, dst, dst_off, sums, sums_off, count)."""
     def codegen(context, builder, sig, args):
         i64 = ir.IntType(64)
         scalar = context.get_value_type(sig.args[0].dtype)
@@ -539,13 +540,34 @@ def _panel_block_kernel(layout: str, width: int):
             return context.get_dummy_value()
         source, stride, target = at(data(0), integer(1)), integer(2), at(data(3), integer(4))
         if layout == "summed":
-            rows = [load(at(source, builder.mul(ir.Constant(i64, r), stride)), VW) for r in range(width)]
-            _panel_block(builder, scalar, rows, width, target)
+            vector, bits = ir.VectorType(scalar, VW), 32 if isinstance(scalar, ir.FloatType) else 64
+            mask_type = ir.VectorType(ir.IntType(1), VW)
+            masked_load = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector, [vector.as_pointer(), ir.IntType(32), mask_type, vector]),
+                f"llvm.masked.load.v{VW}f{bits}.p0v{VW}f{bits}")
             sums = at(data(5), integer(6))
-            whole = ir.VectorType(scalar, VW).as_pointer()
-            for r, row in enumerate(rows):
-                pointer = builder.bitcast(at(sums, r * VW), whole)
-                builder.store(builder.fadd(builder.load(pointer, align=4), row), pointer, align=4)
+
+            def pack_and_sum(row_load):
+                rows = [row_load(at(source, builder.mul(ir.Constant(i64, r), stride))) for r in range(width)]
+                _panel_block(builder, scalar, rows, width, target)
+                for r, row in enumerate(rows):
+                    pointer = builder.bitcast(at(sums, r * VW), vector.as_pointer())
+                    builder.store(builder.fadd(builder.load(pointer, align=4), row), pointer, align=4)
+
+            count = integer(7)
+            with builder.if_else(builder.icmp_signed("==", count, ir.Constant(i64, VW))) as (whole, part):
+                with whole:
+                    pack_and_sum(lambda pointer: load(pointer, VW))
+                with part:
+                    lanes = builder.shuffle_vector(
+                        builder.insert_element(ir.Constant(ir.VectorType(i64, VW), ir.Undefined), count,
+                                               ir.Constant(ir.IntType(32), 0)),
+                        ir.Constant(ir.VectorType(i64, VW), ir.Undefined),
+                        ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
+                    mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, VW), list(range(VW))), lanes)
+                    zeros = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * VW)
+                    pack_and_sum(lambda pointer: builder.call(masked_load, [
+                        builder.bitcast(pointer, vector.as_pointer()), ir.Constant(ir.IntType(32), 4), mask, zeros]))
             return context.get_dummy_value()
         rows_run = builder.icmp_signed("!=", integer(5), ir.Constant(i64, 0))
         with builder.if_else(rows_run) as (along_rows, along_columns):
@@ -571,8 +593,8 @@ def _panel_block_kernel(layout: str, width: int):
             return types.void(src, offsets, scales, first, k0, dst, dst_off), codegen
     elif layout == "summed":
         @intrinsic
-        def kernel(typingctx, src, src_off, stride, dst, dst_off, sums, sums_off):
-            return types.void(src, src_off, stride, dst, dst_off, sums, sums_off), codegen
+        def kernel(typingctx, src, src_off, stride, dst, dst_off, sums, sums_off, count):
+            return types.void(src, src_off, stride, dst, dst_off, sums, sums_off, count), codegen
     else:
         @intrinsic
         def kernel(typingctx, src, src_off, stride, dst, dst_off, rows_run):
@@ -598,14 +620,14 @@ if AVAILABLE:
             _pack_2(a, offset, stride, flat, target, rows_run)
 
     @jit
-    def pack_block_summed(kind, a, offset, stride, flat, target, sums, sums_off):
+    def pack_block_summed(kind, a, offset, stride, flat, target, sums, sums_off, count):
         """One "summed" block (`_panel_block_kernel`) of a panel of height PANEL_WIDTHS[kind]."""
         if kind == 0:
-            _pack_summed_0(a, offset, stride, flat, target, sums, sums_off)
+            _pack_summed_0(a, offset, stride, flat, target, sums, sums_off, count)
         elif kind == 1:
-            _pack_summed_1(a, offset, stride, flat, target, sums, sums_off)
+            _pack_summed_1(a, offset, stride, flat, target, sums, sums_off, count)
         else:
-            _pack_summed_2(a, offset, stride, flat, target, sums, sums_off)
+            _pack_summed_2(a, offset, stride, flat, target, sums, sums_off, count)
 
     @jit
     def pack_block_gathered(kind, source, offsets, scales, first, k0, flat, target):

@@ -431,25 +431,27 @@ if AVAILABLE:
         gradients' product (d (4H, T·B) packed, `gemm.pack_rows`), read from the steps' gate-major blocks as
         they are, with no (4H, T, B) copy first; and db[i] = Σ_t Σ_b d_steps[t, (first + i)·L + b], the
         bias gradient of those rows, summed as they are packed. float32 panels of gemm.PANEL_WIDTHS: VW
-        values of b at a time in vector registers. Each row's sum: VW partial sums (lane k takes the b ≡ k
-        of each step, t ascending), then summed in halves: one fixed order."""
+        values of b at a time in vector registers, the last few of a step masked (their lanes' zeros land
+        in the next step's places, written over when it is packed, or, after the last step, in the next
+        panel's or in VW·w entries of room past out, which the caller leaves). Each row's sum: VW partial
+        sums (lane k takes the b ≡ k of each step, t ascending), then summed in halves: one fixed order."""
         count, K, width = out.shape
         T = d_steps.shape[0]
         G = d_steps.shape[1] // L
         flat_in, flat = d_steps.reshape(-1), out.reshape(-1)
         kind = panel_kind(width) if out.itemsize == 4 else -1
-        whole = B - B % VW if kind >= 0 else 0
-        full = min(count, (G - first) // width)  # panels with all their rows
+        full = min(count, (G - first) // width) if kind >= 0 else 0  # panels with all their rows
         zero = out.dtype.type(0)
         lanes = np.zeros(count * width * VW, dtype=db.dtype)
         for p in range(count):
             for t in range(T):
                 step = t * G * L
                 if p < full:
-                    for b0 in range(0, whole, VW):
+                    for b0 in range(0, B, VW):
                         pack_block_summed(kind, flat_in, step + (first + p * width) * L + b0, L, flat,
-                                          (p * K + t * B + b0) * width, lanes, p * width * VW)
-                for b in range(whole if p < full else 0, B):
+                                          (p * K + t * B + b0) * width, lanes, p * width * VW, min(VW, B - b0))
+                    continue
+                for b in range(B):
                     column = out[p, t * B + b]
                     for r in range(width):
                         row = first + p * width + r
@@ -467,7 +469,9 @@ if AVAILABLE:
         W_ih^T d_t for steps t_lo..t_hi-1 into dx (T, B, I) (`input_gradient_part`). Each element is one
         part's, in one fixed order: the same bits on any thread count."""
         K = operands[0].shape[0]
-        panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=d_steps.dtype)
+        count = -(-(hi - lo) // MR)
+        room = np.empty(count * K * MR + VW * MR, dtype=d_steps.dtype)  # room past the panels: `pack_steps`
+        panels = room[:count * K * MR].reshape((count, K, MR))
         pack_steps(d_steps, L, B, lo, panels, db[lo:hi])
         panel_products(panels, operands, outs, lo)
         input_gradient_part(x_panels, kernel, d_steps[t_lo:t_hi], L, B, scratch, dx[t_lo:t_hi])
@@ -723,19 +727,21 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     unhalved; inputs (T, B, I) time-major, the forward's. The products over all steps, one each:
         dW_ih = Σ_t d_t x_t^T,  dW_hh = Σ_t d_t h_{t-1}^T,  db = Σ_t Σ_b d_t,  dx_t = W_ih^T d_t,
     on d_pre (4H, T·B) (`backward`), or on d_steps as the steps wrote them (`_step_gradients`: on gemm.py's
-    kernels, from 16 columns), or, in column groups, on each group's d_pre or d_steps and its columns, the
-    weight gradients summed over the groups (g ascending), each group's dx its own product: their bits then
-    depend on the group count, that is on the thread count (the forward's do not)."""
+    kernels, from thresholds.STEP_GRADIENTS_BATCH columns), or, in column groups, on each group's d_pre or
+    d_steps and its columns, the weight gradients summed over the groups (g ascending), each group's dx its
+    own product: their bits then depend on the group count, that is on the thread count (the forward's do not)."""
     arrays = kept(trace)
     h_prev = trace.h[:-1]
-    if "groups" not in arrays and threads.own_kernels(inputs.dtype) and inputs.shape[1] >= VW:
+    if ("groups" not in arrays and threads.own_kernels(inputs.dtype)
+            and inputs.shape[1] >= thresholds.STEP_GRADIENTS_BATCH):
         return _split_step_gradients(p, trace, inputs, h_prev, d_out, dh_n, dc_n, active)
     if "groups" not in arrays:
         d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
         return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
-    # on gemm.py's kernels, groups of a vector of columns or more: each group's products read its d_steps as
-    # the steps wrote them (no d_pre copy; narrower groups' packing would go value by value)
-    from_steps = threads.own_kernels(inputs.dtype) and min(hi - lo for lo, hi in arrays["groups"]) >= VW
+    # on gemm.py's kernels, groups of thresholds.STEP_GRADIENTS_GROUP columns or more: each group's products
+    # read its d_steps as the steps wrote them (no d_pre copy)
+    from_steps = (threads.own_kernels(inputs.dtype)
+                  and min(hi - lo for lo, hi in arrays["groups"]) >= thresholds.STEP_GRADIENTS_GROUP)
     d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active, copy=not from_steps)
     time, batch, features = inputs.shape
     # dx (T, B, I) as the view of a batch-major array, each group writing its rows on its thread: the layer
@@ -752,7 +758,7 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
 
 
 def _split_step_gradients(p, trace: Trace, inputs, h_prev, d_out, dh_n, dc_n, active):
-    """`split_gradients` of a unit split on gemm.py's kernels, a batch of a vector or more: the backward's
+    """`split_gradients` of a unit split on gemm.py's kernels (thresholds.STEP_GRADIENTS_BATCH): the backward's
     steps, then the gradients from d_steps as the steps wrote them (`_step_gradients`: no d_pre copy)."""
     time, batch, hidden = d_out.shape
     arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,

@@ -203,3 +203,12 @@ def core_l2_bytes(cache_folder: str = "/sys/devices/system/cpu/cpu0/cache") -> i
 
 COLUMN_GROUPS_INFERENCE_BYTES = int(COLUMN_GROUPS_INFERENCE_L2_SHARE * core_l2_bytes())
 COLUMN_GROUPS_INFERENCE_WORK = 4096
+
+
+# The LSTM's weight and input gradients from the backward's per-step blocks as they are
+# (threaded_lstm._step_gradients: no (4H, T, B) copy of d first), from this many columns of a split of units
+# and of a column group. Measured on the Zen 5, fwd+bwd, new / before (5 alternating rounds): units split,
+# hidden 256 batch 12 0.97, hidden 192 batch 14 0.96, hidden 512 batch 10 1.02; column groups of 8-14
+# columns (hidden 64-160 batch 16-24) 0.95-0.98.
+STEP_GRADIENTS_BATCH = 12
+STEP_GRADIENTS_GROUP = 8

@@ -883,7 +883,7 @@ def test_group_products_from_the_steps_give_the_d_pre_copys_bits(hidden, batch, 
 def test_a_unit_splits_gradients_from_the_steps_give_the_d_pre_copys_bits(hidden, batch, ragged, thread_count,
                                                                           monkeypatch):
     """A unit split's weight and input gradients taken from d_steps as the steps wrote them
-    (threaded_lstm._split_step_gradients: d packed straight into panels, dx step by step) against the same
+    (threaded_lstm._step_gradients: d packed straight into panels, dx step by step) against the same
     products on d copied to (4H, T·B) first, both on gemm.py's kernels: d_x, dW_ih and dW_hh to the bit, the
     biases' gradients to rounding (summed in another order); and the same bits on 1, 2 and 3 threads. 4H
     not a whole number of panels, batches not whole vectors, ragged sequences."""
@@ -900,8 +900,8 @@ def test_a_unit_splits_gradients_from_the_steps_give_the_d_pre_copys_bits(hidden
     monkeypatch.setattr(threads, "own_products", lambda a, b: a.dtype == b.dtype == np.float32)
     monkeypatch.setattr(threads, "own_kernels", lambda dtype: np.dtype(dtype) == np.float32)
     calls = []
-    original = threaded_lstm._split_step_gradients
-    monkeypatch.setattr(threaded_lstm, "_split_step_gradients", lambda *a: calls.append(1) or original(*a))
+    original = threaded_lstm._step_gradients
+    monkeypatch.setattr(threaded_lstm, "_step_gradients", lambda *a: calls.append(1) or original(*a))
     results = {}
     for count in (1, 2, 3):
         thread_count(count)

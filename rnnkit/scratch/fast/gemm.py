@@ -438,6 +438,13 @@ def matmul_operand(b: np.ndarray) -> np.ndarray:
     return padded
 
 
+def _splat(builder, value, lanes: int):
+    """A vector of `lanes` copies of the scalar `value`."""
+    undefined = ir.Constant(ir.VectorType(value.type, lanes), ir.Undefined)
+    one = builder.insert_element(undefined, value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, undefined, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
 def _shuffle(builder, x, y, mask: list[int]):
     """Lanes of x and y (y's numbered after x's) in the order of `mask`."""
     return builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), mask))
@@ -530,11 +537,7 @@ def _panel_block_kernel(layout: str, width: int):
                 index = builder.add(first, ir.Constant(i64, r))
                 row = at(source, builder.add(builder.load(at(offsets, index)), k0))
                 scale = builder.load(at(scales, index))
-                splat = builder.shuffle_vector(
-                    builder.insert_element(ir.Constant(ir.VectorType(scalar, VW), ir.Undefined), scale,
-                                           ir.Constant(ir.IntType(32), 0)),
-                    ir.Constant(ir.VectorType(scalar, VW), ir.Undefined),
-                    ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
+                splat = _splat(builder, scale, VW)
                 rows.append(builder.fmul(load(row, VW), splat))
             _panel_block(builder, scalar, rows, width, target)
             return context.get_dummy_value()
@@ -559,12 +562,8 @@ def _panel_block_kernel(layout: str, width: int):
                 with whole:
                     pack_and_sum(lambda pointer: load(pointer, VW))
                 with part:
-                    lanes = builder.shuffle_vector(
-                        builder.insert_element(ir.Constant(ir.VectorType(i64, VW), ir.Undefined), count,
-                                               ir.Constant(ir.IntType(32), 0)),
-                        ir.Constant(ir.VectorType(i64, VW), ir.Undefined),
-                        ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW))
-                    mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, VW), list(range(VW))), lanes)
+                    mask = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, VW), list(range(VW))),
+                                               _splat(builder, count, VW))
                     zeros = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * VW)
                     pack_and_sum(lambda pointer: builder.call(masked_load, [
                         builder.bitcast(pointer, vector.as_pointer()), ir.Constant(ir.IntType(32), 4), mask, zeros]))

@@ -732,21 +732,24 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     own product: their bits then depend on the group count, that is on the thread count (the forward's do not)."""
     arrays = kept(trace)
     h_prev = trace.h[:-1]
-    if ("groups" not in arrays and threads.own_kernels(inputs.dtype)
-            and inputs.shape[1] >= thresholds.STEP_GRADIENTS_BATCH):
-        return _split_step_gradients(p, trace, inputs, h_prev, d_out, dh_n, dc_n, active)
-    if "groups" not in arrays:
+    time, batch, features = inputs.shape
+    own = threads.own_kernels(inputs.dtype)
+    if "groups" not in arrays and not (own and batch >= thresholds.STEP_GRADIENTS_BATCH):
         d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
         return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
+    # dx (T, B, I) as the view of a batch-major array (each column group writing its rows on its thread): the
+    # layer hands it to a batch_first caller without a transposing copy
+    dx = np.empty((batch, time, features), dtype=inputs.dtype).transpose(1, 0, 2)
+    if "groups" not in arrays:  # on gemm.py's kernels, the gradients from d_steps as the steps wrote them
+        arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,
+                                                     np.empty((0, 0, 0), dtype=inputs.dtype),
+                                                     parts_for(d_out.shape[2], batch))
+        threads.run(backward_part, arguments)
+        return (*_step_gradients(p, d_steps, inputs, h_prev, dx, threads.count()), dx, *finish())
     # on gemm.py's kernels, groups of thresholds.STEP_GRADIENTS_GROUP columns or more: each group's products
     # read its d_steps as the steps wrote them (no d_pre copy)
-    from_steps = (threads.own_kernels(inputs.dtype)
-                  and min(hi - lo for lo, hi in arrays["groups"]) >= thresholds.STEP_GRADIENTS_GROUP)
+    from_steps = own and min(hi - lo for lo, hi in arrays["groups"]) >= thresholds.STEP_GRADIENTS_GROUP
     d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active, copy=not from_steps)
-    time, batch, features = inputs.shape
-    # dx (T, B, I) as the view of a batch-major array, each group writing its rows on its thread: the layer
-    # hands it to a batch_first caller without a transposing copy
-    dx = np.empty((batch, time, features), dtype=inputs.dtype).transpose(1, 0, 2)
     sums = [None] * len(d_pres)
     threads.run_products(_group_step_products if from_steps else _group_products,
                          [(p, d_pre, inputs[:, lo:hi], h_prev[:, lo:hi], dx[:, lo:hi], sums, g)
@@ -755,18 +758,6 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     for more in sums[1:]:
         total = [a + b for a, b in zip(total, more)]
     return (*total, dx, dh_0, dc_0)
-
-
-def _split_step_gradients(p, trace: Trace, inputs, h_prev, d_out, dh_n, dc_n, active):
-    """`split_gradients` of a unit split on gemm.py's kernels (thresholds.STEP_GRADIENTS_BATCH): the backward's
-    steps, then the gradients from d_steps as the steps wrote them (`_step_gradients`: no d_pre copy)."""
-    time, batch, hidden = d_out.shape
-    arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,
-                                                 np.empty((0, 0, 0), dtype=inputs.dtype), parts_for(hidden, batch))
-    threads.run(backward_part, arguments)
-    dh_0, dc_0 = finish()
-    dx = np.empty((batch, time, inputs.shape[2]), dtype=inputs.dtype).transpose(1, 0, 2)  # for batch_first as is
-    return (*_step_gradients(p, d_steps, inputs, h_prev, dx, threads.count()), dx, dh_0, dc_0)
 
 
 def _step_gradients(p, d_steps, inputs, h_prev, dx, parts: int):

@@ -746,6 +746,35 @@ def test_inference_gives_the_training_forwards_bits_where_only_training_runs_one
 
 
 @needs_numba
+@pytest.mark.parametrize("hidden, batch, ragged", [(32, 24, False), (24, 17, True), (64, 13, True), (8, 48, False)])
+def test_narrow_inference_runs_column_groups_with_the_training_forwards_bits(hidden, batch, ragged,
+                                                                             monkeypatch):
+    """Small hidden sizes with more than SPLIT_INPUT_BATCH columns and batch·hidden from
+    COLUMN_GROUPS_NARROW_WORK (below COLUMN_GROUPS_WORK): inference runs in column groups on 2 threads, where
+    training keeps one group; the outputs and final states are the same bits."""
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
+    assert thresholds.COLUMN_GROUPS_NARROW_WORK <= batch * hidden < thresholds.COLUMN_GROUPS_WORK
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 9, 64)).astype(np.float32)
+    lengths = rng.integers(1, 10, batch).tolist() if ragged else None
+    threads.set_count(2)
+    try:
+        assert len(threaded_lstm.column_groups(hidden, batch, training=False)) == 2
+        assert len(threaded_lstm.column_groups(hidden, batch, training=True)) == 1
+        assert not threaded_lstm.small_step(hidden, batch, training=False)
+        layer = LSTM(64, hidden, dtype=np.float32, rng=0)
+        trained = layer.forward(x, lengths=lengths)
+        layer.eval()
+        with layer.locked_weights():
+            inferred = layer.forward(x, lengths=lengths)
+    finally:
+        threads.set_count(None)
+    for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(inferred[0]).min() > 0 or ragged
+
+
+@needs_numba
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(batch=st.integers(1, 40), hidden=st.sampled_from([7, 64, 96, 129]), time=st.integers(1, 6),

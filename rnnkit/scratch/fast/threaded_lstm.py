@@ -87,7 +87,16 @@ def small_step(hidden: int, batch: int, training: bool = True) -> bool:
         return (hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= thresholds.ONE_PART_WORK
                 and batch <= thresholds.SPLIT_INPUT_BATCH)
     return (hidden < thresholds.ONE_PART_INFERENCE_HIDDEN and batch * hidden * hidden <=
-            thresholds.ONE_PART_INFERENCE_WORK and batch * hidden < thresholds.COLUMN_GROUPS_WORK)
+            thresholds.ONE_PART_INFERENCE_WORK and not _grouped_narrow(hidden, batch, training))
+
+
+def _grouped_narrow(hidden: int, batch: int, training: bool) -> bool:
+    """Whether a step of at most COLUMN_GROUPS_HIDDEN units runs in column groups: batch·hidden from
+    COLUMN_GROUPS_WORK, and in inference also from COLUMN_GROUPS_NARROW_WORK where the input is not split
+    off (the one part's helper would then have nothing to do)."""
+    work = batch * hidden
+    return work >= thresholds.COLUMN_GROUPS_WORK or (
+        not training and not split_input(batch) and work >= thresholds.COLUMN_GROUPS_NARROW_WORK)
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:
@@ -530,14 +539,15 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     """The batch's columns in groups that run as independent layers, one a thread, each with all the hidden
     units (`forward`): [(0, batch)] (one group: the units split into parts, or one part, instead), or, where
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
-    COLUMN_GROUPS_WORK) and the step is not a small one (`small_step`), the columns cut in count() equal
+    COLUMN_GROUPS_WORK; in inference COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns) and the step is
+    not a small one (`small_step`), the columns cut in count() equal
     groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
     (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
     COLUMN_GROUPS_INFERENCE_WORK. A group's steps then meet no other thread and read no h or gradient that
     another core wrote."""
     groups = min(threads.count(), batch)
     if hidden <= thresholds.COLUMN_GROUPS_HIDDEN:
-        wide = batch * hidden >= thresholds.COLUMN_GROUPS_WORK
+        wide = _grouped_narrow(hidden, batch, training)
     else:
         wide = (not training and weight_bytes <= thresholds.COLUMN_GROUPS_INFERENCE_BYTES
                 and batch * hidden >= thresholds.COLUMN_GROUPS_INFERENCE_WORK)

@@ -170,6 +170,13 @@ HELPER_PROJECTION_BATCH = 4
 # hidden 128 batch 14 (4.55 / 3.96).
 COLUMN_GROUPS_HIDDEN = 160
 COLUMN_GROUPS_WORK = 1024
+# In inference, where the batch is wider than SPLIT_INPUT_BATCH (the one part then has no helper thread: the
+# second core idles), column groups run from batch·hidden COLUMN_GROUPS_NARROW_WORK on. Measured 2026-12-05
+# (Zen 5, 2 threads, inference, one process a variant, 4 alternating rounds, time groups / one part): hidden
+# 24 batch 16-24 0.80-0.85, hidden 32 batch 16-24 0.72-0.87, hidden 48 batch 16-20 0.72-0.77, hidden 16
+# batch 24 0.84 (batch 16-20 0.97-1.03); at batch 4-12 groups lost up to 1.2x (the one part's helper
+# projects the inputs there). Training keeps COLUMN_GROUPS_WORK (fwd+bwd there 0.87-1.10, within the noise).
+COLUMN_GROUPS_NARROW_WORK = 384
 # In inference column groups run above COLUMN_GROUPS_HIDDEN as well, where the forward's weights (4H·(H+I+1)
 # entries) fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least COLUMN_GROUPS_INFERENCE_WORK.
 # Measured 2026-12-04 (Xeon, 2 MB L2 a core, 2 threads, inference, T 64, one process, 12 alternating pairs,

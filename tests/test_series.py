@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from rnnkit.data import datasets
-from rnnkit.data.series import (calendar_features, check_lengths, infer_frequency, make_series, parse_date,
-                                read_series)
+from rnnkit.data.series import (calendar_features, check_lengths, format_date, grid_dates, grid_positions,
+                                infer_frequency, make_series, parse_date, read_series)
 from rnnkit.data.transforms import SeriesTransform
 from rnnkit.data.windows import batches, n_windows, sliding_windows
 
@@ -59,6 +59,37 @@ def test_read_tsv_and_jsonl_agree(tmp_path):
 def test_frequency_inferred(dates, freq):
     s = make_series(dates, np.arange(len(dates)), "y")
     assert s.freq == freq
+
+
+def test_business_days_inferred_continued_and_checked():
+    """Weekdays only, some step skipping a weekend: business-daily (pandas' "B"); the grid counts weekdays, the
+    forecast's dates skip weekends, a missing weekday (a holiday) is a missing date, a weekend date is off the
+    grid, and the calendar's day of week has 5 classes."""
+    dates = ["2024-01-04 16:00", "2024-01-05 16:00", "2024-01-08 16:00", "2024-01-09 16:00"]  # Thu Fri Mon Tue
+    s = make_series(dates, [1, 2, 3, 4], "y")
+    assert s.freq == "business-daily" and s.season == 5
+    assert [format_date(d) for d in s.future_dates(4)] == ["2024-01-10 16:00:00", "2024-01-11 16:00:00",
+                                                           "2024-01-12 16:00:00", "2024-01-15 16:00:00"]
+    np.testing.assert_array_equal(grid_positions(s.dates, s.freq), [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="1 missing dates in the business-daily series: the first after "
+                                         "2024-01-05 16:00:00"):
+        make_series(dates[:2] + dates[3:], [1, 2, 4], "y")
+    filled = make_series(dates[:2] + dates[3:], [1, 2, 4], "y", fill="interpolate")
+    np.testing.assert_array_equal(filled.y[:, 0], [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="irregular spacing: 2024-01-06 16:00:00 is not on the business-daily"):
+        make_series(dates[:2] + ["2024-01-06 16:00"], [1, 2, 3], "y", freq="business-daily")
+    with pytest.raises(ValueError, match="irregular spacing: 2024-01-08 17:00:00"):
+        make_series(dates[:2] + ["2024-01-08 17:00"], [1, 2, 3], "y", freq="business-daily")
+    with pytest.raises(ValueError, match="the first date, 2024-01-06, is not a weekday"):
+        make_series(["2024-01-06", "2024-01-08"], [1, 2], "y", freq="business-daily")
+    with pytest.raises(ValueError, match="2024-01-07 is not a weekday"):
+        grid_dates(np.array(["2024-01-07"], dtype="datetime64[s]"), "business-daily", [0, 1])
+    week = make_series(["2024-01-01", "2024-01-02", "2024-01-03"], [1, 2, 3], "y")  # no weekend skipped
+    assert week.freq == "daily"
+    features, names = calendar_features(s.future_dates(4), s.freq, "onehot")
+    assert names[:5] == ["weekday_mon", "weekday_tue", "weekday_wed", "weekday_thu", "weekday_fri"]
+    np.testing.assert_array_equal(features[:, :5].argmax(1), [2, 3, 4, 0])
+    assert features.shape == (4, 5 + 12)
 
 
 def test_month_ends_continue_as_month_ends():

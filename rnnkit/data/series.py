@@ -7,9 +7,11 @@ with a header row or a JSONL file (format chosen as in rnnkit.data.tables) and r
 - Dates are ISO 8601: "1949", "1949-01", "1949-01-31", "2024-03-01 13:00[:00]", "2024-03-01T13:00:00[Z|+01:00]"
   (a time zone is converted to UTC). Rows may come in any order; they are sorted by date.
 - The frequency is inferred from the smallest step between dates: minutely, hourly, daily, weekly (fixed
-  steps of 60 s, 1 h, 1 d, 7 d) or monthly, quarterly, yearly (1, 3, 12 calendar months, every date on the
-  same day of its month, or every date on the last day of its month). Every other step must be a whole
-  number of base steps; `freq=` states the frequency instead of inferring it, and is checked.
+  steps of 60 s, 1 h, 1 d, 7 d), business-daily (Monday to Friday, pandas' "B": steps of a day where every
+  date is a weekday at the same time of day and some step skips a weekend; holidays are missing dates) or
+  monthly, quarterly, yearly (1, 3, 12 calendar months, every date on the same day of its month, or every
+  date on the last day of its month). Every other step must be a whole number of base steps; `freq=` states
+  the frequency instead of inferring it, and is checked.
 - A duplicated date, a step that is not a whole number of base steps (irregular spacing), and an inf value
   raise ValueError. Missing dates (a step of several base steps) and missing values (NaN, an empty cell,
   JSON null, "NA") raise ValueError with `fill="none"` (the default); `fill="ffill"` carries the last
@@ -38,15 +40,17 @@ import numpy as np
 from .tables import DELIMITERS, JSONL, jsonl_objects, sniff_delimiter
 from .text import decode_utf8
 
-# frequency -> (unit, step): "s" a fixed number of seconds, "M" a number of calendar months
+# frequency -> (unit, step): "s" a fixed number of seconds, "B" business days (Monday to Friday), "M" a
+# number of calendar months
 FREQUENCIES = {"minutely": ("s", 60), "hourly": ("s", 3600), "daily": ("s", 86400), "weekly": ("s", 604800),
-               "monthly": ("M", 1), "quarterly": ("M", 3), "yearly": ("M", 12)}
+               "business-daily": ("B", 1), "monthly": ("M", 1), "quarterly": ("M", 3), "yearly": ("M", 12)}
 # the usual seasonal period m of each frequency (seasonal naive, MASE, seasonal differencing)
-SEASONAL_PERIOD = {"minutely": 60, "hourly": 24, "daily": 7, "weekly": 52, "monthly": 12, "quarterly": 4,
-                   "yearly": 1}
+SEASONAL_PERIOD = {"minutely": 60, "hourly": 24, "daily": 7, "weekly": 52, "business-daily": 5, "monthly": 12,
+                   "quarterly": 4, "yearly": 1}
 # the calendar features of each frequency: name -> number of classes
 CALENDAR = {"minutely": {"hour": 24, "weekday": 7}, "hourly": {"hour": 24, "weekday": 7},
-            "daily": {"weekday": 7, "month": 12}, "weekly": {"month": 12}, "monthly": {"month": 12},
+            "daily": {"weekday": 7, "month": 12}, "weekly": {"month": 12},
+            "business-daily": {"weekday": 5, "month": 12}, "monthly": {"month": 12},
             "quarterly": {"quarter": 4}, "yearly": {}}
 FILLS = ("none", "ffill", "interpolate")
 ENCODINGS = ("cyclic", "onehot")
@@ -160,11 +164,27 @@ def _is_month_end(dates: np.ndarray) -> np.ndarray:
     return (days + 1).astype("datetime64[M]") != days.astype("datetime64[M]")
 
 
+def _days(dates: np.ndarray) -> np.ndarray:
+    """Each date's day (datetime64[D])."""
+    return dates.astype("datetime64[D]")
+
+
+def _business_days(dates: np.ndarray) -> bool:
+    """Whether sorted dates a day or more apart are all weekdays at one time of day, some step skipping a
+    weekend (a series of weekdays alone, such as a stock's closing prices)."""
+    days = _days(dates)
+    times = (dates - days.astype("datetime64[s]")).astype(np.int64)
+    skips = np.diff(days).astype(np.int64) > np.diff(np.busday_count(days[0], days))
+    return bool(np.all(np.is_busday(days)) and np.all(times == times[0]) and np.any(skips))
+
+
 def infer_frequency(dates: np.ndarray) -> str:
     """The frequency of sorted, distinct datetime64[s] dates, from their smallest step (module docstring)."""
     if len(dates) < 2:
         raise ValueError("a series needs at least 2 dates to infer its frequency")
     step = int(np.diff(dates).astype(np.int64).min())
+    if step == 86400 and _business_days(dates):
+        return "business-daily"
     for name, (unit, size) in FREQUENCIES.items():
         if unit == "s" and step == size:
             return name
@@ -187,6 +207,10 @@ def grid_positions(dates: np.ndarray, freq: str) -> np.ndarray:
         offset = (dates - dates[0]).astype(np.int64)
         bad = np.flatnonzero(offset % size)
         pos = offset // size
+    elif unit == "B":
+        days = _days(dates)
+        bad = np.flatnonzero(~np.is_busday(days) | (dates - days.astype("datetime64[s]") != dates[0] - days[0]))
+        pos = np.busday_count(days[0], days).astype(np.int64)
     else:
         anchor_ok = np.all(_month_offset(dates) == _month_offset(dates[:1])) or np.all(_is_month_end(dates))
         months = _months(dates) - _months(dates[:1])
@@ -195,8 +219,10 @@ def grid_positions(dates: np.ndarray, freq: str) -> np.ndarray:
         pos = months // size
     if len(bad):
         i = int(bad[0])
-        raise ValueError(f"irregular spacing: {format_date(dates[i], '')} is not on the {freq} grid of "
-                         f"{format_date(dates[0], '')} (previous date {format_date(dates[i - 1], '')})")
+        where = (f"the first date, {format_date(dates[0], '')}, is not a weekday" if unit == "B" and i == 0 else
+                 f"{format_date(dates[i], '')} is not on the {freq} grid of {format_date(dates[0], '')} "
+                 f"(previous date {format_date(dates[i - 1], '')})")
+        raise ValueError(f"irregular spacing: {where}")
     return pos
 
 
@@ -206,6 +232,11 @@ def grid_dates(dates: np.ndarray, freq: str, positions) -> np.ndarray:
     positions = np.asarray(positions, dtype=np.int64)
     if unit == "s":
         return dates[0] + (positions * size).astype("timedelta64[s]")
+    if unit == "B":
+        first = _days(dates[:1])
+        if not np.is_busday(first[0]):
+            raise ValueError(f"{format_date(dates[0], '')} is not a weekday: a business-daily series has weekdays only")
+        return np.busday_offset(first, positions).astype("datetime64[s]") + (dates[0] - first[0])
     month = (dates[:1].astype("datetime64[M]") + (positions * size).astype("timedelta64[M]"))
     if len(dates) > 1 and np.all(_is_month_end(dates)):  # month ends stay month ends
         day = (month + 1).astype("datetime64[D]") - 1
@@ -405,7 +436,7 @@ def calendar_features(dates, freq: str, encoding: str = "cyclic") -> tuple[np.nd
     """Known-future covariates of each date: (time, features) float64 and the feature names.
 
     For each calendar field of the frequency (CALENDAR: month of year 0..11, quarter 0..3, day of week
-    0..6 with Monday 0, hour 0..23) with k classes and value v: "cyclic" gives sin(2 pi v / k) and
+    0..6 with Monday 0 (0..4 for business days), hour 0..23) with k classes and value v: "cyclic" gives sin(2 pi v / k) and
     cos(2 pi v / k); "onehot" gives k columns, 1 at v. Yearly data has none: shape (time, 0)."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown calendar encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
@@ -429,5 +460,5 @@ def calendar_features(dates, freq: str, encoding: str = "cyclic") -> tuple[np.nd
             labels = (list(calendar.month_abbr[1:]) if field == "month" else list(calendar.day_abbr)
                       if field == "weekday" else [str(i) for i in range(k)])
             columns += [(v == i).astype(np.float64) for i in range(k)]
-            names += [f"{field}_{lab.lower()}" for lab in labels]
+            names += [f"{field}_{lab.lower()}" for lab in labels[:k]]
     return (np.stack(columns, axis=1) if columns else np.zeros((len(dates), 0))), names

@@ -73,8 +73,11 @@ def test_windows_stay_inside_the_training_part():
     assert features.target.offset == 1.0 and features.to_config()["target"]["offset"] == 1.0
     with pytest.raises(ValueError, match="--log-offset applies to --log"):
         resolve("forecast", dict(data="given", log_offset=1.0))
-    with pytest.raises(ValueError, match="fewer than the input window plus the horizon"):
+    with pytest.raises(ValueError, match=rf"has {len(series) - 12} steps to train on \({len(series)} less 12 for "
+                                         r"--test\), fewer than the input window plus the horizon \(50 \+ 12"):
         prepare(resolve("forecast", dict(data="given", window=50, horizon=12)), series)
+    with pytest.raises(ValueError, match=rf"\({len(series)} less 3 for --test and 5 for --valid\)"):
+        prepare(resolve("forecast", dict(data="given", window=50, horizon=12, test=3, valid=5)), series)
     long = make_series(np.arange("2000-01-01", "2005-01-01", dtype="datetime64[h]"), np.zeros(43848), "y")
     with pytest.raises(ValueError, match=r"windows of 20000 \+ 12 steps would take .* GiB"):
         prepare(resolve("forecast", dict(data="given", window=20000, horizon=12)), long)

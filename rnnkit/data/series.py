@@ -247,15 +247,16 @@ def grid_dates(dates: np.ndarray, freq: str, positions) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- checks
 
 
-def check_lengths(n: int, window: int, horizon: int, max_horizon: int = MAX_HORIZON) -> None:
-    """ValueError unless a series of n steps can give at least one (window, horizon) sample."""
+def check_lengths(n: int, window: int, horizon: int, max_horizon: int = MAX_HORIZON, what: str = "") -> None:
+    """ValueError unless a series of n steps can give at least one (window, horizon) sample; `what` says
+    where the n steps come from (e.g. "of 400, after 390 held out")."""
     if window < 1:
         raise ValueError(f"the input window must be >= 1 step, got {window}")
     if not 1 <= horizon <= max_horizon:
         raise ValueError(f"the horizon must lie in 1..{max_horizon} steps, got {horizon}")
     if n < window + horizon:
-        raise ValueError(f"the series has {n} steps, fewer than the input window plus the horizon "
-                         f"({window} + {horizon} = {window + horizon}); use a shorter window or horizon")
+        raise ValueError(f"the series has {n} steps{' ' + what if what else ''}, fewer than the input window plus "
+                         f"the horizon ({window} + {horizon} = {window + horizon}); use a shorter window or horizon")
 
 
 def _fill(values: np.ndarray, fill: str, dates: np.ndarray, columns, freq: str) -> np.ndarray:

@@ -209,7 +209,8 @@ def prepare(s: ForecastSettings, series: Series):
     data, model = s.data, s.model
     test = model.horizon if data.test is None else data.test
     n_fit = len(series) - test - data.valid
-    check_lengths(n_fit, model.window, model.horizon)
+    held = " and ".join(f"{v} for {k}" for k, v in (("--test", test), ("--valid", data.valid)) if v)
+    check_lengths(n_fit, model.window, model.horizon, what=f"to train on ({len(series)} less {held})" if held else "")
     train_part = series.slice(None, n_fit)
     features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar, model.log_offset,
                              model.trend, model.trend_steps, model.trend_damping)

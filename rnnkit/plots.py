@@ -242,33 +242,63 @@ def plot_learning_curve(curves: dict, path: str | os.PathLike, xlabel: str, ylab
     return _save(learning_curve_figure(curves, xlabel, ylabel, title, target), path)
 
 
-def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLike, intervals=None,
-                  truth=None, title: str = "Forecast", label: str = "value") -> Path:
-    """Write a forecast figure as a PNG: the history, the forecast, its intervals shaded (widest palest) and,
-    when given, the held-out truth; return its path.
+def _columns(a, name: str) -> np.ndarray:
+    """A (time,) or (time, targets) array as (time, targets) float64."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"expected {name} of shape (time,) or (time, targets), got {a.shape}")
+    return a[:, None] if a.ndim == 1 else a
 
-    history (time,) with history_dates; forecast (horizon,) with dates (datetime64 or numbers on one axis);
-    intervals {level: (lower (horizon,), upper (horizon,))}; truth (horizon,) beside the forecast."""
-    history, forecast = np.asarray(history, dtype=np.float64), np.asarray(forecast, dtype=np.float64)
-    if history.ndim != 1 or forecast.ndim != 1 or len(history) != len(history_dates) or len(forecast) != len(dates):
-        raise ValueError(f"expected 1-D history and forecast matching their dates; got {history.shape} for "
-                         f"{len(history_dates)} dates and {forecast.shape} for {len(dates)}")
-    if truth is not None and np.shape(truth) != forecast.shape:
-        raise ValueError(f"truth has shape {np.shape(truth)}, the forecast {forecast.shape}")
-    fig = _figure(8.0, 4.2)
-    ax = fig.add_subplot()
-    ax.plot(history_dates, history, color="black", linewidth=1.2, label="history")
-    for i, (level, (lo, hi)) in enumerate(sorted((intervals or {}).items(), reverse=True)):
-        ax.fill_between(dates, np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64),
-                        color="tab:blue", alpha=0.15 + 0.15 * i, linewidth=0, label=f"{level:g}% interval")
-    ax.plot(dates, forecast, color="tab:blue", linewidth=2.0, label="forecast")
+
+def _date_axis(ax, x) -> None:
+    """Readable ticks on a date axis (matplotlib's concise dates: "Feb", "08", "2025" under "Jan"...)."""
+    if np.issubdtype(np.asarray(x).dtype, np.datetime64):
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLike, intervals=None,
+                  truth=None, title: str = "Forecast", label="value") -> Path:
+    """Write a forecast figure as a PNG, one panel per target: the history, the forecast, its intervals
+    shaded (widest palest) and, when given, the held-out truth; return its path.
+
+    history (time,) or (time, targets) with history_dates; forecast (horizon,) or (horizon, targets) with
+    dates (datetime64 or numbers on one axis); intervals {level: (lower, upper)}, each shaped as the
+    forecast; truth shaped as the forecast; label: the target's name, or one per target."""
+    history, forecast = _columns(history, "history"), _columns(forecast, "forecast")
+    targets = forecast.shape[1]
+    if (len(history) != len(history_dates) or len(forecast) != len(dates) or history.shape[1] != targets):
+        raise ValueError(f"expected history and forecast matching their dates and each other's targets; got "
+                         f"{history.shape} for {len(history_dates)} dates and {forecast.shape} for {len(dates)}")
     if truth is not None:
-        ax.plot(dates, np.asarray(truth, dtype=np.float64), color="tab:red", linewidth=1.2, linestyle="--",
-                label="held-out truth")
-    ax.set_ylabel(label)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left")
+        if np.shape(_columns(truth, "truth")) != forecast.shape:
+            raise ValueError(f"truth has shape {np.shape(truth)}, the forecast {forecast.shape}")
+        truth = _columns(truth, "truth")
+    bands = {level: (_columns(lo, "an interval"), _columns(hi, "an interval"))
+             for level, (lo, hi) in (intervals or {}).items()}
+    if any(lo.shape != forecast.shape or hi.shape != forecast.shape for lo, hi in bands.values()):
+        raise ValueError(f"every interval must have the forecast's shape {forecast.shape}")
+    labels = [label] if isinstance(label, str) else list(label)
+    if len(labels) != targets:
+        raise ValueError(f"{len(labels)} labels for {targets} targets")
+    fig = _figure(8.0, 1.0 + 3.2 * targets)
+    axes = fig.subplots(targets, 1, sharex=True, squeeze=False)[:, 0]
+    for j, ax in enumerate(axes):
+        ax.plot(history_dates, history[:, j], color="black", linewidth=1.2, label="history")
+        for i, (level, (lo, hi)) in enumerate(sorted(bands.items(), reverse=True)):
+            ax.fill_between(dates, lo[:, j], hi[:, j], color="tab:blue", alpha=0.15 + 0.15 * i, linewidth=0,
+                            label=f"{level:g}% interval")
+        ax.plot(dates, forecast[:, j], color="tab:blue", linewidth=2.0, label="forecast")
+        if truth is not None:
+            ax.plot(dates, truth[:, j], color="tab:red", linewidth=1.2, linestyle="--", label="held-out truth")
+        ax.set_ylabel(labels[j])
+        ax.grid(True, alpha=0.3)
+        _date_axis(ax, dates)
+    axes[0].set_title(title)
+    axes[0].legend(loc="best")
     path = Path(path)
     fig.savefig(path, format="png")
     return path

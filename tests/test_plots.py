@@ -178,8 +178,42 @@ def test_plot_forecast(tmp_path):
     assert pale_blue(with_bands) > 10 * max(pale_blue(plain), 100)
     with pytest.raises(ValueError, match="truth has shape"):
         plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "c.png", truth=forecast[:2])
-    with pytest.raises(ValueError, match="1-D history and forecast"):
+    with pytest.raises(ValueError, match="history and forecast matching their dates"):
         plots.plot_forecast(hist_dates, history[:3], dates, forecast, tmp_path / "c.png")
+
+
+@needs_matplotlib
+def test_plot_forecast_draws_a_panel_per_target(tmp_path, monkeypatch):
+    """Two targets: two panels, each with its own history, forecast and bands (the figure grows by a panel)."""
+    hist_dates = np.arange("2024-03-01T00", "2024-03-03T00", dtype="datetime64[h]").astype("datetime64[s]")
+    dates = np.arange("2024-03-03T00", "2024-03-03T06", dtype="datetime64[h]").astype("datetime64[s]")
+    history = np.stack([np.sin(np.arange(48) / 4), 10 + np.cos(np.arange(48) / 4)], axis=1)
+    forecast = np.stack([np.zeros(6), np.full(6, 10.0)], axis=1)
+    bands = {80: (forecast - 1, forecast + 1)}
+    from matplotlib.axes import Axes
+
+    drawn = []
+
+    real_plot = Axes.plot
+
+    def spy(self, x, y, *args, **kwargs):
+        drawn.append((id(self), np.asarray(x), np.asarray(y)))
+        return real_plot(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    two = plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "two.png", bands,
+                              truth=forecast + 0.5, label=["load", "price"])
+    monkeypatch.setattr(Axes, "plot", real_plot)
+    one = plots.plot_forecast(hist_dates, history[:, 0], dates, forecast[:, 0], tmp_path / "one.png",
+                              {80: (bands[80][0][:, 0], bands[80][1][:, 0])})
+    assert png_size(two)[1] > 1.6 * png_size(one)[1]
+    assert len({axes for axes, _, _ in drawn}) == 2 and len(drawn) == 6  # history, forecast, truth per panel
+    np.testing.assert_array_equal(drawn[3][2], history[:, 1])          # the second panel: the second target
+    with pytest.raises(ValueError, match="1 labels for 2 targets"):
+        plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "c.png", label="load")
+    with pytest.raises(ValueError, match="every interval must have the forecast's shape"):
+        plots.plot_forecast(hist_dates, history, dates, forecast, tmp_path / "c.png", {80: (forecast[:, 0],
+                                                                                           forecast[:, 0])})
 
 
 @needs_matplotlib
@@ -194,3 +228,23 @@ def test_plot_learning_curve(tmp_path):
     assert 400 <= width <= 2000 and 250 <= height <= 2000 and size > 10_000
     with pytest.raises(ValueError, match="at least one"):
         plots.learning_curve_figure({"greedy": []}, "epoch", "BLEU")
+
+
+def test_the_forecast_figure_gets_every_target_and_the_hours(tmp_path, monkeypatch):
+    """rnnkit.tasks.forecast.plot_forecast hands the figure every target, its bands and truth, and the dates as
+    they are: an hourly series' hours (cut to days they stacked 24 points on one x)."""
+    from rnnkit.data.series import make_series
+    from rnnkit.tasks import forecast
+
+    dates = np.arange("2024-03-01T00", "2024-03-04T00", dtype="datetime64[h]")
+    history = make_series(dates, np.stack([np.arange(72.0), np.arange(72.0) + 100], axis=1), ["a", "b"])
+    future = history.future_dates(6)
+    result = {"dates": future, "forecast": np.ones((6, 2)), "target": ["a", "b"],
+              "intervals": {80.0: (np.zeros((6, 2)), np.full((6, 2), 2.0))}}
+    seen = {}
+    monkeypatch.setattr(plots, "plot_forecast", lambda *args, **kwargs: seen.update(args=args, kwargs=kwargs))
+    forecast.plot_forecast(result, history, tmp_path / "f.png", truth=np.zeros((6, 2)))
+    hist_dates, values, fdates, fc, _, bands, truth = seen["args"]
+    assert len(np.unique(hist_dates)) == 18 and len(np.unique(fdates)) == 6      # the last 3 horizons, hourly
+    np.testing.assert_array_equal(values, history.y[-18:])
+    assert fc.shape == truth.shape == bands[80.0][1].shape == (6, 2) and seen["kwargs"]["label"] == ["a", "b"]

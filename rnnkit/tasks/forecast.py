@@ -572,7 +572,7 @@ class Forecaster:
             report["baselines"][name] = _scores(truth.y, fn(history.y, test), history.y, m)
         report["forecast"] = result["forecast"].tolist()
         if plot:
-            report["plot"] = str(plot_forecast(result, history, plot, truth.y[:, 0]))
+            report["plot"] = str(plot_forecast(result, history, plot, truth.y))
         return report
 
     def _has_intervals(self) -> bool:
@@ -596,15 +596,13 @@ def _scores(truth, forecast, history, m: int) -> dict:
 
 
 def plot_forecast(result: dict, history: Series, path, truth=None, steps: int | None = None) -> Path:
-    """The figure of a forecast dict (rnnkit.plots.plot_forecast) for the first target: the last `steps`
-    of the history (default: 3 horizons), the forecast, its intervals and the truth (horizon,) if given."""
+    """The figure of a forecast dict (rnnkit.plots.plot_forecast), a panel per target: the last `steps` of
+    the history (default: 3 horizons), the forecast, its intervals and the truth (horizon, targets) if given."""
     from ..plots import plot_forecast as draw
 
     tail = history.slice(-(steps or 3 * len(result["dates"])), None)
-    intervals = {lv: (lo[:, 0], hi[:, 0]) for lv, (lo, hi) in result.get("intervals", {}).items()}
-    return draw(tail.dates.astype("datetime64[D]"), tail.y[:, 0], result["dates"].astype("datetime64[D]"),
-                result["forecast"][:, 0], path, intervals, truth, title=f"{history.name or 'forecast'}",
-                label=history.target[0])
+    return draw(tail.dates, tail.y, result["dates"], result["forecast"], path, result.get("intervals", {}), truth,
+                title=f"{history.name or 'forecast'}", label=list(history.target))
 
 
 def format_forecast(result: dict, freq: str) -> str:

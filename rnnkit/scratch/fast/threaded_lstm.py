@@ -63,8 +63,8 @@ from .kernels import AVAILABLE
 from .trace import Trace, allocator, batch_major_states, kept, lengths_of
 
 if AVAILABLE:
-    from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide,
-                       pack_block_summed, pack_rows, panel_kind, panel_products)
+    from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, copy_transposed, gemm_panels, gemm_rows, gemm_rows_add,
+                       gemm_rows_wide, pack_block_summed, pack_rows, panel_kind, panel_products)
     from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh,
                           tanh_grad)
 
@@ -260,6 +260,11 @@ if AVAILABLE:
         (flattened per step), each x_t's row read once along i (NumPy's transposing copy of a batch-major
         input's view ran along b, reading one value a page)."""
         T, B, I = x_in.shape
+        if x_in.itemsize == z.itemsize == 4 and x_in.strides[2] == 4:  # in blocks transposed in registers
+            step, ld = x_in.strides[0] // 4, x_in.strides[1] // 4
+            for t in range(T):
+                copy_transposed(x_in, t * step, ld, z[t], row * L, L, B, I)
+            return
         for t in range(T):
             target = z[t]
             for b in range(B):

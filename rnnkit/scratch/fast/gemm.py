@@ -601,54 +601,56 @@ def _panel_block_kernel(layout: str, width: int):
     return kernel
 
 
-def _transposed_block_kernel():
-    """An intrinsic (src, src_off, ld_src, dst, dst_off, ld_dst, rows, cols):
-    dst[dst_off + c·ld_dst + r] = src[src_off + r·ld_src + c] for r < rows, c < cols (1 to VW each): up to VW
-    runs of src read with masked vector loads, transposed in registers (`_transpose`), written as up to VW
-    runs of dst with masked vector stores; a lane or a run outside rows × cols is neither read nor written."""
+def _transposed_block_kernel(partial: bool):
+    """An intrinsic (src, src_off, ld_src, dst, dst_off, ld_dst, rows): dst[dst_off + c·ld_dst + r] =
+    src[src_off + r·ld_src + c] for c < VW and r < VW (`partial`: r < rows, 1 to VW): the rows' runs of src
+    loaded as vectors, transposed in registers (`_transpose`), stored as VW runs of dst; with `partial`, each
+    store masked to its first `rows` lanes and a row past them not read (its load masked off, at the last
+    row's address). Whole columns only: stores masked within a run of VW took up to 10x longer than scalar
+    ones on the Zen 5 (where that run crossed a cache line)."""
     def codegen(context, builder, sig, args):
         i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
         scalar = context.get_value_type(sig.args[0].dtype)
         vector, mask_type = ir.VectorType(scalar, VW), ir.VectorType(i1, VW)
         pointer_type, name = vector.as_pointer(), f"v{VW}f{sig.args[0].dtype.bitwidth}"
+
+        def integer(i):
+            return context.cast(builder, args[i], sig.args[i], types.int64)
+
+        def run(i, offset, ld, k):
+            base = builder.gep(context.make_array(sig.args[i])(context, builder, args[i]).data, [integer(offset)])
+            return builder.bitcast(builder.gep(base, [builder.mul(k, integer(ld))]), pointer_type)
+
+        def index(k):
+            return ir.Constant(i64, k)
+
+        if not partial:
+            loaded = [builder.load(run(0, 1, 2, index(r)), align=4) for r in range(VW)]
+            for c, column in enumerate(_transpose(builder, loaded)):
+                builder.store(column, run(3, 4, 5, index(c)), align=4)
+            return context.get_dummy_value()
         masked_load = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vector, [pointer_type, i32, mask_type, vector]),
             f"llvm.masked.load.{name}.p0{name}")
         masked_store = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [vector, pointer_type, i32, mask_type]),
             f"llvm.masked.store.{name}.p0{name}")
-
-        def integer(i):
-            return context.cast(builder, args[i], sig.args[i], types.int64)
-
-        def pointer(i, offset):
-            return builder.gep(context.make_array(sig.args[i])(context, builder, args[i]).data, [offset])
-
-        def lanes_below(count):  # the mask of lanes 0 .. count - 1
-            return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, VW), list(range(VW))),
-                                       _splat(builder, count, VW))
-
-        def runs_if(mask, index, count):  # mask where run `index` < count, else no lane
-            inside = builder.icmp_signed("<", ir.Constant(i64, index), count)
-            return builder.and_(mask, _splat(builder, inside, VW))
-
-        src, ld_src = pointer(0, integer(1)), integer(2)
-        dst, ld_dst = pointer(3, integer(4)), integer(5)
-        rows, cols = integer(6), integer(7)
-        align, zeros = ir.Constant(i32, 4), ir.Constant(vector, [ir.Constant(scalar, 0.0)] * VW)
-        read, written = lanes_below(cols), lanes_below(rows)
+        rows, align = integer(6), ir.Constant(i32, 4)
+        zeros = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * VW)
         loaded = []
         for r in range(VW):
-            run = builder.bitcast(builder.gep(src, [builder.mul(ir.Constant(i64, r), ld_src)]), pointer_type)
-            loaded.append(builder.call(masked_load, [run, align, runs_if(read, r, rows), zeros]))
+            inside = builder.icmp_signed("<", index(r), rows)
+            at = builder.select(inside, index(r), builder.sub(rows, index(1)))
+            loaded.append(builder.call(masked_load, [run(0, 1, 2, at), align, _splat(builder, inside, VW), zeros]))
+        written = builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, VW), list(range(VW))),
+                                      _splat(builder, rows, VW))
         for c, column in enumerate(_transpose(builder, loaded)):
-            run = builder.bitcast(builder.gep(dst, [builder.mul(ir.Constant(i64, c), ld_dst)]), pointer_type)
-            builder.call(masked_store, [column, run, align, runs_if(written, c, cols)])
+            builder.call(masked_store, [column, run(3, 4, 5, index(c)), align, written])
         return context.get_dummy_value()
 
     @intrinsic
-    def kernel(typingctx, src, src_off, ld_src, dst, dst_off, ld_dst, rows, cols):
-        return types.void(src, src_off, ld_src, dst, dst_off, ld_dst, rows, cols), codegen
+    def kernel(typingctx, src, src_off, ld_src, dst, dst_off, ld_dst, rows):
+        return types.void(src, src_off, ld_src, dst, dst_off, ld_dst, rows), codegen
     return kernel
 
 
@@ -689,17 +691,22 @@ if AVAILABLE:
         else:
             _pack_gather_2(source, offsets, scales, first, k0, flat, target)
 
-    _transposed_block = _transposed_block_kernel()
+    _transposed_block, _transposed_rows = _transposed_block_kernel(False), _transposed_block_kernel(True)
 
     @jit
     def copy_transposed(src, src_off, ld_src, dst, dst_off, ld_dst, rows, cols):
-        """dst[dst_off + c·ld_dst + r] = src[src_off + r·ld_src + c] for r < rows, c < cols: arrays of any
-        shape, offsets and leading dimensions in elements of their memory (a run of src and of dst
-        contiguous), in blocks of VW × VW transposed in registers (`_transposed_block_kernel`)."""
+        """dst[dst_off + c·ld_dst + r] = src[src_off + r·ld_src + c] for r < rows and c < cols - cols % VW
+        (whole blocks of VW columns; the caller copies the rest): arrays of any shape, offsets and leading
+        dimensions in elements from their first (a run of src and of dst contiguous), in blocks of VW × VW
+        transposed in registers (`_transposed_block_kernel`), the last rows' block masked."""
         for r0 in range(0, rows, VW):
-            for c0 in range(0, cols, VW):
-                _transposed_block(src, src_off + r0 * ld_src + c0, ld_src, dst, dst_off + c0 * ld_dst + r0, ld_dst,
-                                  min(VW, rows - r0), min(VW, cols - c0))
+            for c0 in range(0, cols - cols % VW, VW):
+                if rows - r0 >= VW:
+                    _transposed_block(src, src_off + r0 * ld_src + c0, ld_src, dst, dst_off + c0 * ld_dst + r0,
+                                      ld_dst, VW)
+                else:
+                    _transposed_rows(src, src_off + r0 * ld_src + c0, ld_src, dst, dst_off + c0 * ld_dst + r0,
+                                     ld_dst, rows - r0)
 
     @jit
     def panel_kind(width):

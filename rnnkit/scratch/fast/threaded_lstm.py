@@ -260,16 +260,16 @@ if AVAILABLE:
         (flattened per step), each x_t's row read once along i (NumPy's transposing copy of a batch-major
         input's view ran along b, reading one value a page)."""
         T, B, I = x_in.shape
-        if x_in.itemsize == z.itemsize == 4 and x_in.strides[2] == 4:  # in blocks transposed in registers
-            step, ld = x_in.strides[0] // 4, x_in.strides[1] // 4
-            for t in range(T):
-                copy_transposed(x_in, t * step, ld, z[t], row * L, L, B, I)
-            return
+        blocks = x_in.itemsize == z.itemsize == 4 and x_in.strides[2] == 4
+        # in blocks of VW features transposed in registers (2-4x faster), the last features one value at a time
+        whole_i = I - I % VW if blocks else 0
         for t in range(T):
             target = z[t]
-            for b in range(B):
+            if blocks:
+                copy_transposed(x_in, t * x_in.strides[0] // 4, x_in.strides[1] // 4, target, row * L, L, B, I)
+            for b in range(B):  # the last features
                 source = x_in[t, b]
-                for i in range(I):
+                for i in range(whole_i, I):
                     target[(row + i) * L + b] = source[i]
 
     @jit

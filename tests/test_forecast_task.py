@@ -131,6 +131,15 @@ def test_history_argument_and_backtest_by_hand(ensemble, csv_file):
     np.testing.assert_allclose(report["forecasts"][0], f, rtol=1e-12)
     with pytest.raises(ValueError, match="the model needs the last 8"):
         model.predict(2, history=series.slice(None, 5))
+    # a value in other units (or garbage) far outside the training part: an error, not a saturated forecast
+    values = head.values.copy()
+    values[-2] *= 1e9
+    far = make_series(head.dates, values, "sales")
+    with pytest.raises(ValueError, match=r"too far from the series the model was trained on \(at 2003-03, more "
+                                         r"than 10000 standard deviations"):
+        model.predict(2, history=far)
+    values[-2] = head.values[-2] * 3  # far, but not absurd: the model still answers
+    assert np.isfinite(model.predict(2, history=make_series(head.dates, values, "sales"))["forecast"]).all()
 
 
 def test_backtest_retrain_and_last_points_only(ensemble, csv_file, tmp_path):

@@ -58,6 +58,9 @@ def quantiles_for(levels) -> tuple[float, ...]:
 
 
 SAMPLES = 2000  # sample paths behind the intervals of a differenced series
+# the farthest a history's model input (targets and covariates after their transforms: standard scores of
+# the training part) may lie from 0; farther, the network only saturates and its forecast means nothing
+MAX_STANDARD_SCORE = 1e4
 MAX_SAMPLE_BYTES = 2 << 30  # the training windows a run may hold in memory
 
 
@@ -368,6 +371,13 @@ class Forecaster:
         (the inverse CDF through its quantiles, or the Gaussian), inverted, and counted per step."""
         inputs, _ = self.features.arrays(history)
         x = inputs[-self.window:][None]
+        far = np.abs(x) > MAX_STANDARD_SCORE
+        if far.any() or not np.isfinite(x).all():
+            step = int(np.argwhere(far | ~np.isfinite(x))[0, 1]) + len(inputs) - self.window
+            raise ValueError(f"the history's values lie too far from the series the model was trained on (at "
+                             f"{format_date(history.dates[step + self.features.target.lost], history.freq)}, "
+                             f"more than {MAX_STANDARD_SCORE:g} standard deviations of the training part "
+                             f"after the model's transforms): its forecast would mean nothing")
         future = self.features.calendar_of(history.future_dates(self.horizon))
         future = future[None] if future.shape[1] else None
         model = self.config["model"]

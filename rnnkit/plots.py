@@ -270,13 +270,13 @@ def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLi
     forecast; truth shaped as the forecast; label: the target's name, or one per target."""
     history, forecast = _columns(history, "history"), _columns(forecast, "forecast")
     targets = forecast.shape[1]
-    if (len(history) != len(history_dates) or len(forecast) != len(dates) or history.shape[1] != targets):
+    if len(history) != len(history_dates) or len(forecast) != len(dates) or history.shape[1] != targets:
         raise ValueError(f"expected history and forecast matching their dates and each other's targets; got "
                          f"{history.shape} for {len(history_dates)} dates and {forecast.shape} for {len(dates)}")
     if truth is not None:
-        if np.shape(_columns(truth, "truth")) != forecast.shape:
-            raise ValueError(f"truth has shape {np.shape(truth)}, the forecast {forecast.shape}")
         truth = _columns(truth, "truth")
+        if truth.shape != forecast.shape:
+            raise ValueError(f"truth has shape {truth.shape}, the forecast {forecast.shape}")
     bands = {level: (_columns(lo, "an interval"), _columns(hi, "an interval"))
              for level, (lo, hi) in (intervals or {}).items()}
     if any(lo.shape != forecast.shape or hi.shape != forecast.shape for lo, hi in bands.values()):

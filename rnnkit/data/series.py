@@ -235,7 +235,8 @@ def grid_dates(dates: np.ndarray, freq: str, positions) -> np.ndarray:
     if unit == "B":
         first = _days(dates[:1])
         if not np.is_busday(first[0]):
-            raise ValueError(f"{format_date(dates[0], '')} is not a weekday: a business-daily series has weekdays only")
+            raise ValueError(f"{format_date(dates[0], '')} is not a weekday: a business-daily series has "
+                             f"weekdays only")
         return np.busday_offset(first, positions).astype("datetime64[s]") + (dates[0] - first[0])
     month = (dates[:1].astype("datetime64[M]") + (positions * size).astype("timedelta64[M]"))
     if len(dates) > 1 and np.all(_is_month_end(dates)):  # month ends stay month ends
@@ -249,7 +250,7 @@ def grid_dates(dates: np.ndarray, freq: str, positions) -> np.ndarray:
 
 def check_lengths(n: int, window: int, horizon: int, max_horizon: int = MAX_HORIZON, what: str = "") -> None:
     """ValueError unless a series of n steps can give at least one (window, horizon) sample; `what` says
-    where the n steps come from (e.g. "of 400, after 390 held out")."""
+    what the n steps are (e.g. "to train on (400 less 390 for --test)")."""
     if window < 1:
         raise ValueError(f"the input window must be >= 1 step, got {window}")
     if not 1 <= horizon <= max_horizon:
@@ -437,8 +438,9 @@ def calendar_features(dates, freq: str, encoding: str = "cyclic") -> tuple[np.nd
     """Known-future covariates of each date: (time, features) float64 and the feature names.
 
     For each calendar field of the frequency (CALENDAR: month of year 0..11, quarter 0..3, day of week
-    0..6 with Monday 0 (0..4 for business days), hour 0..23) with k classes and value v: "cyclic" gives sin(2 pi v / k) and
-    cos(2 pi v / k); "onehot" gives k columns, 1 at v. Yearly data has none: shape (time, 0)."""
+    0..6 with Monday 0, 0..4 for business days; hour 0..23) with k classes and value v: "cyclic" gives
+    sin(2 pi v / k) and cos(2 pi v / k); "onehot" gives k columns, 1 at v. Yearly data has none: shape
+    (time, 0)."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown calendar encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     if freq not in CALENDAR:

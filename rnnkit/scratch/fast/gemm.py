@@ -606,8 +606,7 @@ def _transposed_block_kernel(partial: bool):
     src[src_off + r·ld_src + c] for c < VW and r < VW (`partial`: r < rows, 1 to VW): the rows' runs of src
     loaded as vectors, transposed in registers (`_transpose`), stored as VW runs of dst; with `partial`, each
     store masked to its first `rows` lanes and a row past them not read (its load masked off, at the last
-    row's address). Whole columns only: stores masked within a run of VW took up to 10x longer than scalar
-    ones on the Zen 5 (where that run crossed a cache line)."""
+    row's address, inside the array)."""
     def codegen(context, builder, sig, args):
         i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
         scalar = context.get_value_type(sig.args[0].dtype)

@@ -544,8 +544,8 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     """The batch's columns in groups that run as independent layers, one a thread, each with all the hidden
     units (`forward`): [(0, batch)] (one group: the units split into parts, or one part, instead), or, where
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
-    COLUMN_GROUPS_WORK; in inference COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns) and the step is
-    not a small one (`small_step`), the columns cut in count() equal
+    COLUMN_GROUPS_WORK; in inference COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns:
+    `_grouped_narrow`) and the step is not a small one (`small_step`), the columns cut in count() equal
     groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
     (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
     COLUMN_GROUPS_INFERENCE_WORK. A group's steps then meet no other thread and read no h or gradient that

@@ -516,6 +516,43 @@ def test_a_forward_in_parts_feeds_the_one_part_backward(dtype, hidden, batch, mo
 
 
 @needs_numba
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(features=st.sampled_from([16, 17, 35, 64]), batch=st.sampled_from([3, 13, 17, 40]),
+       hidden=st.sampled_from([24, 96, 200]), batch_first=st.booleans(), ragged=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_inputs_of_whole_feature_blocks_give_the_numpy_paths_outputs_and_gradients(features, batch, hidden,
+                                                                                    batch_first, ragged, seed,
+                                                                                    monkeypatch):
+    """Inputs of 16 features or more go into the steps' operand in register blocks (threaded_lstm.copy_inputs,
+    gemm.copy_transposed: whole blocks of 16 features, the last rows' block masked, the last features one at
+    a time): float32, batch-first (a strided time-major view) or time-major, full and ragged batches, on every
+    route (one part and its helper, the unit split, column groups); the outputs, final states and every
+    gradient are the NumPy path's to float rounding, in training and in inference."""
+    rng = np.random.default_rng(seed)
+    time = 5
+    x = rng.standard_normal((batch, time, features) if batch_first else (time, batch, features)).astype(np.float32)
+    lengths = rng.integers(1, time + 1, batch).tolist() if ragged else None
+    grads = [rng.standard_normal(((batch, time) if batch_first else (time, batch)) + (hidden,)).astype(np.float32),
+             *(rng.standard_normal((1, batch, hidden)).astype(np.float32) for _ in range(2))]
+    monkeypatch.setenv("RNNKIT_PATH", "threaded")
+    threads.set_count(2)
+    try:
+        results = {}
+        for path in ("numpy", "numba"):
+            monkeypatch.setattr(kernels, "ENABLED", path == "numba")
+            layer = LSTM(features, hidden, dtype=np.float32, rng=seed, batch_first=batch_first)
+            results[path] = _run_layer(layer, x, None, lengths, grads)
+            layer.eval()
+            with layer.locked_weights():
+                results[path].append(layer.forward(x, lengths=lengths)[0])
+            assert layer.last_paths == ("threaded" if path == "numba" else "numpy",)
+    finally:
+        threads.set_count(None)
+    for a, b in zip(results["numba"], results["numpy"]):
+        assert np.abs(a - b).max() <= 2e-5 * max(np.abs(b).max(), 1.0)
+
+
+@needs_numba
 @pytest.mark.parametrize("hidden, batch", [(64, 40), (192, 20)])  # column groups, the unit split
 def test_a_read_only_input_trains_with_a_writeable_copys_bits(hidden, batch, thread_count):
     """A time-major float32 input the caller cannot write (np.load's memory maps, safetensors' buffers) is

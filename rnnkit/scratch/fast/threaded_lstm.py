@@ -564,7 +564,7 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
 
 def _group_active(active, lo: int, hi: int) -> np.ndarray:
     """Running columns per step within columns lo..hi-1 (the batch's rows run longest first)."""
-    return np.clip(np.asarray(active, dtype=np.int64) - lo, 0, hi - lo)
+    return np.minimum(np.maximum(np.asarray(active, dtype=np.int64) - lo, 0), hi - lo)  # np.clip: 2x slower
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True,

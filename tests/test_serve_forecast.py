@@ -76,7 +76,10 @@ def test_forecast_of_a_given_history_by_start_or_by_dates(client, run):
                                               "levels": [80]}).json()
     by_dates = client.post("/forecast", json={"history": {"dates": MONTHS[12:30], "values": values}, "horizon": 3,
                                               "levels": [80]}).json()
-    assert by_start == by_dates
+    # the answer's forecast is rows (horizon, targets): rows of one number are taken as a history too
+    by_rows = client.post("/forecast", json={"history": {"start": "2001-01", "values": [[v] for v in values]},
+                                             "horizon": 3, "levels": [80]}).json()
+    assert by_start == by_dates == by_rows
     assert by_start["dates"] == ["2002-07", "2002-08", "2002-09"] and list(by_start["intervals"]) == ["80"]
     np.testing.assert_allclose(by_start["forecast"], want["forecast"], rtol=1e-12)
     np.testing.assert_allclose(by_start["intervals"]["80"]["upper"], want["intervals"][80.0][1], rtol=1e-12)
@@ -101,6 +104,8 @@ def test_forecast_of_a_given_history_by_start_or_by_dates(client, run):
     ({"history": {"dates": MONTHS[:9], "values": [1.0] * 10}}, 422, "9 dates for 10 values"),
     ({"history": {"start": "soon", "values": [1.0] * 10}}, 422, "not an ISO 8601 date"),
     ({"history": {"start": "2001-01", "values": [[1.0, 2.0]] * 10}}, 422, "history.values[0]"),
+    ({"history": {"start": "2001-01", "values": [[1.0]] * 9 + [1.0]}}, 422, "history.values[0]"),
+    ({"history": {"start": "2001-01", "values": [[1.0]] * 9 + [[]]}}, 422, "history.values[0]"),
     ({"levels": [50]}, 422, "trained for the levels [80.0, 95.0]"),
     ({"levels": [100]}, 422, "levels[0]"),
     ({"extra": 1}, 422, "extra"),

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from .. import __version__
@@ -113,6 +113,14 @@ class ForecastResponse(BaseModel):
     calibrated: CalibrationInfo | None = Field(None, description="present when the intervals are conformal ones")
 
 
+def unwrap_rows(values):
+    """A one-column history given as rows of one number ([[112.0], [118.0], ...], the shape of the answer's
+    forecast) -> the numbers; anything else is left to the schema's checks."""
+    if isinstance(values, list) and values and all(isinstance(v, list) and len(v) == 1 for v in values):
+        return [v[0] for v in values]
+    return values
+
+
 def request_model(s: ServeSettings, max_horizon: int, min_history: int, columns: int, example: dict):
     """The /forecast body, with this model's and this server's limits in its schema."""
     strict = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -125,11 +133,11 @@ def request_model(s: ServeSettings, max_horizon: int, min_history: int, columns:
                                                      "others follow on the model's grid. Give start or dates")
         dates: list[Date] | None = Field(None, min_length=min_history, max_length=s.max_history,
                                          description="one date per row, on the model's grid, none missing")
-        values: list[float] if columns == 1 else list[Row] = Field(
+        values: (Annotated[list[float], BeforeValidator(unwrap_rows)] if columns == 1 else list[Row]) = Field(
             min_length=min_history, max_length=s.max_history,
             description=f"{min_history} to {s.max_history} steps, oldest first: " + (
-                "numbers" if columns == 1 else f"rows of {columns} numbers (the targets, then the covariates; see "
-                                               "GET /model)"))
+                "numbers (or rows of one number, as the answer's forecast is shaped)" if columns == 1 else
+                f"rows of {columns} numbers (the targets, then the covariates; see GET /model)"))
 
     class ForecastRequest(BaseModel):
         model_config = ConfigDict(**strict, json_schema_extra={"examples": [example]})

@@ -87,7 +87,13 @@ ROW_KERNEL_BATCH = 16
 # hidden 128 N 20 164 / 125, N 24 169 / 148, N 28 165 / 169, N 40 162 / 160; hidden 256 the same pattern.
 # On the Zen 5 the row kernel wins at 28 columns as well (LSTM hidden 256 batch 28, time rows / columns:
 # fwd+bwd 0.92, inference 0.93; GRU and RNN inference 0.89-0.92), hence 1.1 (28 → 32 adds 14 %).
-ROW_KERNEL_PADDING = 1.1
+# Lowered to 1.05 on 2026-12-05 (Zen 5, 2 threads; threshold variants in alternating processes, 5-6 rounds,
+# time at 1.05 / at 1.1), where 30, 44-45 and 59-60 columns now take the row kernel: LSTM inference hidden
+# 64 batch 60 0.90, 96×60 0.92, 224×30-60 0.95-0.96, 288×60 0.98, 320×59 0.96, 480×45-60 0.94-0.97; LSTM
+# fwd+bwd 0.94-0.99 (hidden 128 batch 44, in column groups of 22 either way, 1.03); GRU and RNN inference
+# 0.88-0.98 (GRU 224×30 and 128×44 1.01), fwd+bwd 0.96-1.01. At whole vectors the column kernel stays a
+# little ahead (rows / columns, inference: 64 columns 0.99-1.03, 48 1.00, 32 1.03, 62 1.02).
+ROW_KERNEL_PADDING = 1.05
 # (the threaded GRU and RNN take the same switch: measured for them on the Zen 5 only, above)
 
 

@@ -342,3 +342,35 @@ def test_quantiles_go_through_the_log_and_the_damped_trend_unchanged(tmp_path):
     np.testing.assert_allclose(p["intervals"][95.0][1][:, 0], want[0.975], rtol=1e-12)
     with pytest.raises(ValueError, match="--trend-steps and --trend-damping shape the trend: give --trend"):
         resolve("forecast", dict(data="given", trend_damping=0.9))
+
+
+@pytest.mark.parametrize("loss", ["quantile", "gaussian"])
+def test_local_level_makes_each_window_relative_and_the_forecast_scale_free(tmp_path, loss):
+    """--local-level: each window's targets (x's first columns, y, y_prev) lose the window's mean of the
+    transformed target, which the forecast adds back. With --log that makes the model scale-free: a history
+    3 times as large gets a forecast and intervals 3 times as large (a quantile shifts, a Gaussian's mean
+    shifts and its scale stays), on both engines."""
+    series = toy_series()
+    plain = prepare(resolve("forecast", dict(data="given", log=True, test=6, **TINY)), series)[1]
+    s = resolve("forecast", dict(data="given", log=True, test=6, local_level=True, **TINY))
+    features, train, *_ = prepare(s, series)
+    level = plain["x"][:, :, :1].mean(axis=1, keepdims=True)  # (N, 1, 1)
+    np.testing.assert_allclose(train["x"][:, :, 0].mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(train["x"][:, :, :1], plain["x"][:, :, :1] - level, atol=1e-12)
+    np.testing.assert_array_equal(train["x"][:, :, 1:], plain["x"][:, :, 1:])  # the calendar stays
+    np.testing.assert_allclose(train["y"], plain["y"] - level, atol=1e-12)
+    np.testing.assert_allclose(train["y_prev"], plain["y_prev"] - level, atol=1e-12)
+    out = tmp_path / "run"
+    Forecaster(data="given", log=True, test=6, local_level=True, loss=loss, out=str(out), **TINY).fit(
+        series, log=lambda *a: None)
+    model = Forecaster.from_pretrained(out)
+    history = series.slice(None, N - 6)
+    larger = make_series(history.dates, 3 * history.y, "sales")
+    p, q = model.predict_interval(4, (80,), history), model.predict_interval(4, (80,), larger)
+    np.testing.assert_allclose(q["forecast"], 3 * p["forecast"], rtol=1e-5)
+    for a, b in zip(q["intervals"][80.0], p["intervals"][80.0]):
+        np.testing.assert_allclose(a, 3 * b, rtol=1e-5)
+    assert np.all(p["intervals"][80.0][1] > p["intervals"][80.0][0])
+    pytest.importorskip("torch")
+    on_torch = Forecaster.from_pretrained(out, engine="torch", device="cpu").predict(4, history=larger)
+    np.testing.assert_allclose(on_torch["forecast"], q["forecast"], rtol=1e-4)

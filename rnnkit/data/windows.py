@@ -12,6 +12,13 @@ known-future covariates future (time, future_size), each row of the same time st
 `sliding_windows` returns these stacked over the samples as a dict of arrays {"x": (N, window, input_size),
 "y", "y_prev", "future" (only when future is given)}; `batches` cuts such a dict into batches, shuffled
 by a generator seeded with (seed, epoch), so that an epoch's order is reproducible and resumable.
+
+`relative_to_level` makes each sample relative to its window's own level, the mean of its targets over the
+window (the targets are x's first `columns` features, as the forecaster builds its inputs):
+
+    m      = mean_s x[s, :columns]                           (1, columns)           the window's level
+    x[:, :columns] - m,   y - m,   y_prev - m                the network reads and forecasts these; the
+                                                             forecast adds m back
 """
 
 from __future__ import annotations
@@ -70,3 +77,20 @@ def batches(samples: dict, batch_size: int, seed: int | None = None, epoch: int 
     for i in range(0, n, size):
         take = rank_rows(order[i:i + size], rank, world)
         yield {k: v[take] for k, v in samples.items()}
+
+
+def local_levels(x: np.ndarray, columns: int) -> np.ndarray:
+    """Each window's level: the mean over its steps of its first `columns` features, (N, 1, columns) for x
+    (N, window, features)."""
+    if x.ndim != 3 or not 1 <= columns <= x.shape[2]:
+        raise ValueError(f"expected windows (N, window, features >= {columns}), got {x.shape}")
+    return x[:, :, :columns].mean(axis=1, keepdims=True)
+
+
+def relative_to_level(samples: dict, columns: int) -> dict:
+    """`sliding_windows`' samples made relative to each window's level (see the module docstring): a copy
+    with the level taken from x's first `columns` features (the targets), y and y_prev."""
+    level = local_levels(samples["x"], columns)
+    x = samples["x"].copy()
+    x[:, :, :columns] -= level
+    return dict(samples, x=x, y=samples["y"] - level, y_prev=samples["y_prev"] - level)

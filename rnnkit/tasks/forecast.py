@@ -17,7 +17,9 @@ steps, x = [the targets, transformed; the covariates, scaled; the calendar featu
 the steps ahead, future = their calendar features. The targets go through rnnkit.data.transforms (log,
 differences, scaling), fitted on the training part only, and every forecast is inverted back. The training
 part is the series minus its last `test` steps (held out for `evaluate`) and minus the `valid` steps before
-them (whose forecasts choose the best checkpoint; with valid = 0, the training windows' loss does).
+them (whose forecasts choose the best checkpoint; with valid = 0, the training windows' loss does). With
+`local_level` each window's targets are made relative to the window's mean of the transformed target
+(rnnkit.data.windows.relative_to_level), in training and in every forecast, which adds the mean back.
 
 The intervals of a differenced series come from sample paths (Forecaster._paths, sample_steps).
 `ensemble` N trains N members with seeds seed, seed + 1, ... into `out`/member-k (one member: into `out`);
@@ -40,7 +42,7 @@ from ..data import datasets
 from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, grid_positions,
                            make_series, parse_date, read_series)
 from ..data.transforms import SeriesTransform
-from ..data.windows import batches, n_windows, sliding_windows
+from ..data.windows import batches, local_levels, n_windows, relative_to_level, sliding_windows
 from ..engines import build_engine, check_engine
 from ..train import train
 from . import forecast_baselines as B
@@ -228,6 +230,8 @@ def prepare(s: ForecastSettings, series: Series):
         raise ValueError(f"{count} windows of {model.window} + {model.horizon} steps would take {size / 2**30:.1f} "
                          f"GiB (limit {MAX_SAMPLE_BYTES / 2**30:.0f} GiB); use a shorter --window or less data")
     samples = sliding_windows(inputs, z, model.window, model.horizon, future if future.shape[1] else None)
+    if model.local_level:
+        samples = relative_to_level(samples, z.shape[1])
     ends = np.arange(len(samples["x"])) + model.window + model.horizon + lost  # one past each sample's last row
     train_samples = _cut(samples, ends <= n_fit)
     valid_samples = _cut(samples, ends > n_fit) if data.valid else train_samples
@@ -382,6 +386,11 @@ class Forecaster:
         future = future[None] if future.shape[1] else None
         model = self.config["model"]
         loss, quantiles = model["loss"], [round(q, 10) for q in model["quantiles"]]
+        level = np.zeros(model["output_size"])
+        if self.settings.model.local_level:  # relative to the window's level, as in training (`prepare`)
+            level = local_levels(x, model["output_size"])[0, 0]
+            x = x.copy()
+            x[0, :, :len(level)] -= level
         wanted = [q for q in qs if q is not None]
         if wanted and loss not in ("quantile", "gaussian"):
             raise ValueError(f"this model was trained with the {loss} loss: it gives point forecasts only; "
@@ -393,6 +402,10 @@ class Forecaster:
                 out = np.asarray(eng.predict(x, future), dtype=np.float64)[0, :horizon]  # (horizon, outputs, K)
             if loss == "quantile":
                 out = np.sort(out, axis=-1)  # uncrossed: the sorted values are closer to the true quantiles
+            if loss == "gaussian":  # the level back: a shift of the mean (the scale stays), or of every quantile
+                out[..., 0] += level
+            else:
+                out = out + level[:, None]
             point = out[..., quantiles.index(0.5)] if loss == "quantile" else out[..., 0]
             if self.features.target.lost and wanted:
                 ys = inverse(sample_steps(out, loss, quantiles, SAMPLES, np.random.default_rng(0)), history)

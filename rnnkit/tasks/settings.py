@@ -351,6 +351,9 @@ class ForecastModel:
     trend_steps: int = setting(0, "with --trend: fit the line on the training part's last N steps (0: all of them)")
     trend_damping: float = setting(1.0, "with --trend: after the training part the line's slope shrinks by this "
                                    "factor each step (ETS' damped trend; 1: a straight line)")
+    local_level: bool = setting(False, "subtract each window's mean (of the transformed targets) from its inputs and "
+                                "targets and add it back to the forecast: the network forecasts relative to the "
+                                "window's own level (with --log, relative to its geometric mean)")
     calendar: str = setting("cyclic", "known-future calendar features (month, weekday, hour)", choices=CALENDARS)
     ensemble: int = setting(1, "train this many seeds (seed, seed+1, ...) and take the median forecast")
 

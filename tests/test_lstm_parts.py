@@ -835,6 +835,23 @@ def test_narrow_inference_runs_column_groups_with_the_training_forwards_bits(hid
 
 
 @needs_numba
+@pytest.mark.parametrize("hidden", [128, 160])
+def test_narrow_inference_from_hidden_128_splits_the_units_below_the_split_batch(hidden):
+    """In inference at hidden 128-160 (COLUMN_GROUPS_HIDDEN) fewer than COLUMN_GROUPS_SPLIT_BATCH columns split
+    the units over the 2 threads (column groups of 6 columns or fewer were slower), from it column groups;
+    below hidden 128 the alternative is one part, and column groups stay (their bits: the tests above)."""
+    split = thresholds.COLUMN_GROUPS_SPLIT_BATCH
+    threads.set_count(2)
+    try:
+        below = threaded_lstm.column_groups(hidden, split - 1, training=False)
+        assert below == [(0, split - 1)] and threaded_lstm.parts_for(hidden, split - 1, training=False) == 2
+        assert threaded_lstm.column_groups(hidden, split, training=False) == [(0, split // 2), (split // 2, split)]
+        assert len(threaded_lstm.column_groups(96, split - 1, training=False)) == 2
+    finally:
+        threads.set_count(None)
+
+
+@needs_numba
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(batch=st.integers(1, 40), hidden=st.sampled_from([7, 64, 96, 129]), time=st.integers(1, 6),

@@ -546,13 +546,15 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
     COLUMN_GROUPS_WORK; in inference COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns:
     `_grouped_narrow`) and the step is not a small one (`small_step`), the columns cut in count() equal
-    groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
-    (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
+    groups (in inference from hidden ONE_PART_INFERENCE_HIDDEN on only from COLUMN_GROUPS_SPLIT_BATCH
+    columns: below, the units split). In inference also above that hidden size where all the forward's
+    weights, `weight_bytes` (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
     COLUMN_GROUPS_INFERENCE_WORK. A group's steps then meet no other thread and read no h or gradient that
     another core wrote."""
     groups = min(threads.count(), batch)
     if hidden <= thresholds.COLUMN_GROUPS_HIDDEN:
-        wide = _grouped_narrow(hidden, batch, training)
+        wide = _grouped_narrow(hidden, batch, training) and (training or batch >= thresholds.COLUMN_GROUPS_SPLIT_BATCH
+                                                             or hidden < thresholds.ONE_PART_INFERENCE_HIDDEN)
     else:
         wide = (not training and weight_bytes <= thresholds.COLUMN_GROUPS_INFERENCE_BYTES
                 and batch * hidden >= thresholds.COLUMN_GROUPS_INFERENCE_WORK)

@@ -176,6 +176,16 @@ HELPER_PROJECTION_BATCH = 4
 # hidden 128 batch 14 (4.55 / 3.96).
 COLUMN_GROUPS_HIDDEN = 160
 COLUMN_GROUPS_WORK = 1024
+# In inference from hidden ONE_PART_INFERENCE_HIDDEN on (where the alternative is a split of units, not one
+# part) column groups run only from COLUMN_GROUPS_SPLIT_BATCH columns. Measured 2026-12-05 (Zen 5, 2
+# threads, inference, fresh processes alternating with PyTorch, 5-6 rounds, ms, units / groups / PyTorch):
+# hidden 160 batch 7 0.42 / 0.51 / 0.48, 9 0.50-0.52 / 0.56 / 0.55, 10 0.54 / 0.57 / 0.59, 11 0.59 / 0.63 /
+# 0.63; hidden 144 batch 8 0.40 / 0.45 / 0.50; hidden 128 batch 8 0.35-0.37 / 0.39 / 0.40, 11 0.45 / 0.48 /
+# 0.49; even at 12 columns (hidden 128-160), groups ahead from 14 (hidden 128: 0.53 / 0.51). The machine
+# also has a slow state, lasting seconds to minutes, in which everything that passes h between the cores at
+# each step slows by 1.3-1.8x: our split of units (hidden 160 batch 7: 0.63) and PyTorch (0.85-0.89), not
+# the column groups (0.50); there both pass. Groups of fewer columns are thus faster only there.
+COLUMN_GROUPS_SPLIT_BATCH = 12
 # In inference, where the batch is wider than SPLIT_INPUT_BATCH (the one part then has no helper thread: the
 # second core idles), column groups run from batch·hidden COLUMN_GROUPS_NARROW_WORK on. Measured 2026-12-05
 # (Zen 5, 2 threads, inference, one process a variant, 4 alternating rounds, time groups / one part): hidden

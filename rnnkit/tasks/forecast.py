@@ -386,9 +386,9 @@ class Forecaster:
         future = future[None] if future.shape[1] else None
         model = self.config["model"]
         loss, quantiles = model["loss"], [round(q, 10) for q in model["quantiles"]]
-        level = np.zeros(model["output_size"])
+        level = None
         if self.settings.model.local_level:  # relative to the window's level, as in training (`prepare`)
-            level = local_levels(x, model["output_size"])[0, 0]
+            level = local_levels(x, model["output_size"])[0, 0]  # (outputs,)
             x = x.copy()
             x[0, :, :len(level)] -= level
         wanted = [q for q in qs if q is not None]
@@ -402,9 +402,9 @@ class Forecaster:
                 out = np.asarray(eng.predict(x, future), dtype=np.float64)[0, :horizon]  # (horizon, outputs, K)
             if loss == "quantile":
                 out = np.sort(out, axis=-1)  # uncrossed: the sorted values are closer to the true quantiles
-            if loss == "gaussian":  # the level back: a shift of the mean (the scale stays), or of every quantile
+            if level is not None and loss == "gaussian":  # the level back: a shift of the mean (the scale stays)
                 out[..., 0] += level
-            else:
+            elif level is not None:  # or of every quantile (the point forecast's one value)
                 out = out + level[:, None]
             point = out[..., quantiles.index(0.5)] if loss == "quantile" else out[..., 0]
             if self.features.target.lost and wanted:

@@ -93,8 +93,12 @@ def small_step(hidden: int, batch: int, training: bool = True) -> bool:
 def _grouped_narrow(hidden: int, batch: int, training: bool) -> bool:
     """Whether a step of at most COLUMN_GROUPS_HIDDEN units runs in column groups: batch·hidden from
     COLUMN_GROUPS_WORK, and in inference also from COLUMN_GROUPS_NARROW_WORK where the input is not split
-    off (the one part's helper would then have nothing to do)."""
+    off (the one part's helper would then have nothing to do); in inference from hidden
+    ONE_PART_INFERENCE_HIDDEN on (the alternative: a split of units) only from COLUMN_GROUPS_SPLIT_BATCH
+    columns."""
     work = batch * hidden
+    if not training and hidden >= thresholds.ONE_PART_INFERENCE_HIDDEN and batch < thresholds.COLUMN_GROUPS_SPLIT_BATCH:
+        return False
     return work >= thresholds.COLUMN_GROUPS_WORK or (
         not training and not split_input(batch) and work >= thresholds.COLUMN_GROUPS_NARROW_WORK)
 
@@ -546,15 +550,13 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
     COLUMN_GROUPS_WORK; in inference COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns:
     `_grouped_narrow`) and the step is not a small one (`small_step`), the columns cut in count() equal
-    groups (in inference from hidden ONE_PART_INFERENCE_HIDDEN on only from COLUMN_GROUPS_SPLIT_BATCH
-    columns: below, the units split). In inference also above that hidden size where all the forward's
-    weights, `weight_bytes` (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
+    groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
+    (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
     COLUMN_GROUPS_INFERENCE_WORK. A group's steps then meet no other thread and read no h or gradient that
     another core wrote."""
     groups = min(threads.count(), batch)
     if hidden <= thresholds.COLUMN_GROUPS_HIDDEN:
-        wide = _grouped_narrow(hidden, batch, training) and (training or batch >= thresholds.COLUMN_GROUPS_SPLIT_BATCH
-                                                             or hidden < thresholds.ONE_PART_INFERENCE_HIDDEN)
+        wide = _grouped_narrow(hidden, batch, training)
     else:
         wide = (not training and weight_bytes <= thresholds.COLUMN_GROUPS_INFERENCE_BYTES
                 and batch * hidden >= thresholds.COLUMN_GROUPS_INFERENCE_WORK)

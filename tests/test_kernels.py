@@ -36,6 +36,31 @@ def test_float32_tanh_special_values():
 
 
 @needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("length", [1, 15, 16, 37])
+def test_inference_state_pass_gives_the_cell_passs_c_and_h_bits(dtype, split, length):
+    """lstm_state_pass (an inference step: no gates or tanh c stored) writes the c_{t+1} and h_{t+1} of
+    lstm_cell_pass to the bit, with and without the input's part added, through signed zeros, saturated
+    gates and NaN, in the vector body and the remainder."""
+    rng = np.random.default_rng(length)
+    edges = np.array([0.0, -0.0, 30.0, -30.0, 1e-5, -1e-5, np.nan], dtype=dtype)
+    operands = [rng.standard_normal(length).astype(dtype) * 3 for _ in range(9)]
+    for k, a in enumerate(operands):  # edge values in every operand, at positions that differ by operand
+        run = a[(3 * k) % length:][:len(edges)]
+        run[:] = edges[:len(run)]
+    pre, x, c_prev, half = operands[:4], operands[4:8], operands[8], dtype(0.5)
+    gates = [np.empty(length, dtype) for _ in range(4)]
+    cell, squashed, h = (np.empty(length, dtype) for _ in range(3))
+    kernels.lstm_cell_pass(*pre, *x, split, *gates, c_prev, cell, squashed, h, half)
+    state_cell, state_h = np.empty(length, dtype), np.empty(length, dtype)
+    kernels.lstm_state_pass(*pre, *x, split, c_prev, state_cell, state_h, half)
+    assert cell.tobytes() == state_cell.tobytes() and h.tobytes() == state_h.tobytes()
+    if length >= 15:  # the edges were reached: NaN passed through, and real values beside it
+        assert np.isnan(h).any() and np.isfinite(h).any()
+
+
+@needs_numba
 def test_float64_tanh_is_libms():
     x = np.linspace(-20, 20, 10_001)
     out = np.empty_like(x)

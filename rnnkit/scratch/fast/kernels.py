@@ -225,6 +225,20 @@ if AVAILABLE:
                             squashed, h, half)
 
     @jit
+    def lstm_state_pass(pre_i, pre_f, pre_o, pre_g, x_i, x_f, x_o, x_g, split, c_prev, cell, h, half):
+        """`lstm_cell_pass` for a forward no backward follows: the same c_{t+1} and h_{t+1}, bit for bit, and no
+        gates or tanh c_{t+1} stored (a backward's operands: in inference they only took the cache's room)."""
+        zero = -(half - half)  # -0: x + -0 is x for every x, -0 included
+        for j in range(cell.shape[0]):
+            i = fma(fused_tanh(pre_i[j] + (x_i[j] if split else zero)), half, half)
+            f = fma(fused_tanh(pre_f[j] + (x_f[j] if split else zero)), half, half)
+            o = fma(fused_tanh(pre_o[j] + (x_o[j] if split else zero)), half, half)
+            g = fused_tanh(pre_g[j] + (x_g[j] if split else zero))
+            value = fma(i, g, f * c_prev[j])
+            cell[j] = value
+            h[j] = o * fused_tanh(value)
+
+    @jit
     def _cell_entry(a_i, a_f, a_o, a_g, j, i_out, f_out, o_out, g_out, c_prev, cell, squashed, h, half):
         """`lstm_cell_pass` for entry j, from its four pre-activations a_* (inlined into the pass's loops)."""
         i = fma(fused_tanh(a_i), half, half)

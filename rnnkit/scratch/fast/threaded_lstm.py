@@ -65,8 +65,8 @@ from .trace import Trace, allocator, batch_major_states, kept, lengths_of
 if AVAILABLE:
     from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, copy_transposed, gemm_panels, gemm_rows, gemm_rows_add,
                        gemm_rows_wide, pack_block_summed, pack_rows, panel_kind, panel_products)
-    from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, mul_in_place, sigmoid_grad, scalar_tanh,
-                          tanh_grad)
+    from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, lstm_state_pass, mul_in_place, sigmoid_grad,
+                          scalar_tanh, tanh_grad)
 
 def parts_for(hidden: int, batch: int | None = None, training: bool = True) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
@@ -301,8 +301,8 @@ if AVAILABLE:
         [x_t; 1], whose products with x_panels go to xw (T, rows of the panels × L) before the loop (two
         slots are enough: a part writes h_{t+2} over h_t only after every part has said it finished step t);
         pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L): the
-        trace a backward reads; where none follows (`inference_forward`), gates (1, 4H·L), c (2, H·L) and
-        tanh_c (1, H·L), step t in slot t % slots (each part reads only its own rows of them);
+        trace a backward reads; where none follows (`inference_forward`), gates and tanh_c with no steps (none
+        stored: `lstm_state_pass`) and c (2, H·L), step t in slot t % 2 (each part reads only its own rows);
         outs (T, B, H): h_1 .. h_T, the layer's output, any strides (time-major, or a view of a batch-major
         array: `batch_major_states`); active (T,) int64: running columns per step;
         producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
@@ -325,6 +325,10 @@ if AVAILABLE:
         half = gates.dtype.type(0.5)
         split = x_panels.shape[0] > 0
         Z, C = z.shape[0], c.shape[0]  # T+1 steps kept, or slots reused in turn (step t in slot t % Z)
+        # no backward follows where gates has no steps: then no gates or tanh c stored (`lstm_state_pass`; they
+        # took L2 room the weights' panels need: inference on the Zen 5, 2 threads, 6 alternating rounds, new /
+        # before, hidden 128-512 batch 28-64 0.95-0.98)
+        traced = gates.shape[0] > 0
         if split and producer < 0:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
             if L == 1:
                 steps_as_rows(x_panels, zx, xw)
@@ -338,13 +342,21 @@ if AVAILABLE:
             if producer >= 0:
                 wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address)
             _product(panels, kernel, z[t % Z], 0, L, n, pre)
-            a = gates[t % gates.shape[0]]
-            cell, c_prev, squashed = c[(t + 1) % C], c[t % C], tanh_c[t % tanh_c.shape[0]]
+            cell, c_prev = c[(t + 1) % C], c[t % C]
             h = z[(t + 1) % Z]
             count, length = (1, run) if n == B else (units, n)
             for r in range(count):
                 s, own = r * L, lo * L + r * L
                 x = xw[t] if split else pre  # (not read without the split)
+                if not traced:
+                    lstm_state_pass(pre[s: s + length], pre[run + s: run + s + length],
+                                    pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
+                                    x[s: s + length], x[run + s: run + s + length],
+                                    x[2 * run + s: 2 * run + s + length], x[3 * run + s: 3 * run + s + length],
+                                    split, c_prev[own: own + length], cell[own: own + length], h[own: own + length],
+                                    half)
+                    continue
+                a, squashed = gates[t], tanh_c[t]
                 lstm_cell_pass(pre[s: s + length], pre[run + s: run + s + length],
                                pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
                                x[s: s + length], x[run + s: run + s + length],
@@ -646,8 +658,8 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     z[0, :hidden, :batch] = h0.T
     if hs is not None:
         hs[0] = h0
-    steps_kept = time if keep else 1  # the trace's steps; one slot reused in inference (c: one more)
-    cs = np.empty((steps_kept + 1, hidden, columns), dtype=dtype)
+    steps_kept = time if keep else 0  # the trace's steps (none in inference: c's two slots used in turn)
+    cs = np.empty((time + 1 if keep else 2, hidden, columns), dtype=dtype)
     cs[0] = 0
     cs[0, :, :batch] = c0.T
     gates = np.empty((steps_kept, 4 * hidden, columns), dtype=dtype)

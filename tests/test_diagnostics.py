@@ -1,7 +1,7 @@
 """Gradients through time, gate statistics and W_hh's spectrum (rnnkit.diagnostics) on both engines."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from rnnkit import diagnostics as dg
 from rnnkit.engines import build_engine
@@ -60,6 +60,17 @@ def test_gradients_through_time_with_lengths_agree():
         assert np.abs(a["grad_h"][1, :3]).min() > 0
 
 
+def _tied_maximum(h, lengths, rel=1e-12) -> bool:
+    """Whether some sequence's feature (h: (batch, time, hidden)) reaches its maximum over the real steps at
+    two steps or more, to `rel` of its size."""
+    for row, length in zip(h, lengths):
+        steps = row[:length]
+        top = steps.max(axis=0)
+        if (np.abs(steps - top) <= rel * np.maximum(np.abs(top), 1e-300)).sum(axis=0).max() > 1:
+            return True
+    return False
+
+
 @settings(max_examples=12, deadline=None)
 @given(cell=st.sampled_from(["rnn_tanh", "rnn_relu", "lstm", "gru"]), layers=st.integers(1, 2),
        lengths=st.lists(st.integers(1, 8), min_size=1, max_size=4), hidden=st.integers(1, 5),
@@ -74,6 +85,9 @@ def test_gradients_through_time_agree_on_drawn_shapes(cell, layers, lengths, hid
              "labels": rng.integers(0, 3, len(lengths))}
     (loss_s, ours), (loss_t, theirs) = scratch.through_time(batch), other.through_time(batch)
     assert loss_s == pytest.approx(loss_t, rel=1e-10)
+    # a maximum reached at two steps (ReLU at hidden 1 repeats a state exactly) sends the gradient to
+    # either, and the engines may round the two values apart either way: no defined answer to compare
+    assume(pooling != "max" or not _tied_maximum(ours[-1]["h"], lengths))
     for a, b in zip(ours, theirs, strict=True):
         assert a["grad_h"].shape == (len(lengths), time, hidden)
         np.testing.assert_allclose(a["grad_h"], b["grad_h"], rtol=1e-9, atol=1e-13)

@@ -126,16 +126,18 @@ def two_threads():
 
 # with numba, on 2 threads: the LSTM's one part (batch 2), its units split (hidden 128, batch 4), column groups
 # (hidden 32, batch 40); the GRU and the RNN on their own paths. The inference forward reads the caller's
-# input through a view and (one direction, batch-major, no lengths) writes the output's rows itself.
+# input through a view (the reverse direction's through a reversed one) and (batch-major, no lengths) writes
+# the output's rows itself, each direction its own columns, the reverse one in reversed time.
 @pytest.mark.parametrize("kind", sorted(MAKERS))
 @pytest.mark.parametrize("batch, hidden", [(2, 16), (4, 128), (40, 32)])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("bidirectional", [False, True])
 def test_locked_forward_reads_and_writes_batch_major_arrays_with_the_training_forwards_bits(
-        kind, batch, hidden, ragged, batch_first, two_threads):
+        kind, batch, hidden, ragged, batch_first, bidirectional, two_threads):
     rng = np.random.default_rng(batch + hidden)
     layer = MAKERS[kind](input_size=7, hidden_size=hidden, num_layers=2, batch_first=batch_first,
-                         dtype=np.float32, rng=3)
+                         bidirectional=bidirectional, dtype=np.float32, rng=3)
     x = rng.standard_normal((batch, 9, 7) if batch_first else (9, batch, 7)).astype(np.float32)
     lengths = rng.integers(1, 10, batch) if ragged else None
     expected = outputs(layer.train(), x, lengths)

@@ -223,8 +223,11 @@ class _Recurrent(Module):
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         layers, masks = [], []
         last = time - 1 if lengths is None else (sorted_lengths - 1, np.arange(batch))  # each row's final state
-        # the last layer's outputs straight into the caller's batch-major array, where the path writes them so
-        batch_major = self.batch_first and D == 1 and order is None and runs[-1].batch_major
+        # the last layer's states straight into the batch-major array the caller gets, where the path writes
+        # them so: each direction's into its H columns, the reverse one's in reversed time (no concatenating
+        # or transposing copy; bidirectional, hidden 256 batch 64: 1.12 of PyTorch's time with both copies)
+        final = np.empty((batch, time, D * H), dtype=self.dtype) if (
+            self.batch_first and order is None and runs[-1].direct_outputs) else None
         for layer, run in enumerate(runs):
             mask = None
             if layer > 0 and self.training and self.dropout > 0:
@@ -233,25 +236,32 @@ class _Recurrent(Module):
                 seq = seq * mask
             masks.append(mask)
             outputs, directions = [], []
+            into = final is not None and layer == self.num_layers - 1
             for d in range(D):
                 k = layer * D + d
-                inputs = seq if d == 0 else _reverse(seq, reverse)
+                inputs = seq if d == 0 else _reverse(seq, reverse, copy=self._backward_may_follow
+                                                     or not run.strided_inputs)
                 packed = self._packed(layer, d)
                 xw = None
                 if layer == 0 and folded is not None:  # time-major token ids (T, B, 1) → their projections
                     xw, inputs = packed.token_table(folded.weight)[inputs[..., 0]], None
                 state = h0[k], None if c0 is None else c0[k]
-                if batch_major and layer == self.num_layers - 1:
-                    trace = run.forward(packed, inputs, *state, active, xw, batch_major=True)
+                if into:
+                    columns = final[:, :, d * H:(d + 1) * H]
+                    target = columns if d == 0 else columns[:, ::-1]
+                    trace = run.forward(packed, inputs, *state, active, xw, outputs=target.transpose(1, 0, 2))
                 else:
                     trace = run.forward(packed, inputs, *state, active, xw)
                 h_n[k] = trace.outputs[last]
                 if c_n is not None:
                     c_n[k] = trace.c_n
-                out = trace.outputs
-                outputs.append(out if d == 0 else _reverse(out, reverse))
+                if not into:  # (else the states are in `final` already)
+                    outputs.append(trace.outputs if d == 0 else _reverse(trace.outputs, reverse))
                 directions.append(_Direction(packed, inputs, trace, run))
-            seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
+            if into:
+                seq = final.transpose(1, 0, 2)
+            else:
+                seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
             layers.append(directions)
         self.last_paths = tuple(run.path for run in runs)
         if self.record_through_time:
@@ -457,10 +467,11 @@ def _caller_rows(seq: np.ndarray, inverse: np.ndarray | None) -> np.ndarray:
     return np.ascontiguousarray(out if inverse is None else out[inverse])
 
 
-def _reverse(seq: np.ndarray, reverse: np.ndarray | None) -> np.ndarray:
-    """Reverse each sequence of a time-major (time, batch, ·) array within its own length."""
+def _reverse(seq: np.ndarray, reverse: np.ndarray | None, copy: bool = True) -> np.ndarray:
+    """Reverse each sequence of a time-major (time, batch, ·) array within its own length (every sequence
+    full length, reverse None: a copy, or without `copy` the reversed view)."""
     if reverse is None:
-        return np.ascontiguousarray(seq[::-1])
+        return np.ascontiguousarray(seq[::-1]) if copy else seq[::-1]
     return seq[reverse, np.arange(seq.shape[1])[None, :]]
 
 

@@ -44,9 +44,10 @@ class Implementation:
     gradients(p, trace, inputs, d_out, dh_n, dc_n, active) -> (dW_ih, dW_hh, db, dx (T, B, I), dh0, dc0),
     packed row order (threaded_lstm.gradients); the layer then calls it instead of backward; strided_inputs:
     forward reads inputs (T, B, I) through any strides (its first read copies them into its own operand), so
-    the layer passes a batch-major input's time-major view without a copy; batch_major: forward takes
-    batch_major=True and then writes its outputs into a (B, T, H) array (trace.Trace.outputs), for the
-    layer's batch-major output (inference paths only: a backward reads h time-major); strided_d_out: backward
+    the layer passes a batch-major input's time-major view without a copy; direct_outputs: forward takes
+    outputs=ARRAY, (T, B, H) with any strides, and writes the states after each step there (a view of the
+    layer's batch-major output: each direction's H columns, the reverse one's in reversed time), instead of
+    into its own h (inference paths only: a backward reads h time-major); strided_d_out: backward
     and gradients read d_out (T, B, H) through any strides (the layer's batch-major gradient's view)."""
 
     path: str
@@ -56,7 +57,7 @@ class Implementation:
     folds: bool = True
     gradients: Callable | None = None  # (p, trace, inputs, d_out, dh_n, dc_n, active) -> every gradient at once
     strided_inputs: bool = False
-    batch_major: bool = False
+    direct_outputs: bool = False
     strided_d_out: bool = False
 
 
@@ -103,7 +104,7 @@ def _threaded_one_part(cell):
 
 def _threaded_inference(cell):  # keeps no trace: no backward follows
     return Implementation("threaded", threaded_lstm.inference_forward, threaded_lstm.backward, folds=False,
-                          strided_inputs=True, batch_major=True)
+                          strided_inputs=True, direct_outputs=True)
 
 
 def _threaded_gru(cell):
@@ -112,7 +113,7 @@ def _threaded_gru(cell):
 
 def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
     return Implementation("threaded", threaded_gru.inference_forward, threaded_gru.backward, folds=False,
-                          strided_inputs=True, batch_major=True)
+                          strided_inputs=True, direct_outputs=True)
 
 
 def _threaded_rnn(cell):
@@ -120,9 +121,9 @@ def _threaded_rnn(cell):
                           strided_inputs=True)
 
 
-def _threaded_rnn_inference(cell):  # writes batch-major outputs: no backward follows
+def _threaded_rnn_inference(cell):  # writes into the layer's output: no backward follows
     return Implementation("threaded", threaded_rnn.inference_forward, numba_path.rnn_backward, folds=False,
-                          strided_inputs=True, batch_major=True)
+                          strided_inputs=True, direct_outputs=True)
 
 
 def forced() -> str | None:

@@ -120,19 +120,19 @@ if AVAILABLE:
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bool = True,
-            batch_major: bool = False) -> Trace:
+            outputs: np.ndarray | None = None) -> Trace:
     """The GRU's forward, one layer direction: inputs (T, B, I) time-major, any strides, h0 (B, H) → Trace with
     h (T+1, B, H) time-major and, with `keep` (a backward may follow), the NumPy path's trace: gates (T, B, 3H)
-    activated (z, r, n) and hn (T, B, H), time-major; without, none (an inference forward; with `batch_major`
-    also no h, the outputs in a (B, T, H) array). No folded input (xw)."""
+    activated (z, r, n) and hn (T, B, H), time-major; without, none (an inference forward; given `outputs`
+    (T, B, H), any strides, also no h, the states written there). No folded input (xw)."""
     if xw is not None:
         raise ValueError("the threaded GRU projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(3 * hidden)
-    if batch_major and keep:
-        raise ValueError("batch-major outputs are for an inference forward: a backward reads h time-major")
-    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, batch_major)
+    if outputs is not None and keep:
+        raise ValueError("outputs given are for an inference forward: a backward reads h time-major")
+    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)
     panels = forward_panels(p, parts, rows)
     if keep:  # rows of ended sequences are never written: zeros, so that backward reads finite values there
         alloc = np.empty if active[-1] == batch else np.zeros
@@ -150,9 +150,9 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
     return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None, outs)
 
 
-def inference_forward(p, inputs, h0, c0, active, xw=None, batch_major: bool = False) -> Trace:
+def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
     """`forward` keeping no trace: for a forward no backward follows (eval mode, locked weights)."""
-    return forward(p, inputs, h0, c0, active, xw, keep=False, batch_major=batch_major)
+    return forward(p, inputs, h0, c0, active, xw, keep=False, outputs=outputs)
 
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):

@@ -60,7 +60,7 @@ import numpy as np
 
 from . import lstm_panels, thresholds, threads
 from .kernels import AVAILABLE
-from .trace import Trace, allocator, batch_major_states, kept, lengths_of
+from .trace import Trace, allocator, kept, lengths_of
 
 if AVAILABLE:
     from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, copy_transposed, gemm_panels, gemm_rows, gemm_rows_add,
@@ -304,7 +304,7 @@ if AVAILABLE:
         trace a backward reads; where none follows (`inference_forward`), gates and tanh_c with no steps (none
         stored: `lstm_state_pass`) and c (2, H·L), step t in slot t % 2 (each part reads only its own rows);
         outs (T, B, H): h_1 .. h_T, the layer's output, any strides (time-major, or a view of a batch-major
-        array: `batch_major_states`); active (T,) int64: running columns per step;
+        array); active (T,) int64: running columns per step;
         producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
         holds the claims of steps to project, `project_step`), -1 where the part projects them all first;
         x_in (T', B, I): inputs this part puts into its operand, zx or z's x rows, and their rows of ones,
@@ -584,10 +584,10 @@ def _group_active(active, lo: int, hi: int) -> np.ndarray:
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True,
-            batch_major: bool = False) -> Trace:
+            outputs: np.ndarray | None = None) -> Trace:
     """The gate-major forward of one layer direction: inputs (T, B, I), any strides; h time-major (T+1, B, H)
-    in the trace (`batch_major`, only without `keep`: no h, the outputs written into a (B, T, H) array,
-    trace.outputs its time-major view); kept for
+    in the trace (given `outputs`, only without `keep`: no h, the states after each step written into
+    outputs (T, B, H), any strides, a view of the layer's own output; trace.outputs is it); kept for
     backward (`keep`) c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to
     whole vectors; without `keep` (an inference forward) only a step's or two's of them, reused, and no
     trace to run a backward on. No folded input (xw). Where `column_groups` cuts the batch, each group of
@@ -598,11 +598,11 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     groups = column_groups(p.hidden, batch, training=keep,
                            weight_bytes=4 * p.hidden * (p.hidden + features + 1) * inputs.itemsize)
     split = split_input(batch)  # the whole batch's choice: the same bits in any group, in either mode
-    if batch_major and keep:
-        raise ValueError("batch-major outputs are for an inference forward: a backward reads h time-major")
+    if outputs is not None and keep:
+        raise ValueError("outputs given are for an inference forward: a backward reads h time-major")
     alloc = allocator(active, batch, batch)
-    hs = None if batch_major else alloc((time + 1, batch, p.hidden), dtype=inputs.dtype)
-    outs = batch_major_states(time, batch, p.hidden, inputs.dtype, alloc) if batch_major else hs[1:]
+    hs = None if outputs is not None else alloc((time + 1, batch, p.hidden), dtype=inputs.dtype)
+    outs = outputs if outputs is not None else hs[1:]
     if len(groups) == 1:
         return _forward_group(p, inputs, h0, c0, active, keep, split, hs, outs, run=True)
     jobs = [_forward_group(p, inputs[:, lo:hi], h0[lo:hi], c0[lo:hi], _group_active(active, lo, hi), keep, split,
@@ -615,7 +615,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
 
 def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool):
     """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's; None without
-    one: `batch_major`), outs (T, B, H) its states after each step (hs[1:], or a view); with `run` the
+    one: given outputs), outs (T, B, H) its states after each step (hs[1:], or a view); with `run` the
     whole forward, its units split into parts; else one part's arguments for forward_part and a function
     that makes the group's Trace once it ran."""
     time, batch, features = inputs.shape
@@ -695,9 +695,9 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     return finish()
 
 
-def inference_forward(p, inputs, h0, c0, active, xw=None, batch_major: bool = False) -> Trace:
+def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
     """`forward` keeping no trace: for a forward no backward follows (eval mode, locked weights)."""
-    return forward(p, inputs, h0, c0, active, xw, keep=False, batch_major=batch_major)
+    return forward(p, inputs, h0, c0, active, xw, keep=False, outputs=outputs)
 
 
 def _backward_buffers(trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):

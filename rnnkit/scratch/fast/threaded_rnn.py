@@ -25,7 +25,7 @@ import numpy as np
 from . import threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _pairs, by_rows
-from .trace import Trace, allocator, batch_major_states
+from .trace import Trace, allocator
 
 if AVAILABLE:
     from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
@@ -114,16 +114,16 @@ def columns_for(batch: int, dtype) -> int:
     return batch if by_rows(batch, dtype) else padded(batch, VECTOR_BYTES // np.dtype(dtype).itemsize)
 
 
-def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int, active, batch_major: bool = False):
+def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int, active, outputs: np.ndarray | None = None):
     """What the threaded RNN's and GRU's forwards lay out before their loop: (rows: whether the products run
     on gemm_rows, L the columns, the operands z (T+1, H+1+I, L), the states hs (T+1, B, H) with hs[0] = h0
-    (None with `batch_major`), the states after each step outs (T, B, H): hs[1:], or with `batch_major` the
-    time-major view of a (B, T, H) array, `batch_major_states`)."""
+    (None given `outputs`), the states after each step outs (T, B, H): hs[1:], or the given `outputs`, any
+    strides, a view of the layer's own output)."""
     time, batch, _ = inputs.shape
     columns = columns_for(batch, inputs.dtype)
     alloc = allocator(active, batch, columns)
-    if batch_major:
-        hs, outs = None, batch_major_states(time, batch, hidden, inputs.dtype, alloc)
+    if outputs is not None:
+        hs, outs = None, outputs
     else:
         hs = alloc((time + 1, batch, hidden), dtype=inputs.dtype)
         hs[0] = h0
@@ -131,16 +131,17 @@ def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int, active, batch_major:
     return by_rows(batch, inputs.dtype), columns, operand(inputs, h0, hidden, columns, alloc), hs, outs
 
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, batch_major: bool = False) -> Trace:
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
     """The RNN's forward, one layer direction: inputs (T, B, I) time-major, any strides, h0 (B, H) → Trace with
-    h (T+1, B, H) time-major (`batch_major`: none, the outputs in a (B, T, H) array, for an inference forward);
+    h (T+1, B, H) time-major (given `outputs` (T, B, H): none, the states written there, for an inference
+    forward);
     saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded input (xw)."""
     if xw is not None:
         raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     parts = parts_for(hidden)  # one gate
-    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, batch_major)
+    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)
     panels = forward_panels(p, parts, rows)
     relu = p.mode == "rnn_relu"
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
@@ -152,6 +153,6 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, batch_ma
     return Trace(hs, None, relu, outs)
 
 
-def inference_forward(p, inputs, h0, c0, active, xw=None, batch_major: bool = False) -> Trace:
-    """`forward`, for a forward no backward follows: its outputs batch-major where asked."""
-    return forward(p, inputs, h0, c0, active, xw, batch_major)
+def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
+    """`forward`, for a forward no backward follows: its states into `outputs` where given."""
+    return forward(p, inputs, h0, c0, active, xw, outputs)

@@ -17,3 +17,12 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import rnnkit.runtime  # noqa: E402  (after the thread variables, before NumPy)
 
 rnnkit.runtime.tune_process()
+
+# In CI (CI set, as .ci/run's callers set it) hypothesis draws the same examples on every run: a stop's
+# verdict does not depend on the draw, and a failure there reproduces anywhere with CI=true. Elsewhere it
+# explores anew each run (and replays what failed before, from .hypothesis).
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    settings.load_profile("ci")

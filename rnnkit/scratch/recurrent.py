@@ -223,11 +223,12 @@ class _Recurrent(Module):
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         layers, masks = [], []
         last = time - 1 if lengths is None else (sorted_lengths - 1, np.arange(batch))  # each row's final state
-        # the last layer's states straight into the batch-major array the caller gets, where the path writes
-        # them so: each direction's into its H columns, the reverse one's in reversed time (no concatenating
-        # or transposing copy; bidirectional, hidden 256 batch 64: 1.12 of PyTorch's time with both copies)
-        final = np.empty((batch, time, D * H), dtype=self.dtype) if (
-            self.batch_first and order is None and runs[-1].direct_outputs) else None
+        # the last layer's states straight into the array the caller gets, where the path writes them so:
+        # each direction's into its H columns, the reverse one's in reversed time (no concatenating or
+        # transposing copy; bidirectional, hidden 256 batch 64: 1.12 of PyTorch's time with both copies)
+        final = None
+        if order is None and runs[-1].direct_outputs:
+            final = np.empty((batch, time, D * H) if self.batch_first else (time, batch, D * H), dtype=self.dtype)
         for layer, run in enumerate(runs):
             mask = None
             if layer > 0 and self.training and self.dropout > 0:
@@ -246,10 +247,10 @@ class _Recurrent(Module):
                 if layer == 0 and folded is not None:  # time-major token ids (T, B, 1) → their projections
                     xw, inputs = packed.token_table(folded.weight)[inputs[..., 0]], None
                 state = h0[k], None if c0 is None else c0[k]
-                if into:
-                    columns = final[:, :, d * H:(d + 1) * H]
-                    target = columns if d == 0 else columns[:, ::-1]
-                    trace = run.forward(packed, inputs, *state, active, xw, outputs=target.transpose(1, 0, 2))
+                if into:  # the direction's columns, time-major
+                    columns = _time_major(final[:, :, d * H:(d + 1) * H], self.batch_first)
+                    trace = run.forward(packed, inputs, *state, active, xw,
+                                        outputs=columns if d == 0 else columns[::-1])
                 else:
                     trace = run.forward(packed, inputs, *state, active, xw)
                 h_n[k] = trace.outputs[last]
@@ -259,7 +260,7 @@ class _Recurrent(Module):
                     outputs.append(trace.outputs if d == 0 else _reverse(trace.outputs, reverse))
                 directions.append(_Direction(packed, inputs, trace, run))
             if into:
-                seq = final.transpose(1, 0, 2)
+                seq = _time_major(final, self.batch_first)
             else:
                 seq = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
             layers.append(directions)
@@ -465,6 +466,11 @@ def _caller_rows(seq: np.ndarray, inverse: np.ndarray | None) -> np.ndarray:
     """A time-major (time, batch, ·) array of sorted rows as a batch-major copy in the caller's row order."""
     out = seq.transpose(1, 0, 2)
     return np.ascontiguousarray(out if inverse is None else out[inverse])
+
+
+def _time_major(array: np.ndarray, batch_first: bool) -> np.ndarray:
+    """The (time, batch, ·) view of an array in the layer's layout."""
+    return array.transpose(1, 0, 2) if batch_first else array
 
 
 def _reverse(seq: np.ndarray, reverse: np.ndarray | None, copy: bool = True) -> np.ndarray:

@@ -225,7 +225,8 @@ class _Recurrent(Module):
         last = time - 1 if lengths is None else (sorted_lengths - 1, np.arange(batch))  # each row's final state
         # the last layer's states straight into the array the caller gets, where the path writes them so:
         # each direction's into its H columns, the reverse one's in reversed time (no concatenating or
-        # transposing copy; bidirectional, hidden 256 batch 64: 1.12 of PyTorch's time with both copies)
+        # transposing copy; bidirectional, hidden 256 batch 64: 1.12 of PyTorch's time with both copies).
+        # Without lengths only (order None): every sequence runs every step, so every entry is written.
         final = None
         if order is None and runs[-1].direct_outputs:
             final = np.empty((batch, time, D * H) if self.batch_first else (time, batch, D * H), dtype=self.dtype)

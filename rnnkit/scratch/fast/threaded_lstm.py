@@ -589,8 +589,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     in the trace (given `outputs`, only without `keep`: no h, the states after each step written into
     outputs (T, B, H), any strides, a view of the layer's own output; trace.outputs is it); kept for
     backward (`keep`) c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to
-    whole vectors; without `keep` (an inference forward) only a step's or two's of them, reused, and no
-    trace to run a backward on. No folded input (xw). Where `column_groups` cuts the batch, each group of
+    whole vectors; without `keep` (an inference forward) only c's two slots, reused, no gates or tanh c, and
+    no trace to run a backward on. No folded input (xw). Where `column_groups` cuts the batch, each group of
     columns runs as a layer of its own on its thread (one part, all units), the trace one such set a group."""
     if xw is not None:
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")

@@ -79,18 +79,19 @@ def batches(samples: dict, batch_size: int, seed: int | None = None, epoch: int 
         yield {k: v[take] for k, v in samples.items()}
 
 
-def local_levels(x: np.ndarray, columns: int) -> np.ndarray:
-    """Each window's level: the mean over its steps of its first `columns` features, (N, 1, columns) for x
-    (N, window, features)."""
+def relative_inputs(x: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x with each window's level subtracted from its first `columns` features, a copy; the levels, the
+    means over each window's steps of those features, (N, 1, columns)) for windows x (N, window, features)."""
     if x.ndim != 3 or not 1 <= columns <= x.shape[2]:
         raise ValueError(f"expected windows (N, window, features >= {columns}), got {x.shape}")
-    return x[:, :, :columns].mean(axis=1, keepdims=True)
+    level = x[:, :, :columns].mean(axis=1, keepdims=True)
+    relative = x.copy()
+    relative[:, :, :columns] -= level
+    return relative, level
 
 
 def relative_to_level(samples: dict, columns: int) -> dict:
     """`sliding_windows`' samples made relative to each window's level (see the module docstring): a copy
     with the level taken from x's first `columns` features (the targets), y and y_prev."""
-    level = local_levels(samples["x"], columns)
-    x = samples["x"].copy()
-    x[:, :, :columns] -= level
+    x, level = relative_inputs(samples["x"], columns)
     return dict(samples, x=x, y=samples["y"] - level, y_prev=samples["y_prev"] - level)

@@ -42,7 +42,7 @@ from ..data import datasets
 from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, grid_positions,
                            make_series, parse_date, read_series)
 from ..data.transforms import SeriesTransform
-from ..data.windows import batches, local_levels, n_windows, relative_to_level, sliding_windows
+from ..data.windows import batches, n_windows, relative_inputs, relative_to_level, sliding_windows
 from ..engines import build_engine, check_engine
 from ..train import train
 from . import forecast_baselines as B
@@ -388,9 +388,8 @@ class Forecaster:
         loss, quantiles = model["loss"], [round(q, 10) for q in model["quantiles"]]
         level = None
         if self.settings.model.local_level:  # relative to the window's level, as in training (`prepare`)
-            level = local_levels(x, model["output_size"])[0, 0]  # (outputs,)
-            x = x.copy()
-            x[0, :, :len(level)] -= level
+            x, levels = relative_inputs(x, model["output_size"])
+            level = levels[0, 0]  # (outputs,)
         wanted = [q for q in qs if q is not None]
         if wanted and loss not in ("quantile", "gaussian"):
             raise ValueError(f"this model was trained with the {loss} loss: it gives point forecasts only; "

@@ -371,6 +371,10 @@ def train(task, engine, config: TrainConfig, run_dir, resume: bool = False, sett
                 mark = time.perf_counter()
                 if stop or end_of_epoch:
                     break
+        if caught:  # noted after the last step's check (while it saved): the run is whole, and still stops here
+            bar.close()
+            raise TrainingInterrupted(caught[0], f"stopped by {signal.Signals(caught[0]).name} at the end of the "
+                                      f"run (step {state.step}). {_last_good(run_dir)}")
     bar.close()
     if config.plot and main:
         _plot(run_dir, say)

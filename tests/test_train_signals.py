@@ -111,3 +111,27 @@ def test_last_is_saved_every_few_minutes_of_training(tmp_path, monkeypatch):
     saves.clear()
     lm.train_lm(**common, out=str(tmp_path / "b"), checkpoint_minutes=0)
     assert [s for name, s in saves if name == "last"] == [6]
+
+
+def test_a_signal_while_the_last_step_saves_still_stops_the_caller(tmp_path, monkeypatch):
+    """SIGTERM noted during the final save of last/ (after the loop's last look at the signals): the run is
+    whole, and train still raises TrainingInterrupted, so an ensemble's next member does not start (one
+    ensemble of 10^6 members went on training for minutes after `timeout` had sent its SIGTERM)."""
+    import rnnkit.train as train_module
+
+    real_save = train_module._save
+
+    def save_then_signal(path, task, engine, state, *a, **k):
+        real_save(path, task, engine, state, *a, **k)
+        if path.name == "last" and state.step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_module, "_save", save_then_signal)
+    data = tmp_path / "verse.txt"
+    data.write_text(VERSE * 60)
+    with pytest.raises(train_module.TrainingInterrupted, match="SIGTERM at the end of the run") as stopped:
+        lm.train_lm(data=str(data), hidden=8, layers=1, batch_size=4, bptt=16, max_steps=6, eval_every=0,
+                    progress=False, plot=False, log=lambda *a: None, out=str(tmp_path / "run"))
+    assert stopped.value.exit_code == 143
+    assert load_checkpoint(tmp_path / "run" / "last", load_optimizer=True).trainer_state["step"] == 6
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back

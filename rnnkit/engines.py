@@ -9,12 +9,13 @@ here (tests/test_boundaries.py checks it).
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .spec import check_device, check_dtype, check_precision
+from .spec import check_device, check_dtype, check_layers, check_precision
 from .spec import check_engine  # the tasks and the server take it from here
 
 
@@ -104,14 +105,15 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
     check_device(engine, device)
     check_dtype(dtype)
     check_precision(engine, precision, dtype)
+    check_layers(model_kwargs.get("num_layers"))
     opt = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip, momentum=momentum)
+    net = scratch_model(model, model_kwargs, dtype, seed)  # on the torch engine: the size checked, then dropped
     if engine == "scratch":
-        from .scratch import models
         from .scratch.engine import ScratchEngine
 
-        net = getattr(models, model)(**model_kwargs, dtype=getattr(np, dtype), rng=seed)
         _freeze(net, frozen, lambda p: setattr(p, "requires_grad", False))
         return ScratchEngine(net, **opt)
+    del net
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the install
@@ -125,6 +127,40 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
     net = getattr(models, model)(**model_kwargs).to(device=where, dtype=getattr(torch, dtype))
     _freeze(net, frozen, lambda p: p.requires_grad_(False))
     return TorchEngine(net, device=where, precision=precision, deterministic=deterministic, **opt)
+
+
+def scratch_model(model: str, model_kwargs: dict, dtype: str = "float32", seed: int = 0,
+                  values: int | None = None, what: str | None = None):
+    """The scratch engine's `model` built with `model_kwargs`, refused (a ValueError, before the allocation
+    that would cross it) past `values` parameter values; by default past what this machine's memory holds
+    (`parameter_limit`). Both engines' models have the same parameters, so it sizes a torch model too."""
+    from .scratch import models
+    from .scratch.module import parameter_budget
+
+    if values is None:
+        values = parameter_limit(dtype)
+        what = what or (f"{model} too large for this machine: its {_memory_gib():.0f} GiB hold at most {values:,} "
+                        f"parameter values (4 copies: the weights, their gradients, the optimizer's two moments)")
+    with parameter_budget(values, what or model):
+        return getattr(models, model)(**model_kwargs, dtype=getattr(np, dtype), rng=seed)
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system, or it does not say
+        return None
+
+
+def _memory_gib() -> float:
+    return (_memory_bytes() or 0) / 2**30
+
+
+def parameter_limit(dtype: str = "float32") -> int | None:
+    """The most parameter values a model may hold here: the machine's memory over 4 copies of `dtype` (the
+    weights, their gradients and the optimizer's two moments); None where the system does not say."""
+    memory = _memory_bytes()
+    return None if memory is None else memory // (4 * np.dtype(dtype).itemsize)
 
 
 def _freeze(net, names, freeze) -> None:

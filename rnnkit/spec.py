@@ -74,6 +74,15 @@ def check_dtype(name) -> str:
     return check_choice("dtype", name, DTYPES)
 
 
+MAX_LAYERS = 64  # stacked recurrent layers a model may have (each layer is built in Python: 10^6 took minutes)
+
+
+def check_layers(num_layers) -> None:
+    """At most MAX_LAYERS stacked layers (the models check the type and the lower bound)."""
+    if isinstance(num_layers, numbers.Integral) and not isinstance(num_layers, bool) and num_layers > MAX_LAYERS:
+        raise ValueError(f"num_layers must be at most {MAX_LAYERS}, got {num_layers}")
+
+
 # ------------------------------------------------------------------------------------------- forecasting
 FORECAST_DECODERS = ("direct", "autoregressive")
 FORECAST_LOSSES = ("mse", "mae", "quantile", "gaussian")

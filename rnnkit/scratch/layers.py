@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .module import FLOAT_DTYPES, Module, Parameter, as_float_dtype, dtype_note, make_rng
+from .module import FLOAT_DTYPES, Module, Parameter, as_float_dtype, claim, dtype_note, make_rng
 
 
 class Linear(Module):
@@ -29,8 +29,8 @@ class Linear(Module):
         self.dtype = as_float_dtype(dtype)
         rng = make_rng(rng)
         k = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = Parameter(rng.uniform(-k, k, (out_features, in_features)).astype(self.dtype))
-        self.bias = Parameter(rng.uniform(-k, k, (out_features,)).astype(self.dtype)) if bias else None
+        self.weight = Parameter(rng.uniform(-k, k, claim((out_features, in_features))).astype(self.dtype))
+        self.bias = Parameter(rng.uniform(-k, k, claim((out_features,))).astype(self.dtype)) if bias else None
         self._x = None  # input as (rows, in_features)
         self._lead = None  # the leading dims of the input
 
@@ -83,7 +83,7 @@ class Embedding(Module):
                 raise ValueError(f"padding_idx {padding_idx} out of range [{-num_embeddings}, {num_embeddings})")
             padding_idx = int(padding_idx) % num_embeddings
         self.padding_idx = padding_idx
-        w = make_rng(rng).standard_normal((num_embeddings, embedding_dim)).astype(self.dtype)
+        w = make_rng(rng).standard_normal(claim((num_embeddings, embedding_dim))).astype(self.dtype)
         if padding_idx is not None:
             w[padding_idx] = 0
         self.weight = Parameter(w)

@@ -6,6 +6,8 @@ and sub-modules among its attributes (in the order they were set, as PyTorch doe
 """
 from __future__ import annotations
 
+import contextvars
+import math
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
@@ -34,6 +36,37 @@ def make_rng(seed_or_rng=None) -> np.random.Generator:
     if isinstance(seed_or_rng, np.random.Generator):
         return seed_or_rng
     return np.random.default_rng(seed_or_rng)
+
+
+class ModelTooLarge(ValueError):
+    """Settings that would build a model past the parameter budget in force (`parameter_budget`)."""
+
+
+_BUDGET: contextvars.ContextVar = contextvars.ContextVar("rnnkit_parameter_budget", default=None)
+
+
+@contextmanager
+def parameter_budget(values: int | None, what: str):
+    """Within: the parameters built are counted, each before it is allocated (`claim`), and the first that
+    would take their total past `values` raises ModelTooLarge("`what`: ..."), so that settings from a hostile
+    checkpoint or a typo (--hidden 100000000) fail at once instead of allocating petabytes. None: no limit."""
+    token = _BUDGET.set(None if values is None else [int(values), int(values), what])
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def claim(shape) -> tuple[int, ...]:
+    """`shape` of a parameter about to be allocated, counted against the `parameter_budget` in force."""
+    shape = tuple(int(d) for d in shape)
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget[0] -= math.prod(shape)
+        if budget[0] < 0:
+            raise ModelTooLarge(f"{budget[2]}: a parameter of shape {list(shape)} takes the model past "
+                                f"{budget[1]:,} values")
+    return shape
 
 
 class Parameter:

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import fast, reference
 from .fast import packing, threads
-from .module import Module, Parameter, as_float_dtype, dtype_note, make_rng
+from .module import Module, Parameter, as_float_dtype, claim, dtype_note, make_rng
 
 
 # The folded first layer's table, vocabulary × gates × hidden, is made only up to this size per direction.
@@ -91,7 +91,7 @@ class _Recurrent(Module):
                 if bias:
                     shapes.update(bias_ih=(gate_rows,), bias_hh=(gate_rows,))
                 for name, shape in shapes.items():
-                    data = self.rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+                    data = self.rng.uniform(-bound, bound, size=claim(shape)).astype(self.dtype)
                     setattr(self, name + suffix, Parameter(data))
         self._cache = None
         self._locked_packs: dict = {}

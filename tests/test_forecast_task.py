@@ -374,3 +374,43 @@ def test_local_level_makes_each_window_relative_and_the_forecast_scale_free(tmp_
     pytest.importorskip("torch")
     on_torch = Forecaster.from_pretrained(out, engine="torch", device="cpu").predict(4, history=larger)
     np.testing.assert_allclose(on_torch["forecast"], q["forecast"], rtol=1e-4)
+
+
+HOSTILE_FORECASTER = {
+    "hidden 10^8": (lambda c: c["model"].update(hidden_size=10**8), "build more than the weights hold"),
+    "10^6 layers": (lambda c: c["model"].update(num_layers=10**6), "do not fit the weights"),
+    "horizon 10^9": (lambda c: c["model"].update(horizon=10**9), "build more than the weights hold"),
+    "another cell": (lambda c: c["model"].update(cell="lstm"), "do not fit the weights"),
+    "an unknown setting": (lambda c: c["model"].update(width=3), "unexpected keyword argument 'width'"),
+    "a list for a model": (lambda c: c.update(model=[1]), "model must be an object"),
+    "dtype float16": (lambda c: c.update(dtype="float16"), "dtype must be one of"),
+    "no settings": (lambda c: c.update(settings={}), "settings, features or history are not valid"),
+    "no features": (lambda c: c.pop("features"), "settings, features or history are not valid"),
+    "a broken history": (lambda c: c.update(history={"target": 5}), "settings, features or history are not valid"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FORECASTER))
+def test_a_hostile_forecaster_checkpoint_is_refused_before_its_model_is_built(ensemble, tmp_path, case):
+    """config.json's settings are checked against the stored tensors before a model is built: settings that
+    claim a larger model are refused without allocating it (hidden 10^8 asked numpy for 213 PiB), and the
+    rest of the file gets a one-line error, not a KeyError's traceback."""
+    import shutil
+
+    from rnnkit.checkpoint import CheckpointError
+
+    out, _ = ensemble
+    folder = tmp_path / "member"
+    shutil.copytree(out / "member-0" / "best", folder)
+    path = folder / "config.json"
+    document = json.loads(path.read_text())
+    change, message = HOSTILE_FORECASTER[case]
+    change(document["config"])
+    path.write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match=message):
+        Forecaster.from_pretrained(folder)
+
+
+def test_an_ensemble_has_at_most_100_members(csv_file):
+    with pytest.raises(ValueError, match="ensemble must be at most 100, got 101"):
+        resolve("forecast", dict(data=str(csv_file), ensemble=101))

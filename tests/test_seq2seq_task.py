@@ -184,3 +184,27 @@ def test_resume_is_exact(tmp_path):
     a = load_checkpoint(tmp_path / "straight" / "last").weights
     b = load_checkpoint(tmp_path / "resumed" / "last").weights
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_size": 10**8}, "build more than the weights hold"),
+    ({"num_layers": 2}, "do not fit the weights"),
+    ({"attention": "luong_general"}, "do not fit the weights"),
+    ({"cell": "gru"}, "do not fit the weights"),
+])
+def test_a_translation_checkpoint_whose_settings_do_not_fit_its_weights_is_refused(trained, tmp_path, change,
+                                                                                 message):
+    """Settings checked against the stored tensors before the model is built (a larger model refused without
+    allocating it), on either engine's load."""
+    import json
+    import shutil
+
+    from rnnkit.checkpoint import CheckpointError
+
+    folder = tmp_path / "best"
+    shutil.copytree(trained / "best", folder)
+    document = json.loads((folder / "config.json").read_text())
+    document["config"]["model"].update(change)
+    (folder / "config.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match=message):
+        seq2seq.load_seq2seq(folder)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from ..checkpoint import Checkpoint, CheckpointError
 from ..checkpoint.models import check_model
 from ..checkpoint.schema import Key, any_object, boolean, check_object, choice, integer, optional, string, strings
 from ..data.vocab import UNK, Vocabulary
+from ..engines import scratch_model
 from ..spec import DTYPES
 from .pretrained import open_checkpoint
 
@@ -83,3 +86,28 @@ def check_labels(labels, classes: int, where) -> None:
         raise CheckpointError(f"{where}: labels repeats {repeated[:5]}")
     if not all(labels):
         raise CheckpointError(f"{where}: labels holds an empty label")
+
+
+def check_model_build(model: str, settings, tensors, dtype: str, where) -> None:
+    """Refuse config.json's model `settings` unless they build exactly the stored `tensors` ({name: array}),
+    names and shapes. The model is built on the scratch engine with no more parameter values than the file
+    holds, so settings that claim a larger model (hidden_size 10^8) fail before they allocate it; the same
+    parameters on both engines, so the check holds for a torch model too."""
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{where}: model must be an object, got {type(settings).__name__}")
+    if dtype not in DTYPES:
+        raise CheckpointError(f"{where}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    stored = {name: tuple(np.shape(a)) for name, a in tensors.items()}
+    try:
+        net = scratch_model(model, settings, dtype, values=sum(int(np.prod(s)) for s in stored.values()),
+                            what="the settings build more than the weights hold")
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: the model settings do not fit the weights: {e}") from None
+    built = {name: tuple(a.shape) for name, a in net.state_dict().items()}
+    problems = [f"missing {', '.join(sorted(set(built) - set(stored))[:5])}" if set(built) - set(stored) else "",
+                f"unexpected {', '.join(sorted(set(stored) - set(built))[:5])}" if set(stored) - set(built) else ""]
+    problems += [f"{k} has shape {list(stored[k])}, the settings build {list(v)}" for k, v in built.items()
+                 if k in stored and stored[k] != v]
+    problems = [p for p in problems if p]
+    if problems:
+        raise CheckpointError(f"{where}: the model settings do not fit the weights: {'; '.join(problems[:5])}")

@@ -37,7 +37,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .. import metrics as M
-from ..checkpoint import load_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..data import datasets
 from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, grid_positions,
                            make_series, parse_date, read_series)
@@ -47,6 +47,7 @@ from ..engines import build_engine, check_engine
 from ..train import train
 from . import forecast_baselines as B
 from .backtest import historical_forecasts, start_index
+from .checkpoints import check_model_build
 from .conformal import FILE as CALIBRATION_FILE, Calibration, fingerprint
 from .settings import ForecastSettings, parse_levels, settings_of
 
@@ -322,21 +323,26 @@ class Forecaster:
             ckpt = load_checkpoint(p)
             if ckpt.config.get("task") != "forecast":
                 raise ValueError(f"{p} holds a {ckpt.config.get('task')!r} model, not a forecaster")
-            eng = build_engine(engine, "Forecaster", ckpt.config["model"], dtype=ckpt.config.get("dtype", "float32"),
-                               device=device)
+            dtype = ckpt.config.get("dtype", "float32")
+            check_model_build("Forecaster", ckpt.config.get("model"), ckpt.weights, dtype, Path(p) / "config.json")
+            eng = build_engine(engine, "Forecaster", ckpt.config["model"], dtype=dtype, device=device)
             eng.load_weights(ckpt.weights)
             weights.append(ckpt.weights)
             self.engines.append(eng)
-            if self.engines[1:] and ckpt.config["settings"] != self.config["settings"]:
+            if self.engines[1:] and ckpt.config.get("settings") != self.config.get("settings"):
                 raise ValueError(f"{p} was trained with other settings than {paths[0]}: not one ensemble")
             self.config = ckpt.config
-        ensemble = self.config["settings"]["model"]["ensemble"]
+        try:  # the rest of config.json: as untrusted as the model's settings
+            self.settings = ForecastSettings.from_flat(flat_settings(self.config["settings"]))
+            self.features = Features.from_config(self.config["features"])
+            self.history = _history_from_config(self.config["history"])
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{Path(paths[-1]) / 'config.json'}: its settings, features or history are not "
+                                  f"valid ({type(e).__name__}: {e})") from None
+        ensemble = self.settings.model.ensemble
         if len(paths) > 1 and len(paths) != ensemble:
             raise ValueError(f"{len(paths)} members found ({paths[0].parent.parent} ...) for an ensemble of {ensemble}"
                              f"; remove the stale member-* folders")
-        self.settings = ForecastSettings.from_flat(flat_settings(self.config["settings"]))
-        self.features = Features.from_config(self.config["features"])
-        self.history = _history_from_config(self.config["history"])
         self.fingerprint = fingerprint(weights)
 
     # -------------------------------------------------------------------------------------- forecasts

@@ -297,6 +297,7 @@ class Decoding:
 
 FILLS = ("none", "ffill", "interpolate")
 CALENDARS = ("cyclic", "onehot", "none")
+MAX_ENSEMBLE = 100  # members of a forecaster ensemble (each trains and is saved on its own)
 
 
 @dataclass
@@ -355,7 +356,8 @@ class ForecastModel:
                                 "targets and add it back to the forecast: the network forecasts relative to the "
                                 "window's own level (with --log, relative to its geometric mean)")
     calendar: str = setting("cyclic", "known-future calendar features (month, weekday, hour)", choices=CALENDARS)
-    ensemble: int = setting(1, "train this many seeds (seed, seed+1, ...) and take the median forecast")
+    ensemble: int = setting(1, f"train this many seeds (seed, seed+1, ...; at most {MAX_ENSEMBLE}) and take the "
+                            "median forecast")
 
     def __post_init__(self):
         check_choice("cell", self.cell, CELLS)
@@ -366,6 +368,8 @@ class ForecastModel:
         for name in ("window", "horizon", "ensemble"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ensemble > MAX_ENSEMBLE:  # each member is a run folder on disk (10^6 wrote 14 GB before a kill)
+            raise ValueError(f"ensemble must be at most {MAX_ENSEMBLE}, got {self.ensemble}")
         if self.log_offset and not self.log:
             raise ValueError("--log-offset applies to --log: give both")
         if (self.trend_steps or self.trend_damping != 1) and not self.trend:

@@ -131,6 +131,10 @@ def test_history_argument_and_backtest_by_hand(ensemble, csv_file):
     np.testing.assert_allclose(report["forecasts"][0], f, rtol=1e-12)
     with pytest.raises(ValueError, match="the model needs the last 8"):
         model.predict(2, history=series.slice(None, 5))
+    for horizon in (0, model.horizon + 1):  # the backtest's horizon, as the forecast's
+        with pytest.raises(ValueError, match=f"this model forecasts 1..{model.horizon} steps, got a horizon of "
+                                             f"{horizon}"):
+            model.backtest(40, horizon, 8, series)
     # a value in other units (or garbage) far outside the training part: an error, not a saturated forecast
     values = head.values.copy()
     values[-2] *= 1e9

@@ -540,7 +540,9 @@ class Forecaster:
         forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean.
         "forecasts": every forecast, (n, horizon, outputs) as nested lists, in the series' scale."""
         series = self.series() if series is None else series
-        horizon = self.horizon if horizon is None else horizon
+        horizon = self.horizon if horizon is None else int(horizon)
+        if not 1 <= horizon <= self.horizon:
+            raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
         first = series.index_of(start) if isinstance(start, str) else start
         first = max(start_index(len(series), first, horizon), self.window + self.features.target.lost)
         m = series.season if m is None else m

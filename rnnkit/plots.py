@@ -9,10 +9,13 @@ the program that calls them.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
+
+from .checkpoint.atomic import write_bytes_atomic
 
 
 def _figure(width: float, height: float):
@@ -28,9 +31,7 @@ def _figure(width: float, height: float):
 
 def plot_confusion(matrix, label_names, path: str | os.PathLike, title: str = "Confusion matrix") -> Path:
     """Write a confusion matrix (rows true, columns predicted) as a PNG (confusion_figure); return its path."""
-    path = Path(path)
-    confusion_figure(matrix, label_names, title).savefig(path, format="png")
-    return path
+    return _save(confusion_figure(matrix, label_names, title), path)
 
 
 def confusion_figure(matrix, label_names, title: str = "Confusion matrix"):
@@ -83,9 +84,7 @@ def read_history(metrics_jsonl_path: str | os.PathLike) -> dict[str, list[tuple[
 def plot_history(metrics_jsonl_path: str | os.PathLike, path: str | os.PathLike,
                  title: str = "Training history") -> Path:
     """Plot the training loss ("loss") and validation loss ("val_loss") of a run against the step; write a PNG."""
-    path = Path(path)
-    history_figure(metrics_jsonl_path, title).savefig(path, format="png")
-    return path
+    return _save(history_figure(metrics_jsonl_path, title), path)
 
 
 def history_figure(metrics_jsonl_path: str | os.PathLike, title: str = "Training history"):
@@ -127,11 +126,9 @@ def plot_run(run_dir: str | os.PathLike, path: str | os.PathLike | None = None, 
     time. Writes `path` (default RUN/curves.png), and beside it an SVG with `svg`; returns the files."""
     fig = run_figure(run_dir, x)
     path = Path(path) if path is not None else Path(run_dir) / "curves.png"
-    fig.savefig(path, format="png")
-    written = [path]
+    written = [_save(fig, path)]
     if svg:
-        written.append(path.with_suffix(".svg"))
-        fig.savefig(written[-1], format="svg")
+        written.append(_save(fig, path.with_suffix(".svg"), "svg"))
     return written
 
 
@@ -210,9 +207,7 @@ def plot_attention(weights, source_tokens, target_tokens, path: str | os.PathLik
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     ax.set_title(title)
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
+    return _save(fig, path)
 
 
 def learning_curve_figure(curves: dict, xlabel: str, ylabel: str, title: str = "Learning curve",
@@ -299,18 +294,18 @@ def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLi
         _date_axis(ax, dates)
     axes[0].set_title(title)
     axes[0].legend(loc="best")
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
+    return _save(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------ diagnostics
 # Figures of rnnkit.diagnostics' measurements: gradients through time, gates, hidden states.
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    fig.savefig(path, format="png")
-    return path
+def _save(fig, path, format: str = "png") -> Path:
+    """The figure written to `path` atomically (drawn in memory first): a failed draw or a full disk leaves
+    the file that was there, if any, as it was."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=format)
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def gradient_norms_figure(curves, title: str = "Gradient through time", state: str = "h"):

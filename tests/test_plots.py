@@ -248,3 +248,25 @@ def test_the_forecast_figure_gets_every_target_and_the_hours(tmp_path, monkeypat
     assert len(np.unique(hist_dates)) == 18 and len(np.unique(fdates)) == 6      # the last 3 horizons, hourly
     np.testing.assert_array_equal(values, history.y[-18:])
     assert fc.shape == truth.shape == bands[80.0][1].shape == (6, 2) and seen["kwargs"]["label"] == ["a", "b"]
+
+
+@needs_matplotlib
+def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Drawn in memory, then renamed into place: a draw that fails halfway leaves the file that was there as
+    it was (savefig straight into the path left a truncated PNG), and no temporary file beside it."""
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "forecast.png"
+    path.write_bytes(b"the user's own figure")
+    dates = np.arange("1961-01", "1961-07", dtype="datetime64[M]")
+
+    def fail_halfway(self, target, **kwargs):
+        target.write(b"\x89PNG half a figure")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", fail_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        plots.plot_forecast(dates, np.ones(6), dates + 6, np.ones(6), path)
+    assert path.read_bytes() == b"the user's own figure" and sorted(tmp_path.iterdir()) == [path]
+    monkeypatch.undo()
+    assert png_size(plots.plot_forecast(dates, np.ones(6), dates + 6, np.ones(6), path))[2] > 1000

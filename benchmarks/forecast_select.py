@@ -13,6 +13,9 @@ settings"): each run trains the seeds as one ensemble on the history before a cu
     python benchmarks/forecast_select.py backtest sunspots 1900-10 1940-10 --horizon 36 --stride 10 \\
         '{"window": 120, "hidden": 32, "epochs": 15, "batch_size": 32, "log": true, "log_offset": 1.0}'
 
+    # the baselines on the same rolling origins (ETS, seasonal AutoARIMA, ...), fitted on the months before each
+    python benchmarks/forecast_select.py baselines air-passengers 1957-01,1957-07,1958-01 36
+
 holdout DATASET CUT TEST SETTINGS: the series up to CUT ("end": all of it), its last TEST steps held out;
 prints MAPE and 80 % coverage per seed and the MAPE of the median of the seeds. Several CUTs (comma-separated:
 rolling origins) run one after the other, each trained anew; "mean_ensemble_mape" is then the mean over them. backtest DATASET FIRST CUT
@@ -21,7 +24,8 @@ scored both ways (mean, last points); "mape_nonzero": the mean's MAPE over the m
 where MAPE is not); "mape_darts": the last points' MAPE as darts' RNN notebook computes it,
 mape(forecast, truth), which divides by the forecast; with the quantile loss, "mape_nonzero_lower": the same
 with the lower end of each interval (quantile q) as the point forecast (MAPE rewards low forecasts). One JSON
-line per run, also appended to --log.
+line per run, also appended to --log. baselines DATASET CUTS TEST: as holdout, for each of BASELINES
+(rnnkit/tasks/forecast_baselines.py, season 12) instead of the RNN.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ import numpy as np  # noqa: E402
 
 from rnnkit import metrics as M  # noqa: E402
 from rnnkit.data import datasets  # noqa: E402
+from rnnkit.tasks import forecast_baselines as B  # noqa: E402
 from rnnkit.tasks.forecast import Forecaster  # noqa: E402
 from rnnkit.tasks.settings import parse_levels  # noqa: E402
 
@@ -63,6 +68,23 @@ def holdout(name: str, cut: str, test: int, settings: dict, seeds) -> dict:
         cover.append(round(M.coverage(truth.y[:, 0], lo[:, 0], hi[:, 0]), 3))
     return {"mape": mape, "coverage_80": cover,
             "ensemble_mape": round(M.mape(truth.y[:, 0], np.median(forecasts, axis=0)), 2)}
+
+
+BASELINES = ("naive", "seasonal-naive", "drift", "ets", "auto-arima", "auto-arima-seasonal")
+
+
+def baselines(name: str, cuts, test: int) -> dict:
+    """{baseline: {"per_cut": {cut: MAPE}, "mean_mape": ...}}: each fitted on the series up to each cut less
+    its last `test` steps, forecasting those steps (holdout's protocol, with no network)."""
+    out = {}
+    for model in BASELINES:
+        fn = B.baseline(model.removesuffix("-seasonal"), 1 if model == "auto-arima" else 12)  # as forecast.py
+        per = {}
+        for cut in cuts:
+            history, truth = cut_series(name, cut).split(test)
+            per[cut] = round(M.mape(truth.y[:, 0], fn(history.y, test)[:, 0]), 2)
+        out[model] = {"per_cut": per, "mean_mape": round(float(np.mean(list(per.values()))), 2)}
+    return out
 
 
 def backtest(name: str, first: str, cut: str, horizon: int, stride: int, settings: dict, seeds) -> dict:
@@ -100,20 +122,23 @@ def mape_nonzero(y, starts, forecasts) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("how", choices=("holdout", "backtest"))
+    parser.add_argument("how", choices=("holdout", "backtest", "baselines"))
     parser.add_argument("dataset")
-    parser.add_argument("args", nargs="+", help="holdout: CUT TEST SETTINGS; backtest: FIRST CUT SETTINGS")
+    parser.add_argument("args", nargs="+", help="holdout: CUT TEST SETTINGS; backtest: FIRST CUT SETTINGS; "
+                        "baselines: CUT TEST")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--horizon", type=int, default=36, help="backtest: steps per forecast")
     parser.add_argument("--stride", type=int, default=10, help="backtest: steps between forecasts")
     parser.add_argument("--log", help="append the JSON line to this file too")
     a = parser.parse_intermixed_args(argv)
     seeds = [int(x) for x in a.seeds.split(",")]
-    if len(a.args) != 3:
-        parser.error(f"{a.how} takes 3 arguments after the dataset, got {a.args}")
-    settings = json.loads(a.args[2])
+    if len(a.args) != (2 if a.how == "baselines" else 3):
+        parser.error(f"{a.how} takes {2 if a.how == 'baselines' else 3} arguments after the dataset, got {a.args}")
+    settings = json.loads(a.args[2]) if a.how != "baselines" else {}
     cpu = time.process_time()
-    if a.how == "holdout":
+    if a.how == "baselines":
+        result = {"baselines": baselines(a.dataset, a.args[0].split(","), int(a.args[1]))}
+    elif a.how == "holdout":
         cuts = a.args[0].split(",")
         result = {cut: holdout(a.dataset, cut, int(a.args[1]), settings, seeds) for cut in cuts}
         result = result[cuts[0]] if len(cuts) == 1 else {"per_cut": result, "mean_ensemble_mape": round(

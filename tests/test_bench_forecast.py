@@ -144,3 +144,24 @@ def test_rnn_darts_on_the_air_backtest_trains_before_1959(monkeypatch):
     monkeypatch.setattr(bench, "_TRAINED", {})
     row = bench.run("air-backtest", ["rnn-darts"])["models"]["rnn-darts"]
     assert row["trained_before"] == "1959-01" and row["forecasts"] == 19 and row["seeds"] == [42]
+
+
+def test_select_baselines_score_the_holdout_protocol(monkeypatch):
+    """`forecast_select.py baselines`: each baseline fitted on the months before each origin, scored on the
+    next TEST months as holdout scores the RNN (the seasonal naive by hand here; ETS and AutoARIMA stubbed)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_forecast_select", Path(__file__).resolve().parents[1] / "benchmarks" / "forecast_select.py")
+    select = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(select)
+    stub = {"ets": lambda h, n, m: np.full((n, 1), h[-1, 0]), "auto-arima": lambda h, n, m: np.full((n, 1), 1.0)}
+    real = select.B.baseline
+    monkeypatch.setattr(select.B, "baseline", lambda name, m=1: (lambda h, n: stub[name](h, n, m))
+                        if name in stub else real(name, m))
+    out = select.baselines("air-passengers", ["1957-01", "1958-01"], 12)
+    y = datasets.load_series("air-passengers").y[:, 0]
+    origin = 12 * (1957 - 1949) - 12  # 1956-01: the last 12 months before the cut 1957-01 held out
+    by_hand = M.mape(y[origin:origin + 12], y[origin - 12:origin])
+    assert out["seasonal-naive"]["per_cut"]["1957-01"] == round(by_hand, 2)
+    assert out["ets"]["per_cut"]["1957-01"] == round(M.mape(y[origin:origin + 12], np.full(12, y[origin - 1])), 2)
+    assert set(out) == set(select.BASELINES)
+    assert out["drift"]["mean_mape"] == round(np.mean(list(out["drift"]["per_cut"].values())), 2)

@@ -122,6 +122,10 @@ def test_stated_frequency_is_checked():
     np.testing.assert_array_equal(s.y[:, 0], [1, 1, 2, 2, 3])
     with pytest.raises(ValueError, match="irregular spacing"):
         make_series(["2024-01-01", "2024-01-02", "2024-01-03"], [1, 2, 3], "y", freq="weekly")
+    for alias, name in (("D", "daily"), ("MS", "monthly"), ("Q", "quarterly"), ("h", "hourly")):  # pandas'
+        assert make_series(["2024-01-01", "2024-07-01"], [1, 2], "y", freq=alias, fill="ffill").freq == name
+    with pytest.raises(ValueError, match="unknown frequency 'fortnightly'; choose one of minutely, .* \(or pandas'"):
+        make_series(["2024-01-01", "2024-01-15"], [1, 2], "y", freq="fortnightly")
 
 
 def test_fill_missing_dates_and_values():

@@ -44,6 +44,11 @@ from .text import decode_utf8
 # number of calendar months
 FREQUENCIES = {"minutely": ("s", 60), "hourly": ("s", 3600), "daily": ("s", 86400), "weekly": ("s", 604800),
                "business-daily": ("B", 1), "monthly": ("M", 1), "quarterly": ("M", 3), "yearly": ("M", 12)}
+# pandas' (and so darts') aliases, accepted for --freq
+FREQUENCY_ALIASES = {"T": "minutely", "min": "minutely", "H": "hourly", "h": "hourly", "D": "daily", "W": "weekly",
+                     "B": "business-daily", "M": "monthly", "MS": "monthly", "ME": "monthly", "Q": "quarterly",
+                     "QS": "quarterly", "QE": "quarterly", "Y": "yearly", "YS": "yearly", "YE": "yearly",
+                     "A": "yearly", "AS": "yearly"}
 # the usual seasonal period m of each frequency (seasonal naive, MASE, seasonal differencing)
 SEASONAL_PERIOD = {"minutely": 60, "hourly": 24, "daily": 7, "weekly": 52, "business-daily": 5, "monthly": 12,
                    "quarterly": 4, "yearly": 1}
@@ -326,9 +331,10 @@ def make_series(dates, values, target, covariates=(), freq: str | None = None, f
                          f"each date must occur once")
     if len(dates) < 2:
         raise ValueError(f"a series needs at least 2 dates, got {len(dates)}")
-    freq = freq or infer_frequency(dates)
+    freq = FREQUENCY_ALIASES.get(freq, freq) if freq else infer_frequency(dates)
     if freq not in FREQUENCIES:
-        raise ValueError(f"unknown frequency {freq!r}; choose one of {', '.join(FREQUENCIES)}")
+        raise ValueError(f"unknown frequency {freq!r}; choose one of {', '.join(FREQUENCIES)} (or pandas' "
+                         f"{', '.join(FREQUENCY_ALIASES)})")
     pos = grid_positions(dates, freq)
     if pos[-1] + 1 != len(dates):
         gaps = np.flatnonzero(np.diff(pos) > 1)

@@ -313,7 +313,8 @@ class ForecastData:
     covariates: str | None = setting(None, "past-only covariate columns, comma-separated")
     fill: str = setting("none", "missing dates or values: an error (none), carried forward, or interpolated",
                         choices=FILLS)
-    freq: str | None = setting(None, "the frequency (default: inferred from the dates)")
+    freq: str | None = setting(None, "the frequency: minutely, hourly, daily, weekly, business-daily, monthly, "
+                               "quarterly, yearly, or pandas' alias (MS, D, ...) (default: inferred from the dates)")
     test: int | None = setting(None, "steps held out at the end for `rnnkit evaluate` (default: the horizon; 0: "
                                "none)")
     valid: int = setting(0, "steps before the test part whose forecasts choose the best checkpoint (0: the "

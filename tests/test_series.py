@@ -124,7 +124,7 @@ def test_stated_frequency_is_checked():
         make_series(["2024-01-01", "2024-01-02", "2024-01-03"], [1, 2, 3], "y", freq="weekly")
     for alias, name in (("D", "daily"), ("MS", "monthly"), ("Q", "quarterly"), ("h", "hourly")):  # pandas'
         assert make_series(["2024-01-01", "2024-07-01"], [1, 2], "y", freq=alias, fill="ffill").freq == name
-    with pytest.raises(ValueError, match="unknown frequency 'fortnightly'; choose one of minutely, .* \(or pandas'"):
+    with pytest.raises(ValueError, match=r"unknown frequency 'fortnightly'; choose one of minutely, .* \(or pandas'"):
         make_series(["2024-01-01", "2024-01-15"], [1, 2], "y", freq="fortnightly")
 
 

@@ -280,6 +280,16 @@ def test_diagnose_command_on_checkpoints(tmp_path, capsys):
     assert out.startswith("loss ") and "layer 0: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖" in out and "wrote " in out
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["gates.png", "gradient_norms.png",
                                                                         "hidden_l0.png"]
+    # a memory checkpoint is untrusted input too: its model class and settings are checked before a build
+    config_path = run / "best" / "config.json"
+    document = json.loads(config_path.read_text())
+    for change, message in (({"model_class": "make_recurrent"}, "model_class must be one of"),
+                            ({"model": dict(document["config"]["model"], hidden_size=10**8)},
+                             "build more than the weights hold")):
+        config_path.write_text(json.dumps(dict(document, config={**document["config"], **change})))
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+    config_path.write_text(json.dumps(document))
 
     text = tmp_path / "verse.txt"
     text.write_text("the cat sat on the mat.\n" * 20)

@@ -17,12 +17,17 @@ The batch:
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from ..checkpoint import CheckpointError
 from ..data import memory_tasks
 from ..data.text import read_text
 from ..diagnostics import Diagnosis, diagnose
 from ..engines import build_engine, check_engine
+from .checkpoints import check_model_build
+from .memory import MODELS as MEMORY_MODELS
 from .pretrained import open_checkpoint
 
 
@@ -58,9 +63,15 @@ def _classify_batch(path, data, batch_size, engine):
 
 
 def _memory_batch(path, config, weights, length, batch_size, engine, seed):
-    data = config["data"]
-    length = length or data["length"]
+    where = Path(path) / "config.json"
+    data = config.get("data")
+    problem = data.get("problem") if isinstance(data, dict) else None
+    if problem not in MEMORY_MODELS or config.get("model_class") != MEMORY_MODELS[problem]:
+        raise CheckpointError(f"{where}: data.problem and model_class must be one of {MEMORY_MODELS}, got "
+                              f"{problem!r} and {config.get('model_class')!r}")
+    length = length or data.get("length")
     dtype = config.get("dtype", "float32")
+    check_model_build(config["model_class"], config.get("model"), weights, dtype, where)
     eng = build_engine(engine, config["model_class"], config["model"], dtype=dtype)
     eng.load_weights(weights)
     batch = memory_tasks.generate(data["problem"], batch_size, length, seed)

@@ -131,6 +131,13 @@ def test_history_argument_and_backtest_by_hand(ensemble, csv_file):
     np.testing.assert_allclose(report["forecasts"][0], f, rtol=1e-12)
     with pytest.raises(ValueError, match="the model needs the last 8"):
         model.predict(2, history=series.slice(None, 5))
+    for bad, message in ((2.5, "horizon must be a whole number, got 2.5"), (True, "whole number, got True")):
+        with pytest.raises(TypeError, match=message):
+            model.predict(bad)
+    with pytest.raises(TypeError, match=r"history must be a Series \(rnnkit.data.series.read_series"):
+        model.predict(2, history=list(head.y[:, 0]))
+    with pytest.raises(TypeError, match="series must be a Series .*got ndarray"):
+        model.backtest(40, 4, 8, series.y)
     for horizon in (0, model.horizon + 1):  # the backtest's horizon, as the forecast's
         with pytest.raises(ValueError, match=f"this model forecasts 1..{model.horizon} steps, got a horizon of "
                                              f"{horizon}"):
@@ -418,3 +425,13 @@ def test_a_hostile_forecaster_checkpoint_is_refused_before_its_model_is_built(en
 def test_an_ensemble_has_at_most_100_members(csv_file):
     with pytest.raises(ValueError, match="ensemble must be at most 100, got 101"):
         resolve("forecast", dict(data=str(csv_file), ensemble=101))
+
+
+def test_fit_takes_a_series_long_enough_for_its_test_part(csv_file, tmp_path):
+    series = read_series(csv_file, "month")
+    model = Forecaster(data=str(csv_file), date_column="month", out=str(tmp_path / "run"), **TINY)
+    with pytest.raises(TypeError, match="series must be a Series .*got list"):
+        model.fit([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"the series has 0 steps to train on \(2 less 4 for --test\)"):
+        model.fit(series.slice(None, 2))
+

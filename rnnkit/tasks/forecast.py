@@ -29,6 +29,7 @@ settings, the fitted transforms and the tail of the series (what `predict` conti
 from __future__ import annotations
 
 import math
+import numbers
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -162,6 +163,21 @@ def _history_config(series: Series, rows: int) -> dict:
             "covariates": list(series.covariates), "freq": series.freq, "name": series.name}
 
 
+def _series(series, name: str) -> Series:
+    """`series` if it is a Series, else a TypeError saying how to make one."""
+    if not isinstance(series, Series):
+        raise TypeError(f"{name} must be a Series (rnnkit.data.series.read_series(path) or make_series(dates, "
+                        f"values, target)), got {type(series).__name__}")
+    return series
+
+
+def _whole(value, name: str) -> int:
+    """`value` as an int if it is a whole number (not a bool, not 2.5), else a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def _history_from_config(c: dict) -> Series:
     return make_series(c["dates"], np.array(c["values"]), c["target"], c["covariates"], c["freq"], name=c["name"])
 
@@ -216,7 +232,8 @@ def prepare(s: ForecastSettings, series: Series):
     test = model.horizon if data.test is None else data.test
     n_fit = len(series) - test - data.valid
     held = " and ".join(f"{v} for {k}" for k, v in (("--test", test), ("--valid", data.valid)) if v)
-    check_lengths(n_fit, model.window, model.horizon, what=f"to train on ({len(series)} less {held})" if held else "")
+    check_lengths(max(n_fit, 0), model.window, model.horizon,
+                  what=f"to train on ({len(series)} less {held})" if held else "")
     train_part = series.slice(None, n_fit)
     features = Features.fit(train_part, model.log, model.diff, model.seasonal_diff, model.calendar, model.log_offset,
                              model.trend, model.trend_steps, model.trend_damping)
@@ -253,7 +270,7 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
     series: train on this Series instead of the settings' dataset or file (the settings must still name a
     source; it is recorded, e.g. data="given")."""
     s = settings_of("forecast", settings, None, options)
-    series = load_series(s.data) if series is None else series
+    series = load_series(s.data) if series is None else _series(series, "series")
     features, samples, valid, kwargs, train_part, test = prepare(s, series)
     t = s.training
     log(f"{series.name or 'series'}: {len(series)} {series.freq} steps, {len(train_part)} to train on "
@@ -357,8 +374,8 @@ class Forecaster:
     def _check_history(self, history: Series | None, horizon: int | None) -> tuple[Series, int]:
         if not self.engines:
             raise ValueError("the forecaster is not trained: call fit() or from_pretrained()")
-        history = self.history if history is None else history
-        horizon = self.horizon if horizon is None else int(horizon)
+        history = self.history if history is None else _series(history, "history")
+        horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
         want = (tuple(self.config["history"]["target"]), tuple(self.config["history"]["covariates"]))
@@ -539,8 +556,8 @@ class Forecaster:
         k: anew before every k-th forecast (`refit`). last_points_only: score the series made of each
         forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean.
         "forecasts": every forecast, (n, horizon, outputs) as nested lists, in the series' scale."""
-        series = self.series() if series is None else series
-        horizon = self.horizon if horizon is None else int(horizon)
+        series = self.series() if series is None else _series(series, "series")
+        horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
         first = series.index_of(start) if isinstance(start, str) else start

@@ -93,6 +93,13 @@ def parameter_shapes(model: str, s: dict) -> dict[str, tuple]:
     return shapes
 
 
+def check_tensors(tensors: dict, shapes: dict[str, tuple], dtype: str, where) -> None:
+    """The tensor list ``tensors`` (``{name: {"dtype", "shape"}}``, as config.json holds it) has exactly the
+    names and ``shapes`` given, every tensor of ``dtype``; else a one-line CheckpointError listing the
+    differences."""
+    _Stored(tensors, where).exactly(shapes, dtype)
+
+
 class _Stored:
     """The tensor list, read defensively: it comes from the file."""
 

@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 
 from ..checkpoint import Checkpoint, CheckpointError
-from ..checkpoint.models import check_model
+from ..checkpoint.models import check_model, check_tensors
 from ..checkpoint.schema import Key, any_object, boolean, check_object, choice, integer, optional, string, strings
 from ..data.vocab import UNK, Vocabulary
 from ..engines import scratch_model
@@ -97,17 +97,10 @@ def check_model_build(model: str, settings, tensors, dtype: str, where) -> None:
         raise CheckpointError(f"{where}: model must be an object, got {type(settings).__name__}")
     if dtype not in DTYPES:
         raise CheckpointError(f"{where}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    stored = {name: tuple(np.shape(a)) for name, a in tensors.items()}
+    stored = {name: {"dtype": str(np.asarray(a).dtype), "shape": list(np.shape(a))} for name, a in tensors.items()}
     try:
-        net = scratch_model(model, settings, dtype, values=sum(int(np.prod(s)) for s in stored.values()),
+        net = scratch_model(model, settings, dtype, values=sum(int(np.prod(t["shape"])) for t in stored.values()),
                             what="the settings build more than the weights hold")
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{where}: the model settings do not fit the weights: {e}") from None
-    built = {name: tuple(a.shape) for name, a in net.state_dict().items()}
-    problems = [f"missing {', '.join(sorted(set(built) - set(stored))[:5])}" if set(built) - set(stored) else "",
-                f"unexpected {', '.join(sorted(set(stored) - set(built))[:5])}" if set(stored) - set(built) else ""]
-    problems += [f"{k} has shape {list(stored[k])}, the settings build {list(v)}" for k, v in built.items()
-                 if k in stored and stored[k] != v]
-    problems = [p for p in problems if p]
-    if problems:
-        raise CheckpointError(f"{where}: the model settings do not fit the weights: {'; '.join(problems[:5])}")
+    check_tensors(stored, {name: a.shape for name, a in net.state_dict().items()}, dtype, where)

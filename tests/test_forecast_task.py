@@ -439,3 +439,24 @@ def test_fit_takes_a_series_long_enough_for_its_test_part(csv_file, tmp_path):
     with pytest.raises(ValueError, match=r"the series has 0 steps to train on \(2 less 4 for --test\)"):
         model.fit(series.slice(None, 2))
 
+
+
+def test_an_ensemble_resumed_part_way_trains_the_members_it_had_not_reached(csv_file, tmp_path):
+    """--resume of an ensemble stopped in its second member: the first is done, the second (stopped before
+    its first save: only its log) and the third start now; all end with the bits of a run never stopped
+    (resume used to fail on the first member with no checkpoint: 'nothing to resume')."""
+    import shutil
+
+    from rnnkit.checkpoint import load_checkpoint
+
+    common = dict(data=str(csv_file), date_column="month", ensemble=3, **TINY)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    train_forecaster(resolve("forecast", dict(common, out=str(straight))), log=lambda *a: None)
+    shutil.copytree(straight / "member-0", stopped / "member-0")
+    (stopped / "member-1").mkdir()
+    shutil.copy(straight / "member-1" / "metrics.jsonl", stopped / "member-1")
+    train_forecaster(resolve("forecast", dict(common, out=str(stopped), resume=True)), log=lambda *a: None)
+    for k in range(3):
+        a = load_checkpoint(straight / f"member-{k}" / "best").weights
+        b = load_checkpoint(stopped / f"member-{k}" / "best").weights
+        assert a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a), k

@@ -283,6 +283,10 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
     results = []
     for k in range(s.model.ensemble):
         member = replace(t, seed=t.seed + k, out=t.out if s.model.ensemble == 1 else str(Path(t.out) / f"member-{k}"))
+        if t.resume and s.model.ensemble > 1 and not (Path(member.out) / "last" / "config.json").exists():
+            # an ensemble stopped part way: the members it never reached (or stopped before their first save,
+            # their folder holding only what this run wrote) start now
+            member = replace(member, resume=False, overwrite=True)
         eng = build_engine(member.engine, "Forecaster", kwargs, **member.engine_options())
         task = ForecastTask(samples, valid, member.batch_size, member.seed, dict(config, member=k))
         results.append(train(task, eng, member, member.out, resume=member.resume))

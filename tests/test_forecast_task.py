@@ -460,3 +460,37 @@ def test_an_ensemble_resumed_part_way_trains_the_members_it_had_not_reached(csv_
         a = load_checkpoint(straight / f"member-{k}" / "best").weights
         b = load_checkpoint(stopped / f"member-{k}" / "best").weights
         assert a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a), k
+
+
+def test_a_new_model_replaces_the_one_in_its_folder_whole_and_only_when_asked(csv_file, tmp_path):
+    """An ensemble, a single run, an ensemble of another size in one --out: each refused there without
+    --overwrite, and with it the model before removed whole (its members, best/, calibration), so that the
+    folder loads as the new model alone; a file of the user's beside it stays."""
+    out = tmp_path / "fc"
+
+    def fit(**extra):
+        settings = dict(data=str(csv_file), date_column="month", out=str(out), **TINY)
+        return train_forecaster(resolve("forecast", {**settings, **extra}), log=lambda *a: None)
+
+    fit(ensemble=3)
+    (out / "calibration.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    for extra in ({"ensemble": 2}, {}):
+        with pytest.raises(ValueError, match=r"already holds a forecaster \(an ensemble\): continue it with"):
+            fit(**extra)
+    fit(ensemble=2, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["member-0", "member-1", "notes.txt"]
+    assert len(Forecaster.from_pretrained(out).engines) == 2
+    with pytest.raises(ValueError, match=r"holds other files beside its ensemble \(notes.txt\)"):
+        fit(overwrite=True)  # a single run does not go into a folder of other files; the ensemble stays
+    assert len(Forecaster.from_pretrained(out).engines) == 2
+    (out / "notes.txt").unlink()
+    fit(overwrite=True)
+    assert {"best", "last"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("member-*")) and len(Forecaster.from_pretrained(out).engines) == 1
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds a forecaster \(a run\)"):
+        fit(ensemble=2)
+    fit(ensemble=2, overwrite=True)
+    assert not (out / "best").exists() and len(Forecaster.from_pretrained(out).engines) == 2
+    assert (out / "notes.txt").read_text() == "mine"

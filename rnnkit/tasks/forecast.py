@@ -45,6 +45,7 @@ from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_len
 from ..data.transforms import SeriesTransform
 from ..data.windows import batches, n_windows, relative_inputs, relative_to_level, sliding_windows
 from ..engines import build_engine, check_engine
+from ..runs import clear, is_run
 from ..train import train
 from . import forecast_baselines as B
 from .backtest import historical_forecasts, start_index
@@ -280,6 +281,7 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
               "history": _history_config(series, min(len(series), max(s.model.window + features.target.lost + 1,
                                                                     3 * s.model.horizon))),
               "settings": s.to_dict(), "training": asdict(t), "dtype": t.dtype}
+    _make_room(Path(t.out), s.model.ensemble, t.overwrite, t.resume)
     results = []
     for k in range(s.model.ensemble):
         member = replace(t, seed=t.seed + k, out=t.out if s.model.ensemble == 1 else str(Path(t.out) / f"member-{k}"))
@@ -291,6 +293,29 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
         task = ForecastTask(samples, valid, member.batch_size, member.seed, dict(config, member=k))
         results.append(train(task, eng, member, member.out, resume=member.resume))
     return results
+
+
+def _make_room(out: Path, members: int, overwrite: bool, resume: bool) -> None:
+    """`out` ready for a model of `members` (1: a single run in `out`, else runs out/member-k): the model
+    already there, a single run or an ensemble's member-* runs and its calibration, is replaced whole with
+    `overwrite` (no stale member, best/ or calibration is then loaded beside the new model; nothing else is
+    touched), and refused without it (a new member-0 beside an old single run's best/ was silently ignored)."""
+    if resume or not out.is_dir():
+        return
+    old = ([out] if is_run(out) else []) + sorted(p for p in out.glob("member-*") if p.is_dir() and is_run(p))
+    if old and not overwrite:
+        raise ValueError(f"{out} already holds a forecaster ({'an ensemble' if old[0] != out else 'a run'}): "
+                         f"continue it with --resume, replace it with --overwrite, or name another --out")
+    others = [p.name for p in out.iterdir() if p not in old and p.name != CALIBRATION_FILE]
+    if members == 1 and old and out not in old and others:  # the run would go into a folder of other files
+        raise ValueError(f"{out} holds other files beside its ensemble ({', '.join(sorted(others)[:3])}): name a "
+                         f"new or empty --out for a single model")
+    for run in old:
+        clear(run)
+        if run != out and not any(run.iterdir()):
+            run.rmdir()
+    if old:
+        (out / CALIBRATION_FILE).unlink(missing_ok=True)  # made for the weights replaced
 
 
 # ------------------------------------------------------------------------------------------------ use

@@ -281,7 +281,6 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
               "history": _history_config(series, min(len(series), max(s.model.window + features.target.lost + 1,
                                                                     3 * s.model.horizon))),
               "settings": s.to_dict(), "training": asdict(t), "dtype": t.dtype}
-    _make_room(Path(t.out), s.model.ensemble, t.overwrite, t.resume)
     results = []
     for k in range(s.model.ensemble):
         member = replace(t, seed=t.seed + k, out=t.out if s.model.ensemble == 1 else str(Path(t.out) / f"member-{k}"))
@@ -290,6 +289,8 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
             # their folder holding only what this run wrote) start now
             member = replace(member, resume=False, overwrite=True)
         eng = build_engine(member.engine, "Forecaster", kwargs, **member.engine_options())
+        if k == 0:  # once the data and the model are known to be good
+            _make_room(Path(t.out), s.model.ensemble, t.overwrite, t.resume)
         task = ForecastTask(samples, valid, member.batch_size, member.seed, dict(config, member=k))
         results.append(train(task, eng, member, member.out, resume=member.resume))
     return results

@@ -216,6 +216,8 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     assert {"mae", "mape", "mase", "coverage_80", "coverage_95"} <= set(report["model"])
     assert main(["evaluate", str(out)]) == 0
     assert "seasonal-naive" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--test", "0"]) == 2  # not the default's 4 steps
+    assert "nothing is held out (test = 0)" in capsys.readouterr().err
     pytest.importorskip("matplotlib")
     assert main(["forecast", str(out), "--horizon", "3", "--plot", str(out / "f.png")]) == 0
     assert main(["evaluate", str(out), "--plot", str(out / "e.png")]) == 0

@@ -628,9 +628,10 @@ class Forecaster:
         """The forecast of the held-out last `test` steps (default: the run's) from the history before them,
         scored beside the baselines on the same history: {"model": {metric: v}, "baselines": {name: {...}}};
         `plot`: a PNG path for the figure (history, forecast, intervals, the held-out truth)."""
-        series = self.series() if series is None else series
-        test = test or (self.settings.data.test if self.settings.data.test is not None else self.horizon)
-        if not test:
+        series = self.series() if series is None else _series(series, "series")
+        if test is None:
+            test = self.settings.data.test if self.settings.data.test is not None else self.horizon
+        if _whole(test, "test") == 0:
             raise ValueError("nothing is held out (test = 0): give --test N")
         history, truth = series.split(test)
         result = self.predict_interval(test, history=history) if self._has_intervals() else self.predict(test, history)

@@ -397,7 +397,7 @@ HOSTILE_FORECASTER = {
     "a smaller model": (lambda c: c["model"].update(hidden_size=3),
                         r"the weights do not fit the model settings: encoder.weight_ih_l0 has shape \[18, 3\], "
                         r"expected \[9, 3\]"),
-    "another dtype": (lambda c: c.update(dtype="float64"), "dtype is 'float64', but the weights' .* is 'float32'"),
+    "another dtype": (lambda c: c.update(dtype="float64"), "dtype is 'float64', but the weights' encoder.bias_hh_l0 is 'float32'"),
     "an unknown setting": (lambda c: c["model"].update(width=3), "unexpected keyword argument 'width'"),
     "a list for a model": (lambda c: c.update(model=[1]), "model must be an object"),
     "dtype float16": (lambda c: c.update(dtype="float16"), "dtype must be one of"),

@@ -128,7 +128,7 @@ class _Stored:
     def exactly(self, shapes: dict[str, tuple], dtype: str) -> None:
         """Names and shapes equal to ``shapes``, every dtype ``dtype``; the differences listed in one line."""
         missing = [k for k in shapes if k not in self.tensors]
-        unexpected = [k for k in self.tensors if k not in shapes]
+        unexpected = sorted(k for k in self.tensors if k not in shapes)  # the file's order may vary
         problems = [f"{what} {', '.join(names[:5])}" for what, names in (("missing", missing),
                                                                           ("unexpected", unexpected)) if names]
         problems += [f"{k} has shape {self.tensors[k].get('shape')}, expected {list(shape)}"
@@ -137,7 +137,7 @@ class _Stored:
         if problems:
             raise CheckpointError(f"{self.where}: the weights do not fit the model settings: "
                                   + "; ".join(problems[:5]))
-        for k, info in self.tensors.items():
+        for k, info in sorted(self.tensors.items()):
             if info.get("dtype") != dtype:
                 raise CheckpointError(f"{self.where}: dtype is {dtype!r}, but the weights' {k} is "
                                       f"{info.get('dtype')!r}")

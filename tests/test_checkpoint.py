@@ -89,6 +89,15 @@ def test_round_trip_is_bit_identical(tmp_path):
     assert all(a.flags.writeable for a in got.weights.values())
 
 
+def test_weights_load_in_the_order_they_were_saved(tmp_path):
+    """The order of config.json's tensor list, the model's: safetensors' own comes from a hash map and changed
+    from one load to the next (and so did a message that named the first tensor of a wrong dtype)."""
+    names = [f"layer{i}.weight" for i in (3, 1, 4, 0, 5, 9, 2, 6)]  # neither sorted nor in any hash's order
+    save_checkpoint(tmp_path / "ck", {n: np.full(2, i, np.float32) for i, n in enumerate(names)}, CONFIG)
+    for _ in range(5):
+        assert list(load_checkpoint(tmp_path / "ck").weights) == names
+
+
 def test_config_json_records_format_tensors_and_hashes(tmp_path):
     save_checkpoint(tmp_path / "ck", make_weights(), CONFIG)
     meta = json.loads((tmp_path / "ck" / "config.json").read_text("utf-8"))

@@ -149,7 +149,10 @@ def read_safetensors(f: _Folder, name: str, meta: dict, listed: dict | None = No
         arrays = _safetensors().load(data)
     except Exception as e:     # SafetensorError, and whatever a malformed file provokes
         raise CheckpointError(f"{f.where(name)}: not a valid safetensors file ({e})") from e
-    return {k: a if a.flags.writeable else a.copy() for k, a in arrays.items()}
+    # in the order the list gives (the order saved), else by name: the library's own order changes from one
+    # process to the next (a hash map), and with it any message or loop that follows the dict
+    order = [k for k in listed if k in arrays] if listed is not None else sorted(arrays)
+    return {k: arrays[k] if arrays[k].flags.writeable else arrays[k].copy() for k in order}
 
 
 def check_tensor_list(where, arrays: dict[str, np.ndarray], tensors: dict) -> None:

@@ -925,7 +925,12 @@ def main(argv=None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); return the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        unknown = [e for e in extra if e.startswith("-")] or (extra if getattr(args, "texts", None) is None else [])
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        if extra:  # texts after an option: `rnnkit predict CKPT --json "text"` (argparse stops at the option)
+            args.texts = [*args.texts, *extra]
     except SystemExit as e:  # --help, --version, or a usage error (already printed by argparse)
         return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
     try:

@@ -118,6 +118,13 @@ def test_cli_train_predict_evaluate(tmp_path, capsys):
     texts.write_text("good not bad\n\nbad not good\n")
     assert main(["predict", str(out / "best"), "--file", str(texts)]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    # texts after an option, and on both sides of one, in their order (argparse alone refused the first form)
+    assert main(["predict", str(out / "best"), "--json", "good not bad"]) == 0
+    assert json.loads(capsys.readouterr().out) == line
+    assert main(["predict", str(out / "best"), "bad not good", "--json", "good not bad"]) == 0
+    assert [json.loads(r)["text"] for r in capsys.readouterr().out.splitlines()] == ["bad not good", "good not bad"]
+    assert main(["predict", str(out / "best"), "--json", "good", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
     report_path = tmp_path / "report.json"
     assert main(["evaluate", str(out / "best"), "--data", str(data), "--text-column", "post", "--label-column",

@@ -94,8 +94,11 @@ class Engine(Protocol):
 def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, clip: float | None = None, momentum: float = 0.0,
                  dtype: str = "float32", seed: int = 0, device: str = "auto", frozen=(), precision: str = "fp32",
-                 deterministic: bool = True) -> Engine:
+                 deterministic: bool = True, max_values: int | None = None) -> Engine:
     """An engine holding a fresh `model` ("LanguageModel", ...) built with `model_kwargs`.
+
+    Settings that build no model, or one of more than `max_values` parameter values (default: what this
+    machine's memory holds), raise ModelSettingsError before the model is allocated (`scratch_model`).
 
     The scratch engine seeds its model's NumPy generator with `seed`; the torch engine seeds torch.
     Parameters named in `frozen` are left out of the optimiser (they keep their values). `precision`
@@ -105,9 +108,8 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
     check_device(engine, device)
     check_dtype(dtype)
     check_precision(engine, precision, dtype)
-    check_layers(model_kwargs.get("num_layers"))
     opt = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip=clip, momentum=momentum)
-    net = scratch_model(model, model_kwargs, dtype, seed)  # on the torch engine: the size checked, then dropped
+    net = scratch_model(model, model_kwargs, dtype, seed, max_values)  # torch engine: the size checked, then dropped
     if engine == "scratch":
         from .scratch.engine import ScratchEngine
 
@@ -129,20 +131,30 @@ def build_engine(engine: str, model: str, model_kwargs: dict, *, optimizer: str 
     return TorchEngine(net, device=where, precision=precision, deterministic=deterministic, **opt)
 
 
-def scratch_model(model: str, model_kwargs: dict, dtype: str = "float32", seed: int = 0,
-                  values: int | None = None, what: str | None = None):
-    """The scratch engine's `model` built with `model_kwargs`, refused (a ValueError, before the allocation
-    that would cross it) past `values` parameter values; by default past what this machine's memory holds
-    (`parameter_limit`). Both engines' models have the same parameters, so it sizes a torch model too."""
+class ModelSettingsError(ValueError):
+    """Model settings that build no model (an unknown or ill-typed setting), or one past the parameter budget."""
+
+
+def scratch_model(model: str, model_kwargs: dict, dtype: str = "float32", seed: int = 0, values: int | None = None):
+    """The scratch engine's `model` built with `model_kwargs`; ModelSettingsError where they build none, or one
+    of more than `values` parameter values (refused before the allocation that would cross it; default: what
+    this machine's memory holds, `parameter_limit`). Both engines' models have the same parameters, so it
+    sizes a torch model too."""
     from .scratch import models
     from .scratch.module import parameter_budget
 
     if values is None:
         values = parameter_limit(dtype)
-        what = what or (f"{model} too large for this machine: its {_memory_gib():.0f} GiB hold at most {values:,} "
-                        f"parameter values (4 copies: the weights, their gradients, the optimizer's two moments)")
-    with parameter_budget(values, what or model):
-        return getattr(models, model)(**model_kwargs, dtype=getattr(np, dtype), rng=seed)
+        what = (f"{model} too large for this machine: its {_memory_gib():.0f} GiB hold at most {values:,} "
+                f"parameter values (4 copies: the weights, their gradients, the optimizer's two moments)")
+    else:
+        what = f"{model} settings build too large a model"
+    try:
+        check_layers(model_kwargs.get("num_layers"))
+        with parameter_budget(values, what):
+            return getattr(models, model)(**model_kwargs, dtype=getattr(np, dtype), rng=seed)
+    except (TypeError, ValueError) as e:
+        raise ModelSettingsError(str(e)) from e
 
 
 def _memory_bytes() -> int | None:

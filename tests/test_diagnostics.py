@@ -285,7 +285,7 @@ def test_diagnose_command_on_checkpoints(tmp_path, capsys):
     document = json.loads(config_path.read_text())
     for change, message in (({"model_class": "make_recurrent"}, "model_class must be one of"),
                             ({"model": dict(document["config"]["model"], hidden_size=10**8)},
-                             "build more than the weights hold")):
+                             "build too large a model: a parameter of shape")):
         config_path.write_text(json.dumps(dict(document, config={**document["config"], **change})))
         assert main(args) == 2
         assert message in capsys.readouterr().err

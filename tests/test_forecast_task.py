@@ -390,9 +390,9 @@ def test_local_level_makes_each_window_relative_and_the_forecast_scale_free(tmp_
 
 
 HOSTILE_FORECASTER = {
-    "hidden 10^8": (lambda c: c["model"].update(hidden_size=10**8), "build more than the weights hold"),
+    "hidden 10^8": (lambda c: c["model"].update(hidden_size=10**8), "build too large a model: a parameter of shape"),
     "10^6 layers": (lambda c: c["model"].update(num_layers=10**6), "do not fit the weights"),
-    "horizon 10^9": (lambda c: c["model"].update(horizon=10**9), "build more than the weights hold"),
+    "horizon 10^9": (lambda c: c["model"].update(horizon=10**9), "build too large a model: a parameter of shape"),
     "another cell": (lambda c: c["model"].update(cell="lstm"), "do not fit the weights"),
     "a smaller model": (lambda c: c["model"].update(hidden_size=3),
                         r"the weights do not fit the model settings: encoder.weight_ih_l0 has shape \[18, 3\], "

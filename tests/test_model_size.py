@@ -38,9 +38,10 @@ def test_the_budget_counts_every_parameter_before_it_is_made():
     net = scratch_model("Forecaster", FORECASTER)
     values = sum(int(np.size(a)) for a in net.state_dict().values())
     assert values == 3 * 16 * (3 + 16 + 2) + 6 * (16 + 6 * 2 + 1)  # a GRU, and the head of 6 steps (MSE)
-    rebuilt = scratch_model("Forecaster", FORECASTER, values=values, what="test")
+    rebuilt = scratch_model("Forecaster", FORECASTER, values=values)
     assert all((a == b).all() for a, b in zip(rebuilt.state_dict().values(), net.state_dict().values()))
-    with pytest.raises(ValueError, match=r"test: a parameter of shape \[6\] takes the model past"):
-        scratch_model("Forecaster", FORECASTER, values=values - 1, what="test")
+    with pytest.raises(ValueError, match=r"Forecaster settings build too large a model: a parameter of shape \[6\] "
+                                         r"takes the model past"):
+        scratch_model("Forecaster", FORECASTER, values=values - 1)
     limit = parameter_limit("float64")
     assert limit is None or limit * 2 == pytest.approx(parameter_limit("float32"), abs=2)

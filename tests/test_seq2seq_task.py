@@ -187,7 +187,7 @@ def test_resume_is_exact(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"hidden_size": 10**8}, "build more than the weights hold"),
+    ({"hidden_size": 10**8}, "build too large a model: a parameter of shape"),
     ({"num_layers": 2}, "do not fit the weights"),
     ({"attention": "luong_general"}, "do not fit the weights"),
     ({"cell": "gru"}, "the weights do not fit the model settings: unexpected bridge.c.0.bias, bridge.c.0.weight;"),

@@ -18,7 +18,7 @@ from ..checkpoint import Checkpoint, CheckpointError
 from ..checkpoint.models import check_model, check_tensors
 from ..checkpoint.schema import Key, any_object, boolean, check_object, choice, integer, optional, string, strings
 from ..data.vocab import UNK, Vocabulary
-from ..engines import scratch_model
+from ..engines import ModelSettingsError, build_engine
 from ..spec import DTYPES
 from .pretrained import open_checkpoint
 
@@ -88,19 +88,21 @@ def check_labels(labels, classes: int, where) -> None:
         raise CheckpointError(f"{where}: labels holds an empty label")
 
 
-def check_model_build(model: str, settings, tensors, dtype: str, where) -> None:
-    """Refuse config.json's model `settings` unless they build exactly the stored `tensors` ({name: array}),
-    names and shapes. The model is built on the scratch engine with no more parameter values than the file
-    holds, so settings that claim a larger model (hidden_size 10^8) fail before they allocate it; the same
-    parameters on both engines, so the check holds for a torch model too."""
+def load_checked_engine(engine: str, model: str, settings, weights, dtype: str, where, device: str = "auto"):
+    """An engine holding config.json's `model` built with its `settings` and loaded with the stored `weights`
+    ({name: array}), refused unless the settings build exactly those tensors (names, shapes, dtype). The model
+    is built with no more parameter values than the file holds, so settings that claim a larger one
+    (hidden_size 10^8) fail before they allocate it."""
     if not isinstance(settings, dict):
         raise CheckpointError(f"{where}: model must be an object, got {type(settings).__name__}")
     if dtype not in DTYPES:
         raise CheckpointError(f"{where}: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    stored = {name: {"dtype": str(np.asarray(a).dtype), "shape": list(np.shape(a))} for name, a in tensors.items()}
+    stored = {name: {"dtype": str(np.asarray(a).dtype), "shape": list(np.shape(a))} for name, a in weights.items()}
     try:
-        net = scratch_model(model, settings, dtype, values=sum(int(np.prod(t["shape"])) for t in stored.values()),
-                            what="the settings build more than the weights hold")
-    except (TypeError, ValueError) as e:
+        eng = build_engine(engine, model, settings, dtype=dtype, device=device,
+                           max_values=sum(int(np.prod(t["shape"])) for t in stored.values()))
+    except ModelSettingsError as e:
         raise CheckpointError(f"{where}: the model settings do not fit the weights: {e}") from None
-    check_tensors(stored, {name: a.shape for name, a in net.state_dict().items()}, dtype, where)
+    check_tensors(stored, {name: np.shape(a) for name, a in eng.weights().items()}, dtype, where)
+    eng.load_weights(weights)
+    return eng

@@ -25,8 +25,8 @@ from ..checkpoint import CheckpointError
 from ..data import memory_tasks
 from ..data.text import read_text
 from ..diagnostics import Diagnosis, diagnose
-from ..engines import build_engine, check_engine
-from .checkpoints import check_model_build
+from ..engines import check_engine
+from .checkpoints import load_checked_engine
 from .memory import MODELS as MEMORY_MODELS
 from .pretrained import open_checkpoint
 
@@ -71,9 +71,7 @@ def _memory_batch(path, config, weights, length, batch_size, engine, seed):
                               f"{problem!r} and {config.get('model_class')!r}")
     length = length or data.get("length")
     dtype = config.get("dtype", "float32")
-    check_model_build(config["model_class"], config.get("model"), weights, dtype, where)
-    eng = build_engine(engine, config["model_class"], config["model"], dtype=dtype)
-    eng.load_weights(weights)
+    eng = load_checked_engine(engine, config["model_class"], config.get("model"), weights, dtype, where)
     batch = memory_tasks.generate(data["problem"], batch_size, length, seed)
     return eng, {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in batch.items()}
 

@@ -49,7 +49,7 @@ from ..runs import clear, is_run
 from ..train import train
 from . import forecast_baselines as B
 from .backtest import historical_forecasts, start_index
-from .checkpoints import check_model_build
+from .checkpoints import load_checked_engine
 from .conformal import FILE as CALIBRATION_FILE, Calibration, fingerprint
 from .settings import ForecastSettings, parse_levels, settings_of
 
@@ -370,10 +370,8 @@ class Forecaster:
             ckpt = load_checkpoint(p)
             if ckpt.config.get("task") != "forecast":
                 raise ValueError(f"{p} holds a {ckpt.config.get('task')!r} model, not a forecaster")
-            dtype = ckpt.config.get("dtype", "float32")
-            check_model_build("Forecaster", ckpt.config.get("model"), ckpt.weights, dtype, Path(p) / "config.json")
-            eng = build_engine(engine, "Forecaster", ckpt.config["model"], dtype=dtype, device=device)
-            eng.load_weights(ckpt.weights)
+            eng = load_checked_engine(engine, "Forecaster", ckpt.config.get("model"), ckpt.weights,
+                                      ckpt.config.get("dtype", "float32"), Path(p) / "config.json", device)
             weights.append(ckpt.weights)
             self.engines.append(eng)
             if self.engines[1:] and ckpt.config.get("settings") != self.config.get("settings"):

@@ -35,7 +35,7 @@ from ..data.vocab import Vocabulary
 from ..engines import build_engine, check_engine
 from ..runs import check_out
 from ..train import TrainResult, train
-from .checkpoints import check_model_build
+from .checkpoints import load_checked_engine
 from .settings import Decoding, Seq2SeqData, Seq2SeqSettings, settings_of
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # rnnkit/data/pairs.py's SPECIALS, on both sides
@@ -279,10 +279,8 @@ def load_seq2seq(path, engine: str = "scratch", device: str = "auto") -> LoadedS
     config = ckpt.config
     if config.get("task") != "seq2seq":
         raise ValueError(f"{path} holds a {config.get('task')!r} model, not a translation model")
-    dtype = config.get("dtype", "float32")
-    check_model_build("Seq2Seq", config.get("model"), ckpt.weights, dtype, Path(path) / "config.json")
-    eng = build_engine(engine, "Seq2Seq", config["model"], dtype=dtype, device=device)
-    eng.load_weights(ckpt.weights)
+    eng = load_checked_engine(engine, "Seq2Seq", config.get("model"), ckpt.weights, config.get("dtype", "float32"),
+                              Path(path) / "config.json", device)
     return LoadedSeq2Seq(eng, SentenceTokenizer.from_config(config["tokenizer"]),
                          Vocabulary.from_dict(config["source_vocab"]), Vocabulary.from_dict(config["target_vocab"]),
                          config)

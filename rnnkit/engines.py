@@ -145,8 +145,9 @@ def scratch_model(model: str, model_kwargs: dict, dtype: str = "float32", seed: 
 
     if values is None:
         values = parameter_limit(dtype)
-        what = (f"{model} too large for this machine: its {_memory_gib():.0f} GiB hold at most {values:,} "
-                f"parameter values (4 copies: the weights, their gradients, the optimizer's two moments)")
+        what = model if values is None else (  # None: the system does not say, and nothing is refused
+            f"{model} too large for this machine: its {_memory_gib():.0f} GiB hold at most {values:,} parameter "
+            f"values (4 copies: the weights, their gradients, the optimizer's two moments)")
     else:
         what = f"{model} settings build too large a model"
     try:

@@ -45,3 +45,11 @@ def test_the_budget_counts_every_parameter_before_it_is_made():
         scratch_model("Forecaster", FORECASTER, values=values - 1)
     limit = parameter_limit("float64")
     assert limit is None or limit * 2 == pytest.approx(parameter_limit("float32"), abs=2)
+
+
+def test_where_the_system_does_not_say_its_memory_nothing_is_refused(monkeypatch):
+    import rnnkit.engines as engines
+
+    monkeypatch.setattr(engines, "_memory_bytes", lambda: None)
+    assert engines.parameter_limit() is None
+    assert engines.scratch_model("Forecaster", FORECASTER).state_dict()["head.bias"].shape == (6,)

@@ -31,3 +31,23 @@ def test_a_value_json_cannot_hold_writes_nothing(tmp_path):
     with pytest.raises(TypeError):
         files.write_json(tmp_path / "r.json", {"x": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_written_file_has_the_permissions_a_plain_write_would_give(tmp_path):
+    """0666 less the umask for a new file, the old file's mode for a replaced one (mkstemp's 0600 made figures
+    and reports unreadable to everyone but their owner)."""
+    if os.name != "posix":
+        pytest.skip("POSIX permissions")
+    old_umask = os.umask(0o022)
+    try:
+        fresh = files.write_bytes_atomic(tmp_path / "figure.png", b"\x89PNG")
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert files.write_json(tmp_path / "private.json", {}).stat().st_mode & 0o777 == 0o600
+        os.umask(0o022)
+        os.chmod(fresh, 0o640)  # the user's choice for this file, kept when it is written again
+        assert files.write_bytes_atomic(fresh, b"new").stat().st_mode & 0o777 == 0o640
+        assert fresh.read_bytes() == b"new"
+    finally:
+        os.umask(old_umask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png", "private.json"]

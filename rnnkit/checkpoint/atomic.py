@@ -32,7 +32,6 @@ import os
 import secrets
 import shutil
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -51,7 +50,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = open_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             _write_synced(f, data)
@@ -60,6 +59,28 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         os.unlink(tmp)
         raise
     return path
+
+
+def open_temporary(path: Path) -> tuple[int, str]:
+    """(a descriptor open for writing, its name): a new temporary file beside `path`, to be renamed over it,
+    with the permissions a plain open() would leave: those of the file it replaces, else 0666 less the umask
+    (the kernel applies it). tempfile.mkstemp's 0600 made figures and reports unreadable to the user's group
+    and to others, where the file written in place had been readable."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:  # a name taken (2^-48): draw another
+            continue
+    if mode is not None:
+        os.chmod(tmp, mode)
+    return fd, tmp
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:

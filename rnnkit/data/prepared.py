@@ -24,14 +24,13 @@ import codecs
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint.atomic import write_json
+from ..checkpoint.atomic import open_temporary, write_json
 from .vocab import Vocabulary
 
 FORMAT, VERSION = "rnnkit.prepared", 1
@@ -93,7 +92,7 @@ def count_tokens(path, tokenizer, chunk_bytes: int = CHUNK_BYTES) -> tuple[Count
 def write_ids(path, out: Path, tokenizer, vocab: Vocabulary, dtype: np.dtype, chunk_bytes: int = CHUNK_BYTES) -> int:
     """Pass 2: the ids of a text file's tokens, appended chunk by chunk to `out` (atomically); their count."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    fd, tmp = open_temporary(out)
     count = 0
     try:
         with os.fdopen(fd, "wb") as f:

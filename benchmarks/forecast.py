@@ -14,8 +14,8 @@ AutoARIMA() without arguments) and seasonal (m = 12). The RNN ("rnn", rnnkit.tas
 the settings RNN names per protocol; how they were chosen: benchmarks/README.md) is trained once on the
 history before the first forecast (or the month RNN names), an ensemble of seeds 0..N-1 (the median
 forecast), and not retrained, as in darts' examples; on the protocols CALIBRATE names its intervals are
-calibrated first (conformal, on forecasts inside its training part), their coverage reported beside the
-model's own (coverage_*_uncalibrated). Results go to benchmarks/results/forecast.json with the
+calibrated first (conformal, on forecasts inside its training part), their coverage and mean pinball loss
+reported beside the model's own (coverage_*_uncalibrated, pinball_uncalibrated). Results go to benchmarks/results/forecast.json with the
 CPU seconds of each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
 the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
 --last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
@@ -42,13 +42,13 @@ tune_process()  # before NumPy loads (rnnkit/runtime.py)
 
 import numpy as np  # noqa: E402
 
-from rnnkit.metrics import coverage, mape  # noqa: E402
+from rnnkit.metrics import mape  # noqa: E402
 from rnnkit.checkpoint.atomic import write_json  # noqa: E402
 from rnnkit.data import datasets  # noqa: E402
 from rnnkit.data.series import format_date  # noqa: E402
 from rnnkit.tasks import forecast_baselines as B  # noqa: E402
 from rnnkit.tasks.backtest import backtest, stateless  # noqa: E402
-from rnnkit.tasks.forecast import Forecaster  # noqa: E402
+from rnnkit.tasks.forecast import Forecaster, interval_scores  # noqa: E402
 
 M = 12
 MODELS = {"naive": B.naive, "seasonal-naive": partial(B.seasonal_naive, m=M), "drift": B.drift,
@@ -145,8 +145,9 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
                                                     "cpu_s": round(time.process_time() - cpu, 2)}
         if last_points_only:
             rows[model]["mape_darts"] = mape_darts(y, start, horizon, stride, r["forecasts"])
-        rows[model] |= {k: r[k] for k in ("settings", "point_quantile", "trained_before", "seeds", "coverage_80",
-                                          "coverage_95", "coverage_80_uncalibrated", "coverage_95_uncalibrated",
+        intervals = [f"{k}{suffix}" for k in ("coverage_80", "coverage_95", "pinball")
+                     for suffix in ("", "_uncalibrated")]
+        rows[model] |= {k: r[k] for k in ("settings", "point_quantile", "trained_before", "seeds", *intervals,
                                           "calibration", "calibration_cpu_s") if k in r}
         print(f"{protocol:18s} {model:20s} MAPE {r['mape']:7.2f} %  sMAPE {r['smape']:7.2f} %  "
               f"MASE {r['mase']:6.3f}  ({len(r['starts'])} forecasts, {rows[model]['cpu_s']} s CPU)", flush=True)
@@ -207,7 +208,7 @@ def rnn_backtest(model, series, start: int, horizon: int, stride: int, last_poin
         for suffix, calibrated in (("", True), ("_uncalibrated", False)):
             if calibrated or model.calibration is not None:
                 p = model.predict_interval(horizon, (80, 95), history=series.slice(None, start), calibrated=calibrated)
-                r |= {f"coverage_{lv:g}{suffix}": coverage(truth, lo, hi) for lv, (lo, hi) in p["intervals"].items()}
+                r |= {f"{k}{suffix}": v for k, v in interval_scores(truth, p["forecast"], p["intervals"]).items()}
     seed, n = model.settings.training.seed, model.settings.model.ensemble
     return r | {"seeds": list(range(seed, seed + n))}
 

@@ -35,7 +35,8 @@ def main(argv=None) -> dict:
     for name, s in {"GRU (ours)": report["model"], **report["baselines"]}.items():
         print(f"{name:<16}{s['mape']:>8.2f}{s['smape']:>9.2f}{s['mase']:>7.3f}")
     print(f"interval coverage: 80% -> {report['model']['coverage_80']:.0%}, "
-          f"95% -> {report['model']['coverage_95']:.0%} of the 36 months")
+          f"95% -> {report['model']['coverage_95']:.0%} of the 36 months; mean pinball loss "
+          f"{report['model']['pinball']:.2f} (thousands of passengers)")
     print(f"figure: {report['plot']}  ({time.process_time() - start:.0f} s of CPU)")
     return report
 

@@ -681,15 +681,17 @@ def cmd_backtest(args) -> int:
     series = _history(model, args.data) if args.data else None
     start = int(args.start) if args.start.lstrip("-").isdigit() else args.start  # a row, else a date
     report = model.backtest(start, args.horizon, args.stride, series, retrain=args.retrain or False,
-                            last_points_only=args.last_points_only, log=lambda line: None if args.json else print(line))
+                            last_points_only=args.last_points_only, levels=() if args.levels == "none" else args.levels,
+                            log=lambda line: None if args.json else print(line))
     if args.json:
         print(json.dumps(report))
     else:
         print(f"{len(report['starts'])} forecasts of {report['horizon']} steps from {report['starts'][0]}, "
               f"every {report['stride']}" + (f", retrained every {args.retrain} forecasts" if args.retrain else "")
               + ("; the series of their last points scored" if args.last_points_only else ""))
-        for k in ("mae", "rmse", "mape", "smape", "mase"):
-            print(f"{k:>6}  " + ("undefined" if report[k] is None else f"{report[k]:.4f}"))
+        scores = ["mae", "rmse", "mape", "smape", "mase"] + [f"coverage_{lv:g}" for lv in report["levels"]]
+        for k in scores + (["pinball"] if report["levels"] else []):
+            print(f"{k:>12}  " + ("undefined" if report[k] is None else f"{report[k]:.4f}"))
     return 0
 
 
@@ -794,6 +796,8 @@ def add_forecast_commands(subparsers) -> None:
                    "forecasts every time)")
     p.add_argument("--last-points-only", action="store_true", help="score the series of each forecast's last "
                    "point (darts' historical_forecasts default) instead of the mean over the forecasts")
+    p.add_argument("--levels", help="the interval levels scored, in percent: coverage and the mean pinball loss "
+                   "of the model's own intervals (default: the model's; none: the point forecasts only)")
     p.add_argument("--data", metavar="FILE", help="a series file (default: the series it was trained on)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_engine_arguments(p)

@@ -180,6 +180,50 @@ def test_backtest_retrain_and_last_points_only(ensemble, csv_file, tmp_path):
         model.backtest(40, 4, 8, series, retrain=-1)
 
 
+def test_evaluation_and_backtest_score_the_intervals_coverage_and_pinball_loss(ensemble, csv_file):
+    """Every forecast with intervals is scored on them too: the coverage of each level and the mean pinball
+    loss over the quantiles they stand for (the forecast as the median, each level's bounds)."""
+    from rnnkit import metrics as M
+
+    out, _ = ensemble
+    model = Forecaster.from_pretrained(out)
+    series = read_series(csv_file, "month")
+    qs = [0.5, 0.1, 0.9, 0.025, 0.975]
+
+    def by_hand(history, truth):
+        p = model.predict_interval(len(truth), history=history)
+        bounds = [b for lv in (80.0, 95.0) for b in p["intervals"][lv]]
+        want = {"pinball": M.pinball(truth, np.stack([p["forecast"]] + bounds, axis=-1), qs)}
+        for lv in (80.0, 95.0):
+            want[f"coverage_{lv:g}"] = M.coverage(truth, *p["intervals"][lv])
+        return want, p
+
+    report = model.evaluate()
+    want, _ = by_hand(series.slice(None, N - 4), series.y[-4:])
+    assert want["pinball"] > 0
+    for k, v in want.items():
+        assert report["model"][k] == pytest.approx(v, rel=1e-12)
+    bt = model.backtest(40, 4, 8, series)
+    assert bt["levels"] == [80.0, 95.0]
+    for i, t in enumerate((40, 48, 56)):
+        want, _ = by_hand(series.slice(None, t), series.y[t:t + 4])
+        for k, v in want.items():
+            assert bt["per_forecast"][k][i] == pytest.approx(v, rel=1e-12)
+    assert bt["pinball"] == pytest.approx(np.mean(bt["per_forecast"]["pinball"]), rel=1e-12)
+    # the series of the last points, with the last point of each interval
+    last = model.backtest(40, 4, 8, series, last_points_only=True, levels="80")
+    ends = [by_hand(series.slice(None, t), series.y[t:t + 4])[1] for t in (40, 48, 56)]
+    lo, hi = (np.stack([p["intervals"][80.0][k][-1] for p in ends]) for k in (0, 1))
+    point, truth = np.stack([p["forecast"][-1] for p in ends]), series.y[[43, 51, 59]]
+    assert last["coverage_80"] == pytest.approx(M.coverage(truth, lo, hi))
+    assert last["pinball"] == pytest.approx(M.pinball(truth, np.stack([point, lo, hi], axis=-1), [0.5, 0.1, 0.9]))
+    assert "coverage_95" not in last
+    plain = model.backtest(40, 4, 8, series, levels=())
+    assert plain["levels"] == [] and "pinball" not in plain and plain["mae"] == pytest.approx(bt["mae"], rel=1e-12)
+    with pytest.raises(ValueError, match=r"\[50.0\] need other quantiles"):
+        model.backtest(40, 4, 8, series, levels="50")
+
+
 def test_point_model_refuses_intervals(csv_file, tmp_path):
     Forecaster(data=str(csv_file), date_column="month", loss="mse", decoder="autoregressive", out=str(tmp_path),
                **TINY).fit(log=lambda *a: None)
@@ -189,6 +233,7 @@ def test_point_model_refuses_intervals(csv_file, tmp_path):
         model.predict_interval(2)
     report = model.evaluate()
     assert report["held_out"] == 4 and set(report["baselines"]) == {"naive", "seasonal-naive", "drift"}
+    assert "pinball" not in report["model"] and model.backtest(40, 2, 8)["levels"] == []
     truth, history = read_series(csv_file, "month").y[-4:], read_series(csv_file, "month").y[:-4]
     assert report["baselines"]["naive"]["mae"] == pytest.approx(np.mean(np.abs(truth - history[-1])))
 
@@ -208,12 +253,15 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["retraining on the 48 steps before 2004-01", "2 forecasts of 4 steps from 2004-01, every 8, "
                          "retrained every 2 forecasts; the series of their last points scored"]
-    assert [line.split()[0] for line in lines[2:]] == ["mae", "rmse", "mape", "smape", "mase"]
+    assert [line.split()[0] for line in lines[2:]] == ["mae", "rmse", "mape", "smape", "mase", "coverage_80",
+                                                        "coverage_95", "pinball"]
+    assert main(["backtest", str(out), "--start", "2004-01", "--horizon", "4", "--levels", "none"]) == 0
+    assert capsys.readouterr().out.split()[-2] == "mase"
     assert main(["backtest", str(out), "--start", "2004-01", "--retrain", "-1"]) == 2
     assert capsys.readouterr().err.startswith("error: retrain must be True, False or an int >= 1")
     assert main(["evaluate", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert {"mae", "mape", "mase", "coverage_80", "coverage_95"} <= set(report["model"])
+    assert {"mae", "mape", "mase", "coverage_80", "coverage_95", "pinball"} <= set(report["model"])
     assert main(["evaluate", str(out)]) == 0
     assert "seasonal-naive" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--test", "0"]) == 2  # not the default's 4 steps

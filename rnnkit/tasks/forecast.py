@@ -62,6 +62,21 @@ def quantiles_for(levels) -> tuple[float, ...]:
     return tuple(sorted(qs))
 
 
+def interval_quantiles(levels) -> list[float]:
+    """The quantiles of each level's lower and upper bound, in that order: (80, 95) -> 0.1, 0.9, 0.025, 0.975."""
+    return [q for lv in levels for q in ((1 - lv / 100) / 2, 1 - (1 - lv / 100) / 2)]
+
+
+def interval_scores(truth, point, intervals: dict) -> dict:
+    """The scores of a forecast's intervals: coverage_L of each level L, and "pinball", the mean pinball loss
+    (metrics.pinball) over the quantiles they stand for, the point forecast as the median (0.5) and each
+    interval's bounds as its (1 -+ L/100)/2 quantiles. truth, point and every bound (horizon, outputs)."""
+    out = {f"coverage_{lv:g}": M.coverage(truth, lo, hi) for lv, (lo, hi) in intervals.items()}
+    bounds = [b for lo_hi in intervals.values() for b in lo_hi]
+    out["pinball"] = M.pinball(truth, np.stack([point] + bounds, axis=-1), [0.5] + interval_quantiles(intervals))
+    return out
+
+
 SAMPLES = 2000  # sample paths behind the intervals of a differenced series
 # the farthest a history's model input (targets and covariates after their transforms: standard scores of
 # the training part) may lie from 0; farther, the network only saturates and its forecast means nothing
@@ -477,13 +492,8 @@ class Forecaster:
     def levels(self) -> tuple[float, ...]:
         return parse_levels(self.settings.model.levels)
 
-    def predict_interval(self, horizon: int | None = None, levels=None, history: Series | None = None,
-                         calibrated: bool = True) -> dict:
-        """predict()'s dict with "intervals": {level: (lower, upper)}, each (horizon, outputs). levels in
-        percent; a quantile model knows the levels it was trained for (--levels), a Gaussian one any.
-        With a calibration (`calibrate`, or calibration.json beside the checkpoint) and `calibrated`, the
-        intervals are its conformal ones, and "calibrated" tells from how many forecasts."""
-        history, horizon = self._check_history(history, horizon)
+    def _check_levels(self, levels) -> tuple[float, ...]:
+        """The interval levels asked for (None: the model's), each one this model can give."""
         levels = self.levels() if levels is None else parse_levels(levels)
         if self.config["model"]["loss"] == "quantile":
             have = set(round(q, 10) for q in self.config["model"]["quantiles"])
@@ -491,11 +501,24 @@ class Forecaster:
             if missing:
                 raise ValueError(f"this model was trained for the levels {list(self.levels())}; {missing} need "
                                  f"other quantiles (train with --levels)")
-        qs = [None] + [q for lv in levels for q in ((1 - lv / 100) / 2, 1 - (1 - lv / 100) / 2)]
-        paths = self._paths(history, horizon, qs)
+        return levels
+
+    def _bands(self, history: Series, horizon: int, levels) -> tuple[np.ndarray, dict]:
+        """(the point forecast (horizon, outputs), {level: (lower, upper)}): the model's own intervals."""
+        paths = self._paths(history, horizon, [None] + interval_quantiles(levels))
         lower, upper = np.minimum(paths[1::2], paths[2::2]), np.maximum(paths[1::2], paths[2::2])
-        intervals = {lv: (lower[i], upper[i]) for i, lv in enumerate(levels)}
-        out = {"dates": history.future_dates(horizon), "forecast": paths[0], "target": list(history.target)}
+        return paths[0], {lv: (lower[i], upper[i]) for i, lv in enumerate(levels)}
+
+    def predict_interval(self, horizon: int | None = None, levels=None, history: Series | None = None,
+                         calibrated: bool = True) -> dict:
+        """predict()'s dict with "intervals": {level: (lower, upper)}, each (horizon, outputs). levels in
+        percent; a quantile model knows the levels it was trained for (--levels), a Gaussian one any.
+        With a calibration (`calibrate`, or calibration.json beside the checkpoint) and `calibrated`, the
+        intervals are its conformal ones, and "calibrated" tells from how many forecasts."""
+        history, horizon = self._check_history(history, horizon)
+        levels = self._check_levels(levels)
+        point, intervals = self._bands(history, horizon, levels)
+        out = {"dates": history.future_dates(horizon), "forecast": point, "target": list(history.target)}
         if calibrated and self.calibration is not None:
             intervals = {lv: self.calibration.apply(lv, lo, hi) for lv, (lo, hi) in intervals.items()}
             for inner, outer in zip(levels, levels[1:]):  # margins of few forecasts may cross: keep them nested
@@ -573,7 +596,7 @@ class Forecaster:
 
     def backtest(self, start, horizon: int | None = None, stride: int = 1, series: Series | None = None,
                  m: int | None = None, retrain: bool | int = False, last_points_only: bool = False,
-                 log=lambda line: None) -> dict:
+                 levels=None, log=lambda line: None) -> dict:
         """Historical forecasts from `start` (a row, a fraction, or a date as in the file), every `stride`
         steps, each from the history before it, scored (rnnkit.tasks.backtest): {"starts": [dates],
         "per_forecast": {metric: [...]}, metric: mean over the forecasts}.
@@ -583,14 +606,20 @@ class Forecaster:
         (an expanding window: it sees nothing after it; its last `valid` steps choose the checkpoint); an int
         k: anew before every k-th forecast (`refit`). last_points_only: score the series made of each
         forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean.
+        levels: the intervals scored beside the point forecasts, coverage_L and "pinball" (`interval_scores`;
+        None: the model's levels, () none; a point model has none): the model's own intervals, never a
+        calibration's, whose forecasts may overlap the backtest's.
         "forecasts": every forecast, (n, horizon, outputs) as nested lists, in the series' scale."""
         series = self.series() if series is None else _series(series, "series")
         horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
+        wanted = levels is None or isinstance(levels, str) or len(levels) > 0  # () asks for none
+        levels = self._check_levels(levels) if self._has_intervals() and wanted else ()
         first = series.index_of(start) if isinstance(start, str) else start
         first = max(start_index(len(series), first, horizon), self.window + self.features.target.lost)
         m = series.season if m is None else m
+        bands = []  # each forecast's intervals
         with tempfile.TemporaryDirectory(prefix="rnnkit-backtest-") as scratch:
             def fit_fn(history):
                 if not retrain:
@@ -600,16 +629,22 @@ class Forecaster:
                 return self.refit(series.slice(None, len(history)), Path(scratch) / f"refit-{len(history)}")
 
             def predict_fn(model, history, h):
-                return model._paths(series.slice(None, len(history)), h, [None])[0]
+                point, intervals = model._bands(series.slice(None, len(history)), h, levels)
+                bands.append(intervals)
+                return point
 
             starts, forecasts = historical_forecasts(series.y, first, horizon, stride, fit_fn, predict_fn, retrain)
         out = {"starts": [format_date(series.dates[t], series.freq) for t in starts], "horizon": horizon,
-               "stride": stride, "retrain": retrain, "last_points_only": last_points_only,
+               "stride": stride, "retrain": retrain, "last_points_only": last_points_only, "levels": list(levels),
                "forecasts": forecasts.tolist()}
         if last_points_only:  # one forecast made of the last points; MASE scaled by the history before start
             ends = starts + horizon - 1
-            return out | _scores(series.y[ends], forecasts[:, -1], series.y[:starts[0]], m)
-        per = [_scores(series.y[t:t + horizon], f, series.y[:t], m) for t, f in zip(starts, forecasts)]
+            last = {lv: tuple(np.stack([b[lv][k][-1] for b in bands]) for k in (0, 1)) for lv in levels}
+            return out | _scores(series.y[ends], forecasts[:, -1], series.y[:starts[0]], m) | (
+                interval_scores(series.y[ends], forecasts[:, -1], last) if levels else {})
+        per = [_scores(series.y[t:t + horizon], f, series.y[:t], m)
+               | (interval_scores(series.y[t:t + horizon], f, b) if levels else {})
+               for t, f, b in zip(starts, forecasts, bands)]
         out["per_forecast"] = {k: [p[k] for p in per] for k in per[0]}
         out.update({k: (None if None in v else float(np.mean(v))) for k, v in out["per_forecast"].items()})
         return out
@@ -636,12 +671,12 @@ class Forecaster:
         m = series.season if len(history) > series.season else 1
         report = {"held_out": test, "first": format_date(truth.dates[0], series.freq), "m": m,
                   "model": _scores(truth.y, result["forecast"], history.y, m), "baselines": {}}
-        for lv, (lo, hi) in result.get("intervals", {}).items():
-            report["model"][f"coverage_{lv:g}"] = M.coverage(truth.y, lo, hi)
+        if "intervals" in result:
+            report["model"] |= interval_scores(truth.y, result["forecast"], result["intervals"])
         if "calibrated" in result:
             raw = self.predict_interval(test, history=history, calibrated=False)
-            for lv, (lo, hi) in raw["intervals"].items():
-                report["model"][f"coverage_{lv:g}_uncalibrated"] = M.coverage(truth.y, lo, hi)
+            own = interval_scores(truth.y, raw["forecast"], raw["intervals"])
+            report["model"] |= {f"{k}_uncalibrated": v for k, v in own.items()}
             report["calibrated"] = result["calibrated"]
         for name in baselines:
             fn = B.baseline(name, m)

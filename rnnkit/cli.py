@@ -662,6 +662,13 @@ def cmd_forecast(args) -> int:
 
     model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
     history = _history(model, args.data) if args.data else None
+    if args.quantiles:
+        if args.plot or args.levels:
+            raise ValueError("--quantiles prints quantiles only: leave out --levels and --plot")
+        result = model.predict_quantiles(args.horizon, args.quantiles, history)
+        print(json.dumps(to_json(result, model.features.freq)) if args.json
+              else format_forecast(result, model.features.freq))
+        return 0
     if args.levels == "none" or model.config["model"]["loss"] in ("mse", "mae"):
         result = model.predict(args.horizon, history)
     else:
@@ -763,6 +770,8 @@ def add_forecast_commands(subparsers) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="draw the history, the forecast and its intervals")
     p.add_argument("--uncalibrated", action="store_true", help="the model's own intervals, not the conformal "
                    "ones of its calibration.json (rnnkit calibrate)")
+    p.add_argument("--quantiles", help="print these quantiles of each step instead, e.g. 0.1,0.5,0.9 (the "
+                   "model's own; a quantile model knows those it was trained for)")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_forecast)
 

@@ -224,6 +224,31 @@ def test_evaluation_and_backtest_score_the_intervals_coverage_and_pinball_loss(e
         model.backtest(40, 4, 8, series, levels="50")
 
 
+def test_predict_quantiles_of_a_quantile_and_a_gaussian_model(ensemble, csv_file, tmp_path):
+    out, _ = ensemble
+    model = Forecaster.from_pretrained(out)
+    q = model.predict_quantiles(3)
+    assert q["quantiles"] == [0.025, 0.1, 0.5, 0.9, 0.975] and q["values"].shape == (5, 3, 1)
+    p = model.predict_interval(3)
+    for k, bound in ((0, p["intervals"][95.0][0]), (1, p["intervals"][80.0][0]), (3, p["intervals"][80.0][1])):
+        np.testing.assert_array_equal(q["values"][k], bound)
+    np.testing.assert_array_equal(q["values"][2], p["forecast"])
+    assert model.predict_quantiles(2, "0.9,0.1")["quantiles"] == [0.9, 0.1]  # in the order asked
+    for bad, message in (([0.3], r"trained for the quantiles \[0.025, 0.1, 0.5, 0.9, 0.975\]; \[0.3\] are not"),
+                         ("0.1,x", "quantiles must be numbers in"), ([1.0], "strictly between 0 and 1"),
+                         ([], "strictly between 0 and 1")):
+        with pytest.raises(ValueError, match=message):
+            model.predict_quantiles(2, bad)
+    gauss = Forecaster(data=str(csv_file), date_column="month", loss="gaussian", out=str(tmp_path / "g"),
+                       **TINY).fit(log=lambda *a: None)
+    g = gauss.predict_quantiles(4, (0.05, 0.3, 0.5, 0.7, 0.95))
+    assert np.all(np.diff(g["values"], axis=0) > 0)  # any quantile, in order
+    np.testing.assert_allclose(g["values"][2], g["forecast"], rtol=1e-12)
+    lo, hi = gauss.predict_interval(4, (90,))["intervals"][90.0]
+    np.testing.assert_allclose(g["values"][[0, 4]], [lo, hi], rtol=1e-12)
+    assert gauss.predict_quantiles(4)["quantiles"] == [0.1, 0.5, 0.9]
+
+
 def test_point_model_refuses_intervals(csv_file, tmp_path):
     Forecaster(data=str(csv_file), date_column="month", loss="mse", decoder="autoregressive", out=str(tmp_path),
                **TINY).fit(log=lambda *a: None)
@@ -231,6 +256,8 @@ def test_point_model_refuses_intervals(csv_file, tmp_path):
     assert model.predict(2)["forecast"].shape == (2, 1)
     with pytest.raises(ValueError, match="mse loss: it gives point forecasts only"):
         model.predict_interval(2)
+    with pytest.raises(ValueError, match="mse loss: it gives point forecasts only; .* for quantiles"):
+        model.predict_quantiles(2)
     report = model.evaluate()
     assert report["held_out"] == 4 and set(report["baselines"]) == {"naive", "seasonal-naive", "drift"}
     assert "pinball" not in report["model"] and model.backtest(40, 2, 8)["levels"] == []
@@ -246,6 +273,15 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     assert len(got["forecast"]) == 2 and len(got["intervals"]["80"]["lower"]) == 2
     assert main(["forecast", str(out), "--data", str(csv_file), "--horizon", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[0].split("\t") == ["date", "sales", "lo80", "hi80", "lo95", "hi95"]
+    assert main(["forecast", str(out), "--horizon", "2", "--quantiles", "0.1,0.5"]) == 0
+    table = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    want = Forecaster.from_pretrained(out).predict_quantiles(2, (0.1, 0.5))["values"]
+    assert table[0] == ["date", "sales", "q0.1", "q0.5"] and [r[0] for r in table[1:]] == ["2005-01", "2005-02"]
+    assert [float(r[2]) for r in table[1:]] == pytest.approx(want[0, :, 0], rel=1e-3)
+    assert main(["forecast", str(out), "--horizon", "2", "--quantiles", "0.9", "--json"]) == 0
+    assert np.shape(json.loads(capsys.readouterr().out)["quantiles"]["0.9"]) == (2, 1)
+    assert main(["forecast", str(out), "--quantiles", "0.3"]) == 2
+    assert "[0.3] are not among them" in capsys.readouterr().err
     assert main(["backtest", str(out), "--start", "2003-05", "--horizon", "4", "--stride", "8", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["starts"] == ["2003-05", "2004-01", "2004-09"]
     assert main(["backtest", str(out), "--start", "2004-01", "--horizon", "4", "--stride", "8", "--retrain", "2",

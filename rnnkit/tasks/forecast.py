@@ -5,6 +5,7 @@ intervals, backtest and evaluate beside the baselines.
     f = Forecaster(dataset="air-passengers", horizon=36, window=36, log=True, epochs=200).fit()
     f.predict(36)                               # {"dates": [...], "forecast": (36, 1)}
     f.predict_interval(36, levels=(80, 95))     # + {"intervals": {80.0: (lower, upper), 95.0: ...}}
+    f.predict_quantiles(36)                     # + {"quantiles": [0.025, ...], "values": (5, 36, 1)}
     f.backtest(start="1959-01", horizon=6, stride=1)
     f.calibrate(19).save("runs/forecast")       # conformal intervals: 19 forecasts, each by a model trained
                                                 # before it (needs window + horizon + 18 steps before the
@@ -527,6 +528,33 @@ class Forecaster:
             out["calibrated"] = self.calibration.summary()
         return out | {"intervals": intervals}
 
+    def predict_quantiles(self, horizon: int | None = None, quantiles=None, history: Series | None = None) -> dict:
+        """predict()'s dict with "quantiles", the levels q asked for, and "values" (len(quantiles), horizon,
+        outputs), the quantile q of each step (sktime's predict_quantiles): the model's own, as a calibration
+        widens intervals, not quantiles. A quantile model gives the quantiles it was trained for (default: all
+        of them), a Gaussian one any q in (0, 1) (default: 0.1, 0.5, 0.9)."""
+        history, horizon = self._check_history(history, horizon)
+        model = self.config["model"]
+        if not self._has_intervals():
+            raise ValueError(f"this model was trained with the {model['loss']} loss: it gives point forecasts "
+                             f"only; train with --loss quantile or gaussian for quantiles")
+        trained = [round(q, 10) for q in model["quantiles"]]
+        if quantiles is None:
+            quantiles = trained if model["loss"] == "quantile" else [0.1, 0.5, 0.9]
+        qs = [q for q in (quantiles.split(",") if isinstance(quantiles, str) else quantiles) if str(q).strip()]
+        try:
+            qs = [round(float(q), 10) for q in qs]
+        except (TypeError, ValueError):
+            raise ValueError(f"quantiles must be numbers in (0, 1), e.g. 0.1,0.5,0.9; got {quantiles!r}") from None
+        if not qs or not all(0 < q < 1 for q in qs):
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles!r}")
+        if model["loss"] == "quantile" and not set(qs) <= set(trained):
+            raise ValueError(f"this model was trained for the quantiles {trained}; "
+                             f"{sorted(set(qs) - set(trained))} are not among them (train with --levels)")
+        values = self._paths(history, horizon, [None] + qs)
+        return {"dates": history.future_dates(horizon), "forecast": values[0], "target": list(history.target),
+                "quantiles": qs, "values": values[1:]}
+
     # -------------------------------------------------------------------------------------- calibration
     def _scale(self) -> float | None:
         """The scale of the conformal scores: None for y, else the log model's offset (log(y + offset))."""
@@ -717,12 +745,13 @@ def plot_forecast(result: dict, history: Series, path, truth=None, steps: int | 
 
 
 def format_forecast(result: dict, freq: str) -> str:
-    """A forecast dict as a table: date, forecast and interval bounds per target."""
+    """A forecast dict as a table: date, forecast and interval bounds (or quantiles) per target."""
     head = ["date"]
     for t in result["target"]:
         head.append(t)
         for lv in result.get("intervals", {}):
             head += [f"lo{lv:g}", f"hi{lv:g}"]
+        head += [f"q{q:g}" for q in result.get("quantiles", ())]
     lines = ["\t".join(head)]
     for i, d in enumerate(result["dates"]):
         row = [format_date(d, freq)]
@@ -730,17 +759,20 @@ def format_forecast(result: dict, freq: str) -> str:
             row.append(f"{result['forecast'][i, j]:.4g}")
             for lo, hi in result.get("intervals", {}).values():
                 row += [f"{lo[i, j]:.4g}", f"{hi[i, j]:.4g}"]
+            row += [f"{v:.4g}" for v in result["values"][:, i, j]] if "quantiles" in result else []
         lines.append("\t".join(row))
     return "\n".join(lines)
 
 
 def to_json(result: dict, freq: str) -> dict:
-    """A forecast dict as JSON-ready lists."""
+    """A forecast dict as JSON-ready lists (quantiles as {"0.1": (horizon, outputs) lists, ...})."""
     out = {"dates": [format_date(d, freq) for d in result["dates"]], "target": result["target"],
            "forecast": np.asarray(result["forecast"]).tolist()}
     if "intervals" in result:
         out["intervals"] = {f"{lv:g}": {"lower": lo.tolist(), "upper": hi.tolist()}
                             for lv, (lo, hi) in result["intervals"].items()}
+    if "quantiles" in result:
+        out["quantiles"] = {f"{q:g}": v.tolist() for q, v in zip(result["quantiles"], result["values"])}
     if "calibrated" in result:
         out["calibrated"] = result["calibrated"]
     return out

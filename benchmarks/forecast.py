@@ -15,7 +15,8 @@ the settings RNN names per protocol; how they were chosen: benchmarks/README.md)
 history before the first forecast (or the month RNN names), an ensemble of seeds 0..N-1 (the median
 forecast), and not retrained, as in darts' examples; on the protocols CALIBRATE names its intervals are
 calibrated first (conformal, on forecasts inside its training part), their coverage and mean pinball loss
-reported beside the model's own (coverage_*_uncalibrated, pinball_uncalibrated). Results go to benchmarks/results/forecast.json with the
+reported beside the model's own (coverage_*_uncalibrated, pinball_uncalibrated); where a protocol makes one forecast, the
+baselines' own intervals are scored alike (rnnkit.tasks.forecast_baselines.baseline_intervals). Results go to benchmarks/results/forecast.json with the
 CPU seconds of each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
 the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
 --last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
@@ -55,6 +56,11 @@ MODELS = {"naive": B.naive, "seasonal-naive": partial(B.seasonal_naive, m=M), "d
           "ets": partial(B.ets, m=M), "auto-arima": partial(B.auto_arima, m=1),
           "auto-arima-seasonal": partial(B.auto_arima, m=M), "ets-120": None, "rnn": None, "rnn-low": None,
           "rnn-darts": None}
+# the baselines' intervals (forecast_baselines.baseline_intervals), scored where a protocol makes one forecast
+INTERVALS = {"naive": B.naive_intervals, "seasonal-naive": partial(B.seasonal_naive_intervals, m=M),
+             "drift": B.drift_intervals, "ets": partial(B.ets_intervals, m=M),
+             "auto-arima": partial(B.auto_arima_intervals, m=1),
+             "auto-arima-seasonal": partial(B.auto_arima_intervals, m=M)}
 # models run on some protocols only: "ets-120" is darts' RNN notebook's ETS on sunspots,
 # ExponentialSmoothing(seasonal_periods=120) fitted on the series min-max scaled by the months up to the first
 # forecast (its Scaler; statsmodels' fit is not scale-free); air-passengers is too short for two such seasons
@@ -145,6 +151,9 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
                                                     "cpu_s": round(time.process_time() - cpu, 2)}
         if last_points_only:
             rows[model]["mape_darts"] = mape_darts(y, start, horizon, stride, r["forecasts"])
+        elif model in INTERVALS and len(r["starts"]) == 1:  # the one forecast's intervals (not in cpu_s)
+            point, intervals = INTERVALS[model](y[:start], horizon, (80, 95))
+            r |= interval_scores(y[start:start + horizon], point, intervals)
         intervals = [f"{k}{suffix}" for k in ("coverage_80", "coverage_95", "pinball")
                      for suffix in ("", "_uncalibrated")]
         rows[model] |= {k: r[k] for k in ("settings", "point_quantile", "trained_before", "seeds", *intervals,

@@ -95,3 +95,71 @@ def test_auto_arima_fits_an_ar1():
     # a fitted AR(1) decays geometrically towards its mean: the steps shrink by the same factor
     steps = np.diff(np.concatenate([[20 + y[-1]], f]))
     assert f.shape == (3,) and 0 < steps[1] / steps[0] < 1 and steps[2] / steps[1] == pytest.approx(steps[1] / steps[0])
+
+
+def test_simple_baselines_intervals_by_hand():
+    """point -+ z sigma_h with FPP3's sigma_h (module docstring), on Y (8 steps)."""
+    z80 = 1.2815515655446004
+    steps = np.diff(Y)
+    point, iv = B.naive_intervals(Y, 3, (80,))
+    sigma = np.sqrt(np.mean(steps ** 2))
+    np.testing.assert_allclose(iv[80][1] - point, z80 * sigma * np.sqrt([1, 2, 3]), rtol=1e-12)
+    np.testing.assert_allclose(point - iv[80][0], z80 * sigma * np.sqrt([1, 2, 3]), rtol=1e-12)
+    point, iv = B.seasonal_naive_intervals(Y, 5, (80,), m=2)
+    np.testing.assert_array_equal(point, B.seasonal_naive(Y, 5, m=2))
+    sigma = np.sqrt(np.mean((Y[2:] - Y[:-2]) ** 2))
+    np.testing.assert_allclose(iv[80][1] - point, z80 * sigma * np.sqrt([1, 1, 2, 2, 3]), rtol=1e-12)
+    point, iv = B.drift_intervals(Y, 2, (80,))
+    sigma = np.sqrt(np.sum((steps - steps.mean()) ** 2) / 6)  # 7 residuals, 1 parameter
+    np.testing.assert_allclose(iv[80][1] - point, z80 * sigma * np.sqrt([1 * (1 + 1 / 8), 2 * (1 + 2 / 8)]),
+                               rtol=1e-12)
+    point, iv = B.naive_intervals(np.stack([Y, 2 * Y], 1), 2, (80, 95))  # columns apart
+    assert point.shape == iv[95][0].shape == (2, 2)
+    np.testing.assert_allclose(iv[80][1][:, 1] - point[:, 1], 2 * (iv[80][1][:, 0] - point[:, 0]), rtol=1e-12)
+    assert np.all(iv[95][1] > iv[80][1])
+    with pytest.raises(ValueError, match="need more than m = 8 steps"):
+        B.seasonal_naive_intervals(Y, 2, (80,), m=8)
+    with pytest.raises(ValueError, match="need at least 2 steps"):
+        B.naive_intervals(Y[:1], 2, (80,))
+    with pytest.raises(ValueError, match=r"drift forecast's intervals need more history \(1 residuals\)"):
+        B.drift_intervals(Y[:2], 2, (80,))
+
+
+@pytest.mark.parametrize("name, make", [
+    ("naive", lambda e, n: np.cumsum(e, axis=1)),                              # a random walk
+    ("seasonal-naive", lambda e, n: np.cumsum(e.reshape(len(e), -1, 4), axis=1).reshape(len(e), n)),  # one per season
+    ("drift", lambda e, n: np.cumsum(e + 0.5, axis=1)),                        # a random walk with drift
+])
+def test_simple_baselines_intervals_cover_at_their_level_where_their_model_holds(name, make):
+    """On 2000 series drawn from the model each interval assumes, the 80 % and 95 % intervals of a 6-step
+    forecast cover close to 80 % and 95 % of the truth (binomial sd about 0.4 %; drift's sigma is estimated
+    from 94 steps, so a little under)."""
+    rng = np.random.default_rng(0)
+    n, h = 100, 8
+    series = make(rng.standard_normal((2000, n)), n)
+    fn = B.baseline_intervals(name, m=4)
+    hits = {80: [], 95: []}
+    for y in series:
+        _, iv = fn(y[:n - h], h, (80, 95))
+        for lv in hits:
+            hits[lv].append(np.mean((iv[lv][0] <= y[n - h:]) & (y[n - h:] <= iv[lv][1])))
+    assert np.mean(hits[80]) == pytest.approx(0.80, abs=0.015)
+    assert np.mean(hits[95]) == pytest.approx(0.95, abs=0.01)
+
+
+def test_ets_and_auto_arima_intervals_around_their_forecasts():
+    pytest.importorskip("statsmodels")
+    pytest.importorskip("pmdarima")
+    rng = np.random.default_rng(1)
+    t = np.arange(96)
+    seasonal = 50 + 0.5 * t + 5 * np.sin(2 * np.pi * t / 12) + rng.normal(size=96)
+    ar = np.zeros(200)
+    for i in range(1, 200):
+        ar[i] = 0.7 * ar[i - 1] + rng.normal()
+    for name, y, m in (("ets", seasonal, 12), ("auto-arima", ar, 1)):
+        point, iv = B.baseline_intervals(name, m=m)(y, 12, (80, 95))
+        np.testing.assert_allclose(point, B.baseline(name, m=m)(y, 12), rtol=1e-10)
+        assert np.all(iv[95][0] < iv[80][0]) and np.all(iv[80][0] < point) and np.all(point < iv[80][1])
+        assert np.all(iv[80][1] < iv[95][1])
+        # the 95 % half-width of the first step: about 1.96 times the noise's sd of 1
+        assert 1.5 < (iv[95][1][0] - iv[95][0][0]) / 2 < 2.5

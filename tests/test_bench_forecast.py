@@ -7,6 +7,7 @@ import pytest
 
 from rnnkit import metrics as M
 from rnnkit.data import datasets
+from rnnkit.tasks import forecast_baselines as B
 from rnnkit.tasks.forecast import Forecaster
 
 spec = importlib.util.spec_from_file_location("bench_forecast",
@@ -39,6 +40,10 @@ def test_rnn_row_in_the_table(monkeypatch):
     monkeypatch.setitem(bench.CALIBRATE, "air-holdout", (2, 6))
     result = bench.run("air-holdout", ["seasonal-naive", "rnn"])
     assert result["models"]["seasonal-naive"]["mape"] == pytest.approx(13.19, abs=0.005)  # darts' figure
+    y = datasets.load_series("air-passengers").y[:, 0]  # its own intervals, from the 108 months before 1958
+    lo, hi = B.seasonal_naive_intervals(y[:108], 36, (80,), m=12)[1][80]
+    assert result["models"]["seasonal-naive"]["coverage_80"] == pytest.approx(M.coverage(y[108:], lo, hi))
+    assert result["models"]["seasonal-naive"]["pinball"] > 0
     row = result["models"]["rnn"]
     assert row["forecasts"] == 1 and row["seeds"] == [0, 1] and row["cpu_s"] > 0 and 0 <= row["coverage_95"] <= 1
     assert row["settings"] == TINY and row["trained_before"] == "1958-01"

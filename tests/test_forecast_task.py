@@ -203,6 +203,16 @@ def test_evaluation_and_backtest_score_the_intervals_coverage_and_pinball_loss(e
     assert want["pinball"] > 0
     for k, v in want.items():
         assert report["model"][k] == pytest.approx(v, rel=1e-12)
+    # the baselines' own intervals at the model's levels, scored alike
+    from rnnkit.tasks import forecast_baselines as B
+
+    point, intervals = B.seasonal_naive_intervals(series.y[:-4], 4, (80, 95), m=12)
+    lo, hi = intervals[80]
+    assert report["baselines"]["seasonal-naive"]["coverage_80"] == pytest.approx(
+        M.coverage(series.y[-4:], lo, hi), rel=1e-12)
+    assert report["baselines"]["seasonal-naive"]["pinball"] == pytest.approx(M.pinball(
+        series.y[-4:], np.stack([point, lo, hi, *intervals[95]], axis=-1), qs), rel=1e-12)
+    assert {"coverage_95", "pinball"} <= set(report["baselines"]["drift"])
     bt = model.backtest(40, 4, 8, series)
     assert bt["levels"] == [80.0, 95.0]
     for i, t in enumerate((40, 48, 56)):
@@ -261,6 +271,7 @@ def test_point_model_refuses_intervals(csv_file, tmp_path):
     report = model.evaluate()
     assert report["held_out"] == 4 and set(report["baselines"]) == {"naive", "seasonal-naive", "drift"}
     assert "pinball" not in report["model"] and model.backtest(40, 2, 8)["levels"] == []
+    assert "coverage_80" not in report["baselines"]["naive"]  # no levels to score them at
     truth, history = read_series(csv_file, "month").y[-4:], read_series(csv_file, "month").y[:-4]
     assert report["baselines"]["naive"]["mae"] == pytest.approx(np.mean(np.abs(truth - history[-1])))
 

@@ -688,6 +688,7 @@ class Forecaster:
                  plot: str | None = None) -> dict:
         """The forecast of the held-out last `test` steps (default: the run's) from the history before them,
         scored beside the baselines on the same history: {"model": {metric: v}, "baselines": {name: {...}}};
+        with intervals, the baselines' own (forecast_baselines.baseline_intervals) are scored at the same levels;
         `plot`: a PNG path for the figure (history, forecast, intervals, the held-out truth)."""
         series = self.series() if series is None else _series(series, "series")
         if test is None:
@@ -706,9 +707,16 @@ class Forecaster:
             own = interval_scores(truth.y, raw["forecast"], raw["intervals"])
             report["model"] |= {f"{k}_uncalibrated": v for k, v in own.items()}
             report["calibrated"] = result["calibrated"]
+        levels = list(result.get("intervals", ()))
         for name in baselines:
             fn = B.baseline(name, m)
             report["baselines"][name] = _scores(truth.y, fn(history.y, test), history.y, m)
+            if levels:  # the baseline's own intervals at the model's levels, scored alike
+                try:
+                    point, intervals = B.baseline_intervals(name, m)(history.y, test, levels)
+                except ValueError:  # too short a history for its residuals' spread: its point forecast only
+                    continue
+                report["baselines"][name] |= interval_scores(truth.y, point, intervals)
         report["forecast"] = result["forecast"].tolist()
         if plot:
             report["plot"] = str(plot_forecast(result, history, plot, truth.y))

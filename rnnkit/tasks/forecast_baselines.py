@@ -12,12 +12,26 @@ Each is a function forecast(history, horizon) -> (horizon,) or (horizon, columns
 
 ETS and AutoARIMA need `pip install 'rnnkit[forecast]'` (statsmodels, pmdarima). `BASELINES` names them
 (as the CLI and the benchmark do) and `baseline(name, m)` gives one as a function of (history, horizon).
+
+`baseline_intervals(name, m)` gives the same forecast with prediction intervals, as a function of (history,
+horizon, levels) -> (forecast, {level: (lower, upper)}). The three simple ones have Gaussian intervals
+point -+ z sigma_h, sigma from their one-step residuals on the history (Hyndman & Athanasopoulos, Forecasting:
+Principles and Practice, 3rd ed., section 5.5, as R's fable computes them):
+
+    naive            e_t = y_t - y_{t-1},                      sigma_h = sigma sqrt(h)
+    seasonal naive   e_t = y_t - y_{t-m},                      sigma_h = sigma sqrt(floor((h - 1) / m) + 1)
+    drift            e_t = y_t - y_{t-1} - slope (1 parameter), sigma_h = sigma sqrt(h (1 + h / T))
+
+sigma^2 = sum e_t^2 / (residuals - parameters), T the history's length. ETS's intervals are the quantiles of
+1000 paths simulated from the fitted model (statsmodels' `simulate`, Gaussian errors, seed 0); AutoARIMA's are
+pmdarima's (`predict(return_conf_int=True)`).
 """
 
 from __future__ import annotations
 
 import warnings
 from functools import partial
+from statistics import NormalDist
 
 import numpy as np
 
@@ -107,6 +121,103 @@ def auto_arima(history, horizon: int, m: int = 1, **search) -> np.ndarray:
     return _per_column(one, history, horizon)
 
 
+# ------------------------------------------------------------------------------------------------ intervals
+
+def _gaussian(point: np.ndarray, sigma: np.ndarray, levels) -> dict:
+    """{level: (point - z sigma, point + z sigma)}, z the standard normal's (1 + level / 100) / 2 quantile."""
+    z = {lv: NormalDist().inv_cdf(0.5 + lv / 200) for lv in levels}
+    return {lv: (point - z[lv] * sigma, point + z[lv] * sigma) for lv in levels}
+
+
+def _residual_sigma(residuals: np.ndarray, parameters: int, name: str) -> np.ndarray:
+    """The residuals' spread per column, sqrt(sum e^2 / (n - parameters))."""
+    n = len(residuals) - parameters
+    if n < 1:
+        raise ValueError(f"the {name} forecast's intervals need more history ({len(residuals)} residuals)")
+    return np.sqrt(np.sum(residuals ** 2, axis=0) / n)
+
+
+def _flat(values, flat: bool):
+    return values[:, 0] if flat else values
+
+
+def naive_intervals(history, horizon: int, levels) -> tuple[np.ndarray, dict]:
+    y, flat = _columns(history)
+    point = naive(y, horizon)
+    if len(y) < 2:
+        raise ValueError("the naive forecast's intervals need at least 2 steps of history")
+    sigma = _residual_sigma(np.diff(y, axis=0), 0, "naive") * np.sqrt(np.arange(1, horizon + 1))[:, None]
+    return _flat(point, flat), {lv: tuple(_flat(b, flat) for b in lo_hi)
+                                for lv, lo_hi in _gaussian(point, sigma, levels).items()}
+
+
+def seasonal_naive_intervals(history, horizon: int, levels, m: int = 12) -> tuple[np.ndarray, dict]:
+    y, flat = _columns(history)
+    point = seasonal_naive(y, horizon, m)
+    if len(y) <= m:
+        raise ValueError(f"the seasonal naive forecast's intervals need more than m = {m} steps of history")
+    seasons = np.arange(horizon) // m + 1  # floor((h - 1) / m) + 1
+    sigma = _residual_sigma(y[m:] - y[:-m], 0, "seasonal naive") * np.sqrt(seasons)[:, None]
+    return _flat(point, flat), {lv: tuple(_flat(b, flat) for b in lo_hi)
+                                for lv, lo_hi in _gaussian(point, sigma, levels).items()}
+
+
+def drift_intervals(history, horizon: int, levels) -> tuple[np.ndarray, dict]:
+    y, flat = _columns(history)
+    point = drift(y, horizon)
+    steps = np.diff(y, axis=0)
+    h = np.arange(1, horizon + 1)[:, None]
+    sigma = _residual_sigma(steps - steps.mean(axis=0), 1, "drift") * np.sqrt(h * (1 + h / len(y)))
+    return _flat(point, flat), {lv: tuple(_flat(b, flat) for b in lo_hi)
+                                for lv, lo_hi in _gaussian(point, sigma, levels).items()}
+
+
+def ets_intervals(history, horizon: int, levels, m: int = 12, paths: int = 1000) -> tuple[np.ndarray, dict]:
+    """`ets`'s forecast, and intervals from `paths` simulated futures of the fitted model."""
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    y, flat = _columns(history)
+    _check_horizon(horizon)
+    seasonal = "add" if m > 1 else None
+    points, bounds = [], {lv: ([], []) for lv in levels}
+    for j in range(y.shape[1]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = ExponentialSmoothing(y[:, j], trend="add", seasonal=seasonal,
+                                       seasonal_periods=m if seasonal else None).fit()
+            sims = np.asarray(fit.simulate(horizon, repetitions=paths, error="add", random_state=0))
+        points.append(np.asarray(fit.forecast(horizon), dtype=np.float64))
+        for lv in levels:
+            lo, hi = np.quantile(sims.reshape(horizon, -1), [0.5 - lv / 200, 0.5 + lv / 200], axis=1)
+            bounds[lv][0].append(lo)
+            bounds[lv][1].append(hi)
+    point = np.stack(points, axis=1)
+    return _flat(point, flat), {lv: (_flat(np.stack(lo, 1), flat), _flat(np.stack(hi, 1), flat))
+                                for lv, (lo, hi) in bounds.items()}
+
+
+def auto_arima_intervals(history, horizon: int, levels, m: int = 1, **search) -> tuple[np.ndarray, dict]:
+    """`auto_arima`'s forecast, and pmdarima's intervals of the model it chose."""
+    import pmdarima
+
+    y, flat = _columns(history)
+    _check_horizon(horizon)
+    points, bounds = [], {lv: ([], []) for lv in levels}
+    for j in range(y.shape[1]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = pmdarima.auto_arima(y[:, j], m=m, seasonal=m > 1, suppress_warnings=True,
+                                         error_action="ignore", **search)
+            points.append(np.asarray(model.predict(n_periods=horizon), dtype=np.float64))
+            for lv in levels:
+                _, ci = model.predict(n_periods=horizon, return_conf_int=True, alpha=1 - lv / 100)
+                bounds[lv][0].append(np.asarray(ci)[:, 0])
+                bounds[lv][1].append(np.asarray(ci)[:, 1])
+    point = np.stack(points, axis=1)
+    return _flat(point, flat), {lv: (_flat(np.stack(lo, 1), flat), _flat(np.stack(hi, 1), flat))
+                                for lv, (lo, hi) in bounds.items()}
+
+
 # name -> (function, whether it takes the seasonal period m); the first three need NumPy only
 BASELINES = {"naive": (naive, False), "seasonal-naive": (seasonal_naive, True), "drift": (drift, False),
              "ets": (ets, True), "auto-arima": (auto_arima, True)}
@@ -118,4 +229,17 @@ def baseline(name: str, m: int = 1):
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     fn, seasonal = BASELINES[name]
+    return partial(fn, m=m) if seasonal else fn
+
+
+INTERVALS = {"naive": naive_intervals, "seasonal-naive": seasonal_naive_intervals, "drift": drift_intervals,
+             "ets": ets_intervals, "auto-arima": auto_arima_intervals}
+
+
+def baseline_intervals(name: str, m: int = 1):
+    """The baseline `name` with intervals, as a function (history, horizon, levels) -> (forecast,
+    {level: (lower, upper)}); the forecast is `baseline(name, m)`'s."""
+    if name not in INTERVALS:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(INTERVALS)}")
+    fn, seasonal = INTERVALS[name], BASELINES[name][1]
     return partial(fn, m=m) if seasonal else fn

@@ -78,6 +78,7 @@ def interval_scores(truth, point, intervals: dict) -> dict:
     return out
 
 
+MAX_QUANTILES = 99  # quantiles one predict_quantiles call gives (each a (horizon, outputs) array)
 SAMPLES = 2000  # sample paths behind the intervals of a differenced series
 # the farthest a history's model input (targets and covariates after their transforms: standard scores of
 # the training part) may lie from 0; farther, the network only saturates and its forecast means nothing
@@ -548,6 +549,8 @@ class Forecaster:
             raise ValueError(f"quantiles must be numbers in (0, 1), e.g. 0.1,0.5,0.9; got {quantiles!r}") from None
         if not qs or not all(0 < q < 1 for q in qs):
             raise ValueError(f"quantiles must lie strictly between 0 and 1, got {quantiles!r}")
+        if len(qs) > MAX_QUANTILES:
+            raise ValueError(f"at most {MAX_QUANTILES} quantiles a forecast, got {len(qs)}")
         if model["loss"] == "quantile" and not set(qs) <= set(trained):
             raise ValueError(f"this model was trained for the quantiles {trained}; "
                              f"{sorted(set(qs) - set(trained))} are not among them (train with --levels)")

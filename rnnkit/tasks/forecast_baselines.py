@@ -137,8 +137,11 @@ def _residual_sigma(residuals: np.ndarray, parameters: int, name: str) -> np.nda
     return np.sqrt(np.sum(residuals ** 2, axis=0) / n)
 
 
-def _flat(values, flat: bool):
-    return values[:, 0] if flat else values
+def _result(point: np.ndarray, intervals: dict, flat: bool) -> tuple[np.ndarray, dict]:
+    """(point, {level: (lower, upper)}), each (horizon, columns), shaped as the history was: (horizon,) if flat."""
+    def shaped(values):
+        return values[:, 0] if flat else values
+    return shaped(point), {lv: (shaped(lo), shaped(hi)) for lv, (lo, hi) in intervals.items()}
 
 
 def naive_intervals(history, horizon: int, levels) -> tuple[np.ndarray, dict]:
@@ -147,8 +150,7 @@ def naive_intervals(history, horizon: int, levels) -> tuple[np.ndarray, dict]:
     if len(y) < 2:
         raise ValueError("the naive forecast's intervals need at least 2 steps of history")
     sigma = _residual_sigma(np.diff(y, axis=0), 0, "naive") * np.sqrt(np.arange(1, horizon + 1))[:, None]
-    return _flat(point, flat), {lv: tuple(_flat(b, flat) for b in lo_hi)
-                                for lv, lo_hi in _gaussian(point, sigma, levels).items()}
+    return _result(point, _gaussian(point, sigma, levels), flat)
 
 
 def seasonal_naive_intervals(history, horizon: int, levels, m: int = 12) -> tuple[np.ndarray, dict]:
@@ -158,8 +160,7 @@ def seasonal_naive_intervals(history, horizon: int, levels, m: int = 12) -> tupl
         raise ValueError(f"the seasonal naive forecast's intervals need more than m = {m} steps of history")
     seasons = np.arange(horizon) // m + 1  # floor((h - 1) / m) + 1
     sigma = _residual_sigma(y[m:] - y[:-m], 0, "seasonal naive") * np.sqrt(seasons)[:, None]
-    return _flat(point, flat), {lv: tuple(_flat(b, flat) for b in lo_hi)
-                                for lv, lo_hi in _gaussian(point, sigma, levels).items()}
+    return _result(point, _gaussian(point, sigma, levels), flat)
 
 
 def drift_intervals(history, horizon: int, levels) -> tuple[np.ndarray, dict]:
@@ -168,8 +169,7 @@ def drift_intervals(history, horizon: int, levels) -> tuple[np.ndarray, dict]:
     steps = np.diff(y, axis=0)
     h = np.arange(1, horizon + 1)[:, None]
     sigma = _residual_sigma(steps - steps.mean(axis=0), 1, "drift") * np.sqrt(h * (1 + h / len(y)))
-    return _flat(point, flat), {lv: tuple(_flat(b, flat) for b in lo_hi)
-                                for lv, lo_hi in _gaussian(point, sigma, levels).items()}
+    return _result(point, _gaussian(point, sigma, levels), flat)
 
 
 def ets_intervals(history, horizon: int, levels, m: int = 12, paths: int = 1000) -> tuple[np.ndarray, dict]:
@@ -191,9 +191,8 @@ def ets_intervals(history, horizon: int, levels, m: int = 12, paths: int = 1000)
             lo, hi = np.quantile(sims.reshape(horizon, -1), [0.5 - lv / 200, 0.5 + lv / 200], axis=1)
             bounds[lv][0].append(lo)
             bounds[lv][1].append(hi)
-    point = np.stack(points, axis=1)
-    return _flat(point, flat), {lv: (_flat(np.stack(lo, 1), flat), _flat(np.stack(hi, 1), flat))
-                                for lv, (lo, hi) in bounds.items()}
+    return _result(np.stack(points, axis=1), {lv: (np.stack(lo, 1), np.stack(hi, 1)) for lv, (lo, hi) in
+                                              bounds.items()}, flat)
 
 
 def auto_arima_intervals(history, horizon: int, levels, m: int = 1, **search) -> tuple[np.ndarray, dict]:
@@ -213,9 +212,8 @@ def auto_arima_intervals(history, horizon: int, levels, m: int = 1, **search) ->
                 _, ci = model.predict(n_periods=horizon, return_conf_int=True, alpha=1 - lv / 100)
                 bounds[lv][0].append(np.asarray(ci)[:, 0])
                 bounds[lv][1].append(np.asarray(ci)[:, 1])
-    point = np.stack(points, axis=1)
-    return _flat(point, flat), {lv: (_flat(np.stack(lo, 1), flat), _flat(np.stack(hi, 1), flat))
-                                for lv, (lo, hi) in bounds.items()}
+    return _result(np.stack(points, axis=1), {lv: (np.stack(lo, 1), np.stack(hi, 1)) for lv, (lo, hi) in
+                                              bounds.items()}, flat)
 
 
 # name -> (function, whether it takes the seasonal period m); the first three need NumPy only

@@ -25,7 +25,7 @@ import os
 import sys
 
 from rnnkit import __version__
-from rnnkit.checkpoint.atomic import write_json
+from rnnkit.checkpoint.atomic import check_output, write_json
 from rnnkit.data import datasets
 from rnnkit.train import TrainingError
 
@@ -934,6 +934,19 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
             action.help = "(default: none)" if off else "(default: %(default)s)"
 
 
+# options naming a file a command writes, and its kind (`rnnkit diagnose --plot` names a folder)
+OUTPUT_FILES = {"report": "json", "confusion_png": "png", "attention_png": "png", "plot": "png"}
+
+
+def check_outputs(args) -> None:
+    """The files the command line names for writing, checked before the command runs (check_output): a
+    long evaluation never ends in a refusal, and nothing of another kind is overwritten."""
+    for name, kind in OUTPUT_FILES.items():
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value and not (name == "plot" and args.func is cmd_diagnose):
+            check_output(value, kind)
+
+
 def main(argv=None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); return the exit code."""
     parser = build_parser()
@@ -947,6 +960,7 @@ def main(argv=None) -> int:
     except SystemExit as e:  # --help, --version, or a usage error (already printed by argparse)
         return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
     try:
+        check_outputs(args)
         return args.func(args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint.atomic import write_bytes_atomic
+from .checkpoint.atomic import check_output, write_bytes_atomic
 
 
 def _figure(width: float, height: float):
@@ -302,7 +302,8 @@ def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLi
 
 def _save(fig, path, format: str = "png") -> Path:
     """The figure written to `path` atomically (drawn in memory first): a failed draw or a full disk leaves
-    the file that was there, if any, as it was."""
+    the file that was there, if any, as it was; a file of another kind there is refused (check_output)."""
+    check_output(path, format)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=format)
     return write_bytes_atomic(path, buffer.getvalue())

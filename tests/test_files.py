@@ -51,3 +51,49 @@ def test_a_written_file_has_the_permissions_a_plain_write_would_give(tmp_path):
     finally:
         os.umask(old_umask)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png", "private.json"]
+
+
+def test_an_output_path_given_by_mistake_never_overwrites_a_file_of_another_kind(tmp_path):
+    data = tmp_path / "sales.csv"
+    data.write_text("month,sales\n2000-01,1\n")
+    for kind in ("png", "json", "svg"):
+        with pytest.raises(FileExistsError, match=f"sales.csv exists and is not a {kind.upper()} file"):
+            files.check_output(data, kind)
+    with pytest.raises(FileExistsError, match="is not a file"):
+        files.check_output(tmp_path, "png")
+    assert files.check_output(tmp_path / "new.png", "png") == tmp_path / "new.png"  # nothing there
+    (tmp_path / "empty.png").touch()
+    files.check_output(tmp_path / "empty.png", "png")
+    files.write_json(tmp_path / "report.json", {"a": 1})
+    files.check_output(tmp_path / "report.json", "json")  # a report of before: replaced, as named
+    files.write_bytes_atomic(tmp_path / "figure.png", b"\x89PNG\r\n\x1a\n...")
+    files.check_output(tmp_path / "figure.png", "png")
+    assert data.read_text() == "month,sales\n2000-01,1\n"
+
+
+def test_the_commands_check_the_files_they_will_write_before_they_run(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    data = tmp_path / "sales.csv"
+    data.write_text("month,sales\n")
+    for argv in (["evaluate", str(tmp_path / "no-checkpoint"), "--report", str(data)],
+                 ["forecast", str(tmp_path / "no-checkpoint"), "--plot", str(data)],
+                 ["evaluate", str(tmp_path / "no-checkpoint"), "--confusion-png", str(data)]):
+        assert main(argv) == 2
+        assert "sales.csv exists and is not a" in capsys.readouterr().err  # before the checkpoint is read
+    assert data.read_text() == "month,sales\n"
+
+
+def test_a_figure_is_not_drawn_over_a_file_of_another_kind(tmp_path):
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from rnnkit import plots
+
+    data = tmp_path / "sales.csv"
+    data.write_text("month,sales\n")
+    with pytest.raises(FileExistsError, match="not a PNG file"):
+        plots.plot_gradient_norms(np.ones((1, 5)), data)
+    assert data.read_text() == "month,sales\n"
+    path = plots.plot_gradient_norms(np.ones((1, 5)), tmp_path / "g.png")
+    assert plots.plot_gradient_norms(np.ones((1, 5)), path) == path  # its own figure: replaced

@@ -257,7 +257,8 @@ def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
     path = tmp_path / "forecast.png"
-    path.write_bytes(b"the user's own figure")
+    own = b"\x89PNG\r\n\x1a\n the user's own figure"
+    path.write_bytes(own)
     dates = np.arange("1961-01", "1961-07", dtype="datetime64[M]")
 
     def fail_halfway(self, target, **kwargs):
@@ -267,6 +268,6 @@ def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(Figure, "savefig", fail_halfway)
     with pytest.raises(OSError, match="No space left"):
         plots.plot_forecast(dates, np.ones(6), dates + 6, np.ones(6), path)
-    assert path.read_bytes() == b"the user's own figure" and sorted(tmp_path.iterdir()) == [path]
+    assert path.read_bytes() == own and sorted(tmp_path.iterdir()) == [path]
     monkeypatch.undo()
     assert png_size(plots.plot_forecast(dates, np.ones(6), dates + 6, np.ones(6), path))[2] > 1000

@@ -83,6 +83,28 @@ def open_temporary(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+# the first bytes of each kind of file a command writes where the user names it
+SIGNATURES = {"png": (b"\x89PNG\r\n\x1a\n",), "svg": (b"<?xml", b"<svg"), "json": (b"{", b"[")}
+
+
+def check_output(path: str | os.PathLike, kind: str) -> Path:
+    """`path`, if a `kind` file (png, svg, json) may be written there: nothing is there, an empty file, or a
+    file of that kind (replaced: the user named it). Anything else there (the data, a checkpoint, a folder)
+    is refused, so an output path given by mistake, `--plot sales.csv` say, never overwrites what the user
+    made. Files are told apart by their first bytes."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return path
+    if not path.is_file():
+        raise FileExistsError(f"{path} exists and is not a file; name a .{kind} file to write")
+    with open(path, "rb") as f:
+        head = f.read(256).lstrip()
+    if head and not head.startswith(SIGNATURES[kind]):
+        raise FileExistsError(f"{path} exists and is not a {kind.upper()} file: refusing to replace it with one "
+                              f"(name another file, or remove it first)")
+    return path
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
     """`obj` as indented JSON, written atomically (a value JSON cannot hold raises before anything is written)."""
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")

@@ -90,7 +90,21 @@ def test_forecast_of_a_given_history_by_start_or_by_dates(client, run):
     assert not np.allclose(point["forecast"], by_start["forecast"])
 
 
+def test_forecast_gives_the_quantiles_asked_for(client, run):
+    body = client.post("/forecast", json={"horizon": 3, "quantiles": [0.9, 0.1]}).json()
+    want = Forecaster.from_pretrained(run).predict_quantiles(3, (0.9, 0.1))["values"]
+    assert list(body["quantiles"]) == ["0.9", "0.1"]
+    np.testing.assert_allclose(body["quantiles"]["0.9"], want[0], rtol=1e-12)
+    np.testing.assert_allclose(body["quantiles"]["0.1"], want[1], rtol=1e-12)
+    assert set(body["intervals"]) == {"80", "95"}  # beside the intervals, as asked or by default
+    assert "quantiles" not in client.post("/forecast", json={}).json() or \
+        client.post("/forecast", json={}).json()["quantiles"] == {}
+
+
 @pytest.mark.parametrize("body, status, says", [
+    ({"quantiles": [0.3]}, 422, "trained for the quantiles [0.025, 0.1, 0.5, 0.9, 0.975]; [0.3] are not"),
+    ({"quantiles": [1.0]}, 422, "quantiles[0]"),
+    ({"quantiles": [0.5] * 21}, 422, "at most 20 items"),
     ({"horizon": HORIZON + 1}, 422, "horizon: Input should be less than or equal to 4"),
     ({"horizon": 0}, 422, "horizon"),
     ({"history": {"start": "2001-01", "values": [1.0] * (WINDOW - 1)}}, 422, "needs at least 8 item(s), got 7"),

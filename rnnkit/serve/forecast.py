@@ -2,8 +2,8 @@
 
     GET  /health, /ready     as for the other tasks
     GET  /model              target and covariate columns, frequency, window, horizon, levels, limits
-    POST /forecast           {"history": {"start" or "dates", "values"}?, "horizon", "levels"}
-                             -> {"dates", "target", "freq", "forecast", "intervals"}
+    POST /forecast           {"history": {"start" or "dates", "values"}?, "horizon", "levels", "quantiles"}
+                             -> {"dates", "target", "freq", "forecast", "intervals", "quantiles"}
 
 Without a history the model continues the series it was trained on (the tail its checkpoint holds). A
 history is its values (time,) for a model of one column, else rows (time, targets + covariates), dated by a first date
@@ -34,6 +34,7 @@ from .last_resort import LastResort
 from .settings import ServeSettings
 
 MAX_LEVELS = 10     # interval levels per request
+MAX_QUANTILES = 20  # quantiles per request
 DATE_CHARS = 40     # characters of one date
 
 
@@ -110,6 +111,8 @@ class ForecastResponse(BaseModel):
     forecast: list[list[float]] = Field(description="the point forecast (the median), (horizon, targets)")
     intervals: dict[str, Interval] = Field(
         {}, description="per level (percent, e.g. \"80\"): the lower and upper bounds")
+    quantiles: dict[str, list[list[float]]] = Field(
+        {}, description="per quantile asked for (e.g. \"0.1\"): its value at each step, (horizon, targets)")
     calibrated: CalibrationInfo | None = Field(None, description="present when the intervals are conformal ones")
 
 
@@ -147,6 +150,9 @@ def request_model(s: ServeSettings, max_horizon: int, min_history: int, columns:
         levels: list[Annotated[float, Field(gt=0, lt=100)]] | None = Field(
             None, max_length=MAX_LEVELS, description="interval levels in percent (default: the model's; [] for "
                                                      "the point forecast only)")
+        quantiles: list[Annotated[float, Field(gt=0, lt=1)]] | None = Field(
+            None, max_length=MAX_QUANTILES, description="quantiles of each step to give as well, e.g. [0.1, 0.5, "
+            "0.9]: the model's own, never calibrated (a quantile model gives those it was trained for)")
 
     return ForecastRequest
 
@@ -198,7 +204,11 @@ class ServedForecaster:
         with np.errstate(all="ignore"):
             result = (self.model.predict_interval(body.horizon, levels, history) if levels
                       else self.model.predict(body.horizon, history))
-        arrays = [result["forecast"]] + [a for pair in result.get("intervals", {}).values() for a in pair]
+            if body.quantiles:
+                q = self.model.predict_quantiles(body.horizon, body.quantiles, history)
+                result |= {"quantiles": q["quantiles"], "values": q["values"]}
+        arrays = [result["forecast"], result.get("values", np.zeros(0))]
+        arrays += [a for pair in result.get("intervals", {}).values() for a in pair]
         if not all(np.isfinite(a).all() for a in arrays):
             raise ValueError("the forecast is not finite: the history's values lie too far from the series the "
                              "model was trained on")

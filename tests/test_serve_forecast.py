@@ -50,7 +50,7 @@ def test_model_describes_the_forecaster(client):
     assert (info["freq"], info["window"], info["horizon"], info["loss"]) == ("monthly", WINDOW, HORIZON, "quantile")
     assert info["levels"] == [80.0, 95.0] and info["last_date"] == "2004-12" and info["parameters"] > 0
     assert info["limits"] == {"max_horizon": HORIZON, "min_history": WINDOW, "max_history": 50, "max_levels": 10,
-                              "max_body_bytes": 20000}
+                              "max_quantiles": 20, "max_body_bytes": 20000}
     assert client.get("/ready").json() == {"ready": True, "task": "forecast"}
 
 

@@ -62,6 +62,7 @@ class ForecastLimits(BaseModel):
                                          "differencing uses)")
     max_history: int
     max_levels: int
+    max_quantiles: int
     max_body_bytes: int
 
 
@@ -228,7 +229,8 @@ class ServedForecaster:
                 "rnnkit_version": __version__, "checkpoint_rnnkit_version": self.checkpoint_version,
                 "calibrated": m.calibration.summary() if m.calibration is not None else None,
                 "limits": {"max_horizon": m.horizon, "min_history": self.min_history, "max_history": s.max_history,
-                           "max_levels": MAX_LEVELS, "max_body_bytes": s.max_body_bytes}}
+                           "max_levels": MAX_LEVELS, "max_quantiles": MAX_QUANTILES,
+                           "max_body_bytes": s.max_body_bytes}}
 
     def example(self) -> dict:
         """A request that works: the last steps of the stored history, dated by their first date."""

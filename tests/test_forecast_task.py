@@ -244,9 +244,11 @@ def test_predict_quantiles_of_a_quantile_and_a_gaussian_model(ensemble, csv_file
         np.testing.assert_array_equal(q["values"][k], bound)
     np.testing.assert_array_equal(q["values"][2], p["forecast"])
     assert model.predict_quantiles(2, "0.9,0.1")["quantiles"] == [0.9, 0.1]  # in the order asked
+    assert model.predict_quantiles(2, 0.5)["values"].shape == (1, 2, 1)  # one number: one quantile
     for bad, message in (([0.3], r"trained for the quantiles \[0.025, 0.1, 0.5, 0.9, 0.975\]; \[0.3\] are not"),
                          ("0.1,x", "quantiles must be numbers in"), ([1.0], "strictly between 0 and 1"),
                          ([0.5] * 100, "at most 99 quantiles a forecast, got 100"), ("nan", "strictly between"),
+                         (object(), "quantiles must be numbers in"),
                          ([], "strictly between 0 and 1")):
         with pytest.raises(ValueError, match=message):
             model.predict_quantiles(2, bad)

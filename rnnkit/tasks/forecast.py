@@ -542,7 +542,13 @@ class Forecaster:
         trained = [round(q, 10) for q in model["quantiles"]]
         if quantiles is None:
             quantiles = trained if model["loss"] == "quantile" else [0.1, 0.5, 0.9]
-        qs = [q for q in (quantiles.split(",") if isinstance(quantiles, str) else quantiles) if str(q).strip()]
+        if isinstance(quantiles, numbers.Real):
+            quantiles = [quantiles]
+        try:
+            items = quantiles.split(",") if isinstance(quantiles, str) else list(quantiles)
+        except TypeError:
+            raise ValueError(f"quantiles must be numbers in (0, 1), e.g. 0.1,0.5,0.9; got {quantiles!r}") from None
+        qs = [q for q in items if str(q).strip()]
         try:
             qs = [round(float(q), 10) for q in qs]
         except (TypeError, ValueError):

@@ -45,6 +45,9 @@ def test_levels_and_quantiles():
         parse_levels("80,100")
     with pytest.raises(ValueError, match="numbers in percent"):
         parse_levels("high")
+    assert parse_levels(80) == parse_levels([80]) == (80.0,)  # one level as a number
+    with pytest.raises(ValueError, match="numbers in percent, e.g. 80,95; got None"):
+        parse_levels(None)
 
 
 def test_windows_stay_inside_the_training_part():
@@ -221,7 +224,7 @@ def test_evaluation_and_backtest_score_the_intervals_coverage_and_pinball_loss(e
             assert bt["per_forecast"][k][i] == pytest.approx(v, rel=1e-12)
     assert bt["pinball"] == pytest.approx(np.mean(bt["per_forecast"]["pinball"]), rel=1e-12)
     # the series of the last points, with the last point of each interval
-    last = model.backtest(40, 4, 8, series, last_points_only=True, levels="80")
+    last = model.backtest(40, 4, 8, series, last_points_only=True, levels=80)  # or "80", or [80]
     ends = [by_hand(series.slice(None, t), series.y[t:t + 4])[1] for t in (40, 48, 56)]
     lo, hi = (np.stack([p["intervals"][80.0][k][-1] for p in ends]) for k in (0, 1))
     point, truth = np.stack([p["forecast"][-1] for p in ends]), series.y[[43, 51, 59]]

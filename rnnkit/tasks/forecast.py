@@ -651,7 +651,7 @@ class Forecaster:
         horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
-        wanted = levels is None or isinstance(levels, str) or len(levels) > 0  # () asks for none
+        wanted = not isinstance(levels, (list, tuple)) or len(levels) > 0  # () asks for none
         levels = self._check_levels(levels) if self._has_intervals() and wanted else ()
         first = series.index_of(start) if isinstance(start, str) else start
         first = max(start_index(len(series), first, horizon), self.window + self.features.target.lost)

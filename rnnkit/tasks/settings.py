@@ -14,6 +14,7 @@ resolve() layers them: the field defaults < a preset < a config file < explicit 
 """
 from __future__ import annotations
 
+import numbers
 import typing
 from dataclasses import dataclass, field
 
@@ -381,11 +382,12 @@ class ForecastModel:
 
 
 def parse_levels(levels) -> tuple[float, ...]:
-    """"80,95" (or [80, 95]) -> (80.0, 95.0); each level in (0, 100)."""
-    items = levels.split(",") if isinstance(levels, str) else list(levels)
+    """"80,95" (or [80, 95], or 80 alone) -> (80.0, 95.0); each level in (0, 100)."""
     try:
+        items = levels.split(",") if isinstance(levels, str) else [levels] if isinstance(levels, numbers.Real) \
+            else list(levels)
         out = tuple(sorted({float(x) for x in items if str(x).strip()}))
-    except ValueError:
+    except (TypeError, ValueError):
         raise ValueError(f"levels must be numbers in percent, e.g. 80,95; got {levels!r}") from None
     if not out or not all(0 < x < 100 for x in out):
         raise ValueError(f"levels must lie strictly between 0 and 100 (percent), got {levels!r}")

@@ -697,9 +697,19 @@ def cmd_backtest(args) -> int:
               f"every {report['stride']}" + (f", retrained every {args.retrain} forecasts" if args.retrain else "")
               + ("; the series of their last points scored" if args.last_points_only else ""))
         scores = ["mae", "rmse", "mape", "smape", "mase"] + [f"coverage_{lv:g}" for lv in report["levels"]]
-        for k in scores + (["pinball"] if report["levels"] else []):
-            print(f"{k:>12}  " + ("undefined" if report[k] is None else f"{report[k]:.4f}"))
+        print_scores({"model": {k: report[k] for k in scores + (["pinball"] if report["levels"] else [])},
+                      **report["baselines"]})
     return 0
+
+
+def print_scores(rows: dict) -> None:
+    """{row name: {metric: value}} as a table, a column a metric of the first row ("-": undefined or none)."""
+    keys = list(next(iter(rows.values())))
+    widths = [max(12, len(k) + 2) for k in keys]
+    print(f"{'':<16}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
+    for name, scores in rows.items():
+        print(f"{name:<16}" + "".join(f"{scores[k]:>{w}.4f}" if scores.get(k) is not None else f"{'-':>{w}}"
+                                      for k, w in zip(keys, widths)))
 
 
 def cmd_calibrate(args) -> int:
@@ -744,13 +754,7 @@ def cmd_evaluate_forecaster(args) -> int:
         print(json.dumps(report))
         return 0
     print(f"the last {report['held_out']} steps (from {report['first']}) held out; MASE scaled with m = {report['m']}")
-    rows = {"model": report["model"], **report["baselines"]}
-    keys = list(report["model"])
-    widths = [max(12, len(k) + 2) for k in keys]
-    print(f"{'':<16}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
-    for name, scores in rows.items():
-        print(f"{name:<16}" + "".join(f"{scores[k]:>{w}.4f}" if scores.get(k) is not None else f"{'-':>{w}}"
-                                      for k, w in zip(keys, widths)))
+    print_scores({"model": report["model"], **report["baselines"]})
     if "calibrated" in report:
         c = report["calibrated"]
         print(f"intervals calibrated on {c['forecasts']} forecasts from {c['first']} to {c['last']} "

@@ -233,6 +233,17 @@ def test_evaluation_and_backtest_score_the_intervals_coverage_and_pinball_loss(e
     assert "coverage_95" not in last
     plain = model.backtest(40, 4, 8, series, levels=())
     assert plain["levels"] == [] and "pinball" not in plain and plain["mae"] == pytest.approx(bt["mae"], rel=1e-12)
+    # the baselines beside it, forecasting from the same histories, their own intervals at the same levels
+    from rnnkit.tasks import forecast_baselines as B
+
+    assert list(bt["baselines"]) == ["naive", "seasonal-naive", "drift"] and "pinball" not in plain["baselines"]["naive"]
+    drift_mae = np.mean([np.mean(np.abs(series.y[t:t + 4] - B.drift(series.y[:t], 4))) for t in (40, 48, 56)])
+    assert bt["baselines"]["drift"]["mae"] == pytest.approx(drift_mae, rel=1e-12)
+    drift_cov = np.mean([M.coverage(series.y[t:t + 4], *B.drift_intervals(series.y[:t], 4, (80,))[1][80])
+                         for t in (40, 48, 56)])
+    assert bt["baselines"]["drift"]["coverage_80"] == pytest.approx(drift_cov, rel=1e-12)
+    ends = [B.seasonal_naive(series.y[:t], 4, m=12)[-1] for t in (40, 48, 56)]
+    assert last["baselines"]["seasonal-naive"]["mae"] == pytest.approx(np.mean(np.abs(truth[:, 0] - np.ravel(ends))))
     with pytest.raises(ValueError, match=r"\[50.0\] need other quantiles"):
         model.backtest(40, 4, 8, series, levels="50")
 
@@ -306,10 +317,10 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["retraining on the 48 steps before 2004-01", "2 forecasts of 4 steps from 2004-01, every 8, "
                          "retrained every 2 forecasts; the series of their last points scored"]
-    assert [line.split()[0] for line in lines[2:]] == ["mae", "rmse", "mape", "smape", "mase", "coverage_80",
-                                                        "coverage_95", "pinball"]
+    assert lines[2].split() == ["mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverage_95", "pinball"]
+    assert [line.split()[0] for line in lines[3:]] == ["model", "naive", "seasonal-naive", "drift"]
     assert main(["backtest", str(out), "--start", "2004-01", "--horizon", "4", "--levels", "none"]) == 0
-    assert capsys.readouterr().out.split()[-2] == "mase"
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == "mase"
     assert main(["backtest", str(out), "--start", "2004-01", "--retrain", "-1"]) == 2
     assert capsys.readouterr().err.startswith("error: retrain must be True, False or an int >= 1")
     assert main(["evaluate", str(out), "--json"]) == 0

@@ -633,10 +633,11 @@ class Forecaster:
 
     def backtest(self, start, horizon: int | None = None, stride: int = 1, series: Series | None = None,
                  m: int | None = None, retrain: bool | int = False, last_points_only: bool = False,
-                 levels=None, log=lambda line: None) -> dict:
+                 levels=None, baselines=B.NUMPY_BASELINES, log=lambda line: None) -> dict:
         """Historical forecasts from `start` (a row, a fraction, or a date as in the file), every `stride`
         steps, each from the history before it, scored (rnnkit.tasks.backtest): {"starts": [dates],
-        "per_forecast": {metric: [...]}, metric: mean over the forecasts}.
+        "per_forecast": {metric: [...]}, metric: mean over the forecasts, "baselines": {name: {metric:
+        mean}}}, the `baselines` forecasting from the same histories and scored alike.
 
         retrain: False: this model forecasts every time, fed the longer history (darts' retrain=False);
         True: a model with this one's settings and seeds is trained anew on the history before each forecast
@@ -645,7 +646,7 @@ class Forecaster:
         forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean.
         levels: the intervals scored beside the point forecasts, coverage_L and "pinball" (`interval_scores`;
         None: the model's levels, () none; a point model has none): the model's own intervals, never a
-        calibration's, whose forecasts may overlap the backtest's.
+        calibration's, whose forecasts may overlap the backtest's; the baselines' own at the same levels.
         "forecasts": every forecast, (n, horizon, outputs) as nested lists, in the series' scale."""
         series = self.series() if series is None else _series(series, "series")
         horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
@@ -674,16 +675,16 @@ class Forecaster:
         out = {"starts": [format_date(series.dates[t], series.freq) for t in starts], "horizon": horizon,
                "stride": stride, "retrain": retrain, "last_points_only": last_points_only, "levels": list(levels),
                "forecasts": forecasts.tolist()}
-        if last_points_only:  # one forecast made of the last points; MASE scaled by the history before start
-            ends = starts + horizon - 1
-            last = {lv: tuple(np.stack([b[lv][k][-1] for b in bands]) for k in (0, 1)) for lv in levels}
-            return out | _scores(series.y[ends], forecasts[:, -1], series.y[:starts[0]], m) | (
-                interval_scores(series.y[ends], forecasts[:, -1], last) if levels else {})
-        per = [_scores(series.y[t:t + horizon], f, series.y[:t], m)
-               | (interval_scores(series.y[t:t + horizon], f, b) if levels else {})
-               for t, f, b in zip(starts, forecasts, bands)]
-        out["per_forecast"] = {k: [p[k] for p in per] for k in per[0]}
-        out.update({k: (None if None in v else float(np.mean(v))) for k, v in out["per_forecast"].items()})
+        out |= _score_forecasts(series.y, starts, forecasts, bands, levels, m, last_points_only)
+        out["baselines"] = {}
+        for name in baselines:
+            try:
+                runs = [_baseline_forecast(name, m, series.y[:t], horizon, levels) for t in starts]
+            except ValueError:  # a history too short for it (seasonal naive before a whole season)
+                continue
+            scores = _score_forecasts(series.y, starts, np.stack([f for f, _ in runs]), [b for _, b in runs],
+                                      levels if all(b for _, b in runs) else (), m, last_points_only)
+            out["baselines"][name] = {k: v for k, v in scores.items() if k != "per_forecast"}
         return out
 
     def refit(self, series: Series, out) -> "Forecaster":
@@ -738,6 +739,33 @@ class Forecaster:
 def flat_settings(sections: dict) -> dict:
     """Settings.to_dict()'s sections -> the flat mapping Settings.from_flat takes."""
     return {k: v for section in sections.values() for k, v in section.items()}
+
+
+def _baseline_forecast(name: str, m: int, history: np.ndarray, horizon: int, levels) -> tuple[np.ndarray, dict]:
+    """(the baseline's forecast, its own intervals at `levels`; {} where its history is too short for them)."""
+    if levels:
+        try:
+            return B.baseline_intervals(name, m)(history, horizon, levels)
+        except ValueError:
+            pass
+    return B.baseline(name, m)(history, horizon), {}
+
+
+def _score_forecasts(y: np.ndarray, starts, forecasts: np.ndarray, bands: list, levels, m: int,
+                     last_points_only: bool) -> dict:
+    """A backtest's scores: per forecast ("per_forecast") and their means, or with `last_points_only` the
+    series of each forecast's last point as one forecast (MASE scaled by the history before the first);
+    with `levels`, each forecast's intervals (bands, {level: (lower, upper)} a forecast) scored too."""
+    if last_points_only:
+        ends = np.asarray(starts) + forecasts.shape[1] - 1
+        last = {lv: tuple(np.stack([b[lv][k][-1] for b in bands]) for k in (0, 1)) for lv in levels}
+        return _scores(y[ends], forecasts[:, -1], y[:starts[0]], m) | (
+            interval_scores(y[ends], forecasts[:, -1], last) if levels else {})
+    horizon = forecasts.shape[1]
+    per = [_scores(y[t:t + horizon], f, y[:t], m) | (interval_scores(y[t:t + horizon], f, b) if levels else {})
+           for t, f, b in zip(starts, forecasts, bands)]
+    out = {"per_forecast": {k: [p[k] for p in per] for k in per[0]}}
+    return out | {k: (None if None in v else float(np.mean(v))) for k, v in out["per_forecast"].items()}
 
 
 def _scores(truth, forecast, history, m: int) -> dict:

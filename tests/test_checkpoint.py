@@ -723,3 +723,20 @@ def test_update_json_merges_into_what_the_file_holds(tmp_path):
         path.write_text(stale)
         update_json(path, {"d": 5})
         assert json.loads(path.read_text()) == {"d": 5}
+
+
+def test_a_saved_checkpoint_folder_keeps_the_permissions_it_had(tmp_path):
+    """A checkpoint saved again keeps its folder's mode (a user's chmod 700 is not undone by the next save);
+    a new one gets 0777 less the umask, as mkdir gives."""
+    if os.name != "posix":
+        pytest.skip("POSIX permissions")
+    old_umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "ck", make_weights(), CONFIG)
+        assert path.stat().st_mode & 0o777 == 0o755
+        os.chmod(path, 0o700)
+        save_checkpoint(path, make_weights(), CONFIG)
+        assert path.stat().st_mode & 0o777 == 0o700
+        assert (path / "config.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old_umask)

@@ -139,6 +139,8 @@ def replace_folder(path: Path, files: dict[str, bytes]) -> None:
     _check_replaceable(path)
     _remove_stale(path)
     tmp = _write_temp(path, files)
+    if path.is_dir():  # the folder keeps the permissions it had (a user's chmod 700 stays)
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
     _swap(tmp, path)
 
 

@@ -16,7 +16,8 @@ history before the first forecast (or the month RNN names), an ensemble of seeds
 forecast), and not retrained, as in darts' examples; on the protocols CALIBRATE names its intervals are
 calibrated first (conformal, on forecasts inside its training part), their coverage and mean pinball loss
 reported beside the model's own (coverage_*_uncalibrated, pinball_uncalibrated); where a protocol makes one forecast, the
-baselines' own intervals are scored alike (rnnkit.tasks.forecast_baselines.baseline_intervals). Results go to benchmarks/results/forecast.json with the
+baselines' own intervals are scored alike (rnnkit.tasks.forecast_baselines.baseline_intervals; with several
+forecasts the mean over them, for INTERVALS_EVERY_FORECAST). Results go to benchmarks/results/forecast.json with the
 CPU seconds of each row and the load average; a run updates the rows it computes and keeps the others. The metrics are
 the mean over the forecasts of each forecast's metric (darts' `backtest(last_points_only=False)`);
 --last-points-only scores the series of each forecast's last point instead (darts' historical_forecasts
@@ -61,6 +62,9 @@ INTERVALS = {"naive": B.naive_intervals, "seasonal-naive": partial(B.seasonal_na
              "drift": B.drift_intervals, "ets": partial(B.ets_intervals, m=M),
              "auto-arima": partial(B.auto_arima_intervals, m=1),
              "auto-arima-seasonal": partial(B.auto_arima_intervals, m=M)}
+# where a protocol makes several forecasts, the baselines whose intervals are scored at each (AutoARIMA's
+# search, refitted at each, would cost minutes more)
+INTERVALS_EVERY_FORECAST = ("naive", "seasonal-naive", "drift", "ets")
 # models run on some protocols only: "ets-120" is darts' RNN notebook's ETS on sunspots,
 # ExponentialSmoothing(seasonal_periods=120) fitted on the series min-max scaled by the months up to the first
 # forecast (its Scaler; statsmodels' fit is not scale-free); air-passengers is too short for two such seasons
@@ -151,9 +155,11 @@ def run(protocol: str, models, last_points_only: bool = False) -> dict:
                                                     "cpu_s": round(time.process_time() - cpu, 2)}
         if last_points_only:
             rows[model]["mape_darts"] = mape_darts(y, start, horizon, stride, r["forecasts"])
-        elif model in INTERVALS and len(r["starts"]) == 1:  # the one forecast's intervals (not in cpu_s)
-            point, intervals = INTERVALS[model](y[:start], horizon, (80, 95))
-            r |= interval_scores(y[start:start + horizon], point, intervals)
+        elif model in INTERVALS and (len(r["starts"]) == 1 or model in INTERVALS_EVERY_FORECAST):
+            # each forecast's intervals, refitted on its history (not in cpu_s), their scores' mean
+            scores = [interval_scores(y[t:t + horizon], *INTERVALS[model](y[:t], horizon, (80, 95)))
+                      for t in r["starts"]]
+            r |= {k: float(np.mean([sc[k] for sc in scores])) for k in scores[0]}
         intervals = [f"{k}{suffix}" for k in ("coverage_80", "coverage_95", "pinball")
                      for suffix in ("", "_uncalibrated")]
         rows[model] |= {k: r[k] for k in ("settings", "point_quantile", "trained_before", "seeds", *intervals,

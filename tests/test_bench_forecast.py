@@ -171,3 +171,12 @@ def test_select_baselines_score_the_holdout_protocol(monkeypatch):
     assert out["ets"]["per_cut"]["1957-01"] == round(M.mape(y[origin:origin + 12], np.full(12, y[origin - 1])), 2)
     assert set(out) == set(select.BASELINES)
     assert out["drift"]["mean_mape"] == round(np.mean(list(out["drift"]["per_cut"].values())), 2)
+
+
+def test_a_baselines_intervals_are_scored_at_every_forecast_of_a_backtest():
+    row = bench.run("air-backtest", ["drift"])["models"]["drift"]
+    y = datasets.load_series("air-passengers").y[:, 0]
+    starts = range(120, 139)  # 1959-01 .. 1960-07, 19 forecasts of 6 months
+    want = [M.coverage(y[t:t + 6], *B.drift_intervals(y[:t], 6, (80,))[1][80]) for t in starts]
+    assert row["forecasts"] == 19 and row["coverage_80"] == pytest.approx(np.mean(want), rel=1e-12)
+    assert row["pinball"] > 0 and 0 <= row["coverage_95"] <= 1

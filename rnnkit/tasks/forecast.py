@@ -718,15 +718,10 @@ class Forecaster:
             report["model"] |= {f"{k}_uncalibrated": v for k, v in own.items()}
             report["calibrated"] = result["calibrated"]
         levels = list(result.get("intervals", ()))
-        for name in baselines:
-            fn = B.baseline(name, m)
-            report["baselines"][name] = _scores(truth.y, fn(history.y, test), history.y, m)
-            if levels:  # the baseline's own intervals at the model's levels, scored alike
-                try:
-                    point, intervals = B.baseline_intervals(name, m)(history.y, test, levels)
-                except ValueError:  # too short a history for its residuals' spread: its point forecast only
-                    continue
-                report["baselines"][name] |= interval_scores(truth.y, point, intervals)
+        for name in baselines:  # with the baseline's own intervals at the model's levels, scored alike
+            point, intervals = _baseline_forecast(name, m, history.y, test, levels)
+            report["baselines"][name] = _scores(truth.y, point, history.y, m) | (
+                interval_scores(truth.y, point, intervals) if intervals else {})
         report["forecast"] = result["forecast"].tolist()
         if plot:
             report["plot"] = str(plot_forecast(result, history, plot, truth.y))

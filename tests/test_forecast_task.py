@@ -234,8 +234,6 @@ def test_evaluation_and_backtest_score_the_intervals_coverage_and_pinball_loss(e
     plain = model.backtest(40, 4, 8, series, levels=())
     assert plain["levels"] == [] and "pinball" not in plain and plain["mae"] == pytest.approx(bt["mae"], rel=1e-12)
     # the baselines beside it, forecasting from the same histories, their own intervals at the same levels
-    from rnnkit.tasks import forecast_baselines as B
-
     assert list(bt["baselines"]) == ["naive", "seasonal-naive", "drift"] and "pinball" not in plain["baselines"]["naive"]
     drift_mae = np.mean([np.mean(np.abs(series.y[t:t + 4] - B.drift(series.y[:t], 4))) for t in (40, 48, 56)])
     assert bt["baselines"]["drift"]["mae"] == pytest.approx(drift_mae, rel=1e-12)

@@ -246,6 +246,23 @@ def test_evaluation_and_backtest_score_the_intervals_coverage_and_pinball_loss(e
         model.backtest(40, 4, 8, series, levels="50")
 
 
+def test_historical_forecasts_are_the_forecasts_the_backtest_scores(ensemble, csv_file):
+    """darts' historical_forecasts: each forecast from the history before it, with the model's own intervals
+    when asked; the backtest scores exactly these."""
+    out, _ = ensemble
+    model = Forecaster.from_pretrained(out)
+    series = read_series(csv_file, "month")
+    h = model.historical_forecasts("2003-05", 4, 8, series, levels=(80,))
+    assert h["starts"].tolist() == [40, 48, 56] and h["forecasts"].shape == (3, 4, 1)
+    assert [str(d)[:7] for d in h["dates"]] == ["2003-05", "2004-01", "2004-09"]
+    for k, t in enumerate((40, 48, 56)):
+        p = model.predict_interval(4, (80,), series.slice(None, t))
+        np.testing.assert_array_equal(h["forecasts"][k], p["forecast"])
+        np.testing.assert_array_equal(h["intervals"][k][80.0][1], p["intervals"][80.0][1])
+    np.testing.assert_array_equal(model.backtest("2003-05", 4, 8, series)["forecasts"], h["forecasts"])
+    assert model.historical_forecasts(40, 4, 8, series)["intervals"] == [{}, {}, {}]  # none unless asked
+
+
 def test_predict_quantiles_of_a_quantile_and_a_gaussian_model(ensemble, csv_file, tmp_path):
     out, _ = ensemble
     model = Forecaster.from_pretrained(out)

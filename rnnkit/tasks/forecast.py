@@ -6,7 +6,8 @@ intervals, backtest and evaluate beside the baselines.
     f.predict(36)                               # {"dates": [...], "forecast": (36, 1)}
     f.predict_interval(36, levels=(80, 95))     # + {"intervals": {80.0: (lower, upper), 95.0: ...}}
     f.predict_quantiles(36)                     # + {"quantiles": [0.025, ...], "values": (5, 36, 1)}
-    f.backtest(start="1959-01", horizon=6, stride=1)
+    f.historical_forecasts("1959-01", 6)        # {"starts", "dates", "forecasts": (19, 6, 1), "intervals"}
+    f.backtest(start="1959-01", horizon=6, stride=1)   # those forecasts scored, the baselines beside them
     f.calibrate(19).save("runs/forecast")       # conformal intervals: 19 forecasts, each by a model trained
                                                 # before it (needs window + horizon + 18 steps before the
                                                 # last horizon that ends at the test part)
@@ -631,32 +632,24 @@ class Forecaster:
         """The series the model was trained on, read again from its dataset or file."""
         return load_series(self.settings.data)
 
-    def backtest(self, start, horizon: int | None = None, stride: int = 1, series: Series | None = None,
-                 m: int | None = None, retrain: bool | int = False, last_points_only: bool = False,
-                 levels=None, baselines=B.NUMPY_BASELINES, log=lambda line: None) -> dict:
-        """Historical forecasts from `start` (a row, a fraction, or a date as in the file), every `stride`
-        steps, each from the history before it, scored (rnnkit.tasks.backtest): {"starts": [dates],
-        "per_forecast": {metric: [...]}, metric: mean over the forecasts, "baselines": {name: {metric:
-        mean}}}, the `baselines` forecasting from the same histories and scored alike.
+    def historical_forecasts(self, start, horizon: int | None = None, stride: int = 1, series: Series | None = None,
+                             retrain: bool | int = False, levels=(), log=lambda line: None) -> dict:
+        """The forecasts a backtest scores (darts' historical_forecasts): from `start` (a row, a fraction, or a
+        date as in the file) every `stride` steps while the horizon fits, each from the history before it:
+        {"starts": (n,) rows, "dates": (n,) first dates, "forecasts": (n, horizon, outputs), "intervals":
+        [{level: (lower, upper)}, ...] one a forecast (the model's own at `levels`; () none)}.
 
         retrain: False: this model forecasts every time, fed the longer history (darts' retrain=False);
         True: a model with this one's settings and seeds is trained anew on the history before each forecast
         (an expanding window: it sees nothing after it; its last `valid` steps choose the checkpoint); an int
-        k: anew before every k-th forecast (`refit`). last_points_only: score the series made of each
-        forecast's last point as one forecast (darts' historical_forecasts default) instead of the mean.
-        levels: the intervals scored beside the point forecasts, coverage_L and "pinball" (`interval_scores`;
-        None: the model's levels, () none; a point model has none): the model's own intervals, never a
-        calibration's, whose forecasts may overlap the backtest's; the baselines' own at the same levels.
-        "forecasts": every forecast, (n, horizon, outputs) as nested lists, in the series' scale."""
+        k: anew before every k-th forecast (`refit`)."""
         series = self.series() if series is None else _series(series, "series")
         horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
-        wanted = not isinstance(levels, (list, tuple)) or len(levels) > 0  # () asks for none
-        levels = self._check_levels(levels) if self._has_intervals() and wanted else ()
+        levels = self._check_levels(levels) if _asks_for_levels(levels) else ()
         first = series.index_of(start) if isinstance(start, str) else start
         first = max(start_index(len(series), first, horizon), self.window + self.features.target.lost)
-        m = series.season if m is None else m
         bands = []  # each forecast's intervals
         with tempfile.TemporaryDirectory(prefix="rnnkit-backtest-") as scratch:
             def fit_fn(history):
@@ -672,10 +665,30 @@ class Forecaster:
                 return point
 
             starts, forecasts = historical_forecasts(series.y, first, horizon, stride, fit_fn, predict_fn, retrain)
-        out = {"starts": [format_date(series.dates[t], series.freq) for t in starts], "horizon": horizon,
-               "stride": stride, "retrain": retrain, "last_points_only": last_points_only, "levels": list(levels),
+        return {"starts": starts, "dates": series.dates[starts], "forecasts": forecasts, "intervals": bands}
+
+    def backtest(self, start, horizon: int | None = None, stride: int = 1, series: Series | None = None,
+                 m: int | None = None, retrain: bool | int = False, last_points_only: bool = False,
+                 levels=None, baselines=B.NUMPY_BASELINES, log=lambda line: None) -> dict:
+        """`historical_forecasts` scored (rnnkit.tasks.backtest): {"starts": [dates], "per_forecast": {metric:
+        [...]}, metric: mean over the forecasts, "baselines": {name: {metric: mean}}}, the `baselines`
+        forecasting from the same histories and scored alike.
+
+        last_points_only: score the series made of each forecast's last point as one forecast (darts'
+        historical_forecasts default) instead of the mean. levels: the intervals scored beside the point
+        forecasts, coverage_L and "pinball" (`interval_scores`; None: the model's levels, () none; a point
+        model has none): the model's own intervals, never a calibration's, whose forecasts may overlap the
+        backtest's; the baselines' own at the same levels. "forecasts": every forecast, (n, horizon, outputs)
+        as nested lists, in the series' scale."""
+        series = self.series() if series is None else _series(series, "series")
+        levels = levels if self._has_intervals() else ()
+        h = self.historical_forecasts(start, horizon, stride, series, retrain, levels, log)
+        starts, forecasts, levels = h["starts"], h["forecasts"], list(h["intervals"][0]) if h["intervals"] else []
+        horizon, m = forecasts.shape[1], series.season if m is None else m
+        out = {"starts": [format_date(d, series.freq) for d in h["dates"]], "horizon": horizon, "stride": stride,
+               "retrain": retrain, "last_points_only": last_points_only, "levels": levels,
                "forecasts": forecasts.tolist()}
-        out |= _score_forecasts(series.y, starts, forecasts, bands, levels, m, last_points_only)
+        out |= _score_forecasts(series.y, starts, forecasts, h["intervals"], levels, m, last_points_only)
         out["baselines"] = {}
         for name in baselines:
             try:
@@ -734,6 +747,11 @@ class Forecaster:
 def flat_settings(sections: dict) -> dict:
     """Settings.to_dict()'s sections -> the flat mapping Settings.from_flat takes."""
     return {k: v for section in sections.values() for k, v in section.items()}
+
+
+def _asks_for_levels(levels) -> bool:
+    """Whether `levels` asks for intervals: None (the model's), a number or text, or a non-empty list."""
+    return not isinstance(levels, (list, tuple)) or len(levels) > 0
 
 
 def _baseline_forecast(name: str, m: int, history: np.ndarray, horizon: int, levels) -> tuple[np.ndarray, dict]:

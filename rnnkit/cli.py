@@ -682,14 +682,16 @@ def cmd_forecast(args) -> int:
 def cmd_backtest(args) -> int:
     import json
 
-    from rnnkit.tasks.forecast import Forecaster
+    from rnnkit.tasks.forecast import Forecaster, plot_backtest
 
     model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
-    series = _history(model, args.data) if args.data else None
+    series = _history(model, args.data) if args.data else model.series()
     start = int(args.start) if args.start.lstrip("-").isdigit() else args.start  # a row, else a date
     report = model.backtest(start, args.horizon, args.stride, series, retrain=args.retrain or False,
                             last_points_only=args.last_points_only, levels=() if args.levels == "none" else args.levels,
                             log=lambda line: None if args.json else print(line))
+    if args.plot:
+        report["plot"] = str(plot_backtest(series, report, args.plot))
     if args.json:
         print(json.dumps(report))
     else:
@@ -813,6 +815,7 @@ def add_forecast_commands(subparsers) -> None:
                    "of the model's own intervals (default: the model's; none: the point forecasts only)")
     p.add_argument("--data", metavar="FILE", help="a series file (default: the series it was trained on)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the series and every historical forecast")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_backtest)
 

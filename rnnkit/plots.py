@@ -297,6 +297,45 @@ def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLi
     return _save(fig, path)
 
 
+def plot_backtest(dates, series, forecast_dates, forecasts, path: str | os.PathLike, title: str = "Backtest",
+                  label="value", last_points_only: bool = False) -> Path:
+    """Write a backtest figure as a PNG, one panel per target: the series, and each historical forecast as a
+    line from its first step (or, with `last_points_only`, the series of their last points); return its path.
+
+    series (time,) or (time, targets) with dates; forecasts (n, horizon) or (n, horizon, targets), forecast
+    k over forecast_dates[k] (horizon,) dates; label: the target's name, or one per target."""
+    series = _columns(series, "series")
+    forecasts = np.asarray(forecasts, dtype=np.float64)
+    forecasts = forecasts[..., None] if forecasts.ndim == 2 else forecasts
+    when = np.asarray(forecast_dates)
+    targets = series.shape[1]
+    if len(series) != len(dates) or forecasts.ndim != 3 or forecasts.shape[2] != targets or \
+            when.shape != forecasts.shape[:2]:
+        raise ValueError(f"expected the series matching its dates, forecasts (n, horizon, {targets}) and their "
+                         f"dates (n, horizon); got {series.shape} for {len(dates)} dates, forecasts "
+                         f"{forecasts.shape}, dates {when.shape}")
+    labels = [label] if isinstance(label, str) else list(label)
+    if len(labels) != targets:
+        raise ValueError(f"{len(labels)} labels for {targets} targets")
+    fig = _figure(8.0, 1.0 + 3.2 * targets)
+    axes = fig.subplots(targets, 1, sharex=True, squeeze=False)[:, 0]
+    for j, ax in enumerate(axes):
+        ax.plot(dates, series[:, j], color="black", linewidth=1.2, label="series")
+        if last_points_only:
+            ax.plot(when[:, -1], forecasts[:, -1, j], color="tab:blue", linewidth=1.6, marker="o", markersize=3,
+                    label=f"forecasts' step {forecasts.shape[1]}")
+        else:
+            for k in range(len(forecasts)):
+                ax.plot(when[k], forecasts[k, :, j], color="tab:blue", linewidth=1.0, alpha=0.6,
+                        label="historical forecasts" if k == 0 else None)
+        ax.set_ylabel(labels[j])
+        ax.grid(True, alpha=0.3)
+        _date_axis(ax, dates)
+    axes[0].set_title(title)
+    axes[0].legend(loc="best")
+    return _save(fig, path)
+
+
 # ------------------------------------------------------------------------------------------------ diagnostics
 # Figures of rnnkit.diagnostics' measurements: gradients through time, gates, hidden states.
 

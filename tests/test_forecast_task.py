@@ -348,7 +348,10 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     pytest.importorskip("matplotlib")
     assert main(["forecast", str(out), "--horizon", "3", "--plot", str(out / "f.png")]) == 0
     assert main(["evaluate", str(out), "--plot", str(out / "e.png")]) == 0
-    for name in ("f.png", "e.png"):
+    assert main(["backtest", str(out), "--start", "2003-05", "--horizon", "4", "--stride", "8", "--json",
+                 "--plot", str(out / "b.png")]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["plot"] == str(out / "b.png")
+    for name in ("f.png", "e.png", "b.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 10_000
     capsys.readouterr()
     assert main(["forecast", str(out), "--horizon", "9"]) == 2

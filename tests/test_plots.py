@@ -271,3 +271,18 @@ def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     assert path.read_bytes() == own and sorted(tmp_path.iterdir()) == [path]
     monkeypatch.undo()
     assert png_size(plots.plot_forecast(dates, np.ones(6), dates + 6, np.ones(6), path))[2] > 1000
+
+
+def test_plot_backtest_draws_every_forecast_or_the_last_points(tmp_path):
+    dates = np.arange("1958-01", "1961-01", dtype="datetime64[M]")
+    series = 300 + 10 * np.arange(36.0)
+    starts = np.array([12, 18, 24])
+    when = dates[starts[:, None] + np.arange(6)]
+    forecasts = series[starts[:, None] + np.arange(6)] + 5.0  # (3, 6)
+    for last in (False, True):
+        path = plots.plot_backtest(dates, series, when, forecasts, tmp_path / f"b{last}.png", last_points_only=last)
+        assert png_size(path)[2] > 1000
+    with pytest.raises(ValueError, match=r"forecasts \(n, horizon, 1\) and their dates \(n, horizon\)"):
+        plots.plot_backtest(dates, series, when[:, :5], forecasts, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="2 labels for 1 targets"):
+        plots.plot_backtest(dates, series, when, forecasts, tmp_path / "bad.png", label=["a", "b"])

@@ -802,6 +802,20 @@ def plot_forecast(result: dict, history: Series, path, truth=None, steps: int | 
                 title=f"{history.name or 'forecast'}", label=list(history.target))
 
 
+def plot_backtest(series: Series, report: dict, path) -> Path:
+    """The figure of a backtest report (Forecaster.backtest on `series`; rnnkit.plots.plot_backtest): the
+    series from a window before the first forecast, and every forecast (or the series of their last points)."""
+    from ..plots import plot_backtest as draw
+
+    starts = np.array([series.index_of(d) for d in report["starts"]])
+    horizon = report["horizon"]
+    tail = series.slice(max(0, starts[0] - 3 * horizon), None)
+    when = series.dates[starts[:, None] + np.arange(horizon)]
+    title = f"{series.name or 'backtest'}: {len(starts)} forecasts of {horizon} steps"
+    return draw(tail.dates, tail.y, when, report["forecasts"], path, title, list(series.target),
+                report["last_points_only"])
+
+
 def format_forecast(result: dict, freq: str) -> str:
     """A forecast dict as a table: date, forecast and interval bounds (or quantiles) per target."""
     head = ["date"]

@@ -291,6 +291,21 @@ def test_predict_quantiles_of_a_quantile_and_a_gaussian_model(ensemble, csv_file
     assert gauss.predict_quantiles(4)["quantiles"] == [0.1, 0.5, 0.9]
 
 
+def test_pandas_series_and_dataframes_are_taken_where_a_series_is(ensemble, csv_file, tmp_path):
+    pd = pytest.importorskip("pandas")
+    out, _ = ensemble
+    model = Forecaster.from_pretrained(out)
+    series = read_series(csv_file, "month")
+    index = pd.DatetimeIndex(series.dates)
+    history = pd.Series(series.y[:40, 0], index=index[:40])  # unnamed: the model's one target
+    np.testing.assert_array_equal(model.predict(4, history)["forecast"],
+                                  model.predict(4, series.slice(None, 40))["forecast"])
+    frame = pd.DataFrame({"sales": series.y[:, 0]}, index=index)
+    assert model.backtest(40, 4, 8, frame)["mae"] == pytest.approx(model.backtest(40, 4, 8, series)["mae"], rel=1e-12)
+    fitted = Forecaster(data="given", out=str(tmp_path / "pd"), **TINY).fit(frame, log=lambda *a: None)
+    assert fitted.history.target == ("sales",) and len(fitted.engines) == 1
+
+
 def test_point_model_refuses_intervals(csv_file, tmp_path):
     Forecaster(data=str(csv_file), date_column="month", loss="mse", decoder="autoregressive", out=str(tmp_path),
                **TINY).fit(log=lambda *a: None)

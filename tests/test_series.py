@@ -414,3 +414,28 @@ def test_fetch_air_passengers_and_sunspots(tmp_path_factory):
     sun = datasets.load_series("sunspots", home)
     assert len(sun) == 2820 and str(sun.dates[-1])[:7] == "1983-12"
     assert sun.y[:3, 0].tolist() == [58.0, 62.6, 70.0] and sun.y[-3:, 0].tolist() == [55.8, 33.3, 33.4]
+
+
+def test_from_pandas_series_and_dataframes():
+    pd = pytest.importorskip("pandas")
+    from rnnkit.data.series import from_pandas
+
+    months = pd.period_range("1949-01", periods=4, freq="M")
+    s = from_pandas(pd.Series([1.0, 2.0, 3.0, 4.0], index=months, name="passengers"))
+    assert s.target == ("passengers",) and s.freq == "monthly" and s.y[:, 0].tolist() == [1, 2, 3, 4]
+    assert str(s.dates[0])[:10] == "1949-01-01"
+    assert from_pandas(pd.Series([1.0, 2.0], index=months[:2])).target == ("value",)
+    assert from_pandas(pd.Series([1.0, 2.0], index=months[:2], name="x"), target=["sales"]).target == ("sales",)
+    days = pd.date_range("2024-03-20", periods=3, freq="D", tz="Europe/Paris")
+    frame = pd.DataFrame({"sales": [1.0, 2.0, 3.0], "price": [5.0, 6.0, 7.0]}, index=days)
+    d = from_pandas(frame, covariates=["price"])
+    assert (d.target, d.covariates) == (("sales",), ("price",)) and d.x[:, 0].tolist() == [5, 6, 7]
+    assert str(d.dates[0]) == "2024-03-19T23:00:00"  # in UTC, as read_series takes time-zoned dates
+    with pytest.raises(ValueError, match=r"no column 'cost'; the DataFrame has the columns \['sales', 'price'\]"):
+        from_pandas(frame, covariates=["cost"])
+    with pytest.raises(TypeError, match="must be indexed by dates"):
+        from_pandas(pd.Series([1.0, 2.0]))
+    with pytest.raises(ValueError, match="a pandas Series is one column"):
+        from_pandas(pd.Series([1.0, 2.0], index=months[:2]), target=["a", "b"])
+    with pytest.raises(ValueError, match="missing"):
+        from_pandas(pd.Series([1.0, float("nan"), 3.0], index=months[:3]))

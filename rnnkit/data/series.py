@@ -296,6 +296,39 @@ def _fill(values: np.ndarray, fill: str, dates: np.ndarray, columns, freq: str) 
     return out
 
 
+def from_pandas(obj, target=None, covariates=(), freq: str | None = None, name: str = "") -> Series:
+    """A checked Series from a pandas Series or DataFrame indexed by dates (a DatetimeIndex, time-zoned ones
+    taken in UTC, or a PeriodIndex): a Series is one target (named `target`, else by its own name, else
+    "value"); a
+    DataFrame's columns are the `covariates` and the `target` (default: every other column). pandas is not
+    imported here: any object shaped so works."""
+    index = obj.index
+    if hasattr(index, "to_timestamp"):  # a PeriodIndex: each period's start
+        index = index.to_timestamp()
+    if getattr(index, "tz", None) is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    dates = np.asarray(index.to_numpy())
+    if not np.issubdtype(dates.dtype, np.datetime64):
+        raise TypeError(f"the {type(obj).__name__} must be indexed by dates (a DatetimeIndex or PeriodIndex), "
+                        f"got an index of {dates.dtype}")
+    if getattr(obj, "ndim", 2) == 1:
+        target = _names(target)
+        if len(target) > 1 or _names(covariates):
+            raise ValueError(f"a pandas Series is one column; the model reads {list(target + _names(covariates))}:"
+                             f" give a DataFrame")
+        label = target[0] if target else obj.name if obj.name is not None else "value"
+        return make_series(dates, obj.to_numpy(dtype=np.float64), str(label), (), freq, name=name)
+    columns = [str(c) for c in obj.columns]
+    covariates = _names(covariates)
+    target = _names(target) or tuple(c for c in columns if c not in covariates)
+    missing = [c for c in target + covariates if c not in columns]
+    if missing:
+        raise ValueError(f"no column {' or '.join(map(repr, missing))}; the DataFrame has the columns {columns}")
+    frame = obj.set_axis(columns, axis=1)
+    return make_series(dates, frame[list(target + covariates)].to_numpy(dtype=np.float64), target, covariates,
+                       freq, name=name)
+
+
 def make_series(dates, values, target, covariates=(), freq: str | None = None, fill: str = "none",
                 name: str = "", rows=None) -> Series:
     """A checked Series from dates (strings or datetime64) and values (time, len(target) + len(covariates)).

@@ -42,8 +42,8 @@ import numpy as np
 from .. import metrics as M
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..data import datasets
-from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, grid_positions,
-                           make_series, parse_date, read_series)
+from ..data.series import (SEASONAL_PERIOD, Series, calendar_features, check_lengths, format_date, from_pandas,
+                           grid_positions, make_series, parse_date, read_series)
 from ..data.transforms import SeriesTransform
 from ..data.windows import batches, n_windows, relative_inputs, relative_to_level, sliding_windows
 from ..engines import build_engine, check_engine
@@ -182,12 +182,15 @@ def _history_config(series: Series, rows: int) -> dict:
             "covariates": list(series.covariates), "freq": series.freq, "name": series.name}
 
 
-def _series(series, name: str) -> Series:
-    """`series` if it is a Series, else a TypeError saying how to make one."""
-    if not isinstance(series, Series):
-        raise TypeError(f"{name} must be a Series (rnnkit.data.series.read_series(path) or make_series(dates, "
-                        f"values, target)), got {type(series).__name__}")
-    return series
+def _series(series, name: str, target=None, covariates=()) -> Series:
+    """`series` if it is a Series; a pandas Series or DataFrame indexed by dates as one (`from_pandas`, its
+    columns `target` and `covariates`); else a TypeError saying how to make one."""
+    if isinstance(series, Series):
+        return series
+    if hasattr(series, "index") and hasattr(series, "to_numpy"):
+        return from_pandas(series, target, covariates)
+    raise TypeError(f"{name} must be a Series (rnnkit.data.series.read_series(path) or make_series(dates, values, "
+                    f"target)) or a pandas Series or DataFrame indexed by dates, got {type(series).__name__}")
 
 
 def _whole(value, name: str) -> int:
@@ -289,7 +292,8 @@ def train_forecaster(settings: ForecastSettings | None = None, *, series: Series
     series: train on this Series instead of the settings' dataset or file (the settings must still name a
     source; it is recorded, e.g. data="given")."""
     s = settings_of("forecast", settings, None, options)
-    series = load_series(s.data) if series is None else _series(series, "series")
+    series = load_series(s.data) if series is None else _series(series, "series", _names(s.data.target),
+                                                                  _names(s.data.covariates))
     features, samples, valid, kwargs, train_part, test = prepare(s, series)
     t = s.training
     log(f"{series.name or 'series'}: {len(series)} {series.freq} steps, {len(train_part)} to train on "
@@ -417,10 +421,15 @@ class Forecaster:
     def window(self) -> int:
         return self.settings.model.window
 
+    def _as_series(self, series, name: str) -> Series:
+        """`series` as a Series of this model's columns (`_series`: a pandas one converted)."""
+        c = self.config.get("history", {})
+        return _series(series, name, c.get("target"), c.get("covariates", ()))
+
     def _check_history(self, history: Series | None, horizon: int | None) -> tuple[Series, int]:
         if not self.engines:
             raise ValueError("the forecaster is not trained: call fit() or from_pretrained()")
-        history = self.history if history is None else _series(history, "history")
+        history = self.history if history is None else self._as_series(history, "history")
         horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
@@ -581,7 +590,7 @@ class Forecaster:
             raise ValueError("this model gives point forecasts only (--loss mse/mae): nothing to calibrate")
         if forecasts < 1 or stride < 1 or retrain < 1:
             raise ValueError(f"forecasts, stride and retrain must be >= 1, got {forecasts}, {stride}, {retrain}")
-        series = self.series() if series is None else series
+        series = self.series() if series is None else self._as_series(series, "series")
         d, horizon = self.settings.data, self.horizon
         test = horizon if d.test is None else d.test
         last = len(series) - test - horizon
@@ -643,7 +652,7 @@ class Forecaster:
         True: a model with this one's settings and seeds is trained anew on the history before each forecast
         (an expanding window: it sees nothing after it; its last `valid` steps choose the checkpoint); an int
         k: anew before every k-th forecast (`refit`)."""
-        series = self.series() if series is None else _series(series, "series")
+        series = self.series() if series is None else self._as_series(series, "series")
         horizon = self.horizon if horizon is None else _whole(horizon, "horizon")
         if not 1 <= horizon <= self.horizon:
             raise ValueError(f"this model forecasts 1..{self.horizon} steps, got a horizon of {horizon}")
@@ -680,7 +689,7 @@ class Forecaster:
         model has none): the model's own intervals, never a calibration's, whose forecasts may overlap the
         backtest's; the baselines' own at the same levels. "forecasts": every forecast, (n, horizon, outputs)
         as nested lists, in the series' scale."""
-        series = self.series() if series is None else _series(series, "series")
+        series = self.series() if series is None else self._as_series(series, "series")
         levels = levels if self._has_intervals() else ()
         h = self.historical_forecasts(start, horizon, stride, series, retrain, levels, log)
         starts, forecasts, levels = h["starts"], h["forecasts"], list(h["intervals"][0]) if h["intervals"] else []
@@ -713,7 +722,7 @@ class Forecaster:
         scored beside the baselines on the same history: {"model": {metric: v}, "baselines": {name: {...}}};
         with intervals, the baselines' own (forecast_baselines.baseline_intervals) are scored at the same levels;
         `plot`: a PNG path for the figure (history, forecast, intervals, the held-out truth)."""
-        series = self.series() if series is None else _series(series, "series")
+        series = self.series() if series is None else self._as_series(series, "series")
         if test is None:
             test = self.settings.data.test if self.settings.data.test is not None else self.horizon
         if _whole(test, "test") == 0:

@@ -255,6 +255,29 @@ def _date_axis(ax, x) -> None:
         ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
 
 
+def _target_panels(label, targets: int):
+    """The axes of a new figure, one panel a target, sharing the time axis, each named by its label (`label`:
+    one name, or one per target)."""
+    labels = [label] if isinstance(label, str) else list(label)
+    if len(labels) != targets:
+        raise ValueError(f"{len(labels)} labels for {targets} targets")
+    fig = _figure(8.0, 1.0 + 3.2 * targets)
+    axes = fig.subplots(targets, 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, labels):
+        ax.set_ylabel(name)
+    return axes
+
+
+def _finish_panels(axes, dates, title: str):
+    """Grid, date ticks, the title and the legend on `_target_panels`' axes; their figure."""
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        _date_axis(ax, dates)
+    axes[0].set_title(title)
+    axes[0].legend(loc="best")
+    return axes[0].figure
+
+
 def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLike, intervals=None,
                   truth=None, title: str = "Forecast", label="value") -> Path:
     """Write a forecast figure as a PNG, one panel per target: the history, the forecast, its intervals
@@ -276,11 +299,7 @@ def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLi
              for level, (lo, hi) in (intervals or {}).items()}
     if any(lo.shape != forecast.shape or hi.shape != forecast.shape for lo, hi in bands.values()):
         raise ValueError(f"every interval must have the forecast's shape {forecast.shape}")
-    labels = [label] if isinstance(label, str) else list(label)
-    if len(labels) != targets:
-        raise ValueError(f"{len(labels)} labels for {targets} targets")
-    fig = _figure(8.0, 1.0 + 3.2 * targets)
-    axes = fig.subplots(targets, 1, sharex=True, squeeze=False)[:, 0]
+    axes = _target_panels(label, targets)
     for j, ax in enumerate(axes):
         ax.plot(history_dates, history[:, j], color="black", linewidth=1.2, label="history")
         for i, (level, (lo, hi)) in enumerate(sorted(bands.items(), reverse=True)):
@@ -289,12 +308,7 @@ def plot_forecast(history_dates, history, dates, forecast, path: str | os.PathLi
         ax.plot(dates, forecast[:, j], color="tab:blue", linewidth=2.0, label="forecast")
         if truth is not None:
             ax.plot(dates, truth[:, j], color="tab:red", linewidth=1.2, linestyle="--", label="held-out truth")
-        ax.set_ylabel(labels[j])
-        ax.grid(True, alpha=0.3)
-        _date_axis(ax, dates)
-    axes[0].set_title(title)
-    axes[0].legend(loc="best")
-    return _save(fig, path)
+    return _save(_finish_panels(axes, dates, title), path)
 
 
 def plot_backtest(dates, series, forecast_dates, forecasts, path: str | os.PathLike, title: str = "Backtest",
@@ -314,11 +328,7 @@ def plot_backtest(dates, series, forecast_dates, forecasts, path: str | os.PathL
         raise ValueError(f"expected the series matching its dates, forecasts (n, horizon, {targets}) and their "
                          f"dates (n, horizon); got {series.shape} for {len(dates)} dates, forecasts "
                          f"{forecasts.shape}, dates {when.shape}")
-    labels = [label] if isinstance(label, str) else list(label)
-    if len(labels) != targets:
-        raise ValueError(f"{len(labels)} labels for {targets} targets")
-    fig = _figure(8.0, 1.0 + 3.2 * targets)
-    axes = fig.subplots(targets, 1, sharex=True, squeeze=False)[:, 0]
+    axes = _target_panels(label, targets)
     for j, ax in enumerate(axes):
         ax.plot(dates, series[:, j], color="black", linewidth=1.2, label="series")
         if last_points_only:
@@ -328,12 +338,7 @@ def plot_backtest(dates, series, forecast_dates, forecasts, path: str | os.PathL
             for k in range(len(forecasts)):
                 ax.plot(when[k], forecasts[k, :, j], color="tab:blue", linewidth=1.0, alpha=0.6,
                         label="historical forecasts" if k == 0 else None)
-        ax.set_ylabel(labels[j])
-        ax.grid(True, alpha=0.3)
-        _date_axis(ax, dates)
-    axes[0].set_title(title)
-    axes[0].legend(loc="best")
-    return _save(fig, path)
+    return _save(_finish_panels(axes, dates, title), path)
 
 
 # ------------------------------------------------------------------------------------------------ diagnostics

@@ -56,17 +56,14 @@ from .conformal import FILE as CALIBRATION_FILE, Calibration, fingerprint
 from .settings import ForecastSettings, parse_levels, settings_of
 
 
-def quantiles_for(levels) -> tuple[float, ...]:
-    """The quantiles an interval at each level (percent) needs, and the median: 80 -> 0.1, 0.5, 0.9."""
-    qs = {0.5}
-    for level in parse_levels(levels):
-        qs |= {round((1 - level / 100) / 2, 10), round(1 - (1 - level / 100) / 2, 10)}
-    return tuple(sorted(qs))
-
-
 def interval_quantiles(levels) -> list[float]:
     """The quantiles of each level's lower and upper bound, in that order: (80, 95) -> 0.1, 0.9, 0.025, 0.975."""
     return [q for lv in levels for q in ((1 - lv / 100) / 2, 1 - (1 - lv / 100) / 2)]
+
+
+def quantiles_for(levels) -> tuple[float, ...]:
+    """The quantiles an interval at each level (percent) needs, and the median, sorted: 80 -> 0.1, 0.5, 0.9."""
+    return tuple(sorted({0.5} | {round(q, 10) for q in interval_quantiles(parse_levels(levels))}))
 
 
 def interval_scores(truth, point, intervals: dict) -> dict:

@@ -972,6 +972,9 @@ def main(argv=None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # an optional part not installed: its message names the extra to install
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:  # a training run's TrainingInterrupted has saved last/ and says so
         print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return getattr(e, "exit_code", 130)

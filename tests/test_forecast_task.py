@@ -373,6 +373,19 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     assert capsys.readouterr().err.startswith("error: this model forecasts 1..4 steps")
 
 
+def test_a_missing_optional_part_is_an_error_naming_its_extra_not_a_traceback(ensemble, monkeypatch, capsys,
+                                                                              tmp_path):
+    from rnnkit import plots
+
+    def no_matplotlib(*args):
+        raise ImportError("rnnkit.plots needs matplotlib; install it with: pip install 'rnnkit[plots]'")
+    monkeypatch.setattr(plots, "_figure", no_matplotlib)
+    out, _ = ensemble
+    assert main(["evaluate", str(out), "--plot", str(tmp_path / "e.png")]) == 2
+    assert capsys.readouterr().err == "error: rnnkit.plots needs matplotlib; install it with: pip install " \
+                                      "'rnnkit[plots]'\n"
+
+
 def test_cli_train_forecast(csv_file, tmp_path, capsys):
     args = ["train", "forecast", "--data", str(csv_file), "--date-column", "month", "--horizon", "3",
             "--window", "6", "--hidden", "4", "--epochs", "1", "--out", str(tmp_path / "run")]

@@ -27,6 +27,7 @@ import sys
 from rnnkit import __version__
 from rnnkit.checkpoint.atomic import check_output, write_json
 from rnnkit.data import datasets
+from rnnkit.tasks.forecast_baselines import BASELINES, NUMPY_BASELINES
 from rnnkit.train import TrainingError
 
 
@@ -42,6 +43,7 @@ class FORMATTER(argparse.ArgumentDefaultsHelpFormatter):
 
 
 USER_ERRORS = (ValueError, OSError, datasets.DatasetError, TrainingError)
+BASELINE_NAMES = tuple(BASELINES)  # rnnkit.tasks.forecast_baselines' names
 
 
 def add_parser(subparsers, name: str, help: str, description: str | None = None,
@@ -454,6 +456,8 @@ def add_use_commands(subparsers) -> None:
     add_decoding_options(p, "translation: ")
     p.add_argument("--test", type=int, help="forecasters: the steps held out at the end (default: the run's)")
     p.add_argument("--plot", metavar="FILE.png", help="forecasters: draw the forecast beside the held-out truth")
+    p.add_argument("--baselines", default=",".join(NUMPY_BASELINES), help="forecasters: the baselines beside the "
+                   "model, of " + ", ".join(BASELINE_NAMES) + " (ets and auto-arima: pip install 'rnnkit[forecast]')")
     add_engine_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -679,6 +683,15 @@ def cmd_forecast(args) -> int:
     return 0
 
 
+def _baseline_names(text: str) -> tuple[str, ...]:
+    """--baselines naive,ets -> the names, each one known ("none": no baselines)."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in BASELINE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINE_NAMES)}, or none")
+    return names
+
+
 def cmd_backtest(args) -> int:
     import json
 
@@ -689,7 +702,7 @@ def cmd_backtest(args) -> int:
     start = int(args.start) if args.start.lstrip("-").isdigit() else args.start  # a row, else a date
     report = model.backtest(start, args.horizon, args.stride, series, retrain=args.retrain or False,
                             last_points_only=args.last_points_only, levels=() if args.levels == "none" else args.levels,
-                            log=lambda line: None if args.json else print(line))
+                            baselines=_baseline_names(args.baselines), log=lambda line: None if args.json else print(line))
     if args.plot:
         report["plot"] = str(plot_backtest(series, report, args.plot))
     if args.json:
@@ -749,7 +762,8 @@ def cmd_evaluate_forecaster(args) -> int:
     model = Forecaster.from_pretrained(args.checkpoint, args.engine, args.device)
     if args.dataset is not None:
         raise ValueError("a forecaster is evaluated on its own series, or on --data FILE")
-    report = model.evaluate(_history(model, args.data) if args.data else None, args.test, plot=args.plot)
+    report = model.evaluate(_history(model, args.data) if args.data else None, args.test,
+                            baselines=_baseline_names(args.baselines), plot=args.plot)
     if args.report:
         write_json(args.report, report)
     if args.json:
@@ -813,6 +827,8 @@ def add_forecast_commands(subparsers) -> None:
                    "point (darts' historical_forecasts default) instead of the mean over the forecasts")
     p.add_argument("--levels", help="the interval levels scored, in percent: coverage and the mean pinball loss "
                    "of the model's own intervals (default: the model's; none: the point forecasts only)")
+    p.add_argument("--baselines", default=",".join(NUMPY_BASELINES), help="the baselines beside the model, of "
+                   + ", ".join(BASELINE_NAMES) + " (ets and auto-arima: pip install 'rnnkit[forecast]')")
     p.add_argument("--data", metavar="FILE", help="a series file (default: the series it was trained on)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw the series and every historical forecast")

@@ -358,6 +358,13 @@ def test_cli_forecast_backtest_evaluate(ensemble, csv_file, capsys):
     assert {"mae", "mape", "mase", "coverage_80", "coverage_95", "pinball"} <= set(report["model"])
     assert main(["evaluate", str(out)]) == 0
     assert "seasonal-naive" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--baselines", "drift,naive", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["baselines"]) == ["drift", "naive"]
+    assert main(["backtest", str(out), "--start", "2004-01", "--horizon", "4", "--baselines", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["baselines"] == {}
+    assert main(["evaluate", str(out), "--baselines", "naive,prophet"]) == 2
+    assert "unknown baseline 'prophet'; choose from naive, seasonal-naive, drift, ets, auto-arima" in \
+        capsys.readouterr().err
     assert main(["evaluate", str(out), "--test", "0"]) == 2  # not the default's 4 steps
     assert "nothing is held out (test = 0)" in capsys.readouterr().err
     pytest.importorskip("matplotlib")

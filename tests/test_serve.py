@@ -321,6 +321,8 @@ def test_generate_in_process(lm_client, checkpoints):
     assert lm_client.post("/generate", json={}).status_code == 200     # every field has a default
     tiny = lm_client.post("/generate", json={"prompt": "to", "length": 20.0, "temperature": 1e-300})
     assert tiny.json() == r.json()                                   # the limit T -> 0 is greedy
+    unknown = lm_client.post("/generate", json={"prompt": "ЖЖ", "length": 5})
+    assert unknown.status_code == 422 and "every token of the prompt is unknown" in unknown.json()["detail"]
 
 
 def test_wrong_task_and_unknown_paths(client, lm_client):

@@ -187,6 +187,13 @@ def test_generate_and_evaluate_commands(corpus, tmp_path, capsys):
     first = capsys.readouterr().out
     assert main(["generate", str(out / "best"), "--prompt", "the", "--length", "20", "--seed", "4"]) == 0
     assert capsys.readouterr().out == first and first.startswith("the")
+    # a prompt the model cannot read at all, or a length held in memory past reason: an error, not a long run
+    assert main(["generate", str(out / "best"), "--prompt", "ЖЖЖ", "--length", "5"]) == 2
+    assert "every token of the prompt is unknown to the model's vocabulary (e.g. 'Ж')" in capsys.readouterr().err
+    assert main(["generate", str(out / "best"), "--prompt", "Жthe", "--length", "5", "--seed", "1"]) == 0
+    assert capsys.readouterr().out.startswith("Жthe")  # some unknown: read as the unknown token
+    assert main(["generate", str(out / "best"), "--length", "1000001"]) == 2
+    assert "length must be 0..1,000,000 tokens" in capsys.readouterr().err
     assert main(["evaluate", str(out / "best"), "--data", str(corpus), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) >= {"loss", "perplexity", "bits_per_char"}

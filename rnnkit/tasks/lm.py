@@ -252,12 +252,15 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: floa
     return int(rng.choice(len(p), p=p))
 
 
+MAX_GENERATE = 1_000_000  # tokens one generate call makes (held in memory until it returns)
+
+
 def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> str:
     """The prompt followed by `length` generated tokens, as text. The same checkpoint and seed give the
     same text on both engines."""
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
+    if not 0 <= length <= MAX_GENERATE:
+        raise ValueError(f"length must be 0..{MAX_GENERATE:,} tokens (the text is built in memory), got {length}")
     if not (math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature}")
     if top_k is not None and top_k < 1:
@@ -268,6 +271,9 @@ def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: 
     tokens = tokenizer.tokenize(prompt) if prompt else []
     if model.tokenizer["level"] == "word" and tokens and tokens[-1] == EOS and not prompt.endswith("\n"):
         tokens = tokens[:-1]
+    if tokens and not any(t in model.vocab for t in tokens):
+        raise ValueError(f"every token of the prompt is unknown to the model's vocabulary (e.g. {tokens[0]!r}): "
+                         f"is it in the language, and the alphabet, the model was trained on?")
     if not tokens:  # start from a line break (or end of line) when there is no prompt
         start = EOS if EOS in model.vocab else "\n"
         tokens = [start if start in model.vocab else model.vocab.decode([len(model.vocab.specials)])[0]]

@@ -496,7 +496,14 @@ from schemathesis import GenerationMode  # noqa: E402
 @pytest.mark.parametrize("task", ["classify", "lm"])
 def test_schemathesis_finds_no_server_errors(task, checkpoints):
     """Requests generated from /openapi.json, fitting the schema and not: no 5xx, and every response
-    (status, content type, body) matches the schema. At most 50 examples per operation and mode."""
+    (status, content type, body) matches the schema. At most 50 examples per operation and mode.
+
+    For the language model one check is left out, positive_data_acceptance: a prompt can fit the schema and
+    still be refused with a documented 422, when every token of it is unknown to the model (what the model
+    can read is not a JSON Schema matter; test_generate_in_process tests that 422)."""
+    from schemathesis.checks import positive_data_acceptance
+
+    excluded = [positive_data_acceptance] if task == "lm" else []
     with live_server(checkpoints[task], "--max-tokens", "50") as base:
         schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
@@ -508,6 +515,6 @@ def test_schemathesis_finds_no_server_errors(task, checkpoints):
                 @settings(max_examples=50, deadline=None, derandomize=True, database=None,
                           suppress_health_check=list(HealthCheck))
                 def check(case):
-                    case.call_and_validate(timeout=10)
+                    case.call_and_validate(timeout=10, excluded_checks=excluded)
 
                 check()

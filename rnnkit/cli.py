@@ -352,6 +352,10 @@ def cmd_generate(args) -> int:
     import secrets
 
     model = lm.load_lm(args.checkpoint, args.engine, args.device)
+    unknown = lm.unknown_prompt(model, args.prompt)
+    if unknown:
+        print(f"note: {len(unknown)} token(s) of the prompt are unknown to the model's vocabulary (e.g. "
+              f"{unknown[0]!r}) and are read as its unknown token", file=sys.stderr)
     seed = secrets.randbits(32) if args.seed is None else args.seed   # --json shows it: --seed repeats the text
     text = lm.generate(model, args.prompt, args.length, args.temperature, args.top_k, args.top_p, seed)
     if args.json:

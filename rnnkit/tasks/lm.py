@@ -255,6 +255,11 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: floa
 MAX_GENERATE = 1_000_000  # tokens one generate call makes (held in memory until it returns)
 
 
+def unknown_prompt(model: LoadedLM, prompt: str) -> list[str]:
+    """The prompt's tokens the model's vocabulary lacks (generate reads each as the unknown token)."""
+    return [t for t in make_tokenizer(model.tokenizer).tokenize(prompt) if t not in model.vocab] if prompt else []
+
+
 def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> str:
     """The prompt followed by `length` generated tokens, as text. The same checkpoint and seed give the
@@ -271,9 +276,6 @@ def generate(model: LoadedLM, prompt: str = "", length: int = 200, temperature: 
     tokens = tokenizer.tokenize(prompt) if prompt else []
     if model.tokenizer["level"] == "word" and tokens and tokens[-1] == EOS and not prompt.endswith("\n"):
         tokens = tokens[:-1]
-    if tokens and not any(t in model.vocab for t in tokens):
-        raise ValueError(f"every token of the prompt is unknown to the model's vocabulary (e.g. {tokens[0]!r}): "
-                         f"is it in the language, and the alphabet, the model was trained on?")
     if not tokens:  # start from a line break (or end of line) when there is no prompt
         start = EOS if EOS in model.vocab else "\n"
         tokens = [start if start in model.vocab else model.vocab.decode([len(model.vocab.specials)])[0]]

@@ -1,7 +1,7 @@
 """The scratch engine against PyTorch on the CPU over a grid of batch × hidden sizes: where is it slow?
 
-For RNN, GRU and LSTM, T = 64, input 64, float32, batch {1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64} ×
-hidden {64, 128, 256, 512}, three timings per point:
+For RNN, GRU and LSTM, T = 64, input 64 (other sizes: `--time`, `--input`), float32, batch {1, 2, 3, 4, 5, 6,
+8, 10, 12, 16, 24, 32, 48, 64} × hidden {64, 128, 256, 512}, three timings per point:
     fwd+bwd   a training forward and backward (all gradients);
     fwd       the training forward alone;
     infer     an inference forward (scratch: eval mode, the weights locked once around the timing, as a served
@@ -41,7 +41,8 @@ MODES = ("fwd+bwd", "fwd", "infer")
 TIME, INPUT = 64, 64
 
 
-def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time: float) -> dict:
+def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time: float, time_steps: int = TIME,
+           input_size: int = INPUT) -> dict:
     """Times of every batch size for one side, cell and hidden size: {batch: {mode: seconds, "path": ...}}."""
     from rnnkit.runtime import tune_process
 
@@ -52,17 +53,17 @@ def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time:
     if engine == "scratch":
         from rnnkit.scratch.recurrent import GRU, LSTM, RNN
 
-        layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](INPUT, hidden, dtype=np.float32, rng=0)
+        layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](input_size, hidden, dtype=np.float32, rng=0)
     else:
         import torch
 
         torch.set_num_threads(threads)
-        layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](INPUT, hidden,
+        layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](input_size, hidden,
                                                                                          batch_first=True)
     results = {}
     for batch in batches:
-        x = rng.standard_normal((batch, TIME, INPUT)).astype(np.float32)
-        d_out = rng.standard_normal((batch, TIME, hidden)).astype(np.float32)
+        x = rng.standard_normal((batch, time_steps, input_size)).astype(np.float32)
+        d_out = rng.standard_normal((batch, time_steps, hidden)).astype(np.float32)
         if engine == "scratch":
             def fwd():
                 layer.train()
@@ -116,13 +117,15 @@ def run_worker(args: list[str], threads: int) -> dict:
     return engine_speed.run_worker(args, threads, script=__file__)
 
 
-def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: float, say=print) -> dict:
+def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: float, say=print,
+          time_steps: int = TIME, input_size: int = INPUT) -> dict:
     """Measure the grid; returns {"points": [...], "gemm_gflops": ...}."""
     points, gemm = [], []
     blas = "unknown"
     for cell in cells:
         for hidden in hidden_sizes:
-            spec = [cell, str(hidden), ",".join(map(str, batches)), "--min-time", str(min_time)]
+            spec = [cell, str(hidden), ",".join(map(str, batches)), "--min-time", str(min_time),
+                    "--time", str(time_steps), "--input", str(input_size)]
             runs = {"scratch": [], "torch": []}
             for r in range(rounds):
                 for engine in (("scratch", "torch") if r % 2 == 0 else ("torch", "scratch")):
@@ -259,6 +262,8 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", default=",".join(map(str, HIDDEN)))
     parser.add_argument("--batch", default=",".join(map(str, BATCHES)))
     parser.add_argument("--min-time", type=float, default=0.15, help="seconds of timing per measurement")
+    parser.add_argument("--time", type=int, default=TIME, help="sequence length T")
+    parser.add_argument("--input", type=int, default=INPUT, help="input size")
     parser.add_argument("--quick", action="store_true", help="batch 1,5 × hidden 8, one round (a smoke test)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_sweep.json"))
     parser.add_argument("--table", metavar="FILE.json", help="print a saved result as Markdown tables and stop")
@@ -284,7 +289,7 @@ def main(argv=None) -> int:
         else:
             engine, cell, hidden, batches = args.worker[:4]
             result = worker(engine, cell, int(hidden), [int(b) for b in batches.split(",")], args.threads,
-                            args.min_time)
+                            args.min_time, args.time, args.input)
         print(json.dumps(result))
         return 0
 
@@ -293,9 +298,10 @@ def main(argv=None) -> int:
     batches = [1, 5] if args.quick else [int(b) for b in args.batch.split(",")]
     rounds, min_time = (1, 0.01) if args.quick else (args.rounds, args.min_time)
     load_start = os.getloadavg()
-    result = sweep(cells, hidden_sizes, batches, rounds, args.threads, min_time)
+    result = sweep(cells, hidden_sizes, batches, rounds, args.threads, min_time, time_steps=args.time,
+                   input_size=args.input)
     points = result["points"]
-    result.update(threads=args.threads, rounds=rounds, time=TIME, input=INPUT, python=sys.version.split()[0],
+    result.update(threads=args.threads, rounds=rounds, time=args.time, input=args.input, python=sys.version.split()[0],
                   load_average={"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
                   worst={mode: worst(points, mode) for mode in MODES},
                   jumps={mode: jumps(points, mode) for mode in MODES})

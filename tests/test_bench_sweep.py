@@ -94,3 +94,32 @@ def test_inference_is_timed_with_the_weights_locked_once_and_leaves_them_unlocke
     assert sweep.inference(layer, "scratch", infer, min_time=0.0) > 0
     assert len(locks) == 1 and len(seen) >= 3 and set(seen) == {(False, True)}
     assert layer.training and not layer.weights_locked
+
+
+def test_time_and_input_reach_every_worker_and_the_saved_result(tmp_path, monkeypatch):
+    """`--time 7 --input 5`: each worker process is told the sizes, and the JSON records them."""
+    import json
+
+    calls = []
+
+    def fake_worker(args, threads):
+        calls.append(args)
+        if args[0] == "gemm":
+            return {"gflops": 1.0, "blas": "test"}
+        times = {mode: 1e-3 for mode in sweep.MODES}
+        return {"3": {**times, "path": "threaded", "infer_path": "threaded"}}
+
+    monkeypatch.setattr(sweep, "run_worker", fake_worker)
+    out = tmp_path / "s.json"
+    assert sweep.main(["--cells", "lstm", "--hidden", "24", "--batch", "3", "--rounds", "1", "--time", "7",
+                       "--input", "5", "--out", str(out)]) == 0
+    engines = [args for args in calls if args[0] != "gemm"]
+    assert len(engines) == 2 and all(args[args.index("--time") + 1] == "7" and args[args.index("--input") + 1]
+                                     == "5" for args in engines)
+    saved_result = json.loads(out.read_text())
+    assert (saved_result["time"], saved_result["input"]) == (7, 5)
+
+
+def test_a_worker_builds_its_layer_and_inputs_at_the_sizes_given():
+    result = sweep.worker("scratch", "gru", 6, [2], threads=1, min_time=0.0, time_steps=3, input_size=5)
+    assert set(result) == {"2"} and all(result["2"][mode] > 0 for mode in sweep.MODES)

@@ -223,13 +223,30 @@ def test_threaded_rnn_and_gru_equal_the_reference_on_any_thread_count(kind, dtyp
                                                                        data):
     """The threaded GRU and RNN (threaded_gru.py, threaded_rnn.py) against the reference cells, on 1-3 threads
     (hidden sizes neither multiples of the vector width nor of the thread count: one part or 2-3 uneven
-    slices of at least thresholds.MIN_ROWS_PER_PART gate rows, the GRU at 263 in 3 on 3 threads; batch sizes
+    slices of at least thresholds.MIN_ROWS_PER_PART gate rows, or MIN_ROWS_PER_PART_WIDE from WIDE_STEP_BATCH
+    columns on, the GRU at 263 in 3 on 3 threads; batch sizes
     on both sides of the row kernel's threshold). Forward and backward both; and the forward's bits are the
     same on every thread count (each element's sum runs in one fixed order)."""
     lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
     shape = dict(kind=kind, dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=1,
                  bidirectional=False, lengths=lengths)
     assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
+
+
+def test_the_rnn_and_gru_split_their_units_sooner_on_a_wide_step():
+    """parts_for: 128 gate rows a part, or 75 from 16 columns on (an RNN of 150-255 units, a GRU of 50-85,
+    ran 0.6-0.9 of one part's time in inference on two parts from batch 16, and lost at batch 8)."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+    threads.set_count(2)
+    try:
+        assert [threaded_rnn.parts_for(200, b) for b in (1, 8, 15, 16, 64)] == [1, 1, 1, 2, 2]
+        assert [threaded_rnn.parts_for(rows, 16) for rows in (149, 150, 255, 256)] == [1, 2, 2, 2]
+        assert [threaded_rnn.parts_for(rows, 8) for rows in (150, 255, 256)] == [1, 1, 2]
+        threads.set_count(4)
+        assert threaded_rnn.parts_for(3 * 100, 32) == 4 and threaded_rnn.parts_for(3 * 100, 4) == 2
+    finally:
+        threads.set_count(None)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")

@@ -129,7 +129,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
         raise ValueError("the threaded GRU projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(3 * hidden)
+    parts = parts_for(3 * hidden, batch)
     if outputs is not None and keep:
         raise ValueError("outputs given are for an inference forward: a backward reads h time-major")
     rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)

@@ -33,10 +33,13 @@ if AVAILABLE:
     from .threaded_lstm import copy_inputs, padded
 
 
-def parts_for(gate_rows: int) -> int:
-    """How many parts (threads) split a layer whose step has `gate_rows` rows (G·H): each gets at least
-    thresholds.MIN_ROWS_PER_PART of them."""
-    return max(1, min(threads.count(), gate_rows // thresholds.MIN_ROWS_PER_PART))
+def parts_for(gate_rows: int, batch: int) -> int:
+    """How many parts (threads) split a layer whose step has `gate_rows` rows (G·H) and `batch` columns: each
+    gets at least thresholds.MIN_ROWS_PER_PART of them, or MIN_ROWS_PER_PART_WIDE from WIDE_STEP_BATCH
+    columns on (a wider step's product pays the meeting with fewer rows). The forward's bits do not depend
+    on it."""
+    least = thresholds.MIN_ROWS_PER_PART_WIDE if batch >= thresholds.WIDE_STEP_BATCH else thresholds.MIN_ROWS_PER_PART
+    return max(1, min(threads.count(), gate_rows // least))
 
 
 def step_rows(p, rows) -> np.ndarray:
@@ -140,7 +143,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
         raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden)  # one gate
+    parts = parts_for(hidden, batch)  # one gate
     rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)
     panels = forward_panels(p, parts, rows)
     relu = p.mode == "rnn_relu"

@@ -36,6 +36,15 @@ MIN_UNITS_PER_PART = 32
 # between the cores), the RNN at 256 the same on both, the RNN at 512 and the GRU at 128 (batch 64) faster
 # on two. (The LSTM's 32 units per part are 128 gate rows too.)
 MIN_ROWS_PER_PART = 128
+# From WIDE_STEP_BATCH columns on, MIN_ROWS_PER_PART_WIDE gate rows a part are enough. Measured 2026-12-05
+# (Zen 5, 2 threads, T 64, in one process, 5 alternating rounds, two parts / one, inference · fwd+bwd): RNN
+# input 64, hidden 150 batch 16 0.89 · 1.06, 64 0.82 · 0.92; hidden 200 batch 8 0.93 · 1.09, 16 0.79 · 0.95,
+# 64 0.71 · 0.89; 250 batch 16 0.72 · 0.96, 64 0.61 · 0.85; input 300, hidden 150 batch 16 0.88 · 0.92, 64
+# 0.87 · 0.93; hidden 200 batch 64 0.73 · 0.89; hidden 100 (50 rows a part) 0.93-1.00 · 0.92-1.10. GRU input
+# 64, hidden 52 batch 8 1.13 · 1.23, 64 0.86 · 0.91; hidden 64 batch 8 1.26 · 1.17, 16 0.90 · 1.02, 32 0.82 ·
+# 0.93, 64 0.81 · 0.93; hidden 80 batch 16 0.91 · 0.98, 64 0.75 · 0.91.
+MIN_ROWS_PER_PART_WIDE = 75
+WIDE_STEP_BATCH = 16
 
 # ... and it runs on one thread (one part: no meeting per step, the selector's numba loop's arithmetic on
 # gemm.py's kernels) while hidden < LOOP_HIDDEN and a step's product is small, batch·hidden² <= ONE_PART_WORK

@@ -416,6 +416,32 @@ def test_row_sums_are_the_sums_and_the_same_bits_on_any_thread_count(thread_coun
         assert other.tobytes() == sums[0].tobytes()
 
 
+@needs_numba
+@pytest.mark.parametrize("shape", [(600, 4096), (17, 4099), (5, 70001)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_transposed_arrays_row_sums_are_summed_in_place_with_the_copys_bits(thread_count, shape, dtype,
+                                                                             monkeypatch):
+    """The GRU's and the RNN's gradients (G·H, T·B) are views of (T·B, G·H) arrays: row_sums and row_sums_here
+    sum their columns where they lie (no transposing copy, which cost 2.3 ms a call), each sum in the order
+    the copy's row would take (16 lanes, the remainder, pairwise): the same bits, on any thread count."""
+    a = np.random.default_rng(6).standard_normal(shape[::-1]).astype(dtype).T
+    copied = np.ascontiguousarray(a)
+    thread_count(1)
+    want = threads.row_sums(copied)
+    original = np.ascontiguousarray
+
+    def no_transposing_copy(x, *args, **kwargs):
+        assert x.flags.c_contiguous, "row_sums copied a transposed array"
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(threads.np, "ascontiguousarray", no_transposing_copy)
+    for count in (1, 2, 3):
+        thread_count(count)
+        assert threads.row_sums(a).tobytes() == want.tobytes()
+    assert threads.row_sums_here(a).tobytes() == want.tobytes()
+    np.testing.assert_allclose(want, a.astype(np.float64).sum(axis=1), rtol=1e-4, atol=1e-3)
+
+
 def test_a_failing_part_raises_in_the_caller_and_the_pool_still_works():
     def part(k, seen):
         if k == 1:

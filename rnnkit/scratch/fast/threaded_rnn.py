@@ -15,6 +15,10 @@ Why. Above a few rows the numba and NumPy paths run each step as one OpenBLAS pr
 on every call and leaves the activation on one core; here the weights are packed once, each core keeps its
 rows in its cache, and both cores run the activation of their own units.
 
+Column groups (`column_groups`: a step too small to split its units, a wide batch). The batch's columns are
+cut in one group a thread, and each group runs the steps above on its columns alone, all units in one part:
+no meeting, and no core reads an h another wrote. A column's sums are the same in any group.
+
 The backward is numba_path.rnn_backward: it needs only the states h. The forward's sums
 run in the same order whatever the split, so its results do not depend on the thread count.
 """
@@ -24,7 +28,7 @@ import numpy as np
 
 from . import threads, thresholds
 from .kernels import AVAILABLE
-from .threaded_lstm import _bounds, _pairs, by_rows
+from .threaded_lstm import _bounds, _group_active, _pairs, by_rows
 from .trace import Trace, allocator
 
 if AVAILABLE:
@@ -143,17 +147,50 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
         raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(hidden, batch)  # one gate
-    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)
-    panels = forward_panels(p, parts, rows)
     relu = p.mode == "rnn_relu"
-    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    threads.run_apart(forward_part, [
-        (k, parts, lo, hi, panels[k], rows, z.reshape(time + 1, -1),
-         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), outs, steps, batch, relu,
-         flags, threads.YIELD)
-        for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))])
+    groups = column_groups(hidden, batch)
+    if len(groups) == 1:
+        parts = parts_for(hidden, batch)  # one gate
+        rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)
+        threads.run_apart(forward_part, _part_arguments(p, parts, rows, columns, z, outs, active, batch, relu))
+        return Trace(hs, None, relu, outs)
+    # column groups: each runs all the units on its own columns, one part (no meeting), on its own thread
+    alloc = allocator(active, batch, batch)
+    hs = None if outputs is not None else alloc((time + 1, batch, hidden), dtype=dtype)
+    if hs is not None:
+        hs[0] = h0
+    outs = outputs if outputs is not None else hs[1:]
+    arguments = []
+    for lo, hi in groups:
+        group_active = _group_active(active, lo, hi)
+        rows, columns, z, _, _ = layout(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi])
+        arguments += _part_arguments(p, 1, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu)
+    threads.run_apart(forward_part, arguments)
     return Trace(hs, None, relu, outs)
+
+
+def column_groups(hidden: int, batch: int) -> list[tuple[int, int]]:
+    """The batch's columns cut in count() equal groups, each run as a layer of its own on its own thread
+    (all the units, one part: no meeting at all), where a split of units would leave one part
+    (`parts_for`) and the batch has at least thresholds.RNN_COLUMN_GROUPS_BATCH columns; else [(0, batch)].
+    Each column's sums run in the same order in any group: the bits are those of one group."""
+    groups = min(threads.count(), batch // thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS)
+    if groups < 2 or batch < thresholds.RNN_COLUMN_GROUPS_BATCH or parts_for(hidden, batch) > 1:
+        return [(0, batch)]
+    cuts = [batch * k // groups for k in range(groups + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs: np.ndarray, active, batch: int,
+                    relu: bool) -> list[tuple]:
+    """forward_part's arguments for each of `parts` parts of one layer (or one column group)."""
+    time = z.shape[0] - 1
+    panels = forward_panels(p, parts, rows)
+    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    return [(k, parts, lo, hi, panels[k], rows, z.reshape(time + 1, -1),
+             np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=z.dtype), outs, steps, batch, relu,
+             flags, threads.YIELD)
+            for k, (lo, hi) in enumerate(_pairs(_bounds(p.hidden, parts)))]
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:

@@ -45,6 +45,15 @@ MIN_ROWS_PER_PART = 128
 # 0.93, 64 0.81 · 0.93; hidden 80 batch 16 0.91 · 0.98, 64 0.75 · 0.91.
 MIN_ROWS_PER_PART_WIDE = 75
 WIDE_STEP_BATCH = 16
+# Where the RNN's step keeps one part (too few rows to split the units), its columns run in groups, one a
+# thread, from RNN_COLUMN_GROUPS_BATCH columns on, each group at least RNN_COLUMN_GROUPS_MIN_COLUMNS wide
+# (threaded_rnn.column_groups). Measured 2026-12-05 (Zen 5, 2 threads, T 64, in one process, 5 alternating
+# rounds, groups / one part, inference · fwd+bwd): input 64, hidden 32 batch 16 1.25 · 1.51, 64 0.79 · 0.94;
+# hidden 64 batch 16 0.95 · 1.29, 32 0.75 · 1.02, 64 0.67 · 0.86; hidden 100 batch 16 0.76 · 1.09, 32 0.71 ·
+# 0.99, 64 0.58 · 0.86; hidden 140 batch 64 0.59 · 0.87; input 300, hidden 48 batch 24 0.76 · 0.88, 40 0.71 ·
+# 0.90, 64 0.65 · 0.83; hidden 100 batch 32 0.74 · 0.90, 64 0.62 · 0.80.
+RNN_COLUMN_GROUPS_BATCH = 32
+RNN_COLUMN_GROUPS_MIN_COLUMNS = 16
 
 # ... and it runs on one thread (one part: no meeting per step, the selector's numba loop's arithmetic on
 # gemm.py's kernels) while hidden < LOOP_HIDDEN and a step's product is small, batch·hidden² <= ONE_PART_WORK

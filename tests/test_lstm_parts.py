@@ -791,6 +791,7 @@ def test_column_groups_give_the_unit_splits_outputs_to_the_bit_and_its_gradients
     results = {}
     for work in (None, 1):  # never in groups / in groups wherever the units would be split
         monkeypatch.setattr(thresholds, "COLUMN_GROUPS_WORK", work or 10**9)
+        monkeypatch.setattr(thresholds, "COLUMN_GROUPS_NARROW_WORK", work or 10**9)
         assert len(threaded_lstm.column_groups(hidden, batch)) == (min(count, batch) if work else 1)
         layer = LSTM(5, hidden, num_layers=2, bidirectional=True, dtype=dtype, rng=seed)
         results[work] = _run_layer(layer, x, state, lengths, grads)
@@ -833,11 +834,11 @@ def test_inference_gives_the_training_forwards_bits_where_only_training_runs_one
 
 @needs_numba
 @pytest.mark.parametrize("hidden, batch, ragged", [(32, 24, False), (24, 17, True), (64, 13, True), (8, 48, False)])
-def test_narrow_inference_runs_column_groups_with_the_training_forwards_bits(hidden, batch, ragged,
-                                                                             monkeypatch):
+def test_narrow_steps_run_column_groups_in_both_modes_with_the_same_bits(hidden, batch, ragged, monkeypatch):
     """Small hidden sizes with more than SPLIT_INPUT_BATCH columns and batch·hidden from
-    COLUMN_GROUPS_NARROW_WORK (below COLUMN_GROUPS_WORK): inference runs in column groups on 2 threads, where
-    training keeps one group; the outputs and final states are the same bits."""
+    COLUMN_GROUPS_NARROW_WORK (below COLUMN_GROUPS_WORK): training and inference run in column groups on 2
+    threads (one part left the second core idle: training at hidden 48 batch 13-20 took 1.3-1.4x the
+    groups' time); the outputs and final states are the same bits in both modes."""
     monkeypatch.setenv("RNNKIT_PATH", "threaded")
     assert thresholds.COLUMN_GROUPS_NARROW_WORK <= batch * hidden < thresholds.COLUMN_GROUPS_WORK
     rng = np.random.default_rng(batch)
@@ -846,8 +847,9 @@ def test_narrow_inference_runs_column_groups_with_the_training_forwards_bits(hid
     threads.set_count(2)
     try:
         assert len(threaded_lstm.column_groups(hidden, batch, training=False)) == 2
-        assert len(threaded_lstm.column_groups(hidden, batch, training=True)) == 1
+        assert len(threaded_lstm.column_groups(hidden, batch, training=True)) == 2
         assert not threaded_lstm.small_step(hidden, batch, training=False)
+        assert not threaded_lstm.small_step(hidden, batch, training=True)
         layer = LSTM(64, hidden, dtype=np.float32, rng=0)
         trained = layer.forward(x, lengths=lengths)
         layer.eval()
@@ -1029,6 +1031,7 @@ def test_a_unit_splits_gradients_from_the_steps_give_the_d_pre_copys_bits(hidden
              for shape in ((batch, time, hidden), (1, batch, hidden), (1, batch, hidden))]
     monkeypatch.setenv("RNNKIT_PATH", "threaded")
     monkeypatch.setattr(thresholds, "COLUMN_GROUPS_WORK", 10**9)  # the units split, never column groups
+    monkeypatch.setattr(thresholds, "COLUMN_GROUPS_NARROW_WORK", 10**9)
     monkeypatch.setattr(threads, "own_products", lambda a, b: a.dtype == b.dtype == np.float32)
     monkeypatch.setattr(threads, "own_kernels", lambda dtype: np.dtype(dtype) == np.float32)
     calls = []

@@ -92,7 +92,7 @@ def small_step(hidden: int, batch: int, training: bool = True) -> bool:
 
 def _grouped_narrow(hidden: int, batch: int, training: bool) -> bool:
     """Whether a step of at most COLUMN_GROUPS_HIDDEN units runs in column groups: batch·hidden from
-    COLUMN_GROUPS_WORK, and in inference also from COLUMN_GROUPS_NARROW_WORK where the input is not split
+    COLUMN_GROUPS_WORK, and also from COLUMN_GROUPS_NARROW_WORK where the input is not split
     off (the one part's helper would then have nothing to do); in inference from hidden
     ONE_PART_INFERENCE_HIDDEN on (the alternative: a split of units) only from COLUMN_GROUPS_SPLIT_BATCH
     columns."""
@@ -100,7 +100,7 @@ def _grouped_narrow(hidden: int, batch: int, training: bool) -> bool:
     if not training and hidden >= thresholds.ONE_PART_INFERENCE_HIDDEN and batch < thresholds.COLUMN_GROUPS_SPLIT_BATCH:
         return False
     return work >= thresholds.COLUMN_GROUPS_WORK or (
-        not training and not split_input(batch) and work >= thresholds.COLUMN_GROUPS_NARROW_WORK)
+        not split_input(batch) and work >= thresholds.COLUMN_GROUPS_NARROW_WORK)
 
 
 def _bounds(hidden: int, parts: int) -> list[int]:
@@ -560,7 +560,7 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     """The batch's columns in groups that run as independent layers, one a thread, each with all the hidden
     units (`forward`): [(0, batch)] (one group: the units split into parts, or one part, instead), or, where
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
-    COLUMN_GROUPS_WORK; in inference COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns:
+    COLUMN_GROUPS_WORK; COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns:
     `_grouped_narrow`) and the step is not a small one (`small_step`), the columns cut in count() equal
     groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
     (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least

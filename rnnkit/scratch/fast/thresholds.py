@@ -204,12 +204,17 @@ COLUMN_GROUPS_WORK = 1024
 # each step slows by 1.3-1.8x: our split of units (hidden 160 batch 7: 0.63) and PyTorch (0.85-0.89), not
 # the column groups (0.50); there both pass. Groups of fewer columns are thus faster only there.
 COLUMN_GROUPS_SPLIT_BATCH = 12
-# In inference, where the batch is wider than SPLIT_INPUT_BATCH (the one part then has no helper thread: the
-# second core idles), column groups run from batch·hidden COLUMN_GROUPS_NARROW_WORK on. Measured 2026-12-05
-# (Zen 5, 2 threads, inference, one process a variant, 4 alternating rounds, time groups / one part): hidden
-# 24 batch 16-24 0.80-0.85, hidden 32 batch 16-24 0.72-0.87, hidden 48 batch 16-20 0.72-0.77, hidden 16
-# batch 24 0.84 (batch 16-20 0.97-1.03); at batch 4-12 groups lost up to 1.2x (the one part's helper
-# projects the inputs there). Training keeps COLUMN_GROUPS_WORK (fwd+bwd there 0.87-1.10, within the noise).
+# Where the batch is wider than SPLIT_INPUT_BATCH (the one part then has no helper thread: the second core
+# idles), column groups run from batch·hidden COLUMN_GROUPS_NARROW_WORK on. Measured 2026-12-05 (Zen 5, 2
+# threads, inference, one process a variant, 4 alternating rounds, time groups / one part): hidden 24 batch
+# 16-24 0.80-0.85, hidden 32 batch 16-24 0.72-0.87, hidden 48 batch 16-20 0.72-0.77, hidden 16 batch 24 0.84
+# (batch 16-20 0.97-1.03); at batch 4-12 groups lost up to 1.2x (the one part's helper projects the inputs
+# there). Training kept COLUMN_GROUPS_WORK then (fwd+bwd 0.87-1.10, within the noise), until a sweep at input
+# 300 found hidden 48 batch 13-20 at 1.13-1.23 of PyTorch's time. Since 2026-12-05 evening both modes (fwd+bwd,
+# in one process, 5 alternating rounds, groups / one part, OpenBLAS's AVX-512 kernels): input 64, hidden 32
+# batch 13 0.92, 20 0.82, 31 0.76; hidden 48 batch 13 0.86, 20 0.77; hidden 64 batch 13-15 0.78-0.79; input
+# 300, hidden 32-48 batch 13-20 0.72-0.76, hidden 64 batch 13 0.88; with its AVX2 kernels (input 64):
+# hidden 16 batch 24 0.99, 24 batch 20 1.00, 32 batch 13 1.03, 31 0.81, 48 batch 20 0.85, 64 batch 15 0.93.
 COLUMN_GROUPS_NARROW_WORK = 384
 # In inference column groups run above COLUMN_GROUPS_HIDDEN as well, where the forward's weights (4H·(H+I+1)
 # entries) fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least COLUMN_GROUPS_INFERENCE_WORK.

@@ -250,9 +250,9 @@ if AVAILABLE:
     # (193, 9-28) 1.03-1.06, 3-6 columns 0.98-1.01; LSTM inference hidden 128-512 batch 14-56 0.975-1.0.
     TRANSPOSED_STORE_COLUMNS = 4
     RV = 2
-    NB = 12 if _REGISTERS >= 32 else 6
+    NB = 14 if _REGISTERS >= 32 else 6
     (_rows_1, _rows_2, _rows_3, _rows_4, _rows_5, _rows_6, _rows_7, _rows_8, _rows_9, _rows_10, _rows_11,
-     _rows_12) = (_rows_kernel(RV, nb, VW) for nb in range(1, 13))  # those past NB never run
+     _rows_12, _rows_13, _rows_14) = (_rows_kernel(RV, nb, VW) for nb in range(1, 15))  # those past NB never run
 
     @jit
     def _rows_block(n, K, a, a_off, z, z_off, ldz, out, c_off, ldo):
@@ -279,8 +279,12 @@ if AVAILABLE:
             _rows_10(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
         elif n == 11:
             _rows_11(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
-        else:
+        elif n == 12:
             _rows_12(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        elif n == 13:
+            _rows_13(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
+        else:
+            _rows_14(K, a, a_off, z, z_off, ldz, out, c_off, ldo)
 
     @jit
     def _blocks(columns):

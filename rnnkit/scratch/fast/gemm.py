@@ -249,8 +249,8 @@ if AVAILABLE:
     # one core, 64 steps, new / before GFLOP/s ratio: (768, 449) @ (449, 9-56) 1.01-1.04, (256, 193) @
     # (193, 9-28) 1.03-1.06, 3-6 columns 0.98-1.01; LSTM inference hidden 128-512 batch 14-56 0.975-1.0.
     TRANSPOSED_STORE_COLUMNS = 4
-    # Up to 14 columns a block with 32 vector registers (2·14 accumulators, RV loads, a broadcast): at 12, 13
-    # and 14 columns ran in two blocks, each streaming the panels. Measured on the Zen 5, one core, 64 steps,
+    # Up to 14 columns a block with 32 vector registers (2·14 accumulators, RV loads, a broadcast): at 12 a
+    # block, 13 and 14 columns ran in two, each streaming the panels. Measured on the Zen 5, one core, 64 steps,
     # GFLOP/s, 12 / 14 a block: (1024, 577) @ (577, 13) 130 → 168, (256, 577) @ (577, 13) 164 → 211; 15-16
     # columns in one block no faster (2·16 accumulators leave no register for the loads).
     RV = 2

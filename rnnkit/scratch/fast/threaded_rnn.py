@@ -148,13 +148,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     relu = p.mode == "rnn_relu"
-    groups = column_groups(hidden, batch)
-    if len(groups) == 1:
-        parts = parts_for(hidden, batch)  # one gate
-        rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)
-        threads.run_apart(forward_part, _part_arguments(p, parts, rows, columns, z, outs, active, batch, relu))
-        return Trace(hs, None, relu, outs)
-    # column groups: each runs all the units on its own columns, one part (no meeting), on its own thread
+    groups = column_groups(hidden, batch)  # each group all the units on its own columns (one part, no meeting)
+    parts = parts_for(hidden, batch) if len(groups) == 1 else 1  # one gate
     alloc = allocator(active, batch, batch)
     hs = None if outputs is not None else alloc((time + 1, batch, hidden), dtype=dtype)
     if hs is not None:
@@ -164,7 +159,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     for lo, hi in groups:
         group_active = _group_active(active, lo, hi)
         rows, columns, z, _, _ = layout(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi])
-        arguments += _part_arguments(p, 1, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu)
+        arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu)
     threads.run_apart(forward_part, arguments)
     return Trace(hs, None, relu, outs)
 

@@ -407,6 +407,58 @@ def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, ba
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@settings(max_examples=25, deadline=None)
+@given(dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(2, 40), hidden=st.integers(1, 70),
+       time=st.integers(1, 7), ragged=st.booleans(), seed=st.integers(0, 2**16))
+def test_the_gru_backward_split_over_the_batchs_rows_gives_the_numpy_paths_gradients(dtype, batch, hidden, time,
+                                                                                     ragged, seed):
+    """With its rows split over two threads (numba_path.backward_steps, forced here at any size), the GRU's
+    backward gives the NumPy path's gradients to float rounding, ragged batches included, and the same bits
+    on every call."""
+    from rnnkit.scratch.fast import numba_path, numpy_path, thresholds
+
+    layer = GRU(input_size=5, hidden_size=hidden, dtype=dtype, rng=seed)
+    layer.train()
+    p = layer._packed(0, 0)
+    rng = np.random.default_rng(seed)
+    x, h0 = rng.standard_normal((time, batch, 5)).astype(dtype), rng.standard_normal((batch, hidden)).astype(dtype)
+    d_out, dh_n = (rng.standard_normal(s).astype(dtype) for s in ((time, batch, hidden), (batch, hidden)))
+    active = sorted(rng.integers(1, batch + 1, time).tolist(), reverse=True) if ragged else [batch] * time
+    active[0] = batch
+    trace = numpy_path.FORWARD["gru"](p, x, h0, None, active)
+    want = numpy_path.BACKWARD["gru"](p, trace, d_out, dh_n, None, active)
+    saved = thresholds.SPLIT_BACKWARD_BATCH, thresholds.SPLIT_BACKWARD_WORK
+    threads.set_count(2)
+    try:
+        thresholds.SPLIT_BACKWARD_BATCH, thresholds.SPLIT_BACKWARD_WORK = 2, 0
+        assert numba_path.gru_backward_parts(batch, hidden) == 2
+        got, again = (numba_path.gru_backward(p, trace, d_out, dh_n, None, active) for _ in range(2))
+    finally:
+        thresholds.SPLIT_BACKWARD_BATCH, thresholds.SPLIT_BACKWARD_WORK = saved
+        threads.set_count(None)
+    for w, g, a in zip(want[:3], got[:3], again[:3]):
+        np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])
+        np.testing.assert_array_equal(a, g)
+
+
+def test_the_gru_backward_splits_its_rows_only_where_that_pays():
+    """The split's rule (thresholds.SPLIT_BACKWARD_BATCH, SPLIT_BACKWARD_WORK): never on one thread, not for
+    few rows or a narrow layer, on every thread for a wide step."""
+    from rnnkit.scratch.fast import numba_path
+
+    threads.set_count(2)
+    try:
+        assert numba_path.gru_backward_parts(64, 256) == 2
+        assert numba_path.gru_backward_parts(32, 128) == 2
+        assert numba_path.gru_backward_parts(16, 512) == 1  # each core would stream all of W_hh for 8 rows
+        assert numba_path.gru_backward_parts(32, 64) == 1  # each part's step too small for its call overhead
+        threads.set_count(1)
+        assert numba_path.gru_backward_parts(64, 256) == 1
+    finally:
+        threads.set_count(None)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @pytest.mark.parametrize("kind, hidden, dtype", [("gru", 420, np.float32), ("rnn_tanh", 740, np.float32),
                                                  ("gru", 300, np.float64)])
 def test_compiled_backward_with_a_big_w_hh_takes_a_product_per_row(kind, hidden, dtype):

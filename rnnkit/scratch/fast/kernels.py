@@ -337,15 +337,16 @@ if AVAILABLE:
             gru_state(h[t, b], new, a[:H], h[t + 1, b])
 
     @jit
-    def rnn_backward_step(t, n, d_out, dh_rec, h, relu, d_pre):
-        """Step t of the RNN's backward for the first n rows; the caller then sets dh_rec[:n] = d_pre[t, :n] W_hh.
+    def rnn_backward_step(t, first, n, d_out, dh_rec, h, relu, d_pre):
+        """Step t of the RNN's backward for rows first..n-1; the caller then sets dh_rec[first:n] =
+        d_pre[t, first:n] W_hh.
 
         d_out (T, B, H); dh_rec (B, H) the gradient reaching h_{t+1} through step t+1's product; h (T+1, B, H)
         the forward's states. Writes d_pre[t] = (d_out_t + dh_rec) ⊙ act'(pre), act' = 1 - h_{t+1}² (tanh) or
         [h_{t+1} > 0] (relu): numpy_path.rnn_backward's operations in its order (its bits)."""
         H = h.shape[2]
         one, zero = h.dtype.type(1), h.dtype.type(0)
-        for b in range(n):
+        for b in range(first, n):
             d, rec, out, row = d_out[t, b], dh_rec[b], d_pre[t, b], h[t + 1, b]
             if relu:
                 for j in range(H):
@@ -355,8 +356,9 @@ if AVAILABLE:
                     out[j] = (d[j] + rec[j]) * (one - row[j] * row[j])
 
     @jit
-    def gru_backward_step(t, n, d_out, dh_rec, carry, gates, h, hn, d_gx, d_gh):
-        """Step t of the GRU's backward for the first n rows; the caller then sets dh_rec[:n] = d_gh[t, :n] W_hh.
+    def gru_backward_step(t, first, n, d_out, dh_rec, carry, gates, h, hn, d_gx, d_gh):
+        """Step t of the GRU's backward for rows first..n-1; the caller then sets dh_rec[first:n] =
+        d_gh[t, first:n] W_hh.
 
         d_out (T, B, H) the output gradient; dh_rec (B, H) the gradient reaching h_{t+1} through step t+1's
         products, carry (B, H) the one through its update gate, dh_{t+1} ⊙ z_{t+1} (zero for rows that step did
@@ -372,7 +374,7 @@ if AVAILABLE:
         """
         H = hn.shape[2]
         one = gates.dtype.type(1)
-        for b in range(n):
+        for b in range(first, n):
             a, gx, gh = gates[t, b], d_gx[t, b], d_gh[t, b]
             d, rec, kept, h_prev, hn_row = d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b]
             z, r, new = a[:H], a[H: 2 * H], a[2 * H:]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels, numpy_path, thresholds
+from . import kernels, numpy_path, threads, thresholds
 from .trace import Trace, by_rows, final_rows
 
 
@@ -84,16 +84,52 @@ def h_gradient_product(p, d_step, dh_rec, n: int) -> None:
         np.matmul(d_step[:n], p.w_hh, out=dh_rec[:n])
 
 
+def gru_backward_parts(batch: int, hidden: int) -> int:
+    """Over how many threads the GRU's backward splits the batch's rows (`backward_steps`): threads.count()
+    from thresholds.SPLIT_BACKWARD_BATCH rows and SPLIT_BACKWARD_WORK of batch·hidden on, else one."""
+    split = batch >= thresholds.SPLIT_BACKWARD_BATCH and batch * hidden >= thresholds.SPLIT_BACKWARD_WORK
+    return min(threads.count(), batch) if split else 1
+
+
+def backward_steps(p, step, arguments, d_step, dh_rec, active, parts: int = 1) -> None:
+    """The time loop of the GRU's and the RNN's backward: for t = T-1 .. 0, over the rows running at step t,
+    step(t, first, n, *arguments) (a compiled step of kernels.py, writing d_step[t] and reading dh_rec) and
+    then dh_rec = d_step[t] W_hh (d_step (T, B, G·H), dh_rec (B, H)).
+
+    A row's gradients never meet another row's until the weight gradients, after the loop. So with
+    `parts` > 1 (the GRU, `gru_backward_parts`), each of `parts` threads takes a fixed block of the rows
+    through all the steps, its products on one BLAS thread (threads.run_products): no meeting per step, and
+    the gate arithmetic on both cores instead of one. The split's bits depend on the thread count only
+    (OpenBLAS rounds differently on one thread and on two). With one part, the calling thread alone with
+    `h_gradient_product`: the NumPy path's bits. (The RNN's step is too little arithmetic for the split to
+    pay: 0.89-1.14 of the time on one part, measured on the Xeon, 2026-12-05.)"""
+    if parts <= 1:
+        for t in reversed(range(len(active))):
+            n = active[t]
+            step(t, 0, n, *arguments)
+            h_gradient_product(p, d_step[t], dh_rec, n)
+        return
+    bounds = [dh_rec.shape[0] * k // parts for k in range(parts + 1)]
+    threads.run_products(_backward_rows, [(p, step, arguments, d_step, dh_rec, active, bounds[k], bounds[k + 1])
+                                          for k in range(parts)])
+
+
+def _backward_rows(p, step, arguments, d_step, dh_rec, active, lo, hi, worker) -> None:
+    """`backward_steps` for rows lo..hi-1, on the calling thread, its products on one BLAS thread."""
+    for t in reversed(range(len(active))):
+        n = min(active[t], hi)
+        if n > lo:  # rows start running as t goes back (active is non-increasing in t)
+            step(t, lo, n, *arguments)
+            threads.product_rows(d_step[t, lo:n], p.w_hh, dh_rec[lo:n], worker)
+
+
 def rnn_backward(p, trace, d_out, dh_n, dc_n, active):
     """numpy_path.rnn_backward's gradients, one compiled call (`kernels.rnn_backward_step`) and one BLAS
     product per step (`h_gradient_product`; the NumPy path's bits but for few rows against a big W_hh)."""
     hs, relu = trace.h, trace.saved
     d_pre = (np.empty_like if active[-1] == d_out.shape[1] else np.zeros_like)(d_out)
     dh_rec = dh_n.copy()
-    for t in reversed(range(len(active))):
-        n = active[t]
-        kernels.rnn_backward_step(t, n, d_out, dh_rec, hs, relu, d_pre)
-        h_gradient_product(p, d_pre[t], dh_rec, n)
+    backward_steps(p, kernels.rnn_backward_step, (d_out, dh_rec, hs, relu, d_pre), d_pre, dh_rec, active)
     d_pre = by_rows(d_pre)
     return d_pre, d_pre, dh_rec, None
 
@@ -109,10 +145,8 @@ def gru_backward(p, trace, d_out, dh_n, dc_n, active):
     alloc = np.empty_like if active[-1] == gates.shape[1] else np.zeros_like
     d_gx, d_gh = alloc(gates), alloc(gates)
     dh_rec, carry = dh_n.copy(), np.zeros_like(dh_n)
-    for t in reversed(range(len(active))):
-        n = active[t]
-        kernels.gru_backward_step(t, n, d_out, dh_rec, carry, gates, trace.h, arr["hn"], d_gx, d_gh)
-        h_gradient_product(p, d_gh[t], dh_rec, n)
+    backward_steps(p, kernels.gru_backward_step, (d_out, dh_rec, carry, gates, trace.h, arr["hn"], d_gx, d_gh),
+                   d_gh, dh_rec, active, gru_backward_parts(*dh_rec.shape))
     dh_rec += carry
     return by_rows(d_gx), by_rows(d_gh), dh_rec, None
 

@@ -148,7 +148,7 @@ _blas_count_lock = threading.Lock()  # one matmul at a time sets OpenBLAS's (pro
 _single_blas_thread = threading.local()  # .set: this worker thread has set OpenBLAS's count to 1 for itself
 
 
-def _product_rows(a_rows, b, out_rows, worker):
+def product_rows(a_rows, b, out_rows, worker):
     """out_rows = a_rows @ b on one BLAS thread (rows of a and of the product, views). `matmul` has set
     OpenBLAS's count to 1 on the calling thread already; a worker sets it once for itself, which covers an
     OpenBLAS whose setting is per thread, and never resets it (where the setting is process-wide, a reset
@@ -230,7 +230,7 @@ def _blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with _blas_count_lock:
         previous = local(1)  # before any part starts; returns the count in force
         try:
-            run(_product_rows, [(a[bounds[k]: bounds[k + 1]], b, out[bounds[k]: bounds[k + 1]], k > 0)
+            run(product_rows, [(a[bounds[k]: bounds[k + 1]], b, out[bounds[k]: bounds[k + 1]], k > 0)
                                  for k in range(parts)])
         finally:
             local(max(1, previous))  # after every part has returned: the caller's count again
@@ -264,7 +264,7 @@ def products_here(a: np.ndarray, bs, worker: bool) -> list[np.ndarray]:
     results = []
     for b in bs:
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-        _product_rows(a, b, out, worker)
+        product_rows(a, b, out, worker)
         results.append(out)
     return results
 

@@ -144,6 +144,16 @@ THREADED_WORK = 384
 GEMV_ROWS = 6
 GEMV_BYTES = 2 * 2**20
 
+# From SPLIT_BACKWARD_BATCH rows and SPLIT_BACKWARD_WORK of batch·hidden on, the GRU's backward splits the
+# batch's rows over the threads, each running all the steps of its rows (numba_path.backward_steps).
+# Measured 2026-12-05 on the 2-core Xeon (Sapphire Rapids family, 2 MB L2 a core), fwd+bwd T=64 input 64,
+# in-process alternation, split / one part: batch 24-128 at hidden 128-768 0.84-0.97 (hidden 320 batch 96
+# 0.85, 256 x 128 0.89); at hidden 64 batch 32-48 1.14-1.27 and 64 x 64 0.97-1.04 (each thread's step too
+# small for its per-step call overhead); batch 8-16 0.80-1.33 (hidden 512 x 8 1.16: each core streams all
+# of W_hh for 4 rows).
+SPLIT_BACKWARD_BATCH = 24
+SPLIT_BACKWARD_WORK = 4096
+
 
 def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:
     """Whether the GRU's or the RNN's forward takes the threaded path; `training` (a backward follows) does

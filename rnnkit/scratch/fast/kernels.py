@@ -410,38 +410,22 @@ if AVAILABLE:
 
     @jit
     def _rows_pass(v, w, out):
-        """rows_mat for n <= 4 rows: each row's four products per pass over N, in the same order."""
+        """rows_mat for n <= 4 rows: each row's four products per pass over N, in the same order. One small
+        function per row count: with all four loops in one function, the one-row loop ran 3-6x slower (hidden
+        64-128), not vectorised. The factors are read into locals before each loop over N: read from v
+        inside it, they would be read again on every j (v might overlap out, as far as the compiler knows)."""
         K, N = w.shape
         n = v.shape[0]
-        o0, o1, o2, o3 = out[0], out[min(1, n - 1)], out[min(2, n - 1)], out[min(3, n - 1)]
         k = 0
         while k + 4 <= K:
-            w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
-            a = v[0, k: k + 4]
             if n == 1:
-                for j in range(N):
-                    o0[j] = (((o0[j] + a[0] * w0[j]) + a[1] * w1[j]) + a[2] * w2[j]) + a[3] * w3[j]
+                _pass_1(v, w, out, k)
             elif n == 2:
-                b = v[1, k: k + 4]
-                for j in range(N):
-                    x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
-                    o0[j] = (((o0[j] + a[0] * x0) + a[1] * x1) + a[2] * x2) + a[3] * x3
-                    o1[j] = (((o1[j] + b[0] * x0) + b[1] * x1) + b[2] * x2) + b[3] * x3
+                _pass_2(v, w, out, k)
             elif n == 3:
-                b, c = v[1, k: k + 4], v[2, k: k + 4]
-                for j in range(N):
-                    x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
-                    o0[j] = (((o0[j] + a[0] * x0) + a[1] * x1) + a[2] * x2) + a[3] * x3
-                    o1[j] = (((o1[j] + b[0] * x0) + b[1] * x1) + b[2] * x2) + b[3] * x3
-                    o2[j] = (((o2[j] + c[0] * x0) + c[1] * x1) + c[2] * x2) + c[3] * x3
+                _pass_3(v, w, out, k)
             else:
-                b, c, d = v[1, k: k + 4], v[2, k: k + 4], v[3, k: k + 4]
-                for j in range(N):
-                    x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
-                    o0[j] = (((o0[j] + a[0] * x0) + a[1] * x1) + a[2] * x2) + a[3] * x3
-                    o1[j] = (((o1[j] + b[0] * x0) + b[1] * x1) + b[2] * x2) + b[3] * x3
-                    o2[j] = (((o2[j] + c[0] * x0) + c[1] * x1) + c[2] * x2) + c[3] * x3
-                    o3[j] = (((o3[j] + d[0] * x0) + d[1] * x1) + d[2] * x2) + d[3] * x3
+                _pass_4(v, w, out, k)
             k += 4
         while k < K:
             wk = w[k]
@@ -450,6 +434,57 @@ if AVAILABLE:
                 for j in range(N):
                     row[j] += vk * wk[j]
             k += 1
+
+    @jit
+    def _pass_1(v, w, out, k):
+        """out[0] += v[0, k:k+4] w[k:k+4], the four products in order."""
+        w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        a0, a1, a2, a3 = v[0, k], v[0, k + 1], v[0, k + 2], v[0, k + 3]
+        o0 = out[0]
+        for j in range(w.shape[1]):
+            o0[j] = (((o0[j] + a0 * w0[j]) + a1 * w1[j]) + a2 * w2[j]) + a3 * w3[j]
+
+    @jit
+    def _pass_2(v, w, out, k):
+        """`_pass_1` for two rows."""
+        w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        a0, a1, a2, a3 = v[0, k], v[0, k + 1], v[0, k + 2], v[0, k + 3]
+        b0, b1, b2, b3 = v[1, k], v[1, k + 1], v[1, k + 2], v[1, k + 3]
+        o0, o1 = out[0], out[1]
+        for j in range(w.shape[1]):
+            x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
+            o0[j] = (((o0[j] + a0 * x0) + a1 * x1) + a2 * x2) + a3 * x3
+            o1[j] = (((o1[j] + b0 * x0) + b1 * x1) + b2 * x2) + b3 * x3
+
+    @jit
+    def _pass_3(v, w, out, k):
+        """`_pass_1` for three rows."""
+        w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        a0, a1, a2, a3 = v[0, k], v[0, k + 1], v[0, k + 2], v[0, k + 3]
+        b0, b1, b2, b3 = v[1, k], v[1, k + 1], v[1, k + 2], v[1, k + 3]
+        c0, c1, c2, c3 = v[2, k], v[2, k + 1], v[2, k + 2], v[2, k + 3]
+        o0, o1, o2 = out[0], out[1], out[2]
+        for j in range(w.shape[1]):
+            x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
+            o0[j] = (((o0[j] + a0 * x0) + a1 * x1) + a2 * x2) + a3 * x3
+            o1[j] = (((o1[j] + b0 * x0) + b1 * x1) + b2 * x2) + b3 * x3
+            o2[j] = (((o2[j] + c0 * x0) + c1 * x1) + c2 * x2) + c3 * x3
+
+    @jit
+    def _pass_4(v, w, out, k):
+        """`_pass_1` for four rows."""
+        w0, w1, w2, w3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        a0, a1, a2, a3 = v[0, k], v[0, k + 1], v[0, k + 2], v[0, k + 3]
+        b0, b1, b2, b3 = v[1, k], v[1, k + 1], v[1, k + 2], v[1, k + 3]
+        c0, c1, c2, c3 = v[2, k], v[2, k + 1], v[2, k + 2], v[2, k + 3]
+        d0, d1, d2, d3 = v[3, k], v[3, k + 1], v[3, k + 2], v[3, k + 3]
+        o0, o1, o2, o3 = out[0], out[1], out[2], out[3]
+        for j in range(w.shape[1]):
+            x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
+            o0[j] = (((o0[j] + a0 * x0) + a1 * x1) + a2 * x2) + a3 * x3
+            o1[j] = (((o1[j] + b0 * x0) + b1 * x1) + b2 * x2) + b3 * x3
+            o2[j] = (((o2[j] + c0 * x0) + c1 * x1) + c2 * x2) + c3 * x3
+            o3[j] = (((o3[j] + d0 * x0) + d1 * x1) + d2 * x2) + d3 * x3
 
     @jit
     def lstm_forward_loop(xw, w_hh_t, gates, c, tanh_c, h, active):

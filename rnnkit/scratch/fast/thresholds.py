@@ -155,10 +155,19 @@ SPLIT_BACKWARD_BATCH = 24
 SPLIT_BACKWARD_WORK = 4096
 
 
+# Re-measured 2026-12-05 on the Xeon after rows_mat ran 2-5x faster (kernels.py: the numba loop's product),
+# in-process alternation, numba loop / threaded: inference, threaded from batch·hidden 160 on (RNN hidden 160
+# batch 1 0.99, 200 x 1 0.89, 352 x 1 0.53, 96 x 2 0.94, 64 x 3 0.92, 32 x 6 0.79; GRU 160 x 1 0.90, 200 x 1
+# 0.87, 64 x 3 0.88, 128 x 3 0.65, 32 x 6 0.72), the loop at 128 (RNN 128 x 1 1.14, GRU 1.00); in training
+# the loop up to THREADED_WORK still (RNN 256 x 1 1.14, 352 x 1 0.96, 64 x 6 0.98; GRU 128 x 1 1.30, 128 x 3
+# 1.09, 64 x 6 1.05). Hence THREADED_INFERENCE_WORK.
+THREADED_INFERENCE_WORK = 128
+
+
 def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:
-    """Whether the GRU's or the RNN's forward takes the threaded path; `training` (a backward follows) does
-    not change the answer now (measured, see above), and the layer passes it all the same."""
-    return batch * hidden > THREADED_WORK
+    """Whether the GRU's or the RNN's forward takes the threaded path: from a smaller step on in inference
+    (no backward follows) than in training (measured, see above)."""
+    return batch * hidden > (THREADED_WORK if training else THREADED_INFERENCE_WORK)
 
 # Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one
 # or two columns the shorter panels leave the FMA units waiting on their own latency. Measured 2026-12-03,

@@ -382,15 +382,10 @@ def test_training_and_inference_take_their_own_paths_and_equal_the_reference(kin
     np.testing.assert_allclose(out, reference["out"], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
-@settings(max_examples=25, deadline=None)
-@given(kind=st.sampled_from(["gru", "rnn_tanh", "rnn_relu"]), dtype=st.sampled_from([np.float32, np.float64]),
-       batch=st.integers(1, 40), hidden=st.integers(1, 70), time=st.integers(1, 7), ragged=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, batch, hidden, time, ragged, seed):
-    """numba_path's GRU and RNN backward (one compiled step and one BLAS product per step) equal
-    numpy_path's gradients bit for bit, ragged batches included (rows past their end stay zero)."""
-    from rnnkit.scratch.fast import numba_path, numpy_path
+def _numpy_backward(kind, dtype, batch, hidden, time, ragged, seed):
+    """A layer's packed weights, a NumPy-path forward's trace on random inputs (ragged: sorted random lengths),
+    random output and state gradients, and the NumPy path's backward of them."""
+    from rnnkit.scratch.fast import numpy_path
 
     layer = MAKERS[kind](input_size=5, hidden_size=hidden, dtype=dtype, rng=seed)
     layer.train()
@@ -402,7 +397,20 @@ def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, ba
     active[0] = batch
     cell = "gru" if kind == "gru" else "rnn_tanh"
     trace = numpy_path.FORWARD[cell](p, x, h0, None, active)
-    want = numpy_path.BACKWARD[cell](p, trace, d_out, dh_n, None, active)
+    return p, trace, d_out, dh_n, active, numpy_path.BACKWARD[cell](p, trace, d_out, dh_n, None, active)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@settings(max_examples=25, deadline=None)
+@given(kind=st.sampled_from(["gru", "rnn_tanh", "rnn_relu"]), dtype=st.sampled_from([np.float32, np.float64]),
+       batch=st.integers(1, 40), hidden=st.integers(1, 70), time=st.integers(1, 7), ragged=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, batch, hidden, time, ragged, seed):
+    """numba_path's GRU and RNN backward (one compiled step and one BLAS product per step) equal
+    numpy_path's gradients bit for bit, ragged batches included (rows past their end stay zero)."""
+    from rnnkit.scratch.fast import numba_path
+
+    p, trace, d_out, dh_n, active, want = _numpy_backward(kind, dtype, batch, hidden, time, ragged, seed)
     got = getattr(numba_path, "gru_backward" if kind == "gru" else "rnn_backward")(p, trace, d_out, dh_n, None, active)
     for w, g in zip(want[:3], got[:3]):
         np.testing.assert_array_equal(g, w)
@@ -417,18 +425,9 @@ def test_the_gru_backward_split_over_the_batchs_rows_gives_the_numpy_paths_gradi
     """With its rows split over two threads (numba_path.backward_steps, forced here at any size), the GRU's
     backward gives the NumPy path's gradients to float rounding, ragged batches included, and the same bits
     on every call."""
-    from rnnkit.scratch.fast import numba_path, numpy_path, thresholds
+    from rnnkit.scratch.fast import numba_path, thresholds
 
-    layer = GRU(input_size=5, hidden_size=hidden, dtype=dtype, rng=seed)
-    layer.train()
-    p = layer._packed(0, 0)
-    rng = np.random.default_rng(seed)
-    x, h0 = rng.standard_normal((time, batch, 5)).astype(dtype), rng.standard_normal((batch, hidden)).astype(dtype)
-    d_out, dh_n = (rng.standard_normal(s).astype(dtype) for s in ((time, batch, hidden), (batch, hidden)))
-    active = sorted(rng.integers(1, batch + 1, time).tolist(), reverse=True) if ragged else [batch] * time
-    active[0] = batch
-    trace = numpy_path.FORWARD["gru"](p, x, h0, None, active)
-    want = numpy_path.BACKWARD["gru"](p, trace, d_out, dh_n, None, active)
+    p, trace, d_out, dh_n, active, want = _numpy_backward("gru", dtype, batch, hidden, time, ragged, seed)
     saved = thresholds.SPLIT_BACKWARD_BATCH, thresholds.SPLIT_BACKWARD_WORK
     threads.set_count(2)
     try:

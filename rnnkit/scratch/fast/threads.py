@@ -231,7 +231,7 @@ def _blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         previous = local(1)  # before any part starts; returns the count in force
         try:
             run(product_rows, [(a[bounds[k]: bounds[k + 1]], b, out[bounds[k]: bounds[k + 1]], k > 0)
-                                 for k in range(parts)])
+                                for k in range(parts)])
         finally:
             local(max(1, previous))  # after every part has returned: the caller's count again
     return out

@@ -227,3 +227,28 @@ def test_backward_uses_the_weights_of_its_forward(kind):
         grads.append([d_x] + [p.grad.copy() for p in layer.parameters()])
     for before, after in zip(*grads):
         np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_the_output_a_backward_reads_again_is_read_only(kind, batch_first):
+    """Where a backward may follow, the output is the layer's own states (no transposing copy, as PyTorch's
+    batch-first output is a view): read-only, so an in-place change cannot silently change the gradients;
+    its values are the states; in eval mode with locked weights it is the caller's to change."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 7, 3)).astype(np.float32)  # (batch, time, ·) or (time, batch, ·)
+    layer = MAKERS[kind](input_size=3, hidden_size=6, batch_first=batch_first, rng=2)
+    out, state = layer.forward(x)
+    h_n = state[0] if isinstance(layer, LSTM) else state
+    assert not out.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        out[0, 0, 0] = 1.0
+    last = out[:, -1] if batch_first else out[-1]
+    np.testing.assert_array_equal(last, h_n[0])
+    d_x, _ = layer.backward(np.ones_like(out))
+    assert d_x.shape == x.shape
+    layer.eval()
+    with layer.locked_weights():
+        inferred, _ = layer.forward(x)
+    assert inferred.flags.writeable and inferred.flags.c_contiguous
+    np.testing.assert_allclose(inferred, out, rtol=1e-5, atol=1e-6)

@@ -277,7 +277,7 @@ class _Recurrent(Module):
             output = output[inverse] if self.batch_first else output[:, inverse]
             h_n = h_n[:, inverse]
             c_n = c_n[:, inverse] if c_n is not None else None
-        return np.ascontiguousarray(output), h_n, c_n
+        return _handed_out(output, self._backward_may_follow), h_n, c_n
 
     def _batch_major(self, x):
         """A time-major input (batch_first=False) as the (batch, time, ·) view that _forward reads."""
@@ -427,7 +427,7 @@ class _Recurrent(Module):
             dx = dx[inverse] if self.batch_first else dx[:, inverse]
             dh0 = dh0[:, inverse]
             dc0 = dc0[:, inverse] if dc0 is not None else None
-        return np.ascontiguousarray(dx), dh0, dc0
+        return dx, dh0, dc0
 
     def _add_gradients(self, layer, d, w_ih_grad, w_hh_grad, bias_grad):
         """Add a path's own weight gradients (packed row order: fast.Implementation.gradients) to the
@@ -455,6 +455,18 @@ class _Recurrent(Module):
             packing.add_unpacked(self.mode, b_ih.grad, d_bias)
             # The RNN and the LSTM share one pre-activation gradient, so one sum serves both biases.
             packing.add_unpacked(self.mode, b_hh.grad, d_bias if gh is gx else threads.row_sums(gh))
+
+
+def _handed_out(output: np.ndarray, kept: bool) -> np.ndarray:
+    """The layer's output as its caller gets it. Where a backward may follow (`kept`), as PyTorch hands it
+    out: no copy, a view of the time-major states when batch_first (strides (H, B·H, 1)), and read-only, since
+    the backward reads those states again (an in-place change would silently change the gradients). Else a
+    C-contiguous array of its own."""
+    if not kept:
+        return np.ascontiguousarray(output)
+    output = output.view()
+    output.setflags(write=False)
+    return output
 
 
 def _reversal_index(lengths: np.ndarray, time: int) -> np.ndarray:
@@ -504,7 +516,9 @@ class RNN(_HiddenStateOnly):
       → output (batch, time, dirs*hidden), h_n (layers*dirs, batch, hidden)
     With batch_first=False, x, output and d_output are time-major: (time, batch, ·), as in torch.
     backward(d_output, d_h_n=None) → (d_x, d_h0); parameter gradients accumulate in `.grad`.
-    Outputs past a sequence's length are zero and h_n holds the state at its last real step.
+    Outputs past a sequence's length are zero and h_n holds the state at its last real step. Where a backward
+    may follow (training, or weights not locked), output is read-only and, batch-first, a view of the layer's
+    time-major states, as PyTorch hands it out (copy it to change it: the backward reads those states).
     Truncated BPTT: pass h_n of one window as h0 of the next; backward stops at h0 (the carried state is
     a constant, as `h.detach()` makes it in PyTorch).
     """

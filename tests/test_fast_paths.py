@@ -407,13 +407,24 @@ def _numpy_backward(kind, dtype, batch, hidden, time, ragged, seed):
        seed=st.integers(0, 2**16))
 def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, batch, hidden, time, ragged, seed):
     """numba_path's GRU and RNN backward (one compiled step and one BLAS product per step) equal
-    numpy_path's gradients bit for bit, ragged batches included (rows past their end stay zero)."""
+    numpy_path's gradients bit for bit, ragged batches included (rows past their end stay zero); the RNN's
+    whatever the layout of the output gradient (time-major, the view of a batch-major array, which it reads
+    without a copy, or a slice of a wider one)."""
     from rnnkit.scratch.fast import numba_path
 
     p, trace, d_out, dh_n, active, want = _numpy_backward(kind, dtype, batch, hidden, time, ragged, seed)
-    got = getattr(numba_path, "gru_backward" if kind == "gru" else "rnn_backward")(p, trace, d_out, dh_n, None, active)
-    for w, g in zip(want[:3], got[:3]):
-        np.testing.assert_array_equal(g, w)
+    layouts = [d_out]
+    if kind != "gru":
+        batch_major = np.ascontiguousarray(d_out.transpose(1, 0, 2)).transpose(1, 0, 2)
+        wider = np.zeros((time, batch, hidden + 3), dtype=dtype)
+        wider[..., 1:hidden + 1] = d_out
+        layouts += [batch_major, wider[..., 1:hidden + 1]]
+        assert np.shares_memory(numba_path.rows_of(batch_major)[0], batch_major)  # read in place
+    for gradient in layouts:
+        got = getattr(numba_path, "gru_backward" if kind == "gru" else "rnn_backward")(p, trace, gradient, dh_n,
+                                                                                        None, active)
+        for w, g in zip(want[:3], got[:3]):
+            np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

@@ -337,17 +337,19 @@ if AVAILABLE:
             gru_state(h[t, b], new, a[:H], h[t + 1, b])
 
     @jit
-    def rnn_backward_step(t, first, n, d_out, dh_rec, h, relu, d_pre):
+    def rnn_backward_step(t, first, n, d_out, batch_major, dh_rec, h, relu, d_pre):
         """Step t of the RNN's backward for rows first..n-1; the caller then sets dh_rec[first:n] =
         d_pre[t, first:n] W_hh.
 
-        d_out (T, B, H); dh_rec (B, H) the gradient reaching h_{t+1} through step t+1's product; h (T+1, B, H)
-        the forward's states. Writes d_pre[t] = (d_out_t + dh_rec) ⊙ act'(pre), act' = 1 - h_{t+1}² (tanh) or
-        [h_{t+1} > 0] (relu): numpy_path.rnn_backward's operations in its order (its bits)."""
+        d_out (T, B, H), or (B, T, H) where batch_major (the layer's own layout: no transposing copy); dh_rec
+        (B, H) the gradient reaching h_{t+1} through step t+1's product; h (T+1, B, H) the forward's states.
+        Writes d_pre[t] = (d_out_t + dh_rec) ⊙ act'(pre), act' = 1 - h_{t+1}² (tanh) or [h_{t+1} > 0] (relu):
+        numpy_path.rnn_backward's operations in its order (its bits)."""
         H = h.shape[2]
         one, zero = h.dtype.type(1), h.dtype.type(0)
         for b in range(first, n):
-            d, rec, out, row = d_out[t, b], dh_rec[b], d_pre[t, b], h[t + 1, b]
+            d = d_out[b, t] if batch_major else d_out[t, b]
+            rec, out, row = dh_rec[b], d_pre[t, b], h[t + 1, b]
             if relu:
                 for j in range(H):
                     out[j] = (d[j] + rec[j]) * (one if row[j] > zero else zero)

@@ -124,13 +124,27 @@ def _backward_rows(p, step, arguments, d_step, dh_rec, active, lo, hi, worker) -
             threads.product_rows(d_step[t, lo:n], p.w_hh, dh_rec[lo:n], worker)
 
 
+def rows_of(d_out: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A time-major (T, B, H) gradient, any strides, as a C-contiguous array the compiled steps index: itself
+    (batch_major False), or the batch-major array it is a view of, (B, T, H) (True: the layer's own layout,
+    no transposing copy, which read through strides made the steps 1.1x slower), else a time-major copy."""
+    if d_out.flags.c_contiguous:
+        return d_out, False
+    rows = d_out.transpose(1, 0, 2)
+    if rows.flags.c_contiguous:
+        return rows, True
+    return np.ascontiguousarray(d_out), False
+
+
 def rnn_backward(p, trace, d_out, dh_n, dc_n, active):
     """numpy_path.rnn_backward's gradients, one compiled call (`kernels.rnn_backward_step`) and one BLAS
     product per step (`h_gradient_product`; the NumPy path's bits but for few rows against a big W_hh)."""
     hs, relu = trace.h, trace.saved
-    d_pre = (np.empty_like if active[-1] == d_out.shape[1] else np.zeros_like)(d_out)
+    d_pre = (np.empty_like if active[-1] == d_out.shape[1] else np.zeros_like)(hs[1:])
     dh_rec = dh_n.copy()
-    backward_steps(p, kernels.rnn_backward_step, (d_out, dh_rec, hs, relu, d_pre), d_pre, dh_rec, active)
+    d_rows, batch_major = rows_of(d_out)
+    backward_steps(p, kernels.rnn_backward_step, (d_rows, batch_major, dh_rec, hs, relu, d_pre), d_pre, dh_rec,
+                   active)
     d_pre = by_rows(d_pre)
     return d_pre, d_pre, dh_rec, None
 

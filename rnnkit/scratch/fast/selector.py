@@ -86,7 +86,7 @@ def _numba_gru_loop(cell):
 
 
 def _numba_rnn_loop(cell):
-    return Implementation("numba", numba_path.rnn_forward_loop, numba_path.rnn_backward)
+    return Implementation("numba", numba_path.rnn_forward_loop, numba_path.rnn_backward, strided_d_out=True)
 
 
 def _threaded(cell):
@@ -118,7 +118,7 @@ def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
 
 def _threaded_rnn(cell):
     return Implementation("threaded", threaded_rnn.forward, numba_path.rnn_backward, folds=False,
-                          strided_inputs=True)
+                          strided_inputs=True, strided_d_out=True)
 
 
 def _threaded_rnn_inference(cell):  # writes into the layer's output: no backward follows

@@ -429,6 +429,33 @@ def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, ba
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @settings(max_examples=25, deadline=None)
+@given(relu=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(1, 40),
+       hidden=st.integers(1, 70), time=st.integers(1, 7), ragged=st.booleans(), seed=st.integers(0, 2**16))
+def test_the_threaded_rnn_backward_gives_the_numpy_paths_gradients_with_the_same_bits_on_any_thread_count(
+        relu, dtype, batch, hidden, time, ragged, seed):
+    """threaded_rnn.backward (the units' columns of each step's product over 1-3 threads, a meeting per step)
+    against numpy_path's gradients, ragged batches included, batches and hidden sizes not multiples of the
+    row panels' height or the vector width (its row panels read past the last step's rows: spare steps); its
+    gradients bit-identical on every thread count and whatever the output gradient's layout."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+    p, trace, d_out, dh_n, active, want = _numpy_backward("rnn_relu" if relu else "rnn_tanh", dtype, batch, hidden,
+                                                          time, ragged, seed)
+    batch_major = np.ascontiguousarray(d_out.transpose(1, 0, 2)).transpose(1, 0, 2)
+    results = []
+    for count, gradient in ((1, d_out), (2, d_out), (3, batch_major)):
+        threads.set_count(count)
+        got = threaded_rnn.backward(p, trace, gradient, dh_n, None, active)
+        for w, g in zip(want[:3], got[:3]):
+            np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])
+        results.append(got)
+    for got in results[1:]:
+        for g, first in zip(got[:3], results[0][:3]):
+            np.testing.assert_array_equal(g, first)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@settings(max_examples=25, deadline=None)
 @given(dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(2, 40), hidden=st.integers(1, 70),
        time=st.integers(1, 7), ragged=st.booleans(), seed=st.integers(0, 2**16))
 def test_the_gru_backward_split_over_the_batchs_rows_gives_the_numpy_paths_gradients(dtype, batch, hidden, time,

@@ -112,25 +112,66 @@ def _kernel(accumulators: int, VW: int, step, store, load=None):
 
         def codegen(context, builder, sig, args):
             f = _Frame(context, builder, sig, args, VW)
-            start = load(f) if load is not None else [f.zero] * accumulators
-            entry = builder.basic_block
-            loop = builder.append_basic_block("kernel.loop")
-            done = builder.append_basic_block("kernel.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            k = builder.phi(f.i64)
-            k.add_incoming(ir.Constant(f.i64, 0), entry)
-            acc = [builder.phi(f.vector) for _ in range(accumulators)]
-            for value, first in zip(acc, start):
-                value.add_incoming(first, entry)
-            new = step(f, k, acc)
-            k_next = builder.add(k, ir.Constant(f.i64, 1))
-            k.add_incoming(k_next, loop)
-            for value, updated in zip(acc, new):
-                value.add_incoming(updated, loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, f.k_total), loop, done)
-            builder.position_at_end(done)
-            store(f, new)
+            store(f, _k_loop(f, load(f) if load is not None else [f.zero] * accumulators, step))
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return kernel
+
+
+def _k_loop(f: _Frame, start: list, step) -> list:
+    """The loop over k = 0..K-1 (K >= 1) of a kernel: accumulators from `start`, acc ← step(f, k, acc);
+    returns the accumulators after it."""
+    builder = f.builder
+    entry = builder.basic_block
+    loop = builder.append_basic_block("kernel.loop")
+    done = builder.append_basic_block("kernel.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    k = builder.phi(f.i64)
+    k.add_incoming(ir.Constant(f.i64, 0), entry)
+    acc = [builder.phi(f.vector) for _ in start]
+    for value, first in zip(acc, start):
+        value.add_incoming(first, entry)
+    new = step(f, k, acc)
+    k_next = builder.add(k, ir.Constant(f.i64, 1))
+    k.add_incoming(k_next, loop)
+    for value, updated in zip(acc, new):
+        value.add_incoming(updated, loop)
+    builder.cbranch(builder.icmp_signed("<", k_next, f.k_total), loop, done)
+    builder.position_at_end(done)
+    return new
+
+
+def _row_major_kernel(MR: int, NV: int, VW: int):
+    """An intrinsic (K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda) computing C[r, j] = Σ_k A[r, k] Z[k, j]
+    for r < MR, j < NV·VW, as `_micro_kernel` but with A row-major and not packed: A[r, k] = a[a_off + r·lda
+    + k] (each k broadcasts one element of each of MR rows; the rows stay in L1 across the column blocks),
+    for a product whose A changes on every call (the RNN's backward: a step's gradients times W_hh)."""
+    @intrinsic
+    def kernel(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda):
+        signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda)
+
+        def codegen(context, builder, sig, args):
+            f = _Frame(context, builder, sig, args, VW)
+            lda_value = context.cast(builder, args[9], sig.args[9], types.int64)
+            rows = [f.at(f.a, builder.mul(ir.Constant(f.i64, r), lda_value)) for r in range(MR)]
+
+            def step(f, k, acc):
+                z_row = f.at(f.z, f.builder.mul(k, f.ldz))
+                zs = [f.load_vector(z_row, v * f.lanes) for v in range(NV)]
+                new = []
+                for r in range(MR):
+                    b = f.broadcast(f.at(rows[r], k), 0)
+                    new += [f.builder.call(f.fma, [b, zs[v], acc[r * NV + v]]) for v in range(NV)]
+                return new
+
+            acc = _k_loop(f, [f.zero] * (MR * NV), step)
+            for r in range(MR):
+                c_row = f.at(f.c, builder.mul(ir.Constant(f.i64, r), f.ldc))
+                for v in range(NV):
+                    f.store_first(acc[r * NV + v], f.at(c_row, v * f.lanes), f.lanes)
             return context.get_dummy_value()
 
         return signature, codegen
@@ -347,6 +388,27 @@ if AVAILABLE:
                     for k in range(K):
                         total += a[a_off + k * rows + r] * z[z_off + k * ldz + col]
                     out[c_row + r * ldo + col] = total
+
+
+if AVAILABLE:
+    _row_major_2 = _row_major_kernel(MR, 2, VW)
+    _row_major_1 = _row_major_kernel(MR, 1, VW)
+
+    @jit
+    def gemm_row_major(a, a_off, lda, rows, z, z_off, ldz, columns, K, out, c_off, ldo):
+        """out[c_off + r·ldo + j] = Σ_k a[a_off + r·lda + k] z[z_off + k·ldz + j] (1-D arrays; A row-major, not
+        packed: `_row_major_kernel`) for r < `rows` rounded up to MR and j < `columns`, a multiple of the
+        vector's lanes. The rows past `rows` read whatever a holds there and write out's rows there: both
+        arrays must reach that far, and those rows are the caller's to ignore. Each element is one fused
+        multiply-add chain over k in order."""
+        lanes = VECTOR_BYTES // z.itemsize
+        for r in range(0, rows, MR):
+            j = 0
+            while j + 2 * lanes <= columns:
+                _row_major_2(K, a, a_off + r * lda, z, z_off + j, ldz, out, c_off + r * ldo + j, ldo, lda)
+                j += 2 * lanes
+            if j < columns:
+                _row_major_1(K, a, a_off + r * lda, z, z_off + j, ldz, out, c_off + r * ldo + j, ldo, lda)
 
 
 def pack_panels(rows: np.ndarray, width: int | None = None) -> np.ndarray:

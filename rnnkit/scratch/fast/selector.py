@@ -8,7 +8,8 @@ Paths, slowest first:
                float32/float64
     threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py; a
                small step on one part, a helper thread beside it making the weight gradients), the
-               GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py; their backward is numba's)
+               GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py), the RNN's backward (the GRU's
+               is numba's)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
 above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
@@ -117,12 +118,12 @@ def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
 
 
 def _threaded_rnn(cell):
-    return Implementation("threaded", threaded_rnn.forward, numba_path.rnn_backward, folds=False,
+    return Implementation("threaded", threaded_rnn.forward, threaded_rnn.backward, folds=False,
                           strided_inputs=True, strided_d_out=True)
 
 
 def _threaded_rnn_inference(cell):  # writes into the layer's output: no backward follows
-    return Implementation("threaded", threaded_rnn.inference_forward, numba_path.rnn_backward, folds=False,
+    return Implementation("threaded", threaded_rnn.inference_forward, threaded_rnn.backward, folds=False,
                           strided_inputs=True, direct_outputs=True)
 
 

@@ -19,8 +19,18 @@ Column groups (`column_groups`: a step too small to split its units, a wide batc
 cut in one group a thread, and each group runs the steps above on its columns alone, all units in one part:
 no meeting, and no core reads an h another wrote. A column's sums are the same in any group.
 
-The backward is numba_path.rnn_backward: it needs only the states h. The forward's sums
-run in the same order whatever the split, so its results do not depend on the thread count.
+The forward's sums run in the same order whatever the split, so its results do not depend on the thread count.
+
+Backward (`backward`), one meeting per step too, everything row-major. Part k owns the units lo..hi-1 (whole
+vectors of them) and their columns of W_hh, padded with zero columns to whole vectors and made once per
+Packed. For t = T-1 .. 0:
+    wait until every part has written g_{t+1} = dL/dpre_{t+1} (B, H) (not at t = T-1)
+    rec[:, own] = g_{t+1} W_hh[:, own]      (gemm.gemm_row_major: g's rows as they are, no packing)
+    g_t[b, own] = (d_out_t[b, own] + rec[b, own]) ⊙ act'(h_{t+1}[b, own])   (rec = dh_n for a row's last step)
+and after step 0, dh_0 = g_0 W_hh the same way. Each element of a product is one fused multiply-add chain
+over k in order, so the results do not depend on the thread count either. Why: numba_path.rnn_backward runs
+one OpenBLAS product per step, which packs all of W_hh again on every call, and the step's arithmetic on
+one core; here W_hh stays in the cores' caches and both cores run the arithmetic of their own units.
 """
 from __future__ import annotations
 
@@ -29,10 +39,12 @@ import numpy as np
 from . import threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _group_active, _pairs, by_rows
+from .numba_path import rows_of
 from .trace import Trace, allocator
+from .trace import by_rows as gradient_matrix
 
 if AVAILABLE:
-    from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows, pack_panels, pack_row_panels
+    from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_rows, pack_panels, pack_row_panels
     from .kernels import jit, tanh_into
     from .threaded_lstm import copy_inputs, padded
 
@@ -191,3 +203,79 @@ def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
     """`forward`, for a forward no backward follows: its states into `outputs` where given."""
     return forward(p, inputs, h0, c0, active, xw, outputs)
+
+
+def recurrent_weights(p, lanes: int) -> np.ndarray:
+    """W_hh (H, H) with zero columns up to whole vectors of `lanes`: (H, Hp), the backward's product's right
+    operand; made once per Packed."""
+    def make():
+        padded_w = np.zeros((p.hidden, padded_count(p.hidden, lanes)), dtype=p.w_hh.dtype)
+        padded_w[:, :p.hidden] = p.w_hh
+        return padded_w
+    return p.derived(("rnn_backward_w_hh", lanes), make)
+
+
+def padded_count(count: int, unit: int) -> int:
+    return -(-count // unit) * unit
+
+
+if AVAILABLE:
+    @jit
+    def backward_part(me, parts, lo, hi, w, g, d_out, batch_major, h, relu, dh_n, rec, active, flags,
+                      yield_address):
+        """Part `me` of the backward over all steps (see the module's text), columns lo..hi-1 of the padded
+        hidden axis (whole vectors). w (H, Hp) `recurrent_weights`; g (T+1, B, H): g[t] = dL/dpre_t, written
+        for the running rows of each step (the rest as the caller set them), then spare steps that the
+        products' row panels may read past g[T-1]'s rows; d_out (T, B, H), or (B, T, H) where batch_major;
+        h (T+1, B, H) the forward's states; dh_n (B, H); rec (rows rounded up to gemm.MR, Hp) scratch, after
+        the last step dL/dh_0 in its first B rows; active (T,) int64."""
+        T, B, H = active.shape[0], h.shape[1], h.shape[2]
+        Hp = w.shape[1]
+        one, zero = h.dtype.type(1), h.dtype.type(0)
+        flat_g, flat_w, flat_rec = g.reshape(-1), w.reshape(-1), rec.reshape(-1)
+        top = min(hi, H)
+        m = 0  # rows running at step t+1
+        for t in range(T - 1, -2, -1):  # t = -1: dL/dh_0's product only
+            if t < T - 1:
+                threads.wait_all(flags, parts, me, T - 1 - t, yield_address)  # g_{t+1} complete
+                m = active[t + 1]
+                gemm_row_major(flat_g, (t + 1) * B * H, H, m, flat_w, lo, Hp, hi - lo, H, flat_rec, lo, Hp)
+            if t < 0:
+                break
+            for b in range(active[t]):
+                d = d_out[b, t] if batch_major else d_out[t, b]
+                incoming = rec[b] if b < m else dh_n[b]  # a row's last step takes dL/dh_n
+                row, out = h[t + 1, b], g[t, b]
+                if relu:
+                    for j in range(lo, top):
+                        out[j] = (d[j] + incoming[j]) * (one if row[j] > zero else zero)
+                else:
+                    for j in range(lo, top):
+                        out[j] = (d[j] + incoming[j]) * (one - row[j] * row[j])
+            threads.arrive(flags, me, T - t)
+
+
+def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
+    """numpy_path.rnn_backward's gradients (to float rounding; the same bits on any thread count) on the
+    threads: d_out (T, B, H) any strides → (d_pre, d_pre, dh_0, None), d_pre by_rows (H, T·B)."""
+    hs, relu = trace.h, trace.saved
+    time, batch, hidden = d_out.shape
+    lanes = VECTOR_BYTES // hs.itemsize
+    vectors = padded_count(hidden, lanes) // lanes
+    parts = max(1, min(parts_for(hidden, batch), vectors))
+    cuts = [lanes * (vectors * k // parts) for k in range(parts + 1)]
+    # zeros where a row has ended (the weight gradients read every row); spare steps for the row panels to
+    # read past the last step's rows (their results land in rec's rows past the running ones, unused)
+    rows = padded_count(batch, MR)
+    spare = -(-rows // batch)
+    g = (np.empty if active[-1] == batch else np.zeros)((time + spare, batch, hidden), dtype=hs.dtype)
+    g[time:] = 0
+    rec = np.empty((rows, vectors * lanes), dtype=hs.dtype)
+    d_rows, batch_major = rows_of(d_out)
+    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    w = recurrent_weights(p, lanes)
+    threads.run_apart(backward_part, [(k, parts, cuts[k], cuts[k + 1], w, g, d_rows, batch_major, hs, relu,
+                                       np.ascontiguousarray(dh_n), rec, steps, flags, threads.YIELD)
+                                      for k in range(parts)])
+    d_pre = gradient_matrix(g[:time])
+    return d_pre, d_pre, rec[:batch, :hidden].copy(), None

@@ -430,14 +430,16 @@ def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, ba
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @settings(max_examples=25, deadline=None)
 @given(relu=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(1, 40),
-       hidden=st.integers(1, 70), time=st.integers(1, 7), ragged=st.booleans(), seed=st.integers(0, 2**16))
+       hidden=st.integers(1, 70), time=st.integers(1, 7), ragged=st.booleans(), units=st.booleans(),
+       seed=st.integers(0, 2**16))
 def test_the_threaded_rnn_backward_gives_the_numpy_paths_gradients_with_the_same_bits_on_any_thread_count(
-        relu, dtype, batch, hidden, time, ragged, seed):
-    """threaded_rnn.backward (the units' columns of each step's product over 1-3 threads, a meeting per step)
-    against numpy_path's gradients, ragged batches included, batches and hidden sizes not multiples of the
-    row panels' height or the vector width (its row panels read past the last step's rows: spare steps); its
-    gradients bit-identical on every thread count and whatever the output gradient's layout."""
-    from rnnkit.scratch.fast import threaded_rnn
+        relu, dtype, batch, hidden, time, ragged, units, seed):
+    """threaded_rnn.backward over 1-3 threads, its rows split (no meeting) or, with `units`, its units (a
+    meeting per step; forced here from 16 units a part), against numpy_path's gradients, ragged batches
+    included, batches and hidden sizes not multiples of the row panels' height or the vector width (row
+    panels read past the last step's rows: spare steps); its gradients bit-identical on every thread count,
+    split and layout of the output gradient."""
+    from rnnkit.scratch.fast import threaded_rnn, thresholds
 
     p, trace, d_out, dh_n, active, want = _numpy_backward("rnn_relu" if relu else "rnn_tanh", dtype, batch, hidden,
                                                           time, ragged, seed)
@@ -445,13 +447,40 @@ def test_the_threaded_rnn_backward_gives_the_numpy_paths_gradients_with_the_same
     results = []
     for count, gradient in ((1, d_out), (2, d_out), (3, batch_major)):
         threads.set_count(count)
-        got = threaded_rnn.backward(p, trace, gradient, dh_n, None, active)
+        with pytest.MonkeyPatch.context() as patch:
+            if units:
+                patch.setattr(thresholds, "RNN_BACKWARD_ROWS_BYTES", 0)
+                patch.setattr(thresholds, "MIN_ROWS_PER_PART", 16)
+                patch.setattr(thresholds, "MIN_ROWS_PER_PART_WIDE", 16)
+            got = threaded_rnn.backward(p, trace, gradient, dh_n, None, active)
         for w, g in zip(want[:3], got[:3]):
             np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])
         results.append(got)
     for got in results[1:]:
         for g, first in zip(got[:3], results[0][:3]):
             np.testing.assert_array_equal(g, first)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+def test_the_rnn_backward_splits_its_rows_in_whole_panels_while_w_hh_is_small_else_its_units(monkeypatch):
+    """threaded_rnn.backward_split: rows in whole row panels (the last part takes the rest) from two panels
+    on, while W_hh is at most thresholds.RNN_BACKWARD_ROWS_BYTES; else the units in whole vectors as the
+    forward splits them, or one part."""
+    from rnnkit.scratch.fast import gemm, threaded_rnn, thresholds
+
+    monkeypatch.setattr(thresholds, "RNN_BACKWARD_ROWS_BYTES", 384 * 384 * 4)
+    mr = gemm.MR
+    rows, columns = threaded_rnn.backward_split(4 * mr + 1, 384, 16, 4)
+    assert rows == [(0, 2 * mr), (2 * mr, 4 * mr + 1)] and columns == [(0, 384)] * 2
+    assert threaded_rnn.backward_split(mr, 100, 16, 4) == ([(0, mr)], [(0, 112)])  # one panel, few units
+    rows, columns = threaded_rnn.backward_split(mr, 384, 16, 4)  # one panel: the units, as the forward's
+    assert rows == [(0, mr)] * 2 and columns == [(0, 192), (192, 384)]
+    rows, columns = threaded_rnn.backward_split(64, 512, 16, 4)  # W_hh too big: the units
+    assert rows == [(0, 64)] * 2 and columns == [(0, 256), (256, 512)]
+    rows, columns = threaded_rnn.backward_split(64, 300, 16, 8)  # float64: 300 units > the bytes too
+    assert rows == [(0, 64)] * 2 and columns == [(0, 144), (144, 304)]
+    threads.set_count(1)
+    assert threaded_rnn.backward_split(64, 100, 16, 4) == ([(0, 64)], [(0, 112)])
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

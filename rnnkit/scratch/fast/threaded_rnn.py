@@ -221,14 +221,17 @@ def padded_count(count: int, unit: int) -> int:
 
 if AVAILABLE:
     @jit
-    def backward_part(me, parts, lo, hi, w, g, d_out, batch_major, h, relu, dh_n, rec, active, flags,
-                      yield_address):
-        """Part `me` of the backward over all steps (see the module's text), columns lo..hi-1 of the padded
-        hidden axis (whole vectors). w (H, Hp) `recurrent_weights`; g (T+1, B, H): g[t] = dL/dpre_t, written
-        for the running rows of each step (the rest as the caller set them), then spare steps that the
-        products' row panels may read past g[T-1]'s rows; d_out (T, B, H), or (B, T, H) where batch_major;
-        h (T+1, B, H) the forward's states; dh_n (B, H); rec (rows rounded up to gemm.MR, Hp) scratch, after
-        the last step dL/dh_0 in its first B rows; active (T,) int64."""
+    def backward_part(me, parts, meet, first, last, lo, hi, w, g, d_out, batch_major, h, relu, dh_n, rec, active,
+                      flags, yield_address):
+        """Part `me` of the backward over all steps (see the module's text): rows first..last-1 of the batch
+        and columns lo..hi-1 of the padded hidden axis (whole vectors); meet: wait for every part's g_{t+1}
+        before each product (a split of the units; a split of the rows needs no meeting: a row's gradients
+        never meet another row's, and each part's rows start on a row panel's first row, so no panel reads or
+        writes another part's rows). w (H, Hp) `recurrent_weights`; g (T + spare, B, H): g[t] = dL/dpre_t,
+        written for the running rows of each step (the rest as the caller set them), then spare steps that
+        the last row panel may read past g[T-1]'s rows; d_out (T, B, H), or (B, T, H) where batch_major; h
+        (T+1, B, H) the forward's states; dh_n (B, H); rec (B rounded up to gemm.MR, Hp) scratch, after the
+        last step dL/dh_0 in its first B rows; active (T,) int64."""
         T, B, H = active.shape[0], h.shape[1], h.shape[2]
         Hp = w.shape[1]
         one, zero = h.dtype.type(1), h.dtype.type(0)
@@ -237,12 +240,15 @@ if AVAILABLE:
         m = 0  # rows running at step t+1
         for t in range(T - 1, -2, -1):  # t = -1: dL/dh_0's product only
             if t < T - 1:
-                threads.wait_all(flags, parts, me, T - 1 - t, yield_address)  # g_{t+1} complete
+                if meet:
+                    threads.wait_all(flags, parts, me, T - 1 - t, yield_address)  # g_{t+1} complete
                 m = active[t + 1]
-                gemm_row_major(flat_g, (t + 1) * B * H, H, m, flat_w, lo, Hp, hi - lo, H, flat_rec, lo, Hp)
+                if m > first:
+                    gemm_row_major(flat_g, ((t + 1) * B + first) * H, H, min(m, last) - first, flat_w, lo, Hp,
+                                   hi - lo, H, flat_rec, first * Hp + lo, Hp)
             if t < 0:
                 break
-            for b in range(active[t]):
+            for b in range(first, min(active[t], last)):
                 d = d_out[b, t] if batch_major else d_out[t, b]
                 incoming = rec[b] if b < m else dh_n[b]  # a row's last step takes dL/dh_n
                 row, out = h[t + 1, b], g[t, b]
@@ -252,7 +258,26 @@ if AVAILABLE:
                 else:
                     for j in range(lo, top):
                         out[j] = (d[j] + incoming[j]) * (one - row[j] * row[j])
-            threads.arrive(flags, me, T - t)
+            if meet:
+                threads.arrive(flags, me, T - t)
+
+
+def backward_split(batch: int, hidden: int, lanes: int, itemsize: int) -> tuple[list[tuple[int, int]],
+                                                                              list[tuple[int, int]]]:
+    """How the backward's parts split the work: ([(first, last) rows], [(lo, hi) padded columns]), one pair
+    per part. The rows in whole row panels (gemm.MR) over the threads where the batch has more than one
+    panel and W_hh stays small in a core's cache (thresholds.RNN_BACKWARD_ROWS_BYTES): no meeting per step;
+    else the units, in whole vectors, as the forward splits them (`parts_for`), with a meeting per step; else
+    one part."""
+    vectors = padded_count(hidden, lanes) // lanes
+    panels = -(-batch // MR)
+    small = hidden * vectors * lanes * itemsize <= thresholds.RNN_BACKWARD_ROWS_BYTES
+    if panels > 1 and threads.count() > 1 and small:
+        parts = min(threads.count(), panels)
+        rows = [min(batch, MR * (panels * k // parts)) for k in range(parts + 1)]
+        return _pairs(rows), [(0, vectors * lanes)] * parts
+    parts = max(1, min(parts_for(hidden, batch), vectors))
+    return [(0, batch)] * parts, _pairs([lanes * (vectors * k // parts) for k in range(parts + 1)])
 
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
@@ -261,21 +286,21 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active)
     hs, relu = trace.h, trace.saved
     time, batch, hidden = d_out.shape
     lanes = VECTOR_BYTES // hs.itemsize
-    vectors = padded_count(hidden, lanes) // lanes
-    parts = max(1, min(parts_for(hidden, batch), vectors))
-    cuts = [lanes * (vectors * k // parts) for k in range(parts + 1)]
-    # zeros where a row has ended (the weight gradients read every row); spare steps for the row panels to
-    # read past the last step's rows (their results land in rec's rows past the running ones, unused)
+    row_parts, column_parts = backward_split(batch, hidden, lanes, hs.itemsize)
+    parts = len(row_parts)
+    meet = parts > 1 and row_parts[0] == (0, batch)  # the units split: every part needs every row's g
+    # zeros where a row has ended (the weight gradients read every row); spare steps for the last row panel
+    # to read past the last step's rows (its results land in rec's rows past the batch, unused)
     rows = padded_count(batch, MR)
     spare = -(-rows // batch)
     g = (np.empty if active[-1] == batch else np.zeros)((time + spare, batch, hidden), dtype=hs.dtype)
     g[time:] = 0
-    rec = np.empty((rows, vectors * lanes), dtype=hs.dtype)
+    rec = np.empty((rows, padded_count(hidden, lanes)), dtype=hs.dtype)
     d_rows, batch_major = rows_of(d_out)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     w = recurrent_weights(p, lanes)
-    threads.run_apart(backward_part, [(k, parts, cuts[k], cuts[k + 1], w, g, d_rows, batch_major, hs, relu,
-                                       np.ascontiguousarray(dh_n), rec, steps, flags, threads.YIELD)
+    threads.run_apart(backward_part, [(k, parts, meet, *row_parts[k], *column_parts[k], w, g, d_rows, batch_major,
+                                       hs, relu, np.ascontiguousarray(dh_n), rec, steps, flags, threads.YIELD)
                                       for k in range(parts)])
     d_pre = gradient_matrix(g[:time])
     return d_pre, d_pre, rec[:batch, :hidden].copy(), None

@@ -277,3 +277,10 @@ COLUMN_GROUPS_INFERENCE_WORK = 4096
 # columns (hidden 64-160 batch 16-24) 0.95-0.98.
 STEP_GRADIENTS_BATCH = 12
 STEP_GRADIENTS_GROUP = 8
+
+
+# The RNN's threaded backward (threaded_rnn.backward_split) splits the batch's rows over the threads, with no
+# meeting per step, while W_hh (padded, all of it in each part's products) takes at most this share of a
+# core's level-2 cache; above, the units, each part with its own columns of W_hh and a meeting per step.
+RNN_BACKWARD_ROWS_L2_SHARE = 0.4
+RNN_BACKWARD_ROWS_BYTES = int(RNN_BACKWARD_ROWS_L2_SHARE * core_l2_bytes())

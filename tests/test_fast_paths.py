@@ -429,20 +429,22 @@ def test_compiled_gru_and_rnn_backward_give_the_numpy_paths_bits(kind, dtype, ba
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @settings(max_examples=25, deadline=None)
-@given(relu=st.booleans(), dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(1, 40),
-       hidden=st.integers(1, 70), time=st.integers(1, 7), ragged=st.booleans(), units=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_the_threaded_rnn_backward_gives_the_numpy_paths_gradients_with_the_same_bits_on_any_thread_count(
-        relu, dtype, batch, hidden, time, ragged, units, seed):
-    """threaded_rnn.backward over 1-3 threads, its rows split (no meeting) or, with `units`, its units (a
-    meeting per step; forced here from 16 units a part), against numpy_path's gradients, ragged batches
-    included, batches and hidden sizes not multiples of the row panels' height or the vector width (row
-    panels read past the last step's rows: spare steps); its gradients bit-identical on every thread count,
-    split and layout of the output gradient."""
-    from rnnkit.scratch.fast import threaded_rnn, thresholds
+@given(kind=st.sampled_from(["rnn_tanh", "rnn_relu", "gru"]), dtype=st.sampled_from([np.float32, np.float64]),
+       batch=st.integers(0, 37), hidden=st.integers(1, 70), time=st.integers(1, 7), ragged=st.booleans(),
+       units=st.booleans(), seed=st.integers(0, 2**16))
+def test_the_threaded_rnn_and_gru_backward_give_the_numpy_paths_gradients_with_the_same_bits_on_any_thread_count(
+        kind, dtype, batch, hidden, time, ragged, units, seed):
+    """threaded_rnn.backward and threaded_gru.backward over 1-3 threads, their rows split (no meeting) or,
+    with `units`, their units (a meeting per step; forced here from 16 units a part), against numpy_path's
+    gradients, ragged batches included, batches (from thresholds.THREADED_BACKWARD_BATCH, below which they
+    hand over to numba_path's) and hidden sizes not multiples of the row panels' height or the vector width
+    (row panels read past the last step's rows: spare steps); their gradients bit-identical on every thread
+    count, split and layout of the output gradient."""
+    from rnnkit.scratch.fast import threaded_gru, threaded_rnn, thresholds
 
-    p, trace, d_out, dh_n, active, want = _numpy_backward("rnn_relu" if relu else "rnn_tanh", dtype, batch, hidden,
-                                                          time, ragged, seed)
+    batch += thresholds.THREADED_BACKWARD_BATCH["gru" if kind == "gru" else "rnn"]
+    p, trace, d_out, dh_n, active, want = _numpy_backward(kind, dtype, batch, hidden, time, ragged, seed)
+    backward = (threaded_gru if kind == "gru" else threaded_rnn).backward
     batch_major = np.ascontiguousarray(d_out.transpose(1, 0, 2)).transpose(1, 0, 2)
     results = []
     for count, gradient in ((1, d_out), (2, d_out), (3, batch_major)):
@@ -452,13 +454,33 @@ def test_the_threaded_rnn_backward_gives_the_numpy_paths_gradients_with_the_same
                 patch.setattr(thresholds, "RNN_BACKWARD_ROWS_BYTES", 0)
                 patch.setattr(thresholds, "MIN_ROWS_PER_PART", 16)
                 patch.setattr(thresholds, "MIN_ROWS_PER_PART_WIDE", 16)
-            got = threaded_rnn.backward(p, trace, gradient, dh_n, None, active)
+            got = backward(p, trace, gradient, dh_n, None, active)
         for w, g in zip(want[:3], got[:3]):
             np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])
         results.append(got)
     for got in results[1:]:
         for g, first in zip(got[:3], results[0][:3]):
             np.testing.assert_array_equal(g, first)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("kind", ["rnn_tanh", "gru"])
+def test_the_threaded_backward_hands_few_rows_and_the_grus_many_rows_to_numba_path(kind):
+    """Below thresholds.THREADED_BACKWARD_BATCH rows (and for the GRU from numba_path's row split on), the
+    threaded backward is numba_path's, to the bit; from it, its own (other bits)."""
+    from rnnkit.scratch.fast import numba_path, threaded_gru, threaded_rnn, thresholds
+
+    gru = kind == "gru"
+    threaded, compiled = (threaded_gru.backward, numba_path.gru_backward) if gru else (threaded_rnn.backward,
+                                                                                      numba_path.rnn_backward)
+    least = thresholds.THREADED_BACKWARD_BATCH["gru" if gru else "rnn"]
+    shapes = [(least - 1, 40, False), (least, 40, True)] + ([(thresholds.SPLIT_BACKWARD_BATCH, 200, False)] if gru
+                                                          else [])
+    for batch, hidden, own in shapes:
+        p, trace, d_out, dh_n, active, _ = _numpy_backward(kind, np.float32, batch, hidden, 3, False, 1)
+        got, want = threaded(p, trace, d_out, dh_n, None, active), compiled(p, trace, d_out, dh_n, None, active)
+        same = all(np.array_equal(g, w) for g, w in zip(got[:3], want[:3]))
+        assert same != own, (batch, hidden)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

@@ -144,11 +144,13 @@ def _k_loop(f: _Frame, start: list, step) -> list:
     return new
 
 
-def _row_major_kernel(MR: int, NV: int, VW: int):
+def _row_major_kernel(MR: int, NV: int, VW: int, accumulate: bool = False):
     """An intrinsic (K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda) computing C[r, j] = Σ_k A[r, k] Z[k, j]
     for r < MR, j < NV·VW, as `_micro_kernel` but with A row-major and not packed: A[r, k] = a[a_off + r·lda
     + k] (each k broadcasts one element of each of MR rows; the rows stay in L1 across the column blocks),
-    for a product whose A changes on every call (the RNN's backward: a step's gradients times W_hh)."""
+    for a product whose A changes on every call (the RNN's backward: a step's gradients times W_hh).
+    accumulate: C[r, j] += ..., the chain of fused multiply-adds continuing from C's value (K in blocks gives
+    the bits of one call over all K)."""
     @intrinsic
     def kernel(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda):
         signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda)
@@ -167,7 +169,11 @@ def _row_major_kernel(MR: int, NV: int, VW: int):
                     new += [f.builder.call(f.fma, [b, zs[v], acc[r * NV + v]]) for v in range(NV)]
                 return new
 
-            acc = _k_loop(f, [f.zero] * (MR * NV), step)
+            start = [f.zero] * (MR * NV)
+            if accumulate:
+                start = [f.load_vector(f.at(f.c, builder.mul(ir.Constant(f.i64, r), f.ldc)), v * f.lanes)
+                         for r in range(MR) for v in range(NV)]
+            acc = _k_loop(f, start, step)
             for r in range(MR):
                 c_row = f.at(f.c, builder.mul(ir.Constant(f.i64, r), f.ldc))
                 for v in range(NV):
@@ -391,8 +397,12 @@ if AVAILABLE:
 
 
 if AVAILABLE:
-    _row_major_2 = _row_major_kernel(MR, 2, VW)
-    _row_major_1 = _row_major_kernel(MR, 1, VW)
+    _row_major_2, _row_major_1 = _row_major_kernel(MR, 2, VW), _row_major_kernel(MR, 1, VW)
+    _row_major_add_2, _row_major_add_1 = _row_major_kernel(MR, 2, VW, True), _row_major_kernel(MR, 1, VW, True)
+    # gemm_row_major runs K in blocks of this many: a row panel's block of A stays in L1 (MR·256 floats), and
+    # Z's block in L2 across the row panels. Without: the GRU's backward (K = 3H = 1536, Z 1.5 MB a part)
+    # streamed Z from beyond L2 once per row panel, 1.22-1.38x slower than OpenBLAS at hidden 512, batch 64-128.
+    ROW_MAJOR_K_BLOCK = 256
 
     @jit
     def gemm_row_major(a, a_off, lda, rows, z, z_off, ldz, columns, K, out, c_off, ldo):
@@ -400,15 +410,24 @@ if AVAILABLE:
         packed: `_row_major_kernel`) for r < `rows` rounded up to MR and j < `columns`, a multiple of the
         vector's lanes. The rows past `rows` read whatever a holds there and write out's rows there: both
         arrays must reach that far, and those rows are the caller's to ignore. Each element is one fused
-        multiply-add chain over k in order."""
+        multiply-add chain over k in order (K in blocks of ROW_MAJOR_K_BLOCK, each continuing the chain)."""
         lanes = VECTOR_BYTES // z.itemsize
-        for r in range(0, rows, MR):
-            j = 0
-            while j + 2 * lanes <= columns:
-                _row_major_2(K, a, a_off + r * lda, z, z_off + j, ldz, out, c_off + r * ldo + j, ldo, lda)
-                j += 2 * lanes
-            if j < columns:
-                _row_major_1(K, a, a_off + r * lda, z, z_off + j, ldz, out, c_off + r * ldo + j, ldo, lda)
+        for k in range(0, K, ROW_MAJOR_K_BLOCK):
+            depth = min(ROW_MAJOR_K_BLOCK, K - k)
+            for r in range(0, rows, MR):
+                a_at, c_at = a_off + r * lda + k, c_off + r * ldo
+                j = 0
+                while j + 2 * lanes <= columns:
+                    if k == 0:
+                        _row_major_2(depth, a, a_at, z, z_off + k * ldz + j, ldz, out, c_at + j, ldo, lda)
+                    else:
+                        _row_major_add_2(depth, a, a_at, z, z_off + k * ldz + j, ldz, out, c_at + j, ldo, lda)
+                    j += 2 * lanes
+                if j < columns:
+                    if k == 0:
+                        _row_major_1(depth, a, a_at, z, z_off + k * ldz + j, ldz, out, c_at + j, ldo, lda)
+                    else:
+                        _row_major_add_1(depth, a, a_at, z, z_off + k * ldz + j, ldz, out, c_at + j, ldo, lda)
 
 
 def pack_panels(rows: np.ndarray, width: int | None = None) -> np.ndarray:

@@ -359,40 +359,48 @@ if AVAILABLE:
 
     @jit
     def gru_backward_step(t, first, n, d_out, dh_rec, carry, gates, h, hn, d_gx, d_gh):
-        """Step t of the GRU's backward for rows first..n-1; the caller then sets dh_rec[first:n] =
-        d_gh[t, first:n] W_hh.
+        """Step t of the GRU's backward for rows first..n-1 (`gru_backward_row` on each, all units); the caller
+        then sets dh_rec[first:n] = d_gh[t, first:n] W_hh.
 
         d_out (T, B, H) the output gradient; dh_rec (B, H) the gradient reaching h_{t+1} through step t+1's
         products, carry (B, H) the one through its update gate, dh_{t+1} ⊙ z_{t+1} (zero for rows that step did
         not run; overwritten with this step's); gates (T, B, 3H) activated (z, r, n), h (T+1, B, H), hn (T, B, H):
         the forward's. Writes the pre-activation gradients of the input side, d_gx[t] = (dz, dr, dn), and of the
-        hidden side, d_gh[t] = (dz, dr, dhn), in numpy_path.gru_backward's order of operations (its bits):
+        hidden side, d_gh[t] = (dz, dr, dhn)."""
+        H = hn.shape[2]
+        for b in range(first, n):
+            gru_backward_row(0, H, gates[t, b], d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b], d_gx[t, b],
+                             d_gh[t, b])
+
+    @jit
+    def gru_backward_row(lo, top, a, d, rec, kept, h_prev, hn_row, gx, gh):
+        """One row of a step of the GRU's backward, units lo..top-1: a (3H,) the activated gates (z, r, n), d
+        (H,) the output gradient, rec (H,) the gradient through the next step's products, kept (H,) the carry
+        through its update gate (overwritten with this step's), h_prev (H,) h_t, hn_row (H,) W_hn h_t + b_hn;
+        writes gx = (dz, dr, dn) and gh = (dz, dr, dhn) (3H,), in numpy_path.gru_backward's order of
+        operations (its bits):
             dh = d_out_t + (dh_rec + carry)
             dn = dh ((1 - z)(1 - n²)),  dz = dh (((h_t - n) z)(1 - z)),  dr = ((hn r)(1 - r)) dn,  dhn = r dn
             carry ← dh z
         Three loops of few arrays each, so that each is vectorised: one loop writing all seven outputs reads and
         writes ten arrays, more than the compiler's checks for overlapping arrays allow, and ran scalar (1.6-1.8x
-        slower at batch 64, hidden 256).
-        """
-        H = hn.shape[2]
-        one = gates.dtype.type(1)
-        for b in range(first, n):
-            a, gx, gh = gates[t, b], d_gx[t, b], d_gh[t, b]
-            d, rec, kept, h_prev, hn_row = d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b]
-            z, r, new = a[:H], a[H: 2 * H], a[2 * H:]
-            dz, dr, dn = gx[:H], gx[H: 2 * H], gx[2 * H:]
-            for j in range(H):
-                dh = d[j] + (rec[j] + kept[j])
-                dn[j] = dh * ((one - z[j]) * (one - new[j] * new[j]))
-                dz[j] = dh * (((h_prev[j] - new[j]) * z[j]) * (one - z[j]))
-                kept[j] = dh * z[j]
-            for j in range(H):
-                dr[j] = ((hn_row[j] * r[j]) * (one - r[j])) * dn[j]
-            gh_z, gh_r, gh_n = gh[:H], gh[H: 2 * H], gh[2 * H:]
-            for j in range(H):
-                gh_z[j] = dz[j]
-                gh_r[j] = dr[j]
-                gh_n[j] = r[j] * dn[j]
+        slower at batch 64, hidden 256)."""
+        H = hn_row.shape[0]
+        one = a.dtype.type(1)
+        z, r, new = a[:H], a[H: 2 * H], a[2 * H:]
+        dz, dr, dn = gx[:H], gx[H: 2 * H], gx[2 * H:]
+        for j in range(lo, top):
+            dh = d[j] + (rec[j] + kept[j])
+            dn[j] = dh * ((one - z[j]) * (one - new[j] * new[j]))
+            dz[j] = dh * (((h_prev[j] - new[j]) * z[j]) * (one - z[j]))
+            kept[j] = dh * z[j]
+        for j in range(lo, top):
+            dr[j] = ((hn_row[j] * r[j]) * (one - r[j])) * dn[j]
+        gh_z, gh_r, gh_n = gh[:H], gh[H: 2 * H], gh[2 * H:]
+        for j in range(lo, top):
+            gh_z[j] = dz[j]
+            gh_r[j] = dr[j]
+            gh_n[j] = r[j] * dn[j]
 
     # Small batches: the whole time loop in one call. A (B, H) @ (H, 4H) product through BLAS costs more in
     # call overhead than in arithmetic at small B (selector.py's SMALL_BATCH), so the products run here as well.

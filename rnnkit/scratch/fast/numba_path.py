@@ -8,8 +8,8 @@ time loop one of two ways, chosen by selector.py:
     folded, i.e. fed a looked-up input projection, which the threaded LSTM cannot take).
 Its backward is one compiled call for all steps, products included. The GRU's and the RNN's forward run the
 same two ways (the RNN's only the first), where the threaded path (threaded_gru.py, threaded_rnn.py) does not
-take them (see selector.py). Their backward (which the threaded GRU uses too; the threaded RNN has its own)
-runs per step one compiled call for the gate arithmetic and one BLAS product for h's gradient through W_hh
+take them (see selector.py). Their backward (the threaded paths have their own, threaded_rnn.py) runs per
+step one compiled call for the gate arithmetic and one BLAS product for h's gradient through W_hh
 (`backward_steps`):
 the NumPy path's bits, but for few rows against a W_hh too big for a core's cache (`h_gradient_product`)
 and for the GRU's large batches, whose rows split over the threads (`gru_backward_parts`).

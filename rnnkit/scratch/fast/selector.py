@@ -8,8 +8,7 @@ Paths, slowest first:
                float32/float64
     threaded   threads that each own a slice of the hidden units: the gate-major LSTM (threaded_lstm.py; a
                small step on one part, a helper thread beside it making the weight gradients), the
-               GRU's and the RNN's forward (threaded_gru.py, threaded_rnn.py), the RNN's backward (the GRU's
-               is numba's)
+               GRU's and the RNN's forward and backward (threaded_gru.py, threaded_rnn.py)
 By default a layer takes the fastest path its cell has, with the thresholds of thresholds.py: the LSTM on
 numba while a step's work is small (and when its first layer is folded, see recurrent.Embedded), threaded
 above; the GRU and the RNN likewise (thresholds.threaded_forward), a folded GRU on numba and a folded RNN on
@@ -109,7 +108,8 @@ def _threaded_inference(cell):  # keeps no trace: no backward follows
 
 
 def _threaded_gru(cell):
-    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False, strided_inputs=True)
+    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False, strided_inputs=True,
+                          strided_d_out=True)
 
 
 def _threaded_gru_inference(cell):  # keeps no trace: no backward follows

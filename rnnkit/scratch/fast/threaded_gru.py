@@ -16,9 +16,10 @@ Every step has its own z_t, so one meeting per step suffices. The sums run in th
 split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
 (3H·L and H·L), each part in its own units' rows.
 
-The backward is numba_path.gru_backward (its step fused in one compiled call). It reads the trace
-time-major, (T, B, 3H) and (T, B, H), which each part writes for its own units at every step while they are
-in its cache (`keep`, a forward a backward may follow); an inference forward keeps none
+The backward (`backward`) is the threaded RNN's (threaded_rnn.py), with the GRU's step
+(kernels.gru_backward_row) and W_hh's three gate blocks: rec = d_gh_{t+1} W_hh, (B, 3H) by (3H, H). It reads
+the trace time-major, (T, B, 3H) and (T, B, H), which each part writes for its own units at every step while
+they are in its cache (`keep`, a forward a backward may follow); an inference forward keeps none
 (`inference_forward`). Before, the forward kept the trace gate-major and the backward transposed it: at hidden
 512, batch 64 that copy cost a training step about 20 ms of its 240.
 """
@@ -26,15 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import numba_path, threads
+from . import numba_path, threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _pairs
-from .threaded_rnn import layout, pack_for, parts_for, step_rows
-from .trace import Trace, kept
+from .threaded_rnn import (backward_split, layout, pack_for, padded_count, parts_for, recurrent_weights,
+                           step_rows)
+from .trace import Trace, by_rows, kept
 
 if AVAILABLE:
-    from .gemm import VECTOR_BYTES, gemm_panels, gemm_rows
-    from .kernels import gates_tanh, gru_state, jit, mul
+    from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_rows
+    from .kernels import gates_tanh, gru_backward_row, gru_state, jit, mul
     from .threaded_lstm import padded, sigmoid_to
 
 
@@ -155,7 +157,67 @@ def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | 
     return forward(p, inputs, h0, c0, active, xw, keep=False, outputs=outputs)
 
 
+if AVAILABLE:
+    @jit
+    def backward_part(me, parts, meet, first, last, lo, hi, w, d_gh, d_gx, carry, d_out, batch_major, gates, h, hn,
+                      dh_n, rec, active, flags, yield_address):
+        """Part `me` of the GRU's backward over all steps: threaded_rnn.backward_part's rows, columns, meetings
+        and spare steps, with the GRU's step. w (3H, Hp) `recurrent_weights`; d_gh (T + spare, B, 3H) and
+        d_gx (T, B, 3H): the hidden and the input side's pre-activation gradients, written for the running
+        rows of each step; carry (B, H) zeros, then dh ⊙ z of each row's latest step; d_out (T, B, H), or
+        (B, T, H) where batch_major; gates (T, B, 3H), h (T+1, B, H), hn (T, B, H) the forward's; dh_n (B, H);
+        rec (B rounded up to gemm.MR, Hp) scratch, after the last step d_gh_0 W_hh in its first B rows."""
+        T, B, H = active.shape[0], h.shape[1], h.shape[2]
+        G, Hp = w.shape[0], w.shape[1]
+        flat_gh, flat_w, flat_rec = d_gh.reshape(-1), w.reshape(-1), rec.reshape(-1)
+        top = min(hi, H)
+        m = 0  # rows running at step t+1
+        for t in range(T - 1, -2, -1):  # t = -1: the last product only
+            if t < T - 1:
+                if meet:
+                    threads.wait_all(flags, parts, me, T - 1 - t, yield_address)  # d_gh_{t+1} complete
+                m = active[t + 1]
+                if m > first:
+                    gemm_row_major(flat_gh, ((t + 1) * B + first) * G, G, min(m, last) - first, flat_w, lo, Hp,
+                                   hi - lo, G, flat_rec, first * Hp + lo, Hp)
+            if t < 0:
+                break
+            for b in range(first, min(active[t], last)):
+                d = d_out[b, t] if batch_major else d_out[t, b]
+                incoming = rec[b] if b < m else dh_n[b]  # a row's last step takes dL/dh_n
+                gru_backward_row(lo, top, gates[t, b], d, incoming, carry[b], h[t, b], hn[t, b], d_gx[t, b],
+                                 d_gh[t, b])
+            if meet:
+                threads.arrive(flags, me, T - t)
+
+
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
-    """numba_path.gru_backward (numpy_path.gru_backward's bits) on the forward's time-major trace."""
-    kept(trace)
-    return numba_path.gru_backward(p, trace, d_out, dh_n, dc_n, active)
+    """numpy_path.gru_backward's gradients (to float rounding; the same bits on any thread count) on the
+    threads, from the forward's time-major trace: d_out (T, B, H) any strides → (d_gx, d_gh, dh_0, None),
+    each by_rows (3H, T·B)."""
+    saved = kept(trace)
+    gates, hs = saved["gates"], trace.h
+    time, batch, hidden = d_out.shape
+    # few rows (row panels of padding), or many (OpenBLAS's products with the rows over the threads win)
+    if batch < thresholds.THREADED_BACKWARD_BATCH["gru"] or numba_path.gru_backward_parts(batch, hidden) > 1:
+        return numba_path.gru_backward(p, trace, d_out, dh_n, dc_n, active)
+    lanes = VECTOR_BYTES // hs.itemsize
+    row_parts, column_parts = backward_split(batch, hidden, lanes, hs.itemsize, gates=3)
+    parts = len(row_parts)
+    meet = parts > 1 and row_parts[0] == (0, batch)  # the units split: every part needs every row's d_gh
+    # zeros where a row has ended (the weight gradients read every row); spare steps for the last row panel
+    rows = padded_count(batch, MR)
+    spare = -(-rows // batch)
+    alloc = np.empty if active[-1] == batch else np.zeros
+    d_gh, d_gx = alloc((time + spare, batch, 3 * hidden), dtype=hs.dtype), alloc(gates.shape, dtype=hs.dtype)
+    d_gh[time:] = 0
+    carry = np.zeros((batch, hidden), dtype=hs.dtype)
+    rec = np.empty((rows, padded_count(hidden, lanes)), dtype=hs.dtype)
+    d_rows, batch_major = numba_path.rows_of(d_out)
+    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    w = recurrent_weights(p, lanes)
+    threads.run_apart(backward_part, [(k, parts, meet, *row_parts[k], *column_parts[k], w, d_gh, d_gx, carry, d_rows,
+                                       batch_major, gates, hs, saved["hn"], np.ascontiguousarray(dh_n), rec, steps,
+                                       flags, threads.YIELD)
+                                      for k in range(parts)])
+    return by_rows(d_gx), by_rows(d_gh[:time]), rec[:batch, :hidden] + carry, None

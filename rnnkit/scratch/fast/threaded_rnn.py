@@ -38,8 +38,8 @@ import numpy as np
 
 from . import threads, thresholds
 from .kernels import AVAILABLE
+from .numba_path import rnn_backward, rows_of
 from .threaded_lstm import _bounds, _group_active, _pairs, by_rows
-from .numba_path import rows_of
 from .trace import Trace, allocator
 from .trace import by_rows as gradient_matrix
 
@@ -206,13 +206,13 @@ def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | 
 
 
 def recurrent_weights(p, lanes: int) -> np.ndarray:
-    """W_hh (H, H) with zero columns up to whole vectors of `lanes`: (H, Hp), the backward's product's right
-    operand; made once per Packed."""
+    """W_hh (G·H, H), packed row order, with zero columns up to whole vectors of `lanes`: (G·H, Hp), the
+    backward's product's right operand (the RNN's and the GRU's); made once per Packed."""
     def make():
-        padded_w = np.zeros((p.hidden, padded_count(p.hidden, lanes)), dtype=p.w_hh.dtype)
+        padded_w = np.zeros((p.w_hh.shape[0], padded_count(p.hidden, lanes)), dtype=p.w_hh.dtype)
         padded_w[:, :p.hidden] = p.w_hh
         return padded_w
-    return p.derived(("rnn_backward_w_hh", lanes), make)
+    return p.derived(("backward_w_hh", lanes), make)
 
 
 def padded_count(count: int, unit: int) -> int:
@@ -262,21 +262,21 @@ if AVAILABLE:
                 threads.arrive(flags, me, T - t)
 
 
-def backward_split(batch: int, hidden: int, lanes: int, itemsize: int) -> tuple[list[tuple[int, int]],
-                                                                              list[tuple[int, int]]]:
-    """How the backward's parts split the work: ([(first, last) rows], [(lo, hi) padded columns]), one pair
-    per part. The rows in whole row panels (gemm.MR) over the threads where the batch has more than one
-    panel and W_hh stays small in a core's cache (thresholds.RNN_BACKWARD_ROWS_BYTES): no meeting per step;
-    else the units, in whole vectors, as the forward splits them (`parts_for`), with a meeting per step; else
-    one part."""
+def backward_split(batch: int, hidden: int, lanes: int, itemsize: int, gates: int = 1) -> tuple[
+        list[tuple[int, int]], list[tuple[int, int]]]:
+    """How the backward's parts split the work (the RNN's, or the GRU's with gates=3): ([(first, last) rows],
+    [(lo, hi) padded columns]), one pair per part. The rows in whole row panels (gemm.MR) over the threads
+    where the batch has more than one panel and W_hh (G·H, Hp) stays small in a core's cache
+    (thresholds.RNN_BACKWARD_ROWS_BYTES): no meeting per step; else the units, in whole vectors, as the
+    forward splits them (`parts_for`), with a meeting per step; else one part."""
     vectors = padded_count(hidden, lanes) // lanes
     panels = -(-batch // MR)
-    small = hidden * vectors * lanes * itemsize <= thresholds.RNN_BACKWARD_ROWS_BYTES
+    small = gates * hidden * vectors * lanes * itemsize <= thresholds.RNN_BACKWARD_ROWS_BYTES
     if panels > 1 and threads.count() > 1 and small:
         parts = min(threads.count(), panels)
         rows = [min(batch, MR * (panels * k // parts)) for k in range(parts + 1)]
         return _pairs(rows), [(0, vectors * lanes)] * parts
-    parts = max(1, min(parts_for(hidden, batch), vectors))
+    parts = max(1, min(parts_for(gates * hidden, batch), vectors))
     return [(0, batch)] * parts, _pairs([lanes * (vectors * k // parts) for k in range(parts + 1)])
 
 
@@ -285,6 +285,8 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active)
     threads: d_out (T, B, H) any strides → (d_pre, d_pre, dh_0, None), d_pre by_rows (H, T·B)."""
     hs, relu = trace.h, trace.saved
     time, batch, hidden = d_out.shape
+    if batch < thresholds.THREADED_BACKWARD_BATCH["rnn"]:  # row panels of padding
+        return rnn_backward(p, trace, d_out, dh_n, dc_n, active)
     lanes = VECTOR_BYTES // hs.itemsize
     row_parts, column_parts = backward_split(batch, hidden, lanes, hs.itemsize)
     parts = len(row_parts)

@@ -284,3 +284,8 @@ STEP_GRADIENTS_GROUP = 8
 # core's level-2 cache; above, the units, each part with its own columns of W_hh and a meeting per step.
 RNN_BACKWARD_ROWS_L2_SHARE = 0.4
 RNN_BACKWARD_ROWS_BYTES = int(RNN_BACKWARD_ROWS_L2_SHARE * core_l2_bytes())
+# Below these batch sizes the threaded RNN's and GRU's backward hand over to numba_path's (OpenBLAS's product
+# per step): their row panels of gemm.MR rows would mostly compute padding. fwd+bwd, threaded / numba_path's
+# backward, alternating processes (Xeon SPR): RNN hidden 512 batch 1-2 1.11-1.32, 256-384 × 2 1.07-1.12,
+# batch 3 0.88-0.89; GRU hidden 256-512 batch 4 1.06-1.18, batch 6 0.73-1.01, 8 0.90-0.91.
+THREADED_BACKWARD_BATCH = {"rnn": 3, "gru": 6}

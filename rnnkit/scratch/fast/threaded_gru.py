@@ -35,8 +35,9 @@ from .threaded_rnn import (backward_split, layout, pack_for, padded_count, parts
 from .trace import Trace, by_rows, kept
 
 if AVAILABLE:
-    from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_rows
+    from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_rows
     from .kernels import gates_tanh, gru_backward_row, gru_state, jit, mul
+    from .threaded_rnn import incoming_products
     from .threaded_lstm import padded, sigmoid_to
 
 
@@ -174,12 +175,8 @@ if AVAILABLE:
         m = 0  # rows running at step t+1
         for t in range(T - 1, -2, -1):  # t = -1: the last product only
             if t < T - 1:
-                if meet:
-                    threads.wait_all(flags, parts, me, T - 1 - t, yield_address)  # d_gh_{t+1} complete
-                m = active[t + 1]
-                if m > first:
-                    gemm_row_major(flat_gh, ((t + 1) * B + first) * G, G, min(m, last) - first, flat_w, lo, Hp,
-                                   hi - lo, G, flat_rec, first * Hp + lo, Hp)
+                m = incoming_products(t, meet, first, last, lo, hi, flat_gh, B, G, flat_w, Hp, flat_rec, active, parts,
+                                      me, flags, yield_address)
             if t < 0:
                 break
             for b in range(first, min(active[t], last)):

@@ -221,6 +221,21 @@ def padded_count(count: int, unit: int) -> int:
 
 if AVAILABLE:
     @jit
+    def incoming_products(t, meet, first, last, lo, hi, flat_g, B, K, flat_w, Hp, flat_rec, active, parts, me, flags,
+                          yield_address):
+        """Before step t of a part of a threaded backward (the RNN's, the GRU's; t = -1: the last product):
+        where the parts split the units (meet), wait until every part has written step t+1's gradients; then
+        rec[first:, lo:hi] = g_{t+1}[first:] W[:, lo:hi] for the part's rows running at step t+1 (flat: g
+        (·, B, K), W (K, Hp), rec (·, Hp)). Returns how many rows of the batch ran step t+1."""
+        if meet:
+            threads.wait_all(flags, parts, me, active.shape[0] - 1 - t, yield_address)
+        m = active[t + 1]
+        if m > first:
+            gemm_row_major(flat_g, ((t + 1) * B + first) * K, K, min(m, last) - first, flat_w, lo, Hp, hi - lo, K,
+                           flat_rec, first * Hp + lo, Hp)
+        return m
+
+    @jit
     def backward_part(me, parts, meet, first, last, lo, hi, w, g, d_out, batch_major, h, relu, dh_n, rec, active,
                       flags, yield_address):
         """Part `me` of the backward over all steps (see the module's text): rows first..last-1 of the batch
@@ -240,12 +255,8 @@ if AVAILABLE:
         m = 0  # rows running at step t+1
         for t in range(T - 1, -2, -1):  # t = -1: dL/dh_0's product only
             if t < T - 1:
-                if meet:
-                    threads.wait_all(flags, parts, me, T - 1 - t, yield_address)  # g_{t+1} complete
-                m = active[t + 1]
-                if m > first:
-                    gemm_row_major(flat_g, ((t + 1) * B + first) * H, H, min(m, last) - first, flat_w, lo, Hp,
-                                   hi - lo, H, flat_rec, first * Hp + lo, Hp)
+                m = incoming_products(t, meet, first, last, lo, hi, flat_g, B, H, flat_w, Hp, flat_rec, active, parts,
+                                      me, flags, yield_address)
             if t < 0:
                 break
             for b in range(first, min(active[t], last)):

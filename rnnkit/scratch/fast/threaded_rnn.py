@@ -21,16 +21,17 @@ no meeting, and no core reads an h another wrote. A column's sums are the same i
 
 The forward's sums run in the same order whatever the split, so its results do not depend on the thread count.
 
-Backward (`backward`), one meeting per step too, everything row-major. Part k owns the units lo..hi-1 (whole
-vectors of them) and their columns of W_hh, padded with zero columns to whole vectors and made once per
-Packed. For t = T-1 .. 0:
-    wait until every part has written g_{t+1} = dL/dpre_{t+1} (B, H) (not at t = T-1)
-    rec[:, own] = g_{t+1} W_hh[:, own]      (gemm.gemm_row_major: g's rows as they are, no packing)
-    g_t[b, own] = (d_out_t[b, own] + rec[b, own]) ⊙ act'(h_{t+1}[b, own])   (rec = dh_n for a row's last step)
+Backward (`backward`; the GRU's too, threaded_gru.py), everything row-major, W_hh padded with zero columns to
+whole vectors once per Packed. Part k owns a block of the batch's rows (`backward_split`: while W_hh is small
+in a core's cache; no meeting at all, rows never meet before the weight gradients), or the units lo..hi-1
+(whole vectors) and their columns of W_hh, with a meeting per step. For t = T-1 .. 0:
+    (units: wait until every part has written g_{t+1} = dL/dpre_{t+1} (B, H); not at t = T-1)
+    rec[own] = g_{t+1} W_hh  (own rows or columns; gemm.gemm_row_major: g's rows as they are, no packing)
+    g_t[own] = (d_out_t + rec) ⊙ act'(h_{t+1})       (rec = dh_n for a row's last step)
 and after step 0, dh_0 = g_0 W_hh the same way. Each element of a product is one fused multiply-add chain
 over k in order, so the results do not depend on the thread count either. Why: numba_path.rnn_backward runs
 one OpenBLAS product per step, which packs all of W_hh again on every call, and the step's arithmetic on
-one core; here W_hh stays in the cores' caches and both cores run the arithmetic of their own units.
+one core; here W_hh stays in the cores' caches and both cores run the step's arithmetic.
 """
 from __future__ import annotations
 
@@ -216,6 +217,7 @@ def recurrent_weights(p, lanes: int) -> np.ndarray:
 
 
 def padded_count(count: int, unit: int) -> int:
+    """count rounded up to a multiple of unit."""
     return -(-count // unit) * unit
 
 
@@ -241,8 +243,8 @@ if AVAILABLE:
         """Part `me` of the backward over all steps (see the module's text): rows first..last-1 of the batch
         and columns lo..hi-1 of the padded hidden axis (whole vectors); meet: wait for every part's g_{t+1}
         before each product (a split of the units; a split of the rows needs no meeting: a row's gradients
-        never meet another row's, and each part's rows start on a row panel's first row, so no panel reads or
-        writes another part's rows). w (H, Hp) `recurrent_weights`; g (T + spare, B, H): g[t] = dL/dpre_t,
+        never meet another row's, and each part's rows start on a row panel's first row, so no panel writes
+        another part's rows; the last part's last panel reads past the batch's rows, into rows it ignores). w (H, Hp) `recurrent_weights`; g (T + spare, B, H): g[t] = dL/dpre_t,
         written for the running rows of each step (the rest as the caller set them), then spare steps that
         the last row panel may read past g[T-1]'s rows; d_out (T, B, H), or (B, T, H) where batch_major; h
         (T+1, B, H) the forward's states; dh_n (B, H); rec (B rounded up to gemm.MR, Hp) scratch, after the
@@ -293,7 +295,8 @@ def backward_split(batch: int, hidden: int, lanes: int, itemsize: int, gates: in
 
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
     """numpy_path.rnn_backward's gradients (to float rounding; the same bits on any thread count) on the
-    threads: d_out (T, B, H) any strides → (d_pre, d_pre, dh_0, None), d_pre by_rows (H, T·B)."""
+    threads: d_out (T, B, H) any strides → (d_pre, d_pre, dh_0, None), d_pre by_rows (H, T·B). Below
+    thresholds.THREADED_BACKWARD_BATCH rows, numba_path.rnn_backward."""
     hs, relu = trace.h, trace.saved
     time, batch, hidden = d_out.shape
     if batch < thresholds.THREADED_BACKWARD_BATCH["rnn"]:  # row panels of padding

@@ -134,10 +134,15 @@ def _blas_kernel() -> str:
     return ", ".join(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in blas) or "unknown"
 
 
+def worker_environment(threads: int) -> dict:
+    """This process's environment with every thread pool (OpenMP, OpenBLAS, MKL) held to `threads`."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+                MKL_NUM_THREADS=str(threads))
+
+
 def run_worker(args: list[str], threads: int, no_numba: bool = False, script: str = __file__) -> dict:
     """`script --worker ARGS` in a fresh process with `threads` BLAS threads; its last line as JSON."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+    env = worker_environment(threads)
     if no_numba:
         env["RNNKIT_NO_NUMBA"] = "1"
     done = subprocess.run([sys.executable, script, "--worker", *args, "--threads", str(threads)],

@@ -6,9 +6,12 @@ For RNN, GRU and LSTM, T = 64, input 64 (other sizes: `--time`, `--input`), floa
     fwd       the training forward alone;
     infer     an inference forward (scratch: eval mode, the weights locked once around the timing, as a served
               or evaluated model runs; torch: eval, no_grad).
-Each side runs in its own process, one process per (side, cell, hidden) measuring every batch size; the two
-sides alternate over several rounds (these machines drift in speed by 2x within minutes) and each point's
-ratio is the median of the per-round ratios scratch / torch. Both sides get the same thread count.
+Each side runs in its own process, one per (side, cell, hidden), kept for all its batch sizes; the driver
+asks the two in turn for one timing at a time, a point's mode on one side and then on the other, in
+alternating order over several rounds, so that a point's two timings run seconds apart (these machines drift
+in speed by 2x within minutes; until 2026-12-06 each process timed a whole row before the other side's ran,
+a minute apart). Each point's ratio is the median of the per-round ratios scratch / torch. Both sides get
+the same thread count.
 
     python benchmarks/engine_sweep.py                   # the full grid (about 10 minutes a round on 2 cores)
     python benchmarks/engine_sweep.py --quick           # a small grid, one round (a smoke test)
@@ -25,7 +28,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,33 +43,43 @@ BATCHES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64)
 HIDDEN = (64, 128, 256, 512)
 CELLS = ("rnn", "gru", "lstm")
 MODES = ("fwd+bwd", "fwd", "infer")
+ENGINES = ("scratch", "torch")
 TIME, INPUT = 64, 64
 
 
-def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time: float, time_steps: int = TIME,
-           input_size: int = INPUT) -> dict:
-    """Times of every batch size for one side, cell and hidden size: {batch: {mode: seconds, "path": ...}}."""
-    from rnnkit.runtime import tune_process
+class Bench:
+    """One side's layer for a cell and hidden size, timing a batch size in one mode on request."""
 
-    tune_process()  # before NumPy, as the rnnkit command does
-    import numpy as np
+    def __init__(self, engine: str, cell: str, hidden: int, threads: int, time_steps: int = TIME,
+                 input_size: int = INPUT):
+        from rnnkit.runtime import tune_process
 
-    rng = np.random.default_rng(0)
-    if engine == "scratch":
-        from rnnkit.scratch.recurrent import GRU, LSTM, RNN
+        tune_process()  # before NumPy, as the rnnkit command does
+        import numpy as np
 
-        layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](input_size, hidden, dtype=np.float32, rng=0)
-    else:
-        import torch
-
-        torch.set_num_threads(threads)
-        layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](input_size, hidden,
-                                                                                         batch_first=True)
-    results = {}
-    for batch in batches:
-        x = rng.standard_normal((batch, time_steps, input_size)).astype(np.float32)
-        d_out = rng.standard_normal((batch, time_steps, hidden)).astype(np.float32)
+        self.np, self.engine, self.hidden, self.shape = np, engine, hidden, (time_steps, input_size)
         if engine == "scratch":
+            from rnnkit.scratch.recurrent import GRU, LSTM, RNN
+
+            self.layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](input_size, hidden, dtype=np.float32, rng=0)
+        else:
+            import torch
+
+            torch.set_num_threads(threads)
+            self.torch = torch
+            self.layer = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](
+                input_size, hidden, batch_first=True)
+        self.calls: dict = {}
+
+    def _calls(self, batch: int) -> dict:
+        """{mode: a call of that mode} at this batch size, its inputs drawn once (seeded by the batch)."""
+        if batch in self.calls:
+            return self.calls[batch]
+        rng, layer = self.np.random.default_rng(batch), self.layer
+        time_steps, input_size = self.shape
+        x = rng.standard_normal((batch, time_steps, input_size)).astype(self.np.float32)
+        d_out = rng.standard_normal((batch, time_steps, self.hidden)).astype(self.np.float32)
+        if self.engine == "scratch":
             def fwd():
                 layer.train()
                 layer.forward(x)
@@ -75,10 +90,8 @@ def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time:
 
             def infer():  # in eval mode with the weights locked (packed once), as rnnkit's predict, evaluate,
                 layer.forward(x)  # generate and serve run a model; `inference` below locks them around the timing
-
-            fwd()
-            path = layer.last_paths[0]
         else:
+            torch = self.torch
             xt, dt = torch.tensor(x, requires_grad=True), torch.tensor(d_out)
 
             def fwd():
@@ -92,12 +105,24 @@ def worker(engine: str, cell: str, hidden: int, batches, threads: int, min_time:
                 layer.eval()
                 with torch.no_grad():
                     layer(xt)
+        self.calls = {batch: {"fwd+bwd": fwd_bwd, "fwd": fwd, "infer": infer}}  # one batch's arrays at a time
+        return self.calls[batch]
 
-            path = "torch"
-        results[str(batch)] = {"fwd+bwd": _timeit(fwd_bwd, min_time), "fwd": _timeit(fwd, min_time),
-                               "infer": inference(layer, engine, infer, min_time), "path": path,
-                               "infer_path": layer.last_paths[0] if engine == "scratch" else path}
-    return results
+    def time(self, batch: int, mode: str, min_time: float) -> dict:
+        """{"seconds": of one call, "path": the scratch path that ran it (training or inference), or "torch"}."""
+        call = self._calls(batch)[mode]
+        seconds = inference(self.layer, self.engine, call, min_time) if mode == "infer" else _timeit(call, min_time)
+        return {"seconds": seconds, "path": self.layer.last_paths[0] if self.engine == "scratch" else "torch"}
+
+
+def serve(engine: str, cell: str, hidden: int, threads: int, min_time: float, time_steps: int, input_size: int,
+          requests=None, replies=None) -> None:
+    """A side's worker process: reads "BATCH MODE" lines and answers each with one JSON line (`Bench.time`),
+    until its input ends."""
+    bench = Bench(engine, cell, hidden, threads, time_steps, input_size)
+    for line in requests or sys.stdin:
+        batch, mode = line.split()
+        print(json.dumps(bench.time(int(batch), mode, min_time)), file=replies or sys.stdout, flush=True)
 
 
 def inference(layer, engine: str, infer, min_time: float) -> float:
@@ -117,35 +142,78 @@ def run_worker(args: list[str], threads: int) -> dict:
     return engine_speed.run_worker(args, threads, script=__file__)
 
 
+class Side:
+    """One side's worker process (`serve`) for a cell and hidden size, kept for all its batch sizes: the driver
+    asks each side in turn for one timing, so a point's two timings run seconds apart."""
+
+    def __init__(self, args: list[str], threads: int):
+        env = engine_speed.worker_environment(threads)
+        self.errors = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen([sys.executable, __file__, "--worker", "serve", *args, "--threads",
+                                         str(threads)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.errors, text=True)
+
+    def time(self, batch: int, mode: str) -> dict:
+        self.process.stdin.write(f"{batch} {mode}\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            self.errors.seek(0)
+            raise RuntimeError(f"worker {self.process.args[3:]} failed:\n{self.errors.read()[-2000:]}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+        self.errors.close()
+
+
 def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: float, say=print,
-          time_steps: int = TIME, input_size: int = INPUT) -> dict:
-    """Measure the grid; returns {"points": [...], "gemm_gflops": ...}."""
+          time_steps: int = TIME, input_size: int = INPUT, start=None) -> dict:
+    """Measure the grid; returns {"points": [...], "gemm_gflops": ...}. Per (cell, hidden) both sides' worker
+    processes start once; then for each batch size, round and mode the two are timed one after the other, in
+    alternating order (these machines drift in speed by 2x within minutes: the pair's ratio is what holds)."""
+    start = start or Side  # (a test passes its own)
     points, gemm = [], []
     blas = "unknown"
     for cell in cells:
         for hidden in hidden_sizes:
-            spec = [cell, str(hidden), ",".join(map(str, batches)), "--min-time", str(min_time),
-                    "--time", str(time_steps), "--input", str(input_size)]
-            runs = {"scratch": [], "torch": []}
-            for r in range(rounds):
-                for engine in (("scratch", "torch") if r % 2 == 0 else ("torch", "scratch")):
-                    runs[engine].append(run_worker([engine, *spec], threads))
-                measured = run_worker(["gemm", "--min-time", str(min_time)], threads)
-                gemm.append(measured["gflops"])
-                blas = measured["blas"]
-            for batch in batches:
-                key = str(batch)
-                first = runs["scratch"][0][key]
-                point = {"cell": cell, "hidden": hidden, "batch": batch, "path": first["path"],
-                         "infer_path": first.get("infer_path", first["path"])}
-                for mode in MODES:
-                    pairs = [(s[key][mode], t[key][mode]) for s, t in zip(runs["scratch"], runs["torch"])]
-                    point[mode] = {"scratch_ms": statistics.median(s for s, _ in pairs) * 1e3,
-                                   "torch_ms": statistics.median(t for _, t in pairs) * 1e3,
-                                   "ratio": statistics.median(s / t for s, t in pairs)}
-                points.append(point)
-                say(format_point(point))
+            spec = [cell, str(hidden), "--min-time", str(min_time), "--time", str(time_steps), "--input",
+                    str(input_size)]
+            sides = {engine: start([engine, *spec], threads) for engine in ENGINES}
+            try:
+                for batch in batches:
+                    point = measure_point(sides, cell, hidden, batch, rounds)
+                    points.append(point)
+                    say(format_point(point))
+            finally:
+                for side in sides.values():
+                    side.close()
+            measured = run_worker(["gemm", "--min-time", str(min_time)], threads)
+            gemm.append(measured["gflops"])
+            blas = measured["blas"]
     return {"points": points, "gemm_gflops": statistics.median(gemm), "blas": blas}
+
+
+def measure_point(sides: dict, cell: str, hidden: int, batch: int, rounds: int) -> dict:
+    """One grid point: every mode timed `rounds` times on each side, the sides alternating which goes first;
+    each mode's ratio is the median of its per-round ratios scratch / torch."""
+    times: dict = {mode: {engine: [] for engine in ENGINES} for mode in MODES}
+    paths = {}
+    for r in range(rounds):
+        for m, mode in enumerate(MODES):
+            for engine in ENGINES if (r + m) % 2 == 0 else ENGINES[::-1]:
+                reply = sides[engine].time(batch, mode)
+                times[mode][engine].append(reply["seconds"])
+                if engine == "scratch":
+                    paths[mode] = reply["path"]
+    point = {"cell": cell, "hidden": hidden, "batch": batch, "path": paths["fwd"], "infer_path": paths["infer"]}
+    for mode in MODES:
+        scratch, torch = times[mode]["scratch"], times[mode]["torch"]
+        point[mode] = {"scratch_ms": statistics.median(scratch) * 1e3, "torch_ms": statistics.median(torch) * 1e3,
+                       "ratio": statistics.median(s / t for s, t in zip(scratch, torch))}
+    return point
 
 
 def format_point(p: dict) -> str:
@@ -285,12 +353,10 @@ def main(argv=None) -> int:
 
     if args.worker is not None:
         if args.worker[0] == "gemm":
-            result = gemm_worker(args.threads, args.min_time)
-        else:
-            engine, cell, hidden, batches = args.worker[:4]
-            result = worker(engine, cell, int(hidden), [int(b) for b in batches.split(",")], args.threads,
-                            args.min_time, args.time, args.input)
-        print(json.dumps(result))
+            print(json.dumps(gemm_worker(args.threads, args.min_time)))
+        else:  # serve ENGINE CELL HIDDEN
+            engine, cell, hidden = args.worker[1:4]
+            serve(engine, cell, int(hidden), args.threads, args.min_time, args.time, args.input)
         return 0
 
     cells = args.cells.split(",")

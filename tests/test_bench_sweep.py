@@ -96,30 +96,78 @@ def test_inference_is_timed_with_the_weights_locked_once_and_leaves_them_unlocke
     assert layer.training and not layer.weights_locked
 
 
+class FakeSide:
+    """A side that answers every timing at once: 1 ms for scratch, 2 ms for torch."""
+
+    def __init__(self, args, threads):
+        self.args, self.asked, self.closed = args, [], False
+
+    def time(self, batch, mode):
+        self.asked.append((batch, mode))
+        return {"seconds": 1e-3 if self.args[0] == "scratch" else 2e-3, "path": "threaded"}
+
+    def close(self):
+        self.closed = True
+
+
 def test_time_and_input_reach_every_worker_and_the_saved_result(tmp_path, monkeypatch):
     """`--time 7 --input 5`: each worker process is told the sizes, and the JSON records them."""
     import json
 
-    calls = []
-
-    def fake_worker(args, threads):
-        calls.append(args)
-        if args[0] == "gemm":
-            return {"gflops": 1.0, "blas": "test"}
-        times = {mode: 1e-3 for mode in sweep.MODES}
-        return {"3": {**times, "path": "threaded", "infer_path": "threaded"}}
-
-    monkeypatch.setattr(sweep, "run_worker", fake_worker)
+    sides = []
+    monkeypatch.setattr(sweep, "Side", lambda args, threads: sides.append(FakeSide(args, threads)) or sides[-1])
+    monkeypatch.setattr(sweep, "run_worker", lambda args, threads: {"gflops": 1.0, "blas": "test"})
     out = tmp_path / "s.json"
     assert sweep.main(["--cells", "lstm", "--hidden", "24", "--batch", "3", "--rounds", "1", "--time", "7",
                        "--input", "5", "--out", str(out)]) == 0
-    engines = [args for args in calls if args[0] != "gemm"]
-    assert len(engines) == 2 and all(args[args.index("--time") + 1] == "7" and args[args.index("--input") + 1]
-                                     == "5" for args in engines)
+    assert len(sides) == 2 and all(s.args[s.args.index("--time") + 1] == "7" and s.args[s.args.index("--input") + 1]
+                                   == "5" for s in sides)
     saved_result = json.loads(out.read_text())
     assert (saved_result["time"], saved_result["input"]) == (7, 5)
 
 
+def test_the_sides_take_turns_point_by_point_and_close_after_their_row(monkeypatch):
+    """Both sides' processes start once per (cell, hidden); every batch and mode is timed on each side
+    `rounds` times, the side that goes first alternating; the ratio is scratch / torch."""
+    sides, order = [], []
+
+    class Logged(FakeSide):
+        def time(self, batch, mode):
+            order.append((self.args[1], batch, mode, self.args[0]))
+            return super().time(batch, mode)
+
+    def start(args, threads):
+        sides.append(Logged(args, threads))
+        return sides[-1]
+
+    monkeypatch.setattr(sweep, "run_worker", lambda args, threads: {"gflops": 1.0, "blas": "test"})
+    result = sweep.sweep(["gru"], [8, 16], [1, 3], rounds=2, threads=1, min_time=0.0, say=lambda line: None,
+                         start=start)
+    assert [s.args[:2] for s in sides] == [["scratch", "gru"], ["torch", "gru"]] * 2 and all(s.closed for s in sides)
+    assert [s.args[2] for s in sides] == ["8", "8", "16", "16"]
+    assert len(order) == 2 * 2 * 2 * 3 * 2  # hidden × batch × round × mode × side
+    first = [engine for k, (_, _, _, engine) in enumerate(order) if k % 2 == 0]
+    assert first[:6] == ["scratch", "torch", "scratch", "torch", "scratch", "torch"]  # round 0 then round 1
+    assert all(order[k][:3] == order[k + 1][:3] for k in range(0, len(order), 2))  # a pair: one point and mode
+    assert [(p["hidden"], p["batch"]) for p in result["points"]] == [(8, 1), (8, 3), (16, 1), (16, 3)]
+    assert all(p[mode]["ratio"] == 0.5 for p in result["points"] for mode in sweep.MODES)
+
+
 def test_a_worker_builds_its_layer_and_inputs_at_the_sizes_given():
-    result = sweep.worker("scratch", "gru", 6, [2], threads=1, min_time=0.0, time_steps=3, input_size=5)
-    assert set(result) == {"2"} and all(result["2"][mode] > 0 for mode in sweep.MODES)
+    bench = sweep.Bench("scratch", "gru", 6, threads=1, time_steps=3, input_size=5)
+    for mode in sweep.MODES:
+        timed = bench.time(2, mode, min_time=0.0)
+        assert timed["seconds"] > 0 and timed["path"] in ("numpy", "numba", "threaded")
+    out, _ = bench.layer.forward(bench.np.zeros((2, 3, 5), dtype=bench.np.float32))
+    assert out.shape == (2, 3, 6)
+
+
+def test_a_served_worker_answers_one_json_line_a_request():
+    import io
+    import json
+
+    replies = io.StringIO()
+    sweep.serve("scratch", "rnn", 4, threads=1, min_time=0.0, time_steps=3, input_size=2,
+                requests=io.StringIO("1 fwd\n2 infer\n"), replies=replies)
+    lines = [json.loads(line) for line in replies.getvalue().splitlines()]
+    assert len(lines) == 2 and all(line["seconds"] > 0 for line in lines)

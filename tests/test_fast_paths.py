@@ -245,12 +245,32 @@ def test_the_rnn_runs_its_columns_in_groups_where_its_units_stay_in_one_part():
         assert threaded_rnn.column_groups(100, 31) == [(0, 31)]
         assert threaded_rnn.column_groups(100, 32) == [(0, 16), (16, 32)]
         assert threaded_rnn.column_groups(48, 63) == [(0, 31), (31, 63)]
-        assert threaded_rnn.column_groups(150, 64) == [(0, 64)]  # two parts split the units instead
         threads.set_count(3)
         assert threaded_rnn.column_groups(64, 40) == [(0, 20), (20, 40)]  # 16 columns a group at least
         assert threaded_rnn.column_groups(64, 48) == [(0, 16), (16, 32), (32, 48)]
         threads.set_count(1)
         assert threaded_rnn.column_groups(64, 64) == [(0, 64)]
+    finally:
+        threads.set_count(None)
+
+
+def test_the_rnn_runs_its_columns_in_groups_instead_of_splitting_its_units_while_its_weights_fit_a_cache(
+        monkeypatch):
+    """Where two parts would split the units (150 units and more), groups of at least 8 columns, while the
+    weights (H·(H+1+I) entries) fit thresholds.RNN_SPLIT_GROUPS_BYTES (0.84-0.97 of the split's time at hidden
+    256-512, batch 16-128, on the Xeon with 2 MB of L2 a core)."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+    monkeypatch.setattr(fast.thresholds, "RNN_SPLIT_GROUPS_BYTES", 2**20)
+    threads.set_count(2)
+    try:
+        assert threaded_rnn.parts_for(256, 16) == 2
+        assert threaded_rnn.column_groups(256, 16, 2**20) == [(0, 8), (8, 16)]
+        assert threaded_rnn.column_groups(512, 100, 2**20) == [(0, 50), (50, 100)]
+        assert threaded_rnn.column_groups(256, 15, 2**20) == [(0, 15)]  # groups of 7: the units split
+        assert threaded_rnn.column_groups(512, 64, 2**20 + 1) == [(0, 64)]  # the weights beyond the cache
+        threads.set_count(4)
+        assert threaded_rnn.column_groups(256, 32, 1000) == [(0, 8), (8, 16), (16, 24), (24, 32)]
     finally:
         threads.set_count(None)
 

@@ -15,8 +15,9 @@ Why. Above a few rows the numba and NumPy paths run each step as one OpenBLAS pr
 on every call and leaves the activation on one core; here the weights are packed once, each core keeps its
 rows in its cache, and both cores run the activation of their own units.
 
-Column groups (`column_groups`: a step too small to split its units, a wide batch). The batch's columns are
-cut in one group a thread, and each group runs the steps above on its columns alone, all units in one part:
+Column groups (`column_groups`: a wide batch, where the step is too small to split its units, or where
+it would split them and all the weights fit each core's cache). The batch's columns are cut in one group a
+thread, and each group runs the steps above on its columns alone, all units in one part:
 no meeting, and no core reads an h another wrote. A column's sums are the same in any group.
 
 The forward's sums run in the same order whatever the split, so its results do not depend on the thread count.
@@ -161,7 +162,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     relu = p.mode == "rnn_relu"
-    groups = column_groups(hidden, batch)  # each group all the units on its own columns (one part, no meeting)
+    groups = column_groups(hidden, batch, hidden * (hidden + 1 + inputs.shape[2]) * dtype.itemsize)
+    # (each group all the units on its own columns: one part, no meeting)
     parts = parts_for(hidden, batch) if len(groups) == 1 else 1  # one gate
     alloc = allocator(active, batch, batch)
     hs = None if outputs is not None else alloc((time + 1, batch, hidden), dtype=dtype)
@@ -177,13 +179,22 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     return Trace(hs, None, relu, outs)
 
 
-def column_groups(hidden: int, batch: int) -> list[tuple[int, int]]:
+def column_groups(hidden: int, batch: int, weight_bytes: int = 0) -> list[tuple[int, int]]:
     """The batch's columns cut in count() equal groups, each run as a layer of its own on its own thread
     (all the units, one part: no meeting at all), where a split of units would leave one part
-    (`parts_for`) and the batch has at least thresholds.RNN_COLUMN_GROUPS_BATCH columns; else [(0, batch)].
-    Each column's sums run in the same order in any group: the bits are those of one group."""
-    groups = min(threads.count(), batch // thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS)
-    if groups < 2 or batch < thresholds.RNN_COLUMN_GROUPS_BATCH or parts_for(hidden, batch) > 1:
+    (`parts_for`) and the batch has at least thresholds.RNN_COLUMN_GROUPS_BATCH columns, groups of at least
+    RNN_COLUMN_GROUPS_MIN_COLUMNS; and where it would split the units, in groups of at least
+    RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes` (H·(H+1+I) entries), fit
+    RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same order in any group: the bits
+    are those of one group."""
+    if parts_for(hidden, batch) > 1:
+        least = thresholds.RNN_SPLIT_GROUPS_MIN_COLUMNS
+        fits = weight_bytes <= thresholds.RNN_SPLIT_GROUPS_BYTES
+    else:
+        least = thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS
+        fits = batch >= thresholds.RNN_COLUMN_GROUPS_BATCH
+    groups = min(threads.count(), batch // least)
+    if groups < 2 or not fits:
         return [(0, batch)]
     cuts = [batch * k // groups for k in range(groups + 1)]
     return list(zip(cuts[:-1], cuts[1:]))

@@ -284,6 +284,21 @@ STEP_GRADIENTS_GROUP = 8
 # core's level-2 cache; above, the units, each part with its own columns of W_hh and a meeting per step.
 RNN_BACKWARD_ROWS_L2_SHARE = 0.4
 RNN_BACKWARD_ROWS_BYTES = int(RNN_BACKWARD_ROWS_L2_SHARE * core_l2_bytes())
+# Where the RNN's step would split its units over the threads (`threaded_rnn.parts_for`), its columns run in
+# groups instead from RNN_SPLIT_GROUPS_MIN_COLUMNS columns a group (16 columns on two threads), while a group's
+# weights [W_hh | b | W_ih] (H·(H+1+I) entries, all of them in each group) fit a core's level-2 cache: no
+# meeting per step, and no half of h_t crossing between the cores. Measured 2026-12-06 (Sapphire Rapids Xeon,
+# 2 MB L2 a core, 2 threads, T 64, one process, 12 alternating rounds, groups / units, training forward ·
+# inference): input 64, hidden 256 batch 12 0.93 · 0.93, 16 0.90 · 0.90, 24 0.91 · 0.86, 32 0.91 · 0.85, 48
+# 0.95 · 0.92, 64 0.88 · 0.86, 128 0.87 · 0.84; hidden 384 batch 16 0.96 · 0.90, 64 0.91 · 0.88, 100 0.89 ·
+# 0.86, 128 0.92 · 0.91; hidden 512 batch 16 1.00-1.01 · 0.95-0.97, 24 0.93 · 0.94, 32 0.96 · 0.92, 48 0.97 ·
+# 0.94, 64 0.90 · 0.88, 96 0.91 · 0.88, 128 0.92 · 0.93; input 300, hidden 300 batch 40 0.99 · 0.94, hidden
+# 512 batch 64 0.90 · 0.88; but hidden 256 batch 6 1.10 · 1.00, hidden 512 batch 8-12 1.13-1.15 · 1.02-1.13
+# (groups of 4-6 columns). Above the cache groups still won here (hidden 768 and 1024, 2.5 and 4.3 MB, batch
+# 64: 0.87-0.94), untried on a smaller cache, where the bound keeps the split (the Zen 5's 1 MB L2: hidden 512).
+RNN_SPLIT_GROUPS_MIN_COLUMNS = 8
+RNN_SPLIT_GROUPS_L2_SHARE = 1.0
+RNN_SPLIT_GROUPS_BYTES = int(RNN_SPLIT_GROUPS_L2_SHARE * core_l2_bytes())
 # Below these batch sizes the threaded RNN's and GRU's backward hand over to numba_path's (OpenBLAS's product
 # per step): their row panels of gemm.MR rows would mostly compute padding. fwd+bwd, threaded / numba_path's
 # backward, alternating processes (Xeon SPR): RNN hidden 512 batch 1-2 1.11-1.32, 256-384 × 2 1.07-1.12,

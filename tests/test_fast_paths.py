@@ -271,8 +271,31 @@ def test_the_rnn_runs_its_columns_in_groups_instead_of_splitting_its_units_while
         assert threaded_rnn.column_groups(512, 64, 2**20 + 1) == [(0, 64)]  # the weights beyond the cache
         threads.set_count(4)
         assert threaded_rnn.column_groups(256, 32, 1000) == [(0, 8), (8, 16), (16, 24), (24, 32)]
+        threads.set_count(2)  # the GRU (one_part=False): groups only in place of a split of units
+        assert threaded_rnn.column_groups(3 * 128, 64, 1000, one_part=False) == [(0, 32), (32, 64)]
+        assert threaded_rnn.column_groups(3 * 40, 64, 1000, one_part=False) == [(0, 64)]
     finally:
         threads.set_count(None)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
+def test_the_column_groups_in_place_of_a_split_of_units_equal_the_reference(kind, monkeypatch):
+    """Whatever the machine's cache: the GRU's and the RNN's column groups where their units would split (263
+    units, 19 ragged columns) against the reference cells, forward and backward, the forward's bits the same
+    on 1-3 threads."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+    monkeypatch.setattr(fast.thresholds, "RNN_SPLIT_GROUPS_BYTES", 2**40)
+    threads.set_count(2)
+    try:
+        assert len(threaded_rnn.column_groups((3 if kind == "gru" else 1) * 263, 19, 2**30)) == 2
+    finally:
+        threads.set_count(None)
+    lengths = [1 + k % 3 for k in range(19)]
+    shape = dict(kind=kind, dtype=np.float64, batch=19, time=3, features=5, hidden=263, layers=1,
+                 bidirectional=False, lengths=lengths)
+    assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
 
 
 def test_the_rnn_and_gru_split_their_units_sooner_on_a_wide_step():

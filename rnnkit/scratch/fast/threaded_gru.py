@@ -12,7 +12,9 @@ Forward, part k, step t:      wait until every part has written h_t into z_t
     z, r = (1 + tanh(a_z)) / 2, (1 + tanh(a_r)) / 2       (σ of the unhalved pre-activations)
     n = tanh(r ⊙ hn + xn),   h_{t+1} = (h_t - n) ⊙ z + n   (= (1 - z) ⊙ n + z ⊙ h_t)
     h_{t+1} into z_{t+1} and the time-major output; say "t+1 steps done"
-Every step has its own z_t, so one meeting per step suffices. The sums run in the same order whatever the
+Every step has its own z_t, so one meeting per step suffices. Where the units would split and all the
+weights fit each core's cache, the batch's columns run in groups instead, one a thread, each all the units
+in one part with no meeting (threaded_rnn.column_groups). The sums run in the same order whatever the
 split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
 (3H·L and H·L), each part in its own units' rows.
 
@@ -29,10 +31,10 @@ import numpy as np
 
 from . import numba_path, threads, thresholds
 from .kernels import AVAILABLE
-from .threaded_lstm import _bounds, _pairs
-from .threaded_rnn import (backward_split, layout, pack_for, padded_count, parts_for, recurrent_weights,
-                           step_rows)
-from .trace import Trace, by_rows, kept
+from .threaded_lstm import _bounds, _group_active, _pairs
+from .threaded_rnn import (backward_split, column_groups, layout, pack_for, padded_count, parts_for,
+                           recurrent_weights, step_rows)
+from .trace import Trace, allocator, by_rows, kept
 
 if AVAILABLE:
     from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_rows
@@ -132,25 +134,44 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
         raise ValueError("the threaded GRU projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
-    parts = parts_for(3 * hidden, batch)
     if outputs is not None and keep:
         raise ValueError("outputs given are for an inference forward: a backward reads h time-major")
-    rows, columns, z, hs, outs = layout(inputs, h0, hidden, active, outputs)
-    panels = forward_panels(p, parts, rows)
+    groups = column_groups(3 * hidden, batch, 3 * hidden * (hidden + 1 + inputs.shape[2]) * dtype.itemsize,
+                           one_part=False)  # (each group all the units on its own columns: one part, no meeting)
+    parts = parts_for(3 * hidden, batch) if len(groups) == 1 else 1
+    alloc = allocator(active, batch, batch)
+    hs = None if outputs is not None else alloc((time + 1, batch, hidden), dtype=dtype)
+    if hs is not None:
+        hs[0] = h0
+    outs = outputs if outputs is not None else hs[1:]
     if keep:  # rows of ended sequences are never written: zeros, so that backward reads finite values there
         alloc = np.empty if active[-1] == batch else np.zeros
         kept = alloc((time, batch, 3 * hidden), dtype=dtype), alloc((time, batch, hidden), dtype=dtype)
     else:
         kept = np.empty((1, 1, 1), dtype=dtype), np.empty((1, 1, 1), dtype=dtype)
-    gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)
-    flat = [a.reshape(a.shape[0], -1) for a in (z, *kept)]
-    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    threads.run_apart(forward_part, [
-        (k, parts, lo, hi, *panels[k], rows, flat[0],
-         np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), gates, hn,
-         outs, flat[1], flat[2], keep, steps, batch, flags, threads.YIELD)
-        for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))])
+    arguments = []
+    for lo, hi in groups:  # each group's rows of the trace: (T, rows·3H) and (T, rows·H) views, no copy
+        group_active = _group_active(active, lo, hi)
+        rows, columns, z, _, _ = layout(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi])
+        group_kept = [a[:, lo:hi].reshape(a.shape[0], -1) if keep else a.reshape(a.shape[0], -1) for a in kept]
+        arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_kept, keep, group_active,
+                                     hi - lo)
+    threads.run_apart(forward_part, arguments)
     return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None, outs)
+
+
+def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs: np.ndarray, kept: list,
+                    keep: bool, active, batch: int) -> list[tuple]:
+    """forward_part's arguments for each of `parts` parts of one layer (or one column group): kept, the
+    trace's gates (T, batch·3H) and hn (T, batch·H) of the group's rows."""
+    hidden, dtype, time = p.hidden, z.dtype, z.shape[0] - 1
+    panels = forward_panels(p, parts, rows)
+    gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)
+    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    return [(k, parts, lo, hi, *panels[k], rows, z.reshape(time + 1, -1),
+             np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), gates, hn,
+             outs, kept[0], kept[1], keep, steps, batch, flags, threads.YIELD)
+            for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))]
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:

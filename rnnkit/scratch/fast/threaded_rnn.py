@@ -179,15 +179,18 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     return Trace(hs, None, relu, outs)
 
 
-def column_groups(hidden: int, batch: int, weight_bytes: int = 0) -> list[tuple[int, int]]:
+def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: bool = True
+                  ) -> list[tuple[int, int]]:
     """The batch's columns cut in count() equal groups, each run as a layer of its own on its own thread
-    (all the units, one part: no meeting at all), where a split of units would leave one part
-    (`parts_for`) and the batch has at least thresholds.RNN_COLUMN_GROUPS_BATCH columns, groups of at least
-    RNN_COLUMN_GROUPS_MIN_COLUMNS; and where it would split the units, in groups of at least
-    RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes` (H·(H+1+I) entries), fit
-    RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same order in any group: the bits
-    are those of one group."""
-    if parts_for(hidden, batch) > 1:
+    (all the units, one part: no meeting at all), for a step of `gate_rows` rows (G·H): where a split of units
+    would leave one part (`parts_for`; only with `one_part`) and the batch has at least
+    thresholds.RNN_COLUMN_GROUPS_BATCH columns, groups of at least RNN_COLUMN_GROUPS_MIN_COLUMNS; and where it
+    would split the units, in groups of at least RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes`
+    (G·H·(H+1+I) entries), fit RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same
+    order in any group: the bits are those of one group."""
+    if parts_for(gate_rows, batch) == 1 and not one_part:
+        return [(0, batch)]
+    if parts_for(gate_rows, batch) > 1:
         least = thresholds.RNN_SPLIT_GROUPS_MIN_COLUMNS
         fits = weight_bytes <= thresholds.RNN_SPLIT_GROUPS_BYTES
     else:

@@ -297,8 +297,9 @@ RNN_BACKWARD_ROWS_BYTES = int(RNN_BACKWARD_ROWS_L2_SHARE * core_l2_bytes())
 # (groups of 4-6 columns). Above the cache groups still won here (hidden 768 and 1024, 2.5 and 4.3 MB, batch
 # 64: 0.87-0.94), untried on a smaller cache, where the bound keeps the split (the Zen 5's 1 MB L2: hidden 512).
 # The GRU likewise where its 3H gate rows would split (weights 3H·(H+1+I) entries; not where they stay in one
-# part: untried), groups / units as above: hidden 256 batch 16 1.00 · 0.93, 64 0.90 · 0.89; hidden 384 batch 24
-# 1.04 · 1.01, 100 0.93 · 0.93, 128 0.93 · 0.93 (hidden 512, 3.5 MB: the units split).
+# part: untried), groups / units as above: hidden 128 batch 16 0.93 · 0.93, 32 1.02 · 0.87, 64 0.93 · 0.85;
+# hidden 200 batch 16 0.96 · 0.85, 48 1.06 · 1.02; hidden 256 batch 16 1.00 · 0.93, 64 0.90 · 0.89; hidden 384
+# batch 24 1.04 · 1.01, 100 0.93 · 0.93, 128 0.93 · 0.93 (hidden 512, 3.5 MB: the units split).
 RNN_SPLIT_GROUPS_MIN_COLUMNS = 8
 RNN_SPLIT_GROUPS_L2_SHARE = 1.0
 RNN_SPLIT_GROUPS_BYTES = int(RNN_SPLIT_GROUPS_L2_SHARE * core_l2_bytes())

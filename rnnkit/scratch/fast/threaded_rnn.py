@@ -188,14 +188,12 @@ def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: b
     would split the units, in groups of at least RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes`
     (G·H·(H+1+I) entries), fit RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same
     order in any group: the bits are those of one group."""
-    if parts_for(gate_rows, batch) == 1 and not one_part:
-        return [(0, batch)]
-    if parts_for(gate_rows, batch) > 1:
+    if parts_for(gate_rows, batch) > 1:  # in place of a split of units
         least = thresholds.RNN_SPLIT_GROUPS_MIN_COLUMNS
         fits = weight_bytes <= thresholds.RNN_SPLIT_GROUPS_BYTES
-    else:
+    else:  # in place of one part
         least = thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS
-        fits = batch >= thresholds.RNN_COLUMN_GROUPS_BATCH
+        fits = one_part and batch >= thresholds.RNN_COLUMN_GROUPS_BATCH
     groups = min(threads.count(), batch // least)
     if groups < 2 or not fits:
         return [(0, batch)]

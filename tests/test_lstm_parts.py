@@ -77,15 +77,17 @@ def test_copy_transposed_is_the_transpose_and_writes_nothing_else(rows, cols, sr
 
 @needs_numba
 @pytest.mark.parametrize("double", [False, True])
-@pytest.mark.parametrize("vectors", [3, 5, 7])
-def test_an_odd_count_of_column_vectors_gives_one_vector_at_a_times_bits(vectors, double):
+@pytest.mark.parametrize("vectors,depth", [(3, 37), (5, 37), (7, 37), (3, 2 * 128 + 45), (5, 128)])
+def test_an_odd_count_of_column_vectors_gives_one_vector_at_a_times_bits(vectors, depth, double):
     """Three, five, seven vectors of columns (the last three in `_half_3`'s blocks, a half of the panel's rows
-    each, where the CPU has 32 vector registers): the bits of the columns taken one vector at a time (the
-    one-vector block), each element the same chain of fused multiply-adds; all rows of the panels written."""
+    each, where the CPU has 32 vector registers, over K in chunks of THREE_K_CHUNK: one, or two and a part):
+    the bits of the columns taken one vector at a time (the one-vector block over all K), each element the
+    same chain of fused multiply-adds; all rows of the panels written."""
+    assert not hasattr(gemm, "THREE_K_CHUNK") or gemm.THREE_K_CHUNK == 128  # the depths' chunks as described
     dtype = np.float64 if double else np.float32
     lanes = gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
     rng = np.random.default_rng(vectors)
-    rows, depth, columns = 3 * gemm.MR - 5, 37, vectors * lanes
+    rows, columns = 3 * gemm.MR - 5, vectors * lanes
     a = rng.standard_normal((rows, depth)).astype(dtype)
     z = rng.standard_normal(depth * columns).astype(dtype)
     panels = gemm.pack_panels(a)

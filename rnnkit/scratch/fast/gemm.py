@@ -185,9 +185,11 @@ def _row_major_kernel(MR: int, NV: int, VW: int, accumulate: bool = False):
     return kernel
 
 
-def _micro_kernel(MR: int, NV: int, VW: int, stride: int | None = None):
+def _micro_kernel(MR: int, NV: int, VW: int, stride: int | None = None, accumulate: bool = False):
     """An intrinsic computing C[r, j] = Σ_k A[r, k] Z[k, j] for r < MR, j < NV·VW (one register block);
-    stride: the panel's height where the block takes only MR of its rows (A[r, k] = a[a_off + k·stride + r]).
+    stride: the panel's height where the block takes only MR of its rows (A[r, k] = a[a_off + k·stride + r]);
+    accumulate: C[r, j] += Σ_k ..., the chain of fused multiply-adds continuing from C's value (K split into
+    parts gives the bits of one call over all K).
 
     Arguments (K, a, a_off, z, z_off, ldz, c, c_off, ldc): 1-D arrays of one float dtype with element
     offsets; A[r, k] = a[a_off + k·MR + r] (a packed panel), Z[k, j] = z[z_off + k·ldz + j],
@@ -211,7 +213,11 @@ def _micro_kernel(MR: int, NV: int, VW: int, stride: int | None = None):
                 target = f.builder.bitcast(f.at(c_row, v * f.lanes), f.vector.as_pointer())
                 f.builder.store(acc[r * NV + v], target, align=1)
 
-    return _kernel(MR * NV, VW, step, store)
+    def load(f):
+        return [f.load_vector(f.at(f.c, f.builder.mul(ir.Constant(f.i64, r), f.ldc)), v * f.lanes)
+                for r in range(MR) for v in range(NV)]
+
+    return _kernel(MR * NV, VW, step, store, load if accumulate else None)
 
 
 def _rows_kernel(RV: int, NB: int, VW: int, accumulate: bool = False):
@@ -283,6 +289,11 @@ if AVAILABLE:
     # GFLOP/s, pair + one → two halves of three): (512, 321) @ (321, 48) 251 → 275, (1024, 577) @ (577, 48)
     # 266 → 279, (384, 257) @ (257, 48) 254 → 278. The same fused multiply-add chain per element: the same bits.
     _half_3 = _micro_kernel(MR // 2, 3, VW, stride=MR)
+    _half_3_add = _micro_kernel(MR // 2, 3, VW, stride=MR, accumulate=True)
+    # The two halves take K in chunks of THREE_K_CHUNK, one after the other on each chunk, so the second half
+    # reads the chunk's rows of Z (THREE_K_CHUNK · 3 vectors, 24 KB) from L1: over all K at once, each half
+    # streamed all of Z (110 KB at K 577) from L2, twice the bytes a multiply-add of the pairs' blocks.
+    THREE_K_CHUNK = 128
     ODD_VECTORS_IN_HALVES = MR == 12  # measured with 32 vector registers only
     # The row-vector kernel: RV vectors of rows × up to NB columns of accumulators in registers: 2·NB
     # accumulators, RV loads of A and a broadcast fit the register file (NB 6 with 16 vector registers).
@@ -382,8 +393,14 @@ if AVAILABLE:
                 _micro_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
                 j += 2 * lanes
             if three:
-                _half_3(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                _half_3(K, a, a_off + half, z, z_off + j, ldz, out, c_row + half * ldo + j, ldo)
+                for k in range(0, K, THREE_K_CHUNK):
+                    n, a_k, z_k = min(THREE_K_CHUNK, K - k), a_off + k * rows, z_off + k * ldz + j
+                    if k == 0:
+                        _half_3(n, a, a_k, z, z_k, ldz, out, c_row + j, ldo)
+                        _half_3(n, a, a_k + half, z, z_k, ldz, out, c_row + half * ldo + j, ldo)
+                    else:
+                        _half_3_add(n, a, a_k, z, z_k, ldz, out, c_row + j, ldo)
+                        _half_3_add(n, a, a_k + half, z, z_k, ldz, out, c_row + half * ldo + j, ldo)
                 j += 3 * lanes
             elif j + lanes <= columns:
                 _micro_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)

@@ -357,6 +357,28 @@ def test_products_on_gemm_kernels_are_the_product_with_the_same_bits_on_any_thre
 
 
 @needs_numba
+@pytest.mark.parametrize("depth,columns", [(2 * 256 + 37, 512 + 48), (256, 512 + 16), (255, 3 * 16)])
+def test_products_in_blocks_of_k_and_columns_give_one_pass_over_all_k_bits(thread_count, depth, columns):
+    """The own products in blocks of B (gemm.MATMUL_K_BLOCK rows × MATMUL_N_BLOCK columns: here two blocks
+    and a part of K, a block of columns and a remainder of one or three vectors), each block of A packed
+    before its use: each entry the bits of gemm_panels' one pass over all K, on one and two threads; a
+    block along K not added to C (a chain restarted) would differ."""
+    assert (gemm.MATMUL_K_BLOCK, gemm.MATMUL_N_BLOCK) == (256, 512)  # the shapes' blocks as described
+    rng = np.random.default_rng(depth)
+    rows = 2 * gemm.MR + 5
+    a = rng.standard_normal((rows, depth)).astype(np.float32)
+    b = rng.standard_normal((depth, columns)).astype(np.float32)
+    panels = gemm.pack_panels(a)
+    one_pass = np.full(panels.shape[0] * gemm.MR * columns, np.nan, dtype=np.float32)
+    gemm.gemm_panels(panels, b.reshape(-1), 0, columns, columns, one_pass, columns)
+    expected = one_pass.reshape(-1, columns)[:rows]
+    for count in (1, 2):
+        thread_count(count)
+        np.testing.assert_array_equal(threads._own_matmuls(a, (b,))[0], expected)
+    np.testing.assert_allclose(expected, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * np.sqrt(depth))
+
+
+@needs_numba
 @settings(max_examples=40, deadline=None)
 @given(rows=st.integers(1, 150), depth=st.integers(1, 70), layout=st.sampled_from(["rows", "columns", "strided"]),
        dtype=st.sampled_from([np.float32, np.float64]), lo_panels=st.integers(0, 2), cut=st.integers(0, 13),

@@ -281,8 +281,8 @@ if AVAILABLE:
     VECTOR_BYTES, _REGISTERS = _vector_bytes_and_registers()
     VW = VECTOR_BYTES // 4  # float32 lanes
     MR = 12 if _REGISTERS >= 32 else 6  # MR·2 accumulators + 2 loads + 1 broadcast fit the registers
-    _micro_2 = _micro_kernel(MR, 2, VW)
-    _micro_1 = _micro_kernel(MR, 1, VW)
+    _micro_2, _micro_2_add = _micro_kernel(MR, 2, VW), _micro_kernel(MR, 2, VW, accumulate=True)
+    _micro_1, _micro_1_add = _micro_kernel(MR, 1, VW), _micro_kernel(MR, 1, VW, accumulate=True)
     # An odd count of column vectors ends in three, each half of the panel's rows taking them in one block
     # (MR/2 · 3 accumulators), not a pair then one: the one-vector block loads a vector and MR broadcasts for
     # MR fused multiply-adds, and the FMA units wait on the loads. Measured on the Zen 5 (one core, 64 steps,
@@ -379,42 +379,54 @@ if AVAILABLE:
         """out[:P·MR, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, MR) (`pack_panels`).
 
         z: 1-D, Z[k, j] = z[z_off + k·ldz + j] (K rows); out: 1-D, C[r, j] = out[r·ldo + j], P·MR rows
-        (rows past A's own are zero rows of the padding). Columns run in blocks of 2·VW, then VW (an odd
-        count of vectors from three on: the last three in one block per half of the panel's rows,
-        `_half_3`), and any last few in a plain loop.
+        (rows past A's own are zero rows of the padding). Each panel's columns as `panel_columns` runs them.
         """
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
+        for p in range(n_panels):
+            panel_columns(K, a, p * K * rows, rows, z, z_off, ldz, columns, out, p * rows * ldo, ldo, False)
+
+    @jit
+    def panel_columns(K, a, a_off, rows, z, z_off, ldz, columns, out, c_row, ldo, add):
+        """One panel's C[:, :columns] = A_p @ Z[:K, :columns] (add: C += ..., each entry's chain of fused
+        multiply-adds continued from C's value, so K cut into blocks gives the bits of one call over all K):
+        A_p[r, k] = a[a_off + k·rows + r], a panel of `rows` (MR) rows, Z and C as in `gemm_panels`. Columns
+        run in blocks of 2·VW, then VW (an odd count of vectors from three on: the last three in one block
+        per half of the panel's rows, `_half_3`), and any last few in a plain loop."""
         lanes = VECTOR_BYTES // z.itemsize
         vectors = columns // lanes
         three = ODD_VECTORS_IN_HALVES and vectors % 2 == 1 and vectors >= 3
         pairs = (vectors - 3 if three else vectors) // 2 * 2 * lanes  # columns run in pairs of vectors
         half = rows // 2
-        for p in range(n_panels):
-            a_off, c_row = p * K * rows, p * rows * ldo
-            j = 0
-            while j < pairs:
+        j = 0
+        while j < pairs:
+            if add:
+                _micro_2_add(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            else:
                 _micro_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                j += 2 * lanes
-            if three:
-                for k in range(0, K, THREE_K_CHUNK):
-                    n, a_k, z_k = min(THREE_K_CHUNK, K - k), a_off + k * rows, z_off + k * ldz + j
-                    if k == 0:
-                        _half_3(n, a, a_k, z, z_k, ldz, out, c_row + j, ldo)
-                        _half_3(n, a, a_k + half, z, z_k, ldz, out, c_row + half * ldo + j, ldo)
-                    else:
-                        _half_3_add(n, a, a_k, z, z_k, ldz, out, c_row + j, ldo)
-                        _half_3_add(n, a, a_k + half, z, z_k, ldz, out, c_row + half * ldo + j, ldo)
-                j += 3 * lanes
-            elif j + lanes <= columns:
+            j += 2 * lanes
+        if three:
+            for k in range(0, K, THREE_K_CHUNK):
+                n, a_k, z_k = min(THREE_K_CHUNK, K - k), a_off + k * rows, z_off + k * ldz + j
+                if k == 0 and not add:
+                    _half_3(n, a, a_k, z, z_k, ldz, out, c_row + j, ldo)
+                    _half_3(n, a, a_k + half, z, z_k, ldz, out, c_row + half * ldo + j, ldo)
+                else:
+                    _half_3_add(n, a, a_k, z, z_k, ldz, out, c_row + j, ldo)
+                    _half_3_add(n, a, a_k + half, z, z_k, ldz, out, c_row + half * ldo + j, ldo)
+            j += 3 * lanes
+        elif j + lanes <= columns:
+            if add:
+                _micro_1_add(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            else:
                 _micro_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                j += lanes
-            for col in range(j, columns):
-                for r in range(rows):
-                    total = out.dtype.type(0)
-                    for k in range(K):
-                        total += a[a_off + k * rows + r] * z[z_off + k * ldz + col]
-                    out[c_row + r * ldo + col] = total
+            j += lanes
+        for col in range(j, columns):
+            for r in range(rows):
+                total = out[c_row + r * ldo + col] if add else out.dtype.type(0)
+                for k in range(K):
+                    total += a[a_off + k * rows + r] * z[z_off + k * ldz + col]
+                out[c_row + r * ldo + col] = total
 
 
 if AVAILABLE:
@@ -886,21 +898,46 @@ if AVAILABLE:
                         for k in range(k_lo, k_hi):
                             out[p, k, r] = zero
 
+    # A long K (the weight gradients': time · batch) ran each panel over all of B, which then came from memory
+    # for every panel: (512, 8192) @ (8192, 576) on two threads 106 GFLOP/s against OpenBLAS's 257. In blocks
+    # of B that stay in a core's L2 (256 × 512 floats, 512 KB) every panel of A reads it from there.
+    MATMUL_K_BLOCK, MATMUL_N_BLOCK = 256, 512
+
     @jit
     def matmul_rows(a, lo, hi, operands, outs):
         """outs[i][lo:hi] = (A @ B_i)[lo:hi] for each B_i of the tuple `operands` from `matmul_operand` (K,
         N_i') and outs[i] (rows, N_i'), with lo a multiple of MR and room for whole panels of MR rows from lo
-        (rows past hi are written, as zeros times B_i). A's rows are packed once for all the products (the
-        LSTM's dW_ih and dW_hh share d: packing it took 0.2 of 0.63 ms a product at hidden 192 batch 40)."""
+        (rows past hi are written, as zeros times B_i). A's rows are packed a block of MATMUL_K_BLOCK of K at
+        a time, each block once for all the products (the LSTM's dW_ih and dW_hh share d: packing it took 0.2
+        of 0.63 ms a product at hidden 192 batch 40), and used while it is in the cache."""
         K = operands[0].shape[0]
-        panels = np.empty((-(-(hi - lo) // MR), K, MR), dtype=operands[0].dtype)
-        pack_rows(a, lo, hi, panels)
-        panel_products(panels, operands, outs, lo)
+        count = -(-(hi - lo) // MR)
+        room = np.empty(count * min(K, MATMUL_K_BLOCK) * MR, dtype=operands[0].dtype)
+        for k in range(0, K, MATMUL_K_BLOCK):
+            depth = min(MATMUL_K_BLOCK, K - k)
+            pack_rows(a[:, k:k + depth], lo, hi, room[:count * depth * MR].reshape((count, depth, MR)))
+            _block_products(room, 0, depth * MR, count, MR, depth, k, operands, outs, lo)
 
     @jit
     def panel_products(panels, operands, outs, lo):
         """outs[i][lo:lo + P·MR] = A @ B_i for A packed in panels (P, K, MR), each B_i of the tuple `operands`
-        (K, N_i') from `matmul_operand`."""
+        (K, N_i') from `matmul_operand`, a block of MATMUL_K_BLOCK of K at a time (`_block_products`)."""
+        count, K, rows = panels.shape
+        a = panels.reshape(-1)
+        for k in range(0, K, MATMUL_K_BLOCK):
+            _block_products(a, k * rows, K * rows, count, rows, min(MATMUL_K_BLOCK, K - k), k, operands, outs, lo)
+
+    @jit
+    def _block_products(a, a_off, panel_stride, count, rows, depth, k, operands, outs, lo):
+        """outs[i][lo:lo + P·rows] (+)= A[:, k:k + depth] @ B_i[k:k + depth] for each B_i of `operands`: A's
+        block in `count` panels, A[p·rows + r, k + κ] = a[a_off + p·panel_stride + κ·rows + r]; added to C
+        where k > 0 (each entry's chain of fused multiply-adds continued: the bits of one pass over all K).
+        B_i's columns in blocks of MATMUL_N_BLOCK, every panel over a block before the next (`panel_columns`):
+        the block (depth × MATMUL_N_BLOCK) is read from memory once and then from L2."""
         for i in range(len(operands)):
             columns = operands[i].shape[1]
-            gemm_panels(panels, operands[i].reshape(-1), 0, columns, columns, outs[i][lo:].reshape(-1), columns)
+            z, out = operands[i].reshape(-1), outs[i][lo:].reshape(-1)
+            for j in range(0, columns, MATMUL_N_BLOCK):
+                for p in range(count):
+                    panel_columns(depth, a, a_off + p * panel_stride, rows, z, k * columns + j, columns,
+                                  min(MATMUL_N_BLOCK, columns - j), out, p * rows * columns + j, columns, k > 0)

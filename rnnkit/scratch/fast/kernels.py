@@ -26,14 +26,18 @@ error_model="numpy" only drops the zero-division check of `/` (the denominator o
 Switches. `ENABLED` is False when numba is not importable or the environment sets RNNKIT_NO_NUMBA=1; tests
 and benchmarks may set `kernels.ENABLED` themselves (RNNKIT_PATH, read by selector.py, chooses among the
 paths). Compiled code is cached on disk (`cache=True`) where a writable cache directory exists (numba's
-own choice, or NUMBA_CACHE_DIR); otherwise it compiles in memory.
+own choice, or NUMBA_CACHE_DIR), and dropped whenever this package's sources change (cache.py); otherwise
+it compiles in memory.
 """
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
+
+from . import cache
 
 try:
     import numba
@@ -61,9 +65,23 @@ if AVAILABLE:
         go while it runs, unless `nogil` is False."""
         options = dict(_OPTIONS, nogil=nogil)
         try:
-            return numba.njit(cache=True, **options)(fn)
+            dispatcher = numba.njit(cache=True, **options)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available" (no writable directory)
             return numba.njit(cache=False, **options)(fn)
+        _refresh_cache(dispatcher)
+        return dispatcher
+
+    _REFRESHED: set = set()
+
+    def _refresh_cache(dispatcher) -> None:
+        """Once a process, before anything is loaded from it: drop the cache folder's functions of this
+        package if its sources changed since they were cached (`cache.refresh`: numba itself checks a
+        function's own file only, not its callees')."""
+        folder = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
+        if folder is None or folder in _REFRESHED:
+            return
+        _REFRESHED.add(folder)
+        cache.refresh(Path(folder), cache.sources_digest(), cache.package_modules())
 
     @intrinsic
     def fma(typingctx, a, b, c):

@@ -527,16 +527,19 @@ def test_the_threaded_backward_hands_few_rows_and_the_grus_many_rows_to_numba_pa
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
-def test_the_rnn_backward_splits_its_rows_in_whole_panels_while_w_hh_is_small_else_its_units(monkeypatch):
-    """threaded_rnn.backward_split: rows in whole row panels (the last part takes the rest) from two panels
-    on, while W_hh is at most thresholds.RNN_BACKWARD_ROWS_BYTES; else the units in whole vectors as the
-    forward splits them, or one part."""
+def test_the_rnn_backward_splits_its_rows_evenly_in_blocks_while_w_hh_is_small_else_its_units(monkeypatch):
+    """threaded_rnn.backward_split: the rows evenly in blocks of gemm.ROW_MAJOR_TAIL (the last part takes the
+    rest) from more than one row panel on, while W_hh is at most thresholds.RNN_BACKWARD_ROWS_BYTES; else
+    the units in whole vectors as the forward splits them, or one part. (In whole row panels, 128 rows were
+    60 and 68, the second part's 6 panels computing 72.)"""
     from rnnkit.scratch.fast import gemm, threaded_rnn, thresholds
 
     monkeypatch.setattr(thresholds, "RNN_BACKWARD_ROWS_BYTES", 384 * 384 * 4)
     mr = gemm.MR
-    rows, columns = threaded_rnn.backward_split(4 * mr + 1, 384, 16, 4)
-    assert rows == [(0, 2 * mr), (2 * mr, 4 * mr + 1)] and columns == [(0, 384)] * 2
+    assert gemm.ROW_MAJOR_TAIL == 4
+    for batch, cut in ((128, 64), (100, 48), (32, 16), (4 * mr + 1, 24), (mr + 1, 8)):
+        rows, columns = threaded_rnn.backward_split(batch, 384, 16, 4)
+        assert rows == [(0, cut), (cut, batch)] and columns == [(0, 384)] * 2, batch
     assert threaded_rnn.backward_split(mr, 100, 16, 4) == ([(0, mr)], [(0, 112)])  # one panel, few units
     rows, columns = threaded_rnn.backward_split(mr, 384, 16, 4)  # one panel: the units, as the forward's
     assert rows == [(0, mr)] * 2 and columns == [(0, 192), (192, 384)]
@@ -546,6 +549,34 @@ def test_the_rnn_backward_splits_its_rows_in_whole_panels_while_w_hh_is_small_el
     assert rows == [(0, 64)] * 2 and columns == [(0, 144), (144, 304)]
     threads.set_count(1)
     assert threaded_rnn.backward_split(64, 100, 16, 4) == ([(0, 64)], [(0, 112)])
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 40), vectors=st.integers(1, 5), depth=st.integers(1, 600), double=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_the_row_major_products_tail_blocks_give_the_whole_panels_bits(rows, vectors, depth, double, seed):
+    """gemm.gemm_row_major: the rows past the last whole panel in blocks of ROW_MAJOR_TAIL give each row the
+    bits whole panels of MR give it (one chain of fused multiply-adds over k, K in blocks), and the product;
+    the rows past `rows` rounded up to ROW_MAJOR_TAIL are not written."""
+    from rnnkit.scratch.fast import gemm
+
+    dtype = np.float64 if double else np.float32
+    lanes = gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
+    columns, panel_rows = vectors * lanes, -(-rows // gemm.MR) * gemm.MR
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((panel_rows, depth)).astype(dtype)
+    z = rng.standard_normal((depth, columns)).astype(dtype)
+    tail = np.full((panel_rows, columns), np.nan, dtype=dtype)
+    gemm.gemm_row_major(a.reshape(-1), 0, depth, rows, z.reshape(-1), 0, columns, columns, depth, tail.reshape(-1),
+                        0, columns)
+    panels = np.full_like(tail, np.nan)
+    gemm.gemm_row_major(a.reshape(-1), 0, depth, panel_rows, z.reshape(-1), 0, columns, columns, depth,
+                        panels.reshape(-1), 0, columns)
+    written = -(-rows // gemm.ROW_MAJOR_TAIL) * gemm.ROW_MAJOR_TAIL
+    np.testing.assert_array_equal(tail[:written], panels[:written])
+    assert np.isnan(tail[written:]).all()
+    np.testing.assert_allclose(tail[:rows], a[:rows].astype(np.float64) @ z, rtol=TOL[dtype], atol=TOL[dtype] * depth)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

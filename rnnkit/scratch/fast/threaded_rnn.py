@@ -46,7 +46,8 @@ from .trace import Trace, allocator
 from .trace import by_rows as gradient_matrix
 
 if AVAILABLE:
-    from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_rows, pack_panels, pack_row_panels
+    from .gemm import (MR, ROW_MAJOR_TAIL, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_rows, pack_panels,
+                       pack_row_panels)
     from .kernels import jit, tanh_into
     from .threaded_lstm import copy_inputs, padded
 
@@ -255,10 +256,11 @@ if AVAILABLE:
         """Part `me` of the backward over all steps (see the module's text): rows first..last-1 of the batch
         and columns lo..hi-1 of the padded hidden axis (whole vectors); meet: wait for every part's g_{t+1}
         before each product (a split of the units; a split of the rows needs no meeting: a row's gradients
-        never meet another row's, and each part's rows start on a row panel's first row, so no panel writes
-        another part's rows; the last part's last panel reads past the batch's rows, into rows it ignores). w (H, Hp) `recurrent_weights`; g (T + spare, B, H): g[t] = dL/dpre_t,
+        never meet another row's, and each part's rows start on a multiple of gemm.ROW_MAJOR_TAIL, so no block
+        of rows writes another part's rows; the last part's last block reads past the batch's rows, into rows
+        it ignores). w (H, Hp) `recurrent_weights`; g (T + spare, B, H): g[t] = dL/dpre_t,
         written for the running rows of each step (the rest as the caller set them), then spare steps that
-        the last row panel may read past g[T-1]'s rows; d_out (T, B, H), or (B, T, H) where batch_major; h
+        the last block of rows may read past g[T-1]'s rows; d_out (T, B, H), or (B, T, H) where batch_major; h
         (T+1, B, H) the forward's states; dh_n (B, H); rec (B rounded up to gemm.MR, Hp) scratch, after the
         last step dL/dh_0 in its first B rows; active (T,) int64."""
         T, B, H = active.shape[0], h.shape[1], h.shape[2]
@@ -290,16 +292,16 @@ if AVAILABLE:
 def backward_split(batch: int, hidden: int, lanes: int, itemsize: int, gates: int = 1) -> tuple[
         list[tuple[int, int]], list[tuple[int, int]]]:
     """How the backward's parts split the work (the RNN's, or the GRU's with gates=3): ([(first, last) rows],
-    [(lo, hi) padded columns]), one pair per part. The rows in whole row panels (gemm.MR) over the threads
-    where the batch has more than one panel and W_hh (G·H, Hp) stays small in a core's cache
-    (thresholds.RNN_BACKWARD_ROWS_BYTES): no meeting per step; else the units, in whole vectors, as the
-    forward splits them (`parts_for`), with a meeting per step; else one part."""
+    [(lo, hi) padded columns]), one pair per part. The rows, evenly in blocks of gemm.ROW_MAJOR_TAIL, over
+    the threads where the batch has more than one row panel (gemm.MR) and W_hh (G·H, Hp) stays small in a
+    core's cache (thresholds.RNN_BACKWARD_ROWS_BYTES): no meeting per step; else the units, in whole vectors,
+    as the forward splits them (`parts_for`), with a meeting per step; else one part."""
     vectors = padded_count(hidden, lanes) // lanes
-    panels = -(-batch // MR)
     small = gates * hidden * vectors * lanes * itemsize <= thresholds.RNN_BACKWARD_ROWS_BYTES
-    if panels > 1 and threads.count() > 1 and small:
-        parts = min(threads.count(), panels)
-        rows = [min(batch, MR * (panels * k // parts)) for k in range(parts + 1)]
+    if batch > MR and threads.count() > 1 and small:
+        blocks = -(-batch // ROW_MAJOR_TAIL)
+        parts = min(threads.count(), blocks)
+        rows = [min(batch, ROW_MAJOR_TAIL * (blocks * k // parts)) for k in range(parts + 1)]
         return _pairs(rows), [(0, vectors * lanes)] * parts
     parts = max(1, min(parts_for(gates * hidden, batch), vectors))
     return [(0, batch)] * parts, _pairs([lanes * (vectors * k // parts) for k in range(parts + 1)])

@@ -435,10 +435,14 @@ if AVAILABLE:
     # The rows past the last whole panel in blocks of ROW_MAJOR_TAIL (not one more panel of MR): a part of
     # the RNN's or the GRU's backward may then hold any multiple of ROW_MAJOR_TAIL rows, so two parts share a
     # batch evenly (`threaded_rnn.backward_split`; 128 rows were 5 and 6 panels, 60 and 72 rows computed).
+    # (a block of 8 rows where 5 to 8 are left: a 4-row block loads 6 values for 8 fused multiply-adds)
     ROW_MAJOR_TAIL = 4
     _tail_2, _tail_1 = _row_major_kernel(ROW_MAJOR_TAIL, 2, VW), _row_major_kernel(ROW_MAJOR_TAIL, 1, VW)
     _tail_add_2 = _row_major_kernel(ROW_MAJOR_TAIL, 2, VW, True)
     _tail_add_1 = _row_major_kernel(ROW_MAJOR_TAIL, 1, VW, True)
+    _tail8_2, _tail8_1 = _row_major_kernel(2 * ROW_MAJOR_TAIL, 2, VW), _row_major_kernel(2 * ROW_MAJOR_TAIL, 1, VW)
+    _tail8_add_2 = _row_major_kernel(2 * ROW_MAJOR_TAIL, 2, VW, True)
+    _tail8_add_1 = _row_major_kernel(2 * ROW_MAJOR_TAIL, 1, VW, True)
     # gemm_row_major runs K in blocks of this many: a row panel's block of A stays in L1 (MR·256 floats), and
     # Z's block in L2 across the row panels. Without: the GRU's backward (K = 3H = 1536, Z 1.5 MB a part)
     # streamed Z from beyond L2 once per row panel, 1.22-1.38x slower than OpenBLAS at hidden 512, batch 64-128.
@@ -447,48 +451,58 @@ if AVAILABLE:
     @jit
     def gemm_row_major(a, a_off, lda, rows, z, z_off, ldz, columns, K, out, c_off, ldo):
         """out[c_off + r·ldo + j] = Σ_k a[a_off + r·lda + k] z[z_off + k·ldz + j] (1-D arrays; A row-major, not
-        packed: `_row_major_kernel`) for r < `rows` rounded up to ROW_MAJOR_TAIL (whole panels of MR, then
-        blocks of ROW_MAJOR_TAIL rows) and j < `columns`, a multiple of the vector's lanes. The rows past
+        packed: `_row_major_kernel`) for r < `rows` rounded up to ROW_MAJOR_TAIL (whole panels of MR, then a
+        block of 8 or 4 rows, or both) and j < `columns`, a multiple of the vector's lanes. The rows past
         `rows` read whatever a holds there and write out's rows there: both arrays must reach that far, and
         those rows are the caller's to ignore. Each element is one fused multiply-add chain over k in order (K
         in blocks of ROW_MAJOR_K_BLOCK, each continuing the chain), whatever the height of its row's block."""
-        whole = rows - rows % MR
         for k in range(0, K, ROW_MAJOR_K_BLOCK):
             depth = min(ROW_MAJOR_K_BLOCK, K - k)
-            for r in range(0, whole, MR):
-                _row_major_block(False, k, depth, a, a_off + r * lda + k, lda, z, z_off + k * ldz, ldz, columns,
+            r = 0
+            while r < rows:
+                height = MR if rows - r >= MR else (2 * ROW_MAJOR_TAIL if rows - r > ROW_MAJOR_TAIL else ROW_MAJOR_TAIL)
+                _row_major_block(height, k, depth, a, a_off + r * lda + k, lda, z, z_off + k * ldz, ldz, columns,
                                  out, c_off + r * ldo, ldo)
-            for r in range(whole, rows, ROW_MAJOR_TAIL):
-                _row_major_block(True, k, depth, a, a_off + r * lda + k, lda, z, z_off + k * ldz, ldz, columns,
-                                 out, c_off + r * ldo, ldo)
+                r += height
 
     @jit
-    def _row_major_block(tail, k, depth, a, a_at, lda, z, z_at, ldz, columns, out, c_at, ldo):
-        """One block of rows (MR, or ROW_MAJOR_TAIL where `tail`) of `gemm_row_major` over one block of K
-        starting at k (the chain started where k is 0, else continued), all its columns."""
+    def _row_major_block(height, k, depth, a, a_at, lda, z, z_at, ldz, columns, out, c_at, ldo):
+        """One block of `height` rows (MR, 8 or 4) of `gemm_row_major` over one block of K starting at k (the
+        chain started where k is 0, else continued), all its columns."""
         lanes = VECTOR_BYTES // z.itemsize
         j = 0
-        while j + 2 * lanes <= columns:
-            if tail:
-                if k == 0:
-                    _tail_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+        while j < columns:
+            pair = j + 2 * lanes <= columns
+            if height == MR:
+                if pair:
+                    if k == 0:
+                        _row_major_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+                    else:
+                        _row_major_add_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+                elif k == 0:
+                    _row_major_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
                 else:
-                    _tail_add_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
-            elif k == 0:
-                _row_major_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
-            else:
-                _row_major_add_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
-            j += 2 * lanes
-        if j < columns:
-            if tail:
-                if k == 0:
+                    _row_major_add_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+            elif height == ROW_MAJOR_TAIL:
+                if pair:
+                    if k == 0:
+                        _tail_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+                    else:
+                        _tail_add_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+                elif k == 0:
                     _tail_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
                 else:
                     _tail_add_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+            elif pair:
+                if k == 0:
+                    _tail8_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+                else:
+                    _tail8_add_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
             elif k == 0:
-                _row_major_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+                _tail8_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
             else:
-                _row_major_add_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+                _tail8_add_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda)
+            j += 2 * lanes if pair else lanes
 
 
 def pack_panels(rows: np.ndarray, width: int | None = None) -> np.ndarray:

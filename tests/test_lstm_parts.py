@@ -357,6 +357,25 @@ def test_products_on_gemm_kernels_are_the_product_with_the_same_bits_on_any_thre
 
 
 @needs_numba
+@pytest.mark.parametrize("columns", [5, 16, 48, 64])
+def test_the_panels_taken_backwards_give_the_same_bits(columns):
+    """gemm_rows and gemm_panels with `backwards` (the LSTM's odd steps: the panels last to first, so the
+    ones the step before read last are still in L2 where the weights overflow it): every entry's bits."""
+    rng = np.random.default_rng(columns)
+    a = rng.standard_normal((5 * gemm.MR + 7, 70)).astype(np.float32)
+    z = rng.standard_normal(70 * columns).astype(np.float32)
+    for pack, product in ((gemm.pack_row_panels, gemm.gemm_rows), (gemm.pack_panels, gemm.gemm_panels)):
+        panels = pack(a)
+        outs = [np.full(panels.shape[0] * panels.shape[2] * columns, np.nan, dtype=np.float32) for _ in range(2)]
+        if product is gemm.gemm_panels and columns % 16:
+            continue  # the column kernel runs whole vectors (the caller pads)
+        product(panels, z, 0, columns, columns, outs[0], columns)
+        product(panels, z, 0, columns, columns, outs[1], columns, True)
+        np.testing.assert_array_equal(outs[1], outs[0])
+        assert not np.isnan(outs[0].reshape(-1, columns)[:a.shape[0]]).any()
+
+
+@needs_numba
 @pytest.mark.parametrize("depth,columns", [(2 * 256 + 37, 512 + 48), (256, 512 + 16), (255, 3 * 16)])
 def test_products_in_blocks_of_k_and_columns_give_one_pass_over_all_k_bits(thread_count, depth, columns):
     """The own products in blocks of B (gemm.MATMUL_K_BLOCK rows × MATMUL_N_BLOCK columns: here two blocks

@@ -358,15 +358,17 @@ if AVAILABLE:
         return -(-columns // NB)
 
     @jit
-    def gemm_rows(panels, z, z_off, ldz, columns, out, ldo):
+    def gemm_rows(panels, z, z_off, ldz, columns, out, ldo, backwards=False):
         """out[:P·R, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, R) (`pack_row_panels`), by
         `_rows_kernel`: for few columns (no lane idles on a column that is not there). The same arguments
         and the same bits as `gemm_panels`. The columns run in `_blocks(columns)` blocks of near-equal
-        width (the first ones one wider where they do not divide evenly), each over the whole panel."""
+        width (the first ones one wider where they do not divide evenly), each over the whole panel. With
+        `backwards`, the panels last to first (the same bits)."""
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
         count = _blocks(columns)
-        for p in range(n_panels):
+        for i in range(n_panels):
+            p = n_panels - 1 - i if backwards else i
             a_off, c_row = p * K * rows, p * rows * ldo
             j = 0
             for q in range(count):
@@ -375,15 +377,17 @@ if AVAILABLE:
                 j += n
 
     @jit
-    def gemm_panels(panels, z, z_off, ldz, columns, out, ldo):
+    def gemm_panels(panels, z, z_off, ldz, columns, out, ldo, backwards=False):
         """out[:P·MR, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, MR) (`pack_panels`).
 
         z: 1-D, Z[k, j] = z[z_off + k·ldz + j] (K rows); out: 1-D, C[r, j] = out[r·ldo + j], P·MR rows
-        (rows past A's own are zero rows of the padding). Each panel's columns as `panel_columns` runs them.
+        (rows past A's own are zero rows of the padding). Each panel's columns as `panel_columns` runs them;
+        with `backwards`, the panels last to first (the same bits).
         """
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
-        for p in range(n_panels):
+        for i in range(n_panels):
+            p = n_panels - 1 - i if backwards else i
             panel_columns(K, a, p * K * rows, rows, z, z_off, ldz, columns, out, p * rows * ldo, ldo, False)
 
     @jit

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnkit.scratch import fast
-from rnnkit.scratch.fast import kernels
+from rnnkit.scratch.fast import kernels, lstm_cell
 from rnnkit.scratch.recurrent import LSTM
 
 needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
@@ -35,6 +35,32 @@ def test_float32_tanh_special_values():
     np.testing.assert_array_equal(out[1:], np.array([1, -1, 0, 1e-30, 1, -1], dtype=np.float32))
 
 
+def _cell_operands(dtype, length):
+    """Nine operands of a cell pass (pre ×4, x ×4, c_prev) with edge values (signed zeros, saturating and
+    tiny arguments, the tanh's clamp and its small-argument branch, NaN) at positions that differ by operand."""
+    rng = np.random.default_rng(length)
+    edges = np.array([0.0, -0.0, 30.0, -30.0, 1e-5, -1e-5, np.nan, 7.9, -7.91, 4e-4, -3.99e-4], dtype=dtype)
+    operands = [rng.standard_normal(length).astype(dtype) * 3 for _ in range(9)]
+    for k, a in enumerate(operands):
+        run = a[(3 * k) % length:][:len(edges)]
+        run[:] = edges[:len(run)]
+    return operands[:4], operands[4:8], operands[8]
+
+
+def _passes(pre, x, c_prev, split, whole=True):
+    """Both passes' outputs as bytes: over the whole arrays at once, or (whole False) one entry a call."""
+    dtype, length = c_prev.dtype, len(c_prev)
+    gates = [np.empty(length, dtype) for _ in range(4)]
+    cell, squashed, h, state_cell, state_h = (np.empty(length, dtype) for _ in range(5))
+    half = dtype.type(0.5)
+    for j in ([slice(None)] if whole else [slice(j, j + 1) for j in range(length)]):
+        lstm_cell.lstm_cell_pass(*(a[j] for a in pre), *(a[j] for a in x), split, *(a[j] for a in gates), c_prev[j],
+                                 cell[j], squashed[j], h[j], half)
+        lstm_cell.lstm_state_pass(*(a[j] for a in pre), *(a[j] for a in x), split, c_prev[j], state_cell[j],
+                                  state_h[j], half)
+    return [a.tobytes() for a in (*gates, cell, squashed, h)], [state_cell.tobytes(), state_h.tobytes()], h
+
+
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("split", [False, True])
@@ -43,21 +69,23 @@ def test_inference_state_pass_gives_the_cell_passs_c_and_h_bits(dtype, split, le
     """lstm_state_pass (an inference step: no gates or tanh c stored) writes the c_{t+1} and h_{t+1} of
     lstm_cell_pass to the bit, with and without the input's part added, through signed zeros, saturated
     gates and NaN, in the vector body and the remainder."""
-    rng = np.random.default_rng(length)
-    edges = np.array([0.0, -0.0, 30.0, -30.0, 1e-5, -1e-5, np.nan], dtype=dtype)
-    operands = [rng.standard_normal(length).astype(dtype) * 3 for _ in range(9)]
-    for k, a in enumerate(operands):  # edge values in every operand, at positions that differ by operand
-        run = a[(3 * k) % length:][:len(edges)]
-        run[:] = edges[:len(run)]
-    pre, x, c_prev, half = operands[:4], operands[4:8], operands[8], dtype(0.5)
-    gates = [np.empty(length, dtype) for _ in range(4)]
-    cell, squashed, h = (np.empty(length, dtype) for _ in range(3))
-    kernels.lstm_cell_pass(*pre, *x, split, *gates, c_prev, cell, squashed, h, half)
-    state_cell, state_h = np.empty(length, dtype), np.empty(length, dtype)
-    kernels.lstm_state_pass(*pre, *x, split, c_prev, state_cell, state_h, half)
-    assert cell.tobytes() == state_cell.tobytes() and h.tobytes() == state_h.tobytes()
+    pre, x, c_prev = _cell_operands(dtype, length)
+    traced, state, h = _passes(pre, x, c_prev, split)
+    assert traced[4:5] + traced[6:7] == state
     if length >= 15:  # the edges were reached: NaN passed through, and real values beside it
         assert np.isnan(h).any() and np.isfinite(h).any()
+
+
+@needs_numba
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("length", [lstm_cell.LANES if kernels.AVAILABLE else 16, 3 * 16 + 5, 100])
+def test_the_passes_whole_vectors_give_the_scalar_loops_bits(split, length):
+    """float32's whole vectors (lstm_cell.py's IR blocks, 16 lanes with AVX-512) compute every lane as the
+    scalar loop computes one entry (a call of one entry runs only that loop): gates, c, tanh c and h to the
+    bit, the edge values included."""
+    pre, x, c_prev = _cell_operands(np.float32, length)
+    whole, one_by_one = _passes(pre, x, c_prev, split), _passes(pre, x, c_prev, split, whole=False)
+    assert whole[0] == one_by_one[0] and whole[1] == one_by_one[1]
 
 
 @needs_numba

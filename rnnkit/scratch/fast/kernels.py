@@ -19,7 +19,7 @@ branch-free rational approximation (Eigen's, clamped to ±7.905; ≤ 6 ulp from 
 PyTorch (relative error < 1e-9) does not move.
 
 Exactness. fastmath stays off (no reassociation, no fused multiply-add contraction); the threaded LSTM's
-step (`lstm_cell_pass`) fuses its multiply-adds by name (`fma`), the same in every lane and remainder.
+step (lstm_cell.py) fuses its multiply-adds by name (`fma`), the same in every lane and remainder.
 error_model="numpy" only drops the zero-division check of `/` (the denominator of the rational tanh is
 ≥ 4.9e-3), which is what lets the loops vectorise.
 
@@ -134,7 +134,7 @@ if AVAILABLE:
     def scalar_tanh(x):  # typed below: rational for float32, libm for float64
         return math.tanh(x)
 
-    def fused_tanh(x):  # scalar_tanh with its multiply-adds fused (`fma`): lstm_cell_pass's
+    def fused_tanh(x):  # scalar_tanh with its multiply-adds fused (`fma`): lstm_cell.py's
         return math.tanh(x)
 
     _tanh32_fma = _rational_tanh(fma)
@@ -218,57 +218,6 @@ if AVAILABLE:
         one = out.dtype.type(1)
         for j in range(out.shape[0]):
             out[j] = d[j] * (i[j] * (one - g[j] * g[j]))
-
-    @jit
-    def lstm_cell_pass(pre_i, pre_f, pre_o, pre_g, x_i, x_f, x_o, x_g, split, i_out, f_out, o_out, g_out, c_prev,
-                       cell, squashed, h, half):
-        """One LSTM step's gates and states over equal-length 1-D slices, in one pass (the gate-major LSTM's
-        step, threaded_lstm.py): pre_*: the step's product per gate (sigmoid rows halved); x_*: the input's
-        part, added where `split`; *_out: the activated gates; c_prev, cell, squashed, h: c_t, c_{t+1},
-        tanh c_{t+1}, h_{t+1}. Per entry:
-            i, f, o = fma(tanh(pre + x), ½, ½),  g = tanh(pre + x)
-            c_{t+1} = fma(i, g, f·c_t),  h_{t+1} = o·tanh c_{t+1}
-        One pass reads each value once: seven passes (one per gate, product and tanh) took 2.2x the time at
-        hidden 128, batch 8 (6.3 against 2.9 us a step on one core). Every operand is its own slice: with
-        offsets and strides passed as numbers instead, LLVM did not vectorise the loop (20 us). Multiply-adds
-        fused (`fma`): 4096 entries in 7.0 against 11.6 us (Xeon, AVX-512; the tanh's rational is most of
-        the work); the bits then differ from the separate passes' (the numba loop path's) in the last place."""
-        if split:
-            for j in range(cell.shape[0]):
-                _cell_entry(pre_i[j] + x_i[j], pre_f[j] + x_f[j], pre_o[j] + x_o[j], pre_g[j] + x_g[j], j, i_out,
-                            f_out, o_out, g_out, c_prev, cell, squashed, h, half)
-        else:
-            for j in range(cell.shape[0]):
-                _cell_entry(pre_i[j], pre_f[j], pre_o[j], pre_g[j], j, i_out, f_out, o_out, g_out, c_prev, cell,
-                            squashed, h, half)
-
-    @jit
-    def lstm_state_pass(pre_i, pre_f, pre_o, pre_g, x_i, x_f, x_o, x_g, split, c_prev, cell, h, half):
-        """`lstm_cell_pass` for a forward no backward follows: the same c_{t+1} and h_{t+1}, bit for bit, and no
-        gates or tanh c_{t+1} stored (a backward's operands: in inference they only took the cache's room)."""
-        zero = -(half - half)  # -0: x + -0 is x for every x, -0 included
-        for j in range(cell.shape[0]):
-            i = fma(fused_tanh(pre_i[j] + (x_i[j] if split else zero)), half, half)
-            f = fma(fused_tanh(pre_f[j] + (x_f[j] if split else zero)), half, half)
-            o = fma(fused_tanh(pre_o[j] + (x_o[j] if split else zero)), half, half)
-            g = fused_tanh(pre_g[j] + (x_g[j] if split else zero))
-            value = fma(i, g, f * c_prev[j])
-            cell[j] = value
-            h[j] = o * fused_tanh(value)
-
-    @jit
-    def _cell_entry(a_i, a_f, a_o, a_g, j, i_out, f_out, o_out, g_out, c_prev, cell, squashed, h, half):
-        """`lstm_cell_pass` for entry j, from its four pre-activations a_* (inlined into the pass's loops)."""
-        i = fma(fused_tanh(a_i), half, half)
-        f = fma(fused_tanh(a_f), half, half)
-        o = fma(fused_tanh(a_o), half, half)
-        g = fused_tanh(a_g)
-        i_out[j], f_out[j], o_out[j], g_out[j] = i, f, o, g
-        value = fma(i, g, f * c_prev[j])
-        cell[j] = value
-        s = fused_tanh(value)
-        squashed[j] = s
-        h[j] = o * s
 
     @jit
     def lstm_forward_step(t, n, xw, gates, c, tanh_c, h):

@@ -65,8 +65,8 @@ from .trace import Trace, allocator, kept, lengths_of
 if AVAILABLE:
     from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, copy_transposed, gemm_panels, gemm_rows, gemm_rows_add,
                        gemm_rows_wide, pack_block_summed, pack_rows, panel_kind, panel_products)
-    from .kernels import (add_into, cell_grad, jit, lstm_cell_pass, lstm_state_pass, mul_in_place, sigmoid_grad,
-                          scalar_tanh, tanh_grad)
+    from .kernels import add_into, cell_grad, jit, mul_in_place, scalar_tanh, sigmoid_grad, tanh_grad
+    from .lstm_cell import lstm_cell_pass, lstm_state_pass
 
 def parts_for(hidden: int, batch: int | None = None, training: bool = True) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as

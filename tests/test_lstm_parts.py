@@ -923,6 +923,39 @@ def test_narrow_inference_from_hidden_128_splits_the_units_below_the_split_batch
 
 
 @needs_numba
+@pytest.mark.parametrize("ragged", [False, True])
+def test_wide_inference_streams_weights_beyond_the_cache_in_column_groups_with_the_unit_splits_bits(ragged,
+                                                                                                    monkeypatch):
+    """In inference above COLUMN_GROUPS_HIDDEN with weights beyond COLUMN_GROUPS_INFERENCE_BYTES, column groups
+    run from COLUMN_GROUPS_STREAM_COLUMNS columns a group (on 2 threads and on 3: the columns a group count,
+    not the batch), below it the units split; training keeps the unit split. The groups' outputs and final
+    states are the training forward's (units split) to the bit."""
+    hidden, wide = 200, 2 * thresholds.COLUMN_GROUPS_STREAM_COLUMNS
+    monkeypatch.setattr(thresholds, "COLUMN_GROUPS_INFERENCE_BYTES", 0)  # any weights are beyond it
+    rng = np.random.default_rng(wide)
+    x = rng.standard_normal((wide, 5, 64)).astype(np.float32)
+    lengths = rng.integers(1, 6, wide).tolist() if ragged else None
+    try:
+        threads.set_count(3)
+        assert threaded_lstm.column_groups(hidden, wide, training=False, weight_bytes=1) == [(0, wide)]
+        threads.set_count(2)
+        assert threaded_lstm.column_groups(hidden, wide, training=False, weight_bytes=1) == [
+            (0, wide // 2), (wide // 2, wide)]
+        assert threaded_lstm.column_groups(hidden, wide - 1, training=False, weight_bytes=1) == [(0, wide - 1)]
+        assert threaded_lstm.column_groups(hidden, wide, training=True, weight_bytes=1) == [(0, wide)]
+        layer = LSTM(64, hidden, dtype=np.float32, rng=0)
+        trained = layer.forward(x, lengths=lengths)
+        layer.eval()
+        with layer.locked_weights():
+            inferred = layer.forward(x, lengths=lengths)
+    finally:
+        threads.set_count(None)
+    assert layer.last_paths == ("threaded",)
+    for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(batch=st.integers(1, 40), hidden=st.sampled_from([7, 64, 96, 129]), time=st.integers(1, 6),

@@ -578,14 +578,17 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     `_grouped_narrow`) and the step is not a small one (`small_step`), the columns cut in count() equal
     groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
     (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
-    COLUMN_GROUPS_INFERENCE_WORK. A group's steps then meet no other thread and read no h or gradient that
-    another core wrote."""
+    COLUMN_GROUPS_INFERENCE_WORK, or, whatever their size, where a group gets at least
+    COLUMN_GROUPS_STREAM_COLUMNS columns (each step's pass over the weights, from the next cache level, then
+    does enough arithmetic a byte to run at the FMA units' rate). A group's steps then meet no other thread
+    and read no h or gradient that another core wrote."""
     groups = min(threads.count(), batch)
     if hidden <= thresholds.COLUMN_GROUPS_HIDDEN:
         wide = _grouped_narrow(hidden, batch, training)
     else:
-        wide = (not training and weight_bytes <= thresholds.COLUMN_GROUPS_INFERENCE_BYTES
-                and batch * hidden >= thresholds.COLUMN_GROUPS_INFERENCE_WORK)
+        wide = not training and (batch // groups >= thresholds.COLUMN_GROUPS_STREAM_COLUMNS or (
+            weight_bytes <= thresholds.COLUMN_GROUPS_INFERENCE_BYTES
+            and batch * hidden >= thresholds.COLUMN_GROUPS_INFERENCE_WORK))
     if groups < 2 or not wide or small_step(hidden, batch, training):
         return [(0, batch)]
     cuts = [batch * k // groups for k in range(groups + 1)]

@@ -268,6 +268,15 @@ def core_l2_bytes(cache_folder: str = "/sys/devices/system/cpu/cpu0/cache") -> i
 
 COLUMN_GROUPS_INFERENCE_BYTES = int(COLUMN_GROUPS_INFERENCE_L2_SHARE * core_l2_bytes())
 COLUMN_GROUPS_INFERENCE_WORK = 4096
+# Beyond that share, inference runs column groups from COLUMN_GROUPS_STREAM_COLUMNS columns a group: each group
+# then reads all the weights from L3 at every step, B/4 multiply-adds... (float32: a group's batch/4 FLOP a
+# byte of weights), enough from about 28 columns to keep the FMA units busy, and its steps meet no other
+# thread. Measured 2026-12-06 (Sapphire Rapids Xeon, 2 MB L2 a core, 2 threads, inference, T 64, input 64,
+# one process, 25 alternating rounds, groups / units): hidden 300 batch 56 0.97, 64 0.92, 80 0.93, 128 0.91;
+# hidden 384 batch 56 1.04, 64 0.95-0.97, 80 1.01, 128 0.96; hidden 512 batch 56 0.98, 64 0.90-0.96, 80
+# 1.04, 128 0.90-0.99; hidden 768 batch 64 0.85, 80 0.90, 128 1.01; hidden 1024 batch 64 0.82; below 28 columns
+# a group they lose: hidden 384 batch 32 1.15, 512 × 32 1.24.
+COLUMN_GROUPS_STREAM_COLUMNS = 28
 
 
 # The LSTM's weight and input gradients from the backward's per-step blocks as they are

@@ -269,14 +269,14 @@ def core_l2_bytes(cache_folder: str = "/sys/devices/system/cpu/cpu0/cache") -> i
 COLUMN_GROUPS_INFERENCE_BYTES = int(COLUMN_GROUPS_INFERENCE_L2_SHARE * core_l2_bytes())
 COLUMN_GROUPS_INFERENCE_WORK = 4096
 # Beyond that share, inference runs column groups from COLUMN_GROUPS_STREAM_COLUMNS columns a group: each group
-# then reads all the weights from L3 at every step, B/4 multiply-adds... (float32: a group's batch/4 FLOP a
-# byte of weights), enough from about 28 columns to keep the FMA units busy, and its steps meet no other
-# thread. Measured 2026-12-06 (Sapphire Rapids Xeon, 2 MB L2 a core, 2 threads, inference, T 64, input 64,
-# one process, 25 alternating rounds, groups / units): hidden 300 batch 56 0.97, 64 0.92, 80 0.93, 128 0.91;
-# hidden 384 batch 56 1.04, 64 0.95-0.97, 80 1.01, 128 0.96; hidden 512 batch 56 0.98, 64 0.90-0.96, 80
-# 1.04, 128 0.90-0.99; hidden 768 batch 64 0.85, 80 0.90, 128 1.01; hidden 1024 batch 64 0.82; below 28 columns
-# a group they lose: hidden 384 batch 32 1.15, 512 × 32 1.24.
-COLUMN_GROUPS_STREAM_COLUMNS = 28
+# then reads all the weights from the next cache level at every step, and does (its columns)/4 FLOP a byte
+# read (float32), enough to keep the FMA units busy from about 32 columns; its steps meet no other thread.
+# Measured 2026-12-06 (Sapphire Rapids Xeon, 2 MB L2 a core, 2 threads, inference, T 64, input 64, one
+# process, 25 alternating rounds, groups / units, two runs): hidden 300 batch 64 0.92-0.94, 80 0.93, 100 0.92,
+# 128 0.91; hidden 384 batch 64 0.93-0.97, 80 0.94-1.01, 100 0.96, 128 0.96-0.97; hidden 512 batch 64 0.91-0.95,
+# 80 0.97-1.04, 100 0.99, 128 0.90-0.99; hidden 640 batch 64 0.97; 768 × 64 0.85-0.95, 768 × 128 0.98-1.01;
+# 1024 × 64 0.82-0.94, 1024 × 128 0.96. Groups of 28 columns (batch 56) 0.97-1.04, of 16 (batch 32) 1.15-1.24.
+COLUMN_GROUPS_STREAM_COLUMNS = 32
 
 
 # The LSTM's weight and input gradients from the backward's per-step blocks as they are

@@ -852,6 +852,16 @@ def test_column_groups_give_the_unit_splits_outputs_to_the_bit_and_its_gradients
             np.testing.assert_array_equal(a, b)
 
 
+def _both_modes(layer, x, lengths=None):
+    """The layer's training forward and its inference forward (eval mode, weights locked), each as [out, h_n,
+    c_n]."""
+    trained = layer.forward(x, lengths=lengths)
+    layer.eval()
+    with layer.locked_weights():
+        inferred = layer.forward(x, lengths=lengths)
+    return [trained[0], *trained[1]], [inferred[0], *inferred[1]]
+
+
 @needs_numba
 @pytest.mark.parametrize("hidden, batch", [(128, 4), (128, 8), (128, 12), (96, 12)])
 def test_inference_gives_the_training_forwards_bits_where_only_training_runs_one_part(hidden, batch,
@@ -864,14 +874,10 @@ def test_inference_gives_the_training_forwards_bits_where_only_training_runs_one
     try:
         assert threaded_lstm.small_step(hidden, batch) and not threaded_lstm.small_step(hidden, batch, False)
         x = np.random.default_rng(batch).standard_normal((batch, 9, 64)).astype(np.float32)
-        layer = LSTM(64, hidden, dtype=np.float32, rng=0)
-        trained = layer.forward(x)
-        layer.eval()
-        with layer.locked_weights():
-            inferred = layer.forward(x)
+        trained, inferred = _both_modes(LSTM(64, hidden, dtype=np.float32, rng=0), x)
     finally:
         threads.set_count(None)
-    for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
+    for a, b in zip(trained, inferred):
         np.testing.assert_array_equal(a, b)
 
 
@@ -893,14 +899,10 @@ def test_narrow_steps_run_column_groups_in_both_modes_with_the_same_bits(hidden,
         assert len(threaded_lstm.column_groups(hidden, batch, training=True)) == 2
         assert not threaded_lstm.small_step(hidden, batch, training=False)
         assert not threaded_lstm.small_step(hidden, batch, training=True)
-        layer = LSTM(64, hidden, dtype=np.float32, rng=0)
-        trained = layer.forward(x, lengths=lengths)
-        layer.eval()
-        with layer.locked_weights():
-            inferred = layer.forward(x, lengths=lengths)
+        trained, inferred = _both_modes(LSTM(64, hidden, dtype=np.float32, rng=0), x, lengths)
     finally:
         threads.set_count(None)
-    for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
+    for a, b in zip(trained, inferred):
         np.testing.assert_array_equal(a, b)
     assert np.abs(inferred[0]).min() > 0 or ragged
 
@@ -944,14 +946,11 @@ def test_wide_inference_streams_weights_beyond_the_cache_in_column_groups_with_t
         assert threaded_lstm.column_groups(hidden, wide - 1, training=False, weight_bytes=1) == [(0, wide - 1)]
         assert threaded_lstm.column_groups(hidden, wide, training=True, weight_bytes=1) == [(0, wide)]
         layer = LSTM(64, hidden, dtype=np.float32, rng=0)
-        trained = layer.forward(x, lengths=lengths)
-        layer.eval()
-        with layer.locked_weights():
-            inferred = layer.forward(x, lengths=lengths)
+        trained, inferred = _both_modes(layer, x, lengths)
     finally:
         threads.set_count(None)
     assert layer.last_paths == ("threaded",)
-    for a, b in zip([trained[0], *trained[1]], [inferred[0], *inferred[1]]):
+    for a, b in zip(trained, inferred):
         np.testing.assert_array_equal(a, b)
 
 

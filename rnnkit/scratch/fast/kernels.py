@@ -104,6 +104,10 @@ if AVAILABLE:
         -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16))
     _B0, _B2, _B4, _B6 = map(_f32, (
         4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
+    # the same constants for lstm_cell.py's vector blocks, in the order the polynomials' steps use them
+    TANH32_CLAMP, TANH32_TINY = _CLAMP, _TINY
+    TANH32_NUMERATOR = (_A13, _A11, _A9, _A7, _A5, _A3, _A1)
+    TANH32_DENOMINATOR = (_B6, _B4, _B2, _B0)
 
     def _rational_tanh(mul_add):
         """Eigen's float32 tanh (see the module's text), its polynomials' steps as mul_add(a, b, c) = a·b + c:

@@ -144,41 +144,50 @@ def _k_loop(f: _Frame, start: list, step) -> list:
     return new
 
 
-def _row_major_kernel(MR: int, NV: int, VW: int):
-    """An intrinsic (K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda, add) computing C[r, j] = Σ_k A[r, k]
-    Z[k, j] for r < MR, j < NV·VW, as `_micro_kernel` but with A row-major and not packed: A[r, k] =
+def _row_major_kernel(MR: int, VW: int):
+    """An intrinsic (K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda, add, vectors) computing C[r, j] = Σ_k
+    A[r, k] Z[k, j] for r < MR, j < vectors·VW (vectors 1 or 2, at run time: both register blocks are
+    compiled in, one branch taken), as `_micro_kernel` but with A row-major and not packed: A[r, k] =
     a[a_off + r·lda + k] (each k broadcasts one element of each of MR rows; the rows stay in L1 across the
     column blocks), for a product whose A changes on every call (the RNN's backward: a step's gradients times
     W_hh). add (a run-time flag): C[r, j] += ..., the chain of fused multiply-adds continuing from C's value
     (K in blocks gives the bits of one call over all K); else the chain starts at zero (C is read either
     way, its values then unused: C must be readable)."""
     @intrinsic
-    def kernel(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda, add):
-        signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda, add)
+    def kernel(typingctx, K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda, add, vectors):
+        signature = types.void(K, a, a_off, z, z_off, ldz, c, c_off, ldc, lda, add, vectors)
 
         def codegen(context, builder, sig, args):
             f = _Frame(context, builder, sig, args, VW)
             lda_value = context.cast(builder, args[9], sig.args[9], types.int64)
             rows = [f.at(f.a, builder.mul(ir.Constant(f.i64, r), lda_value)) for r in range(MR)]
-
-            def step(f, k, acc):
-                z_row = f.at(f.z, f.builder.mul(k, f.ldz))
-                zs = [f.load_vector(z_row, v * f.lanes) for v in range(NV)]
-                new = []
-                for r in range(MR):
-                    b = f.broadcast(f.at(rows[r], k), 0)
-                    new += [f.builder.call(f.fma, [b, zs[v], acc[r * NV + v]]) for v in range(NV)]
-                return new
-
             added = context.cast(builder, args[10], sig.args[10], types.boolean)
-            start = [builder.select(added, f.load_vector(f.at(f.c, builder.mul(ir.Constant(f.i64, r), f.ldc)),
-                                                         v * f.lanes), f.zero)
-                     for r in range(MR) for v in range(NV)]
-            acc = _k_loop(f, start, step)
-            for r in range(MR):
-                c_row = f.at(f.c, builder.mul(ir.Constant(f.i64, r), f.ldc))
-                for v in range(NV):
-                    f.store_first(acc[r * NV + v], f.at(c_row, v * f.lanes), f.lanes)
+
+            def block(NV: int):
+                def step(f, k, acc):
+                    z_row = f.at(f.z, f.builder.mul(k, f.ldz))
+                    zs = [f.load_vector(z_row, v * f.lanes) for v in range(NV)]
+                    new = []
+                    for r in range(MR):
+                        b = f.broadcast(f.at(rows[r], k), 0)
+                        new += [f.builder.call(f.fma, [b, zs[v], acc[r * NV + v]]) for v in range(NV)]
+                    return new
+
+                start = [builder.select(added, f.load_vector(f.at(f.c, builder.mul(ir.Constant(f.i64, r), f.ldc)),
+                                                             v * f.lanes), f.zero)
+                         for r in range(MR) for v in range(NV)]
+                acc = _k_loop(f, start, step)
+                for r in range(MR):
+                    c_row = f.at(f.c, builder.mul(ir.Constant(f.i64, r), f.ldc))
+                    for v in range(NV):
+                        f.store_first(acc[r * NV + v], f.at(c_row, v * f.lanes), f.lanes)
+
+            count = context.cast(builder, args[11], sig.args[11], types.int64)
+            with builder.if_else(builder.icmp_signed("==", count, ir.Constant(f.i64, 2))) as (two, one):
+                with two:
+                    block(2)
+                with one:
+                    block(1)
             return context.get_dummy_value()
 
         return signature, codegen
@@ -435,14 +444,13 @@ if AVAILABLE:
 
 
 if AVAILABLE:
-    _row_major_2, _row_major_1 = _row_major_kernel(MR, 2, VW), _row_major_kernel(MR, 1, VW)
+    _row_major = _row_major_kernel(MR, VW)
     # The rows past the last whole panel in blocks of ROW_MAJOR_TAIL (not one more panel of MR): a part of
     # the RNN's or the GRU's backward may then hold any multiple of ROW_MAJOR_TAIL rows, so two parts share a
     # batch evenly (`threaded_rnn.backward_split`; 128 rows were 5 and 6 panels, 60 and 72 rows computed).
     # (a block of 8 rows where 5 to 8 are left: a 4-row block loads 6 values for 8 fused multiply-adds)
     ROW_MAJOR_TAIL = 4
-    _tail_2, _tail_1 = _row_major_kernel(ROW_MAJOR_TAIL, 2, VW), _row_major_kernel(ROW_MAJOR_TAIL, 1, VW)
-    _tail8_2, _tail8_1 = _row_major_kernel(2 * ROW_MAJOR_TAIL, 2, VW), _row_major_kernel(2 * ROW_MAJOR_TAIL, 1, VW)
+    _tail4, _tail8 = _row_major_kernel(ROW_MAJOR_TAIL, VW), _row_major_kernel(2 * ROW_MAJOR_TAIL, VW)
     # gemm_row_major runs K in blocks of this many: a row panel's block of A stays in L1 (MR·256 floats), and
     # Z's block in L2 across the row panels. Without: the GRU's backward (K = 3H = 1536, Z 1.5 MB a part)
     # streamed Z from beyond L2 once per row panel, 1.22-1.38x slower than OpenBLAS at hidden 512, batch 64-128.
@@ -468,25 +476,17 @@ if AVAILABLE:
     @jit
     def _row_major_block(height, k, depth, a, a_at, lda, z, z_at, ldz, columns, out, c_at, ldo):
         """One block of `height` rows (MR, 8 or 4) of `gemm_row_major` over one block of K starting at k (the
-        chain started where k is 0, else continued), all its columns: pairs of vectors, then one."""
+        chain started where k is 0, else continued), all its columns: pairs of vectors, then one (a multiple
+        of the vector's lanes: the last block one vector where one is left)."""
         lanes, add = VECTOR_BYTES // z.itemsize, k > 0
-        j = 0
-        while j < columns:
-            if j + 2 * lanes > columns:
-                if height == MR:
-                    _row_major_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add)
-                elif height == ROW_MAJOR_TAIL:
-                    _tail_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add)
-                else:
-                    _tail8_1(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add)
-                return
+        for j in range(0, columns, 2 * lanes):
+            vectors = 1 if j + 2 * lanes > columns else 2
             if height == MR:
-                _row_major_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add)
+                _row_major(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add, vectors)
             elif height == ROW_MAJOR_TAIL:
-                _tail_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add)
+                _tail4(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add, vectors)
             else:
-                _tail8_2(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add)
-            j += 2 * lanes
+                _tail8(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add, vectors)
 
 
 def pack_panels(rows: np.ndarray, width: int | None = None) -> np.ndarray:

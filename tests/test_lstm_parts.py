@@ -76,6 +76,28 @@ def test_copy_transposed_is_the_transpose_and_writes_nothing_else(rows, cols, sr
 
 
 @needs_numba
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 50), pad=st.integers(0, 9), lo=st.integers(0, 20), units=st.integers(1, 50),
+       batch_first=st.booleans(), double=st.booleans(), seed=st.integers(0, 2**31))
+def test_copy_states_is_the_entry_by_entry_copy_and_writes_nothing_else(n, pad, lo, units, batch_first, double,
+                                                                         seed):
+    """threaded_lstm.copy_states (a step's states, rows of L columns a unit, into the output's rows; whole
+    blocks of columns transposed in registers, the last columns entry by entry): rows[b, lo + j] is
+    h[(lo + j)·L + b] to the bit for b < n, j < units, into a batch-first output (rows T·H apart) or a
+    time-major one; nothing else of the output changes."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    L, hidden, time, t = n + pad, lo + units + 3, 3, 1
+    h = rng.standard_normal((lo + units) * L).astype(dtype)
+    out = np.full((n + 2, time, hidden) if batch_first else (time, n + 2, hidden), np.nan, dtype=dtype)
+    outs = out.transpose(1, 0, 2) if batch_first else out
+    threaded_lstm.copy_states(h, L, outs[t], lo, units, n)
+    expected = np.full_like(outs, np.nan)
+    expected[t, :n, lo: lo + units] = h.reshape(lo + units, L)[lo:, :n].T
+    np.testing.assert_array_equal(outs, expected)
+
+
+@needs_numba
 @pytest.mark.parametrize("double", [False, True])
 @pytest.mark.parametrize("vectors,depth", [(3, 37), (5, 37), (7, 37), (3, 2 * 128 + 45), (5, 128)])
 def test_an_odd_count_of_column_vectors_gives_one_vector_at_a_times_bits(vectors, depth, double):

@@ -40,7 +40,7 @@ if AVAILABLE:
     from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_rows
     from .kernels import gates_tanh, gru_backward_row, gru_state, jit, mul
     from .threaded_rnn import incoming_products
-    from .threaded_lstm import padded, sigmoid_to
+    from .threaded_lstm import copy_states, padded, sigmoid_to
 
 
 def forward_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -109,11 +109,9 @@ if AVAILABLE:
                 gates_tanh(new, pre_xn[s: s + length])
                 gru_state(h_prev[own: own + length], new, z_gate, h_new[own: own + length])
             threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
-            for b in range(n):  # the row-major copies: the layer's output (and dW_hh's operand), the trace
-                row, column = outs[t, b, lo:hi], h_new[lo * L + b:]
-                for j in range(units):
-                    row[j] = column[j * L]
-                if keep:
+            copy_states(h_new, L, outs[t], lo, units, n)  # the layer's output (and dW_hh's operand)
+            if keep:  # the trace's row-major copies
+                for b in range(n):
                     g_row = kept_gates[t, 3 * b * H:]
                     hn_row = kept_hn[t, b * H:]
                     for j in range(lo, hi):

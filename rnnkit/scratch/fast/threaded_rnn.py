@@ -49,7 +49,7 @@ if AVAILABLE:
     from .gemm import (MR, ROW_MAJOR_TAIL, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_rows, pack_panels,
                        pack_row_panels)
     from .kernels import jit, tanh_into
-    from .threaded_lstm import copy_inputs, padded
+    from .threaded_lstm import copy_inputs, copy_states, padded
 
 
 def parts_for(gate_rows: int, batch: int) -> int:
@@ -113,10 +113,7 @@ if AVAILABLE:
                 else:
                     tanh_into(pre[s: s + length], h[lo * L + s: lo * L + s + length])
             threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
-            for b in range(n):  # the row-major copy: the layer's output, and dW_hh's operand (own units only)
-                row, column = outs[t, b, lo:hi], h[lo * L + b:]
-                for j in range(units):
-                    row[j] = column[j * L]
+            copy_states(h, L, outs[t], lo, units, n)  # the layer's output, and dW_hh's operand (own units)
 
 
 def operand(inputs: np.ndarray, h0: np.ndarray, hidden: int, columns: int, alloc=np.zeros) -> np.ndarray:

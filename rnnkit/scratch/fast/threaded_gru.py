@@ -75,8 +75,9 @@ if AVAILABLE:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t], h_0, the ones and all x filled in by the caller; pre (rows of the
         three panels × L,) scratch; gates (3H·L,): this step's z, r, n; hn (H·L,): this step's W_hn h + b_hn
         (each part writes and reads only its own units' rows of both); outs (T, B, H): h_1 .. h_T, the layer's
-        output, any strides (`threaded_rnn.layout`); keep: also write z, r, n into kept_gates (T, B·3H) and hn into kept_hn
-        (T, B·H), time-major, for the backward; active (T,) int64: running columns per step, B of them at first."""
+        output, any strides (`threaded_rnn.layout`); keep: also write z, r, n into kept_gates (T, B, 3H) and hn
+        into kept_hn (T, B, H), time-major, any strides, for the backward; active (T,) int64: running columns per
+        step, B of them at first."""
         T = outs.shape[0]
         L = z.shape[1] // zr.shape[1]
         HL = hn.shape[0]
@@ -110,16 +111,10 @@ if AVAILABLE:
                 gru_state(h_prev[own: own + length], new, z_gate, h_new[own: own + length])
             threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
             copy_states(h_new, L, outs[t], lo, units, n)  # the layer's output (and dW_hh's operand)
-            if keep:  # the trace's row-major copies
-                for b in range(n):
-                    g_row = kept_gates[t, 3 * b * H:]
-                    hn_row = kept_hn[t, b * H:]
-                    for j in range(lo, hi):
-                        source = j * L + b
-                        g_row[j] = a[source]
-                        g_row[H + j] = a[HL + source]
-                        g_row[2 * H + j] = a[2 * HL + source]
-                        hn_row[j] = hn[source]
+            if keep:  # the trace, row-major: z, r, n side by side (B, 3H) and hn (B, H)
+                for g in range(3):
+                    copy_states(a[g * HL:], L, kept_gates[t, :, g * H: (g + 1) * H], lo, units, n)
+                copy_states(hn, L, kept_hn[t], lo, units, n)
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bool = True,
@@ -148,10 +143,10 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
     else:
         kept = np.empty((1, 1, 1), dtype=dtype), np.empty((1, 1, 1), dtype=dtype)
     arguments = []
-    for lo, hi in groups:  # each group's rows of the trace: (T, rows·3H) and (T, rows·H) views, no copy
+    for lo, hi in groups:  # each group's rows of the trace: (T, rows, 3H) and (T, rows, H) views, no copy
         group_active = _group_active(active, lo, hi)
         rows, columns, z, _, _ = layout(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi])
-        group_kept = [a[:, lo:hi].reshape(a.shape[0], -1) if keep else a.reshape(a.shape[0], -1) for a in kept]
+        group_kept = [a[:, lo:hi] if keep else a for a in kept]
         arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_kept, keep, group_active,
                                      hi - lo)
     threads.run_apart(forward_part, arguments)
@@ -161,7 +156,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
 def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs: np.ndarray, kept: list,
                     keep: bool, active, batch: int) -> list[tuple]:
     """forward_part's arguments for each of `parts` parts of one layer (or one column group): kept, the
-    trace's gates (T, batch·3H) and hn (T, batch·H) of the group's rows."""
+    trace's gates (T, batch, 3H) and hn (T, batch, H) of the group's rows."""
     hidden, dtype, time = p.hidden, z.dtype, z.shape[0] - 1
     panels = forward_panels(p, parts, rows)
     gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)

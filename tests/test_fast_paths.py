@@ -580,6 +580,145 @@ def test_the_row_major_products_tail_blocks_give_the_whole_panels_bits(rows, vec
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 40), vectors=st.integers(1, 5), depth=st.integers(1, 1100), double=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_the_row_major_product_over_packed_column_pairs_gives_the_row_major_bits(rows, vectors, depth, double,
+                                                                                 seed):
+    """gemm.gemm_row_major_pairs, Z packed in pairs of vectors (gemm.pack_column_pairs), K in its own blocks:
+    the bits of gemm_row_major's Z row-major (each element one chain of fused multiply-adds over k in order),
+    an odd count of vectors included (the last pair half zeros, its block one vector)."""
+    from rnnkit.scratch.fast import gemm
+
+    dtype = np.float64 if double else np.float32
+    lanes = gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
+    columns, written = vectors * lanes, -(-rows // gemm.ROW_MAJOR_TAIL) * gemm.ROW_MAJOR_TAIL
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((written, depth)).astype(dtype)
+    z = rng.standard_normal((depth, columns)).astype(dtype)
+    packed = gemm.pack_column_pairs(z)
+    assert packed.shape == (-(-vectors // 2), depth, 2 * lanes)
+    want = np.full((written, columns), np.nan, dtype=dtype)
+    gemm.gemm_row_major(a.reshape(-1), 0, depth, rows, z.reshape(-1), 0, columns, columns, depth, want.reshape(-1),
+                        0, columns)
+    got = np.full_like(want, np.nan)
+    gemm.gemm_row_major_pairs(a.reshape(-1), 0, depth, rows, packed.reshape(-1), depth, columns, got.reshape(-1), 0,
+                              columns)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+def test_the_row_major_product_runs_its_rows_in_blocks_that_add_up_and_never_a_lone_4_after_a_panel():
+    """gemm._row_major_height: blocks of MR, 8 and 4 rows that cover any multiple of ROW_MAJOR_TAIL exactly;
+    with MR 12, 16 rows left are 8 + 8 (not 12 + 4: a 4-row block runs at half the FMA rate)."""
+    from rnnkit.scratch.fast import gemm
+
+    for rows in range(gemm.ROW_MAJOR_TAIL, 400, gemm.ROW_MAJOR_TAIL):
+        heights, left = [], rows
+        while left > 0:
+            heights.append(gemm._row_major_height(left))
+            left -= heights[-1]
+        assert left == 0 and set(heights) <= {gemm.MR, 8, 4}, (rows, heights)
+        if gemm.MR == 12 and rows > 4:
+            assert 4 not in heights, (rows, heights)
+
+
+@settings(max_examples=40, deadline=None)
+@given(time=st.integers(1, 6), batch=st.integers(1, 6), width=st.integers(1, 9), batch_first=st.booleans(),
+       reverse=st.booleans(), columns=st.integers(0, 3))
+def test_a_time_major_views_rows_are_found_in_its_flat_view(time, batch, width, batch_first, reverse, columns):
+    """threaded_rnn.flat_view: for a (T, B, N) view of a batch-first or time-major array, a column slice of it
+    (one direction's columns), in reversed time or not: view[t, b, j] = flat[at + t·step + b·row + j], and a
+    write through flat lands in the view."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+    whole = np.arange(time * batch * (width + columns), dtype=np.float32)
+    whole = whole.reshape((batch, time, -1) if batch_first else (time, batch, -1))
+    view = whole.transpose(1, 0, 2) if batch_first else whole
+    view = view[:, :, columns:]
+    view = view[::-1] if reverse else view
+    flat, at, step, row = threaded_rnn.flat_view(view)
+    for t in range(time):
+        for b in range(batch):
+            np.testing.assert_array_equal(flat[at + t * step + b * row:][:width], view[t, b])
+    flat[at + (time - 1) * step + (batch - 1) * row + width - 1] = -1
+    assert view[time - 1, batch - 1, width - 1] == -1
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+def test_the_rnns_inference_runs_batch_major_from_256_units_and_groups_of_64_rows_without_lengths(monkeypatch):
+    """threaded_rnn.inference_forward: batch-major from RNN_ROWS_FORWARD_MIN_HIDDEN units, while the weights
+    fit RNN_ROWS_FORWARD_BYTES, where the column groups have at least RNN_ROWS_FORWARD_MIN_ROWS rows each, the
+    states go into the caller's output and no sequence ends early; else the column path (`forward`)."""
+    from rnnkit.scratch.fast import packing, threaded_rnn
+
+    assert (fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN, fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS) == (256, 64)
+    chosen = []
+    monkeypatch.setattr(threaded_rnn, "rows_forward", lambda *args: chosen.append("rows"))
+    monkeypatch.setattr(threaded_rnn, "forward", lambda *args: chosen.append("columns"))
+    rng = np.random.default_rng(0)
+    p = packing.pack("rnn_tanh", *(rng.standard_normal(shape).astype(np.float32)
+                                   for shape in [(100, 3), (100, 100), (100,), (100,)]))  # 100·104 weights
+
+    def choice(batch, lengths=False, into=True, hidden=100, rows=56, weights=100 * 104 * 4):
+        monkeypatch.setattr(fast.thresholds, "RNN_ROWS_FORWARD_MIN_HIDDEN", hidden)
+        monkeypatch.setattr(fast.thresholds, "RNN_ROWS_FORWARD_MIN_ROWS", rows)
+        monkeypatch.setattr(fast.thresholds, "RNN_ROWS_FORWARD_BYTES", weights)
+        active = [batch] * 4 if not lengths else [batch] * 3 + [batch - 1]
+        threaded_rnn.inference_forward(p, np.zeros((4, batch, 3), np.float32), np.zeros((batch, 100), np.float32),
+                                       None, active, None, np.zeros((4, batch, 100), np.float32) if into else None)
+        return chosen.pop()
+
+    threads.set_count(2)
+    try:
+        assert choice(112) == "rows"  # two groups of 56
+        assert choice(111) == "columns"  # 55 and 56
+        assert choice(112, lengths=True) == choice(112, into=False) == "columns"
+        assert choice(112, hidden=101) == choice(112, weights=100 * 104 * 4 - 1) == "columns"
+    finally:
+        threads.set_count(None)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["rnn_tanh", "rnn_relu"]), dtype=st.sampled_from([np.float64, np.float32]),
+       batch=st.integers(32, 90), hidden=st.integers(1, 70), time=st.integers(1, 5), batch_first=st.booleans(),
+       bidirectional=st.booleans())
+def test_the_rnns_inference_in_groups_of_rows_gives_the_training_forwards_bits(kind, dtype, batch, hidden, time,
+                                                                               batch_first, bidirectional):
+    """Where its batch runs in groups (of at least RNN_ROWS_FORWARD_MIN_ROWS, from RNN_ROWS_FORWARD_MIN_HIDDEN
+    units, both lowered here to reach small shapes), the RNN's inference forward runs batch-major (threaded_rnn.rows_forward: the states' rows times
+    packed pairs of weight columns), and its outputs and final states are the training forward's bits (the
+    same chain of fused multiply-adds for each entry)."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+
+    layer = MAKERS[kind](input_size=7, hidden_size=hidden, num_layers=2, batch_first=batch_first,
+                         bidirectional=bidirectional, dtype=dtype, rng=hidden)
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, time, 7) if batch_first else (time, batch, 7)).astype(dtype)
+    h0 = rng.standard_normal((2 * (2 if bidirectional else 1), batch, hidden)).astype(dtype)
+    calls = []
+    real = threaded_rnn.rows_forward
+    least = fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS, fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN
+    threads.set_count(2)
+    fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS, fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN = 16, 1
+    try:
+        with path_forced("threaded"):
+            want, want_h = layer.train().forward(x, h0)
+            threaded_rnn.rows_forward = lambda *args: calls.append(args) or real(*args)
+            with layer.eval().locked_weights():
+                got, got_h = layer.forward(x, h0)
+    finally:
+        threaded_rnn.rows_forward = real
+        fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS, fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN = least
+        threads.set_count(None)
+    assert len(calls) == (2 if bidirectional else 1)  # the last layer's directions: into the output's rows
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_h, want_h)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @settings(max_examples=25, deadline=None)
 @given(dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(2, 40), hidden=st.integers(1, 70),
        time=st.integers(1, 7), ragged=st.booleans(), seed=st.integers(0, 2**16))

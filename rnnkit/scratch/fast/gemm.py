@@ -160,7 +160,18 @@ def _row_major_kernel(MR: int, VW: int):
         def codegen(context, builder, sig, args):
             f = _Frame(context, builder, sig, args, VW)
             lda_value = context.cast(builder, args[9], sig.args[9], types.int64)
-            rows = [f.at(f.a, builder.mul(ir.Constant(f.i64, r), lda_value)) for r in range(MR)]
+            # Each row's pointer hidden from LLVM's loop rewriting (an empty inline asm): else it strength-
+            # reduced the MR addresses to one pointer and a chain of MR-1 adds a k, scalar work beside the 2·MR
+            # multiply-adds (53 instructions a k, now 42: MR pointers in registers, one index). Measured on the Sapphire Rapids Xeon, one core, GFLOP/s, before / now:
+            # (64, 449) @ (449, 384) 166-179 → 187-188, (80, 513) @ (513, 448) 157-181 → 184-206; the GRU's
+            # fwd+bwd (its backward's products are these), hidden 384 batch 128, 256 × 64, 448 × 90, new / before
+            # in worker processes: 0.89, 0.93, 0.91.
+            hidden = ir.InlineAsm(ir.FunctionType(f.i64, [f.i64]), "", "=r,0")
+
+            def opaque(pointer):
+                value = builder.call(hidden, [builder.ptrtoint(pointer, f.i64)])
+                return builder.inttoptr(value, pointer.type)
+            rows = [opaque(f.at(f.a, builder.mul(ir.Constant(f.i64, r), lda_value))) for r in range(MR)]
             added = context.cast(builder, args[10], sig.args[10], types.boolean)
 
             def block(NV: int):
@@ -455,38 +466,83 @@ if AVAILABLE:
     # Z's block in L2 across the row panels. Without: the GRU's backward (K = 3H = 1536, Z 1.5 MB a part)
     # streamed Z from beyond L2 once per row panel, 1.22-1.38x slower than OpenBLAS at hidden 512, batch 64-128.
     ROW_MAJOR_K_BLOCK = 256
+    # ... and in blocks of this many where Z comes packed in pairs of vectors (`pack_column_pairs`): each pair's
+    # block is one forward stream from L2 however long. Measured on the Sapphire Rapids Xeon (one core,
+    # GFLOP/s, K-blocks of 128 / 256 / 512): (80, 513) @ (513, 448) 200 / 204 / 210, (64, 321) @ (321, 256)
+    # 200 / 204 / 209, (40, 321) @ (321, 256) 201 / 203 / 206.
+    ROW_MAJOR_PACKED_K_BLOCK = 512
 
     @jit
     def gemm_row_major(a, a_off, lda, rows, z, z_off, ldz, columns, K, out, c_off, ldo):
         """out[c_off + r·ldo + j] = Σ_k a[a_off + r·lda + k] z[z_off + k·ldz + j] (1-D arrays; A row-major, not
-        packed: `_row_major_kernel`) for r < `rows` rounded up to ROW_MAJOR_TAIL (whole panels of MR, then a
-        block of 8 or 4 rows, or both) and j < `columns`, a multiple of the vector's lanes. The rows past
-        `rows` read whatever a holds there and write out's rows there: both arrays must reach that far, and
-        those rows are the caller's to ignore. Each element is one fused multiply-add chain over k in order (K
-        in blocks of ROW_MAJOR_K_BLOCK, each continuing the chain), whatever the height of its row's block."""
-        for k in range(0, K, ROW_MAJOR_K_BLOCK):
-            depth = min(ROW_MAJOR_K_BLOCK, K - k)
-            r = 0
-            while r < rows:
-                height = MR if rows - r >= MR else (2 * ROW_MAJOR_TAIL if rows - r > ROW_MAJOR_TAIL else ROW_MAJOR_TAIL)
-                _row_major_block(height, k, depth, a, a_off + r * lda + k, lda, z, z_off + k * ldz, ldz, columns,
-                                 out, c_off + r * ldo, ldo)
-                r += height
+        packed: `_row_major_kernel`) for r < `rows` rounded up to ROW_MAJOR_TAIL (whole panels of MR, then
+        blocks of 8 or 4 rows, `_row_major_height`) and j < `columns`, a multiple of the vector's lanes. The
+        rows past `rows` read whatever a holds there and write out's rows there: both arrays must reach that
+        far, and those rows are the caller's to ignore. Each element is one fused multiply-add chain over k in
+        order (K in blocks of ROW_MAJOR_K_BLOCK, each continuing the chain), whatever the height of its row's
+        block."""
+        for k in range(0, K, ROW_MAJOR_K_BLOCK):  # (a constant: as an argument the products ran 1.5x slower)
+            _row_major_rows(k, min(ROW_MAJOR_K_BLOCK, K - k), a, a_off + k, lda, rows, z, z_off + k * ldz, ldz,
+                            columns, out, c_off, ldo, 2 * VECTOR_BYTES // z.itemsize)
 
     @jit
-    def _row_major_block(height, k, depth, a, a_at, lda, z, z_at, ldz, columns, out, c_at, ldo):
+    def gemm_row_major_pairs(a, a_off, lda, rows, z, K, columns, out, c_off, ldo):
+        """`gemm_row_major` with Z packed in pairs of vectors of columns (`pack_column_pairs`: (pairs, K,
+        2·lanes)), K in blocks of ROW_MAJOR_PACKED_K_BLOCK: the same bits."""
+        width = 2 * VECTOR_BYTES // z.itemsize
+        for k in range(0, K, ROW_MAJOR_PACKED_K_BLOCK):
+            _row_major_rows(k, min(ROW_MAJOR_PACKED_K_BLOCK, K - k), a, a_off + k, lda, rows, z, k * width, width,
+                            columns, out, c_off, ldo, K * width)
+
+    @jit
+    def _row_major_rows(k, depth, a, a_at, lda, rows, z, z_at, ldz, columns, out, c_off, ldo, pairs):
+        """All the row blocks of a row-major product over one block of K (`depth` from k; a_at and z_at at its
+        start), each over all the columns (`_row_major_block`); Z's pairs of columns `pairs` apart."""
+        r = 0
+        while r < rows:
+            height = _row_major_height(rows - r)
+            _row_major_block(height, k, depth, a, a_at + r * lda, lda, z, z_at, ldz, columns, out, c_off + r * ldo,
+                             ldo, pairs)
+            r += height
+
+    @jit
+    def _row_major_height(left):
+        """The height of `gemm_row_major`'s next block with `left` rows to go (a multiple of ROW_MAJOR_TAIL):
+        MR, then 8 or 4; but 16 rows with MR 12 as 8 + 8, not 12 + 4: a 4-row block loads 6 values for 8
+        fused multiply-adds, and its 8 chains of 4-cycle multiply-adds barely keep two FMA units busy."""
+        if left >= MR and not (MR == 3 * ROW_MAJOR_TAIL and left == MR + ROW_MAJOR_TAIL):
+            return MR
+        return 2 * ROW_MAJOR_TAIL if left > ROW_MAJOR_TAIL else ROW_MAJOR_TAIL
+
+    @jit
+    def _row_major_block(height, k, depth, a, a_at, lda, z, z_at, ldz, columns, out, c_at, ldo, pairs):
         """One block of `height` rows (MR, 8 or 4) of `gemm_row_major` over one block of K starting at k (the
-        chain started where k is 0, else continued), all its columns: pairs of vectors, then one (a multiple
-        of the vector's lanes: the last block one vector where one is left)."""
+        chain started where k is 0, else continued), all its columns: pairs of vectors (each pair's Z `pairs`
+        after the last's), then one (a multiple of the vector's lanes: the last block one vector where one
+        is left)."""
         lanes, add = VECTOR_BYTES // z.itemsize, k > 0
-        for j in range(0, columns, 2 * lanes):
+        for q in range(-(-columns // (2 * lanes))):
+            j = 2 * lanes * q
             vectors = 1 if j + 2 * lanes > columns else 2
+            z_pair = z_at + q * pairs
             if height == MR:
-                _row_major(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add, vectors)
+                _row_major(depth, a, a_at, z, z_pair, ldz, out, c_at + j, ldo, lda, add, vectors)
             elif height == ROW_MAJOR_TAIL:
-                _tail4(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add, vectors)
+                _tail4(depth, a, a_at, z, z_pair, ldz, out, c_at + j, ldo, lda, add, vectors)
             else:
-                _tail8(depth, a, a_at, z, z_at + j, ldz, out, c_at + j, ldo, lda, add, vectors)
+                _tail8(depth, a, a_at, z, z_pair, ldz, out, c_at + j, ldo, lda, add, vectors)
+
+
+def pack_column_pairs(z: np.ndarray) -> np.ndarray:
+    """Z (K, N), N a multiple of the vector's lanes → (ceil(N / 2·lanes), K, 2·lanes): each pair of vectors
+    of columns contiguous over k, zeros past N, for `gemm_row_major_pairs`, whose blocks then read Z in one
+    forward stream each (row-major, a wide Z's rows sit N floats apart: a new 4 KB page every few k)."""
+    width = 2 * VECTOR_BYTES // z.itemsize
+    K, N = z.shape
+    count = -(-N // width)
+    padded = np.zeros((K, count * width), dtype=z.dtype)
+    padded[:, :N] = z
+    return np.ascontiguousarray(padded.reshape(K, count, width).transpose(1, 0, 2))
 
 
 def pack_panels(rows: np.ndarray, width: int | None = None) -> np.ndarray:

@@ -46,8 +46,8 @@ from .trace import Trace, allocator
 from .trace import by_rows as gradient_matrix
 
 if AVAILABLE:
-    from .gemm import (MR, ROW_MAJOR_TAIL, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_rows, pack_panels,
-                       pack_row_panels)
+    from .gemm import (MR, ROW_MAJOR_TAIL, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_row_major_pairs,
+                       gemm_rows, pack_column_pairs, pack_panels, pack_row_panels)
     from .kernels import jit, tanh_into
     from .threaded_lstm import copy_inputs, copy_states, padded
 
@@ -212,8 +212,98 @@ def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
-    """`forward`, for a forward no backward follows: its states into `outputs` where given."""
+    """`forward`, for a forward no backward follows: its states into `outputs` where given; there, from
+    thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN units while the weights fit RNN_ROWS_FORWARD_BYTES, where the
+    batch's columns would run in groups of at least RNN_ROWS_FORWARD_MIN_ROWS and every sequence runs every
+    step, batch-major (`rows_forward`)."""
+    weight_bytes = p.hidden * (p.hidden + 1 + inputs.shape[2]) * inputs.dtype.itemsize
+    if (xw is None and outputs is not None and active[-1] == inputs.shape[1]
+            and p.hidden >= thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN and weight_bytes <= thresholds.RNN_ROWS_FORWARD_BYTES):
+        groups = column_groups(p.hidden, inputs.shape[1], weight_bytes)
+        if len(groups) > 1 and min(hi - lo for lo, hi in groups) >= thresholds.RNN_ROWS_FORWARD_MIN_ROWS:
+            return rows_forward(p, inputs, h0, outputs, groups)
     return forward(p, inputs, h0, c0, active, xw, outputs)
+
+
+def row_weights(p) -> np.ndarray:
+    """[W_hh | b | W_ih]ᵀ (H+1+I, H) in pairs of vectors of columns (gemm.pack_column_pairs): (pairs, H+1+I,
+    2·lanes), the batch-major step's right operand; made once per Packed."""
+    return p.derived("rnn_row_weights", lambda: pack_column_pairs(step_rows(p, slice(0, p.hidden)).T))
+
+
+if AVAILABLE:
+    @jit
+    def rows_part(z, w, pre, x, x_at, x_step, x_row, out, out_at, out_step, out_row, T, n, H, relu):
+        """One group of n rows of the batch-major forward over T steps (see `rows_forward`): z (2, R, H+1+I),
+        the operand's two slots [h_t | 1 | x_t] row-major, R = n rounded up to gemm.ROW_MAJOR_TAIL, h_0 and
+        the ones filled in by the caller; w `row_weights` (pairs, H+1+I, 2·lanes); pre (R, Hp) scratch, Hp = H
+        rounded up to whole vectors; x_t's row b is
+        x[x_at + t·x_step + b·x_row:][:I], h_{t+1}'s goes to out's the same way (`flat_view`)."""
+        pairs, K, width = w.shape
+        Hp, I = pre.shape[1], K - H - 1
+        flat_w, flat_pre = w.reshape(-1), pre.reshape(-1)
+        for t in range(T):
+            now, after = z[t % 2], z[(t + 1) % 2]
+            for b in range(n):
+                at = x_at + t * x_step + b * x_row
+                now[b, H + 1:] = x[at: at + I]
+            # pre = [h_t | 1 | x_t] [W_hh | b | W_ih]ᵀ: each entry's chain of fused multiply-adds over k in the
+            # order of `forward`'s, so the same bits
+            gemm_row_major_pairs(now.reshape(-1), 0, K, n, flat_w, K, Hp, flat_pre, 0, Hp)
+            for b in range(n):
+                at = out_at + t * out_step + b * out_row
+                h = out[at: at + H]
+                if relu:
+                    relu_into(pre[b, :H], h)
+                else:
+                    tanh_into(pre[b, :H], h)
+                after[b, :H] = h
+
+
+def flat_view(a: np.ndarray) -> tuple[np.ndarray, int, int, int]:
+    """a (T, B, N), unit strides along N, any others (negative too) → (flat, at, step, row): a 1-D array over
+    the memory a spans, with a[t, b, j] = flat[at + t·step + b·row + j]. The compiled loops then take a row as
+    a contiguous slice, which they vectorise (through the view's strides they copied one value at a time)."""
+    item = a.itemsize
+    step, row, unit = (s // item for s in a.strides)
+    if unit != 1 or any(s % item for s in a.strides):
+        raise ValueError("flat_view needs unit strides along the last axis")
+    time, batch, width = a.shape
+    corner = a[time - 1 if step < 0 else 0:][:1, batch - 1 if row < 0 else 0:][:, :1]  # the lowest address
+    span = (time - 1) * abs(step) + (batch - 1) * abs(row) + width
+    flat = np.lib.stride_tricks.as_strided(corner, shape=(span,), strides=(item,))
+    at = (time - 1) * max(0, -step) + (batch - 1) * max(0, -row)
+    return flat, at, step, row
+
+
+def rows_forward(p, inputs: np.ndarray, h0: np.ndarray, outputs: np.ndarray, groups) -> Trace:
+    """The inference forward batch-major: each group of the batch's rows on its own thread, all units, each
+    step one product of the states' rows [h_t | 1 | x_t] (R, H+1+I) and `row_weights` (gemm.gemm_row_major),
+    h_{t+1} = tanh(pre) (or max(pre, 0)) written into the output's rows and the next step's operand.
+    inputs (T, B, I), h0 (B, H), outputs (T, B, H), any strides (a view of the layer's output) → Trace.
+
+    Why. `forward` keeps the states unit-major (H, L) for its column kernel, so every step's h_{t+1} was copied
+    into the output's rows transposed, and every x_t into the operand: 8-14 % of the RNN's inference at hidden
+    256-448 (Sapphire Rapids). Here both are row copies. Each entry's sums run in `forward`'s order: the same
+    bits."""
+    time, batch, features = inputs.shape
+    hidden, dtype = p.hidden, inputs.dtype
+    w = row_weights(p)
+    if inputs.strides[2] != inputs.itemsize:
+        inputs = np.ascontiguousarray(inputs)
+    x, x_at, x_step, x_row = flat_view(inputs)
+    out, out_at, out_step, out_row = flat_view(outputs)
+    arguments = []
+    for lo, hi in groups:
+        rows = padded_count(hi - lo, ROW_MAJOR_TAIL)
+        z = np.zeros((2, rows, hidden + 1 + features), dtype=dtype)
+        z[:, :, hidden] = 1
+        z[0, :hi - lo, :hidden] = h0[lo:hi]
+        pre = np.empty((rows, padded_count(hidden, VECTOR_BYTES // dtype.itemsize)), dtype=dtype)
+        arguments.append((z, w, pre, x, x_at + lo * x_row, x_step, x_row, out, out_at + lo * out_row, out_step,
+                          out_row, time, hi - lo, hidden, p.mode == "rnn_relu"))
+    threads.run_apart(rows_part, arguments)
+    return Trace(None, None, p.mode == "rnn_relu", outputs)
 
 
 def recurrent_weights(p, lanes: int) -> np.ndarray:

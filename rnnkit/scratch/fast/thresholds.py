@@ -317,3 +317,17 @@ RNN_SPLIT_GROUPS_BYTES = int(RNN_SPLIT_GROUPS_L2_SHARE * core_l2_bytes())
 # backward, alternating processes (Xeon SPR): RNN hidden 512 batch 1-2 1.11-1.32, 256-384 × 2 1.07-1.12,
 # batch 3 0.88-0.89; GRU hidden 256-512 batch 4 1.06-1.18, batch 6 0.73-1.01, 8 0.90-0.91.
 THREADED_BACKWARD_BATCH = {"rnn": 3, "gru": 6}
+# The RNN's inference forward runs batch-major (threaded_rnn.rows_forward: each step the states' rows times the
+# weights' packed column pairs, h_{t+1} written straight into the output's rows, no transposing copy) from
+# RNN_ROWS_FORWARD_MIN_HIDDEN units while its weights [W_hh | b | W_ih] take at most RNN_ROWS_FORWARD_L2_SHARE
+# of a core's level-2 cache, where it runs its columns in groups of at least RNN_ROWS_FORWARD_MIN_ROWS rows.
+# Measured 2026-12-06 (Sapphire Rapids Xeon, 2 MB L2 a core, 2 threads, T 64, input 64, one process, 9
+# alternating rounds, rows / columns, medians), groups of 64-128 rows (batch 128-256): hidden 256 0.88-0.96,
+# 384 0.88-0.93, 448 0.92-1.00, 512 0.90-0.94, but 300 0.99-1.07; hidden 640 (1.8 MB) 0.97-1.09; groups of
+# 56 rows (batch 112) 0.96-1.08; 50 (batch 100) 0.92-1.06 (the column path's row-vector kernel, gemm_rows, is
+# at its best there), 32 rows 0.88-1.04, 16-24 rows 0.88-1.13; hidden 100-200 at 56-128 rows 0.91-1.10 (a
+# short product: the step's other work weighs more).
+RNN_ROWS_FORWARD_MIN_HIDDEN = 256
+RNN_ROWS_FORWARD_MIN_ROWS = 64
+RNN_ROWS_FORWARD_L2_SHARE = 0.6
+RNN_ROWS_FORWARD_BYTES = int(RNN_ROWS_FORWARD_L2_SHARE * core_l2_bytes())

@@ -22,6 +22,10 @@ no meeting, and no core reads an h another wrote. A column's sums are the same i
 
 The forward's sums run in the same order whatever the split, so its results do not depend on the thread count.
 
+Inference, where the groups are wide (`inference_forward`, `rows_forward`): the same steps batch-major, each
+group's rows [h_t | 1 | x_t] times [W_hh | b | W_ih]ᵀ (gemm.gemm_row_major_pairs), h_{t+1} written into the
+output's rows as they are, the same sums in the same order: the same bits, without the transposing copy.
+
 Backward (`backward`; the GRU's too, threaded_gru.py), everything row-major, W_hh padded with zero columns to
 whole vectors once per Packed. Part k owns a block of the batch's rows (`backward_split`: while W_hh is small
 in a core's cache; no meeting at all, rows never meet before the weight gradients), or the units lo..hi-1

@@ -553,12 +553,15 @@ def test_the_rnn_backward_splits_its_rows_evenly_in_blocks_while_w_hh_is_small_e
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @settings(max_examples=30, deadline=None)
-@given(rows=st.integers(1, 40), vectors=st.integers(1, 5), depth=st.integers(1, 600), double=st.booleans(),
+@given(rows=st.integers(1, 40), vectors=st.integers(1, 5), depth=st.integers(1, 1100), double=st.booleans(),
        seed=st.integers(0, 2**16))
-def test_the_row_major_products_tail_blocks_give_the_whole_panels_bits(rows, vectors, depth, double, seed):
+def test_the_row_major_products_tail_blocks_and_packed_pairs_give_the_whole_panels_bits(rows, vectors, depth,
+                                                                                       double, seed):
     """gemm.gemm_row_major: the rows past the last whole panel in blocks of ROW_MAJOR_TAIL give each row the
     bits whole panels of MR give it (one chain of fused multiply-adds over k, K in blocks), and the product;
-    the rows past `rows` rounded up to ROW_MAJOR_TAIL are not written."""
+    the rows past `rows` rounded up to ROW_MAJOR_TAIL are not written. gemm.gemm_row_major_pairs, Z packed
+    in pairs of vector columns (gemm.pack_column_pairs) and K in its own blocks, gives the same bits, an odd
+    count of vectors included (the last pair half zeros, its block one vector)."""
     from rnnkit.scratch.fast import gemm
 
     dtype = np.float64 if double else np.float32
@@ -577,34 +580,12 @@ def test_the_row_major_products_tail_blocks_give_the_whole_panels_bits(rows, vec
     np.testing.assert_array_equal(tail[:written], panels[:written])
     assert np.isnan(tail[written:]).all()
     np.testing.assert_allclose(tail[:rows], a[:rows].astype(np.float64) @ z, rtol=TOL[dtype], atol=TOL[dtype] * depth)
-
-
-@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
-@settings(max_examples=30, deadline=None)
-@given(rows=st.integers(1, 40), vectors=st.integers(1, 5), depth=st.integers(1, 1100), double=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_the_row_major_product_over_packed_column_pairs_gives_the_row_major_bits(rows, vectors, depth, double,
-                                                                                 seed):
-    """gemm.gemm_row_major_pairs, Z packed in pairs of vectors (gemm.pack_column_pairs), K in its own blocks:
-    the bits of gemm_row_major's Z row-major (each element one chain of fused multiply-adds over k in order),
-    an odd count of vectors included (the last pair half zeros, its block one vector)."""
-    from rnnkit.scratch.fast import gemm
-
-    dtype = np.float64 if double else np.float32
-    lanes = gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
-    columns, written = vectors * lanes, -(-rows // gemm.ROW_MAJOR_TAIL) * gemm.ROW_MAJOR_TAIL
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((written, depth)).astype(dtype)
-    z = rng.standard_normal((depth, columns)).astype(dtype)
     packed = gemm.pack_column_pairs(z)
     assert packed.shape == (-(-vectors // 2), depth, 2 * lanes)
-    want = np.full((written, columns), np.nan, dtype=dtype)
-    gemm.gemm_row_major(a.reshape(-1), 0, depth, rows, z.reshape(-1), 0, columns, columns, depth, want.reshape(-1),
-                        0, columns)
-    got = np.full_like(want, np.nan)
-    gemm.gemm_row_major_pairs(a.reshape(-1), 0, depth, rows, packed.reshape(-1), depth, columns, got.reshape(-1), 0,
+    paired = np.full_like(tail, np.nan)
+    gemm.gemm_row_major_pairs(a.reshape(-1), 0, depth, rows, packed.reshape(-1), depth, columns, paired.reshape(-1), 0,
                               columns)
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(paired, tail)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
@@ -687,9 +668,9 @@ def test_the_rnns_inference_runs_batch_major_from_256_units_and_groups_of_64_row
 def test_the_rnns_inference_in_groups_of_rows_gives_the_training_forwards_bits(kind, dtype, batch, hidden, time,
                                                                                batch_first, bidirectional):
     """Where its batch runs in groups (of at least RNN_ROWS_FORWARD_MIN_ROWS, from RNN_ROWS_FORWARD_MIN_HIDDEN
-    units, both lowered here to reach small shapes), the RNN's inference forward runs batch-major (threaded_rnn.rows_forward: the states' rows times
-    packed pairs of weight columns), and its outputs and final states are the training forward's bits (the
-    same chain of fused multiply-adds for each entry)."""
+    units, both lowered here to reach small shapes), the RNN's inference forward runs batch-major
+    (threaded_rnn.rows_forward: the states' rows times packed pairs of weight columns), and its outputs and
+    final states are the training forward's bits (the same chain of fused multiply-adds for each entry)."""
     from rnnkit.scratch.fast import threaded_rnn
 
 

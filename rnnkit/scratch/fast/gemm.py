@@ -162,10 +162,10 @@ def _row_major_kernel(MR: int, VW: int):
             lda_value = context.cast(builder, args[9], sig.args[9], types.int64)
             # Each row's pointer hidden from LLVM's loop rewriting (an empty inline asm): else it strength-
             # reduced the MR addresses to one pointer and a chain of MR-1 adds a k, scalar work beside the 2·MR
-            # multiply-adds (53 instructions a k, now 42: MR pointers in registers, one index). Measured on the Sapphire Rapids Xeon, one core, GFLOP/s, before / now:
-            # (64, 449) @ (449, 384) 166-179 → 187-188, (80, 513) @ (513, 448) 157-181 → 184-206; the GRU's
-            # fwd+bwd (its backward's products are these), hidden 384 batch 128, 256 × 64, 448 × 90, new / before
-            # in worker processes: 0.89, 0.93, 0.91.
+            # multiply-adds (53 instructions a k, now 42: MR pointers in registers, one index). Measured on the
+            # Sapphire Rapids Xeon, one core, GFLOP/s, before / now: (64, 449) @ (449, 384) 166-179 → 187-188,
+            # (80, 513) @ (513, 448) 157-181 → 184-206; the GRU's fwd+bwd (its backward's products are these),
+            # hidden 384 batch 128, 256 × 64, 448 × 90, new / before in worker processes: 0.89, 0.93, 0.91.
             hidden = ir.InlineAsm(ir.FunctionType(f.i64, [f.i64]), "", "=r,0")
 
             def opaque(pointer):

@@ -219,10 +219,11 @@ def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | 
     """`forward`, for a forward no backward follows: its states into `outputs` where given; there, from
     thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN units while the weights fit RNN_ROWS_FORWARD_BYTES, where the
     batch's columns would run in groups of at least RNN_ROWS_FORWARD_MIN_ROWS and every sequence runs every
-    step, batch-major (`rows_forward`)."""
+    step, batch-major (`rows_forward`; the output's rows contiguous)."""
     weight_bytes = p.hidden * (p.hidden + 1 + inputs.shape[2]) * inputs.dtype.itemsize
-    if (xw is None and outputs is not None and active[-1] == inputs.shape[1]
-            and p.hidden >= thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN and weight_bytes <= thresholds.RNN_ROWS_FORWARD_BYTES):
+    if (xw is None and outputs is not None and outputs.strides[2] == outputs.itemsize
+            and active[-1] == inputs.shape[1] and p.hidden >= thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN
+            and weight_bytes <= thresholds.RNN_ROWS_FORWARD_BYTES):
         groups = column_groups(p.hidden, inputs.shape[1], weight_bytes)
         if len(groups) > 1 and min(hi - lo for lo, hi in groups) >= thresholds.RNN_ROWS_FORWARD_MIN_ROWS:
             return rows_forward(p, inputs, h0, outputs, groups)
@@ -241,10 +242,10 @@ if AVAILABLE:
         """One group of n rows of the batch-major forward over T steps (see `rows_forward`): z (2, R, H+1+I),
         the operand's two slots [h_t | 1 | x_t] row-major, R = n rounded up to gemm.ROW_MAJOR_TAIL, h_0 and
         the ones filled in by the caller; w `row_weights` (pairs, H+1+I, 2·lanes); pre (R, Hp) scratch, Hp = H
-        rounded up to whole vectors; x_t's row b is
-        x[x_at + t·x_step + b·x_row:][:I], h_{t+1}'s goes to out's the same way (`flat_view`)."""
-        pairs, K, width = w.shape
-        Hp, I = pre.shape[1], K - H - 1
+        rounded up to whole vectors; x_t's row b is x[x_at + t·x_step + b·x_row:][:I], and h_{t+1}'s goes to
+        out's the same way (`flat_view`)."""
+        K, Hp = w.shape[1], pre.shape[1]
+        I = K - H - 1
         flat_w, flat_pre = w.reshape(-1), pre.reshape(-1)
         for t in range(T):
             now, after = z[t % 2], z[(t + 1) % 2]
@@ -282,7 +283,7 @@ def flat_view(a: np.ndarray) -> tuple[np.ndarray, int, int, int]:
 
 def rows_forward(p, inputs: np.ndarray, h0: np.ndarray, outputs: np.ndarray, groups) -> Trace:
     """The inference forward batch-major: each group of the batch's rows on its own thread, all units, each
-    step one product of the states' rows [h_t | 1 | x_t] (R, H+1+I) and `row_weights` (gemm.gemm_row_major),
+    step one product of the states' rows [h_t | 1 | x_t] (R, H+1+I) and `row_weights` (gemm_row_major_pairs),
     h_{t+1} = tanh(pre) (or max(pre, 0)) written into the output's rows and the next step's operand.
     inputs (T, B, I), h0 (B, H), outputs (T, B, H), any strides (a view of the layer's output) → Trace.
 

@@ -536,13 +536,9 @@ if AVAILABLE:
 def pack_column_pairs(z: np.ndarray) -> np.ndarray:
     """Z (K, N), N a multiple of the vector's lanes → (ceil(N / 2·lanes), K, 2·lanes): each pair of vectors
     of columns contiguous over k, zeros past N, for `gemm_row_major_pairs`, whose blocks then read Z in one
-    forward stream each (row-major, a wide Z's rows sit N floats apart: a new 4 KB page every few k)."""
-    width = 2 * VECTOR_BYTES // z.itemsize
-    K, N = z.shape
-    count = -(-N // width)
-    padded = np.zeros((K, count * width), dtype=z.dtype)
-    padded[:, :N] = z
-    return np.ascontiguousarray(padded.reshape(K, count, width).transpose(1, 0, 2))
+    forward stream each (row-major, a wide Z's rows sit N floats apart: a new 4 KB page every few k). Zᵀ's
+    rows in `pack_panels`' panels of 2·lanes."""
+    return pack_panels(z.T, 2 * VECTOR_BYTES // z.itemsize)
 
 
 def pack_panels(rows: np.ndarray, width: int | None = None) -> np.ndarray:

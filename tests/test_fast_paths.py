@@ -768,3 +768,44 @@ def test_compiled_backward_with_a_big_w_hh_takes_a_product_per_row(kind, hidden,
                                                                                          None, active)
         for w, g in zip(want[:3], got[:3]):
             np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from([np.float32, np.float64]), batch=st.integers(2, 40), hidden=st.integers(1, 70),
+       time=st.integers(1, 6), layers=st.integers(1, 2), bidirectional=st.booleans(), bias=st.booleans(),
+       ragged=st.booleans(), seed=st.integers(0, 2**16))
+def test_the_grus_gradients_made_at_once_equal_the_reference(monkeypatch, dtype, batch, hidden, time, layers,
+                                                             bidirectional, bias, ragged, seed):
+    """Where the GRU's backward splits its rows (forced here at any size), the layer takes every gradient
+    from numba_path.gru_gradients (each pre-activation gradient written once, the bias gradients summed by the
+    steps): the reference path's outputs and gradients, biases or none, ragged batches and both directions
+    included, and the same bits on a second run."""
+    from rnnkit.scratch.fast import numba_path
+
+    monkeypatch.setattr(fast.thresholds, "SPLIT_BACKWARD_BATCH", 2)
+    monkeypatch.setattr(fast.thresholds, "SPLIT_BACKWARD_WORK", 0)
+    calls = []
+    real = numba_path.gru_gradients
+    monkeypatch.setattr(numba_path, "gru_gradients", lambda *args: calls.append(1) or real(*args))
+    rng = np.random.default_rng(seed)
+    D = 2 if bidirectional else 1
+    x = rng.standard_normal((batch, time, 3)).astype(dtype)
+    h0 = rng.standard_normal((layers * D, batch, hidden)).astype(dtype)
+    d_out = rng.standard_normal((batch, time, D * hidden)).astype(dtype)
+    d_hn = rng.standard_normal((layers * D, batch, hidden)).astype(dtype)
+    lengths = rng.integers(1, time + 1, batch).tolist() if ragged else None
+    results = []
+    for path in ("reference", "threaded", "threaded"):
+        layer = GRU(3, hidden, num_layers=layers, bidirectional=bidirectional, bias=bias, dtype=dtype, rng=seed)
+        with path_forced(path):
+            out, h_n = layer.forward(x, h0, lengths=lengths)
+            d_x, d_h0 = layer.backward(d_out, d_hn)
+        results.append({"out": out, "h_n": h_n, "d_x": d_x, "d_h0": d_h0,
+                        **{name: p.grad.copy() for name, p in layer.named_parameters()}})
+    assert len(calls) == 2 * layers * D  # two threaded runs, every layer direction
+    reference, got, again = results
+    for name, value in reference.items():
+        scale = max(float(np.abs(value).max()), 1.0)
+        assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, name
+        np.testing.assert_array_equal(again[name], got[name])

@@ -398,8 +398,10 @@ class _Recurrent(Module):
                 if self.record_through_time:                    # the reference path: ∂L/∂h_t of every step
                     extra["reaching"] = np.zeros_like(d_out)
                 if run.gradients is not None and not extra:  # the path makes every gradient itself
-                    w_ih_grad, w_hh_grad, bias_grad, d_x, dh0[k], dc0[k] = run.gradients(
+                    w_ih_grad, w_hh_grad, bias_grad, d_x, dh0[k], dc_last = run.gradients(
                         direction.packed, direction.trace, direction.inputs, d_out, d_h_n[k], dc_k, active)
+                    if dc0 is not None:
+                        dc0[k] = dc_last
                     self._add_gradients(layer, d, w_ih_grad, w_hh_grad, bias_grad)
                     if d == 1:
                         d_x = _reverse(d_x, reverse)
@@ -431,13 +433,14 @@ class _Recurrent(Module):
 
     def _add_gradients(self, layer, d, w_ih_grad, w_hh_grad, bias_grad):
         """Add a path's own weight gradients (packed row order: fast.Implementation.gradients) to the
-        parameters'; the LSTM's two biases share one gradient."""
+        parameters'; bias_grad: the two biases' shared gradient (the LSTM's), or a pair (b_ih's, b_hh's)."""
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         packing.add_unpacked(self.mode, w_ih.grad, w_ih_grad)
         packing.add_unpacked(self.mode, w_hh.grad, w_hh_grad)
-        for bias in (b_ih, b_hh):
+        pair = bias_grad if isinstance(bias_grad, tuple) else (bias_grad, bias_grad)
+        for bias, grad in zip((b_ih, b_hh), pair):
             if bias is not None:
-                packing.add_unpacked(self.mode, bias.grad, bias_grad)
+                packing.add_unpacked(self.mode, bias.grad, grad)
 
     def _accumulate(self, layer, d, direction, gx, gh, product=np.matmul):
         """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}.

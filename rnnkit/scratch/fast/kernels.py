@@ -373,6 +373,43 @@ if AVAILABLE:
             gh_r[j] = dr[j]
             gh_n[j] = r[j] * dn[j]
 
+    @jit
+    def gru_gradient_step(t, first, n, d_out, dh_rec, carry, gates, h, hn, d, bounds, sums):
+        """`gru_backward_step` writing each pre-activation gradient once: d[t] (T, B, 4H) = (dn, dz, dr, dhn)
+        per row, so that d[t, :, :3H] is the input side's (n, z, r) and d[t, :, H:] the hidden side's (z, r,
+        hn), both views; and adding the step's rows to the bias gradients: sums (parts, 4H), the row `part`
+        of `bounds` (the parts' first rows and the batch, ascending) that holds `first`, gets this step's sum
+        over rows first..n-1 (summed row by row in order, then added: the sums' order is fixed by the split)."""
+        H = hn.shape[2]
+        part = 0
+        while bounds[part + 1] <= first:
+            part += 1
+        step = np.zeros(4 * H, dtype=d.dtype)
+        for b in range(first, n):
+            gru_gradient_row(gates[t, b], d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b], d[t, b], step)
+        total = sums[part]
+        for j in range(4 * H):
+            total[j] += step[j]
+
+    @jit
+    def gru_gradient_row(a, d, rec, kept, h_prev, hn_row, out, step):
+        """`gru_backward_row`'s arithmetic (its bits) over all units, into one row out (4H,) = (dn, dz, dr,
+        dhn), each written once; step (4H,) += out."""
+        H = hn_row.shape[0]
+        one = a.dtype.type(1)
+        z, r, new = a[:H], a[H: 2 * H], a[2 * H:]
+        dn, dz, dr, dhn = out[:H], out[H: 2 * H], out[2 * H: 3 * H], out[3 * H:]
+        for j in range(H):
+            dh = d[j] + (rec[j] + kept[j])
+            dn[j] = dh * ((one - z[j]) * (one - new[j] * new[j]))
+            dz[j] = dh * (((h_prev[j] - new[j]) * z[j]) * (one - z[j]))
+            kept[j] = dh * z[j]
+        for j in range(H):
+            dr[j] = ((hn_row[j] * r[j]) * (one - r[j])) * dn[j]
+            dhn[j] = r[j] * dn[j]
+        for j in range(4 * H):
+            step[j] += out[j]
+
     # Small batches: the whole time loop in one call. A (B, H) @ (H, 4H) product through BLAS costs more in
     # call overhead than in arithmetic at small B (selector.py's SMALL_BATCH), so the products run here as well.
     @jit

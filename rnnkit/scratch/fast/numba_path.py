@@ -111,9 +111,14 @@ def backward_steps(p, step, arguments, d_step, dh_rec, active, parts: int = 1) -
             step(t, 0, n, *arguments)
             h_gradient_product(p, d_step[t], dh_rec, n)
         return
-    bounds = [dh_rec.shape[0] * k // parts for k in range(parts + 1)]
+    bounds = row_bounds(dh_rec.shape[0], parts)
     threads.run_products(_backward_rows, [(p, step, arguments, d_step, dh_rec, active, bounds[k], bounds[k + 1])
                                           for k in range(parts)])
+
+
+def row_bounds(batch: int, parts: int) -> list[int]:
+    """The first row of each of `backward_steps`' parts, then the batch."""
+    return [batch * k // parts for k in range(parts + 1)]
 
 
 def _backward_rows(p, step, arguments, d_step, dh_rec, active, lo, hi, worker) -> None:
@@ -165,6 +170,46 @@ def gru_backward(p, trace, d_out, dh_n, dc_n, active):
                    d_gh, dh_rec, active, gru_backward_parts(*dh_rec.shape))
     dh_rec += carry
     return by_rows(d_gx), by_rows(d_gh), dh_rec, None
+
+
+def gru_gradients(p, trace, inputs, d_out, dh_n, dc_n, active):
+    """`gru_backward` and the gradients of the weights and the input in one: each row's pre-activation
+    gradients written once, d (T, B, 4H) = (dn, dz, dr, dhn), instead of the input side's (dz, dr, dn) and the
+    hidden side's (dz, dr, dhn) apart (dz and dr twice), and the bias gradients summed by the steps
+    (`kernels.gru_gradient_step`), not in a pass over both afterwards. Then, one product each over all steps:
+        dW_hh = d[:, :, H:]ᵀ h_prev         (z, r, hn: the hidden side's rows, in packed order)
+        dW_ih = (xᵀ d[:, :, :3H])ᵀ           (n, z, r, moved to packed order after; xᵀ d, (I, 3H), runs wider
+                                              than dᵀ x for a narrow input)
+        dx = d[:, :, :3H] W_ih               (W_ih's rows as (n, z, r))
+    inputs (T, B, I) time-major, the forward's. Returns (dW_ih (3H, I), dW_hh (3H, H), (db_ih, db_hh) (3H,)
+    each, dx (T, B, I), dh_0 (B, H), None), packed row order."""
+    arr, hidden = trace.saved, p.hidden
+    time, batch, _ = d_out.shape
+    alloc = np.empty if active[-1] == batch else np.zeros  # ended rows: zeros (the products read every row)
+    d = alloc((time, batch, 4 * hidden), dtype=d_out.dtype)
+    dh_rec, carry = dh_n.copy(), np.zeros_like(dh_n)
+    parts = gru_backward_parts(batch, hidden)
+    sums = np.zeros((parts, 4 * hidden), dtype=d.dtype)
+    bounds = np.asarray(row_bounds(batch, parts), dtype=np.int64)
+    backward_steps(p, kernels.gru_gradient_step, (d_out, dh_rec, carry, arr["gates"], trace.h, arr["hn"], d, bounds,
+                                                  sums), d[:, :, hidden:], dh_rec, active, parts)
+    dh_rec += carry
+    total = sums[0]
+    for k in range(1, parts):  # the parts' sums in a fixed order
+        total += sums[k]
+    rows = d.reshape(time * batch, 4 * hidden)
+    x = inputs.reshape(time * batch, -1)
+    dw_hh = rows[:, hidden:].T @ trace.h[:-1].reshape(time * batch, hidden)
+    dw_ih = _n_last(hidden, (x.T @ rows[:, : 3 * hidden]).T)
+    dx = rows[:, : 3 * hidden] @ p.derived(("w_ih_n_first",), lambda: np.concatenate(
+        [p.w_ih[2 * hidden:], p.w_ih[: 2 * hidden]]))
+    return dw_ih, dw_hh, (_n_last(hidden, total[: 3 * hidden]), total[hidden:]), dx.reshape(time, batch, -1), \
+        dh_rec, None
+
+
+def _n_last(hidden: int, rows: np.ndarray) -> np.ndarray:
+    """Rows (n, z, r) of 3H → (z, r, n), the packed order."""
+    return np.concatenate([rows[hidden:], rows[:hidden]])
 
 
 def rnn_forward_loop(p, inputs, h0, c0, active, xw=None):

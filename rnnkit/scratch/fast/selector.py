@@ -40,9 +40,10 @@ class Implementation:
     """How one layer direction runs: forward(p, inputs, h0, c0, active, xw=None) -> Trace and
     backward(p, trace, d_out, dh_n, dc_n, active) -> (gates_x, gates_h, dh0, dc0) (see numpy_path.py);
     matmul: the product for the weight and input gradients; folds: takes a looked-up input projection;
-    gradients: where the path makes the weight and input gradients itself (the one-part threaded LSTM),
-    gradients(p, trace, inputs, d_out, dh_n, dc_n, active) -> (dW_ih, dW_hh, db, dx (T, B, I), dh0, dc0),
-    packed row order (threaded_lstm.gradients); the layer then calls it instead of backward; strided_inputs:
+    gradients: where the path makes the weight and input gradients itself (the threaded LSTM, the GRU whose
+    backward splits its rows), gradients(p, trace, inputs, d_out, dh_n, dc_n, active) -> (dW_ih, dW_hh, db,
+    dx (T, B, I), dh0, dc0), packed row order, db the two biases' shared gradient or a pair (b_ih's, b_hh's)
+    (threaded_lstm.gradients, numba_path.gru_gradients); the layer then calls it instead of backward; strided_inputs:
     forward reads inputs (T, B, I) through any strides (its first read copies them into its own operand), so
     the layer passes a batch-major input's time-major view without a copy; direct_outputs: forward takes
     outputs=ARRAY, (T, B, H) with any strides, and writes the states after each step there (a view of the
@@ -112,6 +113,12 @@ def _threaded_gru(cell):
                           strided_d_out=True)
 
 
+def _threaded_gru_rows(cell):  # the backward's rows split over the threads: every gradient at once
+    # (numba_path.gru_gradients: each pre-activation gradient written once, the bias gradients summed by the steps)
+    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False, strided_inputs=True,
+                          strided_d_out=True, gradients=numba_path.gru_gradients)
+
+
 def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
     return Implementation("threaded", threaded_gru.inference_forward, threaded_gru.backward, folds=False,
                           strided_inputs=True, direct_outputs=True)
@@ -155,7 +162,9 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
     if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:
         if cap is not None or thresholds.threaded_forward(batch, hidden, training):
             if cell == "gru":
-                fastest.append(("threaded", _threaded_gru if training else _threaded_gru_inference))
+                rows = numba_path.gru_backward_parts(batch, hidden) > 1  # (its rows split: numba_path's backward)
+                fastest.append(("threaded", _threaded_gru_inference if not training else
+                                _threaded_gru_rows if rows else _threaded_gru))
             else:
                 fastest.append(("threaded", _threaded_rnn if training else _threaded_rnn_inference))
     if cell == "gru" and numba:

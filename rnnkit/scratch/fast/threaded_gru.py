@@ -206,7 +206,8 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active)
     """numpy_path.gru_backward's gradients (to float rounding) on the threads, from the forward's time-major
     trace: d_out (T, B, H) any strides → (d_gx, d_gh, dh_0, None), each by_rows (3H, T·B). From
     thresholds.THREADED_BACKWARD_BATCH rows to numba_path's row split (gru_backward_parts), `backward_part`
-    (the same bits on any thread count); else numba_path.gru_backward."""
+    (the same bits on any thread count); else numba_path.gru_backward (where the rows split, a layer in
+    training takes every gradient from numba_path.gru_gradients instead: selector.py)."""
     saved = kept(trace)
     gates, hs = saved["gates"], trace.h
     time, batch, hidden = d_out.shape

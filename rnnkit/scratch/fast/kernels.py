@@ -348,18 +348,29 @@ if AVAILABLE:
         """One row of a step of the GRU's backward, units lo..top-1: a (3H,) the activated gates (z, r, n), d
         (H,) the output gradient, rec (H,) the gradient through the next step's products, kept (H,) the carry
         through its update gate (overwritten with this step's), h_prev (H,) h_t, hn_row (H,) W_hn h_t + b_hn;
-        writes gx = (dz, dr, dn) and gh = (dz, dr, dhn) (3H,), in numpy_path.gru_backward's order of
-        operations (its bits):
+        writes gx = (dz, dr, dn) and gh = (dz, dr, dhn) (3H,) (`gru_gate_gradients`, then dz and dr copied
+        into gh)."""
+        H = hn_row.shape[0]
+        gru_gate_gradients(lo, top, a, d, rec, kept, h_prev, hn_row, gx, 2 * H, 0, H, gh, 2 * H)
+        for j in range(lo, top):
+            gh[j] = gx[j]
+            gh[H + j] = gx[H + j]
+
+    @jit
+    def gru_gate_gradients(lo, top, a, d, rec, kept, h_prev, hn_row, gx, n_at, z_at, r_at, gh, hn_at):
+        """The pre-activation gradients of one row of a step of the GRU's backward, units lo..top-1 (arguments
+        as `gru_backward_row`'s): dn, dz, dr into gx from n_at, z_at, r_at, dhn into gh from hn_at (gh may be
+        gx), in numpy_path.gru_backward's order of operations (its bits):
             dh = d_out_t + (dh_rec + carry)
             dn = dh ((1 - z)(1 - n²)),  dz = dh (((h_t - n) z)(1 - z)),  dr = ((hn r)(1 - r)) dn,  dhn = r dn
             carry ← dh z
-        Three loops of few arrays each, so that each is vectorised: one loop writing all seven outputs reads and
+        Two loops of few arrays each, so that each is vectorised: one loop writing all five outputs reads and
         writes ten arrays, more than the compiler's checks for overlapping arrays allow, and ran scalar (1.6-1.8x
         slower at batch 64, hidden 256)."""
         H = hn_row.shape[0]
         one = a.dtype.type(1)
         z, r, new = a[:H], a[H: 2 * H], a[2 * H:]
-        dz, dr, dn = gx[:H], gx[H: 2 * H], gx[2 * H:]
+        dn, dz, dr, dhn = gx[n_at: n_at + H], gx[z_at: z_at + H], gx[r_at: r_at + H], gh[hn_at: hn_at + H]
         for j in range(lo, top):
             dh = d[j] + (rec[j] + kept[j])
             dn[j] = dh * ((one - z[j]) * (one - new[j] * new[j]))
@@ -367,11 +378,7 @@ if AVAILABLE:
             kept[j] = dh * z[j]
         for j in range(lo, top):
             dr[j] = ((hn_row[j] * r[j]) * (one - r[j])) * dn[j]
-        gh_z, gh_r, gh_n = gh[:H], gh[H: 2 * H], gh[2 * H:]
-        for j in range(lo, top):
-            gh_z[j] = dz[j]
-            gh_r[j] = dr[j]
-            gh_n[j] = r[j] * dn[j]
+            dhn[j] = r[j] * dn[j]
 
     @jit
     def gru_gradient_step(t, first, n, d_out, dh_rec, carry, gates, h, hn, d, bounds, sums):
@@ -386,29 +393,14 @@ if AVAILABLE:
             part += 1
         step = np.zeros(4 * H, dtype=d.dtype)
         for b in range(first, n):
-            gru_gradient_row(gates[t, b], d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b], d[t, b], step)
+            out = d[t, b]
+            gru_gate_gradients(0, H, gates[t, b], d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b], out, 0, H,
+                               2 * H, out, 3 * H)
+            for j in range(4 * H):
+                step[j] += out[j]
         total = sums[part]
         for j in range(4 * H):
             total[j] += step[j]
-
-    @jit
-    def gru_gradient_row(a, d, rec, kept, h_prev, hn_row, out, step):
-        """`gru_backward_row`'s arithmetic (its bits) over all units, into one row out (4H,) = (dn, dz, dr,
-        dhn), each written once; step (4H,) += out."""
-        H = hn_row.shape[0]
-        one = a.dtype.type(1)
-        z, r, new = a[:H], a[H: 2 * H], a[2 * H:]
-        dn, dz, dr, dhn = out[:H], out[H: 2 * H], out[2 * H: 3 * H], out[3 * H:]
-        for j in range(H):
-            dh = d[j] + (rec[j] + kept[j])
-            dn[j] = dh * ((one - z[j]) * (one - new[j] * new[j]))
-            dz[j] = dh * (((h_prev[j] - new[j]) * z[j]) * (one - z[j]))
-            kept[j] = dh * z[j]
-        for j in range(H):
-            dr[j] = ((hn_row[j] * r[j]) * (one - r[j])) * dn[j]
-            dhn[j] = r[j] * dn[j]
-        for j in range(4 * H):
-            step[j] += out[j]
 
     # Small batches: the whole time loop in one call. A (B, H) @ (H, 4H) product through BLAS costs more in
     # call overhead than in arithmetic at small B (selector.py's SMALL_BATCH), so the products run here as well.

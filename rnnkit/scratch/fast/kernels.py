@@ -384,21 +384,23 @@ if AVAILABLE:
     def gru_gradient_step(t, first, n, d_out, dh_rec, carry, gates, h, hn, d, bounds, sums):
         """`gru_backward_step` writing each pre-activation gradient once: d[t] (T, B, 4H) = (dn, dz, dr, dhn)
         per row, so that d[t, :, :3H] is the input side's (n, z, r) and d[t, :, H:] the hidden side's (z, r,
-        hn), both views; and adding the step's rows to the bias gradients: sums (parts, 4H), the row `part`
-        of `bounds` (the parts' first rows and the batch, ascending) that holds `first`, gets this step's sum
-        over rows first..n-1 (summed row by row in order, then added: the sums' order is fixed by the split)."""
+        hn), both views; and adding the step's rows to the bias gradients: sums (parts, 2, 4H), for the part
+        of `bounds` (the parts' first rows and the batch, ascending) that holds `first`, sums[part, 0] gets
+        this step's sum over rows first..n-1, made in sums[part, 1] (summed row by row in order, then added:
+        the sums' order is fixed by the split)."""
         H = hn.shape[2]
         part = 0
         while bounds[part + 1] <= first:
             part += 1
-        step = np.zeros(4 * H, dtype=d.dtype)
+        step = sums[part, 1]
+        step[:] = 0
         for b in range(first, n):
             out = d[t, b]
             gru_gate_gradients(0, H, gates[t, b], d_out[t, b], dh_rec[b], carry[b], h[t, b], hn[t, b], out, 0, H,
                                2 * H, out, 3 * H)
             for j in range(4 * H):
                 step[j] += out[j]
-        total = sums[part]
+        total = sums[part, 0]
         for j in range(4 * H):
             total[j] += step[j]
 

@@ -189,14 +189,14 @@ def gru_gradients(p, trace, inputs, d_out, dh_n, dc_n, active):
     d = alloc((time, batch, 4 * hidden), dtype=d_out.dtype)
     dh_rec, carry = dh_n.copy(), np.zeros_like(dh_n)
     parts = gru_backward_parts(batch, hidden)
-    sums = np.zeros((parts, 4 * hidden), dtype=d.dtype)
+    sums = np.zeros((parts, 2, 4 * hidden), dtype=d.dtype)  # each part's bias sums and its step's
     bounds = np.asarray(row_bounds(batch, parts), dtype=np.int64)
     backward_steps(p, kernels.gru_gradient_step, (d_out, dh_rec, carry, arr["gates"], trace.h, arr["hn"], d, bounds,
                                                   sums), d[:, :, hidden:], dh_rec, active, parts)
     dh_rec += carry
-    total = sums[0]
+    total = sums[0, 0]
     for k in range(1, parts):  # the parts' sums in a fixed order
-        total += sums[k]
+        total += sums[k, 0]
     rows = d.reshape(time * batch, 4 * hidden)
     x = inputs.reshape(time * batch, -1)
     dw_hh = rows[:, hidden:].T @ trace.h[:-1].reshape(time * batch, hidden)

@@ -5,7 +5,7 @@ conftest.py gives the suite one BLAS thread; these runs are `rnnkit` processes w
 to 2 (the default on a 2-CPU machine) and RNNKIT_NUM_THREADS unset, so the scratch engine runs on 2 threads:
 the LSTM on its threaded path (batch 24 × hidden 64: two parts of 32 units, see fast/thresholds.py) with its
 backward's products split over the threads (fast/threads.matmul), the GRU's forward on its threaded path too
-(batch·hidden > 384), its backward on OpenBLAS's own 2 threads. All the runs
+(batch·hidden > 384), its backward's products split over the threads too. All the runs
 start at once: a busy machine is where a timing-dependent reduction shows (before the fix in
 threads.matmul, a part of a product now and then ran on 2 OpenBLAS threads instead of 1, which rounds
 differently, and same-seed LSTM runs ended a few ulps apart).

@@ -176,10 +176,10 @@ def gru_gradients(p, trace, inputs, d_out, dh_n, dc_n, active):
     """`gru_backward` and the gradients of the weights and the input in one: each row's pre-activation
     gradients written once, d (T, B, 4H) = (dn, dz, dr, dhn), instead of the input side's (dz, dr, dn) and the
     hidden side's (dz, dr, dhn) apart (dz and dr twice), and the bias gradients summed by the steps
-    (`kernels.gru_gradient_step`), not in a pass over both afterwards. Then, one product each over all steps:
+    (`kernels.gru_gradient_step`), not in a pass over both afterwards. Then, one product each over all steps,
+    each on the threads' own split (threads.matmul: OpenBLAS's threads, which spin after a call, stay asleep):
         dW_hh = d[:, :, H:]ᵀ h_prev         (z, r, hn: the hidden side's rows, in packed order)
-        dW_ih = (xᵀ d[:, :, :3H])ᵀ           (n, z, r, moved to packed order after; xᵀ d, (I, 3H), runs wider
-                                              than dᵀ x for a narrow input)
+        dW_ih = d[:, :, :3H]ᵀ x              (n, z, r, moved to packed order after)
         dx = d[:, :, :3H] W_ih               (W_ih's rows as (n, z, r))
     inputs (T, B, I) time-major, the forward's. Returns (dW_ih (3H, I), dW_hh (3H, H), (db_ih, db_hh) (3H,)
     each, dx (T, B, I), dh_0 (B, H), None), packed row order."""
@@ -199,10 +199,10 @@ def gru_gradients(p, trace, inputs, d_out, dh_n, dc_n, active):
         total += sums[k, 0]
     rows = d.reshape(time * batch, 4 * hidden)
     x = inputs.reshape(time * batch, -1)
-    dw_hh = rows[:, hidden:].T @ trace.h[:-1].reshape(time * batch, hidden)
-    dw_ih = _n_last(hidden, (x.T @ rows[:, : 3 * hidden]).T)
-    dx = rows[:, : 3 * hidden] @ p.derived(("w_ih_n_first",), lambda: np.concatenate(
-        [p.w_ih[2 * hidden:], p.w_ih[: 2 * hidden]]))
+    dw_hh = threads.matmul(rows[:, hidden:].T, trace.h[:-1].reshape(time * batch, hidden))
+    dw_ih = _n_last(hidden, threads.matmul(rows[:, : 3 * hidden].T, x))
+    dx = threads.matmul(rows[:, : 3 * hidden], p.derived(("w_ih_n_first",), lambda: np.concatenate(
+        [p.w_ih[2 * hidden:], p.w_ih[: 2 * hidden]])))
     return dw_ih, dw_hh, (_n_last(hidden, total[: 3 * hidden]), total[hidden:]), dx.reshape(time, batch, -1), \
         dh_rec, None
 

@@ -108,9 +108,9 @@ def _threaded_inference(cell):  # keeps no trace: no backward follows
                           strided_inputs=True, direct_outputs=True)
 
 
-def _threaded_gru(cell):
-    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False, strided_inputs=True,
-                          strided_d_out=True)
+def _threaded_gru(cell):  # its products on the threads' split too: OpenBLAS's spinning threads stay asleep
+    return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, matmul=threads.matmul,
+                          folds=False, strided_inputs=True, strided_d_out=True)
 
 
 def _threaded_gru_rows(cell):  # the backward's rows split over the threads: every gradient at once
@@ -125,8 +125,8 @@ def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
 
 
 def _threaded_rnn(cell):
-    return Implementation("threaded", threaded_rnn.forward, threaded_rnn.backward, folds=False,
-                          strided_inputs=True, strided_d_out=True)
+    return Implementation("threaded", threaded_rnn.forward, threaded_rnn.backward, matmul=threads.matmul,
+                          folds=False, strided_inputs=True, strided_d_out=True)
 
 
 def _threaded_rnn_inference(cell):  # writes into the layer's output: no backward follows

@@ -41,6 +41,7 @@ import time
 
 import numpy as np
 
+from . import thresholds
 from .kernels import AVAILABLE
 
 if AVAILABLE:
@@ -212,20 +213,34 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return matmuls(a, (b,))[0]
 
 
+# OpenBLAS runs a product of up to this many multiply-adds (M·K·N) on the calling thread alone (its
+# GEMM_MULTITHREAD_THRESHOLD 4 × 65536, interface/gemm.c)
+OPENBLAS_ONE_THREAD_WORK = 4 * 65536
+
+
 def matmuls(a: np.ndarray, bs) -> list[np.ndarray]:
-    """[`matmul`(a, b) for b in bs], the same bits; on gemm.py's kernels a's rows packed once for all."""
+    """[`matmul`(a, b) for b in bs], the same bits; on gemm.py's kernels a's rows packed once for all. A
+    product of less than thresholds.SPLIT_PRODUCT_WORK multiply-adds runs on the calling thread alone."""
+    small = a.shape[0] * a.shape[1] * max(b.shape[1] for b in bs) < thresholds.SPLIT_PRODUCT_WORK
     if all(own_products(a, b) for b in bs):
-        return _own_matmuls(a, bs)
-    return [_blas_matmul(a, b) for b in bs]
+        return _own_matmuls(a, bs, 1 if small else None)
+    return [_blas_matmul(a, b, 1 if small else count()) for b in bs]
 
 
-def _blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`matmul` on OpenBLAS, one BLAS thread a part."""
+def _blas_matmul(a: np.ndarray, b: np.ndarray, parts: int) -> np.ndarray:
+    """`matmul` on OpenBLAS, a's rows over `parts` parts, one BLAS thread a part."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    parts = min(count(), a.shape[0])
+    parts = min(parts, a.shape[0])
     local = _OPENBLAS.local_threads
-    if parts <= 1 or local is None:
+    if local is None or a.shape[0] * a.shape[1] * b.shape[1] <= OPENBLAS_ONE_THREAD_WORK:
         return np.matmul(a, b, out=out)
+    if parts <= 1:  # held to one OpenBLAS thread: its own would wake, and spin after
+        with _blas_count_lock:
+            previous = local(1)
+            try:
+                return np.matmul(a, b, out=out)
+            finally:
+                local(max(1, previous))
     bounds = [a.shape[0] * k // parts for k in range(parts + 1)]
     with _blas_count_lock:
         previous = local(1)  # before any part starts; returns the count in force

@@ -169,6 +169,13 @@ def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:
     (no backward follows) than in training (measured, see above)."""
     return batch * hidden > (THREADED_WORK if training else THREADED_INFERENCE_WORK)
 
+# threads.matmul splits a product over the threads from this many multiply-adds (M·K·N) on; below, it runs on
+# the calling thread alone (on one OpenBLAS thread: OpenBLAS's own would wake from 262144 on, and spin after).
+# Measured 2026-12-06 (Xeon, 2 threads, µs, one thread / split over two / OpenBLAS's two threads awake):
+# (64, 32) @ (32, 64) 3.5 / 23.4 / 2.6, (64, 256) @ (256, 64) 20 / 31 / 32, (192, 256) @ (256, 64) 46 / 44 / 26,
+# (256, 320) @ (320, 64) 72 / 60 / 44, (256, 1024) @ (1024, 256) 902 / 489 / 553: the split costs about 20 µs.
+SPLIT_PRODUCT_WORK = 2**22
+
 # Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one
 # or two columns the shorter panels leave the FMA units waiting on their own latency. Measured 2026-12-03,
 # (4H, H) @ (H, B) on one core, 64 steps: hidden 256 0.72 → 0.51 ms at batch 1 and 2, hidden 512 3.1 → 2.3-2.9 ms;

@@ -246,6 +246,42 @@ def test_lstm_panels_are_numpys_packing_to_the_bit(dtype, bias):
 
 
 @needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("mode", ["gru", "rnn_tanh"])
+def test_gru_and_rnn_panels_are_numpys_packing_to_the_bit(mode, dtype, bias):
+    """The threaded GRU's and RNN's forward panels, packed in one compiled pass from the weights as they are,
+    against packing.py's arrays packed by gemm.pack_panels / pack_row_panels: one and two parts, either
+    kernel's panels, units that do not fill the last panel."""
+    from rnnkit.scratch.fast import packing, threaded_gru, threaded_rnn
+
+    rng = np.random.default_rng(5)
+    gates, hidden, features = packing.GATES[mode], 37, 21
+    weights = [rng.standard_normal((gates * hidden, k)).astype(dtype) for k in (features, hidden)]
+    biases = [rng.standard_normal(gates * hidden).astype(dtype) for _ in range(2)] if bias else [None, None]
+    p = packing.pack(mode, *weights, *biases)
+    for parts in (1, 2):
+        bounds = [(hidden * k // parts, hidden * (k + 1) // parts) for k in range(parts)]
+        for rows in (True, False):
+            pack = gemm.pack_row_panels if rows else gemm.pack_panels
+            if mode == "gru":
+                b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=dtype)
+                got = threaded_gru.forward_panels(p, parts, rows)
+                for (lo, hi), panels in zip(bounds, got):
+                    n = slice(2 * hidden + lo, 2 * hidden + hi)
+                    want = (threaded_rnn.step_rows(p, np.r_[lo:hi, hidden + lo: hidden + hi]),
+                            np.concatenate([p.w_hh_half[n], b_hn[lo:hi, None]], axis=1),
+                            np.concatenate([p.bias[n, None], p.w_ih_half[n]], axis=1))
+                    assert len(panels) == 3
+                    for panel, rows_wanted in zip(panels, want):
+                        np.testing.assert_array_equal(panel, pack(rows_wanted))
+            else:
+                got = threaded_rnn.forward_panels(p, parts, rows)
+                for (lo, hi), panels in zip(bounds, got):
+                    np.testing.assert_array_equal(panels, pack(threaded_rnn.step_rows(p, slice(lo, hi))))
+
+
+@needs_numba
 def test_pack_panels_orders_each_panel_by_depth():
     a = np.arange(2 * 5 * (gemm.MR + 1), dtype=np.float32).reshape(gemm.MR + 1, 10)
     panels = gemm.pack_panels(a)

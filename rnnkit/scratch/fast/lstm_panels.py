@@ -1,4 +1,5 @@
-"""The threaded LSTM's weights packed into GEMM panels in one compiled pass (numba installed).
+"""The threaded LSTM's weights packed into GEMM panels in one compiled pass (numba installed); the threaded GRU's
+and RNN's forward panels too (`gathered_panels`).
 
 A part of the threaded LSTM (threaded_lstm.py) owns the hidden units lo..hi-1 and multiplies by its rows of
 the weights, packed for gemm.py's kernels: panels (P, K, w), panel p holding rows p·w .. p·w+w-1, each k's w
@@ -35,13 +36,16 @@ def gate_rows(hidden: int, lo: int, hi: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def source_rows(hidden: int, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(PyTorch rows, scales in dtype) of a part's packed gate rows: the row each comes from and ½ for sigmoid
-    rows; read-only, made once per shape (a training forward packs its weights anew every step, and making
-    these took 40 of its 735 us at hidden 256 batch 1)."""
-    packed = gate_rows(hidden, lo, hi)
-    rows = packing.row_index("lstm", hidden)[packed].astype(np.int64)
-    scales = np.where(packed < 3 * hidden, 0.5, 1.0).astype(dtype)
+def source_rows(hidden: int, lo: int, hi: int, dtype: np.dtype, mode: str = "lstm",
+                blocks: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(PyTorch rows, scales in dtype) of a part's packed gate rows, units lo..hi-1 of each packed gate block
+    of `blocks` in turn (all the cell's by default; the LSTM's: `gate_rows`): the row each comes from and ½
+    for sigmoid rows; read-only, made once per shape (a training forward packs its weights anew every step,
+    and making these took 40 of its 735 us at hidden 256 batch 1)."""
+    blocks = range(packing.GATES[mode]) if blocks is None else blocks
+    packed = np.concatenate([np.arange(g * hidden + lo, g * hidden + hi) for g in blocks])
+    rows = packing.row_index(mode, hidden)[packed].astype(np.int64)
+    scales = np.where(packed < packing.sigmoid_rows(mode, hidden), 0.5, 1.0).astype(dtype)
     for array in (rows, scales):
         array.setflags(write=False)
     return rows, scales
@@ -68,20 +72,26 @@ def forward_panel_sets(p, bounds, width: int, sets) -> list[list[np.ndarray]]:
     """`forward_panels` for each `blocks` of `sets` (e.g. ("hh", "ih")), all in one threads.run: one job per
     part and set, each on its own thread."""
     w_ih, w_hh, b_ih, b_hh = p.originals
-    jobs, result = [], []
-    for blocks in sets:
-        sources = {"hh": [w_hh], "ih": [w_ih, None], "all": [w_hh, w_ih, None]}[blocks]
-        sources = tuple(np.ascontiguousarray(bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype) if a is None
-                                             else a) for a in sources)
-        depth = sum(a.shape[1] for a in sources)
-        panels = []
-        for lo, hi in bounds:
-            rows, scales = source_rows(p.hidden, lo, hi, w_hh.dtype)
-            panels.append(np.empty((-(-len(rows) // width), depth, width), dtype=w_hh.dtype))
-            jobs.append((sources, rows, scales, panels[-1]))
-        result.append(panels)
-    threads.run_grouped(gather_blocks, jobs)
-    return result
+    bias = bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype)
+    jobs = [({"hh": (w_hh,), "ih": (w_ih, bias), "all": (w_hh, w_ih, bias)}[blocks],
+             *source_rows(p.hidden, lo, hi, w_hh.dtype)) for blocks in sets for lo, hi in bounds]
+    panels = gathered_panels(width, jobs)
+    return [panels[k * len(bounds): (k + 1) * len(bounds)] for k in range(len(sets))]
+
+
+def gathered_panels(width: int, jobs) -> list[np.ndarray]:
+    """For each (sources, rows, scales) of `jobs`: the rows `rows` of [A_0 | A_1 | ...] (sources, each
+    (R, k_i), PyTorch's row order), row j times scales[j], packed into panels (P, K, width) for gemm.py, the
+    last panel's missing rows zeros (`gather_blocks`); all in one threads.run, one job a thread. Shared by
+    the threaded GRU and RNN (their forward's panels, the same values as NumPy's packing to the bit)."""
+    panels, arguments = [], []
+    for sources, rows, scales in jobs:
+        sources = tuple(np.ascontiguousarray(a) for a in sources)
+        panels.append(np.empty((-(-len(rows) // width), sum(a.shape[1] for a in sources), width),
+                               dtype=sources[0].dtype))
+        arguments.append((sources, rows, scales, panels[-1]))
+    threads.run_grouped(gather_blocks, arguments)
+    return panels
 
 
 def backward_panels(p, bounds, width: int, source=None) -> list[np.ndarray]:

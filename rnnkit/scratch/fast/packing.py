@@ -46,7 +46,7 @@ class Packed:
     def __init__(self, mode: str, w_ih, w_hh, b_ih=None, b_hh=None):
         self.mode, self.hidden = mode, w_hh.shape[1]
         self._w_ih, self._w_hh, self._b_ih, self._b_hh = w_ih, w_hh, b_ih, b_hh
-        self._sigmoid_rows = _SIGMOID_BLOCKS[mode] * self.hidden
+        self._sigmoid_rows = sigmoid_rows(mode, self.hidden)
         self._table = None  # (embedding, its token_table)
         self._derived: dict = {}
 
@@ -138,6 +138,11 @@ class Packed:
         if self.mode != "gru" or self._b_hh is None:
             return None
         return np.ascontiguousarray(self._b_hh[2 * self.hidden:])  # the n block is last in both orders
+
+
+def sigmoid_rows(mode: str, hidden: int) -> int:
+    """How many leading packed rows belong to sigmoid gates (halved in the packed weights)."""
+    return _SIGMOID_BLOCKS[mode] * hidden
 
 
 def row_index(mode: str, hidden: int) -> np.ndarray:

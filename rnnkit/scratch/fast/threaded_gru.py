@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import numba_path, threads, thresholds
+from . import lstm_panels, numba_path, threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _group_active, _pairs
-from .threaded_rnn import (backward_split, column_groups, layout, pack_for, padded_count, parts_for,
-                           recurrent_weights, step_rows)
+from .threaded_rnn import (backward_split, column_groups, layout, padded_count, panel_width, parts_for,
+                           recurrent_weights)
 from .trace import Trace, allocator, by_rows, kept
 
 if AVAILABLE:
@@ -44,19 +44,29 @@ if AVAILABLE:
 
 
 def forward_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Each part's (A_zr, A_hn, A_xn) (see the module's text), packed for gemm_rows (rows) or gemm_panels;
-    made once per Packed."""
-    pack, hidden = pack_for(rows), p.hidden
+    """Each part's (A_zr, A_hn, A_xn) (see the module's text), packed for gemm_rows (rows) or gemm_panels in
+    one compiled pass from the weights as they are (lstm_panels.gathered_panels; NumPy's packing to the
+    bit); made once per Packed:
+        A_zr = [W_hh | b_ih + b_hh | W_ih] rows z, r (halved),  A_hn = [W_hn | b_hn],  A_xn = [b_in | W_in]"""
+    w_ih, w_hh, b_ih, b_hh = p.originals
+    hidden, dtype = p.hidden, w_hh.dtype
+    zero = np.zeros((w_hh.shape[0], 1), dtype=dtype)
+    b_ih_column = zero if b_ih is None else b_ih[:, None]
+    b_hh_column = zero if b_hh is None else b_hh[:, None]
+    sources = ((w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih), (w_hh, b_hh_column),
+               (b_ih_column, w_ih))
 
-    def blocks(lo, hi):
-        b_hn = p.b_hn if p.b_hn is not None else np.zeros(hidden, dtype=p.w_hh_half.dtype)
-        n = slice(2 * hidden + lo, 2 * hidden + hi)
-        return (pack(step_rows(p, np.r_[lo:hi, hidden + lo: hidden + hi])),
-                pack(np.concatenate([p.w_hh_half[n], b_hn[lo:hi, None]], axis=1)),
-                pack(np.concatenate([p.bias[n, None], p.w_ih_half[n]], axis=1)))
+    def jobs(lo, hi):
+        zr, n = (lstm_panels.source_rows(hidden, lo, hi, dtype, "gru", blocks) for blocks in ((0, 1), (2,)))
+        return [(sources[0], *zr), (sources[1], *n), (sources[2], *n)]
 
-    return p.derived(("gru_forward_panels", parts, rows), lambda: [
-        blocks(lo, hi) for lo, hi in _pairs(_bounds(hidden, parts))])
+    def make():
+        bounds = _pairs(_bounds(hidden, parts))
+        panels = lstm_panels.gathered_panels(panel_width(rows, dtype),
+                                             [job for lo, hi in bounds for job in jobs(lo, hi)])
+        return [tuple(panels[3 * k: 3 * k + 3]) for k in range(len(bounds))]
+
+    return p.derived(("gru_forward_panels", parts, rows), make)
 
 
 if AVAILABLE:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import threads, thresholds
+from . import lstm_panels, threads, thresholds
 from .kernels import AVAILABLE
 from .numba_path import rnn_backward, rows_of
 from .threaded_lstm import _bounds, _group_active, _pairs, by_rows
@@ -50,8 +50,8 @@ from .trace import Trace, allocator
 from .trace import by_rows as gradient_matrix
 
 if AVAILABLE:
-    from .gemm import (MR, ROW_MAJOR_TAIL, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_row_major_pairs,
-                       gemm_rows, pack_column_pairs, pack_panels, pack_row_panels)
+    from .gemm import (MR, ROW_MAJOR_TAIL, RV, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_row_major_pairs,
+                       gemm_rows, pack_column_pairs)
     from .kernels import jit, tanh_into
     from .threaded_lstm import copy_inputs, copy_states, padded
 
@@ -70,16 +70,20 @@ def step_rows(p, rows) -> np.ndarray:
     return np.concatenate([p.w_hh_half[rows], p.bias[rows, None], p.w_ih_half[rows]], axis=1)
 
 
-def pack_for(rows: bool):
-    """The packing of a part's weight rows for gemm_rows (rows) or gemm_panels."""
-    return pack_row_panels if rows else pack_panels
-
-
 def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
-    """Each part's rows of [W_hh | b | W_ih], packed for gemm_rows (rows) or gemm_panels; made once per Packed."""
-    pack = pack_for(rows)
-    return p.derived(("rnn_forward_panels", parts, rows), lambda: [
-        pack(step_rows(p, slice(lo, hi))) for lo, hi in _pairs(_bounds(p.hidden, parts))])
+    """Each part's rows of [W_hh | b | W_ih], packed for gemm_rows (rows) or gemm_panels in one compiled pass
+    from the weights as they are (lstm_panels.gathered_panels: `step_rows` packed, to the bit); made once per
+    Packed."""
+    w_ih, w_hh, b_ih, b_hh = p.originals
+    sources = (w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype), w_ih)
+    return p.derived(("rnn_forward_panels", parts, rows), lambda: lstm_panels.gathered_panels(
+        panel_width(rows, w_hh.dtype), [(sources, *lstm_panels.source_rows(p.hidden, lo, hi, w_hh.dtype, p.mode))
+                                        for lo, hi in _pairs(_bounds(p.hidden, parts))]))
+
+
+def panel_width(rows: bool, dtype) -> int:
+    """The height of a part's weight panels: RV vectors for gemm_rows (rows), MR rows for gemm_panels."""
+    return RV * VECTOR_BYTES // np.dtype(dtype).itemsize if rows else MR
 
 
 if AVAILABLE:

@@ -75,10 +75,15 @@ def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
     from the weights as they are (lstm_panels.gathered_panels: `step_rows` packed, to the bit); made once per
     Packed."""
     w_ih, w_hh, b_ih, b_hh = p.originals
-    sources = (w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype), w_ih)
-    return p.derived(("rnn_forward_panels", parts, rows), lambda: lstm_panels.gathered_panels(
-        panel_width(rows, w_hh.dtype), [(sources, *lstm_panels.source_rows(p.hidden, lo, hi, w_hh.dtype, p.mode))
-                                        for lo, hi in _pairs(_bounds(p.hidden, parts))]))
+    dtype = w_hh.dtype
+    sources = (w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih)
+
+    def make():
+        return lstm_panels.gathered_panels(panel_width(rows, dtype), [
+            (sources, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode))
+            for lo, hi in _pairs(_bounds(p.hidden, parts))])
+
+    return p.derived(("rnn_forward_panels", parts, rows), make)
 
 
 def panel_width(rows: bool, dtype) -> int:

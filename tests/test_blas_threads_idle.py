@@ -1,11 +1,13 @@
 """The threaded paths leave OpenBLAS's own threads asleep: a training step's products run on the scratch
-engine's threads (fast/threads.matmul), each on one BLAS thread.
+engine's threads (fast/threads.matmul), each on one BLAS thread; so do a Linear layer's (a language model's
+output layer over its vocabulary).
 
 Why it matters. After each multi-threaded call OpenBLAS's threads spin for about 80 ms before they sleep
 (unless rnnkit.runtime.tune_process() ran before NumPy loaded); one spinning on a core where a part of the
 next forward runs makes every step's meeting wait for the scheduler. Measured in a process that imported
 NumPy first (Xeon, 2 cores, T 64, input 64, fwd+bwd, ms): RNN hidden 256 batch 8 12.0 before, 1.6 now; GRU
-hidden 128 batch 48 12.0 → 7.4, hidden 256 batch 8 16.0 → 4.7.
+hidden 128 batch 48 12.0 → 7.4, hidden 256 batch 8 16.0 → 4.7; a language model's training step (embedding
+128, hidden 256, vocabulary 96, batch 32, T 64): LSTM 54.5 → 23.0, RNN 28.4 → 10.2 (19-26 and 9-11 tuned).
 
 How it is seen: the CPU time of the process's threads that Python did not start (OpenBLAS's workers), read
 from /proc, over calls of a layer in a subprocess whose OpenBLAS has 2 threads and its default timeout.
@@ -33,23 +35,33 @@ def foreign_seconds():
     return total / os.sysconf("SC_CLK_TCK")
 
 cell, hidden, batch = SHAPE
-layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](32, hidden, dtype=np.float32, rng=0)
 rng = np.random.default_rng(0)
-x = rng.standard_normal((batch, 16, 32)).astype(np.float32)
-d = rng.standard_normal((batch, 16, hidden)).astype(np.float32)
-layer.forward(x); layer.backward(d)
+if cell == "lm":  # embedding, LSTM, and a Linear layer over a vocabulary of 96
+    from rnnkit.scratch.models import LanguageModel
+    model = LanguageModel(96, 32, hidden, cell="lstm", rng=0)
+    layer = model.rnn
+    data = {"inputs": rng.integers(0, 96, (batch, 16)), "targets": rng.integers(0, 96, (batch, 16))}
+    def step():
+        model.loss(data)
+else:
+    layer = {"rnn": RNN, "gru": GRU, "lstm": LSTM}[cell](32, hidden, dtype=np.float32, rng=0)
+    x = rng.standard_normal((batch, 16, 32)).astype(np.float32)
+    d = rng.standard_normal((batch, 16, hidden)).astype(np.float32)
+    def step():
+        layer.forward(x)
+        layer.backward(d)
+step()
 time.sleep(0.5)  # OpenBLAS's threads spin for a while after they start, then sleep
 before = foreign_seconds()
 for _ in range(40):
-    layer.forward(x)
-    layer.backward(d)
+    step()
 print(threads.count(), layer.last_paths[0], foreign_seconds() - before)
 """
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the threads' CPU time from Linux's /proc")
 @pytest.mark.parametrize("cell, hidden, batch", [("rnn", 128, 16), ("gru", 128, 16), ("gru", 128, 48),
-                                                  ("lstm", 128, 16)])
+                                                  ("lstm", 128, 16), ("lm", 128, 16)])
 def test_a_threaded_training_step_wakes_no_openblas_thread(cell, hidden, batch):
     pytest.importorskip("numba")
     env = {name: value for name, value in os.environ.items()

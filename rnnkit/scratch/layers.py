@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .fast.threads import matmul  # the engine's own threads: OpenBLAS's stay asleep (see threads.py)
 from .module import FLOAT_DTYPES, Module, Parameter, as_float_dtype, claim, dtype_note, make_rng
 
 
@@ -40,7 +41,7 @@ class Linear(Module):
             raise ValueError(f"Linear: expected input (..., {self.in_features}), got shape {x.shape}")
         lead = x.shape[:-1]
         x2 = x.reshape(math.prod(lead), self.in_features)  # one GEMM over all leading dims
-        y = x2 @ self.weight.data.T
+        y = matmul(x2, self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data
         self._x, self._lead = x2, lead
@@ -53,10 +54,10 @@ class Linear(Module):
         if dy.shape != (*self._lead, self.out_features):
             raise ValueError(f"Linear.backward: expected dy of shape {(*self._lead, self.out_features)}, got {dy.shape}")
         dy2 = dy.reshape(self._x.shape[0], self.out_features)
-        self.weight.grad += dy2.T @ self._x  # dW = dy^T x   (out, in)
+        self.weight.grad += matmul(dy2.T, self._x)  # dW = dy^T x   (out, in)
         if self.bias is not None:
             self.bias.grad += dy2.sum(axis=0)  # db = sum over rows
-        return (dy2 @ self.weight.data).reshape(*self._lead, self.in_features)  # dx = dy W
+        return matmul(dy2, self.weight.data).reshape(*self._lead, self.in_features)  # dx = dy W
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

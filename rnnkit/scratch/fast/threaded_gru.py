@@ -48,22 +48,19 @@ def forward_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarr
     one compiled pass from the weights as they are (lstm_panels.gathered_panels; NumPy's packing to the
     bit); made once per Packed:
         A_zr = [W_hh | b_ih + b_hh | W_ih] rows z, r (halved),  A_hn = [W_hn | b_hn],  A_xn = [b_in | W_in]"""
-    w_ih, w_hh, b_ih, b_hh = p.originals
-    hidden, dtype = p.hidden, w_hh.dtype
-    zero = np.zeros((w_hh.shape[0], 1), dtype=dtype)
-    b_ih_column = zero if b_ih is None else b_ih[:, None]
-    b_hh_column = zero if b_hh is None else b_hh[:, None]
-    sources = ((w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih), (w_hh, b_hh_column),
-               (b_ih_column, w_ih))
-
-    def jobs(lo, hi):
-        zr, n = (lstm_panels.source_rows(hidden, lo, hi, dtype, "gru", blocks) for blocks in ((0, 1), (2,)))
-        return [(sources[0], *zr), (sources[1], *n), (sources[2], *n)]
-
     def make():
-        bounds = _pairs(_bounds(hidden, parts))
-        panels = lstm_panels.gathered_panels(panel_width(rows, dtype),
-                                             [job for lo, hi in bounds for job in jobs(lo, hi)])
+        w_ih, w_hh, b_ih, b_hh = p.originals
+        hidden, dtype = p.hidden, w_hh.dtype
+        zero = np.zeros((w_hh.shape[0], 1), dtype=dtype)
+        b_ih_column = zero if b_ih is None else b_ih[:, None]
+        b_hh_column = zero if b_hh is None else b_hh[:, None]
+        sources = ((w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih), (w_hh, b_hh_column),
+                   (b_ih_column, w_ih))
+        jobs, bounds = [], _pairs(_bounds(hidden, parts))
+        for lo, hi in bounds:
+            zr, n = (lstm_panels.source_rows(hidden, lo, hi, dtype, "gru", blocks) for blocks in ((0, 1), (2,)))
+            jobs += [(sources[0], *zr), (sources[1], *n), (sources[2], *n)]
+        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs)
         return [tuple(panels[3 * k: 3 * k + 3]) for k in range(len(bounds))]
 
     return p.derived(("gru_forward_panels", parts, rows), make)

@@ -74,11 +74,10 @@ def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
     """Each part's rows of [W_hh | b | W_ih], packed for gemm_rows (rows) or gemm_panels in one compiled pass
     from the weights as they are (lstm_panels.gathered_panels: `step_rows` packed, to the bit); made once per
     Packed."""
-    w_ih, w_hh, b_ih, b_hh = p.originals
-    dtype = w_hh.dtype
-    sources = (w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih)
-
     def make():
+        w_ih, w_hh, b_ih, b_hh = p.originals
+        dtype = w_hh.dtype
+        sources = (w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih)
         return lstm_panels.gathered_panels(panel_width(rows, dtype), [
             (sources, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode))
             for lo, hi in _pairs(_bounds(p.hidden, parts))])

@@ -321,10 +321,15 @@ def rows_forward(p, inputs: np.ndarray, h0: np.ndarray, outputs: np.ndarray, gro
 
 def recurrent_weights(p, lanes: int) -> np.ndarray:
     """W_hh (G·H, H), packed row order, with zero columns up to whole vectors of `lanes`: (G·H, Hp), the
-    backward's product's right operand (the RNN's and the GRU's); made once per Packed."""
+    backward's product's right operand (the RNN's and the GRU's); made once per Packed: p.w_hh itself where
+    H is whole vectors already (a second copy of it cost 0.08-0.28 ms a training call at hidden 512, T = 4)."""
     def make():
-        padded_w = np.zeros((p.w_hh.shape[0], padded_count(p.hidden, lanes)), dtype=p.w_hh.dtype)
+        width = padded_count(p.hidden, lanes)
+        if width == p.hidden:
+            return p.w_hh
+        padded_w = np.empty((p.w_hh.shape[0], width), dtype=p.w_hh.dtype)
         padded_w[:, :p.hidden] = p.w_hh
+        padded_w[:, p.hidden:] = 0
         return padded_w
     return p.derived(("backward_w_hh", lanes), make)
 

@@ -371,11 +371,33 @@ def test_one_part_lstm_with_its_helper_thread_equals_the_reference_to_the_same_b
             np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded paths need numba")
+@pytest.mark.parametrize("cell, batch, hidden", [("rnn_tanh", 1, 256), ("gru", 4, 128), ("lstm", 8, 64),
+                                                  ("rnn_relu", 8, 256)])
+def test_a_short_call_leaves_the_threads_asleep(cell, batch, hidden):
+    """A threaded path's start costs ~35 us of Python a call: a call with too few steps for it
+    (thresholds.enough_steps) takes the path after it, in both modes; the same layer at T 64 threads."""
+    for training in (True, False):
+        long = fast.select(cell, batch, hidden, np.float32, training=training, time=64, inputs=64).path
+        short = fast.select(cell, batch, hidden, np.float32, training=training, time=1, inputs=64).path
+        assert long == "threaded" or (training and cell != "lstm" and long == "numba")
+        assert short != "threaded"
+    layer = MAKERS[cell](input_size=64, hidden_size=hidden, dtype=np.float32, rng=0)
+    x = np.random.default_rng(0).standard_normal((batch, 64, 64)).astype(np.float32)
+    layer.eval()
+    with layer.locked_weights(), path_forced(""):
+        layer.forward(x)
+        assert layer.last_paths == ("threaded",)
+        layer.forward(x[:, :1])
+        assert layer.last_paths != ("threaded",)
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
                     or threads._SCHED_GETCPU is None, reason="needs 2 CPUs and sched_getcpu")
-def test_run_apart_keeps_the_workers_off_the_callers_cpu_and_then_lets_them_go():
-    """threads.run_apart (the threaded RNN and GRU): while a part runs, its worker thread may not run on the
-    CPU the caller was on; afterwards its affinity is what it was, and the caller's is never touched."""
+def test_run_apart_keeps_the_workers_off_the_callers_cpu_and_then_lets_them_go(monkeypatch):
+    """threads.run_apart (the threaded RNN and GRU): a worker woken on the CPU the caller was on is moved off
+    it while its part runs (one woken elsewhere is left where it is); afterwards its affinity is what it was,
+    and the caller's is never touched."""
     allowed = os.sched_getaffinity(0)
     seen = {}
 
@@ -384,9 +406,16 @@ def test_run_apart_keeps_the_workers_off_the_callers_cpu_and_then_lets_them_go()
 
     threads.run_apart(part, [(0,), (1,)])
     assert seen[0] == allowed == os.sched_getaffinity(0)
-    assert len(seen[1]) == len(allowed) - 1 and seen[1] < allowed
+    assert seen[1] in (allowed, allowed - {min(allowed)}, allowed - {max(allowed)})
     threads.run(part, [(0,), (1,)])
     assert seen[1] == allowed
+    # a part told it is on the caller's CPU: moved off it, then let go; told it is elsewhere: left alone
+    caller = min(allowed)
+    monkeypatch.setattr(threads, "_SCHED_GETCPU", lambda: caller)
+    threads._part_apart(caller, part, (2,))
+    assert seen[2] == allowed - {caller} and os.sched_getaffinity(0) == allowed
+    threads._part_apart(max(allowed), part, (3,))
+    assert seen[3] == allowed
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
@@ -398,7 +427,8 @@ def test_training_and_inference_take_their_own_paths_and_equal_the_reference(kin
     (thresholds.threaded_forward's `training`): a training forward runs where training is fastest and gives
     the reference's outputs and gradients; an inference forward (eval mode, locked weights) runs where
     inference is fastest, gives the reference's outputs, and a backward after it is a clear error where its
-    path kept no trace (the threaded GRU)."""
+    path kept no trace (the threaded GRU). A short call's threaded path needs enough work in all its steps
+    (thresholds.enough_steps)."""
     time = 2
     lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
     shape = dict(kind=kind, dtype=np.float64, batch=batch, time=time, features=3, hidden=hidden, layers=1,
@@ -407,7 +437,11 @@ def test_training_and_inference_take_their_own_paths_and_equal_the_reference(kin
     got, ran = run("", **shape)  # "": the default choice
     small = batch <= fast.SMALL_BATCH
     below = "numba" if kind == "gru" or small else "numpy"
-    assert ran == ("threaded" if fast.thresholds.threaded_forward(batch, hidden, training=True) else below,)
+    def threaded(training):  # a big enough step, and enough of them
+        return (fast.thresholds.threaded_forward(batch, hidden, training)
+                and fast.thresholds.enough_steps(kind, time, batch, hidden, 3))
+
+    assert ran == ("threaded" if threaded(True) else below,)
     for name, value in reference.items():
         assert np.abs(got[name] - value).max() <= TOL[np.float64] * max(float(np.abs(value).max()), 1.0), name
 
@@ -417,9 +451,8 @@ def test_training_and_inference_take_their_own_paths_and_equal_the_reference(kin
     layer.eval()
     with layer.locked_weights(), path_forced(""):
         out, _ = layer.forward(x, h0, lengths=lengths)
-        threaded = fast.thresholds.threaded_forward(batch, hidden, training=False)
-        assert layer.last_paths == ("threaded" if threaded else below,)
-        if threaded and kind == "gru":
+        assert layer.last_paths == ("threaded" if threaded(False) else below,)
+        if threaded(False) and kind == "gru":
             with pytest.raises(ValueError, match="backward\\(\\) after an inference forward"):
                 layer.backward(np.ones_like(out))
     np.testing.assert_allclose(out, reference["out"], rtol=1e-9, atol=1e-9)

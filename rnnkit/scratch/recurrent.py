@@ -141,7 +141,7 @@ class _Recurrent(Module):
             raise ValueError(f"input has an empty batch or time axis: shape {self._user_shape(x.shape)}")
         if x.shape[2] != self.input_size:
             raise ValueError(f"input has {x.shape[2]} features, the layer expects input_size={self.input_size}")
-        if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        if x.dtype.kind not in "fiu":  # real numbers: floats, integers
             raise ValueError(f"input must be real numbers, got dtype {x.dtype}")
         x = x.astype(self.dtype, copy=False)
         if self.check_finite and not np.isfinite(x).all():
@@ -178,6 +178,7 @@ class _Recurrent(Module):
         return state
 
     # ------------------------------------------------------------------------------------------ forward
+    @threads.one_count
     def _forward(self, x, h0, c0, lengths):
         if not self.batch_first:
             x = self._batch_major(x)
@@ -190,10 +191,11 @@ class _Recurrent(Module):
         if folded is None:
             x = self._check_input(x)
         batch, time = folded.tokens.shape if folded is not None else x.shape[:2]
-        runs = [self._select(batch, folded is not None and layer == 0) for layer in range(self.num_layers)]
+        runs = [self._select(batch, time, layer, folded is not None and layer == 0)
+                for layer in range(self.num_layers)]
         if folded is not None and not runs[0].folds:  # a path that projects its own inputs
             x, folded = self._check_input(folded.vectors()), None
-            runs[0] = self._select(batch, False)
+            runs[0] = self._select(batch, time, 0, False)
         lengths = self._check_lengths(lengths, batch, time)
         h0 = self._check_state("h0", h0, batch)
         if self.mode == "lstm":
@@ -291,11 +293,12 @@ class _Recurrent(Module):
             raise ValueError(f"input must be {self._layout}, got an array of rank {x.ndim} {x.shape}")
         return x.swapaxes(0, 1)
 
-    def _select(self, batch: int, folded: bool) -> fast.Implementation:
+    def _select(self, batch: int, time: int, layer: int, folded: bool) -> fast.Implementation:
         if self.record_through_time:
             return fast.Implementation("reference", reference.forward, reference.backward, folds=False)
+        inputs = self.input_size if layer == 0 else self.num_directions * self.hidden_size
         return fast.select(self.mode, batch, self.hidden_size, self.dtype, folded=folded,
-                           training=self._backward_may_follow)
+                           training=self._backward_may_follow, time=time, inputs=inputs)
 
     @property
     def _backward_may_follow(self) -> bool:
@@ -351,6 +354,7 @@ class _Recurrent(Module):
         self._locked_packs = {}
 
     # ------------------------------------------------------------------------------------------ backward
+    @threads.one_count
     def _backward(self, d_output, d_h_n, d_c_n):
         if self._cache is None:
             raise ValueError("backward() needs a forward() first")

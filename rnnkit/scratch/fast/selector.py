@@ -144,14 +144,16 @@ def forced() -> str | None:
     return value
 
 
-def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: str | None, training: bool) -> list:
+def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: str | None, training: bool,
+                time: int | None, inputs: int) -> list:
     """(path, make) pairs this layer may run on, fastest first."""
     numba = kernels.active(dtype)
     fastest = []
+    long_enough = thresholds.enough_steps(cell, time, batch, hidden, inputs)
     if cell == "lstm" and numba:
         # enough work per step for the threads: a big W_hh, or many columns
         shared = hidden >= thresholds.LOOP_HIDDEN or batch * hidden > thresholds.LOOP_WORK
-        if not folded and (cap is not None or shared):
+        if not folded and (cap is not None or shared and long_enough):
             # a small step (on one part at any thread count): its helper thread makes the weight gradients;
             # else (one thread, or a big step) OpenBLAS's products after the steps, as measured before
             small = threaded_lstm.small_step(hidden, batch, training)
@@ -160,7 +162,7 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))
     small = batch <= thresholds.SMALL_BATCH
     if cell in ("gru", "rnn_tanh", "rnn_relu") and numba and not folded:
-        if cap is not None or thresholds.threaded_forward(batch, hidden, training):
+        if cap is not None or thresholds.threaded_forward(batch, hidden, training) and long_enough:
             if cell == "gru":
                 rows = numba_path.gru_backward_parts(batch, hidden) > 1  # (its rows split: numba_path's backward)
                 fastest.append(("threaded", _threaded_gru_inference if not training else
@@ -174,13 +176,16 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
     return fastest + [("numpy", _numpy), ("reference", _reference)]
 
 
-def select(cell: str, batch: int, hidden: int, dtype, folded: bool = False, training: bool = True) -> Implementation:
+def select(cell: str, batch: int, hidden: int, dtype, folded: bool = False, training: bool = True,
+           time: int | None = None, inputs: int | None = None) -> Implementation:
     """The implementation for a layer of `cell` ("lstm", "gru", "rnn_tanh", "rnn_relu") running `batch`
     rows of `hidden` units in `dtype`; folded: its input projection is looked up (recurrent.Embedded);
-    training: a backward may follow the forward (else the forward may keep nothing for one)."""
+    training: a backward may follow the forward (else the forward may keep nothing for one); time: the call's
+    steps, with `inputs` features (default hidden) a step (None: a long call; see thresholds.enough_steps)."""
     cap = forced()
     allowed = PATHS[: PATHS.index(cap) + 1] if cap else PATHS
-    for path, make in _candidates(cell, batch, hidden, dtype, folded, cap, training):
+    for path, make in _candidates(cell, batch, hidden, dtype, folded, cap, training, time,
+                                  hidden if inputs is None else inputs):
         if path in allowed:
             return make(cell)
     raise AssertionError("the reference path is always a candidate")  # pragma: no cover

@@ -609,7 +609,10 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
 
 def _group_active(active, lo: int, hi: int) -> np.ndarray:
     """Running columns per step within columns lo..hi-1 (the batch's rows run longest first)."""
-    return np.minimum(np.maximum(np.asarray(active, dtype=np.int64) - lo, 0), hi - lo)  # np.clip: 2x slower
+    active = np.asarray(active, dtype=np.int64)
+    if lo == 0 and active[0] <= hi:  # (one group: as it is)
+        return active
+    return np.minimum(np.maximum(active - lo, 0), hi - lo)  # np.clip: 2x slower
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True,

@@ -29,11 +29,13 @@ busy 2-core machine): same-seed training runs then differed in the last bits.
 
 `count()` is how many threads the scratch engine uses: RNNKIT_NUM_THREADS, else as many as OpenBLAS
 uses now (OPENBLAS_NUM_THREADS, threadpoolctl's limits), else OMP_NUM_THREADS, else the CPUs this process
-may run on; `set_count(n)` overrides all of these.
+may run on; `set_count(n)` overrides all of these. `one_count` reads it once for a whole call (a layer's
+forward or backward): its splits then all follow one reading, and it pays for one (each ~1 us).
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import threading
@@ -58,12 +60,33 @@ IDLE_SPINS = 8000  # turns a worker spins for its next job before it sleeps: abo
 GRACE_SPINS = 300  # turns a worker waits, after the caller says it enters its part, before it takes the GIL: ~3 us
 
 _count_override: int | None = None
+_read_once = threading.local()  # .count: `one_count`'s reading on this thread, or None
 
 
 def count() -> int:
     """Threads for the scratch engine's parallel steps (at least 1)."""
     if _count_override is not None:
         return _count_override
+    once = getattr(_read_once, "count", None)
+    return once if once is not None else _environment_count()
+
+
+def one_count(method):
+    """`method` with count() read once, before it starts, for all it runs on the calling thread (a decorator)."""
+    @functools.wraps(method)
+    def counted(*arguments, **keywords):
+        if _count_override is not None or getattr(_read_once, "count", None) is not None:
+            return method(*arguments, **keywords)
+        _read_once.count = _environment_count()
+        try:
+            return method(*arguments, **keywords)
+        finally:
+            _read_once.count = None
+    return counted
+
+
+def _environment_count() -> int:
+    """count() as the environment and OpenBLAS set it now."""
     value = os.environ.get("RNNKIT_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
@@ -671,8 +694,12 @@ def run_apart(function, argument_sets) -> None:
 
 
 def _part_apart(cpu: int, function, arguments) -> None:
-    """function(*arguments), kept off `cpu` while it runs (cpu -1: wherever it is)."""
-    allowed = os.sched_getaffinity(0) if cpu >= 0 else set()
+    """function(*arguments), kept off `cpu` while it runs (cpu -1, or a worker woken elsewhere: wherever it
+    is; the two affinity calls and their move cost ~10 us, a tenth of a short inference forward's time)."""
+    if cpu < 0 or _SCHED_GETCPU() != cpu:
+        function(*arguments)
+        return
+    allowed = os.sched_getaffinity(0)
     elsewhere = allowed - {cpu}
     if not elsewhere or elsewhere == allowed:
         function(*arguments)

@@ -169,6 +169,31 @@ def threaded_forward(batch: int, hidden: int, training: bool = True) -> bool:
     (no backward follows) than in training (measured, see above)."""
     return batch * hidden > (THREADED_WORK if training else THREADED_INFERENCE_WORK)
 
+
+# A threaded path also needs enough work in the whole call: its threads' start and its arguments cost about
+# 35 µs a call (Python), paid back only over enough steps. So it runs a call only from this many
+# multiply-adds of the step products on, time·batch·G·H·(H+I+1) (G gates, I inputs); below, the path after
+# it. Measured 2026-12-06 on the 2-core Xeon (Sapphire Rapids family), in-process alternation, threaded
+# time / the next path's, T 1-64: RNN and GRU inference at hidden 256 batch 1 T 1-8 3.17-1.51, T 32 0.99;
+# hidden 512 batch 1 T 2 1.08, T 4 0.82; 128 × 4 T 8 1.05, T 16 0.83; 64 × 8 T 4 1.14, T 8 0.96; 256 × 8 T 2
+# 1.48, T 4 1.01; GRU 128 × 4 T 2 1.52, T 8 0.89; training closer (RNN 128 × 4 and 64 × 8 T 1-4 1.07-1.24).
+# The LSTM's threaded path costs less a step: inference 64 × 8 and 128 × 4 T 2 1.14-1.16, T 4 0.94-0.96,
+# 256 × 1 T 1 1.23, T 2 0.84; its training more (128 × 4 T 4 1.29, T 8 1.09, T 16 0.93; 256 × 1 T 1 0.93).
+# One bound for both modes, so that a locked model's inference takes its training forward's path (the
+# LSTM's paths round differently).
+THREADED_CALL_WORK = {"rnn": 3 * 2**18, "lstm": 2**20}
+
+
+def enough_steps(cell: str, time: int | None, batch: int, hidden: int, inputs: int) -> bool:
+    """Whether a call of `time` steps has the work a threaded path needs (THREADED_CALL_WORK); time None:
+    a call of unknown length, taken as long enough."""
+    if time is None:
+        return True
+    gates = {"lstm": 4, "gru": 3}.get(cell, 1)
+    bound = THREADED_CALL_WORK["lstm" if cell == "lstm" else "rnn"]
+    return time * batch * gates * hidden * (hidden + inputs + 1) >= bound
+
+
 # threads.matmul splits a product over the threads from this many multiply-adds (M·K·N) on; below, it runs on
 # the calling thread alone (on one OpenBLAS thread: OpenBLAS's own would wake from 262144 on, and spin after).
 # Measured 2026-12-06 (Xeon, 2 threads, µs, one thread / split over two / OpenBLAS's two threads awake):

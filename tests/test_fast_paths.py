@@ -801,6 +801,19 @@ def test_compiled_backward_with_a_big_w_hh_takes_a_product_per_row(kind, hidden,
                                                                                          None, active)
         for w, g in zip(want[:3], got[:3]):
             np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])
+    assert numba_path.per_row_products(p, [3, 3, 2, 1]) and "w_hh_unhalved_t" in vars(p)
+    # a short call's few rows do not pay for transposing W_hh (thresholds.GEMV_PRODUCTS_PER_MB): one product
+    short = layer._packed(0, 0)
+    assert not numba_path.per_row_products(short, [1, 1, 1, 1])
+    x, h0, dh_n = (rng.standard_normal(shape).astype(dtype) for shape in ((4, 1, 5), (1, hidden), (1, hidden)))
+    d_out = rng.standard_normal((4, 1, hidden)).astype(dtype)
+    trace = numpy_path.FORWARD[cell](short, x, h0, None, [1] * 4)
+    want = numpy_path.BACKWARD[cell](short, trace, d_out, dh_n, None, [1] * 4)
+    got = getattr(numba_path, "gru_backward" if kind == "gru" else "rnn_backward")(short, trace, d_out, dh_n, None,
+                                                                                     [1] * 4)
+    for w, g in zip(want[:3], got[:3]):
+        np.testing.assert_allclose(g, w, rtol=TOL[dtype], atol=TOL[dtype])
+    assert "w_hh_unhalved_t" not in vars(short)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

@@ -74,12 +74,22 @@ def gru_forward_loop(p, inputs, h0, c0, active, xw=None):
     return Trace(hs, None, {"gates": acts, "hn": hn})
 
 
-def h_gradient_product(p, d_step, dh_rec, n: int) -> None:
+def per_row_products(p, active) -> bool:
+    """Whether a backward over the steps' running rows `active` takes `h_gradient_product`'s per-row products
+    for its few-row steps: W_hh larger than a core's cache (thresholds.GEMV_BYTES) and enough such rows in the
+    call to pay for transposing W_hh once (GEMV_PRODUCTS_PER_MB)."""
+    if p.w_hh.nbytes < thresholds.GEMV_BYTES:
+        return False
+    rows = sum(n for n in active if n <= thresholds.GEMV_ROWS)
+    return rows >= thresholds.GEMV_PRODUCTS_PER_MB * p.w_hh.nbytes / 2**20
+
+
+def h_gradient_product(p, d_step, dh_rec, n: int, per_row: bool) -> None:
     """dh_rec[:n] = d_step[:n] W_hh, the gradient reaching h_t through step t's product: one matrix product,
-    or, for few rows against a W_hh larger than a core's cache (thresholds.GEMV_ROWS, GEMV_BYTES), one
-    matrix-vector product per row on W_hh^T (OpenBLAS's threads each stream their half of it; its matrix
-    product would pack all of W_hh again on every call)."""
-    if n <= thresholds.GEMV_ROWS and p.w_hh.nbytes >= thresholds.GEMV_BYTES:
+    or, for few rows (thresholds.GEMV_ROWS) where `per_row` (`per_row_products`), one matrix-vector product
+    per row on W_hh^T (OpenBLAS's threads each stream their half of it; its matrix product would pack all of
+    W_hh again on every call)."""
+    if per_row and n <= thresholds.GEMV_ROWS:
         for b in range(n):
             np.matmul(p.w_hh_unhalved_t, d_step[b], out=dh_rec[b])
     else:
@@ -106,10 +116,11 @@ def backward_steps(p, step, arguments, d_step, dh_rec, active, parts: int = 1) -
     `h_gradient_product`: the NumPy path's bits. (The RNN's step is too little arithmetic for the split to
     pay: 0.89-1.14 of the time on one part, measured on the Xeon, 2026-12-05.)"""
     if parts <= 1:
+        per_row = per_row_products(p, active)
         for t in reversed(range(len(active))):
             n = active[t]
             step(t, 0, n, *arguments)
-            h_gradient_product(p, d_step[t], dh_rec, n)
+            h_gradient_product(p, d_step[t], dh_rec, n, per_row)
         return
     bounds = row_bounds(dh_rec.shape[0], parts)
     threads.run_products(_backward_rows, [(p, step, arguments, d_step, dh_rec, active, bounds[k], bounds[k + 1])

@@ -141,8 +141,13 @@ THREADED_WORK = 384
 # hidden 448 (2.4 MB) batch 2 11.8-12.2 / 7.2-7.9, batch 6 19.8 / 14.8-15.4; RNN hidden 1024 (4 MB) batch 2
 # 24.4 / 15.0; but slower with W_hh up to 1.8 MB: GRU hidden 384 batch 2 6.1-6.5 / 10.7, hidden 320 batch 2
 # 4.5-4.7 / 6.1-6.6, RNN hidden 512 (1 MB) batch 2 3.3-3.4 / 3.8-4.2.
+# A call takes the per-row products only with at least GEMV_PRODUCTS_PER_MB of them for each MB of W_hh:
+# transposing W_hh once costs about as much as that many rows' products gain (Xeon, 2026-12-06, µs: W_hh^T
+# copied / one row's product on W_hh^T / on W_hh: (1536, 512) 657 / 17 / 75, (1024, 1024) 989 / 35 / 89,
+# (2304, 768) 1345 / 117 / 160: even at 11, 18 and 31 rows). A short call's few rows (T 4, batch 1: 4) run on W_hh.
 GEMV_ROWS = 6
 GEMV_BYTES = 2 * 2**20
+GEMV_PRODUCTS_PER_MB = 4
 
 # From SPLIT_BACKWARD_BATCH rows and SPLIT_BACKWARD_WORK of batch·hidden on, the GRU's backward splits the
 # batch's rows over the threads, each running all the steps of its rows (numba_path.backward_steps).

@@ -1188,3 +1188,35 @@ def test_a_unit_splits_gradients_from_the_steps_give_the_d_pre_copys_bits(hidden
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
         else:
             np.testing.assert_array_equal(a, b)
+
+
+@needs_numba
+@pytest.mark.parametrize("features, one_part", [(64, True), (512, False)])
+def test_a_wide_input_trains_the_small_step_in_two_parts(features, one_part, monkeypatch):
+    """A small training step runs on one part while its helper thread's share (the input projection and the
+    weight gradients, thresholds.ONE_PART_HELPER_WORK) keeps up with the steps: hidden 128, batch 12 with 64
+    inputs; with 512 the helper outlasted the steps (1.33x two parts' time), so the units split. Either way the
+    NumPy path's outputs and gradients."""
+    from rnnkit.scratch import fast
+
+    assert threaded_lstm.small_step(128, 12, True, features) == one_part
+    assert threaded_lstm.small_step(128, 12)  # (the input not bounded)
+    chosen = fast.select("lstm", 12, 128, np.float64, time=9, inputs=features)
+    assert chosen.path == "threaded" and (chosen.gradients is threaded_lstm.gradients) == one_part
+    rng = np.random.default_rng(features)
+    x, d_out = rng.standard_normal((12, 9, features)), rng.standard_normal((12, 9, 128))
+    results = []
+    threads.set_count(2)
+    try:
+        assert threaded_lstm.parts_for(128, 12, True, features) == (1 if one_part else 2)
+        for path in ("numpy", ""):
+            monkeypatch.setenv("RNNKIT_PATH", path)
+            layer = LSTM(features, 128, dtype=np.float64, rng=0)
+            out, _ = layer.forward(x)
+            d_x, _ = layer.backward(d_out)
+            assert layer.last_paths == ("threaded" if not path else "numpy",)
+            results.append([out, d_x, *(p.grad for _, p in layer.named_parameters())])
+    finally:
+        threads.set_count(None)
+    for want, got in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)

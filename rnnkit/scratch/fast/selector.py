@@ -156,7 +156,7 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
         if not folded and (cap is not None or shared and long_enough):
             # a small step (on one part at any thread count): its helper thread makes the weight gradients;
             # else (one thread, or a big step) OpenBLAS's products after the steps, as measured before
-            small = threaded_lstm.small_step(hidden, batch, training)
+            small = threaded_lstm.small_step(hidden, batch, training, inputs)
             fastest.append(("threaded", _threaded_inference if not training else
                             _threaded_one_part if small else _threaded))
         fastest.append(("numba", _numba_lstm_loop if batch <= thresholds.SMALL_BATCH else _numba_lstm_steps))

@@ -68,24 +68,27 @@ if AVAILABLE:
     from .kernels import add_into, cell_grad, jit, mul_in_place, scalar_tanh, sigmoid_grad, tanh_grad
     from .lstm_cell import lstm_cell_pass, lstm_state_pass
 
-def parts_for(hidden: int, batch: int | None = None, training: bool = True) -> int:
+def parts_for(hidden: int, batch: int | None = None, training: bool = True, inputs: int | None = None) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
-    its units allow). One where the step is small (`small_step`): the threads' meeting at every step would
-    cost more than the split gains (the second thread then helps beside the steps instead)."""
-    if batch is not None and small_step(hidden, batch, training):
+    its units allow) of `inputs` features. One where the step is small (`small_step`): the threads' meeting
+    at every step would cost more than the split gains (the second thread then helps beside the steps
+    instead)."""
+    if batch is not None and small_step(hidden, batch, training, inputs):
         return 1
     return max(1, min(threads.count(), hidden // thresholds.MIN_UNITS_PER_PART))
 
 
-def small_step(hidden: int, batch: int, training: bool = True) -> bool:
+def small_step(hidden: int, batch: int, training: bool = True, inputs: int | None = None) -> bool:
     """Whether the weights fit one core's cache and a step's product is small: the steps then run on one
-    part, whatever the thread count. In training batch·hidden² up to thresholds.ONE_PART_WORK and batch up
-    to SPLIT_INPUT_BATCH (the helper thread projects the inputs and sums the weight gradients); in inference
-    hidden below ONE_PART_INFERENCE_HIDDEN, batch·hidden² up to ONE_PART_INFERENCE_WORK and batch·hidden
-    below COLUMN_GROUPS_WORK (above it, `column_groups`)."""
+    part, whatever the thread count. In training batch·hidden² up to thresholds.ONE_PART_WORK, batch up
+    to SPLIT_INPUT_BATCH and the helper thread's share, batch·hidden·(2·inputs + hidden), up to
+    ONE_PART_HELPER_WORK (it projects the inputs and sums the weight gradients; inputs None: not bounded);
+    in inference hidden below ONE_PART_INFERENCE_HIDDEN, batch·hidden² up to ONE_PART_INFERENCE_WORK and
+    batch·hidden below COLUMN_GROUPS_WORK (above it, `column_groups`)."""
     if training:
         return (hidden < thresholds.LOOP_HIDDEN and batch * hidden * hidden <= thresholds.ONE_PART_WORK
-                and batch <= thresholds.SPLIT_INPUT_BATCH)
+                and batch <= thresholds.SPLIT_INPUT_BATCH
+                and (inputs is None or batch * hidden * (2 * inputs + hidden) <= thresholds.ONE_PART_HELPER_WORK))
     return (hidden < thresholds.ONE_PART_INFERENCE_HIDDEN and batch * hidden * hidden <=
             thresholds.ONE_PART_INFERENCE_WORK and not _grouped_narrow(hidden, batch, training))
 
@@ -582,7 +585,8 @@ if AVAILABLE:
             gemm_rows_add(a, xs, t_lo * B * I, I, I, dw_ih.reshape(-1), I)
 
 
-def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: int = 0) -> list[tuple[int, int]]:
+def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: int = 0,
+                  inputs: int | None = None) -> list[tuple[int, int]]:
     """The batch's columns in groups that run as independent layers, one a thread, each with all the hidden
     units (`forward`): [(0, batch)] (one group: the units split into parts, or one part, instead), or, where
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
@@ -601,7 +605,7 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
         wide = not training and (batch // groups >= thresholds.COLUMN_GROUPS_STREAM_COLUMNS or (
             weight_bytes <= thresholds.COLUMN_GROUPS_INFERENCE_BYTES
             and batch * hidden >= thresholds.COLUMN_GROUPS_INFERENCE_WORK))
-    if groups < 2 or not wide or small_step(hidden, batch, training):
+    if groups < 2 or not wide or small_step(hidden, batch, training, inputs):
         return [(0, batch)]
     cuts = [batch * k // groups for k in range(groups + 1)]
     return list(zip(cuts[:-1], cuts[1:]))
@@ -628,7 +632,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
     groups = column_groups(p.hidden, batch, training=keep,
-                           weight_bytes=4 * p.hidden * (p.hidden + features + 1) * inputs.itemsize)
+                           weight_bytes=4 * p.hidden * (p.hidden + features + 1) * inputs.itemsize, inputs=features)
     split = split_input(batch)  # the whole batch's choice: the same bits in any group, in either mode
     if outputs is not None and keep:
         raise ValueError("outputs given are for an inference forward: a backward reads h time-major")
@@ -655,7 +659,7 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # a small training step's forward splits its units as inference does (its backward still runs on one
     # part and its helper, `gradients`, which reads any split's trace): at hidden 128-224 batch 1-6 fwd+bwd
     # 0.82-0.95 of the one-part forward's time
-    parts = parts_for(hidden, batch, training=keep and not small_step(hidden, batch)) if run else 1
+    parts = parts_for(hidden, batch, training=keep and not small_step(hidden, batch, inputs=features)) if run else 1
     bounds = _bounds(hidden, parts)
     kernel = kernel_for(batch, dtype)
     # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
@@ -754,7 +758,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     if "groups" not in arrays:
         d_pre = np.empty((4 * hidden, time, batch), dtype=d_out.dtype)
         arguments, finish, _ = _backward_group(p, trace, d_out, dh_n, dc_n, active, d_pre,
-                                               parts_for(hidden, batch))
+                                               parts_for(hidden, batch, inputs=p.originals[0].shape[1]))
         threads.run(backward_part, arguments)
         dh_0, dc_0 = finish()
     else:
@@ -806,7 +810,7 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     if "groups" not in arrays:  # on gemm.py's kernels, the gradients from d_steps as the steps wrote them
         arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,
                                                      np.empty((0, 0, 0), dtype=inputs.dtype),
-                                                     parts_for(d_out.shape[2], batch))
+                                                     parts_for(d_out.shape[2], batch, inputs=features))
         threads.run(backward_part, arguments)
         return (*_step_gradients(p, d_steps, inputs, h_prev, dx, threads.count()), dx, *finish())
     # on gemm.py's kernels, groups of thresholds.STEP_GRADIENTS_GROUP columns or more: each group's products

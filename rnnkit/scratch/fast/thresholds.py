@@ -79,6 +79,13 @@ RNN_COLUMN_GROUPS_MIN_COLUMNS = 16
 # up to 229376 = 64²·56 = 128²·14; inference keeps 131072 (ONE_PART_INFERENCE_WORK: a forward alone has no
 # weight gradients for the helper to sum beside the steps).
 ONE_PART_WORK = 229376
+# ... and while its helper thread's share, batch·hidden·(2·inputs + hidden) (the input projection and the
+# weight gradients beside the steps), stays up to ONE_PART_HELPER_WORK = 12·128·(2·64 + 128): with a wide
+# input the helper outlasts the steps. Measured 2026-12-06 (Xeon, fwd+bwd T 64, in-process alternation,
+# one part / two parts): hidden 128 batch 12 inputs 32-128 1.13-1.15, 256 1.21, 512 1.33 (1.30 of PyTorch's
+# time); 128 × 4 inputs 32-64 0.92-0.94, 128 1.00, 256 1.07, 512 1.17; 64 × 8 inputs 32-128 0.77-0.82, 256
+# 0.93, 512 1.03; 180 × 2 inputs 64 0.98, 256 1.17.
+ONE_PART_HELPER_WORK = 393216
 ONE_PART_INFERENCE_WORK = 131072
 # Since 2026-12-04 night training runs one part only up to SPLIT_INPUT_BATCH columns as well (above, column
 # groups: COLUMN_GROUPS_WORK, further down). In inference one part only below hidden
@@ -144,7 +151,8 @@ THREADED_WORK = 384
 # A call takes the per-row products only with at least GEMV_PRODUCTS_PER_MB of them for each MB of W_hh:
 # transposing W_hh once costs about as much as that many rows' products gain (Xeon, 2026-12-06, µs: W_hh^T
 # copied / one row's product on W_hh^T / on W_hh: (1536, 512) 657 / 17 / 75, (1024, 1024) 989 / 35 / 89,
-# (2304, 768) 1345 / 117 / 160: even at 11, 18 and 31 rows). A short call's few rows (T 4, batch 1: 4) run on W_hh.
+# (2304, 768) 1345 / 117 / 160: the two break even at 11, 18 and 31 rows, about 4 a MB). A short call's few
+# rows (T 4, batch 1: 4 of them) run on W_hh itself.
 GEMV_ROWS = 6
 GEMV_BYTES = 2 * 2**20
 GEMV_PRODUCTS_PER_MB = 4

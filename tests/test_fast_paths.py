@@ -350,6 +350,7 @@ def test_one_part_lstm_with_its_helper_thread_equals_the_reference_to_the_same_b
     longer than OWN_STEPS and than several gradient chunks, batch sizes over all kernels, hidden sizes not
     multiples of the vector width, ragged lengths, two layers, both directions."""
     monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 10**9)  # one part at every batch size
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_HELPER_WORK", 10**12)  # and every input size
     monkeypatch.setattr(fast.thresholds, "SPLIT_INPUT_BATCH", 10**9)  # (the inputs projected apart: the helper's)
     lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
     shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=layers,

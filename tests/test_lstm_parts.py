@@ -311,6 +311,40 @@ def test_thread_count_follows_openblas_unless_told(monkeypatch, thread_count):
         assert threads.count() == 1
 
 
+def test_a_layer_call_reads_the_thread_count_once(monkeypatch):
+    """threads.one_count: inside a call the count stays what it was when the call began, on that thread alone
+    (another thread reads the environment), nested calls keep the outer reading, and after the call count()
+    follows the environment again; set_count still overrides."""
+    import threading
+
+    monkeypatch.setenv("RNNKIT_NUM_THREADS", "3")
+    seen = []
+
+    @threads.one_count
+    def call(depth):
+        seen.append(threads.count())
+        monkeypatch.setenv("RNNKIT_NUM_THREADS", "5")
+        seen.append(threads.count())
+        other = []
+        worker = threading.Thread(target=lambda: other.append(threads.count()))
+        worker.start()
+        worker.join()
+        seen.append(other[0])
+        if depth:
+            call(depth - 1)
+
+    call(1)
+    assert seen == [3, 3, 5, 3, 3, 5]
+    assert threads.count() == 5
+    threads.set_count(2)
+    try:
+        seen.clear()
+        call(0)
+        assert seen == [2, 2, 2]  # (set_count holds on every thread)
+    finally:
+        threads.set_count(None)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.0, "2"])
 def test_thread_count_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="positive integer"):

@@ -1225,27 +1225,30 @@ def test_a_unit_splits_gradients_from_the_steps_give_the_d_pre_copys_bits(hidden
 
 
 @needs_numba
-@pytest.mark.parametrize("features, one_part", [(64, True), (512, False)])
-def test_a_wide_input_trains_the_small_step_in_two_parts(features, one_part, monkeypatch):
+@pytest.mark.parametrize("hidden, batch, features, one_part", [(128, 12, 64, True), (128, 12, 512, False),
+                                                               (100, 2, 512, True)])
+def test_a_wide_input_trains_the_small_step_in_two_parts(hidden, batch, features, one_part, monkeypatch):
     """A small training step runs on one part while its helper thread's share (the input projection and the
     weight gradients, thresholds.ONE_PART_HELPER_WORK) keeps up with the steps: hidden 128, batch 12 with 64
-    inputs; with 512 the helper outlasted the steps (1.33x two parts' time), so the units split. Either way the
-    NumPy path's outputs and gradients."""
+    inputs; with 512 the helper outlasted the steps (1.33x two parts' time), so the units split. At batch 2
+    with 512 inputs the helper projects the inputs too (HELPER_PROJECTION_WORK). Each way the NumPy path's
+    outputs and gradients."""
     from rnnkit.scratch import fast
 
-    assert threaded_lstm.small_step(128, 12, True, features) == one_part
-    assert threaded_lstm.small_step(128, 12)  # (the input not bounded)
-    chosen = fast.select("lstm", 12, 128, np.float64, time=9, inputs=features)
+    assert threaded_lstm.small_step(hidden, batch, True, features) == one_part
+    assert threaded_lstm.small_step(hidden, batch)  # (the input not bounded)
+    assert (batch * features >= thresholds.HELPER_PROJECTION_WORK) or batch >= thresholds.HELPER_PROJECTION_BATCH
+    chosen = fast.select("lstm", batch, hidden, np.float64, time=9, inputs=features)
     assert chosen.path == "threaded" and (chosen.gradients is threaded_lstm.gradients) == one_part
     rng = np.random.default_rng(features)
-    x, d_out = rng.standard_normal((12, 9, features)), rng.standard_normal((12, 9, 128))
+    x, d_out = rng.standard_normal((batch, 9, features)), rng.standard_normal((batch, 9, hidden))
     results = []
     threads.set_count(2)
     try:
-        assert threaded_lstm.parts_for(128, 12, True, features) == (1 if one_part else 2)
+        assert threaded_lstm.parts_for(hidden, batch, True, features) == (1 if one_part else 2)
         for path in ("numpy", ""):
             monkeypatch.setenv("RNNKIT_PATH", path)
-            layer = LSTM(features, 128, dtype=np.float64, rng=0)
+            layer = LSTM(features, hidden, dtype=np.float64, rng=0)
             out, _ = layer.forward(x)
             d_x, _ = layer.backward(d_out)
             assert layer.last_paths == ("threaded" if not path else "numpy",)

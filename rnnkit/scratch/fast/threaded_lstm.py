@@ -659,13 +659,15 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # a small training step's forward splits its units as inference does (its backward still runs on one
     # part and its helper, `gradients`, which reads any split's trace): at hidden 128-224 batch 1-6 fwd+bwd
     # 0.82-0.95 of the one-part forward's time
-    parts = parts_for(hidden, batch, training=keep and not small_step(hidden, batch, inputs=features)) if run else 1
+    parts = parts_for(hidden, batch, keep and not small_step(hidden, batch, inputs=features), features) if run else 1
     bounds = _bounds(hidden, parts)
     kernel = kernel_for(batch, dtype)
     # one part runs the steps, a helper thread projects the inputs beside them (where the input is split
     # off at any part count: the forward's bits stay those of any thread count; from
-    # thresholds.HELPER_PROJECTION_BATCH columns: below, the projection is too small to pay the helper's wake)
-    helper = run and parts == 1 and split and batch >= thresholds.HELPER_PROJECTION_BATCH
+    # thresholds.HELPER_PROJECTION_BATCH columns or HELPER_PROJECTION_WORK inputs × columns: below, the
+    # projection is too small to pay the helper's wake)
+    helper = run and parts == 1 and split and (batch >= thresholds.HELPER_PROJECTION_BATCH
+                                               or batch * features >= thresholds.HELPER_PROJECTION_WORK)
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros where some entries are never written (zeroing z and hs cost 0.3 of 1.9 ms at hidden 64, batch 64)
     alloc = allocator(active, batch, columns)

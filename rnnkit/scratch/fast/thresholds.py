@@ -228,8 +228,12 @@ SPLIT_INPUT_BATCH = 12
 # the steps' part projects them all before its loop; the helper still makes the weight gradients in
 # training). Measured 2026-12-04, main against this in one process, alternating call by call (40 pairs,
 # busy 2-core machine), inference time with the helper / without: batch 2-3 1.10-1.20 (hidden 64, 128),
-# batch 4-16 0.79-0.93 at most points (1.09-1.14 at a few), batch 1 0.98-1.01.
+# batch 4-16 0.79-0.93 at most points (1.09-1.14 at a few), batch 1 0.98-1.01. Also below that batch size
+# from HELPER_PROJECTION_WORK = batch·inputs on: a wide input's projection pays the helper's wake. Measured
+# 2026-12-06 (Xeon, T 64, in-process alternation, helper / none, training · inference): hidden 100 batch 2
+# inputs 512 0.83 · 0.61; hidden 64 batch 1 inputs 512 1.04 · 1.03; hidden 128 batch 3 inputs 256 1.00 · 1.00.
 HELPER_PROJECTION_BATCH = 4
+HELPER_PROJECTION_WORK = 1024
 
 # The threaded LSTM runs the batch as independent column groups, one a thread with all the hidden units
 # (threaded_lstm.column_groups), instead of splitting the units, where W_hh fits a core's cache (hidden up to

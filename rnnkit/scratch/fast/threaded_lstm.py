@@ -591,8 +591,8 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     units (`forward`): [(0, batch)] (one group: the units split into parts, or one part, instead), or, where
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
     COLUMN_GROUPS_WORK; COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns:
-    `_grouped_narrow`) and the step is not a small one (`small_step`), the columns cut in count() equal
-    groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
+    `_grouped_narrow`) and the step is not a small one (`small_step`, with `inputs` features), the columns
+    cut in count() equal groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
     (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
     COLUMN_GROUPS_INFERENCE_WORK, or, whatever their size, where a group gets at least
     COLUMN_GROUPS_STREAM_COLUMNS columns (each step's pass over the weights, from the next cache level, then

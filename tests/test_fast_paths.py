@@ -542,22 +542,38 @@ def test_the_threaded_rnn_and_gru_backward_give_the_numpy_paths_gradients_with_t
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @pytest.mark.parametrize("kind", ["rnn_tanh", "gru"])
-def test_the_threaded_backward_hands_few_rows_and_the_grus_many_rows_to_numba_path(kind):
+def test_the_threaded_backward_hands_few_rows_and_the_grus_many_rows_to_numba_path(kind, monkeypatch):
     """Below thresholds.THREADED_BACKWARD_BATCH rows (and for the GRU from numba_path's row split on), the
-    threaded backward is numba_path's, to the bit; from it, its own (other bits)."""
+    threaded backward is numba_path's, to the bit; from it, its own. Which one ran is watched, not told from
+    the bits: on some CPUs (a Zen 4 with OpenBLAS's Haswell kernels) the two give the same bits at a small
+    shape."""
     from rnnkit.scratch.fast import numba_path, threaded_gru, threaded_rnn, thresholds
 
     gru = kind == "gru"
-    threaded, compiled = (threaded_gru.backward, numba_path.gru_backward) if gru else (threaded_rnn.backward,
-                                                                                      numba_path.rnn_backward)
+    module, name = (numba_path, "gru_backward") if gru else (threaded_rnn, "rnn_backward")
+    compiled = getattr(module, name)
+    handed = []
+
+    def watched(*arguments):
+        handed.append(True)
+        return compiled(*arguments)
+
+    monkeypatch.setattr(module, name, watched)
+    threaded = threaded_gru.backward if gru else threaded_rnn.backward
     least = thresholds.THREADED_BACKWARD_BATCH["gru" if gru else "rnn"]
     shapes = [(least - 1, 40, False), (least, 40, True)] + ([(thresholds.SPLIT_BACKWARD_BATCH, 200, False)] if gru
                                                           else [])
     for batch, hidden, own in shapes:
-        p, trace, d_out, dh_n, active, _ = _numpy_backward(kind, np.float32, batch, hidden, 3, False, 1)
-        got, want = threaded(p, trace, d_out, dh_n, None, active), compiled(p, trace, d_out, dh_n, None, active)
-        same = all(np.array_equal(g, w) for g, w in zip(got[:3], want[:3]))
-        assert same != own, (batch, hidden)
+        p, trace, d_out, dh_n, active, want = _numpy_backward(kind, np.float32, batch, hidden, 3, False, 1)
+        handed.clear()
+        got = threaded(p, trace, d_out, dh_n, None, active)
+        assert bool(handed) != own, (batch, hidden)
+        for g, w in zip(got[:3], want[:3]):
+            np.testing.assert_allclose(g, w, rtol=TOL[np.float32], atol=TOL[np.float32])
+        if not own:
+            handed_over = compiled(p, trace, d_out, dh_n, None, active)
+            for g, w in zip(got[:3], handed_over[:3]):
+                np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

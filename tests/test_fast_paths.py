@@ -235,6 +235,22 @@ def test_threaded_rnn_and_gru_equal_the_reference_on_any_thread_count(kind, dtyp
     assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
 
 
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch, features, lengths", [(1, 5, None), (2, 40, None), (2, 40, [4, 2])])
+def test_the_threaded_gru_with_its_inputs_projected_ahead_equals_the_reference(dtype, batch, features, lengths):
+    """threaded_gru.split_input: at one column, or two where the inputs are a fifth of the step's operand, the
+    inputs of every step are projected before the loop (hidden 101: its units split in two on 2-3 threads);
+    forward and backward equal the reference cells on 1-3 threads, the forward's bits the same on each."""
+    from rnnkit.scratch.fast import threaded_gru
+
+    assert threaded_gru.split_input(batch, 101, features, dtype)
+    assert not threaded_gru.split_input(2, 101, 5, dtype) and not threaded_gru.split_input(3, 101, 40, dtype)
+    shape = dict(kind="gru", dtype=dtype, batch=batch, time=4, features=features, hidden=101, layers=1,
+                 bidirectional=False, lengths=lengths)
+    assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
+
+
 def test_the_rnn_runs_its_columns_in_groups_where_its_units_stay_in_one_part():
     """threaded_rnn.column_groups: from 32 columns, groups of at least 16, one a thread, where the step's
     units would not be split (an RNN of fewer than 150 units ran 0.58-0.79 of one part's time there)."""

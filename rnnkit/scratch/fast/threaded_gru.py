@@ -14,8 +14,11 @@ Forward, part k, step t:      wait until every part has written h_t into z_t
     h_{t+1} into z_{t+1} and the time-major output; say "t+1 steps done"
 Every step has its own z_t, so one meeting per step suffices. Where the units would split and all the
 weights fit each core's cache, the batch's columns run in groups instead, one a thread, each all the units
-in one part with no meeting (threaded_rnn.column_groups). The sums run in the same order whatever the
-split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
+in one part with no meeting (threaded_rnn.column_groups). With one or two columns (`split_input`), the inputs'
+products leave the steps: each part first makes A_x [1; x_t] for every step in one product, the steps'
+columns as its rows (A_x = [b_z | W_iz ; b_r | W_ir ; b_in | W_in], b_z and b_r summed as above), and each
+step then streams only W_hh: [a_z; a_r] = W_h(z,r) h_t + its share of A_x [1; x_t], xn its last rows. The sums
+run in the same order whatever the split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
 (3H·L and H·L), each part in its own units' rows.
 
 The backward (`backward`) is the threaded RNN's (threaded_rnn.py), with the GRU's step
@@ -32,6 +35,7 @@ import numpy as np
 from . import lstm_panels, numba_path, threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _group_active, _pairs
+from .threaded_lstm import by_rows as on_row_kernel
 from .threaded_rnn import (backward_split, column_groups, layout, padded_count, panel_width, parts_for,
                            recurrent_weights)
 from .trace import Trace, allocator, by_rows, kept
@@ -40,30 +44,61 @@ if AVAILABLE:
     from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_rows
     from .kernels import gates_tanh, gru_backward_row, gru_state, jit, mul
     from .threaded_rnn import incoming_products
-    from .threaded_lstm import copy_states, padded, sigmoid_to
+    from .threaded_lstm import copy_states, padded, sigmoid_to, steps_as_rows
 
 
-def forward_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def split_input(batch: int, hidden: int, inputs: int, dtype) -> bool:
+    """Whether the inputs' products run apart from the steps' (few columns, on the row kernel): every step's
+    [b | W_i] [1; x_t] in one product before the loop, the steps' rows as its rows (`steps_as_rows`), so that
+    each step streams only W_hh; else each step's products take [W_hh | b | W_ih] over [h_t; 1; x_t]. At one
+    column always, at up to thresholds.GRU_SPLIT_INPUT_BATCH where the inputs are at least
+    GRU_SPLIT_INPUT_SHARE of the step's operand [h_t; 1; x_t] (measured there). Depends on the shape alone: the
+    forward's bits are the same in either mode, on any thread count, in any column group."""
+    if not on_row_kernel(batch, dtype):
+        return False
+    return batch == 1 or (batch <= thresholds.GRU_SPLIT_INPUT_BATCH
+                          and inputs >= thresholds.GRU_SPLIT_INPUT_SHARE * (hidden + 1 + inputs))
+
+
+def forward_panels(p, parts: int, rows: bool, split: bool = False
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each part's (A_zr, A_hn, A_xn) (see the module's text), packed for gemm_rows (rows) or gemm_panels in
     one compiled pass from the weights as they are (lstm_panels.gathered_panels; NumPy's packing to the
     bit); made once per Packed:
-        A_zr = [W_hh | b_ih + b_hh | W_ih] rows z, r (halved),  A_hn = [W_hn | b_hn],  A_xn = [b_in | W_in]"""
+        A_zr = [W_hh | b_ih + b_hh | W_ih] rows z, r (halved),  A_hn = [W_hn | b_hn],  A_xn = [b_in | W_in]
+    With the input split off (`split_input`; rows only): A_zr = W_hh's rows z, r (halved), A_hn, and in place of
+    A_xn the inputs' rows of all three gates, A_x = [b_ih + b_hh (z, r), b_in (n) | W_ih] over [1; x_t]."""
     def make():
         w_ih, w_hh, b_ih, b_hh = p.originals
         hidden, dtype = p.hidden, w_hh.dtype
         zero = np.zeros((w_hh.shape[0], 1), dtype=dtype)
         b_ih_column = zero if b_ih is None else b_ih[:, None]
         b_hh_column = zero if b_hh is None else b_hh[:, None]
-        sources = ((w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih), (w_hh, b_hh_column),
-                   (b_ih_column, w_ih))
+        summed = lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype)
+        if split:
+            input_bias = np.concatenate([summed[:2 * hidden], b_ih_column[2 * hidden:]])  # PyTorch's r, z, n
+            sources = ((w_hh,), (w_hh, b_hh_column), (input_bias, w_ih))
+        else:
+            sources = ((w_hh, summed, w_ih), (w_hh, b_hh_column), (b_ih_column, w_ih))
         jobs, bounds = [], _pairs(_bounds(hidden, parts))
         for lo, hi in bounds:
-            zr, n = (lstm_panels.source_rows(hidden, lo, hi, dtype, "gru", blocks) for blocks in ((0, 1), (2,)))
-            jobs += [(sources[0], *zr), (sources[1], *n), (sources[2], *n)]
+            zr, n, every = (lstm_panels.source_rows(hidden, lo, hi, dtype, "gru", blocks)
+                            for blocks in ((0, 1), (2,), (0, 1, 2)))
+            jobs += [(sources[0], *zr), (sources[1], *n), (sources[2], *(every if split else n))]
         panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs)
         return [tuple(panels[3 * k: 3 * k + 3]) for k in range(len(bounds))]
 
-    return p.derived(("gru_forward_panels", parts, rows), make)
+    return p.derived(("gru_forward_panels", parts, rows, split), make)
+
+
+def steps_operand(inputs: np.ndarray) -> np.ndarray:
+    """The inputs (T, B, I), any strides, as the rows [1, x_{t,b}] of one product over every step: (T·B, 1+I),
+    row t·B + b (`project_steps`)."""
+    time, batch, features = inputs.shape
+    zx = np.empty((time, batch, features + 1), dtype=inputs.dtype)
+    zx[:, :, 0] = 1
+    zx[:, :, 1:] = inputs
+    return zx.reshape(time * batch, features + 1)
 
 
 if AVAILABLE:
@@ -76,19 +111,33 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L)
 
     @jit
+    def add_projected(xw, first, n, units, L, pre_zr, pre_xn):
+        """A step's projected inputs into its rows of L columns: pre_zr[j·L + b] += xw[first + b, j] (the z and
+        r rows, 2·units) and pre_xn[j·L + b] = xw[first + b, 2·units + j], for the running columns b < n; xw
+        (T·B, the part's rows), row t·B + b the step's column b (`project_steps`)."""
+        for b in range(n):
+            row = xw[first + b]
+            for j in range(2 * units):
+                pre_zr[j * L + b] += row[j]
+            for j in range(units):
+                pre_xn[j * L + b] = row[2 * units + j]
+
+    @jit
     def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, outs, kept_gates, kept_hn, keep,
-                     active, B, flags, yield_address):
+                     active, B, flags, yield_address, zx, xw):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step, rows of L columns:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t], h_0, the ones and all x filled in by the caller; pre (rows of the
         three panels × L,) scratch; gates (3H·L,): this step's z, r, n; hn (H·L,): this step's W_hn h + b_hn
         (each part writes and reads only its own units' rows of both); outs (T, B, H): h_1 .. h_T, the layer's
         output, any strides (`threaded_rnn.layout`); keep: also write z, r, n into kept_gates (T, B, 3H) and hn
         into kept_hn (T, B, H), time-major, any strides, for the backward; active (T,) int64: running columns per
-        step, B of them at first."""
+        step, B of them at first. With the input split off (zx not empty, `split_input`): z (T+1, (H+1)·L)
+        [h_t; 1] only, zr W_hh's rows, xn the inputs' rows of all three gates A_x, and zx (T·B, 1+I) every
+        step's [1; x_t] as rows: the part projects them all into xw (T·B, its rows of A_x) before the loop."""
         T = outs.shape[0]
-        L = z.shape[1] // zr.shape[1]
+        H = outs.shape[2]
         HL = hn.shape[0]
-        H = HL // L
+        L = HL // H
         units = hi - lo
         lanes = VECTOR_BYTES // z.itemsize
         half = gates.dtype.type(0.5)
@@ -96,13 +145,19 @@ if AVAILABLE:
         hn_end = zr_end + hn_rows.shape[0] * hn_rows.shape[2] * L
         pre_zr, pre_hn, pre_xn = pre[:zr_end], pre[zr_end:hn_end], pre[hn_end:]
         r_off = units * L  # the r rows follow the z rows in A_zr
+        split = zx.shape[0] > 0
+        if split:  # xw[t·B + b] = A_x [1; x_{t,b}] for every step at once: the steps' rows as the product's rows
+            steps_as_rows(xn, zx, xw)
         for t in range(T):
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
             _product(zr, rows, z[t], 0, L, n, pre_zr, lanes)
             _product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes)  # K = H+1 rows of z_t: [h_t; 1]
-            _product(xn, rows, z[t], H * L, L, n, pre_xn, lanes)   # from row H: [1; x_t]
+            if split:
+                add_projected(xw, t * B, n, units, L, pre_zr, pre_xn)
+            else:
+                _product(xn, rows, z[t], H * L, L, n, pre_xn, lanes)   # from row H: [1; x_t]
             a, h_prev, h_new = gates, z[t], z[t + 1]
             count, length = (1, units * L) if n == B else (units, n)
             for r in range(count):
@@ -149,28 +204,35 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
         kept = alloc((time, batch, 3 * hidden), dtype=dtype), alloc((time, batch, hidden), dtype=dtype)
     else:
         kept = np.empty((1, 1, 1), dtype=dtype), np.empty((1, 1, 1), dtype=dtype)
+    split = split_input(batch, hidden, inputs.shape[2], dtype)  # the whole batch's choice: the same bits in any group, in either mode
     arguments = []
     for lo, hi in groups:  # each group's rows of the trace: (T, rows, 3H) and (T, rows, H) views, no copy
         group_active = _group_active(active, lo, hi)
-        rows, columns, z, _, _ = layout(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi])
+        group_inputs = inputs[:, lo:hi]
+        rows, columns, z, _, _ = layout(group_inputs[:, :, :0] if split else group_inputs, h0[lo:hi], hidden,
+                                        group_active, outs[:, lo:hi])
+        zx = steps_operand(group_inputs) if split else np.empty((0, 0), dtype=dtype)
         group_kept = [a[:, lo:hi] if keep else a for a in kept]
         arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_kept, keep, group_active,
-                                     hi - lo)
+                                     hi - lo, zx)
     threads.run_apart(forward_part, arguments)
     return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None, outs)
 
 
 def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs: np.ndarray, kept: list,
-                    keep: bool, active, batch: int) -> list[tuple]:
+                    keep: bool, active, batch: int, zx: np.ndarray) -> list[tuple]:
     """forward_part's arguments for each of `parts` parts of one layer (or one column group): kept, the
-    trace's gates (T, batch, 3H) and hn (T, batch, H) of the group's rows."""
+    trace's gates (T, batch, 3H) and hn (T, batch, H) of the group's rows; zx (T·batch, 1+I) every step's
+    inputs as rows where the input is split off (`steps_operand`), else empty."""
     hidden, dtype, time = p.hidden, z.dtype, z.shape[0] - 1
-    panels = forward_panels(p, parts, rows)
+    split = zx.shape[0] > 0
+    panels = forward_panels(p, parts, rows, split)
     gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     return [(k, parts, lo, hi, *panels[k], rows, z.reshape(time + 1, -1),
              np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), gates, hn,
-             outs, kept[0], kept[1], keep, steps, batch, flags, threads.YIELD)
+             outs, kept[0], kept[1], keep, steps, batch, flags, threads.YIELD, zx,
+             np.empty((zx.shape[0], panels[k][2].shape[0] * panels[k][2].shape[2]) if split else (0, 0), dtype=dtype))
             for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))]
 
 

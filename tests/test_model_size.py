@@ -53,3 +53,21 @@ def test_where_the_system_does_not_say_its_memory_nothing_is_refused(monkeypatch
     monkeypatch.setattr(engines, "_memory_bytes", lambda: None)
     assert engines.parameter_limit() is None
     assert engines.scratch_model("Forecaster", FORECASTER).state_dict()["head.bias"].shape == (6,)
+
+
+def test_a_recurrent_layer_past_the_budget_allocates_none_of_its_weights():
+    """Every weight of a layer is counted before any is drawn: W_ih fits the budget, W_hh crosses it, and the
+    refusal comes with (next to) nothing allocated (W_ih alone would be 24 MB)."""
+    import tracemalloc
+
+    from rnnkit.scratch.module import ModelTooLarge, parameter_budget
+    from rnnkit.scratch.recurrent import GRU
+
+    tracemalloc.start()
+    try:
+        with parameter_budget(3 * 1000 * 1000 + 1, "GRU"), pytest.raises(ModelTooLarge, match=r"shape \[3000, 1000\]"):
+            GRU(1000, 1000, dtype=np.float64, rng=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20

@@ -83,16 +83,18 @@ class _Recurrent(Module):
         self.rng = make_rng(rng)
         gate_rows = packing.GATES[self.mode] * hidden_size
         bound = 1.0 / np.sqrt(hidden_size)  # PyTorch: U(-1/sqrt(H), 1/sqrt(H)) for every parameter
+        shapes = {}  # every parameter claimed against the budget before any is drawn: a refused layer allocates nothing
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for direction in range(self.num_directions):
                 suffix = self._suffix(layer, direction)
-                shapes = {"weight_ih": (gate_rows, layer_input), "weight_hh": (gate_rows, hidden_size)}
+                shapes["weight_ih" + suffix] = claim((gate_rows, layer_input))
+                shapes["weight_hh" + suffix] = claim((gate_rows, hidden_size))
                 if bias:
-                    shapes.update(bias_ih=(gate_rows,), bias_hh=(gate_rows,))
-                for name, shape in shapes.items():
-                    data = self.rng.uniform(-bound, bound, size=claim(shape)).astype(self.dtype)
-                    setattr(self, name + suffix, Parameter(data))
+                    shapes["bias_ih" + suffix] = claim((gate_rows,))
+                    shapes["bias_hh" + suffix] = claim((gate_rows,))
+        for name, shape in shapes.items():
+            setattr(self, name, Parameter(self.rng.uniform(-bound, bound, size=shape).astype(self.dtype)))
         self._cache = None
         self._locked_packs: dict = {}
         self.last_paths: tuple[str, ...] = ()  # the path each layer ran on in the last forward

@@ -236,17 +236,19 @@ def test_threaded_rnn_and_gru_equal_the_reference_on_any_thread_count(kind, dtyp
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("kind, hidden", [("gru", 101), ("rnn_tanh", 263), ("rnn_relu", 263)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("batch, features, lengths", [(1, 5, None), (2, 40, None), (2, 40, [4, 2])])
-def test_the_threaded_gru_with_its_inputs_projected_ahead_equals_the_reference(dtype, batch, features, lengths):
-    """threaded_gru.split_input: at one column, or two where the inputs are a fifth of the step's operand, the
-    inputs of every step are projected before the loop (hidden 101: its units split in two on 2-3 threads);
-    forward and backward equal the reference cells on 1-3 threads, the forward's bits the same on each."""
-    from rnnkit.scratch.fast import threaded_gru
+@pytest.mark.parametrize("batch, features, lengths", [(1, 5, None), (2, 80, None), (2, 80, [4, 2])])
+def test_the_threaded_rnn_and_gru_with_their_inputs_projected_ahead_equal_the_reference(kind, hidden, dtype, batch,
+                                                                                       features, lengths):
+    """threaded_rnn.split_input: at one column, or two where the inputs are a fifth of the step's operand, the
+    inputs of every step are projected before the loop (their units split in two on 2-3 threads); forward
+    and backward equal the reference cells on 1-3 threads, the forward's bits the same on each."""
+    from rnnkit.scratch.fast import threaded_rnn
 
-    assert threaded_gru.split_input(batch, 101, features, dtype)
-    assert not threaded_gru.split_input(2, 101, 5, dtype) and not threaded_gru.split_input(3, 101, 40, dtype)
-    shape = dict(kind="gru", dtype=dtype, batch=batch, time=4, features=features, hidden=101, layers=1,
+    assert threaded_rnn.split_input(batch, hidden, features, dtype)
+    assert not threaded_rnn.split_input(2, hidden, 5, dtype) and not threaded_rnn.split_input(3, hidden, 80, dtype)
+    shape = dict(kind=kind, dtype=dtype, batch=batch, time=4, features=features, hidden=hidden, layers=1,
                  bidirectional=False, lengths=lengths)
     assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
 

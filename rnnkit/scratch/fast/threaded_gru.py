@@ -14,12 +14,12 @@ Forward, part k, step t:      wait until every part has written h_t into z_t
     h_{t+1} into z_{t+1} and the time-major output; say "t+1 steps done"
 Every step has its own z_t, so one meeting per step suffices. Where the units would split and all the
 weights fit each core's cache, the batch's columns run in groups instead, one a thread, each all the units
-in one part with no meeting (threaded_rnn.column_groups). With one or two columns (`split_input`), the inputs'
-products leave the steps: each part first makes A_x [1; x_t] for every step in one product, the steps'
-columns as its rows (A_x = [b_z | W_iz ; b_r | W_ir ; b_in | W_in], b_z and b_r summed as above), and each
-step then streams only W_hh: [a_z; a_r] = W_h(z,r) h_t + its share of A_x [1; x_t], xn its last rows. The sums
-run in the same order whatever the split: the results do not depend on the thread count. A step's gates and hn live in one gate-major scratch
-(3H·L and H·L), each part in its own units' rows.
+in one part with no meeting (threaded_rnn.column_groups). With one or two columns (threaded_rnn.split_input),
+the inputs' products leave the steps: each part first makes A_x [1; x_t] for every step in one product, the
+steps' columns as its rows (A_x = [b_z | W_iz ; b_r | W_ir ; b_in | W_in], b_z and b_r summed as above),
+and each step then streams only W_hh: [a_z; a_r] = W_h(z,r) h_t + its share of A_x [1; x_t], xn its last
+rows. The sums run in the same order whatever the split: the results do not depend on the thread count. A
+step's gates and hn live in one gate-major scratch (3H·L and H·L), each part in its own units' rows.
 
 The backward (`backward`) is the threaded RNN's (threaded_rnn.py), with the GRU's step
 (kernels.gru_backward_row) and W_hh's three gate blocks: rec = d_gh_{t+1} W_hh, (B, 3H) by (3H, H). It reads
@@ -35,9 +35,8 @@ import numpy as np
 from . import lstm_panels, numba_path, threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _group_active, _pairs
-from .threaded_lstm import by_rows as on_row_kernel
 from .threaded_rnn import (backward_split, column_groups, layout, padded_count, panel_width, parts_for,
-                           recurrent_weights)
+                           recurrent_weights, split_input, steps_operand)
 from .trace import Trace, allocator, by_rows, kept
 
 if AVAILABLE:
@@ -45,19 +44,6 @@ if AVAILABLE:
     from .kernels import gates_tanh, gru_backward_row, gru_state, jit, mul
     from .threaded_rnn import incoming_products
     from .threaded_lstm import copy_states, padded, sigmoid_to, steps_as_rows
-
-
-def split_input(batch: int, hidden: int, inputs: int, dtype) -> bool:
-    """Whether the inputs' products run apart from the steps' (few columns, on the row kernel): every step's
-    [b | W_i] [1; x_t] in one product before the loop, the steps' rows as its rows (`steps_as_rows`), so that
-    each step streams only W_hh; else each step's products take [W_hh | b | W_ih] over [h_t; 1; x_t]. At one
-    column always, at up to thresholds.GRU_SPLIT_INPUT_BATCH where the inputs are at least
-    GRU_SPLIT_INPUT_SHARE of the step's operand [h_t; 1; x_t] (measured there). Depends on the shape alone: the
-    forward's bits are the same in either mode, on any thread count, in any column group."""
-    if not on_row_kernel(batch, dtype):
-        return False
-    return batch == 1 or (batch <= thresholds.GRU_SPLIT_INPUT_BATCH
-                          and inputs >= thresholds.GRU_SPLIT_INPUT_SHARE * (hidden + 1 + inputs))
 
 
 def forward_panels(p, parts: int, rows: bool, split: bool = False
@@ -91,16 +77,6 @@ def forward_panels(p, parts: int, rows: bool, split: bool = False
     return p.derived(("gru_forward_panels", parts, rows, split), make)
 
 
-def steps_operand(inputs: np.ndarray) -> np.ndarray:
-    """The inputs (T, B, I), any strides, as the rows [1, x_{t,b}] of one product over every step: (T·B, 1+I),
-    row t·B + b (`project_steps`)."""
-    time, batch, features = inputs.shape
-    zx = np.empty((time, batch, features + 1), dtype=inputs.dtype)
-    zx[:, :, 0] = 1
-    zx[:, :, 1:] = inputs
-    return zx.reshape(time * batch, features + 1)
-
-
 if AVAILABLE:
     @jit
     def _product(panels, rows, z, z_off, L, n, out, lanes):
@@ -114,7 +90,7 @@ if AVAILABLE:
     def add_projected(xw, first, n, units, L, pre_zr, pre_xn):
         """A step's projected inputs into its rows of L columns: pre_zr[j·L + b] += xw[first + b, j] (the z and
         r rows, 2·units) and pre_xn[j·L + b] = xw[first + b, 2·units + j], for the running columns b < n; xw
-        (T·B, the part's rows), row t·B + b the step's column b (`project_steps`)."""
+        (T·B, the part's rows), row t·B + b the step's column b (`steps_operand`)."""
         for b in range(n):
             row = xw[first + b]
             for j in range(2 * units):

@@ -10,6 +10,8 @@ Forward, part k, step t:      wait until every part has written h_t into z_t
     pre = [W_hh | b | W_ih]_k z_t = W_hh h_t + b + W_ih x_t     (own rows; one sum per element, in order)
     h_{t+1} = tanh(pre)  (or max(pre, 0))  into z_{t+1} and the time-major output; say "t+1 steps done"
 Every step has its own z_t, so a part never overwrites what another still reads: one meeting per step.
+With one or two columns (`split_input`) the inputs leave the steps: each part first makes [b | W_ih]_k [1; x_t]
+for every step in one product, the steps' columns as its rows, and each step then takes W_hh_k h_t plus its own.
 
 Why. Above a few rows the numba and NumPy paths run each step as one OpenBLAS product, which packs W_hh again
 on every call and leaves the activation on one core; here the weights are packed once, each core keeps its
@@ -53,7 +55,7 @@ if AVAILABLE:
     from .gemm import (MR, ROW_MAJOR_TAIL, RV, VECTOR_BYTES, gemm_panels, gemm_row_major, gemm_row_major_pairs,
                        gemm_rows, pack_column_pairs)
     from .kernels import jit, tanh_into
-    from .threaded_lstm import copy_inputs, copy_states, padded
+    from .threaded_lstm import copy_inputs, copy_states, padded, steps_as_rows
 
 
 def parts_for(gate_rows: int, batch: int) -> int:
@@ -68,6 +70,30 @@ def parts_for(gate_rows: int, batch: int) -> int:
 def step_rows(p, rows) -> np.ndarray:
     """The packed rows `rows` of [W_hh | b | W_ih] (halved where the cell halves them): (len(rows), H+1+I)."""
     return np.concatenate([p.w_hh_half[rows], p.bias[rows, None], p.w_ih_half[rows]], axis=1)
+
+
+def split_input(batch: int, hidden: int, inputs: int, dtype) -> bool:
+    """Whether the threaded RNN's and GRU's inputs' products run apart from the steps' (few columns, on the row
+    kernel): every step's [b | W_ih] [1; x_t] in one product before the loop, the steps' rows as its rows
+    (threaded_lstm.steps_as_rows), so that each step streams only W_hh; else each step's product takes
+    [W_hh | b | W_ih] over [h_t; 1; x_t]. At one
+    column always, at up to thresholds.RNN_SPLIT_INPUT_BATCH where the inputs are at least
+    RNN_SPLIT_INPUT_SHARE of the step's operand [h_t; 1; x_t] (measured there). Depends on the shape alone: the
+    forward's bits are the same in either mode, on any thread count, in any column group."""
+    if not by_rows(batch, dtype):
+        return False
+    return batch == 1 or (batch <= thresholds.RNN_SPLIT_INPUT_BATCH
+                          and inputs >= thresholds.RNN_SPLIT_INPUT_SHARE * (hidden + 1 + inputs))
+
+
+def steps_operand(inputs: np.ndarray) -> np.ndarray:
+    """The inputs (T, B, I), any strides, as the rows [1, x_{t,b}] of one product over every step: (T·B, 1+I),
+    row t·B + b (threaded_lstm.steps_as_rows)."""
+    time, batch, features = inputs.shape
+    zx = np.empty((time, batch, features + 1), dtype=inputs.dtype)
+    zx[:, :, 0] = 1
+    zx[:, :, 1:] = inputs
+    return zx.reshape(time * batch, features + 1)
 
 
 def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
@@ -85,6 +111,22 @@ def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
     return p.derived(("rnn_forward_panels", parts, rows), make)
 
 
+def split_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each part's (W_hh's rows, [b | W_ih]'s rows) packed for gemm_rows (rows) or gemm_panels, where the
+    inputs are projected before the steps (`split_input`): the steps' product over [h_t], the projection's
+    over [1; x_t]; made once per Packed."""
+    def make():
+        w_ih, w_hh, b_ih, b_hh = p.originals
+        dtype = w_hh.dtype
+        sources = ((w_hh,), (lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih))
+        jobs = [(blocks, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode))
+                for lo, hi in _pairs(_bounds(p.hidden, parts)) for blocks in sources]
+        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs)
+        return list(zip(panels[0::2], panels[1::2]))
+
+    return p.derived(("rnn_split_panels", parts, rows), make)
+
+
 def panel_width(rows: bool, dtype) -> int:
     """The height of a part's weight panels: RV vectors for gemm_rows (rows), MR rows for gemm_panels."""
     return RV * VECTOR_BYTES // np.dtype(dtype).itemsize if rows else MR
@@ -99,15 +141,31 @@ if AVAILABLE:
             out[j] = max(a[j], zero)
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, rows, z, pre, outs, active, B, relu, flags, yield_address):
+    def add_steps_inputs(xw, first, n, units, L, pre):
+        """A step's projected inputs into its rows of L columns: pre[j·L + b] += xw[first + b, j] for the
+        running columns b < n; xw (T·B, the part's rows), row t·B + b the step's column b (`steps_operand`)."""
+        for b in range(n):
+            row = xw[first + b]
+            for j in range(units):
+                pre[j * L + b] += row[j]
+
+    @jit
+    def forward_part(me, parts, lo, hi, panels, rows, z, pre, outs, active, B, relu, flags, yield_address, x_panels,
+                     zx, xw):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t] rows of L columns, h_0, all x and the ones filled in by the caller;
         pre (rows of the panels × L,) scratch; outs (T, B, H): h_1 .. h_T, the layer's output, any strides;
-        active (T,) int64: running columns per step, B of them at first; relu: max(·, 0) instead of tanh."""
+        active (T,) int64: running columns per step, B of them at first; relu: max(·, 0) instead of tanh.
+        With the input split off (zx not empty, `split_input`): z (T+1, (H+1)·L) [h_t; 1], panels W_hh's rows,
+        and zx (T·B, 1+I) every step's [1; x_t] as rows, which the part projects with x_panels ([b | W_ih]'s
+        rows) into xw (T·B, its rows) before the loop; each step adds its own."""
         T = outs.shape[0]
-        L = z.shape[1] // panels.shape[1]
+        L = pre.shape[0] // (panels.shape[0] * panels.shape[2])
         units = hi - lo
         lanes = VECTOR_BYTES // z.itemsize
+        split = zx.shape[0] > 0
+        if split:  # xw[t·B + b] = [b | W_ih]_k [1; x_{t,b}] for every step at once, the steps' rows as its rows
+            steps_as_rows(x_panels, zx, xw)
         for t in range(T):
             n = active[t]
             if t > 0:
@@ -116,6 +174,8 @@ if AVAILABLE:
                 gemm_rows(panels, z[t], 0, L, n, pre, L)
             else:
                 gemm_panels(panels, z[t], 0, L, padded(n, lanes), pre, L)  # whole vectors: padding columns too
+            if split:
+                add_steps_inputs(xw, t * B, n, units, L, pre)
             h = z[t + 1]
             count, length = (1, units * L) if n == B else (units, n)
             for r in range(count):
@@ -180,11 +240,15 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     if hs is not None:
         hs[0] = h0
     outs = outputs if outputs is not None else hs[1:]
+    split = split_input(batch, hidden, inputs.shape[2], dtype)  # the whole batch's choice: the same bits anywhere
     arguments = []
     for lo, hi in groups:
         group_active = _group_active(active, lo, hi)
-        rows, columns, z, _, _ = layout(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi])
-        arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu)
+        group_inputs = inputs[:, lo:hi]
+        rows, columns, z, _, _ = layout(group_inputs[:, :, :0] if split else group_inputs, h0[lo:hi], hidden,
+                                        group_active, outs[:, lo:hi])
+        zx = steps_operand(group_inputs) if split else np.empty((0, 0), dtype=dtype)
+        arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu, zx)
     threads.run_apart(forward_part, arguments)
     return Trace(hs, None, relu, outs)
 
@@ -212,15 +276,19 @@ def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: b
 
 
 def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs: np.ndarray, active, batch: int,
-                    relu: bool) -> list[tuple]:
-    """forward_part's arguments for each of `parts` parts of one layer (or one column group)."""
-    time = z.shape[0] - 1
-    panels = forward_panels(p, parts, rows)
+                    relu: bool, zx: np.ndarray) -> list[tuple]:
+    """forward_part's arguments for each of `parts` parts of one layer (or one column group); zx (T·batch, 1+I)
+    every step's inputs as rows where the input is split off (`steps_operand`), else empty."""
+    time, dtype = z.shape[0] - 1, z.dtype
+    split = zx.shape[0] > 0
+    pairs = split_panels(p, parts, rows) if split else [(a, np.empty((0, 0, 0), dtype=dtype))
+                                                         for a in forward_panels(p, parts, rows)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    return [(k, parts, lo, hi, panels[k], rows, z.reshape(time + 1, -1),
-             np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=z.dtype), outs, steps, batch, relu,
-             flags, threads.YIELD)
-            for k, (lo, hi) in enumerate(_pairs(_bounds(p.hidden, parts)))]
+    return [(k, parts, lo, hi, panels, rows, z.reshape(time + 1, -1),
+             np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), outs, steps, batch, relu,
+             flags, threads.YIELD, x_panels, zx,
+             np.empty((zx.shape[0], x_panels.shape[0] * x_panels.shape[2]) if split else (0, 0), dtype=dtype))
+            for k, ((lo, hi), (panels, x_panels)) in enumerate(zip(_pairs(_bounds(p.hidden, parts)), pairs))]
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:

@@ -225,15 +225,15 @@ WIDE_ROWS_BATCH = 2
 SPLIT_INPUT_BATCH = 12
 
 # The threaded GRU and RNN project their inputs for all steps before their loop, in one product with the steps'
-# rows as its rows (threaded_rnn.split_input), at batch 1, and up to RNN_SPLIT_INPUT_BATCH where the inputs are
-# at least RNN_SPLIT_INPUT_SHARE of the step's operand [h; 1; x]; elsewhere each step's products take its inputs too.
+# rows as its rows (threaded_rnn.split_input), at batch 1, and up to RNN_SPLIT_INPUT_BATCH where the inputs are at
+# least RNN_SPLIT_INPUT_SHARE of the step's operand [h; 1; x]; elsewhere each step's products take its inputs too.
 # Measured 2026-12-06 (Zen 4, 2 threads, T 64, in-process alternation, 7 rounds, time split / not, inference ·
 # fwd+bwd): inputs 512 hidden 256-512 batch 1 0.60-0.78 · 0.93-0.98, batch 2 0.79-0.93 · 0.97-0.99, batch 3
-# 0.91-1.00, batch 4-16 1.05-1.22 · 0.96-1.06; inputs 256 batch 2 hidden 128-384 0.83-0.91, 512 0.99; inputs 128
-# batch 2 hidden 128-384 0.90-0.97, 512 1.04; inputs 64 batch 1 hidden 64-512 0.93-1.02, batch 2 hidden 128
-# 0.94, 256-512 1.03-1.06, batch 3 1.03-1.08; fwd+bwd within 0.93-1.06 at batch 1-3 throughout. The RNN
-# likewise: inputs 512 hidden 256-512 batch 1 0.65-0.70, batch 2 0.81-0.85 (hidden 128 batch 1 1.06: 0.15 ms);
-# inputs 64 batch 1 0.95-1.01; fwd+bwd 0.93-1.03.
+# 0.91-1.00, batch 4-16 1.05-1.14 · 0.99-1.05 (hidden 128: 0.97-1.22); inputs 256 batch 2 hidden 128-384
+# 0.83-0.91, 512 0.99; inputs 128 batch 2 hidden 128-384 0.90-0.97, 512 1.04; inputs 64 batch 1 hidden 64-512
+# 0.93-1.02, batch 2 hidden 128 0.94, 256-512 1.03-1.06, batch 3 1.03-1.08; fwd+bwd within 0.93-1.06 at batch 1-3
+# throughout. The RNN likewise: inputs 512 hidden 256-512 batch 1 0.65-0.70, batch 2 0.81-0.85 (hidden 128 batch 1
+# 1.06: 0.15 ms); inputs 64 batch 1 0.95-1.01; fwd+bwd 0.93-1.03.
 RNN_SPLIT_INPUT_BATCH = 2
 RNN_SPLIT_INPUT_SHARE = 0.2
 

@@ -42,7 +42,7 @@ from .trace import Trace, allocator, by_rows, kept
 if AVAILABLE:
     from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_rows
     from .kernels import gates_tanh, gru_backward_row, gru_state, jit, mul
-    from .threaded_rnn import incoming_products
+    from .threaded_rnn import incoming_products, steps_inputs_into
     from .threaded_lstm import copy_states, padded, sigmoid_to, steps_as_rows
 
 
@@ -87,18 +87,6 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L)
 
     @jit
-    def add_projected(xw, first, n, units, L, pre_zr, pre_xn):
-        """A step's projected inputs into its rows of L columns: pre_zr[j·L + b] += xw[first + b, j] (the z and
-        r rows, 2·units) and pre_xn[j·L + b] = xw[first + b, 2·units + j], for the running columns b < n; xw
-        (T·B, the part's rows), row t·B + b the step's column b (`steps_operand`)."""
-        for b in range(n):
-            row = xw[first + b]
-            for j in range(2 * units):
-                pre_zr[j * L + b] += row[j]
-            for j in range(units):
-                pre_xn[j * L + b] = row[2 * units + j]
-
-    @jit
     def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, outs, kept_gates, kept_hn, keep,
                      active, B, flags, yield_address, zx, xw):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step, rows of L columns:
@@ -131,7 +119,8 @@ if AVAILABLE:
             _product(zr, rows, z[t], 0, L, n, pre_zr, lanes)
             _product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes)  # K = H+1 rows of z_t: [h_t; 1]
             if split:
-                add_projected(xw, t * B, n, units, L, pre_zr, pre_xn)
+                steps_inputs_into(xw, t * B, n, 0, 2 * units, L, pre_zr, True)  # the z and r rows
+                steps_inputs_into(xw, t * B, n, 2 * units, units, L, pre_xn, False)  # xn
             else:
                 _product(xn, rows, z[t], H * L, L, n, pre_xn, lanes)   # from row H: [1; x_t]
             a, h_prev, h_new = gates, z[t], z[t + 1]
@@ -180,7 +169,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
         kept = alloc((time, batch, 3 * hidden), dtype=dtype), alloc((time, batch, hidden), dtype=dtype)
     else:
         kept = np.empty((1, 1, 1), dtype=dtype), np.empty((1, 1, 1), dtype=dtype)
-    split = split_input(batch, hidden, inputs.shape[2], dtype)  # the whole batch's choice: the same bits in any group, in either mode
+    split = split_input(batch, hidden, inputs.shape[2], dtype)  # the whole batch's: the same bits in any group
     arguments = []
     for lo, hi in groups:  # each group's rows of the trace: (T, rows, 3H) and (T, rows, H) views, no copy
         group_active = _group_active(active, lo, hi)

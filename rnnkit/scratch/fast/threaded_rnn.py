@@ -76,10 +76,10 @@ def split_input(batch: int, hidden: int, inputs: int, dtype) -> bool:
     """Whether the threaded RNN's and GRU's inputs' products run apart from the steps' (few columns, on the row
     kernel): every step's [b | W_ih] [1; x_t] in one product before the loop, the steps' rows as its rows
     (threaded_lstm.steps_as_rows), so that each step streams only W_hh; else each step's product takes
-    [W_hh | b | W_ih] over [h_t; 1; x_t]. At one
-    column always, at up to thresholds.RNN_SPLIT_INPUT_BATCH where the inputs are at least
-    RNN_SPLIT_INPUT_SHARE of the step's operand [h_t; 1; x_t] (measured there). Depends on the shape alone: the
-    forward's bits are the same in either mode, on any thread count, in any column group."""
+    [W_hh | b | W_ih] over [h_t; 1; x_t]. At one column always, at up to thresholds.RNN_SPLIT_INPUT_BATCH where
+    the inputs are at least RNN_SPLIT_INPUT_SHARE of the step's operand [h_t; 1; x_t] (measured there).
+    Depends on the shape alone: the forward's bits are the same in either mode, on any thread count, in any
+    column group."""
     if not by_rows(batch, dtype):
         return False
     return batch == 1 or (batch <= thresholds.RNN_SPLIT_INPUT_BATCH
@@ -141,13 +141,18 @@ if AVAILABLE:
             out[j] = max(a[j], zero)
 
     @jit
-    def add_steps_inputs(xw, first, n, units, L, pre):
-        """A step's projected inputs into its rows of L columns: pre[j·L + b] += xw[first + b, j] for the
-        running columns b < n; xw (T·B, the part's rows), row t·B + b the step's column b (`steps_operand`)."""
+    def steps_inputs_into(xw, first, n, offset, count, L, pre, add):
+        """A step's projected inputs into its rows of L columns, for the running columns b < n and count rows
+        j: pre[j·L + b] += xw[first + b, offset + j] (add), else =; xw (T·B, the part's rows), row t·B + b the
+        step's column b (`steps_operand`)."""
         for b in range(n):
             row = xw[first + b]
-            for j in range(units):
-                pre[j * L + b] += row[j]
+            if add:
+                for j in range(count):
+                    pre[j * L + b] += row[offset + j]
+            else:
+                for j in range(count):
+                    pre[j * L + b] = row[offset + j]
 
     @jit
     def forward_part(me, parts, lo, hi, panels, rows, z, pre, outs, active, B, relu, flags, yield_address, x_panels,
@@ -175,7 +180,7 @@ if AVAILABLE:
             else:
                 gemm_panels(panels, z[t], 0, L, padded(n, lanes), pre, L)  # whole vectors: padding columns too
             if split:
-                add_steps_inputs(xw, t * B, n, units, L, pre)
+                steps_inputs_into(xw, t * B, n, 0, units, L, pre, True)
             h = z[t + 1]
             count, length = (1, units * L) if n == B else (units, n)
             for r in range(count):
@@ -240,7 +245,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     if hs is not None:
         hs[0] = h0
     outs = outputs if outputs is not None else hs[1:]
-    split = split_input(batch, hidden, inputs.shape[2], dtype)  # the whole batch's choice: the same bits anywhere
+    split = split_input(batch, hidden, inputs.shape[2], dtype)  # the whole batch's: the same bits in any group
     arguments = []
     for lo, hi in groups:
         group_active = _group_active(active, lo, hi)

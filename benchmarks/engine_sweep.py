@@ -17,16 +17,19 @@ the same thread count.
     python benchmarks/engine_sweep.py --quick           # a small grid, one round (a smoke test)
     python benchmarks/engine_sweep.py --cells lstm --hidden 256 --batch 4,5,6,8,12,16
     python benchmarks/engine_sweep.py --combine rnn_gru.json lstm.json --out all.json   # one grid of several runs
+    python benchmarks/engine_sweep.py --draw 36 --seed 20261206  # 36 shapes drawn at random (cell, sizes, T)
 
 Writes a JSON table (benchmarks/results/engine_sweep.json) and, with matplotlib, a heat map of the ratio per
-grid point (engine_sweep.png); prints the worst point of each mode. The scratch rows name the path the
-selector chose (rnnkit/scratch/fast/selector.py) in training ("path") and in inference ("infer_path").
+grid point (engine_sweep.png); prints the worst point of each mode. `--draw` writes engine_draw.json, its
+table and the shapes above the issue's targets, no heat map. The scratch rows name the path the selector chose (rnnkit/scratch/fast/selector.py) in training ("path") and in inference ("infer_path").
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -45,6 +48,10 @@ CELLS = ("rnn", "gru", "lstm")
 MODES = ("fwd+bwd", "fwd", "infer")
 ENGINES = ("scratch", "torch")
 TIME, INPUT = 64, 64
+# `--draw`: each size log-uniform over its range (inclusive), the cell uniform over CELLS
+DRAW_RANGES = {"hidden": (16, 1024), "batch": (1, 128), "input": (1, 512), "time": (2, 128)}
+# the issue's targets, scratch / torch: forward+backward per cell, inference for all
+TARGETS = {"fwd+bwd": {"rnn": 1.0, "gru": 1.0, "lstm": 1.2}, "infer": dict.fromkeys(CELLS, 1.0)}
 
 
 class Bench:
@@ -216,6 +223,53 @@ def measure_point(sides: dict, cell: str, hidden: int, batch: int, rounds: int) 
     return point
 
 
+def draw_shapes(count: int, seed: int) -> list[dict]:
+    """`count` shapes nobody chose: each {"cell", "hidden", "batch", "input", "time"}, the sizes log-uniform
+    over DRAW_RANGES, from `seed` alone. A grid's rows are points someone picked; between them a slow region
+    can hide (the issue's 17-30x at batch sizes between its benchmark's)."""
+    rng = random.Random(seed)
+
+    def size(low: int, high: int) -> int:
+        return int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+
+    return [{"cell": rng.choice(CELLS), **{name: size(*DRAW_RANGES[name]) for name in ("hidden", "batch", "input",
+                                                                                       "time")}}
+            for _ in range(count)]
+
+
+def measure_drawn(shapes: list[dict], rounds: int, threads: int, min_time: float, say=print, start=None) -> dict:
+    """Each shape of `draw_shapes` timed as a grid point (`measure_point`), its own pair of worker processes
+    (they are built for one cell, hidden size, input size and T); {"points": [...]} with each point's input
+    and time."""
+    start = start or Side
+    points = []
+    for shape in shapes:
+        spec = [shape["cell"], str(shape["hidden"]), "--min-time", str(min_time), "--time", str(shape["time"]),
+                "--input", str(shape["input"])]
+        sides = {engine: start([engine, *spec], threads) for engine in ENGINES}
+        try:
+            point = measure_point(sides, shape["cell"], shape["hidden"], shape["batch"], rounds)
+        finally:
+            for side in sides.values():
+                side.close()
+        point.update(input=shape["input"], time=shape["time"])
+        points.append(point)
+        say(f"{format_point(point)}  I={shape['input']} T={shape['time']}")
+    return {"points": points}
+
+
+def misses(points: list[dict]) -> list[dict]:
+    """The points above the issue's TARGETS, each {"cell", "hidden", "batch", ("input", "time",) "mode",
+    "ratio"}."""
+    out = []
+    for p in points:
+        for mode, targets in TARGETS.items():
+            if p[mode]["ratio"] > targets[p["cell"]]:
+                shape = {k: p[k] for k in ("cell", "hidden", "batch", "input", "time") if k in p}
+                out.append({**shape, "mode": mode, "ratio": round(p[mode]["ratio"], 3)})
+    return out
+
+
 def format_point(p: dict) -> str:
     cells = "  ".join(f"{mode} {p[mode]['scratch_ms']:8.2f} / {p[mode]['torch_ms']:8.2f} ms = {p[mode]['ratio']:5.2f}"
                       for mode in MODES)
@@ -241,6 +295,15 @@ def jumps(points: list[dict], mode: str) -> list[dict]:
                 out.append({"cell": cell, "hidden": hidden, "from": a["batch"], "to": b["batch"],
                             "factor": round(factor, 2)})
     return out
+
+
+def drawn_markdown(result: dict) -> str:
+    """The drawn shapes as one Markdown table, a row per shape (benchmarks/README.md's table)."""
+    lines = ["| cell | hidden | batch | input | T | fwd+bwd | inference | path |", "|---|---|---|---|---|---|---|---|"]
+    for p in result["points"]:
+        lines.append(f"| {p['cell']} | {p['hidden']} | {p['batch']} | {p['input']} | {p['time']} | "
+                     f"{p['fwd+bwd']['ratio']:.2f} | {p['infer']['ratio']:.2f} | {p['path']} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(result: dict) -> str:
@@ -333,15 +396,22 @@ def main(argv=None) -> int:
     parser.add_argument("--time", type=int, default=TIME, help="sequence length T")
     parser.add_argument("--input", type=int, default=INPUT, help="input size")
     parser.add_argument("--quick", action="store_true", help="batch 1,5 × hidden 8, one round (a smoke test)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine_sweep.json"))
+    parser.add_argument("--draw", type=int, metavar="N", help="time N shapes drawn at random (`draw_shapes`: cell, "
+                        "hidden, batch, input, T) instead of the grid; written to --out without a heat map")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of --draw's shapes")
+    parser.add_argument("--out", help="the JSON to write (default: results/engine_sweep.json, with --draw "
+                        "results/engine_draw.json, in this folder)")
     parser.add_argument("--table", metavar="FILE.json", help="print a saved result as Markdown tables and stop")
     parser.add_argument("--combine", nargs="+", metavar="FILE.json",
                         help="merge saved results into one (--out, its heat map, its tables) and stop")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.out = args.out or str(Path(__file__).parent / "results" / ("engine_draw.json" if args.draw else
+                                                                      "engine_sweep.json"))
 
     if args.table:
-        print(markdown(json.loads(Path(args.table).read_text())))
+        saved = json.loads(Path(args.table).read_text())
+        print(drawn_markdown(saved) if "draw" in saved else markdown(saved))
         return 0
 
     if args.combine:
@@ -359,6 +429,9 @@ def main(argv=None) -> int:
             serve(engine, cell, int(hidden), args.threads, args.min_time, args.time, args.input)
         return 0
 
+    if args.draw:
+        return draw(args)
+
     cells = args.cells.split(",")
     hidden_sizes = [8] if args.quick else [int(h) for h in args.hidden.split(",")]
     batches = [1, 5] if args.quick else [int(b) for b in args.batch.split(",")]
@@ -374,6 +447,25 @@ def main(argv=None) -> int:
     print(f"\nfloat32 GEMM rate (NumPy BLAS, {args.threads} threads): {result['gemm_gflops']:.1f} GFLOP/s; "
           f"{result['blas']}")
     report(result, Path(args.out))
+    return 0
+
+
+def draw(args) -> int:
+    """`--draw N --seed S`: the drawn shapes timed, their table, misses and worst points printed, the JSON
+    written."""
+    load_start = os.getloadavg()
+    result = measure_drawn(draw_shapes(args.draw, args.seed), args.rounds, args.threads, args.min_time)
+    points = result["points"]
+    gemm = run_worker(["gemm", "--min-time", str(args.min_time)], args.threads)
+    result.update(draw={"count": args.draw, "seed": args.seed, "ranges": DRAW_RANGES}, threads=args.threads,
+                  rounds=args.rounds, gemm_gflops=gemm["gflops"], blas=gemm["blas"], python=sys.version.split()[0],
+                  load_average={"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
+                  worst={mode: worst(points, mode) for mode in MODES}, misses=misses(points))
+    print(drawn_markdown(result))
+    print(f"float32 GEMM rate (NumPy BLAS, {args.threads} threads): {gemm['gflops']:.1f} GFLOP/s; {gemm['blas']}")
+    print(f"above the targets: {len(result['misses'])} of {2 * len(points)} (shape, mode)s", *result["misses"],
+          sep="\n  ")
+    print(f"results written to {write_json(Path(args.out), result)}")
     return 0
 
 

@@ -171,3 +171,63 @@ def test_a_served_worker_answers_one_json_line_a_request():
                 requests=io.StringIO("1 fwd\n2 infer\n"), replies=replies)
     lines = [json.loads(line) for line in replies.getvalue().splitlines()]
     assert len(lines) == 2 and all(line["seconds"] > 0 for line in lines)
+
+
+def test_drawn_shapes_come_from_the_seed_alone_and_cover_their_ranges():
+    shapes = sweep.draw_shapes(300, seed=7)
+    assert shapes == sweep.draw_shapes(300, seed=7) and shapes != sweep.draw_shapes(300, seed=8)
+    assert sweep.draw_shapes(5, seed=7) == shapes[:5]  # more shapes extend the list, the first stay
+    assert {s["cell"] for s in shapes} == set(sweep.CELLS)
+    for name, (low, high) in sweep.DRAW_RANGES.items():
+        sizes = [s[name] for s in shapes]
+        assert low <= min(sizes) and max(sizes) <= high
+        # log-uniform: about half below the geometric mean of the range, the small sizes drawn as often as large
+        share = sum(size < (low * high) ** 0.5 for size in sizes) / len(sizes)
+        assert 0.35 < share < 0.65, (name, share)
+
+
+def test_each_drawn_shape_gets_its_own_workers_and_keeps_its_sizes():
+    sides = []
+
+    def start(args, threads):
+        sides.append(FakeSide(args, threads))
+        return sides[-1]
+
+    shapes = [{"cell": "lstm", "hidden": 33, "batch": 5, "input": 7, "time": 3},
+              {"cell": "rnn", "hidden": 600, "batch": 1, "input": 300, "time": 90}]
+    result = sweep.measure_drawn(shapes, rounds=2, threads=1, min_time=0.0, say=lambda line: None, start=start)
+    assert [s.args[:2] for s in sides] == [["scratch", "lstm"], ["torch", "lstm"], ["scratch", "rnn"], ["torch", "rnn"]]
+    assert all(s.closed for s in sides)
+    assert [(s.args[s.args.index("--time") + 1], s.args[s.args.index("--input") + 1]) for s in sides] == [
+        ("3", "7"), ("3", "7"), ("90", "300"), ("90", "300")]
+    assert [s.asked[0][0] for s in sides] == [5, 5, 1, 1]
+    assert [{k: p[k] for k in shapes[0]} for p in result["points"]] == shapes
+    assert all(p[mode]["ratio"] == 0.5 for p in result["points"] for mode in sweep.MODES)
+
+
+def test_misses_hold_each_cell_to_the_issues_target():
+    lstm, rnn = point("lstm", 64, 4, 11.5, 10.0), point("rnn", 64, 4, 10.5, 10.0)  # 1.15 and 1.05 everywhere
+    lstm["infer"] = {"scratch_ms": 9.0, "torch_ms": 10.0, "ratio": 0.9}
+    assert sweep.misses([lstm, rnn]) == [{"cell": "rnn", "hidden": 64, "batch": 4, "mode": "fwd+bwd", "ratio": 1.05},
+                                         {"cell": "rnn", "hidden": 64, "batch": 4, "mode": "infer", "ratio": 1.05}]
+    lstm["fwd+bwd"]["ratio"] = 1.21
+    assert sweep.misses([lstm])[0]["mode"] == "fwd+bwd"
+
+
+def test_draw_from_the_command_line_writes_its_table_and_misses(tmp_path, monkeypatch, capsys):
+    import json
+
+    monkeypatch.setattr(sweep, "Side", FakeSide)
+    monkeypatch.setattr(sweep, "run_worker", lambda args, threads: {"gflops": 1.0, "blas": "test"})
+    out = tmp_path / "d.json"
+    assert sweep.main(["--draw", "3", "--seed", "11", "--rounds", "1", "--out", str(out)]) == 0
+    saved_result = json.loads(out.read_text())
+    assert saved_result["draw"]["count"] == 3 and saved_result["draw"]["seed"] == 11
+    assert [{k: p[k] for k in ("cell", "hidden", "batch", "input", "time")} for p in saved_result["points"]] == \
+        sweep.draw_shapes(3, 11)
+    assert saved_result["misses"] == []  # every ratio 0.5
+    assert not out.with_suffix(".png").exists()  # no grid, no heat map
+    printed = capsys.readouterr().out
+    assert printed.count("| 0.50 | 0.50 |") == 3 and "above the targets: 0 of 6" in printed
+    assert sweep.main(["--table", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("| cell | hidden | batch | input | T |")

@@ -21,7 +21,8 @@ the same thread count.
 
 Writes a JSON table (benchmarks/results/engine_sweep.json) and, with matplotlib, a heat map of the ratio per
 grid point (engine_sweep.png); prints the worst point of each mode. `--draw` writes engine_draw.json, its
-table and the shapes above the issue's targets, no heat map. The scratch rows name the path the selector chose (rnnkit/scratch/fast/selector.py) in training ("path") and in inference ("infer_path").
+table and the shapes above the issue's targets, no heat map. The scratch rows name the path the selector chose
+(rnnkit/scratch/fast/selector.py) in training ("path") and in inference ("infer_path").
 """
 from __future__ import annotations
 

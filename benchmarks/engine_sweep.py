@@ -177,7 +177,12 @@ class Side:
         self.errors.close()
 
 
-def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: float, say=print,
+def progress(line: str) -> None:
+    """A measured point's line, out at once (the sweep's output is often a log file)."""
+    print(line, flush=True)
+
+
+def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: float, say=progress,
           time_steps: int = TIME, input_size: int = INPUT, start=None) -> dict:
     """Measure the grid; returns {"points": [...], "gemm_gflops": ...}. Per (cell, hidden) both sides' worker
     processes start once; then for each batch size, round and mode the two are timed one after the other, in
@@ -238,7 +243,8 @@ def draw_shapes(count: int, seed: int) -> list[dict]:
             for _ in range(count)]
 
 
-def measure_drawn(shapes: list[dict], rounds: int, threads: int, min_time: float, say=print, start=None) -> dict:
+def measure_drawn(shapes: list[dict], rounds: int, threads: int, min_time: float, say=progress,
+                  start=None) -> dict:
     """Each shape of `draw_shapes` timed as a grid point (`measure_point`), its own pair of worker processes
     (they are built for one cell, hidden size, input size and T); {"points": [...]} with each point's input
     and time."""
@@ -386,6 +392,14 @@ def heat_map(points: list[dict], cells, hidden_sizes, batches, path: Path) -> Pa
     return path
 
 
+def positive(text: str) -> int:
+    """argparse's type for a count of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per (cell, hidden)")
@@ -397,8 +411,8 @@ def main(argv=None) -> int:
     parser.add_argument("--time", type=int, default=TIME, help="sequence length T")
     parser.add_argument("--input", type=int, default=INPUT, help="input size")
     parser.add_argument("--quick", action="store_true", help="batch 1,5 × hidden 8, one round (a smoke test)")
-    parser.add_argument("--draw", type=int, metavar="N", help="time N shapes drawn at random (`draw_shapes`: cell, "
-                        "hidden, batch, input, T) instead of the grid; written to --out without a heat map")
+    parser.add_argument("--draw", type=positive, metavar="N", help="time N shapes drawn at random (`draw_shapes`: "
+                        "cell, hidden, batch, input, T) instead of the grid; written to --out without a heat map")
     parser.add_argument("--seed", type=int, default=0, help="the seed of --draw's shapes")
     parser.add_argument("--out", help="the JSON to write (default: results/engine_sweep.json, with --draw "
                         "results/engine_draw.json, in this folder)")

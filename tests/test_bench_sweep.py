@@ -231,3 +231,12 @@ def test_draw_from_the_command_line_writes_its_table_and_misses(tmp_path, monkey
     assert printed.count("| 0.50 | 0.50 |") == 3 and "above the targets: 0 of 6" in printed
     assert sweep.main(["--table", str(out)]) == 0
     assert capsys.readouterr().out.startswith("| cell | hidden | batch | input | T |")
+
+
+def test_a_draw_of_no_shapes_is_refused_by_the_command_line(capsys):
+    import pytest
+
+    for count in ("0", "-3"):
+        with pytest.raises(SystemExit) as refused:
+            sweep.main(["--draw", count])
+        assert refused.value.code == 2 and "must be at least 1" in capsys.readouterr().err

@@ -233,10 +233,13 @@ def test_draw_from_the_command_line_writes_its_table_and_misses(tmp_path, monkey
     assert capsys.readouterr().out.startswith("| cell | hidden | batch | input | T |")
 
 
-def test_a_draw_of_no_shapes_is_refused_by_the_command_line(capsys):
+def test_a_draw_of_no_shapes_is_refused_by_the_command_line(capsys, monkeypatch, tmp_path):
     import pytest
 
+    monkeypatch.setattr(sweep, "Side", FakeSide)  # (were it let through: no real workers, and no sweep's file)
+    monkeypatch.setattr(sweep, "run_worker", lambda args, threads: {"gflops": 1.0, "blas": "test"})
+    monkeypatch.chdir(tmp_path)
     for count in ("0", "-3"):
         with pytest.raises(SystemExit) as refused:
-            sweep.main(["--draw", count])
+            sweep.main(["--draw", count, "--out", str(tmp_path / "d.json")])
         assert refused.value.code == 2 and "must be at least 1" in capsys.readouterr().err

@@ -125,9 +125,10 @@ class Bench:
 
 def serve(engine: str, cell: str, hidden: int, threads: int, min_time: float, time_steps: int, input_size: int,
           requests=None, replies=None) -> None:
-    """A side's worker process: reads "BATCH MODE" lines and answers each with one JSON line (`Bench.time`),
-    until its input ends."""
+    """A side's worker process: once its layer is built, one line {"ready": true}; then reads "BATCH MODE"
+    lines and answers each with one JSON line (`Bench.time`), until its input ends."""
     bench = Bench(engine, cell, hidden, threads, time_steps, input_size)
+    print(json.dumps({"ready": True}), file=replies or sys.stdout, flush=True)
     for line in requests or sys.stdin:
         batch, mode = line.split()
         print(json.dumps(bench.time(int(batch), mode, min_time)), file=replies or sys.stdout, flush=True)
@@ -161,9 +162,17 @@ class Side:
                                          str(threads)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.errors, text=True)
 
+    def ready(self) -> None:
+        """Wait until the worker has built its layer (imported its engine: seconds of one core's work, which
+        made the other side's first timing of a row up to 6x slow before the two waited for each other)."""
+        self._reply()
+
     def time(self, batch: int, mode: str) -> dict:
         self.process.stdin.write(f"{batch} {mode}\n")
         self.process.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> dict:
         line = self.process.stdout.readline()
         if not line:
             self.process.wait()
@@ -175,6 +184,19 @@ class Side:
         self.process.stdin.close()
         self.process.wait()
         self.errors.close()
+
+
+def start_sides(start, spec: list[str], threads: int) -> dict:
+    """{engine: its side}, both started at once and both ready (their layers built) before either is timed."""
+    sides = {engine: start([engine, *spec], threads) for engine in ENGINES}
+    try:
+        for side in sides.values():
+            side.ready()
+    except BaseException:
+        for side in sides.values():
+            side.close()
+        raise
+    return sides
 
 
 def progress(line: str) -> None:
@@ -194,7 +216,7 @@ def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: flo
         for hidden in hidden_sizes:
             spec = [cell, str(hidden), "--min-time", str(min_time), "--time", str(time_steps), "--input",
                     str(input_size)]
-            sides = {engine: start([engine, *spec], threads) for engine in ENGINES}
+            sides = start_sides(start, spec, threads)
             try:
                 for batch in batches:
                     point = measure_point(sides, cell, hidden, batch, rounds)
@@ -253,7 +275,7 @@ def measure_drawn(shapes: list[dict], rounds: int, threads: int, min_time: float
     for shape in shapes:
         spec = [shape["cell"], str(shape["hidden"]), "--min-time", str(min_time), "--time", str(shape["time"]),
                 "--input", str(shape["input"])]
-        sides = {engine: start([engine, *spec], threads) for engine in ENGINES}
+        sides = start_sides(start, spec, threads)
         try:
             point = measure_point(sides, shape["cell"], shape["hidden"], shape["batch"], rounds)
         finally:

@@ -100,9 +100,13 @@ class FakeSide:
     """A side that answers every timing at once: 1 ms for scratch, 2 ms for torch."""
 
     def __init__(self, args, threads):
-        self.args, self.asked, self.closed = args, [], False
+        self.args, self.asked, self.closed, self.readied = args, [], False, False
+
+    def ready(self):
+        self.readied = True
 
     def time(self, batch, mode):
+        assert self.readied, "timed before it was ready"
         self.asked.append((batch, mode))
         return {"seconds": 1e-3 if self.args[0] == "scratch" else 2e-3, "path": "threaded"}
 
@@ -170,7 +174,8 @@ def test_a_served_worker_answers_one_json_line_a_request():
     sweep.serve("scratch", "rnn", 4, threads=1, min_time=0.0, time_steps=3, input_size=2,
                 requests=io.StringIO("1 fwd\n2 infer\n"), replies=replies)
     lines = [json.loads(line) for line in replies.getvalue().splitlines()]
-    assert len(lines) == 2 and all(line["seconds"] > 0 for line in lines)
+    assert lines[0] == {"ready": True}
+    assert len(lines) == 3 and all(line["seconds"] > 0 for line in lines[1:])
 
 
 def test_drawn_shapes_come_from_the_seed_alone_and_cover_their_ranges():
@@ -243,3 +248,45 @@ def test_a_draw_of_no_shapes_is_refused_by_the_command_line(capsys, monkeypatch,
         with pytest.raises(SystemExit) as refused:
             sweep.main(["--draw", count, "--out", str(tmp_path / "d.json")])
         assert refused.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_both_sides_are_ready_before_either_is_timed_and_a_failed_start_closes_both():
+    """The two workers start together; the first timing waits until both have built their layers (a side
+    still importing its engine took a core from the other's first timings). A side that dies while starting
+    stops the sweep with its error, and the other side's process is not left running."""
+    events = []
+
+    class Logged(FakeSide):
+        def ready(self):
+            events.append(("ready", self.args[0]))
+            super().ready()
+
+        def time(self, batch, mode):
+            events.append(("time", self.args[0]))
+            return super().time(batch, mode)
+
+    sides = []
+
+    def start(args, threads):
+        sides.append(Logged(args, threads))
+        return sides[-1]
+
+    sweep.sweep(["rnn"], [8], [2], rounds=1, threads=1, min_time=0.0, say=lambda line: None, start=start)
+    assert events[:2] == [("ready", "scratch"), ("ready", "torch")] and events[2][0] == "time"
+
+    class Dies(FakeSide):
+        def ready(self):
+            if self.args[0] == "torch":
+                raise RuntimeError("worker ['torch'] failed")
+
+    started = []
+
+    def start_dying(args, threads):
+        started.append(Dies(args, threads))
+        return started[-1]
+
+    import pytest
+
+    with pytest.raises(RuntimeError, match="failed"):
+        sweep.sweep(["rnn"], [8], [2], rounds=1, threads=1, min_time=0.0, say=lambda line: None, start=start_dying)
+    assert len(started) == 2 and all(side.closed for side in started)

@@ -27,6 +27,7 @@ table and the shapes above the issue's targets, no heat map. The scratch rows na
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -186,17 +187,18 @@ class Side:
         self.errors.close()
 
 
-def start_sides(start, spec: list[str], threads: int) -> dict:
-    """{engine: its side}, both started at once and both ready (their layers built) before either is timed."""
+@contextlib.contextmanager
+def started_sides(start, spec: list[str], threads: int):
+    """{engine: its side}, both started at once and both ready (their layers built) before either is timed;
+    both closed on the way out, whatever stopped the timing (a side that failed to start included)."""
     sides = {engine: start([engine, *spec], threads) for engine in ENGINES}
     try:
         for side in sides.values():
             side.ready()
-    except BaseException:
+        yield sides
+    finally:
         for side in sides.values():
             side.close()
-        raise
-    return sides
 
 
 def progress(line: str) -> None:
@@ -216,15 +218,11 @@ def sweep(cells, hidden_sizes, batches, rounds: int, threads: int, min_time: flo
         for hidden in hidden_sizes:
             spec = [cell, str(hidden), "--min-time", str(min_time), "--time", str(time_steps), "--input",
                     str(input_size)]
-            sides = start_sides(start, spec, threads)
-            try:
+            with started_sides(start, spec, threads) as sides:
                 for batch in batches:
                     point = measure_point(sides, cell, hidden, batch, rounds)
                     points.append(point)
                     say(format_point(point))
-            finally:
-                for side in sides.values():
-                    side.close()
             measured = run_worker(["gemm", "--min-time", str(min_time)], threads)
             gemm.append(measured["gflops"])
             blas = measured["blas"]
@@ -275,12 +273,8 @@ def measure_drawn(shapes: list[dict], rounds: int, threads: int, min_time: float
     for shape in shapes:
         spec = [shape["cell"], str(shape["hidden"]), "--min-time", str(min_time), "--time", str(shape["time"]),
                 "--input", str(shape["input"])]
-        sides = start_sides(start, spec, threads)
-        try:
+        with started_sides(start, spec, threads) as sides:
             point = measure_point(sides, shape["cell"], shape["hidden"], shape["batch"], rounds)
-        finally:
-            for side in sides.values():
-                side.close()
         point.update(input=shape["input"], time=shape["time"])
         points.append(point)
         say(f"{format_point(point)}  I={shape['input']} T={shape['time']}")

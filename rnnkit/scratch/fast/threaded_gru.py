@@ -35,8 +35,8 @@ import numpy as np
 from . import lstm_panels, numba_path, threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _group_active, _pairs
-from .threaded_rnn import (backward_split, column_groups, layout, padded_count, panel_width, parts_for,
-                           recurrent_weights, split_input, steps_operand)
+from .threaded_rnn import (backward_split, column_groups, group_operands, padded_count, panel_width,
+                           parts_for, projection_scratch, recurrent_weights, split_input)
 from .trace import Trace, allocator, by_rows, kept
 
 if AVAILABLE:
@@ -173,10 +173,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
     arguments = []
     for lo, hi in groups:  # each group's rows of the trace: (T, rows, 3H) and (T, rows, H) views, no copy
         group_active = _group_active(active, lo, hi)
-        group_inputs = inputs[:, lo:hi]
-        rows, columns, z, _, _ = layout(group_inputs[:, :, :0] if split else group_inputs, h0[lo:hi], hidden,
-                                        group_active, outs[:, lo:hi])
-        zx = steps_operand(group_inputs) if split else np.empty((0, 0), dtype=dtype)
+        rows, columns, z, zx = group_operands(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi],
+                                              split)
         group_kept = [a[:, lo:hi] if keep else a for a in kept]
         arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_kept, keep, group_active,
                                      hi - lo, zx)
@@ -197,7 +195,7 @@ def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs
     return [(k, parts, lo, hi, *panels[k], rows, z.reshape(time + 1, -1),
              np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), gates, hn,
              outs, kept[0], kept[1], keep, steps, batch, flags, threads.YIELD, zx,
-             np.empty((zx.shape[0], panels[k][2].shape[0] * panels[k][2].shape[2]) if split else (0, 0), dtype=dtype))
+             projection_scratch(zx, panels[k][2]))
             for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))]
 
 

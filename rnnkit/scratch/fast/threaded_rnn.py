@@ -96,6 +96,22 @@ def steps_operand(inputs: np.ndarray) -> np.ndarray:
     return zx.reshape(time * batch, features + 1)
 
 
+def group_operands(inputs: np.ndarray, h0: np.ndarray, hidden: int, active, outs: np.ndarray, split: bool):
+    """One column group's operands (inputs (T, its B, I), h0, active and outs its own): (rows, L, z, zx) as
+    `layout` gives the first three, and zx: with the input split off (`split_input`), z holds [h_t; 1] only and
+    zx (T·B, 1+I) every step's [1; x_t] as rows (`steps_operand`); else z holds x_t too and zx is empty.
+    Shared by the threaded GRU."""
+    rows, columns, z, _, _ = layout(inputs[:, :, :0] if split else inputs, h0, hidden, active, outs)
+    zx = steps_operand(inputs) if split else np.empty((0, 0), dtype=inputs.dtype)
+    return rows, columns, z, zx
+
+
+def projection_scratch(zx: np.ndarray, x_panels: np.ndarray) -> np.ndarray:
+    """A part's xw (T·B, its rows of the input panels) for `steps_as_rows`, or an empty one without the split."""
+    shape = (zx.shape[0], x_panels.shape[0] * x_panels.shape[2]) if zx.shape[0] > 0 else (0, 0)
+    return np.empty(shape, dtype=zx.dtype)
+
+
 def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
     """Each part's rows of [W_hh | b | W_ih], packed for gemm_rows (rows) or gemm_panels in one compiled pass
     from the weights as they are (lstm_panels.gathered_panels: `step_rows` packed, to the bit); made once per
@@ -249,10 +265,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     arguments = []
     for lo, hi in groups:
         group_active = _group_active(active, lo, hi)
-        group_inputs = inputs[:, lo:hi]
-        rows, columns, z, _, _ = layout(group_inputs[:, :, :0] if split else group_inputs, h0[lo:hi], hidden,
-                                        group_active, outs[:, lo:hi])
-        zx = steps_operand(group_inputs) if split else np.empty((0, 0), dtype=dtype)
+        rows, columns, z, zx = group_operands(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi],
+                                              split)
         arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu, zx)
     threads.run_apart(forward_part, arguments)
     return Trace(hs, None, relu, outs)
@@ -291,8 +305,7 @@ def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     return [(k, parts, lo, hi, panels, rows, z.reshape(time + 1, -1),
              np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), outs, steps, batch, relu,
-             flags, threads.YIELD, x_panels, zx,
-             np.empty((zx.shape[0], x_panels.shape[0] * x_panels.shape[2]) if split else (0, 0), dtype=dtype))
+             flags, threads.YIELD, x_panels, zx, projection_scratch(zx, x_panels))
             for k, ((lo, hi), (panels, x_panels)) in enumerate(zip(_pairs(_bounds(p.hidden, parts)), pairs))]
 
 

@@ -36,6 +36,7 @@ def expected(path, kind, batch):
 
 
 TOL = {np.float64: 1e-9, np.float32: 2e-4}
+ONE_PART_WORK = fast.thresholds.ONE_PART_WORK  # (the fixture below sets it to 0)
 
 
 @contextlib.contextmanager
@@ -214,6 +215,34 @@ def assert_threaded_equals_reference_on_1_to_3_threads(shape: dict, states: tupl
     for got in outputs[1:]:
         for name in states:
             np.testing.assert_array_equal(got[name], outputs[0][name], err_msg=name)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("hidden, batch, time, backward", [(300, 2, 5, "split_gradients"), (130, 3, 16, "gradients"),
+                                                           (96, 64, 5, "split_gradients")])
+def test_the_threaded_lstm_backward_reads_its_forwards_weights(monkeypatch, hidden, batch, time, backward):
+    """The threaded LSTM keeps no copy of W_hh for its backward: its training forward makes the backward's
+    W_hh^T panels itself. Weights changed in place between forward and backward (all of them, W_hh most)
+    leave every gradient's bits as they are: units split over two parts, one part and its helper thread
+    (a small step), and column groups (hidden 96 × batch 64)."""
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", ONE_PART_WORK)  # the small step as it runs
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((batch, time, 3)).astype(np.float32)
+    d_out = rng.standard_normal((batch, time, hidden)).astype(np.float32)
+    run = fast.select("lstm", batch, hidden, np.float32, training=True, time=time, inputs=3)
+    assert run.path == "threaded" and run.gradients.__name__ == backward and run.keeps_w_hh
+    grads = []
+    for change in (False, True):
+        layer = LSTM(input_size=3, hidden_size=hidden, dtype=np.float32, rng=1)
+        layer.forward(x)
+        if change:
+            for p in layer.parameters():
+                p.data *= 2.0
+        d_x, _ = layer.backward(d_out)
+        assert layer.last_paths == ("threaded",)
+        grads.append([d_x] + [p.grad for p in layer.parameters()])
+    for before, after in zip(*grads):
+        np.testing.assert_array_equal(before, after)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")

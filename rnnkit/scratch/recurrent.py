@@ -247,7 +247,7 @@ class _Recurrent(Module):
                 k = layer * D + d
                 inputs = seq if d == 0 else _reverse(seq, reverse, copy=self._backward_may_follow
                                                      or not run.strided_inputs)
-                packed = self._packed(layer, d)
+                packed = self._packed(layer, d, run)
                 xw = None
                 if layer == 0 and folded is not None:  # time-major token ids (T, B, 1) → their projections
                     xw, inputs = packed.token_table(folded.weight)[inputs[..., 0]], None
@@ -339,15 +339,16 @@ class _Recurrent(Module):
             raise ValueError(f"the embedding is {weight.dtype}, the layer {self.dtype}")
         return Embedded(tokens, weight)
 
-    def _packed(self, layer: int, direction: int) -> packing.Packed:
+    def _packed(self, layer: int, direction: int, run: fast.Implementation | None = None) -> packing.Packed:
         """The weights of one layer direction, packed for the steps: anew on every call, or, in eval mode with
-        the weights locked (Module.lock_weights), once and then reused."""
+        the weights locked (Module.lock_weights), once and then reused; in training with the copies `run`'s
+        backward reads (the forward's weights, whatever happens to them before the backward)."""
         key = (layer, direction)
         if self.weights_locked and not self.training and key in self._locked_packs:
             return self._locked_packs[key]
         packed = packing.pack(self.mode, *(p.data if p is not None else None for p in self._params(layer, direction)))
         if self.training:
-            packed.copy_for_backward()
+            packed.copy_for_backward(hidden=run is None or not run.keeps_w_hh)
         elif self.weights_locked:
             self._locked_packs[key] = packed
         return packed

@@ -918,13 +918,22 @@ if AVAILABLE:
     @jit
     def pack_rows(a, lo, hi, out):
         """out[p, k, r] = a[lo + p·w + r, k] for rows below hi, zero past them: panels (P, K, w) of A's rows
-        lo..hi-1, any strides. float32 panels of MR, RV·VW or RW·VW rows (`PANEL_WIDTHS`) where a runs along
-        its rows or its columns: VW values of k at a time in vector registers (`_panel_block_kernel`; measured on a Zen 5 core, 2 MB of
-        A: 0.32 → 0.05 ms along rows, 0.26 → 0.10 ms along columns). Else where a's rows run down its
-        memory (a transposed view: W^T's rows are W's columns), in blocks of 64 k, each read once from
-        memory (a panel at a time over all k instead reads 64 bytes of every k per panel: 4x slower at
-        hidden 512); else 16 k of a row at a time, each row's cache line read once."""
-        count, K, width = out.shape
+        lo..hi-1 (`pack_rows_at` from k 0)."""
+        pack_rows_at(a, lo, hi, out, 0)
+
+    @jit
+    def pack_rows_at(a, lo, hi, out, k_first):
+        """out[p, k_first + k, r] = a[lo + p·w + r, k] for k < a's columns and rows below hi, zero past them:
+        A's rows lo..hi-1 into panels (P, depth, w) from their k_first (e.g. one gate block of a part's
+        panels at a time), any strides. float32 panels of MR, RV·VW or RW·VW rows (`PANEL_WIDTHS`) where a
+        runs along its rows or its columns: VW values of k at a time in vector registers
+        (`_panel_block_kernel`; measured on a Zen 5 core, 2 MB of A: 0.32 → 0.05 ms along rows, 0.26 → 0.10
+        ms along columns). Else where a's rows run down its memory (a transposed view: W^T's rows are W's
+        columns), in blocks of 64 k, each read once from memory (a panel at a time over all k instead reads
+        64 bytes of every k per panel: 4x slower at hidden 512); else 16 k of a row at a time, each row's
+        cache line read once."""
+        count, depth, width = out.shape
+        K = a.shape[1]
         zero = out.dtype.type(0)
         kind = panel_kind(width)
         if out.itemsize == 4 and a.itemsize == 4 and kind >= 0 and (a.strides[1] == 4 or a.strides[0] == 4):
@@ -937,19 +946,20 @@ if AVAILABLE:
                 for p in range(full):
                     first = lo + p * width
                     for k0 in range(0, whole, VW):
-                        _pack_block(kind, True, a, first * stride + k0, stride, flat, (p * K + k0) * width)
+                        _pack_block(kind, True, a, first * stride + k0, stride, flat,
+                                    (p * depth + k_first + k0) * width)
             else:  # 64 values of k over all panels at a time: each cache line of a read once
                 for k_lo in range(0, whole, 64):
                     for p in range(full):
                         first = lo + p * width
                         for k0 in range(k_lo, min(whole, k_lo + 64), VW):
                             _pack_block(kind, False, a, first + k0 * stride, stride, flat,
-                                        (p * K + k0) * width)
+                                        (p * depth + k_first + k0) * width)
             for p in range(count):
                 first = lo + p * width
                 for k in range(whole if p < full else 0, K):
                     for r in range(width):
-                        out[p, k, r] = a[first + r, k] if first + r < hi else zero
+                        out[p, k_first + k, r] = a[first + r, k] if first + r < hi else zero
             return
         if a.strides[0] < a.strides[1]:
             for k0 in range(0, K, 64):
@@ -959,9 +969,9 @@ if AVAILABLE:
                     take = max(0, min(width, hi - first))
                     for k in range(k0, k1):
                         for r in range(take):
-                            out[p, k, r] = a[first + r, k]
+                            out[p, k_first + k, r] = a[first + r, k]
                         for r in range(take, width):
-                            out[p, k, r] = zero
+                            out[p, k_first + k, r] = zero
             return
         for p in range(count):
             first = lo + p * width
@@ -971,10 +981,10 @@ if AVAILABLE:
                 for r in range(width):
                     if r < take:
                         for k in range(k_lo, k_hi):
-                            out[p, k, r] = a[first + r, k]
+                            out[p, k_first + k, r] = a[first + r, k]
                     else:
                         for k in range(k_lo, k_hi):
-                            out[p, k, r] = zero
+                            out[p, k_first + k, r] = zero
 
     # A long K (the weight gradients': time · batch) ran each panel over all of B, which then came from memory
     # for every panel: (512, 8192) @ (8192, 576) on two threads 106 GFLOP/s against OpenBLAS's 257. In blocks

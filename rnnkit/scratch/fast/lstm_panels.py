@@ -11,7 +11,8 @@ batches. Here each panel is written once, in order, from the weights as they are
     forward    panel row j of part [lo, hi): packed gate row  q·H + u,  q = j // (hi-lo), u = lo + j % (hi-lo),
                i.e. PyTorch's row ORDER[q]·H + u (packing.row_index), times ½ for the sigmoid gates i, f, o;
                its columns the given blocks side by side: [W_hh | W_ih | b] or [W_hh] or [W_ih | b]
-    backward   panel row j: column lo + j of W_hh (packed row order, not halved), i.e. row j of W_hh^T[lo:hi]
+    backward   panel row j: column lo + j of W_hh (packed row order, not halved), i.e. row j of W_hh^T[lo:hi],
+               made gate block by gate block from PyTorch's W_hh (no reordered copy of it)
 
 The values are the NumPy packing's to the bit (halving is exact; the bias is b_ih + b_hh as packing.py sums
 it), so the products and their rounding do not change.
@@ -94,11 +95,21 @@ def gathered_panels(width: int, jobs) -> list[np.ndarray]:
     return panels
 
 
-def backward_panels(p, bounds, width: int, source=None) -> list[np.ndarray]:
-    """For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, packed gate order), (hi-lo, 4H), packed
-    into panels for gemm.py; each part's on its own thread. source: another (4H, ·) matrix to take the
-    transposed rows of (p.w_ih: W_ih^T's rows, the input gradient's product), bounds then over its columns."""
-    return transposed_panel_sets(width, [(p.w_hh if source is None else source, bounds)])[0]
+def backward_panels(p, bounds, width: int) -> list[np.ndarray]:
+    """For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, their k in packed gate order), (hi-lo, 4H),
+    packed into panels for gemm.py straight from the weights as given (`gate_blocks_at`: no reordered copy of
+    W_hh); each part's on its own thread."""
+    w_hh, hidden = p.originals[1], p.hidden
+    blocks = tuple(w_hh[q * hidden:(q + 1) * hidden].T for q in packing.gate_order(p.mode))
+    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for lo, hi in bounds]
+    threads.run_grouped(gate_blocks_at, [(blocks, lo, hi, out) for (lo, hi), out in zip(bounds, panels)])
+    return panels
+
+
+def transposed_panels(w: np.ndarray, bounds, width: int) -> list[np.ndarray]:
+    """For each [lo, hi) of bounds over w's columns: the rows lo..hi-1 of w^T (W_ih^T's: the input
+    gradient's product) packed into panels for gemm.py (`transposed_panel_sets`)."""
+    return transposed_panel_sets(width, [(w, bounds)])[0]
 
 
 def transposed_panel_sets(width: int, sets) -> list[list[np.ndarray]]:
@@ -149,6 +160,16 @@ if AVAILABLE:
                     else:
                         for k in range(k_lo, k_hi):
                             out[p, k0 + k, r] = zero
+
+    @jit
+    def gate_blocks_at(blocks, lo, hi, out):
+        """Rows lo..hi-1 of each of `blocks` (each (H, H) or any (·, K_q)) into panels out (P, Σ K_q, w), block
+        q's at k from Σ_{q' < q} K_q' (gemm.pack_rows_at): W_hh^T's rows with k in packed gate order, taken
+        from PyTorch's gate blocks as they lie."""
+        start = 0
+        for a in blocks:
+            gemm.pack_rows_at(a, lo, hi, out, start)
+            start += a.shape[1]
 
     @jit
     def gather_blocks(sources, rows, scales, out):

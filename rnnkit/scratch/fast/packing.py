@@ -129,9 +129,12 @@ class Packed:
             self._derived[key] = make()
         return self._derived[key]
 
-    def copy_for_backward(self) -> None:
-        """Make the backward's arrays (w_ih, w_hh) now, from the weights as they are."""
-        self.w_ih, self.w_hh  # noqa: B018 - cached on first access
+    def copy_for_backward(self, hidden: bool = True) -> None:
+        """Make the backward's arrays (w_ih, and w_hh unless `hidden` is False: a path whose forward makes what
+        its backward reads of W_hh itself) now, from the weights as they are."""
+        self.w_ih  # noqa: B018 - cached on first access
+        if hidden:
+            self.w_hh  # noqa: B018
 
     @cached_property
     def b_hn(self) -> np.ndarray | None:
@@ -143,6 +146,11 @@ class Packed:
 def sigmoid_rows(mode: str, hidden: int) -> int:
     """How many leading packed rows belong to sigmoid gates (halved in the packed weights)."""
     return _SIGMOID_BLOCKS[mode] * hidden
+
+
+def gate_order(mode: str) -> tuple[int, ...]:
+    """Packed gate block k holds PyTorch's gate block gate_order(mode)[k]."""
+    return _ORDER[mode]
 
 
 def row_index(mode: str, hidden: int) -> np.ndarray:

@@ -49,7 +49,9 @@ class Implementation:
     outputs=ARRAY, (T, B, H) with any strides, and writes the states after each step there (a view of the
     layer's batch-major output: each direction's H columns, the reverse one's in reversed time), instead of
     into its own h (inference paths only: a backward reads h time-major); strided_d_out: backward
-    and gradients read d_out (T, B, H) through any strides (the layer's batch-major gradient's view)."""
+    and gradients read d_out (T, B, H) through any strides (the layer's batch-major gradient's view);
+    keeps_w_hh: the training forward makes what its backward reads of W_hh itself (the threaded LSTM's
+    W_hh^T panels, in its trace), so the layer keeps no copy of W_hh for the backward (Packed.copy_for_backward)."""
 
     path: str
     forward: Callable
@@ -60,6 +62,7 @@ class Implementation:
     strided_inputs: bool = False
     direct_outputs: bool = False
     strided_d_out: bool = False
+    keeps_w_hh: bool = False
 
 
 def _reference(cell):
@@ -94,13 +97,14 @@ def _threaded(cell):
     # the backward's big products stay off OpenBLAS's own threads (see threads.matmul)
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
                           folds=False, gradients=threaded_lstm.split_gradients, strided_inputs=True,
-                          strided_d_out=True)
+                          strided_d_out=True, keeps_w_hh=True)
 
 
 def _threaded_one_part(cell):
     # one part runs the steps, a helper thread the input projection and the weight gradients
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
-                          folds=False, gradients=threaded_lstm.gradients, strided_inputs=True, strided_d_out=True)
+                          folds=False, gradients=threaded_lstm.gradients, strided_inputs=True, strided_d_out=True,
+                          keeps_w_hh=True)
 
 
 def _threaded_inference(cell):  # keeps no trace: no backward follows

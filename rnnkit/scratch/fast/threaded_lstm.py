@@ -159,13 +159,12 @@ def forward_panel_pair(p, parts: int, kernel: int) -> tuple[list[np.ndarray], li
     return forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
 
 
-def backward_panel_pair(p, kernel: int) -> tuple[np.ndarray, np.ndarray]:
-    """One part's panels of W_hh^T's rows and of W_ih^T's rows (the input gradient's product), unhalved,
-    packed for `kernel` on the calling thread; made once per Packed."""
-    width = _width(kernel, p.w_hh.dtype)
-    return (backward_panels(p, 1, kernel),
-            p.derived(("lstm_backward_x_panels", kernel),
-                      lambda: lstm_panels.backward_panels(p, [(0, p.w_ih.shape[1])], width, p.w_ih)[0]))
+def backward_x_panels(p, kernel: int) -> np.ndarray:
+    """W_ih^T's rows (the input gradient's product), unhalved, as one part's panels packed for `kernel` from
+    the forward's copy (p.w_ih); made once per Packed."""
+    width = _width(kernel, p.w_ih.dtype)
+    return p.derived(("lstm_backward_x_panels", kernel),
+                     lambda: lstm_panels.transposed_panels(p.w_ih, [(0, p.w_ih.shape[1])], width)[0])
 
 
 def gradient_chunk(time: int, batch: int) -> int:
@@ -175,8 +174,10 @@ def gradient_chunk(time: int, batch: int) -> int:
 
 
 def backward_panels(p, parts: int, kernel: int) -> list[np.ndarray]:
-    """Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`."""
-    width = _width(kernel, p.w_hh.dtype)
+    """Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`, from the weights as
+    they are: a training forward makes them (its backward reads them from the trace), so the
+    backward sees the forward's W_hh with no copy of it; made once per Packed."""
+    width = _width(kernel, p.originals[1].dtype)
     return p.derived(("lstm_backward_panels", parts, kernel),
                      lambda: lstm_panels.backward_panels(p, _pairs(_bounds(p.hidden, parts)), width))
 
@@ -668,6 +669,9 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # projection is too small to pay the helper's wake)
     helper = run and parts == 1 and split and (batch >= thresholds.HELPER_PROJECTION_BATCH
                                                or batch * features >= thresholds.HELPER_PROJECTION_WORK)
+    # the backward's W_hh^T panels (its parts: a training step's split, or one), made now from the weights as
+    # they are: the backward reads the forward's W_hh with no copy of it
+    w_hh_t = backward_panels(p, parts_for(hidden, batch, inputs=features) if run else 1, kernel) if keep else None
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros where some entries are never written (zeroing z and hs cost 0.3 of 1.9 ms at hidden 64, batch 64)
     alloc = allocator(active, batch, columns)
@@ -720,7 +724,8 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
             c_n = cs[time % len(cs), :, :batch].T
         else:
             c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
-        return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c} if keep else None, outs)
+        return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c, "w_hh_t": w_hh_t} if keep else None,
+                     outs)
 
     if not run:
         return arguments[0], finish
@@ -759,8 +764,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     time, batch, hidden = d_out.shape
     if "groups" not in arrays:
         d_pre = np.empty((4 * hidden, time, batch), dtype=d_out.dtype)
-        arguments, finish, _ = _backward_group(p, trace, d_out, dh_n, dc_n, active, d_pre,
-                                               parts_for(hidden, batch, inputs=p.originals[0].shape[1]))
+        arguments, finish, _ = _backward_group(trace, d_out, dh_n, dc_n, active, d_pre)
         threads.run(backward_part, arguments)
         dh_0, dc_0 = finish()
     else:
@@ -781,8 +785,7 @@ def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active, copy: bool = True):
     groups = arrays["groups"]
     d_pres = [np.empty((4 * hidden, time, hi - lo) if copy else (0, 0, 0), dtype=d_out.dtype)
               for lo, hi in groups]
-    jobs = [_backward_group(p, group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi),
-                            d_pre, 1)
+    jobs = [_backward_group(group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi), d_pre)
             for (lo, hi), group, d_pre in zip(groups, arrays["traces"], d_pres)]
     threads.run(backward_part, [arguments[0] for arguments, _, _ in jobs])
     dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish, _ in jobs)))
@@ -810,9 +813,8 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     # layer hands it to a batch_first caller without a transposing copy
     dx = np.empty((batch, time, features), dtype=inputs.dtype).transpose(1, 0, 2)
     if "groups" not in arrays:  # on gemm.py's kernels, the gradients from d_steps as the steps wrote them
-        arguments, finish, d_steps = _backward_group(p, trace, d_out, dh_n, dc_n, active,
-                                                     np.empty((0, 0, 0), dtype=inputs.dtype),
-                                                     parts_for(d_out.shape[2], batch, inputs=features))
+        arguments, finish, d_steps = _backward_group(trace, d_out, dh_n, dc_n, active,
+                                                     np.empty((0, 0, 0), dtype=inputs.dtype))
         threads.run(backward_part, arguments)
         return (*_step_gradients(p, d_steps, inputs, h_prev, dx, threads.count()), dx, *finish())
     # on gemm.py's kernels, groups of thresholds.STEP_GRADIENTS_GROUP columns or more: each group's products
@@ -843,7 +845,7 @@ def _step_gradients(p, d_steps, inputs, h_prev, dx, parts: int):
     outs = tuple(np.empty((panels * MR, operand.shape[1]), dtype=dtype) for operand in operands)
     db = np.empty(rows, dtype=dtype)
     kernel = kernel_for(batch, dtype)
-    x_panels = backward_panel_pair(p, kernel)[1]
+    x_panels = backward_x_panels(p, kernel)
     parts = max(1, min(parts, panels))
     row_cuts = [min(rows, panels * k // parts * MR) for k in range(parts + 1)]
     step_cuts = [time * k // parts for k in range(parts + 1)]
@@ -884,16 +886,17 @@ def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matm
     return dw_ih, dw_hh, row_sums(d_pre), dx
 
 
-def _backward_group(p, trace: Trace, d_out, dh_n, dc_n, active, d_pre, parts: int):
-    """backward_part's arguments for each of `parts` parts of one group of columns (d_out (T, B, H) its
-    columns, a view; d_pre (4H, T, B) its own, or empty: none copied), a function returning the group's
-    (dh_0, dc_0) once they ran, and its d_steps (T, 4H, L)."""
+def _backward_group(trace: Trace, d_out, dh_n, dc_n, active, d_pre):
+    """backward_part's arguments for each part of one group of columns (as many as its forward made W_hh^T
+    panels for; d_out (T, B, H) its columns, a view; d_pre (4H, T, B) its own, or empty: none
+    copied), a function returning the group's (dh_0, dc_0) once they ran, and its d_steps (T, 4H, L)."""
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     dtype = d_out.dtype
+    panels = arrays["w_hh_t"]
+    parts = len(panels)
     bounds = _pairs(_bounds(hidden, parts))
     kernel = kernel_for(batch, dtype)
-    panels = backward_panels(p, parts, kernel)
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     gates, cs, tanh_c, d_steps_flat = (x.reshape(x.shape[0], -1) for x in (arrays["gates"], arrays["c"],
                                                                            arrays["tanh_c"], d_steps))
@@ -917,8 +920,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     time, batch, hidden = d_out.shape
     features, dtype = inputs.shape[2], d_out.dtype
     kernel = kernel_for(batch, dtype)
-    panels, x_panels = backward_panel_pair(p, kernel)
-    panels = panels[0]
+    panels, x_panels = arrays["w_hh_t"][0], backward_x_panels(p, kernel)
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add's panel height
     count = -(-4 * hidden // rows)

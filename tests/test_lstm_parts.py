@@ -1257,3 +1257,41 @@ def test_a_wide_input_trains_the_small_step_in_two_parts(hidden, batch, features
         threads.set_count(None)
     for want, got in zip(*results):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@needs_numba
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hidden=st.integers(1, 140), depth=st.sampled_from([1, 3, 10, 257, 300]),
+       features=st.sampled_from([1, 9, 16, 33]), seed=st.integers(0, 2**16))
+def test_weight_products_add_into_the_gradients_in_pytorchs_gate_order(hidden, depth, features, seed, thread_count,
+                                                                       monkeypatch):
+    """threaded_lstm.add_weight_products: dW_ih = d x^T and dW_hh = d h^T, d's rows in packed gate order (i, f,
+    o, g), added into gradients that hold values already, in PyTorch's order (i, f, g, o): to rounding the
+    NumPy sums; rows and columns nowhere near whole panels or vectors, K past a block of 256, hidden past a
+    column block of 512 (at 4H rows); only the gradients' own entries written; the same bits on 1, 2 and 3
+    threads (each split's rows cut anywhere, also inside a gate block)."""
+    from rnnkit.scratch.fast import packing
+
+    monkeypatch.setattr(thresholds, "SPLIT_PRODUCT_WORK", 0)  # every product split over the threads
+    rng = np.random.default_rng(seed)
+    d = rng.standard_normal((4 * hidden, depth)).astype(np.float32)
+    x = rng.standard_normal((depth, 1, features)).astype(np.float32)
+    h = rng.standard_normal((depth, 1, hidden)).astype(np.float32)
+    start = [rng.standard_normal((4 * hidden, k)).astype(np.float32) for k in (features, hidden)]
+    rows = packing.row_index("lstm", hidden)  # packed row k is PyTorch's row rows[k]
+    expected = [g.copy() for g in start]
+    for g, b in zip(expected, (x, h)):
+        g[rows] += (d.astype(np.float64) @ b[:, 0].astype(np.float64)).astype(np.float32)
+    results = []
+    for count in (1, 2, 3):
+        thread_count(count)
+        into = [np.pad(g, ((1, 1), (0, 0)), constant_values=np.nan) for g in start]  # NaN rows: nothing after
+        threaded_lstm.add_weight_products(d, x, h, tuple(g[1:-1] for g in into))      # the last row written
+        for g in into:
+            assert np.isnan(g[[0, -1]]).all()
+        results.append([g[1:-1] for g in into])
+    for got, want in zip(results[0], expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * depth)
+    for other in results[1:]:
+        for a, b in zip(other, results[0]):
+            np.testing.assert_array_equal(a, b)

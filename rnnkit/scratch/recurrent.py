@@ -405,8 +405,9 @@ class _Recurrent(Module):
                 if self.record_through_time:                    # the reference path: ∂L/∂h_t of every step
                     extra["reaching"] = np.zeros_like(d_out)
                 if run.gradients is not None and not extra:  # the path makes every gradient itself
+                    into = {"into": tuple(w.grad for w in self._params(layer, d)[:2])} if run.gradients_into else {}
                     w_ih_grad, w_hh_grad, bias_grad, d_x, dh0[k], dc_last = run.gradients(
-                        direction.packed, direction.trace, direction.inputs, d_out, d_h_n[k], dc_k, active)
+                        direction.packed, direction.trace, direction.inputs, d_out, d_h_n[k], dc_k, active, **into)
                     if dc0 is not None:
                         dc0[k] = dc_last
                     self._add_gradients(layer, d, w_ih_grad, w_hh_grad, bias_grad)
@@ -439,11 +440,13 @@ class _Recurrent(Module):
         return dx, dh0, dc0
 
     def _add_gradients(self, layer, d, w_ih_grad, w_hh_grad, bias_grad):
-        """Add a path's own weight gradients (packed row order: fast.Implementation.gradients) to the
-        parameters'; bias_grad: the two biases' shared gradient (the LSTM's), or a pair (b_ih's, b_hh's)."""
+        """Add a path's own weight gradients (packed row order: fast.Implementation.gradients; None where the
+        path added it itself) to the parameters'; bias_grad: the two biases' shared gradient (the LSTM's), or a
+        pair (b_ih's, b_hh's)."""
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
-        packing.add_unpacked(self.mode, w_ih.grad, w_ih_grad)
-        packing.add_unpacked(self.mode, w_hh.grad, w_hh_grad)
+        for param, grad in ((w_ih, w_ih_grad), (w_hh, w_hh_grad)):
+            if grad is not None:  # (None: the path added it itself)
+                packing.add_unpacked(self.mode, param.grad, grad)
         pair = bias_grad if isinstance(bias_grad, tuple) else (bias_grad, bias_grad)
         for bias, grad in zip((b_ih, b_hh), pair):
             if bias is not None:

@@ -1016,6 +1016,50 @@ if AVAILABLE:
             _block_products(a, k * rows, K * rows, count, rows, min(MATMUL_K_BLOCK, K - k), k, operands, outs, lo)
 
     @jit
+    def add_products_rows(a, lo, hi, operands, outs, out_lo, scratch):
+        """outs[i][out_lo + r] += (A @ B_i)[lo + r] for r < hi - lo, each B_i of the tuple `operands` from
+        `matmul_operand` (K, N_i', columns padded to whole vectors) and outs[i] (·, N_i) C-contiguous, A (M, K)
+        any strides: each entry's chain of fused multiply-adds continues from its value (a weight gradient
+        added where it accumulates, with no product array between: at hidden 420, K 10 that array was 2.8 MB
+        written and read again), the chain of `matmul_rows`'s entry. A's rows packed a block of
+        MATMUL_K_BLOCK of K at a time, as there; whole panels of MR rows over whole vectors of columns straight
+        into outs, the rest (the columns past the last whole vector, the rows past the last whole panel)
+        through `scratch` (MR·MATMUL_N_BLOCK,): nothing outside the rows and columns is written. The bits do
+        not depend on how the rows are cut."""
+        K = operands[0].shape[0]
+        n = hi - lo
+        count, full = -(-n // MR), n // MR
+        lanes = VECTOR_BYTES // a.itemsize
+        room = np.empty(count * min(K, MATMUL_K_BLOCK) * MR, dtype=operands[0].dtype)
+        for k in range(0, K, MATMUL_K_BLOCK):
+            depth = min(MATMUL_K_BLOCK, K - k)
+            pack_rows(a[:, k:k + depth], lo, hi, room[:count * depth * MR].reshape((count, depth, MR)))
+            for i in range(len(operands)):
+                padded, columns = operands[i].shape[1], outs[i].shape[1]
+                z, out = operands[i].reshape(-1), outs[i].reshape(-1)
+                for j in range(0, columns, MATMUL_N_BLOCK):
+                    width = min(MATMUL_N_BLOCK, padded - j)       # whole vectors
+                    valid = min(MATMUL_N_BLOCK, columns - j)      # the columns out has
+                    whole = valid - valid % lanes
+                    for q in range(count):
+                        rows = min(MR, n - q * MR)
+                        first = (out_lo + q * MR) * columns + j
+                        start = whole if rows == MR else 0        # (a whole panel's vectors went straight)
+                        if rows == MR and whole > 0:
+                            panel_columns(depth, room, q * depth * MR, MR, z, k * padded + j, padded, whole, out,
+                                          first, columns, True)
+                        if start < valid:
+                            span = width - start
+                            for r in range(rows):
+                                for c in range(start, valid):
+                                    scratch[r * span + c - start] = out[first + r * columns + c]
+                            panel_columns(depth, room, q * depth * MR, MR, z, k * padded + j + start, padded, span,
+                                          scratch, 0, span, True)
+                            for r in range(rows):
+                                for c in range(start, valid):
+                                    out[first + r * columns + c] = scratch[r * span + c - start]
+
+    @jit
     def _block_products(a, a_off, panel_stride, count, rows, depth, k, operands, outs, lo):
         """outs[i][lo:lo + P·rows] (+)= A[:, k:k + depth] @ B_i[k:k + depth] for each B_i of `operands`: A's
         block in `count` panels, A[p·rows + r, k + κ] = a[a_off + p·panel_stride + κ·rows + r]; added to C

@@ -51,7 +51,9 @@ class Implementation:
     into its own h (inference paths only: a backward reads h time-major); strided_d_out: backward
     and gradients read d_out (T, B, H) through any strides (the layer's batch-major gradient's view);
     keeps_w_hh: the training forward makes what its backward reads of W_hh itself (the threaded LSTM's
-    W_hh^T panels, in its trace), so the layer keeps no copy of W_hh for the backward (Packed.copy_for_backward)."""
+    W_hh^T panels, in its trace), so the layer keeps no copy of W_hh for the backward (Packed.copy_for_backward);
+    gradients_into: gradients takes into=(W_ih's gradient, W_hh's) and may add the weight gradients into them
+    itself, returning None in their place (threaded_lstm.split_gradients)."""
 
     path: str
     forward: Callable
@@ -63,6 +65,7 @@ class Implementation:
     direct_outputs: bool = False
     strided_d_out: bool = False
     keeps_w_hh: bool = False
+    gradients_into: bool = False
 
 
 def _reference(cell):
@@ -97,7 +100,7 @@ def _threaded(cell):
     # the backward's big products stay off OpenBLAS's own threads (see threads.matmul)
     return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward, matmul=threads.matmul,
                           folds=False, gradients=threaded_lstm.split_gradients, strided_inputs=True,
-                          strided_d_out=True, keeps_w_hh=True)
+                          strided_d_out=True, keeps_w_hh=True, gradients_into=True)
 
 
 def _threaded_one_part(cell):

@@ -58,13 +58,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lstm_panels, thresholds, threads
+from . import lstm_panels, packing, thresholds, threads
 from .kernels import AVAILABLE
 from .trace import Trace, allocator, kept, lengths_of
 
 if AVAILABLE:
-    from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, copy_transposed, gemm_panels, gemm_rows, gemm_rows_add,
-                       gemm_rows_wide, pack_block_summed, pack_rows, panel_kind, panel_products)
+    from .gemm import (MATMUL_N_BLOCK, MR, RV, RW, VECTOR_BYTES, VW, add_products_rows, copy_transposed,
+                       gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide, pack_block_summed, pack_rows,
+                       panel_kind, panel_products)
     from .kernels import add_into, cell_grad, jit, mul_in_place, scalar_tanh, sigmoid_grad, tanh_grad
     from .lstm_cell import lstm_cell_pass, lstm_state_pass
 
@@ -547,6 +548,15 @@ if AVAILABLE:
         input_gradient_part(x_panels, kernel, d_steps, c.shape[1] // H, B, x_product, dx)
 
     @jit
+    def add_products_part(a, lo, hi, hidden, order, operands, outs, scratch):
+        """Rows lo..hi-1 of A (4H, K), packed gate order, times each B_i of `operands`, added into outs[i]'s
+        rows in PyTorch's order: each gate block's share of the rows at its block order[q] (gemm.add_products_rows)."""
+        for q in range(len(order)):
+            first, last = max(lo, q * hidden), min(hi, (q + 1) * hidden)
+            if first < last:
+                add_products_rows(a, first, last, operands, outs, order[q] * hidden + first - q * hidden, scratch)
+
+    @jit
     def weight_gradient_part(d_steps, L, B, hs, xs, chunk, R, buffer, dw_hh, dw_ih, db, flags, yield_address):
         """The helper thread's backward (one part): the weight gradients over all steps,
             dW_hh = Σ_t d_t h_t^T,  dW_ih = Σ_t d_t x_t^T,  db = Σ_t Σ_b d_t,
@@ -793,7 +803,7 @@ def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active, copy: bool = True):
 
 
 def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray,
-                    active):
+                    active, into=None):
     """The whole backward of a forward with its units split or in column groups (`gradients` for one part):
     (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I), dh_0 (B, H), dc_0 (B, H)), rows in packed order,
     unhalved; inputs (T, B, I) time-major, the forward's. The products over all steps, one each:
@@ -801,14 +811,20 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     on d_pre (4H, T·B) (`backward`), or on d_steps as the steps wrote them (`_step_gradients`: on gemm.py's
     kernels, from thresholds.STEP_GRADIENTS_BATCH columns), or, in column groups, on each group's d_pre or
     d_steps and its columns, the weight gradients summed over the groups (g ascending), each group's dx its
-    own product: their bits then depend on the group count, that is on the thread count (the forward's do not)."""
+    own product: their bits then depend on the group count, that is on the thread count (the forward's do not).
+    into: W_ih's and W_hh's gradients (PyTorch's layout), where the weight gradients on d_pre and gemm.py's
+    kernels are added into them (`add_weight_products`; dW_ih and dW_hh then returned as None)."""
     arrays = kept(trace)
     h_prev = trace.h[:-1]
     time, batch, features = inputs.shape
     own = threads.own_kernels(inputs.dtype)
     if "groups" not in arrays and not (own and batch >= thresholds.STEP_GRADIENTS_BATCH):
         d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
-        return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
+        if into is None or not own:
+            return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
+        add_weight_products(d_pre, inputs, h_prev, into)
+        dx = threads.matmuls(d_pre.T, (p.w_ih,))[0].reshape(time, batch, -1)
+        return None, None, threads.row_sums(d_pre), dx, dh_0, dc_0
     # dx (T, B, I) as the view of a batch-major array (each column group writing its rows on its thread): the
     # layer hands it to a batch_first caller without a transposing copy
     dx = np.empty((batch, time, features), dtype=inputs.dtype).transpose(1, 0, 2)
@@ -873,6 +889,21 @@ def _group_step_products(p, d_steps, inputs, h_prev, dx, sums, g: int, worker: b
     """`_group_products` from the group's d_steps (T, 4H, L) as its steps wrote them (`_step_gradients` on
     the calling thread). At hidden 128 batch 32-64 the d_pre copy took 0.11-0.43 ms."""
     sums[g] = list(_step_gradients(p, d_steps, inputs, h_prev, dx, 1))
+
+
+def add_weight_products(d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, into) -> None:
+    """dW_ih = Σ_t d_t x_t^T and dW_hh = Σ_t d_t h_{t-1}^T added into `into` (W_ih's and W_hh's gradients,
+    PyTorch's layout) with no product array between (`add_products_part`): d_pre (4H, T·B) in packed gate
+    order, inputs (T, B, I), h_prev (T, B, H). Rows cut evenly over count() threads (one below
+    thresholds.SPLIT_PRODUCT_WORK multiply-adds); the bits do not depend on the cut."""
+    rows, depth = d_pre.shape
+    operands = threads.read_only_operands(tuple(b.reshape(depth, -1) for b in (inputs, h_prev)))
+    work = rows * depth * max(b.shape[1] for b in operands)
+    parts = 1 if work < thresholds.SPLIT_PRODUCT_WORK else max(1, min(threads.count(), rows // MR))
+    order = np.asarray(packing.gate_order("lstm"), dtype=np.int64)
+    cuts = [rows * k // parts for k in range(parts + 1)]
+    threads.run(add_products_part, [(d_pre, cuts[k], cuts[k + 1], rows // 4, order, operands, tuple(into),
+                                     np.zeros(MR * MATMUL_N_BLOCK, dtype=d_pre.dtype)) for k in range(parts)])
 
 
 def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matmuls=threads.matmuls,

@@ -550,7 +550,8 @@ if AVAILABLE:
     @jit
     def add_products_part(a, lo, hi, hidden, order, operands, outs, scratch):
         """Rows lo..hi-1 of A (4H, K), packed gate order, times each B_i of `operands`, added into outs[i]'s
-        rows in PyTorch's order: each gate block's share of the rows at its block order[q] (gemm.add_products_rows)."""
+        rows in PyTorch's order: each gate block's share of the rows at its block order[q]
+        (gemm.add_products_rows)."""
         for q in range(len(order)):
             first, last = max(lo, q * hidden), min(hi, (q + 1) * hidden)
             if first < last:
@@ -603,8 +604,8 @@ def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: 
     each core holds all of W_hh in its cache and the batch is large (thresholds.COLUMN_GROUPS_HIDDEN,
     COLUMN_GROUPS_WORK; COLUMN_GROUPS_NARROW_WORK above SPLIT_INPUT_BATCH columns:
     `_grouped_narrow`) and the step is not a small one (`small_step`, with `inputs` features), the columns
-    cut in count() equal groups. In inference also above that hidden size where all the forward's weights, `weight_bytes`
-    (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
+    cut in count() equal groups. In inference also above that hidden size where all the forward's weights,
+    `weight_bytes` (4H·(H+I+1) entries), fit COLUMN_GROUPS_INFERENCE_BYTES and batch·hidden is at least
     COLUMN_GROUPS_INFERENCE_WORK, or, whatever their size, where a group gets at least
     COLUMN_GROUPS_STREAM_COLUMNS columns (each step's pass over the weights, from the next cache level, then
     does enough arithmetic a byte to run at the FMA units' rate). A group's steps then meet no other thread
@@ -942,9 +943,10 @@ def _backward_group(trace: Trace, d_out, dh_n, dc_n, active, d_pre):
 
 def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
     """The whole backward of a small training step (`small_step`; its forward on one part or on the
-    inference split's parts), weight and input gradients included, on two threads: the steps' part (`backward_steps_part`: the steps, then dx) and a helper
-    (`weight_gradient_part`: dW_hh, dW_ih, db, a chunk of steps as soon as they are done). With one
-    thread (threads.count()), the same two one after the other: the same bits.
+    inference split's parts), weight and input gradients included, on two threads: the steps' part
+    (`backward_steps_part`: the steps, then dx) and a helper (`weight_gradient_part`: dW_hh, dW_ih, db, a
+    chunk of steps as soon as they are done). With one thread (threads.count()), the same two one after the
+    other: the same bits.
     inputs (T, B, I) time-major, the forward's. Returns (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I),
     dh_0 (B, H), dc_0 (B, H)), rows in packed order, unhalved."""
     arrays = kept(trace)

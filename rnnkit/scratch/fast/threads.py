@@ -10,8 +10,8 @@ atomic release stores and acquire loads; a waiting thread spins, and yields the 
 `run(function, argument_sets)` calls function(*argument_sets[k]) for every k at the same time: k = 0 on the
 calling thread, the others on persistent worker threads (`Pool`), which spin for a while for their next job
 before they sleep (`_Worker`: a run cost 88 us more than its work when each woke a sleeping thread). The
-function must be compiled with nogil=True. Every part must run to its end, since the others wait for it: the kernels here cannot fail
-part-way (no allocation, no exceptions).
+function must be compiled with nogil=True. Every part must run to its end, since the others wait for it: the
+kernels here cannot fail part-way (no allocation, no exceptions).
 
 `matmul(a, b)` is a @ b with a's rows split over the same threads, each calling BLAS single-threaded.
 Why: OpenBLAS's own worker threads spin for a while (about 2^28 cycles) after each multi-threaded call,

@@ -246,6 +246,36 @@ def test_the_threaded_lstm_backward_reads_its_forwards_weights(monkeypatch, hidd
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("kind, hidden, batch", [("rnn_tanh", 37, 5), ("gru", 37, 5), ("gru", 70, 2),
+                                                 ("lstm", 70, 3)])
+def test_weight_gradients_added_where_they_accumulate_equal_the_reference(monkeypatch, kind, hidden, batch):
+    """The threaded paths' weight gradients on gemm.py's kernels added straight into the parameters' gradients
+    in PyTorch's gate order (threads.add_products, wherever those kernels run the products: patched on here,
+    whatever this machine's OpenBLAS), from gradients that hold a first backward's already: every gradient
+    equals the reference path's after the same two backwards, to float32 rounding."""
+    calls = []
+    real = threads.add_products
+    monkeypatch.setattr(threads, "add_products", lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(threads, "own_kernels", lambda dtype: np.dtype(dtype) == np.float32)
+    monkeypatch.setattr(threads, "own_products", lambda a, b: a.dtype == b.dtype == np.float32)
+    results = {}
+    for path in ("reference", "threaded"):
+        layer = MAKERS[kind](input_size=5, hidden_size=hidden, dtype=np.float32, rng=3)
+        rng = np.random.default_rng(4)
+        with path_forced(path):
+            for _ in range(2):
+                x = rng.standard_normal((batch, 4, 5)).astype(np.float32)
+                out = layer.forward(x)[0]
+                layer.backward(rng.standard_normal(out.shape).astype(np.float32))
+        assert layer.last_paths == (path,)
+        results[path] = {name: p.grad for name, p in layer.named_parameters()}
+    assert calls
+    for name, want in results["reference"].items():
+        np.testing.assert_allclose(results["threaded"][name], want, rtol=2e-4, atol=2e-4 * np.abs(want).max(),
+                                   err_msg=name)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["gru", "rnn_tanh", "rnn_relu"]), dtype=st.sampled_from([np.float64, np.float32]),
        batch=st.integers(1, 64), hidden=st.sampled_from([35, 101, 263]), time=st.integers(1, 3),

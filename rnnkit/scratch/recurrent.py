@@ -456,13 +456,22 @@ class _Recurrent(Module):
         """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}.
 
         gx, gh (G*H, time*batch): the pre-activation gradients of the input and the hidden side;
-        product(a, b): the matrix product to use.
+        product(a, b): the matrix product to use (threads.matmul on gemm.py's kernels: the products added into
+        the gradients with no product array between, threads.add_products).
         """
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         inputs = direction.inputs.reshape(gx.shape[1], -1)
         h_prev = direction.trace.h[:-1].reshape(gx.shape[1], -1)
-        packing.add_unpacked(self.mode, w_ih.grad, product(gx, inputs))
-        packing.add_unpacked(self.mode, w_hh.grad, product(gh, h_prev))
+        if product is threads.matmul and threads.own_kernels(gx.dtype):  # added where they accumulate
+            order = packing.gate_order(self.mode)
+            if gh is gx:
+                threads.add_products(gx, (inputs, h_prev), (w_ih.grad, w_hh.grad), order)
+            else:
+                threads.add_products(gx, (inputs,), (w_ih.grad,), order)
+                threads.add_products(gh, (h_prev,), (w_hh.grad,), order)
+        else:
+            packing.add_unpacked(self.mode, w_ih.grad, product(gx, inputs))
+            packing.add_unpacked(self.mode, w_hh.grad, product(gh, h_prev))
         if b_ih is not None:
             d_bias = threads.row_sums(gx)
             packing.add_unpacked(self.mode, b_ih.grad, d_bias)

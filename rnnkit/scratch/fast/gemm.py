@@ -1060,6 +1060,15 @@ if AVAILABLE:
                                     out[first + r * columns + c] = scratch[r * span + c - start]
 
     @jit
+    def add_products_blocks(a, lo, hi, block, order, operands, outs, scratch):
+        """`add_products_rows` for rows lo..hi-1 of A whose rows come in blocks of `block` (a cell's gates in
+        packed order) and outs' in another order: block q's share of the rows into outs' block order[q]."""
+        for q in range(len(order)):
+            first, last = max(lo, q * block), min(hi, (q + 1) * block)
+            if first < last:
+                add_products_rows(a, first, last, operands, outs, order[q] * block + first - q * block, scratch)
+
+    @jit
     def _block_products(a, a_off, panel_stride, count, rows, depth, k, operands, outs, lo):
         """outs[i][lo:lo + P·rows] (+)= A[:, k:k + depth] @ B_i[k:k + depth] for each B_i of `operands`: A's
         block in `count` panels, A[p·rows + r, k + κ] = a[a_off + p·panel_stride + κ·rows + r]; added to C

@@ -63,9 +63,8 @@ from .kernels import AVAILABLE
 from .trace import Trace, allocator, kept, lengths_of
 
 if AVAILABLE:
-    from .gemm import (MATMUL_N_BLOCK, MR, RV, RW, VECTOR_BYTES, VW, add_products_rows, copy_transposed,
-                       gemm_panels, gemm_rows, gemm_rows_add, gemm_rows_wide, pack_block_summed, pack_rows,
-                       panel_kind, panel_products)
+    from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, copy_transposed, gemm_panels, gemm_rows, gemm_rows_add,
+                       gemm_rows_wide, pack_block_summed, pack_rows, panel_kind, panel_products)
     from .kernels import add_into, cell_grad, jit, mul_in_place, scalar_tanh, sigmoid_grad, tanh_grad
     from .lstm_cell import lstm_cell_pass, lstm_state_pass
 
@@ -548,16 +547,6 @@ if AVAILABLE:
         input_gradient_part(x_panels, kernel, d_steps, c.shape[1] // H, B, x_product, dx)
 
     @jit
-    def add_products_part(a, lo, hi, hidden, order, operands, outs, scratch):
-        """Rows lo..hi-1 of A (4H, K), packed gate order, times each B_i of `operands`, added into outs[i]'s
-        rows in PyTorch's order: each gate block's share of the rows at its block order[q]
-        (gemm.add_products_rows)."""
-        for q in range(len(order)):
-            first, last = max(lo, q * hidden), min(hi, (q + 1) * hidden)
-            if first < last:
-                add_products_rows(a, first, last, operands, outs, order[q] * hidden + first - q * hidden, scratch)
-
-    @jit
     def weight_gradient_part(d_steps, L, B, hs, xs, chunk, R, buffer, dw_hh, dw_ih, db, flags, yield_address):
         """The helper thread's backward (one part): the weight gradients over all steps,
             dW_hh = Σ_t d_t h_t^T,  dW_ih = Σ_t d_t x_t^T,  db = Σ_t Σ_b d_t,
@@ -894,17 +883,11 @@ def _group_step_products(p, d_steps, inputs, h_prev, dx, sums, g: int, worker: b
 
 def add_weight_products(d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, into) -> None:
     """dW_ih = Σ_t d_t x_t^T and dW_hh = Σ_t d_t h_{t-1}^T added into `into` (W_ih's and W_hh's gradients,
-    PyTorch's layout) with no product array between (`add_products_part`): d_pre (4H, T·B) in packed gate
-    order, inputs (T, B, I), h_prev (T, B, H). Rows cut evenly over count() threads (one below
-    thresholds.SPLIT_PRODUCT_WORK multiply-adds); the bits do not depend on the cut."""
-    rows, depth = d_pre.shape
-    operands = threads.read_only_operands(tuple(b.reshape(depth, -1) for b in (inputs, h_prev)))
-    work = rows * depth * max(b.shape[1] for b in operands)
-    parts = 1 if work < thresholds.SPLIT_PRODUCT_WORK else max(1, min(threads.count(), rows // MR))
-    order = np.asarray(packing.gate_order("lstm"), dtype=np.int64)
-    cuts = [rows * k // parts for k in range(parts + 1)]
-    threads.run(add_products_part, [(d_pre, cuts[k], cuts[k + 1], rows // 4, order, operands, tuple(into),
-                                     np.zeros(MR * MATMUL_N_BLOCK, dtype=d_pre.dtype)) for k in range(parts)])
+    PyTorch's layout) with no product array between (threads.add_products): d_pre (4H, T·B) in packed gate
+    order, inputs (T, B, I), h_prev (T, B, H)."""
+    depth = d_pre.shape[1]
+    threads.add_products(d_pre, tuple(b.reshape(depth, -1) for b in (inputs, h_prev)), into,
+                         packing.gate_order("lstm"))
 
 
 def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matmuls=threads.matmuls,

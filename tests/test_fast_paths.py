@@ -276,6 +276,30 @@ def test_weight_gradients_added_where_they_accumulate_equal_the_reference(monkey
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm"])
+def test_a_gradient_array_its_caller_replaced_is_added_into_as_before(monkeypatch, kind):
+    """A weight's gradient replaced by a caller's array that is not C-contiguous (a Fortran-ordered one) is
+    not written through the direct add (its kernels need C order): the products go through a buffer as before,
+    and the gradients equal the reference path's."""
+    monkeypatch.setattr(threads, "own_kernels", lambda dtype: np.dtype(dtype) == np.float32)
+    monkeypatch.setattr(threads, "own_products", lambda a, b: a.dtype == b.dtype == np.float32)
+    monkeypatch.setattr(threads, "add_products", lambda *args: pytest.fail("added into a Fortran-ordered array"))
+    results = {}
+    for path in ("reference", "threaded"):
+        layer = MAKERS[kind](input_size=5, hidden_size=70, dtype=np.float32, rng=3)
+        for p in layer.parameters():
+            p.grad = np.asfortranarray(np.ones_like(p.data))
+        x = np.random.default_rng(4).standard_normal((3, 4, 5)).astype(np.float32)
+        with path_forced(path):
+            out = layer.forward(x)[0]
+            layer.backward(np.ones_like(out))
+        assert layer.last_paths == (path,)
+        results[path] = [p.grad for p in layer.parameters()]
+    for got, want in zip(results["threaded"], results["reference"]):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(["gru", "rnn_tanh", "rnn_relu"]), dtype=st.sampled_from([np.float64, np.float32]),
        batch=st.integers(1, 64), hidden=st.sampled_from([35, 101, 263]), time=st.integers(1, 3),

@@ -405,7 +405,8 @@ class _Recurrent(Module):
                 if self.record_through_time:                    # the reference path: ∂L/∂h_t of every step
                     extra["reaching"] = np.zeros_like(d_out)
                 if run.gradients is not None and not extra:  # the path makes every gradient itself
-                    into = {"into": tuple(w.grad for w in self._params(layer, d)[:2])} if run.gradients_into else {}
+                    grads = self._weight_grads(layer, d)
+                    into = {"into": grads} if run.gradients_into and grads is not None else {}
                     w_ih_grad, w_hh_grad, bias_grad, d_x, dh0[k], dc_last = run.gradients(
                         direction.packed, direction.trace, direction.inputs, d_out, d_h_n[k], dc_k, active, **into)
                     if dc0 is not None:
@@ -452,6 +453,14 @@ class _Recurrent(Module):
             if bias is not None:
                 packing.add_unpacked(self.mode, bias.grad, grad)
 
+    def _weight_grads(self, layer, d) -> tuple | None:
+        """(W_ih's gradient, W_hh's) where a path may add its products straight into them (C-contiguous, the
+        layer's dtype, as Parameter makes them), else None (a gradient a caller replaced: added as before)."""
+        grads = tuple(w.grad for w in self._params(layer, d)[:2])
+        if all(g.flags.c_contiguous and g.dtype == self.dtype for g in grads):
+            return grads
+        return None
+
     def _accumulate(self, layer, d, direction, gx, gh, product=np.matmul):
         """Weight gradients as one GEMM each over all steps: dW_ih = Σ_t dpre_tᵀ x_t, dW_hh = Σ_t dghᵀ h_{t-1}.
 
@@ -462,7 +471,7 @@ class _Recurrent(Module):
         w_ih, w_hh, b_ih, b_hh = self._params(layer, d)
         inputs = direction.inputs.reshape(gx.shape[1], -1)
         h_prev = direction.trace.h[:-1].reshape(gx.shape[1], -1)
-        if product is threads.matmul and threads.own_kernels(gx.dtype):  # added where they accumulate
+        if product is threads.matmul and threads.own_kernels(gx.dtype) and self._weight_grads(layer, d):
             order = packing.gate_order(self.mode)
             if gh is gx:
                 threads.add_products(gx, (inputs, h_prev), (w_ih.grad, w_hh.grad), order)

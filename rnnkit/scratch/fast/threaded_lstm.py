@@ -810,11 +810,7 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     own = threads.own_kernels(inputs.dtype)
     if "groups" not in arrays and not (own and batch >= thresholds.STEP_GRADIENTS_BATCH):
         d_pre, _, dh_0, dc_0 = backward(p, trace, d_out, dh_n, dc_n, active)
-        if into is None or not own:
-            return (*_products(p, d_pre, inputs, h_prev), dh_0, dc_0)
-        add_weight_products(d_pre, inputs, h_prev, into)
-        dx = threads.matmuls(d_pre.T, (p.w_ih,))[0].reshape(time, batch, -1)
-        return None, None, threads.row_sums(d_pre), dx, dh_0, dc_0
+        return (*_products(p, d_pre, inputs, h_prev, into=into if own else None), dh_0, dc_0)
     # dx (T, B, I) as the view of a batch-major array (each column group writing its rows on its thread): the
     # layer hands it to a batch_first caller without a transposing copy
     dx = np.empty((batch, time, features), dtype=inputs.dtype).transpose(1, 0, 2)
@@ -891,12 +887,17 @@ def add_weight_products(d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarra
 
 
 def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matmuls=threads.matmuls,
-              row_sums=threads.row_sums):
+              row_sums=threads.row_sums, into=None):
     """(dW_ih, dW_hh, db, dx (T, B, I)) from d_pre (4H, T·B) and the steps' inputs (T, B, I) and h_{t-1}
     (T, B, H): products (the two weight gradients' in one call, d_pre packed once) and row sums
-    (threads.matmuls and row_sums, over the threads, by default)."""
+    (threads.matmuls and row_sums, over the threads, by default); given `into` (W_ih's and W_hh's gradients),
+    the weight gradients added into them on gemm.py's kernels (`add_weight_products`), None in their place."""
     time, batch = inputs.shape[:2]
-    dw_ih, dw_hh = matmuls(d_pre, (inputs.reshape(time * batch, -1), h_prev.reshape(time * batch, -1)))
+    if into is None:
+        dw_ih, dw_hh = matmuls(d_pre, (inputs.reshape(time * batch, -1), h_prev.reshape(time * batch, -1)))
+    else:
+        add_weight_products(d_pre, inputs, h_prev, into)
+        dw_ih = dw_hh = None
     dx = matmuls(d_pre.T, (p.w_ih,))[0].reshape(time, batch, -1)
     return dw_ih, dw_hh, row_sums(d_pre), dx
 

@@ -221,16 +221,17 @@ def assert_threaded_equals_reference_on_1_to_3_threads(shape: dict, states: tupl
 @pytest.mark.parametrize("hidden, batch, time, backward", [(300, 2, 5, "split_gradients"), (130, 3, 16, "gradients"),
                                                            (96, 64, 5, "split_gradients")])
 def test_the_threaded_lstm_backward_reads_its_forwards_weights(monkeypatch, hidden, batch, time, backward):
-    """The threaded LSTM keeps no copy of W_hh for its backward: its training forward makes the backward's
-    W_hh^T panels itself. Weights changed in place between forward and backward (all of them, W_hh most)
-    leave every gradient's bits as they are: units split over two parts, one part and its helper thread
-    (a small step), and column groups (hidden 96 × batch 64)."""
+    """The threaded LSTM keeps no copy of W_hh for its backward (nor of W_ih, on one part): its training
+    forward makes the backward's W_hh^T (and W_ih^T) panels itself. Weights changed in place between forward
+    and backward (all of them) leave every gradient's bits as they are: units split over two parts, one part
+    and its helper thread (a small step), and column groups (hidden 96 × batch 64)."""
     monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", ONE_PART_WORK)  # the small step as it runs
     rng = np.random.default_rng(8)
     x = rng.standard_normal((batch, time, 3)).astype(np.float32)
     d_out = rng.standard_normal((batch, time, hidden)).astype(np.float32)
     run = fast.select("lstm", batch, hidden, np.float32, training=True, time=time, inputs=3)
     assert run.path == "threaded" and run.gradients.__name__ == backward and run.keeps_w_hh
+    assert run.keeps_w_ih == (backward == "gradients")
     grads = []
     for change in (False, True):
         layer = LSTM(input_size=3, hidden_size=hidden, dtype=np.float32, rng=1)
@@ -273,6 +274,38 @@ def test_weight_gradients_added_where_they_accumulate_equal_the_reference(monkey
     for name, want in results["reference"].items():
         np.testing.assert_allclose(results["threaded"][name], want, rtol=2e-4, atol=2e-4 * np.abs(want).max(),
                                    err_msg=name)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("dtype, hidden, features", [(np.float32, 70, 5), (np.float32, 64, 33),
+                                                      (np.float64, 37, 130)])
+def test_the_one_part_lstms_weight_gradients_added_into_the_parameters_equal_the_reference(monkeypatch, dtype,
+                                                                                            hidden, features):
+    """A small step's backward (one part and its helper thread) adds its weight gradients straight into the
+    parameters' (PyTorch's gate order; panels across a gate block's end through side panels): from gradients
+    that hold a first backward's already, every gradient equals the reference path's after the same two
+    backwards."""
+    from rnnkit.scratch.fast import threaded_lstm
+
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", ONE_PART_WORK)  # the small step as it runs
+    given = []
+    real = threaded_lstm.gradients
+    monkeypatch.setattr(threaded_lstm, "gradients", lambda *a, **kw: given.append("into" in kw) or real(*a, **kw))
+    results = {}
+    for path in ("reference", "threaded"):
+        layer = LSTM(input_size=features, hidden_size=hidden, dtype=dtype, rng=3)
+        rng = np.random.default_rng(4)
+        with path_forced(path):
+            for _ in range(2):
+                x = rng.standard_normal((2, 5, features)).astype(dtype)
+                out = layer.forward(x)[0]
+                layer.backward(rng.standard_normal(out.shape).astype(dtype))
+        assert layer.last_paths == (path,)
+        results[path] = {name: p.grad for name, p in layer.named_parameters()}
+    assert given == [True, True]
+    for name, want in results["reference"].items():
+        scale = TOL[dtype] * np.abs(want).max()
+        np.testing.assert_allclose(results["threaded"][name], want, rtol=TOL[dtype], atol=scale, err_msg=name)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")

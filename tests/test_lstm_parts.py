@@ -192,6 +192,40 @@ def test_gemm_rows_add_sums_in_parts_with_one_calls_bits(rows, depth, columns, z
 
 @needs_numba
 @settings(max_examples=40, deadline=None)
+@given(gates=st.sampled_from([1, 3, 4]), block=st.integers(1, 40), depth=st.integers(1, 12),
+       columns=st.integers(1, 20), out_pad=st.integers(0, 3), double=st.booleans(), calls=st.integers(1, 3),
+       data=st.data())
+def test_gemm_rows_add_blocks_adds_each_gate_block_into_its_own_rows(gates, block, depth, columns, out_pad, double,
+                                                                     calls, data):
+    """The one-part LSTM's weight gradients added into the parameters' own (PyTorch's gate order): A's rows
+    in packed gate blocks, out's in another order, panels that cross a block's end or hold padding rows
+    through the side panels; over several calls (chunks of steps) and then `add_side_panels`, out holds
+    its values plus every product, in the right rows, and nothing past its columns is written."""
+    dtype = np.float64 if double else np.float32
+    order = np.asarray(data.draw(st.permutations(range(gates))), dtype=np.int64)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    ldo = columns + out_pad
+    out = rng.standard_normal((gates * block, ldo)).astype(dtype)
+    out[:, columns:] = np.nan
+    want = out[:, :columns].astype(np.float64)
+    R = gemm.RV * gemm.VECTOR_BYTES // np.dtype(dtype).itemsize
+    side = np.zeros(gemm.side_panels(gates, block, R, order) * R * columns, dtype=dtype)
+    for _ in range(calls):
+        a = rng.standard_normal((gates * block, depth)).astype(dtype)
+        z = rng.standard_normal((depth, columns)).astype(dtype)
+        gemm.gemm_rows_add_blocks(gemm.pack_row_panels(a), z.reshape(-1), 0, columns, columns, out.reshape(-1),
+                                  ldo, block, order, side)
+        product = a.astype(np.float64) @ z
+        for q in range(gates):
+            want[order[q] * block:(order[q] + 1) * block] += product[q * block:(q + 1) * block]
+    gemm.add_side_panels(side, R, columns, out.reshape(-1), ldo, block, order)
+    tol = 1e-12 if double else 1e-4
+    np.testing.assert_allclose(out[:, :columns], want, rtol=tol, atol=tol * depth * calls)
+    assert np.isnan(out[:, columns:]).all()
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
 @given(rows=st.integers(1, 90), depth=st.integers(1, 30), columns=st.integers(1, 8), z_pad=st.integers(0, 5),
        out_pad=st.integers(0, 5), offset=st.integers(0, 7), double=st.booleans(), seed=st.integers(0, 2**31))
 def test_gemm_rows_wide_gives_the_row_kernels_bits(rows, depth, columns, z_pad, out_pad, offset, double, seed):
@@ -240,9 +274,17 @@ def test_lstm_panels_are_numpys_packing_to_the_bit(dtype, bias):
             for (lo, hi), panels in zip(bounds, got):
                 rows = source[lstm_panels.gate_rows(hidden, lo, hi)]
                 np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(rows), width))
-        got = lstm_panels.backward_panels(p, bounds, width)
+        got, x_panels = lstm_panels.backward_panel_sets(p, bounds, width, inputs=True)
         for (lo, hi), panels in zip(bounds, got):
             np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(p.w_hh[:, lo:hi].T), width))
+        np.testing.assert_array_equal(x_panels, gemm.pack_panels(np.ascontiguousarray(p.w_ih.T), width))
+    # the last panel's padding stays zeros where the row it is read from (a part's first) is not finite
+    weights[0][0] = np.inf
+    p = packing.pack("lstm", *weights, *biases)
+    for width in gemm.PANEL_WIDTHS:
+        panels = lstm_panels.forward_panels(p, bounds, width, "ih")[0]
+        rows = p.w_steps[:, hidden:][lstm_panels.gate_rows(hidden, 0, 11)]
+        np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(rows), width))
 
 
 @needs_numba

@@ -348,7 +348,8 @@ class _Recurrent(Module):
             return self._locked_packs[key]
         packed = packing.pack(self.mode, *(p.data if p is not None else None for p in self._params(layer, direction)))
         if self.training:
-            packed.copy_for_backward(hidden=run is None or not run.keeps_w_hh)
+            keeps = (run.keeps_w_hh, run.keeps_w_ih) if run is not None else (False, False)
+            packed.copy_for_backward(hidden=not keeps[0], inputs=not keeps[1])
         elif self.weights_locked:
             self._locked_packs[key] = packed
         return packed

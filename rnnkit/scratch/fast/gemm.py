@@ -602,25 +602,86 @@ if AVAILABLE:
         ADD_COLUMNS each."""
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
-        count = -(-columns // ADD_COLUMNS)
         for p in range(n_panels):
-            a_off, c_row = p * K * rows, p * rows * ldo
-            j = 0
-            for q in range(count):
-                n = -(-(columns - j) // (count - q))
-                if n == 1:
-                    _add_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                elif n == 2:
-                    _add_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                elif n == 3:
-                    _add_3(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                elif n == 4:
-                    _add_4(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                elif n == 5:
-                    _add_5(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                else:
-                    _add_6(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
-                j += n
+            _rows_add_panel(K, a, p * K * rows, z, z_off, ldz, columns, out, p * rows * ldo, ldo)
+
+    @jit
+    def gemm_rows_add_blocks(panels, z, z_off, ldz, columns, out, ldo, block, order, side):
+        """`gemm_rows_add` for A's rows in blocks of `block` (a cell's gates in packed order) and out's in
+        another order: A's row q·block + u into out's row order[q]·block + u. A panel whose rows lie in a row
+        in out goes straight into out (each entry's chain continued from its value); the others (across two
+        blocks that out puts apart, or into the last panel's padding) into `side` (S·R·columns,, zeros at
+        first; the s-th such panel's at s·R·columns), which `add_side_panels` adds into out once all are
+        summed (copying those rows into a scratch and back for each call cost more than the add it saved)."""
+        n_panels, K, rows = panels.shape
+        a = panels.reshape(-1)
+        s = 0
+        for p in range(n_panels):
+            at = _straight_row(p * rows, rows, block, order)
+            if at >= 0:
+                _rows_add_panel(K, a, p * K * rows, z, z_off, ldz, columns, out, at * ldo, ldo)
+            else:
+                _rows_add_panel(K, a, p * K * rows, z, z_off, ldz, columns, side, s * rows * columns, columns)
+                s += 1
+
+    @jit
+    def add_side_panels(side, rows, columns, out, ldo, block, order):
+        """out's rows += `gemm_rows_add_blocks`' side panels (R = rows each), each row where that function's
+        panels map it, rows past len(order)·block (padding) dropped."""
+        end = len(order) * block
+        s = 0
+        for p in range(-(-end // rows)):
+            first = p * rows
+            if _straight_row(first, rows, block, order) >= 0:
+                continue
+            for r in range(min(rows, end - first)):
+                row = first + r
+                at = (order[row // block] * block + row % block) * ldo
+                base = (s * rows + r) * columns
+                for c in range(columns):
+                    out[at + c] += side[base + c]
+            s += 1
+
+    def side_panels(gates: int, block: int, rows: int, order) -> int:
+        """How many of `gemm_rows_add_blocks`' panels (R = rows) of gates·block rows go to its side."""
+        order = np.asarray(order)
+        return sum(_straight_row(first, rows, block, order) < 0 for first in range(0, gates * block, rows))
+
+    @jit
+    def _straight_row(first, rows, block, order):
+        """out's row for A's rows first..first+rows-1 where they lie in a row in out (`gemm_rows_add_blocks`),
+        else -1."""
+        q = first // block
+        last = first + rows - 1
+        if last >= len(order) * block:
+            return -1
+        for q_next in range(q + 1, last // block + 1):
+            if order[q_next] != order[q] + q_next - q:
+                return -1
+        return order[q] * block + first - q * block
+
+    @jit
+    def _rows_add_panel(K, a, a_off, z, z_off, ldz, columns, out, c_row, ldo):
+        """out[c_row + r·ldo + j] += Σ_k a[a_off + k·R + r] z[z_off + k·ldz + j] for one panel (K, R) of A
+        and j < columns: `gemm_rows_add`'s work on one panel, its columns in blocks of near-equal width, at
+        most ADD_COLUMNS each."""
+        count = -(-columns // ADD_COLUMNS)
+        j = 0
+        for q in range(count):
+            n = -(-(columns - j) // (count - q))
+            if n == 1:
+                _add_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif n == 2:
+                _add_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif n == 3:
+                _add_3(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif n == 4:
+                _add_4(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            elif n == 5:
+                _add_5(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            else:
+                _add_6(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+            j += n
 
 
 # The matrix product on these kernels (threads.matmul's, where OpenBLAS runs narrower vectors than the CPU's:
@@ -955,11 +1016,19 @@ if AVAILABLE:
                         for k0 in range(k_lo, min(whole, k_lo + 64), VW):
                             _pack_block(kind, False, a, first + k0 * stride, stride, flat,
                                         (p * depth + k_first + k0) * width)
-            for p in range(count):
+            for p in range(full):  # the k past whole vectors: no test per row (a panel's w values of k in a row)
                 first = lo + p * width
-                for k in range(whole if p < full else 0, K):
+                for k in range(whole, K):
                     for r in range(width):
-                        out[p, k_first + k, r] = a[first + r, k] if first + r < hi else zero
+                        out[p, k_first + k, r] = a[first + r, k]
+            for p in range(full, count):  # the last panel, its rows past hi zeros
+                first = lo + p * width
+                take = max(0, min(width, hi - first))
+                for k in range(K):
+                    for r in range(take):
+                        out[p, k_first + k, r] = a[first + r, k]
+                    for r in range(take, width):
+                        out[p, k_first + k, r] = zero
             return
         if a.strides[0] < a.strides[1]:
             for k0 in range(0, K, 64):

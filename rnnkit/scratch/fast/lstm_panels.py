@@ -12,7 +12,7 @@ batches. Here each panel is written once, in order, from the weights as they are
                i.e. PyTorch's row ORDER[q]·H + u (packing.row_index), times ½ for the sigmoid gates i, f, o;
                its columns the given blocks side by side: [W_hh | W_ih | b] or [W_hh] or [W_ih | b]
     backward   panel row j: column lo + j of W_hh (packed row order, not halved), i.e. row j of W_hh^T[lo:hi],
-               made gate block by gate block from PyTorch's W_hh (no reordered copy of it)
+               made gate block by gate block from PyTorch's W_hh (no reordered copy of it); W_ih^T's the same
 
 The values are the NumPy packing's to the bit (halving is exact; the bias is b_ih + b_hh as packing.py sums
 it), so the products and their rounding do not change.
@@ -99,11 +99,25 @@ def backward_panels(p, bounds, width: int) -> list[np.ndarray]:
     """For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, their k in packed gate order), (hi-lo, 4H),
     packed into panels for gemm.py straight from the weights as given (`gate_blocks_at`: no reordered copy of
     W_hh); each part's on its own thread."""
-    w_hh, hidden = p.originals[1], p.hidden
-    blocks = tuple(w_hh[q * hidden:(q + 1) * hidden].T for q in packing.gate_order(p.mode))
-    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for lo, hi in bounds]
-    threads.run_grouped(gate_blocks_at, [(blocks, lo, hi, out) for (lo, hi), out in zip(bounds, panels)])
-    return panels
+    return backward_panel_sets(p, bounds, width)[0]
+
+
+def backward_panel_sets(p, bounds, width: int, inputs: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """(`backward_panels`, with `inputs` also W_ih^T's rows 0..I-1 as one part's panels (I, 4H), the input
+    gradient's product, else None), both straight from the weights as given, all in one threads.run (one job
+    a part)."""
+    w_ih, w_hh = p.originals[:2]
+    jobs = [(_gate_blocks_transposed(p, w_hh), lo, hi) for lo, hi in bounds]
+    if inputs:
+        jobs.append((_gate_blocks_transposed(p, w_ih), 0, w_ih.shape[1]))
+    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for _, lo, hi in jobs]
+    threads.run_grouped(gate_blocks_at, [(*job, out) for job, out in zip(jobs, panels)])
+    return panels[:len(bounds)], panels[-1] if inputs else None
+
+
+def _gate_blocks_transposed(p, w: np.ndarray) -> tuple:
+    """w's gate blocks (H, K) in packed gate order, each transposed (K, H): a view, no copy."""
+    return tuple(w[q * p.hidden:(q + 1) * p.hidden].T for q in packing.gate_order(p.mode))
 
 
 def transposed_panels(w: np.ndarray, bounds, width: int) -> list[np.ndarray]:
@@ -138,16 +152,24 @@ if AVAILABLE:
         zero = out.dtype.type(0)
         kind = gemm.panel_kind(width)
         # float32 panels of whole rows: VW values of k at a time, transposed in vector registers (gemm.py)
-        fast = kind >= 0 and out.itemsize == 4 and source.itemsize == 4 and source.strides[1] == 4
-        full = n // width if fast else 0
+        fast = kind >= 0 and out.itemsize == 4 and source.itemsize == 4 and source.strides[1] == 4 and n > 0
+        full = count if fast else 0  # the last panel too: its padding rows read row rows[0], then zeroed
         whole = K - K % gemm.VW if full > 0 else 0
         if full > 0:
-            offsets = rows * (source.strides[0] // 4)
+            offsets = np.empty(count * width, dtype=np.int64)
+            padded_scales = np.zeros(count * width, dtype=scales.dtype)
+            offsets[:n] = rows * (source.strides[0] // 4)
+            offsets[n:] = offsets[0]
+            padded_scales[:n] = scales
             flat = out.reshape(-1)
             for p in range(full):
                 for k in range(0, whole, gemm.VW):
-                    gemm.pack_block_gathered(kind, source, offsets, scales, p * width, k, flat,
+                    gemm.pack_block_gathered(kind, source, offsets, padded_scales, p * width, k, flat,
                                              (p * depth + k0 + k) * width)
+            last = n - (count - 1) * width  # the last panel's rows; its padding zeroed (not 0·w: w may be inf)
+            for k in range(whole):
+                for r in range(last, width):
+                    out[count - 1, k0 + k, r] = zero
         for p in range(count):
             for k_lo in range(whole if p < full else 0, K, 16):
                 k_hi = min(K, k_lo + 16)

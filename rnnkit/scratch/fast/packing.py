@@ -129,10 +129,11 @@ class Packed:
             self._derived[key] = make()
         return self._derived[key]
 
-    def copy_for_backward(self, hidden: bool = True) -> None:
-        """Make the backward's arrays (w_ih, and w_hh unless `hidden` is False: a path whose forward makes what
-        its backward reads of W_hh itself) now, from the weights as they are."""
-        self.w_ih  # noqa: B018 - cached on first access
+    def copy_for_backward(self, hidden: bool = True, inputs: bool = True) -> None:
+        """Make the backward's arrays (w_hh unless `hidden` is False, w_ih unless `inputs` is: a path whose
+        forward makes what its backward reads of that weight itself) now, from the weights as they are."""
+        if inputs:
+            self.w_ih  # noqa: B018 - cached on first access
         if hidden:
             self.w_hh  # noqa: B018
 

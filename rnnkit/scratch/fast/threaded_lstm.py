@@ -33,7 +33,7 @@ runs one part, below thresholds.ONE_PART_INFERENCE_HIDDEN):
     backward  the steps' part runs the steps as above and then dx_t = W_ih^T d_t for every t
               (`backward_steps_part`); the helper sums dW_hh = Σ_t d_t h_t^T, dW_ih = Σ_t d_t x_t^T and
               db = Σ_t d_t a chunk of steps at a time, as soon as the steps' part has done them
-              (`weight_gradient_part`, gemm.gemm_rows_add), so the layer's three products after the loop
+              (`weight_gradient_part`, gemm.gemm_rows_add_blocks), so the layer's three products after the loop
               (three 2-thread OpenBLAS calls, ~1.3 ms of 4.2 at hidden 128, batch 4) are gone (`gradients`)
 Each element is computed by one thread in one fixed order, so the bits do not depend on the timing, nor
 on the thread count: on one thread the helper's work runs after the steps' (threads.run_pipeline).
@@ -63,8 +63,10 @@ from .kernels import AVAILABLE
 from .trace import Trace, allocator, kept, lengths_of
 
 if AVAILABLE:
-    from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, copy_transposed, gemm_panels, gemm_rows, gemm_rows_add,
-                       gemm_rows_wide, pack_block_summed, pack_rows, panel_kind, panel_products)
+    from . import gemm
+    from .gemm import (MR, RV, RW, VECTOR_BYTES, VW, add_side_panels, copy_transposed, gemm_panels, gemm_rows,
+                       gemm_rows_add_blocks, gemm_rows_wide, pack_block_summed, pack_rows, panel_kind,
+                       panel_products)
     from .kernels import add_into, cell_grad, jit, mul_in_place, scalar_tanh, sigmoid_grad, tanh_grad
     from .lstm_cell import lstm_cell_pass, lstm_state_pass
 
@@ -169,17 +171,21 @@ def backward_x_panels(p, kernel: int) -> np.ndarray:
 
 def gradient_chunk(time: int, batch: int) -> int:
     """Steps per chunk of the helper thread's weight-gradient sums (`weight_gradient_part`): about 64
-    columns (k) a chunk, and at least four chunks over the sequence, so that the helper starts early."""
-    return max(1, min(-(-64 // batch), -(-time // 4)))
+    columns (k) a chunk, and four chunks over the sequence where each still has 32 columns or more, so
+    that the helper starts early. Each chunk reads and writes all of dW_ih and dW_hh: at fewer columns that
+    pass costs more than the early start gains (hidden 160, batch 2, input 462, T 5: chunks of 2 steps
+    took 511 us, one chunk 264; hidden 64, batch 3, T 9: 139 against 98)."""
+    return max(1, min(-(-64 // batch), max(-(-time // 4), -(-32 // batch))))
 
 
-def backward_panels(p, parts: int, kernel: int) -> list[np.ndarray]:
-    """Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`, from the weights as
-    they are: a training forward makes them (its backward reads them from the trace), so the
-    backward sees the forward's W_hh with no copy of it; made once per Packed."""
+def backward_panels(p, parts: int, kernel: int, inputs: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """(Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`; with `inputs` also
+    W_ih^T's as one part, `backward_x_panels`' values, else None), from the weights as they are: a training
+    forward makes them (its backward reads them from the trace), so the backward sees the forward's weights
+    with no copy of them; made once per Packed."""
     width = _width(kernel, p.originals[1].dtype)
-    return p.derived(("lstm_backward_panels", parts, kernel),
-                     lambda: lstm_panels.backward_panels(p, _pairs(_bounds(p.hidden, parts)), width))
+    return p.derived(("lstm_backward_panels", parts, kernel, inputs),
+                     lambda: lstm_panels.backward_panel_sets(p, _pairs(_bounds(p.hidden, parts)), width, inputs))
 
 
 def _pairs(bounds):
@@ -547,20 +553,23 @@ if AVAILABLE:
         input_gradient_part(x_panels, kernel, d_steps, c.shape[1] // H, B, x_product, dx)
 
     @jit
-    def weight_gradient_part(d_steps, L, B, hs, xs, chunk, R, buffer, dw_hh, dw_ih, db, flags, yield_address):
+    def weight_gradient_part(d_steps, L, B, hs, xs, chunk, R, buffer, dw_hh, dw_ih, db, order, side_hh, side_ih,
+                             flags, yield_address):
         """The helper thread's backward (one part): the weight gradients over all steps,
             dW_hh = Σ_t d_t h_t^T,  dW_ih = Σ_t d_t x_t^T,  db = Σ_t Σ_b d_t,
         `chunk` steps at a time, last steps first, each as soon as the steps' part has said that their
         d_steps are there. d_steps (T, 4H·L) gate-major; hs (T+1)·B·H: h time-major, flat (step t's h_prev
         is hs[t]); xs T·B·I: x time-major, flat; buffer: P·chunk·B·R scratch for a chunk's d packed in
-        panels R rows tall (gemm.gemm_rows_add's); dw_hh (P·R, H), dw_ih (P·R, I) zeros, rows in packed
-        order (past 4H: the padding's); db (4H,) zeros. Each sum runs in one fixed order (chunks last
-        first, in a chunk t then b ascending): the same bits whatever the threads' timing."""
+        panels R rows tall (gemm.gemm_rows_add's); dw_hh (4H, H), dw_ih (4H, I) added into, packed gate
+        block q's rows into their block order[q] (gemm.gemm_rows_add_blocks: the parameters' gradients in
+        PyTorch's order, or zeros in packed order); side_hh, side_ih zeros, that function's side panels
+        (gemm.side_panels); db (4H,) zeros, packed order. Each sum runs in one fixed order (chunks last first, in a
+        chunk t then b ascending): the same bits whatever the threads' timing."""
         T = d_steps.shape[0]
         G = db.shape[0]
         H = dw_hh.shape[1]
         I = dw_ih.shape[1]
-        P = dw_hh.shape[0] // R
+        P = -(-G // R)
         zero = db.dtype.type(0)
         for start in range(0, T, chunk):
             t_hi = T - start
@@ -582,8 +591,10 @@ if AVAILABLE:
                                 db[row] += value
                             else:
                                 column[r] = zero
-            gemm_rows_add(a, hs, t_lo * B * H, H, H, dw_hh.reshape(-1), H)
-            gemm_rows_add(a, xs, t_lo * B * I, I, I, dw_ih.reshape(-1), I)
+            gemm_rows_add_blocks(a, hs, t_lo * B * H, H, H, dw_hh.reshape(-1), H, H, order, side_hh)
+            gemm_rows_add_blocks(a, xs, t_lo * B * I, I, I, dw_ih.reshape(-1), I, H, order, side_ih)
+        add_side_panels(side_hh, R, H, dw_hh.reshape(-1), H, H, order)
+        add_side_panels(side_ih, R, I, dw_ih.reshape(-1), I, H, order)
 
 
 def column_groups(hidden: int, batch: int, training: bool = True, weight_bytes: int = 0,
@@ -621,14 +632,15 @@ def _group_active(active, lo: int, hi: int) -> np.ndarray:
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True,
-            outputs: np.ndarray | None = None) -> Trace:
+            outputs: np.ndarray | None = None, input_panels: bool = False) -> Trace:
     """The gate-major forward of one layer direction: inputs (T, B, I), any strides; h time-major (T+1, B, H)
     in the trace (given `outputs`, only without `keep`: no h, the states after each step written into
     outputs (T, B, H), any strides, a view of the layer's own output; trace.outputs is it); kept for
     backward (`keep`) c (T+1, H, L), gates (T, 4H, L) activated, tanh_c (T, H, L), with L the batch padded to
     whole vectors; without `keep` (an inference forward) only c's two slots, reused, no gates or tanh c, and
     no trace to run a backward on. No folded input (xw). Where `column_groups` cuts the batch, each group of
-    columns runs as a layer of its own on its thread (one part, all units), the trace one such set a group."""
+    columns runs as a layer of its own on its thread (one part, all units), the trace one such set a group.
+    With `input_panels` (and `keep`) the trace also holds W_ih^T's panels (`forward_for_gradients`)."""
     if xw is not None:
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
@@ -641,16 +653,18 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     hs = None if outputs is not None else alloc((time + 1, batch, p.hidden), dtype=inputs.dtype)
     outs = outputs if outputs is not None else hs[1:]
     if len(groups) == 1:
-        return _forward_group(p, inputs, h0, c0, active, keep, split, hs, outs, run=True)
+        return _forward_group(p, inputs, h0, c0, active, keep, split, hs, outs, True, input_panels)
     jobs = [_forward_group(p, inputs[:, lo:hi], h0[lo:hi], c0[lo:hi], _group_active(active, lo, hi), keep, split,
-                           None if hs is None else hs[:, lo:hi], outs[:, lo:hi], run=False) for lo, hi in groups]
+                           None if hs is None else hs[:, lo:hi], outs[:, lo:hi], False, input_panels)
+            for lo, hi in groups]
     threads.run(forward_part, [arguments for arguments, _ in jobs])
     saved = [finish() for _, finish in jobs]
     c_n = np.concatenate([trace.c_n for trace in saved])
     return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None, outs)
 
 
-def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool):
+def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool,
+                   input_panels: bool = False):
     """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's; None without
     one: given outputs), outs (T, B, H) its states after each step (hs[1:], or a view); with `run` the
     whole forward, its units split into parts; else one part's arguments for forward_part and a function
@@ -669,9 +683,10 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # projection is too small to pay the helper's wake)
     helper = run and parts == 1 and split and (batch >= thresholds.HELPER_PROJECTION_BATCH
                                                or batch * features >= thresholds.HELPER_PROJECTION_WORK)
-    # the backward's W_hh^T panels (its parts: a training step's split, or one), made now from the weights as
-    # they are: the backward reads the forward's W_hh with no copy of it
-    w_hh_t = backward_panels(p, parts_for(hidden, batch, inputs=features) if run else 1, kernel) if keep else None
+    # the backward's W_hh^T panels (its parts: a training step's split, or one), and W_ih^T's where `gradients`
+    # follows, made now from the weights as they are: the backward reads the forward's weights with no copy
+    w_hh_t, w_ih_t = backward_panels(p, parts_for(hidden, batch, inputs=features) if run else 1, kernel,
+                                     input_panels) if keep else (None, None)
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros where some entries are never written (zeroing z and hs cost 0.3 of 1.9 ms at hidden 64, batch 64)
     alloc = allocator(active, batch, columns)
@@ -724,8 +739,8 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
             c_n = cs[time % len(cs), :, :batch].T
         else:
             c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
-        return Trace(hs, c_n, {"c": cs, "gates": gates, "tanh_c": tanh_c, "w_hh_t": w_hh_t} if keep else None,
-                     outs)
+        saved = {"c": cs, "gates": gates, "tanh_c": tanh_c, "w_hh_t": w_hh_t, "w_ih_t": w_ih_t}
+        return Trace(hs, c_n, saved if keep else None, outs)
 
     if not run:
         return arguments[0], finish
@@ -736,6 +751,12 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     else:
         threads.run(forward_part, arguments)
     return finish()
+
+
+def forward_for_gradients(p, inputs, h0, c0, active, xw=None) -> Trace:
+    """`forward` whose trace also holds W_ih^T's panels for `gradients`' input gradient, made from the weights
+    as they are: the layer then keeps no copy of W_ih for the backward (Implementation.keeps_w_ih)."""
+    return forward(p, inputs, h0, c0, active, xw, input_panels=True)
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
@@ -925,25 +946,35 @@ def _backward_group(trace: Trace, d_out, dh_n, dc_n, active, d_pre):
     return arguments, lambda: (dh[:, :batch].T, dc[:, :batch].T), d_steps
 
 
-def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active):
+def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray, active,
+              into=None):
     """The whole backward of a small training step (`small_step`; its forward on one part or on the
     inference split's parts), weight and input gradients included, on two threads: the steps' part
     (`backward_steps_part`: the steps, then dx) and a helper (`weight_gradient_part`: dW_hh, dW_ih, db, a
     chunk of steps as soon as they are done). With one thread (threads.count()), the same two one after the
     other: the same bits.
     inputs (T, B, I) time-major, the forward's. Returns (dW_ih (4H, I), dW_hh (4H, H), db (4H,), dx (T, B, I),
-    dh_0 (B, H), dc_0 (B, H)), rows in packed order, unhalved."""
+    dh_0 (B, H), dc_0 (B, H)), rows in packed order, unhalved; given `into` (W_ih's gradient, W_hh's: PyTorch's
+    layout, C-contiguous, the inputs' dtype) the weight gradients are added into those instead (each
+    entry's chain continued from its value: no product array, no pass to add it) and None is returned for
+    them."""
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     features, dtype = inputs.shape[2], d_out.dtype
     kernel = kernel_for(batch, dtype)
-    panels, x_panels = arrays["w_hh_t"][0], backward_x_panels(p, kernel)
+    panels, x_panels = arrays["w_hh_t"][0], arrays.get("w_ih_t")
+    if x_panels is None:  # (a forward that made none: `forward_for_gradients` makes them)
+        x_panels = backward_x_panels(p, kernel)
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add's panel height
-    count = -(-4 * hidden // rows)
     chunk = gradient_chunk(time, batch)
-    dw_hh = np.zeros((count * rows, hidden), dtype=dtype)
-    dw_ih = np.zeros((count * rows, features), dtype=dtype)
+    if into is None:  # in packed order, into zeros
+        dw_ih, dw_hh = np.zeros((4 * hidden, features), dtype=dtype), np.zeros((4 * hidden, hidden), dtype=dtype)
+        order = np.arange(4, dtype=np.int64)
+    else:
+        dw_ih, dw_hh = into
+        order = np.asarray(packing.gate_order(p.mode), dtype=np.int64)
+    side = gemm.side_panels(4, hidden, rows, order)
     db = np.zeros(4 * hidden, dtype=dtype)
     dx = np.empty((time, batch, features), dtype=dtype)
     gates, cs, tanh_c, d_steps_flat = (x.reshape(x.shape[0], -1) for x in (arrays["gates"], arrays["c"],
@@ -956,7 +987,9 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
         np.empty(x_panels.shape[0] * x_panels.shape[2] * columns, dtype=dtype), dx))
     helper = (weight_gradient_part, (
         d_steps_flat, columns, batch, trace.h.reshape(-1), np.ascontiguousarray(inputs).reshape(-1), chunk, rows,
-        np.empty(count * chunk * batch * rows, dtype=dtype), dw_hh, dw_ih, db, flags, threads.YIELD))
+        np.empty(-(-4 * hidden // rows) * chunk * batch * rows, dtype=dtype), dw_hh, dw_ih, db, order,
+        *(np.zeros(side * rows * width, dtype=dtype) for width in (hidden, features)), flags, threads.YIELD))
     threads.run_pipeline([steps_part, helper])  # the steps first where the two run one after the other
-    size = 4 * hidden
-    return dw_ih[:size], dw_hh[:size], db, dx, dh[:, :batch].T, dc[:, :batch].T
+    if into is not None:
+        return None, None, db, dx, dh[:, :batch].T, dc[:, :batch].T
+    return dw_ih, dw_hh, db, dx, dh[:, :batch].T, dc[:, :batch].T

@@ -278,6 +278,14 @@ def test_lstm_panels_are_numpys_packing_to_the_bit(dtype, bias):
         for (lo, hi), panels in zip(bounds, got):
             np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(p.w_hh[:, lo:hi].T), width))
         np.testing.assert_array_equal(x_panels, gemm.pack_panels(np.ascontiguousarray(p.w_ih.T), width))
+        for backward_bounds in ([(0, hidden)], bounds):  # a training forward's, in one meeting or by sets
+            forward, (hh, ih) = lstm_panels.training_panels(p, bounds, backward_bounds, width, ("hh", "ih"), True)
+            want_hh, want_ih = lstm_panels.backward_panel_sets(p, backward_bounds, width, inputs=True)
+            for got_set, want_set in zip(forward + [hh], lstm_panels.forward_panel_sets(p, bounds, width, ("hh", "ih"))
+                                         + [want_hh]):
+                for got_part, want_part in zip(got_set, want_set, strict=True):
+                    np.testing.assert_array_equal(got_part, want_part)
+            np.testing.assert_array_equal(ih, want_ih)
     # the last panel's padding stays zeros where the row it is read from (a part's first) is not finite
     weights[0][0] = np.inf
     p = packing.pack("lstm", *weights, *biases)
@@ -631,6 +639,24 @@ def test_a_failing_part_raises_in_the_caller_and_the_pool_still_works():
     seen.clear()
     threads.run(part, [(0, seen), (2, seen), (3, seen)])
     assert sorted(seen) == [0, 2, 3]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_run_balanced_runs_each_job_once_in_shares_of_near_equal_size(thread_count, count):
+    """One meeting of count() threads, each a share of the jobs in turn: every job once, the largest first
+    to the least loaded share (sizes 7, 5, 4, 3, 1 on two threads: 7 + 3 and 5 + 4 + 1)."""
+    import threading
+
+    thread_count(count)
+    ran = []
+    jobs = [(lambda size: ran.append((size, threading.get_ident())), (size,), size) for size in (4, 7, 1, 5, 3)]
+    threads.run_balanced(jobs)
+    assert sorted(size for size, _ in ran) == [1, 3, 4, 5, 7]
+    shares = {}
+    for size, thread in ran:
+        shares.setdefault(thread, []).append(size)
+    want = {1: [[7, 5, 4, 3, 1]], 2: [[5, 4, 1], [7, 3]], 3: [[4, 3], [5, 1], [7]]}[count]
+    assert sorted(shares.values()) == want
 
 
 

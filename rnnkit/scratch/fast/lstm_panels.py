@@ -72,12 +72,20 @@ def forward_panels(p, bounds, width: int, blocks: str) -> list[np.ndarray]:
 def forward_panel_sets(p, bounds, width: int, sets) -> list[list[np.ndarray]]:
     """`forward_panels` for each `blocks` of `sets` (e.g. ("hh", "ih")), all in one threads.run: one job per
     part and set, each on its own thread."""
+    panels, jobs = forward_jobs(p, bounds, width, sets)
+    threads.run_grouped(gather_blocks, [job[1] for job in jobs])
+    return panels
+
+
+def forward_jobs(p, bounds, width: int, sets) -> tuple[list[list[np.ndarray]], list]:
+    """(`forward_panel_sets`' panels, allocated, and the (function, arguments, size) jobs that fill them:
+    threads.run_balanced's)."""
     w_ih, w_hh, b_ih, b_hh = p.originals
     bias = bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype)
-    jobs = [({"hh": (w_hh,), "ih": (w_ih, bias), "all": (w_hh, w_ih, bias)}[blocks],
-             *source_rows(p.hidden, lo, hi, w_hh.dtype)) for blocks in sets for lo, hi in bounds]
-    panels = gathered_panels(width, jobs)
-    return [panels[k * len(bounds): (k + 1) * len(bounds)] for k in range(len(sets))]
+    panels, jobs = _gathered_jobs(width, [({"hh": (w_hh,), "ih": (w_ih, bias), "all": (w_hh, w_ih, bias)}[blocks],
+                                           *source_rows(p.hidden, lo, hi, w_hh.dtype))
+                                          for blocks in sets for lo, hi in bounds])
+    return [panels[k * len(bounds): (k + 1) * len(bounds)] for k in range(len(sets))], jobs
 
 
 def gathered_panels(width: int, jobs) -> list[np.ndarray]:
@@ -85,34 +93,57 @@ def gathered_panels(width: int, jobs) -> list[np.ndarray]:
     (R, k_i), PyTorch's row order), row j times scales[j], packed into panels (P, K, width) for gemm.py, the
     last panel's missing rows zeros (`gather_blocks`); all in one threads.run, one job a thread. Shared by
     the threaded GRU and RNN (their forward's panels, the same values as NumPy's packing to the bit)."""
-    panels, arguments = [], []
+    panels, jobs = _gathered_jobs(width, jobs)
+    threads.run_grouped(gather_blocks, [job[1] for job in jobs])
+    return panels
+
+
+def _gathered_jobs(width: int, jobs) -> tuple[list[np.ndarray], list]:
+    """`gathered_panels`' panels, allocated, and its (gather_blocks, arguments, size) jobs."""
+    panels, out = [], []
     for sources, rows, scales in jobs:
         sources = tuple(np.ascontiguousarray(a) for a in sources)
         panels.append(np.empty((-(-len(rows) // width), sum(a.shape[1] for a in sources), width),
                                dtype=sources[0].dtype))
-        arguments.append((sources, rows, scales, panels[-1]))
-    threads.run_grouped(gather_blocks, arguments)
-    return panels
-
-
-def backward_panels(p, bounds, width: int) -> list[np.ndarray]:
-    """For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, their k in packed gate order), (hi-lo, 4H),
-    packed into panels for gemm.py straight from the weights as given (`gate_blocks_at`: no reordered copy of
-    W_hh); each part's on its own thread."""
-    return backward_panel_sets(p, bounds, width)[0]
+        out.append((gather_blocks, (sources, rows, scales, panels[-1]), panels[-1].size))
+    return panels, out
 
 
 def backward_panel_sets(p, bounds, width: int, inputs: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """(`backward_panels`, with `inputs` also W_ih^T's rows 0..I-1 as one part's panels (I, 4H), the input
-    gradient's product, else None), both straight from the weights as given, all in one threads.run (one job
-    a part)."""
+    """(For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, their k in packed gate order), (hi-lo, 4H),
+    packed into panels for gemm.py; with `inputs` also W_ih^T's rows 0..I-1 as one part's panels (I, 4H),
+    the input gradient's product, else None), straight from the weights as given (`gate_blocks_at`: no
+    reordered copy of them), all in one threads.run (one job a part)."""
+    panels, jobs = backward_jobs(p, bounds, width, inputs)
+    threads.run_grouped(gate_blocks_at, [job[1] for job in jobs])
+    return panels
+
+
+def backward_jobs(p, bounds, width: int, inputs: bool = False) -> tuple[tuple, list]:
+    """(`backward_panel_sets`' panels, allocated, and the (function, arguments, size) jobs that fill them:
+    threads.run_balanced's)."""
     w_ih, w_hh = p.originals[:2]
-    jobs = [(_gate_blocks_transposed(p, w_hh), lo, hi) for lo, hi in bounds]
+    parts = [(_gate_blocks_transposed(p, w_hh), lo, hi) for lo, hi in bounds]
     if inputs:
-        jobs.append((_gate_blocks_transposed(p, w_ih), 0, w_ih.shape[1]))
-    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for _, lo, hi in jobs]
-    threads.run_grouped(gate_blocks_at, [(*job, out) for job, out in zip(jobs, panels)])
-    return panels[:len(bounds)], panels[-1] if inputs else None
+        parts.append((_gate_blocks_transposed(p, w_ih), 0, w_ih.shape[1]))
+    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for _, lo, hi in parts]
+    jobs = [(gate_blocks_at, (*part, out), out.size) for part, out in zip(parts, panels)]
+    return (panels[:len(bounds)], panels[-1] if inputs else None), jobs
+
+
+def training_panels(p, bounds, backward_bounds, width: int, sets, inputs: bool) -> tuple[list, tuple]:
+    """(`forward_panel_sets`, `backward_panel_sets`) of a training step's forward. Where the backward runs
+    on one part (a small step's), all in one meeting of the threads, balanced (threads.run_balanced): two
+    meetings of two packings each waited on the larger of each pair (hidden 103, input 462: 106 against
+    138 us). Where it splits its units too, each set in a meeting of its own, part k's on thread k: one
+    meeting was slower there (hidden 420 and 512: 299 against 267 us, 354 against 266)."""
+    if len(backward_bounds) > 1:
+        backward = backward_panel_sets(p, backward_bounds, width, inputs)
+        return forward_panel_sets(p, bounds, width, sets), backward
+    forward, forward_work = forward_jobs(p, bounds, width, sets)
+    backward, backward_work = backward_jobs(p, backward_bounds, width, inputs)
+    threads.run_balanced(backward_work + forward_work)
+    return forward, backward
 
 
 def _gate_blocks_transposed(p, w: np.ndarray) -> tuple:

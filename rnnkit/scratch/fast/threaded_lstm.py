@@ -161,6 +161,21 @@ def forward_panel_pair(p, parts: int, kernel: int) -> tuple[list[np.ndarray], li
     return forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
 
 
+def training_panels(p, parts: int, backward_parts: int, kernel: int, split: bool, inputs: bool):
+    """((`forward_panel_pair` if `split`, else (`forward_panels` "all", None)), (the backward's W_hh^T panels,
+    each part's rows (hi-lo, 4H), unhalved; with `inputs` W_ih^T's as one part, `backward_x_panels`' values,
+    else None)) for a training forward, from the weights as they are, all made in one meeting of the threads
+    (lstm_panels.training_panels); made once per Packed."""
+    width = _width(kernel, p.originals[1].dtype)
+
+    def make():
+        sets = ("hh", "ih") if split else ("all",)
+        forward, backward = lstm_panels.training_panels(p, _pairs(_bounds(p.hidden, parts)),
+                                                        _pairs(_bounds(p.hidden, backward_parts)), width, sets, inputs)
+        return (forward[0], forward[1] if split else None), backward
+    return p.derived(("lstm_training_panels", parts, backward_parts, kernel, split, inputs), make)
+
+
 def backward_x_panels(p, kernel: int) -> np.ndarray:
     """W_ih^T's rows (the input gradient's product), unhalved, as one part's panels packed for `kernel` from
     the forward's copy (p.w_ih); made once per Packed."""
@@ -176,16 +191,6 @@ def gradient_chunk(time: int, batch: int) -> int:
     pass costs more than the early start gains (hidden 160, batch 2, input 462, T 5: chunks of 2 steps
     took 511 us, one chunk 264; hidden 64, batch 3, T 9: 139 against 98)."""
     return max(1, min(-(-64 // batch), max(-(-time // 4), -(-32 // batch))))
-
-
-def backward_panels(p, parts: int, kernel: int, inputs: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """(Each part's rows of W_hh^T (unhalved), (hi-lo, 4H), packed like `forward_panels`; with `inputs` also
-    W_ih^T's as one part, `backward_x_panels`' values, else None), from the weights as they are: a training
-    forward makes them (its backward reads them from the trace), so the backward sees the forward's weights
-    with no copy of them; made once per Packed."""
-    width = _width(kernel, p.originals[1].dtype)
-    return p.derived(("lstm_backward_panels", parts, kernel, inputs),
-                     lambda: lstm_panels.backward_panel_sets(p, _pairs(_bounds(p.hidden, parts)), width, inputs))
 
 
 def _pairs(bounds):
@@ -683,19 +688,26 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # projection is too small to pay the helper's wake)
     helper = run and parts == 1 and split and (batch >= thresholds.HELPER_PROJECTION_BATCH
                                                or batch * features >= thresholds.HELPER_PROJECTION_WORK)
-    # the backward's W_hh^T panels (its parts: a training step's split, or one), and W_ih^T's where `gradients`
-    # follows, made now from the weights as they are: the backward reads the forward's weights with no copy
-    w_hh_t, w_ih_t = backward_panels(p, parts_for(hidden, batch, inputs=features) if run else 1, kernel,
-                                     input_panels) if keep else (None, None)
+    # a training forward makes the backward's W_hh^T panels too (its parts: a training step's split, or one),
+    # and W_ih^T's where `gradients` follows, from the weights as they are: the backward reads the forward's
+    # weights with no copy of them
+    w_hh_t = w_ih_t = None
+    if keep:
+        (panels, x_panels), (w_hh_t, w_ih_t) = training_panels(
+            p, parts, parts_for(hidden, batch, inputs=features) if run else 1, kernel, split, input_panels)
+    elif split:
+        panels, x_panels = forward_panel_pair(p, parts, kernel)
+    else:
+        panels, x_panels = forward_panels(p, parts, kernel), None
+    if x_panels is None:  # (the input not split off: it is in the panels)
+        x_panels = [np.empty((0, 0, 0), dtype=dtype)] * parts
     columns = batch if kernel != COLUMNS else padded(batch, VECTOR_BYTES // dtype.itemsize)
     # zeros where some entries are never written (zeroing z and hs cost 0.3 of 1.9 ms at hidden 64, batch 64)
     alloc = allocator(active, batch, columns)
     if split:
-        panels, x_panels = forward_panel_pair(p, parts, kernel)
         z = alloc((2, hidden, columns), dtype=dtype)
         zx = alloc((time, features + 1, columns), dtype=dtype)
     else:
-        panels, x_panels = forward_panels(p, parts, kernel), [np.empty((0, 0, 0), dtype=dtype)] * parts
         z = alloc((time + 1, hidden + features + 1, columns), dtype=dtype)
         zx = np.empty((0, 0, 0), dtype=dtype)  # not read: x is in z
     # the inputs go into the operand on the parts' own cores: a column group's all of them; in a split of

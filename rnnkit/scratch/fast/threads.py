@@ -677,6 +677,24 @@ def run_grouped(function, argument_sets) -> None:
         run(function, argument_sets[start: start + step])
 
 
+def run_balanced(jobs) -> None:
+    """Run the independent (function, arguments, size) jobs of `jobs` in one meeting of count() threads
+    (`run`): each thread a share of them, one after the other, largest first, each to the least loaded
+    share. Each job writes its own outputs: what they compute does not depend on the shares."""
+    shares = [[] for _ in range(max(1, min(count(), len(jobs))))]
+    loads = [0] * len(shares)
+    for function, arguments, size in sorted(jobs, key=lambda job: -job[2]):
+        k = loads.index(min(loads))
+        shares[k].append((function, arguments))
+        loads[k] += size
+    run(_call_all, [(share,) for share in shares if share])
+
+
+def _call_all(jobs) -> None:
+    for function, arguments in jobs:
+        function(*arguments)
+
+
 def run_pipeline(jobs, caller: int = 0) -> None:
     """Run the (function, arguments) pairs of `jobs` at the same time when count() allows two threads or
     more, job `caller` on the calling thread (the one that ends last: its end then waits for no worker to

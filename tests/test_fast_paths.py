@@ -221,17 +221,18 @@ def assert_threaded_equals_reference_on_1_to_3_threads(shape: dict, states: tupl
 @pytest.mark.parametrize("hidden, batch, time, backward", [(300, 2, 5, "split_gradients"), (130, 3, 16, "gradients"),
                                                            (96, 64, 5, "split_gradients")])
 def test_the_threaded_lstm_backward_reads_its_forwards_weights(monkeypatch, hidden, batch, time, backward):
-    """The threaded LSTM keeps no copy of W_hh for its backward (nor of W_ih, on one part): its training
-    forward makes the backward's W_hh^T (and W_ih^T) panels itself. Weights changed in place between forward
-    and backward (all of them) leave every gradient's bits as they are: units split over two parts, one part
-    and its helper thread (a small step), and column groups (hidden 96 × batch 64)."""
+    """The threaded LSTM keeps no copy of W_hh or W_ih for its backward: its training forward makes what the
+    backward reads of them itself (W_hh^T's panels; W_ih^T's on one part, else W_ih's padded copy). Weights
+    changed in place between forward and backward (all of them) leave every gradient's bits as they are:
+    units split over two parts, one part and its helper thread (a small step), and column groups (hidden 96
+    × batch 64)."""
     monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", ONE_PART_WORK)  # the small step as it runs
     rng = np.random.default_rng(8)
     x = rng.standard_normal((batch, time, 3)).astype(np.float32)
     d_out = rng.standard_normal((batch, time, hidden)).astype(np.float32)
     run = fast.select("lstm", batch, hidden, np.float32, training=True, time=time, inputs=3)
     assert run.path == "threaded" and run.gradients.__name__ == backward and run.keeps_w_hh
-    assert run.keeps_w_ih == (backward == "gradients")
+    assert run.keeps_w_ih
     grads = []
     for change in (False, True):
         layer = LSTM(input_size=3, hidden_size=hidden, dtype=np.float32, rng=1)

@@ -178,10 +178,28 @@ def training_panels(p, parts: int, backward_parts: int, kernel: int, split: bool
 
 def backward_x_panels(p, kernel: int) -> np.ndarray:
     """W_ih^T's rows (the input gradient's product), unhalved, as one part's panels packed for `kernel` from
-    the forward's copy (p.w_ih); made once per Packed."""
-    width = _width(kernel, p.w_ih.dtype)
+    the forward's copy (`input_operand`); made once per Packed."""
+    w_ih = input_operand(p)[:, :p.originals[0].shape[1]]
     return p.derived(("lstm_backward_x_panels", kernel),
-                     lambda: lstm_panels.transposed_panels(p.w_ih, [(0, p.w_ih.shape[1])], width)[0])
+                     lambda: lstm_panels.transposed_panels(w_ih, [(0, w_ih.shape[1])], _width(kernel, w_ih.dtype))[0])
+
+
+def input_operand(p) -> np.ndarray:
+    """W_ih in packed gate order, unhalved, its columns padded with zeros to whole vectors of gemm.py's kernels
+    (4H, I'): the input gradient's operand as `threads.matmuls` takes it without a copy (gemm.matmul_operand),
+    made in one pass from the weights as given; a training forward makes it (Implementation.keeps_w_ih: no
+    reordered copy of W_ih, and no padded copy of that, on every backward). Made once per Packed."""
+    def make():
+        w_ih = p.originals[0]
+        rows, features = w_ih.shape
+        lanes = VECTOR_BYTES // w_ih.itemsize
+        out = np.empty((rows, -(-features // lanes) * lanes), dtype=w_ih.dtype)
+        out[:, features:] = 0
+        hidden = p.hidden
+        for k, q in enumerate(packing.gate_order(p.mode)):
+            out[k * hidden:(k + 1) * hidden, :features] = w_ih[q * hidden:(q + 1) * hidden]
+        return out
+    return p.derived(("lstm_input_operand",), make)
 
 
 def gradient_chunk(time: int, batch: int) -> int:
@@ -695,6 +713,8 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     if keep:
         (panels, x_panels), (w_hh_t, w_ih_t) = training_panels(
             p, parts, parts_for(hidden, batch, inputs=features) if run else 1, kernel, split, input_panels)
+        if not input_panels:  # (split_gradients' input gradient reads W_ih, from the forward's copy)
+            input_operand(p)
     elif split:
         panels, x_panels = forward_panel_pair(p, parts, kernel)
     else:
@@ -931,7 +951,7 @@ def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matm
     else:
         add_weight_products(d_pre, inputs, h_prev, into)
         dw_ih = dw_hh = None
-    dx = matmuls(d_pre.T, (p.w_ih,))[0].reshape(time, batch, -1)
+    dx = matmuls(d_pre.T, (input_operand(p),))[0][:, :inputs.shape[2]].reshape(time, batch, -1)
     return dw_ih, dw_hh, row_sums(d_pre), dx
 
 

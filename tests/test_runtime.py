@@ -45,8 +45,9 @@ def test_importing_rnnkit_leaves_the_environment_alone():
     assert json.loads(_run(IMPORTS)) == {"added": [], "removed": [], "changed": []}
 
 
-# Eight 256 kB arrays made and freed per call: with glibc's default thresholds every call faults ~512 pages
-# in again (tests/test_allocator.py); had an import tuned malloc, it would fault in almost none.
+# Eight 256 kB arrays made and freed per call: with glibc's default thresholds every call faults pages in
+# again (tests/test_allocator.py: 160-512 a call, measured, as glibc's adaptive thresholds and the imports'
+# own allocations left the heap); had an import tuned malloc, it would fault in almost none (0 measured).
 FAULTS = TUNED_FAULTS.replace("import resource, numpy as np, rnnkit.runtime\nrnnkit.runtime.tune_process()\n",
                               "import resource, numpy as np, rnnkit, rnnkit.engines, rnnkit.scratch.models, "
                               "rnnkit.tasks.classify\n")
@@ -56,7 +57,7 @@ assert FAULTS != TUNED_FAULTS
 @pytest.mark.skipif(runtime._glibc_mallopt() is None, reason="the C library is not glibc")
 def test_importing_rnnkit_leaves_malloc_alone():
     environ = {k: v for k, v in _untuned_env().items() if not k.startswith(("MALLOC_", "RNNKIT_MALLOC"))}
-    assert float(_run(FAULTS, environ)) > 256
+    assert float(_run(FAULTS, environ)) > 32
 
 
 TUNE_TWICE = """

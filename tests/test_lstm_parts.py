@@ -161,9 +161,9 @@ def test_gemm_rows_is_the_matrix_product_with_the_column_kernels_bits(rows, dept
        out_pad=st.integers(0, 5), double=st.booleans(), cuts=st.lists(st.integers(1, 39), max_size=4),
        seed=st.integers(0, 2**31))
 def test_gemm_rows_add_sums_in_parts_with_one_calls_bits(rows, depth, columns, z_pad, out_pad, double, cuts, seed):
-    """The accumulating row kernel (threaded_lstm.weight_gradient_part's): C += A @ Z; K cut into parts (A's
-    columns packed part by part, Z's rows at an offset) gives the bits of one call over all K, and those are
-    gemm_rows's; nothing written past the columns asked for."""
+    """The accumulating row kernel (threaded_lstm.weight_gradient_part's, all rows as one block in order):
+    C += A @ Z; K cut into parts (A's columns packed part by part, Z's rows at an offset) gives the bits of one
+    call over all K, and those are gemm_rows's; nothing written past the columns asked for."""
     dtype = np.float64 if double else np.float32
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((rows, depth)).astype(dtype)
@@ -174,11 +174,15 @@ def test_gemm_rows_add_sums_in_parts_with_one_calls_bits(rows, depth, columns, z
     whole = np.zeros(count * width * ldo, dtype=dtype)
     whole.reshape(-1, ldo)[:, columns:] = np.nan
     parts = whole.copy()
-    gemm.gemm_rows_add(gemm.pack_row_panels(a), z, 0, ldz, columns, whole, ldo)
+    order, side = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=dtype)  # one block: every panel straight
+
+    def add(panels, z_off, out):
+        gemm.gemm_rows_add_blocks(panels, z, z_off, ldz, columns, out, ldo, count * width, order, side)
+
+    add(gemm.pack_row_panels(a), 0, whole)
     bounds = [0] + sorted({c for c in cuts if c < depth}) + [depth]
     for k0, k1 in zip(bounds[:-1], bounds[1:]):
-        gemm.gemm_rows_add(gemm.pack_row_panels(np.ascontiguousarray(a[:, k0:k1])), z, k0 * ldz, ldz, columns,
-                           parts, ldo)
+        add(gemm.pack_row_panels(np.ascontiguousarray(a[:, k0:k1])), k0 * ldz, parts)
     np.testing.assert_array_equal(parts, whole)
     fresh = np.full_like(whole, np.nan)
     gemm.gemm_rows(gemm.pack_row_panels(a), z, 0, ldz, columns, fresh, ldo)

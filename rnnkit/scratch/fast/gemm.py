@@ -595,22 +595,13 @@ if AVAILABLE:
                                                       for nb in range(1, ADD_COLUMNS + 1))
 
     @jit
-    def gemm_rows_add(panels, z, z_off, ldz, columns, out, ldo):
-        """out[:P·R, :columns] += A @ Z[:, :columns], A packed in panels (P, K, R) as for `gemm_rows` (the
-        same arguments). Each element's fused multiply-adds continue its chain: summing K in parts, in
-        order, gives the bits of one call over all K. Columns in blocks of near-equal width, at most
-        ADD_COLUMNS each."""
-        n_panels, K, rows = panels.shape
-        a = panels.reshape(-1)
-        for p in range(n_panels):
-            _rows_add_panel(K, a, p * K * rows, z, z_off, ldz, columns, out, p * rows * ldo, ldo)
-
-    @jit
     def gemm_rows_add_blocks(panels, z, z_off, ldz, columns, out, ldo, block, order, side):
-        """`gemm_rows_add` for A's rows in blocks of `block` (a cell's gates in packed order) and out's in
-        another order: A's row q·block + u into out's row order[q]·block + u. A panel whose rows lie in a row
-        in out goes straight into out (each entry's chain continued from its value); the others (across two
-        blocks that out puts apart, or into the last panel's padding) into `side` (S·R·columns,, zeros at
+        """out[:, :columns] += A @ Z[:, :columns], A packed in panels (P, K, R) as for `gemm_rows` (the same
+        arguments), each element's fused multiply-adds continuing its chain (summing K in parts, in order,
+        gives the bits of one call over all K); A's rows in blocks of `block` (a cell's gates in packed order)
+        and out's in another order: A's row q·block + u into out's row order[q]·block + u. A panel whose rows
+        lie in a row in out goes straight into out (each entry's chain continued from its value); the others
+        (across two blocks that out puts apart, or into the last panel's padding) into `side` (S·R·columns, zeros at
         first; the s-th such panel's at s·R·columns), which `add_side_panels` adds into out once all are
         summed (copying those rows into a scratch and back for each call cost more than the add it saved)."""
         n_panels, K, rows = panels.shape
@@ -663,8 +654,7 @@ if AVAILABLE:
     @jit
     def _rows_add_panel(K, a, a_off, z, z_off, ldz, columns, out, c_row, ldo):
         """out[c_row + r·ldo + j] += Σ_k a[a_off + k·R + r] z[z_off + k·ldz + j] for one panel (K, R) of A
-        and j < columns: `gemm_rows_add`'s work on one panel, its columns in blocks of near-equal width, at
-        most ADD_COLUMNS each."""
+        and j < columns, its columns in blocks of near-equal width, at most ADD_COLUMNS each."""
         count = -(-columns // ADD_COLUMNS)
         j = 0
         for q in range(count):

@@ -583,7 +583,7 @@ if AVAILABLE:
         `chunk` steps at a time, last steps first, each as soon as the steps' part has said that their
         d_steps are there. d_steps (T, 4H·L) gate-major; hs (T+1)·B·H: h time-major, flat (step t's h_prev
         is hs[t]); xs T·B·I: x time-major, flat; buffer: P·chunk·B·R scratch for a chunk's d packed in
-        panels R rows tall (gemm.gemm_rows_add's); dw_hh (4H, H), dw_ih (4H, I) added into, packed gate
+        panels R rows tall (gemm.gemm_rows_add_blocks'); dw_hh (4H, H), dw_ih (4H, I) added into, packed gate
         block q's rows into their block order[q] (gemm.gemm_rows_add_blocks: the parameters' gradients in
         PyTorch's order, or zeros in packed order); side_hh, side_ih zeros, that function's side panels
         (gemm.side_panels); db (4H,) zeros, packed order. Each sum runs in one fixed order (chunks last first, in a
@@ -998,7 +998,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     if x_panels is None:  # (a forward that made none: `forward_for_gradients` makes them)
         x_panels = backward_x_panels(p, kernel)
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
-    rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add's panel height
+    rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add_blocks' panel height
     chunk = gradient_chunk(time, batch)
     if into is None:  # in packed order, into zeros
         dw_ih, dw_hh = np.zeros((4 * hidden, features), dtype=dtype), np.zeros((4 * hidden, hidden), dtype=dtype)

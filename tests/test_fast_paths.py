@@ -222,8 +222,9 @@ def assert_threaded_equals_reference_on_1_to_3_threads(shape: dict, states: tupl
                                                            (96, 64, 5, "split_gradients")])
 def test_the_threaded_lstm_backward_reads_its_forwards_weights(monkeypatch, hidden, batch, time, backward):
     """The threaded LSTM keeps no copy of W_hh or W_ih for its backward: its training forward makes what the
-    backward reads of them itself (W_hh^T's panels; W_ih^T's on one part, else W_ih's padded copy). Weights
-    changed in place between forward and backward (all of them) leave every gradient's bits as they are:
+    backward reads of them itself (W_hh^T's panels; on one part the forward's own W_ih panels, else W_ih's padded
+    copy). Weights changed in place between forward and backward (all of them) leave every gradient's bits as
+    they are:
     units split over two parts, one part and its helper thread (a small step), and column groups (hidden 96
     × batch 64)."""
     monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", ONE_PART_WORK)  # the small step as it runs
@@ -498,6 +499,45 @@ def test_one_part_lstm_with_its_helper_thread_equals_the_reference_to_the_same_b
             assert fast.select("lstm", batch, hidden, dtype).gradients is not None
         got, ran = run("threaded", **shape)
         assert ran == ("threaded",) * layers
+        for name, value in reference.items():
+            scale = max(float(np.abs(value).max()), 1.0)
+            assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, count)
+        outputs.append(got)
+    for got in outputs[1:]:
+        for name, value in outputs[0].items():
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from([np.float64, np.float32]), batch=st.integers(1, 3),
+       hidden=st.sampled_from([128, 150, 201]), time=st.integers(1, 9), features=st.sampled_from([1, 17, 70]),
+       ragged=st.booleans(), data=st.data())
+def test_a_small_step_whose_forward_splits_its_units_reads_one_set_of_input_panels_to_the_same_bits(
+        dtype, batch, hidden, time, features, ragged, data, monkeypatch):
+    """A small training step (one part and a helper in the backward) whose forward splits its units over the
+    threads as inference does (hidden 128 on): its [W_ih | b] panels are one set of all 4H rows, each forward
+    part projects the panels that hold its rows into an xw of its own (forward_part's producer -2), and the
+    backward's input gradient reads those panels transposed (forward_input_gradient). Outputs, final states
+    and every gradient equal the reference cells', and are the same bits on 1, 2 and 3 threads."""
+    from rnnkit.scratch.fast import threaded_lstm
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_WORK", 10**9)
+    monkeypatch.setattr(fast.thresholds, "ONE_PART_HELPER_WORK", 10**12)
+    lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
+    shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=features, hidden=hidden, layers=1,
+                 bidirectional=False, lengths=lengths)
+    reference, _ = run("reference", **shape)
+    outputs = []
+    for count in (1, 2, 3):
+        threads.set_count(count)
+        assert threaded_lstm.small_step(hidden, batch, inputs=features)
+        assert threaded_lstm.parts_for(hidden, batch, False, features) == min(count, hidden // 32)
+        with path_forced("threaded"):
+            assert fast.select("lstm", batch, hidden, dtype, time=time, inputs=features).gradients.__name__ == (
+                "gradients")
+        got, ran = run("threaded", **shape)
+        assert ran == ("threaded",)
         for name, value in reference.items():
             scale = max(float(np.abs(value).max()), 1.0)
             assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, count)

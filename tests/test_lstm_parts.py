@@ -278,18 +278,16 @@ def test_lstm_panels_are_numpys_packing_to_the_bit(dtype, bias):
             for (lo, hi), panels in zip(bounds, got):
                 rows = source[lstm_panels.gate_rows(hidden, lo, hi)]
                 np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(rows), width))
-        got, x_panels = lstm_panels.backward_panel_sets(p, bounds, width, inputs=True)
+        got = lstm_panels.backward_panels(p, bounds, width)
         for (lo, hi), panels in zip(bounds, got):
             np.testing.assert_array_equal(panels, gemm.pack_panels(np.ascontiguousarray(p.w_hh[:, lo:hi].T), width))
-        np.testing.assert_array_equal(x_panels, gemm.pack_panels(np.ascontiguousarray(p.w_ih.T), width))
         for backward_bounds in ([(0, hidden)], bounds):  # a training forward's, in one meeting or by sets
-            forward, (hh, ih) = lstm_panels.training_panels(p, bounds, backward_bounds, width, ("hh", "ih"), True)
-            want_hh, want_ih = lstm_panels.backward_panel_sets(p, backward_bounds, width, inputs=True)
+            forward, hh = lstm_panels.training_panels(p, bounds, backward_bounds, width, ("hh", "ih"))
+            want_hh = lstm_panels.backward_panels(p, backward_bounds, width)
             for got_set, want_set in zip(forward + [hh], lstm_panels.forward_panel_sets(p, bounds, width, ("hh", "ih"))
                                          + [want_hh]):
                 for got_part, want_part in zip(got_set, want_set, strict=True):
                     np.testing.assert_array_equal(got_part, want_part)
-            np.testing.assert_array_equal(ih, want_ih)
     # the last panel's padding stays zeros where the row it is read from (a part's first) is not finite
     weights[0][0] = np.inf
     p = packing.pack("lstm", *weights, *biases)
@@ -571,6 +569,37 @@ def test_pack_rows_lays_out_panels_of_rows_with_zeros_past_the_end(rows, depth, 
     expected = np.zeros((count * width, depth), dtype=dtype)
     expected[:hi - lo] = a[lo:hi]
     assert np.array_equal(out, expected.reshape(count, width, depth).transpose(0, 2, 1))
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 300), depth=st.integers(1, 40), columns=st.integers(1, 20), kind=st.integers(0, 2),
+       dtype=st.sampled_from([np.float32, np.float64]), cut=st.integers(0, 9), layout=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_transposed_product_reads_row_panels_transposed(rows, depth, columns, kind, dtype, cut, layout, seed):
+    """transposed_products.transposed_product: out[k, j] = Σ_m A[m, k] Z[j, m] for A packed in row panels
+    (gemm.pack_panels, the panels' padding rows multiplied by zeros of Z), rows k_lo..k_hi-1 of A^T (ROWS at
+    a time and fewer at the end), columns in blocks of COLUMNS and fewer, out in either layout (k or j along
+    memory); panels of RV·VW and RW·VW rows (the kernels; float64 two and four vectors) and 16 (plain loops).
+    Nothing outside the rows and columns asked for is written."""
+    from rnnkit.scratch.fast import gemm, transposed_products
+    rng = np.random.default_rng(seed)
+    width = (16, *gemm.PANEL_WIDTHS[1:])[kind]
+    a = rng.standard_normal((rows, depth)).astype(dtype)
+    panels = gemm.pack_panels(a, width)
+    z = np.zeros((columns, panels.shape[0] * width), dtype=dtype)
+    z[:, :rows] = rng.standard_normal((columns, rows))
+    z[:, rows:] = rng.standard_normal((columns, z.shape[1] - rows))  # (times the padding rows' zeros)
+    k_lo, k_hi = min(cut, depth - 1), depth
+    span = k_hi - k_lo
+    ldk, ldc = (1, span) if layout else (columns, 1)
+    out = np.full(span * columns + 7, np.nan, dtype=dtype)
+    transposed_products.transposed_product(panels, k_lo, k_hi, z, columns, out, 3, ldk, ldc)
+    got = out[3: 3 + span * columns].reshape((columns, span) if layout else (span, columns))
+    want = z[:, :rows].astype(np.float64) @ a.astype(np.float64)[:, k_lo:k_hi]
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got if layout else got.T, want, rtol=tol, atol=tol * np.sqrt(rows))
+    assert np.isnan(out[:3]).all() and np.isnan(out[3 + span * columns:]).all()
 
 
 def test_own_products_only_where_openblas_runs_narrower_vectors_than_the_kernels(monkeypatch):

@@ -69,23 +69,25 @@ def forward_panels(p, bounds, width: int, blocks: str) -> list[np.ndarray]:
     return forward_panel_sets(p, bounds, width, (blocks,))[0]
 
 
-def forward_panel_sets(p, bounds, width: int, sets) -> list[list[np.ndarray]]:
+def forward_panel_sets(p, bounds, width: int, sets, input_bounds=None) -> list[list[np.ndarray]]:
     """`forward_panels` for each `blocks` of `sets` (e.g. ("hh", "ih")), all in one threads.run: one job per
-    part and set, each on its own thread."""
-    panels, jobs = forward_jobs(p, bounds, width, sets)
+    part and set, each on its own thread (the "ih" set's parts those of `input_bounds` where given)."""
+    panels, jobs = forward_jobs(p, bounds, width, sets, input_bounds)
     threads.run_grouped(gather_blocks, [job[1] for job in jobs])
     return panels
 
 
-def forward_jobs(p, bounds, width: int, sets) -> tuple[list[list[np.ndarray]], list]:
+def forward_jobs(p, bounds, width: int, sets, input_bounds=None) -> tuple[list[list[np.ndarray]], list]:
     """(`forward_panel_sets`' panels, allocated, and the (function, arguments, size) jobs that fill them:
-    threads.run_balanced's)."""
+    threads.run_balanced's); the "ih" set's parts those of `input_bounds` where given."""
     w_ih, w_hh, b_ih, b_hh = p.originals
     bias = bias_column(b_ih, b_hh, w_hh.shape[0], w_hh.dtype)
+    parts = [input_bounds if blocks == "ih" and input_bounds is not None else bounds for blocks in sets]
     panels, jobs = _gathered_jobs(width, [({"hh": (w_hh,), "ih": (w_ih, bias), "all": (w_hh, w_ih, bias)}[blocks],
                                            *source_rows(p.hidden, lo, hi, w_hh.dtype))
-                                          for blocks in sets for lo, hi in bounds])
-    return [panels[k * len(bounds): (k + 1) * len(bounds)] for k in range(len(sets))], jobs
+                                          for blocks, own in zip(sets, parts) for lo, hi in own])
+    starts = np.cumsum([0] + [len(own) for own in parts])
+    return [panels[a:b] for a, b in zip(starts[:-1], starts[1:])], jobs
 
 
 def gathered_panels(width: int, jobs) -> list[np.ndarray]:
@@ -109,39 +111,38 @@ def _gathered_jobs(width: int, jobs) -> tuple[list[np.ndarray], list]:
     return panels, out
 
 
-def backward_panel_sets(p, bounds, width: int, inputs: bool = False) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """(For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, their k in packed gate order), (hi-lo, 4H),
-    packed into panels for gemm.py; with `inputs` also W_ih^T's rows 0..I-1 as one part's panels (I, 4H),
-    the input gradient's product, else None), straight from the weights as given (`gate_blocks_at`: no
-    reordered copy of them), all in one threads.run (one job a part)."""
-    panels, jobs = backward_jobs(p, bounds, width, inputs)
+def backward_panels(p, bounds, width: int) -> list[np.ndarray]:
+    """For each part [lo, hi): W_hh^T's rows lo..hi-1 (unhalved, their k in packed gate order), (hi-lo, 4H),
+    packed into panels for gemm.py, straight from the weights as given (`gate_blocks_at`: no reordered copy
+    of them), all in one threads.run (one job a part). (W_ih^T needs none: the input gradient reads the
+    forward's W_ih panels transposed, transposed_products.py.)"""
+    panels, jobs = backward_jobs(p, bounds, width)
     threads.run_grouped(gate_blocks_at, [job[1] for job in jobs])
     return panels
 
 
-def backward_jobs(p, bounds, width: int, inputs: bool = False) -> tuple[tuple, list]:
-    """(`backward_panel_sets`' panels, allocated, and the (function, arguments, size) jobs that fill them:
+def backward_jobs(p, bounds, width: int) -> tuple[list, list]:
+    """(`backward_panels`' panels, allocated, and the (function, arguments, size) jobs that fill them:
     threads.run_balanced's)."""
-    w_ih, w_hh = p.originals[:2]
-    parts = [(_gate_blocks_transposed(p, w_hh), lo, hi) for lo, hi in bounds]
-    if inputs:
-        parts.append((_gate_blocks_transposed(p, w_ih), 0, w_ih.shape[1]))
-    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for _, lo, hi in parts]
-    jobs = [(gate_blocks_at, (*part, out), out.size) for part, out in zip(parts, panels)]
-    return (panels[:len(bounds)], panels[-1] if inputs else None), jobs
+    w_hh = p.originals[1]
+    blocks = _gate_blocks_transposed(p, w_hh)
+    panels = [np.empty((-(-(hi - lo) // width), w_hh.shape[0], width), dtype=w_hh.dtype) for lo, hi in bounds]
+    jobs = [(gate_blocks_at, (blocks, lo, hi, out), out.size) for (lo, hi), out in zip(bounds, panels)]
+    return panels, jobs
 
 
-def training_panels(p, bounds, backward_bounds, width: int, sets, inputs: bool) -> tuple[list, tuple]:
-    """(`forward_panel_sets`, `backward_panel_sets`) of a training step's forward. Where the backward runs
+def training_panels(p, bounds, backward_bounds, width: int, sets, input_bounds=None) -> tuple[list, list]:
+    """(`forward_panel_sets`, `backward_panels`) of a training step's forward (the "ih" set's parts those of
+    `input_bounds` where given). Where the backward runs
     on one part (a small step's), all in one meeting of the threads, balanced (threads.run_balanced): two
     meetings of two packings each waited on the larger of each pair (hidden 103, input 462: 106 against
     138 us). Where it splits its units too, each set in a meeting of its own, part k's on thread k: one
     meeting was slower there (hidden 420 and 512: 299 against 267 us, 354 against 266)."""
     if len(backward_bounds) > 1:
-        backward = backward_panel_sets(p, backward_bounds, width, inputs)
-        return forward_panel_sets(p, bounds, width, sets), backward
-    forward, forward_work = forward_jobs(p, bounds, width, sets)
-    backward, backward_work = backward_jobs(p, backward_bounds, width, inputs)
+        backward = backward_panels(p, backward_bounds, width)
+        return forward_panel_sets(p, bounds, width, sets, input_bounds), backward
+    forward, forward_work = forward_jobs(p, bounds, width, sets, input_bounds)
+    backward, backward_work = backward_jobs(p, backward_bounds, width)
     threads.run_balanced(backward_work + forward_work)
     return forward, backward
 
@@ -182,27 +183,24 @@ if AVAILABLE:
         n = rows.shape[0]
         zero = out.dtype.type(0)
         kind = gemm.panel_kind(width)
-        # float32 panels of whole rows: VW values of k at a time, transposed in vector registers (gemm.py)
+        # float32 panels: VW values of k at a time, transposed in vector registers (gemm.py); panels of whole
+        # vectors of rows also the last values of k (masked), the MR-row panels' in the loop below
         fast = kind >= 0 and out.itemsize == 4 and source.itemsize == 4 and source.strides[1] == 4 and n > 0
-        full = count if fast else 0  # the last panel too: its padding rows read row rows[0], then zeroed
-        whole = K - K % gemm.VW if full > 0 else 0
-        if full > 0:
-            offsets = np.empty(count * width, dtype=np.int64)
+        whole = (K if kind > 0 else K - K % gemm.VW) if fast else 0
+        if fast:
+            offsets = np.empty(count * width, dtype=np.int64)  # a padding row reads row rows[0], then zeros
             padded_scales = np.zeros(count * width, dtype=scales.dtype)
             offsets[:n] = rows * (source.strides[0] // 4)
             offsets[n:] = offsets[0]
             padded_scales[:n] = scales
             flat = out.reshape(-1)
-            for p in range(full):
+            for p in range(count):
+                valid = min(width, n - p * width)  # rows past them zeros (not 0·w: w may be inf)
                 for k in range(0, whole, gemm.VW):
                     gemm.pack_block_gathered(kind, source, offsets, padded_scales, p * width, k, flat,
-                                             (p * depth + k0 + k) * width)
-            last = n - (count - 1) * width  # the last panel's rows; its padding zeroed (not 0·w: w may be inf)
-            for k in range(whole):
-                for r in range(last, width):
-                    out[count - 1, k0 + k, r] = zero
+                                             (p * depth + k0 + k) * width, valid, min(gemm.VW, K - k))
         for p in range(count):
-            for k_lo in range(whole if p < full else 0, K, 16):
+            for k_lo in range(whole, K, 16):
                 k_hi = min(K, k_lo + 16)
                 for r in range(width):
                     j = p * width + r

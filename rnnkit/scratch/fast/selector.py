@@ -52,8 +52,8 @@ class Implementation:
     and gradients read d_out (T, B, H) through any strides (the layer's batch-major gradient's view);
     keeps_w_hh: the training forward makes what its backward reads of W_hh itself (the threaded LSTM's
     W_hh^T panels, in its trace), so the layer keeps no copy of W_hh for the backward (Packed.copy_for_backward);
-    keeps_w_ih: the same for W_ih (the threaded LSTM's W_ih^T panels, threaded_lstm.forward_for_gradients, or
-    its padded copy, threaded_lstm.input_operand);
+    keeps_w_ih: the same for W_ih (the threaded LSTM's forward panels of W_ih, which its one-part backward reads
+    transposed, or its padded copy, threaded_lstm.input_operand);
     gradients_into: gradients takes into=(W_ih's gradient, W_hh's) and may add the weight gradients into them
     itself, returning None in their place (threaded_lstm.split_gradients, threaded_lstm.gradients)."""
 
@@ -108,7 +108,7 @@ def _threaded(cell):
 
 def _threaded_one_part(cell):
     # one part runs the steps, a helper thread the input projection and the weight gradients
-    return Implementation("threaded", threaded_lstm.forward_for_gradients, threaded_lstm.backward,
+    return Implementation("threaded", threaded_lstm.forward, threaded_lstm.backward,
                           matmul=threads.matmul, folds=False, gradients=threaded_lstm.gradients, strided_inputs=True,
                           strided_d_out=True, keeps_w_hh=True, keeps_w_ih=True, gradients_into=True)
 

@@ -30,11 +30,14 @@ runs one part, below thresholds.ONE_PART_INFERENCE_HIDDEN):
     forward   the helper projects xw_t = [W_ih | b] [x_t; 1] step after step (`project_part`), each step
               claimed from a shared count; the steps' part, before step t, claims and projects steps itself
               until step t's is done (at the start, while the helper's thread wakes; or when it lags)
-    backward  the steps' part runs the steps as above and then dx_t = W_ih^T d_t for every t
-              (`backward_steps_part`); the helper sums dW_hh = Σ_t d_t h_t^T, dW_ih = Σ_t d_t x_t^T and
-              db = Σ_t d_t a chunk of steps at a time, as soon as the steps' part has done them
-              (`weight_gradient_part`, gemm.gemm_rows_add_blocks), so the layer's three products after the loop
-              (three 2-thread OpenBLAS calls, ~1.3 ms of 4.2 at hidden 128, batch 4) are gone (`gradients`)
+    backward  the steps' part runs the steps as above and then dx_t = W_ih^T d_t for every t, from the
+              forward's [W_ih | b] panels read transposed (`backward_steps_part`, `forward_input_gradient`:
+              no W_ih^T panels; the forward's are one set of all 4H rows even where its units are split,
+              each part projecting the panels that hold its rows); the helper sums dW_hh = Σ_t d_t h_t^T,
+              dW_ih = Σ_t d_t x_t^T and db = Σ_t d_t a chunk of steps at a time, as soon as the steps'
+              part has done them (`weight_gradient_part`, gemm.gemm_rows_add_blocks), so the layer's three
+              products after the loop (three 2-thread OpenBLAS calls, ~1.3 ms of 4.2 at hidden 128, batch 4)
+              are gone (`gradients`)
 Each element is computed by one thread in one fixed order, so the bits do not depend on the timing, nor
 on the thread count: on one thread the helper's work runs after the steps' (threads.run_pipeline).
 
@@ -69,6 +72,7 @@ if AVAILABLE:
                        panel_products)
     from .kernels import add_into, cell_grad, jit, mul_in_place, scalar_tanh, sigmoid_grad, tanh_grad
     from .lstm_cell import lstm_cell_pass, lstm_state_pass
+    from .transposed_products import transposed_product
 
 def parts_for(hidden: int, batch: int | None = None, training: bool = True, inputs: int | None = None) -> int:
     """How many parts (threads) split a layer of `hidden` units running `batch` columns (None: as many as
@@ -161,19 +165,21 @@ def forward_panel_pair(p, parts: int, kernel: int) -> tuple[list[np.ndarray], li
     return forward_panels(p, parts, kernel, "hh"), forward_panels(p, parts, kernel, "ih")
 
 
-def training_panels(p, parts: int, backward_parts: int, kernel: int, split: bool, inputs: bool):
-    """((`forward_panel_pair` if `split`, else (`forward_panels` "all", None)), (the backward's W_hh^T panels,
-    each part's rows (hi-lo, 4H), unhalved; with `inputs` W_ih^T's as one part, `backward_x_panels`' values,
-    else None)) for a training forward, from the weights as they are, all made in one meeting of the threads
-    (lstm_panels.training_panels); made once per Packed."""
+def training_panels(p, parts: int, backward_parts: int, kernel: int, split: bool, input_parts: int | None = None):
+    """((`forward_panel_pair` if `split`, else (`forward_panels` "all", None)), the backward's W_hh^T panels,
+    each part's rows (hi-lo, 4H), unhalved) for a training forward, from the weights as they are, all made in
+    one meeting of the threads (lstm_panels.training_panels); [W_ih | b]'s in `input_parts` parts (default
+    `parts`); made once per Packed."""
     width = _width(kernel, p.originals[1].dtype)
+    input_parts = parts if input_parts is None else input_parts
 
     def make():
         sets = ("hh", "ih") if split else ("all",)
         forward, backward = lstm_panels.training_panels(p, _pairs(_bounds(p.hidden, parts)),
-                                                        _pairs(_bounds(p.hidden, backward_parts)), width, sets, inputs)
+                                                        _pairs(_bounds(p.hidden, backward_parts)), width, sets,
+                                                        _pairs(_bounds(p.hidden, input_parts)))
         return (forward[0], forward[1] if split else None), backward
-    return p.derived(("lstm_training_panels", parts, backward_parts, kernel, split, inputs), make)
+    return p.derived(("lstm_training_panels", parts, backward_parts, kernel, split, input_parts), make)
 
 
 def backward_x_panels(p, kernel: int) -> np.ndarray:
@@ -240,27 +246,47 @@ if AVAILABLE:
             gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L, backwards)
 
     @jit
-    def steps_as_rows(x_panels, zx, xw):
+    def steps_as_rows(x_panels, zx, xw, ranges=None):
         """xw[t] = [W_ih | b]_k [x_t; 1] for every step t of a one-column forward (L = 1), as one product with
         the steps as its rows: (T, I+1) @ the panels' rows transposed, each panel (I+1, width) of x_panels
-        (P, I+1, width) read as it is. A step at a time, a one-column product streams the panels for two
-        fused multiply-adds a vector loaded (64 GFLOP/s); here each value of the panels serves every step.
-        Each xw entry is the same chain of fused multiply-adds over k in order: the same bits."""
+        (P, I+1, width) read as it is (given `ranges` (n, 2): the panels first..last-1 of each row, their rows
+        of xw, only). A step at a time, a one-column product streams the panels for two fused multiply-adds a
+        vector loaded (64 GFLOP/s); here each value of the panels serves every step. Each xw entry is the
+        same chain of fused multiply-adds over k in order: the same bits."""
         T = zx.shape[0]
         count, depth, width = x_panels.shape
+        if ranges is None:
+            ranges = np.array([[0, count]], dtype=np.int64)
         size = xw.shape[1]
         a = np.empty((-(-T // MR), depth, MR), dtype=zx.dtype)
         pack_rows(zx, 0, T, a)
         full = T // MR  # whole panels of steps straight into xw; the last few steps' rows through `rest`
         rest = np.empty(MR * size, dtype=xw.dtype)
         flat_x, flat_out = x_panels.reshape(-1), xw.reshape(-1)
-        for p in range(count):
-            if full > 0:
-                gemm_panels(a[:full], flat_x, p * depth * width, width, width, flat_out[p * width:], size)
-            if T > full * MR:
-                gemm_panels(a[full:], flat_x, p * depth * width, width, width, rest[p * width:], size)
-        for t in range(full * MR, T):
-            xw[t] = rest[(t - full * MR) * size: (t - full * MR + 1) * size]
+        for i in range(ranges.shape[0]):
+            first, last = ranges[i, 0], ranges[i, 1]
+            for p in range(first, last):
+                if full > 0:
+                    gemm_panels(a[:full], flat_x, p * depth * width, width, width, flat_out[p * width:], size)
+                if T > full * MR:
+                    gemm_panels(a[full:], flat_x, p * depth * width, width, width, rest[p * width:], size)
+            lo, hi = first * width, min(size, last * width)
+            for t in range(full * MR, T):
+                xw[t, lo:hi] = rest[(t - full * MR) * size + lo: (t - full * MR) * size + hi]
+
+    @jit
+    def project_panels(x_panels, ranges, kernel, zx, L, B, xw):
+        """xw[t] = [W_ih | b]_k [x_t; 1] for every step t, the rows of x_panels' panels first..last-1 of each
+        row of ranges (n, 2): one product with the steps as rows for one column (`steps_as_rows`), else a step
+        at a time."""
+        if L == 1:
+            steps_as_rows(x_panels, zx, xw, ranges)
+        else:
+            rows = x_panels.shape[2] * L
+            for t in range(xw.shape[0]):
+                for i in range(ranges.shape[0]):
+                    first, last = ranges[i, 0], ranges[i, 1]
+                    _product(x_panels[first:last], kernel, zx[t], 0, L, B, xw[t][first * rows:])
 
     @jit
     def project_part(x_panels, kernel, zx, L, B, xw, flags, yield_address):
@@ -354,7 +380,9 @@ if AVAILABLE:
         outs (T, B, H): h_1 .. h_T, the layer's output, any strides (time-major, or a view of a batch-major
         array); active (T,) int64: running columns per step;
         producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
-        holds the claims of steps to project, `project_step`), -1 where the part projects them all first;
+        holds the claims of steps to project, `project_step`), -1 where the part projects them all first, -2
+        where x_panels hold all 4H rows and xw (T, 4H·L') their order: the part projects the panels with its
+        rows first;
         x_in (T', B, I): inputs this part puts into its operand, zx or z's x rows, and their rows of ones,
         itself (`fill_inputs`), from step `first` on: a column group's only part all of them (first 0); in a
         split of units, each part a share of steps 1..T-1 (every part reads them all: each part fills its
@@ -377,12 +405,21 @@ if AVAILABLE:
         # took L2 room the weights' panels need: inference on the Zen 5, 2 threads, 6 alternating rounds, new /
         # before, hidden 128-512 batch 28-64 0.95-0.98)
         traced = gates.shape[0] > 0
-        if split and producer < 0:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
-            if L == 1:
-                steps_as_rows(x_panels, zx, xw)
-            else:
-                for t in range(T):
-                    _product(x_panels, kernel, zx[t], 0, L, B, xw[t])
+        if split and producer == -1:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
+            project_panels(x_panels, np.array([[0, x_panels.shape[0]]], dtype=np.int64), kernel, zx, L, B, xw)
+        # xw's rows: the part's own (gate q's units at q·run); or (producer -2) rows in the order of all 4H
+        # (gate q's units at q·H·L, this part's from lo), the part's own xw with the panels that hold its rows
+        # projected (a few rows of another part's too, where a panel holds both): read from its own core's cache
+        # (each part a share of one xw of all rows took 40 us more at hidden 128, batch 4: each step read half
+        # its rows from the other core)
+        x_stride, x_first = (HL, lo * L) if producer == -2 else (run, 0)
+        if producer == -2:
+            count, width = x_panels.shape[0], x_panels.shape[2]
+            ranges = np.zeros((4, 2), dtype=np.int64)
+            for q in range(4):  # (from the last one's end: a panel may hold rows of two gates)
+                ranges[q, 0] = max(ranges[q - 1, 1] if q > 0 else 0, (q * H + lo) // width)
+                ranges[q, 1] = max(ranges[q, 0], min(count, -(-(q * H + hi) // width)))
+            project_panels(x_panels, ranges, kernel, zx, L, B, xw)
         for t in range(T):
             n = active[t]
             if t > 0:
@@ -399,19 +436,22 @@ if AVAILABLE:
             for r in range(count):
                 s, own = r * L, lo * L + r * L
                 x = xw[t] if split else pre  # (not read without the split)
+                xs = x_first + s if split else s
                 if not traced:
                     lstm_state_pass(pre[s: s + length], pre[run + s: run + s + length],
                                     pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
-                                    x[s: s + length], x[run + s: run + s + length],
-                                    x[2 * run + s: 2 * run + s + length], x[3 * run + s: 3 * run + s + length],
+                                    x[xs: xs + length], x[x_stride + xs: x_stride + xs + length],
+                                    x[2 * x_stride + xs: 2 * x_stride + xs + length],
+                                    x[3 * x_stride + xs: 3 * x_stride + xs + length],
                                     split, c_prev[own: own + length], cell[own: own + length], h[own: own + length],
                                     half)
                     continue
                 a, squashed = gates[t], tanh_c[t]
                 lstm_cell_pass(pre[s: s + length], pre[run + s: run + s + length],
                                pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
-                               x[s: s + length], x[run + s: run + s + length],
-                               x[2 * run + s: 2 * run + s + length], x[3 * run + s: 3 * run + s + length], split,
+                               x[xs: xs + length], x[x_stride + xs: x_stride + xs + length],
+                               x[2 * x_stride + xs: 2 * x_stride + xs + length],
+                               x[3 * x_stride + xs: 3 * x_stride + xs + length], split,
                                a[own: own + length], a[HL + own: HL + own + length],
                                a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length],
                                c_prev[own: own + length], cell[own: own + length], squashed[own: own + length],
@@ -514,6 +554,29 @@ if AVAILABLE:
                     row[j] = out[j * L + b]
 
     @jit
+    def forward_input_gradient(x_panels, d_steps, L, B, z, dx):
+        """dx[t, b] = W_ih^T d_t for every step, read from the forward's [W_ih | b] panels of all 4H rows
+        (x_panels, halved sigmoid rows) as they are, transposed (`transposed_products.transposed_product`): no
+        W_ih^T panels packed. d_t's rows, the sigmoid rows doubled (exact: each term of the sum is the one of
+        W·d), go to z (T·B × the panels' rows, zeros past 4H); d_steps (T, 4H·L) gate-major; dx (T, B, I)
+        C-contiguous. One fixed order: the same bits on any thread count."""
+        T = d_steps.shape[0]
+        G = d_steps.shape[1] // L
+        H = G // 4
+        features = dx.shape[2]
+        two = d_steps.dtype.type(2)
+        zz = z.reshape((T * B, -1))
+        for t in range(T):
+            for b in range(B):
+                row = zz[t * B + b]
+                for j in range(G):
+                    value = d_steps[t, j * L + b]
+                    row[j] = value * two if j < 3 * H else value
+                for j in range(G, row.shape[0]):
+                    row[j] = 0
+        transposed_product(x_panels, 0, features, zz, T * B, dx.reshape(-1), 0, 1, features)
+
+    @jit
     def pack_steps(d_steps, L, B, first, out, db):
         """out[p, t·B + b, r] = d_steps[t, (first + p·w + r)·L + b], zero for rows past d_steps' G = 4H: the
         steps' pre-activation gradients, rows from `first` on, as the panels (P, T·B, w) of the weight
@@ -567,13 +630,14 @@ if AVAILABLE:
 
     @jit
     def backward_steps_part(panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, active, flags,
-                            yield_address, B, x_panels, x_product, dx):
+                            yield_address, B, x_panels, x_operand, dx):
         """The one-part backward's steps (`backward_part`, saying after each step that its d_steps are
-        there, for `weight_gradient_part`), then the input gradient of every step (`input_gradient_part`)."""
+        there, for `weight_gradient_part`), then the input gradient of every step from the forward's panels
+        (`forward_input_gradient`)."""
         H = d_out.shape[2]
         backward_part(0, 1, 0, H, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps,
                       np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
-        input_gradient_part(x_panels, kernel, d_steps, c.shape[1] // H, B, x_product, dx)
+        forward_input_gradient(x_panels, d_steps, c.shape[1] // H, B, x_operand, dx)
 
     @jit
     def weight_gradient_part(d_steps, L, B, hs, xs, chunk, R, buffer, dw_hh, dw_ih, db, order, side_hh, side_ih,
@@ -655,7 +719,7 @@ def _group_active(active, lo: int, hi: int) -> np.ndarray:
 
 
 def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=None, keep: bool = True,
-            outputs: np.ndarray | None = None, input_panels: bool = False) -> Trace:
+            outputs: np.ndarray | None = None) -> Trace:
     """The gate-major forward of one layer direction: inputs (T, B, I), any strides; h time-major (T+1, B, H)
     in the trace (given `outputs`, only without `keep`: no h, the states after each step written into
     outputs (T, B, H), any strides, a view of the layer's own output; trace.outputs is it); kept for
@@ -663,7 +727,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     whole vectors; without `keep` (an inference forward) only c's two slots, reused, no gates or tanh c, and
     no trace to run a backward on. No folded input (xw). Where `column_groups` cuts the batch, each group of
     columns runs as a layer of its own on its thread (one part, all units), the trace one such set a group.
-    With `input_panels` (and `keep`) the trace also holds W_ih^T's panels (`forward_for_gradients`)."""
+    With the input split off (`split_input`) the trace holds the forward's [W_ih | b] panels and their parts'
+    units too (`gradients`' input gradient reads them)."""
     if xw is not None:
         raise ValueError("the threaded LSTM projects its own inputs; it takes no looked-up projection")
     time, batch, features = inputs.shape
@@ -676,9 +741,9 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     hs = None if outputs is not None else alloc((time + 1, batch, p.hidden), dtype=inputs.dtype)
     outs = outputs if outputs is not None else hs[1:]
     if len(groups) == 1:
-        return _forward_group(p, inputs, h0, c0, active, keep, split, hs, outs, True, input_panels)
+        return _forward_group(p, inputs, h0, c0, active, keep, split, hs, outs, True)
     jobs = [_forward_group(p, inputs[:, lo:hi], h0[lo:hi], c0[lo:hi], _group_active(active, lo, hi), keep, split,
-                           None if hs is None else hs[:, lo:hi], outs[:, lo:hi], False, input_panels)
+                           None if hs is None else hs[:, lo:hi], outs[:, lo:hi], False)
             for lo, hi in groups]
     threads.run(forward_part, [arguments for arguments, _ in jobs])
     saved = [finish() for _, finish in jobs]
@@ -686,8 +751,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None, outs)
 
 
-def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool,
-                   input_panels: bool = False):
+def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool):
     """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's; None without
     one: given outputs), outs (T, B, H) its states after each step (hs[1:], or a view); with `run` the
     whole forward, its units split into parts; else one part's arguments for forward_part and a function
@@ -707,13 +771,19 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     helper = run and parts == 1 and split and (batch >= thresholds.HELPER_PROJECTION_BATCH
                                                or batch * features >= thresholds.HELPER_PROJECTION_WORK)
     # a training forward makes the backward's W_hh^T panels too (its parts: a training step's split, or one),
-    # and W_ih^T's where `gradients` follows, from the weights as they are: the backward reads the forward's
-    # weights with no copy of them
-    w_hh_t = w_ih_t = None
+    # from the weights as they are: the backward reads the forward's weights with no copy of them (`gradients`'
+    # input gradient the forward's W_ih panels, `split_gradients`' W_ih's copy made here)
+    w_hh_t = None
+    small = run and small_step(hidden, batch, inputs=features)
+    # a small step's [W_ih | b] panels are one part's (all 4H rows) at any part count: its backward's input
+    # gradient reads them transposed, in one order on any thread count (`forward_input_gradient`); where the
+    # units are split, each part projects the panels with its rows (forward_part's producer -2)
+    projected = keep and small and split and parts > 1
     if keep:
-        (panels, x_panels), (w_hh_t, w_ih_t) = training_panels(
-            p, parts, parts_for(hidden, batch, inputs=features) if run else 1, kernel, split, input_panels)
-        if not input_panels:  # (split_gradients' input gradient reads W_ih, from the forward's copy)
+        (panels, x_panels), w_hh_t = training_panels(
+            p, parts, parts_for(hidden, batch, inputs=features) if run else 1, kernel, split,
+            1 if projected or (keep and small and parts == 1) else parts)
+        if not small:
             input_operand(p)
     elif split:
         panels, x_panels = forward_panel_pair(p, parts, kernel)
@@ -758,12 +828,15 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # with the helper: flags 0 the steps' part's, 1 the count of claimed steps, 2.. each step's done mark
     flags, steps = threads.new_flags(parts + (time + 1 if helper else 0)), np.asarray(active, dtype=np.int64)
     arguments = []
+    if projected:  # (x_panels one set of all 4H rows, each part's xw in their order)
+        x_panels = [x_panels[0]] * parts
     for k, (lo, hi) in enumerate(_pairs(bounds)):
         size = panels[k].shape[0] * panels[k].shape[2] * columns
-        xw = np.empty((time if split else 0, size), dtype=dtype)
+        rows = x_panels[k].shape[0] * x_panels[k].shape[2] * columns if projected else size
+        xw = np.empty((time if split else 0, rows), dtype=dtype)
         arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
                           np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
-                          threads.YIELD, 1 if helper else -1, x_in[k], firsts[k]))
+                          threads.YIELD, -2 if projected else 1 if helper else -1, x_in[k], firsts[k]))
 
     def finish() -> Trace:
         # each sequence's last c: the slot its last step wrote (its column is not written after that step)
@@ -771,7 +844,9 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
             c_n = cs[time % len(cs), :, :batch].T
         else:
             c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
-        saved = {"c": cs, "gates": gates, "tanh_c": tanh_c, "w_hh_t": w_hh_t, "w_ih_t": w_ih_t}
+        saved = {"c": cs, "gates": gates, "tanh_c": tanh_c, "w_hh_t": w_hh_t}
+        if keep and small and split and (projected or parts == 1):
+            saved["x_panels"] = x_panels[0]
         return Trace(hs, c_n, saved if keep else None, outs)
 
     if not run:
@@ -783,12 +858,6 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     else:
         threads.run(forward_part, arguments)
     return finish()
-
-
-def forward_for_gradients(p, inputs, h0, c0, active, xw=None) -> Trace:
-    """`forward` whose trace also holds W_ih^T's panels for `gradients`' input gradient, made from the weights
-    as they are: the layer then keeps no copy of W_ih for the backward (Implementation.keeps_w_ih)."""
-    return forward(p, inputs, h0, c0, active, xw, input_panels=True)
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
@@ -994,9 +1063,9 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     time, batch, hidden = d_out.shape
     features, dtype = inputs.shape[2], d_out.dtype
     kernel = kernel_for(batch, dtype)
-    panels, x_panels = arrays["w_hh_t"][0], arrays.get("w_ih_t")
-    if x_panels is None:  # (a forward that made none: `forward_for_gradients` makes them)
-        x_panels = backward_x_panels(p, kernel)
+    panels = arrays["w_hh_t"][0]
+    # the forward's [W_ih | b] panels (a forward with the input not split off made none: made here)
+    x_panels = arrays["x_panels"] if "x_panels" in arrays else forward_panels(p, 1, kernel, "ih")[0]
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add_blocks' panel height
     chunk = gradient_chunk(time, batch)
@@ -1016,7 +1085,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
         panels, kernel, d_out, dh.reshape(-1), dc.reshape(-1),
         np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), gates, cs, tanh_c, d_steps_flat,
         steps, flags, threads.YIELD, batch, x_panels,
-        np.empty(x_panels.shape[0] * x_panels.shape[2] * columns, dtype=dtype), dx))
+        np.empty(time * batch * x_panels.shape[0] * x_panels.shape[2], dtype=dtype), dx))
     helper = (weight_gradient_part, (
         d_steps_flat, columns, batch, trace.h.reshape(-1), np.ascontiguousarray(inputs).reshape(-1), chunk, rows,
         np.empty(-(-4 * hidden // rows) * chunk * batch * rows, dtype=dtype), dw_hh, dw_ih, db, order,

@@ -199,21 +199,24 @@ def test_describe_names_a_path_per_cell(monkeypatch):
         assert fast.describe(hidden=128)["lstm"] == "threaded"
 
 
-def assert_threaded_equals_reference_on_1_to_3_threads(shape: dict, states: tuple) -> None:
+def assert_threaded_equals_reference_on_1_to_3_threads(shape: dict, states: tuple | None, check=None) -> None:
     """The threaded path on 1, 2 and 3 threads equals the reference cells (outputs, states, every gradient)
-    within TOL, and its forward's `states` are bit-identical on every thread count."""
+    within TOL, and its `states` (None: all of them, gradients too) are bit-identical on every thread count;
+    check(count), where given, runs once the thread count is set."""
     reference, _ = run("reference", **shape)
     outputs = []
     for count in (1, 2, 3):
         threads.set_count(count)
+        if check is not None:
+            check(count)
         got, ran = run("threaded", **shape)
-        assert ran == ("threaded",)
+        assert ran == ("threaded",) * shape["layers"]
         for name, value in reference.items():
             scale = max(float(np.abs(value).max()), 1.0)
             assert np.abs(got[name] - value).max() <= TOL[shape["dtype"]] * scale, (name, count)
         outputs.append(got)
     for got in outputs[1:]:
-        for name in states:
+        for name in outputs[0] if states is None else states:
             np.testing.assert_array_equal(got[name], outputs[0][name], err_msg=name)
 
 
@@ -491,21 +494,11 @@ def test_one_part_lstm_with_its_helper_thread_equals_the_reference_to_the_same_b
     lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
     shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=5, hidden=hidden, layers=layers,
                  bidirectional=bidirectional, lengths=lengths)
-    reference, _ = run("reference", **shape)
-    outputs = []
-    for count in (1, 2, 3):
-        threads.set_count(count)
+
+    def one_part(count):
         with path_forced("threaded"):
             assert fast.select("lstm", batch, hidden, dtype).gradients is not None
-        got, ran = run("threaded", **shape)
-        assert ran == ("threaded",) * layers
-        for name, value in reference.items():
-            scale = max(float(np.abs(value).max()), 1.0)
-            assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, count)
-        outputs.append(got)
-    for got in outputs[1:]:
-        for name, value in outputs[0].items():
-            np.testing.assert_array_equal(got[name], value, err_msg=name)
+    assert_threaded_equals_reference_on_1_to_3_threads(shape, None, one_part)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
@@ -527,24 +520,14 @@ def test_a_small_step_whose_forward_splits_its_units_reads_one_set_of_input_pane
     lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)) if ragged else None
     shape = dict(kind="lstm", dtype=dtype, batch=batch, time=time, features=features, hidden=hidden, layers=1,
                  bidirectional=False, lengths=lengths)
-    reference, _ = run("reference", **shape)
-    outputs = []
-    for count in (1, 2, 3):
-        threads.set_count(count)
+
+    def split_forward(count):
         assert threaded_lstm.small_step(hidden, batch, inputs=features)
         assert threaded_lstm.parts_for(hidden, batch, False, features) == min(count, hidden // 32)
         with path_forced("threaded"):
             assert fast.select("lstm", batch, hidden, dtype, time=time, inputs=features).gradients.__name__ == (
                 "gradients")
-        got, ran = run("threaded", **shape)
-        assert ran == ("threaded",)
-        for name, value in reference.items():
-            scale = max(float(np.abs(value).max()), 1.0)
-            assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, (name, count)
-        outputs.append(got)
-    for got in outputs[1:]:
-        for name, value in outputs[0].items():
-            np.testing.assert_array_equal(got[name], value, err_msg=name)
+    assert_threaded_equals_reference_on_1_to_3_threads(shape, None, split_forward)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded paths need numba")

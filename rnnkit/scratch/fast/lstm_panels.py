@@ -12,7 +12,8 @@ batches. Here each panel is written once, in order, from the weights as they are
                i.e. PyTorch's row ORDER[q]·H + u (packing.row_index), times ½ for the sigmoid gates i, f, o;
                its columns the given blocks side by side: [W_hh | W_ih | b] or [W_hh] or [W_ih | b]
     backward   panel row j: column lo + j of W_hh (packed row order, not halved), i.e. row j of W_hh^T[lo:hi],
-               made gate block by gate block from PyTorch's W_hh (no reordered copy of it); W_ih^T's the same
+               made gate block by gate block from PyTorch's W_hh (no reordered copy of it); W_ih needs none
+               (the one-part backward reads the forward's [W_ih | b] panels transposed, transposed_products.py)
 
 The values are the NumPy packing's to the bit (halving is exact; the bias is b_ih + b_hh as packing.py sums
 it), so the products and their rounding do not change.
@@ -133,11 +134,11 @@ def backward_jobs(p, bounds, width: int) -> tuple[list, list]:
 
 def training_panels(p, bounds, backward_bounds, width: int, sets, input_bounds=None) -> tuple[list, list]:
     """(`forward_panel_sets`, `backward_panels`) of a training step's forward (the "ih" set's parts those of
-    `input_bounds` where given). Where the backward runs
-    on one part (a small step's), all in one meeting of the threads, balanced (threads.run_balanced): two
-    meetings of two packings each waited on the larger of each pair (hidden 103, input 462: 106 against
-    138 us). Where it splits its units too, each set in a meeting of its own, part k's on thread k: one
-    meeting was slower there (hidden 420 and 512: 299 against 267 us, 354 against 266)."""
+    `input_bounds` where given). Where the backward runs on one part (a small step's), all in one meeting of
+    the threads, balanced (threads.run_balanced): two meetings of two packings each waited on the larger of
+    each pair (hidden 103, input 462: 106 against 138 us). Where it splits its units too, each set in a
+    meeting of its own, part k's on thread k: one meeting was slower there (hidden 420 and 512: 299 against
+    267 us, 354 against 266)."""
     if len(backward_bounds) > 1:
         backward = backward_panels(p, backward_bounds, width)
         return forward_panel_sets(p, bounds, width, sets, input_bounds), backward

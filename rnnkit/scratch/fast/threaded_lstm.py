@@ -774,15 +774,15 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # from the weights as they are: the backward reads the forward's weights with no copy of them (`gradients`'
     # input gradient the forward's W_ih panels, `split_gradients`' W_ih's copy made here)
     w_hh_t = None
-    small = run and small_step(hidden, batch, inputs=features)
-    # a small step's [W_ih | b] panels are one part's (all 4H rows) at any part count: its backward's input
-    # gradient reads them transposed, in one order on any thread count (`forward_input_gradient`); where the
-    # units are split, each part projects the panels with its rows (forward_part's producer -2)
-    projected = keep and small and split and parts > 1
+    # a small training step (its input always split off: small_step bounds the batch by SPLIT_INPUT_BATCH) keeps
+    # [W_ih | b]'s panels as one part's (all 4H rows) at any part count: its backward's input gradient reads them
+    # transposed, in one order on any thread count (`forward_input_gradient`); where the units are split, each
+    # part projects the panels with its rows (forward_part's producer -2)
+    small = keep and run and small_step(hidden, batch, inputs=features)
+    projected = small and parts > 1
     if keep:
         (panels, x_panels), w_hh_t = training_panels(
-            p, parts, parts_for(hidden, batch, inputs=features) if run else 1, kernel, split,
-            1 if projected or (keep and small and parts == 1) else parts)
+            p, parts, parts_for(hidden, batch, inputs=features) if run else 1, kernel, split, 1 if small else parts)
         if not small:
             input_operand(p)
     elif split:
@@ -845,7 +845,7 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
         else:
             c_n = cs[lengths_of(active) % len(cs), :, np.arange(batch)]
         saved = {"c": cs, "gates": gates, "tanh_c": tanh_c, "w_hh_t": w_hh_t}
-        if keep and small and split and (projected or parts == 1):
+        if small:
             saved["x_panels"] = x_panels[0]
         return Trace(hs, c_n, saved if keep else None, outs)
 
@@ -1064,8 +1064,7 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     features, dtype = inputs.shape[2], d_out.dtype
     kernel = kernel_for(batch, dtype)
     panels = arrays["w_hh_t"][0]
-    # the forward's [W_ih | b] panels (a forward with the input not split off made none: made here)
-    x_panels = arrays["x_panels"] if "x_panels" in arrays else forward_panels(p, 1, kernel, "ih")[0]
+    x_panels = arrays["x_panels"]  # the forward's [W_ih | b] panels, all 4H rows
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add_blocks' panel height
     chunk = gradient_chunk(time, batch)

@@ -671,13 +671,13 @@ def test_the_threaded_rnn_and_gru_backward_give_the_numpy_paths_gradients_with_t
         kind, dtype, batch, hidden, time, ragged, units, seed):
     """threaded_rnn.backward and threaded_gru.backward over 1-3 threads, their rows split (no meeting) or,
     with `units`, their units (a meeting per step; forced here from 16 units a part), against numpy_path's
-    gradients, ragged batches included, batches (from thresholds.THREADED_BACKWARD_BATCH, below which they
+    gradients, ragged batches included, batches (from threaded_rnn.threaded_backward_batch, below which they
     hand over to numba_path's) and hidden sizes not multiples of the row panels' height or the vector width
     (row panels read past the last step's rows: spare steps); their gradients bit-identical on every thread
     count, split and layout of the output gradient."""
     from rnnkit.scratch.fast import threaded_gru, threaded_rnn, thresholds
 
-    batch += thresholds.THREADED_BACKWARD_BATCH["gru" if kind == "gru" else "rnn"]
+    batch += threaded_rnn.threaded_backward_batch("gru" if kind == "gru" else "rnn")
     p, trace, d_out, dh_n, active, want = _numpy_backward(kind, dtype, batch, hidden, time, ragged, seed)
     backward = (threaded_gru if kind == "gru" else threaded_rnn).backward
     batch_major = np.ascontiguousarray(d_out.transpose(1, 0, 2)).transpose(1, 0, 2)
@@ -701,7 +701,7 @@ def test_the_threaded_rnn_and_gru_backward_give_the_numpy_paths_gradients_with_t
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
 @pytest.mark.parametrize("kind", ["rnn_tanh", "gru"])
 def test_the_threaded_backward_hands_few_rows_and_the_grus_many_rows_to_numba_path(kind, monkeypatch):
-    """Below thresholds.THREADED_BACKWARD_BATCH rows (and for the GRU from numba_path's row split on), the
+    """Below threaded_rnn.threaded_backward_batch rows (and for the GRU from numba_path's row split on), the
     threaded backward is numba_path's, to the bit; from it, its own. Which one ran is watched, not told from
     the bits: on some CPUs (a Zen 4 with OpenBLAS's Haswell kernels) the two give the same bits at a small
     shape."""
@@ -718,7 +718,7 @@ def test_the_threaded_backward_hands_few_rows_and_the_grus_many_rows_to_numba_pa
 
     monkeypatch.setattr(module, name, watched)
     threaded = threaded_gru.backward if gru else threaded_rnn.backward
-    least = thresholds.THREADED_BACKWARD_BATCH["gru" if gru else "rnn"]
+    least = threaded_rnn.threaded_backward_batch("gru" if gru else "rnn")
     shapes = [(least - 1, 40, False), (least, 40, True)] + ([(thresholds.SPLIT_BACKWARD_BATCH, 200, False)] if gru
                                                           else [])
     for batch, hidden, own in shapes:
@@ -732,6 +732,18 @@ def test_the_threaded_backward_hands_few_rows_and_the_grus_many_rows_to_numba_pa
             handed_over = compiled(p, trace, d_out, dh_n, None, active)
             for g, w in zip(got[:3], handed_over[:3]):
                 np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("core, rnn, gru", [("skylakex", 3, 6), ("sapphirerapids", 3, 6), ("haswell", 2, 2),
+                                             ("zen", 2, 2), ("", 2, 2)])
+def test_the_threaded_backward_takes_two_rows_on_where_openblas_runs_narrow_kernels(core, rnn, gru, monkeypatch):
+    """The RNN's and the GRU's threaded backward hand fewer rows to numba_path's (OpenBLAS's product per step)
+    where OpenBLAS runs its 512-bit kernels (the Xeons', measured fast at a few rows) than elsewhere (Haswell's
+    on a Zen 4: its product of two rows packs all of W_hh at every step)."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+    monkeypatch.setattr(threads._OPENBLAS, "core", core)
+    assert (threaded_rnn.threaded_backward_batch("rnn"), threaded_rnn.threaded_backward_batch("gru")) == (rnn, gru)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

@@ -36,7 +36,7 @@ from . import lstm_panels, numba_path, threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _group_active, _pairs
 from .threaded_rnn import (backward_split, column_groups, group_operands, padded_count, panel_width,
-                           parts_for, projection_scratch, recurrent_weights, split_input)
+                           parts_for, projection_scratch, recurrent_weights, split_input, threaded_backward_batch)
 from .trace import Trace, allocator, by_rows, kept
 
 if AVAILABLE:
@@ -237,14 +237,14 @@ if AVAILABLE:
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
     """numpy_path.gru_backward's gradients (to float rounding) on the threads, from the forward's time-major
     trace: d_out (T, B, H) any strides → (d_gx, d_gh, dh_0, None), each by_rows (3H, T·B). From
-    thresholds.THREADED_BACKWARD_BATCH rows to numba_path's row split (gru_backward_parts), `backward_part`
+    threaded_rnn.threaded_backward_batch rows to numba_path's row split (gru_backward_parts), `backward_part`
     (the same bits on any thread count); else numba_path.gru_backward (where the rows split, a layer in
     training takes every gradient from numba_path.gru_gradients instead: selector.py)."""
     saved = kept(trace)
     gates, hs = saved["gates"], trace.h
     time, batch, hidden = d_out.shape
     # few rows (row panels of padding), or many (OpenBLAS's products with the rows over the threads win)
-    if batch < thresholds.THREADED_BACKWARD_BATCH["gru"] or numba_path.gru_backward_parts(batch, hidden) > 1:
+    if batch < threaded_backward_batch("gru") or numba_path.gru_backward_parts(batch, hidden) > 1:
         return numba_path.gru_backward(p, trace, d_out, dh_n, dc_n, active)
     lanes = VECTOR_BYTES // hs.itemsize
     row_parts, column_parts = backward_split(batch, hidden, lanes, hs.itemsize, gates=3)

@@ -72,6 +72,16 @@ def step_rows(p, rows) -> np.ndarray:
     return np.concatenate([p.w_hh_half[rows], p.bias[rows, None], p.w_ih_half[rows]], axis=1)
 
 
+def threaded_backward_batch(cell: str) -> int:
+    """From how many rows the threaded backward of `cell` ("rnn" or "gru") runs its own steps; below, numba_path's
+    (an OpenBLAS product per step): thresholds.THREADED_BACKWARD_BATCH where OpenBLAS runs its 512-bit kernels
+    (threads.WIDE_OPENBLAS_CORES), else THREADED_BACKWARD_BATCH_NARROW_BLAS (its product of a few rows packs
+    all of W_hh on every call there). Depends on the machine only: the same path, and bits, on every call."""
+    if threads.wide_openblas():
+        return thresholds.THREADED_BACKWARD_BATCH[cell]
+    return thresholds.THREADED_BACKWARD_BATCH_NARROW_BLAS[cell]
+
+
 def split_input(batch: int, hidden: int, inputs: int, dtype) -> bool:
     """Whether the threaded RNN's and GRU's inputs' products run apart from the steps' (few columns, on the row
     kernel): every step's [b | W_ih] [1; x_t] in one product before the loop, the steps' rows as its rows
@@ -501,10 +511,10 @@ def backward_split(batch: int, hidden: int, lanes: int, itemsize: int, gates: in
 def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active):
     """numpy_path.rnn_backward's gradients (to float rounding; the same bits on any thread count) on the
     threads: d_out (T, B, H) any strides → (d_pre, d_pre, dh_0, None), d_pre by_rows (H, T·B). Below
-    thresholds.THREADED_BACKWARD_BATCH rows, numba_path.rnn_backward."""
+    `threaded_backward_batch` rows, numba_path.rnn_backward."""
     hs, relu = trace.h, trace.saved
     time, batch, hidden = d_out.shape
-    if batch < thresholds.THREADED_BACKWARD_BATCH["rnn"]:  # row panels of padding
+    if batch < threaded_backward_batch("rnn"):  # row panels of padding
         return rnn_backward(p, trace, d_out, dh_n, dc_n, active)
     lanes = VECTOR_BYTES // hs.itemsize
     row_parts, column_parts = backward_split(batch, hidden, lanes, hs.itemsize)

@@ -204,6 +204,11 @@ def own_kernels(dtype) -> bool:
             and gemm.VECTOR_BYTES == 64 and np.dtype(dtype) == np.float32)
 
 
+def wide_openblas() -> bool:
+    """Whether OpenBLAS runs its 512-bit kernels here (WIDE_OPENBLAS_CORES)."""
+    return _OPENBLAS.core in WIDE_OPENBLAS_CORES
+
+
 def read_only_operands(bs) -> tuple:
     """`gemm.matmul_operand` of each b, as read-only views: one numba type for the tuple whether or not the
     caller's arrays are writeable (a read-only input beside a writeable h made the tuple two types, which

@@ -376,9 +376,19 @@ RNN_SPLIT_GROUPS_L2_SHARE = 1.0
 RNN_SPLIT_GROUPS_BYTES = int(RNN_SPLIT_GROUPS_L2_SHARE * core_l2_bytes())
 # Below these batch sizes the threaded RNN's and GRU's backward hand over to numba_path's (OpenBLAS's product
 # per step): their row panels of gemm.MR rows would mostly compute padding. fwd+bwd, threaded / numba_path's
-# backward, alternating processes (Xeon SPR): RNN hidden 512 batch 1-2 1.11-1.32, 256-384 × 2 1.07-1.12,
-# batch 3 0.88-0.89; GRU hidden 256-512 batch 4 1.06-1.18, batch 6 0.73-1.01, 8 0.90-0.91.
+# backward, alternating processes (Xeon SPR, OpenBLAS on its SkylakeX-family kernels): RNN hidden 512 batch 1-2
+# 1.11-1.32, 256-384 × 2 1.07-1.12, batch 3 0.88-0.89; GRU hidden 256-512 batch 4 1.06-1.18, batch 6 0.73-1.01,
+# 8 0.90-0.91.
 THREADED_BACKWARD_BATCH = {"rnn": 3, "gru": 6}
+# ... but where OpenBLAS runs other kernels (Haswell's: a Zen 4 or 5 held to them, runtime.py) its product of a
+# few rows costs far more: (2, 512) @ (512, 512) 71 us a step on the Zen 4 (it packs all of W_hh on every
+# call), so there the threaded backward runs from THREADED_BACKWARD_BATCH_NARROW_BLAS rows
+# (threaded_rnn.threaded_backward_batch). Measured 2026-12-07 (Zen 4, 2 threads, input 64, one process, 4
+# alternating rounds, fwd+bwd, threaded from 2 rows / as above): RNN hidden 256 batch 2 T 64 0.42, 512 × 2 T 4
+# 0.73, T 64 0.34, 1024 × 2 T 4-64 0.65-0.88; GRU hidden 256 batch 2-5 T 4 0.73-0.88, T 64 0.47-0.54, 512 ×
+# 2-5 0.46-0.77, 1024 × 2-5 0.71-0.94; hidden 32-128 0.94-1.03 (mostly not on the threaded path); but batch 1
+# RNN 512 T 4 1.47, GRU 1024 T 4-64 1.10-1.12: one row stays on numba_path's.
+THREADED_BACKWARD_BATCH_NARROW_BLAS = {"rnn": 2, "gru": 2}
 # The RNN's inference forward runs batch-major (threaded_rnn.rows_forward: each step the states' rows times the
 # weights' packed column pairs, h_{t+1} written straight into the output's rows, no transposing copy) from
 # RNN_ROWS_FORWARD_MIN_HIDDEN units while its weights [W_hh | b | W_ih] take at most RNN_ROWS_FORWARD_L2_SHARE

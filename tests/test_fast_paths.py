@@ -551,6 +551,32 @@ def test_a_short_call_leaves_the_threads_asleep(cell, batch, hidden):
         assert layer.last_paths != ("threaded",)
 
 
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded paths need numba")
+@pytest.mark.parametrize("cell, batch, hidden", [("rnn_tanh", 1, 512), ("lstm", 2, 64), ("gru", 2, 256)])
+def test_a_short_training_call_threads_where_w_hh_is_big_but_not_the_grus(cell, batch, hidden, monkeypatch):
+    """A call with too few steps for the threads' start (thresholds.THREADED_CALL_WORK) still takes the threaded
+    path in the RNN's and the LSTM's training where W_hh has THREADED_CALL_WEIGHT_BYTES (here set to this
+    layer's), not one byte less, and never in inference or the GRU's training; the threaded training call gives
+    the reference's outputs and gradients."""
+    weight = {"lstm": 4, "gru": 3}.get(cell, 1) * hidden * hidden * 4
+    threads_it = cell != "gru"
+
+    def path(training, time=1):
+        return fast.select(cell, batch, hidden, np.float32, training=training, time=time, inputs=3).path
+
+    monkeypatch.setattr(fast.thresholds, "THREADED_CALL_WEIGHT_BYTES", weight + 1)
+    assert path(True) != "threaded" and path(False) != "threaded" and path(True, 64) == "threaded"
+    monkeypatch.setattr(fast.thresholds, "THREADED_CALL_WEIGHT_BYTES", weight)
+    assert (path(True) == "threaded") == threads_it and path(False) != "threaded"
+    shape = dict(kind=cell, dtype=np.float64, batch=batch, time=1, features=3, hidden=hidden, layers=1,
+                 bidirectional=False, lengths=None)
+    reference, _ = run("reference", **shape)
+    got, ran = run("", **{**shape, "dtype": np.float32})
+    assert (ran == ("threaded",)) == threads_it
+    for name, value in reference.items():
+        np.testing.assert_allclose(got[name], value, rtol=2e-4, atol=2e-4, err_msg=name)
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
                     or threads._SCHED_GETCPU is None, reason="needs 2 CPUs and sched_getcpu")
 def test_run_apart_keeps_the_workers_off_the_callers_cpu_and_then_lets_them_go(monkeypatch):
@@ -596,9 +622,9 @@ def test_training_and_inference_take_their_own_paths_and_equal_the_reference(kin
     got, ran = run("", **shape)  # "": the default choice
     small = batch <= fast.SMALL_BATCH
     below = "numba" if kind == "gru" or small else "numpy"
-    def threaded(training):  # a big enough step, and enough of them
+    def threaded(training):  # a big enough step, and enough of them (or, in training, a big enough W_hh)
         return (fast.thresholds.threaded_forward(batch, hidden, training)
-                and fast.thresholds.enough_steps(kind, time, batch, hidden, 3))
+                and fast.thresholds.enough_steps(kind, time, batch, hidden, 3, training, 8))
 
     assert ran == ("threaded" if threaded(True) else below,)
     for name, value in reference.items():

@@ -159,7 +159,7 @@ def _candidates(cell: str, batch: int, hidden: int, dtype, folded: bool, cap: st
     """(path, make) pairs this layer may run on, fastest first."""
     numba = kernels.active(dtype)
     fastest = []
-    long_enough = thresholds.enough_steps(cell, time, batch, hidden, inputs)
+    long_enough = thresholds.enough_steps(cell, time, batch, hidden, inputs, training, np.dtype(dtype).itemsize)
     if cell == "lstm" and numba:
         # enough work per step for the threads: a big W_hh, or many columns
         shared = hidden >= thresholds.LOOP_HIDDEN or batch * hidden > thresholds.LOOP_WORK

@@ -252,18 +252,29 @@ def test_the_threaded_lstm_backward_reads_its_forwards_weights(monkeypatch, hidd
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
-@pytest.mark.parametrize("kind, hidden, batch", [("rnn_tanh", 37, 5), ("gru", 37, 5), ("gru", 70, 2),
-                                                 ("lstm", 70, 3)])
-def test_weight_gradients_added_where_they_accumulate_equal_the_reference(monkeypatch, kind, hidden, batch):
+@pytest.mark.parametrize("kind, hidden, batch, rows", [("rnn_tanh", 37, 5, False), ("gru", 37, 5, False),
+                                                       ("gru", 70, 2, False), ("lstm", 70, 3, False),
+                                                       ("gru", 37, 6, True), ("gru", 70, 3, True)])
+def test_weight_gradients_added_where_they_accumulate_equal_the_reference(monkeypatch, kind, hidden, batch, rows):
     """The threaded paths' weight gradients on gemm.py's kernels added straight into the parameters' gradients
     in PyTorch's gate order (threads.add_products, wherever those kernels run the products: patched on here,
     whatever this machine's OpenBLAS), from gradients that hold a first backward's already: every gradient
-    equals the reference path's after the same two backwards, to float32 rounding."""
+    equals the reference path's after the same two backwards, to float32 rounding. With `rows`, the GRU's
+    backward split by rows (forced here), whose gradients come from numba_path.gru_gradients (its input side's
+    rows in the order n, z, r)."""
     calls = []
     real = threads.add_products
     monkeypatch.setattr(threads, "add_products", lambda *args: calls.append(1) or real(*args))
     monkeypatch.setattr(threads, "own_kernels", lambda dtype: np.dtype(dtype) == np.float32)
     monkeypatch.setattr(threads, "own_products", lambda a, b: a.dtype == b.dtype == np.float32)
+    if rows:
+        monkeypatch.setattr(fast.thresholds, "SPLIT_BACKWARD_BATCH", 2)
+        monkeypatch.setattr(fast.thresholds, "SPLIT_BACKWARD_WORK", 0)
+        from rnnkit.scratch.fast import numba_path
+        given = []
+        real_gradients = numba_path.gru_gradients
+        monkeypatch.setattr(numba_path, "gru_gradients",
+                            lambda *args, **into: given.append("into" in into) or real_gradients(*args, **into))
     results = {}
     for path in ("reference", "threaded"):
         layer = MAKERS[kind](input_size=5, hidden_size=hidden, dtype=np.float32, rng=3)
@@ -276,6 +287,8 @@ def test_weight_gradients_added_where_they_accumulate_equal_the_reference(monkey
         assert layer.last_paths == (path,)
         results[path] = {name: p.grad for name, p in layer.named_parameters()}
     assert calls
+    if rows:
+        assert given == [True, True]
     for name, want in results["reference"].items():
         np.testing.assert_allclose(results["threaded"][name], want, rtol=2e-4, atol=2e-4 * np.abs(want).max(),
                                    err_msg=name)
@@ -1046,7 +1059,7 @@ def test_the_grus_gradients_made_at_once_equal_the_reference(monkeypatch, dtype,
     monkeypatch.setattr(fast.thresholds, "SPLIT_BACKWARD_WORK", 0)
     calls = []
     real = numba_path.gru_gradients
-    monkeypatch.setattr(numba_path, "gru_gradients", lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(numba_path, "gru_gradients", lambda *args, **into: calls.append(1) or real(*args, **into))
     rng = np.random.default_rng(seed)
     D = 2 if bidirectional else 1
     x = rng.standard_normal((batch, time, 3)).astype(dtype)

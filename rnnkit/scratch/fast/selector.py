@@ -126,7 +126,7 @@ def _threaded_gru(cell):  # its products on the threads' split too: OpenBLAS's s
 def _threaded_gru_rows(cell):  # the backward's rows split over the threads: every gradient at once
     # (numba_path.gru_gradients: each pre-activation gradient written once, the bias gradients summed by the steps)
     return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False, strided_inputs=True,
-                          strided_d_out=True, gradients=numba_path.gru_gradients)
+                          strided_d_out=True, gradients=numba_path.gru_gradients, gradients_into=True)
 
 
 def _threaded_gru_inference(cell):  # keeps no trace: no backward follows

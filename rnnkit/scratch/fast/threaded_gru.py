@@ -71,7 +71,7 @@ def forward_panels(p, parts: int, rows: bool, split: bool = False
             zr, n, every = (lstm_panels.source_rows(hidden, lo, hi, dtype, "gru", blocks)
                             for blocks in ((0, 1), (2,), (0, 1, 2)))
             jobs += [(sources[0], *zr), (sources[1], *n), (sources[2], *(every if split else n))]
-        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs)
+        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs, len(bounds))
         return [tuple(panels[3 * k: 3 * k + 3]) for k in range(len(bounds))]
 
     return p.derived(("gru_forward_panels", parts, rows, split), make)

@@ -130,9 +130,9 @@ def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
         w_ih, w_hh, b_ih, b_hh = p.originals
         dtype = w_hh.dtype
         sources = (w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih)
+        bounds = _pairs(_bounds(p.hidden, parts))
         return lstm_panels.gathered_panels(panel_width(rows, dtype), [
-            (sources, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode))
-            for lo, hi in _pairs(_bounds(p.hidden, parts))])
+            (sources, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode)) for lo, hi in bounds], len(bounds))
 
     return p.derived(("rnn_forward_panels", parts, rows), make)
 
@@ -145,9 +145,10 @@ def split_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray
         w_ih, w_hh, b_ih, b_hh = p.originals
         dtype = w_hh.dtype
         sources = ((w_hh,), (lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih))
+        bounds = _pairs(_bounds(p.hidden, parts))
         jobs = [(blocks, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode))
-                for lo, hi in _pairs(_bounds(p.hidden, parts)) for blocks in sources]
-        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs)
+                for lo, hi in bounds for blocks in sources]
+        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs, len(bounds))
         return list(zip(panels[0::2], panels[1::2]))
 
     return p.derived(("rnn_split_panels", parts, rows), make)

@@ -692,10 +692,11 @@ def run_balanced(jobs) -> None:
         k = loads.index(min(loads))
         shares[k].append((function, arguments))
         loads[k] += size
-    run(_call_all, [(share,) for share in shares if share])
+    run(call_all, [(share,) for share in shares if share])
 
 
-def _call_all(jobs) -> None:
+def call_all(jobs) -> None:
+    """function(*arguments) for each (function, arguments) of `jobs`, in order: one thread's share of a `run`."""
     for function, arguments in jobs:
         function(*arguments)
 

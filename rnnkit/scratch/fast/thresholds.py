@@ -334,18 +334,6 @@ def core_l2_bytes(cache_folder: str = "/sys/devices/system/cpu/cpu0/cache") -> i
 
 COLUMN_GROUPS_INFERENCE_BYTES = int(COLUMN_GROUPS_INFERENCE_L2_SHARE * core_l2_bytes())
 
-# An RNN's or an LSTM's training call whose W_hh has THREADED_CALL_L2_SHARE of a core's level-2 cache or more
-# takes the threaded path however few its steps (`enough_steps`): the path after it (numba_path's) makes a
-# transposed copy of W_hh and an OpenBLAS product a step that packs W_hh again, each from the next cache level.
-# Measured 2026-12-07 (Zen 4, 1 MB L2, 2 threads, one process, 4 alternating rounds, fwd+bwd, threaded /
-# numba_path's): W_hh 1-1.9 MB: RNN hidden 512 batch 1-2 T 1-2 0.42-0.58, 600 × 1 input 300 T 1 0.49, 700 × 1
-# 0.46; LSTM hidden 256 batch 1-3 T 1-3 0.52-0.91, 270 × 1 T 3 0.67, 300 × 1 T 1 0.48; below: RNN 384 × 1 (0.56
-# MB) 1.00, 256 × 2 (0.25 MB) 1.22, LSTM 200 × 1 1.02, 180 × 2 0.97. Not the GRU: hidden 300-330 batch 2 T 1
-# 1.37-1.38 (its path after, numba_path's, runs those calls faster). Inference keeps the work bound (its weights
-# packed once: threaded 1.1-1.4 of numba_path's at those shapes), so at such short calls a locked model's forward
-# may round otherwise than its training forward.
-THREADED_CALL_L2_SHARE = 1.0
-THREADED_CALL_WEIGHT_BYTES = int(THREADED_CALL_L2_SHARE * core_l2_bytes())
 COLUMN_GROUPS_INFERENCE_WORK = 4096
 # Beyond that share, inference runs column groups from COLUMN_GROUPS_STREAM_COLUMNS columns a group: each group
 # then reads all the weights from the next cache level at every step, and does (its columns)/4 FLOP a byte
@@ -420,3 +408,16 @@ RNN_ROWS_FORWARD_MIN_HIDDEN = 256
 RNN_ROWS_FORWARD_MIN_ROWS = 64
 RNN_ROWS_FORWARD_L2_SHARE = 0.6
 RNN_ROWS_FORWARD_BYTES = int(RNN_ROWS_FORWARD_L2_SHARE * core_l2_bytes())
+
+# An RNN's or an LSTM's training call whose W_hh has THREADED_CALL_L2_SHARE of a core's level-2 cache or more
+# takes the threaded path however few its steps (`enough_steps`): the path after it (numba_path's) makes a
+# transposed copy of W_hh and an OpenBLAS product a step that packs W_hh again, each from the next cache level.
+# Measured 2026-12-07 (Zen 4, 1 MB L2, 2 threads, one process, 4 alternating rounds, fwd+bwd, threaded /
+# numba_path's): W_hh 1-1.9 MB: RNN hidden 512 batch 1-2 T 1-2 0.42-0.58, 600 × 1 input 300 T 1 0.49, 700 × 1
+# 0.46; LSTM hidden 256 batch 1-3 T 1-3 0.52-0.91, 270 × 1 T 3 0.67, 300 × 1 T 1 0.48; below: RNN 384 × 1 (0.56
+# MB) 1.00, 256 × 2 (0.25 MB) 1.22, LSTM 200 × 1 1.02, 180 × 2 0.97. Not the GRU: hidden 300-330 batch 2 T 1
+# 1.37-1.38 (its path after, numba_path's, runs those calls faster). Inference keeps the work bound (its weights
+# packed once: threaded 1.1-1.4 of numba_path's at those shapes), so at such short calls a locked model's forward
+# may round otherwise than its training forward.
+THREADED_CALL_L2_SHARE = 1.0
+THREADED_CALL_WEIGHT_BYTES = int(THREADED_CALL_L2_SHARE * core_l2_bytes())

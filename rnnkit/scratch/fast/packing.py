@@ -35,7 +35,8 @@ class Packed:
     w_ih_t (I, G*H), w_hh_t (H, G*H): the same transposed for `x @ w` (w_ih_t an F-contiguous view, w_hh_t a
         C-contiguous copy).
     bias (G*H,): b_ih + b_hh, reordered and halved (GRU: the n block holds b_in only); zeros without biases.
-    w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products.
+    w_ih (G*H, I), w_hh (G*H, H): reordered, *not* halved — for the backward products (w_hh with ROW_SLACK
+        values allocated past its end).
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)); None otherwise.
     w_steps (G*H, H+I+1): [w_hh_half | w_ih_half | bias], the gate-major LSTM's per-step operand.
     It keeps the weights it is given, unchanged, and reads them when an array is first used; a training
@@ -77,7 +78,7 @@ class Packed:
 
     @cached_property
     def w_hh(self) -> np.ndarray:
-        return _reorder(self.mode, self._w_hh, self.hidden)
+        return _reorder(self.mode, self._w_hh, self.hidden, ROW_SLACK)
 
     @cached_property
     def w_hh_unhalved_t(self) -> np.ndarray:
@@ -159,9 +160,15 @@ def row_index(mode: str, hidden: int) -> np.ndarray:
     return np.concatenate([np.arange(k * hidden, (k + 1) * hidden) for k in _ORDER[mode]])
 
 
-def _reorder(mode: str, w: np.ndarray, hidden: int) -> np.ndarray:
-    """Rows (G*H, ...) in PyTorch's gate order → a new C-contiguous array in packed order, block by block."""
-    out = np.empty(w.shape, dtype=w.dtype)
+# Values allocated past the end of w_hh (the threaded RNN's and GRU's backward read whole vectors of its last
+# row, past H: threaded_rnn.recurrent_weights)
+ROW_SLACK = 16
+
+
+def _reorder(mode: str, w: np.ndarray, hidden: int, slack: int = 0) -> np.ndarray:
+    """Rows (G*H, ...) in PyTorch's gate order → a new C-contiguous array in packed order, block by block
+    (with `slack` values allocated past its end)."""
+    out = np.empty(w.size + slack, dtype=w.dtype)[:w.size].reshape(w.shape)
     for k, src in enumerate(_ORDER[mode]):
         out[k * hidden: (k + 1) * hidden] = w[src * hidden: (src + 1) * hidden]
     return out

@@ -209,20 +209,20 @@ if AVAILABLE:
     def backward_part(me, parts, meet, first, last, lo, hi, w, d_gh, d_gx, carry, d_out, batch_major, gates, h, hn,
                       dh_n, rec, active, flags, yield_address):
         """Part `me` of the GRU's backward over all steps: threaded_rnn.backward_part's rows, columns, meetings
-        and spare steps, with the GRU's step. w (3H, Hp) `recurrent_weights`; d_gh (T + spare, B, 3H) and
+        and spare steps, with the GRU's step. w (3H, H) `recurrent_weights`; d_gh (T + spare, B, 3H) and
         d_gx (T, B, 3H): the hidden and the input side's pre-activation gradients, written for the running
         rows of each step; carry (B, H) zeros, then dh ⊙ z of each row's latest step; d_out (T, B, H), or
         (B, T, H) where batch_major; gates (T, B, 3H), h (T+1, B, H), hn (T, B, H) the forward's; dh_n (B, H);
         rec (B rounded up to gemm.MR, Hp) scratch, after the last step d_gh_0 W_hh in its first B rows."""
         T, B, H = active.shape[0], h.shape[1], h.shape[2]
-        G, Hp = w.shape[0], w.shape[1]
+        G, ldw, Hp = w.shape[0], w.shape[1], rec.shape[1]
         flat_gh, flat_w, flat_rec = d_gh.reshape(-1), w.reshape(-1), rec.reshape(-1)
         top = min(hi, H)
         m = 0  # rows running at step t+1
         for t in range(T - 1, -2, -1):  # t = -1: the last product only
             if t < T - 1:
-                m = incoming_products(t, meet, first, last, lo, hi, flat_gh, B, G, flat_w, Hp, flat_rec, active, parts,
-                                      me, flags, yield_address)
+                m = incoming_products(t, meet, first, last, lo, hi, flat_gh, B, G, flat_w, ldw, flat_rec, Hp, active,
+                                      parts, me, flags, yield_address)
             if t < 0:
                 break
             for b in range(first, min(active[t], last)):
@@ -260,7 +260,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active)
     rec = np.empty((rows, padded_count(hidden, lanes)), dtype=hs.dtype)
     d_rows, batch_major = numba_path.rows_of(d_out)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    w = recurrent_weights(p, lanes)
+    w = recurrent_weights(p)
     threads.run_apart(backward_part, [(k, parts, meet, *row_parts[k], *column_parts[k], w, d_gh, d_gx, carry, d_rows,
                                        batch_major, gates, hs, saved["hn"], np.ascontiguousarray(dh_n), rec, steps,
                                        flags, threads.YIELD)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lstm_panels, threads, thresholds
+from . import lstm_panels, packing, threads, thresholds
 from .kernels import AVAILABLE
 from .numba_path import rnn_backward, rows_of
 from .threaded_lstm import _bounds, _group_active, _pairs, by_rows
@@ -416,19 +416,13 @@ def rows_forward(p, inputs: np.ndarray, h0: np.ndarray, outputs: np.ndarray, gro
     return Trace(None, None, p.mode == "rnn_relu", outputs)
 
 
-def recurrent_weights(p, lanes: int) -> np.ndarray:
-    """W_hh (G·H, H), packed row order, with zero columns up to whole vectors of `lanes`: (G·H, Hp), the
-    backward's product's right operand (the RNN's and the GRU's); made once per Packed: p.w_hh itself where
-    H is whole vectors already (a second copy of it cost 0.08-0.28 ms a training call at hidden 512, T = 4)."""
-    def make():
-        width = padded_count(p.hidden, lanes)
-        if width == p.hidden:
-            return p.w_hh
-        padded_w = np.empty((p.w_hh.shape[0], width), dtype=p.w_hh.dtype)
-        padded_w[:, :p.hidden] = p.w_hh
-        padded_w[:, p.hidden:] = 0
-        return padded_w
-    return p.derived(("backward_w_hh", lanes), make)
+def recurrent_weights(p) -> np.ndarray:
+    """W_hh (G·H, H), packed row order: the backward's product's right operand (the RNN's and the GRU's), p.w_hh
+    itself. The product reads whole vectors of each row, past H into the next row's first values and, on the
+    last row, into packing.ROW_SLACK values past its end; those columns of its result are never read. (Before,
+    a copy padded with zero columns to whole vectors: 0.1-0.4 ms a training call at hidden 500, batch 12.)"""
+    assert p.w_hh.base is not None and p.w_hh.base.size - p.w_hh.size >= packing.ROW_SLACK
+    return p.w_hh
 
 
 def padded_count(count: int, unit: int) -> int:
@@ -438,18 +432,19 @@ def padded_count(count: int, unit: int) -> int:
 
 if AVAILABLE:
     @jit
-    def incoming_products(t, meet, first, last, lo, hi, flat_g, B, K, flat_w, Hp, flat_rec, active, parts, me, flags,
-                          yield_address):
+    def incoming_products(t, meet, first, last, lo, hi, flat_g, B, K, flat_w, ldw, flat_rec, ldr, active, parts, me,
+                          flags, yield_address):
         """Before step t of a part of a threaded backward (the RNN's, the GRU's; t = -1: the last product):
         where the parts split the units (meet), wait until every part has written step t+1's gradients; then
         rec[first:, lo:hi] = g_{t+1}[first:] W[:, lo:hi] for the part's rows running at step t+1 (flat: g
-        (·, B, K), W (K, Hp), rec (·, Hp)). Returns how many rows of the batch ran step t+1."""
+        (·, B, K), W (K, ldw), rec (·, ldr); hi may pass ldw, W's rows then read into the next row, those
+        columns of rec to be ignored). Returns how many rows of the batch ran step t+1."""
         if meet:
             threads.wait_all(flags, parts, me, active.shape[0] - 1 - t, yield_address)
         m = active[t + 1]
         if m > first:
-            gemm_row_major(flat_g, ((t + 1) * B + first) * K, K, min(m, last) - first, flat_w, lo, Hp, hi - lo, K,
-                           flat_rec, first * Hp + lo, Hp)
+            gemm_row_major(flat_g, ((t + 1) * B + first) * K, K, min(m, last) - first, flat_w, lo, ldw, hi - lo, K,
+                           flat_rec, first * ldr + lo, ldr)
         return m
 
     @jit
@@ -460,21 +455,21 @@ if AVAILABLE:
         before each product (a split of the units; a split of the rows needs no meeting: a row's gradients
         never meet another row's, and each part's rows start on a multiple of gemm.ROW_MAJOR_TAIL, so no block
         of rows writes another part's rows; the last part's last block reads past the batch's rows, into rows
-        it ignores). w (H, Hp) `recurrent_weights`; g (T + spare, B, H): g[t] = dL/dpre_t,
+        it ignores). w (H, H) `recurrent_weights`; g (T + spare, B, H): g[t] = dL/dpre_t,
         written for the running rows of each step (the rest as the caller set them), then spare steps that
         the last block of rows may read past g[T-1]'s rows; d_out (T, B, H), or (B, T, H) where batch_major; h
         (T+1, B, H) the forward's states; dh_n (B, H); rec (B rounded up to gemm.MR, Hp) scratch, after the
         last step dL/dh_0 in its first B rows; active (T,) int64."""
         T, B, H = active.shape[0], h.shape[1], h.shape[2]
-        Hp = w.shape[1]
+        ldw, Hp = w.shape[1], rec.shape[1]
         one, zero = h.dtype.type(1), h.dtype.type(0)
         flat_g, flat_w, flat_rec = g.reshape(-1), w.reshape(-1), rec.reshape(-1)
         top = min(hi, H)
         m = 0  # rows running at step t+1
         for t in range(T - 1, -2, -1):  # t = -1: dL/dh_0's product only
             if t < T - 1:
-                m = incoming_products(t, meet, first, last, lo, hi, flat_g, B, H, flat_w, Hp, flat_rec, active, parts,
-                                      me, flags, yield_address)
+                m = incoming_products(t, meet, first, last, lo, hi, flat_g, B, H, flat_w, ldw, flat_rec, Hp, active,
+                                      parts, me, flags, yield_address)
             if t < 0:
                 break
             for b in range(first, min(active[t], last)):
@@ -530,7 +525,7 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active)
     rec = np.empty((rows, padded_count(hidden, lanes)), dtype=hs.dtype)
     d_rows, batch_major = rows_of(d_out)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
-    w = recurrent_weights(p, lanes)
+    w = recurrent_weights(p)
     threads.run_apart(backward_part, [(k, parts, meet, *row_parts[k], *column_parts[k], w, g, d_rows, batch_major,
                                        hs, relu, np.ascontiguousarray(dh_n), rec, steps, flags, threads.YIELD)
                                       for k in range(parts)])

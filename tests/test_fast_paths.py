@@ -388,15 +388,28 @@ def test_the_threaded_rnn_and_gru_with_their_inputs_projected_ahead_equal_the_re
 
 
 def test_the_rnn_runs_its_columns_in_groups_where_its_units_stay_in_one_part():
-    """threaded_rnn.column_groups: from 32 columns, groups of at least 16, one a thread, where the step's
-    units would not be split (an RNN of fewer than 150 units ran 0.58-0.79 of one part's time there)."""
+    """threaded_rnn.column_groups: groups of at least 16 columns, one a thread, where the step's units would
+    not be split (an RNN of fewer than 150 units ran 0.58-0.79 of one part's time there), or down to 8
+    columns where a group's step still has RNN_COLUMN_GROUPS_MIN_WORK (1024) entries, columns × units, and
+    the call RNN_COLUMN_GROUPS_NARROW_CALL_WORK multiply-adds (16-31 columns at 100-149 units ran on one
+    thread: 0.6-0.8 of its inference time in groups on long calls, up to 1.7 on calls of 2-4 steps)."""
     from rnnkit.scratch.fast import threaded_rnn
 
+    assert fast.thresholds.RNN_COLUMN_GROUPS_MIN_WORK == 1024
+    big = fast.thresholds.RNN_COLUMN_GROUPS_NARROW_CALL_WORK
     threads.set_count(2)
     try:
-        assert threaded_rnn.column_groups(100, 31) == [(0, 31)]
-        assert threaded_rnn.column_groups(100, 32) == [(0, 16), (16, 32)]
+        assert threaded_rnn.column_groups(48, 31, call_work=big) == [(0, 31)]
+        assert threaded_rnn.column_groups(48, 32) == [(0, 16), (16, 32)]
         assert threaded_rnn.column_groups(48, 63) == [(0, 31), (31, 63)]
+        assert threaded_rnn.column_groups(128, 16, call_work=big) == [(0, 8), (8, 16)]  # 8 × 128: enough
+        assert threaded_rnn.column_groups(128, 16, call_work=big - 1) == [(0, 16)]  # too short a call
+        assert threaded_rnn.column_groups(127, 16, call_work=big) == [(0, 16)]  # 8 × 127 = 1016: 9 columns
+        assert threaded_rnn.column_groups(127, 18, call_work=big) == [(0, 9), (9, 18)]
+        assert threaded_rnn.column_groups(131, 29, call_work=big) == [(0, 14), (14, 29)]
+        assert threaded_rnn.column_groups(100, 21, call_work=big) == [(0, 21)]  # 11 columns a group at 100
+        assert threaded_rnn.column_groups(100, 22, call_work=big) == [(0, 11), (11, 22)]
+        assert threaded_rnn.column_groups(200, 15, call_work=big) == [(0, 15)]  # below 8 columns a group: never
         threads.set_count(3)
         assert threaded_rnn.column_groups(64, 40) == [(0, 20), (20, 40)]  # 16 columns a group at least
         assert threaded_rnn.column_groups(64, 48) == [(0, 16), (16, 32), (32, 48)]
@@ -404,6 +417,26 @@ def test_the_rnn_runs_its_columns_in_groups_where_its_units_stay_in_one_part():
         assert threaded_rnn.column_groups(64, 64) == [(0, 64)]
     finally:
         threads.set_count(None)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu"])
+def test_the_rnns_narrow_column_groups_equal_the_reference(kind, monkeypatch):
+    """Groups of 8-9 columns (130 units, 17 ragged columns: 1040 entries a group's step; whatever the call's
+    length) against the reference cells, forward and backward, the forward's bits the same on 1-3 threads
+    (one group on one thread)."""
+    from rnnkit.scratch.fast import threaded_rnn
+
+    monkeypatch.setattr(fast.thresholds, "RNN_COLUMN_GROUPS_NARROW_CALL_WORK", 0)
+    threads.set_count(2)
+    try:
+        assert threaded_rnn.column_groups(130, 17) == [(0, 8), (8, 17)]
+    finally:
+        threads.set_count(None)
+    lengths = [1 + k % 3 for k in range(17)]
+    shape = dict(kind=kind, dtype=np.float64, batch=17, time=3, features=5, hidden=130, layers=1,
+                 bidirectional=False, lengths=lengths)
+    assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
 
 
 def test_the_rnn_runs_its_columns_in_groups_instead_of_splitting_its_units_while_its_weights_fit_a_cache(

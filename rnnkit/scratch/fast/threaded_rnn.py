@@ -264,7 +264,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     time, batch, _ = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
     relu = p.mode == "rnn_relu"
-    groups = column_groups(hidden, batch, hidden * (hidden + 1 + inputs.shape[2]) * dtype.itemsize)
+    weights = hidden * (hidden + 1 + inputs.shape[2])
+    groups = column_groups(hidden, batch, weights * dtype.itemsize, call_work=time * batch * weights)
     # (each group all the units on its own columns: one part, no meeting)
     parts = parts_for(hidden, batch) if len(groups) == 1 else 1  # one gate
     alloc = allocator(active, batch, batch)
@@ -283,21 +284,25 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     return Trace(hs, None, relu, outs)
 
 
-def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: bool = True
+def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: bool = True, call_work: int = 0
                   ) -> list[tuple[int, int]]:
     """The batch's columns cut in count() equal groups, each run as a layer of its own on its own thread
     (all the units, one part: no meeting at all), for a step of `gate_rows` rows (G·H): where a split of units
-    would leave one part (`parts_for`; only with `one_part`) and the batch has at least
-    thresholds.RNN_COLUMN_GROUPS_BATCH columns, groups of at least RNN_COLUMN_GROUPS_MIN_COLUMNS; and where it
-    would split the units, in groups of at least RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes`
+    would leave one part (`parts_for`; only with `one_part`), groups of at least
+    thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS, or down to RNN_COLUMN_GROUPS_NARROW_COLUMNS where a group's step
+    still has RNN_COLUMN_GROUPS_MIN_WORK entries (columns × gate rows) and the call, `call_work` multiply-adds
+    (T·B·G·H·(H+1+I)), RNN_COLUMN_GROUPS_NARROW_CALL_WORK; and where it would split the units, in groups of at least RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes`
     (G·H·(H+1+I) entries), fit RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same
     order in any group: the bits are those of one group."""
     if parts_for(gate_rows, batch) > 1:  # in place of a split of units
         least = thresholds.RNN_SPLIT_GROUPS_MIN_COLUMNS
         fits = weight_bytes <= thresholds.RNN_SPLIT_GROUPS_BYTES
-    else:  # in place of one part
+    else:  # in place of one part: narrower groups where each group's step is still big enough
         least = thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS
-        fits = one_part and batch >= thresholds.RNN_COLUMN_GROUPS_BATCH
+        if call_work >= thresholds.RNN_COLUMN_GROUPS_NARROW_CALL_WORK:  # the columns a big enough step needs
+            enough = -(-thresholds.RNN_COLUMN_GROUPS_MIN_WORK // gate_rows)
+            least = min(least, max(thresholds.RNN_COLUMN_GROUPS_NARROW_COLUMNS, enough))
+        fits = one_part
     groups = min(threads.count(), batch // least)
     if groups < 2 or not fits:
         return [(0, batch)]

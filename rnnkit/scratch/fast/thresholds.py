@@ -46,14 +46,26 @@ MIN_ROWS_PER_PART = 128
 MIN_ROWS_PER_PART_WIDE = 75
 WIDE_STEP_BATCH = 16
 # Where the RNN's step keeps one part (too few rows to split the units), its columns run in groups, one a
-# thread, from RNN_COLUMN_GROUPS_BATCH columns on, each group at least RNN_COLUMN_GROUPS_MIN_COLUMNS wide
+# thread, each group at least RNN_COLUMN_GROUPS_MIN_COLUMNS wide (from 32 columns on at two threads)
 # (threaded_rnn.column_groups). Measured 2026-12-05 (Zen 5, 2 threads, T 64, in one process, 5 alternating
 # rounds, groups / one part, inference · fwd+bwd): input 64, hidden 32 batch 16 1.25 · 1.51, 64 0.79 · 0.94;
 # hidden 64 batch 16 0.95 · 1.29, 32 0.75 · 1.02, 64 0.67 · 0.86; hidden 100 batch 16 0.76 · 1.09, 32 0.71 ·
 # 0.99, 64 0.58 · 0.86; hidden 140 batch 64 0.59 · 0.87; input 300, hidden 48 batch 24 0.76 · 0.88, 40 0.71 ·
 # 0.90, 64 0.65 · 0.83; hidden 100 batch 32 0.74 · 0.90, 64 0.62 · 0.80.
-RNN_COLUMN_GROUPS_BATCH = 32
 RNN_COLUMN_GROUPS_MIN_COLUMNS = 16
+# Narrower groups, down to RNN_COLUMN_GROUPS_NARROW_COLUMNS columns, where a group's step still has
+# RNN_COLUMN_GROUPS_MIN_WORK entries (its columns × gate rows) and the call RNN_COLUMN_GROUPS_NARROW_CALL_WORK
+# multiply-adds (T·B·H·(H+1+I)): a step of 16-31 columns at hidden 100-149 otherwise ran on one thread (the
+# drawn RNN 131 × 29, input 359, T 28 at 1.09 of PyTorch's inference). Measured 2026-12-07 (Zen 4, 2 threads,
+# in one process, 4 alternating rounds, minima, groups / one part, inference · fwd+bwd): T 32, hidden 112-149
+# batch 16-31 input 16-359 0.58-0.81 · 0.81-0.93, hidden 64-80 batch 24-31 0.59-0.88 · 0.83-1.04; T 6-12,
+# hidden 104-149 batch 16-29, input 16-100, calls of 8-13 M multiply-adds 0.71-0.82 · 0.87-0.92, of 4-8 M
+# 0.75-1.14 · 0.91-1.06, below 4 M 0.89-1.46 · 0.98-1.20 (T 2-4 up to 1.68 · 1.22: a second thread's start);
+# where a group's step has fewer entries, 1.13-1.54 · 1.04-1.19 (hidden 48 batch 24-31, hidden 64 batch 16,
+# hidden 90-96 batch 16-18).
+RNN_COLUMN_GROUPS_NARROW_COLUMNS = 8
+RNN_COLUMN_GROUPS_MIN_WORK = 1024
+RNN_COLUMN_GROUPS_NARROW_CALL_WORK = 2**23
 
 # ... and it runs on one thread (one part: no meeting per step, the selector's numba loop's arithmetic on
 # gemm.py's kernels) while hidden < LOOP_HIDDEN and a step's product is small, batch·hidden² <= ONE_PART_WORK

@@ -295,6 +295,47 @@ def test_weight_gradients_added_where_they_accumulate_equal_the_reference(monkey
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+def test_a_gradient_added_in_place_splits_by_its_entries_as_well_as_its_work(monkeypatch):
+    """threads.add_products runs on both threads where the gradient's entries plus its multiply-adds over
+    ADD_PRODUCTS_MULTIPLY_ADDS_PER_ENTRY reach ADD_PRODUCTS_SPLIT_SIZE, though its multiply-adds are fewer than
+    SPLIT_PRODUCT_WORK (the LSTM 220 x 2, T 5, 462 inputs: 4 M of them, 600 K entries, ran on one thread), on
+    the calling thread below; the split's sums are the one thread's to the bit, and a @ b + into's to rounding."""
+    assert fast.thresholds.ADD_PRODUCTS_SPLIT_SIZE == 2**18
+    parts = []
+    real_run = threads.run
+    monkeypatch.setattr(threads, "run", lambda function, jobs: parts.append(len(jobs)) or real_run(function, jobs))
+    rng = np.random.default_rng(0)
+
+    def added(rows, depth, widths, size):
+        monkeypatch.setattr(fast.thresholds, "ADD_PRODUCTS_SPLIT_SIZE", size)
+        a = rng.standard_normal((rows, depth)).astype(np.float32)
+        bs = [rng.standard_normal((depth, n)).astype(np.float32) for n in widths]
+        into = [rng.standard_normal((rows, n)).astype(np.float32) for n in widths]
+        want = [out + a @ b for out, b in zip(into, bs)]
+        threads.add_products(a, bs, into, [0, 1, 2, 3])
+        for got, expected in zip(into, want):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+        return into
+
+    threads.set_count(2)
+    try:
+        assert 880 * 10 * 462 < fast.thresholds.SPLIT_PRODUCT_WORK
+        seed = rng.bit_generator.state
+        split = added(880, 10, (220, 462), 2**18)  # 600 K entries + 6 M / 8: both threads
+        rng.bit_generator.state = seed
+        alone = added(880, 10, (220, 462), 10**12)
+        assert parts == [2, 1]
+        for a, b in zip(split, alone):
+            np.testing.assert_array_equal(a, b)
+        added(256, 8, (64, 64), 2**18)  # 33 K entries + 33 K: one thread
+        added(4 * 128, 3, (128, 128), 2**18)  # 131 K entries + 49 K: one thread
+        added(4 * 150, 2, (300, 300), 2**18)  # 360 K entries: both
+        assert parts == [2, 1, 1, 1, 2]
+    finally:
+        threads.set_count(None)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
 @pytest.mark.parametrize("dtype, hidden, features", [(np.float32, 70, 5), (np.float32, 64, 33),
                                                       (np.float64, 37, 130)])
 def test_the_one_part_lstms_weight_gradients_added_into_the_parameters_equal_the_reference(monkeypatch, dtype,

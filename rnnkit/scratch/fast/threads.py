@@ -259,13 +259,18 @@ def add_products(a: np.ndarray, bs, into, order) -> None:
     """into[i] += a @ bs[i] on gemm.py's kernels (`own_kernels`), with no product array between (a weight
     gradient added where it accumulates): a (G·H, K) whose rows come in G blocks of H (a cell's gates in packed
     order), block q's into the rows of into[i]'s block order[q] (PyTorch's order); bs[i] (K, N_i), into[i]
-    (G·H, N_i) C-contiguous. a's rows cut evenly over count() threads, one below thresholds.SPLIT_PRODUCT_WORK
-    multiply-adds; each entry's chain of fused multiply-adds continues from its value, in order of k: the
-    bits do not depend on the cut (gemm.add_products_rows)."""
+    (G·H, N_i) C-contiguous. a's rows cut evenly over count() threads; on the calling thread alone below
+    thresholds.SPLIT_PRODUCT_WORK multiply-adds where into's entries plus the multiply-adds over
+    ADD_PRODUCTS_MULTIPLY_ADDS_PER_ENTRY are fewer than ADD_PRODUCTS_SPLIT_SIZE. Each entry's chain of fused
+    multiply-adds continues from its value, in order of k: the bits do not depend on the cut
+    (gemm.add_products_rows)."""
     rows, depth = a.shape
     operands = read_only_operands(bs)
-    work = rows * depth * max(b.shape[1] for b in operands)
-    parts = 1 if work < thresholds.SPLIT_PRODUCT_WORK else max(1, min(count(), rows // gemm.MR))
+    entries = rows * sum(out.shape[1] for out in into)
+    size = entries + entries * depth // thresholds.ADD_PRODUCTS_MULTIPLY_ADDS_PER_ENTRY
+    small = (rows * depth * max(b.shape[1] for b in operands) < thresholds.SPLIT_PRODUCT_WORK
+             and size < thresholds.ADD_PRODUCTS_SPLIT_SIZE)
+    parts = 1 if small else max(1, min(count(), rows // gemm.MR))
     cuts = [rows * k // parts for k in range(parts + 1)]
     run(gemm.add_products_blocks, [(a, cuts[k], cuts[k + 1], rows // len(order), np.asarray(order, dtype=np.int64),
                                     operands, tuple(into), np.zeros(gemm.MR * gemm.MATMUL_N_BLOCK, dtype=a.dtype))

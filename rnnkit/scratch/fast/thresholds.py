@@ -229,6 +229,17 @@ def enough_steps(cell: str, time: int | None, batch: int, hidden: int, inputs: i
 # (64, 32) @ (32, 64) 3.5 / 23.4 / 2.6, (64, 256) @ (256, 64) 20 / 31 / 32, (192, 256) @ (256, 64) 46 / 44 / 26,
 # (256, 320) @ (320, 64) 72 / 60 / 44, (256, 1024) @ (1024, 256) 902 / 489 / 553: the split costs about 20 µs.
 SPLIT_PRODUCT_WORK = 2**22
+# threads.add_products (a weight gradient added where it accumulates: each entry of the gradient read and
+# written again) splits from ADD_PRODUCTS_SPLIT_SIZE on, its size the gradient's entries plus its multiply-adds
+# over ADD_PRODUCTS_MULTIPLY_ADDS_PER_ENTRY; below (and below SPLIT_PRODUCT_WORK multiply-adds), on the calling
+# thread alone. With few steps and rows the gradient's passes outweigh the products: measured 2026-12-07 (Zen
+# 4, 2 threads, one process, minima of 7 × 200 calls, split / one thread; (G·H, K) times (K, H) and (K, I)):
+# G·H 880, K 10, I 462 (the LSTM 220 × 2, T 5: 6.0 M multiply-adds, 600 K entries, one thread before) 0.60-0.71,
+# 768 × 4, I 16 (the RNN 768 × 2, T 2) 0.63, 880 × 10, I 64 0.67, 600 × 8, I 200 0.71, 800 × 1, I 200 0.70, 768
+# × 1, I 784 0.77; between 2**17 and 2**18 0.87-1.13 (512 × 4, I 128 0.89, 300 × 2, I 300 1.12); below
+# 1.00-1.90 (256 × 8, I 64 1.43, 192 × 16, I 100 1.58, 384 × 3, I 128 1.13).
+ADD_PRODUCTS_SPLIT_SIZE = 2**18
+ADD_PRODUCTS_MULTIPLY_ADDS_PER_ENTRY = 8
 
 # Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one
 # or two columns the shorter panels leave the FMA units waiting on their own latency. Measured 2026-12-03,

@@ -460,26 +460,6 @@ def test_the_rnn_runs_its_columns_in_groups_where_its_units_stay_in_one_part():
         threads.set_count(None)
 
 
-@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
-@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu"])
-def test_the_rnns_narrow_column_groups_equal_the_reference(kind, monkeypatch):
-    """Groups of 8-9 columns (130 units, 17 ragged columns: 1040 entries a group's step; whatever the call's
-    length) against the reference cells, forward and backward, the forward's bits the same on 1-3 threads
-    (one group on one thread)."""
-    from rnnkit.scratch.fast import threaded_rnn
-
-    monkeypatch.setattr(fast.thresholds, "RNN_COLUMN_GROUPS_NARROW_CALL_WORK", 0)
-    threads.set_count(2)
-    try:
-        assert threaded_rnn.column_groups(130, 17) == [(0, 8), (8, 17)]
-    finally:
-        threads.set_count(None)
-    lengths = [1 + k % 3 for k in range(17)]
-    shape = dict(kind=kind, dtype=np.float64, batch=17, time=3, features=5, hidden=130, layers=1,
-                 bidirectional=False, lengths=lengths)
-    assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
-
-
 def test_the_rnn_runs_its_columns_in_groups_instead_of_splitting_its_units_while_its_weights_fit_a_cache(
         monkeypatch):
     """Where two parts would split the units (150 units and more), groups of at least 8 columns, while the
@@ -505,21 +485,25 @@ def test_the_rnn_runs_its_columns_in_groups_instead_of_splitting_its_units_while
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
-@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
-def test_the_column_groups_in_place_of_a_split_of_units_equal_the_reference(kind, monkeypatch):
-    """Whatever the machine's cache: the GRU's and the RNN's column groups where their units would split (263
-    units, 19 ragged columns) against the reference cells, forward and backward, the forward's bits the same
-    on 1-3 threads."""
+@pytest.mark.parametrize("kind, hidden, batch, setting", [("gru", 263, 19, "RNN_SPLIT_GROUPS_BYTES"),
+                                                          ("rnn_tanh", 263, 19, "RNN_SPLIT_GROUPS_BYTES"),
+                                                          ("rnn_tanh", 130, 17, "RNN_COLUMN_GROUPS_NARROW_CALL_WORK"),
+                                                          ("rnn_relu", 130, 17, "RNN_COLUMN_GROUPS_NARROW_CALL_WORK")])
+def test_the_column_groups_equal_the_reference(kind, hidden, batch, setting, monkeypatch):
+    """The GRU's and the RNN's column groups where their units would split (263 units, 19 ragged columns;
+    whatever the machine's cache), and the RNN's narrow groups of one part (130 units, 17 ragged columns: 8
+    and 9 a group, 1040 entries a group's step; whatever the call's length), against the reference cells,
+    forward and backward, the forward's bits the same on 1-3 threads."""
     from rnnkit.scratch.fast import threaded_rnn
 
-    monkeypatch.setattr(fast.thresholds, "RNN_SPLIT_GROUPS_BYTES", 2**40)
+    monkeypatch.setattr(fast.thresholds, setting, 2**40 if setting == "RNN_SPLIT_GROUPS_BYTES" else 0)
     threads.set_count(2)
     try:
-        assert len(threaded_rnn.column_groups((3 if kind == "gru" else 1) * 263, 19, 2**30)) == 2
+        assert len(threaded_rnn.column_groups((3 if kind == "gru" else 1) * hidden, batch, 2**30)) == 2
     finally:
         threads.set_count(None)
-    lengths = [1 + k % 3 for k in range(19)]
-    shape = dict(kind=kind, dtype=np.float64, batch=19, time=3, features=5, hidden=263, layers=1,
+    lengths = [1 + k % 3 for k in range(batch)]
+    shape = dict(kind=kind, dtype=np.float64, batch=batch, time=3, features=5, hidden=hidden, layers=1,
                  bidirectional=False, lengths=lengths)
     assert_threaded_equals_reference_on_1_to_3_threads(shape, ("out", "h_n"))
 

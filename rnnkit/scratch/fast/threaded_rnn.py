@@ -291,8 +291,9 @@ def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: b
     would leave one part (`parts_for`; only with `one_part`), groups of at least
     thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS, or down to RNN_COLUMN_GROUPS_NARROW_COLUMNS where a group's step
     still has RNN_COLUMN_GROUPS_MIN_WORK entries (columns × gate rows) and the call, `call_work` multiply-adds
-    (T·B·G·H·(H+1+I)), RNN_COLUMN_GROUPS_NARROW_CALL_WORK; and where it would split the units, in groups of at least RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes`
-    (G·H·(H+1+I) entries), fit RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same
+    (T·B·G·H·(H+1+I)), RNN_COLUMN_GROUPS_NARROW_CALL_WORK; and where it would split the units, in groups of at
+    least RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes` (G·H·(H+1+I) entries), fit
+    RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same
     order in any group: the bits are those of one group."""
     if parts_for(gate_rows, batch) > 1:  # in place of a split of units
         least = thresholds.RNN_SPLIT_GROUPS_MIN_COLUMNS

@@ -356,7 +356,6 @@ def core_l2_bytes(cache_folder: str = "/sys/devices/system/cpu/cpu0/cache") -> i
 
 
 COLUMN_GROUPS_INFERENCE_BYTES = int(COLUMN_GROUPS_INFERENCE_L2_SHARE * core_l2_bytes())
-
 COLUMN_GROUPS_INFERENCE_WORK = 4096
 # Beyond that share, inference runs column groups from COLUMN_GROUPS_STREAM_COLUMNS columns a group: each group
 # then reads all the weights from the next cache level at every step, and does (its columns)/4 FLOP a byte

@@ -1157,3 +1157,69 @@ def test_the_grus_gradients_made_at_once_equal_the_reference(monkeypatch, dtype,
         scale = max(float(np.abs(value).max()), 1.0)
         assert np.abs(got[name] - value).max() <= TOL[dtype] * scale, name
         np.testing.assert_array_equal(again[name], got[name])
+
+
+def _from_no_state(kind, dtype, batch, time, features, hidden, lengths, path="threaded"):
+    """Forward (no h_0: a zero start) and backward on `path`: {name: array}, and the paths the layer took."""
+    layer = MAKERS[kind](input_size=features, hidden_size=hidden, dtype=dtype, rng=3)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, time, features)).astype(dtype)
+    d_out = rng.standard_normal((batch, time, hidden)).astype(dtype)
+    with path_forced(path):
+        out, state = layer.forward(x, lengths=lengths)
+        d_x, d_state = layer.backward(d_out)
+        layer.eval()
+        with layer.locked_weights():
+            inferred, _ = layer.forward(x, lengths=lengths)
+    values = {"out": out, "inferred": inferred, "d_x": d_x}
+    values.update({f"state {k}": v for k, v in enumerate(state if kind == "lstm" else (state,))})
+    values.update({f"d_state {k}": v for k, v in enumerate(d_state if kind == "lstm" else (d_state,))})
+    values.update({f"grad {name}": p.grad for name, p in layer.named_parameters()})
+    return values, layer.last_paths
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded paths need numba")
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "gru", "lstm"])
+@pytest.mark.parametrize("batch, hidden, features, time", [(1, 96, 7, 2), (2, 130, 40, 3), (5, 70, 3, 1),
+                                                           (17, 263, 5, 3), (40, 64, 9, 4)])
+def test_a_layer_started_from_no_state_leaves_w_hh_out_of_its_first_step_with_the_same_bits(
+        kind, batch, hidden, features, time, monkeypatch):
+    """h_0 = 0 (no state given): the threaded paths' first step multiplies by [b | W_ih] only (zero_start), and
+    outputs, states, the inference forward and every gradient keep the bits of the whole product (each chain
+    of multiply-adds stays at +0 over W_hh's terms), on every kernel (one or two columns with the input split
+    off, the row kernels, padded vector columns, column groups, ragged lengths); the values are the
+    reference's. A start with a state is never cut short (zero_start sees one nonzero entry)."""
+    from rnnkit.scratch.fast import threaded_gru, threaded_lstm, threaded_rnn
+
+    lengths = [time - k % time for k in range(batch)] if batch > 2 else None
+    shape = dict(kind=kind, dtype=np.float32, batch=batch, time=time, features=features, hidden=hidden,
+                 lengths=lengths)
+    skipped, zero_start = [], threaded_lstm.zero_start
+
+    def spy(z, hidden, batch):
+        skipped.append(zero_start(z, hidden, batch))
+        return skipped[-1]
+
+    for module in (threaded_rnn, threaded_gru, threaded_lstm):
+        monkeypatch.setattr(module, "zero_start", spy)
+    got, ran = _from_no_state(**shape)
+    assert ran == ("threaded",) and skipped and set(skipped) == {hidden}
+    for module in (threaded_rnn, threaded_gru, threaded_lstm):
+        monkeypatch.setattr(module, "zero_start", lambda z, hidden, batch: 0)
+    whole, _ = _from_no_state(**shape)
+    for name, value in whole.items():
+        assert np.array_equal(got[name], value), name
+
+    monkeypatch.undo()
+    threads.set_count(2)
+    shape["dtype"] = np.float64
+    got, _ = _from_no_state(**shape)
+    reference, _ = _from_no_state(**shape, path="reference")
+    for name, value in reference.items():
+        assert np.abs(got[name] - value).max() <= TOL[np.float64] * max(float(np.abs(value).max()), 1.0), name
+
+    z = np.zeros((3, hidden + 4, 8), dtype=np.float32)
+    z[0, :hidden, 5:] = 1.0  # padding columns past the batch's 5: not read as the state
+    assert zero_start(z, hidden, 5) == hidden
+    z[0, hidden - 1, 4] = 1e-30
+    assert zero_start(z, hidden, 5) == 0

@@ -379,37 +379,39 @@ if AVAILABLE:
         return -(-columns // NB)
 
     @jit
-    def gemm_rows(panels, z, z_off, ldz, columns, out, ldo, backwards=False):
+    def gemm_rows(panels, z, z_off, ldz, columns, out, ldo, backwards=False, k0=0):
         """out[:P·R, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, R) (`pack_row_panels`), by
         `_rows_kernel`: for few columns (no lane idles on a column that is not there). The same arguments
         and the same bits as `gemm_panels`. The columns run in `_blocks(columns)` blocks of near-equal
         width (the first ones one wider where they do not divide evenly), each over the whole panel. With
-        `backwards`, the panels last to first (the same bits)."""
+        `backwards`, the panels last to first (the same bits). From k0 (< K): Z's rows k0.. only, those
+        before known zeros (the same bits for finite A: each chain of multiply-adds starts where it stays 0)."""
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
         count = _blocks(columns)
         for i in range(n_panels):
             p = n_panels - 1 - i if backwards else i
-            a_off, c_row = p * K * rows, p * rows * ldo
+            a_off, c_row = (p * K + k0) * rows, p * rows * ldo
             j = 0
             for q in range(count):
                 n = -(-(columns - j) // (count - q))
-                _rows_block(n, K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                _rows_block(n, K - k0, a, a_off, z, z_off + k0 * ldz + j, ldz, out, c_row + j, ldo)
                 j += n
 
     @jit
-    def gemm_panels(panels, z, z_off, ldz, columns, out, ldo, backwards=False):
+    def gemm_panels(panels, z, z_off, ldz, columns, out, ldo, backwards=False, k0=0):
         """out[:P·MR, :columns] = A @ Z[:, :columns] for A packed in panels (P, K, MR) (`pack_panels`).
 
         z: 1-D, Z[k, j] = z[z_off + k·ldz + j] (K rows); out: 1-D, C[r, j] = out[r·ldo + j], P·MR rows
         (rows past A's own are zero rows of the padding). Each panel's columns as `panel_columns` runs them;
-        with `backwards`, the panels last to first (the same bits).
+        with `backwards`, the panels last to first (the same bits); from k0, as `gemm_rows`.
         """
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
         for i in range(n_panels):
             p = n_panels - 1 - i if backwards else i
-            panel_columns(K, a, p * K * rows, rows, z, z_off, ldz, columns, out, p * rows * ldo, ldo, False)
+            panel_columns(K - k0, a, (p * K + k0) * rows, rows, z, z_off + k0 * ldz, ldz, columns, out,
+                          p * rows * ldo, ldo, False)
 
     @jit
     def panel_columns(K, a, a_off, rows, z, z_off, ldz, columns, out, c_row, ldo, add):
@@ -565,21 +567,22 @@ if AVAILABLE:
     _wide_1, _wide_2, _wide_3 = (_rows_kernel(RW, nb, VW) for nb in range(1, 4))
 
     @jit
-    def gemm_rows_wide(panels, z, z_off, ldz, columns, out, ldo):
-        """`gemm_rows` for panels RW vectors tall (`pack_wide_row_panels`): the same arguments, the same
-        fused multiply-add chain per element (the same bits), columns in blocks of three."""
+    def gemm_rows_wide(panels, z, z_off, ldz, columns, out, ldo, k0=0):
+        """`gemm_rows` for panels RW vectors tall (`pack_wide_row_panels`): the same arguments (k0 too), the
+        same fused multiply-add chain per element (the same bits), columns in blocks of three."""
         n_panels, K, rows = panels.shape
         a = panels.reshape(-1)
+        depth, z_at = K - k0, z_off + k0 * ldz
         for p in range(n_panels):
-            a_off, c_row = p * K * rows, p * rows * ldo
+            a_off, c_row = (p * K + k0) * rows, p * rows * ldo
             for j in range(0, columns, 3):
                 n = min(3, columns - j)
                 if n == 1:
-                    _wide_1(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                    _wide_1(depth, a, a_off, z, z_at + j, ldz, out, c_row + j, ldo)
                 elif n == 2:
-                    _wide_2(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                    _wide_2(depth, a, a_off, z, z_at + j, ldz, out, c_row + j, ldo)
                 else:
-                    _wide_3(K, a, a_off, z, z_off + j, ldz, out, c_row + j, ldo)
+                    _wide_3(depth, a, a_off, z, z_at + j, ldz, out, c_row + j, ldo)
 
 
 def pack_wide_row_panels(rows: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import lstm_panels, numba_path, threads, thresholds
 from .kernels import AVAILABLE
-from .threaded_lstm import _bounds, _group_active, _pairs
+from .threaded_lstm import _bounds, _group_active, _pairs, zero_start
 from .threaded_rnn import (backward_split, column_groups, group_operands, padded_count, panel_width,
                            parts_for, projection_scratch, recurrent_weights, split_input, threaded_backward_batch)
 from .trace import Trace, allocator, by_rows, kept
@@ -79,16 +79,19 @@ def forward_panels(p, parts: int, rows: bool, split: bool = False
 
 if AVAILABLE:
     @jit
-    def _product(panels, rows, z, z_off, L, n, out, lanes):
-        """out = A z_t[:, :n] for A packed in `panels` (gemm_rows), or over whole vectors (gemm_panels)."""
-        if rows:
-            gemm_rows(panels, z, z_off, L, n, out, L)
+    def _product(panels, rows, z, z_off, L, n, out, lanes, k0=0):
+        """out = A z_t[:, :n] for A packed in `panels` (gemm_rows), or over whole vectors (gemm_panels); from
+        A's column k0 where z_t's rows before it are zeros (none left: out = 0)."""
+        if k0 == panels.shape[1]:
+            out[:] = 0
+        elif rows:
+            gemm_rows(panels, z, z_off, L, n, out, L, False, k0)
         else:
-            gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L)
+            gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L, False, k0)
 
     @jit
     def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, outs, kept_gates, kept_hn, keep,
-                     active, B, flags, yield_address, zx, xw):
+                     active, B, flags, yield_address, zx, xw, skip):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step, rows of L columns:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t], h_0, the ones and all x filled in by the caller; pre (rows of the
         three panels × L,) scratch; gates (3H·L,): this step's z, r, n; hn (H·L,): this step's W_hn h + b_hn
@@ -97,7 +100,8 @@ if AVAILABLE:
         into kept_hn (T, B, H), time-major, any strides, for the backward; active (T,) int64: running columns per
         step, B of them at first. With the input split off (zx not empty, `split_input`): z (T+1, (H+1)·L)
         [h_t; 1] only, zr W_hh's rows, xn the inputs' rows of all three gates A_x, and zx (T·B, 1+I) every
-        step's [1; x_t] as rows: the part projects them all into xw (T·B, its rows of A_x) before the loop."""
+        step's [1; x_t] as rows: the part projects them all into xw (T·B, its rows of A_x) before the loop.
+        skip: H where h_0 = 0 (the first step's products leave out W_hh: threaded_lstm.zero_start), else 0."""
         T = outs.shape[0]
         H = outs.shape[2]
         HL = hn.shape[0]
@@ -116,8 +120,9 @@ if AVAILABLE:
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            _product(zr, rows, z[t], 0, L, n, pre_zr, lanes)
-            _product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes)  # K = H+1 rows of z_t: [h_t; 1]
+            k0 = skip if t == 0 else 0
+            _product(zr, rows, z[t], 0, L, n, pre_zr, lanes, k0)
+            _product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes, k0)  # K = H+1 rows of z_t: [h_t; 1]
             if split:
                 steps_inputs_into(xw, t * B, n, 0, 2 * units, L, pre_zr, True)  # the z and r rows
                 steps_inputs_into(xw, t * B, n, 2 * units, units, L, pre_xn, False)  # xn
@@ -192,10 +197,11 @@ def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs
     panels = forward_panels(p, parts, rows, split)
     gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    skip = zero_start(z, hidden, batch)
     return [(k, parts, lo, hi, *panels[k], rows, z.reshape(time + 1, -1),
              np.empty(sum(a.shape[0] * a.shape[2] for a in panels[k]) * columns, dtype=dtype), gates, hn,
              outs, kept[0], kept[1], keep, steps, batch, flags, threads.YIELD, zx,
-             projection_scratch(zx, panels[k][2]))
+             projection_scratch(zx, panels[k][2]), skip)
             for k, (lo, hi) in enumerate(_pairs(_bounds(hidden, parts)))]
 
 

@@ -235,15 +235,18 @@ if AVAILABLE:
             out[j] = scalar_tanh(a[j]) * half + half
 
     @jit
-    def _product(panels, kernel, z, z_off, L, n, out, backwards=False):
+    def _product(panels, kernel, z, z_off, L, n, out, backwards=False, k0=0):
         """out ← A z for the first n of L columns: gemm_rows_wide, gemm_rows, or gemm_panels on whole vectors
-        (the padding columns too, their results unused)."""
-        if kernel == WIDE_ROWS:
-            gemm_rows_wide(panels, z, z_off, L, n, out, L)
+        (the padding columns too, their results unused); from A's column k0 where z's rows before it are
+        zeros (none left: out = 0)."""
+        if k0 == panels.shape[1]:
+            out[:] = 0
+        elif kernel == WIDE_ROWS:
+            gemm_rows_wide(panels, z, z_off, L, n, out, L, k0)
         elif kernel == ROWS:
-            gemm_rows(panels, z, z_off, L, n, out, L, backwards)
+            gemm_rows(panels, z, z_off, L, n, out, L, backwards, k0)
         else:
-            gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L, backwards)
+            gemm_panels(panels, z, z_off, L, padded(n, VECTOR_BYTES // z.itemsize), out, L, backwards, k0)
 
     @jit
     def steps_as_rows(x_panels, zx, xw, ranges=None):
@@ -367,7 +370,7 @@ if AVAILABLE:
 
     @jit
     def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B,
-                     flags, yield_address, producer, x_in, first):
+                     flags, yield_address, producer, x_in, first, skip):
         """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
         batch padded to whole vectors, `padded`), flattened per step:
         z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller; or, with the
@@ -387,7 +390,8 @@ if AVAILABLE:
         itself (`fill_inputs`), from step `first` on: a column group's only part all of them (first 0); in a
         split of units, each part a share of steps 1..T-1 (every part reads them all: each part fills its
         share before its first step, and step t >= 1 waits for every part to finish step t-1); or empty
-        where `_forward_group` did."""
+        where `_forward_group` did; skip: H where h_0 = 0 (the first step's product leaves out W_hh: `zero_start`),
+        else 0."""
         T = outs.shape[0]
         L = pre.shape[0] // panels.shape[0] // panels.shape[2]
         HL = c.shape[1]
@@ -429,7 +433,7 @@ if AVAILABLE:
             # odd steps take the panels last to first: where a part's weights overflow L2 (hidden 512: 2.1-2.4
             # MB a part), the panels the step before read last are still there (inference, hidden 512, worker
             # processes asked in turn, 8 rounds, new / before: batch 4-24 0.85-0.96, 32-64 0.96-1.01)
-            _product(panels, kernel, z[t % Z], 0, L, n, pre, t % 2 == 1)
+            _product(panels, kernel, z[t % Z], 0, L, n, pre, t % 2 == 1, skip if t == 0 else 0)
             cell, c_prev = c[(t + 1) % C], c[t % C]
             h = z[(t + 1) % Z]
             count, length = (1, run) if n == B else (units, n)
@@ -751,6 +755,13 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None, outs)
 
 
+def zero_start(z: np.ndarray, hidden: int, batch: int) -> int:
+    """How many leading rows of z_0 (z (steps, K, L), its first `hidden` rows h_0ᵀ in the first `batch`
+    columns) the first step's product may leave out: H where h_0 is all zeros (a layer started from no
+    state: W_hh's terms add exact zeros, the same bits), else 0. Shared by the threaded RNN and GRU."""
+    return 0 if z[0, :hidden, :batch].any() else hidden
+
+
 def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool):
     """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's; None without
     one: given outputs), outs (T, B, H) its states after each step (hs[1:], or a view); with `run` the
@@ -815,6 +826,7 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
         filled = operand[:1] if shared_fill else operand
         fill_inputs(inputs[:len(filled)], filled.reshape(len(filled), -1), 0 if split else hidden, columns)
     z[0, :hidden, :batch] = h0.T
+    skip = zero_start(z, hidden, batch)
     if hs is not None:
         hs[0] = h0
     steps_kept = time if keep else 0  # the trace's steps (none in inference: c's two slots used in turn)
@@ -836,7 +848,7 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
         xw = np.empty((time if split else 0, rows), dtype=dtype)
         arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
                           np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
-                          threads.YIELD, -2 if projected else 1 if helper else -1, x_in[k], firsts[k]))
+                          threads.YIELD, -2 if projected else 1 if helper else -1, x_in[k], firsts[k], skip))
 
     def finish() -> Trace:
         # each sequence's last c: the slot its last step wrote (its column is not written after that step)

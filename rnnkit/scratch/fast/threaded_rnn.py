@@ -47,7 +47,7 @@ import numpy as np
 from . import lstm_panels, packing, threads, thresholds
 from .kernels import AVAILABLE
 from .numba_path import rnn_backward, rows_of
-from .threaded_lstm import _bounds, _group_active, _pairs, by_rows
+from .threaded_lstm import _bounds, _group_active, _pairs, by_rows, zero_start
 from .trace import Trace, allocator
 from .trace import by_rows as gradient_matrix
 
@@ -183,14 +183,15 @@ if AVAILABLE:
 
     @jit
     def forward_part(me, parts, lo, hi, panels, rows, z, pre, outs, active, B, relu, flags, yield_address, x_panels,
-                     zx, xw):
+                     zx, xw, skip):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step:
         z (T+1, (H+1+I)·L): [h_t; 1; x_t] rows of L columns, h_0, all x and the ones filled in by the caller;
         pre (rows of the panels × L,) scratch; outs (T, B, H): h_1 .. h_T, the layer's output, any strides;
         active (T,) int64: running columns per step, B of them at first; relu: max(·, 0) instead of tanh.
         With the input split off (zx not empty, `split_input`): z (T+1, (H+1)·L) [h_t; 1], panels W_hh's rows,
         and zx (T·B, 1+I) every step's [1; x_t] as rows, which the part projects with x_panels ([b | W_ih]'s
-        rows) into xw (T·B, its rows) before the loop; each step adds its own."""
+        rows) into xw (T·B, its rows) before the loop; each step adds its own. skip: H where h_0 = 0 (the first
+        step's product leaves out W_hh, whose terms are all zero: the same bits), else 0."""
         T = outs.shape[0]
         L = pre.shape[0] // (panels.shape[0] * panels.shape[2])
         units = hi - lo
@@ -202,10 +203,13 @@ if AVAILABLE:
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            if rows:
-                gemm_rows(panels, z[t], 0, L, n, pre, L)
+            k0 = skip if t == 0 else 0
+            if k0 == panels.shape[1]:  # h_0 = 0 and the inputs split off: no product at all
+                pre[:] = 0
+            elif rows:
+                gemm_rows(panels, z[t], 0, L, n, pre, L, False, k0)
             else:
-                gemm_panels(panels, z[t], 0, L, padded(n, lanes), pre, L)  # whole vectors: padding columns too
+                gemm_panels(panels, z[t], 0, L, padded(n, lanes), pre, L, False, k0)  # padding columns too
             if split:
                 steps_inputs_into(xw, t * B, n, 0, units, L, pre, True)
             h = z[t + 1]
@@ -320,10 +324,12 @@ def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs
     pairs = split_panels(p, parts, rows) if split else [(a, np.empty((0, 0, 0), dtype=dtype))
                                                          for a in forward_panels(p, parts, rows)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    skip = zero_start(z, p.hidden, batch)
     return [(k, parts, lo, hi, panels, rows, z.reshape(time + 1, -1),
              np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), outs, steps, batch, relu,
-             flags, threads.YIELD, x_panels, zx, projection_scratch(zx, x_panels))
+             flags, threads.YIELD, x_panels, zx, projection_scratch(zx, x_panels), skip)
             for k, ((lo, hi), (panels, x_panels)) in enumerate(zip(_pairs(_bounds(p.hidden, parts)), pairs))]
+
 
 
 def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:

@@ -971,7 +971,7 @@ def test_the_rnns_inference_runs_batch_major_from_256_units_and_groups_of_64_row
     assert (fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN, fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS) == (256, 64)
     chosen = []
     monkeypatch.setattr(threaded_rnn, "rows_forward", lambda *args: chosen.append("rows"))
-    monkeypatch.setattr(threaded_rnn, "forward", lambda *args: chosen.append("columns"))
+    monkeypatch.setattr(threaded_rnn, "forward", lambda *args, **kwargs: chosen.append("columns"))
     rng = np.random.default_rng(0)
     p = packing.pack("rnn_tanh", *(rng.standard_normal(shape).astype(np.float32)
                                    for shape in [(100, 3), (100, 100), (100,), (100,)]))  # 100·104 weights
@@ -1223,3 +1223,54 @@ def test_a_layer_started_from_no_state_leaves_w_hh_out_of_its_first_step_with_th
     assert zero_start(z, hidden, 5) == hidden
     z[0, hidden - 1, 4] = 1e-30
     assert zero_start(z, hidden, 5) == 0
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded paths need numba")
+@pytest.mark.parametrize("kind, hidden, batch, time", [("rnn_tanh", 300, 2, 3), ("rnn_relu", 263, 19, 2),
+                                                       ("rnn_tanh", 130, 17, 4), ("gru", 300, 1, 2),
+                                                       ("gru", 200, 4, 3), ("gru", 263, 19, 2), ("gru", 96, 64, 2)])
+def test_the_threaded_rnn_and_gru_forward_copy_w_hh_for_their_backward_in_their_own_packing(
+        kind, hidden, batch, time, monkeypatch):
+    """A training forward of the threaded RNN and GRU makes the backward's W_hh (Packed.w_hh) in the meeting
+    that packs its own panels (Implementation.keeps_w_hh: the layer makes no copy on one thread before it):
+    units split over two parts, the input split off, column groups, the GRU's backward on numba_path (few
+    rows) and its rows split (gru_gradients). Weights changed in place between forward and backward leave
+    every gradient's bits as they are, and the backward's gradients are the reference's."""
+    from rnnkit.scratch.fast import packing
+
+    made_after = []
+    copy = packing.Packed.copy_for_backward
+
+    def watched(self, hidden=True, inputs=True):
+        made_after.append(hidden)
+        return copy(self, hidden, inputs)
+
+    monkeypatch.setattr(packing.Packed, "copy_for_backward", watched)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((batch, time, 3)).astype(np.float32)
+    d_out = rng.standard_normal((batch, time, hidden)).astype(np.float32)
+    cell = "gru" if kind == "gru" else kind
+    chosen = fast.select(cell, batch, hidden, np.float32, training=True, time=time, inputs=3)
+    assert chosen.keeps_w_hh or chosen.path != "threaded"
+    grads = []
+    for change in (False, True):
+        layer = MAKERS[kind](input_size=3, hidden_size=hidden, dtype=np.float32, rng=1)
+        made_after.clear()
+        with path_forced("threaded"):
+            layer.forward(x)
+            assert made_after == [False]  # (W_ih's copy only)
+            if change:
+                for p in layer.parameters():
+                    p.data *= 2.0
+            d_x, _ = layer.backward(d_out)
+        assert layer.last_paths == ("threaded",)
+        grads.append([d_x] + [p.grad for p in layer.parameters()])
+    for before, after in zip(*grads):
+        np.testing.assert_array_equal(before, after)
+
+    shape = dict(kind=kind, dtype=np.float32, batch=batch, time=time, features=3, hidden=hidden, layers=1,
+                 bidirectional=False, lengths=None)
+    reference, _ = run("reference", **shape)
+    got, _ = run("threaded", **shape)
+    for name, value in reference.items():
+        assert np.abs(got[name] - value).max() <= TOL[np.float32] * max(float(np.abs(value).max()), 1.0), name

@@ -91,7 +91,7 @@ def forward_jobs(p, bounds, width: int, sets, input_bounds=None) -> tuple[list[l
     return [panels[a:b] for a, b in zip(starts[:-1], starts[1:])], jobs
 
 
-def gathered_panels(width: int, jobs, parts: int = 1) -> list[np.ndarray]:
+def gathered_panels(width: int, jobs, parts: int = 1, extra=()) -> list[np.ndarray]:
     """For each (sources, rows, scales) of `jobs`: the rows `rows` of [A_0 | A_1 | ...] (sources, each
     (R, k_i), PyTorch's row order), row j times scales[j], packed into panels (P, K, width) for gemm.py, the
     last panel's missing rows zeros (`gather_blocks`); all in one meeting of the threads. `jobs` are `parts`
@@ -99,14 +99,17 @@ def gathered_panels(width: int, jobs, parts: int = 1) -> list[np.ndarray]:
     k packs part k's (whose steps then read them from its own cache), else the jobs are shared by size
     (threads.run_balanced). The GRU's three blocks a part, run two at a time in turn before, took 0.26 ms warm
     at hidden 608 where one meeting takes 0.16. Shared by the threaded GRU and RNN (their forward's panels,
-    the same values as NumPy's packing to the bit)."""
+    the same values as NumPy's packing to the bit). `extra`: other (function, arguments, size) jobs for the
+    same meeting (a training forward's copy of W_hh for its backward, Packed.w_hh_jobs): one to each part's
+    thread where they are `parts`, else shared by size with the rest."""
     panels, jobs = _gathered_jobs(width, jobs)
-    if parts > 1 and parts == threads.count() and len(jobs) % parts == 0:
+    extra = list(extra)
+    if parts > 1 and parts == threads.count() and len(jobs) % parts == 0 and len(extra) in (0, parts):
         each = len(jobs) // parts
-        threads.run(threads.call_all, [([(job[0], job[1]) for job in jobs[k * each:(k + 1) * each]],)
-                                       for k in range(parts)])
+        shares = [jobs[k * each:(k + 1) * each] + extra[k:k + 1] for k in range(parts)]
+        threads.run(threads.call_all, [([(job[0], job[1]) for job in share],) for share in shares])
     else:
-        threads.run_balanced(jobs)
+        threads.run_balanced(jobs + extra)
     return panels
 
 

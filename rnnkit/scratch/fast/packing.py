@@ -40,8 +40,8 @@ class Packed:
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)); None otherwise.
     w_steps (G*H, H+I+1): [w_hh_half | w_ih_half | bias], the gate-major LSTM's per-step operand.
     It keeps the weights it is given, unchanged, and reads them when an array is first used; a training
-    forward calls `copy_for_backward()`, so that backward works with the forward's weights even if they are
-    changed in place in between.
+    forward calls `copy_for_backward()` (or runs `w_hh_jobs`' copy on its threads), so that backward works
+    with the forward's weights even if they are changed in place in between.
     """
 
     def __init__(self, mode: str, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -138,6 +138,22 @@ class Packed:
         if hidden:
             self.w_hh  # noqa: B018
 
+    def w_hh_jobs(self, count: int) -> list:
+        """`w_hh` allocated now (and kept as it), and `count` (function, arguments, size) jobs, each copying a
+        share of its rows from the weights as they are: a training forward runs them beside its own packing,
+        on its threads (threads.run_balanced's jobs), in place of `copy_for_backward`'s copy on one. The
+        copy must be complete before the weights may change (before the forward returns)."""
+        w = self._w_hh
+        out = np.empty(w.size + ROW_SLACK, dtype=w.dtype)[:w.size].reshape(w.shape)
+        self.__dict__["w_hh"] = out  # (cached_property's own slot)
+        cuts = [len(out) * k // count for k in range(count + 1)]
+        return [(copy_packed_rows, (self.mode, w, self.hidden, out, lo, hi), (hi - lo) * w.shape[1])
+                for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+
+    def has(self, name: str) -> bool:
+        """Whether the array `name` (e.g. "w_hh") is made already."""
+        return name in self.__dict__
+
     @cached_property
     def b_hn(self) -> np.ndarray | None:
         if self.mode != "gru" or self._b_hh is None:
@@ -169,9 +185,16 @@ def _reorder(mode: str, w: np.ndarray, hidden: int, slack: int = 0) -> np.ndarra
     """Rows (G*H, ...) in PyTorch's gate order → a new C-contiguous array in packed order, block by block
     (with `slack` values allocated past its end)."""
     out = np.empty(w.size + slack, dtype=w.dtype)[:w.size].reshape(w.shape)
-    for k, src in enumerate(_ORDER[mode]):
-        out[k * hidden: (k + 1) * hidden] = w[src * hidden: (src + 1) * hidden]
+    copy_packed_rows(mode, w, hidden, out, 0, len(out))
     return out
+
+
+def copy_packed_rows(mode: str, w: np.ndarray, hidden: int, out: np.ndarray, lo: int, hi: int) -> None:
+    """out[lo:hi] = the packed rows lo..hi-1 of w (G*H, ...), PyTorch's gate order: one copy per gate block."""
+    for k, src in enumerate(_ORDER[mode]):
+        a, b = max(lo, k * hidden), min(hi, (k + 1) * hidden)
+        if a < b:
+            out[a:b] = w[src * hidden + a - k * hidden: src * hidden + b - k * hidden]
 
 
 def _transpose(w: np.ndarray, tile: int = 32) -> np.ndarray:

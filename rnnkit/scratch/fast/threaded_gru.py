@@ -35,8 +35,9 @@ import numpy as np
 from . import lstm_panels, numba_path, threads, thresholds
 from .kernels import AVAILABLE
 from .threaded_lstm import _bounds, _group_active, _pairs, zero_start
-from .threaded_rnn import (backward_split, column_groups, group_operands, padded_count, panel_width,
-                           parts_for, projection_scratch, recurrent_weights, split_input, threaded_backward_batch)
+from .threaded_rnn import (backward_copy, backward_split, column_groups, group_operands, made_for_backward,
+                           padded_count, panel_width, parts_for, projection_scratch, recurrent_weights, split_input,
+                           threaded_backward_batch)
 from .trace import Trace, allocator, by_rows, kept
 
 if AVAILABLE:
@@ -46,14 +47,15 @@ if AVAILABLE:
     from .threaded_lstm import copy_states, padded, sigmoid_to, steps_as_rows
 
 
-def forward_panels(p, parts: int, rows: bool, split: bool = False
+def forward_panels(p, parts: int, rows: bool, split: bool = False, copy: bool = False
                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each part's (A_zr, A_hn, A_xn) (see the module's text), packed for gemm_rows (rows) or gemm_panels in
     one compiled pass from the weights as they are (lstm_panels.gathered_panels; NumPy's packing to the
     bit); made once per Packed:
         A_zr = [W_hh | b_ih + b_hh | W_ih] rows z, r (halved),  A_hn = [W_hn | b_hn],  A_xn = [b_in | W_in]
     With the input split off (`split_input`; rows only): A_zr = W_hh's rows z, r (halved), A_hn, and in place of
-    A_xn the inputs' rows of all three gates, A_x = [b_ih + b_hh (z, r), b_in (n) | W_ih] over [1; x_t]."""
+    A_xn the inputs' rows of all three gates, A_x = [b_ih + b_hh (z, r), b_in (n) | W_ih] over [1; x_t]. With
+    `copy` (a training forward), the backward's W_hh in the same meeting (threaded_rnn.backward_copy)."""
     def make():
         w_ih, w_hh, b_ih, b_hh = p.originals
         hidden, dtype = p.hidden, w_hh.dtype
@@ -71,7 +73,7 @@ def forward_panels(p, parts: int, rows: bool, split: bool = False
             zr, n, every = (lstm_panels.source_rows(hidden, lo, hi, dtype, "gru", blocks)
                             for blocks in ((0, 1), (2,), (0, 1, 2)))
             jobs += [(sources[0], *zr), (sources[1], *n), (sources[2], *(every if split else n))]
-        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs, len(bounds))
+        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs, len(bounds), backward_copy(p, copy))
         return [tuple(panels[3 * k: 3 * k + 3]) for k in range(len(bounds))]
 
     return p.derived(("gru_forward_panels", parts, rows, split), make)
@@ -183,6 +185,8 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
         group_kept = [a[:, lo:hi] if keep else a for a in kept]
         arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_kept, keep, group_active,
                                      hi - lo, zx)
+    if keep:
+        made_for_backward(p)
     threads.run_apart(forward_part, arguments)
     return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None, outs)
 
@@ -194,7 +198,7 @@ def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs
     inputs as rows where the input is split off (`steps_operand`), else empty."""
     hidden, dtype, time = p.hidden, z.dtype, z.shape[0] - 1
     split = zx.shape[0] > 0
-    panels = forward_panels(p, parts, rows, split)
+    panels = forward_panels(p, parts, rows, split, copy=keep)
     gates, hn = np.zeros(3 * hidden * columns, dtype=dtype), np.zeros(hidden * columns, dtype=dtype)
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     skip = zero_start(z, hidden, batch)

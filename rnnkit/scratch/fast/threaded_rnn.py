@@ -122,25 +122,26 @@ def projection_scratch(zx: np.ndarray, x_panels: np.ndarray) -> np.ndarray:
     return np.empty(shape, dtype=zx.dtype)
 
 
-def forward_panels(p, parts: int, rows: bool) -> list[np.ndarray]:
+def forward_panels(p, parts: int, rows: bool, copy: bool = False) -> list[np.ndarray]:
     """Each part's rows of [W_hh | b | W_ih], packed for gemm_rows (rows) or gemm_panels in one compiled pass
     from the weights as they are (lstm_panels.gathered_panels: `step_rows` packed, to the bit); made once per
-    Packed."""
+    Packed. With `copy` (a training forward), the backward's W_hh (`backward_copy`) in the same meeting."""
     def make():
         w_ih, w_hh, b_ih, b_hh = p.originals
         dtype = w_hh.dtype
         sources = (w_hh, lstm_panels.bias_column(b_ih, b_hh, w_hh.shape[0], dtype), w_ih)
         bounds = _pairs(_bounds(p.hidden, parts))
         return lstm_panels.gathered_panels(panel_width(rows, dtype), [
-            (sources, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode)) for lo, hi in bounds], len(bounds))
+            (sources, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode)) for lo, hi in bounds], len(bounds),
+            backward_copy(p, copy))
 
     return p.derived(("rnn_forward_panels", parts, rows), make)
 
 
-def split_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_panels(p, parts: int, rows: bool, copy: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each part's (W_hh's rows, [b | W_ih]'s rows) packed for gemm_rows (rows) or gemm_panels, where the
     inputs are projected before the steps (`split_input`): the steps' product over [h_t], the projection's
-    over [1; x_t]; made once per Packed."""
+    over [1; x_t]; made once per Packed (with `copy`, as `forward_panels`)."""
     def make():
         w_ih, w_hh, b_ih, b_hh = p.originals
         dtype = w_hh.dtype
@@ -148,10 +149,26 @@ def split_panels(p, parts: int, rows: bool) -> list[tuple[np.ndarray, np.ndarray
         bounds = _pairs(_bounds(p.hidden, parts))
         jobs = [(blocks, *lstm_panels.source_rows(p.hidden, lo, hi, dtype, p.mode))
                 for lo, hi in bounds for blocks in sources]
-        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs, len(bounds))
+        panels = lstm_panels.gathered_panels(panel_width(rows, dtype), jobs, len(bounds), backward_copy(p, copy))
         return list(zip(panels[0::2], panels[1::2]))
 
     return p.derived(("rnn_split_panels", parts, rows), make)
+
+
+def backward_copy(p, copy: bool) -> list:
+    """Where `copy` and the backward's W_hh (Packed.w_hh, `recurrent_weights`) is not made yet: the jobs that
+    make it, one a thread (Packed.w_hh_jobs), for the forward's packing to run in its own meeting. The RNN's
+    and the GRU's training forward make it so (Implementation.keeps_w_hh): on one thread, beside the forward,
+    its copy took 0.12 of a 0.86 ms training call at hidden 768, batch 2, T 2, and 0.63 of 4.9 ms for the GRU
+    at batch 12. Else none."""
+    return p.w_hh_jobs(threads.count()) if copy and not p.has("w_hh") else []
+
+
+def made_for_backward(p) -> None:
+    """After a training forward: the backward's W_hh made, here on one thread if the forward's packing did not
+    (its panels made before, for another call)."""
+    if not p.has("w_hh"):
+        p.copy_for_backward(inputs=False)
 
 
 def panel_width(rows: bool, dtype) -> int:
@@ -258,11 +275,13 @@ def layout(inputs: np.ndarray, h0: np.ndarray, hidden: int, active, outputs: np.
     return by_rows(batch, inputs.dtype), columns, operand(inputs, h0, hidden, columns, alloc), hs, outs
 
 
-def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs: np.ndarray | None = None) -> Trace:
+def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs: np.ndarray | None = None,
+            training: bool = True) -> Trace:
     """The RNN's forward, one layer direction: inputs (T, B, I) time-major, any strides, h0 (B, H) → Trace with
     h (T+1, B, H) time-major (given `outputs` (T, B, H): none, the states written there, for an inference
     forward);
-    saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded input (xw)."""
+    saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded input (xw). `training`
+    (a backward may follow): also the backward's copy of W_hh (`backward_copy`)."""
     if xw is not None:
         raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape
@@ -283,7 +302,10 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
         group_active = _group_active(active, lo, hi)
         rows, columns, z, zx = group_operands(inputs[:, lo:hi], h0[lo:hi], hidden, group_active, outs[:, lo:hi],
                                               split)
-        arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu, zx)
+        arguments += _part_arguments(p, parts, rows, columns, z, outs[:, lo:hi], group_active, hi - lo, relu, zx,
+                                     training)
+    if training:
+        made_for_backward(p)
     threads.run_apart(forward_part, arguments)
     return Trace(hs, None, relu, outs)
 
@@ -316,13 +338,13 @@ def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: b
 
 
 def _part_arguments(p, parts: int, rows: bool, columns: int, z: np.ndarray, outs: np.ndarray, active, batch: int,
-                    relu: bool, zx: np.ndarray) -> list[tuple]:
+                    relu: bool, zx: np.ndarray, training: bool) -> list[tuple]:
     """forward_part's arguments for each of `parts` parts of one layer (or one column group); zx (T·batch, 1+I)
     every step's inputs as rows where the input is split off (`steps_operand`), else empty."""
     time, dtype = z.shape[0] - 1, z.dtype
     split = zx.shape[0] > 0
-    pairs = split_panels(p, parts, rows) if split else [(a, np.empty((0, 0, 0), dtype=dtype))
-                                                         for a in forward_panels(p, parts, rows)]
+    pairs = split_panels(p, parts, rows, training) if split else [(a, np.empty((0, 0, 0), dtype=dtype))
+                                                                   for a in forward_panels(p, parts, rows, training)]
     flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
     skip = zero_start(z, p.hidden, batch)
     return [(k, parts, lo, hi, panels, rows, z.reshape(time + 1, -1),
@@ -344,7 +366,7 @@ def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | 
         groups = column_groups(p.hidden, inputs.shape[1], weight_bytes)
         if len(groups) > 1 and min(hi - lo for lo, hi in groups) >= thresholds.RNN_ROWS_FORWARD_MIN_ROWS:
             return rows_forward(p, inputs, h0, outputs, groups)
-    return forward(p, inputs, h0, c0, active, xw, outputs)
+    return forward(p, inputs, h0, c0, active, xw, outputs, training=False)
 
 
 def row_weights(p) -> np.ndarray:

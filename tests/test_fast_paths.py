@@ -1229,10 +1229,11 @@ def test_a_layer_started_from_no_state_leaves_w_hh_out_of_its_first_step_with_th
 @pytest.mark.parametrize("kind, hidden, batch, time", [("rnn_tanh", 300, 2, 3), ("rnn_relu", 263, 19, 2),
                                                        ("rnn_tanh", 130, 17, 4), ("gru", 300, 1, 2),
                                                        ("gru", 200, 4, 3), ("gru", 263, 19, 2), ("gru", 96, 64, 2)])
-def test_the_threaded_rnn_and_gru_forward_copy_w_hh_for_their_backward_in_their_own_packing(
+def test_the_threaded_rnn_and_gru_forward_copy_the_weights_for_their_backward_in_their_own_packing(
         kind, hidden, batch, time, monkeypatch):
-    """A training forward of the threaded RNN and GRU makes the backward's W_hh (Packed.w_hh) in the meeting
-    that packs its own panels (Implementation.keeps_w_hh: the layer makes no copy on one thread before it):
+    """A training forward of the threaded RNN and GRU makes the backward's W_hh and W_ih (Packed.w_hh, w_ih) in
+    the meeting that packs its own panels (Implementation.keeps_w_hh, keeps_w_ih: the layer makes no copy on one
+    thread before it):
     units split over two parts, the input split off, column groups, the GRU's backward on numba_path (few
     rows) and its rows split (gru_gradients). Weights changed in place between forward and backward leave
     every gradient's bits as they are, and the backward's gradients are the reference's."""
@@ -1242,7 +1243,7 @@ def test_the_threaded_rnn_and_gru_forward_copy_w_hh_for_their_backward_in_their_
     copy = packing.Packed.copy_for_backward
 
     def watched(self, hidden=True, inputs=True):
-        made_after.append(hidden)
+        made_after.append((hidden, inputs))
         return copy(self, hidden, inputs)
 
     monkeypatch.setattr(packing.Packed, "copy_for_backward", watched)
@@ -1251,14 +1252,14 @@ def test_the_threaded_rnn_and_gru_forward_copy_w_hh_for_their_backward_in_their_
     d_out = rng.standard_normal((batch, time, hidden)).astype(np.float32)
     cell = "gru" if kind == "gru" else kind
     chosen = fast.select(cell, batch, hidden, np.float32, training=True, time=time, inputs=3)
-    assert chosen.keeps_w_hh or chosen.path != "threaded"
+    assert chosen.keeps_w_hh and chosen.keeps_w_ih or chosen.path != "threaded"
     grads = []
     for change in (False, True):
         layer = MAKERS[kind](input_size=3, hidden_size=hidden, dtype=np.float32, rng=1)
         made_after.clear()
         with path_forced("threaded"):
             layer.forward(x)
-            assert made_after == [False]  # (W_ih's copy only)
+            assert made_after == [(False, False)]  # (the layer's call, with nothing left to copy)
             if change:
                 for p in layer.parameters():
                     p.data *= 2.0

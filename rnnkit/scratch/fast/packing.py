@@ -40,7 +40,7 @@ class Packed:
     b_hn (H,): GRU only, the hidden bias of the n gate (it sits inside r ⊙ (·)); None otherwise.
     w_steps (G*H, H+I+1): [w_hh_half | w_ih_half | bias], the gate-major LSTM's per-step operand.
     It keeps the weights it is given, unchanged, and reads them when an array is first used; a training
-    forward calls `copy_for_backward()` (or runs `w_hh_jobs`' copy on its threads), so that backward works
+    forward calls `copy_for_backward()` (or runs `backward_jobs`' copies on its threads), so that backward works
     with the forward's weights even if they are changed in place in between.
     """
 
@@ -138,17 +138,24 @@ class Packed:
         if hidden:
             self.w_hh  # noqa: B018
 
-    def w_hh_jobs(self, count: int) -> list:
-        """`w_hh` allocated now (and kept as it), and `count` (function, arguments, size) jobs, each copying a
-        share of its rows from the weights as they are: a training forward runs them beside its own packing,
-        on its threads (threads.run_balanced's jobs), in place of `copy_for_backward`'s copy on one. The
-        copy must be complete before the weights may change (before the forward returns)."""
-        w = self._w_hh
-        out = np.empty(w.size + ROW_SLACK, dtype=w.dtype)[:w.size].reshape(w.shape)
-        self.__dict__["w_hh"] = out  # (cached_property's own slot)
-        cuts = [len(out) * k // count for k in range(count + 1)]
-        return [(copy_packed_rows, (self.mode, w, self.hidden, out, lo, hi), (hi - lo) * w.shape[1])
-                for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+    def backward_jobs(self, count: int) -> list:
+        """`w_hh` and `w_ih` (those not made yet) allocated now, and kept as them, and `count` (function,
+        arguments, size) jobs, job k copying share k of each one's rows from the weights as they are: a
+        training forward runs them beside its own packing, on its threads (threads.run_balanced's jobs), in
+        place of `copy_for_backward`'s copies on one. They must be done before the weights may change (before
+        the forward returns)."""
+        copies = []
+        for name, w, slack in (("w_hh", self._w_hh, ROW_SLACK), ("w_ih", self._w_ih, 0)):
+            if not self.has(name):
+                out = np.empty(w.size + slack, dtype=w.dtype)[:w.size].reshape(w.shape)
+                self.__dict__[name] = out  # (cached_property's own slot)
+                copies.append((w, out))
+        jobs = []
+        for k in range(count if copies else 0):
+            shares = [(w, out, len(w) * k // count, len(w) * (k + 1) // count) for w, out in copies]
+            jobs.append((_copy_shares, (self.mode, self.hidden, shares), sum((hi - lo) * w.shape[1]
+                                                                             for w, _, lo, hi in shares)))
+        return jobs
 
     def has(self, name: str) -> bool:
         """Whether the array `name` (e.g. "w_hh") is made already."""
@@ -187,6 +194,12 @@ def _reorder(mode: str, w: np.ndarray, hidden: int, slack: int = 0) -> np.ndarra
     out = np.empty(w.size + slack, dtype=w.dtype)[:w.size].reshape(w.shape)
     copy_packed_rows(mode, w, hidden, out, 0, len(out))
     return out
+
+
+def _copy_shares(mode: str, hidden: int, shares) -> None:
+    """`copy_packed_rows` for each (w, out, lo, hi) of shares: one thread's share of Packed.backward_jobs."""
+    for w, out, lo, hi in shares:
+        copy_packed_rows(mode, w, hidden, out, lo, hi)
 
 
 def copy_packed_rows(mode: str, w: np.ndarray, hidden: int, out: np.ndarray, lo: int, hi: int) -> None:

@@ -54,7 +54,7 @@ class Implementation:
     W_hh^T panels, in its trace; the threaded RNN's and GRU's Packed.w_hh, copied beside their own packing:
     threaded_rnn.backward_copy), so the layer makes no copy of W_hh for the backward (Packed.copy_for_backward);
     keeps_w_ih: the same for W_ih (the threaded LSTM's forward panels of W_ih, which its one-part backward reads
-    transposed, or its padded copy, threaded_lstm.input_operand);
+    transposed, or its padded copy, threaded_lstm.input_operand; the threaded RNN's and GRU's Packed.w_ih);
     gradients_into: gradients takes into=(W_ih's gradient, W_hh's) and may add the weight gradients into them
     itself, returning None in their place (threaded_lstm.split_gradients, threaded_lstm.gradients)."""
 
@@ -121,14 +121,14 @@ def _threaded_inference(cell):  # keeps no trace: no backward follows
 
 def _threaded_gru(cell):  # its products on the threads' split too: OpenBLAS's spinning threads stay asleep
     return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, matmul=threads.matmul,
-                          folds=False, strided_inputs=True, strided_d_out=True, keeps_w_hh=True)
+                          folds=False, strided_inputs=True, strided_d_out=True, keeps_w_hh=True, keeps_w_ih=True)
 
 
 def _threaded_gru_rows(cell):  # the backward's rows split over the threads: every gradient at once
     # (numba_path.gru_gradients: each pre-activation gradient written once, the bias gradients summed by the steps)
     return Implementation("threaded", threaded_gru.forward, threaded_gru.backward, folds=False, strided_inputs=True,
                           strided_d_out=True, gradients=numba_path.gru_gradients, gradients_into=True,
-                          keeps_w_hh=True)
+                          keeps_w_hh=True, keeps_w_ih=True)
 
 
 def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
@@ -138,7 +138,7 @@ def _threaded_gru_inference(cell):  # keeps no trace: no backward follows
 
 def _threaded_rnn(cell):
     return Implementation("threaded", threaded_rnn.forward, threaded_rnn.backward, matmul=threads.matmul,
-                          folds=False, strided_inputs=True, strided_d_out=True, keeps_w_hh=True)
+                          folds=False, strided_inputs=True, strided_d_out=True, keeps_w_hh=True, keeps_w_ih=True)
 
 
 def _threaded_rnn_inference(cell):  # writes into the layer's output: no backward follows

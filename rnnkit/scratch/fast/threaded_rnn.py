@@ -156,19 +156,20 @@ def split_panels(p, parts: int, rows: bool, copy: bool = False) -> list[tuple[np
 
 
 def backward_copy(p, copy: bool) -> list:
-    """Where `copy` and the backward's W_hh (Packed.w_hh, `recurrent_weights`) is not made yet: the jobs that
-    make it, one a thread (Packed.w_hh_jobs), for the forward's packing to run in its own meeting. The RNN's
-    and the GRU's training forward make it so (Implementation.keeps_w_hh): on one thread, beside the forward,
-    its copy took 0.12 of a 0.86 ms training call at hidden 768, batch 2, T 2, and 0.63 of 4.9 ms for the GRU
-    at batch 12. Else none."""
-    return p.w_hh_jobs(threads.count()) if copy and not p.has("w_hh") else []
+    """Where `copy`: the jobs that make the backward's W_hh (Packed.w_hh, `recurrent_weights`) and W_ih (the
+    input gradient's), those not made yet, one job a thread (Packed.backward_jobs), for the forward's packing
+    to run in its own meeting. The RNN's and the GRU's training forward make them so
+    (Implementation.keeps_w_hh, keeps_w_ih): on one thread, before the forward, W_hh's copy took 0.12 of a 0.86
+    ms training call at hidden 768, batch 2, T 2, and 0.63 of 4.9 ms for the GRU at batch 12. Else none."""
+    return p.backward_jobs(threads.count()) if copy else []
 
 
 def made_for_backward(p) -> None:
-    """After a training forward: the backward's W_hh made, here on one thread if the forward's packing did not
-    (its panels made before, for another call)."""
-    if not p.has("w_hh"):
-        p.copy_for_backward(inputs=False)
+    """After a training forward: the backward's W_hh and W_ih made, here on one thread where the forward's
+    packing did not (its panels made before, for another call)."""
+    missing = not p.has("w_hh"), not p.has("w_ih")
+    if any(missing):
+        p.copy_for_backward(*missing)
 
 
 def panel_width(rows: bool, dtype) -> int:

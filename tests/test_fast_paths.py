@@ -1237,15 +1237,19 @@ def test_a_layer_started_from_no_state_leaves_w_hh_out_of_its_first_step_with_th
 @pytest.mark.parametrize("kind, hidden, batch, time", [("rnn_tanh", 300, 2, 3), ("rnn_relu", 263, 19, 2),
                                                        ("rnn_tanh", 130, 17, 4), ("gru", 300, 1, 2),
                                                        ("gru", 200, 4, 3), ("gru", 263, 19, 2), ("gru", 96, 64, 2)])
+@pytest.mark.parametrize("on_threads", [True, False])
 def test_the_threaded_rnn_and_gru_forward_copy_the_weights_for_their_backward_in_their_own_packing(
-        kind, hidden, batch, time, monkeypatch):
+        kind, hidden, batch, time, on_threads, monkeypatch):
     """A training forward of the threaded RNN and GRU makes the backward's W_hh and W_ih (Packed.w_hh, w_ih) in
     the meeting that packs its own panels (Implementation.keeps_w_hh, keeps_w_ih: the layer makes no copy on one
-    thread before it):
+    thread before it), from thresholds.BACKWARD_COPY_SPLIT_SIZE entries of the two on (here set to 0, or past
+    them: then it copies them on its own thread after the packing):
     units split over two parts, the input split off, column groups, the GRU's backward on numba_path (few
     rows) and its rows split (gru_gradients). Weights changed in place between forward and backward leave
     every gradient's bits as they are, and the backward's gradients are the reference's."""
     from rnnkit.scratch.fast import packing
+
+    monkeypatch.setattr(fast.thresholds, "BACKWARD_COPY_SPLIT_SIZE", 0 if on_threads else 2**40)
 
     made_after = []
     copy = packing.Packed.copy_for_backward
@@ -1262,8 +1266,8 @@ def test_the_threaded_rnn_and_gru_forward_copy_the_weights_for_their_backward_in
     chosen = fast.select(cell, batch, hidden, np.float32, training=True, time=time, inputs=3)
     assert chosen.keeps_w_hh and chosen.keeps_w_ih or chosen.path != "threaded"
 
-    def nothing_left_to_copy():
-        assert made_after == [(False, False)]  # (the layer's own call)
+    def nothing_left_to_copy():  # the layer's own call; without the threads' copies, the forward's after it
+        assert made_after == [(False, False)] + ([] if on_threads else [(True, True)])
         made_after.clear()
 
     with path_forced("threaded"):

@@ -160,8 +160,12 @@ def backward_copy(p, copy: bool) -> list:
     input gradient's), those not made yet, one job a thread (Packed.backward_jobs), for the forward's packing
     to run in its own meeting. The RNN's and the GRU's training forward make them so
     (Implementation.keeps_w_hh, keeps_w_ih): on one thread, before the forward, W_hh's copy took 0.12 of a 0.86
-    ms training call at hidden 768, batch 2, T 2, and 0.63 of 4.9 ms for the GRU at batch 12. Else none."""
-    return p.backward_jobs(threads.count()) if copy else []
+    ms training call at hidden 768, batch 2, T 2, and 0.63 of 4.9 ms for the GRU at batch 12. Else (and below
+    thresholds.BACKWARD_COPY_SPLIT_SIZE entries: `made_for_backward` copies them on the calling thread) none."""
+    w_ih, w_hh = p.originals[:2]
+    if not copy or w_ih.size + w_hh.size < thresholds.BACKWARD_COPY_SPLIT_SIZE:
+        return []
+    return p.backward_jobs(threads.count())
 
 
 def made_for_backward(p) -> None:

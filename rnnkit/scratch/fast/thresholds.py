@@ -241,6 +241,14 @@ SPLIT_PRODUCT_WORK = 2**22
 ADD_PRODUCTS_SPLIT_SIZE = 2**18
 ADD_PRODUCTS_MULTIPLY_ADDS_PER_ENTRY = 8
 
+# The threaded RNN's and GRU's training forward copies W_hh and W_ih for the backward on its threads, in its
+# packing's meeting (threaded_rnn.backward_copy), from this many entries of the two on; below, on the calling
+# thread (a meeting the packing would not hold otherwise costs more than the copy). Measured 2026-12-07 (Zen 4,
+# 2 threads, training calls, threads / one): RNN 768 × 2, T 2 0.82, GRU 512 × 12, T 2 0.81, GRU 256 × 16,
+# T 2 (245 K entries) 0.95; RNN 128 × 16, T 4 (18 K) 1.02, RNN 100 × 22, input 64, T 8 (16 K) 1.07, GRU 64 × 32,
+# T 3 (15 K) 1.06.
+BACKWARD_COPY_SPLIT_SIZE = 2**17
+
 # Up to this batch size the row-vector kernel runs on panels RW vectors tall (gemm.gemm_rows_wide): with one
 # or two columns the shorter panels leave the FMA units waiting on their own latency. Measured 2026-12-03,
 # (4H, H) @ (H, B) on one core, 64 steps: hidden 256 0.72 → 0.51 ms at batch 1 and 2, hidden 512 3.1 → 2.3-2.9 ms;

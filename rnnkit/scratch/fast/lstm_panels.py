@@ -100,8 +100,8 @@ def gathered_panels(width: int, jobs, parts: int = 1, extra=()) -> list[np.ndarr
     (threads.run_balanced). The GRU's three blocks a part, run two at a time in turn before, took 0.26 ms warm
     at hidden 608 where one meeting takes 0.16. Shared by the threaded GRU and RNN (their forward's panels,
     the same values as NumPy's packing to the bit). `extra`: other (function, arguments, size) jobs for the
-    same meeting (a training forward's copy of W_hh for its backward, Packed.w_hh_jobs): one to each part's
-    thread where they are `parts`, else shared by size with the rest."""
+    same meeting (a training forward's copies of W_hh and W_ih for its backward, Packed.backward_jobs): one to
+    each part's thread where they are `parts`, else shared by size with the rest."""
     panels, jobs = _gathered_jobs(width, jobs)
     extra = list(extra)
     if parts > 1 and parts == threads.count() and len(jobs) % parts == 0 and len(extra) in (0, parts):

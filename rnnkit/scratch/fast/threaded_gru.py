@@ -55,7 +55,7 @@ def forward_panels(p, parts: int, rows: bool, split: bool = False, copy: bool = 
         A_zr = [W_hh | b_ih + b_hh | W_ih] rows z, r (halved),  A_hn = [W_hn | b_hn],  A_xn = [b_in | W_in]
     With the input split off (`split_input`; rows only): A_zr = W_hh's rows z, r (halved), A_hn, and in place of
     A_xn the inputs' rows of all three gates, A_x = [b_ih + b_hh (z, r), b_in (n) | W_ih] over [1; x_t]. With
-    `copy` (a training forward), the backward's W_hh in the same meeting (threaded_rnn.backward_copy)."""
+    `copy` (a training forward), the backward's W_hh and W_ih in the same meeting (threaded_rnn.backward_copy)."""
     def make():
         w_ih, w_hh, b_ih, b_hh = p.originals
         hidden, dtype = p.hidden, w_hh.dtype

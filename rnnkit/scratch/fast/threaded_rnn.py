@@ -125,7 +125,7 @@ def projection_scratch(zx: np.ndarray, x_panels: np.ndarray) -> np.ndarray:
 def forward_panels(p, parts: int, rows: bool, copy: bool = False) -> list[np.ndarray]:
     """Each part's rows of [W_hh | b | W_ih], packed for gemm_rows (rows) or gemm_panels in one compiled pass
     from the weights as they are (lstm_panels.gathered_panels: `step_rows` packed, to the bit); made once per
-    Packed. With `copy` (a training forward), the backward's W_hh (`backward_copy`) in the same meeting."""
+    Packed. With `copy` (a training forward), the backward's W_hh and W_ih (`backward_copy`) in the same meeting."""
     def make():
         w_ih, w_hh, b_ih, b_hh = p.originals
         dtype = w_hh.dtype
@@ -286,7 +286,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     h (T+1, B, H) time-major (given `outputs` (T, B, H): none, the states written there, for an inference
     forward);
     saved: whether the activation is ReLU (numpy_path.rnn_backward's trace). No folded input (xw). `training`
-    (a backward may follow): also the backward's copy of W_hh (`backward_copy`)."""
+    (a backward may follow): also the backward's copies of W_hh and W_ih (`backward_copy`)."""
     if xw is not None:
         raise ValueError("the threaded RNN projects its own inputs; it takes no looked-up projection")
     time, batch, _ = inputs.shape

@@ -441,7 +441,8 @@ def test_the_rnn_runs_its_columns_in_groups_where_its_units_stay_in_one_part():
     not be split (an RNN of fewer than 150 units ran 0.58-0.79 of one part's time there), or down to 8
     columns where a group's step still has RNN_COLUMN_GROUPS_MIN_WORK (1024) entries, columns × units, and
     the call RNN_COLUMN_GROUPS_NARROW_CALL_WORK multiply-adds (16-31 columns at 100-149 units ran on one
-    thread: 0.6-0.8 of its inference time in groups on long calls, up to 1.7 on calls of 2-4 steps)."""
+    thread: 0.6-0.8 of its inference time in groups on long calls, up to 1.7 on calls of 2-4 steps); and
+    none on a call of fewer than RNN_COLUMN_GROUPS_CALL_WORK multiply-adds (1.1-1.6 of one thread's time)."""
     from rnnkit.scratch.fast import threaded_rnn
 
     assert fast.thresholds.RNN_COLUMN_GROUPS_MIN_WORK == 1024
@@ -459,6 +460,9 @@ def test_the_rnn_runs_its_columns_in_groups_where_its_units_stay_in_one_part():
         assert threaded_rnn.column_groups(100, 21, call_work=big) == [(0, 21)]  # 11 columns a group at 100
         assert threaded_rnn.column_groups(100, 22, call_work=big) == [(0, 11), (11, 22)]
         assert threaded_rnn.column_groups(200, 15, call_work=big) == [(0, 15)]  # below 8 columns a group: never
+        short = fast.thresholds.RNN_COLUMN_GROUPS_CALL_WORK
+        assert threaded_rnn.column_groups(48, 64, call_work=short) == [(0, 32), (32, 64)]
+        assert threaded_rnn.column_groups(48, 64, call_work=short - 1) == [(0, 64)]  # a short call: one thread
         threads.set_count(3)
         assert threaded_rnn.column_groups(64, 40) == [(0, 20), (20, 40)]  # 16 columns a group at least
         assert threaded_rnn.column_groups(64, 48) == [(0, 16), (16, 32), (32, 48)]
@@ -485,23 +489,65 @@ def test_the_rnn_runs_its_columns_in_groups_instead_of_splitting_its_units_while
         assert threaded_rnn.column_groups(512, 64, 2**20 + 1) == [(0, 64)]  # the weights beyond the cache
         threads.set_count(4)
         assert threaded_rnn.column_groups(256, 32, 1000) == [(0, 8), (8, 16), (16, 24), (24, 32)]
-        threads.set_count(2)  # the GRU (one_part=False): groups only in place of a split of units
-        assert threaded_rnn.column_groups(3 * 128, 64, 1000, one_part=False) == [(0, 32), (32, 64)]
-        assert threaded_rnn.column_groups(3 * 40, 64, 1000, one_part=False) == [(0, 64)]
+        threads.set_count(2)  # the GRU's three gates: its rows 3H
+        assert threaded_rnn.column_groups(3 * 128, 64, 1000) == [(0, 32), (32, 64)]
+    finally:
+        threads.set_count(None)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
+@pytest.mark.parametrize("training", [True, False])
+def test_the_gru_runs_its_columns_in_groups_where_its_units_stay_in_one_part(training, monkeypatch):
+    """The GRU's forward takes the RNN's column groups where its units stay in one part (fewer than 50 units
+    from 16 columns), from RNN_COLUMN_GROUPS_CALL_WORK multiply-adds a call: groups from 32 columns, down to 9
+    columns at 40 units (3 × 40 gate rows) from RNN_COLUMN_GROUPS_NARROW_CALL_WORK, the whole batch on one
+    thread on a shorter call (before, one thread at every batch: the drawn GRU 33 × 115, input 282, T 13 at
+    1.04 of PyTorch's inference; 0.56-0.87 of that time in groups)."""
+    from rnnkit.scratch.fast import threaded_gru
+
+    used = []
+
+    def spied(*args, **kwargs):
+        used.append(threaded_rnn_groups(*args, **kwargs))
+        return used[-1]
+
+    threaded_rnn_groups = threaded_gru.column_groups
+    monkeypatch.setattr(threaded_gru, "column_groups", spied)
+    def steps(batch, work):  # the fewest steps of a call of `work` multiply-adds
+        return -(-work // (batch * 120 * (40 + 1 + 64)))
+
+    wide, narrow = fast.thresholds.RNN_COLUMN_GROUPS_CALL_WORK, fast.thresholds.RNN_COLUMN_GROUPS_NARROW_CALL_WORK
+    threads.set_count(2)
+    try:
+        for batch, time, groups in [(64, steps(64, wide), [(0, 32), (32, 64)]), (64, steps(64, wide) - 1, [(0, 64)]),
+                                    (18, steps(18, narrow), [(0, 9), (9, 18)]), (18, steps(18, narrow) - 1, [(0, 18)])]:
+            layer = GRU(64, 40, dtype=np.float32, rng=0)
+            x = np.random.default_rng(1).standard_normal((batch, time, 64)).astype(np.float32)
+            used.clear()
+            if training:
+                layer.train()
+                layer.forward(x)
+            else:
+                layer.eval()
+                with layer.locked_weights():
+                    layer.forward(x)
+            assert used == [groups], (batch, time)
     finally:
         threads.set_count(None)
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="the threaded path needs numba")
 @pytest.mark.parametrize("kind, hidden, batch, setting", [("gru", 263, 19, "RNN_SPLIT_GROUPS_BYTES"),
+                                                          ("gru", 40, 18, "RNN_COLUMN_GROUPS_NARROW_CALL_WORK"),
                                                           ("rnn_tanh", 263, 19, "RNN_SPLIT_GROUPS_BYTES"),
                                                           ("rnn_tanh", 130, 17, "RNN_COLUMN_GROUPS_NARROW_CALL_WORK"),
                                                           ("rnn_relu", 130, 17, "RNN_COLUMN_GROUPS_NARROW_CALL_WORK")])
 def test_the_column_groups_equal_the_reference(kind, hidden, batch, setting, monkeypatch):
     """The GRU's and the RNN's column groups where their units would split (263 units, 19 ragged columns;
-    whatever the machine's cache), and the RNN's narrow groups of one part (130 units, 17 ragged columns: 8
-    and 9 a group, 1040 entries a group's step; whatever the call's length), against the reference cells,
-    forward and backward, the forward's bits the same on 1-3 threads."""
+    whatever the machine's cache), and their narrow groups of one part (RNN 130 units, 17 ragged columns: 8
+    and 9 a group, 1040 entries a group's step; GRU 40 units, 18 columns, 9 a group, 1080 entries; whatever
+    the call's length), against the reference cells, forward and backward, the forward's bits the same on 1-3
+    threads."""
     from rnnkit.scratch.fast import threaded_rnn
 
     monkeypatch.setattr(fast.thresholds, setting, 2**40 if setting == "RNN_SPLIT_GROUPS_BYTES" else 0)
@@ -1011,7 +1057,7 @@ def test_the_rnns_inference_runs_batch_major_from_256_units_and_groups_of_64_row
 def test_the_rnns_inference_in_groups_of_rows_gives_the_training_forwards_bits(kind, dtype, batch, hidden, time,
                                                                                batch_first, bidirectional):
     """Where its batch runs in groups (of at least RNN_ROWS_FORWARD_MIN_ROWS, from RNN_ROWS_FORWARD_MIN_HIDDEN
-    units, both lowered here to reach small shapes), the RNN's inference forward runs batch-major
+    units, on calls of RNN_COLUMN_GROUPS_CALL_WORK: all three lowered here to reach small shapes), the RNN's inference forward runs batch-major
     (threaded_rnn.rows_forward: the states' rows times packed pairs of weight columns), and its outputs and
     final states are the training forward's bits (the same chain of fused multiply-adds for each entry)."""
     from rnnkit.scratch.fast import threaded_rnn
@@ -1024,9 +1070,11 @@ def test_the_rnns_inference_in_groups_of_rows_gives_the_training_forwards_bits(k
     h0 = rng.standard_normal((2 * (2 if bidirectional else 1), batch, hidden)).astype(dtype)
     calls = []
     real = threaded_rnn.rows_forward
-    least = fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS, fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN
+    bounds = ("RNN_ROWS_FORWARD_MIN_ROWS", "RNN_ROWS_FORWARD_MIN_HIDDEN", "RNN_COLUMN_GROUPS_CALL_WORK")
+    least = [getattr(fast.thresholds, name) for name in bounds]
     threads.set_count(2)
-    fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS, fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN = 16, 1
+    for name, value in zip(bounds, (16, 1, 0)):
+        setattr(fast.thresholds, name, value)
     try:
         with path_forced("threaded"):
             want, want_h = layer.train().forward(x, h0)
@@ -1035,7 +1083,8 @@ def test_the_rnns_inference_in_groups_of_rows_gives_the_training_forwards_bits(k
                 got, got_h = layer.forward(x, h0)
     finally:
         threaded_rnn.rows_forward = real
-        fast.thresholds.RNN_ROWS_FORWARD_MIN_ROWS, fast.thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN = least
+        for name, value in zip(bounds, least):
+            setattr(fast.thresholds, name, value)
         threads.set_count(None)
     assert len(calls) == (2 if bidirectional else 1)  # the last layer's directions: into the output's rows
     np.testing.assert_array_equal(got, want)

@@ -163,8 +163,9 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
     hidden, dtype = p.hidden, inputs.dtype
     if outputs is not None and keep:
         raise ValueError("outputs given are for an inference forward: a backward reads h time-major")
-    groups = column_groups(3 * hidden, batch, 3 * hidden * (hidden + 1 + inputs.shape[2]) * dtype.itemsize,
-                           one_part=False)  # (each group all the units on its own columns: one part, no meeting)
+    weights = 3 * hidden * (hidden + 1 + inputs.shape[2])
+    groups = column_groups(3 * hidden, batch, weights * dtype.itemsize, call_work=time * batch * weights)
+    # (each group all the units on its own columns: one part, no meeting)
     parts = parts_for(3 * hidden, batch) if len(groups) == 1 else 1
     alloc = allocator(active, batch, batch)
     hs = None if outputs is not None else alloc((time + 1, batch, hidden), dtype=dtype)

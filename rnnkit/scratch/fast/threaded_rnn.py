@@ -315,28 +315,31 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
     return Trace(hs, None, relu, outs)
 
 
-def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, one_part: bool = True, call_work: int = 0
+def column_groups(gate_rows: int, batch: int, weight_bytes: int = 0, call_work: int | None = None
                   ) -> list[tuple[int, int]]:
     """The batch's columns cut in count() equal groups, each run as a layer of its own on its own thread
-    (all the units, one part: no meeting at all), for a step of `gate_rows` rows (G·H): where a split of units
-    would leave one part (`parts_for`; only with `one_part`), groups of at least
-    thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS, or down to RNN_COLUMN_GROUPS_NARROW_COLUMNS where a group's step
-    still has RNN_COLUMN_GROUPS_MIN_WORK entries (columns × gate rows) and the call, `call_work` multiply-adds
-    (T·B·G·H·(H+1+I)), RNN_COLUMN_GROUPS_NARROW_CALL_WORK; and where it would split the units, in groups of at
-    least RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes` (G·H·(H+1+I) entries), fit
-    RNN_SPLIT_GROUPS_BYTES; else [(0, batch)]. Each column's sums run in the same
-    order in any group: the bits are those of one group."""
+    (all the units, one part: no meeting at all), for the RNN's or the GRU's step of `gate_rows` rows (G·H).
+    Where a split of units would leave one part (`parts_for`) and the call has
+    thresholds.RNN_COLUMN_GROUPS_CALL_WORK multiply-adds (`call_work`, T·B·G·H·(H+1+I); None: a long call),
+    groups of at least RNN_COLUMN_GROUPS_MIN_COLUMNS, or down to RNN_COLUMN_GROUPS_NARROW_COLUMNS where a
+    group's step still has RNN_COLUMN_GROUPS_MIN_WORK entries (columns × gate rows) and the call
+    RNN_COLUMN_GROUPS_NARROW_CALL_WORK. Where it would split the units, groups of at least
+    RNN_SPLIT_GROUPS_MIN_COLUMNS while the weights, `weight_bytes` (G·H·(H+1+I) entries), fit
+    RNN_SPLIT_GROUPS_BYTES. Else [(0, batch)]. Each column's sums run in the same order in any group: the
+    bits are those of one group."""
     if parts_for(gate_rows, batch) > 1:  # in place of a split of units
+        if weight_bytes > thresholds.RNN_SPLIT_GROUPS_BYTES:
+            return [(0, batch)]
         least = thresholds.RNN_SPLIT_GROUPS_MIN_COLUMNS
-        fits = weight_bytes <= thresholds.RNN_SPLIT_GROUPS_BYTES
-    else:  # in place of one part: narrower groups where each group's step is still big enough
+    else:  # in place of one part, on a long enough call
+        if call_work is not None and call_work < thresholds.RNN_COLUMN_GROUPS_CALL_WORK:
+            return [(0, batch)]
         least = thresholds.RNN_COLUMN_GROUPS_MIN_COLUMNS
-        if call_work >= thresholds.RNN_COLUMN_GROUPS_NARROW_CALL_WORK:  # the columns a big enough step needs
-            enough = -(-thresholds.RNN_COLUMN_GROUPS_MIN_WORK // gate_rows)
+        if call_work is None or call_work >= thresholds.RNN_COLUMN_GROUPS_NARROW_CALL_WORK:
+            enough = -(-thresholds.RNN_COLUMN_GROUPS_MIN_WORK // gate_rows)  # the columns a big enough step needs
             least = min(least, max(thresholds.RNN_COLUMN_GROUPS_NARROW_COLUMNS, enough))
-        fits = one_part
     groups = min(threads.count(), batch // least)
-    if groups < 2 or not fits:
+    if groups < 2:
         return [(0, batch)]
     cuts = [batch * k // groups for k in range(groups + 1)]
     return list(zip(cuts[:-1], cuts[1:]))
@@ -368,7 +371,8 @@ def inference_forward(p, inputs, h0, c0, active, xw=None, outputs: np.ndarray | 
     if (xw is None and outputs is not None and outputs.strides[2] == outputs.itemsize
             and active[-1] == inputs.shape[1] and p.hidden >= thresholds.RNN_ROWS_FORWARD_MIN_HIDDEN
             and weight_bytes <= thresholds.RNN_ROWS_FORWARD_BYTES):
-        groups = column_groups(p.hidden, inputs.shape[1], weight_bytes)
+        groups = column_groups(p.hidden, inputs.shape[1], weight_bytes,
+                               call_work=inputs.shape[0] * inputs.shape[1] * weight_bytes // inputs.dtype.itemsize)
         if len(groups) > 1 and min(hi - lo for lo, hi in groups) >= thresholds.RNN_ROWS_FORWARD_MIN_ROWS:
             return rows_forward(p, inputs, h0, outputs, groups)
     return forward(p, inputs, h0, c0, active, xw, outputs, training=False)

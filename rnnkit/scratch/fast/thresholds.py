@@ -72,8 +72,8 @@ RNN_COLUMN_GROUPS_NARROW_CALL_WORK = 2**23
 # thread's start and each group's operands cost more than half a shorter call. Measured 2026-12-07 (Zen 4, 2
 # threads, in one process, 4 alternating rounds, minima, groups / one part, inference · fwd+bwd): GRU, T 13-64,
 # hidden 16-49, batch 16-256, input 1-300, calls of 9-100 M multiply-adds 0.54-0.87 · 0.79-0.95, 5-8 M
-# 0.77-1.02 · 0.92-1.0; T 4-8, calls of 1-4 M 1.0-1.37 · 1.0-1.38; RNN, calls of 1-4.3 M (hidden 32-100, batch
-# 32-160, T 4-12) 1.12-1.59 · 1.05-1.09, of 4.2-8.5 M 0.79-0.99 · 0.94-1.04.
+# 0.77-1.02 · 0.92-1.0; T 4-8, calls of 1-4 M 1.0-1.37 · 1.0-1.38; RNN, calls of 1-4.3 M (hidden 32-140, batch
+# 32-160, T 2-12) 1.04-1.59 · 0.97-1.15, of 4.2-8.5 M 0.79-0.99 · 0.94-1.04.
 RNN_COLUMN_GROUPS_CALL_WORK = 2**22
 
 # ... and it runs on one thread (one part: no meeting per step, the selector's numba loop's arithmetic on

@@ -238,6 +238,35 @@ def test_draw_from_the_command_line_writes_its_table_and_misses(tmp_path, monkey
     assert capsys.readouterr().out.startswith("| cell | hidden | batch | input | T |")
 
 
+def test_a_draws_misses_are_timed_again_and_kept_as_first_measured(tmp_path, monkeypatch, capsys):
+    """A shape above its target is timed once more on its own workers after the draw: the miss keeps its
+    first ratio, and "again" holds the new one (here the first timing 3x torch's, the second 0.5x)."""
+    import json
+
+    started = []
+
+    class SlowFirst(FakeSide):  # the first pair of workers of each shape answers 6 ms for scratch
+        def __init__(self, args, threads):
+            super().__init__(args, threads)
+            started.append(tuple(args[:2]))
+            self.slow = args[0] == "scratch" and started.count(tuple(args[:2])) == 1
+
+        def time(self, batch, mode):
+            answer = super().time(batch, mode)
+            return {**answer, "seconds": 6e-3} if self.slow else answer
+
+    monkeypatch.setattr(sweep, "Side", SlowFirst)
+    monkeypatch.setattr(sweep, "run_worker", lambda args, threads: {"gflops": 1.0, "blas": "test"})
+    out = tmp_path / "d.json"
+    assert sweep.main(["--draw", "1", "--seed", "11", "--rounds", "1", "--out", str(out)]) == 0
+    shape = sweep.draw_shapes(1, 11)[0]
+    saved = json.loads(out.read_text())
+    assert saved["misses"] == [{**shape, "mode": mode, "ratio": 3.0, "again": 0.5} for mode in ("fwd+bwd", "infer")]
+    assert [p["fwd+bwd"]["ratio"] for p in saved["points"]] == [3.0]  # the table as first measured
+    assert len(started) == 4  # the draw's pair, then one more pair for the shape timed again
+    assert "above the targets: 2 of 2" in capsys.readouterr().out
+
+
 def test_a_draw_of_no_shapes_is_refused_by_the_command_line(capsys, monkeypatch, tmp_path):
     import pytest
 

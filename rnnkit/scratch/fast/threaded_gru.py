@@ -41,10 +41,10 @@ from .threaded_rnn import (backward_copy, backward_split, column_groups, group_o
 from .trace import Trace, allocator, by_rows, kept
 
 if AVAILABLE:
-    from .gemm import MR, VECTOR_BYTES, gemm_panels, gemm_rows
+    from .gemm import MR, VECTOR_BYTES
     from .kernels import gates_tanh, gru_backward_row, gru_state, jit, mul
-    from .threaded_rnn import incoming_products, steps_inputs_into
-    from .threaded_lstm import copy_states, padded, sigmoid_to, steps_as_rows
+    from .threaded_rnn import incoming_products, step_product, steps_inputs_into
+    from .threaded_lstm import copy_states, sigmoid_to, steps_as_rows
 
 
 def forward_panels(p, parts: int, rows: bool, split: bool = False, copy: bool = False
@@ -81,17 +81,6 @@ def forward_panels(p, parts: int, rows: bool, split: bool = False, copy: bool = 
 
 if AVAILABLE:
     @jit
-    def _product(panels, rows, z, z_off, L, n, out, lanes, k0=0):
-        """out = A z_t[:, :n] for A packed in `panels` (gemm_rows), or over whole vectors (gemm_panels); from
-        A's column k0 where z_t's rows before it are zeros (none left: out = 0)."""
-        if k0 == panels.shape[1]:
-            out[:] = 0
-        elif rows:
-            gemm_rows(panels, z, z_off, L, n, out, L, False, k0)
-        else:
-            gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L, False, k0)
-
-    @jit
     def forward_part(me, parts, lo, hi, zr, hn_rows, xn, rows, z, pre, gates, hn, outs, kept_gates, kept_hn, keep,
                      active, B, flags, yield_address, zx, xw, skip):
         """Part `me` of the forward over all steps (see the module's text). Flattened per step, rows of L columns:
@@ -123,13 +112,13 @@ if AVAILABLE:
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
             k0 = skip if t == 0 else 0
-            _product(zr, rows, z[t], 0, L, n, pre_zr, lanes, k0)
-            _product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes, k0)  # K = H+1 rows of z_t: [h_t; 1]
+            step_product(zr, rows, z[t], 0, L, n, pre_zr, lanes, k0)
+            step_product(hn_rows, rows, z[t], 0, L, n, pre_hn, lanes, k0)  # K = H+1 rows of z_t: [h_t; 1]
             if split:
                 steps_inputs_into(xw, t * B, n, 0, 2 * units, L, pre_zr, True)  # the z and r rows
                 steps_inputs_into(xw, t * B, n, 2 * units, units, L, pre_xn, False)  # xn
             else:
-                _product(xn, rows, z[t], H * L, L, n, pre_xn, lanes)   # from row H: [1; x_t]
+                step_product(xn, rows, z[t], H * L, L, n, pre_xn, lanes)   # from row H: [1; x_t]
             a, h_prev, h_new = gates, z[t], z[t + 1]
             count, length = (1, units * L) if n == B else (units, n)
             for r in range(count):

@@ -190,6 +190,18 @@ if AVAILABLE:
             out[j] = max(a[j], zero)
 
     @jit
+    def step_product(panels, rows, z, z_off, L, n, out, lanes, k0=0):
+        """out = A z_t[:, :n] for A packed in `panels` (gemm_rows), or over whole vectors (gemm_panels, the
+        padding columns too); from A's column k0 where z_t's rows before it are zeros (none left: out = 0).
+        Shared by the threaded GRU."""
+        if k0 == panels.shape[1]:
+            out[:] = 0
+        elif rows:
+            gemm_rows(panels, z, z_off, L, n, out, L, False, k0)
+        else:
+            gemm_panels(panels, z, z_off, L, padded(n, lanes), out, L, False, k0)
+
+    @jit
     def steps_inputs_into(xw, first, n, offset, count, L, pre, add):
         """A step's projected inputs into its rows of L columns, for the running columns b < n and count rows
         j: pre[j·L + b] += xw[first + b, offset + j] (add), else =; xw (T·B, the part's rows), row t·B + b the
@@ -225,13 +237,7 @@ if AVAILABLE:
             n = active[t]
             if t > 0:
                 threads.wait_all(flags, parts, me, t, yield_address)
-            k0 = skip if t == 0 else 0
-            if k0 == panels.shape[1]:  # h_0 = 0 and the inputs split off: no product at all
-                pre[:] = 0
-            elif rows:
-                gemm_rows(panels, z[t], 0, L, n, pre, L, False, k0)
-            else:
-                gemm_panels(panels, z[t], 0, L, padded(n, lanes), pre, L, False, k0)  # padding columns too
+            step_product(panels, rows, z[t], 0, L, n, pre, lanes, skip if t == 0 else 0)
             if split:
                 steps_inputs_into(xw, t * B, n, 0, units, L, pre, True)
             h = z[t + 1]

@@ -310,8 +310,9 @@ def test_a_gradient_added_in_place_splits_by_its_entries_as_well_as_its_work(mon
     the calling thread below; the split's sums are the one thread's to the bit, and a @ b + into's to rounding."""
     assert fast.thresholds.ADD_PRODUCTS_SPLIT_SIZE == 2**18
     parts = []
-    real_run = threads.run
-    monkeypatch.setattr(threads, "run", lambda function, jobs: parts.append(len(jobs)) or real_run(function, jobs))
+    real_run = threads.run_shared
+    monkeypatch.setattr(threads, "run_shared",
+                        lambda function, jobs, **how: parts.append(len(jobs)) or real_run(function, jobs, **how))
     rng = np.random.default_rng(0)
 
     def added(rows, depth, widths, size):

@@ -1,7 +1,9 @@
 """The threaded LSTM (fast/threaded_lstm.py), its GEMM kernel (fast/gemm.py) and its threads (fast/threads.py)."""
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from unittest import mock
 
@@ -675,21 +677,19 @@ def test_a_failing_part_raises_in_the_caller_and_the_pool_still_works():
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_run_balanced_runs_each_job_once_in_shares_of_near_equal_size(thread_count, count):
-    """One meeting of count() threads, each a share of the jobs in turn: every job once, the largest first
-    to the least loaded share (sizes 7, 5, 4, 3, 1 on two threads: 7 + 3 and 5 + 4 + 1)."""
-    import threading
-
+def test_run_balanced_runs_each_job_once_in_shares_of_near_equal_size(thread_count, count, monkeypatch):
+    """One meeting of count() threads (threads.run_shared), each a share of the jobs in turn: every job once,
+    the largest first to the least loaded share (sizes 7, 5, 4, 3, 1 on two threads: 7 + 3 and 5 + 4 + 1)."""
     thread_count(count)
-    ran = []
-    jobs = [(lambda size: ran.append((size, threading.get_ident())), (size,), size) for size in (4, 7, 1, 5, 3)]
+    ran, meetings, real = [], [], threads.run_shared
+    monkeypatch.setattr(threads, "run_shared", lambda function, sets: meetings.append(sets) or real(function, sets))
+    jobs = [(lambda size: ran.append(size), (size,), size) for size in (4, 7, 1, 5, 3)]
     threads.run_balanced(jobs)
-    assert sorted(size for size, _ in ran) == [1, 3, 4, 5, 7]
-    shares = {}
-    for size, thread in ran:
-        shares.setdefault(thread, []).append(size)
+    assert sorted(ran) == [1, 3, 4, 5, 7]
+    assert len(meetings) == 1
+    shares = sorted([arguments[0] for _, arguments in share] for (share,) in meetings[0])
     want = {1: [[7, 5, 4, 3, 1]], 2: [[5, 4, 1], [7, 3]], 3: [[4, 3], [5, 1], [7]]}[count]
-    assert sorted(shares.values()) == want
+    assert shares == want
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
@@ -714,15 +714,15 @@ def test_the_grus_and_rnns_weight_packings_run_in_one_meeting_a_part_a_thread(th
         ("gru", 2): lambda: threaded_gru.forward_panels(packing.pack("gru", *gru), 2, True),
         ("gru", 1): lambda: threaded_gru.forward_panels(packing.pack("gru", *gru), 1, True, True),
         ("rnn", 2): lambda: threaded_rnn.split_panels(packing.pack("rnn_tanh", *rnn), 2, True)}
-    real = threads.run
+    real = threads.run_shared
     for (name, parts), pack in packs.items():
         thread_count(1)
         alone = pack()
         thread_count(2)
         meetings = []
-        monkeypatch.setattr(threads, "run", lambda function, sets: meetings.append(sets) or real(function, sets))
+        monkeypatch.setattr(threads, "run_shared", lambda function, sets: meetings.append(sets) or real(function, sets))
         shared = pack()
-        monkeypatch.setattr(threads, "run", real)
+        monkeypatch.setattr(threads, "run_shared", real)
         assert len(meetings) == 1 and len(meetings[0]) == 2, (name, parts)
         if parts == 2:  # thread k: part k's blocks, in order
             blocks = 3 if name == "gru" else 2
@@ -746,6 +746,103 @@ def test_workers_take_every_job_whether_still_spinning_or_asleep(idle_spins, mon
         if round_ % 10 == 9:
             time.sleep(0.02)  # longer than a worker spins (about 1 ms): it falls asleep
     assert sorted(seen) == [(r, k) for r in range(40) for k in range(3)]
+
+@contextlib.contextmanager
+def a_held_worker():
+    """The pool's first worker held by a job of its own until the block ends (as a busy neighbour holding its
+    core would hold it), on a fresh pool of 2 threads."""
+    pool = threads._pool = threads.Pool()
+    threads.run_shared(lambda k: None, [(0,), (1,)])  # starts the worker
+    worker, started, release = pool._workers[0], threading.Event(), threading.Event()
+    worker.post(lambda: started.set() or release.wait(120), ())
+    worker.caller_enters()
+    assert started.wait(30)
+    try:
+        yield worker
+    finally:
+        release.set()
+        worker.wait()
+
+
+@needs_numba
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_shared_parts_each_run_once_and_the_caller_takes_a_held_workers_share(parts, thread_count, monkeypatch):
+    """threads.run_shared: every part once, on its own arguments; with the worker held by another job, the
+    calling thread runs every part itself and returns while the worker is still held (`run` waited for it);
+    the worker, once free, skips that job and takes its share of the next."""
+    monkeypatch.setattr(threads, "_pool", threads._pool)
+    thread_count(2)
+    ran, returned = [], threading.Event()
+
+    def caller():
+        threads.run_shared(lambda k: ran.append((k, threading.get_ident())), [(k,) for k in range(parts)])
+        returned.set()
+
+    with a_held_worker() as worker:
+        calling = threading.Thread(target=caller, daemon=True)
+        calling.start()
+        assert returned.wait(20), "the caller waited for the held worker"
+        assert sorted(ran) == [(k, calling.ident) for k in range(parts)]
+        assert not worker.caught_up()  # still held
+    assert worker.caught_up()
+    barrier = threading.Barrier(2, timeout=30)  # two parts that can only end together, on two threads
+    threads.run_shared(lambda k: barrier.wait(), [(0,), (1,)])
+
+
+@needs_numba
+def test_a_shared_parts_error_reaches_the_caller_once_every_part_has_run(thread_count):
+    thread_count(2)
+    ran = []
+
+    def part(k):
+        ran.append(k)
+        if k == 1:
+            raise ValueError("part 1 failed")
+
+    with pytest.raises(ValueError, match="part 1 failed"):
+        threads.run_shared(part, [(k,) for k in range(4)])
+    assert sorted(ran) == [0, 1, 2, 3]
+
+
+@needs_numba
+@pytest.mark.parametrize("cell, training", [("gru", True), ("gru", False), ("rnn", True), ("lstm", True)])
+def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cell, training, thread_count,
+                                                                             monkeypatch):
+    """A layer's call on 2 threads whose worker is held (its column groups, packings and gradient products all
+    run by the calling thread: `run_shared`) gives the bits of the same call with both threads free: each
+    part computes what it would on any thread."""
+    from rnnkit.scratch.recurrent import GRU, RNN
+
+    monkeypatch.setattr(threads, "_pool", threads._pool)
+    thread_count(2)
+    layer = {"gru": GRU, "rnn": RNN, "lstm": LSTM}[cell](64, 40, dtype=np.float32, rng=0)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 12, 64)).astype(np.float32)
+    d_out = rng.standard_normal((64, 12, 40)).astype(np.float32)
+    shared, calls = [], []
+    real = threads.run_shared
+    monkeypatch.setattr(threads, "run_shared", lambda function, sets, **how: shared.append(len(sets)) or real(
+        function, sets, **how))
+
+    def call():
+        layer.zero_grad()
+        if not training:
+            layer.eval()
+            with layer.locked_weights():
+                return [layer.forward(x)[0].copy()]
+        layer.train()
+        out = layer.forward(x)[0].copy()
+        d_x = layer.backward(d_out)[0].copy()
+        return [out, d_x] + [p.grad.copy() for p in layer.parameters()]
+
+    free = call()
+    with a_held_worker():
+        shared.clear()
+        held = call()
+        assert max(shared) > 1  # parts the worker would have shared
+    for a, b in zip(free, held):
+        np.testing.assert_array_equal(a, b)
+
 
 def test_core_l2_bytes_reads_the_level_2_entry_and_falls_back_where_there_is_none(tmp_path):
     for index, (level, size) in enumerate([("1", "48K"), ("2", "2048K"), ("3", "32M")]):

@@ -74,7 +74,7 @@ def forward_panel_sets(p, bounds, width: int, sets, input_bounds=None) -> list[l
     """`forward_panels` for each `blocks` of `sets` (e.g. ("hh", "ih")), all in one threads.run: one job per
     part and set, each on its own thread (the "ih" set's parts those of `input_bounds` where given)."""
     panels, jobs = forward_jobs(p, bounds, width, sets, input_bounds)
-    threads.run_grouped(gather_blocks, [job[1] for job in jobs])
+    threads.run_shared(gather_blocks, [job[1] for job in jobs])
     return panels
 
 
@@ -107,7 +107,7 @@ def gathered_panels(width: int, jobs, parts: int = 1, extra=()) -> list[np.ndarr
     if parts > 1 and parts == threads.count() and len(jobs) % parts == 0 and len(extra) in (0, parts):
         each = len(jobs) // parts
         shares = [jobs[k * each:(k + 1) * each] + extra[k:k + 1] for k in range(parts)]
-        threads.run(threads.call_all, [([(job[0], job[1]) for job in share],) for share in shares])
+        threads.run_shared(threads.call_all, [([(job[0], job[1]) for job in share],) for share in shares])
     else:
         threads.run_balanced(jobs + extra)
     return panels
@@ -130,7 +130,7 @@ def backward_panels(p, bounds, width: int) -> list[np.ndarray]:
     of them), all in one threads.run (one job a part). (W_ih^T needs none: the input gradient reads the
     forward's W_ih panels transposed, transposed_products.py.)"""
     panels, jobs = backward_jobs(p, bounds, width)
-    threads.run_grouped(gate_blocks_at, [job[1] for job in jobs])
+    threads.run_shared(gate_blocks_at, [job[1] for job in jobs])
     return panels
 
 
@@ -179,7 +179,7 @@ def transposed_panel_sets(width: int, sets) -> list[list[np.ndarray]]:
         panels = [np.empty((-(-(hi - lo) // width), w.shape[0], width), dtype=w.dtype) for lo, hi in bounds]
         jobs += [(w.T, lo, hi, out) for (lo, hi), out in zip(bounds, panels)]  # W^T's rows: W's columns
         result.append(panels)
-    threads.run_grouped(gemm.pack_rows, jobs)
+    threads.run_shared(gemm.pack_rows, jobs)
     return result
 
 

@@ -177,7 +177,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, keep: bo
                                      hi - lo, zx)
     if keep:
         made_for_backward(p)
-    threads.run_apart(forward_part, arguments)
+    threads.run_apart(forward_part, arguments, meet=parts > 1)
     return Trace(hs, None, {"gates": kept[0], "hn": kept[1]} if keep else None, outs)
 
 
@@ -264,5 +264,5 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active)
     threads.run_apart(backward_part, [(k, parts, meet, *row_parts[k], *column_parts[k], w, d_gh, d_gx, carry, d_rows,
                                        batch_major, gates, hs, saved["hn"], np.ascontiguousarray(dh_n), rec, steps,
                                        flags, threads.YIELD)
-                                      for k in range(parts)])
+                                      for k in range(parts)], meet=meet)
     return by_rows(d_gx), by_rows(d_gh[:time]), rec[:batch, :hidden] + carry, None

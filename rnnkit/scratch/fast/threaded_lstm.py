@@ -749,7 +749,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     jobs = [_forward_group(p, inputs[:, lo:hi], h0[lo:hi], c0[lo:hi], _group_active(active, lo, hi), keep, split,
                            None if hs is None else hs[:, lo:hi], outs[:, lo:hi], False)
             for lo, hi in groups]
-    threads.run(forward_part, [arguments for arguments, _ in jobs])
+    threads.run_shared(forward_part, [arguments for arguments, _ in jobs])
     saved = [finish() for _, finish in jobs]
     c_n = np.concatenate([trace.c_n for trace in saved])
     return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None, outs)
@@ -921,7 +921,7 @@ def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active, copy: bool = True):
               for lo, hi in groups]
     jobs = [_backward_group(group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi), d_pre)
             for (lo, hi), group, d_pre in zip(groups, arrays["traces"], d_pres)]
-    threads.run(backward_part, [arguments[0] for arguments, _, _ in jobs])
+    threads.run_shared(backward_part, [arguments[0] for arguments, _, _ in jobs])
     dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish, _ in jobs)))
     return (d_pres if copy else [d_steps for _, _, d_steps in jobs]), dh_0, dc_0
 
@@ -991,7 +991,7 @@ def _step_gradients(p, d_steps, inputs, h_prev, dx, parts: int):
     if parts == 1:
         gradients_part(*arguments[0])
     else:
-        threads.run(gradients_part, arguments)
+        threads.run_shared(gradients_part, arguments)
     dw_ih, dw_hh = (out[:rows, :width] for out, width in zip(outs, (features, h_prev.shape[2])))
     return dw_ih, dw_hh, db
 

@@ -317,7 +317,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0, active, xw=None, outputs:
                                      training)
     if training:
         made_for_backward(p)
-    threads.run_apart(forward_part, arguments)
+    threads.run_apart(forward_part, arguments, meet=parts > 1)
     return Trace(hs, None, relu, outs)
 
 
@@ -461,7 +461,7 @@ def rows_forward(p, inputs: np.ndarray, h0: np.ndarray, outputs: np.ndarray, gro
         pre = np.empty((rows, padded_count(hidden, VECTOR_BYTES // dtype.itemsize)), dtype=dtype)
         arguments.append((z, w, pre, x, x_at + lo * x_row, x_step, x_row, out, out_at + lo * out_row, out_step,
                           out_row, time, hi - lo, hidden, p.mode == "rnn_relu"))
-    threads.run_apart(rows_part, arguments)
+    threads.run_apart(rows_part, arguments, meet=False)
     return Trace(None, None, p.mode == "rnn_relu", outputs)
 
 
@@ -577,6 +577,6 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n, active)
     w = recurrent_weights(p)
     threads.run_apart(backward_part, [(k, parts, meet, *row_parts[k], *column_parts[k], w, g, d_rows, batch_major,
                                        hs, relu, np.ascontiguousarray(dh_n), rec, steps, flags, threads.YIELD)
-                                      for k in range(parts)])
+                                      for k in range(parts)], meet=meet)
     d_pre = gradient_matrix(g[:time])
     return d_pre, d_pre, rec[:batch, :hidden].copy(), None

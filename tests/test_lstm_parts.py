@@ -451,8 +451,9 @@ def test_matmul_splits_rows_and_agrees(thread_count):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_parts_take_their_own_products_and_row_sums(thread_count, dtype):
-    """threads.run_products: each part's products_here and row_sums_here on its own thread are the product and
-    the row sums (matmul's and row_sums' bits where gemm.py's kernels run them), whatever count() is."""
+    """threads.run_products: each part's products_here and row_sums_here on the thread that runs it are the
+    product and the row sums (matmul's and row_sums' bits where gemm.py's kernels run them), whatever count()
+    is; a part is told it runs on a worker exactly where it does."""
     rng = np.random.default_rng(5)
     pairs = [(rng.standard_normal((rows, 300)).astype(dtype), rng.standard_normal((300, 9)).astype(dtype))
              for rows in (37, 250, 3)]
@@ -461,7 +462,8 @@ def test_parts_take_their_own_products_and_row_sums(thread_count, dtype):
         got = [None] * len(pairs)
 
         def part(a, b, k, worker):
-            got[k] = (threads.products_here(a, (b,), worker)[0], threads.row_sums_here(a), worker)
+            got[k] = (threads.products_here(a, (b,), worker)[0], threads.row_sums_here(a),
+                      (worker, threading.get_ident() != threading.main_thread().ident))
 
         threads.run_products(part, [(a, b, k) for k, (a, b) in enumerate(pairs)])
         for (a, b), (product, sums, worker) in zip(pairs, got):
@@ -470,8 +472,10 @@ def test_parts_take_their_own_products_and_row_sums(thread_count, dtype):
             np.testing.assert_array_equal(sums, threads.row_sums(a))
             if threads.own_products(a, b):
                 np.testing.assert_array_equal(product, threads.matmul(a, b))
-        one_thread = threads._OPENBLAS.local_threads is None  # the parts one after the other on the caller
-        assert [worker for *_, worker in got] == ([False] * 3 if one_thread else [False, True, True])
+        told, elsewhere = zip(*(where for *_, where in got))
+        assert told == elsewhere and not told[0]  # part 0 on the calling thread
+        if threads._OPENBLAS.local_threads is None or count == 1:  # the parts one after the other on the caller
+            assert told == (False,) * 3
 
 
 @needs_numba
@@ -805,24 +809,26 @@ def test_a_shared_parts_error_reaches_the_caller_once_every_part_has_run(thread_
 
 
 @needs_numba
-@pytest.mark.parametrize("cell, training", [("gru", True), ("gru", False), ("rnn", True), ("lstm", True)])
-def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cell, training, thread_count,
-                                                                             monkeypatch):
-    """A layer's call on 2 threads whose worker is held (its column groups, packings and gradient products all
-    run by the calling thread: `run_shared`) gives the bits of the same call with both threads free: each
-    part computes what it would on any thread."""
+@pytest.mark.parametrize("cell, hidden, batch, features, training", [
+    ("gru", 40, 64, 64, True), ("gru", 40, 64, 64, False), ("rnn", 40, 64, 64, True), ("lstm", 40, 64, 64, True),
+    ("lstm", 96, 4, 9, True)])  # the last: one part and its helper thread (`run_pipeline`), forward and backward
+def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cell, hidden, batch, features,
+                                                                             training, monkeypatch):
+    """A layer's call on 2 threads whose worker is held (its column groups, packings, gradient products and
+    helper's work all run by the calling thread: `run_shared`) gives the bits of the same call with both
+    threads free: each part computes what it would on any thread."""
     from rnnkit.scratch.recurrent import GRU, RNN
 
     monkeypatch.setattr(threads, "_pool", threads._pool)
-    thread_count(2)
-    layer = {"gru": GRU, "rnn": RNN, "lstm": LSTM}[cell](64, 40, dtype=np.float32, rng=0)
+    monkeypatch.setattr(threads, "_count_override", 2)  # (the thresholds as they are: one part and its helper)
+    layer = {"gru": GRU, "rnn": RNN, "lstm": LSTM}[cell](features, hidden, dtype=np.float32, rng=0)
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((64, 12, 64)).astype(np.float32)
-    d_out = rng.standard_normal((64, 12, 40)).astype(np.float32)
+    x = rng.standard_normal((batch, 12, features)).astype(np.float32)
+    d_out = rng.standard_normal((batch, 12, hidden)).astype(np.float32)
     shared, calls = [], []
     real = threads.run_shared
-    monkeypatch.setattr(threads, "run_shared", lambda function, sets, **how: shared.append(len(sets)) or real(
-        function, sets, **how))
+    monkeypatch.setattr(threads, "run_shared", lambda function, sets, **how: shared.append((function, len(sets)))
+                        or real(function, sets, **how))
 
     def call():
         layer.zero_grad()
@@ -836,10 +842,12 @@ def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cel
         return [out, d_x] + [p.grad.copy() for p in layer.parameters()]
 
     free = call()
-    with a_held_worker():
+    with a_held_worker() as worker:
         shared.clear()
         held = call()
-        assert max(shared) > 1  # parts the worker would have shared
+        assert not worker.caught_up()  # held throughout
+        assert max(parts for _, parts in shared) > 1  # parts the worker would have shared
+        assert (threads._call in [function for function, _ in shared]) == (batch == 4)  # the helper's jobs
     for a, b in zip(free, held):
         np.testing.assert_array_equal(a, b)
 

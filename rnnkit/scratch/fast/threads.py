@@ -313,10 +313,11 @@ def _blas_matmul(a: np.ndarray, b: np.ndarray, parts: int) -> np.ndarray:
 
 
 def run_products(function, argument_sets) -> None:
-    """`run` for parts that each take matrix products of their own (`products_here`): function(*arguments,
-    worker) with worker False for the part on the calling thread, True for the others; OpenBLAS held to one
-    thread on the calling thread meanwhile (each worker holds itself to one). Where OpenBLAS's count cannot
-    be set, the parts run one after the other on the calling thread."""
+    """`run_shared` for parts that each take matrix products of their own (`products_here`):
+    function(*arguments, worker) with worker False where the part runs on the calling thread, True on a
+    worker (told by the thread that runs it, which any may be); OpenBLAS held to one thread on the calling
+    thread meanwhile (each worker holds itself to one). Where OpenBLAS's count cannot be set, the parts run
+    one after the other on the calling thread."""
     local = _OPENBLAS.local_threads
     if local is None or len(argument_sets) == 1:
         for arguments in argument_sets:
@@ -325,9 +326,15 @@ def run_products(function, argument_sets) -> None:
     with _blas_count_lock:
         previous = local(1)
         try:
-            run(function, [(*arguments, k > 0) for k, arguments in enumerate(argument_sets)])
+            caller = threading.get_ident()
+            run_shared(_told_where, [(function, caller, arguments) for arguments in argument_sets])
         finally:
             local(max(1, previous))
+
+
+def _told_where(function, caller: int, arguments) -> None:
+    """function(*arguments, worker): worker whether this thread is not the `caller` (`run_products`)."""
+    function(*arguments, threading.get_ident() != caller)
 
 
 def products_here(a: np.ndarray, bs, worker: bool) -> list[np.ndarray]:
@@ -858,12 +865,15 @@ def run_pipeline(jobs, caller: int = 0) -> None:
     more, job `caller` on the calling thread (the one that ends last: its end then waits for no worker to
     wake), else one after the other in the order given. For a producer and a consumer that waits on its
     flags (threaded_lstm.py's helper thread): list the producer first. What each computes does not depend
-    on which way they ran."""
+    on which way they ran. On two threads or more the other jobs go to workers through `run_shared`: one no
+    worker has come for (behind a busy neighbour) runs on the calling thread after job `caller`, so job
+    `caller` must not wait on another unless it does that one's work itself where it is late (the LSTM's
+    steps project the inputs its helper has not reached, `wait_projected`; its backward's steps produce)."""
     if count() < 2 or len(jobs) == 1:
         for function, arguments in jobs:
             function(*arguments)
     else:
-        run(_call, [jobs[caller]] + [job for k, job in enumerate(jobs) if k != caller])
+        run_shared(_call, [jobs[caller]] + [job for k, job in enumerate(jobs) if k != caller])
 
 
 def _call(function, arguments) -> None:

@@ -595,7 +595,7 @@ if AVAILABLE:
         still spinning for its job starts in a few microseconds, and the caller taking its part meanwhile ran
         two parts one after the other (the LSTM's packing at hidden 23: 57 us against 28). With none left, it
         waits for each worker i that came to finish its job (signals[i][1] reaching the jobs posted,
-        signals[i][0]: `_Worker.wait`) and closes the others' (`_Worker.close`), without going back to Python
+        signals[i][0]: `_Worker.wait`) and closes the others' (signals[i][3]), without going back to Python
         between: a caller that took the GIL back while a worker ran Python code (a share of `run_balanced`'s
         jobs) found it taken and slept (the same packing: 65 us against 21)."""
         for turn in range(patience + 1):
@@ -657,7 +657,7 @@ class _Worker:
     """One worker thread and its jobs. The caller posts a job (`post`), says when it enters its own part
     (`caller_enters`) and later waits for the job (`wait`); each side says what it did through a count in
     `signals` (slot 0 jobs posted, slot 1 jobs finished, slot 2 the caller entering its part, slot 3 the last
-    job closed, `close`) and
+    job closed: `run_shared`'s, which it skips) and
     spins on the other's count (compiled, without the GIL): the caller until the job is done, the worker
     for up to IDLE_SPINS turns, then it sleeps on an Event until the next post. Why: waking a sleeping
     thread cost 88 us a run here (Xeon VM, 2 cores: `threads.run` of a job that does nothing), more than a
@@ -681,11 +681,6 @@ class _Worker:
     def caught_up(self) -> bool:
         """Whether the worker has finished (or skipped) every job posted to it so far."""
         return bool(self.signals[FLAG_STRIDE] >= self.posted)
-
-    def close(self) -> None:
-        """Say that the last job posted needs this worker no more (`run_shared`: every part is taken): one not
-        yet started skips it without taking the GIL."""
-        _publish(self.signals, 3, self.posted)
 
     def caller_enters(self) -> None:
         """Say that the caller is about to enter its own part (which lets the GIL go): the worker takes the

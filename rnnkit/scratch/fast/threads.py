@@ -579,13 +579,9 @@ if AVAILABLE:
         _fetch_add(board, FLAG_STRIDE)
         return _fetch_add(board, 0)
 
-    def _claim_next(board):
-        """A worker's next part of a `run_shared` board."""
-        return _fetch_add(board, 0)
-
     # called from Python, these hold the GIL: letting it go and taking it back, a worker found it taken by the
     # caller and slept
-    arrive_and_claim, claim_next = (jit(f, nogil=False) for f in (_arrive_and_claim, _claim_next))
+    arrive_and_claim, claim_holding_gil = (jit(f, nogil=False) for f in (_arrive_and_claim, claim.py_func))
 
     @jit
     def next_part(board, parts, present, patience, signals, yield_address):
@@ -784,7 +780,7 @@ def _take_parts(function, argument_sets, board, errors, cpu: int, worker: int) -
         with _kept_off(cpu) if cpu >= 0 else _NOT_MOVED:
             while k < len(argument_sets):
                 _run_part(function, argument_sets, errors, k)
-                k = claim_next(board)
+                k = claim_holding_gil(board, 0)
 
 
 def _run_part(function, argument_sets, errors, k: int) -> None:

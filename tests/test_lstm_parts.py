@@ -852,6 +852,27 @@ def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cel
         np.testing.assert_array_equal(a, b)
 
 
+@needs_numba
+def test_openblas_row_parts_are_shared_and_agree_with_a_held_worker(monkeypatch):
+    """threads.matmul on OpenBLAS (float64: never gemm.py's kernels) splits a's rows over the threads through
+    `run_products`: with the worker held, the calling thread runs both parts and returns the bits of the
+    product the two threads made (`run` waited for the held worker)."""
+    monkeypatch.setattr(threads, "_pool", threads._pool)
+    monkeypatch.setattr(threads, "_count_override", 2)
+    if threads._OPENBLAS.local_threads is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS with thread controls")
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((301, 200)), rng.standard_normal((200, 97))
+    assert a.shape[0] * a.shape[1] * b.shape[1] > max(threads.OPENBLAS_ONE_THREAD_WORK,
+                                                      thresholds.SPLIT_PRODUCT_WORK)  # split in two parts
+    free = threads.matmul(a, b)
+    np.testing.assert_allclose(free, a @ b, rtol=1e-12, atol=1e-12)
+    with a_held_worker() as worker:
+        held = threads.matmul(a, b)
+        assert not worker.caught_up()
+    np.testing.assert_array_equal(held, free)
+
+
 def test_core_l2_bytes_reads_the_level_2_entry_and_falls_back_where_there_is_none(tmp_path):
     for index, (level, size) in enumerate([("1", "48K"), ("2", "2048K"), ("3", "32M")]):
         (tmp_path / f"index{index}").mkdir()

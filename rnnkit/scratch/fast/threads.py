@@ -302,13 +302,8 @@ def _blas_matmul(a: np.ndarray, b: np.ndarray, parts: int) -> np.ndarray:
             finally:
                 local(max(1, previous))
     bounds = [a.shape[0] * k // parts for k in range(parts + 1)]
-    with _blas_count_lock:
-        previous = local(1)  # before any part starts; returns the count in force
-        try:
-            run(product_rows, [(a[bounds[k]: bounds[k + 1]], b, out[bounds[k]: bounds[k + 1]], k > 0)
+    run_products(product_rows, [(a[bounds[k]: bounds[k + 1]], b, out[bounds[k]: bounds[k + 1]])
                                 for k in range(parts)])
-        finally:
-            local(max(1, previous))  # after every part has returned: the caller's count again
     return out
 
 

@@ -182,11 +182,11 @@ _single_blas_thread = threading.local()  # .set: this worker thread has set Open
 
 
 def product_rows(a_rows, b, out_rows, worker):
-    """out_rows = a_rows @ b on one BLAS thread (rows of a and of the product, views). `matmul` has set
-    OpenBLAS's count to 1 on the calling thread already; a worker sets it once for itself, which covers an
-    OpenBLAS whose setting is per thread, and never resets it (where the setting is process-wide, a reset
-    would reach the parts still starting their products). Once only, and the views made before: a part
-    lets the GIL go as soon as it can (see `_Worker`)."""
+    """out_rows = a_rows @ b on one BLAS thread (rows of a and of the product, views), a part of
+    `run_products` (which has set OpenBLAS's count to 1 on the calling thread already); a worker sets it once
+    for itself, which covers an OpenBLAS whose setting is per thread, and never resets it (where the setting
+    is process-wide, a reset would reach the parts still starting their products). Once only, and the views
+    made before: a part lets the GIL go as soon as it can (see `_Worker`)."""
     if worker and not getattr(_single_blas_thread, "set", False):
         _OPENBLAS.local_threads(1)
         _single_blas_thread.set = True

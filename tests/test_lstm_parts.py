@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rnnkit.scratch.fast import kernels, threaded_lstm, threads, thresholds
+from rnnkit.scratch.fast import kernels, shared_steps, threaded_lstm, threads, thresholds
 from rnnkit.scratch.recurrent import LSTM
 
 needs_numba = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
@@ -403,6 +403,55 @@ def test_a_layer_call_reads_the_thread_count_once(monkeypatch):
 def test_thread_count_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="positive integer"):
         threads.set_count(bad)
+
+
+@needs_numba
+def test_shared_steps_meet_at_every_step_and_run_each_unit_once():
+    """shared_steps.run_steps: parts pass values for 300 steps (each unit reads every part's value of the
+    step before), each unit computed once and its after-work run once, after it; with 3 parts on 2 threads
+    the third part's units are all taken by the other threads. In a child process with a time limit."""
+    code = """
+import numpy as np
+from rnnkit.scratch.fast import shared_steps, threads
+from rnnkit.scratch.fast.kernels import jit
+
+@jit
+def compute(u, me, board, ran, copied):
+    total = 0
+    for other in range(board.shape[1]):
+        total += board[u, other]
+    board[u + 1, me] = (total + me + 1) % 1000003
+    ran[me, u] += 1
+
+@jit
+def after(u, me, board, ran, copied):
+    copied[me, u] = board[u + 1, me] + 1000003 * ran[me, u]
+
+@jit
+def part(me, argument_sets, units, steps_board, patience, yield_address, *own):
+    k, u = -1, 0
+    while True:
+        k, u = shared_steps.next_unit(steps_board, me, len(argument_sets), units, k, u, patience, yield_address)
+        if k < 0:
+            return
+        compute(u, *argument_sets[k])
+        shared_steps.computed(steps_board, k, u)
+        after(u, *argument_sets[k])
+
+threads.set_count(2)
+for parts in (2, 3):
+    steps = 300
+    board = np.zeros((steps + 1, parts), dtype=np.int64)
+    ran, copied = np.zeros((parts, steps), dtype=np.int64), np.zeros((parts, steps), dtype=np.int64)
+    shared_steps.run_steps(part, [(k, board, ran, copied) for k in range(parts)], steps)
+    expected = np.zeros_like(board)
+    for t in range(steps):
+        expected[t + 1] = (expected[t].sum() + np.arange(parts) + 1) % 1000003
+    print(bool((board == expected).all()), bool((ran == 1).all()), bool((copied == expected[1:].T + 1000003).all()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"] * 6
 
 
 @needs_numba
@@ -811,7 +860,8 @@ def test_a_shared_parts_error_reaches_the_caller_once_every_part_has_run(thread_
 @needs_numba
 @pytest.mark.parametrize("cell, hidden, batch, features, training", [
     ("gru", 40, 64, 64, True), ("gru", 40, 64, 64, False), ("rnn", 40, 64, 64, True), ("lstm", 40, 64, 64, True),
-    ("lstm", 96, 4, 9, True)])  # the last: one part and its helper thread (`run_pipeline`), forward and backward
+    ("lstm", 96, 4, 9, True),  # one part and its helper thread (`run_pipeline`), forward and backward
+    ("lstm", 200, 12, 9, True), ("lstm", 200, 12, 9, False)])  # the units split: shared_steps.run_steps
 def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cell, hidden, batch, features,
                                                                              training, monkeypatch):
     """A layer's call on 2 threads whose worker is held (its column groups, packings, gradient products and
@@ -847,7 +897,10 @@ def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cel
         held = call()
         assert not worker.caught_up()  # held throughout
         assert max(parts for _, parts in shared) > 1  # parts the worker would have shared
-        assert (threads._call in [function for function, _ in shared]) == (batch == 4)  # the helper's jobs
+        functions = [function for function, _ in shared]
+        assert (threads._call in functions) == (batch == 4)  # the helper's jobs
+        assert (threaded_lstm.forward_parts in functions) == (hidden == 200)  # the parts' steps, meeting
+        assert (threaded_lstm.backward_parts in functions) == (hidden == 200 and training)
     for a, b in zip(free, held):
         np.testing.assert_array_equal(a, b)
 

@@ -31,6 +31,7 @@ it compiles in memory.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -60,10 +61,12 @@ def active(dtype) -> bool:
 if AVAILABLE:
     _OPTIONS = dict(nogil=True, fastmath=False, error_model="numpy")
 
-    def jit(fn, nogil: bool = True):
+    def jit(fn=None, nogil: bool = True, inline: str = "never"):
         """njit with the on-disk cache where it can be written, in-memory compilation otherwise; the GIL let
-        go while it runs, unless `nogil` is False."""
-        options = dict(_OPTIONS, nogil=nogil)
+        go while it runs, unless `nogil` is False; inline="always": compiled into each caller (numba's IR)."""
+        if fn is None:
+            return functools.partial(jit, nogil=nogil, inline=inline)
+        options = dict(_OPTIONS, nogil=nogil, inline=inline)
         try:
             dispatcher = numba.njit(cache=True, **options)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available" (no writable directory)

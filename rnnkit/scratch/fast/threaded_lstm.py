@@ -21,7 +21,10 @@ Backward, part k, step t (T-1 down to 0):
     dh = W_hh^T[lo:hi] d_steps[t]   (all 4H gate rows of step t, hence the wait)
 Every step's operands stay in memory (z and d_steps for all t), so a part that runs ahead never
 overwrites what another still reads, and one meeting per step suffices. The products run on `gemm.py`'s
-kernels, on panels packed by lstm_panels.py; see threads.py for how the parts run and meet.
+kernels, on panels packed by lstm_panels.py. The parts run and meet on shared_steps.py: a part's step is a
+unit (`forward_step` then `forward_copy`; `backward_step` then `backward_stage`, whose unit u holds step
+T-1-u's gradients and the product for the step before) that any thread runs where the part's own thread is
+behind (a busy neighbour): the split and each part's arithmetic are fixed, and so are the bits.
 
 One part and a helper thread (a small step, `small_step`: P = 1 on any thread count). The steps then run
 on one core with no meeting, and the second core takes the work that does not lie on the steps' chain
@@ -61,7 +64,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import lstm_panels, packing, thresholds, threads
+from . import lstm_panels, packing, shared_steps, thresholds, threads
 from .kernels import AVAILABLE
 from .trace import Trace, allocator, kept, lengths_of
 
@@ -369,54 +372,32 @@ if AVAILABLE:
                 target[(row + I) * L + b] = one
 
     @jit
-    def forward_part(me, parts, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B,
-                     flags, yield_address, producer, x_in, first, skip):
-        """Part `me` of the forward over all steps (see the module's text). Rows of L columns (L >= B, the
-        batch padded to whole vectors, `padded`), flattened per step:
-        z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller; or, with the
-        input split off (x_panels not empty), z (2, H·L) h_t only, step t in slot t % 2, and zx (T, (I+1)·L)
-        [x_t; 1], whose products with x_panels go to xw (T, rows of the panels × L) before the loop (two
-        slots are enough: a part writes h_{t+2} over h_t only after every part has said it finished step t);
-        pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L): the
-        trace a backward reads; where none follows (`inference_forward`), gates and tanh_c with no steps (none
-        stored: `lstm_state_pass`) and c (2, H·L), step t in slot t % 2 (each part reads only its own rows);
-        outs (T, B, H): h_1 .. h_T, the layer's output, any strides (time-major, or a view of a batch-major
-        array); active (T,) int64: running columns per step;
-        producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
-        holds the claims of steps to project, `project_step`), -1 where the part projects them all first, -2
-        where x_panels hold all 4H rows and xw (T, 4H·L') their order: the part projects the panels with its
-        rows first;
-        x_in (T', B, I): inputs this part puts into its operand, zx or z's x rows, and their rows of ones,
-        itself (`fill_inputs`), from step `first` on: a column group's only part all of them (first 0); in a
-        split of units, each part a share of steps 1..T-1 (every part reads them all: each part fills its
-        share before its first step, and step t >= 1 waits for every part to finish step t-1); or empty
-        where `_forward_group` did; skip: H where h_0 = 0 (the first step's product leaves out W_hh: `zero_start`),
-        else 0."""
-        T = outs.shape[0]
-        L = pre.shape[0] // panels.shape[0] // panels.shape[2]
+    def forward_part(lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
+                     yield_address, producer, x_in, first, last, skip):
+        """One part's forward over all steps, meeting no other (a column group, or the one part beside its
+        helper): `forward_step` and `forward_copy` for each step; a split of units runs the same two on
+        shared_steps.run_steps (`forward_parts`)."""
+        for t in range(outs.shape[0]):
+            forward_step(t, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B,
+                         flags, yield_address, producer, x_in, first, last, skip)
+            forward_copy(t, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B,
+                         flags, yield_address, producer, x_in, first, last, skip)
+
+    @jit
+    def forward_start(T, lo, hi, x_panels, kernel, z, zx, xw, c, B, producer, x_in, first, last, L):
+        """`forward_step`'s work before step 0 (its arguments; L: columns a row): the part's share of the
+        inputs into its operand and their projection. Not inlined into the step: the allocations here, in
+        the loop that runs the steps, cost every step (hidden 128, batch 8, T 64, inference, in one process
+        against each part's steps in one function: 1.03-1.04 inlined, 1.00 called)."""
         HL = c.shape[1]
         H = HL // L
-        if x_in.shape[0] > 0:
-            target = zx if x_panels.shape[0] > 0 else z
-            stop = target.shape[0] if first + x_in.shape[0] >= T else first + x_in.shape[0]  # the last: its ones
-            fill_inputs(x_in, target[first:stop], 0 if x_panels.shape[0] > 0 else H, L)
-        units = hi - lo
-        run = units * L
-        half = gates.dtype.type(0.5)
         split = x_panels.shape[0] > 0
-        Z, C = z.shape[0], c.shape[0]  # T+1 steps kept, or slots reused in turn (step t in slot t % Z)
-        # no backward follows where gates has no steps: then no gates or tanh c stored (`lstm_state_pass`; they
-        # took L2 room the weights' panels need: inference on the Zen 5, 2 threads, 6 alternating rounds, new /
-        # before, hidden 128-512 batch 28-64 0.95-0.98)
-        traced = gates.shape[0] > 0
-        if split and producer == -1:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the loop
+        if last > first:
+            target = zx if split else z
+            stop = target.shape[0] if last >= T else last  # (the last share: the rows of ones after it)
+            fill_inputs(x_in[first:last], target[first:stop], 0 if split else H, L)
+        if split and producer == -1:  # xw_t = [W_ih | b]_k [x_t; 1], every step's before the first
             project_panels(x_panels, np.array([[0, x_panels.shape[0]]], dtype=np.int64), kernel, zx, L, B, xw)
-        # xw's rows: the part's own (gate q's units at q·run); or (producer -2) rows in the order of all 4H
-        # (gate q's units at q·H·L, this part's from lo), the part's own xw with the panels that hold its rows
-        # projected (a few rows of another part's too, where a panel holds both): read from its own core's cache
-        # (each part a share of one xw of all rows took 40 us more at hidden 128, batch 4: each step read half
-        # its rows from the other core)
-        x_stride, x_first = (HL, lo * L) if producer == -2 else (run, 0)
         if producer == -2:
             count, width = x_panels.shape[0], x_panels.shape[2]
             ranges = np.zeros((4, 2), dtype=np.int64)
@@ -424,56 +405,155 @@ if AVAILABLE:
                 ranges[q, 0] = max(ranges[q - 1, 1] if q > 0 else 0, (q * H + lo) // width)
                 ranges[q, 1] = max(ranges[q, 0], min(count, -(-(q * H + hi) // width)))
             project_panels(x_panels, ranges, kernel, zx, L, B, xw)
-        for t in range(T):
-            n = active[t]
-            if t > 0:
-                threads.wait_all(flags, parts, me, t, yield_address)
-            if producer >= 0:
-                wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address)
-            # odd steps take the panels last to first: where a part's weights overflow L2 (hidden 512: 2.1-2.4
-            # MB a part), the panels the step before read last are still there (inference, hidden 512, worker
-            # processes asked in turn, 8 rounds, new / before: batch 4-24 0.85-0.96, 32-64 0.96-1.01)
-            _product(panels, kernel, z[t % Z], 0, L, n, pre, t % 2 == 1, skip if t == 0 else 0)
-            cell, c_prev = c[(t + 1) % C], c[t % C]
-            h = z[(t + 1) % Z]
-            count, length = (1, run) if n == B else (units, n)
-            for r in range(count):
-                s, own = r * L, lo * L + r * L
-                x = xw[t] if split else pre  # (not read without the split)
-                xs = x_first + s if split else s
-                if not traced:
-                    lstm_state_pass(pre[s: s + length], pre[run + s: run + s + length],
-                                    pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
-                                    x[xs: xs + length], x[x_stride + xs: x_stride + xs + length],
-                                    x[2 * x_stride + xs: 2 * x_stride + xs + length],
-                                    x[3 * x_stride + xs: 3 * x_stride + xs + length],
-                                    split, c_prev[own: own + length], cell[own: own + length], h[own: own + length],
-                                    half)
-                    continue
-                a, squashed = gates[t], tanh_c[t]
-                lstm_cell_pass(pre[s: s + length], pre[run + s: run + s + length],
-                               pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
-                               x[xs: xs + length], x[x_stride + xs: x_stride + xs + length],
-                               x[2 * x_stride + xs: 2 * x_stride + xs + length],
-                               x[3 * x_stride + xs: 3 * x_stride + xs + length], split,
-                               a[own: own + length], a[HL + own: HL + own + length],
-                               a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length],
-                               c_prev[own: own + length], cell[own: own + length], squashed[own: own + length],
-                               h[own: own + length], half)
-            threads.arrive(flags, me, t + 1)  # h_{t+1} is there: the others may go on while this part copies
-            copy_states(h, L, outs[t], lo, units, n)  # the layer's output, and dW_hh's operand (own units)
+
+    @jit(inline="always")
+    def forward_step(t, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
+                     yield_address, producer, x_in, first, last, skip):
+        """Step t of the part of units lo..hi-1 (see the module's text): h_{t+1} and c_{t+1} of its units, with
+        every part's h_t there; at t = 0 its inputs first. Rows of L columns (L >= B, the batch padded to whole
+        vectors, `padded`), flattened per step:
+        z (T+1, (H+I+1)·L): [h_t; x_t; 1] rows, h_0, all x and the ones filled in by the caller; or, with the
+        input split off (x_panels not empty), z (2, H·L) h_t only, step t in slot t % 2, and zx (T, (I+1)·L)
+        [x_t; 1], whose products with x_panels go to xw (T, rows of the panels × L) at step 0 (two slots are
+        enough: a part writes h_{t+2} over h_t only once every part has computed step t+1);
+        pre (rows of the panels × L,) scratch; gates (T, 4H·L); c (T+1, H·L) with c_0; tanh_c (T, H·L): the
+        trace a backward reads; where none follows (`inference_forward`), gates and tanh_c with no steps (none
+        stored: `lstm_state_pass`) and c (2, H·L), step t in slot t % 2 (each part reads only its own rows);
+        outs (T, B, H): h_1 .. h_T, the layer's output, any strides (time-major, or a view of a batch-major
+        array; `forward_copy`); active (T,) int64: running columns per step;
+        producer: 1 where a helper thread projects the inputs beside the steps (`project_part`; then flags
+        holds the claims of steps to project, `project_step`), -1 where the part projects them all first, -2
+        where x_panels hold all 4H rows and xw (T, 4H·L') their order: the part projects the panels with its
+        rows first;
+        x_in (T, B, I): the inputs, of which this part puts steps first..last-1 into its operand, zx or z's x
+        rows, with their rows of ones (and the last's: last = T), itself (`fill_inputs`): a column group's
+        only part all of them; in a split of units, each part a share of steps 1..T-1 (every part reads them
+        all: each part fills its share at its step 0, and step t >= 1 waits for every part to compute step
+        t-1); none (first = last) where `_forward_group` did; skip: H where h_0 = 0 (the first step's product
+        leaves out W_hh: `zero_start`), else 0."""
+        T = outs.shape[0]
+        L = pre.shape[0] // panels.shape[0] // panels.shape[2]
+        HL = c.shape[1]
+        H = HL // L
+        split = x_panels.shape[0] > 0
+        # xw's rows: the part's own (gate q's units at q·run); or (producer -2) rows in the order of all 4H
+        # (gate q's units at q·H·L, this part's from lo), the part's own xw with the panels that hold its rows
+        # projected (a few rows of another part's too, where a panel holds both): read from its own core's cache
+        # (each part a share of one xw of all rows took 40 us more at hidden 128, batch 4: each step read half
+        # its rows from the other core)
+        units = hi - lo
+        run = units * L
+        x_stride, x_first = (HL, lo * L) if producer == -2 else (run, 0)
+        if t == 0:
+            forward_start(T, lo, hi, x_panels, kernel, z, zx, xw, c, B, producer, x_in, first, last, L)
+        half = gates.dtype.type(0.5)
+        Z, C = z.shape[0], c.shape[0]  # T+1 steps kept, or slots reused in turn (step t in slot t % Z)
+        # no backward follows where gates has no steps: then no gates or tanh c stored (`lstm_state_pass`; they
+        # took L2 room the weights' panels need: inference on the Zen 5, 2 threads, 6 alternating rounds, new /
+        # before, hidden 128-512 batch 28-64 0.95-0.98)
+        traced = gates.shape[0] > 0
+        n = active[t]
+        if producer >= 0:
+            wait_projected(x_panels, kernel, zx, L, B, xw, flags, t, yield_address)
+        # odd steps take the panels last to first: where a part's weights overflow L2 (hidden 512: 2.1-2.4
+        # MB a part), the panels the step before read last are still there (inference, hidden 512, worker
+        # processes asked in turn, 8 rounds, new / before: batch 4-24 0.85-0.96, 32-64 0.96-1.01)
+        _product(panels, kernel, z[t % Z], 0, L, n, pre, t % 2 == 1, skip if t == 0 else 0)
+        cell, c_prev = c[(t + 1) % C], c[t % C]
+        h = z[(t + 1) % Z]
+        count, length = (1, run) if n == B else (units, n)
+        for r in range(count):
+            s, own = r * L, lo * L + r * L
+            x = xw[t] if split else pre  # (not read without the split)
+            xs = x_first + s if split else s
+            if not traced:
+                lstm_state_pass(pre[s: s + length], pre[run + s: run + s + length],
+                                pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
+                                x[xs: xs + length], x[x_stride + xs: x_stride + xs + length],
+                                x[2 * x_stride + xs: 2 * x_stride + xs + length],
+                                x[3 * x_stride + xs: 3 * x_stride + xs + length],
+                                split, c_prev[own: own + length], cell[own: own + length], h[own: own + length],
+                                half)
+                continue
+            a, squashed = gates[t], tanh_c[t]
+            lstm_cell_pass(pre[s: s + length], pre[run + s: run + s + length],
+                           pre[2 * run + s: 2 * run + s + length], pre[3 * run + s: 3 * run + s + length],
+                           x[xs: xs + length], x[x_stride + xs: x_stride + xs + length],
+                           x[2 * x_stride + xs: 2 * x_stride + xs + length],
+                           x[3 * x_stride + xs: 3 * x_stride + xs + length], split,
+                           a[own: own + length], a[HL + own: HL + own + length],
+                           a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length],
+                           c_prev[own: own + length], cell[own: own + length], squashed[own: own + length],
+                           h[own: own + length], half)
+
+    @jit(inline="always")
+    def forward_copy(t, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
+                     yield_address, producer, x_in, first, last, skip):
+        """Step t's h_{t+1} of the part's units into the layer's output, outs[t] (and dW_hh's operand), once
+        the other parts may go on (`forward_step`'s arguments)."""
+        L = pre.shape[0] // panels.shape[0] // panels.shape[2]
+        copy_states(z[(t + 1) % z.shape[0]], L, outs[t], lo, hi - lo, active[t])
 
     @jit
-    def backward_part(me, parts, lo, hi, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, d_pre,
+    def forward_unit(board, k, u, a):
+        """Unit u of part k, whose arguments (`forward_step`'s) are a: a part whose own thread is late."""
+        forward_step(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
+                     a[15], a[16], a[17], a[18], a[19], a[20], a[21])
+        shared_steps.computed(board, k, u)
+        forward_copy(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
+                     a[15], a[16], a[17], a[18], a[19], a[20], a[21])
+
+    @jit
+    def forward_parts(me, argument_sets, units, board, patience, relax_yield, lo, hi, panels, x_panels, kernel, z, zx,
+                      xw, pre, gates, c, tanh_c, outs, active, B, flags, yield_address, producer, x_in, first, last,
+                      skip):
+        """The forward's units taken by part `me`'s thread in a split of units (shared_steps.run_steps): its
+        own (its arguments after relax_yield: argument_sets[me]) with the step inlined, another part's
+        through `forward_unit`."""
+        k, u = -1, 0
+        while True:
+            k, u = shared_steps.next_unit(board, me, len(argument_sets), units, k, u, patience, relax_yield)
+            if k < 0:
+                return
+            if k != me:
+                forward_unit(board, k, u, argument_sets[k])
+                continue
+            forward_step(u, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
+                         yield_address, producer, x_in, first, last, skip)
+            shared_steps.computed(board, k, u)
+            forward_copy(u, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
+                         yield_address, producer, x_in, first, last, skip)
+
+    @jit
+    def backward_part(lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
                       active, flags, yield_address, B):
-        """Part `me` of the backward over all steps (see the module's text). d_out (T, B, H) time-major, any
-        strides (a view of the layer's batch-major gradient);
+        """One part's backward over all steps, meeting no other (a column group, or the one part beside its
+        helper, which reads flags' count of steps done): `backward_step` and `backward_stage` for each of
+        T+1 units; a split of units runs the same two on shared_steps.run_steps (`backward_parts`)."""
+        T = gates.shape[0]
+        for u in range(T + 1):
+            backward_step(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps,
+                          d_pre, active, flags, yield_address, B)
+            if u < T:
+                threads.arrive(flags, 0, u + 1)  # step T-1-u's d_steps are there
+            backward_stage(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps,
+                           d_pre, active, flags, yield_address, B)
+
+    @jit(inline="always")
+    def backward_step(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
+                      active, flags, yield_address, B):
+        """Unit u of the part of units lo..hi-1's backward (see the module's text), with step t = T-1-u's
+        pre-activation gradients there from every part: dh = W_hh^T[lo:hi] d_{t+1} (+ d_out_t, staged) where
+        u > 0, then step t's gradients of its units into d_steps[t]; u = T: dh_0 only, then the part's rows
+        of every step into d_pre. d_out (T, B, H) time-major, any strides (a view of the layer's batch-major
+        gradient);
         dh, dc ((hi-lo)·L,): the own units' gradients reaching h_T, c_T (zeros in the padding columns), on
-        return h_0, c_0; product
-        (rows of the panels × L,) scratch; gates, c, tanh_c: forward's arrays, flattened per step, rows of L columns;
-        d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing its own rows;
-        at the end the part copies its rows into d_pre (4H, T, B), the weight gradients' operand (a column
-        group's own array: `_group_steps`; not with an empty d_pre: `gradients` takes d_steps as it is).
+        return h_0, c_0; product (rows of the panels × L,) scratch; staged ((hi-lo)·L,): d_out_t, own units,
+        as rows of L columns (`backward_stage`); gates, c, tanh_c: forward's arrays, flattened per step, rows
+        of L columns; d_steps (T, 4H·L): each step's pre-activation gradients (unhalved), each part writing
+        its own rows; at the end the part copies its rows into d_pre (4H, T, B), the weight gradients' operand
+        (a column group's own array: `_group_steps`; not with an empty d_pre: `gradients` takes d_steps as it
+        is).
 
         Time-major d_steps keeps each step's writes and its product's reads in one contiguous block; writing
         d_pre's columns directly instead touches 4H rows T·B apart at every step (about 5 ms of cache misses
@@ -483,36 +563,17 @@ if AVAILABLE:
         HL = c.shape[1]
         L = HL // H
         units = hi - lo
-        staged = np.zeros(units * L, dtype=dh.dtype)  # d_out's next step, own units, as (units, L) rows
-        for b in range(active[T - 1]):
-            row = d_out[T - 1, b, lo:hi]
-            for j in range(units):
-                dh[j * L + b] += row[j]
-        for step in range(T):
-            t = T - 1 - step
-            n = active[t]
-            a, d = gates[t], d_steps[t]
-            count, length = (1, units * L) if n == B else (units, n)  # all own units in one pass, or ragged
-            for r in range(count):
-                s, own = r * L, lo * L + r * L
-                i, f = a[own: own + length], a[HL + own: HL + own + length]
-                o, g = a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length]
-                dh_j, dc_j, squashed = dh[s: s + length], dc[s: s + length], tanh_c[t, own: own + length]
-                cell_grad(dh_j, o, squashed, dc_j)
-                sigmoid_grad(dc_j, i, g, d[own: own + length])
-                sigmoid_grad(dc_j, f, c[t, own: own + length], d[HL + own: HL + own + length])
-                sigmoid_grad(dh_j, o, squashed, d[2 * HL + own: 2 * HL + own + length])
-                tanh_grad(dc_j, i, g, d[3 * HL + own: 3 * HL + own + length])
-                mul_in_place(dc_j, f)
-            threads.arrive(flags, me, step + 1)
-            m = active[t - 1] if t > 0 else 0  # running at the next step (m >= n)
-            for b in range(m):  # while the other parts finish this step: the next step's d_out, transposed
-                row = d_out[t - 1, b, lo:hi]
+        if u == 0:
+            for b in range(active[T - 1]):
+                row = d_out[T - 1, b, lo:hi]
                 for j in range(units):
-                    staged[j * L + b] = row[j]
-            threads.wait_all(flags, parts, me, step + 1, yield_address)
+                    dh[j * L + b] += row[j]
+        else:  # dh_t = W_hh^T d_{t+1} + d_out_t
+            t = T - u  # the step whose gradients are there
+            n = active[t]
+            m = active[t - 1] if t > 0 else 0  # running at step t-1 (m >= n)
             _product(panels, kernel, d_steps.reshape(-1), t * 4 * HL, L, n, product)
-            if n == B and t > 0:  # dh_{t-1} = W_hh^T d_t + d_out_{t-1} (the padding columns' stay 0)
+            if n == B and t > 0:  # (the padding columns' stay 0)
                 add_into(product[: units * L], staged, dh)
             elif n == B:
                 dh[:] = product[: units * L]
@@ -522,15 +583,74 @@ if AVAILABLE:
                         dh[j * L + b] = product[j * L + b]
                     for b in range(m):
                         dh[j * L + b] += staged[j * L + b]
-        if d_pre.shape[0] == 0:
+        if u == T:
+            if d_pre.shape[0] > 0:
+                for i in range(4 * units):  # own rows, whole
+                    q, j = divmod(i, units)
+                    r = q * H + lo + j
+                    for t in range(T):
+                        src, dst = d_steps[t, r * L: r * L + B], d_pre[r, t]
+                        for b in range(B):
+                            dst[b] = src[b]
             return
-        for i in range(4 * units):  # own rows, whole
-            q, j = divmod(i, units)
-            r = q * H + lo + j
-            for t in range(T):
-                src, dst = d_steps[t, r * L: r * L + B], d_pre[r, t]
-                for b in range(B):
-                    dst[b] = src[b]
+        t = T - 1 - u
+        n = active[t]
+        a, d = gates[t], d_steps[t]
+        count, length = (1, units * L) if n == B else (units, n)  # all own units in one pass, or ragged
+        for r in range(count):
+            s, own = r * L, lo * L + r * L
+            i, f = a[own: own + length], a[HL + own: HL + own + length]
+            o, g = a[2 * HL + own: 2 * HL + own + length], a[3 * HL + own: 3 * HL + own + length]
+            dh_j, dc_j, squashed = dh[s: s + length], dc[s: s + length], tanh_c[t, own: own + length]
+            cell_grad(dh_j, o, squashed, dc_j)
+            sigmoid_grad(dc_j, i, g, d[own: own + length])
+            sigmoid_grad(dc_j, f, c[t, own: own + length], d[HL + own: HL + own + length])
+            sigmoid_grad(dh_j, o, squashed, d[2 * HL + own: 2 * HL + own + length])
+            tanh_grad(dc_j, i, g, d[3 * HL + own: 3 * HL + own + length])
+            mul_in_place(dc_j, f)
+
+    @jit(inline="always")
+    def backward_stage(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
+                       active, flags, yield_address, B):
+        """While the other parts finish unit u (step t = T-1-u): d_out_{t-1} of the part's units into staged,
+        transposed (`backward_step`'s arguments)."""
+        T = gates.shape[0]
+        t = T - 1 - u
+        if t > 0:
+            L = c.shape[1] // d_out.shape[2]
+            units = hi - lo
+            for b in range(active[t - 1]):
+                row = d_out[t - 1, b, lo:hi]
+                for j in range(units):
+                    staged[j * L + b] = row[j]
+
+    @jit
+    def backward_unit(board, k, u, a):
+        """Unit u of part k, whose arguments (`backward_step`'s) are a: a part whose own thread is late."""
+        backward_step(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
+                      a[15], a[16], a[17])
+        shared_steps.computed(board, k, u)
+        backward_stage(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
+                       a[15], a[16], a[17])
+
+    @jit
+    def backward_parts(me, argument_sets, units, board, patience, relax_yield, lo, hi, panels, kernel, d_out, dh, dc,
+                       product, staged, gates, c, tanh_c, d_steps, d_pre, active, flags, yield_address, B):
+        """The backward's units taken by part `me`'s thread in a split of units (shared_steps.run_steps): its
+        own with the step inlined, another part's through `backward_unit`."""
+        k, u = -1, 0
+        while True:
+            k, u = shared_steps.next_unit(board, me, len(argument_sets), units, k, u, patience, relax_yield)
+            if k < 0:
+                return
+            if k != me:
+                backward_unit(board, k, u, argument_sets[k])
+                continue
+            backward_step(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
+                          active, flags, yield_address, B)
+            shared_steps.computed(board, k, u)
+            backward_stage(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
+                           active, flags, yield_address, B)
 
     @jit
     def input_gradient_part(x_panels, kernel, d_steps, L, B, out, dx):
@@ -639,8 +759,8 @@ if AVAILABLE:
         there, for `weight_gradient_part`), then the input gradient of every step from the forward's panels
         (`forward_input_gradient`)."""
         H = d_out.shape[2]
-        backward_part(0, 1, 0, H, panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps,
-                      np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
+        backward_part(0, H, panels, kernel, d_out, dh, dc, product, np.zeros(dh.shape[0], dtype=dh.dtype), gates,
+                      c, tanh_c, d_steps, np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
         forward_input_gradient(x_panels, d_steps, c.shape[1] // H, B, x_operand, dx)
 
     @jit
@@ -816,11 +936,12 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # product reads it before any meeting); else all here. Sharing the fill, inference new / before
     # (Zen 5, 2 threads): hidden 192-384 batch 20-56 0.98-0.99 (the fill alone took 1.5-3.6 % of the forward)
     shared_fill = run and not split and 1 < parts < time
-    x_in = [inputs] if not run else [np.empty((0, 0, 0), dtype=dtype)] * parts
-    firsts = [0] * parts
+    # the steps each part fills itself, first..last-1 of the one inputs array (every part's arguments of one
+    # numba type: shared_steps.run_steps indexes them as a tuple)
+    shares = [(0, 0 if run else time)] * parts
     if shared_fill:
         cuts = [1 + (time - 1) * k // parts for k in range(parts + 1)]
-        x_in, firsts = [inputs[a:b] for a, b in zip(cuts[:-1], cuts[1:])], cuts[:-1]
+        shares = list(zip(cuts[:-1], cuts[1:]))
     if run:
         operand = zx if split else z
         filled = operand[:1] if shared_fill else operand
@@ -837,8 +958,8 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     tanh_c = np.empty((steps_kept, hidden, columns), dtype=dtype)
     flat = [a.reshape(len(a), -1) if a.size else a.reshape(0, 0) for a in (z, zx, gates, cs, tanh_c)]
     flat.append(outs)
-    # with the helper: flags 0 the steps' part's, 1 the count of claimed steps, 2.. each step's done mark
-    flags, steps = threads.new_flags(parts + (time + 1 if helper else 0)), np.asarray(active, dtype=np.int64)
+    # with the helper: flags 1 the count of claimed steps, 2.. each step's done mark (0 unused)
+    flags, steps = threads.new_flags(time + 2 if helper else 1), np.asarray(active, dtype=np.int64)
     arguments = []
     if projected:  # (x_panels one set of all 4H rows, each part's xw in their order)
         x_panels = [x_panels[0]] * parts
@@ -846,9 +967,9 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
         size = panels[k].shape[0] * panels[k].shape[2] * columns
         rows = x_panels[k].shape[0] * x_panels[k].shape[2] * columns if projected else size
         xw = np.empty((time if split else 0, rows), dtype=dtype)
-        arguments.append((k, parts, lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
+        arguments.append((lo, hi, panels[k], x_panels[k], kernel, flat[0], flat[1], xw,
                           np.empty(size, dtype=dtype), flat[2], flat[3], flat[4], flat[5], steps, batch, flags,
-                          threads.YIELD, -2 if projected else 1 if helper else -1, x_in[k], firsts[k], skip))
+                          threads.YIELD, -2 if projected else 1 if helper else -1, inputs, *shares[k], skip))
 
     def finish() -> Trace:
         # each sequence's last c: the slot its last step wrote (its column is not written after that step)
@@ -864,11 +985,14 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     if not run:
         return arguments[0], finish
     if helper:  # on one thread (threads.run_pipeline), the helper's part first: it projects every step
-        threads.run_pipeline([(project_part, (x_panels[0], kernel, flat[1], columns, batch, arguments[0][9],
-                                              flags, threads.YIELD)),
+        xw = arguments[0][7]
+        threads.run_pipeline([(project_part, (x_panels[0], kernel, flat[1], columns, batch, xw, flags,
+                                              threads.YIELD)),
                               (forward_part, arguments[0])], caller=1)
-    else:
-        threads.run(forward_part, arguments)
+    elif parts == 1:
+        forward_part(*arguments[0])
+    else:  # the units split: parts meeting at every step, any thread taking a part whose thread is behind
+        shared_steps.run_steps(forward_parts, arguments, time)
     return finish()
 
 
@@ -899,13 +1023,22 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
     if "groups" not in arrays:
         d_pre = np.empty((4 * hidden, time, batch), dtype=d_out.dtype)
         arguments, finish, _ = _backward_group(trace, d_out, dh_n, dc_n, active, d_pre)
-        threads.run(backward_part, arguments)
+        _run_backward(arguments)
         dh_0, dc_0 = finish()
     else:
         d_pres, dh_0, dc_0 = _group_steps(p, trace, d_out, dh_n, dc_n, active)
         d_pre = np.concatenate(d_pres, axis=2)
     d_pre = d_pre.reshape(4 * hidden, -1)
     return d_pre, d_pre, dh_0, dc_0
+
+
+def _run_backward(arguments) -> None:
+    """The backward's steps of one group of columns: its one part, or its parts meeting at every step (the
+    units split, any thread taking a part whose thread is behind: shared_steps.run_steps)."""
+    if len(arguments) == 1:
+        backward_part(*arguments[0])
+    else:
+        shared_steps.run_steps(backward_parts, arguments, arguments[0][9].shape[0] + 1)
 
 
 def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active, copy: bool = True):
@@ -951,7 +1084,7 @@ def split_gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n
     if "groups" not in arrays:  # on gemm.py's kernels, the gradients from d_steps as the steps wrote them
         arguments, finish, d_steps = _backward_group(trace, d_out, dh_n, dc_n, active,
                                                      np.empty((0, 0, 0), dtype=inputs.dtype))
-        threads.run(backward_part, arguments)
+        _run_backward(arguments)
         return (*_step_gradients(p, d_steps, inputs, h_prev, dx, threads.count()), dx, *finish())
     # on gemm.py's kernels, groups of thresholds.STEP_GRADIENTS_GROUP columns or more: each group's products
     # read its d_steps as the steps wrote them (no d_pre copy)
@@ -1050,11 +1183,12 @@ def _backward_group(trace: Trace, d_out, dh_n, dc_n, active, d_pre):
     columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
     gates, cs, tanh_c, d_steps_flat = (x.reshape(x.shape[0], -1) for x in (arrays["gates"], arrays["c"],
                                                                            arrays["tanh_c"], d_steps))
-    flags, steps = threads.new_flags(parts), np.asarray(active, dtype=np.int64)
+    flags, steps = threads.new_flags(1), np.asarray(active, dtype=np.int64)  # (one part: its steps done)
     arguments = [
-        (k, parts, lo, hi, panels[k], kernel, d_out, dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
-         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype), gates, cs, tanh_c,
-         d_steps_flat, d_pre, steps, flags, threads.YIELD, batch)
+        (lo, hi, panels[k], kernel, d_out, dh[lo:hi].reshape(-1), dc[lo:hi].reshape(-1),
+         np.empty(panels[k].shape[0] * panels[k].shape[2] * columns, dtype=dtype),
+         np.zeros((hi - lo) * columns, dtype=dtype), gates, cs, tanh_c, d_steps_flat, d_pre, steps, flags,
+         threads.YIELD, batch)
         for k, (lo, hi) in enumerate(bounds)]
     return arguments, lambda: (dh[:, :batch].T, dc[:, :batch].T), d_steps
 

@@ -17,7 +17,8 @@ kernels here cannot fail part-way (no allocation, no exceptions).
 blocks of a product, packings): each runs on whichever thread claims it first, and the calling thread runs
 every part no worker has come for, so that a worker the scheduler has put behind a busy neighbour costs a
 call at most the calling thread doing its share, not the neighbour's time slice. The parts' split is the
-same either way, and so are the bits.
+same either way, and so are the bits. shared_steps.py runs parts that meet at every step (the LSTM's split
+of units) on it: any thread takes a part's step where that part's thread is behind.
 
 `matmul(a, b)` is a @ b with a's rows split over the same threads, each calling BLAS single-threaded.
 Why: OpenBLAS's own worker threads spin for a while (about 2^28 cycles) after each multi-threaded call,
@@ -63,6 +64,10 @@ if AVAILABLE:
 
 ARRIVED_SLOT = 2  # a `run_shared` board: slot 0 the parts claimed, 1 the workers come, 2 + i worker i come
 PATIENCE_SPINS = 2000  # turns the calling thread waits for a worker to come and claim a part: ~30-100 us
+# turns it waits, its parts settled, for a worker that came to return from its share (back in Python, which
+# takes a few microseconds, with the GIL free: the caller back in Python held it, and the worker, asleep on it,
+# came to the next call late: the LSTM's inference at hidden 128, batch 8 took 5-10 % longer)
+LEAVE_SPINS = 20000
 FLAG_STRIDE = 16  # int64s between two threads' flags: one 128-byte block each, so they share no cache line
 SPINS_BEFORE_YIELD = 2000
 IDLE_SPINS = 8000  # turns a worker spins for its next job before it sleeps: about 1 ms here (Xeon VM)
@@ -492,6 +497,18 @@ if AVAILABLE:
             return context.get_dummy_value()
         return types.void(yield_address, spins), codegen
 
+    @intrinsic
+    def _compare_and_swap(typingctx, flags, index, expected, value):
+        """flags[index] = value if it holds `expected` (atomically, acquire and release order); returns
+        whether it did (int64 array)."""
+        def codegen(context, builder, sig, args):
+            expected = context.cast(builder, args[2], sig.args[2], types.int64)
+            value = context.cast(builder, args[3], sig.args[3], types.int64)
+            pair = builder.cmpxchg(_flag_pointer(context, builder, sig, args), expected, value, "acq_rel",
+                                   "acquire")
+            return builder.extract_value(pair, 1)
+        return types.boolean(flags, index, expected, value), codegen
+
     @jit
     def arrive(flags, me, steps):
         """Say that part `me` has finished `steps` steps (everything it wrote before is visible after)."""
@@ -579,7 +596,7 @@ if AVAILABLE:
     arrive_and_claim, claim_holding_gil = (jit(f, nogil=False) for f in (_arrive_and_claim, claim.py_func))
 
     @jit
-    def next_part(board, parts, present, patience, signals, yield_address):
+    def next_part(board, parts, present, patience, signals, leave_after, yield_address):
         """The calling thread's next part of a `run_shared` board, or parts once the others are all done. It
         claims one at once while the parts left outnumber the `present` workers not yet come (slot 1); else
         it waits up to `patience` turns for them to come and claim, and then claims what is left: a worker
@@ -588,7 +605,9 @@ if AVAILABLE:
         waits for each worker i that came to finish its job (signals[i][1] reaching the jobs posted,
         signals[i][0]: `_Worker.wait`) and closes the others' (signals[i][3]), without going back to Python
         between: a caller that took the GIL back while a worker ran Python code (a share of `run_balanced`'s
-        jobs) found it taken and slept (the same packing: 65 us against 21)."""
+        jobs) found it taken and slept (the same packing: 65 us against 21). leave_after >= 0 (the parts' own
+        protocol has said that all their work is done: `run_shared`'s settled): it waits up to that many turns
+        for each worker that came, and then leaves without it."""
         for turn in range(patience + 1):
             claimed = _load_acquire(board, 0)
             if claimed >= parts:
@@ -605,7 +624,7 @@ if AVAILABLE:
         for i in range(len(signals)):
             if _load_acquire(board, (ARRIVED_SLOT + i) * FLAG_STRIDE) != 0:
                 spins, posted = 0, _load_acquire(signals[i], 0)
-                while _load_acquire(signals[i], FLAG_STRIDE) < posted:
+                while _load_acquire(signals[i], FLAG_STRIDE) < posted and not 0 <= leave_after < spins:
                     spins += 1
                     _relax(yield_address, spins)
         return parts
@@ -659,6 +678,7 @@ class _Worker:
         self.start = threading.Event()
         self.job, self.error = None, None
         self.signals, self.posted = new_flags(4), 0
+        self.leaving = 0  # the last settled job (`run_shared`) it came to, which its caller has left
         self._job_lock = threading.Lock()  # between posting a job and dropping the one done
         threading.Thread(target=self._serve, daemon=True, name=name).start()
 
@@ -735,7 +755,7 @@ class Pool:
                     error, worker.error = worker.error, None
                     raise error
 
-    def run_shared(self, function, argument_sets, helpers: int, cpu: int) -> None:
+    def run_shared(self, function, argument_sets, helpers: int, cpu: int, settled: bool) -> None:
         """`run_shared` (see there) with `helpers` workers; cpu: the calling thread's CPU, which a worker leaves
         while it runs a part (`_kept_off`), or -1."""
         parts = len(argument_sets)
@@ -746,8 +766,9 @@ class Pool:
                 self._workers.append(_Worker(f"rnnkit-part-{len(self._workers) + 1}"))
             workers = self._workers[:helpers]
             # a worker still on an earlier job (one a caller did without it) is behind a busy neighbour, or
-            # asleep: the caller does not wait for it to come
-            present = sum(worker.caught_up() for worker in workers)
+            # asleep: the caller does not wait for it to come; unless that job is a settled one it came to and
+            # has done its share of, which it leaves soon after the caller
+            present = sum(worker.caught_up() or worker.leaving == worker.posted for worker in workers)
             signals = self._signals.get(helpers)
             if signals is None:
                 signals = self._signals[helpers] = tuple(worker.signals for worker in workers)
@@ -758,7 +779,11 @@ class Pool:
             k = 0
             while k < parts:
                 _run_part(function, argument_sets, errors, k)
-                k = next_part(board, parts, present, PATIENCE_SPINS, signals, YIELD)
+                k = next_part(board, parts, present, PATIENCE_SPINS, signals, LEAVE_SPINS if settled else -1, YIELD)
+            if settled:
+                for i, worker in enumerate(workers):  # one that came, still returning from its share: present
+                    if board[(ARRIVED_SLOT + i) * FLAG_STRIDE] and not worker.caught_up():  # at the next call
+                        worker.leaving = worker.posted
         for error in errors:
             if error is not None:
                 raise error
@@ -806,13 +831,16 @@ def run(function, argument_sets) -> None:
         _pool.run(function, argument_sets)
 
 
-def run_shared(function, argument_sets, apart: bool = False) -> None:
+def run_shared(function, argument_sets, apart: bool = False, settled: bool = False) -> None:
     """Run the independent parts function(*argument_sets[k]), each on whichever thread claims it first (up to
     count() threads): the calling thread takes every part no worker has taken, and waits only for those a
     worker has begun. The parts must not wait for one another (one thread may run them one after the other)
     and each must write its own outputs: then what they compute does not depend on which thread ran them,
     and the bits are `run`'s. apart: a worker leaves the calling thread's CPU while it runs a part
-    (`run_apart`).
+    (`run_apart`). settled: each part returns only once every part's work is done (shared_steps.py), so the
+    calling thread returns with its own parts, not waiting for a worker to return from one it began (which
+    the scheduler may hold for a time slice; such a part must touch nothing but its own board once the
+    work is done, and raise nothing: a late worker's error would reach nobody).
 
     Why. `run` hands part k to worker k and waits for it. Beside a busy neighbour, a worker the scheduler has
     put behind it starts its part only in its next time slice: the GRU's inference at hidden 33, batch 115,
@@ -824,7 +852,7 @@ def run_shared(function, argument_sets, apart: bool = False) -> None:
             function(*arguments)
         return
     cpu = _SCHED_GETCPU() if apart and _SCHED_GETCPU is not None and hasattr(os, "sched_setaffinity") else -1
-    _pool.run_shared(function, argument_sets, helpers, cpu)
+    _pool.run_shared(function, argument_sets, helpers, cpu, settled)
 
 
 def run_balanced(jobs) -> None:

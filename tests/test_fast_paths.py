@@ -637,7 +637,7 @@ def test_a_small_step_whose_forward_splits_its_units_reads_one_set_of_input_pane
         dtype, batch, hidden, time, features, ragged, data, monkeypatch):
     """A small training step (one part and a helper in the backward) whose forward splits its units over the
     threads as inference does (hidden 128 on): its [W_ih | b] panels are one set of all 4H rows, each forward
-    part projects the panels that hold its rows into an xw of its own (forward_part's producer -2), and the
+    part projects the panels that hold its rows into an xw of its own (forward_step's producer -2), and the
     backward's input gradient reads those panels transposed (forward_input_gradient). Outputs, final states
     and every gradient equal the reference cells', and are the same bits on 1, 2 and 3 threads."""
     from rnnkit.scratch.fast import threaded_lstm

@@ -409,7 +409,9 @@ def test_thread_count_must_be_a_positive_integer(bad):
 def test_shared_steps_meet_at_every_step_and_run_each_unit_once():
     """shared_steps.run_steps: parts pass values for 300 steps (each unit reads every part's value of the
     step before), each unit computed once and its after-work run once, after it; with 3 parts on 2 threads
-    the third part's units are all taken by the other threads. In a child process with a time limit."""
+    the third part's units are all taken by the other threads; one part alone (`alone`: the same compiled
+    function as two parts, its argument sets padded) runs them all in order. In a child process with a time
+    limit."""
     code = """
 import numpy as np
 from rnnkit.scratch.fast import shared_steps, threads
@@ -428,10 +430,10 @@ def after(u, me, board, ran, copied):
     copied[me, u] = board[u + 1, me] + 1000003 * ran[me, u]
 
 @jit
-def part(me, argument_sets, units, steps_board, patience, yield_address, *own):
+def part(me, argument_sets, parts, units, steps_board, patience, yield_address):
     k, u = -1, 0
     while True:
-        k, u = shared_steps.next_unit(steps_board, me, len(argument_sets), units, k, u, patience, yield_address)
+        k, u = shared_steps.next_unit(steps_board, me, parts, units, k, u, patience, yield_address)
         if k < 0:
             return
         compute(u, *argument_sets[k])
@@ -439,19 +441,23 @@ def part(me, argument_sets, units, steps_board, patience, yield_address, *own):
         after(u, *argument_sets[k])
 
 threads.set_count(2)
-for parts in (2, 3):
+for parts in (1, 2, 3):
     steps = 300
     board = np.zeros((steps + 1, parts), dtype=np.int64)
     ran, copied = np.zeros((parts, steps), dtype=np.int64), np.zeros((parts, steps), dtype=np.int64)
-    shared_steps.run_steps(part, [(k, board, ran, copied) for k in range(parts)], steps)
+    if parts == 1:
+        part(*shared_steps.alone((0, board, ran, copied), steps))
+    else:
+        shared_steps.run_steps(part, [(k, board, ran, copied) for k in range(parts)], steps)
     expected = np.zeros_like(board)
     for t in range(steps):
         expected[t + 1] = (expected[t].sum() + np.arange(parts) + 1) % 1000003
     print(bool((board == expected).all()), bool((ran == 1).all()), bool((copied == expected[1:].T + 1000003).all()))
+print(len(part.signatures))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True"] * 6
+    assert done.stdout.split() == ["True"] * 9 + ["2"]  # compiled for 1 or 2 parts, and for 3
 
 
 @needs_numba
@@ -877,8 +883,8 @@ def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cel
     d_out = rng.standard_normal((batch, 12, hidden)).astype(np.float32)
     shared, calls = [], []
     real = threads.run_shared
-    monkeypatch.setattr(threads, "run_shared", lambda function, sets, **how: shared.append((function, len(sets)))
-                        or real(function, sets, **how))
+    monkeypatch.setattr(threads, "run_shared", lambda function, sets, **how: shared.append(
+        (function, len(sets), how.get("settled", False))) or real(function, sets, **how))
 
     def call():
         layer.zero_grad()
@@ -896,11 +902,13 @@ def test_layers_give_the_same_bits_when_the_caller_runs_a_held_workers_parts(cel
         shared.clear()
         held = call()
         assert not worker.caught_up()  # held throughout
-        assert max(parts for _, parts in shared) > 1  # parts the worker would have shared
-        functions = [function for function, _ in shared]
+        assert max(parts for _, parts, _ in shared) > 1  # parts the worker would have shared
+        functions = [function for function, _, _ in shared]
+        meeting = [function for function, _, settled in shared if settled]  # shared_steps.run_steps
         assert (threads._call in functions) == (batch == 4)  # the helper's jobs
-        assert (threaded_lstm.forward_parts in functions) == (hidden == 200)  # the parts' steps, meeting
-        assert (threaded_lstm.backward_parts in functions) == (hidden == 200 and training)
+        assert (threaded_lstm.forward_parts in meeting) == (hidden == 200)  # the parts' steps, meeting
+        assert (threaded_lstm.backward_parts in meeting) == (hidden == 200 and training)
+        assert (threaded_lstm.forward_parts in functions) == (cell == "lstm" and batch != 4)  # or column groups
     for a, b in zip(free, held):
         np.testing.assert_array_equal(a, b)
 

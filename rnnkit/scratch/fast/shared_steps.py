@@ -69,7 +69,11 @@ if AVAILABLE:
     def next_unit(board, me, parts, units, k, u, patience, yield_address):
         """The next (part, unit) that the thread of part `me` runs, claimed for it, or (-1, units) once every
         part has finished all `units` units (for part 0's thread; the others after it has left: see the
-        module's text); (k, u): the unit it ran last, whose after-work is now finished (k = -1: none)."""
+        module's text); (k, u): the unit it ran last, whose after-work is now finished (k = -1: none). One
+        part alone (`alone`) takes its units in order, with no claim and no wait: nobody else takes them."""
+        if parts == 1:
+            u = u + 1 if k >= 0 else 0
+            return (0, u) if u < units else (-1, units)
         if k >= 0:
             _store_release(board, (4 * k + _FINISHED) * FLAG_STRIDE, u + 1)
         while True:
@@ -115,20 +119,34 @@ if AVAILABLE:
 def run_steps(part, argument_sets, units: int) -> None:
     """Every part's `units` units, each once, unit u of any part only once unit u-1 of every part is
     computed: one part a thread, any thread taking the units of a part whose thread is behind (see the
-    module's text). part(me, argument_sets, units, board, patience, relax_yield, *argument_sets[me]): a
-    compiled function (nogil) that runs, for part `me`'s thread,
+    module's text). part(me, sets, parts, units, board, patience, relax_yield): a compiled function (nogil)
+    that runs, for part `me`'s thread,
 
-        k, u = -1, 0
-        while True:
-            k, u = shared_steps.next_unit(board, me, len(argument_sets), units, k, u, patience, relax_yield)
-            if k < 0:
-                return
-            compute(u, *argument_sets[k])  # (k = me: with its own arguments, which numba can inline)
-            shared_steps.computed(board, k, u)
-            after(u, *argument_sets[k])
+        k, u = shared_steps.next_unit(board, me, parts, units, -1, 0, patience, relax_yield)
+        while k >= 0:
+            a, j = sets[k], k  # (taken from the tuple once for a run of one part's units)
+            while k == j:
+                compute(u, *a)  # (one inlined copy of the step, whichever part's)
+                shared_steps.computed(board, k, u)
+                after(u, *a)
+                k, u = shared_steps.next_unit(board, me, parts, units, k, u, patience, relax_yield)
 
     (numba caches no function that takes another as an argument: each user writes this loop around its own
-    two). The argument sets must be of one numba type (a tuple indexed at run time)."""
-    board, sets = new_board(len(argument_sets)), tuple(argument_sets)
-    threads.run_shared(part, [(k, sets, units, board, STEP_PATIENCE_SPINS, threads.YIELD, *sets[k])
-                              for k in range(len(sets))], settled=True)
+    two). The argument sets must be of one numba type (a tuple indexed at run time); `sets` holds them padded
+    to at least two (`padded`), so that one part alone (`alone`) and two parts run one compiled function."""
+    board, sets = new_board(len(argument_sets)), padded(argument_sets)
+    threads.run_shared(part, [(k, sets, len(argument_sets), units, board, STEP_PATIENCE_SPINS, threads.YIELD)
+                              for k in range(len(argument_sets))], settled=True)
+
+
+def alone(arguments, units: int) -> tuple:
+    """`part`'s arguments (`run_steps`) for one part's units on one thread, meeting no other: its steps in
+    order, part(*alone(arguments, units))."""
+    return 0, padded([arguments]), 1, units, new_board(1), STEP_PATIENCE_SPINS, threads.YIELD
+
+
+def padded(argument_sets) -> tuple:
+    """The argument sets as a tuple of at least two, the first repeated: each compiled function that runs
+    parts (`run_steps`) takes one numba type for one part and for two. Each compile of such a function
+    costs seconds (numba optimizes it with every function it calls linked in: the whole step)."""
+    return tuple(argument_sets) + (argument_sets[0],) * (2 - len(argument_sets))

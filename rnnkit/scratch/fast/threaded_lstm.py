@@ -24,7 +24,10 @@ overwrites what another still reads, and one meeting per step suffices. The prod
 kernels, on panels packed by lstm_panels.py. The parts run and meet on shared_steps.py: a part's step is a
 unit (`forward_step` then `forward_copy`; `backward_step` then `backward_stage`, whose unit u holds step
 T-1-u's gradients and the product for the step before) that any thread runs where the part's own thread is
-behind (a busy neighbour): the split and each part's arithmetic are fixed, and so are the bits.
+behind (a busy neighbour): the split and each part's arithmetic are fixed, and so are the bits. One part
+that meets no other (a column group, or the one part beside its helper) runs its steps on the same compiled
+loop (`forward_parts`, `backward_parts`, shared_steps.alone): each loop holds the step once, since each
+compiled function costs seconds for all it calls (numba optimizes it with them linked in).
 
 One part and a helper thread (a small step, `small_step`: P = 1 on any thread count). The steps then run
 on one core with no meeting, and the second core takes the work that does not lie on the steps' chain
@@ -360,7 +363,7 @@ if AVAILABLE:
     def fill_inputs(x_in, z, row, L):
         """z[t, (row + i)·L + b] = x_in[t, b, i] for t < T (the steps' inputs, rows of L columns) and the row
         after them all ones, in every step z holds (T or T+1). A column group's part runs it itself
-        (`forward_part`): filled by the caller, its operand sat in the caller's core's cache, and the other
+        (`forward_parts`): filled by the caller, its operand sat in the caller's core's cache, and the other
         group's steps ran 20 % slower (inference, hidden 64 batch 64: the caller waited 0.15 ms of 0.9 for the
         worker's group)."""
         I = x_in.shape[2]
@@ -370,18 +373,6 @@ if AVAILABLE:
             target = z[t]
             for b in range(L):
                 target[(row + I) * L + b] = one
-
-    @jit
-    def forward_part(lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
-                     yield_address, producer, x_in, first, last, skip):
-        """One part's forward over all steps, meeting no other (a column group, or the one part beside its
-        helper): `forward_step` and `forward_copy` for each step; a split of units runs the same two on
-        shared_steps.run_steps (`forward_parts`)."""
-        for t in range(outs.shape[0]):
-            forward_step(t, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B,
-                         flags, yield_address, producer, x_in, first, last, skip)
-            forward_copy(t, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B,
-                         flags, yield_address, producer, x_in, first, last, skip)
 
     @jit
     def forward_start(T, lo, hi, x_panels, kernel, z, zx, xw, c, B, producer, x_in, first, last, L):
@@ -495,49 +486,23 @@ if AVAILABLE:
         copy_states(z[(t + 1) % z.shape[0]], L, outs[t], lo, hi - lo, active[t])
 
     @jit
-    def forward_unit(board, k, u, a):
-        """Unit u of part k, whose arguments (`forward_step`'s) are a: a part whose own thread is late."""
-        forward_step(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
-                     a[15], a[16], a[17], a[18], a[19], a[20], a[21])
-        shared_steps.computed(board, k, u)
-        forward_copy(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
-                     a[15], a[16], a[17], a[18], a[19], a[20], a[21])
-
-    @jit
-    def forward_parts(me, argument_sets, units, board, patience, relax_yield, lo, hi, panels, x_panels, kernel, z, zx,
-                      xw, pre, gates, c, tanh_c, outs, active, B, flags, yield_address, producer, x_in, first, last,
-                      skip):
-        """The forward's units taken by part `me`'s thread in a split of units (shared_steps.run_steps): its
-        own (its arguments after relax_yield: argument_sets[me]) with the step inlined, another part's
-        through `forward_unit`."""
-        k, u = -1, 0
-        while True:
-            k, u = shared_steps.next_unit(board, me, len(argument_sets), units, k, u, patience, relax_yield)
-            if k < 0:
-                return
-            if k != me:
-                forward_unit(board, k, u, argument_sets[k])
-                continue
-            forward_step(u, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
-                         yield_address, producer, x_in, first, last, skip)
-            shared_steps.computed(board, k, u)
-            forward_copy(u, lo, hi, panels, x_panels, kernel, z, zx, xw, pre, gates, c, tanh_c, outs, active, B, flags,
-                         yield_address, producer, x_in, first, last, skip)
-
-    @jit
-    def backward_part(lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
-                      active, flags, yield_address, B):
-        """One part's backward over all steps, meeting no other (a column group, or the one part beside its
-        helper, which reads flags' count of steps done): `backward_step` and `backward_stage` for each of
-        T+1 units; a split of units runs the same two on shared_steps.run_steps (`backward_parts`)."""
-        T = gates.shape[0]
-        for u in range(T + 1):
-            backward_step(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps,
-                          d_pre, active, flags, yield_address, B)
-            if u < T:
-                threads.arrive(flags, 0, u + 1)  # step T-1-u's d_steps are there
-            backward_stage(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps,
-                           d_pre, active, flags, yield_address, B)
+    def forward_parts(me, argument_sets, parts, units, board, patience, relax_yield):
+        """The forward's units that part `me`'s thread takes (shared_steps.run_steps; `parts` parts, their
+        arguments, `forward_step`'s, argument_sets[k]): `forward_step` and `forward_copy` of each, its own
+        part's and those of a part whose thread is behind, through one inlined copy of the step. One part
+        alone (a column group, or the one part beside its helper: shared_steps.alone) runs its steps in
+        order, meeting no other. A part's arguments are taken from the tuple once for a run of its units
+        (taken at every unit, the one part's steps took 3-5 % longer at hidden 64, batch 4)."""
+        k, u = shared_steps.next_unit(board, me, parts, units, -1, 0, patience, relax_yield)
+        while k >= 0:
+            a, j = argument_sets[k], k
+            while k == j:
+                forward_step(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+                             a[14], a[15], a[16], a[17], a[18], a[19], a[20], a[21])
+                shared_steps.computed(board, k, u)
+                forward_copy(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+                             a[14], a[15], a[16], a[17], a[18], a[19], a[20], a[21])
+                k, u = shared_steps.next_unit(board, me, parts, units, k, u, patience, relax_yield)
 
     @jit(inline="always")
     def backward_step(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
@@ -625,32 +590,23 @@ if AVAILABLE:
                     staged[j * L + b] = row[j]
 
     @jit
-    def backward_unit(board, k, u, a):
-        """Unit u of part k, whose arguments (`backward_step`'s) are a: a part whose own thread is late."""
-        backward_step(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
-                      a[15], a[16], a[17])
-        shared_steps.computed(board, k, u)
-        backward_stage(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14],
-                       a[15], a[16], a[17])
-
-    @jit
-    def backward_parts(me, argument_sets, units, board, patience, relax_yield, lo, hi, panels, kernel, d_out, dh, dc,
-                       product, staged, gates, c, tanh_c, d_steps, d_pre, active, flags, yield_address, B):
-        """The backward's units taken by part `me`'s thread in a split of units (shared_steps.run_steps): its
-        own with the step inlined, another part's through `backward_unit`."""
-        k, u = -1, 0
-        while True:
-            k, u = shared_steps.next_unit(board, me, len(argument_sets), units, k, u, patience, relax_yield)
-            if k < 0:
-                return
-            if k != me:
-                backward_unit(board, k, u, argument_sets[k])
-                continue
-            backward_step(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
-                          active, flags, yield_address, B)
-            shared_steps.computed(board, k, u)
-            backward_stage(u, lo, hi, panels, kernel, d_out, dh, dc, product, staged, gates, c, tanh_c, d_steps, d_pre,
-                           active, flags, yield_address, B)
+    def backward_parts(me, argument_sets, parts, units, board, patience, relax_yield):
+        """The backward's units that part `me`'s thread takes (`forward_parts`' way; the arguments
+        `backward_step`'s): `backward_step` and `backward_stage` of each of T+1 units a part. One part alone
+        also says after each step that its d_steps are there (its flags' count: the one part's helper,
+        `weight_gradient_part`, reads it)."""
+        k, u = shared_steps.next_unit(board, me, parts, units, -1, 0, patience, relax_yield)
+        while k >= 0:
+            a, j = argument_sets[k], k
+            while k == j:
+                backward_step(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+                              a[14], a[15], a[16], a[17])
+                shared_steps.computed(board, k, u)
+                if parts == 1 and u < units - 1:
+                    threads.arrive(a[15], 0, u + 1)  # step T-1-u's d_steps are there
+                backward_stage(u, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12],
+                               a[13], a[14], a[15], a[16], a[17])
+                k, u = shared_steps.next_unit(board, me, parts, units, k, u, patience, relax_yield)
 
     @jit
     def input_gradient_part(x_panels, kernel, d_steps, L, B, out, dx):
@@ -755,12 +711,14 @@ if AVAILABLE:
     @jit
     def backward_steps_part(panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, active, flags,
                             yield_address, B, x_panels, x_operand, dx):
-        """The one-part backward's steps (`backward_part`, saying after each step that its d_steps are
+        """The one-part backward's steps (`backward_parts` alone, saying after each step that its d_steps are
         there, for `weight_gradient_part`), then the input gradient of every step from the forward's panels
         (`forward_input_gradient`)."""
         H = d_out.shape[2]
-        backward_part(0, H, panels, kernel, d_out, dh, dc, product, np.zeros(dh.shape[0], dtype=dh.dtype), gates,
-                      c, tanh_c, d_steps, np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
+        a = (0, H, panels, kernel, d_out, dh, dc, product, np.zeros(dh.shape[0], dtype=dh.dtype), gates, c, tanh_c,
+             d_steps, np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
+        board = np.zeros(5 * threads.FLAG_STRIDE, dtype=np.int64)  # (shared_steps.new_board(1))
+        backward_parts(0, (a, a), 1, gates.shape[0] + 1, board, shared_steps.STEP_PATIENCE_SPINS, yield_address)
         forward_input_gradient(x_panels, d_steps, c.shape[1] // H, B, x_operand, dx)
 
     @jit
@@ -869,7 +827,7 @@ def forward(p, inputs: np.ndarray, h0: np.ndarray, c0: np.ndarray, active, xw=No
     jobs = [_forward_group(p, inputs[:, lo:hi], h0[lo:hi], c0[lo:hi], _group_active(active, lo, hi), keep, split,
                            None if hs is None else hs[:, lo:hi], outs[:, lo:hi], False)
             for lo, hi in groups]
-    threads.run_shared(forward_part, [arguments for arguments, _ in jobs])
+    threads.run_shared(forward_parts, [shared_steps.alone(arguments, time) for arguments, _ in jobs])
     saved = [finish() for _, finish in jobs]
     c_n = np.concatenate([trace.c_n for trace in saved])
     return Trace(hs, c_n, {"groups": groups, "traces": saved} if keep else None, outs)
@@ -885,7 +843,7 @@ def zero_start(z: np.ndarray, hidden: int, batch: int) -> int:
 def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs, run: bool):
     """`forward` over one group of columns: hs (T+1, B, H) its h (a view into the layer's; None without
     one: given outputs), outs (T, B, H) its states after each step (hs[1:], or a view); with `run` the
-    whole forward, its units split into parts; else one part's arguments for forward_part and a function
+    whole forward, its units split into parts; else one part's arguments for forward_parts and a function
     that makes the group's Trace once it ran."""
     time, batch, features = inputs.shape
     hidden, dtype = p.hidden, inputs.dtype
@@ -908,7 +866,7 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
     # a small training step (its input always split off: small_step bounds the batch by SPLIT_INPUT_BATCH) keeps
     # [W_ih | b]'s panels as one part's (all 4H rows) at any part count: its backward's input gradient reads them
     # transposed, in one order on any thread count (`forward_input_gradient`); where the units are split, each
-    # part projects the panels with its rows (forward_part's producer -2)
+    # part projects the panels with its rows (forward_step's producer -2)
     small = keep and run and small_step(hidden, batch, inputs=features)
     projected = small and parts > 1
     if keep:
@@ -988,9 +946,9 @@ def _forward_group(p, inputs, h0, c0, active, keep: bool, split: bool, hs, outs,
         xw = arguments[0][7]
         threads.run_pipeline([(project_part, (x_panels[0], kernel, flat[1], columns, batch, xw, flags,
                                               threads.YIELD)),
-                              (forward_part, arguments[0])], caller=1)
+                              (forward_parts, shared_steps.alone(arguments[0], time))], caller=1)
     elif parts == 1:
-        forward_part(*arguments[0])
+        forward_parts(*shared_steps.alone(arguments[0], time))
     else:  # the units split: parts meeting at every step, any thread taking a part whose thread is behind
         shared_steps.run_steps(forward_parts, arguments, time)
     return finish()
@@ -1035,10 +993,11 @@ def backward(p, trace: Trace, d_out: np.ndarray, dh_n: np.ndarray, dc_n: np.ndar
 def _run_backward(arguments) -> None:
     """The backward's steps of one group of columns: its one part, or its parts meeting at every step (the
     units split, any thread taking a part whose thread is behind: shared_steps.run_steps)."""
+    units = arguments[0][9].shape[0] + 1
     if len(arguments) == 1:
-        backward_part(*arguments[0])
+        backward_parts(*shared_steps.alone(arguments[0], units))
     else:
-        shared_steps.run_steps(backward_parts, arguments, arguments[0][9].shape[0] + 1)
+        shared_steps.run_steps(backward_parts, arguments, units)
 
 
 def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active, copy: bool = True):
@@ -1054,7 +1013,7 @@ def _group_steps(p, trace: Trace, d_out, dh_n, dc_n, active, copy: bool = True):
               for lo, hi in groups]
     jobs = [_backward_group(group, d_out[:, lo:hi], dh_n[lo:hi], dc_n[lo:hi], _group_active(active, lo, hi), d_pre)
             for (lo, hi), group, d_pre in zip(groups, arrays["traces"], d_pres)]
-    threads.run_shared(backward_part, [arguments[0] for arguments, _, _ in jobs])
+    threads.run_shared(backward_parts, [shared_steps.alone(arguments[0], time + 1) for arguments, _, _ in jobs])
     dh_0, dc_0 = (np.concatenate(parts) for parts in zip(*(finish() for _, finish, _ in jobs)))
     return (d_pres if copy else [d_steps for _, _, d_steps in jobs]), dh_0, dc_0
 
@@ -1170,7 +1129,7 @@ def _products(p, d_pre: np.ndarray, inputs: np.ndarray, h_prev: np.ndarray, matm
 
 
 def _backward_group(trace: Trace, d_out, dh_n, dc_n, active, d_pre):
-    """backward_part's arguments for each part of one group of columns (as many as its forward made W_hh^T
+    """backward_step's arguments for each part of one group of columns (as many as its forward made W_hh^T
     panels for; d_out (T, B, H) its columns, a view; d_pre (4H, T, B) its own, or empty: none
     copied), a function returning the group's (dh_0, dc_0) once they ran, and its d_steps (T, 4H, L)."""
     arrays = kept(trace)

@@ -709,17 +709,14 @@ if AVAILABLE:
         input_gradient_part(x_panels, kernel, d_steps[t_lo:t_hi], L, B, scratch, dx[t_lo:t_hi])
 
     @jit
-    def backward_steps_part(panels, kernel, d_out, dh, dc, product, gates, c, tanh_c, d_steps, active, flags,
-                            yield_address, B, x_panels, x_operand, dx):
-        """The one-part backward's steps (`backward_parts` alone, saying after each step that its d_steps are
-        there, for `weight_gradient_part`), then the input gradient of every step from the forward's panels
-        (`forward_input_gradient`)."""
-        H = d_out.shape[2]
-        a = (0, H, panels, kernel, d_out, dh, dc, product, np.zeros(dh.shape[0], dtype=dh.dtype), gates, c, tanh_c,
-             d_steps, np.empty((0, 0, 0), dtype=d_steps.dtype), active, flags, yield_address, B)
-        board = np.zeros(5 * threads.FLAG_STRIDE, dtype=np.int64)  # (shared_steps.new_board(1))
-        backward_parts(0, (a, a), 1, gates.shape[0] + 1, board, shared_steps.STEP_PATIENCE_SPINS, yield_address)
-        forward_input_gradient(x_panels, d_steps, c.shape[1] // H, B, x_operand, dx)
+    def backward_steps_part(steps, x_panels, x_operand, dx):
+        """The one-part backward's steps (`backward_parts` on `steps`, its arguments for one part alone:
+        shared_steps.alone; it says after each step that its d_steps are there, for `weight_gradient_part`),
+        then the input gradient of every step from the forward's panels (`forward_input_gradient`)."""
+        backward_parts(*steps)
+        a = steps[1][0]  # backward_step's arguments
+        d_out, c, d_steps, B = a[4], a[10], a[12], a[17]
+        forward_input_gradient(x_panels, d_steps, c.shape[1] // d_out.shape[2], B, x_operand, dx)
 
     @jit
     def weight_gradient_part(d_steps, L, B, hs, xs, chunk, R, buffer, dw_hh, dw_ih, db, order, side_hh, side_ih,
@@ -1167,10 +1164,10 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     arrays = kept(trace)
     time, batch, hidden = d_out.shape
     features, dtype = inputs.shape[2], d_out.dtype
-    kernel = kernel_for(batch, dtype)
-    panels = arrays["w_hh_t"][0]
     x_panels = arrays["x_panels"]  # the forward's [W_ih | b] panels, all 4H rows
-    columns, d_steps, dh, dc = _backward_buffers(trace, d_out, dh_n, dc_n, active)
+    # the steps' one part (its W_hh^T panels one part's), flags its count of steps done
+    arguments, finish, d_steps = _backward_group(trace, d_out, dh_n, dc_n, active, np.empty((0, 0, 0), dtype=dtype))
+    columns, flags = d_steps.shape[2], arguments[0][15]
     rows = RV * VECTOR_BYTES // dtype.itemsize  # gemm_rows_add_blocks' panel height
     chunk = gradient_chunk(time, batch)
     if into is None:  # in packed order, into zeros
@@ -1182,19 +1179,16 @@ def gradients(p, trace: Trace, inputs: np.ndarray, d_out: np.ndarray, dh_n: np.n
     side = gemm.side_panels(4, hidden, rows, order)
     db = np.zeros(4 * hidden, dtype=dtype)
     dx = np.empty((time, batch, features), dtype=dtype)
-    gates, cs, tanh_c, d_steps_flat = (x.reshape(x.shape[0], -1) for x in (arrays["gates"], arrays["c"],
-                                                                           arrays["tanh_c"], d_steps))
-    flags, steps = threads.new_flags(1), np.asarray(active, dtype=np.int64)
+    d_steps_flat = d_steps.reshape(time, -1)
     steps_part = (backward_steps_part, (
-        panels, kernel, d_out, dh.reshape(-1), dc.reshape(-1),
-        np.empty(panels.shape[0] * panels.shape[2] * columns, dtype=dtype), gates, cs, tanh_c, d_steps_flat,
-        steps, flags, threads.YIELD, batch, x_panels,
+        shared_steps.alone(arguments[0], time + 1), x_panels,
         np.empty(time * batch * x_panels.shape[0] * x_panels.shape[2], dtype=dtype), dx))
     helper = (weight_gradient_part, (
         d_steps_flat, columns, batch, trace.h.reshape(-1), np.ascontiguousarray(inputs).reshape(-1), chunk, rows,
         np.empty(-(-4 * hidden // rows) * chunk * batch * rows, dtype=dtype), dw_hh, dw_ih, db, order,
         *(np.zeros(side * rows * width, dtype=dtype) for width in (hidden, features)), flags, threads.YIELD))
     threads.run_pipeline([steps_part, helper])  # the steps first where the two run one after the other
+    dh_0, dc_0 = finish()
     if into is not None:
-        return None, None, db, dx, dh[:, :batch].T, dc[:, :batch].T
-    return dw_ih, dw_hh, db, dx, dh[:, :batch].T, dc[:, :batch].T
+        return None, None, db, dx, dh_0, dc_0
+    return dw_ih, dw_hh, db, dx, dh_0, dc_0
